@@ -1,1 +1,6 @@
-//! coney: an AMQP 0-9-1 broker on one mio reactor.
+//! coney: an AMQP 0-9-1 broker on one mio reactor. Layers, bottom up: `protocol` (bytes ↔
+//! frames) → `broker` (exchanges, queues, routing) → `session` (connection and channel
+//! semantics) → `net` and `reactor` (sockets and readiness).
+
+pub mod limits;
+pub mod protocol;

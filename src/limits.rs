@@ -1,0 +1,46 @@
+//! Every hard bound of the broker as a named constant, units last, with the relations between
+//! them checked at compile time. Runtime-tunable values live in `config.rs` and are validated
+//! against these.
+
+use crate::protocol::constants::{FRAME_MIN_SIZE, FRAME_OVERHEAD};
+
+/// Largest frame we accept or send, header and end octet included; offered in connection.tune.
+pub const FRAME_MAX_BYTES: u32 = 128 * 1024;
+/// Channels per connection offered in connection.tune (RabbitMQ's default).
+pub const CHANNEL_MAX: u16 = 2047;
+/// Heartbeat interval offered in connection.tune (RabbitMQ's default).
+pub const HEARTBEAT_SECS: u16 = 60;
+/// Nesting of tables and arrays inside one field table; deeper input is malformed.
+pub const TABLE_DEPTH_MAX: usize = 16;
+/// Largest message body accepted (RabbitMQ's max_message_size default, 128 MiB).
+pub const MESSAGE_SIZE_MAX_BYTES: u64 = 128 * 1024 * 1024;
+/// A socket that has not finished connection.open by then is closed (RabbitMQ: 10 s).
+pub const HANDSHAKE_TIMEOUT_SECS: u64 = 10;
+/// After we send connection.close, how long we wait for close-ok before dropping the socket.
+pub const CLOSE_TIMEOUT_SECS: u64 = 3;
+/// Bytes read from one connection per loop turn, so one busy peer cannot starve the others.
+pub const READ_BYTES_PER_TURN_MAX: usize = 512 * 1024;
+/// Size of each read syscall into the shared read buffer.
+pub const READ_CHUNK_BYTES: usize = 128 * 1024;
+/// Deliveries stop while a connection's unsent output is above this, and the messages wait
+/// in their queues instead of in memory per socket.
+pub const WRITE_BUFFER_HIGH_BYTES: usize = 1024 * 1024;
+/// A connection whose unsent output reaches this (a peer that never reads) is closed. One
+/// delivery may cross the high-water mark by a whole message, hence the message size term.
+pub const WRITE_BUFFER_HARD_BYTES: usize = 64 * 1024 * 1024 + MESSAGE_SIZE_MAX_BYTES as usize;
+/// Largest unsent-output buffer kept allocated while a connection is idle.
+pub const WRITE_BUFFER_KEEP_BYTES: usize = 64 * 1024;
+/// Messages delivered to one channel and not yet acked, even with prefetch_count 0.
+pub const UNACKED_PER_CHANNEL_MAX: usize = 1 << 20;
+/// Deliveries made from one queue in one pass before other queues get a turn.
+pub const DELIVERIES_PER_QUEUE_PER_TURN_MAX: usize = 4096;
+/// Events taken from the poller per wake-up.
+pub const EVENTS_PER_POLL_MAX: usize = 1024;
+/// Connections accepted at once; past this, new sockets are accepted and closed at once.
+pub const CONNECTIONS_MAX: usize = 65_536;
+
+const _: () = assert!(FRAME_MAX_BYTES >= FRAME_MIN_SIZE);
+const _: () = assert!(READ_CHUNK_BYTES >= FRAME_MAX_BYTES as usize);
+const _: () = assert!(READ_BYTES_PER_TURN_MAX >= READ_CHUNK_BYTES);
+const _: () = assert!(WRITE_BUFFER_HARD_BYTES > WRITE_BUFFER_HIGH_BYTES + FRAME_MAX_BYTES as usize);
+const _: () = assert!(FRAME_OVERHEAD < FRAME_MIN_SIZE as usize);
