@@ -2,5 +2,7 @@
 //! frames) → `broker` (exchanges, queues, routing) → `session` (connection and channel
 //! semantics) → `net` and `reactor` (sockets and readiness).
 
+pub mod broker;
+pub mod error;
 pub mod limits;
 pub mod protocol;

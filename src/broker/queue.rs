@@ -1,0 +1,184 @@
+//! A queue: its declaration, the ready messages in order, and the consumers it round-robins
+//! between. Knows nothing of channels or sockets; `session::delivery` pulls from it.
+
+use super::handle::Handle;
+use super::message::Message;
+use std::collections::VecDeque;
+
+pub type QueueId = Handle;
+pub type ConsumerId = Handle;
+pub type ExchangeId = Handle;
+
+/// A message waiting in (or returned to) a queue.
+#[derive(Clone, Debug)]
+pub struct QueuedMessage {
+    /// Position in the queue's publish order; requeued messages go back to their place by it.
+    pub seq: u64,
+    pub msg: Message,
+    pub redelivered: bool,
+}
+
+/// The connection a queue or consumer belongs to (the reactor's slab key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u32);
+
+/// A binding this queue is the destination of, kept so deleting the queue can remove it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueBinding {
+    pub exchange: ExchangeId,
+    pub key: Box<[u8]>,
+    pub args: Box<[u8]>,
+}
+
+pub struct Queue {
+    pub name: Box<[u8]>,
+    pub durable: bool,
+    pub auto_delete: bool,
+    /// The connection of an exclusive queue.
+    pub owner: Option<ConnId>,
+    /// Declaration arguments as a raw field table, for equivalence checks.
+    pub arguments: Box<[u8]>,
+    ready: VecDeque<QueuedMessage>,
+    ready_bytes: usize,
+    next_seq: u64,
+    pub consumers: Vec<ConsumerId>,
+    /// Index into `consumers` of the next one to try.
+    pub next_consumer: usize,
+    /// Set once a consumer has subscribed: auto-delete applies only after that (RabbitMQ).
+    pub had_consumers: bool,
+    /// Some consumer holds exclusive access.
+    pub exclusive_consumer: bool,
+    pub bindings: Vec<QueueBinding>,
+    /// Already on the broker's list of queues to deliver from.
+    pub dirty: bool,
+}
+
+impl Queue {
+    pub fn new(
+        name: Box<[u8]>,
+        durable: bool,
+        auto_delete: bool,
+        owner: Option<ConnId>,
+        arguments: Box<[u8]>,
+    ) -> Self {
+        Queue {
+            name,
+            durable,
+            auto_delete,
+            owner,
+            arguments,
+            ready: VecDeque::new(),
+            ready_bytes: 0,
+            next_seq: 0,
+            consumers: Vec::new(),
+            next_consumer: 0,
+            had_consumers: false,
+            exclusive_consumer: false,
+            bindings: Vec::new(),
+            dirty: false,
+        }
+    }
+
+    pub fn message_count(&self) -> usize {
+        self.ready.len()
+    }
+
+    pub fn ready_bytes(&self) -> usize {
+        self.ready_bytes
+    }
+
+    pub fn consumer_count(&self) -> usize {
+        self.consumers.len()
+    }
+
+    /// Appends a newly routed message.
+    pub fn push(&mut self, msg: Message) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.ready_bytes += msg.size();
+        self.ready.push_back(QueuedMessage {
+            seq,
+            msg,
+            redelivered: false,
+        });
+    }
+
+    /// Takes the oldest ready message.
+    pub fn pop(&mut self) -> Option<QueuedMessage> {
+        let m = self.ready.pop_front()?;
+        self.ready_bytes -= m.msg.size();
+        Some(m)
+    }
+
+    /// Puts a delivered message back at its original position, marked redelivered.
+    pub fn requeue(&mut self, mut m: QueuedMessage) {
+        m.redelivered = true;
+        self.ready_bytes += m.msg.size();
+        // Requeued messages are usually older than everything ready, so this is near the front.
+        let at = self.ready.partition_point(|r| r.seq < m.seq);
+        self.ready.insert(at, m);
+    }
+
+    /// Drops every ready message; returns how many there were.
+    pub fn purge(&mut self) -> usize {
+        let n = self.ready.len();
+        self.ready.clear();
+        self.ready_bytes = 0;
+        n
+    }
+
+    pub fn remove_consumer(&mut self, c: ConsumerId) {
+        if let Some(i) = self.consumers.iter().position(|x| *x == c) {
+            self.consumers.remove(i);
+            if self.next_consumer > i {
+                self.next_consumer -= 1;
+            }
+            if self.next_consumer >= self.consumers.len() {
+                self.next_consumer = 0;
+            }
+        }
+    }
+
+    /// Whether the auto-delete rule removes this queue now.
+    pub fn should_auto_delete(&self) -> bool {
+        self.auto_delete && self.had_consumers && self.consumers.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(b: &str) -> Message {
+        Message::new(b"", b"q", &[0, 0], b.as_bytes(), false)
+    }
+
+    #[test]
+    fn requeued_messages_return_to_their_original_place() {
+        let mut q = Queue::new(b"q"[..].into(), false, false, None, Box::new([]));
+        for b in ["1", "2", "3", "4"] {
+            q.push(msg(b));
+        }
+        let m1 = q.pop().expect("1");
+        let m2 = q.pop().expect("2");
+        let m3 = q.pop().expect("3");
+        q.requeue(m3);
+        q.requeue(m1);
+        q.push(msg("5"));
+        q.requeue(m2);
+        let order: Vec<_> = std::iter::from_fn(|| q.pop())
+            .map(|m| (m.msg.body().to_vec(), m.redelivered))
+            .collect();
+        assert_eq!(
+            order,
+            vec![
+                (b"1".to_vec(), true),
+                (b"2".to_vec(), true),
+                (b"3".to_vec(), true),
+                (b"4".to_vec(), false),
+                (b"5".to_vec(), false)
+            ]
+        );
+        assert_eq!(q.ready_bytes(), 0);
+    }
+}
