@@ -3,6 +3,10 @@
 //! semantics) → `net` and `reactor` (sockets and readiness).
 
 pub mod broker;
+pub mod config;
 pub mod error;
 pub mod limits;
+pub mod net;
 pub mod protocol;
+pub mod reactor;
+pub mod session;

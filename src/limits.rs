@@ -25,6 +25,10 @@ pub const READ_CHUNK_BYTES: usize = 128 * 1024;
 /// Deliveries stop while a connection's unsent output is above this, and the messages wait
 /// in their queues instead of in memory per socket.
 pub const WRITE_BUFFER_HIGH_BYTES: usize = 1024 * 1024;
+/// Deliveries resume once unsent output falls below this (hysteresis against flapping).
+pub const WRITE_BUFFER_LOW_BYTES: usize = 256 * 1024;
+/// Largest partial-frame buffer kept allocated for an idle connection.
+pub const READ_LEFTOVER_KEEP_BYTES: usize = 4 * 1024;
 /// A connection whose unsent output reaches this (a peer that never reads) is closed. One
 /// delivery may cross the high-water mark by a whole message, hence the message size term.
 pub const WRITE_BUFFER_HARD_BYTES: usize = 64 * 1024 * 1024 + MESSAGE_SIZE_MAX_BYTES as usize;
@@ -43,4 +47,5 @@ const _: () = assert!(FRAME_MAX_BYTES >= FRAME_MIN_SIZE);
 const _: () = assert!(READ_CHUNK_BYTES >= FRAME_MAX_BYTES as usize);
 const _: () = assert!(READ_BYTES_PER_TURN_MAX >= READ_CHUNK_BYTES);
 const _: () = assert!(WRITE_BUFFER_HARD_BYTES > WRITE_BUFFER_HIGH_BYTES + FRAME_MAX_BYTES as usize);
+const _: () = assert!(WRITE_BUFFER_LOW_BYTES < WRITE_BUFFER_HIGH_BYTES);
 const _: () = assert!(FRAME_OVERHEAD < FRAME_MIN_SIZE as usize);

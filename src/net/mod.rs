@@ -1,0 +1,4 @@
+//! Sockets and their buffers: reading into the shared buffer with the partial-frame leftover
+//! kept per connection, and draining a session's output until the socket would block.
+
+pub mod conn;

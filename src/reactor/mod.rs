@@ -1,0 +1,384 @@
+//! The event loop: one `mio::Poll` owning the listener, the signal pipe and every connection.
+//! Each turn: poll → accept → read ready connections (with a byte budget each) → deliver from
+//! queues that can → flush output (one write per connection) → timers → close the dead.
+//! The only module that sees `mio::Poll`.
+
+mod signal;
+
+use crate::broker::queue::{ConnId, QueueId};
+use crate::broker::Broker;
+use crate::config::Config;
+use crate::limits::*;
+use crate::net::conn::{Conn, ReadOutcome};
+use crate::session::delivery::{self, Sessions};
+use crate::session::{Ctx, Session};
+use log::{error, info, warn};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+use std::io::{self, ErrorKind};
+use std::time::{Duration, Instant};
+
+const LISTENER: Token = Token(0);
+const SIGNALS: Token = Token(1);
+const FIRST_CONNECTION_TOKEN: usize = 2;
+
+fn token_of(key: usize) -> Token {
+    Token(key + FIRST_CONNECTION_TOKEN)
+}
+
+/// Timers are checked once per this interval (heartbeats, handshake and close deadlines).
+const TICK: Duration = Duration::from_secs(1);
+/// How long shutdown waits for clients to take their connection.close before exiting.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// The connection table, as delivery sees it.
+struct Table<'a> {
+    conns: &'a mut Slab<Conn>,
+    flush: &'a mut Vec<usize>,
+}
+
+impl Sessions for Table<'_> {
+    fn session_mut(&mut self, id: ConnId) -> Option<&mut Session> {
+        self.conns.get_mut(id.0 as usize).map(|c| &mut c.session)
+    }
+    fn wants_flush(&mut self, id: ConnId) {
+        if let Some(c) = self.conns.get_mut(id.0 as usize) {
+            if !c.queued_flush {
+                c.queued_flush = true;
+                self.flush.push(id.0 as usize);
+            }
+        }
+    }
+}
+
+pub struct Reactor {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    signals: signal::Signals,
+    conns: Slab<Conn>,
+    broker: Broker,
+    config: Config,
+    read_buf: Vec<u8>,
+    /// Connections with input left after their budget, read again next turn.
+    read_list: Vec<usize>,
+    flush_list: Vec<usize>,
+    /// Connections to remove at the end of the turn.
+    close_list: Vec<usize>,
+    dirty_scratch: Vec<QueueId>,
+    /// Accepting paused (fd exhaustion); retried on the next tick.
+    accept_paused: bool,
+    last_tick: Instant,
+    shutdown_at: Option<Instant>,
+}
+
+impl Reactor {
+    pub fn bind(config: Config) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::bind(config.listen)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let signals = signal::Signals::install(poll.registry(), SIGNALS)?;
+        let read_buf = vec![0u8; FRAME_MAX_BYTES as usize + READ_CHUNK_BYTES];
+        Ok(Reactor {
+            poll,
+            listener: Some(listener),
+            signals,
+            conns: Slab::new(),
+            broker: Broker::new(),
+            config,
+            read_buf,
+            read_list: Vec::new(),
+            flush_list: Vec::new(),
+            close_list: Vec::new(),
+            dirty_scratch: Vec::new(),
+            accept_paused: false,
+            last_tick: Instant::now(),
+            shutdown_at: None,
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
+        match &self.listener {
+            Some(l) => l.local_addr(),
+            None => Err(io::Error::new(ErrorKind::NotConnected, "not listening")),
+        }
+    }
+
+    /// Runs until SIGTERM or SIGINT, then closes every connection with 320 and returns.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(EVENTS_PER_POLL_MAX);
+        let mut signals = Vec::new();
+        loop {
+            let now = Instant::now();
+            if let Some(at) = self.shutdown_at {
+                if self.conns.is_empty() || now >= at {
+                    info!("shutdown complete");
+                    return Ok(());
+                }
+            }
+            let busy = !self.read_list.is_empty() || self.broker.has_dirty();
+            let timeout = if busy {
+                Duration::ZERO
+            } else {
+                TICK.saturating_sub(now.saturating_duration_since(self.last_tick))
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() == ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let now = Instant::now();
+            let mut accept = false;
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => accept = true,
+                    SIGNALS => self.signals.drain(&mut signals),
+                    Token(t) => {
+                        let Some(c) = self.conns.get_mut(t - FIRST_CONNECTION_TOKEN) else {
+                            continue;
+                        };
+                        let key = t - FIRST_CONNECTION_TOKEN;
+                        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                            c.readable = true;
+                            if !c.queued_read {
+                                c.queued_read = true;
+                                self.read_list.push(key);
+                            }
+                        }
+                        if ev.is_writable() || ev.is_error() {
+                            c.writable = true;
+                            if c.session.pending_out() > 0 && !c.queued_flush {
+                                c.queued_flush = true;
+                                self.flush_list.push(key);
+                            }
+                        }
+                    }
+                }
+            }
+            for sig in signals.drain(..) {
+                self.on_signal(sig, now);
+            }
+            if accept && !self.accept_paused {
+                self.accept(now);
+            }
+            self.read_ready(now);
+            self.deliver();
+            self.flush(now);
+            if now.saturating_duration_since(self.last_tick) >= TICK {
+                self.last_tick = now;
+                self.tick(now);
+            }
+            self.close_dead(now);
+        }
+    }
+
+    fn on_signal(&mut self, sig: i32, now: Instant) {
+        match sig {
+            libc::SIGTERM | libc::SIGINT if self.shutdown_at.is_none() => {
+                info!("signal {sig}: shutting down");
+                self.begin_shutdown(now);
+            }
+            libc::SIGHUP => info!("SIGHUP: logs go to stderr; nothing to reopen"),
+            _ => {}
+        }
+    }
+
+    /// Stops accepting and closes every connection with 320 CONNECTION_FORCED.
+    fn begin_shutdown(&mut self, now: Instant) {
+        if let Some(mut l) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        self.shutdown_at = Some(now + SHUTDOWN_GRACE);
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let Some(c) = self.conns.get_mut(key) else {
+                continue;
+            };
+            let mut ctx = Ctx {
+                broker: &mut self.broker,
+                config: &self.config,
+                now,
+            };
+            c.session.force_close(
+                "broker forced connection closure with reason 'shutdown'",
+                &mut ctx,
+            );
+            if !c.queued_flush {
+                c.queued_flush = true;
+                self.flush_list.push(key);
+            }
+        }
+    }
+
+    fn accept(&mut self, now: Instant) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        loop {
+            match listener.accept() {
+                Ok((mut socket, peer)) => {
+                    if self.conns.len() >= CONNECTIONS_MAX {
+                        warn!("connection limit {CONNECTIONS_MAX} reached; refusing {peer}");
+                        drop(socket);
+                        continue;
+                    }
+                    let _ = socket.set_nodelay(true);
+                    let entry = self.conns.vacant_entry();
+                    let key = entry.key();
+                    if let Err(e) = self.poll.registry().register(
+                        &mut socket,
+                        token_of(key),
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        error!("register {peer}: {e}");
+                        continue;
+                    }
+                    let session = Session::new(ConnId(key as u32), peer, &self.config, now);
+                    entry.insert(Conn::new(socket, session));
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // EMFILE and friends: the pending socket stays in the backlog; retry on the
+                    // next tick instead of spinning on a listener that stays readable.
+                    warn!("accept failed: {e}; pausing accepts for a tick");
+                    self.accept_paused = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn read_ready(&mut self, now: Instant) {
+        let list = std::mem::take(&mut self.read_list);
+        for &key in &list {
+            let Some(c) = self.conns.get_mut(key) else {
+                continue;
+            };
+            c.queued_read = false;
+            let mut ctx = Ctx {
+                broker: &mut self.broker,
+                config: &self.config,
+                now,
+            };
+            let outcome = c.read(&mut self.read_buf, READ_BYTES_PER_TURN_MAX, &mut ctx);
+            if let ReadOutcome::BudgetSpent = outcome {
+                c.queued_read = true;
+                self.read_list.push(key);
+            }
+            if c.dead.is_some() {
+                self.close_list.push(key);
+            }
+            if (c.session.pending_out() > 0
+                || c.session.confirms_pending
+                || !c.session.reads_input())
+                && !c.queued_flush
+            {
+                c.queued_flush = true;
+                self.flush_list.push(key);
+            }
+            self.deliver_notices();
+        }
+    }
+
+    /// Tells sessions what other connections' actions did to them.
+    fn deliver_notices(&mut self) {
+        for n in std::mem::take(&mut self.broker.notices) {
+            match n {
+                crate::broker::Notice::ConsumerCancelled { conn, channel, tag } => {
+                    let key = conn.0 as usize;
+                    if let Some(c) = self.conns.get_mut(key) {
+                        c.session.consumer_cancelled(channel, &tag);
+                        if !c.queued_flush {
+                            c.queued_flush = true;
+                            self.flush_list.push(key);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self) {
+        let mut table = Table {
+            conns: &mut self.conns,
+            flush: &mut self.flush_list,
+        };
+        delivery::deliver_dirty(&mut self.broker, &mut table, &mut self.dirty_scratch);
+    }
+
+    fn flush(&mut self, now: Instant) {
+        let list = std::mem::take(&mut self.flush_list);
+        for &key in &list {
+            let Some(c) = self.conns.get_mut(key) else {
+                continue;
+            };
+            c.queued_flush = false;
+            c.session.flush_confirms();
+            c.flush(now);
+            c.session.after_write(&mut self.broker);
+            if c.session.pending_out() >= WRITE_BUFFER_HARD_BYTES {
+                c.dead = Some(format!(
+                    "output buffer above {WRITE_BUFFER_HARD_BYTES} bytes: client is not reading"
+                ));
+            }
+            if c.dead.is_some() || c.session.finished() {
+                self.close_list.push(key);
+            }
+        }
+        self.flush_list = list;
+        self.flush_list.clear();
+    }
+
+    fn tick(&mut self, now: Instant) {
+        self.accept_paused = false;
+        for (key, c) in self.conns.iter_mut() {
+            if !c.session.tick(now, &self.config) {
+                c.dead = Some(
+                    c.session
+                        .close_reason
+                        .clone()
+                        .unwrap_or_else(|| "timeout".into()),
+                );
+                self.close_list.push(key);
+            } else if c.session.pending_out() > 0 && !c.queued_flush {
+                c.queued_flush = true;
+                self.flush_list.push(key);
+            }
+        }
+        self.flush(now);
+    }
+
+    /// Removes connections whose socket died or whose session finished; deferred to the end
+    /// of the turn so no list holds a stale key while it runs.
+    fn close_dead(&mut self, now: Instant) {
+        let mut list = std::mem::take(&mut self.close_list);
+        list.sort_unstable();
+        list.dedup();
+        for &key in &list {
+            let Some(mut c) = self.conns.try_remove(key) else {
+                continue;
+            };
+            let _ = self.poll.registry().deregister(&mut c.socket);
+            let mut ctx = Ctx {
+                broker: &mut self.broker,
+                config: &self.config,
+                now,
+            };
+            c.session.release(&mut ctx);
+            let reason = c
+                .dead
+                .or(c.session.close_reason.clone())
+                .unwrap_or_else(|| "closed".into());
+            info!(
+                "[conn {}] closed {} user '{}': {}",
+                key, c.session.peer, c.session.user, reason
+            );
+        }
+        list.clear();
+        self.close_list = list;
+        self.deliver_notices();
+    }
+}

@@ -1,0 +1,746 @@
+//! Channel-level methods: channel open/close/flow, exchange, queue, basic, confirm and tx,
+//! and publish assembly from content frames. The one `match` over channel methods.
+
+use super::channel::{Channel, Publish, Settle, TxOp, Unacked};
+use super::{Ctx, Session, State};
+use crate::broker::message::Message;
+use crate::broker::queue::{ConsumerId, QueueId, QueuedMessage};
+use crate::broker::{ExchangeFlags, QueueFlags};
+use crate::error::{AmqpError, Show};
+use crate::limits::{UNACKED_PER_CHANNEL_MAX, WRITE_BUFFER_HIGH_BYTES, WRITE_BUFFER_LOW_BYTES};
+use crate::protocol::constants::CLASS_BASIC;
+use crate::protocol::frame::{self, FrameKind};
+use crate::protocol::method::*;
+use crate::protocol::properties::{BasicProperties, ContentHeader};
+use crate::protocol::{Frame, ReplyCode};
+use log::debug;
+
+impl Session {
+    pub(super) fn handle_channel_method(
+        &mut self,
+        ch: u16,
+        m: Method<'_>,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), AmqpError> {
+        if self.state != State::Open {
+            return Err(AmqpError::command_invalid(format_args!(
+                "{} before connection.open",
+                m.name()
+            )));
+        }
+        if ch > self.channel_max {
+            return Err(AmqpError::channel_error(format_args!(
+                "channel id {ch} above channel_max {}",
+                self.channel_max
+            )));
+        }
+        let exists = self.channels.get(ch as usize).is_some_and(|c| c.is_some());
+        if let Method::ChannelOpen(_) = m {
+            if exists {
+                return Err(AmqpError::channel_error("second 'channel.open' seen"));
+            }
+            if self.channels.len() <= ch as usize {
+                self.channels.resize_with(ch as usize + 1, || None);
+            }
+            self.channels[ch as usize] = Some(Channel::default());
+            self.send(ch, Method::ChannelOpenOk(ChannelOpenOk { channel_id: b"" }));
+            return Ok(());
+        }
+        if !exists {
+            return Err(AmqpError::channel_error("expected 'channel.open'"));
+        }
+        let Some(channel) = self.channel_mut(ch) else {
+            return Err(AmqpError::channel_error("expected 'channel.open'"));
+        };
+        if channel.closing {
+            // After our channel.close only close-ok (or a crossing close) matters.
+            match m {
+                Method::ChannelCloseOk(_) => self.channels[ch as usize] = None,
+                Method::ChannelClose(_) => self.send(ch, Method::ChannelCloseOk(ChannelCloseOk)),
+                _ => {}
+            }
+            return Ok(());
+        }
+        if channel.publish != Publish::Idle {
+            return Err(AmqpError::unexpected_frame(format_args!(
+                "expected content header for class 60, got non content header frame instead"
+            )));
+        }
+        let ids = m.id();
+        let result = self.dispatch(ch, m, ctx);
+        if let Err(e) = result {
+            self.fail_method(ch, e, ids, ctx);
+        }
+        Ok(())
+    }
+
+    fn dispatch(&mut self, ch: u16, m: Method<'_>, ctx: &mut Ctx<'_>) -> Result<(), AmqpError> {
+        match m {
+            Method::ChannelClose(_) => {
+                self.release_channel(ch, ctx);
+                self.channels[ch as usize] = None;
+                self.send(ch, Method::ChannelCloseOk(ChannelCloseOk));
+            }
+            Method::ChannelCloseOk(_) => {}
+            Method::ChannelFlow(f) => {
+                self.channel(ch)?.flow_active = f.active;
+                if f.active {
+                    self.mark_channel_queues_dirty(ch, ctx);
+                }
+                self.send(
+                    ch,
+                    Method::ChannelFlowOk(ChannelFlowOk { active: f.active }),
+                );
+            }
+            Method::ChannelFlowOk(_) => {}
+            Method::AccessRequest(_) => {
+                self.send(ch, Method::AccessRequestOk(AccessRequestOk { ticket: 1 }))
+            }
+            Method::ExchangeDeclare(d) => {
+                let flags = ExchangeFlags {
+                    passive: d.passive,
+                    durable: d.durable,
+                    auto_delete: d.auto_delete,
+                    internal: d.internal,
+                };
+                ctx.broker
+                    .declare_exchange(d.exchange, d.kind, flags, d.arguments)?;
+                if !d.no_wait {
+                    self.send(ch, Method::ExchangeDeclareOk(ExchangeDeclareOk));
+                }
+            }
+            Method::ExchangeDelete(d) => {
+                ctx.broker.delete_exchange(d.exchange, d.if_unused)?;
+                if !d.no_wait {
+                    self.send(ch, Method::ExchangeDeleteOk(ExchangeDeleteOk));
+                }
+            }
+            Method::ExchangeBind(b) => {
+                ctx.broker
+                    .bind_exchange(b.destination, b.source, b.routing_key, b.arguments)?;
+                if !b.no_wait {
+                    self.send(ch, Method::ExchangeBindOk(ExchangeBindOk));
+                }
+            }
+            Method::ExchangeUnbind(b) => {
+                ctx.broker
+                    .unbind_exchange(b.destination, b.source, b.routing_key, b.arguments)?;
+                if !b.no_wait {
+                    self.send(ch, Method::ExchangeUnbindOk(ExchangeUnbindOk));
+                }
+            }
+            Method::QueueDeclare(d) => {
+                let flags = QueueFlags {
+                    passive: d.passive,
+                    durable: d.durable,
+                    exclusive: d.exclusive,
+                    auto_delete: d.auto_delete,
+                };
+                let ok = ctx
+                    .broker
+                    .declare_queue(self.id, d.queue, flags, d.arguments)?;
+                self.channel(ch)?.last_queue = Some(ok.name.clone());
+                if !d.no_wait {
+                    let reply = QueueDeclareOk {
+                        queue: &ok.name,
+                        message_count: ok.message_count,
+                        consumer_count: ok.consumer_count,
+                    };
+                    self.send(ch, Method::QueueDeclareOk(reply));
+                }
+            }
+            Method::QueueBind(b) => {
+                let queue = self.queue_name(ch, b.queue)?;
+                ctx.broker
+                    .bind_queue(self.id, &queue, b.exchange, b.routing_key, b.arguments)?;
+                if !b.no_wait {
+                    self.send(ch, Method::QueueBindOk(QueueBindOk));
+                }
+            }
+            Method::QueueUnbind(b) => {
+                let queue = self.queue_name(ch, b.queue)?;
+                ctx.broker
+                    .unbind_queue(self.id, &queue, b.exchange, b.routing_key, b.arguments)?;
+                self.send(ch, Method::QueueUnbindOk(QueueUnbindOk));
+            }
+            Method::QueuePurge(p) => {
+                let queue = self.queue_name(ch, p.queue)?;
+                let message_count = ctx.broker.purge_queue(self.id, &queue)?;
+                if !p.no_wait {
+                    self.send(ch, Method::QueuePurgeOk(QueuePurgeOk { message_count }));
+                }
+            }
+            Method::QueueDelete(d) => {
+                let queue = self.queue_name(ch, d.queue)?;
+                let message_count =
+                    ctx.broker
+                        .delete_queue(self.id, &queue, d.if_unused, d.if_empty)?;
+                if !d.no_wait {
+                    self.send(ch, Method::QueueDeleteOk(QueueDeleteOk { message_count }));
+                }
+            }
+            Method::BasicQos(q) => self.basic_qos(ch, q, ctx)?,
+            Method::BasicConsume(c) => self.basic_consume(ch, c, ctx)?,
+            Method::BasicCancel(c) => {
+                if let Some(id) = self.channel(ch)?.remove_consumer_tag(c.consumer_tag) {
+                    ctx.broker.remove_consumer(id);
+                }
+                if !c.no_wait {
+                    self.send(
+                        ch,
+                        Method::BasicCancelOk(BasicCancelOk {
+                            consumer_tag: c.consumer_tag,
+                        }),
+                    );
+                }
+            }
+            Method::BasicPublish(p) => {
+                if p.exchange.len() > u8::MAX as usize || p.routing_key.len() > u8::MAX as usize {
+                    return Err(AmqpError::frame_error("name too long"));
+                }
+                let channel = self.channel(ch)?;
+                channel.builder.start(p.exchange, p.routing_key);
+                channel.publish = Publish::AwaitingHeader {
+                    mandatory: p.mandatory,
+                    immediate: p.immediate,
+                };
+            }
+            Method::BasicGet(g) => self.basic_get(ch, g, ctx)?,
+            Method::BasicAck(a) => self.settle(ch, a.delivery_tag, a.multiple, Settle::Ack, ctx)?,
+            Method::BasicReject(r) => {
+                let how = if r.requeue {
+                    Settle::Requeue
+                } else {
+                    Settle::Discard
+                };
+                self.settle(ch, r.delivery_tag, false, how, ctx)?
+            }
+            Method::BasicNack(n) => {
+                let how = if n.requeue {
+                    Settle::Requeue
+                } else {
+                    Settle::Discard
+                };
+                self.settle(ch, n.delivery_tag, n.multiple, how, ctx)?
+            }
+            Method::BasicRecoverAsync(r) => self.recover(ch, r.requeue, ctx)?,
+            Method::BasicRecover(r) => {
+                self.recover(ch, r.requeue, ctx)?;
+                self.send(ch, Method::BasicRecoverOk(BasicRecoverOk));
+            }
+            Method::ConfirmSelect(c) => {
+                let channel = self.channel(ch)?;
+                if channel.tx.is_some() {
+                    return Err(AmqpError::precondition(
+                        "cannot switch from tx to confirm mode",
+                    ));
+                }
+                channel.confirm = true;
+                if !c.no_wait {
+                    self.send(ch, Method::ConfirmSelectOk(ConfirmSelectOk));
+                }
+            }
+            Method::TxSelect(_) => {
+                let channel = self.channel(ch)?;
+                if channel.confirm {
+                    return Err(AmqpError::precondition(
+                        "cannot switch from confirm to tx mode",
+                    ));
+                }
+                channel.tx.get_or_insert_with(Vec::new);
+                self.send(ch, Method::TxSelectOk(TxSelectOk));
+            }
+            Method::TxCommit(_) => {
+                self.tx_commit(ch, ctx)?;
+                self.send(ch, Method::TxCommitOk(TxCommitOk));
+            }
+            Method::TxRollback(_) => {
+                let channel = self.channel(ch)?;
+                let Some(ops) = channel.tx.as_mut() else {
+                    return Err(AmqpError::precondition("channel is not transactional"));
+                };
+                ops.clear();
+                self.send(ch, Method::TxRollbackOk(TxRollbackOk));
+            }
+            other => {
+                return Err(AmqpError::command_invalid(format_args!(
+                    "unexpected method {} on a channel",
+                    other.name()
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn channel(&mut self, ch: u16) -> Result<&mut Channel, AmqpError> {
+        self.channel_mut(ch)
+            .ok_or_else(|| AmqpError::channel_error("expected 'channel.open'"))
+    }
+
+    /// A method's queue name, where "" means the channel's last declared queue (spec).
+    fn queue_name(&mut self, ch: u16, name: &[u8]) -> Result<Box<[u8]>, AmqpError> {
+        if !name.is_empty() {
+            return Ok(name.into());
+        }
+        self.channel(ch)?
+            .last_queue
+            .clone()
+            .ok_or_else(|| AmqpError::not_found("no previously declared queue"))
+    }
+
+    fn basic_qos(&mut self, ch: u16, q: BasicQos, ctx: &mut Ctx<'_>) -> Result<(), AmqpError> {
+        if q.prefetch_size != 0 {
+            return Err(AmqpError::not_implemented(format_args!(
+                "prefetch_size!=0 ({})",
+                q.prefetch_size
+            )));
+        }
+        let channel = self.channel(ch)?;
+        if q.global {
+            channel.channel_prefetch = q.prefetch_count;
+        } else {
+            channel.consumer_prefetch = q.prefetch_count;
+        }
+        self.mark_channel_queues_dirty(ch, ctx);
+        self.send(ch, Method::BasicQosOk(BasicQosOk));
+        Ok(())
+    }
+
+    fn basic_consume(
+        &mut self,
+        ch: u16,
+        c: BasicConsume<'_>,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), AmqpError> {
+        let queue = self.queue_name(ch, c.queue)?;
+        let tag: Box<[u8]> = if c.consumer_tag.is_empty() {
+            ctx.broker.generate_name("amq.ctag-")
+        } else {
+            c.consumer_tag.into()
+        };
+        let channel = self.channel(ch)?;
+        if channel.consumer(&tag).is_some() {
+            return Err(AmqpError::not_allowed(format_args!(
+                "attempt to reuse consumer tag '{}'",
+                Show(&tag)
+            )));
+        }
+        let prefetch = channel.consumer_prefetch;
+        // Consume-ok goes out before any delivery: deliveries are made after input processing.
+        let id = ctx.broker.add_consumer(
+            self.id,
+            ch,
+            &queue,
+            tag.clone(),
+            c.no_ack,
+            c.exclusive,
+            prefetch,
+        )?;
+        self.channel(ch)?.consumers.push((tag.clone(), id));
+        if !c.no_wait {
+            self.send(
+                ch,
+                Method::BasicConsumeOk(BasicConsumeOk { consumer_tag: &tag }),
+            );
+        }
+        Ok(())
+    }
+
+    fn basic_get(&mut self, ch: u16, g: BasicGet<'_>, ctx: &mut Ctx<'_>) -> Result<(), AmqpError> {
+        let queue = self.queue_name(ch, g.queue)?;
+        let qid = ctx.broker.queue_for(self.id, &queue)?;
+        let Some(q) = ctx.broker.queues.get_mut(qid) else {
+            return Err(AmqpError::not_found("queue gone"));
+        };
+        let Some(m) = q.pop() else {
+            self.send(ch, Method::BasicGetEmpty(BasicGetEmpty { cluster_id: b"" }));
+            return Ok(());
+        };
+        let message_count = q.message_count() as u32;
+        let frame_max = self.frame_max;
+        let channel = self.channel(ch)?;
+        let msg = m.msg.clone();
+        let redelivered = m.redelivered;
+        let tag = channel.record_delivery(qid, None, m, g.no_ack);
+        let ok = BasicGetOk {
+            delivery_tag: tag,
+            redelivered,
+            exchange: msg.exchange(),
+            routing_key: msg.routing_key(),
+            message_count,
+        };
+        frame::write_method(&mut self.out, ch, &Method::BasicGetOk(ok));
+        write_content(&mut self.out, ch, &msg, frame_max);
+        Ok(())
+    }
+
+    /// ack / nack / reject: settles deliveries, returning or dropping them.
+    fn settle(
+        &mut self,
+        ch: u16,
+        tag: u64,
+        multiple: bool,
+        how: Settle,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), AmqpError> {
+        let channel = self.channel(ch)?;
+        if let Some(ops) = channel.tx.as_mut() {
+            // Validate now, apply at commit (RabbitMQ checks tags at commit; early is kinder).
+            ops.push(TxOp::Settle { tag, multiple, how });
+            return Ok(());
+        }
+        let mut settled = std::mem::take(&mut self.settle_scratch);
+        let channel = self.channel(ch)?;
+        let known = channel.take_settled(tag, multiple, &mut settled);
+        let global = channel.channel_prefetch != 0;
+        if !known {
+            self.settle_scratch = settled;
+            return Err(AmqpError::precondition(format_args!(
+                "unknown delivery tag {tag}"
+            )));
+        }
+        for u in settled.drain(..) {
+            settle_one(u, how, ctx);
+        }
+        self.settle_scratch = settled;
+        if global {
+            self.mark_channel_queues_dirty(ch, ctx);
+        }
+        Ok(())
+    }
+
+    fn recover(&mut self, ch: u16, requeue: bool, ctx: &mut Ctx<'_>) -> Result<(), AmqpError> {
+        if !requeue {
+            return Err(AmqpError::not_implemented("requeue=false"));
+        }
+        let channel = self.channel(ch)?;
+        let all: Vec<Unacked> = channel.take_all_unacked().collect();
+        for u in all {
+            settle_one(u, Settle::Requeue, ctx);
+        }
+        Ok(())
+    }
+
+    fn tx_commit(&mut self, ch: u16, ctx: &mut Ctx<'_>) -> Result<(), AmqpError> {
+        let channel = self.channel(ch)?;
+        let Some(ops) = channel.tx.as_mut() else {
+            return Err(AmqpError::precondition("channel is not transactional"));
+        };
+        let ops = std::mem::take(ops);
+        for op in ops {
+            match op {
+                TxOp::Publish { msg, mandatory } => self.route(ch, msg, mandatory, ctx)?,
+                TxOp::Settle { tag, multiple, how } => {
+                    let mut settled = Vec::new();
+                    if !self.channel(ch)?.take_settled(tag, multiple, &mut settled) {
+                        return Err(AmqpError::precondition(format_args!(
+                            "unknown delivery tag {tag}"
+                        )));
+                    }
+                    for u in settled {
+                        settle_one(u, how, ctx);
+                    }
+                    self.mark_channel_queues_dirty(ch, ctx);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Content header and body frames of a publish.
+    pub(super) fn handle_content(
+        &mut self,
+        f: Frame<'_>,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), AmqpError> {
+        let ch = f.channel;
+        let max_size = ctx.config.max_message_size;
+        let Some(channel) = self.channel_mut(ch) else {
+            return Err(AmqpError::channel_error("expected 'channel.open'"));
+        };
+        if channel.closing {
+            return Ok(());
+        }
+        match (channel.publish, f.kind) {
+            (
+                Publish::AwaitingHeader {
+                    mandatory,
+                    immediate,
+                },
+                FrameKind::Header,
+            ) => {
+                let h = ContentHeader::decode(f.payload)
+                    .map_err(|_| AmqpError::frame_error("cannot decode content header"))?;
+                if h.class_id != CLASS_BASIC {
+                    return Err(AmqpError::frame_error(format_args!(
+                        "content header for class {}",
+                        h.class_id
+                    )));
+                }
+                let props = BasicProperties::decode(h.properties_raw).map_err(|_| {
+                    AmqpError::frame_error("cannot decode content header properties")
+                })?;
+                if h.body_size > max_size {
+                    channel.publish = Publish::Idle;
+                    let e = AmqpError::precondition(format_args!(
+                        "message size {} is larger than configured max size {max_size}",
+                        h.body_size
+                    ));
+                    self.fail_method(ch, e, (CLASS_BASIC, 40), ctx);
+                    return Ok(());
+                }
+                channel
+                    .builder
+                    .set_header(h.properties_raw, h.body_size, props.is_persistent());
+                channel.publish = Publish::AwaitingBody {
+                    mandatory,
+                    immediate,
+                };
+                if h.body_size == 0 {
+                    return self.complete_publish(ch, ctx);
+                }
+                Ok(())
+            }
+            (Publish::AwaitingBody { .. }, FrameKind::Body) => {
+                if f.payload.len() as u64 > channel.builder.body_remaining() {
+                    return Err(AmqpError::frame_error(
+                        "content body exceeds the size in its header",
+                    ));
+                }
+                channel.builder.push_body(f.payload);
+                if channel.builder.body_remaining() == 0 {
+                    return self.complete_publish(ch, ctx);
+                }
+                Ok(())
+            }
+            (Publish::Idle, _) => Err(AmqpError::unexpected_frame(
+                "expected method frame, got non method frame instead",
+            )),
+            (Publish::AwaitingHeader { .. }, _) => Err(AmqpError::unexpected_frame(
+                "expected content header for class 60, got non content header frame instead",
+            )),
+            (Publish::AwaitingBody { .. }, _) => Err(AmqpError::unexpected_frame(
+                "expected content body, got non content body frame instead",
+            )),
+        }
+    }
+
+    fn complete_publish(&mut self, ch: u16, ctx: &mut Ctx<'_>) -> Result<(), AmqpError> {
+        let channel = self.channel(ch)?;
+        let Publish::AwaitingBody {
+            mandatory,
+            immediate,
+        } = channel.publish
+        else {
+            return Ok(());
+        };
+        channel.publish = Publish::Idle;
+        let msg = channel.builder.finish();
+        if immediate {
+            return Err(AmqpError::not_implemented("immediate=true"));
+        }
+        if let Some(ops) = channel.tx.as_mut() {
+            // Checked at publish time so a bad exchange fails the publish, not the commit.
+            ctx.broker
+                .exchange_id(msg.exchange())
+                .map(|_| ())
+                .or_else(|e| {
+                    if msg.exchange().is_empty() {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })?;
+            ops.push(TxOp::Publish { msg, mandatory });
+            return Ok(());
+        }
+        let result = self.route(ch, msg, mandatory, ctx);
+        if let Err(e) = result {
+            self.fail_method(ch, e, (CLASS_BASIC, 40), ctx);
+        }
+        Ok(())
+    }
+
+    /// Routes a complete message; returns it to the publisher if mandatory and unroutable.
+    fn route(
+        &mut self,
+        ch: u16,
+        msg: Message,
+        mandatory: bool,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), AmqpError> {
+        let headers = BasicProperties::decode(msg.properties())
+            .ok()
+            .and_then(|p| p.headers);
+        let routed = ctx.broker.publish(&msg, headers)?;
+        if routed == 0 && mandatory {
+            let r = BasicReturn {
+                reply_code: ReplyCode::NoRoute.code(),
+                reply_text: b"NO_ROUTE",
+                exchange: msg.exchange(),
+                routing_key: msg.routing_key(),
+            };
+            frame::write_method(&mut self.out, ch, &Method::BasicReturn(r));
+            write_content(&mut self.out, ch, &msg, self.frame_max);
+        }
+        let channel = self.channel(ch)?;
+        if channel.confirm {
+            channel.publish_seq += 1;
+            self.confirms_pending = true;
+        }
+        Ok(())
+    }
+
+    /// Sends publisher acks for everything published in confirm mode so far: one basic.ack
+    /// (multiple when it covers more than one message) per channel per loop turn.
+    pub fn flush_confirms(&mut self) {
+        if !self.confirms_pending {
+            return;
+        }
+        self.confirms_pending = false;
+        for (id, slot) in self.channels.iter_mut().enumerate() {
+            let Some(c) = slot else { continue };
+            if c.confirm && c.publish_seq > c.confirmed_seq && !c.closing {
+                let multiple = c.publish_seq - c.confirmed_seq > 1;
+                let ack = BasicAck {
+                    delivery_tag: c.publish_seq,
+                    multiple,
+                };
+                frame::write_method(&mut self.out, id as u16, &Method::BasicAck(ack));
+                c.confirmed_seq = c.publish_seq;
+            }
+        }
+    }
+
+    /// Returns a channel's unacked messages to their queues and removes its consumers.
+    pub(super) fn release_channel(&mut self, ch: u16, ctx: &mut Ctx<'_>) {
+        let Some(channel) = self.channel_mut(ch) else {
+            return;
+        };
+        channel.publish = Publish::Idle;
+        let consumers: Vec<ConsumerId> = channel.consumers.drain(..).map(|(_, id)| id).collect();
+        let unacked: Vec<Unacked> = channel.take_all_unacked().collect();
+        // Requeue before removing consumers: an auto-delete queue may go with its last one.
+        for u in unacked {
+            settle_one(u, Settle::Requeue, ctx);
+        }
+        for id in consumers {
+            ctx.broker.remove_consumer(id);
+        }
+    }
+
+    fn mark_channel_queues_dirty(&mut self, ch: u16, ctx: &mut Ctx<'_>) {
+        let Some(channel) = self.channel_mut(ch) else {
+            return;
+        };
+        for (_, id) in &channel.consumers {
+            if let Some(c) = ctx.broker.consumers.get(*id) {
+                let q = c.queue;
+                ctx.broker.mark_dirty(q);
+            }
+        }
+    }
+
+    /// Whether a delivery may go to this channel now (flow, prefetch, output buffer).
+    pub fn can_deliver(&self, ch: u16) -> bool {
+        self.state == State::Open
+            && !self.throttled
+            && self
+                .channels
+                .get(ch as usize)
+                .and_then(|c| c.as_ref())
+                .is_some_and(|c| c.has_credit() && c.unacked.len() < UNACKED_PER_CHANNEL_MAX)
+    }
+
+    /// Writes basic.deliver with the message and records it as unacked unless no_ack.
+    pub fn deliver(
+        &mut self,
+        ch: u16,
+        consumer_tag: &[u8],
+        consumer: ConsumerId,
+        no_ack: bool,
+        queue: QueueId,
+        m: QueuedMessage,
+    ) {
+        let frame_max = self.frame_max;
+        let Some(channel) = self.channel_mut(ch) else {
+            return;
+        };
+        let msg = m.msg.clone();
+        let redelivered = m.redelivered;
+        let tag = channel.record_delivery(queue, Some(consumer), m, no_ack);
+        let d = BasicDeliver {
+            consumer_tag,
+            delivery_tag: tag,
+            redelivered,
+            exchange: msg.exchange(),
+            routing_key: msg.routing_key(),
+        };
+        frame::write_method(&mut self.out, ch, &Method::BasicDeliver(d));
+        write_content(&mut self.out, ch, &msg, frame_max);
+        if self.pending_out() >= WRITE_BUFFER_HIGH_BYTES {
+            self.throttled = true;
+        }
+    }
+
+    /// After a write: once output drained below the low-water mark, the queues this
+    /// connection consumes from may deliver again.
+    pub fn after_write(&mut self, broker: &mut crate::broker::Broker) {
+        if !self.throttled || self.pending_out() >= WRITE_BUFFER_LOW_BYTES {
+            return;
+        }
+        self.throttled = false;
+        for c in self.channels.iter().flatten() {
+            for (_, id) in &c.consumers {
+                if let Some(q) = broker.consumers.get(*id).map(|c| c.queue) {
+                    broker.mark_dirty(q);
+                }
+            }
+        }
+    }
+
+    /// The consumer's queue was deleted elsewhere: forget it and tell the client if it can hear.
+    pub fn consumer_cancelled(&mut self, ch: u16, tag: &[u8]) {
+        let notify = self.caps.consumer_cancel_notify;
+        let Some(channel) = self.channel_mut(ch) else {
+            return;
+        };
+        if channel.remove_consumer_tag(tag).is_none() || channel.closing {
+            return;
+        }
+        debug!(
+            "[conn {} ch {}] consumer {} cancelled by queue deletion",
+            self.id.0,
+            ch,
+            Show(tag)
+        );
+        if notify {
+            self.send(
+                ch,
+                Method::BasicCancel(BasicCancel {
+                    consumer_tag: tag,
+                    no_wait: true,
+                }),
+            );
+        }
+    }
+}
+
+/// Applies one settlement to the broker: ack drops the message, requeue returns it.
+fn settle_one(u: Unacked, how: Settle, ctx: &mut Ctx<'_>) {
+    if let Some(c) = u.consumer.and_then(|c| ctx.broker.consumers.get_mut(c)) {
+        c.unacked = c.unacked.saturating_sub(1);
+        let q = c.queue;
+        ctx.broker.mark_dirty(q);
+    }
+    let Some(m) = u.msg else { return };
+    if how == Settle::Requeue {
+        ctx.broker.requeue(u.queue, m);
+    }
+}
+
+/// Content header and body frames of a message, properties byte for byte as published.
+fn write_content(out: &mut Vec<u8>, ch: u16, msg: &Message, frame_max: u32) {
+    frame::write_content_header(out, ch, CLASS_BASIC, msg.body_len(), msg.properties());
+    frame::write_body(out, ch, msg.body(), frame_max);
+}

@@ -1,0 +1,586 @@
+//! One AMQP connection's protocol state: the handshake (protocol header, start, tune, open),
+//! frame dispatch to channels, connection-level close, heartbeats, and the output buffer the
+//! network layer drains. Knows the protocol and the broker, not sockets.
+//!
+//! State machine: AwaitingHeader → AwaitingStartOk → AwaitingTuneOk → AwaitingOpen → Open →
+//! Closing (we sent connection.close) → Closed (flush, then the socket goes).
+
+pub mod channel;
+pub mod delivery;
+mod methods;
+
+use crate::broker::queue::ConnId;
+use crate::broker::Broker;
+use crate::config::Config;
+use crate::error::{AmqpError, Show};
+use crate::limits;
+use crate::protocol::constants::{FRAME_MIN_SIZE, PROTOCOL_HEADER};
+use crate::protocol::frame::{self, FrameError, FrameKind};
+use crate::protocol::method::*;
+use crate::protocol::table::{FieldTable, FieldValue, TableWriter};
+use crate::protocol::wire::{WireError, Writer};
+use crate::protocol::{Frame, Parsed, ReplyCode};
+use channel::Channel;
+use log::{debug, info, warn};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Connection lifecycle; see the module doc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    AwaitingHeader,
+    AwaitingStartOk,
+    AwaitingTuneOk,
+    AwaitingOpen,
+    Open,
+    /// We sent connection.close; only close-ok (or close) is read now.
+    Closing,
+    /// Nothing more is read; the socket closes once the output is flushed.
+    Closed,
+}
+
+/// What the client said it supports in start-ok's capabilities table.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientCaps {
+    pub consumer_cancel_notify: bool,
+    pub connection_blocked: bool,
+    pub authentication_failure_close: bool,
+}
+
+/// What the broker and config a session works against; passed to every handler.
+pub struct Ctx<'a> {
+    pub broker: &'a mut Broker,
+    pub config: &'a Config,
+    pub now: Instant,
+}
+
+pub struct Session {
+    pub id: ConnId,
+    pub peer: SocketAddr,
+    pub state: State,
+    /// Encoded frames not yet written to the socket; `out_sent` bytes of it already were.
+    pub out: Vec<u8>,
+    pub out_sent: usize,
+    pub frame_max: u32,
+    pub channel_max: u16,
+    pub heartbeat_secs: u16,
+    channels: Vec<Option<Channel>>,
+    pub user: String,
+    pub caps: ClientCaps,
+    pub client_product: String,
+    pub opened_at: Instant,
+    pub last_recv: Instant,
+    pub last_send: Instant,
+    pub closing_since: Option<Instant>,
+    /// Why the connection is ending, for the log line.
+    pub close_reason: Option<String>,
+    /// Delivery output crossed the high-water mark; queues wait until it drains.
+    pub throttled: bool,
+    /// A channel published in confirm mode this turn; acks go out at flush time.
+    pub confirms_pending: bool,
+    settle_scratch: Vec<channel::Unacked>,
+}
+
+/// The server-properties table of connection.start, with only capabilities coney implements.
+pub fn server_properties() -> Vec<u8> {
+    let mut v = Vec::new();
+    let mut w = Writer::new(&mut v);
+    let mut t = TableWriter::begin(&mut w);
+    t.table("capabilities", |c| {
+        c.bool("publisher_confirms", true)
+            .bool("exchange_exchange_bindings", true)
+            .bool("basic.nack", true)
+            .bool("consumer_cancel_notify", true)
+            .bool("connection.blocked", true)
+            .bool("authentication_failure_close", true)
+            .bool("per_consumer_qos", true);
+    });
+    t.longstr("product", b"coney")
+        .longstr("version", env!("CARGO_PKG_VERSION").as_bytes())
+        .longstr("platform", b"Rust")
+        .longstr("cluster_name", b"coney@localhost")
+        .longstr("copyright", b"Copyright (c) the coney authors")
+        .longstr("information", b"Licensed under the MIT license");
+    t.finish();
+    // Drop the length prefix: FieldTable holds the contents only.
+    v.split_off(4)
+}
+
+fn is_loopback(addr: &SocketAddr) -> bool {
+    match addr {
+        SocketAddr::V4(a) => a.ip().is_loopback(),
+        SocketAddr::V6(a) => {
+            a.ip().is_loopback() || a.ip().to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+/// Frame-level failure while reading: what to answer and whether the stream lost sync.
+fn frame_error_to_amqp(e: FrameError) -> AmqpError {
+    match e {
+        FrameError::BadType { kind } => {
+            AmqpError::frame_error(format_args!("unknown frame type {kind}"))
+        }
+        FrameError::TooLarge { size, frame_max } => AmqpError::frame_error(format_args!(
+            "frame size {} exceeds negotiated frame_max {frame_max}",
+            size as u64 + 8
+        )),
+        FrameError::BadEnd { found } => {
+            AmqpError::frame_error(format_args!("invalid frame end marker {found}"))
+        }
+    }
+}
+
+fn wire_error_to_amqp(e: WireError, what: &str) -> AmqpError {
+    match e {
+        WireError::UnknownMethod {
+            class_id,
+            method_id,
+        } => AmqpError::command_invalid(format_args!("unknown method {class_id}/{method_id}")),
+        _ => AmqpError::frame_error(format_args!("cannot decode {what}")),
+    }
+}
+
+impl Session {
+    pub fn new(id: ConnId, peer: SocketAddr, config: &Config, now: Instant) -> Self {
+        Session {
+            id,
+            peer,
+            state: State::AwaitingHeader,
+            out: Vec::new(),
+            out_sent: 0,
+            frame_max: config.frame_max,
+            channel_max: config.channel_max,
+            heartbeat_secs: 0,
+            channels: Vec::new(),
+            user: String::new(),
+            caps: ClientCaps::default(),
+            client_product: String::new(),
+            opened_at: now,
+            last_recv: now,
+            last_send: now,
+            closing_since: None,
+            close_reason: None,
+            throttled: false,
+            confirms_pending: false,
+            settle_scratch: Vec::new(),
+        }
+    }
+
+    /// Unsent output in bytes.
+    pub fn pending_out(&self) -> usize {
+        self.out.len() - self.out_sent
+    }
+
+    pub fn reads_input(&self) -> bool {
+        self.state != State::Closed
+    }
+
+    /// Whether the socket can go: nothing more to read and everything written.
+    pub fn finished(&self) -> bool {
+        self.state == State::Closed && self.pending_out() == 0
+    }
+
+    fn send(&mut self, channel: u16, method: Method<'_>) {
+        frame::write_method(&mut self.out, channel, &method);
+    }
+
+    fn channel_mut(&mut self, id: u16) -> Option<&mut Channel> {
+        self.channels.get_mut(id as usize).and_then(|c| c.as_mut())
+    }
+
+    /// Consumes as many whole frames from `buf` as it can; returns the bytes consumed. The
+    /// rest (a partial frame) must be offered again with more data appended.
+    pub fn handle_input(&mut self, buf: &[u8], ctx: &mut Ctx<'_>) -> usize {
+        let mut pos = 0;
+        if !buf.is_empty() {
+            self.last_recv = ctx.now;
+        }
+        if self.state == State::AwaitingHeader {
+            if buf.len() < PROTOCOL_HEADER.len() {
+                // A wrong first byte need not wait for eight.
+                if !PROTOCOL_HEADER.starts_with(buf) {
+                    self.reject_header();
+                    return buf.len();
+                }
+                return 0;
+            }
+            if &buf[..8] != PROTOCOL_HEADER {
+                self.reject_header();
+                return buf.len();
+            }
+            pos = 8;
+            self.send_start();
+        }
+        while self.reads_input() && pos < buf.len() {
+            match frame::parse_frame(&buf[pos..], self.frame_max) {
+                Ok(Parsed::Incomplete { .. }) => break,
+                Ok(Parsed::Frame { frame, len }) => {
+                    pos += len;
+                    if let Err(e) = self.handle_frame(frame, ctx) {
+                        self.fail(frame.channel, e, ctx);
+                    }
+                }
+                Err(e) => {
+                    // Lost sync with the peer: answer, then read nothing more (rabbit_reader).
+                    let err = frame_error_to_amqp(e);
+                    self.close_connection(err, 0, 0, ctx);
+                    self.state = State::Closed;
+                    return buf.len();
+                }
+            }
+        }
+        if !self.reads_input() {
+            return buf.len();
+        }
+        pos
+    }
+
+    /// A wrong protocol header: answer with ours and close (spec §4.2.2).
+    fn reject_header(&mut self) {
+        self.out.extend_from_slice(PROTOCOL_HEADER);
+        self.close_reason = Some("bad protocol header".into());
+        self.state = State::Closed;
+    }
+
+    fn send_start(&mut self) {
+        let props = server_properties();
+        let start = ConnectionStart {
+            version_major: 0,
+            version_minor: 9,
+            server_properties: FieldTable::parse(&props).unwrap_or_default(),
+            mechanisms: b"PLAIN AMQPLAIN",
+            locales: b"en_US",
+        };
+        self.send(0, Method::ConnectionStart(start));
+        self.state = State::AwaitingStartOk;
+    }
+
+    fn handle_frame(&mut self, f: Frame<'_>, ctx: &mut Ctx<'_>) -> Result<(), AmqpError> {
+        match f.kind {
+            FrameKind::Heartbeat => {
+                if f.channel != 0 {
+                    return Err(AmqpError::frame_error(
+                        "heartbeat frame on non-zero channel",
+                    ));
+                }
+                Ok(())
+            }
+            FrameKind::Method => {
+                let method =
+                    Method::decode(f.payload).map_err(|e| wire_error_to_amqp(e, "method frame"))?;
+                if f.channel == 0 {
+                    self.handle_connection_method(method, ctx)
+                } else {
+                    self.handle_channel_method(f.channel, method, ctx)
+                }
+            }
+            FrameKind::Header | FrameKind::Body => {
+                if self.state != State::Open {
+                    return Err(AmqpError::unexpected_frame(
+                        "content frame before connection.open",
+                    ));
+                }
+                if f.channel == 0 {
+                    return Err(AmqpError::unexpected_frame("content frame on channel 0"));
+                }
+                self.handle_content(f, ctx)
+            }
+        }
+    }
+
+    fn handle_connection_method(
+        &mut self,
+        m: Method<'_>,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), AmqpError> {
+        match (self.state, m) {
+            (State::AwaitingStartOk, Method::ConnectionStartOk(s)) => self.start_ok(s, ctx),
+            (State::AwaitingTuneOk, Method::ConnectionTuneOk(t)) => self.tune_ok(t, ctx),
+            (State::AwaitingOpen, Method::ConnectionOpen(o)) => {
+                if o.virtual_host != b"/" {
+                    return Err(AmqpError::not_allowed(format_args!(
+                        "vhost {} not found",
+                        Show(o.virtual_host)
+                    )));
+                }
+                self.send(
+                    0,
+                    Method::ConnectionOpenOk(ConnectionOpenOk { known_hosts: b"" }),
+                );
+                self.state = State::Open;
+                info!(
+                    "[conn {}] accepted {} user '{}' client '{}'",
+                    self.id.0, self.peer, self.user, self.client_product
+                );
+                Ok(())
+            }
+            (State::Closing, Method::ConnectionCloseOk(_))
+            | (State::Closing, Method::ConnectionClose(_)) => {
+                if matches!(m, Method::ConnectionClose(_)) {
+                    self.send(0, Method::ConnectionCloseOk(ConnectionCloseOk));
+                }
+                self.state = State::Closed;
+                Ok(())
+            }
+            (State::Closing, _) => Ok(()),
+            (_, Method::ConnectionClose(c)) => {
+                self.close_reason = Some(format!(
+                    "client closed: {} {}",
+                    c.reply_code,
+                    Show(c.reply_text)
+                ));
+                self.release(ctx);
+                self.send(0, Method::ConnectionCloseOk(ConnectionCloseOk));
+                self.state = State::Closed;
+                Ok(())
+            }
+            (State::Open, Method::ConnectionUpdateSecret(_)) => {
+                self.send(
+                    0,
+                    Method::ConnectionUpdateSecretOk(ConnectionUpdateSecretOk),
+                );
+                Ok(())
+            }
+            (State::Open, Method::ConnectionBlocked(_))
+            | (State::Open, Method::ConnectionUnblocked(_)) => Ok(()),
+            (_, m) => Err(AmqpError::command_invalid(format_args!(
+                "unexpected method {} on channel 0 in state {:?}",
+                m.name(),
+                self.state
+            ))),
+        }
+    }
+
+    fn start_ok(&mut self, s: ConnectionStartOk<'_>, ctx: &mut Ctx<'_>) -> Result<(), AmqpError> {
+        if let Some(FieldValue::Table(caps)) = s.client_properties.get(b"capabilities") {
+            let on = |k: &[u8]| caps.get(k) == Some(FieldValue::Bool(true));
+            self.caps = ClientCaps {
+                consumer_cancel_notify: on(b"consumer_cancel_notify"),
+                connection_blocked: on(b"connection.blocked"),
+                authentication_failure_close: on(b"authentication_failure_close"),
+            };
+        }
+        if let Some(FieldValue::LongStr(p)) = s.client_properties.get(b"product") {
+            self.client_product = String::from_utf8_lossy(p).into_owned();
+        }
+        let creds = match s.mechanism {
+            b"PLAIN" => {
+                // authzid NUL authcid NUL passwd
+                let mut parts = s.response.split(|&b| b == 0);
+                let _authzid = parts.next();
+                match (parts.next(), parts.next(), parts.next()) {
+                    (Some(u), Some(p), None) => Some((u, p)),
+                    _ => None,
+                }
+            }
+            b"AMQPLAIN" => {
+                // A field table without its length prefix: LOGIN and PASSWORD.
+                FieldTable::parse(s.response).ok().and_then(|t| {
+                    match (t.get(b"LOGIN"), t.get(b"PASSWORD")) {
+                        (Some(FieldValue::LongStr(u)), Some(FieldValue::LongStr(p))) => {
+                            Some((u, p))
+                        }
+                        _ => None,
+                    }
+                })
+            }
+            other => {
+                return Err(AmqpError::command_invalid(format_args!(
+                    "unknown authentication mechanism '{}'",
+                    Show(other)
+                )))
+            }
+        };
+        let mechanism = String::from_utf8_lossy(s.mechanism).into_owned();
+        let refused = || {
+            AmqpError::access_refused(format_args!(
+                "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
+            ))
+        };
+        let Some((user, pass)) = creds else {
+            return Err(refused());
+        };
+        let user_s = String::from_utf8_lossy(user).into_owned();
+        if user != ctx.config.default_user.as_bytes() || pass != ctx.config.default_pass.as_bytes()
+        {
+            warn!(
+                "[conn {}] {} login refused for user '{}': invalid credentials",
+                self.id.0, self.peer, user_s
+            );
+            return Err(refused());
+        }
+        if ctx.config.loopback_users.iter().any(|u| *u == user_s) && !is_loopback(&self.peer) {
+            warn!(
+                "[conn {}] {} login refused: user '{}' can only connect via localhost",
+                self.id.0, self.peer, user_s
+            );
+            return Err(refused());
+        }
+        self.user = user_s;
+        let tune = ConnectionTune {
+            channel_max: ctx.config.channel_max,
+            frame_max: ctx.config.frame_max,
+            heartbeat: ctx.config.heartbeat_secs,
+        };
+        self.send(0, Method::ConnectionTune(tune));
+        self.state = State::AwaitingTuneOk;
+        Ok(())
+    }
+
+    fn tune_ok(&mut self, t: ConnectionTuneOk, ctx: &mut Ctx<'_>) -> Result<(), AmqpError> {
+        let server_frame_max = ctx.config.frame_max;
+        let frame_max = if t.frame_max == 0 {
+            server_frame_max
+        } else {
+            t.frame_max
+        };
+        if frame_max < FRAME_MIN_SIZE {
+            return Err(AmqpError::not_allowed(format_args!(
+                "frame_max={frame_max} < {FRAME_MIN_SIZE} min size"
+            )));
+        }
+        if frame_max > server_frame_max {
+            return Err(AmqpError::not_allowed(format_args!(
+                "frame_max={frame_max} > {server_frame_max} max size"
+            )));
+        }
+        let channel_max = if t.channel_max == 0 {
+            ctx.config.channel_max
+        } else {
+            t.channel_max.min(ctx.config.channel_max)
+        };
+        self.frame_max = frame_max;
+        self.channel_max = channel_max;
+        self.heartbeat_secs = t.heartbeat;
+        self.state = State::AwaitingOpen;
+        Ok(())
+    }
+
+    /// Sends connection.close for a hard error and waits for close-ok.
+    fn close_connection(&mut self, e: AmqpError, class_id: u16, method_id: u16, ctx: &mut Ctx<'_>) {
+        info!("[conn {}] closing {}: {}", self.id.0, self.peer, e);
+        self.close_reason = Some(e.to_string());
+        let close = ConnectionClose {
+            reply_code: e.code.code(),
+            reply_text: e.text.as_bytes(),
+            class_id,
+            method_id,
+        };
+        self.send(0, Method::ConnectionClose(close));
+        self.release(ctx);
+        self.state = State::Closing;
+        self.closing_since = Some(ctx.now);
+    }
+
+    /// The one place an error becomes a frame: soft errors close the channel, hard errors
+    /// (and any error on channel 0) the connection.
+    fn fail(&mut self, channel: u16, e: AmqpError, ctx: &mut Ctx<'_>) {
+        self.fail_method(channel, e, (0, 0), ctx)
+    }
+
+    fn fail_method(&mut self, channel: u16, e: AmqpError, ids: (u16, u16), ctx: &mut Ctx<'_>) {
+        let login =
+            matches!(self.state, State::AwaitingStartOk) && e.code == ReplyCode::AccessRefused;
+        if login && !self.caps.authentication_failure_close {
+            // Clients that cannot read a close during the handshake just see the socket go.
+            self.close_reason = Some(e.to_string());
+            self.state = State::Closed;
+            return;
+        }
+        if e.is_hard() || channel == 0 || self.state != State::Open {
+            self.close_connection(e, ids.0, ids.1, ctx);
+            return;
+        }
+        debug!("[conn {} ch {}] channel error: {}", self.id.0, channel, e);
+        self.release_channel(channel, ctx);
+        if let Some(ch) = self.channel_mut(channel) {
+            ch.closing = true;
+        }
+        let close = ChannelClose {
+            reply_code: e.code.code(),
+            reply_text: e.text.as_bytes(),
+            class_id: ids.0,
+            method_id: ids.1,
+        };
+        self.send(channel, Method::ChannelClose(close));
+    }
+
+    /// Releases everything the connection holds in the broker: unacked deliveries go back to
+    /// their queues, consumers are removed, exclusive queues deleted.
+    pub fn release(&mut self, ctx: &mut Ctx<'_>) {
+        for id in 0..self.channels.len() {
+            if self.channels[id].is_some() {
+                self.release_channel(id as u16, ctx);
+            }
+        }
+        self.channels.clear();
+        ctx.broker.connection_closed(self.id);
+    }
+
+    /// Heartbeats and deadlines; called about once a second. Returns false if the connection
+    /// must be dropped now (without the close handshake).
+    pub fn tick(&mut self, now: Instant, config: &Config) -> bool {
+        let since_open = now.saturating_duration_since(self.opened_at);
+        match self.state {
+            State::Open => {}
+            State::Closing => {
+                let since = self
+                    .closing_since
+                    .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+                if since >= Duration::from_secs(limits::CLOSE_TIMEOUT_SECS) {
+                    self.close_reason
+                        .get_or_insert_with(|| "no close-ok from client".into());
+                    return false;
+                }
+                return true;
+            }
+            State::Closed => return true,
+            _ => {
+                if since_open >= Duration::from_secs(config.handshake_timeout_secs) {
+                    self.close_reason = Some("handshake timeout".into());
+                    return false;
+                }
+                return true;
+            }
+        }
+        if self.heartbeat_secs == 0 {
+            return true;
+        }
+        let hb = Duration::from_secs(self.heartbeat_secs as u64);
+        if now.saturating_duration_since(self.last_recv) >= hb * 2 {
+            self.close_reason = Some(format!(
+                "missed heartbeats from client, timeout: {}s",
+                self.heartbeat_secs
+            ));
+            return false;
+        }
+        // Send when half an interval passed without output, so the peer never waits a whole one.
+        if now.saturating_duration_since(self.last_send) >= hb / 2 && self.pending_out() == 0 {
+            frame::write_heartbeat(&mut self.out);
+            self.last_send = now;
+        }
+        true
+    }
+
+    /// Closes the connection from the server side with 320 CONNECTION_FORCED (shutdown).
+    pub fn force_close(&mut self, reason: &str, ctx: &mut Ctx<'_>) {
+        match self.state {
+            State::Open | State::AwaitingOpen | State::AwaitingTuneOk => self.close_connection(
+                AmqpError::new(ReplyCode::ConnectionForced, reason),
+                0,
+                0,
+                ctx,
+            ),
+            State::Closing | State::Closed => {}
+            State::AwaitingHeader | State::AwaitingStartOk => {
+                self.close_reason = Some(reason.into());
+                self.state = State::Closed;
+            }
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.state == State::Open
+    }
+}
