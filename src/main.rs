@@ -98,7 +98,7 @@ fn main() -> ExitCode {
             .unwrap_or_default(),
         config.data_dir.display()
     );
-    match reactor.run() {
+    match reactor.run().and_then(|()| reactor.close_store()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("event loop failed: {e}");

@@ -12,6 +12,7 @@ use crate::limits::*;
 use crate::net::conn::{Conn, ReadOutcome};
 use crate::session::delivery::{self, Sessions};
 use crate::session::{Ctx, Session};
+use crate::store::Store;
 use log::{error, info, warn};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
@@ -70,6 +71,8 @@ pub struct Reactor {
     accept_paused: bool,
     last_tick: Instant,
     shutdown_at: Option<Instant>,
+    /// Whether this turn's store writes reached the disk; false nacks this turn's publishes.
+    stored: bool,
 }
 
 impl Reactor {
@@ -80,12 +83,21 @@ impl Reactor {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let signals = signal::Signals::install(poll.registry(), SIGNALS)?;
         let read_buf = vec![0u8; FRAME_MAX_BYTES as usize + READ_CHUNK_BYTES];
+        let mut broker = Broker::new();
+        let (store, recovery) = Store::open(&config.data_dir)?;
+        let r = &recovery.report;
+        info!(
+            "message store: {} segments, {} records, {} messages recovered, clean shutdown: {}, torn tail: {} bytes, damaged records: {}",
+            r.segments, r.records, recovery.messages.len(), r.clean_shutdown, r.truncated_bytes, r.corrupt_records
+        );
+        broker.store = store;
+        broker.recover(recovery);
         Ok(Reactor {
             poll,
             listener: Some(listener),
             signals,
             conns: Slab::new(),
-            broker: Broker::new(),
+            broker,
             config,
             read_buf,
             read_list: Vec::new(),
@@ -95,6 +107,7 @@ impl Reactor {
             accept_paused: false,
             last_tick: Instant::now(),
             shutdown_at: None,
+            stored: true,
         })
     }
 
@@ -165,6 +178,7 @@ impl Reactor {
             }
             self.read_ready(now);
             self.deliver();
+            self.persist();
             self.flush(now);
             if now.saturating_duration_since(self.last_tick) >= TICK {
                 self.last_tick = now;
@@ -316,7 +330,7 @@ impl Reactor {
                 continue;
             };
             c.queued_flush = false;
-            c.session.flush_confirms();
+            c.session.flush_confirms(self.stored);
             c.flush(now);
             c.session.after_write(&mut self.broker);
             if c.session.pending_out() >= WRITE_BUFFER_HARD_BYTES {
@@ -330,6 +344,35 @@ impl Reactor {
         }
         self.flush_list = list;
         self.flush_list.clear();
+    }
+
+    /// Group commit: this turn's definitions and message records reach the disk before any
+    /// reply or confirm of the turn is written to a socket.
+    fn persist(&mut self) {
+        self.stored = true;
+        if self.broker.defs_dirty {
+            self.broker.defs_dirty = false;
+            if let Err(e) = self
+                .broker
+                .store
+                .save_definitions(&self.broker.definitions())
+            {
+                error!("cannot save definitions: {e}");
+                self.stored = false;
+            }
+        }
+        if self.broker.store.dirty() {
+            if let Err(e) = self.broker.store.sync() {
+                error!("message store write failed: {e}; this turn's publishes are nacked");
+                self.stored = false;
+            }
+        }
+    }
+
+    /// Clean stop of the store: records which queued messages were delivered before.
+    pub fn close_store(&mut self) -> io::Result<()> {
+        let refs = self.broker.redelivered_refs();
+        self.broker.store.close_clean(&refs)
     }
 
     fn tick(&mut self, now: Instant) {

@@ -593,7 +593,9 @@ impl Session {
 
     /// Sends publisher acks for everything published in confirm mode so far: one basic.ack
     /// (multiple when it covers more than one message) per channel per loop turn.
-    pub fn flush_confirms(&mut self) {
+    /// If the store failed to sync this turn, the publishes are nacked instead: a confirm
+    /// must mean the message is on disk.
+    pub fn flush_confirms(&mut self, stored: bool) {
         if !self.confirms_pending {
             return;
         }
@@ -602,11 +604,19 @@ impl Session {
             let Some(c) = slot else { continue };
             if c.confirm && c.publish_seq > c.confirmed_seq && !c.closing {
                 let multiple = c.publish_seq - c.confirmed_seq > 1;
-                let ack = BasicAck {
-                    delivery_tag: c.publish_seq,
-                    multiple,
+                let m = if stored {
+                    Method::BasicAck(BasicAck {
+                        delivery_tag: c.publish_seq,
+                        multiple,
+                    })
+                } else {
+                    Method::BasicNack(BasicNack {
+                        delivery_tag: c.publish_seq,
+                        multiple,
+                        requeue: false,
+                    })
                 };
-                frame::write_method(&mut self.out, id as u16, &Method::BasicAck(ack));
+                frame::write_method(&mut self.out, id as u16, &m);
                 c.confirmed_seq = c.publish_seq;
             }
         }
@@ -734,9 +744,7 @@ fn settle_one(u: Unacked, how: Settle, ctx: &mut Ctx<'_>) {
         ctx.broker.mark_dirty(q);
     }
     let Some(m) = u.msg else { return };
-    if how == Settle::Requeue {
-        ctx.broker.requeue(u.queue, m);
-    }
+    ctx.broker.settle(u.queue, m, how == Settle::Requeue);
 }
 
 /// Content header and body frames of a message, properties byte for byte as published.
