@@ -26,6 +26,20 @@ SCENARIOS = ['hello_world', 'work_queue', 'durable', 'fair_dispatch',
              'fanout', 'direct', 'topic', 'rpc']
 
 
+CURRENT = []   # the running check's Popen, for the signal handler
+
+
+def on_signal(signum, frame):
+    """Kill the running check with everything it started, then exit."""
+    for proc in CURRENT:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    sys.stderr.write('run.py: interrupted by signal %d\n' % signum)
+    os._exit(128 + signum)
+
+
 def run_one(flavour, name, timeout, verbose):
     argv = [sys.executable, os.path.join(HERE, 'checks', name + '.py'), flavour]
     env = dict(os.environ)
@@ -36,6 +50,7 @@ def run_one(flavour, name, timeout, verbose):
     # started can be killed together
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    CURRENT[:] = [proc]
     try:
         out, _ = proc.communicate(timeout=timeout)
         timed_out = False
@@ -54,6 +69,7 @@ def run_one(flavour, name, timeout, verbose):
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+    CURRENT[:] = []
     elapsed = time.monotonic() - start
     text = out.decode('utf-8', 'replace')
     if timed_out:
@@ -61,9 +77,18 @@ def run_one(flavour, name, timeout, verbose):
     if proc.returncode == 0:
         return True, '', text, elapsed
     reason = 'exit status %s' % proc.returncode
-    for line in text.splitlines():
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
         if line.startswith('FAILED: '):
-            reason = line[len('FAILED: '):]
+            # the failure message, without the programs' transcripts, on one line
+            parts = [line[len('FAILED: '):].strip()]
+            for more in lines[i + 1:]:
+                if more.lstrip().startswith(('--- ', '| ')) or not more.strip():
+                    break
+                parts.append(more.strip())
+            reason = ' '.join(p for p in parts if p)
+            if len(reason) > 500:
+                reason = reason[:497] + '...'
             break
     return False, reason, text, elapsed
 
@@ -88,6 +113,9 @@ def main():
             print('%s/%s' % (f, s))
         return 0
 
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
     host = os.environ.get('AMQP_HOST', '127.0.0.1')
     port = os.environ.get('AMQP_PORT', '5672')
     sys.stderr.write('scenarios: %d against %s:%s\n' % (len(selected), host, port))
@@ -101,7 +129,7 @@ def main():
             print('PASS %s' % label, flush=True)
         else:
             failed += 1
-            print('FAIL %s: %s' % (label, reason.splitlines()[0] if reason else '?'), flush=True)
+            print('FAIL %s: %s' % (label, reason or '?'), flush=True)
             sys.stderr.write(''.join('    %s\n' % l for l in text.rstrip('\n').splitlines()[-60:]))
             sys.stderr.flush()
         if args.verbose:
