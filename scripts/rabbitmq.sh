@@ -7,7 +7,8 @@
 #                                         wait (bounded) until AMQP accepts, print
 #                                         the beam.smp OS pid on stdout
 #   scripts/rabbitmq.sh stop DIR          stop that node and its private epmd (bounded)
-#   scripts/rabbitmq.sh status DIR        exit 0 if the node of DIR is running
+#   scripts/rabbitmq.sh status DIR        exit 0 (and print the pid) if the node of DIR runs
+#   scripts/rabbitmq.sh ctl DIR CMD...    rabbitmqctl CMD... against that node
 #
 # Everything but the pid printed by `start` goes to stderr.  The node gets a
 # unique name, its own epmd on a free loopback port, its own distribution port,
@@ -78,26 +79,29 @@ cmd_install() {
         return 0
     fi
     [ "$(id -u)" = 0 ] || die "install needs root (apt-get)"
-    local prc=/usr/sbin/policy-rc.d created=0
-    if [ ! -e "$prc" ]; then
-        printf '#!/bin/sh\nexit 101\n' >"$prc"
-        chmod +x "$prc"
-        created=1
+    # policy-rc.d answering 101 ("action forbidden") keeps the package's
+    # maintainer scripts from starting a system rabbitmq-server / epmd.
+    # An existing policy-rc.d is put back afterwards.
+    local prc=/usr/sbin/policy-rc.d backup=""
+    if [ -e "$prc" ]; then
+        backup="$(mktemp /tmp/policy-rc.d.XXXXXX)"
+        cp -p "$prc" "$backup"
     fi
+    printf '#!/bin/sh\nexit 101\n' >"$prc"
+    chmod +x "$prc"
     local rc=0
     (
         export DEBIAN_FRONTEND=noninteractive
         timeout 900 apt-get update -q >&2
         timeout 1800 apt-get install -y -q --no-install-recommends rabbitmq-server >&2
     ) || rc=$?
-    if [ "$created" = 1 ]; then rm -f "$prc"; fi
+    if [ -n "$backup" ]; then
+        cp -p "$backup" "$prc" && rm -f "$backup"
+    else
+        rm -f "$prc"
+    fi
     [ "$rc" = 0 ] || die "apt-get install rabbitmq-server failed (rc=$rc)"
     [ -x "$RMQ_BIN" ] || die "$RMQ_BIN still missing after install"
-    # The package must not leave a system node or epmd running.  We did not
-    # start them, but the package's maintainer scripts might have; only touch
-    # processes that run as the rabbitmq user.
-    local p
-    for p in $(pgrep -u rabbitmq 2>/dev/null || true); do kill "$p" 2>/dev/null || true; done
     log "installed rabbitmq-server"
 }
 
@@ -256,6 +260,30 @@ cmd_stop() {
     return 0
 }
 
+# Environment under which the Erlang CLI tools reach the node of DIR.
+node_env() {
+    local dir="$1"
+    [ -f "$dir/nodename" ] && [ -f "$dir/epmd.port" ] || die "$dir has no node (not started?)"
+    export HOME="$dir/home"
+    export RABBITMQ_NODENAME
+    RABBITMQ_NODENAME="$(cat "$dir/nodename")"
+    export ERL_EPMD_PORT
+    ERL_EPMD_PORT="$(cat "$dir/epmd.port")"
+    export RABBITMQ_CONF_ENV_FILE="$dir/rabbitmq-env.conf"
+    export RABBITMQ_MNESIA_BASE="$dir/mnesia"
+    export RABBITMQ_LOG_BASE="$dir/log"
+    export RABBITMQ_ENABLED_PLUGINS_FILE="$dir/enabled_plugins"
+    export RABBITMQ_CONFIG_FILE="$dir/rabbitmq.conf"
+}
+
+cmd_ctl() { # DIR ARGS... : rabbitmqctl against the node of DIR
+    [ $# -ge 2 ] || die "usage: $0 ctl DIR COMMAND [ARGS...]"
+    local dir
+    dir="$(cd "$1" && pwd)"; shift
+    node_env "$dir"
+    exec timeout 60 "$(dirname "$RMQ_BIN")/rabbitmqctl" -n "$RABBITMQ_NODENAME" "$@"
+}
+
 cmd_status() {
     [ $# -eq 1 ] || die "usage: $0 status DIR"
     local dir pid
@@ -271,5 +299,6 @@ case "${1:-}" in
     start) shift; cmd_start "$@" ;;
     stop) shift; cmd_stop "$@" ;;
     status) shift; cmd_status "$@" ;;
-    *) echo "usage: $0 install | start PORT DIR | stop DIR | status DIR" >&2; exit 2 ;;
+    ctl) shift; cmd_ctl "$@" ;;
+    *) echo "usage: $0 install | start PORT DIR | stop DIR | status DIR | ctl DIR CMD..." >&2; exit 2 ;;
 esac
