@@ -270,7 +270,7 @@ def main():
     ap.add_argument("--coney", default=os.path.join(ROOT, "target/release/coney"))
     ap.add_argument("--out", default=os.path.join(ROOT, "fuzz/corpus"))
     args = ap.parse_args()
-    for target in ("frame", "method", "table", "properties", "topic_trie"):
+    for target in ("frame", "method", "table", "properties", "topic_trie", "session"):
         d = os.path.join(args.out, target)
         if os.path.isdir(d):
             for f in os.listdir(d):
@@ -317,11 +317,48 @@ def main():
                         corpus.add("table", f"capture{i}-{direction}-{n:03}", table)
                 elif kind == 2:
                     corpus.add("properties", f"capture{i}-{direction}-{n:03}", payload)
+            if direction == "c2s":
+                for name, program in session_programs(frames):
+                    corpus.add("session", f"capture{i}-{name}", program)
     corpus.add("frame", "heartbeat", bytes([FRAME_MAX_CONEY, 8, 0, 0, 0, 0, 0, 0, 0xCE]))
     for n, prog in enumerate(topic_programs(random.Random(6), 24)):
         corpus.add("topic_trie", f"random-{n:02}", prog)
     total = sum(corpus.count.values())
     print(f"wrote {total} seeds: {corpus.count}")
+
+
+# Step encoding of fuzz_targets/session.rs: op byte (bit 0 = connection, bits 1-3 = kind),
+# kind 0 takes a 16-bit length and that many bytes of input; kind 4 is a delivery/write pass.
+SESSION_FEED, SESSION_WRITE, SESSION_DROP = 0x00, 0x08, 0x0e
+
+
+def session_programs(frames):
+    """Session-target programs replaying a captured client stream after the handshake."""
+    raw = []
+    opened = False
+    for kind, ch, payload in frames:
+        ids = struct.unpack(">HH", payload[:4]) if kind == 1 and len(payload) >= 4 else None
+        if not opened:
+            opened = ids == (10, 40)
+            continue
+        if ids == (20, 10) and ch in (1, 2):
+            continue   # the target opens channels 1 and 2 itself
+        raw.append(struct.pack(">BHI", kind, ch, len(payload)) + payload + b"\xce")
+
+    def program(conn_of, group):
+        out = bytearray()
+        for n in range(0, len(raw), group):
+            chunk = b"".join(raw[n:n + group])[:0xFFFF]
+            out += bytes([SESSION_FEED | conn_of(n)]) + struct.pack(">H", len(chunk)) + chunk
+            out.append(SESSION_WRITE)
+        return bytes(out)
+
+    yield "conn0-by3", program(lambda n: 0, 3)
+    yield "conn0-by1", program(lambda n: 0, 1)
+    yield "alternating", program(lambda n: (n // 4) % 2, 4)
+    dropped = bytearray(program(lambda n: 0, 3))
+    cut = len(dropped) // 2
+    yield "drop-mid", bytes(dropped[:cut]) + bytes([SESSION_DROP]) + bytes(dropped[cut:])
 
 
 def _table_bytes(value):

@@ -1,0 +1,256 @@
+//! Fuzz target `session`: two AMQP connections to one in-memory broker, driven the way the
+//! reactor drives them but without sockets. The input is a program of steps: feed bytes to a
+//! connection, run a delivery-and-write pass, advance the clock, or drop a connection. Both
+//! connections start past the handshake with channels 1 and 2 open, so the bytes reach the
+//! channel and broker logic. Checks: no panic; every byte the broker writes is a well-formed
+//! frame whose method or content header decodes; no consumer outlives its connection; after
+//! every connection is released the broker holds no consumers and no exclusive queues.
+#![no_main]
+
+use coney::broker::queue::ConnId;
+use coney::broker::{Broker, Notice};
+use coney::config::Config;
+use coney::protocol::constants::{FRAME_OVERHEAD, PROTOCOL_HEADER};
+use coney::protocol::frame::write_method;
+use coney::protocol::method::{ChannelOpen, ConnectionOpen, ConnectionStartOk, ConnectionTuneOk};
+use coney::protocol::{parse_frame, ContentHeader, FieldTable, FrameKind, Method, Parsed};
+use coney::session::delivery::{deliver_dirty, Sessions};
+use coney::session::{Ctx, Session, State};
+use libfuzzer_sys::fuzz_target;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const CONNS: usize = 2;
+const STEPS_MAX: usize = 256;
+/// The two connections negotiate different frame sizes so body splitting is exercised.
+const FRAME_MAX: [u32; CONNS] = [4096, 131_072];
+/// Small, so a fuzzed channel number cannot make a session allocate 65,536 channel slots.
+const CHANNEL_MAX: u16 = 16;
+
+/// client_properties raw bytes: a `capabilities` table with what pika announces.
+fn client_properties() -> Vec<u8> {
+    let mut caps = Vec::new();
+    for key in ["consumer_cancel_notify", "publisher_confirms", "basic.nack", "authentication_failure_close"] {
+        caps.push(key.len() as u8);
+        caps.extend_from_slice(key.as_bytes());
+        caps.extend_from_slice(b"t\x01");
+    }
+    let mut table = b"\x0ccapabilitiesF".to_vec();
+    table.extend_from_slice(&(caps.len() as u32).to_be_bytes());
+    table.extend_from_slice(&caps);
+    table
+}
+
+struct Conns {
+    sessions: Vec<Option<Session>>,
+    inputs: Vec<Vec<u8>>,
+}
+
+impl Sessions for Conns {
+    fn session_mut(&mut self, id: ConnId) -> Option<&mut Session> {
+        self.sessions.get_mut(id.0 as usize)?.as_mut()
+    }
+    fn wants_flush(&mut self, _id: ConnId) {}
+}
+
+fn handshake(conn: usize) -> Vec<u8> {
+    let mut out = PROTOCOL_HEADER.to_vec();
+    let raw = client_properties();
+    let client_properties = FieldTable::parse(&raw).expect("valid client properties");
+    let start_ok = ConnectionStartOk {
+        client_properties,
+        mechanism: b"PLAIN",
+        response: b"\0guest\0guest",
+        locale: b"en_US",
+    };
+    write_method(&mut out, 0, &Method::ConnectionStartOk(start_ok));
+    let tune_ok = ConnectionTuneOk { channel_max: CHANNEL_MAX, frame_max: FRAME_MAX[conn], heartbeat: 0 };
+    write_method(&mut out, 0, &Method::ConnectionTuneOk(tune_ok));
+    write_method(&mut out, 0, &Method::ConnectionOpen(ConnectionOpen { virtual_host: b"/", ..Default::default() }));
+    for ch in [1, 2] {
+        write_method(&mut out, ch, &Method::ChannelOpen(ChannelOpen::default()));
+    }
+    out
+}
+
+fn peer(conn: usize) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 40_000 + conn as u16))
+}
+
+/// Hands `conn` its buffered input, as `net::conn::Conn::read` does, keeping the unparsed rest.
+fn feed(c: &mut Conns, conn: usize, broker: &mut Broker, config: &Config, now: Instant) {
+    let Some(s) = c.sessions[conn].as_mut() else { return };
+    if !s.reads_input() {
+        c.inputs[conn].clear();
+        return;
+    }
+    let mut ctx = Ctx { broker, config, now };
+    let used = s.handle_input(&c.inputs[conn], &mut ctx);
+    assert!(used <= c.inputs[conn].len(), "consumed {used} of {} bytes", c.inputs[conn].len());
+    c.inputs[conn].drain(..used);
+    cancel_notices(c, broker);
+}
+
+/// The reactor's `deliver_notices`: consumer cancellations reach their sessions.
+fn cancel_notices(c: &mut Conns, broker: &mut Broker) {
+    for n in std::mem::take(&mut broker.notices) {
+        let Notice::ConsumerCancelled { conn, channel, tag } = n;
+        if let Some(s) = c.session_mut(conn) {
+            s.consumer_cancelled(channel, &tag);
+        }
+    }
+}
+
+/// Every output byte must be whole, decodable frames within the negotiated limits.
+fn check_output(s: &Session) {
+    let mut rest = &s.out[s.out_sent..];
+    while !rest.is_empty() {
+        // The limit a peer enforces is what it negotiated; before tune-ok it is the server's.
+        match parse_frame(rest, 0) {
+            Ok(Parsed::Frame { frame, len }) => {
+                if s.state != State::AwaitingHeader && frame.kind != FrameKind::Method {
+                    assert!(len as u64 <= s.frame_max as u64, "{len}-byte frame over frame_max {}", s.frame_max);
+                }
+                assert!(frame.channel <= s.channel_max.max(CHANNEL_MAX), "frame on channel {}", frame.channel);
+                match frame.kind {
+                    FrameKind::Method => {
+                        if let Err(e) = Method::decode(frame.payload) {
+                            panic!("broker wrote an undecodable method ({e:?}): {:02x?}", frame.payload);
+                        }
+                    }
+                    FrameKind::Header => {
+                        assert!(ContentHeader::decode(frame.payload).is_ok(), "bad content header");
+                    }
+                    FrameKind::Body => assert!(len > FRAME_OVERHEAD, "empty body frame"),
+                    FrameKind::Heartbeat => assert_eq!(frame.channel, 0),
+                }
+                rest = &rest[len..];
+            }
+            // A rejected protocol header is answered with our 8-byte header, not a frame.
+            _ if rest == PROTOCOL_HEADER => return,
+            other => panic!("broker wrote a malformed frame: {other:?} in {:02x?}", &rest[..rest.len().min(64)]),
+        }
+    }
+}
+
+/// The reactor's delivery, confirm and write pass; the peer reads everything at once.
+fn write_pass(c: &mut Conns, broker: &mut Broker, scratch: &mut Vec<coney::broker::queue::QueueId>) {
+    deliver_dirty(broker, c, scratch);
+    for slot in c.sessions.iter_mut() {
+        let Some(s) = slot.as_mut() else { continue };
+        s.flush_confirms(true);
+        check_output(s);
+        s.out.clear();
+        s.out_sent = 0;
+        s.after_write(broker);
+    }
+}
+
+fn release(c: &mut Conns, conn: usize, broker: &mut Broker, config: &Config, now: Instant) {
+    if let Some(mut s) = c.sessions[conn].take() {
+        let mut ctx = Ctx { broker, config, now };
+        s.release(&mut ctx);
+        cancel_notices(c, broker);
+    }
+    c.inputs[conn].clear();
+    assert!(
+        broker.consumers.iter().all(|(_, k)| k.conn != ConnId(conn as u32)),
+        "a consumer outlived connection {conn}"
+    );
+    assert!(
+        broker.queues.iter().all(|(_, q)| q.owner != Some(ConnId(conn as u32))),
+        "an exclusive queue outlived connection {conn}"
+    );
+}
+
+fn open(c: &mut Conns, conn: usize, with_handshake: bool, broker: &mut Broker, config: &Config, now: Instant) {
+    c.sessions[conn] = Some(Session::new(ConnId(conn as u32), peer(conn), config, now));
+    if with_handshake {
+        c.inputs[conn] = handshake(conn);
+        feed(c, conn, broker, config, now);
+        let s = c.sessions[conn].as_ref().expect("just opened");
+        assert_eq!(s.state, State::Open, "handshake did not open the connection");
+    }
+}
+
+/// Consumers and queues point at each other and at live connections, both ways.
+fn check_links(c: &Conns, broker: &Broker) {
+    for (cid, k) in broker.consumers.iter() {
+        assert!(c.sessions[k.conn.0 as usize].is_some(), "consumer of a dropped connection");
+        let q = broker.queues.get(k.queue);
+        assert!(q.is_some_and(|q| q.consumers.contains(&cid)), "consumer missing from its queue's list");
+    }
+    for (qid, q) in broker.queues.iter() {
+        for &cid in &q.consumers {
+            let k = broker.consumers.get(cid);
+            assert!(k.is_some_and(|k| k.queue == qid), "queue lists a consumer that is gone or elsewhere");
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let config = Config { channel_max: CHANNEL_MAX, ..Config::default() };
+    let mut broker = Broker::new();
+    let mut now = Instant::now();
+    let mut c = Conns { sessions: (0..CONNS).map(|_| None).collect(), inputs: vec![Vec::new(); CONNS] };
+    let mut scratch = Vec::new();
+    for conn in 0..CONNS {
+        open(&mut c, conn, true, &mut broker, &config, now);
+    }
+    write_pass(&mut c, &mut broker, &mut scratch);
+
+    let mut at = 0;
+    for _ in 0..STEPS_MAX {
+        let Some(&op) = data.get(at) else { break };
+        at += 1;
+        let conn = (op & 1) as usize;
+        match (op >> 1) & 7 {
+            // Bytes for a connection: a 16-bit length, then that many bytes (or what is left).
+            0..=3 => {
+                let len = match data.get(at..at + 2) {
+                    Some(b) => u16::from_be_bytes([b[0], b[1]]) as usize,
+                    None => 0,
+                };
+                at = (at + 2).min(data.len());
+                let end = (at + len).min(data.len());
+                c.inputs[conn].extend_from_slice(&data[at..end]);
+                at = end;
+                feed(&mut c, conn, &mut broker, &config, now);
+            }
+            4 | 5 => write_pass(&mut c, &mut broker, &mut scratch),
+            6 => {
+                now += Duration::from_secs(1 + (op >> 4) as u64);
+                for conn in 0..CONNS {
+                    let alive = c.sessions[conn].as_mut().map_or(true, |s| s.tick(now, &config));
+                    if !alive {
+                        release(&mut c, conn, &mut broker, &config, now);
+                        open(&mut c, conn, true, &mut broker, &config, now);
+                    }
+                }
+            }
+            // The socket goes (client vanished): release, then a new client on the same slot,
+            // like the reactor's slab reusing the key. Bit 4 says whether it handshakes.
+            _ => {
+                release(&mut c, conn, &mut broker, &config, now);
+                open(&mut c, conn, op & 0x10 == 0, &mut broker, &config, now);
+            }
+        }
+        for conn in 0..CONNS {
+            if c.sessions[conn].as_ref().is_some_and(|s| s.finished()) {
+                release(&mut c, conn, &mut broker, &config, now);
+                open(&mut c, conn, true, &mut broker, &config, now);
+            }
+        }
+        check_links(&c, &broker);
+    }
+    write_pass(&mut c, &mut broker, &mut scratch);
+    for conn in 0..CONNS {
+        release(&mut c, conn, &mut broker, &config, now);
+    }
+    assert!(broker.consumers.is_empty(), "{} consumers left with no connection", broker.consumers.len());
+    for (_, q) in broker.queues.iter() {
+        assert!(q.consumers.is_empty(), "queue keeps {} consumer ids", q.consumers.len());
+        assert!(!q.exclusive_consumer, "exclusive-consumer flag left on a queue without consumers");
+        assert!(q.owner.is_none(), "exclusive queue survived its connection");
+    }
+});

@@ -1,0 +1,648 @@
+#!/usr/bin/env python3
+"""Soak and chaos driver for a running coney (started by scripts/soak.sh), loopback only.
+
+Roles (each a separate process, so consumers can be SIGKILLed):
+  orchestrator  (default) sets up queues, runs everything below for --seconds, drains the
+                queues, checks the invariants and prints the summary. Exit 1 on a violation.
+  publisher     publishes numbered persistent messages with publisher confirms (up to
+                CONFIRM_WINDOW in flight), now and then draining the window, closing its
+                channel and opening a new one; writes what was confirmed to a file.
+  consumer      consumes every queue with manual acks and a prefetch, randomly closing and
+                reopening its channel, nacking or rejecting a few; records each delivery
+                (before acking) to its own file. `--slow` sleeps per message.
+The orchestrator also SIGKILLs random consumers (and starts replacements), floods the broker
+with idle connections that do the AMQP handshake by hand, and samples the broker's RSS and
+open file descriptors from /proc/PID.
+
+Invariants checked at the end:
+  lost = 0              every confirmed message was delivered at least once;
+  dup_fresh = 0         no message was delivered twice with redelivered=False;
+  corrupt = 0           every delivered body is the one published under its id;
+  unknown = 0           nothing was delivered that no publisher sent;
+  RSS after <= before + --rss-slack-mb;  fds after == fds before (within --settle-secs).
+"""
+import argparse
+import json
+import os
+import random
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+import pika
+import pika.exceptions
+
+QUEUES = ["soak.q0", "soak.q1", "soak.q2"]
+TOPIC = "soak.topic"
+BIG_BODY_BYTES = (64 * 1024, 300 * 1024)  # above frame_max (128 KiB) too, so bodies span frames
+BIG_BODY_PERCENT = 2
+CONSUMER_PREFETCH = 50
+SLOW_PREFETCH = 5
+SLOW_SLEEP_SECS = 0.05
+CONFIRM_WINDOW = 200
+# A publisher still waiting for confirms this long after its deadline reports them missing.
+CONFIRM_GRACE_SECS = 30
+
+# --------------------------------------------------------------------------- message format
+
+
+def body_for(msg_id, seq):
+    """A body that names its id and has a size and filler derived from it, so any corruption
+    or mix-up between messages is detectable by the consumer."""
+    rng = random.Random(msg_id)
+    if rng.randrange(100) < BIG_BODY_PERCENT:
+        size = rng.randint(*BIG_BODY_BYTES)
+    else:
+        size = rng.randint(0, 512)
+    head = f"{msg_id}|{size}|".encode()
+    return head + bytes([seq % 251]) * size
+
+
+def body_ok(body):
+    try:
+        msg_id, size, rest = body.split(b"|", 2)
+        seq = int(msg_id.rsplit(b"-", 1)[1])
+        return msg_id.decode(), len(rest) == int(size) and rest == bytes([seq % 251]) * int(size)
+    except (ValueError, IndexError):
+        return None, False
+
+
+def params(port, name, heartbeat=None):
+    return pika.ConnectionParameters(
+        "127.0.0.1", port, connection_attempts=3, retry_delay=0.5, socket_timeout=10,
+        blocked_connection_timeout=30, heartbeat=heartbeat,
+        client_properties={"connection_name": name})
+
+
+# --------------------------------------------------------------------------- publisher
+
+class Stop:
+    """Set by SIGTERM: roles finish their current step and exit cleanly."""
+    flag = False
+
+    @classmethod
+    def install(cls):
+        signal.signal(signal.SIGTERM, lambda *_: setattr(cls, "flag", True))
+
+
+class Publisher:
+    """Asynchronous publisher (pika SelectConnection) keeping up to CONFIRM_WINDOW messages
+    awaiting their confirm, so the broker sees pipelined publishes, not one per round trip.
+    Every so often it lets the window drain, closes its channel and opens a new one."""
+
+    def __init__(self, a):
+        self.a = a
+        self.rng = random.Random(a.seed * 1000 + a.id)
+        self.deadline = time.monotonic() + a.seconds
+        self.seq = 0
+        self.confirmed, self.unconfirmed, self.channel_cycles = [], 0, 0
+        self.pending = {}   # delivery tag -> message id, for the current channel
+        self.ch, self.next_tag, self.closing = None, 1, False
+        self.cycle_at = self.rng.randint(500, 5000)
+        self.conn = None
+
+    def run(self):
+        self.conn = pika.SelectConnection(
+            params(self.a.port, f"soak-publisher-{self.a.id}"),
+            on_open_callback=lambda c: self.open_channel(),
+            on_open_error_callback=lambda c, e: self.fail(f"connect: {e!r}"),
+            on_close_callback=lambda c, e: c.ioloop.stop())
+        self.conn.ioloop.call_later(0.5, self.tick)
+        self.conn.ioloop.start()
+
+    def fail(self, why):
+        print(f"publisher {self.a.id}: {why}", file=sys.stderr)
+        self.conn.ioloop.stop()
+
+    def open_channel(self):
+        self.conn.channel(on_open_callback=self.on_channel)
+
+    def on_channel(self, ch):
+        self.ch, self.next_tag, self.pending = ch, 1, {}
+        ch.add_on_close_callback(self.on_channel_closed)
+        ch.add_on_return_callback(self.on_return)
+        ch.confirm_delivery(self.on_confirm, callback=lambda _: self.pump())
+
+    def on_channel_closed(self, ch, reason):
+        # Whatever was still unconfirmed may or may not have been routed: not counted as lost.
+        self.unconfirmed += len(self.pending)
+        self.pending = {}
+        self.ch = None
+        if self.closing:
+            if self.conn.is_open:
+                self.conn.close()
+        else:
+            if not isinstance(reason, pika.exceptions.ChannelClosedByClient):
+                print(f"publisher {self.a.id}: channel closed: {reason!r}", file=sys.stderr)
+            self.open_channel()
+
+    def on_return(self, ch, method, props, body):
+        print(f"publisher {self.a.id}: returned {props.message_id}: {method.reply_text}", file=sys.stderr)
+
+    def on_confirm(self, frame):
+        m = frame.method
+        acked = isinstance(m, pika.spec.Basic.Ack)
+        tags = [t for t in self.pending if t <= m.delivery_tag] if m.multiple else [m.delivery_tag]
+        for t in tags:
+            msg_id = self.pending.pop(t, None)
+            if msg_id is None:
+                continue
+            if acked:
+                self.confirmed.append(msg_id)
+            else:
+                self.unconfirmed += 1
+        self.pump()
+
+    def done(self):
+        return time.monotonic() >= self.deadline or Stop.flag
+
+    def pump(self):
+        if self.ch is None or not self.ch.is_open:
+            return
+        if self.done() or self.seq >= self.cycle_at:
+            if not self.pending:
+                self.closing = self.done()
+                if not self.closing:
+                    self.channel_cycles += 1
+                    self.cycle_at = self.seq + self.rng.randint(500, 5000)
+                self.ch.close()
+            return
+        while len(self.pending) < CONFIRM_WINDOW and self.seq < self.cycle_at:
+            msg_id = f"p{self.a.id}-{self.seq}"
+            body = body_for(msg_id, self.seq)
+            props = pika.BasicProperties(delivery_mode=2, message_id=msg_id)
+            q = QUEUES[self.seq % len(QUEUES)]
+            if self.seq % 2:
+                self.ch.basic_publish(TOPIC, f"{q}.{self.seq % 7}", body, properties=props, mandatory=True)
+            else:
+                self.ch.basic_publish("", q, body, properties=props, mandatory=True)
+            self.pending[self.next_tag] = msg_id
+            self.next_tag += 1
+            self.seq += 1
+
+    def tick(self):
+        if time.monotonic() > self.deadline + CONFIRM_GRACE_SECS:
+            self.fail(f"{len(self.pending)} confirms still missing {CONFIRM_GRACE_SECS} s after the end")
+            self.unconfirmed += len(self.pending)
+            self.pending = {}
+            return
+        self.pump()
+        self.conn.ioloop.call_later(0.5, self.tick)
+
+
+def run_publisher(a):
+    Stop.install()
+    p = Publisher(a)
+    p.run()
+    with open(a.out, "w") as f:
+        json.dump({"published": p.seq, "confirmed": p.confirmed, "unconfirmed": p.unconfirmed,
+                   "channel_cycles": p.channel_cycles}, f)
+
+
+# --------------------------------------------------------------------------- consumer
+
+def run_consumer(a):
+    Stop.install()
+    rng = random.Random(a.seed * 1000 + a.id)
+    fd = os.open(a.out, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    conn = pika.BlockingConnection(params(a.port, f"soak-consumer-{a.id}"))
+    prefetch = SLOW_PREFETCH if a.slow else CONSUMER_PREFETCH
+    state = {"ch": None, "delivered": 0}
+
+    def on_message(ch, method, props, body):
+        msg_id, ok = body_ok(body)
+        # Recorded before the ack, so a SIGKILL can lose an ack but never a record of delivery.
+        os.write(fd, f"{msg_id or '?'}\t{int(method.redelivered)}\t{int(ok)}\n".encode())
+        state["delivered"] += 1
+        if a.slow:
+            time.sleep(SLOW_SLEEP_SECS)
+        roll = rng.randrange(1000)
+        if roll < 5:
+            ch.basic_nack(method.delivery_tag, requeue=True)
+        elif roll < 8:
+            ch.basic_reject(method.delivery_tag, requeue=True)
+        else:
+            ch.basic_ack(method.delivery_tag)
+
+    def open_channel():
+        ch = conn.channel()
+        ch.basic_qos(prefetch_count=prefetch)
+        for q in QUEUES:
+            ch.basic_consume(q, on_message, auto_ack=False)
+        state["ch"] = ch
+
+    open_channel()
+    cycle_at = time.monotonic() + rng.uniform(2, 10)
+    while not Stop.flag:
+        conn.process_data_events(time_limit=0.2)
+        if time.monotonic() >= cycle_at:
+            # Closing a channel with unacked deliveries requeues them (redelivered=True).
+            state["ch"].close()
+            open_channel()
+            cycle_at = time.monotonic() + rng.uniform(2, 10)
+    state["ch"].close()
+    conn.close()
+    os.close(fd)
+
+
+# --------------------------------------------------------------------------- idle flood
+
+def frame(kind, channel, payload):
+    return struct.pack(">BHI", kind, channel, len(payload)) + payload + b"\xce"
+
+
+def method_frame(class_id, method_id, args):
+    return frame(1, 0, struct.pack(">HH", class_id, method_id) + args)
+
+
+def shortstr(s):
+    return bytes([len(s)]) + s
+
+
+def longstr(s):
+    return struct.pack(">I", len(s)) + s
+
+
+START_OK = method_frame(10, 11, longstr(b"") + shortstr(b"PLAIN") + longstr(b"\0guest\0guest") + shortstr(b"en_US"))
+OPEN = method_frame(10, 40, shortstr(b"/") + shortstr(b"") + b"\0")
+CLOSE = method_frame(10, 50, struct.pack(">H", 200) + shortstr(b"bye") + struct.pack(">HH", 0, 0))
+
+
+def read_method(sock, buf):
+    """Reads frames until a method frame; returns ((class, method), payload, rest of buf)."""
+    while True:
+        while len(buf) < 7:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("closed by broker")
+            buf += chunk
+        kind, _, size = struct.unpack(">BHI", buf[:7])
+        while len(buf) < 8 + size:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("closed by broker")
+            buf += chunk
+        payload, buf = buf[7:7 + size], buf[8 + size:]
+        if kind == 1:
+            return struct.unpack(">HH", payload[:4]), payload, buf
+
+
+def handshake(port):
+    """Connects and opens an AMQP connection by hand; heartbeat 0 so it may stay idle."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"AMQP\x00\x00\x09\x01")
+    ids, _, buf = read_method(s, b"")
+    assert ids == (10, 10), ids
+    s.sendall(START_OK)
+    ids, payload, buf = read_method(s, buf)
+    assert ids == (10, 30), ids
+    channel_max, frame_max, _ = struct.unpack(">HIH", payload[4:12])
+    s.sendall(method_frame(10, 31, struct.pack(">HIH", channel_max, frame_max, 0)) + OPEN)
+    ids, _, buf = read_method(s, buf)
+    assert ids == (10, 41), ids
+    return s
+
+
+def idle_flood(port, total, seconds, stats, stop):
+    """Opens `total` idle connections in waves spread over `seconds` and closes each wave in
+    one of three ways: connection.close handshake, abrupt close, or a header-only socket."""
+    waves = 10
+    per_wave = total // waves
+    rng = random.Random(7)
+    for w in range(waves):
+        if stop.is_set():
+            return
+        held = []
+        for i in range(per_wave):
+            kind = rng.choice(["graceful", "abrupt", "abrupt", "header-only"])
+            try:
+                if kind == "header-only":
+                    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+                    s.sendall(b"AMQP\x00\x00\x09\x01")
+                else:
+                    s = handshake(port)
+                held.append((kind, s))
+                stats["opened"] += 1
+            except (OSError, AssertionError, ConnectionError) as e:
+                stats["failed"] += 1
+                stats.setdefault("errors", []).append(repr(e))
+        stats["peak_held"] = max(stats["peak_held"], len(held))
+        stop.wait(seconds / waves / 2)
+        for kind, s in held:
+            try:
+                if kind == "graceful":
+                    s.sendall(CLOSE)
+                    ids, _, _ = read_method(s, b"")
+                    if ids != (10, 51):
+                        stats["failed"] += 1
+            except (OSError, ConnectionError):
+                stats["failed"] += 1
+            s.close()
+        stats["closed"] += len(held)
+        stop.wait(seconds / waves / 2)
+
+
+# --------------------------------------------------------------------------- broker metrics
+
+def proc_rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def proc_fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def fd_targets(pid):
+    out = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            out[int(fd)] = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            pass
+    return out
+
+
+class Sampler(threading.Thread):
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.peak_rss_kb, self.peak_fds = pid, 0, 0
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.wait(0.25):
+            try:
+                self.peak_rss_kb = max(self.peak_rss_kb, proc_rss_kb(self.pid))
+                self.peak_fds = max(self.peak_fds, proc_fds(self.pid))
+            except OSError:
+                return
+
+
+# --------------------------------------------------------------------------- orchestrator
+
+def spawn(a, role, n, out, extra=()):
+    cmd = [sys.executable, os.path.abspath(__file__), "--role", role, "--port", str(a.port),
+           "--id", str(n), "--seconds", str(a.seconds), "--seed", str(a.seed), "--out", out, *extra]
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+
+
+def setup(port):
+    conn = pika.BlockingConnection(params(port, "soak-setup"))
+    ch = conn.channel()
+    ch.exchange_declare(TOPIC, "topic", durable=True)
+    for q in QUEUES:
+        ch.queue_declare(q, durable=True)
+        ch.queue_purge(q)
+        ch.queue_bind(q, TOPIC, routing_key=f"{q}.#")
+    conn.close()
+
+
+def drain(port, out_path, max_secs):
+    """Consumes every queue until all are empty and quiet; returns message counts left."""
+    fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    conn = pika.BlockingConnection(params(port, "soak-drain"))
+    ch = conn.channel()
+    ch.basic_qos(prefetch_count=500)
+
+    def on_message(c, method, props, body):
+        msg_id, ok = body_ok(body)
+        os.write(fd, f"{msg_id or '?'}\t{int(method.redelivered)}\t{int(ok)}\n".encode())
+        c.basic_ack(method.delivery_tag)
+
+    for q in QUEUES:
+        ch.basic_consume(q, on_message, auto_ack=False)
+    deadline = time.monotonic() + max_secs
+    quiet_since = time.monotonic()
+    last = os.fstat(fd).st_size
+    while time.monotonic() < deadline:
+        conn.process_data_events(time_limit=0.5)
+        size = os.fstat(fd).st_size
+        if size != last:
+            last, quiet_since = size, time.monotonic()
+        elif time.monotonic() - quiet_since > 3:
+            break
+    ch.close()
+    ch = conn.channel()
+    left = {q: ch.queue_declare(q, passive=True).method.message_count for q in QUEUES}
+    conn.close()
+    os.close(fd)
+    return left
+
+
+def wait_for(pred, secs):
+    deadline = time.monotonic() + secs
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.25)
+    return pred()
+
+
+def orchestrate(a):
+    rng = random.Random(a.seed)
+    work = a.work_dir
+    os.makedirs(work, exist_ok=True)
+    # The broker has only its listener, poller, signal pipe and store files open now.
+    time.sleep(0.5)
+    fds_before, rss_before = proc_fds(a.pid), proc_rss_kb(a.pid)
+    targets_before = fd_targets(a.pid)
+    sampler = Sampler(a.pid)
+    sampler.start()
+    setup(a.port)
+    t0 = time.monotonic()
+
+    publishers = [spawn(a, "publisher", i, f"{work}/publisher-{i}.json") for i in range(a.publishers)]
+    consumers, generation, kills = {}, 0, 0
+
+    def start_consumer(slot, slow=False):
+        nonlocal generation
+        generation += 1
+        extra = ["--slow"] if slow else []
+        consumers[slot] = spawn(a, "consumer", generation, f"{work}/consumer-{generation}.tsv", extra)
+
+    for slot in range(a.consumers):
+        start_consumer(slot, slow=(slot == 0))
+    flood_stats = {"opened": 0, "closed": 0, "failed": 0, "peak_held": 0}
+    flood_stop = threading.Event()
+    flood = threading.Thread(target=idle_flood,
+                             args=(a.port, a.idle_connections, a.seconds, flood_stats, flood_stop),
+                             daemon=True)
+    flood.start()
+
+    deadline = t0 + a.seconds
+    next_kill = time.monotonic() + rng.uniform(1, a.kill_every_max)
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        if a.pid and not os.path.exists(f"/proc/{a.pid}"):
+            print("soak: the broker died during the run", file=sys.stderr)
+            break
+        if time.monotonic() >= next_kill:
+            slot = rng.randrange(a.consumers)
+            victim = consumers[slot]
+            victim.send_signal(signal.SIGKILL)
+            victim.wait()
+            kills += 1
+            start_consumer(slot, slow=(slot == 0))
+            next_kill = time.monotonic() + rng.uniform(1, a.kill_every_max)
+        for slot, p in consumers.items():
+            if p.poll() is not None:
+                print(f"soak: consumer in slot {slot} exited with {p.returncode}; restarting", file=sys.stderr)
+                start_consumer(slot, slow=(slot == 0))
+
+    for p in publishers:
+        if p.wait(timeout=60) != 0:
+            print(f"soak: a publisher exited with {p.returncode}", file=sys.stderr)
+    for p in consumers.values():
+        p.send_signal(signal.SIGTERM)
+    for p in consumers.values():
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    flood_stop.set()
+    flood.join(timeout=60)
+    run_secs = time.monotonic() - t0
+
+    broker_alive = os.path.exists(f"/proc/{a.pid}")
+    left = drain(a.port, f"{work}/drain.tsv", a.drain_secs) if broker_alive else {}
+
+    # Let the broker notice closed sockets and reap handshake timeouts before measuring.
+    fds_settled = broker_alive and wait_for(lambda: proc_fds(a.pid) <= fds_before, a.settle_secs)
+    sampler.stop.set()
+    sampler.join()
+    fds_after = proc_fds(a.pid) if broker_alive else -1
+    rss_after = proc_rss_kb(a.pid) if broker_alive else -1
+    extra_fds = {fd: t for fd, t in fd_targets(a.pid).items() if targets_before.get(fd) != t} if broker_alive else {}
+
+    # ---- account
+    published = confirmed_n = unconfirmed = pub_cycles = 0
+    confirmed, published_by = set(), {}
+    for i in range(a.publishers):
+        try:
+            with open(f"{work}/publisher-{i}.json") as f:
+                r = json.load(f)
+        except (OSError, ValueError):
+            print(f"soak: publisher {i} left no report", file=sys.stderr)
+            continue
+        published += r["published"]
+        published_by[i] = r["published"]
+        unconfirmed += r["unconfirmed"]
+        pub_cycles += r["channel_cycles"]
+        confirmed.update(r["confirmed"])
+    confirmed_n = len(confirmed)
+    deliveries = fresh = redelivered = corrupt = 0
+    fresh_count, seen = {}, set()
+    for name in sorted(os.listdir(work)):
+        if not name.endswith(".tsv"):
+            continue
+        with open(os.path.join(work, name)) as f:
+            for line in f:
+                parts = line.rstrip("\n").split("\t")
+                if len(parts) != 3:
+                    continue   # a line cut by SIGKILL mid-write cannot happen with O_APPEND writes
+                msg_id, redel, ok = parts
+                deliveries += 1
+                if ok != "1":
+                    corrupt += 1
+                if redel == "1":
+                    redelivered += 1
+                else:
+                    fresh += 1
+                    fresh_count[msg_id] = fresh_count.get(msg_id, 0) + 1
+                seen.add(msg_id)
+    all_published_ids = {f"p{i}-{s}" for i, n in published_by.items() for s in range(n)}
+    unknown = {m for m in seen if m not in all_published_ids}
+    lost = sorted(confirmed - seen)
+    dup_fresh = sorted(m for m, n in fresh_count.items() if n > 1)
+    rss_slack_kb = a.rss_slack_mb * 1024
+
+    violations = []
+    if not broker_alive:
+        violations.append("broker died")
+    if lost:
+        violations.append(f"{len(lost)} confirmed messages lost, e.g. {lost[:5]}")
+    if dup_fresh:
+        violations.append(f"{len(dup_fresh)} messages delivered twice without redelivered, e.g. {dup_fresh[:5]}")
+    if corrupt:
+        violations.append(f"{corrupt} deliveries with a corrupt body")
+    if unknown:
+        violations.append(f"{len(unknown)} unknown message ids delivered, e.g. {sorted(unknown)[:5]}")
+    if any(left.values()):
+        violations.append(f"queues not empty after drain: {left}")
+    if broker_alive and rss_after > rss_before + rss_slack_kb:
+        violations.append(f"RSS after {rss_after} kB > before {rss_before} kB + {a.rss_slack_mb} MiB")
+    if broker_alive and not fds_settled:
+        violations.append(f"fd leak: {fds_after} open after vs {fds_before} before: {extra_fds}")
+    if flood_stats["failed"]:
+        violations.append(f"{flood_stats['failed']} idle-flood connections failed: {flood_stats.get('errors', [])[:3]}")
+
+    print("==== soak summary")
+    rows = [
+        ("run seconds", f"{run_secs:.1f}"),
+        ("publishers / consumers", f"{a.publishers} / {a.consumers} (1 slow)"),
+        ("messages published", published),
+        ("messages confirmed", confirmed_n),
+        ("messages not confirmed", unconfirmed),
+        ("deliveries (incl. drain)", deliveries),
+        ("distinct messages consumed", len(seen)),
+        ("deliveries redelivered=True", redelivered),
+        ("consumer kills (SIGKILL)", kills),
+        ("consumer processes started", generation),
+        ("publisher channel cycles", pub_cycles),
+        ("idle connections opened/closed", f"{flood_stats['opened']}/{flood_stats['closed']} (peak {flood_stats['peak_held']} held)"),
+        ("left in queues after drain", sum(left.values()) if left else "n/a"),
+        ("lost (confirmed, never consumed)", len(lost)),
+        ("duplicates without redelivered", len(dup_fresh)),
+        ("corrupt bodies", corrupt),
+        ("RSS before/peak/after (MiB)", f"{rss_before / 1024:.1f} / {sampler.peak_rss_kb / 1024:.1f} / {rss_after / 1024:.1f}"),
+        ("fds before/peak/after", f"{fds_before} / {sampler.peak_fds} / {fds_after}"),
+    ]
+    for k, v in rows:
+        print(f"{k:<34} {v}")
+    if violations:
+        print("==== VIOLATIONS")
+        for v in violations:
+            print(f"  - {v}")
+        return 1
+    print("soak: OK, no violations")
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--role", default="orchestrator", choices=["orchestrator", "publisher", "consumer"])
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--pid", type=int, default=0, help="broker pid, for /proc metrics")
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--id", type=int, default=0)
+    ap.add_argument("--out", default="")
+    ap.add_argument("--slow", action="store_true")
+    ap.add_argument("--work-dir", default="soak-work")
+    ap.add_argument("--publishers", type=int, default=4)
+    ap.add_argument("--consumers", type=int, default=6)
+    ap.add_argument("--idle-connections", type=int, default=2000)
+    ap.add_argument("--kill-every-max", type=float, default=5.0, help="max seconds between consumer kills")
+    ap.add_argument("--drain-secs", type=float, default=180)
+    ap.add_argument("--settle-secs", type=float, default=20)
+    ap.add_argument("--rss-slack-mb", type=float, default=64)
+    a = ap.parse_args()
+    if a.role == "publisher":
+        return run_publisher(a)
+    if a.role == "consumer":
+        return run_consumer(a)
+    if not a.pid:
+        ap.error("--pid is required for the orchestrator")
+    return orchestrate(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
