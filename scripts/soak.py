@@ -22,9 +22,11 @@ Invariants checked at the end:
   RSS after <= before + --rss-slack-mb;  fds after == fds before (within --settle-secs).
 """
 import argparse
+import faulthandler
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import struct
@@ -207,6 +209,7 @@ def run_publisher(a):
 
 def run_consumer(a):
     Stop.install()
+    faulthandler.register(signal.SIGUSR1)
     rng = random.Random(a.seed * 1000 + a.id)
     fd = os.open(a.out, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     conn = pika.BlockingConnection(params(a.port, f"soak-consumer-{a.id}"))
@@ -214,6 +217,10 @@ def run_consumer(a):
     state = {"ch": None, "delivered": 0}
 
     def on_message(ch, method, props, body):
+        if Stop.flag:
+            # Leave it unacked: closing the channel requeues it. Not acking also stops new
+            # deliveries, which would otherwise keep pika dispatching and never return.
+            return
         msg_id, ok = body_ok(body)
         # Recorded before the ack, so a SIGKILL can lose an ack but never a record of delivery.
         os.write(fd, f"{msg_id or '?'}\t{int(method.redelivered)}\t{int(ok)}\n".encode())
@@ -307,43 +314,68 @@ def handshake(port):
     return s
 
 
+FLOOD_THREADS = 4
+FLOOD_WAVES_PER_THREAD = 5
+# After the chaos phase ends, the flood may take this long to finish its quota without holds.
+FLOOD_OVERTIME_SECS = 60
+
+
 def idle_flood(port, total, seconds, stats, stop):
-    """Opens `total` idle connections in waves spread over `seconds` and closes each wave in
-    one of three ways: connection.close handshake, abrupt close, or a header-only socket."""
-    waves = 10
-    per_wave = total // waves
-    rng = random.Random(7)
-    for w in range(waves):
-        if stop.is_set():
-            return
-        held = []
-        for i in range(per_wave):
-            kind = rng.choice(["graceful", "abrupt", "abrupt", "header-only"])
-            try:
-                if kind == "header-only":
-                    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-                    s.sendall(b"AMQP\x00\x00\x09\x01")
-                else:
-                    s = handshake(port)
-                held.append((kind, s))
-                stats["opened"] += 1
-            except (OSError, AssertionError, ConnectionError) as e:
-                stats["failed"] += 1
-                stats.setdefault("errors", []).append(repr(e))
-        stats["peak_held"] = max(stats["peak_held"], len(held))
-        stop.wait(seconds / waves / 2)
-        for kind, s in held:
-            try:
-                if kind == "graceful":
-                    s.sendall(CLOSE)
-                    ids, _, _ = read_method(s, b"")
-                    if ids != (10, 51):
+    """Opens `total` idle connections from FLOOD_THREADS threads, in waves spread over
+    `seconds`, and closes each wave in one of three ways: the connection.close handshake, an
+    abrupt close, or a socket that only ever sent the protocol header."""
+    lock = threading.Lock()
+    t_end = time.monotonic() + seconds
+
+    def worker(n, quota):
+        rng = random.Random(7 + n)
+        for w in range(FLOOD_WAVES_PER_THREAD):
+            if time.monotonic() > t_end + FLOOD_OVERTIME_SECS:
+                return
+            wave_started = time.monotonic()
+            budget = max(0.0, (t_end - wave_started) / (FLOOD_WAVES_PER_THREAD - w))
+            held = []
+            for _ in range(quota // FLOOD_WAVES_PER_THREAD):
+                kind = rng.choice(["graceful", "abrupt", "abrupt", "header-only"])
+                try:
+                    if kind == "header-only":
+                        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+                        sock.sendall(b"AMQP\x00\x00\x09\x01")
+                    else:
+                        sock = handshake(port)
+                    held.append((kind, sock))
+                except (OSError, AssertionError, ConnectionError) as e:
+                    with lock:
                         stats["failed"] += 1
-            except (OSError, ConnectionError):
-                stats["failed"] += 1
-            s.close()
-        stats["closed"] += len(held)
-        stop.wait(seconds / waves / 2)
+                        stats.setdefault("errors", []).append(repr(e))
+            with lock:
+                stats["opened"] += len(held)
+                stats["held_now"] += len(held)
+                stats["peak_held"] = max(stats["peak_held"], stats["held_now"])
+            # Hold the wave for what is left of its share of the run (none once it is over).
+            stop.wait(max(0.0, budget - (time.monotonic() - wave_started)) / 2)
+            failed = 0
+            for kind, sock in held:
+                try:
+                    if kind == "graceful":
+                        sock.sendall(CLOSE)
+                        ids, _, _ = read_method(sock, b"")
+                        failed += ids != (10, 51)
+                except (OSError, ConnectionError):
+                    failed += 1
+                sock.close()
+            with lock:
+                stats["closed"] += len(held)
+                stats["held_now"] -= len(held)
+                stats["failed"] += failed
+            stop.wait(max(0.0, budget - (time.monotonic() - wave_started)))
+
+    threads = [threading.Thread(target=worker, args=(n, total // FLOOD_THREADS), daemon=True)
+               for n in range(FLOOD_THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 # --------------------------------------------------------------------------- broker metrics
@@ -436,6 +468,42 @@ def drain(port, out_path, max_secs):
     return left
 
 
+def malloc_diagnosis(pid, broker_log):
+    """Tells a leak from allocator retention: glibc's malloc_stats (live bytes vs bytes held
+    from the system), then malloc_trim(0) and the RSS after it, through gdb if it is there.
+    Runs only after a violation, at the very end: it stops the broker for a moment."""
+    if not shutil.which("gdb") or not broker_log:
+        return " (install gdb for a leak-or-retention diagnosis)"
+    before = proc_rss_kb(pid)
+    try:
+        subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex", "call (void) malloc_stats()",
+                        "-ex", "call (int) malloc_trim(0)"], capture_output=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f" (gdb failed: {e!r})"
+    time.sleep(0.5)
+    after = proc_rss_kb(pid)
+    try:
+        with open(broker_log, errors="replace") as f:
+            text = f.read()
+    except OSError:
+        text = ""
+    totals = text.split("Total (incl. mmap):")
+    stats = totals[-1] if len(totals) > 1 else ""
+    in_use = [l.split("=")[1].strip() for l in stats.splitlines() if l.startswith("in use bytes")]
+    system = [l.split("=")[1].strip() for l in stats.splitlines() if l.startswith("system bytes")]
+    live_mib = int(in_use[0]) / 2**20 if in_use else float("nan")
+    held_mib = int(system[0]) / 2**20 if system else float("nan")
+    verdict = ("allocator retention, not a leak" if after <= proc_baseline_guess(before, live_mib)
+               else "live memory: a leak or a cache that does not shrink")
+    return (f"; glibc: {live_mib:.1f} MiB in use of {held_mib:.1f} MiB held; after malloc_trim(0) "
+            f"RSS {before / 1024:.1f} -> {after / 1024:.1f} MiB: {verdict}")
+
+
+def proc_baseline_guess(rss_before_trim_kb, live_mib):
+    """RSS a trimmed heap should come down to: the live bytes plus 16 MiB for code and stacks."""
+    return min(rss_before_trim_kb, (live_mib + 16) * 1024)
+
+
 def wait_for(pred, secs):
     deadline = time.monotonic() + secs
     while time.monotonic() < deadline:
@@ -469,7 +537,7 @@ def orchestrate(a):
 
     for slot in range(a.consumers):
         start_consumer(slot, slow=(slot == 0))
-    flood_stats = {"opened": 0, "closed": 0, "failed": 0, "peak_held": 0}
+    flood_stats = {"opened": 0, "closed": 0, "failed": 0, "peak_held": 0, "held_now": 0}
     flood_stop = threading.Event()
     flood = threading.Thread(target=idle_flood,
                              args=(a.port, a.idle_connections, a.seconds, flood_stats, flood_stop),
@@ -496,23 +564,31 @@ def orchestrate(a):
                 print(f"soak: consumer in slot {slot} exited with {p.returncode}; restarting", file=sys.stderr)
                 start_consumer(slot, slow=(slot == 0))
 
+    phases = {"chaos": time.monotonic() - t0}
     for p in publishers:
         if p.wait(timeout=60) != 0:
             print(f"soak: a publisher exited with {p.returncode}", file=sys.stderr)
+    phases["publishers done"] = time.monotonic() - t0
     for p in consumers.values():
         p.send_signal(signal.SIGTERM)
     for p in consumers.values():
         try:
             p.wait(timeout=15)
         except subprocess.TimeoutExpired:
+            print(f"soak: consumer pid {p.pid} ignored SIGTERM for 15 s; its stack:", file=sys.stderr)
+            p.send_signal(signal.SIGUSR1)
+            time.sleep(0.5)
             p.kill()
             p.wait()
+    phases["consumers stopped"] = time.monotonic() - t0
     flood_stop.set()
-    flood.join(timeout=60)
+    flood.join(timeout=FLOOD_OVERTIME_SECS + 30)
     run_secs = time.monotonic() - t0
+    phases["flood done"] = run_secs
 
     broker_alive = os.path.exists(f"/proc/{a.pid}")
     left = drain(a.port, f"{work}/drain.tsv", a.drain_secs) if broker_alive else {}
+    phases["drained"] = time.monotonic() - t0
 
     # Let the broker notice closed sockets and reap handshake timeouts before measuring.
     fds_settled = broker_alive and wait_for(lambda: proc_fds(a.pid) <= fds_before, a.settle_secs)
@@ -578,7 +654,8 @@ def orchestrate(a):
     if any(left.values()):
         violations.append(f"queues not empty after drain: {left}")
     if broker_alive and rss_after > rss_before + rss_slack_kb:
-        violations.append(f"RSS after {rss_after} kB > before {rss_before} kB + {a.rss_slack_mb} MiB")
+        violations.append(f"RSS after {rss_after} kB > before {rss_before} kB + {a.rss_slack_mb} MiB"
+                          + malloc_diagnosis(a.pid, a.broker_log))
     if broker_alive and not fds_settled:
         violations.append(f"fd leak: {fds_after} open after vs {fds_before} before: {extra_fds}")
     if flood_stats["failed"]:
@@ -587,6 +664,7 @@ def orchestrate(a):
     print("==== soak summary")
     rows = [
         ("run seconds", f"{run_secs:.1f}"),
+        ("phases (s since start)", ", ".join(f"{k} {v:.1f}" for k, v in phases.items())),
         ("publishers / consumers", f"{a.publishers} / {a.consumers} (1 slow)"),
         ("messages published", published),
         ("messages confirmed", confirmed_n),
@@ -633,7 +711,9 @@ def main():
     ap.add_argument("--kill-every-max", type=float, default=5.0, help="max seconds between consumer kills")
     ap.add_argument("--drain-secs", type=float, default=180)
     ap.add_argument("--settle-secs", type=float, default=20)
-    ap.add_argument("--rss-slack-mb", type=float, default=64)
+    ap.add_argument("--rss-slack-mb", type=float, default=16,
+                    help="how far above its starting RSS the broker may stay after the drain")
+    ap.add_argument("--broker-log", default="", help="the broker's stderr, for malloc_stats output")
     a = ap.parse_args()
     if a.role == "publisher":
         return run_publisher(a)
