@@ -327,14 +327,16 @@ def main():
     print(f"wrote {total} seeds: {corpus.count}")
 
 
-# Step encoding of fuzz_targets/session.rs: op byte (bit 0 = connection, bits 1-3 = kind),
-# kind 0 takes a 16-bit length and that many bytes of input; kind 4 is a delivery/write pass.
-SESSION_FEED, SESSION_WRITE, SESSION_DROP = 0x00, 0x08, 0x0e
+# Step encoding of fuzz_targets/session.rs: op byte (bit 0 = connection, bits 1-3 = kind).
+# Kind 0 takes a 16-bit length and that many raw bytes; kind 2 takes a frame type selector, a
+# channel, a 16-bit length and the payload; kind 4 is a delivery/write pass; kind 7 a drop.
+SESSION_FEED, SESSION_FRAME, SESSION_WRITE, SESSION_DROP = 0x00, 0x04, 0x08, 0x0e
+FRAME_TYPE_SELECTOR = {1: 0, 2: 1, 3: 2, 8: 3}
 
 
 def session_programs(frames):
     """Session-target programs replaying a captured client stream after the handshake."""
-    raw = []
+    raw, parsed = [], []
     opened = False
     for kind, ch, payload in frames:
         ids = struct.unpack(">HH", payload[:4]) if kind == 1 and len(payload) >= 4 else None
@@ -344,6 +346,7 @@ def session_programs(frames):
         if ids == (20, 10) and ch in (1, 2):
             continue   # the target opens channels 1 and 2 itself
         raw.append(struct.pack(">BHI", kind, ch, len(payload)) + payload + b"\xce")
+        parsed.append((kind, ch, payload))
 
     def program(conn_of, group):
         out = bytearray()
@@ -353,8 +356,18 @@ def session_programs(frames):
             out.append(SESSION_WRITE)
         return bytes(out)
 
+    def framed(conn_of, write_every):
+        out = bytearray()
+        for n, (kind, ch, payload) in enumerate(parsed):
+            out += bytes([SESSION_FRAME | conn_of(n), FRAME_TYPE_SELECTOR[kind], ch])
+            out += struct.pack(">H", len(payload[:0xFFFF])) + payload[:0xFFFF]
+            if n % write_every == write_every - 1:
+                out.append(SESSION_WRITE)
+        return bytes(out)
+
+    yield "framed-conn0", framed(lambda n: 0, 3)
+    yield "framed-alternating", framed(lambda n: (n // 5) % 2, 2)
     yield "conn0-by3", program(lambda n: 0, 3)
-    yield "conn0-by1", program(lambda n: 0, 1)
     yield "alternating", program(lambda n: (n // 4) % 2, 4)
     dropped = bytearray(program(lambda n: 0, 3))
     cut = len(dropped) // 2

@@ -1,6 +1,7 @@
 //! Fuzz target `session`: two AMQP connections to one in-memory broker, driven the way the
-//! reactor drives them but without sockets. The input is a program of steps: feed bytes to a
-//! connection, run a delivery-and-write pass, advance the clock, or drop a connection. Both
+//! reactor drives them but without sockets. The input is a program of steps: feed raw bytes
+//! or one harness-framed frame to a connection, run a delivery-and-write pass, advance the
+//! clock, or drop a connection. Both
 //! connections start past the handshake with channels 1 and 2 open, so the bytes reach the
 //! channel and broker logic. Checks: no panic; every byte the broker writes is a well-formed
 //! frame whose method or content header decodes; no consumer outlives its connection; after
@@ -10,7 +11,7 @@
 use coney::broker::queue::ConnId;
 use coney::broker::{Broker, Notice};
 use coney::config::Config;
-use coney::protocol::constants::{FRAME_OVERHEAD, PROTOCOL_HEADER};
+use coney::protocol::constants::{FRAME_END, FRAME_OVERHEAD, PROTOCOL_HEADER};
 use coney::protocol::frame::write_method;
 use coney::protocol::method::{ChannelOpen, ConnectionOpen, ConnectionStartOk, ConnectionTuneOk};
 use coney::protocol::{parse_frame, ContentHeader, FieldTable, FrameKind, Method, Parsed};
@@ -51,6 +52,19 @@ impl Sessions for Conns {
         self.sessions.get_mut(id.0 as usize)?.as_mut()
     }
     fn wants_flush(&mut self, _id: ConnId) {}
+}
+
+/// A 16-bit big-endian length and then that many bytes, or as many as are left.
+fn take_chunk<'a>(data: &'a [u8], at: &mut usize) -> &'a [u8] {
+    let len = match data.get(*at..*at + 2) {
+        Some(b) => u16::from_be_bytes([b[0], b[1]]) as usize,
+        None => 0,
+    };
+    *at = (*at + 2).min(data.len());
+    let end = (*at + len).min(data.len());
+    let chunk = &data[*at..end];
+    *at = end;
+    chunk
 }
 
 fn handshake(conn: usize) -> Vec<u8> {
@@ -205,16 +219,26 @@ fuzz_target!(|data: &[u8]| {
         at += 1;
         let conn = (op & 1) as usize;
         match (op >> 1) & 7 {
-            // Bytes for a connection: a 16-bit length, then that many bytes (or what is left).
-            0..=3 => {
-                let len = match data.get(at..at + 2) {
-                    Some(b) => u16::from_be_bytes([b[0], b[1]]) as usize,
-                    None => 0,
-                };
+            // Raw bytes for a connection: a 16-bit length, then that many bytes (or what is
+            // left). Reaches framing errors and partial frames.
+            0 | 1 => {
+                let chunk = take_chunk(data, &mut at);
+                c.inputs[conn].extend_from_slice(chunk);
+                feed(&mut c, conn, &mut broker, &config, now);
+            }
+            // One frame built by the harness: type selector, channel, 16-bit length, payload.
+            // Mutations then change methods and arguments without breaking the framing.
+            2 | 3 => {
+                let kind = [1u8, 2, 3, 8][data.get(at).map_or(0, |b| *b as usize % 4)];
+                let channel = data.get(at + 1).map_or(0, |b| *b as u16 % (CHANNEL_MAX + 1));
                 at = (at + 2).min(data.len());
-                let end = (at + len).min(data.len());
-                c.inputs[conn].extend_from_slice(&data[at..end]);
-                at = end;
+                let payload = take_chunk(data, &mut at);
+                let input = &mut c.inputs[conn];
+                input.push(kind);
+                input.extend_from_slice(&channel.to_be_bytes());
+                input.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+                input.extend_from_slice(payload);
+                input.push(FRAME_END);
                 feed(&mut c, conn, &mut broker, &config, now);
             }
             4 | 5 => write_pass(&mut c, &mut broker, &mut scratch),
