@@ -4,9 +4,12 @@
 
 pub mod broker;
 pub mod config;
+pub mod config_file;
 pub mod error;
 pub mod limits;
+pub mod logfile;
 pub mod net;
+pub mod notify;
 pub mod protocol;
 pub mod reactor;
 pub mod session;

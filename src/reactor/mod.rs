@@ -180,7 +180,7 @@ impl Reactor {
                 info!("signal {sig}: shutting down");
                 self.begin_shutdown(now);
             }
-            libc::SIGHUP => info!("SIGHUP: logs go to stderr; nothing to reopen"),
+            libc::SIGHUP => crate::logfile::reopen(),
             _ => {}
         }
     }
