@@ -15,6 +15,28 @@ pub const CONFIG_FILE_BYTES_MAX: u64 = 1024 * 1024;
 /// Longest handshake_timeout accepted: an hour. Longer only keeps dead sockets around.
 pub const HANDSHAKE_TIMEOUT_MAX_MS: u64 = 3_600_000;
 
+/// Every key `apply` accepts; `NAME` stands for any user name. The packaged coney.conf and
+/// the man page must mention each (checked by a test).
+pub const KEYS: [&str; 17] = [
+    "listeners.tcp.default",
+    "data_dir",
+    "default_user",
+    "default_pass",
+    "loopback_users",
+    "loopback_users.NAME",
+    "heartbeat",
+    "frame_max",
+    "channel_max",
+    "max_message_size",
+    "handshake_timeout",
+    "disk_free_limit.absolute",
+    "vm_memory_high_watermark.relative",
+    "vm_memory_high_watermark.absolute",
+    "log.file",
+    "log.level",
+    "log.console",
+];
+
 /// A config file that cannot be read or used. Displayed as `FILE:LINE: KEY: message`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConfigFileError {
@@ -477,5 +499,77 @@ mod tests {
         load(&good, &mut c).unwrap();
         assert_eq!(c.heartbeat_secs, 9);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    const PACKAGED_CONF: &str = include_str!("../packaging/coney.conf");
+    const MAN_PAGE: &str = include_str!("../packaging/coney.8");
+
+    /// KEYS is the list `apply` knows: none of them is an unknown key.
+    #[test]
+    fn config_keys_are_known() {
+        for key in KEYS {
+            let key = key.replace("NAME", "guest");
+            let mut c = Config::default();
+            let outcome = apply(&key, "?", 1, &mut c, &mut Pending::default());
+            assert_ne!(outcome, Err("unknown key".to_string()), "{key}");
+        }
+    }
+
+    /// The packaged config file and the man page document every key.
+    #[test]
+    fn config_keys_are_documented() {
+        for key in KEYS {
+            let key = key.trim_end_matches("NAME");
+            assert!(
+                PACKAGED_CONF.contains(key),
+                "coney.conf does not mention {key}"
+            );
+            assert!(MAN_PAGE.contains(key), "coney.8 does not mention {key}");
+        }
+    }
+
+    /// Uncommenting every "# key = value" line of the packaged file changes nothing but
+    /// data_dir (which the package sets): the values shown are the defaults, and each parses.
+    #[test]
+    fn config_packaged_file_shows_defaults() {
+        let mut uncommented = String::new();
+        let mut shown = Vec::new();
+        for line in PACKAGED_CONF.lines() {
+            let setting = line.strip_prefix("# ").filter(|l| {
+                l.split_once(" = ")
+                    .is_some_and(|(k, _)| !k.is_empty() && !k.contains(' '))
+            });
+            if let Some(setting) = setting {
+                shown.push(setting.split(" = ").next().unwrap_or("").to_string());
+                uncommented.push_str(setting);
+            } else {
+                uncommented.push_str(line);
+            }
+            uncommented.push('\n');
+        }
+        let mut c = Config::default();
+        let warnings = parse("coney.conf", &uncommented, &mut c).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let d = Config::default();
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/coney"));
+        c.data_dir = d.data_dir.clone();
+        assert_eq!(c.log_to_console(), d.log_to_console());
+        c.log_console = d.log_console;
+        assert_eq!(format!("{c:?}"), format!("{d:?}"));
+        // Shown commented out: all but the ones whose "default" is a different form.
+        for key in KEYS {
+            let skip = [
+                "data_dir",
+                "loopback_users",
+                "loopback_users.NAME",
+                "vm_memory_high_watermark.absolute",
+            ];
+            if !skip.contains(&key) {
+                assert!(
+                    shown.iter().any(|s| s == key),
+                    "{key} is not shown at its default"
+                );
+            }
+        }
     }
 }
