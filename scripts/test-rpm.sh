@@ -11,7 +11,7 @@
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-cd "$ROOT"
+cd "$ROOT" || exit 1
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 GLIBC_MAX=2.17
 STARTED=$(date +%s)
@@ -44,7 +44,7 @@ cleanup() {
     for pid in "${PIDS[@]}"; do
         kill -KILL "$pid" 2>/dev/null
     done
-    rm -rf "$SCRATCH"
+    [ -n "${KEEP_SCRATCH:-}" ] || rm -rf "$SCRATCH"
 }
 trap cleanup EXIT
 
@@ -167,6 +167,41 @@ scripts_ok() {
         ! grep -qE 'rm .*(/var/lib/coney|/var/log/coney)|userdel|groupdel' "$SCRATCH/scripts.txt"
 }
 check "scriptlets create the user, guard systemctl, keep data" scripts_ok
+
+# Runs the scriptlets with stand-ins for getent/groupadd/useradd/systemctl that log their
+# arguments, so nothing on this machine changes.
+SHIM=$SCRATCH/shim
+mkdir -p "$SHIM"
+for tool in getent groupadd useradd systemctl; do
+    printf '#!/bin/sh\necho "%s $*" >>"%s/calls.log"\nexit ${SHIM_STATUS:-0}\n' "$tool" "$SHIM" >"$SHIM/$tool"
+    chmod +x "$SHIM/$tool"
+done
+scriptlet() { # tag
+    rpm -qp --qf "%{$1}" "$RPM"
+}
+scriptlets_run() {
+    local tag
+    for tag in PREIN POSTIN PREUN POSTUN; do
+        scriptlet "$tag" | sh -n || { echo "  $tag: syntax error"; return 1; }
+    done
+    : >"$SHIM/calls.log"
+    SHIM_STATUS=2 PATH=$SHIM:$PATH sh -c "$(scriptlet PREIN)" prein 1 || return 1
+    grep -qx 'groupadd -r coney' "$SHIM/calls.log" &&
+        grep -qx 'useradd -r -g coney -d /var/lib/coney -s /sbin/nologin -c coney AMQP broker coney' "$SHIM/calls.log" ||
+        { cat "$SHIM/calls.log"; return 1; }
+    : >"$SHIM/calls.log"
+    SHIM_STATUS=0 PATH=$SHIM:$PATH sh -c "$(scriptlet PREIN)" prein 2 || return 1
+    ! grep -qE 'groupadd|useradd' "$SHIM/calls.log" || { cat "$SHIM/calls.log"; return 1; }
+    # Without a running systemd (as here, in a container or chroot) the rest must succeed quietly.
+    if [ ! -d /run/systemd/system ]; then
+        : >"$SHIM/calls.log"
+        PATH=$SHIM:$PATH sh -c "$(scriptlet POSTIN)" postin 1 &&
+            PATH=$SHIM:$PATH sh -c "$(scriptlet PREUN)" preun 0 &&
+            PATH=$SHIM:$PATH sh -c "$(scriptlet POSTUN)" postun 0 &&
+            ! grep -q systemctl "$SHIM/calls.log"
+    fi
+}
+check "scriptlets: %pre adds group and user only when missing; systemctl skipped without systemd" scriptlets_run
 
 rpm -qp --requires "$RPM" | sort -u >"$SCRATCH/requires.txt"
 cat "$SCRATCH/requires.txt"
@@ -366,7 +401,7 @@ try:
         ch.basic_publish("", "flood", b"x" * 1000)
         conn.process_data_events(0)
 except Exception as e:
-    print("publisher stopped: %s" % type(e).__name__, flush=True)
+    print("publisher stopped: %r" % (e,), flush=True)
 EOF
     timeout 30 "$PY" "$SCRATCH/flood.py" "$PORT" >"$SCRATCH/flood.log" 2>&1 &
     FLOOD=$!
@@ -378,7 +413,7 @@ EOF
     check "SIGTERM during traffic: exit 0 (got $EXIT_CODE)" test "$EXIT_CODE" = 0
     wait_exit "$FLOOD" 100
     check "the publisher was closed by the broker (320), not left hanging" \
-        grep -q "publisher stopped" "$SCRATCH/flood.log"
+        grep -q "publisher stopped: ConnectionClosedByBroker: (320) .CONNECTION_FORCED" "$SCRATCH/flood.log"
     check "shutdown is logged to the new file" grep -q "shutdown complete" "$LOGDIR/coney.log"
 else
     fail "coney with log.file listens on 127.0.0.1:$PORT"
