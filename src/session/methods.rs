@@ -357,6 +357,11 @@ impl Session {
             return Ok(());
         };
         let message_count = q.message_count() as u32;
+        if g.no_ack {
+            if let Some(r) = m.store {
+                ctx.broker.store.ack(r);
+            }
+        }
         let frame_max = self.frame_max;
         let channel = self.channel(ch)?;
         let msg = m.msg.clone();
