@@ -25,7 +25,8 @@ use amqprs::callbacks::{ChannelCallback, ConnectionCallback};
 use amqprs::channel::{
     BasicAckArguments, BasicCancelArguments, BasicConsumeArguments, BasicGetArguments,
     BasicNackArguments, BasicPublishArguments, BasicQosArguments, BasicRejectArguments, Channel,
-    ConfirmSelectArguments, ConsumerMessage, GetMessage, QueueDeclareArguments,
+    ConfirmSelectArguments, ConsumerMessage, ExchangeDeclareArguments, GetMessage,
+    QueueBindArguments, QueueDeclareArguments, QueueUnbindArguments,
 };
 use amqprs::connection::{Connection, OpenConnectionArguments};
 use amqprs::{Ack, BasicProperties, Cancel, Close, CloseChannel, Deliver, Nack, Return};
@@ -861,4 +862,97 @@ where
     F: Future<Output = AmqpResult<T>>,
 {
     assert_err(what, within(what, fut).await);
+}
+
+// ---------------------------------------------------------------------------------------
+// Entities
+// ---------------------------------------------------------------------------------------
+
+impl Chan {
+    /// Declare a (non-durable, non-auto-delete) exchange of `kind`.
+    pub async fn declare_exchange(&self, name: &str, kind: &str) {
+        within(
+            "exchange.declare-ok",
+            self.ch
+                .exchange_declare(ExchangeDeclareArguments::new(name, kind)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("exchange.declare {name} ({kind}) failed: {e}"));
+    }
+
+    pub async fn bind(&self, queue: &str, exchange: &str, routing_key: &str) {
+        within(
+            "queue.bind-ok",
+            self.ch
+                .queue_bind(QueueBindArguments::new(queue, exchange, routing_key)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("queue.bind {queue} -> {exchange} '{routing_key}': {e}"));
+    }
+
+    pub async fn unbind(&self, queue: &str, exchange: &str, routing_key: &str) {
+        within(
+            "queue.unbind-ok",
+            self.ch
+                .queue_unbind(QueueUnbindArguments::new(queue, exchange, routing_key)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("queue.unbind {queue} -> {exchange} '{routing_key}': {e}"));
+    }
+
+    /// Drain a queue with no-ack basic.get; returns the bodies in order (bounded).
+    pub async fn drain(&self, queue: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for _ in 0..10_000 {
+            match self.get(queue, true).await {
+                Some((_, _, body)) => out.push(String::from_utf8_lossy(&body).into_owned()),
+                None => return out,
+            }
+        }
+        panic!("queue {queue} did not drain");
+    }
+}
+
+impl Conn {
+    /// Poll (bounded: ~5 s) until a passive declare of `queue` fails with 404, i.e. the
+    /// broker has deleted it. Brokers may delete asynchronously (RabbitMQ does for exclusive
+    /// and auto-delete queues), so this polls rather than checking once.
+    pub async fn wait_queue_deleted(&self, queue: &str) {
+        for _ in 0..250 {
+            let mut ch = self.channel().await;
+            let res = within(
+                "passive queue.declare",
+                ch.ch
+                    .queue_declare(QueueDeclareArguments::new(queue).passive(true).finish()),
+            )
+            .await;
+            if res.is_err() {
+                ch.expect_closed(404, &format!("NOT_FOUND - no queue '{queue}' in vhost '/'"))
+                    .await;
+                return;
+            }
+            ch.close().await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("queue {queue} still exists after ~5 s");
+    }
+
+    /// True when a passive declare of `queue` succeeds (uses a throw-away channel).
+    pub async fn queue_exists(&self, queue: &str) -> bool {
+        let mut ch = self.channel().await;
+        let res = within(
+            "passive queue.declare",
+            ch.ch
+                .queue_declare(QueueDeclareArguments::new(queue).passive(true).finish()),
+        )
+        .await;
+        if res.is_ok() {
+            ch.close().await;
+            true
+        } else {
+            ch.expect_closed(404, &format!("NOT_FOUND - no queue '{queue}' in vhost '/'"))
+                .await;
+            false
+        }
+    }
 }
