@@ -101,8 +101,11 @@ async fn channel_error_leaves_other_channels_usable() {
         bad.queue_declare(QueueDeclareArguments::new(&missing).passive(true).finish()),
     )
     .await;
-    bad.expect_closed(404, &format!("NOT_FOUND - no queue '{missing}' in vhost '/'"))
-        .await;
+    bad.expect_closed(
+        404,
+        &format!("NOT_FOUND - no queue '{missing}' in vhost '/'"),
+    )
+    .await;
     assert!(conn.is_open());
     // the other channel still works end to end
     let q = unique("still-ok");
@@ -155,7 +158,10 @@ fn rich_headers() -> FieldTable {
         "decimal".try_into().unwrap(),
         FieldValue::D(DecimalValue::new(2, 12345)),
     );
-    h.insert("timestamp".try_into().unwrap(), FieldValue::T(1_700_000_000));
+    h.insert(
+        "timestamp".try_into().unwrap(),
+        FieldValue::T(1_700_000_000),
+    );
     h.insert("table".try_into().unwrap(), FieldValue::F(nested));
     h.insert("array".try_into().unwrap(), FieldValue::A(array));
     h.insert(
@@ -198,7 +204,10 @@ async fn all_properties_and_header_types_round_trip() {
     assert_eq!(d.deliver.exchange(), "");
     assert_eq!(d.deliver.routing_key(), &q);
     let p = &d.props;
-    assert_eq!(p.content_type().map(String::as_str), Some("application/json"));
+    assert_eq!(
+        p.content_type().map(String::as_str),
+        Some("application/json")
+    );
     assert_eq!(p.content_encoding().map(String::as_str), Some("gzip"));
     assert_eq!(p.delivery_mode(), Some(2));
     assert_eq!(p.priority(), Some(7));
@@ -264,7 +273,11 @@ async fn body_larger_than_frame_max_round_trip() {
     let b = Broker::start();
     let (conn, mut ch) = b.connect_channel().await;
     let size = 300 * 1024;
-    assert!(size > conn.frame_max() as usize, "frame_max {}", conn.frame_max());
+    assert!(
+        size > conn.frame_max() as usize,
+        "frame_max {}",
+        conn.frame_max()
+    );
     let mut x: u32 = 12345;
     let body: Vec<u8> = (0..size)
         .map(|_| {
@@ -290,10 +303,9 @@ async fn mandatory_unroutable_message_is_returned() {
     let b = Broker::start();
     let (conn, mut ch) = b.connect_channel().await;
     let key = unique("nowhere");
-    let props = BasicProperties::default()
-        .with_message_id("ret-1")
-        .finish();
-    ch.publish_with("amq.direct", &key, props, b"bounce", true).await;
+    let props = BasicProperties::default().with_message_id("ret-1").finish();
+    ch.publish_with("amq.direct", &key, props, b"bounce", true)
+        .await;
     match ch.events.next().await {
         ChanEvent::Returned {
             code,
@@ -313,8 +325,14 @@ async fn mandatory_unroutable_message_is_returned() {
         other => panic!("expected basic.return, got {other:?}"),
     }
     // a non-mandatory unroutable message is silently dropped
-    ch.publish_with("amq.direct", &key, BasicProperties::default(), b"drop", false)
-        .await;
+    ch.publish_with(
+        "amq.direct",
+        &key,
+        BasicProperties::default(),
+        b"drop",
+        false,
+    )
+    .await;
     ch.confirm_select().await;
     ch.publish_confirmed("amq.direct", &key, b"drop2").await;
     ch.events.assert_empty();
@@ -415,7 +433,11 @@ async fn nack_requeue_redelivers() {
     let again = next_delivery(&mut rx).await;
     assert_eq!(again.body, b"m0");
     assert!(again.redelivered());
-    assert_eq!(again.tag(), d.tag() + 1, "a redelivery gets a new delivery tag");
+    assert_eq!(
+        again.tag(),
+        d.tag() + 1,
+        "a redelivery gets a new delivery tag"
+    );
     ch.ack(again.tag(), false).await;
     conn.close().await;
 }
@@ -552,7 +574,11 @@ async fn qos_prefetch_count_limits_unacked() {
 }
 
 /// Wait for `n` deliveries spread over two consumers; returns how many each got.
-async fn take_from_two(a: &mut Consumer, b: &mut Consumer, n: usize) -> (Vec<Delivery>, Vec<Delivery>) {
+async fn take_from_two(
+    a: &mut Consumer,
+    b: &mut Consumer,
+    n: usize,
+) -> (Vec<Delivery>, Vec<Delivery>) {
     let (mut da, mut db) = (Vec::new(), Vec::new());
     for _ in 0..n {
         tokio::select! {
@@ -577,7 +603,13 @@ async fn qos_global_limit_is_shared_by_channel_consumers() {
     assert_no_delivery(&mut r1).await;
     assert_no_delivery(&mut r2).await;
     let ready = ch.queue_counts(&q1).await.0 + ch.queue_counts(&q2).await.0;
-    assert_eq!(ready, 7, "3 of 10 delivered (got {} + {})", d1.len(), d2.len());
+    assert_eq!(
+        ready,
+        7,
+        "3 of 10 delivered (got {} + {})",
+        d1.len(),
+        d2.len()
+    );
     conn.close().await;
 }
 
@@ -756,7 +788,10 @@ async fn publisher_confirms_ack_every_publish() {
                         new += 1;
                     }
                 }
-                assert!(new > 0 && (multiple || new == 1), "ack {tag} (multiple={multiple}) repeats");
+                assert!(
+                    new > 0 && (multiple || new == 1),
+                    "ack {tag} (multiple={multiple}) repeats"
+                );
             }
             other => panic!("expected basic.ack, got {other:?}"),
         }

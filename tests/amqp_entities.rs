@@ -41,7 +41,11 @@ async fn route(
     for (bk, q) in queues {
         let got: Vec<String> = ch.drain(&q).await;
         let set: BTreeSet<String> = got.iter().cloned().collect();
-        assert_eq!(set.len(), got.len(), "binding '{bk}' got duplicates: {got:?}");
+        assert_eq!(
+            set.len(),
+            got.len(),
+            "binding '{bk}' got duplicates: {got:?}"
+        );
         out.insert(bk, set);
     }
     out
@@ -67,7 +71,8 @@ async fn default_exchange_routes_by_queue_name() {
     ch.confirm_select().await;
     ch.publish_confirmed("", &q1, b"to-q1").await;
     ch.publish_confirmed("", &q2, b"to-q2").await;
-    ch.publish_confirmed("", &unique("no-such-queue"), b"lost").await;
+    ch.publish_confirmed("", &unique("no-such-queue"), b"lost")
+        .await;
     assert_eq!(ch.drain(&q1).await, ["to-q1"]);
     assert_eq!(ch.drain(&q2).await, ["to-q2"]);
     conn.close().await;
@@ -106,7 +111,11 @@ async fn standard_exchanges_exist() {
     ] {
         within(
             "passive exchange.declare",
-            ch.exchange_declare(ExchangeDeclareArguments::new(name, kind).passive(true).finish()),
+            ch.exchange_declare(
+                ExchangeDeclareArguments::new(name, kind)
+                    .passive(true)
+                    .finish(),
+            ),
         )
         .await
         .unwrap_or_else(|e| panic!("passive declare of {name}: {e}"));
@@ -125,7 +134,11 @@ async fn declare_direct_fanout_topic_exchanges() {
         ch.declare_exchange(&x, kind).await; // idempotent
         within(
             "passive exchange.declare",
-            ch.exchange_declare(ExchangeDeclareArguments::new(&x, kind).passive(true).finish()),
+            ch.exchange_declare(
+                ExchangeDeclareArguments::new(&x, kind)
+                    .passive(true)
+                    .finish(),
+            ),
         )
         .await
         .expect("passive declare of a declared exchange");
@@ -147,7 +160,11 @@ async fn passive_declare_of_missing_exchange_is_not_found() {
     let x = unique("nox");
     refused(
         "passive declare",
-        ch.exchange_declare(ExchangeDeclareArguments::new(&x, "direct").passive(true).finish()),
+        ch.exchange_declare(
+            ExchangeDeclareArguments::new(&x, "direct")
+                .passive(true)
+                .finish(),
+        ),
     )
     .await;
     ch.expect_closed(404, &format!("NOT_FOUND - no exchange '{x}' in vhost '/'"))
@@ -188,7 +205,11 @@ async fn redeclare_exchange_with_other_durability_is_precondition_failed() {
     ch.declare_exchange(&x, "topic").await;
     refused(
         "redeclare durable",
-        ch.exchange_declare(ExchangeDeclareArguments::new(&x, "topic").durable(true).finish()),
+        ch.exchange_declare(
+            ExchangeDeclareArguments::new(&x, "topic")
+                .durable(true)
+                .finish(),
+        ),
     )
     .await;
     ch.expect_closed(
@@ -234,7 +255,10 @@ async fn declare_of_unknown_exchange_type_is_command_invalid() {
     .await;
     let (code, text) = conn.events.closed().await;
     assert_eq!(code, 503);
-    assert_eq!(text, "COMMAND_INVALID - unknown exchange type 'no-such-type'");
+    assert_eq!(
+        text,
+        "COMMAND_INVALID - unknown exchange type 'no-such-type'"
+    );
 }
 
 /// exchange.delete with if-unused on an exchange that has bindings fails with 406.
@@ -322,7 +346,10 @@ async fn topic_hash_and_star_word_matching() {
         "old.",
     ];
     let r = route(&mut ch, "topic", &["old.#", "old.*", "old"], &keys).await;
-    assert_eq!(r["old.#"], set(&["old", "old.boy", "old.boy.python", "old."]));
+    assert_eq!(
+        r["old.#"],
+        set(&["old", "old.boy", "old.boy.python", "old."])
+    );
     assert_eq!(r["old.*"], set(&["old.boy", "old."]));
     assert_eq!(r["old"], set(&["old"]));
     conn.close().await;
@@ -361,7 +388,10 @@ async fn topic_hash_between_words() {
     ];
     let r = route(&mut ch, "topic", &["a.#.b", "#.b", "a.*.b"], &keys).await;
     assert_eq!(r["a.#.b"], set(&["a.b", "a.x.b", "a.x.y.b", "a.b.b"]));
-    assert_eq!(r["#.b"], set(&["a.b", "a.x.b", "a.x.y.b", "a.b.b", "x.a.b", "b"]));
+    assert_eq!(
+        r["#.b"],
+        set(&["a.b", "a.x.b", "a.x.y.b", "a.b.b", "x.a.b", "b"])
+    );
     assert_eq!(r["a.*.b"], set(&["a.x.b", "a.b.b"]));
     conn.close().await;
 }
@@ -555,7 +585,11 @@ async fn exclusive_queue_is_locked_to_its_connection() {
     let och = owner.channel().await;
     let (q, _, _) = within(
         "exclusive declare",
-        och.queue_declare(QueueDeclareArguments::new(&unique("excl")).exclusive(true).finish()),
+        och.queue_declare(
+            QueueDeclareArguments::new(&unique("excl"))
+                .exclusive(true)
+                .finish(),
+        ),
     )
     .await
     .unwrap()
@@ -642,11 +676,13 @@ async fn bind_and_unbind_control_routing() {
     let key = unique("k");
     ch.declare_queue(&q).await;
     ch.confirm_select().await;
-    ch.publish_confirmed("amq.direct", &key, b"before-bind").await;
+    ch.publish_confirmed("amq.direct", &key, b"before-bind")
+        .await;
     ch.bind(&q, "amq.direct", &key).await;
     ch.publish_confirmed("amq.direct", &key, b"bound").await;
     ch.unbind(&q, "amq.direct", &key).await;
-    ch.publish_confirmed("amq.direct", &key, b"after-unbind").await;
+    ch.publish_confirmed("amq.direct", &key, b"after-unbind")
+        .await;
     assert_eq!(ch.drain(&q).await, ["bound"]);
     // unbinding a binding that does not exist is fine
     ch.unbind(&q, "amq.direct", &key).await;
@@ -663,7 +699,11 @@ async fn bind_with_missing_exchange_or_queue_is_not_found() {
     let q = unique("bindmiss");
     let x = unique("nox");
     ch.declare_queue(&q).await;
-    refused("bind to missing exchange", ch.queue_bind(QueueBindArguments::new(&q, &x, "k"))).await;
+    refused(
+        "bind to missing exchange",
+        ch.queue_bind(QueueBindArguments::new(&q, &x, "k")),
+    )
+    .await;
     ch.expect_closed(404, &format!("NOT_FOUND - no exchange '{x}' in vhost '/'"))
         .await;
     let mut ch = conn.channel().await;
@@ -673,8 +713,11 @@ async fn bind_with_missing_exchange_or_queue_is_not_found() {
         ch.queue_bind(QueueBindArguments::new(&missing, "amq.direct", "k")),
     )
     .await;
-    ch.expect_closed(404, &format!("NOT_FOUND - no queue '{missing}' in vhost '/'"))
-        .await;
+    ch.expect_closed(
+        404,
+        &format!("NOT_FOUND - no queue '{missing}' in vhost '/'"),
+    )
+    .await;
     conn.close().await;
 }
 
@@ -692,15 +735,21 @@ async fn purge_returns_count_and_keeps_unacked() {
             .await;
     }
     let (_ok, _, _) = ch.get(&q, false).await.expect("one unacked");
-    let purged = within("queue.purge-ok", ch.queue_purge(QueuePurgeArguments::new(&q)))
-        .await
-        .expect("purge")
-        .expect("purge-ok");
+    let purged = within(
+        "queue.purge-ok",
+        ch.queue_purge(QueuePurgeArguments::new(&q)),
+    )
+    .await
+    .expect("purge")
+    .expect("purge-ok");
     assert_eq!(purged, 4);
-    let again = within("queue.purge-ok", ch.queue_purge(QueuePurgeArguments::new(&q)))
-        .await
-        .expect("purge")
-        .expect("purge-ok");
+    let again = within(
+        "queue.purge-ok",
+        ch.queue_purge(QueuePurgeArguments::new(&q)),
+    )
+    .await
+    .expect("purge")
+    .expect("purge-ok");
     assert_eq!(again, 0);
     ch.close().await; // the unacked m0 returns
     let ch2 = conn.channel().await;
@@ -786,10 +835,13 @@ async fn delete_ok_returns_message_count() {
     for _ in 0..3 {
         ch.publish_confirmed("", &q, b"m").await;
     }
-    let n = within("queue.delete-ok", ch.queue_delete(QueueDeleteArguments::new(&q)))
-        .await
-        .expect("delete")
-        .expect("delete-ok");
+    let n = within(
+        "queue.delete-ok",
+        ch.queue_delete(QueueDeleteArguments::new(&q)),
+    )
+    .await
+    .expect("delete")
+    .expect("delete-ok");
     assert_eq!(n, 3);
     assert!(!conn.queue_exists(&q).await);
     conn.close().await;
@@ -805,9 +857,12 @@ async fn delete_of_consumed_queue_notifies_consumer() {
     let q = unique("delcancel");
     ch.declare_queue(&q).await;
     let (tag, _rx) = cons.consume(&q, true).await;
-    within("queue.delete-ok", ch.queue_delete(QueueDeleteArguments::new(&q)))
-        .await
-        .expect("delete");
+    within(
+        "queue.delete-ok",
+        ch.queue_delete(QueueDeleteArguments::new(&q)),
+    )
+    .await
+    .expect("delete");
     match cons.events.next().await {
         ChanEvent::Cancelled(t) => assert_eq!(t, tag),
         other => panic!("expected basic.cancel, got {other:?}"),

@@ -105,7 +105,11 @@ async fn message_is_never_delivered_to_two_consumers() {
             }
         };
         assert!(!d.redelivered(), "{} redelivered", d.body_str());
-        assert!(seen.insert(d.body_str()), "{} delivered twice", d.body_str());
+        assert!(
+            seen.insert(d.body_str()),
+            "{} delivered twice",
+            d.body_str()
+        );
         per_consumer[idx] += 1;
         chans[idx].ack(d.tag(), false).await;
     }
@@ -234,7 +238,10 @@ async fn double_ack_is_precondition_failed() {
     ch.ack(ok.delivery_tag(), false).await;
     ch.expect_closed(
         406,
-        &format!("PRECONDITION_FAILED - unknown delivery tag {}", ok.delivery_tag()),
+        &format!(
+            "PRECONDITION_FAILED - unknown delivery tag {}",
+            ok.delivery_tag()
+        ),
     )
     .await;
     conn.close().await;
@@ -253,7 +260,10 @@ async fn delivery_tags_are_channel_scoped() {
     other
         .expect_closed(
             406,
-            &format!("PRECONDITION_FAILED - unknown delivery tag {}", ok.delivery_tag()),
+            &format!(
+                "PRECONDITION_FAILED - unknown delivery tag {}",
+                ok.delivery_tag()
+            ),
         )
         .await;
     ch.ack(ok.delivery_tag(), false).await;

@@ -695,8 +695,14 @@ impl Chan {
     }
 
     pub async fn publish(&mut self, exchange: &str, routing_key: &str, body: &[u8]) {
-        self.publish_with(exchange, routing_key, BasicProperties::default(), body, false)
-            .await
+        self.publish_with(
+            exchange,
+            routing_key,
+            BasicProperties::default(),
+            body,
+            false,
+        )
+        .await
     }
 
     /// Publish and wait for the publisher-confirm ack (channel must be in confirm mode):
@@ -804,7 +810,8 @@ impl Chan {
     pub async fn reject(&self, tag: u64, requeue: bool) {
         within(
             "basic.reject",
-            self.ch.basic_reject(BasicRejectArguments::new(tag, requeue)),
+            self.ch
+                .basic_reject(BasicRejectArguments::new(tag, requeue)),
         )
         .await
         .expect("basic.reject failed");
@@ -835,7 +842,8 @@ impl Chan {
     pub async fn cancel(&self, consumer_tag: &str) -> String {
         within(
             "basic.cancel-ok",
-            self.ch.basic_cancel(BasicCancelArguments::new(consumer_tag)),
+            self.ch
+                .basic_cancel(BasicCancelArguments::new(consumer_tag)),
         )
         .await
         .expect("basic.cancel failed")
@@ -845,7 +853,10 @@ impl Chan {
     pub async fn expect_closed(&mut self, code: u16, text: &str) {
         let (c, t) = self.events.closed().await;
         assert_eq!((c, t.as_str()), (code, text), "channel.close code/text");
-        assert!(!self.ch.is_open(), "channel still reported open after close");
+        assert!(
+            !self.ch.is_open(),
+            "channel still reported open after close"
+        );
     }
 }
 
