@@ -573,6 +573,23 @@ async fn qos_prefetch_count_limits_unacked() {
     conn.close().await;
 }
 
+/// RabbitMQ semantics: basic.qos with a non-zero prefetch_size is a 540 NOT_IMPLEMENTED
+/// connection error.
+#[tokio::test]
+async fn qos_prefetch_size_is_not_implemented() {
+    let b = Broker::start();
+    let mut conn = b.connect().await;
+    let ch = conn.channel().await;
+    refused(
+        "basic.qos prefetch_size",
+        ch.basic_qos(amqprs::channel::BasicQosArguments::new(1000, 0, false)),
+    )
+    .await;
+    let (code, text) = conn.events.closed().await;
+    assert_eq!(code, 540);
+    assert_eq!(text, "NOT_IMPLEMENTED - prefetch_size!=0 (1000)");
+}
+
 /// Wait for `n` deliveries spread over two consumers; returns how many each got.
 async fn take_from_two(
     a: &mut Consumer,

@@ -620,6 +620,16 @@ async fn exclusive_queue_is_locked_to_its_connection() {
     let mut c = other.channel().await;
     refused("delete", c.queue_delete(QueueDeleteArguments::new(&q))).await;
     c.expect_closed(405, &locked_text(&q)).await;
+    let mut c = other.channel().await;
+    refused("purge", c.queue_purge(QueuePurgeArguments::new(&q))).await;
+    c.expect_closed(405, &locked_text(&q)).await;
+    let mut c = other.channel().await;
+    refused(
+        "bind",
+        c.queue_bind(QueueBindArguments::new(&q, "amq.fanout", "")),
+    )
+    .await;
+    c.expect_closed(405, &locked_text(&q)).await;
     // the owner still uses it freely
     assert_eq!(och.queue_counts(&q).await, (0, 0));
     other.close().await;
