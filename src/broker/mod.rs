@@ -632,7 +632,7 @@ impl Broker {
         }
         if if_empty && q.message_count() > 0 {
             return Err(AmqpError::precondition(format_args!(
-                "queue '{}' in vhost '{VHOST}' is not empty",
+                "queue '{}' in vhost '{VHOST}' not empty",
                 Show(name)
             )));
         }

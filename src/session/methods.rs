@@ -62,9 +62,12 @@ impl Session {
             return Ok(());
         }
         if channel.publish != Publish::Idle {
-            return Err(AmqpError::unexpected_frame(format_args!(
-                "expected content header for class 60, got non content header frame instead"
-            )));
+            // The error names the publish whose content was interrupted, as RabbitMQ does.
+            let e = AmqpError::unexpected_frame(
+                "expected content header for class 60, got non content header frame instead",
+            );
+            self.fail_method(ch, e, (CLASS_BASIC, 40), ctx);
+            return Ok(());
         }
         let ids = m.id();
         let result = self.dispatch(ch, m, ctx);

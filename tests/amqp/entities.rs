@@ -1,15 +1,13 @@
 //! Exchanges, queues, bindings and routing, checked with the amqprs client.
 //! Run against RabbitMQ with `CONEY_TEST_ADDR=127.0.0.1:5690`; otherwise a private coney.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::support::*;
 use amqprs::channel::{
     ExchangeDeclareArguments, ExchangeDeleteArguments, QueueBindArguments, QueueDeclareArguments,
     QueueDeleteArguments, QueuePurgeArguments,
 };
-use support::*;
 
 // ---------------------------------------------------------------------------------------
 // routing helpers

@@ -1,14 +1,12 @@
 //! Connection, channel and basic-class behaviour, checked with the amqprs client.
 //! Run against RabbitMQ with `CONEY_TEST_ADDR=127.0.0.1:5690`; otherwise a private coney.
 
-mod support;
-
+use crate::support::*;
 use amqprs::channel::{BasicConsumeArguments, QueueDeclareArguments};
 use amqprs::connection::Connection;
 use amqprs::{
     BasicProperties, ByteArray, DecimalValue, FieldArray, FieldTable, FieldValue, LongStr,
 };
-use support::*;
 
 // ---------------------------------------------------------------------------------------
 // connection & channels

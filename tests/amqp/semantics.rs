@@ -1,15 +1,13 @@
 //! Delivery semantics: dispatch between consumers, requeueing, ordering, and the channel
 //! errors a client provokes. Run against RabbitMQ with `CONEY_TEST_ADDR=127.0.0.1:5690`.
 
-mod support;
-
 use std::collections::BTreeSet;
 
+use crate::support::*;
 use amqprs::channel::{
     BasicConsumeArguments, BasicGetArguments, BasicPublishArguments, QueueDeclareArguments,
 };
 use amqprs::BasicProperties;
-use support::*;
 
 /// Declare a queue and publish "m0".."m{n-1}" to it with confirms.
 async fn queue_with(ch: &mut Chan, prefix: &str, n: usize) -> String {

@@ -4,12 +4,10 @@
 //! Every read is bounded by the socket read timeout (support::TIMEOUT).
 //! Run against RabbitMQ with `CONEY_TEST_ADDR=127.0.0.1:5690`; otherwise a private coney.
 
-mod support;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 
-use support::*;
+use crate::support::*;
 
 const FRAME_END: u8 = 0xCE;
 const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
