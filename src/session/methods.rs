@@ -201,6 +201,7 @@ impl Session {
                 if p.exchange.len() > u8::MAX as usize || p.routing_key.len() > u8::MAX as usize {
                     return Err(AmqpError::frame_error("name too long"));
                 }
+                self.publisher = true;
                 let channel = self.channel(ch)?;
                 channel.builder.start(p.exchange, p.routing_key);
                 channel.publish = Publish::AwaitingHeader {

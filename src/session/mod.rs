@@ -52,6 +52,8 @@ pub struct Ctx<'a> {
     pub broker: &'a mut Broker,
     pub config: &'a Config,
     pub now: Instant,
+    /// A resource alarm is raised (its connection.blocked reason): publishers are not read.
+    pub alarm: Option<&'static str>,
 }
 
 pub struct Session {
@@ -78,6 +80,12 @@ pub struct Session {
     pub throttled: bool,
     /// A channel published in confirm mode this turn; acks go out at flush time.
     pub confirms_pending: bool,
+    /// This connection has published; alarms block it.
+    pub publisher: bool,
+    /// Not read while a resource alarm lasts.
+    pub blocked: bool,
+    /// connection.blocked was sent and connection.unblocked is owed.
+    blocked_sent: bool,
     settle_scratch: Vec<channel::Unacked>,
 }
 
@@ -176,6 +184,9 @@ impl Session {
             close_reason: None,
             throttled: false,
             confirms_pending: false,
+            publisher: false,
+            blocked: false,
+            blocked_sent: false,
             settle_scratch: Vec::new(),
         }
     }
@@ -226,6 +237,11 @@ impl Session {
             self.send_start();
         }
         while self.reads_input() && pos < buf.len() {
+            if let (Some(reason), true, State::Open) = (ctx.alarm, self.publisher, self.state) {
+                // Stop between frames; the rest waits in the connection's buffer.
+                self.block(reason);
+                return pos;
+            }
             match frame::parse_frame(&buf[pos..], self.frame_max) {
                 Ok(Parsed::Incomplete { .. }) => break,
                 Ok(Parsed::Frame { frame, len }) => {
@@ -605,6 +621,29 @@ impl Session {
                 self.state = State::Closed;
             }
         }
+    }
+
+    /// Stops reading a publisher during a resource alarm (RabbitMQ: connection.blocked).
+    pub fn block(&mut self, reason: &str) {
+        self.blocked = true;
+        if self.caps.connection_blocked && !self.blocked_sent && self.state == State::Open {
+            self.send(
+                0,
+                Method::ConnectionBlocked(ConnectionBlocked {
+                    reason: reason.as_bytes(),
+                }),
+            );
+            self.blocked_sent = true;
+        }
+    }
+
+    /// The alarm cleared: read again, and tell a client that was told it was blocked.
+    pub fn unblock(&mut self) {
+        self.blocked = false;
+        if self.blocked_sent && self.state == State::Open {
+            self.send(0, Method::ConnectionUnblocked(ConnectionUnblocked));
+        }
+        self.blocked_sent = false;
     }
 
     pub fn is_open(&self) -> bool {
