@@ -356,6 +356,7 @@ impl Session {
         let Some(q) = ctx.broker.queues.get_mut(qid) else {
             return Err(AmqpError::not_found("queue gone"));
         };
+        q.page_in(&mut ctx.broker.store);
         let Some(m) = q.pop() else {
             self.send(ch, Method::BasicGetEmpty(BasicGetEmpty { cluster_id: b"" }));
             return Ok(());
