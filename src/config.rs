@@ -13,14 +13,30 @@ pub const MEMORY_HIGH_WATERMARK_DEFAULT_RATIO: f64 = 0.4;
 /// The default listener: loopback only, so a fresh install is not reachable from the network.
 pub const LISTEN_DEFAULT: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5672);
 
-/// When publishers are blocked for memory (RabbitMQ `vm_memory_high_watermark.*`). Stored
-/// now; the broker applies it once it measures memory.
+/// Above this much heap publishers are blocked (RabbitMQ `vm_memory_high_watermark.*`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum MemoryWatermark {
-    /// Fraction of the machine's RAM, 0.0 to 1.0 (`vm_memory_high_watermark.relative`).
+    /// Fraction of the machine's (or cgroup's) memory, 0.0 to 1.0 (`.relative`).
     Relative(f64),
-    /// Bytes (`vm_memory_high_watermark.absolute`).
+    /// Bytes (`.absolute`).
     Absolute(u64),
+}
+
+impl std::str::FromStr for MemoryWatermark {
+    type Err = String;
+    /// The command line's one value for both forms: "0.4" is relative; "512MB", "1GB",
+    /// "200000000" are absolute (RabbitMQ's units, see `parse_bytes`).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.contains('.') && !s.chars().any(|c| c.is_ascii_alphabetic()) {
+            let f: f64 = s.parse().map_err(|_| format!("'{s}' is not a fraction"))?;
+            if !(0.0..=1.0).contains(&f) {
+                return Err(format!("relative watermark {f} is not between 0 and 1"));
+            }
+            return Ok(MemoryWatermark::Relative(f));
+        }
+        parse_bytes(s).map(MemoryWatermark::Absolute)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -45,9 +61,10 @@ pub struct Config {
     /// Whole seconds: deadlines are checked once a second, so the file's milliseconds
     /// (RabbitMQ's `handshake_timeout`) are rounded up.
     pub handshake_timeout_secs: u64,
-    /// Publishers are blocked when free disk space falls below this. Stored for the broker.
+    /// Publishers are blocked while the data dir's filesystem has less free space than this.
     pub disk_free_limit_bytes: u64,
-    pub memory_high_watermark: MemoryWatermark,
+    /// Publishers are blocked above this much heap (RabbitMQ default: 0.4 of memory).
+    pub vm_memory_high_watermark: MemoryWatermark,
 }
 
 impl Default for Config {
@@ -67,7 +84,9 @@ impl Default for Config {
             max_message_size: limits::MESSAGE_SIZE_MAX_BYTES,
             handshake_timeout_secs: limits::HANDSHAKE_TIMEOUT_SECS,
             disk_free_limit_bytes: DISK_FREE_LIMIT_DEFAULT_BYTES,
-            memory_high_watermark: MemoryWatermark::Relative(MEMORY_HIGH_WATERMARK_DEFAULT_RATIO),
+            vm_memory_high_watermark: MemoryWatermark::Relative(
+                MEMORY_HIGH_WATERMARK_DEFAULT_RATIO,
+            ),
         }
     }
 }
@@ -102,7 +121,7 @@ impl Config {
         if self.default_user.is_empty() {
             return Err("default_user must not be empty".into());
         }
-        if let MemoryWatermark::Relative(r) = self.memory_high_watermark {
+        if let MemoryWatermark::Relative(r) = self.vm_memory_high_watermark {
             if !(0.0..=1.0).contains(&r) {
                 return Err("vm_memory_high_watermark.relative must be between 0 and 1".into());
             }
@@ -118,6 +137,8 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub log_level: Option<String>,
     pub log_file: Option<PathBuf>,
+    pub vm_memory_high_watermark: Option<String>,
+    pub disk_free_limit: Option<String>,
 }
 
 impl Overrides {
@@ -135,6 +156,15 @@ impl Overrides {
         }
         if let Some(f) = &self.log_file {
             config.log_file = Some(f.clone());
+        }
+        if let Some(w) = &self.vm_memory_high_watermark {
+            config.vm_memory_high_watermark = w
+                .parse()
+                .map_err(|e| format!("--vm-memory-high-watermark: {e}"))?;
+        }
+        if let Some(d) = &self.disk_free_limit {
+            config.disk_free_limit_bytes =
+                parse_bytes(d).map_err(|e| format!("--disk-free-limit: {e}"))?;
         }
         Ok(())
     }
@@ -166,7 +196,7 @@ pub fn parse_listener(value: &str) -> Result<SocketAddr, String> {
 /// Parses an amount of bytes as RabbitMQ does (`rabbit_resource_monitor_misc`, 3.13+): a
 /// number with an optional unit; k/M/G/T/P and kB/MB/GB/TB/PB are powers of 1000,
 /// Ki/Mi/Gi/Ti/Pi and KiB/MiB/GiB/TiB/PiB powers of 1024. Units are case-insensitive.
-pub fn parse_information_unit(value: &str) -> Result<u64, String> {
+pub fn parse_bytes(value: &str) -> Result<u64, String> {
     let bad = || format!("'{value}' is not a number of bytes with an optional unit (50MB, 1GiB)");
     let digits = value.bytes().take_while(u8::is_ascii_digit).count();
     if digits == 0 {
@@ -231,7 +261,7 @@ mod tests {
         assert_eq!(c.max_message_size, 128 * 1024 * 1024);
         assert_eq!(c.handshake_timeout_secs, 10);
         assert_eq!(c.disk_free_limit_bytes, 50_000_000);
-        assert_eq!(c.memory_high_watermark, MemoryWatermark::Relative(0.4));
+        assert_eq!(c.vm_memory_high_watermark, MemoryWatermark::Relative(0.4));
         assert_eq!(c.validate(), Ok(()));
     }
 
@@ -264,7 +294,7 @@ mod tests {
     /// Information units as RabbitMQ 3.13+ reads them.
     #[test]
     fn config_information_units() {
-        let p = |s| parse_information_unit(s);
+        let p = |s| parse_bytes(s);
         assert_eq!(p("123"), Ok(123));
         assert_eq!(p("50MB"), Ok(50_000_000));
         assert_eq!(p("1GB"), Ok(1_000_000_000));
@@ -287,6 +317,16 @@ mod tests {
         ] {
             assert!(p(bad).is_err(), "{bad}");
         }
+    }
+
+    /// The command line's single watermark value picks the form by its syntax.
+    #[test]
+    fn config_watermark_flag_forms() {
+        assert_eq!("0.4".parse(), Ok(MemoryWatermark::Relative(0.4)));
+        assert_eq!("200MB".parse(), Ok(MemoryWatermark::Absolute(200_000_000)));
+        assert_eq!("1GiB".parse(), Ok(MemoryWatermark::Absolute(1 << 30)));
+        assert!("1.5".parse::<MemoryWatermark>().is_err());
+        assert!("lots".parse::<MemoryWatermark>().is_err());
     }
 
     /// RabbitMQ level names map to env_logger filters.
@@ -330,7 +370,7 @@ mod tests {
         .contains("default_user"));
         let mem = MemoryWatermark::Relative(1.5);
         assert!(bad(Config {
-            memory_high_watermark: mem,
+            vm_memory_high_watermark: mem,
             ..Config::default()
         })
         .contains("relative"));
@@ -351,6 +391,8 @@ mod tests {
             data_dir: Some("/srv/b".into()),
             log_level: Some("warning".into()),
             log_file: Some("/srv/b/coney.log".into()),
+            vm_memory_high_watermark: Some("512MB".into()),
+            disk_free_limit: Some("1GiB".into()),
         };
         o.apply(&mut c).unwrap();
         assert_eq!(c.listen, "127.0.0.1:5690".parse().unwrap());
@@ -358,6 +400,11 @@ mod tests {
         assert_eq!(c.log_level, "warn");
         assert_eq!(c.log_file, Some(PathBuf::from("/srv/b/coney.log")));
         assert_eq!(c.heartbeat_secs, 9);
+        assert_eq!(
+            c.vm_memory_high_watermark,
+            MemoryWatermark::Absolute(512_000_000)
+        );
+        assert_eq!(c.disk_free_limit_bytes, 1 << 30);
         let raw = Overrides {
             log_level: Some("coney=debug".into()),
             ..Overrides::default()
@@ -369,6 +416,14 @@ mod tests {
             ..Overrides::default()
         };
         assert!(bad.apply(&mut c).unwrap_err().starts_with("--listen: "));
+        let bad = Overrides {
+            disk_free_limit: Some("lots".into()),
+            ..Overrides::default()
+        };
+        assert!(bad
+            .apply(&mut c)
+            .unwrap_err()
+            .starts_with("--disk-free-limit: "));
         Overrides::default().apply(&mut c).unwrap();
         assert_eq!(c.listen, "127.0.0.1:5690".parse().unwrap());
     }

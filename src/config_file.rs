@@ -172,7 +172,7 @@ fn apply(
             config.handshake_timeout_secs = ms.div_ceil(1000);
         }
         "disk_free_limit.absolute" => {
-            config.disk_free_limit_bytes = config::parse_information_unit(value)?;
+            config.disk_free_limit_bytes = config::parse_bytes(value)?;
         }
         "vm_memory_high_watermark.relative" => {
             let ratio: f64 = value
@@ -184,7 +184,7 @@ fn apply(
             pending.memory_relative = Some((ratio, line));
         }
         "vm_memory_high_watermark.absolute" => {
-            pending.memory_absolute = Some((config::parse_information_unit(value)?, line));
+            pending.memory_absolute = Some((config::parse_bytes(value)?, line));
         }
         "log.file" => {
             config.log_file = match value {
@@ -226,7 +226,7 @@ fn resolve(pending: Pending, config: &mut Config) -> Vec<String> {
     // RabbitMQ ignores the absolute watermark when a relative one is set.
     match (pending.memory_relative, pending.memory_absolute) {
         (Some((ratio, _)), absolute) => {
-            config.memory_high_watermark = MemoryWatermark::Relative(ratio);
+            config.vm_memory_high_watermark = MemoryWatermark::Relative(ratio);
             if let Some((_, line)) = absolute {
                 warnings.push(format!(
                     "line {line}: vm_memory_high_watermark.absolute is ignored because \
@@ -234,7 +234,9 @@ fn resolve(pending: Pending, config: &mut Config) -> Vec<String> {
                 ));
             }
         }
-        (None, Some((bytes, _))) => config.memory_high_watermark = MemoryWatermark::Absolute(bytes),
+        (None, Some((bytes, _))) => {
+            config.vm_memory_high_watermark = MemoryWatermark::Absolute(bytes)
+        }
         (None, None) => {}
     }
     warnings
@@ -313,7 +315,7 @@ mod tests {
         assert_eq!(c.frame_max, 65536);
         assert_eq!(c.channel_max, 100);
         assert_eq!(c.disk_free_limit_bytes, 1_000_000_000);
-        assert_eq!(c.memory_high_watermark, MemoryWatermark::Relative(0.6));
+        assert_eq!(c.vm_memory_high_watermark, MemoryWatermark::Relative(0.6));
         assert_eq!(c.max_message_size, 1_048_576);
         assert_eq!(c.log_file, Some(PathBuf::from("/var/log/coney/coney.log")));
         assert_eq!(c.log_level, "debug");
@@ -361,7 +363,10 @@ mod tests {
     #[test]
     fn config_file_memory_watermark() {
         let c = parsed("vm_memory_high_watermark.absolute = 2GiB");
-        assert_eq!(c.memory_high_watermark, MemoryWatermark::Absolute(2 << 30));
+        assert_eq!(
+            c.vm_memory_high_watermark,
+            MemoryWatermark::Absolute(2 << 30)
+        );
         let mut c = Config::default();
         let warnings = parse(
             "t",
@@ -369,7 +374,7 @@ mod tests {
             &mut c,
         )
         .unwrap();
-        assert_eq!(c.memory_high_watermark, MemoryWatermark::Relative(0.5));
+        assert_eq!(c.vm_memory_high_watermark, MemoryWatermark::Relative(0.5));
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].starts_with("line 1:"), "{warnings:?}");
     }

@@ -10,6 +10,10 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
+/// Counts heap bytes for the memory alarm.
+#[global_allocator]
+static GLOBAL: coney::alloc::CountingAlloc = coney::alloc::CountingAlloc;
+
 /// Exit codes that tell a service manager why a start failed (sysexits.h).
 const EXIT_USAGE: u8 = 64;
 const EXIT_LISTEN: u8 = 69;
@@ -53,6 +57,18 @@ fn options() -> Options {
         "log-file",
         "append log lines to FILE (reopened on SIGHUP)",
         "FILE",
+    );
+    opts.optopt(
+        "",
+        "vm-memory-high-watermark",
+        "block publishers above this memory: a fraction of RAM (0.4) or bytes (512MB)",
+        "LIMIT",
+    );
+    opts.optopt(
+        "",
+        "disk-free-limit",
+        "block publishers while the data dir has less free space (default 50MB)",
+        "BYTES",
     );
     opts.optflag("h", "help", "print this help and exit");
     opts.optflag("V", "version", "print the version and exit");
@@ -138,6 +154,8 @@ fn configure(m: &Matches) -> Result<(Config, Vec<String>), u8> {
         data_dir: m.opt_str("data-dir").map(Into::into),
         log_level: m.opt_str("log-level"),
         log_file: m.opt_str("log-file").map(Into::into),
+        vm_memory_high_watermark: m.opt_str("vm-memory-high-watermark"),
+        disk_free_limit: m.opt_str("disk-free-limit"),
     };
     if let Err(e) = overrides.apply(&mut config) {
         eprintln!("coney: {e}");
@@ -188,6 +206,17 @@ fn check_data_dir(dir: &Path) -> io::Result<()> {
     written.and(removed)
 }
 
+/// Reactor::bind binds the listener before it opens the store, so these kinds come from
+/// the bind (EACCES only for a privileged port); any other failure is the store's.
+fn is_listen_error(e: &io::Error, config: &Config) -> bool {
+    use io::ErrorKind::{AddrInUse, AddrNotAvailable, PermissionDenied};
+    match e.kind() {
+        AddrInUse | AddrNotAvailable => true,
+        PermissionDenied => config.listen.port() < 1024,
+        _ => false,
+    }
+}
+
 fn run(config: Config) -> ExitCode {
     if let Err(e) = check_data_dir(&config.data_dir) {
         log::error!(
@@ -198,9 +227,16 @@ fn run(config: Config) -> ExitCode {
     }
     let mut reactor = match Reactor::bind(config.clone()) {
         Ok(r) => r,
-        Err(e) => {
+        Err(e) if is_listen_error(&e, &config) => {
             log::error!("cannot listen on {}: {e}", config.listen);
             return ExitCode::from(EXIT_LISTEN);
+        }
+        Err(e) => {
+            log::error!(
+                "cannot open the message store in {}: {e}",
+                config.data_dir.display()
+            );
+            return ExitCode::from(EXIT_CANT_CREATE);
         }
     };
     let addr = reactor
@@ -216,6 +252,7 @@ fn run(config: Config) -> ExitCode {
     );
     let outcome = reactor.run();
     notifier.stopping();
+    let outcome = outcome.and_then(|()| reactor.close_store());
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
