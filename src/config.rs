@@ -69,6 +69,8 @@ pub struct Config {
     pub vm_memory_high_watermark: MemoryWatermark,
     /// Publishers are blocked while the data dir's filesystem has less free space than this.
     pub disk_free_limit_bytes: u64,
+    /// Connections past this are accepted and closed at once (RabbitMQ: connection_max).
+    pub max_connections: usize,
 }
 
 impl Default for Config {
@@ -87,6 +89,7 @@ impl Default for Config {
             handshake_timeout_secs: limits::HANDSHAKE_TIMEOUT_SECS,
             vm_memory_high_watermark: MemoryWatermark::Relative(0.4),
             disk_free_limit_bytes: 50_000_000,
+            max_connections: limits::CONNECTIONS_MAX,
         }
     }
 }
