@@ -65,6 +65,8 @@ pub struct Config {
     pub disk_free_limit_bytes: u64,
     /// Publishers are blocked above this much heap (RabbitMQ default: 0.4 of memory).
     pub vm_memory_high_watermark: MemoryWatermark,
+    /// Connections past this are accepted and closed at once (RabbitMQ: connection_max).
+    pub max_connections: usize,
 }
 
 impl Default for Config {
@@ -87,6 +89,7 @@ impl Default for Config {
             vm_memory_high_watermark: MemoryWatermark::Relative(
                 MEMORY_HIGH_WATERMARK_DEFAULT_RATIO,
             ),
+            max_connections: limits::CONNECTIONS_MAX,
         }
     }
 }
@@ -113,6 +116,12 @@ impl Config {
             return Err(format!(
                 "max_message_size must be between 1 and {}",
                 limits::MESSAGE_SIZE_MAX_BYTES
+            ));
+        }
+        if self.max_connections > limits::CONNECTIONS_MAX {
+            return Err(format!(
+                "connection_max must be at most {}",
+                limits::CONNECTIONS_MAX
             ));
         }
         if self.handshake_timeout_secs == 0 {
@@ -261,6 +270,7 @@ mod tests {
         assert_eq!(c.max_message_size, 128 * 1024 * 1024);
         assert_eq!(c.handshake_timeout_secs, 10);
         assert_eq!(c.disk_free_limit_bytes, 50_000_000);
+        assert_eq!(c.max_connections, limits::CONNECTIONS_MAX);
         assert_eq!(c.vm_memory_high_watermark, MemoryWatermark::Relative(0.4));
         assert_eq!(c.validate(), Ok(()));
     }

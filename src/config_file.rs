@@ -17,7 +17,7 @@ pub const HANDSHAKE_TIMEOUT_MAX_MS: u64 = 3_600_000;
 
 /// Every key `apply` accepts; `NAME` stands for any user name. The packaged coney.conf and
 /// the man page must mention each (checked by a test).
-pub const KEYS: [&str; 17] = [
+pub const KEYS: [&str; 18] = [
     "listeners.tcp.default",
     "data_dir",
     "default_user",
@@ -28,6 +28,7 @@ pub const KEYS: [&str; 17] = [
     "frame_max",
     "channel_max",
     "max_message_size",
+    "connection_max",
     "handshake_timeout",
     "disk_free_limit.absolute",
     "vm_memory_high_watermark.relative",
@@ -167,6 +168,13 @@ fn apply(
         "max_message_size" => {
             config.max_message_size = parse_number(value, 1, limits::MESSAGE_SIZE_MAX_BYTES)?;
         }
+        "connection_max" => {
+            // RabbitMQ's `infinity` is coney's hard ceiling on connections.
+            config.max_connections = match value {
+                "infinity" => limits::CONNECTIONS_MAX,
+                _ => parse_number(value, 0, limits::CONNECTIONS_MAX)?,
+            };
+        }
         "handshake_timeout" => {
             let ms = parse_number(value, 1, HANDSHAKE_TIMEOUT_MAX_MS)?;
             config.handshake_timeout_secs = ms.div_ceil(1000);
@@ -304,7 +312,8 @@ mod tests {
              log.file = /var/log/coney/coney.log\n\
              log.level = debug\n\
              log.console = true\n\
-             handshake_timeout = 15000\n",
+             handshake_timeout = 15000\n\
+             connection_max = 1000\n",
         );
         assert_eq!(c.listen, "127.0.0.2:5673".parse().unwrap());
         assert_eq!(c.data_dir, PathBuf::from("/var/lib/coney"));
@@ -322,6 +331,7 @@ mod tests {
         assert_eq!(c.log_console, Some(true));
         assert!(c.log_to_console());
         assert_eq!(c.handshake_timeout_secs, 15);
+        assert_eq!(c.max_connections, 1000);
         assert_eq!(c.validate(), Ok(()));
     }
 
@@ -403,6 +413,8 @@ mod tests {
             11
         );
         assert_eq!(parsed("heartbeat = 5\nheartbeat = 7").heartbeat_secs, 7);
+        let infinity = parsed("connection_max = infinity").max_connections;
+        assert_eq!(infinity, limits::CONNECTIONS_MAX);
     }
 
     /// Whitespace around '=' and trailing comments are allowed, as in rabbitmq.conf.
@@ -432,6 +444,11 @@ mod tests {
             ("max_message_size = 0", "test.conf:1: max_message_size: "),
             ("max_message_size = 1GB", "test.conf:1: max_message_size: "),
             ("handshake_timeout = 0", "test.conf:1: handshake_timeout: "),
+            ("connection_max = 70000", "test.conf:1: connection_max: "),
+            (
+                "connection_max = unlimited",
+                "test.conf:1: connection_max: ",
+            ),
             (
                 "disk_free_limit.absolute = lots",
                 "test.conf:1: disk_free_limit.absolute: 'lots' is not",

@@ -520,7 +520,8 @@ impl Broker {
         flags: QueueFlags,
         args: FieldTable<'_>,
     ) -> Result<DeclareOk, AmqpError> {
-        let name: Box<[u8]> = if name.is_empty() && !flags.passive {
+        let generated = name.is_empty() && !flags.passive;
+        let name: Box<[u8]> = if generated {
             self.generate_name("amq.gen-")
         } else {
             name.into()
@@ -564,7 +565,7 @@ impl Broker {
         if flags.passive {
             return Err(not_found_queue(&name));
         }
-        if name.starts_with(b"amq.") && !name.starts_with(b"amq.gen-") {
+        if name.starts_with(b"amq.") && !generated {
             return Err(AmqpError::access_refused(format_args!(
                 "queue name '{}' contains reserved prefix 'amq.*'",
                 Show(&name)
@@ -759,6 +760,12 @@ impl Broker {
             return Ok(1);
         }
         let root = self.exchange_id(exchange)?;
+        if self.exchanges.get(root).is_some_and(|x| x.internal) {
+            return Err(AmqpError::access_refused(format_args!(
+                "cannot publish to internal exchange '{}' in vhost '{VHOST}'",
+                Show(exchange)
+            )));
+        }
         let mut dests = std::mem::take(&mut self.route_dests);
         let mut pending = std::mem::take(&mut self.route_pending);
         let mut visited = std::mem::take(&mut self.route_visited);

@@ -579,9 +579,14 @@ impl Session {
         mandatory: bool,
         ctx: &mut Ctx<'_>,
     ) -> Result<(), AmqpError> {
-        let headers = BasicProperties::decode(msg.properties())
-            .ok()
-            .and_then(|p| p.headers);
+        // Only headers exchanges read the headers; skip decoding when there are none.
+        let headers = if BasicProperties::has_headers(msg.properties()) {
+            BasicProperties::decode(msg.properties())
+                .ok()
+                .and_then(|p| p.headers)
+        } else {
+            None
+        };
         let routed = ctx.broker.publish(&msg, headers)?;
         if routed == 0 && mandatory {
             let r = BasicReturn {
