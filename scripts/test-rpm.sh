@@ -382,6 +382,11 @@ sed -e "s|^data_dir = .*|data_dir = $SCRATCH/data-e|" \
     "$INSTALLED/etc/coney/coney.conf" >"$SCRATCH/coney-e.conf"
 start_coney "$SCRATCH/coney-e.conf" "$SCRATCH/coney-e.stderr"
 if wait_port "$PORT"; then
+    # The kernel accepts on the socket as soon as it is bound, a moment before the line.
+    for _ in $(seq 1 50); do
+        grep -q "listening on 127.0.0.1:$PORT" "$LOGDIR/coney.log" 2>/dev/null && break
+        sleep 0.1
+    done
     check "log.file receives the start line" grep -q "listening on 127.0.0.1:$PORT" "$LOGDIR/coney.log"
     check "log.file set: nothing on stderr (log.console defaults to false)" test ! -s "$SCRATCH/coney-e.stderr"
     mv "$LOGDIR/coney.log" "$LOGDIR/coney.log.1"
