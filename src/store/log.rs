@@ -119,6 +119,8 @@ impl Log {
             let last = i + 1 == numbers.len();
             replay_segment(&segment_path(dir, n), n, last, &mut msgs, &mut report)?;
         }
+        // Recovery may have removed a segment whose header never reached the disk.
+        numbers.retain(|&n| segment_path(dir, n).exists());
         if !report.clean_shutdown && !msgs.is_empty() {
             info!("message store: unclean shutdown; recovered messages are marked redelivered");
         }
@@ -339,9 +341,14 @@ impl Log {
             if n == self.current || s.live > 0 {
                 return;
             }
-            if let Err(e) = fs::remove_file(segment_path(&self.dir, n)) {
-                warn!("message store: cannot remove segment {n}: {e}");
-                return;
+            match fs::remove_file(segment_path(&self.dir, n)) {
+                Ok(()) => {}
+                // Already gone (removed by recovery): forget it all the same.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    warn!("message store: cannot remove segment {n}: {e}");
+                    return;
+                }
             }
             self.segments.remove(&n);
             self.readers.remove(&n);
@@ -738,5 +745,27 @@ mod tests {
         drop(log);
         let (mut log, rec, _) = Log::open(&d.0, &queues(&[1])).expect("reopen");
         assert_eq!(bodies(&mut log, &rec), ["kept"]);
+    }
+
+    #[test]
+    fn a_headerless_newest_segment_does_not_block_segment_removal() {
+        let d = TempDir::new("headerless");
+        let (mut log, _, _) = Log::open(&d.0, &queues(&[1])).expect("open");
+        let id = log.publish_id(&msg("a"), &[1]);
+        log.sync().expect("sync");
+        let next = log.current + 1;
+        drop(log);
+        // A crash right after creating the next segment, before its header was written.
+        fs::write(segment_path(&d.0, next), b"CONEY").expect("write");
+        let (mut log, rec, _) = Log::open(&d.0, &queues(&[1])).expect("reopen");
+        assert_eq!(rec.len(), 1);
+        log.ack(id, 1);
+        log.sync().expect("sync");
+        assert_eq!(
+            log.segment_numbers(),
+            [log.current],
+            "every finished segment is gone"
+        );
+        assert_eq!(fs::read_dir(&d.0).expect("ls").count(), 1);
     }
 }
