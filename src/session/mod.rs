@@ -285,6 +285,11 @@ impl Session {
 
     /// Handles one frame; errors become channel or connection closes naming the method.
     fn handle_frame(&mut self, f: Frame<'_>, ctx: &mut Ctx<'_>) {
+        if self.state == State::Closing && (f.channel != 0 || f.kind != FrameKind::Method) {
+            // Waiting for close-ok: whatever the client sent before it saw our close is
+            // dropped without an answer (spec: "discard all frames").
+            return;
+        }
         let mut ids = (0, 0);
         let result = match f.kind {
             FrameKind::Heartbeat if f.channel != 0 => {
