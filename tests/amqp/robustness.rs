@@ -205,7 +205,11 @@ fn expect_connection_close(
     assert_eq!(c.code, code, "reply code of {c:?}");
     match text {
         Text::Exact(t) => assert_eq!(c.text, t, "reply text"),
-        Text::Prefix(p) => assert!(c.text.starts_with(p), "reply text {:?} lacks prefix {p:?}", c.text),
+        Text::Prefix(p) => assert!(
+            c.text.starts_with(p),
+            "reply text {:?} lacks prefix {p:?}",
+            c.text
+        ),
     }
     if let Some(ids) = class_method {
         assert_eq!(c.class_method, ids, "class/method ids of {c:?}");
@@ -264,7 +268,11 @@ impl Raw {
         assert_eq!(open_ok.class_method(), (10, 41), "connection.open-ok");
         s.write_all(&method(1, b"\x00\x14\x00\x0a\x00")).unwrap();
         let f = read_non_heartbeat(&mut s);
-        assert_eq!((f.channel, f.class_method()), (1, (20, 11)), "channel.open-ok");
+        assert_eq!(
+            (f.channel, f.class_method()),
+            (1, (20, 11)),
+            "channel.open-ok"
+        );
         Raw { s, product }
     }
 
@@ -363,7 +371,10 @@ impl Canary {
         let deadline = Instant::now() + TIMEOUT;
         while self.rounds.load(Ordering::SeqCst) < target {
             self.check();
-            assert!(Instant::now() < deadline, "canary made no progress in {TIMEOUT:?}");
+            assert!(
+                Instant::now() < deadline,
+                "canary made no progress in {TIMEOUT:?}"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -413,7 +424,12 @@ async fn canary_loop(
     stop: &AtomicBool,
     rounds: &AtomicU64,
 ) -> Result<CanaryReport, String> {
-    let conn = bounded("canary connect", TIMEOUT, Connection::open(&canary_args(host, port))).await?;
+    let conn = bounded(
+        "canary connect",
+        TIMEOUT,
+        Connection::open(&canary_args(host, port)),
+    )
+    .await?;
     let ch = bounded("canary channel", TIMEOUT, conn.open_channel(None)).await?;
     let (queue, _, _) = bounded(
         "canary queue.declare",
@@ -422,7 +438,9 @@ async fn canary_loop(
     )
     .await?
     .ok_or("canary queue.declare: no declare-ok")?;
-    let args = BasicConsumeArguments::new(&queue, "").manual_ack(false).finish();
+    let args = BasicConsumeArguments::new(&queue, "")
+        .manual_ack(false)
+        .finish();
     let (_, mut rx) = bounded("canary basic.consume", TIMEOUT, ch.basic_consume_rx(args)).await?;
     let mut report = CanaryReport {
         rounds: 0,
@@ -448,7 +466,9 @@ async fn canary_loop(
         .await?;
         let msg = tokio::time::timeout(CANARY_LATENCY_MAX, rx.recv())
             .await
-            .map_err(|_| format!("canary message {seq} not delivered within {CANARY_LATENCY_MAX:?}"))?
+            .map_err(|_| {
+                format!("canary message {seq} not delivered within {CANARY_LATENCY_MAX:?}")
+            })?
             .ok_or("canary consumer stream ended")?;
         let got = msg.content.unwrap_or_default();
         if got != body {
@@ -462,7 +482,12 @@ async fn canary_loop(
         report.rounds += 1;
         rounds.fetch_add(1, Ordering::SeqCst);
         if seq % CANARY_RECONNECT_EVERY == CANARY_RECONNECT_EVERY - 1 {
-            bounded("canary fresh connection", TIMEOUT, fresh_connection_round(host, port)).await?;
+            bounded(
+                "canary fresh connection",
+                TIMEOUT,
+                fresh_connection_round(host, port),
+            )
+            .await?;
             report.reconnects += 1;
         }
         tokio::time::sleep(CANARY_PERIOD).await;
@@ -529,8 +554,18 @@ fn undefined_frame_type_is_frame_error() {
         // "FRAME_ERROR - type 9, all octets = <<>>: unknown_frame", ids (0,0); coney says
         // "unknown_frame_type" and shows no octets (see undefined_frame_type_text_is_rabbitmqs).
         let cases: [(u8, u16, &[u8], &str); 2] = [
-            (4, 1, b"abcd", "FRAME_ERROR - type 4, all octets = <<\"abcd\">>: unknown_frame"),
-            (9, 0, b"", "FRAME_ERROR - type 9, all octets = <<>>: unknown_frame"),
+            (
+                4,
+                1,
+                b"abcd",
+                "FRAME_ERROR - type 4, all octets = <<\"abcd\">>: unknown_frame",
+            ),
+            (
+                9,
+                0,
+                b"",
+                "FRAME_ERROR - type 9, all octets = <<>>: unknown_frame",
+            ),
         ];
         for (kind, channel, payload, rabbit_text) in cases {
             let mut r = Raw::connect(b, RAW_FRAME_MAX, 0, &[]);
@@ -655,7 +690,10 @@ fn truncated_field_table_is_frame_error() {
         .unwrap();
         if r.is_rabbitmq() {
             let rest = read_until_eof(&mut r.s);
-            assert!(rest.is_empty(), "RabbitMQ was expected to drop the socket, sent {rest:?}");
+            assert!(
+                rest.is_empty(),
+                "RabbitMQ was expected to drop the socket, sent {rest:?}"
+            );
         } else {
             expect_connection_close(
                 &mut r.s,
@@ -710,7 +748,12 @@ fn frames_after_connection_close_are_discarded() {
         let mut rest = &rest[..];
         while !rest.is_empty() {
             let f = try_read_frame(&mut rest).expect("whole frames after connection.close");
-            assert_eq!(f.kind, 8, "frame after connection.close: {f:?} {:?}", String::from_utf8_lossy(&f.payload));
+            assert_eq!(
+                f.kind,
+                8,
+                "frame after connection.close: {f:?} {:?}",
+                String::from_utf8_lossy(&f.payload)
+            );
         }
     });
 }
@@ -770,8 +813,10 @@ fn stalled_consumer_keeps_messages_in_the_queue_not_in_memory() {
     /// Messages that may sit in socket buffers: the broker's 1 MiB output high-water mark
     /// plus kernel buffers (a non-reading peer's receive window stays small).
     const IN_FLIGHT_MAX_BYTES: u64 = 32 * MIB;
-    /// RSS growth allowed: the durable queue's 8 MiB window, 1 MiB of output, buffers.
-    const RSS_GROWTH_MAX_BYTES: u64 = 64 * MIB;
+    /// RSS growth allowed: the durable queue's 8 MiB window, 1 MiB of output, buffers
+    /// (coney grows by ~10 MiB; RabbitMQ 3.10, which keeps these messages in memory, by
+    /// ~240 MiB, so with `CONEY_TEST_PID` set it fails this bound).
+    const RSS_GROWTH_MAX_BYTES: u64 = 32 * MIB;
 
     let b = Broker::start();
     let queue = unique("stalled");
@@ -802,7 +847,8 @@ fn stalled_consumer_keeps_messages_in_the_queue_not_in_memory() {
         let mut body = vec![b'.'; BODY_BYTES];
         for i in 0..COUNT {
             body[..8].copy_from_slice(&i.to_be_bytes());
-            ch.publish_with("", &queue, props.clone(), &body, false).await;
+            ch.publish_with("", &queue, props.clone(), &body, false)
+                .await;
             if i % 200 == 0 {
                 canary.check();
             }
@@ -837,7 +883,10 @@ fn stalled_consumer_keeps_messages_in_the_queue_not_in_memory() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut r = BufReader::with_capacity(1 << 20, consumer.s.try_clone().unwrap());
     for i in 0..COUNT {
-        assert!(Instant::now() < deadline, "only {i} of {COUNT} delivered in 60 s");
+        assert!(
+            Instant::now() < deadline,
+            "only {i} of {COUNT} delivered in 60 s"
+        );
         let d = read_non_heartbeat(&mut r);
         assert_eq!(d.class_method(), (60, 60), "basic.deliver for message {i}");
         let h = read_non_heartbeat(&mut r);
@@ -867,7 +916,8 @@ type Seen = Arc<Mutex<Vec<String>>>;
 /// (10,60) and connection.unblocked (10,61).
 fn record_blocked(s: TcpStream, seen: Seen, stop: Arc<AtomicBool>) -> JoinHandle<()> {
     std::thread::spawn(move || {
-        s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut r = BufReader::new(s);
         while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
@@ -986,7 +1036,14 @@ fn memory_alarm_blocks_publishers_and_loses_nothing() {
         let before = total_ready(&ch, &queues).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         let after = total_ready(&ch, &queues).await;
-        assert_eq!(before, after, "queues kept growing while publishers were blocked");
+        eprintln!(
+            "memory alarm: {after} of {} messages queued when blocked",
+            2 * PER_PUBLISHER
+        );
+        assert_eq!(
+            before, after,
+            "queues kept growing while publishers were blocked"
+        );
         assert!(
             (after as u64) < 2 * PER_PUBLISHER,
             "all {after} messages got in despite the alarm"
@@ -997,7 +1054,9 @@ fn memory_alarm_blocks_publishers_and_loses_nothing() {
         let unblocked = wait_seen(&seen, "unblocked", Duration::from_secs(20));
         tokio::join!(drain_raw, drain_amqprs, unblocked);
 
-        within("amqprs publisher", amqprs_publish).await.expect("publisher task");
+        within("amqprs publisher", amqprs_publish)
+            .await
+            .expect("publisher task");
         writer.join().expect("raw publisher thread");
         stop.store(true, Ordering::SeqCst);
         reader.join().expect("raw reader thread");
@@ -1006,7 +1065,11 @@ fn memory_alarm_blocks_publishers_and_loses_nothing() {
             events.is_empty(),
             "amqprs did not advertise connection.blocked yet got {events:?}"
         );
-        assert_eq!(total_ready(&ch, &queues).await, 0, "queues not empty at the end");
+        assert_eq!(
+            total_ready(&ch, &queues).await,
+            0,
+            "queues not empty at the end"
+        );
         admin.close().await;
     });
 }
@@ -1014,6 +1077,15 @@ fn memory_alarm_blocks_publishers_and_loses_nothing() {
 // ---------------------------------------------------------------------------------------
 // 4. a flood of idle connections
 // ---------------------------------------------------------------------------------------
+
+/// Returns once the broker has accepted every connection opened so far: the accept queue is
+/// FIFO, so a new connection answered with connection.start was accepted after all of them.
+fn accepted_so_far(b: &Broker) {
+    let mut probe = b.tcp();
+    probe.write_all(PROTOCOL_HEADER).unwrap();
+    let start = read_non_heartbeat(&mut probe);
+    assert_eq!(start.class_method(), (10, 10), "connection.start");
+}
 
 /// 2,000 connections that send nothing or half a protocol header are each closed at the
 /// 10 s handshake deadline (EOF after 9.5–13 s, nothing sent), while a canary connects and
@@ -1023,14 +1095,17 @@ fn idle_connection_flood_is_closed_at_the_handshake_deadline() {
     const FLOOD: usize = 2000;
     const DEADLINE_MIN: Duration = Duration::from_millis(9500);
     const DEADLINE_MAX: Duration = Duration::from_secs(13);
-    const RSS_AFTER_MAX_BYTES: u64 = 16 * MIB;
+    /// RSS left after the flood (coney: < 1 MiB; RabbitMQ 3.10 keeps ~250 MiB, so with
+    /// `CONEY_TEST_PID` set it fails this bound).
+    const RSS_AFTER_MAX_BYTES: u64 = 8 * MIB;
+    /// Connections opened before waiting for the broker to accept them: below the listen
+    /// backlog (mio's 1024, RabbitMQ's 128), so no connection waits in the kernel for a
+    /// SYN-ACK retransmission and each deadline starts when we connect.
+    const BATCH: usize = 100;
     let b = Broker::start();
     let canary = Canary::start(&b);
     let pid = b.pid();
-    let (fds_before, rss_before) = (
-        pid.and_then(proc_fd_count),
-        pid.and_then(proc_rss_bytes),
-    );
+    let (fds_before, rss_before) = (pid.and_then(proc_fd_count), pid.and_then(proc_rss_bytes));
 
     struct Idle {
         s: TcpStream,
@@ -1050,6 +1125,9 @@ fn idle_connection_flood_is_closed_at_the_handshake_deadline() {
             opened,
             closed_after: None,
         });
+        if i % BATCH == BATCH - 1 {
+            accepted_so_far(&b);
+        }
     }
     let first = idle[0].opened;
     let mut fds_peak = None;
@@ -1062,7 +1140,9 @@ fn idle_connection_flood_is_closed_at_the_handshake_deadline() {
             idle.iter().filter(|c| c.closed_after.is_none()).count()
         );
         if fds_peak.is_none() && now > first + Duration::from_secs(3) {
-            fds_peak = pid.and_then(proc_fd_count).or(Some(0));
+            fds_peak = pid
+                .and_then(|pid| Some((proc_fd_count(pid)?, proc_rss_bytes(pid)?)))
+                .or(Some((0, 0)));
         }
         for c in idle.iter_mut().filter(|c| c.closed_after.is_none()) {
             match c.s.read(&mut buf) {
@@ -1081,11 +1161,17 @@ fn idle_connection_flood_is_closed_at_the_handshake_deadline() {
     let earliest = idle.iter().filter_map(|c| c.closed_after).min().unwrap();
     let latest = idle.iter().filter_map(|c| c.closed_after).max().unwrap();
     eprintln!("flood: idle connections closed after {earliest:?}..{latest:?}");
-    assert!(earliest >= DEADLINE_MIN, "an idle connection was closed after {earliest:?}");
-    assert!(latest <= DEADLINE_MAX, "an idle connection was closed after {latest:?}");
+    assert!(
+        earliest >= DEADLINE_MIN,
+        "an idle connection was closed after {earliest:?}"
+    );
+    assert!(
+        latest <= DEADLINE_MAX,
+        "an idle connection was closed after {latest:?}"
+    );
     drop(idle);
 
-    if let (Some(pid), Some(fds_before), Some(rss_before), Some(fds_peak)) =
+    if let (Some(pid), Some(fds_before), Some(rss_before), Some((fds_peak, rss_peak))) =
         (pid, fds_before, rss_before, fds_peak)
     {
         assert!(
@@ -1103,11 +1189,15 @@ fn idle_connection_flood_is_closed_at_the_handshake_deadline() {
         };
         let rss_after = proc_rss_bytes(pid).unwrap();
         eprintln!(
-            "flood: fds {fds_before} → {fds_peak} → {fds_after}; RSS {} KiB → {} KiB",
+            "flood: fds {fds_before} → {fds_peak} → {fds_after}; RSS {} → {} → {} KiB",
             rss_before / 1024,
+            rss_peak / 1024,
             rss_after / 1024
         );
-        assert!(fds_after <= fds_before + 1, "fds {fds_before} before, {fds_after} after");
+        assert!(
+            fds_after <= fds_before + 1,
+            "fds {fds_before} before, {fds_after} after"
+        );
         assert!(
             rss_after <= rss_before + RSS_AFTER_MAX_BYTES,
             "RSS {} KiB before, {} KiB after",
@@ -1143,8 +1233,15 @@ async fn silent_heartbeat_peer_is_dropped_and_its_exclusive_queue_deleted() {
             .queue_declare(QueueDeclareArguments::new(&queue).passive(true).finish()),
     )
     .await;
-    assert!(res.is_err(), "passive declare of another connection's exclusive queue succeeded");
-    assert_eq!(ch.events.closed().await.0, 405, "RESOURCE_LOCKED while the owner lives");
+    assert!(
+        res.is_err(),
+        "passive declare of another connection's exclusive queue succeeded"
+    );
+    assert_eq!(
+        ch.events.closed().await.0,
+        405,
+        "RESOURCE_LOCKED while the owner lives"
+    );
 
     let (dropped_after, frames) = tokio::task::spawn_blocking(move || {
         let rest = read_until_eof(&mut s);
