@@ -8,7 +8,9 @@
 //! runs these tests against it; the tests branch on the product in connection.start where
 //! the brokers differ). Where RabbitMQ is unhelpful (waits forever, crashes the channel or
 //! the connection) the test pins coney's behaviour and says what RabbitMQ does.
-//! RSS and fd checks need the broker's pid: the private coney's, or `CONEY_TEST_PID`.
+//! RSS and fd checks need the broker's pid: the private coney's, or `CONEY_TEST_PID` for an
+//! external broker (RabbitMQ 3.10 exceeds coney's memory bounds; the tests record by how much).
+//! Run: `cargo test --release --test amqp robustness` (the bug-pinning tests with `--ignored`).
 
 use std::io::{BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -597,10 +599,11 @@ fn undefined_frame_type_text_is_rabbitmqs() {
     });
 }
 
-/// Body frames adding up to more than the content header's body size → 501 FRAME_ERROR
-/// at once. RabbitMQ 3.10 does not notice: its remaining size goes negative and it waits
-/// for more body forever, so only the next method gets 505 "UNEXPECTED_FRAME - expected
-/// content body, got non content body frame instead" (60,40); coney's answer is the helpful one.
+/// Body frames longer than the content header's body size → 501 FRAME_ERROR at once.
+///
+/// RabbitMQ 3.10 does not notice: its remaining size goes negative and it waits for more
+/// body forever, so only the next method gets 505 "UNEXPECTED_FRAME - expected content body,
+/// got non content body frame instead" (60,40). coney's immediate answer is the helpful one.
 #[test]
 fn body_longer_than_its_content_header_is_frame_error() {
     with_canary(|b| {
@@ -640,8 +643,9 @@ fn body_longer_than_its_content_header_is_frame_error() {
     });
 }
 
-/// A short string whose length octet runs past the end of the method frame (queue.declare's
-/// queue name) → 501 FRAME_ERROR "cannot decode …" naming queue.declare (50,10).
+/// A short string running past the end of its method frame → 501 FRAME_ERROR (50,10).
+///
+/// The string is queue.declare's queue name; both brokers say "FRAME_ERROR - cannot decode …".
 #[test]
 fn short_string_past_the_end_of_the_frame_is_frame_error() {
     with_canary(|b| {
@@ -660,10 +664,10 @@ fn short_string_past_the_end_of_the_frame_is_frame_error() {
     });
 }
 
-/// A field table whose length is larger than what is left of the frame → 501 FRAME_ERROR
-/// (50,10); a table entry running past its table's end → 501 too, where RabbitMQ 3.10's
-/// reader crashes (function_clause in rabbit_binary_parser:parse_table) and drops the socket
-/// without a close.
+/// A field table longer than the rest of its frame → 501 FRAME_ERROR (50,10).
+///
+/// So is a table entry running past its table's end, where RabbitMQ 3.10's reader crashes
+/// (function_clause in rabbit_binary_parser:parse_table) and drops the socket without a close.
 #[test]
 fn truncated_field_table_is_frame_error() {
     with_canary(|b| {
@@ -705,8 +709,9 @@ fn truncated_field_table_is_frame_error() {
     });
 }
 
-/// A content header whose property flags announce more properties than it holds (content-type
-/// and content-encoding flagged, only content-type present) → 501 FRAME_ERROR. RabbitMQ 3.10
+/// A content header with fewer properties than its flags announce → 501 FRAME_ERROR.
+///
+/// Content-type and content-encoding are flagged, only content-type is present. RabbitMQ 3.10
 /// decodes properties lazily and its channel crashes: 541 "INTERNAL_ERROR" (0,0).
 #[test]
 fn content_header_with_missing_properties_is_frame_error() {
@@ -729,8 +734,10 @@ fn content_header_with_missing_properties_is_frame_error() {
     });
 }
 
-/// After sending connection.close the server discards every frame but close/close-ok (spec,
-/// connection.close): frames the client had already pipelined get no second close.
+/// Frames pipelined behind a fatal error get no second connection.close.
+///
+/// Spec, connection.close: after sending it, the server discards every method but
+/// close/close-ok. RabbitMQ 3.10 sends exactly one close here.
 #[test]
 #[ignore = "coney bug: in State::Closing, channel methods get 503 'COMMAND_INVALID - … before connection.open' and content frames 505, each as another connection.close (session/mod.rs handle_frame)"]
 fn frames_after_connection_close_are_discarded() {
@@ -802,10 +809,12 @@ fn current_thread_runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// 200 MiB published to a durable queue whose only consumer (no-ack) has stopped reading stay
-/// in the queue, not in the broker's memory: RSS grows by far less than the volume, a canary
-/// on another queue keeps its pace, and when the consumer reads again it gets every message
-/// in order.
+/// Messages for a consumer that stopped reading wait in the queue, not in broker memory.
+///
+/// 200 MiB of persistent messages go to a durable queue whose only consumer (no-ack) has
+/// stopped reading: at most a few MiB leave the queue, RSS grows by far less than the volume,
+/// a canary on another queue keeps its pace, and when the consumer reads again it gets every
+/// message in order.
 #[test]
 fn stalled_consumer_keeps_messages_in_the_queue_not_in_memory() {
     const BODY_BYTES: usize = 64 * 1024;
@@ -975,10 +984,13 @@ async fn total_ready(ch: &Chan, queues: &[&str]) -> u32 {
     n
 }
 
+/// The memory alarm blocks publishers until consumers drain, and loses no message.
+///
 /// Above `--vm-memory-high-watermark 64MB` publishers stop being read: a client advertising
-/// the capability gets connection.blocked "low on memory", amqprs (which does not advertise it)
-/// gets nothing, the queues stop growing; once consumers drain them, connection.unblocked
-/// arrives and every message is delivered, in order.
+/// the capability gets connection.blocked "low on memory", amqprs 2.1 (which does not
+/// advertise it, so its `ConnectionCallback::blocked` never fires on RabbitMQ either) gets
+/// nothing, and the queues stop growing; once consumers drain them, connection.unblocked
+/// arrives and every message is delivered, in order. coney only (needs the flag).
 #[test]
 fn memory_alarm_blocks_publishers_and_loses_nothing() {
     const BODY_BYTES: usize = 1 << 20;
@@ -1087,8 +1099,10 @@ fn accepted_so_far(b: &Broker) {
     assert_eq!(start.class_method(), (10, 10), "connection.start");
 }
 
-/// 2,000 connections that send nothing or half a protocol header are each closed at the
-/// 10 s handshake deadline (EOF after 9.5–13 s, nothing sent), while a canary connects and
+/// 2,000 idle connections are closed at the 10 s handshake deadline; others work meanwhile.
+///
+/// Half send nothing, half half a protocol header; each sees EOF 9.5–13 s after connecting
+/// and nothing before (RabbitMQ 3.10: 10.0 s, coney: ~10.9 s), while a canary connects and
 /// works throughout; the broker's fds and RSS return to their baseline afterwards.
 #[test]
 fn idle_connection_flood_is_closed_at_the_handshake_deadline() {
@@ -1212,9 +1226,10 @@ fn idle_connection_flood_is_closed_at_the_handshake_deadline() {
 // 5. heartbeats
 // ---------------------------------------------------------------------------------------
 
-/// A client that negotiates heartbeat=1 and then falls silent is dropped after two missed
-/// intervals (EOF 1.5–3.5 s after its last byte, no connection.close), and its exclusive
-/// queue is deleted. RabbitMQ 3.10 drops it after ~3 s, coney after ~2 s.
+/// A peer silent after negotiating heartbeat=1 is dropped in ~2 s; its exclusive queue goes.
+///
+/// EOF comes 1.5–3.5 s after its last byte with no connection.close (RabbitMQ 3.10: ~3.0 s,
+/// coney: ~2.2 s); a passive declare from another connection then gets 404.
 #[tokio::test]
 async fn silent_heartbeat_peer_is_dropped_and_its_exclusive_queue_deleted() {
     let b = Broker::start();

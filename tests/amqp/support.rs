@@ -10,6 +10,9 @@
 //! * Every wait is bounded by a tokio timeout ([`TIMEOUT`]); nothing sleeps and hopes,
 //!   except [`assert_no_delivery`], which by nature waits a short quiet period.
 //! * [`unique`] gives per-test names so tests can share one broker in parallel.
+//! * [`Broker::start_with`] passes extra flags to a private coney; [`Broker::pid`] with
+//!   [`proc_rss_bytes`] and [`proc_fd_count`] measure the broker process (`CONEY_TEST_PID`
+//!   names an external broker's process).
 //!
 //! Running: `cargo test --release` (each test starts its own coney), or against any
 //! broker, e.g. a private RabbitMQ on 5690:
