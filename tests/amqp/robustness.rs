@@ -10,7 +10,7 @@
 //! the connection) the test pins coney's behaviour and says what RabbitMQ does.
 //! RSS and fd checks need the broker's pid: the private coney's, or `CONEY_TEST_PID` for an
 //! external broker (RabbitMQ 3.10 exceeds coney's memory bounds; the tests record by how much).
-//! Run: `cargo test --release --test amqp robustness` (the bug-pinning tests with `--ignored`).
+//! Run: `cargo test --release --test amqp robustness`.
 
 use std::io::{BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -585,7 +585,6 @@ fn undefined_frame_type_is_frame_error() {
 
 /// The reply text for an undefined frame type is RabbitMQ's, word for word.
 #[test]
-#[ignore = "coney bug: says 'unknown_frame_type' where RabbitMQ says 'unknown_frame' (session/mod.rs frame_error_to_amqp)"]
 fn undefined_frame_type_text_is_rabbitmqs() {
     with_canary(|b| {
         let mut r = Raw::connect(b, RAW_FRAME_MAX, 0, &[]);
@@ -668,7 +667,6 @@ fn short_string_past_the_end_of_the_frame_is_frame_error() {
 ///
 /// RabbitMQ prints the method's argument octets (after class and method ids) with `~w`.
 #[test]
-#[ignore = "coney bug: says 'cannot decode type 1, all octets = <<0,50,0,10,…>>' where RabbitMQ says 'cannot decode <<0,0,64,…>>' (session/mod.rs handle_frame)"]
 fn cannot_decode_text_is_rabbitmqs() {
     with_canary(|b| {
         let mut r = Raw::connect(b, RAW_FRAME_MAX, 0, &[]);
@@ -758,7 +756,6 @@ fn content_header_with_missing_properties_is_frame_error() {
 /// Spec, connection.close: after sending it, the server discards every method but
 /// close/close-ok. RabbitMQ 3.10 sends exactly one close here.
 #[test]
-#[ignore = "coney bug: in State::Closing, channel methods get 503 'COMMAND_INVALID - … before connection.open' and content frames 505, each as another connection.close (session/mod.rs handle_frame)"]
 fn frames_after_connection_close_are_discarded() {
     with_canary(|b| {
         let mut r = Raw::connect(b, RAW_FRAME_MAX, 0, &[]);
