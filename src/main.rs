@@ -225,6 +225,7 @@ fn run(config: Config) -> ExitCode {
         );
         return ExitCode::from(EXIT_CANT_CREATE);
     }
+    raise_fd_limit();
     let mut reactor = match Reactor::bind(config.clone()) {
         Ok(r) => r,
         Err(e) if is_listen_error(&e, &config) => {
@@ -258,6 +259,21 @@ fn run(config: Config) -> ExitCode {
         Err(e) => {
             log::error!("event loop failed: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Raises the soft open-file limit to the hard one: every connection is a descriptor, and the
+/// usual soft default of 1024 is far below what a broker should take (Go's runtime does the same).
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit with a valid, initialised struct.
+    unsafe {
+        let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 && rl.rlim_cur < rl.rlim_max {
+            let wanted = libc::rlimit { rlim_cur: rl.rlim_max, rlim_max: rl.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+                log::debug!("open-file limit raised from {} to {}", rl.rlim_cur, rl.rlim_max);
+            }
         }
     }
 }
