@@ -44,11 +44,13 @@ def test_restart_keeps_durable_state(t):
     the N persistent messages published to it with confirms, in publish order, with
     every property and body byte intact and redelivered=False; the transient messages
     published to the same queue are gone, and so are a non-durable queue and an exclusive
-    durable queue (with their persistent messages) and a non-durable exchange. Durable
-    direct, fanout and topic exchanges, an exchange-to-exchange binding and bindings
-    between durable entities still route; a binding that was removed before the restart,
-    and bindings to a non-durable queue or from a non-durable exchange, do not. The
-    durable flags and exchange types are kept (redeclaring differently fails with 406)."""
+    durable queue (with their persistent messages), a non-durable exchange, and a durable
+    exchange and queue deleted before the stop. Durable direct, fanout, topic and headers
+    exchanges (binding arguments included), an exchange-to-exchange binding into an
+    internal exchange, a server-named durable queue, and bindings between durable
+    entities still route; a binding removed before the restart, and bindings to a
+    non-durable queue or from a non-durable exchange, do not. Durable, type and internal
+    flags are kept (an inequivalent redeclare fails with 406)."""
     b = t.broker().start()
     conn = b.connect()
     ch = conn.channel()
@@ -60,8 +62,14 @@ def test_restart_keeps_durable_state(t):
                        ('d.e2e', 'fanout')):
         ch.exchange_declare(name, kind, durable=True)
     ch.exchange_declare('t.direct', 'direct', durable=False)
-    for q in ('q.direct', 'q.fanout', 'q.topic'):
+    ch.exchange_declare('d.headers', 'headers', durable=True)
+    ch.exchange_declare('d.internal', 'fanout', durable=True, internal=True)
+    gen = ch.queue_declare('', durable=True).method.queue     # server-named, durable
+    for q in ('q.direct', 'q.fanout', 'q.topic', 'q.headers'):
         ch.queue_declare(q, durable=True)
+    ch.queue_bind('q.headers', 'd.headers', '', arguments={'x-match': 'all', 'k': 'v', 'n': 1})
+    ch.exchange_bind(destination='d.internal', source='d.fanout', routing_key='')
+    ch.queue_bind(gen, 'd.internal', '')
     ch.queue_bind('q.direct', 'd.direct', 'k1')
     ch.queue_bind('q.direct', 'd.direct', 'k3')
     ch.queue_unbind('q.direct', 'd.direct', 'k3')          # removed before the restart
@@ -71,6 +79,13 @@ def test_restart_keeps_durable_state(t):
     ch.queue_bind('q.topic', 'd.topic', 'a.*.c')
     ch.queue_bind('q.topic', 'd.topic', '#.z')
     ch.exchange_bind(destination='d.topic', source='d.e2e', routing_key='')
+    ch.exchange_declare('d.deleted', 'fanout', durable=True)   # deleted before the restart
+    ch.queue_declare('q.deleted', durable=True)
+    ch.queue_bind('q.deleted', 'd.deleted')
+    ch.queue_bind('q.fanout', 'd.deleted')
+    ch.basic_publish('', 'q.deleted', b'in a deleted queue', pika.BasicProperties(delivery_mode=2))
+    ch.exchange_delete('d.deleted')
+    ch.queue_delete('q.deleted')
 
     expected = []
     transient = 0
@@ -92,6 +107,9 @@ def test_restart_keeps_durable_state(t):
           't.direct k1 unroutable before the restart')
     check(publish(ch, 'd.fanout', 'any', b'before: fanout') == 'ok', 'd.fanout unroutable')
     check(publish(ch, 'd.e2e', 'x.y.z', b'before: e2e') == 'ok', 'd.e2e x.y.z unroutable')
+    check(publish(ch, 'd.headers', '', b'before: headers',
+                  pika.BasicProperties(delivery_mode=2, headers={'k': 'v', 'n': 1})) == 'ok',
+          'd.headers unroutable before the restart')
     check(queue_count(b, 'dq') == N + transient, 'dq before the restart: %s messages, expected %d'
           % (queue_count(b, 'dq'), N + transient))
     check(queue_count(b, 'q.direct') == 2, 'q.direct should hold 2 before the restart')
@@ -113,7 +131,9 @@ def test_restart_keeps_durable_state(t):
     check(queue_count(b, 'tq') is None, 'non-durable queue tq survived the restart')
     check(queue_count(b, 'xq') is None, 'exclusive durable queue xq survived the restart')
     check(not exchange_exists(b, 't.direct'), 'non-durable exchange t.direct survived the restart')
-    for x in ('d.direct', 'd.fanout', 'd.topic', 'd.e2e'):
+    check(not exchange_exists(b, 'd.deleted'), 'deleted durable exchange d.deleted came back')
+    check(queue_count(b, 'q.deleted') is None, 'deleted durable queue q.deleted came back')
+    for x in ('d.direct', 'd.fanout', 'd.topic', 'd.e2e', 'd.headers', 'd.internal'):
         check(exchange_exists(b, x), 'durable exchange %s is gone after the restart' % x)
 
     # the persistent messages, exactly, in order, intact
@@ -153,6 +173,7 @@ def test_restart_keeps_durable_state(t):
         check(e.reply_code == 406, 'redeclare d.fanout as direct: %s, expected 406' % e)
     ch = conn.channel()
     ch.exchange_declare('d.topic', 'topic', durable=True)   # equivalent: fine
+    ch.exchange_declare('d.internal', 'fanout', durable=True, internal=True)
     ch.queue_declare('q.topic', durable=True)
 
     # routing after the restart
@@ -165,6 +186,18 @@ def test_restart_keeps_durable_state(t):
         r = publish(ch, x, key, ('after: %s %s' % (x, key)).encode())
         check(r == want, 'after the restart, publish to %s with key %r: %s, expected %s'
               % (x, key, r, want))
+    for hdrs, want in (({'k': 'v', 'n': 1}, 'ok'), ({'k': 'v', 'n': 2}, 'unroutable'),
+                       ({'k': 'v'}, 'unroutable')):
+        r = publish(ch, 'd.headers', '', ('after: headers %r' % sorted(hdrs.items())).encode(),
+                    pika.BasicProperties(delivery_mode=2, headers=hdrs))
+        check(r == want, 'after the restart, publish to d.headers with %r: %s, expected %s '
+              '(binding arguments lost?)' % (hdrs, r, want))
+    # (that a client cannot publish to an internal exchange at all is not checked here)
+    try:
+        ch.exchange_declare('d.internal', 'fanout', durable=True, internal=False)
+        check(False, 'redeclaring internal d.internal as not internal succeeded after the restart')
+    except pika.exceptions.ChannelClosedByBroker as e:
+        check(e.reply_code == 406, 'redeclare d.internal as not internal: %s, expected 406' % e)
     conn.close()
     got = [g.body for g in drain(b, 'q.direct')]
     # a persistent message in a durable queue stays, whichever exchange brought it
@@ -172,12 +205,17 @@ def test_restart_keeps_durable_state(t):
           'q.direct after the restart: %r' % got)
     got = [g.body for g in drain(b, 'q.fanout')]
     check(got == [b'before: fanout', b'after: d.fanout whatever'], 'q.fanout: %r' % got)
+    got = [g.body for g in drain(b, 'q.headers')]
+    check(got == [b'before: headers', b"after: headers [('k', 'v'), ('n', 1)]"], 'q.headers: %r' % got)
+    got = [g.body for g in drain(b, gen)]
+    check(got == [b'before: fanout', b'after: d.fanout whatever'],
+          'server-named durable queue %s (via internal exchange): %r' % (gen, got))
     got = [g.body for g in drain(b, 'q.topic')]
     check(got == [b'before: e2e', b'after: d.topic a.b.c', b'after: d.topic x.y.z',
                   b'after: d.e2e a.q.c'], 'q.topic: %r' % got)
 
     # and the acks of the drain are kept over one more clean restart
     b.restart()
-    for q in ('dq', 'q.direct', 'q.fanout', 'q.topic'):
+    for q in ('dq', 'q.direct', 'q.fanout', 'q.topic', 'q.headers', gen):
         check(queue_count(b, q) == 0, '%s is not empty after a second restart' % q)
     b.term()
