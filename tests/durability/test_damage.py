@@ -54,3 +54,44 @@ def test_torn_tail_loses_only_the_torn_message(t):
     b.restart()
     check(queue_count(b, 'torn') == 0, 'torn queue not empty after the final restart')
     b.term()
+
+
+@time_limit(40)
+def test_headerless_segment_from_a_crash_during_rotation(t):
+    """A crash right after the log created its next segment file but before the file's
+    header reached the disk leaves an empty newest segment (simulated: an empty
+    NNNNNNNNNN.seg numbered after the newest one, after a SIGKILL). The broker starts,
+    removes it, recovers the messages of the older segments, and afterwards still removes
+    finished segments: after ~70 MB of persistent messages published and acked (several
+    rotations), at most 2 segment files remain."""
+    b = t.broker().start()
+    publish_confirmed(b, 'rot', [b'before %d' % i for i in range(3)])
+    b.kill()
+    segs = b.segment_files()
+    newest = int(segs[-1].split('.')[0])
+    open(os.path.join(b.data_dir, 'msgs', '%010d.seg' % (newest + 1)), 'wb').close()
+    b.start()
+    rec = b.recovery()
+    check(rec['messages'] == 3, 'expected the 3 messages back, recovery: %r' % rec)
+    got = [g.body for g in drain(b, 'rot')]
+    check(got == [b'before %d' % i for i in range(3)], 'got %r' % got)
+
+    conn = b.connect()
+    ch = conn.channel()
+    body = b'y' * 100000
+    for i in range(700):
+        ch.basic_publish('', 'rot', body, pika.BasicProperties(delivery_mode=2))
+        method, _, _ = ch.basic_get('rot', auto_ack=False)
+        check(method is not None, 'basic.get returned nothing after publish %d' % i)
+        ch.basic_ack(method.delivery_tag)
+    ch.queue_declare('rot', passive=True)   # a round trip: every ack is in
+    conn.close()
+    files = b.segment_files()
+    nums = [int(f.split('.')[0]) for f in files]
+    warnings = [l for l in b.log_text().splitlines() if 'cannot remove segment' in l]
+    t.report('segment files after 70 MB published and acked: %s; "cannot remove segment" '
+             'warnings: %d' % (' '.join(files), len(warnings)))
+    check(max(nums) >= newest + 4, 'the log did not rotate as expected: %s' % files)
+    check(len(files) <= 2, '%d segment files remain after everything was acked: %s (%s)'
+          % (len(files), files, warnings[0] if warnings else 'no warning'))
+    b.term()
