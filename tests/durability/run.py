@@ -113,6 +113,7 @@ def run_child(args):
 # ---------------------------------------------------------------- parent
 
 CURRENT = []
+SCRATCH = []   # the scratch directory, removed on an interrupt unless --keep
 
 
 def on_signal(signum, frame):
@@ -121,6 +122,8 @@ def on_signal(signum, frame):
             os.killpg(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+    for d in SCRATCH:
+        shutil.rmtree(d, ignore_errors=True)
     sys.stderr.write('run.py: interrupted by signal %d\n' % signum)
     os._exit(128 + signum)
 
@@ -213,6 +216,8 @@ def main():
         args.seed = int(time.time() * 1000) % 1000000
     args.coney = os.path.abspath(args.coney)
     args.tmp = tempfile.mkdtemp(prefix='coney-durability.')
+    if not args.keep:
+        SCRATCH.append(args.tmp)
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, on_signal)
     sys.stderr.write('durability: %d tests, coney %s, seed %d, rounds %d, scratch %s\n'
