@@ -234,7 +234,8 @@ def main():
             else:
                 failed += 1
                 print('FAIL %s: %s' % (name, reason or '?'), flush=True)
-                sys.stderr.write(''.join('    %s\n' % l for l in text.rstrip('\n').splitlines()[-80:]))
+                detail = [l for l in text.rstrip('\n').splitlines() if not l.startswith('REPORT ')]
+                sys.stderr.write(''.join('    %s\n' % l for l in detail[-80:]))
                 sys.stderr.flush()
             for r in reports:
                 print('    %s' % r, flush=True)

@@ -55,6 +55,11 @@ def test_segments_follow_backlog(t):
         for i in range(sent, sent + n):
             pub.basic_publish('', 'cycle', b'%08d' % i + pad, props)
         sent += n
+        pub.queue_declare('cycle', passive=True)   # a round trip: the batch is in the queue
+        files = b.segment_files()                  # backlog: one batch
+        max_files = max(max_files, len(files))
+        check(len(files) <= MAX_DURING, 'with a backlog of %d messages, %d segment files: %s'
+              % (n, len(files), files))
         deadline = time.monotonic() + 20
         while state['received'] < sent:
             check(time.monotonic() < deadline, 'consumed only %d of %d published within 20s'
