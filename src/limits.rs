@@ -36,6 +36,13 @@ pub const WRITE_BUFFER_HARD_BYTES: usize = 64 * 1024 * 1024 + MESSAGE_SIZE_MAX_B
 pub const WRITE_BUFFER_KEEP_BYTES: usize = 64 * 1024;
 /// Messages delivered to one channel and not yet acked, even with prefetch_count 0.
 pub const UNACKED_PER_CHANNEL_MAX: usize = 1 << 20;
+/// A durable queue keeps at most this many ready messages in memory; beyond it, messages
+/// stay in the store and only a small index entry per message stays in memory.
+pub const QUEUE_WINDOW_MESSAGES_MAX: usize = 8192;
+/// ... or at most this many bytes of them.
+pub const QUEUE_WINDOW_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Messages read back from the store at once when a queue's window runs dry.
+pub const PAGE_IN_BATCH_MESSAGES: usize = 1024;
 /// Deliveries made from one queue in one pass before other queues get a turn.
 pub const DELIVERIES_PER_QUEUE_PER_TURN_MAX: usize = 4096;
 /// Events taken from the poller per wake-up.
