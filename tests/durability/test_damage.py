@@ -95,3 +95,39 @@ def test_headerless_segment_from_a_crash_during_rotation(t):
     check(len(files) <= 2, '%d segment files remain after everything was acked: %s (%s)'
           % (len(files), files, warnings[0] if warnings else 'no warning'))
     b.term()
+
+
+@time_limit(30)
+def test_unreadable_store_refuses_to_start(t):
+    """A data directory whose definitions file or an older log segment is not coney's
+    (here: overwritten with garbage) is not silently replaced by an empty store: the
+    broker refuses to start, exits with status 73 (EX_CANTCREAT, the data-dir status)
+    within a few seconds, and names the file in its log."""
+    import subprocess
+    cases = {'definitions.dat': 'definitions.dat', os.path.join('msgs', '0000000001.seg'): '0000000001.seg'}
+    for rel, name in cases.items():
+        b = t.broker(label='garbage')
+        b.start()
+        publish_confirmed(b, 'kept', [b'one'])
+        b.term()
+        if rel.startswith('msgs'):
+            # make 0000000001.seg an older segment: the next start writes 0000000002.seg
+            b.start()
+            b.term()
+        with open(os.path.join(b.data_dir, rel), 'wb') as f:
+            f.write(b'this is not a coney file at all' * 4)
+        with open(b.log_path, 'ab') as log:
+            proc = subprocess.Popen([b.binary, '--listen', '127.0.0.1:%d' % b.port, '--data-dir',
+                                     b.data_dir, '--log-level', 'info'],
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            rc = proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+            check(False, 'coney started on a data dir with a garbage %s' % rel)
+        tail = b.log_text(whole=True).splitlines()[-3:]
+        last = tail[-1].split('] ', 1)[-1].replace(b.data_dir, 'DATA_DIR') if tail else ''
+        t.report('garbage %s: exit status %s, log: %s' % (rel, rc, last))
+        check(rc == 73, 'garbage %s: exit status %s, expected 73' % (rel, rc))
+        check(any(name in l for l in tail), 'garbage %s: the log does not name the file: %r' % (rel, tail))

@@ -50,7 +50,8 @@ def test_restart_keeps_durable_state(t):
     internal exchange, a server-named durable queue, and bindings between durable
     entities still route; a binding removed before the restart, and bindings to a
     non-durable queue or from a non-durable exchange, do not. Durable, type and internal
-    flags are kept (an inequivalent redeclare fails with 406)."""
+    flags are kept (an inequivalent redeclare fails with 406; a publish straight to the
+    internal exchange fails with 403)."""
     b = t.broker().start()
     conn = b.connect()
     ch = conn.channel()
@@ -192,7 +193,12 @@ def test_restart_keeps_durable_state(t):
                     pika.BasicProperties(delivery_mode=2, headers=hdrs))
         check(r == want, 'after the restart, publish to d.headers with %r: %s, expected %s '
               '(binding arguments lost?)' % (hdrs, r, want))
-    # (that a client cannot publish to an internal exchange at all is not checked here)
+    try:
+        publish(ch, 'd.internal', '', b'straight to an internal exchange')
+        check(False, 'publishing to the internal exchange d.internal succeeded after the restart')
+    except pika.exceptions.ChannelClosedByBroker as e:
+        check(e.reply_code == 403, 'publish to internal d.internal: %s, expected 403' % e)
+    ch = conn.channel()
     try:
         ch.exchange_declare('d.internal', 'fanout', durable=True, internal=False)
         check(False, 'redeclaring internal d.internal as not internal succeeded after the restart')
