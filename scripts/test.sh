@@ -24,6 +24,7 @@
 #   --no-cargo-test      skip `cargo test`
 #   --no-coney           do not run the scenarios against coney
 #   --no-durability      do not run the durability tests
+#   --no-rpm             do not build and test the rpm (scripts/test-rpm.sh)
 #   --durability NAME    pass --only NAME to tests/durability/run.py (repeatable)
 #   --scenario NAME      pass --only NAME to run.py (repeatable)
 #   --flavour F          pass --flavour F to run.py (pika1 | pika013; repeatable)
@@ -47,7 +48,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 # ---------------------------------------------------------------- options
-do_build=1 do_cargo=1 do_pyenv=1 do_coney=1 do_durability=1 do_rabbit=0 verbose=0
+do_build=1 do_cargo=1 do_pyenv=1 do_coney=1 do_durability=1 do_rpm=1 do_rabbit=0 verbose=0
 run_args=()
 dur_args=()
 # shellcheck disable=SC2206
@@ -55,12 +56,13 @@ set -- "$@" ${TEST_SH_ARGS:-}
 while [ $# -gt 0 ]; do
     case "$1" in
         --against-rabbitmq) do_rabbit=1 ;;
-        --rabbitmq-only) do_rabbit=1; do_build=0; do_cargo=0; do_coney=0; do_durability=0 ;;
+        --rabbitmq-only) do_rabbit=1; do_build=0; do_cargo=0; do_coney=0; do_durability=0; do_rpm=0 ;;
         --only-scenarios) do_cargo=0 ;;
         --no-build) do_build=0 ;;
         --no-cargo-test) do_cargo=0 ;;
         --no-coney) do_coney=0 ;;
         --no-durability) do_durability=0 ;;
+        --no-rpm) do_rpm=0 ;;
         --durability) shift; dur_args+=(--only "${1:?--durability needs a name}") ;;
         --scenario) shift; run_args+=(--only "${1:?--scenario needs a name}") ;;
         --flavour) shift; run_args+=(--flavour "${1:?--flavour needs a value}") ;;
@@ -295,6 +297,21 @@ if [ "$do_durability" = 1 ] && [ "$pyenv_ok" = 1 ]; then
             # e.g. run.py itself failed: no failed test counted, still a failure
             case "$LAST_COUNTS" in *" 0 failed") total_failed=$((total_failed + 1)) ;; esac
         fi
+    fi
+fi
+
+# ---------------------------------------------------------------- rpm
+if [ "$do_rpm" = 1 ]; then
+    say "rpm: glibc 2.17 build, package checks, install into a scratch root"
+    rpm_rc=0
+    timeout 1500 bash scripts/test-rpm.sh > >(tee "$TMP/rpm.log") 2>&1 || rpm_rc=$?
+    sleep 0.2   # let tee flush
+    add_counts "$TMP/rpm.log"
+    if [ "$rpm_rc" = 0 ]; then
+        record "rpm" PASS "$LAST_COUNTS"
+    else
+        record "rpm" FAIL "$LAST_COUNTS (rc=$rpm_rc)"
+        case "$LAST_COUNTS" in *" 0 failed") total_failed=$((total_failed + 1)) ;; esac
     fi
 fi
 
