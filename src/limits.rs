@@ -29,6 +29,9 @@ pub const WRITE_BUFFER_HIGH_BYTES: usize = 1024 * 1024;
 pub const WRITE_BUFFER_LOW_BYTES: usize = 256 * 1024;
 /// Largest partial-frame buffer kept allocated for an idle connection.
 pub const READ_LEFTOVER_KEEP_BYTES: usize = 4 * 1024;
+/// Most of a message body reserved when its content header arrives; the rest grows with the
+/// body frames, so a header announcing a huge body costs nothing until the body comes.
+pub const BODY_PREALLOCATE_MAX_BYTES: usize = 1024 * 1024;
 /// A connection whose unsent output reaches this (a peer that never reads) is closed. One
 /// delivery may cross the high-water mark by a whole message, hence the message size term.
 pub const WRITE_BUFFER_HARD_BYTES: usize = 64 * 1024 * 1024 + MESSAGE_SIZE_MAX_BYTES as usize;
