@@ -2,12 +2,17 @@
 //! frames) → `broker` (exchanges, queues, routing) → `session` (connection and channel
 //! semantics) → `net` and `reactor` (sockets and readiness).
 
+pub mod alloc;
 pub mod broker;
 pub mod config;
+pub mod config_file;
 pub mod error;
 pub mod limits;
+pub mod logfile;
 pub mod net;
+pub mod notify;
 pub mod protocol;
 pub mod reactor;
+pub mod resources;
 pub mod session;
 pub mod store;

@@ -10,6 +10,7 @@ use crate::broker::Broker;
 use crate::config::Config;
 use crate::limits::*;
 use crate::net::conn::{Conn, ReadOutcome};
+use crate::resources::Alarms;
 use crate::session::delivery::{self, Sessions};
 use crate::session::{Ctx, Session};
 use crate::store::Store;
@@ -73,6 +74,7 @@ pub struct Reactor {
     shutdown_at: Option<Instant>,
     /// Whether this turn's store writes reached the disk; false nacks this turn's publishes.
     stored: bool,
+    alarms: Alarms,
 }
 
 impl Reactor {
@@ -92,6 +94,7 @@ impl Reactor {
         );
         broker.store = store;
         broker.recover(recovery);
+        let alarms = Alarms::new(&config);
         Ok(Reactor {
             poll,
             listener: Some(listener),
@@ -108,6 +111,7 @@ impl Reactor {
             last_tick: Instant::now(),
             shutdown_at: None,
             stored: true,
+            alarms,
         })
     }
 
@@ -173,6 +177,9 @@ impl Reactor {
             for sig in signals.drain(..) {
                 self.on_signal(sig, now);
             }
+            if self.alarms.check_memory() {
+                self.on_alarm_change(now);
+            }
             if accept && !self.accept_paused {
                 self.accept(now);
             }
@@ -194,13 +201,14 @@ impl Reactor {
                 info!("signal {sig}: shutting down");
                 self.begin_shutdown(now);
             }
-            libc::SIGHUP => info!("SIGHUP: logs go to stderr; nothing to reopen"),
+            libc::SIGHUP => crate::logfile::reopen(),
             _ => {}
         }
     }
 
     /// Stops accepting and closes every connection with 320 CONNECTION_FORCED.
     fn begin_shutdown(&mut self, now: Instant) {
+        let alarm = self.alarm_reason();
         if let Some(mut l) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
         }
@@ -214,6 +222,7 @@ impl Reactor {
                 broker: &mut self.broker,
                 config: &self.config,
                 now,
+                alarm,
             };
             c.session.force_close(
                 "broker forced connection closure with reason 'shutdown'",
@@ -233,8 +242,11 @@ impl Reactor {
         loop {
             match listener.accept() {
                 Ok((mut socket, peer)) => {
-                    if self.conns.len() >= CONNECTIONS_MAX {
-                        warn!("connection limit {CONNECTIONS_MAX} reached; refusing {peer}");
+                    if self.conns.len() >= self.config.max_connections {
+                        warn!(
+                            "connection limit {} reached; refusing {peer}",
+                            self.config.max_connections
+                        );
                         drop(socket);
                         continue;
                     }
@@ -266,6 +278,7 @@ impl Reactor {
     }
 
     fn read_ready(&mut self, now: Instant) {
+        let alarm = self.alarm_reason();
         let list = std::mem::take(&mut self.read_list);
         for &key in &list {
             let Some(c) = self.conns.get_mut(key) else {
@@ -276,6 +289,7 @@ impl Reactor {
                 broker: &mut self.broker,
                 config: &self.config,
                 now,
+                alarm,
             };
             let outcome = c.read(&mut self.read_buf, READ_BYTES_PER_TURN_MAX, &mut ctx);
             if let ReadOutcome::BudgetSpent = outcome {
@@ -375,8 +389,54 @@ impl Reactor {
         self.broker.store.close_clean(&refs)
     }
 
+    fn alarm_reason(&self) -> Option<&'static str> {
+        self.alarms.any().then(|| self.alarms.reason())
+    }
+
+    /// Blocks publishers when an alarm is raised; unblocks and resumes them when all clear.
+    fn on_alarm_change(&mut self, now: Instant) {
+        let reason = self.alarm_reason();
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let Some(c) = self.conns.get_mut(key) else {
+                continue;
+            };
+            match reason {
+                Some(r) if c.session.publisher && c.session.is_open() => c.session.block(r),
+                Some(_) => continue,
+                None if c.session.blocked => {
+                    c.session.unblock();
+                    let mut ctx = Ctx {
+                        broker: &mut self.broker,
+                        config: &self.config,
+                        now,
+                        alarm: None,
+                    };
+                    c.resume(&mut ctx);
+                    if !c.queued_read {
+                        c.queued_read = true;
+                        c.readable = true;
+                        self.read_list.push(key);
+                    }
+                }
+                None => continue,
+            }
+            if !c.queued_flush {
+                c.queued_flush = true;
+                self.flush_list.push(key);
+            }
+        }
+    }
+
     fn tick(&mut self, now: Instant) {
-        self.accept_paused = false;
+        if self.accept_paused {
+            // The listener is edge-triggered: sockets left in the backlog raise no new event.
+            self.accept_paused = false;
+            self.accept(now);
+        }
+        if self.alarms.check_disk(&self.config.data_dir) {
+            self.on_alarm_change(now);
+        }
         for (key, c) in self.conns.iter_mut() {
             if !c.session.tick(now, &self.config) {
                 c.dead = Some(
@@ -397,6 +457,7 @@ impl Reactor {
     /// Removes connections whose socket died or whose session finished; deferred to the end
     /// of the turn so no list holds a stale key while it runs.
     fn close_dead(&mut self, now: Instant) {
+        let alarm = self.alarm_reason();
         let mut list = std::mem::take(&mut self.close_list);
         list.sort_unstable();
         list.dedup();
@@ -409,6 +470,7 @@ impl Reactor {
                 broker: &mut self.broker,
                 config: &self.config,
                 now,
+                alarm,
             };
             c.session.release(&mut ctx);
             let reason = c

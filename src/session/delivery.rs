@@ -56,6 +56,7 @@ fn deliver_queue(broker: &mut Broker, sessions: &mut impl Sessions, qid: QueueId
         // No consumer has credit: the queue is marked dirty again when one gets some.
         let Some((idx, cid)) = chosen else { return };
         q.next_consumer = (idx + 1) % n;
+        q.page_in(&mut broker.store);
         let Some(m) = q.pop() else { return };
         let Some(c) = broker.consumers.get_mut(cid) else {
             return;
@@ -64,6 +65,12 @@ fn deliver_queue(broker: &mut Broker, sessions: &mut impl Sessions, qid: QueueId
             c.unacked += 1;
         }
         let (conn, channel, no_ack) = (c.conn, c.channel, c.no_ack);
+        if no_ack {
+            // Settled on delivery: the store forgets it now.
+            if let Some(r) = m.store {
+                broker.store.ack(r);
+            }
+        }
         if let Some(s) = sessions.session_mut(conn) {
             s.deliver(channel, &c.tag, cid, no_ack, qid, m);
             sessions.wants_flush(conn);

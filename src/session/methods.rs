@@ -62,9 +62,12 @@ impl Session {
             return Ok(());
         }
         if channel.publish != Publish::Idle {
-            return Err(AmqpError::unexpected_frame(format_args!(
-                "expected content header for class 60, got non content header frame instead"
-            )));
+            // The error names the publish whose content was interrupted, as RabbitMQ does.
+            let e = AmqpError::unexpected_frame(
+                "expected content header for class 60, got non content header frame instead",
+            );
+            self.fail_method(ch, e, (CLASS_BASIC, 40), ctx);
+            return Ok(());
         }
         let ids = m.id();
         let result = self.dispatch(ch, m, ctx);
@@ -198,6 +201,7 @@ impl Session {
                 if p.exchange.len() > u8::MAX as usize || p.routing_key.len() > u8::MAX as usize {
                     return Err(AmqpError::frame_error("name too long"));
                 }
+                self.publisher = true;
                 let channel = self.channel(ch)?;
                 channel.builder.start(p.exchange, p.routing_key);
                 channel.publish = Publish::AwaitingHeader {
@@ -352,11 +356,17 @@ impl Session {
         let Some(q) = ctx.broker.queues.get_mut(qid) else {
             return Err(AmqpError::not_found("queue gone"));
         };
+        q.page_in(&mut ctx.broker.store);
         let Some(m) = q.pop() else {
             self.send(ch, Method::BasicGetEmpty(BasicGetEmpty { cluster_id: b"" }));
             return Ok(());
         };
         let message_count = q.message_count() as u32;
+        if g.no_ack {
+            if let Some(r) = m.store {
+                ctx.broker.store.ack(r);
+            }
+        }
         let frame_max = self.frame_max;
         let channel = self.channel(ch)?;
         let msg = m.msg.clone();
@@ -569,9 +579,14 @@ impl Session {
         mandatory: bool,
         ctx: &mut Ctx<'_>,
     ) -> Result<(), AmqpError> {
-        let headers = BasicProperties::decode(msg.properties())
-            .ok()
-            .and_then(|p| p.headers);
+        // Only headers exchanges read the headers; skip decoding when there are none.
+        let headers = if BasicProperties::has_headers(msg.properties()) {
+            BasicProperties::decode(msg.properties())
+                .ok()
+                .and_then(|p| p.headers)
+        } else {
+            None
+        };
         let routed = ctx.broker.publish(&msg, headers)?;
         if routed == 0 && mandatory {
             let r = BasicReturn {
