@@ -13,8 +13,8 @@
 # crashed, 1 on a crash or a build failure, and 0 with a "SKIP" line when no nightly
 # toolchain is installed (cargo-fuzz needs nightly for -Zsanitizer/coverage flags).
 #
-# Environment: FUZZ_TARGETS="frame method" restricts the targets; FUZZ_JOBS is not used: the
-# machine has two cores and the broker build may share them, so targets run one at a time.
+# Environment: FUZZ_TARGETS="frame method" restricts the targets. Targets run one at a time
+# (the machine has two cores).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

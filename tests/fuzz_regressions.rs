@@ -69,7 +69,7 @@ fn announced_body_size_is_not_reserved_before_the_body_arrives() {
         input.extend_from_slice(&[0, 0, 0, 14, 0, 60, 0, 0, 0, 0, 0, 0, 0x08, 0, 0, 0, 0, 0, 0xce]);
     }
     let before_kb = vm_size_kb();
-    let mut ctx = Ctx { broker: &mut broker, config: &config, now };
+    let mut ctx = Ctx { broker: &mut broker, config: &config, now, alarm: None };
     let used = session.handle_input(&input, &mut ctx);
     let grown_kb = vm_size_kb().saturating_sub(before_kb);
     assert_eq!(used, input.len(), "the whole input is complete frames");

@@ -45,6 +45,8 @@ fn client_properties() -> Vec<u8> {
 struct Conns {
     sessions: Vec<Option<Session>>,
     inputs: Vec<Vec<u8>>,
+    /// A resource alarm (the reactor's memory or disk alarm) is raised: publishers are not read.
+    alarm: Option<&'static str>,
 }
 
 impl Sessions for Conns {
@@ -98,7 +100,7 @@ fn feed(c: &mut Conns, conn: usize, broker: &mut Broker, config: &Config, now: I
         c.inputs[conn].clear();
         return;
     }
-    let mut ctx = Ctx { broker, config, now };
+    let mut ctx = Ctx { broker, config, now, alarm: c.alarm };
     let used = s.handle_input(&c.inputs[conn], &mut ctx);
     assert!(used <= c.inputs[conn].len(), "consumed {used} of {} bytes", c.inputs[conn].len());
     c.inputs[conn].drain(..used);
@@ -160,9 +162,28 @@ fn write_pass(c: &mut Conns, broker: &mut Broker, scratch: &mut Vec<coney::broke
     }
 }
 
+/// Raising blocks open publishers; clearing unblocks them and hands them their waiting input.
+fn toggle_alarm(c: &mut Conns, broker: &mut Broker, config: &Config, now: Instant) {
+    c.alarm = match c.alarm {
+        None => Some("memory"),
+        Some(_) => None,
+    };
+    for conn in 0..CONNS {
+        let Some(s) = c.sessions[conn].as_mut() else { continue };
+        match c.alarm {
+            Some(reason) if s.publisher && s.is_open() => s.block(reason),
+            None if s.blocked => {
+                s.unblock();
+                feed(c, conn, broker, config, now);
+            }
+            _ => {}
+        }
+    }
+}
+
 fn release(c: &mut Conns, conn: usize, broker: &mut Broker, config: &Config, now: Instant) {
     if let Some(mut s) = c.sessions[conn].take() {
-        let mut ctx = Ctx { broker, config, now };
+        let mut ctx = Ctx { broker, config, now, alarm: c.alarm };
         s.release(&mut ctx);
         cancel_notices(c, broker);
     }
@@ -206,7 +227,7 @@ fuzz_target!(|data: &[u8]| {
     let config = Config { channel_max: CHANNEL_MAX, ..Config::default() };
     let mut broker = Broker::new();
     let mut now = Instant::now();
-    let mut c = Conns { sessions: (0..CONNS).map(|_| None).collect(), inputs: vec![Vec::new(); CONNS] };
+    let mut c = Conns { sessions: (0..CONNS).map(|_| None).collect(), inputs: vec![Vec::new(); CONNS], alarm: None };
     let mut scratch = Vec::new();
     for conn in 0..CONNS {
         open(&mut c, conn, true, &mut broker, &config, now);
@@ -242,8 +263,10 @@ fuzz_target!(|data: &[u8]| {
                 feed(&mut c, conn, &mut broker, &config, now);
             }
             4 | 5 => write_pass(&mut c, &mut broker, &mut scratch),
+            // Bit 4 set: raise or clear the resource alarm, as the reactor's on_alarm_change.
+            6 if op & 0x10 != 0 => toggle_alarm(&mut c, &mut broker, &config, now),
             6 => {
-                now += Duration::from_secs(1 + (op >> 4) as u64);
+                now += Duration::from_secs(1 + (op >> 5) as u64);
                 for conn in 0..CONNS {
                     let alive = c.sessions[conn].as_mut().map_or(true, |s| s.tick(now, &config));
                     if !alive {

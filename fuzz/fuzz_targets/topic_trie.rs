@@ -1,5 +1,5 @@
 //! Fuzz target `topic_trie`: runs the input as a program of bind, unbind and match operations
-//! on a `TopicTrie` over a small alphabet (`a`, `b`, `*`, `#`, the empty word), comparing every
+//! on a `TopicTrie` over a small alphabet (`a`, `b`, `c`, `*`, `#`, the empty word), comparing every
 //! answer with a naive model, and checks that unbinding everything prunes back to the root.
 #![no_main]
 
