@@ -19,7 +19,9 @@ Invariants checked at the end:
   dup_fresh = 0         no message was delivered twice with redelivered=False;
   corrupt = 0           every delivered body is the one published under its id;
   unknown = 0           nothing was delivered that no publisher sent;
-  RSS after <= before + --rss-slack-mb;  fds after == fds before (within --settle-secs).
+  RSS after <= before + --rss-slack-mb (on a violation, gdb tells a leak from retention);
+  fds other than message store segments back to their starting count (within --settle-secs),
+  and store fds at most one per segment file on disk plus the writer, none on a deleted file.
 """
 import argparse
 import faulthandler
@@ -402,6 +404,29 @@ def fd_targets(pid):
     return out
 
 
+def fd_census(pid, data_dir):
+    """(other fds, store fds, store fds on deleted files). Store fds are the message store's
+    segment files: the writer plus read handles it keeps per live segment, a bounded cache
+    that a run may leave larger than it found it. Everything else (sockets, the poller, the
+    signal pipe, logs) must come back to its starting count."""
+    store_dir = os.path.join(os.path.realpath(data_dir), "msgs") + os.sep if data_dir else None
+    other, store, deleted = 0, 0, 0
+    for target in fd_targets(pid).values():
+        if store_dir and target.startswith(store_dir):
+            store += 1
+            deleted += target.endswith(" (deleted)")
+        else:
+            other += 1
+    return other, store, deleted
+
+
+def segment_files(data_dir):
+    try:
+        return sum(1 for f in os.listdir(os.path.join(data_dir, "msgs")) if f.endswith(".seg"))
+    except OSError:
+        return 0
+
+
 class Sampler(threading.Thread):
     def __init__(self, pid):
         super().__init__(daemon=True)
@@ -521,6 +546,7 @@ def orchestrate(a):
     time.sleep(0.5)
     fds_before, rss_before = proc_fds(a.pid), proc_rss_kb(a.pid)
     targets_before = fd_targets(a.pid)
+    other_before, store_before, _ = fd_census(a.pid, a.data_dir)
     sampler = Sampler(a.pid)
     sampler.start()
     setup(a.port)
@@ -591,7 +617,10 @@ def orchestrate(a):
     phases["drained"] = time.monotonic() - t0
 
     # Let the broker notice closed sockets and reap handshake timeouts before measuring.
-    fds_settled = broker_alive and wait_for(lambda: proc_fds(a.pid) <= fds_before, a.settle_secs)
+    fds_settled = broker_alive and wait_for(
+        lambda: fd_census(a.pid, a.data_dir)[0] <= other_before, a.settle_secs)
+    other_after, store_after, store_deleted = fd_census(a.pid, a.data_dir) if broker_alive else (-1, -1, -1)
+    segments_after = segment_files(a.data_dir) if a.data_dir else 0
     sampler.stop.set()
     sampler.join()
     fds_after = proc_fds(a.pid) if broker_alive else -1
@@ -657,7 +686,10 @@ def orchestrate(a):
         violations.append(f"RSS after {rss_after} kB > before {rss_before} kB + {a.rss_slack_mb} MiB"
                           + malloc_diagnosis(a.pid, a.broker_log))
     if broker_alive and not fds_settled:
-        violations.append(f"fd leak: {fds_after} open after vs {fds_before} before: {extra_fds}")
+        violations.append(f"fd leak: {other_after} non-store fds open after vs {other_before} before: {extra_fds}")
+    if broker_alive and a.data_dir and (store_deleted or store_after > segments_after + 1):
+        violations.append(f"store fd leak: {store_after} segment fds ({store_deleted} on deleted files) "
+                          f"for {segments_after} segment files: {extra_fds}")
     if flood_stats["failed"]:
         violations.append(f"{flood_stats['failed']} idle-flood connections failed: {flood_stats.get('errors', [])[:3]}")
 
@@ -682,6 +714,8 @@ def orchestrate(a):
         ("corrupt bodies", corrupt),
         ("RSS before/peak/after (MiB)", f"{rss_before / 1024:.1f} / {sampler.peak_rss_kb / 1024:.1f} / {rss_after / 1024:.1f}"),
         ("fds before/peak/after", f"{fds_before} / {sampler.peak_fds} / {fds_after}"),
+        ("  of which message store", f"{store_before} before, {store_after} after "
+                                     f"({segments_after} segment files on disk)"),
     ]
     for k, v in rows:
         print(f"{k:<34} {v}")
@@ -714,6 +748,7 @@ def main():
     ap.add_argument("--rss-slack-mb", type=float, default=16,
                     help="how far above its starting RSS the broker may stay after the drain")
     ap.add_argument("--broker-log", default="", help="the broker's stderr, for malloc_stats output")
+    ap.add_argument("--data-dir", default="", help="the broker's data dir, to tell store fds from others")
     a = ap.parse_args()
     if a.role == "publisher":
         return run_publisher(a)

@@ -102,7 +102,8 @@ rc=0
 # soak.py bounds its own phases; this outer limit is a backstop (run + drain + settle + slack).
 timeout --kill-after=10 $((seconds + 400)) \
     "$PY" scripts/soak.py --port "$port" --pid "$CONEY_PID" --seconds "$seconds" \
-        --work-dir "$TMP/work" --broker-log "$TMP/coney.log" "${extra[@]}" || rc=$?
+        --work-dir "$TMP/work" --broker-log "$TMP/coney.log" --data-dir "$TMP/data" \
+        "${extra[@]}" || rc=$?
 
 broker_rc=0
 stop_coney || broker_rc=$?
