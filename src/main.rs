@@ -268,11 +268,21 @@ fn run(config: Config) -> ExitCode {
 fn raise_fd_limit() {
     // SAFETY: getrlimit/setrlimit with a valid, initialised struct.
     unsafe {
-        let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let mut rl = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 && rl.rlim_cur < rl.rlim_max {
-            let wanted = libc::rlimit { rlim_cur: rl.rlim_max, rlim_max: rl.rlim_max };
+            let wanted = libc::rlimit {
+                rlim_cur: rl.rlim_max,
+                rlim_max: rl.rlim_max,
+            };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
-                log::debug!("open-file limit raised from {} to {}", rl.rlim_cur, rl.rlim_max);
+                log::debug!(
+                    "open-file limit raised from {} to {}",
+                    rl.rlim_cur,
+                    rl.rlim_max
+                );
             }
         }
     }

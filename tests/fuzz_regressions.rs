@@ -24,9 +24,16 @@ fn handshake() -> Vec<u8> {
         locale: b"en_US",
     };
     write_method(&mut out, 0, &Method::ConnectionStartOk(start_ok));
-    let tune_ok = ConnectionTuneOk { channel_max: 2047, frame_max: 131_072, heartbeat: 0 };
+    let tune_ok = ConnectionTuneOk {
+        channel_max: 2047,
+        frame_max: 131_072,
+        heartbeat: 0,
+    };
     write_method(&mut out, 0, &Method::ConnectionTuneOk(tune_ok));
-    let open = ConnectionOpen { virtual_host: b"/", ..Default::default() };
+    let open = ConnectionOpen {
+        virtual_host: b"/",
+        ..Default::default()
+    };
     write_method(&mut out, 0, &Method::ConnectionOpen(open));
     out
 }
@@ -61,19 +68,34 @@ fn announced_body_size_is_not_reserved_before_the_body_arrives() {
     let mut input = handshake();
     for ch in 1..=CHANNELS {
         write_method(&mut input, ch, &Method::ChannelOpen(ChannelOpen::default()));
-        let publish = BasicPublish { exchange: b"", routing_key: b"q", ..Default::default() };
+        let publish = BasicPublish {
+            exchange: b"",
+            routing_key: b"q",
+            ..Default::default()
+        };
         write_method(&mut input, ch, &Method::BasicPublish(publish));
         // Content header frame: class 60, weight 0, body size 0x0800_0000 (128 MiB), no properties.
         input.extend_from_slice(&[2]);
         input.extend_from_slice(&ch.to_be_bytes());
-        input.extend_from_slice(&[0, 0, 0, 14, 0, 60, 0, 0, 0, 0, 0, 0, 0x08, 0, 0, 0, 0, 0, 0xce]);
+        input.extend_from_slice(&[
+            0, 0, 0, 14, 0, 60, 0, 0, 0, 0, 0, 0, 0x08, 0, 0, 0, 0, 0, 0xce,
+        ]);
     }
     let before_kb = vm_size_kb();
-    let mut ctx = Ctx { broker: &mut broker, config: &config, now, alarm: None };
+    let mut ctx = Ctx {
+        broker: &mut broker,
+        config: &config,
+        now,
+        alarm: None,
+    };
     let used = session.handle_input(&input, &mut ctx);
     let grown_kb = vm_size_kb().saturating_sub(before_kb);
     assert_eq!(used, input.len(), "the whole input is complete frames");
-    assert_eq!(session.state, State::Open, "the headers are legal: nothing is refused");
+    assert_eq!(
+        session.state,
+        State::Open,
+        "the headers are legal: nothing is refused"
+    );
     assert!(
         grown_kb < GROWTH_MAX_KB,
         "{CHANNELS} content headers announcing 128 MiB each, with no body, grew the virtual size \

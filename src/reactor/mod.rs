@@ -75,6 +75,8 @@ pub struct Reactor {
     /// Whether this turn's store writes reached the disk; false nacks this turn's publishes.
     stored: bool,
     alarms: Alarms,
+    /// Most heap in use since memory was last handed back to the OS.
+    heap_peak_bytes: usize,
 }
 
 impl Reactor {
@@ -112,6 +114,7 @@ impl Reactor {
             shutdown_at: None,
             stored: true,
             alarms,
+            heap_peak_bytes: 0,
         })
     }
 
@@ -383,6 +386,21 @@ impl Reactor {
         }
     }
 
+    /// After a backlog drains, glibc keeps the freed pages; hand them back once the heap has
+    /// shrunk by a lot, so RSS follows the load (checked once a second, trimmed rarely).
+    fn return_freed_memory(&mut self) {
+        const TRIM_AFTER_SHRINK_BYTES: usize = 16 * 1024 * 1024;
+        let now_bytes = crate::alloc::allocated_bytes();
+        self.heap_peak_bytes = self.heap_peak_bytes.max(now_bytes);
+        if self.heap_peak_bytes - now_bytes >= TRIM_AFTER_SHRINK_BYTES {
+            // SAFETY: malloc_trim only returns free memory of the allocator to the OS.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+            self.heap_peak_bytes = now_bytes;
+        }
+    }
+
     /// Clean stop of the store: records which queued messages were delivered before.
     pub fn close_store(&mut self) -> io::Result<()> {
         let refs = self.broker.redelivered_refs();
@@ -429,6 +447,7 @@ impl Reactor {
     }
 
     fn tick(&mut self, now: Instant) {
+        self.return_freed_memory();
         if self.accept_paused {
             // The listener is edge-triggered: sockets left in the backlog raise no new event.
             self.accept_paused = false;
