@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod limits;
 pub mod net;
+pub mod perf;
 pub mod protocol;
 pub mod reactor;
 pub mod session;
