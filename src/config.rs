@@ -5,6 +5,52 @@ use crate::limits;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// vm_memory_high_watermark: a fraction of the machine's (or cgroup's) memory, or bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MemoryWatermark {
+    Relative(f64),
+    Absolute(u64),
+}
+
+impl std::str::FromStr for MemoryWatermark {
+    type Err = String;
+    /// "0.4" is relative; "512MB", "1GB", "200000000" are absolute (RabbitMQ's units).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.contains('.') && !s.chars().any(|c| c.is_ascii_alphabetic()) {
+            let f: f64 = s.parse().map_err(|_| format!("'{s}' is not a fraction"))?;
+            if !(0.0..=1.0).contains(&f) {
+                return Err(format!("relative watermark {f} is not between 0 and 1"));
+            }
+            return Ok(MemoryWatermark::Relative(f));
+        }
+        parse_bytes(s).map(MemoryWatermark::Absolute)
+    }
+}
+
+/// Parses a byte count with RabbitMQ's optional units: kB/MB/GB (powers of 1000) and
+/// KiB/MiB/GiB (powers of 1024), or a plain number.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a byte count"))?;
+    let mult: u64 = match unit.trim() {
+        "" => 1,
+        "k" | "kB" | "KB" => 1000,
+        "KiB" | "Ki" => 1024,
+        "M" | "MB" => 1000_000,
+        "MiB" | "Mi" => 1024 * 1024,
+        "G" | "GB" => 1000_000_000,
+        "GiB" | "Gi" => 1024 * 1024 * 1024,
+        other => return Err(format!("unknown unit '{other}' in '{s}'")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("'{s}' is too large"))
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
@@ -19,6 +65,10 @@ pub struct Config {
     pub channel_max: u16,
     pub max_message_size: u64,
     pub handshake_timeout_secs: u64,
+    /// Publishers are blocked above this much heap (RabbitMQ default: 0.4 of memory).
+    pub vm_memory_high_watermark: MemoryWatermark,
+    /// Publishers are blocked while the data dir's filesystem has less free space than this.
+    pub disk_free_limit_bytes: u64,
 }
 
 impl Default for Config {
@@ -35,6 +85,8 @@ impl Default for Config {
             channel_max: limits::CHANNEL_MAX,
             max_message_size: limits::MESSAGE_SIZE_MAX_BYTES,
             handshake_timeout_secs: limits::HANDSHAKE_TIMEOUT_SECS,
+            vm_memory_high_watermark: MemoryWatermark::Relative(0.4),
+            disk_free_limit_bytes: 50_000_000,
         }
     }
 }
@@ -59,5 +111,22 @@ impl Config {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_counts_and_watermarks_parse_with_rabbitmq_units() {
+        assert_eq!(parse_bytes("50MB"), Ok(50_000_000));
+        assert_eq!(parse_bytes("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert!(parse_bytes("12XB").is_err());
+        assert!(parse_bytes("").is_err());
+        assert_eq!("0.4".parse(), Ok(MemoryWatermark::Relative(0.4)));
+        assert_eq!("200MB".parse(), Ok(MemoryWatermark::Absolute(200_000_000)));
+        assert!("1.5".parse::<MemoryWatermark>().is_err());
     }
 }

@@ -2,6 +2,7 @@
 //! frames) → `broker` (exchanges, queues, routing) → `session` (connection and channel
 //! semantics) → `net` and `reactor` (sockets and readiness).
 
+pub mod alloc;
 pub mod broker;
 pub mod config;
 pub mod error;
@@ -10,4 +11,6 @@ pub mod net;
 pub mod perf;
 pub mod protocol;
 pub mod reactor;
+pub mod resources;
 pub mod session;
+pub mod store;

@@ -6,6 +6,10 @@ use coney::reactor::Reactor;
 use getopts::Options;
 use std::process::ExitCode;
 
+/// Counts heap bytes for the memory alarm.
+#[global_allocator]
+static GLOBAL: coney::alloc::CountingAlloc = coney::alloc::CountingAlloc;
+
 /// Exit codes that tell a service manager why a start failed.
 const EXIT_USAGE: u8 = 64;
 const EXIT_CONFIG: u8 = 78;
@@ -36,6 +40,18 @@ fn main() -> ExitCode {
         "log-level",
         "error, warn, info, debug or trace (default info)",
         "LEVEL",
+    );
+    opts.optopt(
+        "",
+        "vm-memory-high-watermark",
+        "block publishers above this memory: a fraction of RAM (0.4) or bytes (512MB)",
+        "LIMIT",
+    );
+    opts.optopt(
+        "",
+        "disk-free-limit",
+        "block publishers while the data dir has less free space (default 50MB)",
+        "BYTES",
     );
     opts.optflag("h", "help", "print this help and exit");
     opts.optflag("V", "version", "print the version and exit");
@@ -70,6 +86,24 @@ fn main() -> ExitCode {
     if let Some(l) = m.opt_str("log-level") {
         config.log_level = l;
     }
+    if let Some(w) = m.opt_str("vm-memory-high-watermark") {
+        match w.parse() {
+            Ok(w) => config.vm_memory_high_watermark = w,
+            Err(e) => {
+                eprintln!("coney: --vm-memory-high-watermark: {e}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        }
+    }
+    if let Some(d) = m.opt_str("disk-free-limit") {
+        match coney::config::parse_bytes(&d) {
+            Ok(b) => config.disk_free_limit_bytes = b,
+            Err(e) => {
+                eprintln!("coney: --disk-free-limit: {e}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        }
+    }
     if let Err(e) = config.validate() {
         eprintln!("coney: {e}");
         return ExitCode::from(EXIT_CONFIG);
@@ -98,7 +132,7 @@ fn main() -> ExitCode {
             .unwrap_or_default(),
         config.data_dir.display()
     );
-    match reactor.run() {
+    match reactor.run().and_then(|()| reactor.close_store()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("event loop failed: {e}");

@@ -11,6 +11,8 @@ pub mod topic_trie;
 
 use crate::error::{AmqpError, Show};
 use crate::protocol::FieldTable;
+use crate::store::definitions::{BindingDef, Definitions, ExchangeDef, QueueDef};
+use crate::store::{Recovery, Store, StoreRef};
 use exchange::{Binding, Destination, Exchange, ExchangeKind};
 use handle::Registry;
 use message::Message;
@@ -84,7 +86,12 @@ pub struct Broker {
     route_dests: Vec<Destination>,
     route_pending: Vec<ExchangeId>,
     route_visited: Vec<ExchangeId>,
+    route_durable: Vec<u32>,
     rng: u64,
+    pub store: Store,
+    next_queue_store_id: u32,
+    /// Durable definitions changed this turn; the reactor saves them before replying.
+    pub defs_dirty: bool,
 }
 
 fn not_found_queue(name: &[u8]) -> AmqpError {
@@ -145,7 +152,11 @@ impl Broker {
             route_dests: Vec::new(),
             route_pending: Vec::new(),
             route_visited: Vec::new(),
+            route_durable: Vec::new(),
             rng: seed | 1,
+            store: Store::disabled(),
+            next_queue_store_id: 1,
+            defs_dirty: false,
         };
         for (name, kind) in STANDARD_EXCHANGES {
             b.insert_exchange(Exchange::new(
@@ -295,6 +306,7 @@ impl Broker {
             args.raw().into(),
         );
         self.insert_exchange(x);
+        self.defs_dirty |= flags.durable;
         Ok(())
     }
 
@@ -329,6 +341,7 @@ impl Broker {
             return;
         };
         self.exchange_names.remove(&x.name);
+        self.defs_dirty |= x.durable;
         let bindings: Vec<Binding> = x.bindings().cloned().collect();
         for b in &bindings {
             x.unbind(b);
@@ -400,7 +413,9 @@ impl Broker {
         let Some(xe) = self.exchanges.get_mut(x) else {
             return Err(not_found_exchange(exchange));
         };
+        let durable = xe.durable;
         if xe.bind(b) {
+            self.defs_dirty |= durable;
             if let Some(qe) = self.queues.get_mut(q) {
                 qe.bindings.push(QueueBinding {
                     exchange: x,
@@ -428,6 +443,7 @@ impl Broker {
             args: args.raw().into(),
         };
         if self.exchanges.get_mut(x).is_some_and(|xe| xe.unbind(&b)) {
+            self.defs_dirty = true;
             self.forget_binding_at_destination(x, &b);
             self.maybe_auto_delete_exchange(x);
         }
@@ -449,7 +465,7 @@ impl Broker {
             args: args.raw().into(),
         };
         if let Some(src) = self.exchanges.get_mut(s) {
-            src.bind(b);
+            self.defs_dirty |= src.bind(b) && src.durable;
         }
         Ok(())
     }
@@ -469,6 +485,7 @@ impl Broker {
             args: args.raw().into(),
         };
         if self.exchanges.get_mut(s).is_some_and(|src| src.unbind(&b)) {
+            self.defs_dirty = true;
             self.maybe_auto_delete_exchange(s);
         }
         Ok(())
@@ -554,13 +571,19 @@ impl Broker {
             )));
         }
         let owner = flags.exclusive.then_some(conn);
-        let q = Queue::new(
+        let mut q = Queue::new(
             name.clone(),
             flags.durable,
             flags.auto_delete,
             owner,
             args.raw().into(),
         );
+        if flags.durable && !flags.exclusive && self.store.enabled() {
+            // Exclusive queues die with their connection, so they are never recovered.
+            q.store_id = Some(self.next_queue_store_id);
+            self.next_queue_store_id += 1;
+            self.defs_dirty = true;
+        }
         let id = self.queues.insert(q);
         self.queue_names.insert(name.clone(), id);
         // Every queue is bound to the default exchange by its name; that binding is implicit.
@@ -574,7 +597,17 @@ impl Broker {
 
     pub fn purge_queue(&mut self, conn: ConnId, name: &[u8]) -> Result<u32, AmqpError> {
         let id = self.queue_for(conn, name)?;
-        Ok(self.queues.get_mut(id).map_or(0, |q| q.purge()) as u32)
+        let Some(q) = self.queues.get_mut(id) else {
+            return Ok(0);
+        };
+        let purged = q.purge();
+        let n = purged.len() as u32;
+        for m in purged {
+            if let Some(r) = m.store {
+                self.store.ack(r);
+            }
+        }
+        Ok(n)
     }
 
     pub fn delete_queue(
@@ -599,7 +632,7 @@ impl Broker {
         }
         if if_empty && q.message_count() > 0 {
             return Err(AmqpError::precondition(format_args!(
-                "queue '{}' in vhost '{VHOST}' is not empty",
+                "queue '{}' in vhost '{VHOST}' not empty",
                 Show(name)
             )));
         }
@@ -610,10 +643,18 @@ impl Broker {
 
     /// Deletes a queue with its bindings; its consumers are cancelled through notices.
     pub fn remove_queue(&mut self, id: QueueId) {
-        let Some(q) = self.queues.remove(id) else {
+        let Some(mut q) = self.queues.remove(id) else {
             return;
         };
         self.queue_names.remove(&q.name);
+        if q.store_id.is_some() {
+            self.defs_dirty = true;
+            for m in q.purge() {
+                if let Some(r) = m.store {
+                    self.store.ack(r);
+                }
+            }
+        }
         for b in &q.bindings {
             let binding = Binding {
                 dest: Destination::Queue(id),
@@ -721,7 +762,14 @@ impl Broker {
             let Some(&id) = self.queue_names.get(msg.routing_key()) else {
                 return Ok(0);
             };
-            self.enqueue(id, msg.clone());
+            let store = match self.queues.get(id).and_then(|q| q.store_id) {
+                Some(sid) if msg.persistent => self
+                    .store
+                    .publish(msg, &[sid])
+                    .map(|msg_id| StoreRef { msg_id, queue: sid }),
+                _ => None,
+            };
+            self.enqueue(id, msg.clone(), store);
             return Ok(1);
         }
         let root = self.exchange_id(exchange)?;
@@ -754,13 +802,31 @@ impl Broker {
         }
         dests.sort_unstable();
         dests.dedup();
+        // A persistent message is written once, naming every durable queue it went to.
+        let mut msg_id = None;
+        if msg.persistent && self.store.enabled() {
+            let mut durable = std::mem::take(&mut self.route_durable);
+            durable.clear();
+            durable.extend(dests.iter().filter_map(|d| match d {
+                Destination::Queue(q) => self.queues.get(*q).and_then(|q| q.store_id),
+                Destination::Exchange(_) => None,
+            }));
+            if !durable.is_empty() {
+                msg_id = self.store.publish(msg, &durable);
+            }
+            self.route_durable = durable;
+        }
         let mut routed = 0;
         for d in &dests {
             if let Destination::Queue(q) = *d {
-                if self.queues.get(q).is_some() {
-                    self.enqueue(q, msg.clone());
-                    routed += 1;
-                }
+                let Some(queue) = self.queues.get(q) else {
+                    continue;
+                };
+                let store = msg_id
+                    .zip(queue.store_id)
+                    .map(|(msg_id, queue)| StoreRef { msg_id, queue });
+                self.enqueue(q, msg.clone(), store);
+                routed += 1;
             }
         }
         self.route_dests = dests;
@@ -769,21 +835,186 @@ impl Broker {
         Ok(routed)
     }
 
-    fn enqueue(&mut self, id: QueueId, msg: Message) {
+    fn enqueue(&mut self, id: QueueId, msg: Message, store: Option<StoreRef>) {
         if let Some(q) = self.queues.get_mut(id) {
-            q.push(msg);
+            q.push(msg, store, false);
             if !q.consumers.is_empty() {
                 self.mark_dirty(id);
             }
         }
     }
 
-    /// Returns a delivered message to its queue (if the queue still exists).
-    pub fn requeue(&mut self, id: QueueId, m: queue::QueuedMessage) {
-        if let Some(q) = self.queues.get_mut(id) {
-            q.requeue(m);
-            self.mark_dirty(id);
+    /// Settles a delivered message: back to its queue (if it still exists) or gone for good,
+    /// in which case its store record is acked.
+    pub fn settle(&mut self, id: QueueId, m: queue::QueuedMessage, requeue: bool) {
+        if requeue {
+            if let Some(q) = self.queues.get_mut(id) {
+                q.requeue(m);
+                self.mark_dirty(id);
+                return;
+            }
         }
+        if let Some(r) = m.store {
+            self.store.ack(r);
+        }
+    }
+
+    // ---- durability ------------------------------------------------------------------------
+
+    /// The durable definitions as the store saves them.
+    pub fn definitions(&self) -> Definitions {
+        let standard = |n: &[u8]| STANDARD_EXCHANGES.iter().any(|(s, _)| s.as_bytes() == n);
+        let mut d = Definitions {
+            next_queue_id: self.next_queue_store_id,
+            ..Default::default()
+        };
+        for (_, x) in self.exchanges.iter() {
+            if !x.durable || standard(&x.name) {
+                continue;
+            }
+            d.exchanges.push(ExchangeDef {
+                name: x.name.to_vec(),
+                kind: x.kind.name().as_bytes().to_vec(),
+                auto_delete: x.auto_delete,
+                internal: x.internal,
+                arguments: x.arguments.to_vec(),
+            });
+        }
+        for (_, q) in self.queues.iter() {
+            if let Some(store_id) = q.store_id {
+                d.queues.push(QueueDef {
+                    name: q.name.to_vec(),
+                    store_id,
+                    auto_delete: q.auto_delete,
+                    arguments: q.arguments.to_vec(),
+                });
+            }
+        }
+        for (_, x) in self.exchanges.iter() {
+            if !x.durable {
+                continue;
+            }
+            for b in x.bindings() {
+                let (to_exchange, destination) = match b.dest {
+                    Destination::Queue(q) => match self.queues.get(q) {
+                        Some(q) if q.store_id.is_some() => (false, q.name.to_vec()),
+                        _ => continue,
+                    },
+                    Destination::Exchange(e) => match self.exchanges.get(e) {
+                        Some(e) if e.durable => (true, e.name.to_vec()),
+                        _ => continue,
+                    },
+                };
+                d.bindings.push(BindingDef {
+                    source: x.name.to_vec(),
+                    to_exchange,
+                    destination,
+                    key: b.key.to_vec(),
+                    arguments: b.args.to_vec(),
+                });
+            }
+        }
+        d
+    }
+
+    /// Rebuilds durable state from what the store recovered.
+    pub fn recover(&mut self, r: Recovery) {
+        let d = r.definitions;
+        self.next_queue_store_id = d.next_queue_id.max(1);
+        for x in &d.exchanges {
+            let Some(kind) = ExchangeKind::parse(&x.kind) else {
+                continue;
+            };
+            if !self.exchange_names.contains_key(&x.name[..]) {
+                self.insert_exchange(Exchange::new(
+                    x.name.clone().into(),
+                    kind,
+                    true,
+                    x.auto_delete,
+                    x.internal,
+                    x.arguments.clone().into(),
+                ));
+            }
+        }
+        let mut by_store_id = std::collections::HashMap::new();
+        for qd in &d.queues {
+            let mut q = Queue::new(
+                qd.name.clone().into(),
+                true,
+                qd.auto_delete,
+                None,
+                qd.arguments.clone().into(),
+            );
+            q.store_id = Some(qd.store_id);
+            self.next_queue_store_id = self.next_queue_store_id.max(qd.store_id + 1);
+            let id = self.queues.insert(q);
+            self.queue_names.insert(qd.name.clone().into(), id);
+            by_store_id.insert(qd.store_id, id);
+        }
+        for b in &d.bindings {
+            let Ok(src) = self.exchange_id(&b.source) else {
+                continue;
+            };
+            let dest = if b.to_exchange {
+                match self.exchange_id(&b.destination) {
+                    Ok(e) => Destination::Exchange(e),
+                    Err(_) => continue,
+                }
+            } else {
+                match self.queue_names.get(&b.destination[..]) {
+                    Some(&q) => Destination::Queue(q),
+                    None => continue,
+                }
+            };
+            let binding = Binding {
+                dest,
+                key: b.key.clone().into(),
+                args: b.arguments.clone().into(),
+            };
+            if let Some(x) = self.exchanges.get_mut(src) {
+                x.bind(binding);
+            }
+            if let Destination::Queue(q) = dest {
+                if let Some(q) = self.queues.get_mut(q) {
+                    q.bindings.push(QueueBinding {
+                        exchange: src,
+                        key: b.key.clone().into(),
+                        args: b.arguments.clone().into(),
+                    });
+                }
+            }
+        }
+        for m in r.messages {
+            for (sid, redelivered) in m.queues {
+                let Some(&q) = by_store_id.get(&sid) else {
+                    continue;
+                };
+                if let Some(queue) = self.queues.get_mut(q) {
+                    queue.push(
+                        m.msg.clone(),
+                        Some(StoreRef {
+                            msg_id: m.msg_id,
+                            queue: sid,
+                        }),
+                        redelivered,
+                    );
+                }
+            }
+        }
+        self.defs_dirty = false;
+    }
+
+    /// Store references of queued messages that were delivered before, for a clean stop.
+    pub fn redelivered_refs(&self) -> Vec<(u64, u32)> {
+        let mut out = Vec::new();
+        for (_, q) in self.queues.iter() {
+            out.extend(
+                q.iter()
+                    .filter(|m| m.redelivered)
+                    .filter_map(|m| m.store.map(|r| (r.msg_id, r.queue))),
+            );
+        }
+        out
     }
 
     /// Records that `id` may be able to deliver now.

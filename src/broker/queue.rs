@@ -3,6 +3,7 @@
 
 use super::handle::Handle;
 use super::message::Message;
+use crate::store::StoreRef;
 use std::collections::VecDeque;
 
 pub type QueueId = Handle;
@@ -16,6 +17,8 @@ pub struct QueuedMessage {
     pub seq: u64,
     pub msg: Message,
     pub redelivered: bool,
+    /// Where the message is on disk, for a persistent message in a durable queue.
+    pub store: Option<StoreRef>,
 }
 
 /// The connection a queue or consumer belongs to (the reactor's slab key).
@@ -33,6 +36,9 @@ pub struct QueueBinding {
 pub struct Queue {
     pub name: Box<[u8]>,
     pub durable: bool,
+    /// Number naming the queue in the message store; None for queues whose messages never
+    /// touch the disk (non-durable or exclusive, or no store).
+    pub store_id: Option<u32>,
     pub auto_delete: bool,
     /// The connection of an exclusive queue.
     pub owner: Option<ConnId>,
@@ -64,6 +70,7 @@ impl Queue {
         Queue {
             name,
             durable,
+            store_id: None,
             auto_delete,
             owner,
             arguments,
@@ -92,15 +99,21 @@ impl Queue {
     }
 
     /// Appends a newly routed message.
-    pub fn push(&mut self, msg: Message) {
+    pub fn push(&mut self, msg: Message, store: Option<StoreRef>, redelivered: bool) {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.ready_bytes += msg.size();
         self.ready.push_back(QueuedMessage {
             seq,
             msg,
-            redelivered: false,
+            redelivered,
+            store,
         });
+    }
+
+    /// The ready messages, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &QueuedMessage> {
+        self.ready.iter()
     }
 
     /// Takes the oldest ready message.
@@ -119,12 +132,10 @@ impl Queue {
         self.ready.insert(at, m);
     }
 
-    /// Drops every ready message; returns how many there were.
-    pub fn purge(&mut self) -> usize {
-        let n = self.ready.len();
-        self.ready.clear();
+    /// Drops every ready message; returns them so their store records can be acked.
+    pub fn purge(&mut self) -> VecDeque<QueuedMessage> {
         self.ready_bytes = 0;
-        n
+        std::mem::take(&mut self.ready)
     }
 
     pub fn remove_consumer(&mut self, c: ConsumerId) {
@@ -157,14 +168,14 @@ mod tests {
     fn requeued_messages_return_to_their_original_place() {
         let mut q = Queue::new(b"q"[..].into(), false, false, None, Box::new([]));
         for b in ["1", "2", "3", "4"] {
-            q.push(msg(b));
+            q.push(msg(b), None, false);
         }
         let m1 = q.pop().expect("1");
         let m2 = q.pop().expect("2");
         let m3 = q.pop().expect("3");
         q.requeue(m3);
         q.requeue(m1);
-        q.push(msg("5"));
+        q.push(msg("5"), None, false);
         q.requeue(m2);
         let order: Vec<_> = std::iter::from_fn(|| q.pop())
             .map(|m| (m.msg.body().to_vec(), m.redelivered))

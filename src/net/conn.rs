@@ -46,7 +46,11 @@ impl Conn {
     /// Reads and processes input until `WouldBlock` or `budget` bytes. `buf` is the reactor's
     /// shared read buffer, at least frame_max + READ_CHUNK_BYTES long.
     pub fn read(&mut self, buf: &mut [u8], mut budget: usize, ctx: &mut Ctx<'_>) -> ReadOutcome {
-        while self.readable && self.dead.is_none() && self.session.reads_input() {
+        while self.readable
+            && self.dead.is_none()
+            && self.session.reads_input()
+            && !self.session.blocked
+        {
             if budget == 0 {
                 return ReadOutcome::BudgetSpent;
             }
@@ -79,6 +83,16 @@ impl Conn {
             }
         }
         ReadOutcome::Drained
+    }
+
+    /// Processes input that arrived while the session was blocked, without reading more.
+    pub fn resume(&mut self, ctx: &mut Ctx<'_>) {
+        if self.leftover.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.leftover);
+        let used = self.session.handle_input(&pending, ctx);
+        self.leftover.extend_from_slice(&pending[used..]);
     }
 
     /// Writes pending output until done or `WouldBlock`: one syscall per turn in the usual case.

@@ -10,8 +10,10 @@ use crate::broker::Broker;
 use crate::config::Config;
 use crate::limits::*;
 use crate::net::conn::{Conn, ReadOutcome};
+use crate::resources::Alarms;
 use crate::session::delivery::{self, Sessions};
 use crate::session::{Ctx, Session};
+use crate::store::Store;
 use log::{error, info, warn};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
@@ -70,6 +72,9 @@ pub struct Reactor {
     accept_paused: bool,
     last_tick: Instant,
     shutdown_at: Option<Instant>,
+    /// Whether this turn's store writes reached the disk; false nacks this turn's publishes.
+    stored: bool,
+    alarms: Alarms,
 }
 
 impl Reactor {
@@ -80,12 +85,22 @@ impl Reactor {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let signals = signal::Signals::install(poll.registry(), SIGNALS)?;
         let read_buf = vec![0u8; FRAME_MAX_BYTES as usize + READ_CHUNK_BYTES];
+        let mut broker = Broker::new();
+        let (store, recovery) = Store::open(&config.data_dir)?;
+        let r = &recovery.report;
+        info!(
+            "message store: {} segments, {} records, {} messages recovered, clean shutdown: {}, torn tail: {} bytes, damaged records: {}",
+            r.segments, r.records, recovery.messages.len(), r.clean_shutdown, r.truncated_bytes, r.corrupt_records
+        );
+        broker.store = store;
+        broker.recover(recovery);
+        let alarms = Alarms::new(&config);
         Ok(Reactor {
             poll,
             listener: Some(listener),
             signals,
             conns: Slab::new(),
-            broker: Broker::new(),
+            broker,
             config,
             read_buf,
             read_list: Vec::new(),
@@ -95,6 +110,8 @@ impl Reactor {
             accept_paused: false,
             last_tick: Instant::now(),
             shutdown_at: None,
+            stored: true,
+            alarms,
         })
     }
 
@@ -160,11 +177,15 @@ impl Reactor {
             for sig in signals.drain(..) {
                 self.on_signal(sig, now);
             }
+            if self.alarms.check_memory() {
+                self.on_alarm_change(now);
+            }
             if accept && !self.accept_paused {
                 self.accept(now);
             }
             self.read_ready(now);
             self.deliver();
+            self.persist();
             self.flush(now);
             if now.saturating_duration_since(self.last_tick) >= TICK {
                 self.last_tick = now;
@@ -187,6 +208,7 @@ impl Reactor {
 
     /// Stops accepting and closes every connection with 320 CONNECTION_FORCED.
     fn begin_shutdown(&mut self, now: Instant) {
+        let alarm = self.alarm_reason();
         if let Some(mut l) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
         }
@@ -200,6 +222,7 @@ impl Reactor {
                 broker: &mut self.broker,
                 config: &self.config,
                 now,
+                alarm,
             };
             c.session.force_close(
                 "broker forced connection closure with reason 'shutdown'",
@@ -252,6 +275,7 @@ impl Reactor {
     }
 
     fn read_ready(&mut self, now: Instant) {
+        let alarm = self.alarm_reason();
         let list = std::mem::take(&mut self.read_list);
         for &key in &list {
             let Some(c) = self.conns.get_mut(key) else {
@@ -262,6 +286,7 @@ impl Reactor {
                 broker: &mut self.broker,
                 config: &self.config,
                 now,
+                alarm,
             };
             let outcome = c.read(&mut self.read_buf, READ_BYTES_PER_TURN_MAX, &mut ctx);
             if let ReadOutcome::BudgetSpent = outcome {
@@ -316,7 +341,7 @@ impl Reactor {
                 continue;
             };
             c.queued_flush = false;
-            c.session.flush_confirms();
+            c.session.flush_confirms(self.stored);
             c.flush(now);
             c.session.after_write(&mut self.broker);
             if c.session.pending_out() >= WRITE_BUFFER_HARD_BYTES {
@@ -332,8 +357,79 @@ impl Reactor {
         self.flush_list.clear();
     }
 
+    /// Group commit: this turn's definitions and message records reach the disk before any
+    /// reply or confirm of the turn is written to a socket.
+    fn persist(&mut self) {
+        self.stored = true;
+        if self.broker.defs_dirty {
+            self.broker.defs_dirty = false;
+            if let Err(e) = self
+                .broker
+                .store
+                .save_definitions(&self.broker.definitions())
+            {
+                error!("cannot save definitions: {e}");
+                self.stored = false;
+            }
+        }
+        if self.broker.store.dirty() {
+            if let Err(e) = self.broker.store.sync() {
+                error!("message store write failed: {e}; this turn's publishes are nacked");
+                self.stored = false;
+            }
+        }
+    }
+
+    /// Clean stop of the store: records which queued messages were delivered before.
+    pub fn close_store(&mut self) -> io::Result<()> {
+        let refs = self.broker.redelivered_refs();
+        self.broker.store.close_clean(&refs)
+    }
+
+    fn alarm_reason(&self) -> Option<&'static str> {
+        self.alarms.any().then(|| self.alarms.reason())
+    }
+
+    /// Blocks publishers when an alarm is raised; unblocks and resumes them when all clear.
+    fn on_alarm_change(&mut self, now: Instant) {
+        let reason = self.alarm_reason();
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let Some(c) = self.conns.get_mut(key) else {
+                continue;
+            };
+            match reason {
+                Some(r) if c.session.publisher && c.session.is_open() => c.session.block(r),
+                Some(_) => continue,
+                None if c.session.blocked => {
+                    c.session.unblock();
+                    let mut ctx = Ctx {
+                        broker: &mut self.broker,
+                        config: &self.config,
+                        now,
+                        alarm: None,
+                    };
+                    c.resume(&mut ctx);
+                    if !c.queued_read {
+                        c.queued_read = true;
+                        c.readable = true;
+                        self.read_list.push(key);
+                    }
+                }
+                None => continue,
+            }
+            if !c.queued_flush {
+                c.queued_flush = true;
+                self.flush_list.push(key);
+            }
+        }
+    }
+
     fn tick(&mut self, now: Instant) {
         self.accept_paused = false;
+        if self.alarms.check_disk(&self.config.data_dir) {
+            self.on_alarm_change(now);
+        }
         for (key, c) in self.conns.iter_mut() {
             if !c.session.tick(now, &self.config) {
                 c.dead = Some(
@@ -354,6 +450,7 @@ impl Reactor {
     /// Removes connections whose socket died or whose session finished; deferred to the end
     /// of the turn so no list holds a stale key while it runs.
     fn close_dead(&mut self, now: Instant) {
+        let alarm = self.alarm_reason();
         let mut list = std::mem::take(&mut self.close_list);
         list.sort_unstable();
         list.dedup();
@@ -366,6 +463,7 @@ impl Reactor {
                 broker: &mut self.broker,
                 config: &self.config,
                 now,
+                alarm,
             };
             c.session.release(&mut ctx);
             let reason = c

@@ -196,6 +196,7 @@ mod tests {
             seq,
             msg: Message::new(b"", b"q", &[0, 0], b"", false),
             redelivered: false,
+            store: None,
         }
     }
 

@@ -64,6 +64,12 @@ fn deliver_queue(broker: &mut Broker, sessions: &mut impl Sessions, qid: QueueId
             c.unacked += 1;
         }
         let (conn, channel, no_ack) = (c.conn, c.channel, c.no_ack);
+        if no_ack {
+            // Settled on delivery: the store forgets it now.
+            if let Some(r) = m.store {
+                broker.store.ack(r);
+            }
+        }
         if let Some(s) = sessions.session_mut(conn) {
             s.deliver(channel, &c.tag, cid, no_ack, qid, m);
             sessions.wants_flush(conn);

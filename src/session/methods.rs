@@ -62,9 +62,12 @@ impl Session {
             return Ok(());
         }
         if channel.publish != Publish::Idle {
-            return Err(AmqpError::unexpected_frame(format_args!(
-                "expected content header for class 60, got non content header frame instead"
-            )));
+            // The error names the publish whose content was interrupted, as RabbitMQ does.
+            let e = AmqpError::unexpected_frame(
+                "expected content header for class 60, got non content header frame instead",
+            );
+            self.fail_method(ch, e, (CLASS_BASIC, 40), ctx);
+            return Ok(());
         }
         let ids = m.id();
         let result = self.dispatch(ch, m, ctx);
@@ -198,6 +201,7 @@ impl Session {
                 if p.exchange.len() > u8::MAX as usize || p.routing_key.len() > u8::MAX as usize {
                     return Err(AmqpError::frame_error("name too long"));
                 }
+                self.publisher = true;
                 let channel = self.channel(ch)?;
                 channel.builder.start(p.exchange, p.routing_key);
                 channel.publish = Publish::AwaitingHeader {
@@ -357,6 +361,11 @@ impl Session {
             return Ok(());
         };
         let message_count = q.message_count() as u32;
+        if g.no_ack {
+            if let Some(r) = m.store {
+                ctx.broker.store.ack(r);
+            }
+        }
         let frame_max = self.frame_max;
         let channel = self.channel(ch)?;
         let msg = m.msg.clone();
@@ -593,7 +602,9 @@ impl Session {
 
     /// Sends publisher acks for everything published in confirm mode so far: one basic.ack
     /// (multiple when it covers more than one message) per channel per loop turn.
-    pub fn flush_confirms(&mut self) {
+    /// If the store failed to sync this turn, the publishes are nacked instead: a confirm
+    /// must mean the message is on disk.
+    pub fn flush_confirms(&mut self, stored: bool) {
         if !self.confirms_pending {
             return;
         }
@@ -602,11 +613,19 @@ impl Session {
             let Some(c) = slot else { continue };
             if c.confirm && c.publish_seq > c.confirmed_seq && !c.closing {
                 let multiple = c.publish_seq - c.confirmed_seq > 1;
-                let ack = BasicAck {
-                    delivery_tag: c.publish_seq,
-                    multiple,
+                let m = if stored {
+                    Method::BasicAck(BasicAck {
+                        delivery_tag: c.publish_seq,
+                        multiple,
+                    })
+                } else {
+                    Method::BasicNack(BasicNack {
+                        delivery_tag: c.publish_seq,
+                        multiple,
+                        requeue: false,
+                    })
                 };
-                frame::write_method(&mut self.out, id as u16, &Method::BasicAck(ack));
+                frame::write_method(&mut self.out, id as u16, &m);
                 c.confirmed_seq = c.publish_seq;
             }
         }
@@ -734,9 +753,7 @@ fn settle_one(u: Unacked, how: Settle, ctx: &mut Ctx<'_>) {
         ctx.broker.mark_dirty(q);
     }
     let Some(m) = u.msg else { return };
-    if how == Settle::Requeue {
-        ctx.broker.requeue(u.queue, m);
-    }
+    ctx.broker.settle(u.queue, m, how == Settle::Requeue);
 }
 
 /// Content header and body frames of a message, properties byte for byte as published.

@@ -14,7 +14,7 @@ use crate::broker::Broker;
 use crate::config::Config;
 use crate::error::{AmqpError, Show};
 use crate::limits;
-use crate::protocol::constants::{FRAME_MIN_SIZE, PROTOCOL_HEADER};
+use crate::protocol::constants::{FRAME_MIN_SIZE, FRAME_OVERHEAD, PROTOCOL_HEADER};
 use crate::protocol::frame::{self, FrameError, FrameKind};
 use crate::protocol::method::*;
 use crate::protocol::table::{FieldTable, FieldValue, TableWriter};
@@ -52,6 +52,8 @@ pub struct Ctx<'a> {
     pub broker: &'a mut Broker,
     pub config: &'a Config,
     pub now: Instant,
+    /// A resource alarm is raised (its connection.blocked reason): publishers are not read.
+    pub alarm: Option<&'static str>,
 }
 
 pub struct Session {
@@ -78,6 +80,12 @@ pub struct Session {
     pub throttled: bool,
     /// A channel published in confirm mode this turn; acks go out at flush time.
     pub confirms_pending: bool,
+    /// This connection has published; alarms block it.
+    pub publisher: bool,
+    /// Not read while a resource alarm lasts.
+    pub blocked: bool,
+    /// connection.blocked was sent and connection.unblocked is owed.
+    blocked_sent: bool,
     settle_scratch: Vec<channel::Unacked>,
 }
 
@@ -115,29 +123,42 @@ fn is_loopback(addr: &SocketAddr) -> bool {
     }
 }
 
-/// Frame-level failure while reading: what to answer and whether the stream lost sync.
-fn frame_error_to_amqp(e: FrameError) -> AmqpError {
-    match e {
-        FrameError::BadType { kind } => {
-            AmqpError::frame_error(format_args!("unknown frame type {kind}"))
-        }
-        FrameError::TooLarge { size, frame_max } => AmqpError::frame_error(format_args!(
-            "frame size {} exceeds negotiated frame_max {frame_max}",
-            size as u64 + 8
-        )),
-        FrameError::BadEnd { found } => {
-            AmqpError::frame_error(format_args!("invalid frame end marker {found}"))
-        }
-    }
+/// RabbitMQ's rendering of a frame in error texts: "type 1, all octets = <<0,60>>".
+fn describe_frame(kind: u8, payload: &[u8]) -> String {
+    const SHOWN_MAX: usize = 16;
+    let shown = &payload[..payload.len().min(SHOWN_MAX)];
+    let list: Vec<String> = shown.iter().map(|b| b.to_string()).collect();
+    let which = if payload.len() > SHOWN_MAX {
+        "first 16 octets"
+    } else {
+        "all octets"
+    };
+    format!("type {kind}, {which} = <<{}>>", list.join(","))
 }
 
-fn wire_error_to_amqp(e: WireError, what: &str) -> AmqpError {
+/// Frame-level failure while reading, with RabbitMQ's texts. `buf` starts at the frame.
+fn frame_error_to_amqp(e: FrameError, buf: &[u8]) -> AmqpError {
+    let kind = buf.first().copied().unwrap_or(0);
     match e {
-        WireError::UnknownMethod {
-            class_id,
-            method_id,
-        } => AmqpError::command_invalid(format_args!("unknown method {class_id}/{method_id}")),
-        _ => AmqpError::frame_error(format_args!("cannot decode {what}")),
+        FrameError::BadType { kind } => AmqpError::frame_error(format_args!(
+            "{}: unknown_frame_type",
+            describe_frame(kind, &[])
+        )),
+        FrameError::TooLarge { size, frame_max } => AmqpError::frame_error(format_args!(
+            "{}: {{frame_too_large,{size},{}}}",
+            describe_frame(kind, &[]),
+            frame_max.saturating_sub(FRAME_OVERHEAD as u32)
+        )),
+        FrameError::BadEnd { found } => {
+            let size = buf
+                .get(3..7)
+                .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize);
+            let payload = buf.get(7..7 + size).unwrap_or(&[]);
+            AmqpError::frame_error(format_args!(
+                "{}: {{invalid_frame_end_marker,{found}}}",
+                describe_frame(kind, payload)
+            ))
+        }
     }
 }
 
@@ -163,6 +184,9 @@ impl Session {
             close_reason: None,
             throttled: false,
             confirms_pending: false,
+            publisher: false,
+            blocked: false,
+            blocked_sent: false,
             settle_scratch: Vec::new(),
         }
     }
@@ -213,17 +237,20 @@ impl Session {
             self.send_start();
         }
         while self.reads_input() && pos < buf.len() {
+            if let (Some(reason), true, State::Open) = (ctx.alarm, self.publisher, self.state) {
+                // Stop between frames; the rest waits in the connection's buffer.
+                self.block(reason);
+                return pos;
+            }
             match frame::parse_frame(&buf[pos..], self.frame_max) {
                 Ok(Parsed::Incomplete { .. }) => break,
                 Ok(Parsed::Frame { frame, len }) => {
                     pos += len;
-                    if let Err(e) = self.handle_frame(frame, ctx) {
-                        self.fail(frame.channel, e, ctx);
-                    }
+                    self.handle_frame(frame, ctx);
                 }
                 Err(e) => {
                     // Lost sync with the peer: answer, then read nothing more (rabbit_reader).
-                    let err = frame_error_to_amqp(e);
+                    let err = frame_error_to_amqp(e, &buf[pos..]);
                     self.close_connection(err, 0, 0, ctx);
                     self.state = State::Closed;
                     return buf.len();
@@ -256,36 +283,54 @@ impl Session {
         self.state = State::AwaitingStartOk;
     }
 
-    fn handle_frame(&mut self, f: Frame<'_>, ctx: &mut Ctx<'_>) -> Result<(), AmqpError> {
-        match f.kind {
-            FrameKind::Heartbeat => {
-                if f.channel != 0 {
-                    return Err(AmqpError::frame_error(
-                        "heartbeat frame on non-zero channel",
-                    ));
-                }
-                Ok(())
+    /// Handles one frame; errors become channel or connection closes naming the method.
+    fn handle_frame(&mut self, f: Frame<'_>, ctx: &mut Ctx<'_>) {
+        let mut ids = (0, 0);
+        let result = match f.kind {
+            FrameKind::Heartbeat if f.channel != 0 => {
+                Err(AmqpError::unexpected_frame(describe_frame(8, f.payload)))
             }
-            FrameKind::Method => {
-                let method =
-                    Method::decode(f.payload).map_err(|e| wire_error_to_amqp(e, "method frame"))?;
-                if f.channel == 0 {
-                    self.handle_connection_method(method, ctx)
-                } else {
-                    self.handle_channel_method(f.channel, method, ctx)
+            FrameKind::Heartbeat => Ok(()),
+            FrameKind::Method => match Method::decode(f.payload) {
+                Ok(method) => {
+                    ids = method.id();
+                    if f.channel == 0 {
+                        self.handle_connection_method(method, ctx)
+                    } else {
+                        self.handle_channel_method(f.channel, method, ctx)
+                    }
                 }
+                Err(WireError::UnknownMethod {
+                    class_id,
+                    method_id,
+                }) => {
+                    // RabbitMQ's reader exits on an unknown method id without a close: the
+                    // peer speaks something we cannot follow, so the socket just goes.
+                    self.close_reason =
+                        Some(format!("unknown method id {{{class_id},{method_id}}}"));
+                    self.release(ctx);
+                    self.state = State::Closed;
+                    return;
+                }
+                Err(_) => {
+                    if let [c0, c1, m0, m1, ..] = *f.payload {
+                        ids = (u16::from_be_bytes([c0, c1]), u16::from_be_bytes([m0, m1]));
+                    }
+                    Err(AmqpError::frame_error(format_args!(
+                        "cannot decode {}",
+                        describe_frame(1, f.payload)
+                    )))
+                }
+            },
+            FrameKind::Header | FrameKind::Body if self.state != State::Open || f.channel == 0 => {
+                Err(AmqpError::unexpected_frame(
+                    "expected method frame, got non method frame instead",
+                ))
             }
-            FrameKind::Header | FrameKind::Body => {
-                if self.state != State::Open {
-                    return Err(AmqpError::unexpected_frame(
-                        "content frame before connection.open",
-                    ));
-                }
-                if f.channel == 0 {
-                    return Err(AmqpError::unexpected_frame("content frame on channel 0"));
-                }
-                self.handle_content(f, ctx)
-            }
+            FrameKind::Header | FrameKind::Body => self.handle_content(f, ctx),
+        };
+        if let Err(e) = result {
+            self.fail_method(f.channel, e, ids, ctx);
         }
     }
 
@@ -475,10 +520,6 @@ impl Session {
 
     /// The one place an error becomes a frame: soft errors close the channel, hard errors
     /// (and any error on channel 0) the connection.
-    fn fail(&mut self, channel: u16, e: AmqpError, ctx: &mut Ctx<'_>) {
-        self.fail_method(channel, e, (0, 0), ctx)
-    }
-
     fn fail_method(&mut self, channel: u16, e: AmqpError, ids: (u16, u16), ctx: &mut Ctx<'_>) {
         let login =
             matches!(self.state, State::AwaitingStartOk) && e.code == ReplyCode::AccessRefused;
@@ -489,6 +530,8 @@ impl Session {
             return;
         }
         if e.is_hard() || channel == 0 || self.state != State::Open {
+            // A refused login names no method (RabbitMQ sends 0/0).
+            let ids = if login { (0, 0) } else { ids };
             self.close_connection(e, ids.0, ids.1, ctx);
             return;
         }
@@ -578,6 +621,29 @@ impl Session {
                 self.state = State::Closed;
             }
         }
+    }
+
+    /// Stops reading a publisher during a resource alarm (RabbitMQ: connection.blocked).
+    pub fn block(&mut self, reason: &str) {
+        self.blocked = true;
+        if self.caps.connection_blocked && !self.blocked_sent && self.state == State::Open {
+            self.send(
+                0,
+                Method::ConnectionBlocked(ConnectionBlocked {
+                    reason: reason.as_bytes(),
+                }),
+            );
+            self.blocked_sent = true;
+        }
+    }
+
+    /// The alarm cleared: read again, and tell a client that was told it was blocked.
+    pub fn unblock(&mut self) {
+        self.blocked = false;
+        if self.blocked_sent && self.state == State::Open {
+            self.send(0, Method::ConnectionUnblocked(ConnectionUnblocked));
+        }
+        self.blocked_sent = false;
     }
 
     pub fn is_open(&self) -> bool {

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Create (idempotently) the two pika virtualenvs used by tests/scenarios:
+#   .venv/pika1    pika 1.3.x   (modern API)
+#   .venv/pika013  pika 0.13.1  (the founding tutorial's API)
+# Prints nothing except errors. Exit status non-zero on failure.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PY="${PYTHON:-python3}"
+
+make_venv() { # name requirement expected-version-prefix
+    local dir="$ROOT/.venv/$1" req="$2" want="$3"
+    if [ -x "$dir/bin/python" ] &&
+       "$dir/bin/python" -c "import sys, pika; sys.exit(0 if pika.__version__.startswith('$want') else 1)" \
+           >/dev/null 2>&1; then
+        return 0
+    fi
+    rm -rf "$dir"
+    mkdir -p "$ROOT/.venv"
+    "$PY" -m venv "$dir" >/dev/null
+    PIP_DISABLE_PIP_VERSION_CHECK=1 timeout 600 "$dir/bin/python" -m pip install -q \
+        --no-input "$req" >/dev/null
+    "$dir/bin/python" -c "import sys, pika; sys.exit(0 if pika.__version__.startswith('$want') else 1)" || {
+        echo "pyenv.sh: $dir does not have pika $want after install" >&2
+        return 1
+    }
+}
+
+make_venv pika1 'pika>=1.3,<1.4' '1.3.'
+make_venv pika013 'pika==0.13.1' '0.13.1'

@@ -1,0 +1,297 @@
+#!/usr/bin/env bash
+# coney's single test command.
+#
+#   scripts/test.sh [options]
+#
+# Steps (each can be skipped):
+#   build      cargo build --release            (target/release/coney)
+#   cargo      cargo test --release             (unit + integration tests)
+#   pyenv      scripts/pyenv.sh                 (.venv/pika1, .venv/pika013)
+#   coney      start target/release/coney on a free loopback port and run
+#              tests/scenarios/run.py (both pika flavours) against it
+#   rabbitmq   (only with --against-rabbitmq) the same scenario suite against
+#              a private RabbitMQ started with scripts/rabbitmq.sh, to prove
+#              the scenarios themselves are faithful
+#
+# Options:
+#   --against-rabbitmq   also run the scenarios against RabbitMQ
+#   --rabbitmq-only      only pyenv + the scenarios against RabbitMQ (no cargo)
+#   --only-scenarios     skip `cargo test` (still builds coney, unless --no-build)
+#   --no-build           do not run cargo build (use the existing binary)
+#   --no-cargo-test      skip `cargo test`
+#   --no-coney           do not run the scenarios against coney
+#   --scenario NAME      pass --only NAME to run.py (repeatable)
+#   --flavour F          pass --flavour F to run.py (pika1 | pika013; repeatable)
+#   -v, --verbose        verbose scenario output
+#   -h, --help
+# Environment:
+#   TEST_SH_ARGS         extra options, as if given on the command line
+#   KEEP_TMP=1           keep the scratch directory (logs, data) afterwards
+#   SCENARIO_TIMEOUT     per-scenario time limit in seconds (default 60)
+#
+# Exit status is non-zero if anything failed.  The last line is
+# "total: N passed, M failed" (cargo tests + scenarios; a step that failed
+# without counting tests counts as one failure).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+# ---------------------------------------------------------------- options
+do_build=1 do_cargo=1 do_pyenv=1 do_coney=1 do_rabbit=0 verbose=0
+run_args=()
+# shellcheck disable=SC2206
+set -- "$@" ${TEST_SH_ARGS:-}
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --against-rabbitmq) do_rabbit=1 ;;
+        --rabbitmq-only) do_rabbit=1; do_build=0; do_cargo=0; do_coney=0 ;;
+        --only-scenarios) do_cargo=0 ;;
+        --no-build) do_build=0 ;;
+        --no-cargo-test) do_cargo=0 ;;
+        --no-coney) do_coney=0 ;;
+        --scenario) shift; run_args+=(--only "${1:?--scenario needs a name}") ;;
+        --flavour) shift; run_args+=(--flavour "${1:?--flavour needs a value}") ;;
+        -v|--verbose) verbose=1; run_args+=(-v) ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) echo "test.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+run_args+=(--timeout "${SCENARIO_TIMEOUT:-60}")
+
+# ---------------------------------------------------------------- state
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/coney-test.XXXXXX")"
+CONEY_PID=""
+RABBIT_DIR=""
+SCEN_PID=""
+summary=()
+total_passed=0
+total_failed=0
+failed_steps=0
+
+say() { printf '\n==== %s\n' "$*"; }
+record() { # step status detail
+    summary+=("$(printf '%-22s %-5s %s' "$1" "$2" "${3:-}")")
+    if [ "$2" = FAIL ]; then failed_steps=$((failed_steps + 1)); fi
+}
+
+stop_coney() {
+    [ -n "$CONEY_PID" ] || return 0
+    if kill -0 "$CONEY_PID" 2>/dev/null; then
+        kill -TERM "$CONEY_PID" 2>/dev/null || true
+        local i
+        for i in $(seq 1 100); do   # 10 s
+            kill -0 "$CONEY_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$CONEY_PID" 2>/dev/null; then
+            echo "test.sh: coney did not stop within 10s of SIGTERM; SIGKILL" >&2
+            kill -KILL "$CONEY_PID" 2>/dev/null || true
+        fi
+    fi
+    wait "$CONEY_PID" 2>/dev/null || true
+    CONEY_PID=""
+}
+
+stop_rabbit() {
+    [ -n "$RABBIT_DIR" ] || return 0
+    scripts/rabbitmq.sh stop "$RABBIT_DIR" || true
+    RABBIT_DIR=""
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [ -n "$SCEN_PID" ]; then   # run.py kills its current scenario on SIGTERM
+        kill -TERM "$SCEN_PID" 2>/dev/null || true
+        wait "$SCEN_PID" 2>/dev/null || true
+    fi
+    stop_coney
+    stop_rabbit
+    if [ "${KEEP_TMP:-0}" = 1 ]; then
+        echo "test.sh: scratch directory kept: $TMP" >&2
+    else
+        rm -rf "$TMP"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'echo "test.sh: interrupted" >&2; exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" >/dev/null 2>&1; }
+
+# add_counts FILE: add the "N passed, M failed" totals found in FILE
+add_counts() {
+    local p f
+    read -r p f < <(python3 - "$1" <<'EOF'
+import re, sys
+text = open(sys.argv[1], errors='replace').read()
+p = f = 0
+# cargo: "test result: ok. 12 passed; 0 failed; ..."
+for m in re.finditer(r'^test result: \w+\. (\d+) passed; (\d+) failed', text, re.M):
+    p += int(m.group(1)); f += int(m.group(2))
+# run.py: final "N passed, M failed"
+for m in re.finditer(r'^(\d+) passed, (\d+) failed$', text, re.M):
+    p += int(m.group(1)); f += int(m.group(2))
+print(p, f)
+EOF
+)
+    total_passed=$((total_passed + p))
+    total_failed=$((total_failed + f))
+    LAST_COUNTS="$p passed, $f failed"
+}
+
+# run_scenarios LABEL PORT LOG: run.py against 127.0.0.1:PORT, output tee'd to LOG
+run_scenarios() {
+    local label="$1" port="$2" out="$3" rc=0
+    # in the background + wait, so that a signal to test.sh is handled at once
+    AMQP_HOST=127.0.0.1 AMQP_PORT="$port" \
+        timeout 1800 python3 tests/scenarios/run.py "${run_args[@]}" > >(tee "$out") 2>&1 &
+    SCEN_PID=$!
+    wait "$SCEN_PID" || rc=$?
+    SCEN_PID=""
+    sleep 0.2   # let tee flush
+    add_counts "$out"
+    if [ "$rc" = 0 ]; then
+        record "scenarios ($label)" PASS "$LAST_COUNTS"
+    else
+        record "scenarios ($label)" FAIL "$LAST_COUNTS (rc=$rc)"
+    fi
+    return "$rc"
+}
+
+# ---------------------------------------------------------------- build
+built=0
+if [ "$do_build" = 1 ]; then
+    say "cargo build --release"
+    if cargo build --release; then
+        record "cargo build" PASS
+        built=1
+    else
+        record "cargo build" FAIL
+        total_failed=$((total_failed + 1))
+    fi
+elif [ -x target/release/coney ]; then
+    built=1
+fi
+
+# ---------------------------------------------------------------- cargo test
+if [ "$do_cargo" = 1 ]; then
+    say "cargo test --release"
+    if cargo test --release 2>&1 | tee "$TMP/cargo-test.log"; then
+        add_counts "$TMP/cargo-test.log"
+        record "cargo test" PASS "$LAST_COUNTS"
+    else
+        add_counts "$TMP/cargo-test.log"
+        record "cargo test" FAIL "$LAST_COUNTS"
+        # e.g. a compile error: no failed test counted, still a failure
+        case "$LAST_COUNTS" in *" 0 failed") total_failed=$((total_failed + 1)) ;; esac
+    fi
+fi
+
+# ---------------------------------------------------------------- pyenv
+pyenv_ok=1
+if [ "$do_coney" = 1 ] || [ "$do_rabbit" = 1 ]; then
+    say "scripts/pyenv.sh"
+    if scripts/pyenv.sh; then
+        record "pyenv" PASS
+    else
+        record "pyenv" FAIL
+        total_failed=$((total_failed + 1))
+        pyenv_ok=0
+    fi
+fi
+
+# ---------------------------------------------------------------- coney
+if [ "$do_coney" = 1 ] && [ "$pyenv_ok" = 1 ]; then
+    say "scenarios against coney"
+    if [ "$built" != 1 ] || [ ! -x target/release/coney ]; then
+        record "scenarios (coney)" FAIL "no target/release/coney"
+        total_failed=$((total_failed + 1))
+    else
+        port="$(free_port)"
+        mkdir -p "$TMP/data"
+        CONEY_LOG="$TMP/coney.log"
+        target/release/coney --listen "127.0.0.1:$port" --data-dir "$TMP/data" --log-level info \
+            </dev/null >"$CONEY_LOG" 2>&1 &
+        CONEY_PID=$!
+        up=0
+        for _ in $(seq 1 300); do   # 30 s
+            if ! kill -0 "$CONEY_PID" 2>/dev/null; then break; fi
+            if port_open "$port"; then up=1; break; fi
+            sleep 0.1
+        done
+        if [ "$up" != 1 ]; then
+            if kill -0 "$CONEY_PID" 2>/dev/null; then
+                echo "test.sh: coney did not accept connections on 127.0.0.1:$port within 30s" >&2
+            else
+                crc=0; wait "$CONEY_PID" 2>/dev/null || crc=$?
+                echo "test.sh: coney exited (status $crc) before accepting connections on 127.0.0.1:$port" >&2
+            fi
+            echo "---- tail of coney log ----"; tail -n 50 "$CONEY_LOG" || true
+            stop_coney
+            record "scenarios (coney)" FAIL "coney did not start"
+            total_failed=$((total_failed + 1))
+        else
+            echo "coney pid $CONEY_PID listening on 127.0.0.1:$port (log $CONEY_LOG)"
+            srv_rc=0
+            run_scenarios coney "$port" "$TMP/scenarios-coney.log" || srv_rc=$?
+            if ! kill -0 "$CONEY_PID" 2>/dev/null; then
+                echo "test.sh: coney died during the scenarios" >&2
+                record "coney alive" FAIL "the broker exited during the scenarios"
+                total_failed=$((total_failed + 1))
+                srv_rc=1
+            fi
+            stop_coney
+            if [ "$srv_rc" != 0 ] || [ "$verbose" = 1 ]; then
+                echo "---- tail of coney log ($CONEY_LOG) ----"
+                tail -n 80 "$CONEY_LOG" || true
+            fi
+        fi
+    fi
+fi
+
+# ---------------------------------------------------------------- rabbitmq
+if [ "$do_rabbit" = 1 ] && [ "$pyenv_ok" = 1 ]; then
+    say "scenarios against RabbitMQ"
+    if scripts/rabbitmq.sh install; then
+        port="$(free_port)"
+        RABBIT_DIR="$TMP/rabbitmq"
+        if beam="$(scripts/rabbitmq.sh start "$port" "$RABBIT_DIR")"; then
+            echo "rabbitmq beam.smp pid $beam on 127.0.0.1:$port"
+            rmq_rc=0
+            run_scenarios rabbitmq "$port" "$TMP/scenarios-rabbitmq.log" || rmq_rc=$?
+            if [ "$rmq_rc" != 0 ]; then
+                echo "---- tail of RabbitMQ log ----"
+                tail -n 40 "$RABBIT_DIR"/log/*@localhost.log 2>/dev/null || true
+            fi
+            stop_rabbit
+        else
+            RABBIT_DIR=""
+            record "scenarios (rabbitmq)" FAIL "RabbitMQ did not start"
+            total_failed=$((total_failed + 1))
+        fi
+    else
+        record "scenarios (rabbitmq)" FAIL "could not install rabbitmq-server"
+        total_failed=$((total_failed + 1))
+    fi
+fi
+
+# ---------------------------------------------------------------- summary
+say "summary"
+if [ "${#summary[@]}" -eq 0 ]; then
+    echo "nothing was run"
+    total_failed=$((total_failed + 1))
+fi
+for line in "${summary[@]}"; do echo "$line"; done
+echo "total: $total_passed passed, $total_failed failed"
+if [ "$failed_steps" -gt 0 ] || [ "$total_failed" -gt 0 ]; then
+    exit 1
+fi
+exit 0

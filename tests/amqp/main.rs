@@ -1,0 +1,9 @@
+//! Integration tests: the real coney binary driven by an independent client (amqprs) and by
+//! hand-written wire bytes. One test binary, so the release build links it once.
+//! Set CONEY_TEST_ADDR=host:port to run the same tests against another broker (RabbitMQ).
+
+mod basic;
+mod entities;
+mod raw_wire;
+mod semantics;
+mod support;

@@ -1,0 +1,23 @@
+# durable:消息不丟失 — 生產者 (pika 1.x API)
+import os
+
+import pika
+
+HOST = os.environ.get('AMQP_HOST', '127.0.0.1')
+PORT = int(os.environ.get('AMQP_PORT', '5672'))
+QUEUE = os.environ.get('QUEUE', 'hello')
+
+connection = pika.BlockingConnection(pika.ConnectionParameters(host=HOST, port=PORT))
+channel = connection.channel()
+
+# make message persistent
+channel.queue_declare(queue=QUEUE, durable=True)
+
+channel.basic_publish(exchange='',
+                      routing_key=QUEUE,
+                      body='Hello World!',
+                      properties=pika.BasicProperties(
+                          delivery_mode=2,  # make message persistent
+                      ))
+print(" [x] Sent 'Hello World!'")
+connection.close()
