@@ -22,8 +22,9 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 CONEY="$TARGET/release/coney"
 PERF="$TARGET/release/coney-perf"
-# shellcheck source=scripts/lib-rabbitmq.sh
-. "$ROOT/scripts/lib-rabbitmq.sh"
+# The private RabbitMQ node (start PORT DIR prints beam.smp's pid; stop DIR).
+RABBITMQ_SH="$ROOT/scripts/rabbitmq.sh"
+RMQ_SERVER="${RMQ_BIN:-/usr/lib/rabbitmq/bin/rabbitmq-server}"
 
 SECS=10
 IDLE_CONNECTIONS=10000
@@ -52,11 +53,16 @@ log() { echo "bench: $*" >&2; }
 # --- setup -------------------------------------------------------------------------------
 
 if [ "$COMPARE" != no ]; then
-    if rmq_available; then
+    if [ -x "$RMQ_SERVER" ]; then
         COMPARE=yes
     elif [ "$COMPARE" = yes ] || [ "$(id -u)" = 0 ]; then
         log "installing rabbitmq-server"
-        if rmq_install; then COMPARE=yes; else log "cannot install RabbitMQ: coney only"; COMPARE=no; fi
+        if "$RABBITMQ_SH" install; then
+            COMPARE=yes
+        else
+            log "cannot install RabbitMQ: coney only"
+            COMPARE=no
+        fi
     else
         COMPARE=no
     fi
@@ -77,6 +83,8 @@ if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
     PINNING="broker on CPU 0, coney-perf on CPU 1"
 fi
 
+STAMP="$(date -u +%Y-%m-%dT%H%MZ)"
+OUT_DIR="$ROOT/target/bench"
 SCRATCH="$(mktemp -d /tmp/coney-bench.XXXXXX)"
 RESULTS="$SCRATCH/results"
 mkdir -p "$RESULTS"
@@ -87,13 +95,20 @@ cleanup() {
     local rc=$?
     stop_broker coney || true
     stop_broker rabbitmq || true
-    rm -rf "$SCRATCH/coney-data" "$RMQ_DIR/mnesia"
+    # Raw JSON of every run is kept next to the Markdown; broker data and logs are not.
+    mkdir -p "$OUT_DIR/raw-$STAMP"
+    cp "$RESULTS"/* "$OUT_DIR/raw-$STAMP/" 2>/dev/null || true
+    cp "$SCRATCH/coney.log" "$SCRATCH/rabbitmq.log" "$OUT_DIR/raw-$STAMP/" 2>/dev/null || true
+    rm -rf "$SCRATCH"
     exit $rc
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { rmq_free_port; }
+free_port() {
+    python3 -c 'import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
 
 # --- brokers -----------------------------------------------------------------------------
 
@@ -113,17 +128,23 @@ start_broker() {
             BROKER_PID=$CONEY_PID
             ;;
         rabbitmq)
+            # rabbitmq.sh start waits for the port itself; it runs in the background so the
+            # prober below times the start-up (which includes the script's epmd and config
+            # set-up, tens of milliseconds).
             t0=$EPOCHREALTIME
-            rmq_start "$port" "$RMQ_DIR" "${BROKER_PIN[2]:-}"
+            "${BROKER_PIN[@]}" "$RABBITMQ_SH" start "$port" "$RMQ_DIR" >"$SCRATCH/rabbitmq.pid" \
+                2>>"$SCRATCH/rabbitmq.log" &
+            RMQ_STARTER=$!
             ;;
     esac
     READY_JSON="$("${LOAD_PIN[@]}" "$PERF" --wait-ready -h "$BROKER_URI" --since "$t0" --timeout 90)" || {
         log "$1 did not become ready"
-        [ "$1" = rabbitmq ] && tail -n 20 "$RMQ_DIR/log/stdout.log" >&2
         return 1
     }
     if [ "$1" = rabbitmq ]; then
-        BROKER_PID="$(rmq_beam_pid "$RMQ_DIR")" || { log "no beam.smp found"; return 1; }
+        wait "$RMQ_STARTER" || { log "rabbitmq.sh start failed: $(tail -n 5 "$SCRATCH/rabbitmq.log")"; return 1; }
+        BROKER_PID="$(tr -dc '0-9' <"$SCRATCH/rabbitmq.pid")"
+        [ -n "$BROKER_PID" ] || { log "rabbitmq.sh start printed no pid"; return 1; }
     fi
 }
 
@@ -139,7 +160,7 @@ stop_broker() {
             fi
             CONEY_PID=""
             ;;
-        rabbitmq) rmq_stop "$RMQ_DIR" ;;
+        rabbitmq) [ -d "$RMQ_DIR" ] && "$RABBITMQ_SH" stop "$RMQ_DIR" 2>>"$SCRATCH/rabbitmq.log" ;;
     esac
 }
 
@@ -221,9 +242,8 @@ done
 
 # --- report --------------------------------------------------------------------------------
 
-mkdir -p "$ROOT/target/bench"
-STAMP="$(date -u +%Y-%m-%dT%H%MZ)"
-MD="$ROOT/target/bench/results-$STAMP.md"
+mkdir -p "$OUT_DIR"
+MD="$OUT_DIR/results-$STAMP.md"
 RMQ_VERSION="$(dpkg-query -W -f '${Version}' rabbitmq-server 2>/dev/null || echo n/a)"
 ERL_VERSION="$(dpkg-query -W -f '${Version}' erlang-base 2>/dev/null || echo n/a)"
 export RESULTS SECS IDLE_CONNECTIONS PINNING FD_LIMIT STAMP RMQ_VERSION ERL_VERSION COMPARE
