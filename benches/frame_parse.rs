@@ -38,13 +38,17 @@ fn main() {
     let b = support::Bench::from_args();
 
     let buf = publish_frames(16).repeat(MESSAGES);
-    b.run("frame/parse_frame (publish triples, 16 B body)", 3 * MESSAGES as u64, || {
-        let mut rest = black_box(&buf[..]);
-        while let Ok(Parsed::Frame { frame, len }) = parse_frame(rest, FRAME_MAX) {
-            black_box(frame.payload);
-            rest = &rest[len..];
-        }
-    });
+    b.run(
+        "frame/parse_frame (publish triples, 16 B body)",
+        3 * MESSAGES as u64,
+        || {
+            let mut rest = black_box(&buf[..]);
+            while let Ok(Parsed::Frame { frame, len }) = parse_frame(rest, FRAME_MAX) {
+                black_box(frame.payload);
+                rest = &rest[len..];
+            }
+        },
+    );
 
     let one = publish_frames(16);
     let (method_payload, header_payload) = {
@@ -81,23 +85,27 @@ fn main() {
     let body = [7u8; 16];
     let props = [0x10u8, 0x00, 2];
     let mut tag = 0u64;
-    b.run("method/encode basic.deliver + header + body (16 B)", MESSAGES as u64, || {
-        out.clear();
-        for _ in 0..MESSAGES {
-            tag += 1;
-            let d = BasicDeliver {
-                consumer_tag: b"amq.ctag-0123456789abcdefghijkl",
-                delivery_tag: tag,
-                redelivered: false,
-                exchange: b"amq.topic",
-                routing_key: b"stock.nyse.ibm",
-            };
-            frame::write_method(&mut out, 1, &Method::BasicDeliver(d));
-            frame::write_content_header(&mut out, 1, CLASS_BASIC, body.len() as u64, &props);
-            frame::write_body(&mut out, 1, &body, FRAME_MAX);
-        }
-        black_box(&out);
-    });
+    b.run(
+        "method/encode basic.deliver + header + body (16 B)",
+        MESSAGES as u64,
+        || {
+            out.clear();
+            for _ in 0..MESSAGES {
+                tag += 1;
+                let d = BasicDeliver {
+                    consumer_tag: b"amq.ctag-0123456789abcdefghijkl",
+                    delivery_tag: tag,
+                    redelivered: false,
+                    exchange: b"amq.topic",
+                    routing_key: b"stock.nyse.ibm",
+                };
+                frame::write_method(&mut out, 1, &Method::BasicDeliver(d));
+                frame::write_content_header(&mut out, 1, CLASS_BASIC, body.len() as u64, &props);
+                frame::write_body(&mut out, 1, &body, FRAME_MAX);
+            }
+            black_box(&out);
+        },
+    );
     b.run("method/encode basic.ack", MESSAGES as u64, || {
         out.clear();
         for i in 0..MESSAGES as u64 {

@@ -85,9 +85,14 @@ fn drain(broker: &mut Broker, queues: &[QueueId], out: &mut Vec<u8>, tag: &mut u
 }
 
 fn declare(b: &mut Broker, name: &str) -> QueueId {
-    b.declare_queue(CONN, name.as_bytes(), QueueFlags::default(), FieldTable::EMPTY)
-        .expect("declare")
-        .queue
+    b.declare_queue(
+        CONN,
+        name.as_bytes(),
+        QueueFlags::default(),
+        FieldTable::EMPTY,
+    )
+    .expect("declare")
+    .queue
 }
 
 fn main() {
@@ -99,16 +104,26 @@ fn main() {
         q.push(msg.clone(), None, false);
         black_box(q.pop());
     });
-    bench.run("queue/push 1000 then pop 1000 (per message)", BATCH as u64, || {
-        for _ in 0..BATCH {
-            q.push(msg.clone(), None, false);
-        }
-        while let Some(m) = q.pop() {
-            black_box(m);
-        }
-    });
+    bench.run(
+        "queue/push 1000 then pop 1000 (per message)",
+        BATCH as u64,
+        || {
+            for _ in 0..BATCH {
+                q.push(msg.clone(), None, false);
+            }
+            while let Some(m) = q.pop() {
+                black_box(m);
+            }
+        },
+    );
     bench.run("message/build 16 B (MessageBuilder)", 1, || {
-        black_box(Message::new(b"", b"q", &[0, 0], black_box(&[7u8; 16]), false));
+        black_box(Message::new(
+            b"",
+            b"q",
+            &[0, 0],
+            black_box(&[7u8; 16]),
+            false,
+        ));
     });
 
     let mut out = Vec::with_capacity(1 << 20);
@@ -118,15 +133,23 @@ fn main() {
     let mut b = Broker::new();
     let direct = [declare(&mut b, "q")];
     let frames = publish_frames(b"", b"q", 16).repeat(BATCH);
-    bench.run("path/default exchange -> 1 queue -> deliver (16 B)", BATCH as u64, || {
-        black_box(ingest(&mut b, &mut builder, &frames));
-        drain(&mut b, &direct, &mut out, &mut tag);
-    });
+    bench.run(
+        "path/default exchange -> 1 queue -> deliver (16 B)",
+        BATCH as u64,
+        || {
+            black_box(ingest(&mut b, &mut builder, &frames));
+            drain(&mut b, &direct, &mut out, &mut tag);
+        },
+    );
     let frames_1k = publish_frames(b"", b"q", 1024).repeat(BATCH);
-    bench.run("path/default exchange -> 1 queue -> deliver (1 KiB)", BATCH as u64, || {
-        black_box(ingest(&mut b, &mut builder, &frames_1k));
-        drain(&mut b, &direct, &mut out, &mut tag);
-    });
+    bench.run(
+        "path/default exchange -> 1 queue -> deliver (1 KiB)",
+        BATCH as u64,
+        || {
+            black_box(ingest(&mut b, &mut builder, &frames_1k));
+            drain(&mut b, &direct, &mut out, &mut tag);
+        },
+    );
 
     let mut b = Broker::new();
     let fanout: Vec<QueueId> = (0..10)
@@ -139,10 +162,14 @@ fn main() {
         })
         .collect();
     let frames = publish_frames(b"amq.fanout", b"", 16).repeat(BATCH);
-    bench.run("path/fanout -> 10 queues -> deliver (per publish)", BATCH as u64, || {
-        black_box(ingest(&mut b, &mut builder, &frames));
-        drain(&mut b, &fanout, &mut out, &mut tag);
-    });
+    bench.run(
+        "path/fanout -> 10 queues -> deliver (per publish)",
+        BATCH as u64,
+        || {
+            black_box(ingest(&mut b, &mut builder, &frames));
+            drain(&mut b, &fanout, &mut out, &mut tag);
+        },
+    );
 
     let mut b = Broker::new();
     let topic = [declare(&mut b, "t")];
@@ -161,8 +188,12 @@ fn main() {
             publish_frames(b"amq.topic", key.as_bytes(), 16)
         })
         .collect();
-    bench.run("path/topic, 1000 bindings -> 1 queue -> deliver", BATCH as u64, || {
-        black_box(ingest(&mut b, &mut builder, &frames));
-        drain(&mut b, &topic, &mut out, &mut tag);
-    });
+    bench.run(
+        "path/topic, 1000 bindings -> 1 queue -> deliver",
+        BATCH as u64,
+        || {
+            black_box(ingest(&mut b, &mut builder, &frames));
+            drain(&mut b, &topic, &mut out, &mut tag);
+        },
+    );
 }

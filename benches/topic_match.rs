@@ -46,13 +46,17 @@ fn main() {
         }
         let mut out = Vec::with_capacity(64);
         let mut matched = 0usize;
-        b.run(&format!("topic/match_into, {n} bindings"), KEYS as u64, || {
-            for k in &keys {
-                out.clear();
-                trie.match_into(black_box(k.as_bytes()), &mut out);
-                matched += out.len();
-            }
-        });
+        b.run(
+            &format!("topic/match_into, {n} bindings"),
+            KEYS as u64,
+            || {
+                for k in &keys {
+                    out.clear();
+                    trie.match_into(black_box(k.as_bytes()), &mut out);
+                    matched += out.len();
+                }
+            },
+        );
         black_box(matched);
     }
     let keys_100k = bindings(100_000);

@@ -14,35 +14,132 @@ const WAIT_READY_SECS_DEFAULT: u64 = 60;
 
 fn options() -> Options {
     let mut o = Options::new();
-    o.optopt("h", "uri", "broker URI (default amqp://guest:guest@localhost:5672/%2F)", "URI");
+    o.optopt(
+        "h",
+        "uri",
+        "broker URI (default amqp://guest:guest@localhost:5672/%2F)",
+        "URI",
+    );
     o.optopt("x", "producers", "producer connections (default 1)", "N");
-    o.optopt("y", "consumers", "consumer connections per queue (default 1)", "N");
-    o.optopt("s", "size", "message body size in bytes (default 16; >= 16 carries a latency stamp)", "BYTES");
+    o.optopt(
+        "y",
+        "consumers",
+        "consumer connections per queue (default 1)",
+        "N",
+    );
+    o.optopt(
+        "s",
+        "size",
+        "message body size in bytes (default 16; >= 16 carries a latency stamp)",
+        "BYTES",
+    );
     o.optopt("u", "queue", "queue name (default coney-perf)", "NAME");
-    o.optopt("e", "exchange", "exchange to publish to (default: the default exchange)", "NAME");
+    o.optopt(
+        "e",
+        "exchange",
+        "exchange to publish to (default: the default exchange)",
+        "NAME",
+    );
     o.optopt("t", "type", "exchange type (default direct)", "TYPE");
-    o.optopt("k", "routing-key", "routing key (default: the queue name)", "KEY");
+    o.optopt(
+        "k",
+        "routing-key",
+        "routing key (default: the queue name)",
+        "KEY",
+    );
     o.optflag("a", "autoack", "consume with no_ack");
-    o.optopt("q", "qos", "consumer prefetch count (default 0: unlimited)", "N");
-    o.optopt("A", "multi-ack-every", "ack every N messages with multiple=true", "N");
-    o.optopt("c", "confirm", "max unconfirmed publishes per producer (0: no confirms)", "N");
-    o.optmulti("f", "flag", "message flag: persistent or mandatory (repeatable)", "FLAG");
+    o.optopt(
+        "q",
+        "qos",
+        "consumer prefetch count (default 0: unlimited)",
+        "N",
+    );
+    o.optopt(
+        "A",
+        "multi-ack-every",
+        "ack every N messages with multiple=true",
+        "N",
+    );
+    o.optopt(
+        "c",
+        "confirm",
+        "max unconfirmed publishes per producer (0: no confirms)",
+        "N",
+    );
+    o.optmulti(
+        "f",
+        "flag",
+        "message flag: persistent or mandatory (repeatable)",
+        "FLAG",
+    );
     o.optopt("r", "rate", "publish rate limit per producer in msg/s", "N");
     o.optopt("z", "time", "run duration in seconds", "SECS");
     o.optopt("C", "pmessages", "messages per producer", "N");
     o.optopt("D", "cmessages", "messages per consumer", "N");
-    o.optflag("", "queue-durable", "declare durable queues (implied by -f persistent)");
-    o.optopt("", "queues", "N queues QUEUE-0.. bound to the exchange, consumers on each", "N");
-    o.optopt("", "routing-keys-random", "publish with keys drawn from N topic keys s*.m*.e*", "N");
-    o.optopt("", "topic-bindings", "bind N generated topic keys (wildcards and exact)", "N");
-    o.optflag("", "no-cleanup", "keep the queues and exchange after the run");
-    o.optopt("", "broker-pid", "report CPU seconds and peak RSS of this process", "PID");
+    o.optflag(
+        "",
+        "queue-durable",
+        "declare durable queues (implied by -f persistent)",
+    );
+    o.optopt(
+        "",
+        "queues",
+        "N queues QUEUE-0.. bound to the exchange, consumers on each",
+        "N",
+    );
+    o.optopt(
+        "",
+        "routing-keys-random",
+        "publish with keys drawn from N topic keys s*.m*.e*",
+        "N",
+    );
+    o.optopt(
+        "",
+        "topic-bindings",
+        "bind N generated topic keys (wildcards and exact)",
+        "N",
+    );
+    o.optflag(
+        "",
+        "no-cleanup",
+        "keep the queues and exchange after the run",
+    );
+    o.optopt(
+        "",
+        "broker-pid",
+        "report CPU seconds and peak RSS of this process",
+        "PID",
+    );
     o.optflag("", "json", "print only the final JSON summary");
-    o.optopt("", "idle-connections", "open N idle connections (one channel each), report broker RSS", "N");
-    o.optopt("", "idle-hold", "seconds to hold idle connections before closing (default 0)", "SECS");
-    o.optflag("", "wait-ready", "poll-connect until an AMQP handshake succeeds, report times");
-    o.optopt("", "since", "for --wait-ready: start instant in seconds since the epoch (bash $EPOCHREALTIME)", "SECS");
-    o.optopt("", "timeout", "for --wait-ready: give up after this many seconds (default 60)", "SECS");
+    o.optopt(
+        "",
+        "idle-connections",
+        "open N idle connections (one channel each), report broker RSS",
+        "N",
+    );
+    o.optopt(
+        "",
+        "idle-hold",
+        "seconds to hold idle connections before closing (default 0)",
+        "SECS",
+    );
+    o.optflag(
+        "",
+        "wait-ready",
+        "poll-connect until an AMQP handshake succeeds, report times",
+    );
+    o.optopt(
+        "",
+        "since",
+        "for --wait-ready: start instant in seconds since the epoch (bash $EPOCHREALTIME)",
+        "SECS",
+    );
+    o.optopt(
+        "",
+        "timeout",
+        "for --wait-ready: give up after this many seconds (default 60)",
+        "SECS",
+    );
     o.optflag("", "help", "print this help");
     o
 }
@@ -77,7 +174,11 @@ fn run_config(m: &Matches) -> Result<RunConfig, String> {
         match f.to_ascii_lowercase().as_str() {
             "persistent" => c.persistent = true,
             "mandatory" => c.mandatory = true,
-            other => return Err(format!("-f: unknown flag '{other}' (persistent, mandatory)")),
+            other => {
+                return Err(format!(
+                    "-f: unknown flag '{other}' (persistent, mandatory)"
+                ))
+            }
         }
     }
     c.rate_per_producer = num(m, "rate")?.unwrap_or(0.0);
@@ -91,8 +192,11 @@ fn run_config(m: &Matches) -> Result<RunConfig, String> {
     c.cleanup = !m.opt_present("no-cleanup");
     c.broker_pid = num(m, "broker-pid")?;
     c.json_only = m.opt_present("json");
-    if c.exchange.is_empty() && (c.queues > 1 || c.topic_bindings > 0 || c.routing_keys_random > 0) {
-        return Err("--queues, --topic-bindings and --routing-keys-random need an exchange (-e)".into());
+    if c.exchange.is_empty() && (c.queues > 1 || c.topic_bindings > 0 || c.routing_keys_random > 0)
+    {
+        return Err(
+            "--queues, --topic-bindings and --routing-keys-random need an exchange (-e)".into(),
+        );
     }
     if c.duration.is_some_and(|d| d.as_secs() > perf::RUN_SECS_MAX) {
         return Err(format!("-z: at most {} seconds", perf::RUN_SECS_MAX));
@@ -125,7 +229,12 @@ fn main() -> ExitCode {
         }
     };
     if m.opt_present("help") {
-        print!("{}", opts.usage("Usage: coney-perf [options]\n\nAMQP 0-9-1 load generator (PerfTest flags)."));
+        print!(
+            "{}",
+            opts.usage(
+                "Usage: coney-perf [options]\n\nAMQP 0-9-1 load generator (PerfTest flags)."
+            )
+        );
         return ExitCode::SUCCESS;
     }
     let outcome = if m.opt_present("wait-ready") {
@@ -149,7 +258,8 @@ fn main() -> ExitCode {
 }
 
 fn uri_of(m: &Matches) -> Result<AmqpUri, String> {
-    m.opt_str("uri").map_or(Ok(AmqpUri::default()), |u| AmqpUri::parse(&u))
+    m.opt_str("uri")
+        .map_or(Ok(AmqpUri::default()), |u| AmqpUri::parse(&u))
 }
 
 fn idle(m: &Matches) -> Result<(), String> {

@@ -42,7 +42,8 @@ pub enum ClientError {
         scope: &'static str,
         code: u16,
         text: String,
-        method: &'static str,
+        /// The method the server objected to, if it named one.
+        method: Option<&'static str>,
     },
     /// The server broke the protocol (from our point of view) or we timed out.
     Protocol(String),
@@ -57,10 +58,13 @@ impl fmt::Display for ClientError {
                 code,
                 text,
                 method,
-            } => write!(
-                f,
-                "server closed the {scope}: {code} {text} (in reply to {method})"
-            ),
+            } => {
+                write!(f, "server closed the {scope}: {code} {text}")?;
+                match method {
+                    Some(m) => write!(f, " (in reply to {m})"),
+                    None => Ok(()),
+                }
+            }
             ClientError::Protocol(s) => write!(f, "{s}"),
         }
     }
@@ -175,7 +179,7 @@ pub fn check_close(out: &mut Vec<u8>, channel: u16, m: &Method<'_>) -> Control {
                 scope: "connection",
                 code: c.reply_code,
                 text: String::from_utf8_lossy(c.reply_text).into_owned(),
-                method: method_name(c.class_id, c.method_id),
+                method: (c.class_id != 0).then(|| method_name(c.class_id, c.method_id)),
             })
         }
         Method::ChannelClose(c) => {
@@ -184,7 +188,7 @@ pub fn check_close(out: &mut Vec<u8>, channel: u16, m: &Method<'_>) -> Control {
                 scope: "channel",
                 code: c.reply_code,
                 text: String::from_utf8_lossy(c.reply_text).into_owned(),
-                method: method_name(c.class_id, c.method_id),
+                method: (c.class_id != 0).then(|| method_name(c.class_id, c.method_id)),
             })
         }
         _ => Control::Other,

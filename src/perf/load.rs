@@ -57,6 +57,10 @@ pub struct Shared {
     pub confirmed: AtomicU64,
     pub nacked: AtomicU64,
     pub returned: AtomicU64,
+    /// `monotonic_ns` when the last batch was fully written / the last delivery was read:
+    /// where a counted run's measured window ends.
+    pub last_publish_ns: AtomicU64,
+    pub last_receive_ns: AtomicU64,
     pub ready: AtomicUsize,
     pub producers_done: AtomicUsize,
     pub consumers_done: AtomicUsize,
@@ -68,7 +72,9 @@ pub struct Shared {
 impl Shared {
     pub fn new(consumers: usize) -> Self {
         Shared {
-            latency: (0..consumers).map(|_| Mutex::new(Histogram::new())).collect(),
+            latency: (0..consumers)
+                .map(|_| Mutex::new(Histogram::new()))
+                .collect(),
             ..Default::default()
         }
     }
@@ -294,6 +300,7 @@ fn producer_reader(
             return;
         }
         let before = tracker.confirmed();
+        let mut close_ok = false;
         loop {
             let f = match reader.next_frame() {
                 Ok(Some(f)) => f,
@@ -320,7 +327,10 @@ fn producer_reader(
                 Method::BasicReturn(_) => {
                     shared.returned.fetch_add(1, Relaxed);
                 }
-                Method::ConnectionCloseOk(_) => return,
+                Method::ConnectionCloseOk(_) => {
+                    close_ok = true;
+                    break;
+                }
                 Method::ConnectionBlocked(b) => eprintln!(
                     "coney-perf: {who}: broker blocked publishing: {}",
                     String::from_utf8_lossy(b.reason)
@@ -343,6 +353,9 @@ fn producer_reader(
             mine.fetch_add(after - before, Release);
             writer.unpark();
         }
+        if close_ok {
+            return;
+        }
     }
 }
 
@@ -356,7 +369,10 @@ pub fn run_producer(cfg: Arc<RunConfig>, shared: Arc<Shared>, id: usize) {
 }
 
 fn producer(cfg: &RunConfig, shared: &Arc<Shared>, id: usize) -> Result<()> {
-    let mut c = Client::connect(&cfg.uri, Duration::from_secs(super::client::CALL_TIMEOUT_SECS))?;
+    let mut c = Client::connect(
+        &cfg.uri,
+        Duration::from_secs(super::client::CALL_TIMEOUT_SECS),
+    )?;
     if cfg.confirm_window > 0 {
         c.call(
             CHANNEL,
@@ -403,7 +419,9 @@ fn producer(cfg: &RunConfig, shared: &Arc<Shared>, id: usize) -> Result<()> {
     };
     let mut out = Vec::new();
     frame::write_method(&mut out, 0, &Method::ConnectionClose(close));
-    let _ = c.stream.set_write_timeout(Some(Duration::from_millis(CLOSE_TIMEOUT_MS)));
+    let _ = c
+        .stream
+        .set_write_timeout(Some(Duration::from_millis(CLOSE_TIMEOUT_MS)));
     let _ = c.stream.write_all(&out);
     let _ = reader.join();
     Ok(())
@@ -447,6 +465,14 @@ fn publish_loop(
         }
         sent += n;
         shared.sent.fetch_add(n, Relaxed);
+        shared.last_publish_ns.fetch_max(monotonic_ns(), Relaxed);
+    }
+    if window > 0 && sent >= limit {
+        // A counted run ends with every confirm in, or the count of confirms would be short.
+        let deadline = Instant::now() + Duration::from_millis(CLOSE_TIMEOUT_MS);
+        while confirmed.load(Acquire) < sent && Instant::now() < deadline && !shared.stopping() {
+            thread::park_timeout(Duration::from_millis(10));
+        }
     }
     Ok(true)
 }
@@ -454,8 +480,14 @@ fn publish_loop(
 /// Where a consumer is inside the current delivery.
 enum Content {
     Idle,
-    Header { tag: u64 },
-    Body { tag: u64, remaining: u64, first: bool },
+    Header {
+        tag: u64,
+    },
+    Body {
+        tag: u64,
+        remaining: u64,
+        first: bool,
+    },
 }
 
 /// Consumes from `queue` until told to stop, or until `-D` messages.
@@ -468,7 +500,10 @@ pub fn run_consumer(cfg: Arc<RunConfig>, shared: Arc<Shared>, id: usize, queue: 
 }
 
 fn consumer(cfg: &RunConfig, shared: &Shared, id: usize, queue: &str) -> Result<()> {
-    let mut c = Client::connect(&cfg.uri, Duration::from_secs(super::client::CALL_TIMEOUT_SECS))?;
+    let mut c = Client::connect(
+        &cfg.uri,
+        Duration::from_secs(super::client::CALL_TIMEOUT_SECS),
+    )?;
     if cfg.prefetch > 0 {
         let q = BasicQos {
             prefetch_count: cfg.prefetch,
@@ -484,9 +519,12 @@ fn consumer(cfg: &RunConfig, shared: &Shared, id: usize, queue: &str) -> Result<
         arguments: FieldTable::EMPTY,
         ..Default::default()
     };
-    c.call(CHANNEL, &Method::BasicConsume(consume), "basic.consume-ok", |m| {
-        matches!(m, Method::BasicConsumeOk(_)).then_some(())
-    })?;
+    c.call(
+        CHANNEL,
+        &Method::BasicConsume(consume),
+        "basic.consume-ok",
+        |m| matches!(m, Method::BasicConsumeOk(_)).then_some(()),
+    )?;
     c.stream
         .set_read_timeout(Some(Duration::from_millis(POLL_INTERVAL_MS)))?;
     shared.ready.fetch_add(1, SeqCst);
@@ -533,8 +571,7 @@ fn consume_loop(cfg: &RunConfig, shared: &Shared, c: &mut Client, id: usize) -> 
                             ))
                         }
                         other => {
-                            if let Control::Closed(e) = check_close(&mut acks, f.channel, &other)
-                            {
+                            if let Control::Closed(e) = check_close(&mut acks, f.channel, &other) {
                                 let _ = c.stream.write_all(&acks);
                                 return Err(e);
                             }
@@ -543,21 +580,24 @@ fn consume_loop(cfg: &RunConfig, shared: &Shared, c: &mut Client, id: usize) -> 
                 }
                 (FrameKind::Header, Content::Header { tag }) => {
                     let tag = *tag;
-                    let h = ContentHeader::decode(f.payload).map_err(|e| {
-                        ClientError::Protocol(format!("bad content header: {e:?}"))
-                    })?;
+                    let h = ContentHeader::decode(f.payload)
+                        .map_err(|e| ClientError::Protocol(format!("bad content header: {e:?}")))?;
                     content = Content::Body {
                         tag,
                         remaining: h.body_size,
                         first: true,
                     };
                 }
-                (FrameKind::Body, Content::Body {
-                    remaining, first, ..
-                }) => {
+                (
+                    FrameKind::Body,
+                    Content::Body {
+                        remaining, first, ..
+                    },
+                ) => {
                     if *first && f.payload.len() >= STAMP_BYTES && &f.payload[8..12] == STAMP_MAGIC
                     {
-                        let sent_ns = u64::from_be_bytes(f.payload[..8].try_into().unwrap_or([0; 8]));
+                        let sent_ns =
+                            u64::from_be_bytes(f.payload[..8].try_into().unwrap_or([0; 8]));
                         hist.record(now.saturating_sub(sent_ns));
                     }
                     *first = false;
@@ -598,7 +638,10 @@ fn consume_loop(cfg: &RunConfig, shared: &Shared, c: &mut Client, id: usize) -> 
             };
             frame::write_method(&mut acks, CHANNEL, &Method::BasicAck(a));
         }
-        shared.received.fetch_add(received - before, Relaxed);
+        if received != before {
+            shared.received.fetch_add(received - before, Relaxed);
+            shared.last_receive_ns.fetch_max(now, Relaxed);
+        }
         if !acks.is_empty() {
             c.stream.write_all(&acks)?;
             acks.clear();
@@ -650,7 +693,12 @@ mod tests {
         }
         assert_eq!(
             kinds,
-            [FrameKind::Method, FrameKind::Header, FrameKind::Body, FrameKind::Body]
+            [
+                FrameKind::Method,
+                FrameKind::Header,
+                FrameKind::Body,
+                FrameKind::Body
+            ]
         );
         let small = RunConfig {
             routing_keys_random: 10,

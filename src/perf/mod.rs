@@ -238,12 +238,13 @@ fn measure(cfg: &RunConfig, shared: &Shared, consumers: usize) -> Summary {
     let mut total = Histogram::new();
     let mut interval = Histogram::new();
     let start = Instant::now();
+    let start_ns = load::monotonic_ns();
     shared.go.store(true, Release);
     let (mut last_sent, mut last_received) = (0, 0);
     let mut last_report = start;
     let mut last_progress = start;
     let mut prev_received = 0;
-    let end;
+    let duration_secs;
     loop {
         thread::sleep(Duration::from_millis(RSS_SAMPLE_INTERVAL_MS));
         broker_sample(cfg.broker_pid, &mut rss_peak);
@@ -255,8 +256,8 @@ fn measure(cfg: &RunConfig, shared: &Shared, consumers: usize) -> Summary {
         }
         let producers_done = shared.producers_done.load(SeqCst) >= cfg.producers;
         let consumers_done = shared.consumers_done.load(SeqCst) >= consumers;
-        let drained = consumers == 0
-            || last_progress.elapsed() >= Duration::from_secs(DRAIN_IDLE_SECS);
+        let drained =
+            consumers == 0 || last_progress.elapsed() >= Duration::from_secs(DRAIN_IDLE_SECS);
         let over = shared.stopping()
             || elapsed >= hard_stop
             || (producers_done && consumers_done)
@@ -295,16 +296,20 @@ fn measure(cfg: &RunConfig, shared: &Shared, consumers: usize) -> Summary {
             last_report = Instant::now();
         }
         if over {
-            // A counted run that ended by draining is measured up to its last delivery.
-            end = if duration.is_none() && cfg.producer_count.is_some() && drained && consumers > 0 {
-                last_progress
+            // A counted run is measured up to its last publish or delivery, not to the end of
+            // the drain wait; a timed run up to now.
+            duration_secs = if duration.is_none() && !shared.stopping() {
+                let last = shared
+                    .last_publish_ns
+                    .load(SeqCst)
+                    .max(shared.last_receive_ns.load(SeqCst));
+                last.saturating_sub(start_ns) as f64 / 1e9
             } else {
-                Instant::now()
+                start.elapsed().as_secs_f64()
             };
             break;
         }
     }
-    let duration_secs = end.duration_since(start).as_secs_f64();
     // Counters are read before stopping so the window and the counts agree.
     let sent = shared.sent.load(SeqCst);
     let received = shared.received.load(SeqCst);
@@ -353,15 +358,17 @@ impl IdleSummary {
     pub fn to_json(&self) -> String {
         let per_conn = match (self.rss_before_kb, self.rss_after_kb) {
             (Some(b), Some(a)) if self.opened > 0 => {
-                format!("{:.0}", (a.saturating_sub(b) as f64 * 1024.0) / self.opened as f64)
+                format!(
+                    "{:.0}",
+                    (a.saturating_sub(b) as f64 * 1024.0) / self.opened as f64
+                )
             }
             _ => "null".into(),
         };
         let kb = |v: Option<u64>| v.map_or("null".into(), |v| v.to_string());
-        let err = self
-            .first_error
-            .as_ref()
-            .map_or("null".into(), |e| format!("\"{}\"", e.replace(['"', '\\'], "'")));
+        let err = self.first_error.as_ref().map_or("null".into(), |e| {
+            format!("\"{}\"", e.replace(['"', '\\'], "'"))
+        });
         format!(
             "{{\"wanted\":{},\"opened\":{},\"open_s\":{:.3},\"rss_before_kb\":{},\"rss_after_kb\":{},\"bytes_per_connection\":{},\"first_error\":{}}}",
             self.wanted,
@@ -377,7 +384,12 @@ impl IdleSummary {
 
 /// Opens `n` connections with one channel each, measures the broker's RSS growth, holds them
 /// for `hold`, then drops them. Stops opening at the first failure (the broker's limit).
-pub fn idle_connections(uri: &AmqpUri, n: usize, hold: Duration, broker_pid: Option<u32>) -> IdleSummary {
+pub fn idle_connections(
+    uri: &AmqpUri,
+    n: usize,
+    hold: Duration,
+    broker_pid: Option<u32>,
+) -> IdleSummary {
     let mut s = IdleSummary {
         wanted: n,
         rss_before_kb: broker_pid.and_then(proc_stat::rss_kb),
@@ -428,8 +440,15 @@ pub fn idle_connections(uri: &AmqpUri, n: usize, hold: Duration, broker_pid: Opt
 
 /// Poll-connects until a full AMQP handshake succeeds; returns (TCP accept, AMQP open) times
 /// in milliseconds since `since` (a CLOCK_REALTIME instant taken before the broker started).
-pub fn wait_ready(uri: &AmqpUri, since: std::time::SystemTime, timeout: Duration) -> Result<(f64, f64), String> {
-    let ms = |t: std::time::SystemTime| t.duration_since(since).map_or(0.0, |d| d.as_secs_f64() * 1e3);
+pub fn wait_ready(
+    uri: &AmqpUri,
+    since: std::time::SystemTime,
+    timeout: Duration,
+) -> Result<(f64, f64), String> {
+    let ms = |t: std::time::SystemTime| {
+        t.duration_since(since)
+            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    };
     let deadline = Instant::now() + timeout;
     let addr = uri.addr();
     let mut tcp_ms = None;
@@ -453,5 +472,8 @@ pub fn wait_ready(uri: &AmqpUri, since: std::time::SystemTime, timeout: Duration
             Err(_) => thread::sleep(Duration::from_millis(1)),
         }
     }
-    Err(format!("{addr} did not accept an AMQP connection within {}s", timeout.as_secs()))
+    Err(format!(
+        "{addr} did not accept an AMQP connection within {}s",
+        timeout.as_secs()
+    ))
 }

@@ -13,7 +13,9 @@ pub fn queue_names(cfg: &RunConfig) -> Vec<String> {
     if cfg.queues <= 1 {
         vec![cfg.queue.clone()]
     } else {
-        (0..cfg.queues).map(|i| format!("{}-{i}", cfg.queue)).collect()
+        (0..cfg.queues)
+            .map(|i| format!("{}-{i}", cfg.queue))
+            .collect()
     }
 }
 
@@ -81,9 +83,12 @@ pub fn declare(c: &mut Client, cfg: &RunConfig) -> Result<()> {
             durable: cfg.queue_durable,
             ..Default::default()
         };
-        c.call(CHANNEL, &Method::ExchangeDeclare(x), "exchange.declare-ok", |m| {
-            matches!(m, Method::ExchangeDeclareOk(_)).then_some(())
-        })?;
+        c.call(
+            CHANNEL,
+            &Method::ExchangeDeclare(x),
+            "exchange.declare-ok",
+            |m| matches!(m, Method::ExchangeDeclareOk(_)).then_some(()),
+        )?;
     }
     let queues = queue_names(cfg);
     for q in &queues {
@@ -150,9 +155,12 @@ pub fn cleanup(c: &mut Client, cfg: &RunConfig) -> Result<()> {
             exchange: cfg.exchange.as_bytes(),
             ..Default::default()
         };
-        c.call(CHANNEL, &Method::ExchangeDelete(d), "exchange.delete-ok", |m| {
-            matches!(m, Method::ExchangeDeleteOk(_)).then_some(())
-        })?;
+        c.call(
+            CHANNEL,
+            &Method::ExchangeDelete(d),
+            "exchange.delete-ok",
+            |m| matches!(m, Method::ExchangeDeleteOk(_)).then_some(()),
+        )?;
     }
     Ok(())
 }

@@ -116,9 +116,15 @@ mod tests {
             }
         );
         let d = AmqpUri::parse("amqp://127.0.0.1:5999").expect("uri");
-        assert_eq!((d.user.as_str(), d.port, d.vhost.as_str()), ("guest", 5999, "/"));
+        assert_eq!(
+            (d.user.as_str(), d.port, d.vhost.as_str()),
+            ("guest", 5999, "/")
+        );
         assert_eq!(AmqpUri::parse("amqp://h/").expect("uri").vhost, "/");
-        assert_eq!(AmqpUri::parse("amqp://[::1]:1/v").expect("uri").addr(), "[::1]:1");
+        assert_eq!(
+            AmqpUri::parse("amqp://[::1]:1/v").expect("uri").addr(),
+            "[::1]:1"
+        );
         assert!(AmqpUri::parse("http://x").is_err());
         assert!(AmqpUri::parse("amqp://h:notaport").is_err());
     }
