@@ -84,6 +84,8 @@ if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
 fi
 
 STAMP="$(date -u +%Y-%m-%dT%H%MZ)"
+# Other work on the machine skews every number here; the report shows how much there was.
+LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 OUT_DIR="$ROOT/target/bench"
 SCRATCH="$(mktemp -d /tmp/coney-bench.XXXXXX)"
 RESULTS="$SCRATCH/results"
@@ -246,7 +248,9 @@ mkdir -p "$OUT_DIR"
 MD="$OUT_DIR/results-$STAMP.md"
 RMQ_VERSION="$(dpkg-query -W -f '${Version}' rabbitmq-server 2>/dev/null || echo n/a)"
 ERL_VERSION="$(dpkg-query -W -f '${Version}' erlang-base 2>/dev/null || echo n/a)"
+LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 export RESULTS SECS IDLE_CONNECTIONS PINNING FD_LIMIT STAMP RMQ_VERSION ERL_VERSION COMPARE
+export LOAD_BEFORE LOAD_AFTER
 export CPU_MODEL="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
 export CPUS="$(nproc)" CONEY_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo n/a)"
 export LOAD_IDS="${LOADS[*]}" TITLES="$(for id in "${LOADS[@]}"; do echo "$id=${TITLE[$id]}"; done)"
@@ -276,7 +280,7 @@ def num(v, digits=0):
 def ratio(c, r):
     if c is None or r is None or r == 0:
         return "n/a"
-    return f"{c / r:.2f}x"
+    return f"{c / r:.3g}x"
 
 def table(rows):
     head = ["metric"] + [names[b] for b in brokers] + (["coney / RabbitMQ"] if compare else [])
@@ -293,6 +297,8 @@ print(f"- coney {os.environ['CONEY_REV']}; RabbitMQ {os.environ['RMQ_VERSION'] i
       + (f" (Erlang {os.environ['ERL_VERSION']})" if compare else ""))
 print(f"- {os.environ['CPUS']} x {os.environ['CPU_MODEL']}; {os.environ['PINNING']}; open files limit {os.environ['FD_LIMIT']}")
 print(f"- {os.environ['SECS']} s per load scenario, each on a freshly started broker; load generator: coney-perf")
+print(f"- machine load average (1, 5, 15 min) before: {os.environ['LOAD_BEFORE']}, after: {os.environ['LOAD_AFTER']}"
+      f" (above {os.environ['CPUS']} means other processes competed for the CPUs)")
 print("- msg/s: published and delivered (consumer side) over the window; latency: publish to"
       " consumer receipt, including any backlog; CPU: broker user+sys seconds per million"
       " messages moved (the larger of published and delivered); peak RSS: VmHWM of the broker"
