@@ -83,7 +83,7 @@ if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
     PINNING="broker on CPU 0, coney-perf on CPU 1"
 fi
 
-STAMP="$(date -u +%Y-%m-%dT%H%MZ)"
+STAMP="$(date -u +%Y-%m-%dT%H%M%SZ)"
 # Other work on the machine skews every number here; the report shows how much there was.
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
 OUT_DIR="$ROOT/target/bench"
@@ -97,7 +97,7 @@ cleanup() {
     local rc=$?
     stop_broker coney || true
     stop_broker rabbitmq || true
-    # Raw JSON of every run is kept next to the Markdown; broker data and logs are not.
+    # Raw JSON of every run and the broker logs are kept next to the Markdown; data dirs are not.
     mkdir -p "$OUT_DIR/raw-$STAMP"
     cp "$RESULTS"/* "$OUT_DIR/raw-$STAMP/" 2>/dev/null || true
     cp "$SCRATCH/coney.log" "$SCRATCH/rabbitmq.log" "$OUT_DIR/raw-$STAMP/" 2>/dev/null || true
@@ -166,7 +166,12 @@ stop_broker() {
     esac
 }
 
-kb_of() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status" 2>/dev/null; }
+kb_of() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status" 2>/dev/null || echo null; }
+
+# error_json FILE: the last line of FILE as {"error": "..."}.
+error_json() {
+    tail -n 1 "$1" | python3 -c 'import json, sys; print(json.dumps({"error": sys.stdin.read().strip()}))'
+}
 
 # --- scenarios -----------------------------------------------------------------------------
 
@@ -195,22 +200,12 @@ run_load() {
     log "$broker: ${TITLE[$id]}"
     # shellcheck disable=SC2086
     if ! timeout $((SECS + 120)) "${LOAD_PIN[@]}" "$PERF" -h "$BROKER_URI" -z "$SECS" --json \
-        --broker-pid "$BROKER_PID" ${ARGS[$id]} >"$out.tmp" 2>"$RESULTS/$1-$2.err"; then
+        --broker-pid "$BROKER_PID" ${ARGS[$id]} >"$out" 2>"$RESULTS/$1-$2.err"; then
         log "$broker $id failed: $(tail -n 3 "$RESULTS/$1-$2.err")"
-        echo "{\"error\":$(tail -n 1 "$RESULTS/$1-$2.err" | jq -Rs .)}" >"$out.tmp"
+        error_json "$RESULTS/$1-$2.err" >"$out"
     fi
-    local hwm store=null
-    hwm="$(kb_of "$BROKER_PID" VmHWM)"
-    if [ "$broker" = coney ] && [ "$id" = c ]; then
-        # Persistent messages leave files in the data dir once coney has a store.
-        if [ -n "$(find "$SCRATCH/coney-data" -type f -size +0 2>/dev/null | head -n 1)" ]; then
-            store=true
-        else
-            store=false
-        fi
-    fi
-    jq -c --argjson hwm "${hwm:-null}" --argjson store "$store" \
-        '. + {hwm_kb: $hwm, store: $store}' "$out.tmp" >"$out" 2>/dev/null || cp "$out.tmp" "$out"
+    # VmHWM now is this scenario's peak: the broker was started for it.
+    echo "{\"hwm_kb\":$(kb_of "$BROKER_PID" VmHWM)}" >"$RESULTS/$1-$2.hwm.json"
     stop_broker "$broker"
 }
 
@@ -225,7 +220,7 @@ run_idle() {
         log "$broker: (h) $IDLE_CONNECTIONS idle connections (fd limit $FD_LIMIT)"
         timeout 600 "${LOAD_PIN[@]}" "$PERF" -h "$BROKER_URI" --idle-connections "$IDLE_CONNECTIONS" \
             --broker-pid "$BROKER_PID" >"$RESULTS/$broker-h.json" 2>"$RESULTS/$broker-h.err" ||
-            echo "{\"error\":$(tail -n 1 "$RESULTS/$broker-h.err" | jq -Rs .)}" >"$RESULTS/$broker-h.json"
+            error_json "$RESULTS/$broker-h.err" >"$RESULTS/$broker-h.json"
     fi
     stop_broker "$broker"
 }
@@ -266,9 +261,15 @@ titles = dict(l.split("=", 1) for l in os.environ["TITLES"].splitlines() if "=" 
 def load(b, what):
     try:
         with open(f"{res}/{b}-{what}.json") as f:
-            return json.loads(f.read().strip().splitlines()[-1])
+            r = json.loads(f.read().strip().splitlines()[-1])
     except (OSError, ValueError, IndexError):
         return None
+    try:
+        with open(f"{res}/{b}-{what}.hwm.json") as f:
+            r.update(json.load(f))
+    except (OSError, ValueError):
+        pass
+    return r
 
 def num(v, digits=0):
     if v is None:
@@ -325,11 +326,18 @@ for sid in os.environ["LOAD_IDS"].split():
     ]
     if sid.startswith("c"):
         rows.append(("publisher confirms/s", pick(lambda r: r["confirmed"] / r["duration_s"]), 0))
+        rows.append(("broker disk writes (MiB)",
+                     pick(lambda r: (r.get("broker") or {}).get("disk_write_bytes", 0) / 2**20), 1))
     print(table(rows))
     notes = []
-    if ok[0] and ok[0].get("store") is False:
-        notes.append("coney: **store pending** — no files in its data dir after a persistent run,"
-                     " so these messages were held in memory only (not comparable to RabbitMQ's disk writes)")
+    c0 = ok[0]
+    if sid.startswith("c") and c0:
+        written = (c0.get("broker") or {}).get("disk_write_bytes", 0)
+        # 1 KiB bodies: a store writes at least a good part of what was published.
+        if written < 0.25 * c0["sent"] * 1024:
+            notes.append(f"coney: **store pending** — it wrote {written / 2**20:.1f} MiB to disk for"
+                         f" {c0['sent'] * 1024 / 2**20:.0f} MiB of persistent messages, so they were held"
+                         " in memory only (not comparable to RabbitMQ's disk writes)")
     client = [f"{names[b]} {r['client_cpu_s']:.1f} s" for b, r in zip(brokers, ok) if r]
     if client:
         notes.append(f"load generator CPU over the window: {', '.join(client)} (of {os.environ['SECS']} s on one CPU)")

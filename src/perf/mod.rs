@@ -108,6 +108,8 @@ pub struct BrokerUse {
     pub cpu_secs: f64,
     pub rss_peak_kb: u64,
     pub rss_end_kb: u64,
+    /// Bytes written to storage (not sockets) during the window.
+    pub disk_write_bytes: u64,
 }
 
 /// What a run measured; `to_json` is the line scripts parse.
@@ -151,8 +153,8 @@ impl Summary {
         if let Some(b) = &self.broker {
             let _ = write!(
                 s,
-                ",\"broker\":{{\"pid\":{},\"cpu_s\":{:.3},\"rss_peak_kb\":{},\"rss_end_kb\":{}}}",
-                b.pid, b.cpu_secs, b.rss_peak_kb, b.rss_end_kb
+                ",\"broker\":{{\"pid\":{},\"cpu_s\":{:.3},\"rss_peak_kb\":{},\"rss_end_kb\":{},\"disk_write_bytes\":{}}}",
+                b.pid, b.cpu_secs, b.rss_peak_kb, b.rss_end_kb, b.disk_write_bytes
             );
         }
         s.push('}');
@@ -232,6 +234,7 @@ fn measure(cfg: &RunConfig, shared: &Shared, consumers: usize) -> Summary {
     });
     let hard_stop = Duration::from_secs(RUN_SECS_MAX);
     let cpu_before = cfg.broker_pid.and_then(proc_stat::cpu_secs);
+    let disk_before = cfg.broker_pid.and_then(proc_stat::disk_write_bytes);
     let client_cpu_before = proc_stat::self_cpu_secs();
     let mut rss_peak = 0;
     broker_sample(cfg.broker_pid, &mut rss_peak);
@@ -320,6 +323,9 @@ fn measure(cfg: &RunConfig, shared: &Shared, consumers: usize) -> Summary {
             cpu_secs: proc_stat::cpu_secs(pid).unwrap_or(0.0) - cpu_before.unwrap_or(0.0),
             rss_peak_kb: rss_peak,
             rss_end_kb: proc_stat::rss_kb(pid).unwrap_or(0),
+            disk_write_bytes: proc_stat::disk_write_bytes(pid)
+                .unwrap_or(0)
+                .saturating_sub(disk_before.unwrap_or(0)),
         }
     });
     Summary {

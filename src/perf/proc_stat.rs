@@ -34,6 +34,15 @@ pub fn status_kb(pid: u32, field: &str) -> Option<u64> {
     })
 }
 
+/// Bytes `pid` has caused to be written to storage so far (`write_bytes` of /proc/PID/io):
+/// file writes only, not sockets, so it tells whether a broker persists messages.
+pub fn disk_write_bytes(pid: u32) -> Option<u64> {
+    let io = fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// Resident set size in KiB.
 pub fn rss_kb(pid: u32) -> Option<u64> {
     status_kb(pid, "VmRSS")
@@ -60,6 +69,7 @@ mod tests {
         assert!(cpu_secs(me).is_some());
         assert!(rss_kb(me).is_some_and(|kb| kb > 0));
         assert!(status_kb(me, "VmHWM").is_some());
+        assert!(disk_write_bytes(me).is_some());
         assert!(cpu_secs(u32::MAX).is_none());
     }
 }
