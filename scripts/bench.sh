@@ -298,6 +298,8 @@ print(f"- coney {os.environ['CONEY_REV']}; RabbitMQ {os.environ['RMQ_VERSION'] i
       + (f" (Erlang {os.environ['ERL_VERSION']})" if compare else ""))
 print(f"- {os.environ['CPUS']} x {os.environ['CPU_MODEL']}; {os.environ['PINNING']}; open files limit {os.environ['FD_LIMIT']}")
 print(f"- {os.environ['SECS']} s per load scenario, each on a freshly started broker; load generator: coney-perf")
+if compare and os.environ["PINNING"].startswith("broker on CPU 0"):
+    print("- pinned to one CPU, RabbitMQ's Erlang VM runs one scheduler (as coney runs one thread)")
 print(f"- machine load average (1, 5, 15 min) before: {os.environ['LOAD_BEFORE']}, after: {os.environ['LOAD_AFTER']}"
       f" (above {os.environ['CPUS']} means other processes competed for the CPUs)")
 print("- msg/s: published and delivered (consumer side) over the window; latency: publish to"
