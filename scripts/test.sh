@@ -9,6 +9,9 @@
 #   pyenv      scripts/pyenv.sh                 (.venv/pika1, .venv/pika013)
 #   coney      start target/release/coney on a free loopback port and run
 #              tests/scenarios/run.py (both pika flavours) against it
+#   durability tests/durability/run.py: each test starts its own coney (own
+#              port and data directory), stops it with SIGTERM or SIGKILL and
+#              starts it again (pika 1.x clients; about a minute)
 #   rabbitmq   (only with --against-rabbitmq) the same scenario suite against
 #              a private RabbitMQ started with scripts/rabbitmq.sh, to prove
 #              the scenarios themselves are faithful
@@ -20,6 +23,9 @@
 #   --no-build           do not run cargo build (use the existing binary)
 #   --no-cargo-test      skip `cargo test`
 #   --no-coney           do not run the scenarios against coney
+#   --no-durability      do not run the durability tests
+#   --no-rpm             do not build and test the rpm (scripts/test-rpm.sh)
+#   --durability NAME    pass --only NAME to tests/durability/run.py (repeatable)
 #   --scenario NAME      pass --only NAME to run.py (repeatable)
 #   --flavour F          pass --flavour F to run.py (pika1 | pika013; repeatable)
 #   -v, --verbose        verbose scenario output
@@ -28,9 +34,13 @@
 #   TEST_SH_ARGS         extra options, as if given on the command line
 #   KEEP_TMP=1           keep the scratch directory (logs, data) afterwards
 #   SCENARIO_TIMEOUT     per-scenario time limit in seconds (default 60)
+#   CARGO_TARGET_DIR     where cargo builds; coney is $CARGO_TARGET_DIR/release/coney
+#                        (default target/release/coney)
+#   CONEY_BIN            use this broker binary instead
+#   CRASH_ROUNDS         rounds of the durability crash test (default 5)
 #
 # Exit status is non-zero if anything failed.  The last line is
-# "total: N passed, M failed" (cargo tests + scenarios; a step that failed
+# "total: N passed, M failed" (cargo tests + scenarios + durability; a step that failed
 # without counting tests counts as one failure).
 set -euo pipefail
 
@@ -38,27 +48,33 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 # ---------------------------------------------------------------- options
-do_build=1 do_cargo=1 do_pyenv=1 do_coney=1 do_rabbit=0 verbose=0
+do_build=1 do_cargo=1 do_pyenv=1 do_coney=1 do_durability=1 do_rpm=1 do_rabbit=0 verbose=0
 run_args=()
+dur_args=()
 # shellcheck disable=SC2206
 set -- "$@" ${TEST_SH_ARGS:-}
 while [ $# -gt 0 ]; do
     case "$1" in
         --against-rabbitmq) do_rabbit=1 ;;
-        --rabbitmq-only) do_rabbit=1; do_build=0; do_cargo=0; do_coney=0 ;;
+        --rabbitmq-only) do_rabbit=1; do_build=0; do_cargo=0; do_coney=0; do_durability=0; do_rpm=0 ;;
         --only-scenarios) do_cargo=0 ;;
         --no-build) do_build=0 ;;
         --no-cargo-test) do_cargo=0 ;;
         --no-coney) do_coney=0 ;;
+        --no-durability) do_durability=0 ;;
+        --no-rpm) do_rpm=0 ;;
+        --durability) shift; dur_args+=(--only "${1:?--durability needs a name}") ;;
         --scenario) shift; run_args+=(--only "${1:?--scenario needs a name}") ;;
         --flavour) shift; run_args+=(--flavour "${1:?--flavour needs a value}") ;;
-        -v|--verbose) verbose=1; run_args+=(-v) ;;
+        -v|--verbose) verbose=1; run_args+=(-v); dur_args+=(-v) ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "test.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
 done
 run_args+=(--timeout "${SCENARIO_TIMEOUT:-60}")
+# cargo puts the binary under CARGO_TARGET_DIR when that is set
+CONEY_BIN="${CONEY_BIN:-${CARGO_TARGET_DIR:-target}/release/coney}"
 
 # ---------------------------------------------------------------- state
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/coney-test.XXXXXX")"
@@ -177,7 +193,7 @@ if [ "$do_build" = 1 ]; then
         record "cargo build" FAIL
         total_failed=$((total_failed + 1))
     fi
-elif [ -x target/release/coney ]; then
+elif [ -x "$CONEY_BIN" ]; then
     built=1
 fi
 
@@ -197,7 +213,7 @@ fi
 
 # ---------------------------------------------------------------- pyenv
 pyenv_ok=1
-if [ "$do_coney" = 1 ] || [ "$do_rabbit" = 1 ]; then
+if [ "$do_coney" = 1 ] || [ "$do_durability" = 1 ] || [ "$do_rabbit" = 1 ]; then
     say "scripts/pyenv.sh"
     if scripts/pyenv.sh; then
         record "pyenv" PASS
@@ -211,14 +227,14 @@ fi
 # ---------------------------------------------------------------- coney
 if [ "$do_coney" = 1 ] && [ "$pyenv_ok" = 1 ]; then
     say "scenarios against coney"
-    if [ "$built" != 1 ] || [ ! -x target/release/coney ]; then
-        record "scenarios (coney)" FAIL "no target/release/coney"
+    if [ "$built" != 1 ] || [ ! -x "$CONEY_BIN" ]; then
+        record "scenarios (coney)" FAIL "no $CONEY_BIN"
         total_failed=$((total_failed + 1))
     else
         port="$(free_port)"
         mkdir -p "$TMP/data"
         CONEY_LOG="$TMP/coney.log"
-        target/release/coney --listen "127.0.0.1:$port" --data-dir "$TMP/data" --log-level info \
+        "$CONEY_BIN" --listen "127.0.0.1:$port" --data-dir "$TMP/data" --log-level info \
             </dev/null >"$CONEY_LOG" 2>&1 &
         CONEY_PID=$!
         up=0
@@ -254,6 +270,48 @@ if [ "$do_coney" = 1 ] && [ "$pyenv_ok" = 1 ]; then
                 tail -n 80 "$CONEY_LOG" || true
             fi
         fi
+    fi
+fi
+
+# ---------------------------------------------------------------- durability
+if [ "$do_durability" = 1 ] && [ "$pyenv_ok" = 1 ]; then
+    say "durability tests against coney"
+    if [ "$built" != 1 ] || [ ! -x "$CONEY_BIN" ]; then
+        record "durability (coney)" FAIL "no $CONEY_BIN"
+        total_failed=$((total_failed + 1))
+    else
+        dur_rc=0
+        # run.py starts and stops its own brokers (SIGTERM/SIGKILL) and kills each test
+        # with everything it started at its time limit; in the background + wait, as above
+        timeout 600 .venv/pika1/bin/python tests/durability/run.py --coney "$CONEY_BIN" \
+            ${dur_args[@]+"${dur_args[@]}"} > >(tee "$TMP/durability.log") 2>&1 &
+        SCEN_PID=$!
+        wait "$SCEN_PID" || dur_rc=$?
+        SCEN_PID=""
+        sleep 0.2   # let tee flush
+        add_counts "$TMP/durability.log"
+        if [ "$dur_rc" = 0 ]; then
+            record "durability (coney)" PASS "$LAST_COUNTS"
+        else
+            record "durability (coney)" FAIL "$LAST_COUNTS (rc=$dur_rc)"
+            # e.g. run.py itself failed: no failed test counted, still a failure
+            case "$LAST_COUNTS" in *" 0 failed") total_failed=$((total_failed + 1)) ;; esac
+        fi
+    fi
+fi
+
+# ---------------------------------------------------------------- rpm
+if [ "$do_rpm" = 1 ]; then
+    say "rpm: glibc 2.17 build, package checks, install into a scratch root"
+    rpm_rc=0
+    timeout 1500 bash scripts/test-rpm.sh > >(tee "$TMP/rpm.log") 2>&1 || rpm_rc=$?
+    sleep 0.2   # let tee flush
+    add_counts "$TMP/rpm.log"
+    if [ "$rpm_rc" = 0 ]; then
+        record "rpm" PASS "$LAST_COUNTS"
+    else
+        record "rpm" FAIL "$LAST_COUNTS (rc=$rpm_rc)"
+        case "$LAST_COUNTS" in *" 0 failed") total_failed=$((total_failed + 1)) ;; esac
     fi
 fi
 

@@ -5,9 +5,12 @@
 pub mod alloc;
 pub mod broker;
 pub mod config;
+pub mod config_file;
 pub mod error;
 pub mod limits;
+pub mod logfile;
 pub mod net;
+pub mod notify;
 pub mod perf;
 pub mod protocol;
 pub mod reactor;

@@ -29,6 +29,9 @@ pub const WRITE_BUFFER_HIGH_BYTES: usize = 1024 * 1024;
 pub const WRITE_BUFFER_LOW_BYTES: usize = 256 * 1024;
 /// Largest partial-frame buffer kept allocated for an idle connection.
 pub const READ_LEFTOVER_KEEP_BYTES: usize = 4 * 1024;
+/// Most of a message body reserved when its content header arrives; the rest grows with the
+/// body frames, so a header announcing a huge body costs nothing until the body comes.
+pub const BODY_PREALLOCATE_MAX_BYTES: usize = 1024 * 1024;
 /// A connection whose unsent output reaches this (a peer that never reads) is closed. One
 /// delivery may cross the high-water mark by a whole message, hence the message size term.
 pub const WRITE_BUFFER_HARD_BYTES: usize = 64 * 1024 * 1024 + MESSAGE_SIZE_MAX_BYTES as usize;
@@ -36,6 +39,13 @@ pub const WRITE_BUFFER_HARD_BYTES: usize = 64 * 1024 * 1024 + MESSAGE_SIZE_MAX_B
 pub const WRITE_BUFFER_KEEP_BYTES: usize = 64 * 1024;
 /// Messages delivered to one channel and not yet acked, even with prefetch_count 0.
 pub const UNACKED_PER_CHANNEL_MAX: usize = 1 << 20;
+/// A durable queue keeps at most this many ready messages in memory; beyond it, messages
+/// stay in the store and only a small index entry per message stays in memory.
+pub const QUEUE_WINDOW_MESSAGES_MAX: usize = 8192;
+/// ... or at most this many bytes of them.
+pub const QUEUE_WINDOW_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Messages read back from the store at once when a queue's window runs dry.
+pub const PAGE_IN_BATCH_MESSAGES: usize = 1024;
 /// Deliveries made from one queue in one pass before other queues get a turn.
 pub const DELIVERIES_PER_QUEUE_PER_TURN_MAX: usize = 4096;
 /// Events taken from the poller per wake-up.

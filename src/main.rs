@@ -1,28 +1,39 @@
-//! Entry point: parses the command line into a `Config`, initialises logging, binds the
-//! listener and runs the reactor. No protocol or broker logic here.
+//! Entry point: parses the command line, reads the config file, starts logging, checks the
+//! data dir, binds the listener, tells systemd it is ready and runs the reactor. Each way a
+//! start can fail has its own exit code (sysexits.h). No protocol or broker logic here.
 
-use coney::config::Config;
+use coney::config::{Config, Overrides};
 use coney::reactor::Reactor;
-use getopts::Options;
+use coney::{config_file, logfile, notify};
+use getopts::{Matches, Options};
+use std::io::{self, Write};
+use std::path::Path;
 use std::process::ExitCode;
 
 /// Counts heap bytes for the memory alarm.
 #[global_allocator]
 static GLOBAL: coney::alloc::CountingAlloc = coney::alloc::CountingAlloc;
 
-/// Exit codes that tell a service manager why a start failed.
+/// Exit codes that tell a service manager why a start failed (sysexits.h).
 const EXIT_USAGE: u8 = 64;
-const EXIT_CONFIG: u8 = 78;
 const EXIT_LISTEN: u8 = 69;
-const EXIT_DATA_DIR: u8 = 73;
+const EXIT_CANT_CREATE: u8 = 73;
+const EXIT_CONFIG: u8 = 78;
 
-fn usage(opts: &Options) -> String {
-    opts.usage("Usage: coney [options]\n\nAn AMQP 0-9-1 message broker that behaves like RabbitMQ.")
-}
-
-fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
+fn options() -> Options {
     let mut opts = Options::new();
+    opts.optopt(
+        "c",
+        "config",
+        "read settings from FILE (rabbitmq.conf syntax)",
+        "FILE",
+    );
+    opts.optopt(
+        "",
+        "check-config",
+        "validate FILE, print OK or the error, exit 0 or 78",
+        "FILE",
+    );
     opts.optopt(
         "l",
         "listen",
@@ -38,8 +49,14 @@ fn main() -> ExitCode {
     opts.optopt(
         "",
         "log-level",
-        "error, warn, info, debug or trace (default info)",
+        "debug, info, warning, error, none, or an env_logger filter",
         "LEVEL",
+    );
+    opts.optopt(
+        "",
+        "log-file",
+        "append log lines to FILE (reopened on SIGHUP)",
+        "FILE",
     );
     opts.optopt(
         "",
@@ -55,8 +72,29 @@ fn main() -> ExitCode {
     );
     opts.optflag("h", "help", "print this help and exit");
     opts.optflag("V", "version", "print the version and exit");
-    let m = match opts.parse(&args[1..]) {
-        Ok(m) => m,
+    opts
+}
+
+fn usage(opts: &Options) -> String {
+    opts.usage(
+        "Usage: coney [options]\n\nAn AMQP 0-9-1 message broker that behaves like RabbitMQ.\n\
+         Command-line options override the config file.",
+    )
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let opts = options();
+    let m = match opts.parse(args.get(1..).unwrap_or_default()) {
+        Ok(m) if m.free.is_empty() => m,
+        Ok(m) => {
+            eprintln!(
+                "coney: unexpected argument '{}'\n\n{}",
+                m.free[0],
+                usage(&opts)
+            );
+            return ExitCode::from(EXIT_USAGE);
+        }
         Err(e) => {
             eprintln!("coney: {e}\n\n{}", usage(&opts));
             return ExitCode::from(EXIT_USAGE);
@@ -70,73 +108,172 @@ fn main() -> ExitCode {
         println!("coney {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
-    let mut config = Config::default();
-    if let Some(l) = m.opt_str("listen") {
-        match l.parse() {
-            Ok(a) => config.listen = a,
-            Err(_) => {
-                eprintln!("coney: --listen: '{l}' is not an ADDR:PORT");
-                return ExitCode::from(EXIT_USAGE);
-            }
-        }
+    if let Some(file) = m.opt_str("check-config") {
+        return check_config(Path::new(&file));
     }
-    if let Some(d) = m.opt_str("data-dir") {
-        config.data_dir = d.into();
-    }
-    if let Some(l) = m.opt_str("log-level") {
-        config.log_level = l;
-    }
-    if let Some(w) = m.opt_str("vm-memory-high-watermark") {
-        match w.parse() {
-            Ok(w) => config.vm_memory_high_watermark = w,
-            Err(e) => {
-                eprintln!("coney: --vm-memory-high-watermark: {e}");
-                return ExitCode::from(EXIT_USAGE);
-            }
-        }
-    }
-    if let Some(d) = m.opt_str("disk-free-limit") {
-        match coney::config::parse_bytes(&d) {
-            Ok(b) => config.disk_free_limit_bytes = b,
-            Err(e) => {
-                eprintln!("coney: --disk-free-limit: {e}");
-                return ExitCode::from(EXIT_USAGE);
-            }
-        }
-    }
-    if let Err(e) = config.validate() {
-        eprintln!("coney: {e}");
-        return ExitCode::from(EXIT_CONFIG);
+    let (config, warnings) = match configure(&m) {
+        Ok(c) => c,
+        Err(code) => return ExitCode::from(code),
+    };
+    if let Err(e) = logfile::open(config.log_to_console(), config.log_file.as_deref()) {
+        let path = config
+            .log_file
+            .as_deref()
+            .unwrap_or(Path::new(""))
+            .display();
+        eprintln!("coney: log.file {path}: {e}");
+        return ExitCode::from(EXIT_CANT_CREATE);
     }
     env_logger::Builder::new()
         .parse_filters(&config.log_level)
         .format_timestamp_millis()
+        .target(env_logger::Target::Pipe(Box::new(logfile::LogWriter)))
         .init();
-    if let Err(e) = std::fs::create_dir_all(&config.data_dir) {
-        log::error!("data dir {}: {e}", config.data_dir.display());
-        return ExitCode::from(EXIT_DATA_DIR);
+    for w in &warnings {
+        log::warn!("{w}");
     }
+    run(config)
+}
+
+/// Builds the Config: defaults, then the file, then the flags. Errs with the exit code after
+/// printing why.
+fn configure(m: &Matches) -> Result<(Config, Vec<String>), u8> {
+    let mut config = Config::default();
+    let mut warnings = Vec::new();
+    if let Some(file) = m.opt_str("config") {
+        match config_file::load(Path::new(&file), &mut config) {
+            Ok(w) => warnings.extend(w.into_iter().map(|w| format!("{file}: {w}"))),
+            Err(e) => {
+                eprintln!("coney: {e}");
+                return Err(EXIT_CONFIG);
+            }
+        }
+    }
+    let overrides = Overrides {
+        listen: m.opt_str("listen"),
+        data_dir: m.opt_str("data-dir").map(Into::into),
+        log_level: m.opt_str("log-level"),
+        log_file: m.opt_str("log-file").map(Into::into),
+        vm_memory_high_watermark: m.opt_str("vm-memory-high-watermark"),
+        disk_free_limit: m.opt_str("disk-free-limit"),
+    };
+    if let Err(e) = overrides.apply(&mut config) {
+        eprintln!("coney: {e}");
+        return Err(EXIT_USAGE);
+    }
+    if let Err(e) = config.validate() {
+        eprintln!("coney: {e}");
+        return Err(EXIT_CONFIG);
+    }
+    Ok((config, warnings))
+}
+
+/// `--check-config FILE`: the same reading and validation as a start, and nothing else.
+fn check_config(file: &Path) -> ExitCode {
+    let mut config = Config::default();
+    let checked = config_file::load(file, &mut config)
+        .map_err(|e| e.to_string())
+        .and_then(|w| {
+            config
+                .validate()
+                .map(|()| w)
+                .map_err(|e| format!("{}: {e}", file.display()))
+        });
+    match checked {
+        Ok(warnings) => {
+            for w in warnings {
+                eprintln!("coney: warning: {}: {w}", file.display());
+            }
+            println!("OK");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("coney: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+/// Creates the data dir and proves it writable with a probe file, so a wrong owner or a
+/// read-only mount fails the start (exit 73) instead of the first durable write.
+fn check_data_dir(dir: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let probe = dir.join(format!(".coney-write-probe-{}", std::process::id()));
+    let mut file = std::fs::File::create(&probe)?;
+    let written = file.write_all(b"probe\n");
+    drop(file);
+    let removed = std::fs::remove_file(&probe);
+    written.and(removed)
+}
+
+/// Reactor::bind binds the listener before it opens the store, so these kinds come from
+/// the bind (EACCES only for a privileged port); any other failure is the store's.
+fn is_listen_error(e: &io::Error, config: &Config) -> bool {
+    use io::ErrorKind::{AddrInUse, AddrNotAvailable, PermissionDenied};
+    match e.kind() {
+        AddrInUse | AddrNotAvailable => true,
+        PermissionDenied => config.listen.port() < 1024,
+        _ => false,
+    }
+}
+
+fn run(config: Config) -> ExitCode {
+    if let Err(e) = check_data_dir(&config.data_dir) {
+        log::error!(
+            "data dir {} is not writable: {e}",
+            config.data_dir.display()
+        );
+        return ExitCode::from(EXIT_CANT_CREATE);
+    }
+    raise_fd_limit();
     let mut reactor = match Reactor::bind(config.clone()) {
         Ok(r) => r,
-        Err(e) => {
+        Err(e) if is_listen_error(&e, &config) => {
             log::error!("cannot listen on {}: {e}", config.listen);
             return ExitCode::from(EXIT_LISTEN);
         }
+        Err(e) => {
+            log::error!(
+                "cannot open the message store in {}: {e}",
+                config.data_dir.display()
+            );
+            return ExitCode::from(EXIT_CANT_CREATE);
+        }
     };
+    let addr = reactor
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let notifier = notify::Notifier::new(std::env::var_os("NOTIFY_SOCKET").as_deref());
+    notifier.ready(&format!("listening on {addr}"));
     log::info!(
-        "coney {} listening on {} (data dir {})",
+        "coney {} listening on {addr} (data dir {})",
         env!("CARGO_PKG_VERSION"),
-        reactor
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default(),
         config.data_dir.display()
     );
-    match reactor.run().and_then(|()| reactor.close_store()) {
+    let outcome = reactor.run();
+    notifier.stopping();
+    let outcome = outcome.and_then(|()| reactor.close_store());
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("event loop failed: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Raises the soft open-file limit to the hard one: every connection is a descriptor, and the
+/// usual soft default of 1024 is far below what a broker should take (Go's runtime does the same).
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit with a valid, initialised struct.
+    unsafe {
+        let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 && rl.rlim_cur < rl.rlim_max {
+            let wanted = libc::rlimit { rlim_cur: rl.rlim_max, rlim_max: rl.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+                log::debug!("open-file limit raised from {} to {}", rl.rlim_cur, rl.rlim_max);
+            }
         }
     }
 }

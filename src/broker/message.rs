@@ -2,6 +2,7 @@
 //! in one `Bytes` buffer, copied once from the read buffer and shared (refcounted, not copied)
 //! by every queue it is routed to.
 
+use crate::limits::BODY_PREALLOCATE_MAX_BYTES;
 use bytes::Bytes;
 
 /// Immutable message shared between queues. Cloning bumps a refcount.
@@ -113,7 +114,10 @@ impl MessageBuilder {
 
     /// Records the content header and allocates the message at its final size.
     pub fn set_header(&mut self, properties: &[u8], body_size: u64, persistent: bool) {
-        let mut buf = Vec::with_capacity(self.head.len() + properties.len() + body_size as usize);
+        // A header can announce up to max_message_size; reserve only what a peer has shown
+        // it will send soon, and grow with the body frames.
+        let reserve = body_size.min(BODY_PREALLOCATE_MAX_BYTES as u64) as usize;
+        let mut buf = Vec::with_capacity(self.head.len() + properties.len() + reserve);
         buf.extend_from_slice(&self.head);
         buf.extend_from_slice(properties);
         self.buf = buf;

@@ -12,7 +12,7 @@ pub mod topic_trie;
 use crate::error::{AmqpError, Show};
 use crate::protocol::FieldTable;
 use crate::store::definitions::{BindingDef, Definitions, ExchangeDef, QueueDef};
-use crate::store::{Recovery, Store, StoreRef};
+use crate::store::{Location, Recovery, Store, StoreRef};
 use exchange::{Binding, Destination, Exchange, ExchangeKind};
 use handle::Registry;
 use message::Message;
@@ -520,7 +520,8 @@ impl Broker {
         flags: QueueFlags,
         args: FieldTable<'_>,
     ) -> Result<DeclareOk, AmqpError> {
-        let name: Box<[u8]> = if name.is_empty() && !flags.passive {
+        let generated = name.is_empty() && !flags.passive;
+        let name: Box<[u8]> = if generated {
             self.generate_name("amq.gen-")
         } else {
             name.into()
@@ -564,7 +565,7 @@ impl Broker {
         if flags.passive {
             return Err(not_found_queue(&name));
         }
-        if name.starts_with(b"amq.") && !name.starts_with(b"amq.gen-") {
+        if name.starts_with(b"amq.") && !generated {
             return Err(AmqpError::access_refused(format_args!(
                 "queue name '{}' contains reserved prefix 'amq.*'",
                 Show(&name)
@@ -600,14 +601,7 @@ impl Broker {
         let Some(q) = self.queues.get_mut(id) else {
             return Ok(0);
         };
-        let purged = q.purge();
-        let n = purged.len() as u32;
-        for m in purged {
-            if let Some(r) = m.store {
-                self.store.ack(r);
-            }
-        }
-        Ok(n)
+        Ok(q.purge(&mut self.store) as u32)
     }
 
     pub fn delete_queue(
@@ -649,11 +643,7 @@ impl Broker {
         self.queue_names.remove(&q.name);
         if q.store_id.is_some() {
             self.defs_dirty = true;
-            for m in q.purge() {
-                if let Some(r) = m.store {
-                    self.store.ack(r);
-                }
-            }
+            q.purge(&mut self.store);
         }
         for b in &q.bindings {
             let binding = Binding {
@@ -762,17 +752,20 @@ impl Broker {
             let Some(&id) = self.queue_names.get(msg.routing_key()) else {
                 return Ok(0);
             };
-            let store = match self.queues.get(id).and_then(|q| q.store_id) {
-                Some(sid) if msg.persistent => self
-                    .store
-                    .publish(msg, &[sid])
-                    .map(|msg_id| StoreRef { msg_id, queue: sid }),
+            let loc = match self.queues.get(id).and_then(|q| q.store_id) {
+                Some(sid) if msg.persistent => self.store.publish(msg, &[sid]),
                 _ => None,
             };
-            self.enqueue(id, msg.clone(), store);
+            self.enqueue(id, msg, loc);
             return Ok(1);
         }
         let root = self.exchange_id(exchange)?;
+        if self.exchanges.get(root).is_some_and(|x| x.internal) {
+            return Err(AmqpError::access_refused(format_args!(
+                "cannot publish to internal exchange '{}' in vhost '{VHOST}'",
+                Show(exchange)
+            )));
+        }
         let mut dests = std::mem::take(&mut self.route_dests);
         let mut pending = std::mem::take(&mut self.route_pending);
         let mut visited = std::mem::take(&mut self.route_visited);
@@ -803,7 +796,7 @@ impl Broker {
         dests.sort_unstable();
         dests.dedup();
         // A persistent message is written once, naming every durable queue it went to.
-        let mut msg_id = None;
+        let mut loc = None;
         if msg.persistent && self.store.enabled() {
             let mut durable = std::mem::take(&mut self.route_durable);
             durable.clear();
@@ -812,20 +805,17 @@ impl Broker {
                 Destination::Exchange(_) => None,
             }));
             if !durable.is_empty() {
-                msg_id = self.store.publish(msg, &durable);
+                loc = self.store.publish(msg, &durable);
             }
             self.route_durable = durable;
         }
         let mut routed = 0;
         for d in &dests {
             if let Destination::Queue(q) = *d {
-                let Some(queue) = self.queues.get(q) else {
+                if self.queues.get(q).is_none() {
                     continue;
-                };
-                let store = msg_id
-                    .zip(queue.store_id)
-                    .map(|(msg_id, queue)| StoreRef { msg_id, queue });
-                self.enqueue(q, msg.clone(), store);
+                }
+                self.enqueue(q, msg, loc);
                 routed += 1;
             }
         }
@@ -835,12 +825,35 @@ impl Broker {
         Ok(routed)
     }
 
-    fn enqueue(&mut self, id: QueueId, msg: Message, store: Option<StoreRef>) {
-        if let Some(q) = self.queues.get_mut(id) {
-            q.push(msg, store, false);
-            if !q.consumers.is_empty() {
-                self.mark_dirty(id);
+    /// Puts a routed message into a queue: in memory, or (a durable queue past its window)
+    /// only on disk. `loc` is the message's store record if it is persistent.
+    fn enqueue(&mut self, id: QueueId, msg: &Message, loc: Option<Location>) {
+        let Some(q) = self.queues.get_mut(id) else {
+            return;
+        };
+        match q.store_id {
+            Some(sid) if q.wants_paging() => {
+                let loc = match loc {
+                    Some(l) => Some(l),
+                    None => self.store.page_out(msg, sid),
+                };
+                match loc {
+                    Some(l) => q.push_paged(l, false),
+                    None => q.push(msg.clone(), None, false),
+                }
             }
+            Some(sid) => q.push(
+                msg.clone(),
+                loc.map(|l| StoreRef {
+                    msg_id: l.msg_id,
+                    queue: sid,
+                }),
+                false,
+            ),
+            None => q.push(msg.clone(), None, false),
+        }
+        if !q.consumers.is_empty() {
+            self.mark_dirty(id);
         }
     }
 
@@ -989,15 +1002,9 @@ impl Broker {
                 let Some(&q) = by_store_id.get(&sid) else {
                     continue;
                 };
+                // Everything recovered starts on disk; queues read their window back on demand.
                 if let Some(queue) = self.queues.get_mut(q) {
-                    queue.push(
-                        m.msg.clone(),
-                        Some(StoreRef {
-                            msg_id: m.msg_id,
-                            queue: sid,
-                        }),
-                        redelivered,
-                    );
+                    queue.push_paged(m.loc, redelivered);
                 }
             }
         }
@@ -1008,11 +1015,7 @@ impl Broker {
     pub fn redelivered_refs(&self) -> Vec<(u64, u32)> {
         let mut out = Vec::new();
         for (_, q) in self.queues.iter() {
-            out.extend(
-                q.iter()
-                    .filter(|m| m.redelivered)
-                    .filter_map(|m| m.store.map(|r| (r.msg_id, r.queue))),
-            );
+            q.redelivered_refs(&mut out);
         }
         out
     }

@@ -3,7 +3,9 @@
 
 use super::handle::Handle;
 use super::message::Message;
-use crate::store::StoreRef;
+use crate::limits::{PAGE_IN_BATCH_MESSAGES, QUEUE_WINDOW_BYTES_MAX, QUEUE_WINDOW_MESSAGES_MAX};
+use crate::store::{Location, Store, StoreRef};
+use log::error;
 use std::collections::VecDeque;
 
 pub type QueueId = Handle;
@@ -20,6 +22,16 @@ pub struct QueuedMessage {
     /// Where the message is on disk, for a persistent message in a durable queue.
     pub store: Option<StoreRef>,
 }
+
+/// A ready message that is only on disk: what a queue keeps per message beyond its window.
+#[derive(Clone, Copy, Debug)]
+pub struct PagedRef {
+    pub loc: Location,
+    pub seq: u64,
+    pub redelivered: bool,
+}
+
+const _: () = assert!(std::mem::size_of::<PagedRef>() <= 32);
 
 /// The connection a queue or consumer belongs to (the reactor's slab key).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -46,6 +58,8 @@ pub struct Queue {
     pub arguments: Box<[u8]>,
     ready: VecDeque<QueuedMessage>,
     ready_bytes: usize,
+    /// Ready messages after `ready`, in order, whose bodies are only in the store.
+    paged: VecDeque<PagedRef>,
     next_seq: u64,
     pub consumers: Vec<ConsumerId>,
     /// Index into `consumers` of the next one to try.
@@ -76,6 +90,7 @@ impl Queue {
             arguments,
             ready: VecDeque::new(),
             ready_bytes: 0,
+            paged: VecDeque::new(),
             next_seq: 0,
             consumers: Vec::new(),
             next_consumer: 0,
@@ -87,7 +102,71 @@ impl Queue {
     }
 
     pub fn message_count(&self) -> usize {
-        self.ready.len()
+        self.ready.len() + self.paged.len()
+    }
+
+    /// Messages whose bodies are on disk only.
+    pub fn paged_count(&self) -> usize {
+        self.paged.len()
+    }
+
+    /// Whether a new message must go to disk instead of memory: the queue is durable and its
+    /// in-memory window is full (or it is already paging, so order is kept).
+    pub fn wants_paging(&self) -> bool {
+        self.store_id.is_some()
+            && (!self.paged.is_empty()
+                || self.ready.len() >= QUEUE_WINDOW_MESSAGES_MAX
+                || self.ready_bytes >= QUEUE_WINDOW_BYTES_MAX)
+    }
+
+    /// Appends a message that stays on disk.
+    pub fn push_paged(&mut self, loc: Location, redelivered: bool) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.paged.push_back(PagedRef {
+            loc,
+            seq,
+            redelivered,
+        });
+    }
+
+    /// Reads the next batch of paged messages into memory once the window has run dry.
+    pub fn page_in(&mut self, store: &mut Store) {
+        if !self.ready.is_empty() || self.paged.is_empty() {
+            return;
+        }
+        let Some(queue) = self.store_id else { return };
+        for _ in 0..PAGE_IN_BATCH_MESSAGES {
+            let Some(p) = self.paged.pop_front() else {
+                break;
+            };
+            let store_ref = StoreRef {
+                msg_id: p.loc.msg_id,
+                queue,
+            };
+            match store.read(p.loc) {
+                Ok(msg) => {
+                    self.ready_bytes += msg.size();
+                    // Paged messages are newer than any in memory, so order is kept.
+                    self.ready.push_back(QueuedMessage {
+                        seq: p.seq,
+                        msg,
+                        redelivered: p.redelivered,
+                        store: Some(store_ref),
+                    });
+                }
+                Err(e) => {
+                    error!(
+                        "queue '{}': cannot read message back from the store: {e}; dropping it",
+                        String::from_utf8_lossy(&self.name)
+                    );
+                    store.ack(store_ref);
+                }
+            }
+            if self.ready_bytes >= QUEUE_WINDOW_BYTES_MAX {
+                break;
+            }
+        }
     }
 
     pub fn ready_bytes(&self) -> usize {
@@ -111,9 +190,21 @@ impl Queue {
         });
     }
 
-    /// The ready messages, oldest first.
-    pub fn iter(&self) -> impl Iterator<Item = &QueuedMessage> {
-        self.ready.iter()
+    /// Store references of ready messages delivered before (for a clean stop).
+    pub fn redelivered_refs(&self, out: &mut Vec<(u64, u32)>) {
+        let Some(queue) = self.store_id else { return };
+        out.extend(
+            self.ready
+                .iter()
+                .filter(|m| m.redelivered)
+                .filter_map(|m| m.store.map(|r| (r.msg_id, r.queue))),
+        );
+        out.extend(
+            self.paged
+                .iter()
+                .filter(|p| p.redelivered)
+                .map(|p| (p.loc.msg_id, queue)),
+        );
     }
 
     /// Takes the oldest ready message.
@@ -132,10 +223,24 @@ impl Queue {
         self.ready.insert(at, m);
     }
 
-    /// Drops every ready message; returns them so their store records can be acked.
-    pub fn purge(&mut self) -> VecDeque<QueuedMessage> {
+    /// Drops every ready message, acking their store records; returns how many there were.
+    pub fn purge(&mut self, store: &mut Store) -> usize {
+        let n = self.message_count();
         self.ready_bytes = 0;
-        std::mem::take(&mut self.ready)
+        for m in std::mem::take(&mut self.ready) {
+            if let Some(r) = m.store {
+                store.ack(r);
+            }
+        }
+        if let Some(queue) = self.store_id {
+            for p in std::mem::take(&mut self.paged) {
+                store.ack(StoreRef {
+                    msg_id: p.loc.msg_id,
+                    queue,
+                });
+            }
+        }
+        n
     }
 
     pub fn remove_consumer(&mut self, c: ConsumerId) {

@@ -178,6 +178,11 @@ impl<'a> BasicProperties<'a> {
         s(w, self.cluster_id);
     }
 
+    /// Whether a raw property list carries a headers table, without decoding it.
+    pub fn has_headers(raw: &[u8]) -> bool {
+        raw.first().is_some_and(|b| (*b as u16) << 8 & HEADERS != 0)
+    }
+
     pub fn is_persistent(&self) -> bool {
         self.delivery_mode == Some(DELIVERY_MODE_PERSISTENT)
     }
@@ -211,6 +216,26 @@ mod tests {
         assert_eq!(&v[..2], &[0xff, 0xfc]);
         assert_eq!(BasicProperties::decode(&v), Ok(p));
         assert!(p.is_persistent());
+    }
+
+    #[test]
+    fn has_headers_reads_only_the_flag_bit() {
+        let mut v = Vec::new();
+        let t = FieldTable::parse(b"").expect("empty table");
+        BasicProperties {
+            headers: Some(t),
+            ..Default::default()
+        }
+        .encode(&mut Writer::new(&mut v));
+        assert!(BasicProperties::has_headers(&v));
+        let mut w = Vec::new();
+        BasicProperties {
+            delivery_mode: Some(2),
+            ..Default::default()
+        }
+        .encode(&mut Writer::new(&mut w));
+        assert!(!BasicProperties::has_headers(&w));
+        assert!(!BasicProperties::has_headers(&[]));
     }
 
     #[test]

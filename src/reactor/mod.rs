@@ -201,7 +201,7 @@ impl Reactor {
                 info!("signal {sig}: shutting down");
                 self.begin_shutdown(now);
             }
-            libc::SIGHUP => info!("SIGHUP: logs go to stderr; nothing to reopen"),
+            libc::SIGHUP => crate::logfile::reopen(),
             _ => {}
         }
     }
@@ -242,8 +242,11 @@ impl Reactor {
         loop {
             match listener.accept() {
                 Ok((mut socket, peer)) => {
-                    if self.conns.len() >= CONNECTIONS_MAX {
-                        warn!("connection limit {CONNECTIONS_MAX} reached; refusing {peer}");
+                    if self.conns.len() >= self.config.max_connections {
+                        warn!(
+                            "connection limit {} reached; refusing {peer}",
+                            self.config.max_connections
+                        );
                         drop(socket);
                         continue;
                     }
@@ -426,7 +429,11 @@ impl Reactor {
     }
 
     fn tick(&mut self, now: Instant) {
-        self.accept_paused = false;
+        if self.accept_paused {
+            // The listener is edge-triggered: sockets left in the backlog raise no new event.
+            self.accept_paused = false;
+            self.accept(now);
+        }
         if self.alarms.check_disk(&self.config.data_dir) {
             self.on_alarm_change(now);
         }

@@ -56,6 +56,7 @@ fn deliver_queue(broker: &mut Broker, sessions: &mut impl Sessions, qid: QueueId
         // No consumer has credit: the queue is marked dirty again when one gets some.
         let Some((idx, cid)) = chosen else { return };
         q.next_consumer = (idx + 1) % n;
+        q.page_in(&mut broker.store);
         let Some(m) = q.pop() else { return };
         let Some(c) = broker.consumers.get_mut(cid) else {
             return;

@@ -356,6 +356,7 @@ impl Session {
         let Some(q) = ctx.broker.queues.get_mut(qid) else {
             return Err(AmqpError::not_found("queue gone"));
         };
+        q.page_in(&mut ctx.broker.store);
         let Some(m) = q.pop() else {
             self.send(ch, Method::BasicGetEmpty(BasicGetEmpty { cluster_id: b"" }));
             return Ok(());
@@ -578,9 +579,14 @@ impl Session {
         mandatory: bool,
         ctx: &mut Ctx<'_>,
     ) -> Result<(), AmqpError> {
-        let headers = BasicProperties::decode(msg.properties())
-            .ok()
-            .and_then(|p| p.headers);
+        // Only headers exchanges read the headers; skip decoding when there are none.
+        let headers = if BasicProperties::has_headers(msg.properties()) {
+            BasicProperties::decode(msg.properties())
+                .ok()
+                .and_then(|p| p.headers)
+        } else {
+            None
+        };
         let routed = ctx.broker.publish(&msg, headers)?;
         if routed == 0 && mandatory {
             let r = BasicReturn {

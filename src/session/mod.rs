@@ -127,23 +127,43 @@ fn is_loopback(addr: &SocketAddr) -> bool {
 fn describe_frame(kind: u8, payload: &[u8]) -> String {
     const SHOWN_MAX: usize = 16;
     let shown = &payload[..payload.len().min(SHOWN_MAX)];
-    let list: Vec<String> = shown.iter().map(|b| b.to_string()).collect();
     let which = if payload.len() > SHOWN_MAX {
         "first 16 octets"
     } else {
         "all octets"
     };
-    format!("type {kind}, {which} = <<{}>>", list.join(","))
+    format!("type {kind}, {which} = {}", erlang_binary(shown, true))
+}
+
+/// A binary as Erlang prints it: `<<"text">>` when printable and `pretty` (~p), otherwise
+/// `<<1,2,3>>` (~w).
+fn erlang_binary(b: &[u8], pretty: bool) -> String {
+    if pretty
+        && !b.is_empty()
+        && b.iter()
+            .all(|c| (0x20..0x7f).contains(c) && *c != b'"' && *c != b'\\')
+    {
+        return format!("<<\"{}\">>", String::from_utf8_lossy(b));
+    }
+    let list: Vec<String> = b.iter().map(|c| c.to_string()).collect();
+    format!("<<{}>>", list.join(","))
 }
 
 /// Frame-level failure while reading, with RabbitMQ's texts. `buf` starts at the frame.
 fn frame_error_to_amqp(e: FrameError, buf: &[u8]) -> AmqpError {
     let kind = buf.first().copied().unwrap_or(0);
     match e {
-        FrameError::BadType { kind } => AmqpError::frame_error(format_args!(
-            "{}: unknown_frame_type",
-            describe_frame(kind, &[])
-        )),
+        FrameError::BadType { kind } => {
+            // RabbitMQ reads the whole frame first; show what of its payload has arrived.
+            let size = buf
+                .get(3..7)
+                .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize);
+            let payload = buf.get(7..).map_or(&[][..], |p| &p[..p.len().min(size)]);
+            AmqpError::frame_error(format_args!(
+                "{}: unknown_frame",
+                describe_frame(kind, payload)
+            ))
+        }
         FrameError::TooLarge { size, frame_max } => AmqpError::frame_error(format_args!(
             "{}: {{frame_too_large,{size},{}}}",
             describe_frame(kind, &[]),
@@ -285,6 +305,11 @@ impl Session {
 
     /// Handles one frame; errors become channel or connection closes naming the method.
     fn handle_frame(&mut self, f: Frame<'_>, ctx: &mut Ctx<'_>) {
+        if self.state == State::Closing && (f.channel != 0 || f.kind != FrameKind::Method) {
+            // Waiting for close-ok: whatever the client sent before it saw our close is
+            // dropped without an answer (spec: "discard all frames").
+            return;
+        }
         let mut ids = (0, 0);
         let result = match f.kind {
             FrameKind::Heartbeat if f.channel != 0 => {
@@ -316,9 +341,10 @@ impl Session {
                     if let [c0, c1, m0, m1, ..] = *f.payload {
                         ids = (u16::from_be_bytes([c0, c1]), u16::from_be_bytes([m0, m1]));
                     }
+                    let args = f.payload.get(4..).unwrap_or(&[]);
                     Err(AmqpError::frame_error(format_args!(
                         "cannot decode {}",
-                        describe_frame(1, f.payload)
+                        erlang_binary(args, false)
                     )))
                 }
             },

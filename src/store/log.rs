@@ -14,6 +14,7 @@ use log::{error, info, warn};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"CONEYSEG";
@@ -26,11 +27,26 @@ const KIND_REDELIVERED: u8 = 3;
 const KIND_CLEAN: u8 = 4;
 const KIND_STARTED: u8 = 5;
 
-/// A message found in the log at startup with the queues that still hold it.
+/// Where a publish record is: its message id (which names the segment), the record's offset
+/// in the segment file and its length. Enough to read the message back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    pub msg_id: u64,
+    pub offset: u32,
+    pub len: u32,
+}
+
+impl Location {
+    pub fn segment(&self) -> u32 {
+        (self.msg_id >> 32) as u32
+    }
+}
+
+/// A message found in the log at startup with the queues that still hold it. Only its
+/// location is kept: bodies are read back when a queue needs them.
 #[derive(Debug, Clone)]
 pub struct RecoveredMessage {
-    pub msg_id: u64,
-    pub msg: Message,
+    pub loc: Location,
     /// (queue store id, redelivered)
     pub queues: Vec<(u32, bool)>,
 }
@@ -68,6 +84,8 @@ pub struct Log {
     need_sync: bool,
     /// Closed segments whose last writes are not yet synced.
     unsynced: Vec<File>,
+    /// Open handles for reading paged-out messages back, by segment.
+    readers: HashMap<u32, File>,
 }
 
 fn segment_path(dir: &Path, n: u32) -> PathBuf {
@@ -75,7 +93,7 @@ fn segment_path(dir: &Path, n: u32) -> PathBuf {
 }
 
 struct Pending {
-    msg: Message,
+    loc: Location,
     queues: Vec<(u32, bool)>,
 }
 
@@ -101,6 +119,8 @@ impl Log {
             let last = i + 1 == numbers.len();
             replay_segment(&segment_path(dir, n), n, last, &mut msgs, &mut report)?;
         }
+        // Recovery may have removed a segment whose header never reached the disk.
+        numbers.retain(|&n| segment_path(dir, n).exists());
         if !report.clean_shutdown && !msgs.is_empty() {
             info!("message store: unclean shutdown; recovered messages are marked redelivered");
         }
@@ -116,8 +136,7 @@ impl Log {
             }
             *live.entry((msg_id >> 32) as u32).or_default() += p.queues.len() as u64;
             recovered.push(RecoveredMessage {
-                msg_id,
-                msg: p.msg,
+                loc: p.loc,
                 queues: p.queues,
             });
         }
@@ -144,6 +163,7 @@ impl Log {
             pending: Vec::new(),
             need_sync: true,
             unsynced: Vec::new(),
+            readers: HashMap::new(),
         };
         // A run that starts and then crashes must not look clean to the next start.
         record::write_record(&mut log.pending, KIND_STARTED, |_| {});
@@ -152,8 +172,10 @@ impl Log {
         Ok((log, recovered, report))
     }
 
-    /// Appends a publish of `msg` to the durable queues `queues`; returns its message id.
-    pub fn publish(&mut self, msg: &Message, queues: &[u32]) -> u64 {
+    /// Appends a publish of `msg` to the durable queues `queues`; returns where it is. A
+    /// non-`durable` append (a transient message paged out of memory) needs no fdatasync and
+    /// is ignored by recovery.
+    pub fn publish(&mut self, msg: &Message, queues: &[u32], durable: bool) -> Location {
         let (data, ex, rk, props) = msg.raw();
         let estimate = 32 + queues.len() as u64 * 4 + data.len() as u64;
         if self.size + estimate > SEGMENT_SIZE_MAX_BYTES
@@ -163,6 +185,7 @@ impl Log {
         }
         let msg_id = ((self.current as u64) << 32) | self.next_index as u64;
         self.next_index += 1;
+        let offset = self.size as u32;
         let before = self.pending.len();
         record::write_record(&mut self.pending, KIND_PUBLISH, |p| {
             p.extend_from_slice(&msg_id.to_be_bytes());
@@ -176,12 +199,56 @@ impl Log {
             p.extend_from_slice(&props.to_be_bytes());
             p.extend_from_slice(data);
         });
-        self.size += (self.pending.len() - before) as u64;
+        let len = (self.pending.len() - before) as u32;
+        self.size += len as u64;
         if let Some(s) = self.segments.get_mut(&self.current) {
             s.live += queues.len() as u64;
         }
-        self.need_sync = true;
-        msg_id
+        self.need_sync |= durable;
+        Location {
+            msg_id,
+            offset,
+            len,
+        }
+    }
+
+    /// Reads a message back from its publish record.
+    pub fn read(&mut self, loc: Location) -> io::Result<Message> {
+        if loc.segment() == self.current {
+            self.write_pending()?;
+        }
+        let seg = loc.segment();
+        let file = match self.readers.entry(seg) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(File::open(segment_path(&self.dir, seg))?)
+            }
+        };
+        let mut buf = vec![0u8; loc.len as usize];
+        file.read_exact_at(&mut buf, loc.offset as u64)?;
+        let bad = || {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("segment {seg}: bad record at {}", loc.offset),
+            )
+        };
+        let (payload_at, header) = match record::scan(&buf) {
+            Scan::Record {
+                kind: KIND_PUBLISH,
+                payload,
+                ..
+            } => (
+                record::RECORD_HEADER_BYTES,
+                parse_publish(payload).ok_or_else(bad)?,
+            ),
+            _ => return Err(bad()),
+        };
+        if header.msg_id != loc.msg_id {
+            return Err(bad());
+        }
+        let data = Bytes::from(buf).slice(payload_at + header.data_at..);
+        Message::from_raw(data, header.ex, header.rk, header.props, header.persistent)
+            .ok_or_else(bad)
     }
 
     /// Records that `queue` no longer holds `msg_id` (acked, purged, dropped, or deleted).
@@ -274,11 +341,17 @@ impl Log {
             if n == self.current || s.live > 0 {
                 return;
             }
-            if let Err(e) = fs::remove_file(segment_path(&self.dir, n)) {
-                warn!("message store: cannot remove segment {n}: {e}");
-                return;
+            match fs::remove_file(segment_path(&self.dir, n)) {
+                Ok(()) => {}
+                // Already gone (removed by recovery): forget it all the same.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    warn!("message store: cannot remove segment {n}: {e}");
+                    return;
+                }
             }
             self.segments.remove(&n);
+            self.readers.remove(&n);
         }
     }
 
@@ -349,7 +422,7 @@ fn replay_segment(
     while at < buf.len() {
         match record::scan(&buf[at..]) {
             Scan::Record { kind, payload, len } => {
-                apply(kind, payload, n, msgs, report);
+                apply(kind, payload, n, (at, len), msgs, report);
                 report.records += 1;
                 at += len;
             }
@@ -387,42 +460,78 @@ fn replay_segment(
     Ok(())
 }
 
+/// The fixed part of a publish record's payload.
+struct PublishHeader {
+    msg_id: u64,
+    persistent: bool,
+    queues: Vec<(u32, bool)>,
+    ex: u8,
+    rk: u8,
+    props: u32,
+    /// Offset of exchange ++ routing key ++ properties ++ body within the payload.
+    data_at: usize,
+}
+
+fn parse_publish(payload: &[u8]) -> Option<PublishHeader> {
+    let mut c = Cursor::new(payload);
+    let msg_id = c.u64()?;
+    let persistent = c.u8()? != 0;
+    let nq = c.u16()? as usize;
+    let mut queues = Vec::with_capacity(nq);
+    for _ in 0..nq {
+        queues.push((c.u32()?, false));
+    }
+    let ex = c.u8()?;
+    let rk = c.u8()?;
+    let props = c.u32()?;
+    let data_at = payload.len() - c.rest().len();
+    if (ex as usize + rk as usize + props as usize) > c.rest().len() {
+        return None;
+    }
+    Some(PublishHeader {
+        msg_id,
+        persistent,
+        queues,
+        ex,
+        rk,
+        props,
+        data_at,
+    })
+}
+
 fn apply(
     kind: u8,
     payload: &[u8],
     segment: u32,
+    (offset, len): (usize, usize),
     msgs: &mut BTreeMap<u64, Pending>,
     report: &mut RecoveryReport,
 ) {
     let mut c = Cursor::new(payload);
     report.clean_shutdown = kind == KIND_CLEAN;
     match kind {
-        KIND_PUBLISH => {
-            let parsed = (|| {
-                let msg_id = c.u64()?;
-                let persistent = c.u8()? != 0;
-                let nq = c.u16()? as usize;
-                let mut queues = Vec::with_capacity(nq);
-                for _ in 0..nq {
-                    queues.push((c.u32()?, false));
-                }
-                let ex = c.u8()?;
-                let rk = c.u8()?;
-                let props = c.u32()?;
-                let data = Bytes::copy_from_slice(c.rest());
-                let msg = Message::from_raw(data, ex, rk, props, persistent)?;
-                Some((msg_id, Pending { msg, queues }))
-            })();
-            match parsed {
-                Some((id, p)) if (id >> 32) as u32 == segment => {
-                    msgs.insert(id, p);
-                }
-                _ => {
-                    report.corrupt_records += 1;
-                    error!("message store: segment {segment}: malformed publish record skipped");
-                }
+        KIND_PUBLISH => match parse_publish(payload) {
+            // Transient messages paged out of memory are not recovered.
+            Some(h) if !h.persistent => {}
+            Some(h) if (h.msg_id >> 32) as u32 == segment => {
+                let loc = Location {
+                    msg_id: h.msg_id,
+                    offset: offset as u32,
+                    len: len as u32,
+                };
+                msgs.insert(
+                    h.msg_id,
+                    Pending {
+                        loc,
+                        queues: h.queues,
+                    },
+                );
             }
-        }
+            _ => {
+                report.corrupt_records += 1;
+                error!("message store: segment {segment}: malformed publish record skipped");
+            }
+        },
         KIND_ACK | KIND_REDELIVERED => {
             let (Some(msg_id), Some(queue)) = (c.u64(), c.u32()) else {
                 return;
@@ -473,9 +582,17 @@ mod tests {
         ids.iter().copied().collect()
     }
 
-    fn bodies(r: &[RecoveredMessage]) -> Vec<String> {
+    impl Log {
+        fn publish_id(&mut self, m: &Message, q: &[u32]) -> u64 {
+            self.publish(m, q, true).msg_id
+        }
+    }
+
+    fn bodies(log: &mut Log, r: &[RecoveredMessage]) -> Vec<String> {
         r.iter()
-            .map(|m| String::from_utf8_lossy(m.msg.body()).into_owned())
+            .map(|m| {
+                String::from_utf8_lossy(log.read(m.loc).expect("read back").body()).into_owned()
+            })
             .collect()
     }
 
@@ -484,31 +601,33 @@ mod tests {
         let d = TempDir::new("order");
         let (mut log, rec, _) = Log::open(&d.0, &queues(&[1, 2])).expect("open");
         assert!(rec.is_empty());
-        let a = log.publish(&msg("a"), &[1, 2]);
-        let b = log.publish(&msg("b"), &[1]);
-        let _c = log.publish(&msg("c"), &[2]);
+        let a = log.publish_id(&msg("a"), &[1, 2]);
+        let b = log.publish_id(&msg("b"), &[1]);
+        let _c = log.publish_id(&msg("c"), &[2]);
         log.ack(a, 1);
         log.ack(b, 1);
         log.sync().expect("sync");
         drop(log);
-        let (_log, rec, report) = Log::open(&d.0, &queues(&[1, 2])).expect("reopen");
-        assert_eq!(bodies(&rec), ["a", "c"]);
+        let (mut log, rec, report) = Log::open(&d.0, &queues(&[1, 2])).expect("reopen");
+        assert_eq!(bodies(&mut log, &rec), ["a", "c"]);
         assert_eq!(
             rec[0].queues,
             [(2, true)],
             "unclean stop: marked redelivered"
         );
         assert!(!report.clean_shutdown);
-        assert_eq!(rec[0].msg.exchange(), b"ex");
-        assert_eq!(rec[0].msg.properties(), &[0x10, 0, 2]);
+        let first = log.read(rec[0].loc).expect("read");
+        assert_eq!(first.exchange(), b"ex");
+        assert_eq!(first.properties(), &[0x10, 0, 2]);
+        assert!(first.persistent);
     }
 
     #[test]
     fn clean_shutdown_keeps_redelivered_flags_exact() {
         let d = TempDir::new("clean");
         let (mut log, _, _) = Log::open(&d.0, &queues(&[1])).expect("open");
-        let a = log.publish(&msg("a"), &[1]);
-        log.publish(&msg("b"), &[1]);
+        let a = log.publish_id(&msg("a"), &[1]);
+        log.publish_id(&msg("b"), &[1]);
         log.close_clean(&[(a, 1)]).expect("close");
         drop(log);
         let (log, rec, report) = Log::open(&d.0, &queues(&[1])).expect("reopen");
@@ -527,19 +646,19 @@ mod tests {
     fn a_torn_tail_at_every_byte_of_the_last_record_loses_only_that_record() {
         let d = TempDir::new("torn");
         let (mut log, _, _) = Log::open(&d.0, &queues(&[1])).expect("open");
-        log.publish(&msg("first"), &[1]);
+        log.publish_id(&msg("first"), &[1]);
         log.sync().expect("sync");
         let path = segment_path(&d.0, log.current);
         let before = fs::metadata(&path).expect("meta").len();
-        log.publish(&msg("second"), &[1]);
+        log.publish_id(&msg("second"), &[1]);
         log.sync().expect("sync");
         drop(log);
         let full = fs::read(&path).expect("read");
         for cut in before as usize..full.len() {
             let d2 = TempDir::new("torn-case");
             fs::write(segment_path(&d2.0, 1), &full[..cut]).expect("write");
-            let (_, rec, report) = Log::open(&d2.0, &queues(&[1])).expect("recover");
-            assert_eq!(bodies(&rec), ["first"], "cut at {cut}");
+            let (mut log2, rec, report) = Log::open(&d2.0, &queues(&[1])).expect("recover");
+            assert_eq!(bodies(&mut log2, &rec), ["first"], "cut at {cut}");
             assert_eq!(report.truncated_bytes, (cut - before as usize) as u64);
             assert_eq!(
                 fs::metadata(segment_path(&d2.0, 1)).expect("meta").len(),
@@ -554,18 +673,18 @@ mod tests {
         let d = TempDir::new("flip");
         let (mut log, _, _) = Log::open(&d.0, &queues(&[1])).expect("open");
         let path = segment_path(&d.0, log.current);
-        log.publish(&msg("one"), &[1]);
+        log.publish_id(&msg("one"), &[1]);
         log.sync().expect("sync");
         let mid = fs::metadata(&path).expect("meta").len() as usize;
-        log.publish(&msg("two"), &[1]);
-        log.publish(&msg("three"), &[1]);
+        log.publish_id(&msg("two"), &[1]);
+        log.publish_id(&msg("three"), &[1]);
         log.sync().expect("sync");
         drop(log);
         let mut bytes = fs::read(&path).expect("read");
         bytes[mid + 12] ^= 0xff;
         fs::write(&path, &bytes).expect("write");
-        let (_, rec, report) = Log::open(&d.0, &queues(&[1])).expect("recover");
-        assert_eq!(bodies(&rec), ["one", "three"]);
+        let (mut log, rec, report) = Log::open(&d.0, &queues(&[1])).expect("recover");
+        assert_eq!(bodies(&mut log, &rec), ["one", "three"]);
         assert_eq!(report.corrupt_records, 1);
     }
 
@@ -576,7 +695,7 @@ mod tests {
         let big = "x".repeat(1024 * 1024);
         let mut ids = Vec::new();
         for _ in 0..40 {
-            ids.push(log.publish(&msg(&big), &[1]));
+            ids.push(log.publish_id(&msg(&big), &[1]));
         }
         log.sync().expect("sync");
         let on_disk = || fs::read_dir(&d.0).expect("ls").count();
@@ -599,11 +718,54 @@ mod tests {
     fn messages_of_deleted_queues_are_not_recovered() {
         let d = TempDir::new("deleted");
         let (mut log, _, _) = Log::open(&d.0, &queues(&[1, 2])).expect("open");
-        log.publish(&msg("a"), &[1, 2]);
+        log.publish_id(&msg("a"), &[1, 2]);
         log.sync().expect("sync");
         drop(log);
         let (_, rec, _) = Log::open(&d.0, &queues(&[2])).expect("reopen");
         assert_eq!(rec.len(), 1);
         assert_eq!(rec[0].queues, [(2, true)]);
+    }
+
+    #[test]
+    fn paged_messages_read_back_before_sync_and_transient_ones_are_not_recovered() {
+        let d = TempDir::new("read");
+        let (mut log, _, _) = Log::open(&d.0, &queues(&[1])).expect("open");
+        let kept = log.publish(&msg("kept"), &[1], true);
+        let paged = log.publish(
+            &Message::new(b"", b"q", &[0, 0], b"transient", false),
+            &[1],
+            false,
+        );
+        assert_eq!(
+            log.read(paged).expect("read before sync").body(),
+            b"transient"
+        );
+        assert_eq!(log.read(kept).expect("read").body(), b"kept");
+        log.sync().expect("sync");
+        drop(log);
+        let (mut log, rec, _) = Log::open(&d.0, &queues(&[1])).expect("reopen");
+        assert_eq!(bodies(&mut log, &rec), ["kept"]);
+    }
+
+    #[test]
+    fn a_headerless_newest_segment_does_not_block_segment_removal() {
+        let d = TempDir::new("headerless");
+        let (mut log, _, _) = Log::open(&d.0, &queues(&[1])).expect("open");
+        let id = log.publish_id(&msg("a"), &[1]);
+        log.sync().expect("sync");
+        let next = log.current + 1;
+        drop(log);
+        // A crash right after creating the next segment, before its header was written.
+        fs::write(segment_path(&d.0, next), b"CONEY").expect("write");
+        let (mut log, rec, _) = Log::open(&d.0, &queues(&[1])).expect("reopen");
+        assert_eq!(rec.len(), 1);
+        log.ack(id, 1);
+        log.sync().expect("sync");
+        assert_eq!(
+            log.segment_numbers(),
+            [log.current],
+            "every finished segment is gone"
+        );
+        assert_eq!(fs::read_dir(&d.0).expect("ls").count(), 1);
     }
 }

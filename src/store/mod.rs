@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use self::log::{RecoveredMessage, RecoveryReport};
+pub use self::log::{Location, RecoveredMessage, RecoveryReport};
 
 /// A message's place in the store as seen from one queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,9 +69,22 @@ impl Store {
         self.log.is_some()
     }
 
-    /// Appends a persistent message routed to durable queues; returns its id.
-    pub fn publish(&mut self, msg: &Message, queues: &[u32]) -> Option<u64> {
-        self.log.as_mut().map(|l| l.publish(msg, queues))
+    /// Appends a persistent message routed to durable queues; returns where it is.
+    pub fn publish(&mut self, msg: &Message, queues: &[u32]) -> Option<Location> {
+        self.log.as_mut().map(|l| l.publish(msg, queues, true))
+    }
+
+    /// Writes a transient message out of memory for a queue over its window.
+    pub fn page_out(&mut self, msg: &Message, queue: u32) -> Option<Location> {
+        self.log.as_mut().map(|l| l.publish(msg, &[queue], false))
+    }
+
+    /// Reads a paged-out message back.
+    pub fn read(&mut self, loc: Location) -> io::Result<Message> {
+        match self.log.as_mut() {
+            Some(l) => l.read(loc),
+            None => Err(io::Error::new(io::ErrorKind::NotFound, "store disabled")),
+        }
     }
 
     pub fn ack(&mut self, r: StoreRef) {

@@ -5,5 +5,6 @@
 mod basic;
 mod entities;
 mod raw_wire;
+mod robustness;
 mod semantics;
 mod support;

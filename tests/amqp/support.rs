@@ -10,6 +10,9 @@
 //! * Every wait is bounded by a tokio timeout ([`TIMEOUT`]); nothing sleeps and hopes,
 //!   except [`assert_no_delivery`], which by nature waits a short quiet period.
 //! * [`unique`] gives per-test names so tests can share one broker in parallel.
+//! * [`Broker::start_with`] passes extra flags to a private coney; [`Broker::pid`] with
+//!   [`proc_rss_bytes`] and [`proc_fd_count`] measure the broker process (`CONEY_TEST_PID`
+//!   names an external broker's process).
 //!
 //! Running: `cargo test --release` (each test starts its own coney), or against any
 //! broker, e.g. a private RabbitMQ on 5690:
@@ -89,6 +92,13 @@ fn free_port() -> u16 {
 impl Broker {
     /// Start a private coney (or reuse `CONEY_TEST_ADDR`); returns once it accepts TCP.
     pub fn start() -> Broker {
+        Self::start_with(&[])
+    }
+
+    /// Like [`Broker::start`], with extra command-line flags for a private coney, e.g.
+    /// `&["--vm-memory-high-watermark", "64MB"]`. An external broker (`CONEY_TEST_ADDR`)
+    /// is reused as it is: tests that need the flags check [`Broker::is_external`].
+    pub fn start_with(extra_args: &[&str]) -> Broker {
         if let Ok(addr) = std::env::var("CONEY_TEST_ADDR") {
             let (host, port) = addr
                 .rsplit_once(':')
@@ -102,7 +112,7 @@ impl Broker {
         }
         let mut last_err = String::new();
         for _attempt in 0..3 {
-            match Self::spawn_coney() {
+            match Self::spawn_coney(extra_args) {
                 Ok(b) => return b,
                 Err(e) => last_err = e,
             }
@@ -110,7 +120,7 @@ impl Broker {
         panic!("could not start coney: {last_err}");
     }
 
-    fn spawn_coney() -> Result<Broker, String> {
+    fn spawn_coney(extra_args: &[&str]) -> Result<Broker, String> {
         let port = free_port();
         let dir = std::env::temp_dir().join(unique("coney-test"));
         std::fs::create_dir_all(&dir).map_err(|e| format!("mkdir {dir:?}: {e}"))?;
@@ -123,6 +133,7 @@ impl Broker {
             .arg(dir.join("data"))
             .arg("--log-level")
             .arg("info")
+            .args(extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2))
@@ -165,6 +176,15 @@ impl Broker {
         let cut = s.len().saturating_sub(4096);
         let cut = (cut..s.len()).find(|i| s.is_char_boundary(*i)).unwrap_or(0);
         s[cut..].to_string()
+    }
+
+    /// The broker's OS process id: the private coney's, or for an external broker the one
+    /// given in `CONEY_TEST_PID` (e.g. RabbitMQ's beam.smp), if any.
+    pub fn pid(&self) -> Option<u32> {
+        match &self.child {
+            Some(child) => Some(child.id()),
+            None => std::env::var("CONEY_TEST_PID").ok()?.parse().ok(),
+        }
     }
 
     /// True when the tests run against an external broker (`CONEY_TEST_ADDR`).
@@ -267,6 +287,25 @@ pub fn is_rabbitmq(conn: &Connection) -> bool {
     conn.server_properties().product() == "RabbitMQ"
 }
 
+/// Resident set size of process `pid` in bytes (VmRSS of /proc/PID/status).
+pub fn proc_rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// Open file descriptors of process `pid` (entries of /proc/PID/fd).
+pub fn proc_fd_count(pid: u32) -> Option<usize> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
+}
+
 // ---------------------------------------------------------------------------------------
 // Timeouts
 // ---------------------------------------------------------------------------------------
@@ -292,6 +331,10 @@ pub enum ConnEvent {
         class_id: u16,
         method_id: u16,
     },
+    /// connection.blocked with its reason (sent only to clients that advertise the
+    /// `connection.blocked` capability, which amqprs 2.1 does not).
+    Blocked(String),
+    Unblocked,
 }
 
 struct ConnRecorder {
@@ -321,13 +364,14 @@ impl ConnectionCallback for ConnRecorder {
     fn blocked<'life0, 'life1, 'async_trait>(
         &'life0 mut self,
         _connection: &'life1 Connection,
-        _reason: String,
+        reason: String,
     ) -> BoxFut<'async_trait, ()>
     where
         'life0: 'async_trait,
         'life1: 'async_trait,
         Self: 'async_trait,
     {
+        let _ = self.tx.send(ConnEvent::Blocked(reason));
         Box::pin(async {})
     }
 
@@ -340,6 +384,7 @@ impl ConnectionCallback for ConnRecorder {
         'life1: 'async_trait,
         Self: 'async_trait,
     {
+        let _ = self.tx.send(ConnEvent::Unblocked);
         Box::pin(async {})
     }
 
@@ -363,10 +408,24 @@ pub struct ConnEvents {
 impl ConnEvents {
     /// Wait for the server's `connection.close`; returns (reply code, reply text).
     pub async fn closed(&mut self) -> (u16, String) {
-        match within("connection.close from server", self.rx.recv()).await {
-            Some(ConnEvent::Closed { code, text, .. }) => (code, text),
-            None => panic!("connection event stream ended without connection.close"),
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Err(_) => panic!("timed out after {TIMEOUT:?} waiting for connection.close"),
+                Ok(Some(ConnEvent::Closed { code, text, .. })) => return (code, text),
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("connection event stream ended without connection.close"),
+            }
         }
+    }
+
+    /// Every event recorded so far, without waiting.
+    pub fn drain_now(&mut self) -> Vec<ConnEvent> {
+        let mut v = Vec::new();
+        while let Ok(ev) = self.rx.try_recv() {
+            v.push(ev);
+        }
+        v
     }
 }
 
