@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmarks coney (and, with --compare, RabbitMQ) with coney-perf over a fixed scenario set,
-# one broker after the other in the same run, and prints a table per scenario: msg/s and the
+# the brokers taking turns scenario by scenario in the same run, and prints a table per scenario: msg/s and the
 # ratio, consumer latency p50/p99, broker CPU seconds per million messages and peak RSS. The
 # same tables go to target/bench/results-DATE.md.
 #
@@ -232,9 +232,13 @@ for id in a b c d e f1 f2 g; do
     [[ " $ONLY " == *" ${id:0:1} "* ]] && LOADS+=("$id")
 done
 
-for broker in "${BROKERS[@]}"; do
-    if [[ " $ONLY " == *" h "* ]] || [[ " $ONLY " == *" i "* ]]; then run_idle "$broker"; fi
-    for id in "${LOADS[@]}"; do run_load "$broker" "$id"; done
+# Brokers alternate scenario by scenario, so a change in what else runs on the machine
+# affects both sides of a comparison alike.
+if [[ " $ONLY " == *" h "* ]] || [[ " $ONLY " == *" i "* ]]; then
+    for broker in "${BROKERS[@]}"; do run_idle "$broker"; done
+fi
+for id in "${LOADS[@]}"; do
+    for broker in "${BROKERS[@]}"; do run_load "$broker" "$id"; done
 done
 
 # --- report --------------------------------------------------------------------------------
