@@ -11,6 +11,7 @@ pub mod limits;
 pub mod logfile;
 pub mod net;
 pub mod notify;
+pub mod perf;
 pub mod protocol;
 pub mod reactor;
 pub mod resources;

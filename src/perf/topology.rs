@@ -1,0 +1,191 @@
+//! What a load run declares and tears down: the exchange, its queues, their bindings, and the
+//! routing-key sets of the topic mode. Idempotent (purges instead of failing on leftovers);
+//! `amq.*` exchanges are declared passively.
+
+use super::client::{Client, Result, CHANNEL};
+use super::RunConfig;
+use crate::protocol::method::*;
+use crate::protocol::FieldTable;
+use std::collections::HashSet;
+
+/// The queues of a run: `queue` itself, or `queue-0` .. `queue-{n-1}` with `--queues n`.
+pub fn queue_names(cfg: &RunConfig) -> Vec<String> {
+    if cfg.queues <= 1 {
+        vec![cfg.queue.clone()]
+    } else {
+        (0..cfg.queues)
+            .map(|i| format!("{}-{i}", cfg.queue))
+            .collect()
+    }
+}
+
+/// The fixed routing key: `-k`, or the queue name (which the default exchange routes by).
+pub fn routing_key(cfg: &RunConfig) -> String {
+    cfg.routing_key.clone().unwrap_or_else(|| cfg.queue.clone())
+}
+
+/// Words per level of the topic keys: the smallest base with base^3 >= n.
+fn topic_base(n: usize) -> usize {
+    let mut b = 1;
+    while b * b * b < n.max(1) {
+        b += 1;
+    }
+    b
+}
+
+/// `n` three-word routing keys `s{x}.m{y}.e{z}`, enumerated in base `topic_base(n)`.
+pub fn topic_routing_keys(n: usize) -> Vec<String> {
+    let b = topic_base(n);
+    (0..n)
+        .map(|i| format!("s{}.m{}.e{}", i % b, (i / b) % b, (i / b / b) % b))
+        .collect()
+}
+
+/// `count` distinct binding keys over the words of `topic_routing_keys(keys)`: one in ten is
+/// `#.e{z}`, one in ten `s{x}.*.e{z}`, one in ten `*.m{y}.#`, the rest exact keys; duplicates
+/// are replaced by four-word keys no routing key matches. Every routing key matches at least
+/// the `#.e{z}` and `*.m{y}.#` bindings once `count >= 10 * base`.
+pub fn topic_binding_keys(count: usize, keys: usize) -> Vec<String> {
+    let b = topic_base(keys);
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(count);
+    for j in 0..count {
+        let k = j / 10;
+        let key = match j % 10 {
+            0 => format!("#.e{}", k % b),
+            1 => format!("s{}.*.e{}", k % b, (k / b) % b),
+            2 => format!("*.m{}.#", k % b),
+            _ => format!("s{}.m{}.e{}", j % b, (j / b) % b, (j / b / b) % b),
+        };
+        if seen.insert(key.clone()) {
+            out.push(key);
+        }
+    }
+    let mut filler = 0;
+    while out.len() < count {
+        out.push(format!("s{}.m{}.e{}.t{filler}", filler % b, 0, 0));
+        filler += 1;
+    }
+    out
+}
+
+fn exchange_is_predeclared(name: &str) -> bool {
+    name.is_empty() || name.starts_with("amq.")
+}
+
+/// Declares the exchange, queues and bindings of the run and purges the queues.
+pub fn declare(c: &mut Client, cfg: &RunConfig) -> Result<()> {
+    if !cfg.exchange.is_empty() {
+        let x = ExchangeDeclare {
+            exchange: cfg.exchange.as_bytes(),
+            kind: cfg.exchange_type.as_bytes(),
+            passive: exchange_is_predeclared(&cfg.exchange),
+            durable: cfg.queue_durable,
+            ..Default::default()
+        };
+        c.call(
+            CHANNEL,
+            &Method::ExchangeDeclare(x),
+            "exchange.declare-ok",
+            |m| matches!(m, Method::ExchangeDeclareOk(_)).then_some(()),
+        )?;
+    }
+    let queues = queue_names(cfg);
+    for q in &queues {
+        let d = QueueDeclare {
+            queue: q.as_bytes(),
+            durable: cfg.queue_durable,
+            ..Default::default()
+        };
+        c.call(CHANNEL, &Method::QueueDeclare(d), "queue.declare-ok", |m| {
+            matches!(m, Method::QueueDeclareOk(_)).then_some(())
+        })?;
+        let p = QueuePurge {
+            queue: q.as_bytes(),
+            ..Default::default()
+        };
+        c.call(CHANNEL, &Method::QueuePurge(p), "queue.purge-ok", |m| {
+            matches!(m, Method::QueuePurgeOk(_)).then_some(())
+        })?;
+    }
+    if cfg.exchange.is_empty() {
+        return Ok(());
+    }
+    let keys = if cfg.topic_bindings > 0 {
+        topic_binding_keys(cfg.topic_bindings, cfg.routing_keys_random.max(1000))
+    } else {
+        vec![routing_key(cfg)]
+    };
+    for (j, key) in keys.iter().enumerate() {
+        // With several queues, topic bindings are dealt round-robin; a fixed key binds them all.
+        let targets: Vec<&String> = if cfg.topic_bindings > 0 {
+            vec![&queues[j % queues.len()]]
+        } else {
+            queues.iter().collect()
+        };
+        for q in targets {
+            let b = QueueBind {
+                queue: q.as_bytes(),
+                exchange: cfg.exchange.as_bytes(),
+                routing_key: key.as_bytes(),
+                arguments: FieldTable::EMPTY,
+                ..Default::default()
+            };
+            c.call(CHANNEL, &Method::QueueBind(b), "queue.bind-ok", |m| {
+                matches!(m, Method::QueueBindOk(_)).then_some(())
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the run's queues, and its exchange unless it is predeclared.
+pub fn cleanup(c: &mut Client, cfg: &RunConfig) -> Result<()> {
+    for q in queue_names(cfg) {
+        let d = QueueDelete {
+            queue: q.as_bytes(),
+            ..Default::default()
+        };
+        c.call(CHANNEL, &Method::QueueDelete(d), "queue.delete-ok", |m| {
+            matches!(m, Method::QueueDeleteOk(_)).then_some(())
+        })?;
+    }
+    if !exchange_is_predeclared(&cfg.exchange) {
+        let d = ExchangeDelete {
+            exchange: cfg.exchange.as_bytes(),
+            ..Default::default()
+        };
+        c.call(
+            CHANNEL,
+            &Method::ExchangeDelete(d),
+            "exchange.delete-ok",
+            |m| matches!(m, Method::ExchangeDeleteOk(_)).then_some(()),
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::topic_trie::TopicTrie;
+
+    #[test]
+    fn every_routing_key_matches_some_binding() {
+        let keys = topic_routing_keys(1000);
+        assert_eq!(keys.iter().collect::<HashSet<_>>().len(), 1000);
+        let bindings = topic_binding_keys(1000, 1000);
+        assert_eq!(bindings.iter().collect::<HashSet<_>>().len(), 1000);
+        assert!(bindings.iter().filter(|b| b.contains(['*', '#'])).count() >= 100);
+        let mut trie = TopicTrie::new();
+        for (i, b) in bindings.iter().enumerate() {
+            trie.bind(b.as_bytes(), i as u32);
+        }
+        let mut out = Vec::new();
+        for k in &keys {
+            out.clear();
+            trie.match_into(k.as_bytes(), &mut out);
+            assert!(out.len() >= 2, "{k} matched {out:?}");
+        }
+    }
+}
