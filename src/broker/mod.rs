@@ -87,6 +87,10 @@ pub struct Broker {
     route_pending: Vec<ExchangeId>,
     route_visited: Vec<ExchangeId>,
     route_durable: Vec<u32>,
+    /// The last default-exchange lookup: publishers usually repeat their routing key, and a
+    /// byte compare is cheaper than hashing it. Handles are generation-checked, so a deleted
+    /// queue cannot be hit through it.
+    last_default_route: Option<(Box<[u8]>, QueueId)>,
     rng: u64,
     pub store: Store,
     next_queue_store_id: u32,
@@ -153,6 +157,7 @@ impl Broker {
             route_pending: Vec::new(),
             route_visited: Vec::new(),
             route_durable: Vec::new(),
+            last_default_route: None,
             rng: seed | 1,
             store: Store::disabled(),
             next_queue_store_id: 1,
@@ -749,7 +754,7 @@ impl Broker {
     ) -> Result<usize, AmqpError> {
         let exchange = msg.exchange();
         if exchange.is_empty() {
-            let Some(&id) = self.queue_names.get(msg.routing_key()) else {
+            let Some(id) = self.default_route(msg.routing_key()) else {
                 return Ok(0);
             };
             let loc = match self.queues.get(id).and_then(|q| q.store_id) {
@@ -827,6 +832,18 @@ impl Broker {
 
     /// Puts a routed message into a queue: in memory, or (a durable queue past its window)
     /// only on disk. `loc` is the message's store record if it is persistent.
+    /// The queue the default exchange routes `key` to.
+    fn default_route(&mut self, key: &[u8]) -> Option<QueueId> {
+        if let Some((k, id)) = &self.last_default_route {
+            if &**k == key && self.queues.get(*id).is_some() {
+                return Some(*id);
+            }
+        }
+        let id = *self.queue_names.get(key)?;
+        self.last_default_route = Some((key.into(), id));
+        Some(id)
+    }
+
     fn enqueue(&mut self, id: QueueId, msg: &Message, loc: Option<Location>) {
         let Some(q) = self.queues.get_mut(id) else {
             return;

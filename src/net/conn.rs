@@ -95,6 +95,16 @@ impl Conn {
         self.leftover.extend_from_slice(&pending[used..]);
     }
 
+    /// Frees a large output buffer once nothing was written for a while (called each tick).
+    pub fn shrink_if_idle(&mut self, now: Instant) {
+        let s = &mut self.session;
+        let idle = now.saturating_duration_since(s.last_send) >= std::time::Duration::from_secs(1);
+        if idle && s.pending_out() == 0 && s.out.capacity() > WRITE_BUFFER_KEEP_BYTES {
+            s.out = Vec::new();
+            s.out_sent = 0;
+        }
+    }
+
     /// Writes pending output until done or `WouldBlock`: one syscall per turn in the usual case.
     pub fn flush(&mut self, now: Instant) {
         let s = &mut self.session;
@@ -111,11 +121,10 @@ impl Conn {
             }
         }
         if s.pending_out() == 0 {
+            // Keep the capacity while the connection is busy (regrowing it every turn costs
+            // reallocations); `shrink_if_idle` returns it once the connection goes quiet.
             s.out.clear();
             s.out_sent = 0;
-            if s.out.capacity() > WRITE_BUFFER_KEEP_BYTES {
-                s.out = Vec::new();
-            }
         } else if s.out_sent >= WRITE_BUFFER_KEEP_BYTES && s.out_sent * 2 >= s.out.len() {
             // The peer reads slower than we write: drop what was sent so the buffer cannot
             // grow without bound, at the cost of moving the smaller unsent half.

@@ -457,6 +457,7 @@ impl Reactor {
             self.on_alarm_change(now);
         }
         for (key, c) in self.conns.iter_mut() {
+            c.shrink_if_idle(now);
             if !c.session.tick(now, &self.config) {
                 c.dead = Some(
                     c.session

@@ -615,6 +615,26 @@ impl Session {
             return;
         }
         self.confirms_pending = false;
+        for (ch, tag, multiple) in std::mem::take(&mut self.final_confirms) {
+            let m = if stored {
+                Method::BasicAck(BasicAck {
+                    delivery_tag: tag,
+                    multiple,
+                })
+            } else {
+                Method::BasicNack(BasicNack {
+                    delivery_tag: tag,
+                    multiple,
+                    requeue: false,
+                })
+            };
+            frame::write_method(&mut self.out, ch, &m);
+        }
+        if self.close_ok_pending {
+            self.close_ok_pending = false;
+            self.send(0, Method::ConnectionCloseOk(ConnectionCloseOk));
+            return;
+        }
         for (id, slot) in self.channels.iter_mut().enumerate() {
             let Some(c) = slot else { continue };
             if c.confirm && c.publish_seq > c.confirmed_seq && !c.closing {
@@ -632,6 +652,21 @@ impl Session {
                     })
                 };
                 frame::write_method(&mut self.out, id as u16, &m);
+                c.confirmed_seq = c.publish_seq;
+            }
+        }
+    }
+
+    /// Moves the confirms still owed on every channel aside, for a connection closing now.
+    pub(super) fn take_final_confirms(&mut self) {
+        for (id, slot) in self.channels.iter_mut().enumerate() {
+            let Some(c) = slot else { continue };
+            if c.confirm && c.publish_seq > c.confirmed_seq {
+                self.final_confirms.push((
+                    id as u16,
+                    c.publish_seq,
+                    c.publish_seq - c.confirmed_seq > 1,
+                ));
                 c.confirmed_seq = c.publish_seq;
             }
         }

@@ -80,6 +80,10 @@ pub struct Session {
     pub throttled: bool,
     /// A channel published in confirm mode this turn; acks go out at flush time.
     pub confirms_pending: bool,
+    /// Confirms owed on channels already released by a client close: (channel, seq, multiple).
+    final_confirms: Vec<(u16, u64, bool)>,
+    /// connection.close-ok is written after `final_confirms`.
+    close_ok_pending: bool,
     /// This connection has published; alarms block it.
     pub publisher: bool,
     /// Not read while a resource alarm lasts.
@@ -204,6 +208,8 @@ impl Session {
             close_reason: None,
             throttled: false,
             confirms_pending: false,
+            final_confirms: Vec::new(),
+            close_ok_pending: false,
             publisher: false,
             blocked: false,
             blocked_sent: false,
@@ -401,8 +407,12 @@ impl Session {
                     c.reply_code,
                     Show(c.reply_text)
                 ));
+                // Publishes that arrived with the close still get their confirms, after this
+                // turn's store sync and before close-ok (flush_confirms writes both).
+                self.take_final_confirms();
                 self.release(ctx);
-                self.send(0, Method::ConnectionCloseOk(ConnectionCloseOk));
+                self.close_ok_pending = true;
+                self.confirms_pending = true;
                 self.state = State::Closed;
                 Ok(())
             }
