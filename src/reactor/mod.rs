@@ -389,7 +389,7 @@ impl Reactor {
     /// After a backlog drains, glibc keeps the freed pages; hand them back once the heap has
     /// shrunk by a lot, so RSS follows the load (checked once a second, trimmed rarely).
     fn return_freed_memory(&mut self) {
-        const TRIM_AFTER_SHRINK_BYTES: usize = 16 * 1024 * 1024;
+        const TRIM_AFTER_SHRINK_BYTES: usize = 4 * 1024 * 1024;
         let now_bytes = crate::alloc::allocated_bytes();
         self.heap_peak_bytes = self.heap_peak_bytes.max(now_bytes);
         if self.heap_peak_bytes - now_bytes >= TRIM_AFTER_SHRINK_BYTES {
