@@ -96,7 +96,9 @@ impl Reactor {
         );
         broker.store = store;
         broker.recover(recovery);
-        let alarms = Alarms::new(&config);
+        let mut alarms = Alarms::new(&config);
+        // Start with the disk alarm already right, not a tick later.
+        alarms.check_disk(&config.data_dir);
         Ok(Reactor {
             poll,
             listener: Some(listener),

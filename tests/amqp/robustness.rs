@@ -1292,3 +1292,46 @@ async fn silent_heartbeat_peer_is_dropped_and_its_exclusive_queue_deleted() {
     observer.wait_queue_deleted(&queue).await;
     observer.close().await;
 }
+
+/// Below the disk free limit a publisher is blocked before its message is taken: it gets
+/// connection.blocked "low on disk" (it advertised the capability), the message is not
+/// queued, and other connections keep working. The limit is set far above any real disk so
+/// the alarm is raised from the start. coney only (needs the flag).
+#[test]
+fn disk_alarm_blocks_publishers_before_their_message_is_taken() {
+    let b = Broker::start_with(&["--disk-free-limit", "1000000GB"]);
+    if b.is_external() {
+        eprintln!("skipped: needs a private coney started with --disk-free-limit");
+        return;
+    }
+    let q = unique("disk-alarm");
+    let rt = current_thread_runtime();
+    rt.block_on(async {
+        let (_admin, ch) = b.connect_channel().await;
+        ch.declare_queue(&q).await;
+        let raw = Raw::connect(&b, RAW_FRAME_MAX, 0, &["connection.blocked"]);
+        let seen: Seen = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = record_blocked(raw.s.try_clone().unwrap(), seen.clone(), stop.clone());
+        let mut w = raw.s.try_clone().unwrap();
+        let mut bytes = basic_publish(1, &q);
+        bytes.extend_from_slice(&content_header(1, 5, 0, b""));
+        bytes.extend_from_slice(&frame(3, 1, b"hello"));
+        w.write_all(&bytes).expect("raw publish");
+        wait_seen(&seen, "blocked", Duration::from_secs(10)).await;
+        assert_eq!(seen.lock().unwrap()[0], "blocked: low on disk");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            total_ready(&ch, &[q.as_str()]).await,
+            0,
+            "a blocked publish was queued"
+        );
+        // Everyone else keeps working: a fresh connection declares, and gets nothing.
+        let (_c2, ch2) = b.connect_channel().await;
+        ch2.declare_queue(&unique("disk-alarm-other")).await;
+        stop.store(true, Ordering::SeqCst);
+        drop(w);
+        drop(raw);
+        reader.join().expect("raw reader thread");
+    });
+}
