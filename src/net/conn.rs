@@ -57,6 +57,11 @@ impl Conn {
             let kept = self.leftover.len();
             buf[..kept].copy_from_slice(&self.leftover);
             let end = (kept + READ_CHUNK_BYTES).min(buf.len());
+            if end <= kept {
+                // Cannot happen while leftovers are a partial frame (< frame_max); a zero-length
+                // read would look like EOF, so stop here rather than drop the peer.
+                return ReadOutcome::BudgetSpent;
+            }
             match self.socket.read(&mut buf[kept..end]) {
                 Ok(0) => {
                     self.readable = false;
