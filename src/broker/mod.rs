@@ -253,32 +253,13 @@ impl Broker {
                     x.kind.name(),
                 ));
             }
-            if x.durable != flags.durable {
-                return Err(inequivalent(
-                    "durable",
-                    "exchange",
-                    name,
-                    flags.durable,
-                    x.durable,
-                ));
-            }
-            if x.auto_delete != flags.auto_delete {
-                return Err(inequivalent(
-                    "auto_delete",
-                    "exchange",
-                    name,
-                    flags.auto_delete,
-                    x.auto_delete,
-                ));
-            }
-            if x.internal != flags.internal {
-                return Err(inequivalent(
-                    "internal",
-                    "exchange",
-                    name,
-                    flags.internal,
-                    x.internal,
-                ));
+            let flags_now = [
+                ("durable", flags.durable, x.durable),
+                ("auto_delete", flags.auto_delete, x.auto_delete),
+                ("internal", flags.internal, x.internal),
+            ];
+            if let Some((arg, received, current)) = flags_now.into_iter().find(|(_, r, c)| r != c) {
+                return Err(inequivalent(arg, "exchange", name, received, current));
             }
             return Ok(());
         }
