@@ -28,21 +28,23 @@ impl Session {
                 m.name()
             )));
         }
-        if ch > self.channel_max {
-            return Err(AmqpError::channel_error(format_args!(
-                "channel id {ch} above channel_max {}",
-                self.channel_max
-            )));
-        }
-        let exists = self.channels.get(ch as usize).is_some_and(|c| c.is_some());
+        let exists = self.channels.contains(ch);
         if let Method::ChannelOpen(_) = m {
             if exists {
                 return Err(AmqpError::channel_error("second 'channel.open' seen"));
             }
-            if self.channels.len() <= ch as usize {
-                self.channels.resize_with(ch as usize + 1, || None);
+            let open = self.channels.len();
+            if open >= self.channel_max as usize {
+                // RabbitMQ limits how many channels are open, not their numbers, and names
+                // no method in this close.
+                let e = AmqpError::not_allowed(format_args!(
+                    "number of channels opened ({open}) has reached the negotiated channel_max ({})",
+                    self.channel_max
+                ));
+                self.fail_method(ch, e, (0, 0), ctx);
+                return Ok(());
             }
-            self.channels[ch as usize] = Some(Channel::default());
+            self.channels.insert(ch, Channel::default());
             self.send(ch, Method::ChannelOpenOk(ChannelOpenOk { channel_id: b"" }));
             return Ok(());
         }
@@ -55,7 +57,9 @@ impl Session {
         if channel.closing {
             // After our channel.close only close-ok (or a crossing close) matters.
             match m {
-                Method::ChannelCloseOk(_) => self.channels[ch as usize] = None,
+                Method::ChannelCloseOk(_) => {
+                    self.channels.remove(ch);
+                }
                 Method::ChannelClose(_) => self.send(ch, Method::ChannelCloseOk(ChannelCloseOk)),
                 _ => {}
             }
@@ -81,7 +85,7 @@ impl Session {
         match m {
             Method::ChannelClose(_) => {
                 self.release_channel(ch, ctx);
-                self.channels[ch as usize] = None;
+                self.channels.remove(ch);
                 self.send(ch, Method::ChannelCloseOk(ChannelCloseOk));
             }
             Method::ChannelCloseOk(_) => {}
@@ -635,8 +639,8 @@ impl Session {
             self.send(0, Method::ConnectionCloseOk(ConnectionCloseOk));
             return;
         }
-        for (id, slot) in self.channels.iter_mut().enumerate() {
-            let Some(c) = slot else { continue };
+        let out = &mut self.out;
+        self.channels.for_each_mut(|id, c| {
             if c.confirm && c.publish_seq > c.confirmed_seq && !c.closing {
                 let multiple = c.publish_seq - c.confirmed_seq > 1;
                 let m = if stored {
@@ -651,25 +655,21 @@ impl Session {
                         requeue: false,
                     })
                 };
-                frame::write_method(&mut self.out, id as u16, &m);
+                frame::write_method(out, id, &m);
                 c.confirmed_seq = c.publish_seq;
             }
-        }
+        });
     }
 
     /// Moves the confirms still owed on every channel aside, for a connection closing now.
     pub(super) fn take_final_confirms(&mut self) {
-        for (id, slot) in self.channels.iter_mut().enumerate() {
-            let Some(c) = slot else { continue };
+        let owed = &mut self.final_confirms;
+        self.channels.for_each_mut(|id, c| {
             if c.confirm && c.publish_seq > c.confirmed_seq {
-                self.final_confirms.push((
-                    id as u16,
-                    c.publish_seq,
-                    c.publish_seq - c.confirmed_seq > 1,
-                ));
+                owed.push((id, c.publish_seq, c.publish_seq - c.confirmed_seq > 1));
                 c.confirmed_seq = c.publish_seq;
             }
-        }
+        });
     }
 
     /// Returns a channel's unacked messages to their queues and removes its consumers.
@@ -707,8 +707,7 @@ impl Session {
             && !self.throttled
             && self
                 .channels
-                .get(ch as usize)
-                .and_then(|c| c.as_ref())
+                .get(ch)
                 .is_some_and(|c| c.has_credit() && c.unacked.len() < UNACKED_PER_CHANNEL_MAX)
     }
 
@@ -750,7 +749,7 @@ impl Session {
             return;
         }
         self.throttled = false;
-        for c in self.channels.iter().flatten() {
+        for (_, c) in self.channels.iter() {
             for (_, id) in &c.consumers {
                 if let Some(q) = broker.consumers.get(*id).map(|c| c.queue) {
                     broker.mark_dirty(q);

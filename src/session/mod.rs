@@ -6,6 +6,7 @@
 //! Closing (we sent connection.close) → Closed (flush, then the socket goes).
 
 pub mod channel;
+mod channels;
 pub mod delivery;
 mod methods;
 
@@ -20,7 +21,6 @@ use crate::protocol::method::*;
 use crate::protocol::table::{FieldTable, FieldValue, TableWriter};
 use crate::protocol::wire::{WireError, Writer};
 use crate::protocol::{Frame, Parsed, ReplyCode};
-use channel::Channel;
 use log::{debug, info, warn};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -66,7 +66,7 @@ pub struct Session {
     pub frame_max: u32,
     pub channel_max: u16,
     pub heartbeat_secs: u16,
-    channels: Vec<Option<Channel>>,
+    channels: channels::Channels,
     pub user: String,
     pub caps: ClientCaps,
     pub client_product: String,
@@ -197,7 +197,7 @@ impl Session {
             frame_max: config.frame_max,
             channel_max: config.channel_max,
             heartbeat_secs: 0,
-            channels: Vec::new(),
+            channels: channels::Channels::default(),
             user: String::new(),
             caps: ClientCaps::default(),
             client_product: String::new(),
@@ -235,8 +235,8 @@ impl Session {
         frame::write_method(&mut self.out, channel, &method);
     }
 
-    fn channel_mut(&mut self, id: u16) -> Option<&mut Channel> {
-        self.channels.get_mut(id as usize).and_then(|c| c.as_mut())
+    fn channel_mut(&mut self, id: u16) -> Option<&mut channel::Channel> {
+        self.channels.get_mut(id)
     }
 
     /// Consumes as many whole frames from `buf` as it can; returns the bytes consumed. The
@@ -588,10 +588,9 @@ impl Session {
     /// Releases everything the connection holds in the broker: unacked deliveries go back to
     /// their queues, consumers are removed, exclusive queues deleted.
     pub fn release(&mut self, ctx: &mut Ctx<'_>) {
-        for id in 0..self.channels.len() {
-            if self.channels[id].is_some() {
-                self.release_channel(id as u16, ctx);
-            }
+        let ids: Vec<u16> = self.channels.ids().collect();
+        for id in ids {
+            self.release_channel(id, ctx);
         }
         self.channels.clear();
         ctx.broker.connection_closed(self.id);

@@ -179,15 +179,19 @@ fn start(b: &Broker, user: &str, password: &str) -> TcpStream {
 /// A full hand-made handshake (frame_max negotiated down to 4096, no heartbeats) plus
 /// channel.open on channel 1.
 fn handshake(b: &Broker) -> TcpStream {
+    handshake_with_channel_max(b, 2047)
+}
+
+/// `handshake` with the client's channel-max in tune-ok.
+fn handshake_with_channel_max(b: &Broker, channel_max: u16) -> TcpStream {
     let mut s = start(b, "guest", "guest");
     let f = read_method(&mut s);
     assert_eq!(f.class_method(), (10, 30), "connection.tune");
-    // tune-ok: channel-max 2047, frame-max 4096, heartbeat 0
-    s.write_all(&method(
-        0,
-        b"\x00\x0a\x00\x1f\x07\xff\x00\x00\x10\x00\x00\x00",
-    ))
-    .unwrap();
+    // tune-ok: channel-max, frame-max 4096, heartbeat 0
+    let mut tune_ok = b"\x00\x0a\x00\x1f".to_vec();
+    tune_ok.extend_from_slice(&channel_max.to_be_bytes());
+    tune_ok.extend_from_slice(b"\x00\x00\x10\x00\x00\x00");
+    s.write_all(&method(0, &tune_ok)).unwrap();
     // connection.open: virtual-host "/", reserved shortstr "", reserved bit 0
     s.write_all(&method(0, b"\x00\x0a\x00\x28\x01/\x00\x00"))
         .unwrap();
@@ -439,6 +443,44 @@ fn second_channel_open_is_channel_error() {
         504,
         Text::Exact("CHANNEL_ERROR - second 'channel.open' seen"),
         (20, 10),
+    );
+}
+
+/// channel_max limits how many channels are open, not their numbers (RabbitMQ 3.10): channel
+/// 65535 opens and works, while the channel beyond channel_max is 530 NOT_ALLOWED naming no
+/// method.
+#[test]
+fn channel_max_counts_open_channels_not_channel_numbers() {
+    let b = Broker::start();
+    let mut s = handshake_with_channel_max(&b, 2);
+    s.write_all(&method(65535, b"\x00\x14\x00\x0a\x00"))
+        .unwrap();
+    let f = read_method(&mut s);
+    assert_eq!(
+        (f.channel, f.class_method()),
+        (65535, (20, 11)),
+        "open-ok on 65535"
+    );
+    // queue.declare on 65535: ticket 0, queue "", bits exclusive, empty arguments
+    s.write_all(&method(
+        65535,
+        b"\x00\x32\x00\x0a\x00\x00\x00\x08\x00\x00\x00\x00",
+    ))
+    .unwrap();
+    let f = read_method(&mut s);
+    assert_eq!(
+        (f.channel, f.class_method()),
+        (65535, (50, 11)),
+        "declare-ok on 65535"
+    );
+    s.write_all(&method(3, b"\x00\x14\x00\x0a\x00")).unwrap();
+    expect_connection_error(
+        &mut s,
+        530,
+        Text::Exact(
+            "NOT_ALLOWED - number of channels opened (2) has reached the negotiated channel_max (2)",
+        ),
+        (0, 0),
     );
 }
 
