@@ -11,7 +11,6 @@ pub mod limits;
 pub mod logfile;
 pub mod net;
 pub mod notify;
-pub mod perf;
 pub mod protocol;
 pub mod reactor;
 pub mod resources;

@@ -1,11 +1,22 @@
 //! `coney-perf`: the load generator's command line (RabbitMQ PerfTest's flags where they
-//! exist), mapped onto `coney::perf`. Also the idle-connection opener and the readiness prober
-//! that scripts/bench.sh uses. No load logic here.
+//! exist), mapped onto its modules here. Also the idle-connection opener and the readiness
+//! prober that scripts/bench.sh uses. No load logic here. The broker's library is used only for
+//! its codec (`coney::protocol`); nothing in the broker uses this program's code.
 
-use coney::perf::{self, uri::AmqpUri, RunConfig};
+mod client;
+mod histogram;
+mod load;
+mod probe;
+mod proc_stat;
+mod run;
+mod topology;
+mod uri;
+
 use getopts::{Matches, Options};
+use run::RunConfig;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use uri::AmqpUri;
 
 const EXIT_USAGE: u8 = 64;
 const EXIT_RUN: u8 = 1;
@@ -198,8 +209,8 @@ fn run_config(m: &Matches) -> Result<RunConfig, String> {
             "--queues, --topic-bindings and --routing-keys-random need an exchange (-e)".into(),
         );
     }
-    if c.duration.is_some_and(|d| d.as_secs() > perf::RUN_SECS_MAX) {
-        return Err(format!("-z: at most {} seconds", perf::RUN_SECS_MAX));
+    if c.duration.is_some_and(|d| d.as_secs() > run::RUN_SECS_MAX) {
+        return Err(format!("-z: at most {} seconds", run::RUN_SECS_MAX));
     }
     if !c.autoack && c.prefetch > 0 && c.multi_ack_every > c.prefetch as u32 {
         // Acking only every N > prefetch messages would wait forever for the N-th delivery.
@@ -209,10 +220,10 @@ fn run_config(m: &Matches) -> Result<RunConfig, String> {
         );
         c.multi_ack_every = c.prefetch as u32;
     }
-    if c.body_bytes < perf::load::STAMP_BYTES && !c.json_only {
+    if c.body_bytes < load::STAMP_BYTES && !c.json_only {
         eprintln!(
             "coney-perf: bodies under {} bytes carry no timestamp; latency is not measured",
-            perf::load::STAMP_BYTES
+            load::STAMP_BYTES
         );
     }
     Ok(c)
@@ -242,7 +253,7 @@ fn main() -> ExitCode {
     } else if m.opt_present("idle-connections") {
         idle(&m)
     } else {
-        run_config(&m).and_then(|c| perf::run(c).map(|s| println!("{}", s.to_json())))
+        run_config(&m).and_then(|c| run::run(c).map(|s| println!("{}", s.to_json())))
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -267,7 +278,7 @@ fn idle(m: &Matches) -> Result<(), String> {
     let n: usize = num(m, "idle-connections")?.unwrap_or(0);
     let hold: f64 = num(m, "idle-hold")?.unwrap_or(0.0);
     let pid: Option<u32> = num(m, "broker-pid")?;
-    let s = perf::idle_connections(&uri, n, Duration::from_secs_f64(hold), pid);
+    let s = probe::idle_connections(&uri, n, Duration::from_secs_f64(hold), pid);
     println!("{}", s.to_json());
     Ok(())
 }
@@ -279,7 +290,7 @@ fn wait_ready(m: &Matches) -> Result<(), String> {
         None => SystemTime::now(),
     };
     let timeout = num(m, "timeout")?.unwrap_or(WAIT_READY_SECS_DEFAULT);
-    let (tcp_ms, amqp_ms) = perf::wait_ready(&uri, since, Duration::from_secs(timeout))?;
+    let (tcp_ms, amqp_ms) = probe::wait_ready(&uri, since, Duration::from_secs(timeout))?;
     println!("{{\"tcp_accept_ms\":{tcp_ms:.1},\"amqp_open_ms\":{amqp_ms:.1}}}");
     Ok(())
 }

@@ -61,10 +61,6 @@ impl Histogram {
         }
     }
 
-    pub fn count(&self) -> u64 {
-        self.total
-    }
-
     pub fn max(&self) -> u64 {
         self.max
     }
@@ -142,8 +138,8 @@ mod tests {
         let mut other = Histogram::new();
         other.record(7);
         h.merge(&other);
-        assert_eq!(h.count(), 100_001);
+        assert_eq!(h.total, 100_001);
         h.clear();
-        assert_eq!((h.count(), h.quantile(0.5)), (0, 0));
+        assert_eq!((h.total, h.quantile(0.5)), (0, 0));
     }
 }

@@ -3,19 +3,21 @@
 //! second; a consumer reads large chunks, walks the frames in place, records latency and
 //! batches its acks into one write per read. Shared counters are updated once per batch.
 
-use super::client::{
-    check_close, is_timeout, Client, ClientError, Control, FrameReader, Result, CHANNEL,
-    CLOSE_TIMEOUT_MS, POLL_INTERVAL_MS,
+use crate::client::{
+    check_close, is_timeout, Client, ClientError, Control, FrameReader, Result, CALL_TIMEOUT_SECS,
+    CHANNEL, CLOSE_TIMEOUT_MS, POLL_INTERVAL_MS,
 };
-use super::histogram::Histogram;
-use super::topology;
-use super::RunConfig;
-use crate::protocol::constants::CLASS_BASIC;
-use crate::protocol::frame::{self, FrameKind};
-use crate::protocol::method::*;
-use crate::protocol::properties::{BasicProperties, ContentHeader, DELIVERY_MODE_PERSISTENT};
-use crate::protocol::wire::Writer;
-use crate::protocol::FieldTable;
+use crate::histogram::Histogram;
+use crate::run::RunConfig;
+use crate::topology;
+use coney::protocol::constants::CLASS_BASIC;
+use coney::protocol::frame::{self, FrameKind};
+use coney::protocol::method::{
+    BasicAck, BasicConsume, BasicPublish, BasicQos, ConfirmSelect, ConnectionClose, Method,
+};
+use coney::protocol::properties::{BasicProperties, ContentHeader, DELIVERY_MODE_PERSISTENT};
+use coney::protocol::wire::Writer;
+use coney::protocol::{FieldTable, ReplyCode};
 use std::collections::VecDeque;
 use std::io::Write;
 use std::net::TcpStream;
@@ -369,10 +371,7 @@ pub fn run_producer(cfg: Arc<RunConfig>, shared: Arc<Shared>, id: usize) {
 }
 
 fn producer(cfg: &RunConfig, shared: &Arc<Shared>, id: usize) -> Result<()> {
-    let mut c = Client::connect(
-        &cfg.uri,
-        Duration::from_secs(super::client::CALL_TIMEOUT_SECS),
-    )?;
+    let mut c = Client::connect(&cfg.uri, Duration::from_secs(CALL_TIMEOUT_SECS))?;
     if cfg.confirm_window > 0 {
         c.call(
             CHANNEL,
@@ -413,7 +412,7 @@ fn producer(cfg: &RunConfig, shared: &Arc<Shared>, id: usize) -> Result<()> {
     }
     // A clean close lets the broker free the connection at once; the reader sees close-ok.
     let close = ConnectionClose {
-        reply_code: crate::protocol::ReplyCode::Success.code(),
+        reply_code: ReplyCode::Success.code(),
         reply_text: b"Goodbye",
         ..Default::default()
     };
@@ -500,10 +499,7 @@ pub fn run_consumer(cfg: Arc<RunConfig>, shared: Arc<Shared>, id: usize, queue: 
 }
 
 fn consumer(cfg: &RunConfig, shared: &Shared, id: usize, queue: &str) -> Result<()> {
-    let mut c = Client::connect(
-        &cfg.uri,
-        Duration::from_secs(super::client::CALL_TIMEOUT_SECS),
-    )?;
+    let mut c = Client::connect(&cfg.uri, Duration::from_secs(CALL_TIMEOUT_SECS))?;
     if cfg.prefetch > 0 {
         let q = BasicQos {
             prefetch_count: cfg.prefetch,
@@ -653,7 +649,7 @@ fn consume_loop(cfg: &RunConfig, shared: &Shared, c: &mut Client, id: usize) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::frame::{parse_frame, Parsed};
+    use coney::protocol::frame::{parse_frame, Parsed};
 
     #[test]
     fn confirms_count_singles_out_of_order_and_multiples() {

@@ -1,22 +1,25 @@
 //! A minimal blocking AMQP 0-9-1 client over std sockets for the load generator: handshake
 //! (PLAIN), one channel, synchronous method calls, and a linear frame reader that lends
-//! borrowed frames out of a large buffer. Built on `crate::protocol`; knows nothing of loads.
+//! borrowed frames out of a large buffer. Built on `coney::protocol`; knows nothing of loads.
 //!
 //! Server-initiated connection.close and channel.close become `ClientError::Closed` with the
 //! reply code and text, after the close-ok the spec requires has been sent.
 
-use crate::protocol::constants::{FRAME_HEADER_SIZE, PROTOCOL_HEADER};
-use crate::protocol::frame::{self, Frame, FrameKind, Parsed};
-use crate::protocol::method::*;
-use crate::protocol::table::TableWriter;
-use crate::protocol::wire::Writer;
-use crate::protocol::{FieldTable, ReplyCode};
+use coney::protocol::constants::{FRAME_HEADER_SIZE, PROTOCOL_HEADER};
+use coney::protocol::frame::{self, Frame, FrameKind, Parsed};
+use coney::protocol::method::{
+    method_name, ChannelCloseOk, ChannelOpen, ConnectionClose, ConnectionCloseOk, ConnectionOpen,
+    ConnectionStartOk, ConnectionTuneOk, Method,
+};
+use coney::protocol::table::TableWriter;
+use coney::protocol::wire::Writer;
+use coney::protocol::{FieldTable, ReplyCode};
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use super::uri::AmqpUri;
+use crate::uri::AmqpUri;
 
 /// Largest frame we ask for in connection.tune-ok (RabbitMQ's default, 128 KiB).
 pub const FRAME_MAX_BYTES: u32 = 128 * 1024;
