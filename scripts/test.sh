@@ -47,6 +47,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# free_port, coney_start, coney_stop
+. scripts/lib.sh
 
 # ---------------------------------------------------------------- options
 do_build=1 do_cargo=1 do_pyenv=1 do_coney=1 do_durability=1 do_rpm=1 do_fuzz=1 do_rabbit=0 verbose=0
@@ -94,24 +96,6 @@ record() { # step status detail
     if [ "$2" = FAIL ]; then failed_steps=$((failed_steps + 1)); fi
 }
 
-stop_coney() {
-    [ -n "$CONEY_PID" ] || return 0
-    if kill -0 "$CONEY_PID" 2>/dev/null; then
-        kill -TERM "$CONEY_PID" 2>/dev/null || true
-        local i
-        for i in $(seq 1 100); do   # 10 s
-            kill -0 "$CONEY_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$CONEY_PID" 2>/dev/null; then
-            echo "test.sh: coney did not stop within 10s of SIGTERM; SIGKILL" >&2
-            kill -KILL "$CONEY_PID" 2>/dev/null || true
-        fi
-    fi
-    wait "$CONEY_PID" 2>/dev/null || true
-    CONEY_PID=""
-}
-
 stop_rabbit() {
     [ -n "$RABBIT_DIR" ] || return 0
     scripts/rabbitmq.sh stop "$RABBIT_DIR" || true
@@ -125,7 +109,7 @@ cleanup() {
         kill -TERM "$SCEN_PID" 2>/dev/null || true
         wait "$SCEN_PID" 2>/dev/null || true
     fi
-    stop_coney
+    coney_stop || true
     stop_rabbit
     if [ "${KEEP_TMP:-0}" = 1 ]; then
         echo "test.sh: scratch directory kept: $TMP" >&2
@@ -136,13 +120,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'echo "test.sh: interrupted" >&2; exit 130' INT TERM
-
-free_port() {
-    python3 -c 'import socket
-s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
-port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" >/dev/null 2>&1; }
 
 # add_counts FILE: add the "N passed, M failed" totals found in FILE
 add_counts() {
@@ -236,37 +213,21 @@ if [ "$do_coney" = 1 ] && [ "$pyenv_ok" = 1 ]; then
         port="$(free_port)"
         mkdir -p "$TMP/data"
         CONEY_LOG="$TMP/coney.log"
-        "$CONEY_BIN" --listen "127.0.0.1:$port" --data-dir "$TMP/data" --log-level info \
-            </dev/null >"$CONEY_LOG" 2>&1 &
-        CONEY_PID=$!
-        up=0
-        for _ in $(seq 1 300); do   # 30 s
-            if ! kill -0 "$CONEY_PID" 2>/dev/null; then break; fi
-            if port_open "$port"; then up=1; break; fi
-            sleep 0.1
-        done
-        if [ "$up" != 1 ]; then
-            if kill -0 "$CONEY_PID" 2>/dev/null; then
-                echo "test.sh: coney did not accept connections on 127.0.0.1:$port within 30s" >&2
-            else
-                crc=0; wait "$CONEY_PID" 2>/dev/null || crc=$?
-                echo "test.sh: coney exited (status $crc) before accepting connections on 127.0.0.1:$port" >&2
-            fi
-            echo "---- tail of coney log ----"; tail -n 50 "$CONEY_LOG" || true
-            stop_coney
+        if ! coney_start "$port" 30 "$CONEY_LOG" "$CONEY_BIN" --listen "127.0.0.1:$port" \
+            --data-dir "$TMP/data" --log-level info; then
             record "scenarios (coney)" FAIL "coney did not start"
             total_failed=$((total_failed + 1))
         else
             echo "coney pid $CONEY_PID listening on 127.0.0.1:$port (log $CONEY_LOG)"
             srv_rc=0
             run_scenarios coney "$port" "$TMP/scenarios-coney.log" || srv_rc=$?
-            if ! kill -0 "$CONEY_PID" 2>/dev/null; then
+            if ! pid_alive "$CONEY_PID"; then
                 echo "test.sh: coney died during the scenarios" >&2
                 record "coney alive" FAIL "the broker exited during the scenarios"
                 total_failed=$((total_failed + 1))
                 srv_rc=1
             fi
-            stop_coney
+            coney_stop || true
             if [ "$srv_rc" != 0 ] || [ "$verbose" = 1 ]; then
                 echo "---- tail of coney log ($CONEY_LOG) ----"
                 tail -n 80 "$CONEY_LOG" || true
