@@ -142,23 +142,32 @@ EOF
     LAST_COUNTS="$p passed, $f failed"
 }
 
-# run_scenarios LABEL PORT LOG: run.py against 127.0.0.1:PORT, output tee'd to LOG
-run_scenarios() {
-    local label="$1" port="$2" out="$3" rc=0
+# run_step LABEL LOG CMD...: runs CMD (bounded by its own timeout), its output shown and
+# tee'd to LOG, then adds the counts found in LOG and records LABEL; a failure that counted no
+# failed test (e.g. the runner itself broke) still counts as one. Returns CMD's status.
+run_step() {
+    local label="$1" out="$2" rc=0
+    shift 2
     # in the background + wait, so that a signal to test.sh is handled at once
-    AMQP_HOST=127.0.0.1 AMQP_PORT="$port" \
-        timeout 1800 python3 tests/scenarios/run.py "${run_args[@]}" > >(tee "$out") 2>&1 &
+    "$@" > >(tee "$out") 2>&1 &
     SCEN_PID=$!
     wait "$SCEN_PID" || rc=$?
     SCEN_PID=""
     sleep 0.2   # let tee flush
     add_counts "$out"
     if [ "$rc" = 0 ]; then
-        record "scenarios ($label)" PASS "$LAST_COUNTS"
+        record "$label" PASS "$LAST_COUNTS"
     else
-        record "scenarios ($label)" FAIL "$LAST_COUNTS (rc=$rc)"
+        record "$label" FAIL "$LAST_COUNTS (rc=$rc)"
+        case "$LAST_COUNTS" in *" 0 failed") total_failed=$((total_failed + 1)) ;; esac
     fi
     return "$rc"
+}
+
+# run_scenarios LABEL PORT LOG: run.py against 127.0.0.1:PORT, output tee'd to LOG
+run_scenarios() {
+    run_step "scenarios ($1)" "$3" env AMQP_HOST=127.0.0.1 AMQP_PORT="$2" \
+        timeout 1800 python3 tests/scenarios/run.py "${run_args[@]}"
 }
 
 # ---------------------------------------------------------------- build
@@ -243,39 +252,18 @@ if [ "$do_durability" = 1 ] && [ "$pyenv_ok" = 1 ]; then
         record "durability (coney)" FAIL "no $CONEY_BIN"
         total_failed=$((total_failed + 1))
     else
-        dur_rc=0
         # run.py starts and stops its own brokers (SIGTERM/SIGKILL) and kills each test
-        # with everything it started at its time limit; in the background + wait, as above
-        timeout 600 .venv/pika1/bin/python tests/durability/run.py --coney "$CONEY_BIN" \
-            ${dur_args[@]+"${dur_args[@]}"} > >(tee "$TMP/durability.log") 2>&1 &
-        SCEN_PID=$!
-        wait "$SCEN_PID" || dur_rc=$?
-        SCEN_PID=""
-        sleep 0.2   # let tee flush
-        add_counts "$TMP/durability.log"
-        if [ "$dur_rc" = 0 ]; then
-            record "durability (coney)" PASS "$LAST_COUNTS"
-        else
-            record "durability (coney)" FAIL "$LAST_COUNTS (rc=$dur_rc)"
-            # e.g. run.py itself failed: no failed test counted, still a failure
-            case "$LAST_COUNTS" in *" 0 failed") total_failed=$((total_failed + 1)) ;; esac
-        fi
+        # with everything it started at its time limit
+        run_step "durability (coney)" "$TMP/durability.log" \
+            timeout 600 .venv/pika1/bin/python tests/durability/run.py --coney "$CONEY_BIN" \
+            ${dur_args[@]+"${dur_args[@]}"} || true
     fi
 fi
 
 # ---------------------------------------------------------------- rpm
 if [ "$do_rpm" = 1 ]; then
     say "rpm: glibc 2.17 build, package checks, install into a scratch root"
-    rpm_rc=0
-    timeout 1500 bash scripts/test-rpm.sh > >(tee "$TMP/rpm.log") 2>&1 || rpm_rc=$?
-    sleep 0.2   # let tee flush
-    add_counts "$TMP/rpm.log"
-    if [ "$rpm_rc" = 0 ]; then
-        record "rpm" PASS "$LAST_COUNTS"
-    else
-        record "rpm" FAIL "$LAST_COUNTS (rc=$rpm_rc)"
-        case "$LAST_COUNTS" in *" 0 failed") total_failed=$((total_failed + 1)) ;; esac
-    fi
+    run_step rpm "$TMP/rpm.log" timeout 1500 bash scripts/test-rpm.sh || true
 fi
 
 # ---------------------------------------------------------------- fuzz
