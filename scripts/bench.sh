@@ -19,6 +19,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+# free_port, coney_spawn, coney_stop, proc_status_kb
+. "$ROOT/scripts/lib.sh"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 CONEY="$TARGET/release/coney"
 PERF="$TARGET/release/coney-perf"
@@ -107,11 +109,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    python3 -c 'import socket
-s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
 # --- brokers -----------------------------------------------------------------------------
 
 # start_broker NAME: starts it on a free port, waits until it accepts an AMQP connection and
@@ -124,9 +121,8 @@ start_broker() {
         coney)
             rm -rf "$SCRATCH/coney-data"
             t0=$EPOCHREALTIME
-            "${BROKER_PIN[@]}" "$CONEY" --listen "127.0.0.1:$port" --data-dir "$SCRATCH/coney-data" \
-                --log-level warn 2>>"$SCRATCH/coney.log" &
-            CONEY_PID=$!
+            coney_spawn "$SCRATCH/coney.log" "${BROKER_PIN[@]}" "$CONEY" --listen "127.0.0.1:$port" \
+                --data-dir "$SCRATCH/coney-data" --log-level warn
             BROKER_PID=$CONEY_PID
             ;;
         rabbitmq)
@@ -152,21 +148,10 @@ start_broker() {
 
 stop_broker() {
     case "$1" in
-        coney)
-            if [ -n "$CONEY_PID" ] && kill -0 "$CONEY_PID" 2>/dev/null; then
-                kill -TERM "$CONEY_PID" 2>/dev/null || true
-                local i
-                for i in $(seq 1 50); do kill -0 "$CONEY_PID" 2>/dev/null || break; sleep 0.1; done
-                kill -KILL "$CONEY_PID" 2>/dev/null || true
-                wait "$CONEY_PID" 2>/dev/null || true
-            fi
-            CONEY_PID=""
-            ;;
+        coney) coney_stop 5 || true ;;
         rabbitmq) [ -d "$RMQ_DIR" ] && "$RABBITMQ_SH" stop "$RMQ_DIR" 2>>"$SCRATCH/rabbitmq.log" ;;
     esac
 }
-
-kb_of() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status" 2>/dev/null || echo null; }
 
 # error_json FILE: the last line of FILE as {"error": "..."}.
 error_json() {
@@ -205,7 +190,7 @@ run_load() {
         error_json "$RESULTS/$1-$2.err" >"$out"
     fi
     # VmHWM now is this scenario's peak: the broker was started for it.
-    echo "{\"hwm_kb\":$(kb_of "$BROKER_PID" VmHWM)}" >"$RESULTS/$1-$2.hwm.json"
+    echo "{\"hwm_kb\":$(proc_status_kb "$BROKER_PID" VmHWM)}" >"$RESULTS/$1-$2.hwm.json"
     stop_broker "$broker"
 }
 
@@ -215,7 +200,7 @@ run_idle() {
     start_broker "$broker"
     echo "$READY_JSON" >"$RESULTS/$broker-ready.json"
     sleep "$IDLE_RSS_SETTLE_SECS"
-    echo "{\"idle_rss_kb\":$(kb_of "$BROKER_PID" VmRSS)}" >"$RESULTS/$broker-idle.json"
+    echo "{\"idle_rss_kb\":$(proc_status_kb "$BROKER_PID" VmRSS)}" >"$RESULTS/$broker-idle.json"
     if [[ " $ONLY " == *" h "* ]]; then
         log "$broker: (h) $IDLE_CONNECTIONS idle connections (fd limit $FD_LIMIT)"
         timeout 600 "${LOAD_PIN[@]}" "$PERF" -h "$BROKER_URI" --idle-connections "$IDLE_CONNECTIONS" \

@@ -18,7 +18,6 @@ import random
 import shutil
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,7 +29,9 @@ import pika.spec
 from pika.data import encode_table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+from brokerlib import Coney, pika_params  # noqa: E402
+from rawamqp import PROTOCOL_HEADER, frame  # noqa: E402
 # Index into FRAME_MAX_CHOICES of fuzz_targets/frame.rs: 0 = no limit, 4 = 131072.
 FRAME_MAX_NONE, FRAME_MAX_CONEY = 0, 4
 SEED_BYTES_MAX = 16 * 1024
@@ -133,8 +134,8 @@ class Proxy:
 
 def pika_session(port):
     """Drives most of the protocol surface. Broker refusals are fine: they are frames too."""
-    params = pika.ConnectionParameters(
-        "127.0.0.1", port, blocked_connection_timeout=10, socket_timeout=10,
+    params = pika_params(
+        port, blocked_connection_timeout=10, socket_timeout=10,
         client_properties={"connection_name": "fuzz-seeds", "information": RICH_TABLE["nested"]})
     conn = pika.BlockingConnection(params)
     props = pika.BasicProperties(
@@ -204,36 +205,21 @@ def pika_session(port):
     conn.close()
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def capture(coney):
     """Runs pika_session through the proxy against a fresh coney; returns [(c2s, s2c)]."""
-    port = free_port()
     data_dir = tempfile.mkdtemp(prefix="coney-seeds.")
-    broker = subprocess.Popen([coney, "--listen", f"127.0.0.1:{port}", "--data-dir", data_dir,
-                               "--log-level", "warn"], stdin=subprocess.DEVNULL)
+    broker = Coney(coney, data_dir, log_path=None, log_level="warn")
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        proxy = Proxy(port)
+        broker.start(timeout=10)
+        proxy = Proxy(broker.port)
         pika_session(proxy.port)
         time.sleep(0.3)
         proxy.listener.close()
         return [(bytes(a), bytes(b)) for a, b in proxy.captures if a]
     finally:
-        broker.terminate()
-        broker.wait(timeout=10)
+        if broker.alive():
+            broker.stop()
+        broker.close()
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
@@ -302,7 +288,7 @@ def main():
         assert c2s.startswith(PROTOCOL_HEADER), c2s[:8]
         for direction, stream in (("c2s", c2s[len(PROTOCOL_HEADER):]), ("s2c", s2c)):
             frames = split_frames(stream)
-            raw = b"".join(struct.pack(">BHI", k, ch, len(p)) + p + b"\xce" for k, ch, p in frames)
+            raw = b"".join(frame(k, ch, p) for k, ch, p in frames)
             corpus.add("frame", f"capture{i}-{direction}-coney", bytes([FRAME_MAX_CONEY]) + raw[:4096])
             corpus.add("frame", f"capture{i}-{direction}-nolimit", bytes([FRAME_MAX_NONE]) + raw[-4096:])
             seen = set()
@@ -345,7 +331,7 @@ def session_programs(frames):
             continue
         if ids == (20, 10) and ch in (1, 2):
             continue   # the target opens channels 1 and 2 itself
-        raw.append(struct.pack(">BHI", kind, ch, len(payload)) + payload + b"\xce")
+        raw.append(frame(kind, ch, payload))
         parsed.append((kind, ch, payload))
 
     def program(conn_of, group):

@@ -14,6 +14,8 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+# free_port, coney_spawn, coney_stop
+. "$ROOT/scripts/lib.sh"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 SECS=6
 KEEP=0
@@ -36,19 +38,17 @@ command -v perf >/dev/null || { echo "profile.sh: needs perf (Debian: linux-perf
 (cd "$ROOT" && cargo build --release --bin coney --bin coney-perf >&2)
 
 WORK="$(mktemp -d /tmp/coney-profile.XXXXXX)"
-CONEY_PID="" PERF_PID=""
+PERF_PID=""
 cleanup() {
     [ -n "$PERF_PID" ] && kill "$PERF_PID" 2>/dev/null
-    [ -n "$CONEY_PID" ] && kill "$CONEY_PID" 2>/dev/null && wait "$CONEY_PID" 2>/dev/null
+    coney_stop || true
     if [ "$KEEP" = 1 ]; then echo "profile.sh: kept $WORK/perf.data" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 
-PORT="$(python3 -c 'import socket
-s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
-taskset -c 0 "$TARGET/release/coney" --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" \
-    --log-level warn 2>"$WORK/coney.log" &
-CONEY_PID=$!
+PORT="$(free_port)"
+coney_spawn "$WORK/coney.log" taskset -c 0 "$TARGET/release/coney" --listen "127.0.0.1:$PORT" \
+    --data-dir "$WORK/data" --log-level warn
 "$TARGET/release/coney-perf" --wait-ready -h "amqp://127.0.0.1:$PORT" --timeout 10 >/dev/null
 taskset -c 1 "$TARGET/release/coney-perf" -h "amqp://127.0.0.1:$PORT" -z $((SECS + 4)) --json \
     --broker-pid "$CONEY_PID" "${LOAD[@]}" >"$WORK/load.json" &

@@ -29,25 +29,8 @@ die() { log "$*"; exit 1; }
 
 # --- helpers ---------------------------------------------------------------
 
-port_open() { # port -> 0 if something accepts on 127.0.0.1:port
-    timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" >/dev/null 2>&1
-}
-
-free_port() { # print a currently free loopback TCP port
-    if command -v python3 >/dev/null 2>&1; then
-        python3 -c 'import socket
-s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-        return
-    fi
-    local i p
-    for i in $(seq 1 200); do
-        p=$(( 20000 + RANDOM % 30000 ))
-        if ! port_open "$p"; then echo "$p"; return; fi
-    done
-    die "could not find a free port"
-}
-
-pid_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+# port_open, free_port, pid_alive, wait_gone
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # pid_matches PID STRING: the process's command line contains STRING
 # (guards against signalling a recycled pid).
@@ -56,17 +39,6 @@ pid_matches() {
     pid_alive "$pid" || return 1
     [ -r "/proc/$pid/cmdline" ] || return 1
     tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$want"
-}
-
-# wait_gone PID SECONDS -> 0 once PID has exited
-wait_gone() {
-    local pid="$1" secs="$2" i
-    for i in $(seq 1 $(( secs * 10 ))); do
-        pid_alive "$pid" || return 0
-        # reap if it is our child (normally it is not)
-        sleep 0.1
-    done
-    ! pid_alive "$pid"
 }
 
 abs_dir() { mkdir -p "$1" && (cd "$1" && pwd); }

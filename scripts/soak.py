@@ -31,7 +31,6 @@ import random
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -39,6 +38,10 @@ import time
 
 import pika
 import pika.exceptions
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "lib"))
+from brokerlib import pika_params, proc_fd_count, proc_fd_targets, proc_rss_kb  # noqa: E402
+from rawamqp import CLOSE, PROTOCOL_HEADER, handshake, read_method  # noqa: E402
 
 QUEUES = ["soak.q0", "soak.q1", "soak.q2"]
 TOPIC = "soak.topic"
@@ -75,11 +78,9 @@ def body_ok(body):
         return None, False
 
 
-def params(port, name, heartbeat=None):
-    return pika.ConnectionParameters(
-        "127.0.0.1", port, connection_attempts=3, retry_delay=0.5, socket_timeout=10,
-        blocked_connection_timeout=30, heartbeat=heartbeat,
-        client_properties={"connection_name": name})
+def params(port, name):
+    """The soak's clients retry a refused connection: consumers restart while the broker is busy."""
+    return pika_params(port, name=name, connection_attempts=3, retry_delay=0.5, socket_timeout=10)
 
 
 # --------------------------------------------------------------------------- publisher
@@ -260,62 +261,6 @@ def run_consumer(a):
 
 # --------------------------------------------------------------------------- idle flood
 
-def frame(kind, channel, payload):
-    return struct.pack(">BHI", kind, channel, len(payload)) + payload + b"\xce"
-
-
-def method_frame(class_id, method_id, args):
-    return frame(1, 0, struct.pack(">HH", class_id, method_id) + args)
-
-
-def shortstr(s):
-    return bytes([len(s)]) + s
-
-
-def longstr(s):
-    return struct.pack(">I", len(s)) + s
-
-
-START_OK = method_frame(10, 11, longstr(b"") + shortstr(b"PLAIN") + longstr(b"\0guest\0guest") + shortstr(b"en_US"))
-OPEN = method_frame(10, 40, shortstr(b"/") + shortstr(b"") + b"\0")
-CLOSE = method_frame(10, 50, struct.pack(">H", 200) + shortstr(b"bye") + struct.pack(">HH", 0, 0))
-
-
-def read_method(sock, buf):
-    """Reads frames until a method frame; returns ((class, method), payload, rest of buf)."""
-    while True:
-        while len(buf) < 7:
-            chunk = sock.recv(4096)
-            if not chunk:
-                raise ConnectionError("closed by broker")
-            buf += chunk
-        kind, _, size = struct.unpack(">BHI", buf[:7])
-        while len(buf) < 8 + size:
-            chunk = sock.recv(4096)
-            if not chunk:
-                raise ConnectionError("closed by broker")
-            buf += chunk
-        payload, buf = buf[7:7 + size], buf[8 + size:]
-        if kind == 1:
-            return struct.unpack(">HH", payload[:4]), payload, buf
-
-
-def handshake(port):
-    """Connects and opens an AMQP connection by hand; heartbeat 0 so it may stay idle."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    s.sendall(b"AMQP\x00\x00\x09\x01")
-    ids, _, buf = read_method(s, b"")
-    assert ids == (10, 10), ids
-    s.sendall(START_OK)
-    ids, payload, buf = read_method(s, buf)
-    assert ids == (10, 30), ids
-    channel_max, frame_max, _ = struct.unpack(">HIH", payload[4:12])
-    s.sendall(method_frame(10, 31, struct.pack(">HIH", channel_max, frame_max, 0)) + OPEN)
-    ids, _, buf = read_method(s, buf)
-    assert ids == (10, 41), ids
-    return s
-
-
 FLOOD_THREADS = 4
 FLOOD_WAVES_PER_THREAD = 5
 # After the chaos phase ends, the flood may take this long to finish its quota without holds.
@@ -342,7 +287,7 @@ def idle_flood(port, total, seconds, stats, stop):
                 try:
                     if kind == "header-only":
                         sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-                        sock.sendall(b"AMQP\x00\x00\x09\x01")
+                        sock.sendall(PROTOCOL_HEADER)
                     else:
                         sock = handshake(port)
                     held.append((kind, sock))
@@ -382,28 +327,6 @@ def idle_flood(port, total, seconds, stats, stop):
 
 # --------------------------------------------------------------------------- broker metrics
 
-def proc_rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def proc_fds(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def fd_targets(pid):
-    out = {}
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            out[int(fd)] = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            pass
-    return out
-
-
 def fd_census(pid, data_dir):
     """(other fds, store fds, store fds on deleted files). Store fds are the message store's
     segment files: the writer plus read handles it keeps per live segment, a bounded cache
@@ -411,7 +334,7 @@ def fd_census(pid, data_dir):
     signal pipe, logs) must come back to its starting count."""
     store_dir = os.path.join(os.path.realpath(data_dir), "msgs") + os.sep if data_dir else None
     other, store, deleted = 0, 0, 0
-    for target in fd_targets(pid).values():
+    for target in proc_fd_targets(pid).values():
         if store_dir and target.startswith(store_dir):
             store += 1
             deleted += target.endswith(" (deleted)")
@@ -437,7 +360,7 @@ class Sampler(threading.Thread):
         while not self.stop.wait(0.25):
             try:
                 self.peak_rss_kb = max(self.peak_rss_kb, proc_rss_kb(self.pid))
-                self.peak_fds = max(self.peak_fds, proc_fds(self.pid))
+                self.peak_fds = max(self.peak_fds, proc_fd_count(self.pid))
             except OSError:
                 return
 
@@ -544,8 +467,8 @@ def orchestrate(a):
     os.makedirs(work, exist_ok=True)
     # The broker has only its listener, poller, signal pipe and store files open now.
     time.sleep(0.5)
-    fds_before, rss_before = proc_fds(a.pid), proc_rss_kb(a.pid)
-    targets_before = fd_targets(a.pid)
+    fds_before, rss_before = proc_fd_count(a.pid), proc_rss_kb(a.pid)
+    targets_before = proc_fd_targets(a.pid)
     other_before, store_before, _ = fd_census(a.pid, a.data_dir)
     sampler = Sampler(a.pid)
     sampler.start()
@@ -623,9 +546,9 @@ def orchestrate(a):
     segments_after = segment_files(a.data_dir) if a.data_dir else 0
     sampler.stop.set()
     sampler.join()
-    fds_after = proc_fds(a.pid) if broker_alive else -1
+    fds_after = proc_fd_count(a.pid) if broker_alive else -1
     rss_after = proc_rss_kb(a.pid) if broker_alive else -1
-    extra_fds = {fd: t for fd, t in fd_targets(a.pid).items() if targets_before.get(fd) != t} if broker_alive else {}
+    extra_fds = {fd: t for fd, t in proc_fd_targets(a.pid).items() if targets_before.get(fd) != t} if broker_alive else {}
 
     # ---- account
     published = confirmed_n = unconfirmed = pub_cycles = 0

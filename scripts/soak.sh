@@ -18,6 +18,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# free_port, coney_start, coney_stop
+. scripts/lib.sh
 seconds=60 build=1 keep="${KEEP_TMP:-0}"
 extra=()
 while [ $# -gt 0 ]; do
@@ -38,30 +40,11 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 CONEY="$TARGET_DIR/release/coney"
 PY="$ROOT/.venv/pika1/bin/python"
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/coney-soak.XXXXXX")"
-CONEY_PID=""
-
-stop_coney() { # signal; returns the broker's exit status (or 1 if it had to be killed)
-    [ -n "$CONEY_PID" ] || return 0
-    local rc=0 i
-    kill -TERM "$CONEY_PID" 2>/dev/null || true
-    for i in $(seq 1 100); do   # 10 s
-        kill -0 "$CONEY_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$CONEY_PID" 2>/dev/null; then
-        echo "soak.sh: coney did not exit within 10 s of SIGTERM; SIGKILL" >&2
-        kill -KILL "$CONEY_PID" 2>/dev/null || true
-        rc=1
-    fi
-    wait "$CONEY_PID" 2>/dev/null || rc=$?
-    CONEY_PID=""
-    return "$rc"
-}
 
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    stop_coney || true
+    coney_stop || true
     if [ "$keep" = 1 ]; then
         echo "soak.sh: scratch directory kept: $TMP" >&2
     else
@@ -80,20 +63,11 @@ fi
 echo "==== scripts/pyenv.sh"
 bash scripts/pyenv.sh
 
-port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+port="$(free_port)"
 mkdir -p "$TMP/data" "$TMP/work"
-"$CONEY" --listen "127.0.0.1:$port" --data-dir "$TMP/data" --log-level warn \
-    </dev/null >"$TMP/coney.log" 2>&1 &
-CONEY_PID=$!
-up=0
-for _ in $(seq 1 100); do   # 10 s
-    kill -0 "$CONEY_PID" 2>/dev/null || break
-    if timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null; then up=1; break; fi
-    sleep 0.1
-done
-if [ "$up" != 1 ]; then
+if ! coney_start "$port" 10 "$TMP/coney.log" "$CONEY" --listen "127.0.0.1:$port" \
+    --data-dir "$TMP/data" --log-level warn; then
     echo "soak.sh: coney did not start on 127.0.0.1:$port" >&2
-    tail -n 30 "$TMP/coney.log" >&2 || true
     exit 1
 fi
 echo "==== soak: coney pid $CONEY_PID on 127.0.0.1:$port for $seconds s (scratch $TMP)"
@@ -106,7 +80,7 @@ timeout --kill-after=10 $((seconds + 400)) \
         "${extra[@]}" || rc=$?
 
 broker_rc=0
-stop_coney || broker_rc=$?
+coney_stop || broker_rc=$?
 if [ "$broker_rc" != 0 ]; then
     echo "soak.sh: FAIL: coney exited with status $broker_rc after SIGTERM" >&2
     rc=1

@@ -12,6 +12,8 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 1
+# free_port, wait_port, wait_exit, coney_spawn
+. scripts/lib.sh
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 GLIBC_MAX=2.17
 STARTED=$(date +%s)
@@ -61,39 +63,11 @@ apt_install() { # package...
             DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >/dev/null 2>&1; }
 }
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# Waits up to 10 s for a TCP listener on 127.0.0.1:$1.
-wait_port() {
-    for _ in $(seq 1 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
-
-# Waits up to $2 tenths of a second for process $1 to exit; sets EXIT_CODE (or 'running').
-wait_exit() {
-    EXIT_CODE=running
-    for _ in $(seq 1 "$2"); do
-        if ! kill -0 "$1" 2>/dev/null; then
-            wait "$1"
-            EXIT_CODE=$?
-            return 0
-        fi
-        sleep 0.1
-    done
-    return 1
-}
-
 # Starts coney from the scratch root in the background; sets CONEY_PID.
 start_coney() { # config logfile [env assignments...]
     local conf=$1 log=$2
     shift 2
-    env "$@" "$INSTALLED/usr/sbin/coney" --config "$conf" >"$log" 2>&1 &
-    CONEY_PID=$!
+    coney_spawn "$log" env "$@" "$INSTALLED/usr/sbin/coney" --config "$conf"
     PIDS+=("$CONEY_PID")
 }
 
@@ -329,7 +303,7 @@ print("pubsub: %d messages round-tripped" % n)
 EOF
 
 start_coney "$CONF" "$SCRATCH/coney-d.log" NOTIFY_SOCKET="$NOTIFY_SOCK"
-if wait_port "$PORT"; then
+if wait_port "$PORT" 10 "$CONEY_PID"; then
     pass "installed coney listens on 127.0.0.1:$PORT"
     check "pika publish/consume of 500 messages through the installed coney" \
         timeout 60 "$PY" "$SCRATCH/pubsub.py" "$PORT" 500
@@ -342,7 +316,7 @@ else
     cat "$SCRATCH/coney-d.log"
 fi
 kill -TERM "$CONEY_PID" 2>/dev/null
-wait_exit "$CONEY_PID" 100
+wait_exit "$CONEY_PID" 10
 check "SIGTERM: installed coney exits with 0 (got $EXIT_CODE)" test "$EXIT_CODE" = 0
 sleep 0.2
 check "sd_notify: READY=1 then STOPPING=1 on NOTIFY_SOCKET" \
@@ -365,7 +339,7 @@ s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); time.sleep(20)
 ' "$BUSY_PORT" &
 HOLDER=$!
 PIDS+=("$HOLDER")
-wait_port "$BUSY_PORT"
+wait_port "$BUSY_PORT" 10
 sed -e "s|^listeners.tcp.default = .*|listeners.tcp.default = 127.0.0.1:$BUSY_PORT|" "$CONF" >"$SCRATCH/busy.conf"
 code=$(exit_code_of "$SCRATCH/busy.conf")
 check "port in use: exit 69 (got $code)" test "$code" = 69
@@ -381,7 +355,7 @@ sed -e "s|^data_dir = .*|data_dir = $SCRATCH/data-e|" \
     -e "s|^# log.file = .*|log.file = $LOGDIR/coney.log|" \
     "$INSTALLED/etc/coney/coney.conf" >"$SCRATCH/coney-e.conf"
 start_coney "$SCRATCH/coney-e.conf" "$SCRATCH/coney-e.stderr"
-if wait_port "$PORT"; then
+if wait_port "$PORT" 10 "$CONEY_PID"; then
     # The kernel accepts on the socket as soon as it is bound, a moment before the line.
     for _ in $(seq 1 50); do
         grep -q "listening on 127.0.0.1:$PORT" "$LOGDIR/coney.log" 2>/dev/null && break
@@ -422,9 +396,9 @@ EOF
     for _ in $(seq 1 50); do grep -q flooding "$SCRATCH/flood.log" 2>/dev/null && break; sleep 0.1; done
     sleep 1
     kill -TERM "$CONEY_PID"
-    wait_exit "$CONEY_PID" 100
+    wait_exit "$CONEY_PID" 10
     check "SIGTERM during traffic: exit 0 (got $EXIT_CODE)" test "$EXIT_CODE" = 0
-    wait_exit "$FLOOD" 100
+    wait_exit "$FLOOD" 10
     check "the publisher was closed by the broker (320), not left hanging" \
         grep -q "publisher stopped: ConnectionClosedByBroker: (320) .CONNECTION_FORCED" "$SCRATCH/flood.log"
     check "shutdown is logged to the new file" grep -q "shutdown complete" "$LOGDIR/coney.log"

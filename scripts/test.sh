@@ -47,6 +47,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# free_port, coney_start, coney_stop
+. scripts/lib.sh
 
 # ---------------------------------------------------------------- options
 do_build=1 do_cargo=1 do_pyenv=1 do_coney=1 do_durability=1 do_rpm=1 do_fuzz=1 do_rabbit=0 verbose=0
@@ -94,24 +96,6 @@ record() { # step status detail
     if [ "$2" = FAIL ]; then failed_steps=$((failed_steps + 1)); fi
 }
 
-stop_coney() {
-    [ -n "$CONEY_PID" ] || return 0
-    if kill -0 "$CONEY_PID" 2>/dev/null; then
-        kill -TERM "$CONEY_PID" 2>/dev/null || true
-        local i
-        for i in $(seq 1 100); do   # 10 s
-            kill -0 "$CONEY_PID" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$CONEY_PID" 2>/dev/null; then
-            echo "test.sh: coney did not stop within 10s of SIGTERM; SIGKILL" >&2
-            kill -KILL "$CONEY_PID" 2>/dev/null || true
-        fi
-    fi
-    wait "$CONEY_PID" 2>/dev/null || true
-    CONEY_PID=""
-}
-
 stop_rabbit() {
     [ -n "$RABBIT_DIR" ] || return 0
     scripts/rabbitmq.sh stop "$RABBIT_DIR" || true
@@ -125,7 +109,7 @@ cleanup() {
         kill -TERM "$SCEN_PID" 2>/dev/null || true
         wait "$SCEN_PID" 2>/dev/null || true
     fi
-    stop_coney
+    coney_stop || true
     stop_rabbit
     if [ "${KEEP_TMP:-0}" = 1 ]; then
         echo "test.sh: scratch directory kept: $TMP" >&2
@@ -136,13 +120,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'echo "test.sh: interrupted" >&2; exit 130' INT TERM
-
-free_port() {
-    python3 -c 'import socket
-s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
-port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" >/dev/null 2>&1; }
 
 # add_counts FILE: add the "N passed, M failed" totals found in FILE
 add_counts() {
@@ -165,23 +142,32 @@ EOF
     LAST_COUNTS="$p passed, $f failed"
 }
 
-# run_scenarios LABEL PORT LOG: run.py against 127.0.0.1:PORT, output tee'd to LOG
-run_scenarios() {
-    local label="$1" port="$2" out="$3" rc=0
+# run_step LABEL LOG CMD...: runs CMD (bounded by its own timeout), its output shown and
+# tee'd to LOG, then adds the counts found in LOG and records LABEL; a failure that counted no
+# failed test (e.g. the runner itself broke) still counts as one. Returns CMD's status.
+run_step() {
+    local label="$1" out="$2" rc=0
+    shift 2
     # in the background + wait, so that a signal to test.sh is handled at once
-    AMQP_HOST=127.0.0.1 AMQP_PORT="$port" \
-        timeout 1800 python3 tests/scenarios/run.py "${run_args[@]}" > >(tee "$out") 2>&1 &
+    "$@" > >(tee "$out") 2>&1 &
     SCEN_PID=$!
     wait "$SCEN_PID" || rc=$?
     SCEN_PID=""
     sleep 0.2   # let tee flush
     add_counts "$out"
     if [ "$rc" = 0 ]; then
-        record "scenarios ($label)" PASS "$LAST_COUNTS"
+        record "$label" PASS "$LAST_COUNTS"
     else
-        record "scenarios ($label)" FAIL "$LAST_COUNTS (rc=$rc)"
+        record "$label" FAIL "$LAST_COUNTS (rc=$rc)"
+        case "$LAST_COUNTS" in *" 0 failed") total_failed=$((total_failed + 1)) ;; esac
     fi
     return "$rc"
+}
+
+# run_scenarios LABEL PORT LOG: run.py against 127.0.0.1:PORT, output tee'd to LOG
+run_scenarios() {
+    run_step "scenarios ($1)" "$3" env AMQP_HOST=127.0.0.1 AMQP_PORT="$2" \
+        timeout 1800 python3 tests/scenarios/run.py "${run_args[@]}"
 }
 
 # ---------------------------------------------------------------- build
@@ -236,37 +222,21 @@ if [ "$do_coney" = 1 ] && [ "$pyenv_ok" = 1 ]; then
         port="$(free_port)"
         mkdir -p "$TMP/data"
         CONEY_LOG="$TMP/coney.log"
-        "$CONEY_BIN" --listen "127.0.0.1:$port" --data-dir "$TMP/data" --log-level info \
-            </dev/null >"$CONEY_LOG" 2>&1 &
-        CONEY_PID=$!
-        up=0
-        for _ in $(seq 1 300); do   # 30 s
-            if ! kill -0 "$CONEY_PID" 2>/dev/null; then break; fi
-            if port_open "$port"; then up=1; break; fi
-            sleep 0.1
-        done
-        if [ "$up" != 1 ]; then
-            if kill -0 "$CONEY_PID" 2>/dev/null; then
-                echo "test.sh: coney did not accept connections on 127.0.0.1:$port within 30s" >&2
-            else
-                crc=0; wait "$CONEY_PID" 2>/dev/null || crc=$?
-                echo "test.sh: coney exited (status $crc) before accepting connections on 127.0.0.1:$port" >&2
-            fi
-            echo "---- tail of coney log ----"; tail -n 50 "$CONEY_LOG" || true
-            stop_coney
+        if ! coney_start "$port" 30 "$CONEY_LOG" "$CONEY_BIN" --listen "127.0.0.1:$port" \
+            --data-dir "$TMP/data" --log-level info; then
             record "scenarios (coney)" FAIL "coney did not start"
             total_failed=$((total_failed + 1))
         else
             echo "coney pid $CONEY_PID listening on 127.0.0.1:$port (log $CONEY_LOG)"
             srv_rc=0
             run_scenarios coney "$port" "$TMP/scenarios-coney.log" || srv_rc=$?
-            if ! kill -0 "$CONEY_PID" 2>/dev/null; then
+            if ! pid_alive "$CONEY_PID"; then
                 echo "test.sh: coney died during the scenarios" >&2
                 record "coney alive" FAIL "the broker exited during the scenarios"
                 total_failed=$((total_failed + 1))
                 srv_rc=1
             fi
-            stop_coney
+            coney_stop || true
             if [ "$srv_rc" != 0 ] || [ "$verbose" = 1 ]; then
                 echo "---- tail of coney log ($CONEY_LOG) ----"
                 tail -n 80 "$CONEY_LOG" || true
@@ -282,39 +252,18 @@ if [ "$do_durability" = 1 ] && [ "$pyenv_ok" = 1 ]; then
         record "durability (coney)" FAIL "no $CONEY_BIN"
         total_failed=$((total_failed + 1))
     else
-        dur_rc=0
         # run.py starts and stops its own brokers (SIGTERM/SIGKILL) and kills each test
-        # with everything it started at its time limit; in the background + wait, as above
-        timeout 600 .venv/pika1/bin/python tests/durability/run.py --coney "$CONEY_BIN" \
-            ${dur_args[@]+"${dur_args[@]}"} > >(tee "$TMP/durability.log") 2>&1 &
-        SCEN_PID=$!
-        wait "$SCEN_PID" || dur_rc=$?
-        SCEN_PID=""
-        sleep 0.2   # let tee flush
-        add_counts "$TMP/durability.log"
-        if [ "$dur_rc" = 0 ]; then
-            record "durability (coney)" PASS "$LAST_COUNTS"
-        else
-            record "durability (coney)" FAIL "$LAST_COUNTS (rc=$dur_rc)"
-            # e.g. run.py itself failed: no failed test counted, still a failure
-            case "$LAST_COUNTS" in *" 0 failed") total_failed=$((total_failed + 1)) ;; esac
-        fi
+        # with everything it started at its time limit
+        run_step "durability (coney)" "$TMP/durability.log" \
+            timeout 600 .venv/pika1/bin/python tests/durability/run.py --coney "$CONEY_BIN" \
+            ${dur_args[@]+"${dur_args[@]}"} || true
     fi
 fi
 
 # ---------------------------------------------------------------- rpm
 if [ "$do_rpm" = 1 ]; then
     say "rpm: glibc 2.17 build, package checks, install into a scratch root"
-    rpm_rc=0
-    timeout 1500 bash scripts/test-rpm.sh > >(tee "$TMP/rpm.log") 2>&1 || rpm_rc=$?
-    sleep 0.2   # let tee flush
-    add_counts "$TMP/rpm.log"
-    if [ "$rpm_rc" = 0 ]; then
-        record "rpm" PASS "$LAST_COUNTS"
-    else
-        record "rpm" FAIL "$LAST_COUNTS (rc=$rpm_rc)"
-        case "$LAST_COUNTS" in *" 0 failed") total_failed=$((total_failed + 1)) ;; esac
-    fi
+    run_step rpm "$TMP/rpm.log" timeout 1500 bash scripts/test-rpm.sh || true
 fi
 
 # ---------------------------------------------------------------- fuzz

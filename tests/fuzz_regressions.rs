@@ -38,14 +38,12 @@ fn handshake() -> Vec<u8> {
     out
 }
 
+#[path = "common/procfs.rs"]
+mod procfs;
+
 /// The process's virtual size from /proc/self/status, in KiB.
 fn vm_size_kb() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmSize:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmSize line")
+    procfs::status_kb("self", "VmSize").expect("VmSize of /proc/self/status")
 }
 
 /// A content header only announces a body size; memory for the body must follow the body bytes

@@ -368,18 +368,6 @@ async fn basic_get_reports_message_count_then_empty() {
 // acknowledgements
 // ---------------------------------------------------------------------------------------
 
-/// Publish `n` messages "m0".."m{n-1}" to a fresh queue via confirms; returns the queue.
-async fn queue_with(ch: &mut Chan, prefix: &str, n: usize) -> String {
-    let q = unique(prefix);
-    ch.declare_queue(&q).await;
-    ch.confirm_select().await;
-    for i in 0..n {
-        ch.publish_confirmed("", &q, format!("m{i}").as_bytes())
-            .await;
-    }
-    q
-}
-
 /// basic.ack removes the message for good: closing the channel afterwards requeues nothing.
 #[tokio::test]
 async fn ack_removes_message() {

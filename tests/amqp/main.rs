@@ -4,7 +4,10 @@
 
 mod basic;
 mod entities;
+#[path = "../common/procfs.rs"]
+mod procfs;
 mod raw_wire;
 mod robustness;
 mod semantics;
 mod support;
+mod wire;

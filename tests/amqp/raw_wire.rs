@@ -4,258 +4,10 @@
 //! Every read is bounded by the socket read timeout (support::TIMEOUT).
 //! Run against RabbitMQ with `CONEY_TEST_ADDR=127.0.0.1:5690`; otherwise a private coney.
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 
 use crate::support::*;
-
-const FRAME_END: u8 = 0xCE;
-const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
-
-// ---------------------------------------------------------------------------------------
-// tiny hand-written frame helpers
-// ---------------------------------------------------------------------------------------
-
-/// A frame: type, channel (big-endian), payload size (big-endian), payload, frame-end.
-fn frame(kind: u8, channel: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![kind];
-    f.extend_from_slice(&channel.to_be_bytes());
-    f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    f.extend_from_slice(payload);
-    f.push(FRAME_END);
-    f
-}
-
-fn method(channel: u16, payload: &[u8]) -> Vec<u8> {
-    frame(1, channel, payload)
-}
-
-fn shortstr(s: &str) -> Vec<u8> {
-    let mut v = vec![s.len() as u8];
-    v.extend_from_slice(s.as_bytes());
-    v
-}
-
-fn longstr(s: &[u8]) -> Vec<u8> {
-    let mut v = (s.len() as u32).to_be_bytes().to_vec();
-    v.extend_from_slice(s);
-    v
-}
-
-#[derive(Debug)]
-struct Frame {
-    kind: u8,
-    channel: u16,
-    payload: Vec<u8>,
-}
-
-impl Frame {
-    fn class_method(&self) -> (u16, u16) {
-        assert_eq!(self.kind, 1, "not a method frame: {self:?}");
-        (
-            u16::from_be_bytes([self.payload[0], self.payload[1]]),
-            u16::from_be_bytes([self.payload[2], self.payload[3]]),
-        )
-    }
-}
-
-/// Read one whole frame (bounded by the socket read timeout); checks the frame-end octet.
-fn read_frame(s: &mut TcpStream) -> Frame {
-    let mut h = [0u8; 7];
-    s.read_exact(&mut h).expect("read frame header");
-    let size = u32::from_be_bytes([h[3], h[4], h[5], h[6]]) as usize;
-    assert!(size < 1 << 20, "absurd frame size {size} (header {h:?})");
-    let mut payload = vec![0u8; size + 1];
-    s.read_exact(&mut payload).expect("read frame payload");
-    assert_eq!(payload.pop(), Some(FRAME_END), "bad frame-end from server");
-    Frame {
-        kind: h[0],
-        channel: u16::from_be_bytes([h[1], h[2]]),
-        payload,
-    }
-}
-
-/// Read frames, skipping heartbeats, until a method frame arrives.
-fn read_method(s: &mut TcpStream) -> Frame {
-    for _ in 0..100 {
-        let f = read_frame(s);
-        if f.kind != 8 {
-            return f;
-        }
-    }
-    panic!("only heartbeats");
-}
-
-/// Expect `connection.close` (10,50); returns (reply code, reply text, class id, method id).
-fn read_connection_close(s: &mut TcpStream) -> (u16, String, u16, u16) {
-    let f = read_method(s);
-    assert_eq!(f.channel, 0, "connection.close must be on channel 0: {f:?}");
-    assert_eq!(
-        f.class_method(),
-        (10, 50),
-        "expected connection.close, got {f:?}"
-    );
-    let p = &f.payload[4..];
-    let code = u16::from_be_bytes([p[0], p[1]]);
-    let len = p[2] as usize;
-    let text = String::from_utf8_lossy(&p[3..3 + len]).into_owned();
-    let rest = &p[3 + len..];
-    let class_id = u16::from_be_bytes([rest[0], rest[1]]);
-    let method_id = u16::from_be_bytes([rest[2], rest[3]]);
-    (code, text, class_id, method_id)
-}
-
-/// Answer with close-ok and check the server then closes the socket (EOF, bounded).
-fn close_ok_then_eof(s: &mut TcpStream) {
-    // the server may already have closed its side: a failed write is fine here
-    let _ = s.write_all(&method(0, &[0, 10, 0, 51]));
-    assert_eof(s);
-}
-
-/// Assert the server closes the socket: reads return EOF (or reset) within 10 s, skipping
-/// anything else it still sends. (After a frame-level error RabbitMQ does not read our
-/// close-ok; it closes the socket about 3 s after its connection.close.)
-fn assert_eof(s: &mut TcpStream) {
-    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
-    let mut buf = [0u8; 4096];
-    for _ in 0..1000 {
-        match s.read(&mut buf) {
-            Ok(0) => return,
-            Ok(_) => continue,
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => return,
-            Err(e) => panic!("socket not closed by the server: {e}"),
-        }
-    }
-    panic!("server kept sending data instead of closing");
-}
-
-/// client-properties with capabilities.authentication_failure_close = true
-fn client_properties() -> Vec<u8> {
-    let mut caps = shortstr("authentication_failure_close");
-    caps.extend_from_slice(b"t\x01");
-    let mut caps_table = (caps.len() as u32).to_be_bytes().to_vec();
-    caps_table.extend_from_slice(&caps);
-    let mut fields = shortstr("product");
-    fields.push(b'S');
-    fields.extend_from_slice(&longstr(b"raw-wire-test"));
-    fields.extend_from_slice(&shortstr("capabilities"));
-    fields.push(b'F');
-    fields.extend_from_slice(&caps_table);
-    let mut t = (fields.len() as u32).to_be_bytes().to_vec();
-    t.extend_from_slice(&fields);
-    t
-}
-
-/// connection.start-ok with PLAIN credentials.
-fn start_ok(user: &str, password: &str) -> Vec<u8> {
-    let mut p = vec![0, 10, 0, 11];
-    p.extend_from_slice(&client_properties());
-    p.extend_from_slice(&shortstr("PLAIN"));
-    p.extend_from_slice(&longstr(format!("\0{user}\0{password}").as_bytes()));
-    p.extend_from_slice(&shortstr("en_US"));
-    method(0, &p)
-}
-
-/// Protocol header + start/start-ok, stopping before tune.
-fn start(b: &Broker, user: &str, password: &str) -> TcpStream {
-    let mut s = b.tcp();
-    s.write_all(PROTOCOL_HEADER).unwrap();
-    let f = read_method(&mut s);
-    assert_eq!(
-        (f.channel, f.class_method()),
-        (0, (10, 10)),
-        "connection.start"
-    );
-    assert_eq!(
-        &f.payload[4..6],
-        &[0, 9],
-        "version-major 0, version-minor 9"
-    );
-    s.write_all(&start_ok(user, password)).unwrap();
-    s
-}
-
-/// A full hand-made handshake (frame_max negotiated down to 4096, no heartbeats) plus
-/// channel.open on channel 1.
-fn handshake(b: &Broker) -> TcpStream {
-    handshake_with_channel_max(b, 2047)
-}
-
-/// `handshake` with the client's channel-max in tune-ok.
-fn handshake_with_channel_max(b: &Broker, channel_max: u16) -> TcpStream {
-    let mut s = start(b, "guest", "guest");
-    let f = read_method(&mut s);
-    assert_eq!(f.class_method(), (10, 30), "connection.tune");
-    // tune-ok: channel-max, frame-max 4096, heartbeat 0
-    let mut tune_ok = b"\x00\x0a\x00\x1f".to_vec();
-    tune_ok.extend_from_slice(&channel_max.to_be_bytes());
-    tune_ok.extend_from_slice(b"\x00\x00\x10\x00\x00\x00");
-    s.write_all(&method(0, &tune_ok)).unwrap();
-    // connection.open: virtual-host "/", reserved shortstr "", reserved bit 0
-    s.write_all(&method(0, b"\x00\x0a\x00\x28\x01/\x00\x00"))
-        .unwrap();
-    let f = read_method(&mut s);
-    assert_eq!(f.class_method(), (10, 41), "connection.open-ok");
-    // channel.open on channel 1, reserved shortstr ""
-    s.write_all(&method(1, b"\x00\x14\x00\x0a\x00")).unwrap();
-    let f = read_method(&mut s);
-    assert_eq!(
-        (f.channel, f.class_method()),
-        (1, (20, 11)),
-        "channel.open-ok"
-    );
-    s
-}
-
-/// How much of RabbitMQ's reply text a test pins down.
-enum Text<'a> {
-    Exact(&'a str),
-    Prefix(&'a str),
-}
-
-/// Assert the server answered with connection.close `code`, the reply text, and the
-/// (class id, method id) of the offending method ((0,0) for frame-level errors); then
-/// that it closes the socket after our close-ok.
-fn expect_connection_error(s: &mut TcpStream, code: u16, text: Text, class_method: (u16, u16)) {
-    let (c, got, class, method) = read_connection_close(s);
-    assert_eq!(c, code, "reply code (text: {got:?})");
-    match text {
-        Text::Exact(t) => assert_eq!(got, t, "reply text"),
-        Text::Prefix(p) => assert!(
-            got.starts_with(p),
-            "reply text {got:?} does not start with {p:?}"
-        ),
-    }
-    assert_eq!(
-        (class, method),
-        class_method,
-        "class/method ids of connection.close"
-    );
-    close_ok_then_eof(s);
-}
-
-/// Assert the server closes the socket without sending any frame first.
-fn assert_closed_without_frames(s: &mut TcpStream) {
-    let mut buf = [0u8; 64];
-    match s.read(&mut buf) {
-        Ok(0) => {}
-        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
-        Ok(n) => panic!(
-            "expected the connection to be dropped, got bytes {:?}",
-            &buf[..n]
-        ),
-        Err(e) => panic!("socket not closed by the server: {e}"),
-    }
-}
-
-/// Expect the server to answer a bad protocol header with its own header, then close.
-fn expect_header_reply_and_close(s: &mut TcpStream) {
-    let mut got = [0u8; 8];
-    s.read_exact(&mut got).expect("server's protocol header");
-    assert_eq!(&got, PROTOCOL_HEADER);
-    assert_eof(s);
-}
+use crate::wire::*;
 
 // ---------------------------------------------------------------------------------------
 // protocol header
@@ -397,7 +149,7 @@ fn bad_frame_end_is_frame_error() {
     let b = Broker::start();
     let mut s = handshake(&b);
     // basic.qos(0, 10, false) with a bad end octet
-    let mut f = method(1, b"\x00\x3c\x00\x0a\x00\x00\x00\x00\x00\x0a\x00");
+    let mut f = basic_qos(1);
     *f.last_mut().unwrap() = 0x00;
     s.write_all(&f).unwrap();
     expect_connection_error(
@@ -437,7 +189,7 @@ fn unknown_class_drops_connection() {
 fn second_channel_open_is_channel_error() {
     let b = Broker::start();
     let mut s = handshake(&b);
-    s.write_all(&method(1, b"\x00\x14\x00\x0a\x00")).unwrap();
+    s.write_all(&channel_open(1)).unwrap();
     expect_connection_error(
         &mut s,
         504,
@@ -453,8 +205,7 @@ fn second_channel_open_is_channel_error() {
 fn channel_max_counts_open_channels_not_channel_numbers() {
     let b = Broker::start();
     let mut s = handshake_with_channel_max(&b, 2);
-    s.write_all(&method(65535, b"\x00\x14\x00\x0a\x00"))
-        .unwrap();
+    s.write_all(&channel_open(65535)).unwrap();
     let f = read_method(&mut s);
     assert_eq!(
         (f.channel, f.class_method()),
@@ -473,7 +224,7 @@ fn channel_max_counts_open_channels_not_channel_numbers() {
         (65535, (50, 11)),
         "declare-ok on 65535"
     );
-    s.write_all(&method(3, b"\x00\x14\x00\x0a\x00")).unwrap();
+    s.write_all(&channel_open(3)).unwrap();
     expect_connection_error(
         &mut s,
         530,
@@ -489,10 +240,8 @@ fn channel_max_counts_open_channels_not_channel_numbers() {
 fn method_instead_of_content_header_is_unexpected_frame() {
     let b = Broker::start();
     let mut s = handshake(&b);
-    s.write_all(&method(1, b"\x00\x3c\x00\x28\x00\x00\x00\x01q\x00"))
-        .unwrap();
-    s.write_all(&method(1, b"\x00\x3c\x00\x0a\x00\x00\x00\x00\x00\x0a\x00"))
-        .unwrap();
+    s.write_all(&basic_publish(1, "q")).unwrap();
+    s.write_all(&basic_qos(1)).unwrap();
     expect_connection_error(
         &mut s,
         505,
@@ -602,11 +351,7 @@ fn content_header_round_trips_byte_for_byte() {
     header.extend_from_slice(&shortstr("app")); // app-id
     header.extend_from_slice(&shortstr("cluster")); // cluster-id (deprecated)
 
-    // basic.publish: ticket 0, exchange "", routing-key = queue, no flags
-    let mut publish = b"\x00\x3c\x00\x28\x00\x00\x00".to_vec();
-    publish.extend_from_slice(&shortstr(&queue));
-    publish.push(0);
-    s.write_all(&method(1, &publish)).unwrap();
+    s.write_all(&basic_publish(1, &queue)).unwrap();
     s.write_all(&frame(2, 1, &header)).unwrap();
     s.write_all(&frame(3, 1, body)).unwrap();
 
@@ -662,7 +407,8 @@ fn start_and_tune_parameters() {
         "mechanisms {mechanisms:?}"
     );
     assert_eq!(locales, "en_US");
-    s.write_all(&start_ok("guest", "guest")).unwrap();
+    s.write_all(&start_ok("guest", "guest", LOGIN_CAPABILITIES))
+        .unwrap();
     let t = read_method(&mut s);
     assert_eq!(t.class_method(), (10, 30), "connection.tune");
     assert_eq!(

@@ -26,280 +26,7 @@ use amqprs::connection::{Connection, OpenConnectionArguments};
 use amqprs::BasicProperties;
 
 use crate::support::*;
-
-// ---------------------------------------------------------------------------------------
-// hand-written frames (independent of the broker's codec)
-// ---------------------------------------------------------------------------------------
-
-const FRAME_END: u8 = 0xCE;
-const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
-/// frame_max the raw clients negotiate (the broker's own maximum).
-const RAW_FRAME_MAX: u32 = 131_072;
-
-fn frame(kind: u8, channel: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![kind];
-    f.extend_from_slice(&channel.to_be_bytes());
-    f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    f.extend_from_slice(payload);
-    f.push(FRAME_END);
-    f
-}
-
-fn method(channel: u16, payload: &[u8]) -> Vec<u8> {
-    frame(1, channel, payload)
-}
-
-fn shortstr(s: &[u8]) -> Vec<u8> {
-    assert!(s.len() <= 255);
-    let mut v = vec![s.len() as u8];
-    v.extend_from_slice(s);
-    v
-}
-
-fn longstr(s: &[u8]) -> Vec<u8> {
-    let mut v = (s.len() as u32).to_be_bytes().to_vec();
-    v.extend_from_slice(s);
-    v
-}
-
-/// basic.publish (60,40) to the default exchange: ticket 0, exchange "", routing key, no flags.
-fn basic_publish(channel: u16, routing_key: &str) -> Vec<u8> {
-    let mut p = b"\x00\x3c\x00\x28\x00\x00".to_vec();
-    p.extend_from_slice(&shortstr(b""));
-    p.extend_from_slice(&shortstr(routing_key.as_bytes()));
-    p.push(0);
-    method(channel, &p)
-}
-
-/// A basic content header frame: class 60, weight 0, body size, flags, property bytes.
-fn content_header(channel: u16, body_size: u64, flags: u16, props: &[u8]) -> Vec<u8> {
-    let mut p = b"\x00\x3c\x00\x00".to_vec();
-    p.extend_from_slice(&body_size.to_be_bytes());
-    p.extend_from_slice(&flags.to_be_bytes());
-    p.extend_from_slice(props);
-    frame(2, channel, &p)
-}
-
-/// basic.qos(0, 10, false) on `channel`: a harmless method.
-fn basic_qos(channel: u16) -> Vec<u8> {
-    method(channel, b"\x00\x3c\x00\x0a\x00\x00\x00\x00\x00\x0a\x00")
-}
-
-#[derive(Debug)]
-struct Frame {
-    kind: u8,
-    channel: u16,
-    payload: Vec<u8>,
-}
-
-impl Frame {
-    /// (class id, method id) of a method frame.
-    fn class_method(&self) -> (u16, u16) {
-        assert!(
-            self.kind == 1 && self.payload.len() >= 4,
-            "not a method frame: {self:?}"
-        );
-        let p = &self.payload;
-        (
-            u16::from_be_bytes([p[0], p[1]]),
-            u16::from_be_bytes([p[2], p[3]]),
-        )
-    }
-}
-
-/// One whole frame, or the I/O error that stopped it (EOF is `UnexpectedEof`).
-fn try_read_frame(r: &mut impl Read) -> std::io::Result<Frame> {
-    let mut h = [0u8; 7];
-    r.read_exact(&mut h)?;
-    let size = u32::from_be_bytes([h[3], h[4], h[5], h[6]]) as usize;
-    assert!(
-        size <= RAW_FRAME_MAX as usize,
-        "absurd frame size {size} (header {h:?})"
-    );
-    let mut payload = vec![0u8; size + 1];
-    r.read_exact(&mut payload)?;
-    assert_eq!(payload.pop(), Some(FRAME_END), "bad frame-end from server");
-    Ok(Frame {
-        kind: h[0],
-        channel: u16::from_be_bytes([h[1], h[2]]),
-        payload,
-    })
-}
-
-/// The next non-heartbeat frame (bounded by the socket read timeout).
-fn read_non_heartbeat(r: &mut impl Read) -> Frame {
-    for _ in 0..1000 {
-        let f = try_read_frame(r).expect("read a frame from the server");
-        if f.kind != 8 {
-            return f;
-        }
-    }
-    panic!("only heartbeats");
-}
-
-/// A connection.close from the server.
-#[derive(Debug)]
-struct Close {
-    code: u16,
-    text: String,
-    class_method: (u16, u16),
-}
-
-fn read_connection_close(s: &mut TcpStream) -> Close {
-    let f = read_non_heartbeat(s);
-    assert_eq!(
-        (f.channel, f.class_method()),
-        (0, (10, 50)),
-        "expected connection.close, got {f:?}"
-    );
-    let p = &f.payload[4..];
-    let len = p[2] as usize;
-    let rest = &p[3 + len..];
-    Close {
-        code: u16::from_be_bytes([p[0], p[1]]),
-        text: String::from_utf8_lossy(&p[3..3 + len]).into_owned(),
-        class_method: (
-            u16::from_be_bytes([rest[0], rest[1]]),
-            u16::from_be_bytes([rest[2], rest[3]]),
-        ),
-    }
-}
-
-/// Read until the server closes the socket (EOF or reset, within 10 s), skipping whatever
-/// it still sends; returns the frames skipped. RabbitMQ closes ~3 s after a frame error.
-fn read_until_eof(s: &mut TcpStream) -> Vec<u8> {
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    for _ in 0..1000 {
-        match s.read(&mut buf) {
-            Ok(0) => return seen,
-            Ok(n) => seen.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => return seen,
-            Err(e) => panic!("socket not closed by the server: {e}"),
-        }
-    }
-    panic!("server kept sending data instead of closing");
-}
-
-/// Answer connection.close with close-ok, then the server must close the socket.
-fn close_ok_then_eof(s: &mut TcpStream) {
-    // after a frame error the server may already have closed: a failed write is fine
-    let _ = s.write_all(&method(0, b"\x00\x0a\x00\x33"));
-    read_until_eof(s);
-}
-
-/// How much of a reply text a test pins down.
-enum Text<'a> {
-    Exact(&'a str),
-    Prefix(&'a str),
-}
-
-/// Expect connection.close with `code`, the reply text and, if given, the (class, method)
-/// ids; then close-ok and EOF.
-fn expect_connection_close(
-    s: &mut TcpStream,
-    code: u16,
-    text: Text,
-    class_method: Option<(u16, u16)>,
-) {
-    let c = read_connection_close(s);
-    assert_eq!(c.code, code, "reply code of {c:?}");
-    match text {
-        Text::Exact(t) => assert_eq!(c.text, t, "reply text"),
-        Text::Prefix(p) => assert!(
-            c.text.starts_with(p),
-            "reply text {:?} lacks prefix {p:?}",
-            c.text
-        ),
-    }
-    if let Some(ids) = class_method {
-        assert_eq!(c.class_method, ids, "class/method ids of {c:?}");
-    }
-    close_ok_then_eof(s);
-}
-
-/// A raw, hand-driven client connection.
-struct Raw {
-    s: TcpStream,
-    /// `product` from connection.start, e.g. "coney" or "RabbitMQ".
-    product: String,
-}
-
-impl Raw {
-    fn is_rabbitmq(&self) -> bool {
-        self.product == "RabbitMQ"
-    }
-
-    /// Handshake with `frame_max` and `heartbeat_secs` in tune-ok, advertising the given
-    /// capabilities, then channel.open on channel 1.
-    fn connect(b: &Broker, frame_max: u32, heartbeat_secs: u16, capabilities: &[&str]) -> Raw {
-        let mut s = b.tcp();
-        s.write_all(PROTOCOL_HEADER).unwrap();
-        let start = read_non_heartbeat(&mut s);
-        assert_eq!(start.class_method(), (10, 10), "connection.start");
-        let product = find_longstr(&start.payload, b"product").unwrap_or_default();
-
-        let mut caps = Vec::new();
-        for c in capabilities {
-            caps.extend_from_slice(&shortstr(c.as_bytes()));
-            caps.extend_from_slice(b"t\x01");
-        }
-        let mut props = shortstr(b"product");
-        props.push(b'S');
-        props.extend_from_slice(&longstr(b"coney-robustness-test"));
-        props.extend_from_slice(&shortstr(b"capabilities"));
-        props.push(b'F');
-        props.extend_from_slice(&longstr(&caps));
-        let mut p = b"\x00\x0a\x00\x0b".to_vec();
-        p.extend_from_slice(&longstr(&props));
-        p.extend_from_slice(&shortstr(b"PLAIN"));
-        p.extend_from_slice(&longstr(b"\0guest\0guest"));
-        p.extend_from_slice(&shortstr(b"en_US"));
-        s.write_all(&method(0, &p)).unwrap();
-
-        let tune = read_non_heartbeat(&mut s);
-        assert_eq!(tune.class_method(), (10, 30), "connection.tune");
-        let mut p = b"\x00\x0a\x00\x1f\x07\xff".to_vec(); // tune-ok, channel-max 2047
-        p.extend_from_slice(&frame_max.to_be_bytes());
-        p.extend_from_slice(&heartbeat_secs.to_be_bytes());
-        s.write_all(&method(0, &p)).unwrap();
-        s.write_all(&method(0, b"\x00\x0a\x00\x28\x01/\x00\x00"))
-            .unwrap();
-        let open_ok = read_non_heartbeat(&mut s);
-        assert_eq!(open_ok.class_method(), (10, 41), "connection.open-ok");
-        s.write_all(&method(1, b"\x00\x14\x00\x0a\x00")).unwrap();
-        let f = read_non_heartbeat(&mut s);
-        assert_eq!(
-            (f.channel, f.class_method()),
-            (1, (20, 11)),
-            "channel.open-ok"
-        );
-        Raw { s, product }
-    }
-
-    /// queue.declare on channel 1 with the given bits (durable 2, exclusive 4), waits for
-    /// declare-ok.
-    fn declare_queue(&mut self, name: &str, bits: u8) {
-        let mut p = b"\x00\x32\x00\x0a\x00\x00".to_vec();
-        p.extend_from_slice(&shortstr(name.as_bytes()));
-        p.push(bits);
-        p.extend_from_slice(&longstr(b""));
-        self.s.write_all(&method(1, &p)).unwrap();
-        let f = read_non_heartbeat(&mut self.s);
-        assert_eq!(f.class_method(), (50, 11), "queue.declare-ok for {name}");
-    }
-}
-
-/// The longstr value of `key` in a connection.start's server-properties table (a byte
-/// search is enough for the few keys we look up).
-fn find_longstr(payload: &[u8], key: &[u8]) -> Option<String> {
-    let mut needle = shortstr(key);
-    needle.push(b'S');
-    let at = payload.windows(needle.len()).position(|w| w == needle)? + needle.len();
-    let n = u32::from_be_bytes(payload.get(at..at + 4)?.try_into().ok()?) as usize;
-    Some(String::from_utf8_lossy(payload.get(at + 4..at + 4 + n)?).into_owned())
-}
+use crate::wire::*;
 
 // ---------------------------------------------------------------------------------------
 // the canary: a healthy client that must not notice what the others do
@@ -332,7 +59,7 @@ struct Canary {
 impl Canary {
     /// Starts the canary and waits (bounded) until it has made three round trips.
     fn start(b: &Broker) -> Canary {
-        let (host, port) = (b.host().to_string(), b.port());
+        let args = b.open_args("guest", "guest");
         let stop = Arc::new(AtomicBool::new(false));
         let rounds = Arc::new(AtomicU64::new(0));
         let failure = Arc::new(Mutex::new(None));
@@ -342,7 +69,7 @@ impl Canary {
                 .enable_all()
                 .build()
                 .unwrap();
-            match rt.block_on(canary_loop(&host, port, &stop2, &rounds2)) {
+            match rt.block_on(canary_loop(&args, &stop2, &rounds2)) {
                 Ok(report) => Some(report),
                 Err(e) => {
                     *failure2.lock().unwrap() = Some(e);
@@ -414,24 +141,12 @@ async fn bounded<T, E: std::fmt::Display>(
     }
 }
 
-fn canary_args(host: &str, port: u16) -> OpenConnectionArguments {
-    OpenConnectionArguments::new(host, port, "guest", "guest")
-        .heartbeat(600)
-        .finish()
-}
-
 async fn canary_loop(
-    host: &str,
-    port: u16,
+    open_args: &OpenConnectionArguments,
     stop: &AtomicBool,
     rounds: &AtomicU64,
 ) -> Result<CanaryReport, String> {
-    let conn = bounded(
-        "canary connect",
-        TIMEOUT,
-        Connection::open(&canary_args(host, port)),
-    )
-    .await?;
+    let conn = bounded("canary connect", TIMEOUT, Connection::open(open_args)).await?;
     let ch = bounded("canary channel", TIMEOUT, conn.open_channel(None)).await?;
     let (queue, _, _) = bounded(
         "canary queue.declare",
@@ -487,7 +202,7 @@ async fn canary_loop(
             bounded(
                 "canary fresh connection",
                 TIMEOUT,
-                fresh_connection_round(host, port),
+                fresh_connection_round(open_args),
             )
             .await?;
             report.reconnects += 1;
@@ -499,8 +214,8 @@ async fn canary_loop(
 }
 
 /// Connect, declare, publish, get and close on a brand-new connection.
-async fn fresh_connection_round(host: &str, port: u16) -> Result<(), String> {
-    let conn = Connection::open(&canary_args(host, port))
+async fn fresh_connection_round(args: &OpenConnectionArguments) -> Result<(), String> {
+    let conn = Connection::open(args)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let ch = conn.open_channel(None).await.map_err(|e| e.to_string())?;
@@ -578,7 +293,7 @@ fn undefined_frame_type_is_frame_error() {
             } else {
                 Text::Prefix(&prefix)
             };
-            expect_connection_close(&mut r.s, 501, text, Some((0, 0)));
+            expect_connection_error(&mut r.s, 501, text, Some((0, 0)));
         }
     });
 }
@@ -589,7 +304,7 @@ fn undefined_frame_type_text_is_rabbitmqs() {
     with_canary(|b| {
         let mut r = Raw::connect(b, RAW_FRAME_MAX, 0, &[]);
         r.s.write_all(&frame(9, 0, b"")).unwrap();
-        expect_connection_close(
+        expect_connection_error(
             &mut r.s,
             501,
             Text::Exact("FRAME_ERROR - type 9, all octets = <<>>: unknown_frame"),
@@ -624,14 +339,14 @@ fn body_longer_than_its_content_header_is_frame_error() {
                 }
                 r.s.set_read_timeout(Some(TIMEOUT)).unwrap();
                 r.s.write_all(&basic_qos(1)).unwrap();
-                expect_connection_close(
+                expect_connection_error(
                     &mut r.s,
                     505,
                     Text::Exact("UNEXPECTED_FRAME - expected content body, got non content body frame instead"),
                     Some((60, 40)),
                 );
             } else {
-                expect_connection_close(
+                expect_connection_error(
                     &mut r.s,
                     501,
                     Text::Exact("FRAME_ERROR - content body exceeds the size in its header"),
@@ -659,7 +374,7 @@ fn short_string_past_the_end_of_the_frame_is_frame_error() {
         } else {
             Text::Prefix("FRAME_ERROR - cannot decode ")
         };
-        expect_connection_close(&mut r.s, 501, text, Some((50, 10)));
+        expect_connection_error(&mut r.s, 501, text, Some((50, 10)));
     });
 }
 
@@ -672,7 +387,7 @@ fn cannot_decode_text_is_rabbitmqs() {
         let mut r = Raw::connect(b, RAW_FRAME_MAX, 0, &[]);
         r.s.write_all(&method(1, b"\x00\x32\x00\x0a\x00\x00\x40abc"))
             .unwrap();
-        expect_connection_close(
+        expect_connection_error(
             &mut r.s,
             501,
             Text::Exact("FRAME_ERROR - cannot decode <<0,0,64,97,98,99>>"),
@@ -700,7 +415,7 @@ fn truncated_field_table_is_frame_error() {
         } else {
             Text::Prefix("FRAME_ERROR - cannot decode ")
         };
-        expect_connection_close(&mut r.s, 501, text, Some((50, 10)));
+        expect_connection_error(&mut r.s, 501, text, Some((50, 10)));
 
         // arguments: length 8 = {"k": S of length 9}, but the longstr has 1 octet
         let mut r = Raw::connect(b, RAW_FRAME_MAX, 0, &[]);
@@ -710,13 +425,13 @@ fn truncated_field_table_is_frame_error() {
         ))
         .unwrap();
         if r.is_rabbitmq() {
-            let rest = read_until_eof(&mut r.s);
+            let rest = assert_eof(&mut r.s);
             assert!(
                 rest.is_empty(),
                 "RabbitMQ was expected to drop the socket, sent {rest:?}"
             );
         } else {
-            expect_connection_close(
+            expect_connection_error(
                 &mut r.s,
                 501,
                 Text::Prefix("FRAME_ERROR - cannot decode "),
@@ -739,9 +454,9 @@ fn content_header_with_missing_properties_is_frame_error() {
         bytes.extend_from_slice(&frame(3, 1, b"abc"));
         r.s.write_all(&bytes).unwrap();
         if r.is_rabbitmq() {
-            expect_connection_close(&mut r.s, 541, Text::Exact("INTERNAL_ERROR"), Some((0, 0)));
+            expect_connection_error(&mut r.s, 541, Text::Exact("INTERNAL_ERROR"), Some((0, 0)));
         } else {
-            expect_connection_close(
+            expect_connection_error(
                 &mut r.s,
                 501,
                 Text::Exact("FRAME_ERROR - cannot decode content header properties"),
@@ -761,13 +476,12 @@ fn frames_after_connection_close_are_discarded() {
         let mut r = Raw::connect(b, RAW_FRAME_MAX, 0, &[]);
         let mut bytes = method(1, b"\x00\x32\x00\x0a\x00\x00\x40abc"); // bad queue.declare
         bytes.extend_from_slice(&basic_qos(1));
-        bytes.extend_from_slice(&method(2, b"\x00\x14\x00\x0a\x00")); // channel.open 2
+        bytes.extend_from_slice(&channel_open(2));
         bytes.extend_from_slice(&frame(3, 1, b"x")); // a stray body frame
         r.s.write_all(&bytes).unwrap();
         let c = read_connection_close(&mut r.s);
-        assert_eq!(c.code, 501, "{c:?}");
-        let _ = r.s.write_all(&method(0, b"\x00\x0a\x00\x33"));
-        let rest = read_until_eof(&mut r.s);
+        assert_eq!(c.0, 501, "{c:?}");
+        let rest = close_ok_then_eof(&mut r.s);
         let mut rest = &rest[..];
         while !rest.is_empty() {
             let f = try_read_frame(&mut rest).expect("whole frames after connection.close");
@@ -854,7 +568,7 @@ fn stalled_consumer_keeps_messages_in_the_queue_not_in_memory() {
     p.push(2);
     p.extend_from_slice(&longstr(b""));
     consumer.s.write_all(&method(1, &p)).unwrap();
-    let f = read_non_heartbeat(&mut consumer.s);
+    let f = read_method(&mut consumer.s);
     assert_eq!(f.class_method(), (60, 21), "basic.consume-ok");
     // From here the consumer reads nothing until every message is published.
 
@@ -912,15 +626,15 @@ fn stalled_consumer_keeps_messages_in_the_queue_not_in_memory() {
             Instant::now() < deadline,
             "only {i} of {COUNT} delivered in 60 s"
         );
-        let d = read_non_heartbeat(&mut r);
+        let d = read_method(&mut r);
         assert_eq!(d.class_method(), (60, 60), "basic.deliver for message {i}");
-        let h = read_non_heartbeat(&mut r);
+        let h = read_method(&mut r);
         assert_eq!(h.kind, 2, "content header for message {i}");
         let size = u64::from_be_bytes(h.payload[4..12].try_into().unwrap());
         assert_eq!(size, BODY_BYTES as u64, "body size of message {i}");
         let mut body = Vec::with_capacity(BODY_BYTES);
         while (body.len() as u64) < size {
-            let f = read_non_heartbeat(&mut r);
+            let f = read_method(&mut r);
             assert_eq!(f.kind, 3, "body frame of message {i}");
             body.extend_from_slice(&f.payload);
         }
@@ -1111,7 +825,7 @@ fn memory_alarm_blocks_publishers_and_loses_nothing() {
 fn accepted_so_far(b: &Broker) {
     let mut probe = b.tcp();
     probe.write_all(PROTOCOL_HEADER).unwrap();
-    let start = read_non_heartbeat(&mut probe);
+    let start = read_method(&mut probe);
     assert_eq!(start.class_method(), (10, 10), "connection.start");
 }
 
@@ -1275,7 +989,7 @@ async fn silent_heartbeat_peer_is_dropped_and_its_exclusive_queue_deleted() {
     );
 
     let (dropped_after, frames) = tokio::task::spawn_blocking(move || {
-        let rest = read_until_eof(&mut s);
+        let rest = assert_eof(&mut s);
         (last_sent.elapsed(), rest)
     })
     .await

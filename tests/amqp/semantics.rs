@@ -9,18 +9,6 @@ use amqprs::channel::{
 };
 use amqprs::BasicProperties;
 
-/// Declare a queue and publish "m0".."m{n-1}" to it with confirms.
-async fn queue_with(ch: &mut Chan, prefix: &str, n: usize) -> String {
-    let q = unique(prefix);
-    ch.declare_queue(&q).await;
-    ch.confirm_select().await;
-    for i in 0..n {
-        ch.publish_confirmed("", &q, format!("m{i}").as_bytes())
-            .await;
-    }
-    q
-}
-
 fn names(range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|i| format!("m{i}")).collect()
 }

@@ -11,8 +11,9 @@
 //!   except [`assert_no_delivery`], which by nature waits a short quiet period.
 //! * [`unique`] gives per-test names so tests can share one broker in parallel.
 //! * [`Broker::start_with`] passes extra flags to a private coney; [`Broker::pid`] with
-//!   [`proc_rss_bytes`] and [`proc_fd_count`] measure the broker process (`CONEY_TEST_PID`
-//!   names an external broker's process).
+//!   [`proc_rss_bytes`] and [`proc_fd_count`] (from tests/common/procfs.rs) measure the broker
+//!   process (`CONEY_TEST_PID` names an external broker's process).
+//! * Hand-written wire bytes (frames, handshakes, connection errors) are in wire.rs.
 //!
 //! Running: `cargo test --release` (each test starts its own coney), or against any
 //! broker, e.g. a private RabbitMQ on 5690:
@@ -39,6 +40,8 @@ use amqprs::channel::{
 use amqprs::connection::{Connection, OpenConnectionArguments};
 use amqprs::{Ack, BasicProperties, Cancel, Close, CloseChannel, Deliver, Nack, Return};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+pub use crate::procfs::{proc_fd_count, proc_rss_bytes};
 
 /// Upper bound for any single awaited event (a reply, a delivery, a close).
 pub const TIMEOUT: Duration = Duration::from_secs(5);
@@ -285,25 +288,6 @@ impl Drop for Broker {
 /// True when the peer says it is RabbitMQ (used to skip the rare coney-only assertion).
 pub fn is_rabbitmq(conn: &Connection) -> bool {
     conn.server_properties().product() == "RabbitMQ"
-}
-
-/// Resident set size of process `pid` in bytes (VmRSS of /proc/PID/status).
-pub fn proc_rss_bytes(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse::<u64>()
-        .ok()?;
-    Some(kib * 1024)
-}
-
-/// Open file descriptors of process `pid` (entries of /proc/PID/fd).
-pub fn proc_fd_count(pid: u32) -> Option<usize> {
-    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -811,6 +795,19 @@ impl Chan {
             .await
             .expect("basic.consume failed")
     }
+}
+
+/// Declare a fresh queue named after `prefix` and publish "m0".."m{n-1}" to it with confirms;
+/// returns its name.
+pub async fn queue_with(ch: &mut Chan, prefix: &str, n: usize) -> String {
+    let q = unique(prefix);
+    ch.declare_queue(&q).await;
+    ch.confirm_select().await;
+    for i in 0..n {
+        ch.publish_confirmed("", &q, format!("m{i}").as_bytes())
+            .await;
+    }
+    q
 }
 
 /// Await the next delivery of a consumer (bounded by [`TIMEOUT`]).

@@ -9,8 +9,6 @@ uses coney's own code.
 import os
 import re
 import signal
-import socket
-import subprocess
 import sys
 import time
 
@@ -19,6 +17,8 @@ import pika
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, 'tests', 'scenarios'))
+sys.path.insert(0, os.path.join(REPO, 'tests', 'lib'))
+import brokerlib  # noqa: E402  (the coney process, pika connections, client environments)
 import harness  # noqa: E402  (Program: a subprocess whose output lines are awaited)
 
 
@@ -31,90 +31,27 @@ def check(cond, message):
         raise TestFailure(message)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def port_open(port):
-    try:
-        with socket.create_connection(('127.0.0.1', port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 RECOVERY_RE = re.compile(
     r'message store: (\d+) segments, (\d+) records, (\d+) messages recovered, '
     r'clean shutdown: (true|false), torn tail: (\d+) bytes, damaged records: (\d+)')
 
 
-class Broker:
-    """One coney process at a time on a fixed port and data directory."""
-
-    def __init__(self, binary, data_dir, log_path, port=None):
-        self.binary = binary
-        self.data_dir = data_dir
-        self.log_path = log_path
-        self.port = port or free_port()
-        self.proc = None
-        self.starts = 0
-        self._log_offset = 0
-        os.makedirs(data_dir, exist_ok=True)
-
-    # -- lifecycle -----------------------------------------------------
-    def start(self, timeout=15):
-        check(self.proc is None, 'broker already running')
-        self.starts += 1
-        with open(self.log_path, 'ab') as f:
-            f.write(b'==== start %d\n' % self.starts)
-            self._log_offset = f.tell()
-        log = open(self.log_path, 'ab')
-        argv = [self.binary, '--listen', '127.0.0.1:%d' % self.port,
-                '--data-dir', self.data_dir, '--log-level', 'info']
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                     stderr=subprocess.STDOUT)
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            rc = self.proc.poll()
-            if rc is not None:
-                self.proc = None
-                raise TestFailure('coney exited with status %s at start %d (port %d)\n%s'
-                                  % (rc, self.starts, self.port, self.log_tail()))
-            if port_open(self.port):
-                return self
-            time.sleep(0.05)
-        raise TestFailure('coney did not accept connections on port %d within %ss\n%s'
-                          % (self.port, timeout, self.log_tail()))
+class Broker(brokerlib.Coney):
+    """coney on a fixed port and data directory, restarted on them: stopping with SIGTERM
+    must end it with status 0, SIGKILL must kill it."""
 
     def term(self, timeout=10):
-        """Clean stop: SIGTERM, which must end the process with status 0."""
-        check(self.proc is not None, 'broker not running')
+        """Clean stop: SIGTERM, which must end the process with status 0; returns how long
+        it took."""
         t0 = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-            self.proc = None
-            raise TestFailure('coney did not exit within %ss of SIGTERM\n%s'
-                              % (timeout, self.log_tail()))
-        self.proc = None
+        rc = self.stop(timeout)
         check(rc == 0, 'coney exited with status %s after SIGTERM, expected 0\n%s'
               % (rc, self.log_tail()))
         return time.monotonic() - t0
 
     def kill(self):
         """Crash: SIGKILL."""
-        check(self.proc is not None, 'broker not running')
-        self.proc.send_signal(signal.SIGKILL)
-        rc = self.proc.wait(10)
-        self.proc = None
+        rc = super().kill()
         check(rc == -signal.SIGKILL, 'coney exited with %s, expected death by SIGKILL' % rc)
 
     def restart(self, clean=True):
@@ -123,34 +60,6 @@ class Broker:
         else:
             self.kill()
         return self.start()
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def close(self):
-        """Leave nothing running (used on every exit path)."""
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
-            self.proc = None
-
-    # -- observation ---------------------------------------------------
-    def log_text(self, whole=False):
-        try:
-            with open(self.log_path, 'rb') as f:
-                if not whole:
-                    f.seek(self._log_offset)
-                return f.read().decode('utf-8', 'replace')
-        except OSError:
-            return ''
-
-    def log_tail(self, n=30):
-        lines = self.log_text(whole=True).splitlines()[-n:]
-        return '    --- coney log (%s) ---\n' % self.log_path + ''.join('    | %s\n' % l for l in lines)
 
     def recovery(self, timeout=5):
         """The store's recovery report of the current start, as a dict."""
@@ -174,31 +83,15 @@ class Broker:
             return []
 
     # -- clients -------------------------------------------------------
-    def params(self, **kw):
-        kw.setdefault('connection_attempts', 1)
-        kw.setdefault('socket_timeout', 5)
-        kw.setdefault('blocked_connection_timeout', 30)
-        return pika.ConnectionParameters(host='127.0.0.1', port=self.port, **kw)
-
     def connect(self, **kw):
-        return pika.BlockingConnection(self.params(**kw))
+        return brokerlib.pika_connect(self.port, **kw)
 
     def env(self):
         """Environment for client programs run as subprocesses."""
-        env = dict(os.environ)
-        env.update(AMQP_HOST='127.0.0.1', AMQP_PORT=str(self.port),
-                   PYTHONUNBUFFERED='1', PYTHONDONTWRITEBYTECODE='1')
-        return env
+        return brokerlib.program_env(self.port)
 
 
 # ---------------------------------------------------------------- client helpers
-
-def reply_code(exc):
-    code = getattr(exc, 'reply_code', None)
-    if code is None and getattr(exc, 'args', None):
-        code = exc.args[0]
-    return code
-
 
 def queue_count(broker, queue):
     """Message count of `queue` (passive declare), or None if it does not exist (404)."""
@@ -324,8 +217,8 @@ class Programs:
 
 
 def as_failure(exc):
-    """harness.ScenarioFailure -> TestFailure with the same message."""
-    if isinstance(exc, harness.ScenarioFailure):
+    """harness.ScenarioFailure and brokerlib.BrokerError -> TestFailure with the same message."""
+    if isinstance(exc, (harness.ScenarioFailure, brokerlib.BrokerError)):
         return TestFailure(str(exc))
     return exc
 
@@ -338,11 +231,6 @@ def time_limit(seconds):
         fn.time_limit = seconds
         return fn
     return mark
-
-
-def venv_python(flavour):
-    env_name = flavour.upper() + '_PYTHON'
-    return os.environ.get(env_name) or os.path.join(REPO, '.venv', flavour, 'bin', 'python')
 
 
 class Ctx:
@@ -379,7 +267,7 @@ class Ctx:
 
     def program(self, flavour, path, args=(), env=None, name=None):
         """Start a client program with the given pika flavour's python."""
-        return self.programs.start(venv_python(flavour), path, args, env, name)
+        return self.programs.start(brokerlib.venv_python(flavour), path, args, env, name)
 
     def close(self):
         self.programs.close()

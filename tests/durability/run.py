@@ -39,6 +39,9 @@ import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(REPO, 'tests', 'lib'))
+import brokerlib  # noqa: E402  (the pika 1.x interpreter)
+import runner  # noqa: E402  (a test in its own session, killed with all it started)
 MODULES = ['test_restart', 'test_redelivered', 'test_tutorial', 'test_settlements',
            'test_damage', 'test_crash', 'test_segments']
 DEFAULT_LIMIT = 60
@@ -52,7 +55,7 @@ def ensure_pika():
             return
     except ImportError:
         pass
-    py = os.environ.get('PIKA1_PYTHON') or os.path.join(REPO, '.venv', 'pika1', 'bin', 'python')
+    py = brokerlib.venv_python('pika1')
     if os.environ.get('DURABILITY_REEXEC') or not os.access(py, os.X_OK):
         sys.stderr.write('run.py: needs pika 1.x; no usable %s (run scripts/pyenv.sh)\n' % py)
         sys.exit(2)
@@ -112,16 +115,11 @@ def run_child(args):
 
 # ---------------------------------------------------------------- parent
 
-CURRENT = []
 SCRATCH = []   # the scratch directory, removed on an interrupt unless --keep
 
 
 def on_signal(signum, frame):
-    for proc in CURRENT:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+    runner.kill_running()
     for d in SCRATCH:
         shutil.rmtree(d, ignore_errors=True)
     sys.stderr.write('run.py: interrupted by signal %d\n' % signum)
@@ -134,50 +132,18 @@ def run_one(name, limit, args):
     if args.verbose:
         argv.append('-v')
     start = time.monotonic()
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE if not args.verbose else None,
-                            start_new_session=True)
-    CURRENT[:] = [proc]
-    timed_out = False
-    try:
-        out, err = proc.communicate(timeout=limit)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            out, err = proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            out, err = b'', b''
-    # leave no broker or client program of this test behind
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    CURRENT[:] = []
+    rc, out, err = runner.run_in_session(argv, limit,
+                                         stderr=None if args.verbose else subprocess.PIPE)
     elapsed = time.monotonic() - start
-    text = (out or b'').decode('utf-8', 'replace')
-    errtext = (err or b'').decode('utf-8', 'replace')
+    text = out.decode('utf-8', 'replace')
+    errtext = err.decode('utf-8', 'replace')
     lines = text.splitlines()
     reports = [l[len('REPORT '):] for l in lines if l.startswith('REPORT ')]
-    if timed_out:
+    if rc is None:
         return False, 'timed out after %ss' % limit, reports, text + errtext, elapsed
-    if proc.returncode == 0 and lines and lines[-1] == 'OK':
+    if rc == 0 and lines and lines[-1] == 'OK':
         return True, '', reports, text + errtext, elapsed
-    reason = 'exit status %s' % proc.returncode
-    for i, line in enumerate(lines):
-        if line.startswith('FAILED: '):
-            parts = [line[len('FAILED: '):].strip()]
-            for more in lines[i + 1:]:
-                if more.lstrip().startswith(('--- ', '| ')) or not more.strip():
-                    break
-                parts.append(more.strip())
-            reason = ' '.join(p for p in parts if p)
-            if len(reason) > 500:
-                reason = reason[:497] + '...'
-            break
+    reason = runner.failure_reason(lines) or 'exit status %s' % rc
     return False, reason, reports, text + errtext, elapsed
 
 
@@ -228,15 +194,10 @@ def main():
         for name, fn in selected:
             limit = getattr(fn, 'time_limit', DEFAULT_LIMIT) * args.timeout_scale
             ok, reason, reports, text, elapsed = run_one(name, limit, args)
-            if ok:
-                passed += 1
-                print('PASS %s' % name, flush=True)
-            else:
-                failed += 1
-                print('FAIL %s: %s' % (name, reason or '?'), flush=True)
-                detail = [l for l in text.rstrip('\n').splitlines() if not l.startswith('REPORT ')]
-                sys.stderr.write(''.join('    %s\n' % l for l in detail[-80:]))
-                sys.stderr.flush()
+            passed += ok
+            failed += not ok
+            detail = [l for l in text.rstrip('\n').splitlines() if not l.startswith('REPORT ')]
+            runner.report(name, ok, reason, detail[-80:])
             for r in reports:
                 print('    %s' % r, flush=True)
             sys.stderr.write('    (%s took %.1fs)\n' % (name, elapsed))

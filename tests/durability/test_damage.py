@@ -117,9 +117,8 @@ def test_unreadable_store_refuses_to_start(t):
         with open(os.path.join(b.data_dir, rel), 'wb') as f:
             f.write(b'this is not a coney file at all' * 4)
         with open(b.log_path, 'ab') as log:
-            proc = subprocess.Popen([b.binary, '--listen', '127.0.0.1:%d' % b.port, '--data-dir',
-                                     b.data_dir, '--log-level', 'info'],
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(b.argv(), stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT)
         try:
             rc = proc.wait(10)
         except subprocess.TimeoutExpired:

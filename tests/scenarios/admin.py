@@ -18,25 +18,17 @@ import sys
 
 import pika
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'lib'))
+from brokerlib import pika_connect, reply_code  # noqa: E402
+
 HOST = os.environ.get('AMQP_HOST', '127.0.0.1')
 PORT = int(os.environ.get('AMQP_PORT', '5672'))
 PIKA1 = not pika.__version__.startswith('0.')
 
 
-def connect():
-    return pika.BlockingConnection(pika.ConnectionParameters(host=HOST, port=PORT))
-
-
-def reply_code(exc):
-    code = getattr(exc, 'reply_code', None)
-    if code is None and exc.args:
-        code = exc.args[0]
-    return code
-
-
 def main(argv):
     cmd = argv[0]
-    conn = connect()
+    conn = pika_connect(PORT, HOST)
     try:
         ch = conn.channel()
         if cmd == 'count':

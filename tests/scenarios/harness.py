@@ -37,6 +37,9 @@ import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(REPO, 'tests', 'lib'))
+import brokerlib  # noqa: E402  (flavour interpreters, client program environments)
+
 FLAVOURS = ('pika1', 'pika013')
 
 
@@ -47,13 +50,6 @@ class ScenarioFailure(Exception):
 def check(cond, message):
     if not cond:
         raise ScenarioFailure(message)
-
-
-def flavour_python(flavour):
-    env_name = flavour.upper() + '_PYTHON'
-    if os.environ.get(env_name):
-        return os.environ[env_name]
-    return os.path.join(REPO, '.venv', flavour, 'bin', 'python')
 
 
 def parse_bytes_repr(text):
@@ -179,7 +175,7 @@ class Program:
 class Context:
     def __init__(self, flavour):
         self.flavour = flavour
-        self.python = flavour_python(flavour)
+        self.python = brokerlib.venv_python(flavour)
         self.dir = os.path.join(HERE, flavour)
         self.host = os.environ.get('AMQP_HOST', '127.0.0.1')
         self.port = os.environ.get('AMQP_PORT', '5672')
@@ -196,14 +192,7 @@ class Context:
         return '%s.%s' % (base, self.run_id)
 
     def env(self, extra=None):
-        env = dict(os.environ)
-        env['AMQP_HOST'] = self.host
-        env['AMQP_PORT'] = str(self.port)
-        env['PYTHONUNBUFFERED'] = '1'
-        env['PYTHONDONTWRITEBYTECODE'] = '1'
-        for k, v in (extra or {}).items():
-            env[k] = str(v)
-        return env
+        return brokerlib.program_env(self.port, self.host, extra)
 
     def start(self, program, args=(), env=None, name=None):
         path = os.path.join(self.dir, program)

@@ -21,21 +21,17 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), 'lib'))
+import runner  # noqa: E402  (a check in its own session, killed with all it started)
+
 FLAVOURS = ['pika1', 'pika013']
 SCENARIOS = ['hello_world', 'work_queue', 'durable', 'fair_dispatch',
              'fanout', 'direct', 'topic', 'rpc']
 
 
-CURRENT = []   # the running check's Popen, for the signal handler
-
-
 def on_signal(signum, frame):
     """Kill the running check with everything it started, then exit."""
-    for proc in CURRENT:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+    runner.kill_running()
     sys.stderr.write('run.py: interrupted by signal %d\n' % signum)
     os._exit(128 + signum)
 
@@ -46,50 +42,15 @@ def run_one(flavour, name, timeout, verbose):
     if verbose:
         env['SCENARIO_VERBOSE'] = '1'
     start = time.monotonic()
-    # own session, so that on a time-out the check and every program it
-    # started can be killed together
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    CURRENT[:] = [proc]
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-        timed_out = False
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            out, _ = proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            out = b''
-    # whatever the outcome, leave no stray process of this scenario behind
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    CURRENT[:] = []
+    # stderr into stdout: the transcript of a failure keeps its order
+    rc, out, _ = runner.run_in_session(argv, timeout, env, stderr=subprocess.STDOUT)
     elapsed = time.monotonic() - start
     text = out.decode('utf-8', 'replace')
-    if timed_out:
+    if rc is None:
         return False, 'timed out after %ss' % timeout, text, elapsed
-    if proc.returncode == 0:
+    if rc == 0:
         return True, '', text, elapsed
-    reason = 'exit status %s' % proc.returncode
-    lines = text.splitlines()
-    for i, line in enumerate(lines):
-        if line.startswith('FAILED: '):
-            # the failure message, without the programs' transcripts, on one line
-            parts = [line[len('FAILED: '):].strip()]
-            for more in lines[i + 1:]:
-                if more.lstrip().startswith(('--- ', '| ')) or not more.strip():
-                    break
-                parts.append(more.strip())
-            reason = ' '.join(p for p in parts if p)
-            if len(reason) > 500:
-                reason = reason[:497] + '...'
-            break
+    reason = runner.failure_reason(text.splitlines()) or 'exit status %s' % rc
     return False, reason, text, elapsed
 
 
@@ -124,14 +85,9 @@ def main():
     for flavour, name in selected:
         ok, reason, text, elapsed = run_one(flavour, name, args.timeout, args.verbose)
         label = '%s/%s' % (flavour, name)
-        if ok:
-            passed += 1
-            print('PASS %s' % label, flush=True)
-        else:
-            failed += 1
-            print('FAIL %s: %s' % (label, reason or '?'), flush=True)
-            sys.stderr.write(''.join('    %s\n' % l for l in text.rstrip('\n').splitlines()[-60:]))
-            sys.stderr.flush()
+        passed += ok
+        failed += not ok
+        runner.report(label, ok, reason, text.rstrip('\n').splitlines()[-60:])
         if args.verbose:
             sys.stderr.write('    (%s took %.1fs)\n' % (label, elapsed))
     sys.stderr.write('scenarios took %.1fs\n' % (time.monotonic() - t0))
