@@ -9,6 +9,7 @@ pub mod error;
 pub mod json;
 pub mod request;
 pub mod response;
+pub mod router;
 pub mod status;
 
 pub use conn::{HttpConn, Service};
