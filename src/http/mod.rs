@@ -7,6 +7,7 @@
 pub mod conn;
 pub mod error;
 pub mod json;
+pub mod paginate;
 pub mod request;
 pub mod response;
 pub mod router;
