@@ -40,16 +40,23 @@ pub trait Service {
 
     /// Appends the next part of a streamed body to `out`: stops once it has written at least
     /// `budget` bytes (it may finish the item it is on), and says whether more remains.
-    fn produce(&mut self, stream: &mut Self::Stream, out: &mut Vec<u8>, budget: usize)
-        -> Progress;
+    fn produce(&mut self, stream: &mut Self::Stream, out: &mut Vec<u8>, budget: usize) -> Progress;
 }
 
 /// Where the reading side is.
 enum Read {
     /// Waiting for a request head; `started` once any byte of it has arrived.
-    Head { started: bool },
-    Body { req: Request, remaining: usize },
-    Chunked { req: Request, dec: ChunkDecoder },
+    Head {
+        started: bool,
+    },
+    Body {
+        req: Request,
+        remaining: usize,
+    },
+    Chunked {
+        req: Request,
+        dec: ChunkDecoder,
+    },
     /// Nothing more is read: the last response is going out, then the connection closes.
     Closed,
 }
@@ -129,8 +136,7 @@ impl<S> HttpConn<S> {
                 // The next request's clock starts when this response has been sent.
                 self.head_deadline = now + Duration::from_secs(HTTP_REQUEST_TIMEOUT_SECS);
             }
-        } else if self.out_sent >= WRITE_BUFFER_KEEP_BYTES && self.out_sent * 2 >= self.out.len()
-        {
+        } else if self.out_sent >= WRITE_BUFFER_KEEP_BYTES && self.out_sent * 2 >= self.out.len() {
             self.out.drain(..self.out_sent);
             self.out_sent = 0;
         }
@@ -301,7 +307,11 @@ impl<S> HttpConn<S> {
                 write_head(&mut self.out, r.status, &r.headers, framing, *close);
             }
             Body::Bytes(bytes) if no_body => {
-                debug_assert!(bytes.is_empty(), "a {} response has no body", r.status.code());
+                debug_assert!(
+                    bytes.is_empty(),
+                    "a {} response has no body",
+                    r.status.code()
+                );
                 write_head(&mut self.out, r.status, &r.headers, Framing::None, *close);
             }
             Body::Bytes(bytes) => {
@@ -488,12 +498,13 @@ impl ChunkDecoder {
         match self.state {
             ChunkState::Size => {
                 let hex = line.split(|&b| b == b';').next().unwrap_or(&[]);
-                let hex = std::str::from_utf8(hex).map_err(|_| HeadError::Malformed)?.trim();
+                let hex = std::str::from_utf8(hex)
+                    .map_err(|_| HeadError::Malformed)?
+                    .trim();
                 if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
                     return Err(HeadError::Malformed);
                 }
-                let size =
-                    usize::from_str_radix(hex, 16).map_err(|_| HeadError::BodyTooLarge)?;
+                let size = usize::from_str_radix(hex, 16).map_err(|_| HeadError::BodyTooLarge)?;
                 if size > HTTP_BODY_MAX_BYTES - body_len {
                     return Err(HeadError::BodyTooLarge);
                 }

@@ -40,10 +40,7 @@ impl Columns {
     }
 
     fn child(&self, key: &str) -> Option<&Columns> {
-        self.children
-            .iter()
-            .find(|(n, _)| n == key)
-            .map(|(_, c)| c)
+        self.children.iter().find(|(n, _)| n == key).map(|(_, c)| c)
     }
 }
 
@@ -357,7 +354,10 @@ mod tests {
             render(None, Some(1)),
             r#"{"arguments":{"x-max-length":1},"durable":false,"name":"work.1","vhost":"/"}"#
         );
-        assert_eq!(render(Some("vhost,name"), Some(1)), r#"{"name":"work.1","vhost":"/"}"#);
+        assert_eq!(
+            render(Some("vhost,name"), Some(1)),
+            r#"{"name":"work.1","vhost":"/"}"#
+        );
         assert_eq!(
             render(Some("name,arguments.x-max-length"), Some(1)),
             r#"{"arguments":{"x-max-length":1},"name":"work.1"}"#
@@ -375,7 +375,14 @@ mod tests {
     /// Strings are escaped as JSON requires and parse back to themselves.
     #[test]
     fn string_escapes_round_trip() {
-        for s in ["", "plain", "a\"b\\c", "line\nbreak\ttab\r", "\u{1}\u{1f}", "é/ü 日本"] {
+        for s in [
+            "",
+            "plain",
+            "a\"b\\c",
+            "line\nbreak\ttab\r",
+            "\u{1}\u{1f}",
+            "é/ü 日本",
+        ] {
             let mut out = Vec::new();
             write_str(&mut out, s);
             let back: String = serde_json::from_slice(&out).unwrap();

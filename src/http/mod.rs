@@ -4,10 +4,12 @@
 //! management paths, `paginate` and `json` its listing rules and object writers, `auth` Basic
 //! credentials and tags, `prometheus` the text exposition format.
 
+pub mod auth;
 pub mod conn;
 pub mod error;
 pub mod json;
 pub mod paginate;
+pub mod prometheus;
 pub mod request;
 pub mod response;
 pub mod router;

@@ -270,8 +270,14 @@ pub fn erlang_cmp(a: Option<&Value>, b: Option<&Value>) -> Ordering {
             .find(|o| o.is_ne())
             .unwrap_or_else(|| x.len().cmp(&y.len())),
         (Value::Object(x), Value::Object(y)) => x.len().cmp(&y.len()).then_with(|| {
-            let keys = x.keys().zip(y.keys()).map(|(p, q)| p.as_bytes().cmp(q.as_bytes()));
-            let values = x.values().zip(y.values()).map(|(p, q)| erlang_cmp(Some(p), Some(q)));
+            let keys = x
+                .keys()
+                .zip(y.keys())
+                .map(|(p, q)| p.as_bytes().cmp(q.as_bytes()));
+            let values = x
+                .values()
+                .zip(y.values())
+                .map(|(p, q)| erlang_cmp(Some(p), Some(q)));
             keys.chain(values)
                 .find(|o| o.is_ne())
                 .unwrap_or(Ordering::Equal)

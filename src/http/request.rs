@@ -347,7 +347,7 @@ pub fn base64_decode(s: &[u8]) -> Option<Vec<u8>> {
             _ => return None,
         } as u32)
     }
-    if s.len() % 4 != 0 {
+    if !s.len().is_multiple_of(4) {
         return None;
     }
     let mut out = Vec::with_capacity(s.len() / 4 * 3);
@@ -579,7 +579,9 @@ Authorization: Basic Z3Vlc3Q6Z3U6ZXN0\r\nAccept: application/json\r\n\r\n";
             .unwrap()
             .unwrap();
         assert_eq!(r.segments, ["api", "", "q", "a+b"]);
-        let (r, _) = parse_head(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap().unwrap();
+        let (r, _) = parse_head(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap()
+            .unwrap();
         assert!(r.segments.is_empty());
     }
 

@@ -35,6 +35,7 @@ pub enum DestKind {
 }
 
 /// A management API endpoint and its decoded path parameters.
+#[rustfmt::skip]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     /// `/`: the web page.
@@ -204,46 +205,21 @@ fn dest_kind(s: &str) -> Option<DestKind> {
     }
 }
 
+#[rustfmt::skip]
 fn resolve_api(s: &[&str]) -> Option<Route> {
     use Route::*;
     Some(match *s {
         ["overview"] => Overview,
         ["cluster-name"] => ClusterName,
-        ["nodes"] => Nodes,
-        ["nodes", node] => Node { node: o(node) },
-        ["nodes", node, "memory"] => NodeMemory { node: o(node), relative: false },
-        ["nodes", node, "memory", "relative"] => NodeMemory { node: o(node), relative: true },
-        ["nodes", node, "memory", "ets", ref rest @ ..] => {
-            let (filter, relative) = match *rest {
-                [] => (None, false),
-                ["relative"] => (None, true),
-                [f] => (Some(o(f)), false),
-                [f, "relative"] => (Some(o(f)), true),
-                _ => return None,
-            };
-            NodeMemoryEts { node: o(node), filter, relative }
-        }
         ["extensions"] => Extensions,
         ["definitions"] | ["all-configuration"] => Definitions,
         ["definitions", vhost] => DefinitionsVhost { vhost: o(vhost) },
-        ["parameters"] => Parameters,
-        ["parameters", c] => ParametersComponent { component: o(c) },
-        ["parameters", c, v] => ParametersComponentVhost { component: o(c), vhost: o(v) },
-        ["parameters", c, v, n] => Parameter { component: o(c), vhost: o(v), name: o(n) },
-        ["global-parameters"] => GlobalParameters,
-        ["global-parameters", n] => GlobalParameter { name: o(n) },
-        ["policies"] => Policies,
-        ["policies", v] => PoliciesVhost { vhost: o(v) },
-        ["policies", v, n] => Policy { vhost: o(v), name: o(n) },
-        ["operator-policies"] => OperatorPolicies,
-        ["operator-policies", v] => OperatorPoliciesVhost { vhost: o(v) },
-        ["operator-policies", v, n] => OperatorPolicy { vhost: o(v), name: o(n) },
-        ["vhost-limits"] => VhostLimits,
-        ["vhost-limits", v] => VhostLimitsVhost { vhost: o(v) },
-        ["vhost-limits", v, n] => VhostLimit { vhost: o(v), name: o(n) },
-        ["user-limits"] => UserLimits,
-        ["user-limits", u] => UserLimitsUser { user: o(u) },
-        ["user-limits", u, n] => UserLimit { user: o(u), name: o(n) },
+        ["nodes", ..] => return resolve_nodes(&s[1..]),
+        [
+            "parameters" | "global-parameters" | "policies" | "operator-policies" | "vhost-limits"
+            | "user-limits",
+            ..,
+        ] => return resolve_settings(s),
         ["connections"] => Connections,
         ["connections", "username", u] => ConnectionsOfUser { user: o(u) },
         ["connections", n] => Connection { name: o(n) },
@@ -279,6 +255,56 @@ fn resolve_api(s: &[&str]) -> Option<Route> {
     })
 }
 
+#[rustfmt::skip]
+fn resolve_nodes(s: &[&str]) -> Option<Route> {
+    use Route::*;
+    Some(match *s {
+        [] => Nodes,
+        [node] => Node { node: o(node) },
+        [node, "memory"] => NodeMemory { node: o(node), relative: false },
+        [node, "memory", "relative"] => NodeMemory { node: o(node), relative: true },
+        [node, "memory", "ets", ref rest @ ..] => {
+            let (filter, relative) = match *rest {
+                [] => (None, false),
+                ["relative"] => (None, true),
+                [f] => (Some(o(f)), false),
+                [f, "relative"] => (Some(o(f)), true),
+                _ => return None,
+            };
+            NodeMemoryEts { node: o(node), filter, relative }
+        }
+        _ => return None,
+    })
+}
+
+/// Runtime parameters, policies and limits.
+#[rustfmt::skip]
+fn resolve_settings(s: &[&str]) -> Option<Route> {
+    use Route::*;
+    Some(match *s {
+        ["parameters"] => Parameters,
+        ["parameters", c] => ParametersComponent { component: o(c) },
+        ["parameters", c, v] => ParametersComponentVhost { component: o(c), vhost: o(v) },
+        ["parameters", c, v, n] => Parameter { component: o(c), vhost: o(v), name: o(n) },
+        ["global-parameters"] => GlobalParameters,
+        ["global-parameters", n] => GlobalParameter { name: o(n) },
+        ["policies"] => Policies,
+        ["policies", v] => PoliciesVhost { vhost: o(v) },
+        ["policies", v, n] => Policy { vhost: o(v), name: o(n) },
+        ["operator-policies"] => OperatorPolicies,
+        ["operator-policies", v] => OperatorPoliciesVhost { vhost: o(v) },
+        ["operator-policies", v, n] => OperatorPolicy { vhost: o(v), name: o(n) },
+        ["vhost-limits"] => VhostLimits,
+        ["vhost-limits", v] => VhostLimitsVhost { vhost: o(v) },
+        ["vhost-limits", v, n] => VhostLimit { vhost: o(v), name: o(n) },
+        ["user-limits"] => UserLimits,
+        ["user-limits", u] => UserLimitsUser { user: o(u) },
+        ["user-limits", u, n] => UserLimit { user: o(u), name: o(n) },
+        _ => return None,
+    })
+}
+
+#[rustfmt::skip]
 fn resolve_exchanges(s: &[&str]) -> Option<Route> {
     use Route::*;
     Some(match *s {
@@ -294,6 +320,7 @@ fn resolve_exchanges(s: &[&str]) -> Option<Route> {
     })
 }
 
+#[rustfmt::skip]
 fn resolve_queues(s: &[&str]) -> Option<Route> {
     use Route::*;
     Some(match *s {
@@ -310,6 +337,7 @@ fn resolve_queues(s: &[&str]) -> Option<Route> {
 
 /// RabbitMQ 3.10 crashes (500) on a destination type other than `q` or `e`; coney treats
 /// such a path as unknown (404) instead.
+#[rustfmt::skip]
 fn resolve_bindings(s: &[&str]) -> Option<Route> {
     use Route::*;
     Some(match *s {
@@ -332,6 +360,7 @@ fn resolve_bindings(s: &[&str]) -> Option<Route> {
     })
 }
 
+#[rustfmt::skip]
 fn resolve_vhosts(s: &[&str]) -> Option<Route> {
     use Route::*;
     Some(match *s {
@@ -346,6 +375,7 @@ fn resolve_vhosts(s: &[&str]) -> Option<Route> {
     })
 }
 
+#[rustfmt::skip]
 fn resolve_users(s: &[&str]) -> Option<Route> {
     use Route::*;
     Some(match *s {
@@ -359,6 +389,7 @@ fn resolve_users(s: &[&str]) -> Option<Route> {
     })
 }
 
+#[rustfmt::skip]
 fn resolve_health(s: &[&str]) -> Option<Route> {
     use Route::*;
     Some(match *s {
@@ -473,7 +504,9 @@ mod tests {
             })
         );
         assert_eq!(
-            resolve(&segments("/api/connections/127.0.0.1%3A5000%20-%3E%20127.0.0.1%3A5672")),
+            resolve(&segments(
+                "/api/connections/127.0.0.1%3A5000%20-%3E%20127.0.0.1%3A5672"
+            )),
             Some(Route::Connection {
                 name: "127.0.0.1:5000 -> 127.0.0.1:5672".into()
             })

@@ -131,8 +131,7 @@ fn parse_responses(mut bytes: &[u8], head_only: &[bool]) -> Vec<Parsed> {
             loop {
                 let eol = bytes.windows(2).position(|w| w == b"\r\n").unwrap();
                 let size =
-                    usize::from_str_radix(std::str::from_utf8(&bytes[..eol]).unwrap(), 16)
-                        .unwrap();
+                    usize::from_str_radix(std::str::from_utf8(&bytes[..eol]).unwrap(), 16).unwrap();
                 bytes = &bytes[eol + 2..];
                 if size == 0 {
                     assert_eq!(&bytes[..2], b"\r\n");
@@ -276,7 +275,11 @@ fn oversized_head_and_body_are_refused() {
     let mut conn = HttpConn::new(peer(), now);
     conn.handle_input(big.as_bytes(), now, &mut svc);
     let r = parse_responses(conn.pending_output(), &[]);
-    assert_eq!(r.len(), 1, "no 100 Continue for a body that will be refused");
+    assert_eq!(
+        r.len(),
+        1,
+        "no 100 Continue for a body that will be refused"
+    );
     assert_eq!(r[0].status, 413);
     assert!(!conn.reads_input());
 }
@@ -359,7 +362,10 @@ fn paced_stream_resumes_where_it_stopped() {
     assert!(conn.streaming(), "not done while the peer does not read");
     let calls = svc.produce_calls;
     conn.pump(now, &mut svc);
-    assert_eq!(svc.produce_calls, calls, "no production above the high-water mark");
+    assert_eq!(
+        svc.produce_calls, calls,
+        "no production above the high-water mark"
+    );
 
     // The peer now reads 16 KiB per turn.
     let mut written = Vec::new();
@@ -395,7 +401,10 @@ fn head_and_bodiless_statuses() {
     assert_eq!(r[0].header("content-length"), Some("5"));
     assert!(r[0].body.is_empty());
     assert_eq!(r[1].header("transfer-encoding"), Some("chunked"));
-    assert_eq!((r[2].status, r[2].header("content-length")), (201, Some("0")));
+    assert_eq!(
+        (r[2].status, r[2].header("content-length")),
+        (201, Some("0"))
+    );
     assert_eq!((r[3].status, r[3].header("content-length")), (204, None));
     assert_eq!(r[4].body, b"hello");
 }
@@ -453,7 +462,8 @@ fn keep_alive_request_bound() {
 #[test]
 fn expect_continue_and_chunked_request_bodies() {
     let now = Instant::now();
-    let head = b"PUT /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n";
+    let head =
+        b"PUT /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n";
     let mut conn = HttpConn::new(peer(), now);
     let mut svc = TestService::default();
     conn.handle_input(head, now, &mut svc);

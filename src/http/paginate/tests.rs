@@ -136,9 +136,21 @@ fn listing_errors_match_rabbitmq_3_10() {
             400,
             r#"{"error":"invalid_pagination_parameters","reason":"Invalid pagination parameters: page number -1, page size undefined"}"#,
         ),
-        ("page=x", 400, r#"{"error":"bad_request","reason":"Pagination parameters are invalid"}"#),
-        ("page=+1", 400, r#"{"error":"bad_request","reason":"Pagination parameters are invalid"}"#),
-        ("page_size=abc", 400, r#"{"error":"bad_request","reason":"Pagination parameters are invalid"}"#),
+        (
+            "page=x",
+            400,
+            r#"{"error":"bad_request","reason":"Pagination parameters are invalid"}"#,
+        ),
+        (
+            "page=+1",
+            400,
+            r#"{"error":"bad_request","reason":"Pagination parameters are invalid"}"#,
+        ),
+        (
+            "page_size=abc",
+            400,
+            r#"{"error":"bad_request","reason":"Pagination parameters are invalid"}"#,
+        ),
         (
             "page=1&use_regex=true&name=(",
             400,
@@ -161,7 +173,13 @@ fn counts_first_envelope() {
     let lq = ListQuery::parse(&q).unwrap();
     let sel = select(&items, &lq, &["vhost", "name"]).unwrap();
     let mut out = Vec::new();
-    write_selection(&mut out, &items, &sel, EnvelopeStyle::CountsFirst, |_, _| {});
+    write_selection(
+        &mut out,
+        &items,
+        &sel,
+        EnvelopeStyle::CountsFirst,
+        |_, _| {},
+    );
     let want = recorded()
         .into_iter()
         .find(|(p, _, _)| p.starts_with("/api/connections?"))
@@ -196,7 +214,11 @@ fn erlang_order() {
     ];
     for (i, a) in ordered.iter().enumerate() {
         for (j, b) in ordered.iter().enumerate() {
-            let want = if i == 0 && j == 0 { Ordering::Equal } else { i.cmp(&j) };
+            let want = if i == 0 && j == 0 {
+                Ordering::Equal
+            } else {
+                i.cmp(&j)
+            };
             assert_eq!(erlang_cmp(a.as_ref(), b.as_ref()), want, "{a:?} vs {b:?}");
         }
     }
