@@ -164,7 +164,12 @@ impl HeadError {
 
 /// Parses one request head from the start of `buf`. `Ok(None)`: not complete yet (and
 /// within bounds); `Ok(Some((request, head_len)))`: the head took `head_len` bytes.
+///
+/// The answer depends only on the bytes up to where it is decided, so a head gets the same
+/// answer however its bytes were split across reads: the first problem in the byte stream
+/// wins, and nothing past the bounds is looked at.
 pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
+    let buf = &buf[..buf.len().min(HTTP_HEAD_MAX_BYTES + 1)];
     check_request_line(buf)?;
     let mut headers = [httparse::EMPTY_HEADER; HTTP_HEADERS_MAX];
     let mut req = httparse::Request::new(&mut headers);
@@ -174,9 +179,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
             return Err(HeadError::HeadersTooLarge)
         }
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::HeadersTooLarge),
-        Err(httparse::Error::Version) => return Err(version_error(buf)),
-        Err(_) => return Err(HeadError::Malformed),
+        Err(e) => return Err(httparse_error(e, buf)),
     };
     if len > HTTP_HEAD_MAX_BYTES {
         return Err(HeadError::HeadersTooLarge);
@@ -213,33 +216,51 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
     Ok(Some((request, len)))
 }
 
-/// 414 as soon as the request line is known to be too long, even before its end arrives.
-fn check_request_line(buf: &[u8]) -> Result<(), HeadError> {
-    // Leading blank lines before a request line are allowed (RFC 9112 §2.2).
-    let start = buf
-        .iter()
-        .position(|&b| b != b'\r' && b != b'\n')
-        .unwrap_or(buf.len());
-    let line = &buf[start..];
-    let end = line.iter().position(|&b| b == b'\n').unwrap_or(line.len());
-    if end > HTTP_REQUEST_LINE_MAX_BYTES {
-        return Err(HeadError::UriTooLong);
+fn httparse_error(e: httparse::Error, buf: &[u8]) -> HeadError {
+    match e {
+        httparse::Error::TooManyHeaders => HeadError::HeadersTooLarge,
+        httparse::Error::Version => version_error(buf),
+        _ => HeadError::Malformed,
     }
-    Ok(())
 }
 
-/// httparse reports any version but 1.0/1.1 as a version error, and also some garbage
-/// that merely has no version; only a well-formed `HTTP/x.y` gets 505.
+/// Where the request line starts: leading blank lines are allowed (RFC 9112 §2.2).
+fn line_start(buf: &[u8]) -> usize {
+    buf.iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len())
+}
+
+/// 414 as soon as the request line is known to be longer than the bound, unless its first
+/// `HTTP_REQUEST_LINE_MAX_BYTES` bytes are already malformed (that came first).
+fn check_request_line(buf: &[u8]) -> Result<(), HeadError> {
+    let start = line_start(buf);
+    let line = &buf[start..];
+    let too_long = match line.iter().position(|&b| b == b'\n') {
+        Some(end) => end > HTTP_REQUEST_LINE_MAX_BYTES,
+        None => line.len() > HTTP_REQUEST_LINE_MAX_BYTES,
+    };
+    if !too_long {
+        return Ok(());
+    }
+    let window = &buf[..start + HTTP_REQUEST_LINE_MAX_BYTES];
+    let mut headers = [httparse::EMPTY_HEADER; 0];
+    match httparse::Request::new(&mut headers).parse(window) {
+        Err(e) => Err(httparse_error(e, window)),
+        Ok(_) => Err(HeadError::UriTooLong),
+    }
+}
+
+/// httparse reports any version but 1.0/1.1 as a version error, at the first byte that
+/// differs, and also some garbage that merely has no version: only `HTTP/<digit>` gets 505.
 fn version_error(buf: &[u8]) -> HeadError {
+    let buf = &buf[line_start(buf)..];
     let line_end = buf.iter().position(|&b| b == b'\r' || b == b'\n');
     let line = &buf[..line_end.unwrap_or(buf.len())];
-    let version = line.rsplit(|&b| b == b' ').next().unwrap_or(&[]);
+    // The third field, however much of it has arrived.
+    let version = line.splitn(3, |&b| b == b' ').nth(2).unwrap_or(&[]);
     match version {
-        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
-            if major.is_ascii_digit() && minor.is_ascii_digit() =>
-        {
-            HeadError::Version
-        }
+        [b'H', b'T', b'T', b'P', b'/', major, ..] if major.is_ascii_digit() => HeadError::Version,
         _ => HeadError::Malformed,
     }
 }
@@ -550,6 +571,36 @@ Authorization: Basic Z3Vlc3Q6Z3U6ZXN0\r\nAccept: application/json\r\n\r\n";
         assert_eq!(
             parse_head(&head).map(|_| ()).map_err(HeadError::status),
             Err(Status::HEADER_FIELDS_TOO_LARGE)
+        );
+    }
+
+    /// A head gets the same answer whatever prefix of it decides: the fuzzer's first find was
+    /// a bad version whose status depended on where the read ended.
+    #[test]
+    fn answer_does_not_depend_on_the_split() {
+        let long_bad = [b"GET /\x01".as_slice(), &[b'a'; 9000], b" HTTP/1.1\r\n"].concat();
+        let cases: [&[u8]; 3] = [
+            b"OPTOINS /api/queues HTTP/1\xd2\xce\xf2\xebHost: x\r\n\r\n",
+            b"\r\nGET / HTTP/2.0\r\nHost: x\r\n\r\n",
+            &long_bad,
+        ];
+        for input in cases {
+            let whole = parse_head(input).map(|r| r.map(|(_, n)| n));
+            assert!(whole.is_err());
+            for cut in 0..input.len() {
+                match parse_head(&input[..cut]).map(|r| r.map(|(_, n)| n)) {
+                    Ok(None) => {}
+                    other => assert_eq!(other, whole, "cut {cut}"),
+                }
+            }
+        }
+        assert_eq!(
+            parse_head(cases[0]).map(|_| ()).map_err(HeadError::status),
+            Err(Status::VERSION_NOT_SUPPORTED)
+        );
+        assert_eq!(
+            parse_head(&long_bad).map(|_| ()).map_err(HeadError::status),
+            Err(Status::BAD_REQUEST)
         );
     }
 
