@@ -132,8 +132,16 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let whole = run(input, &[usize::MAX]);
-    assert!(whole.is_empty() || whole.starts_with(b"HTTP/1.1 "), "output starts with {:?}", &whole[..whole.len().min(20)]);
+    assert!(
+        whole.is_empty() || whole.starts_with(b"HTTP/1.1 "),
+        "output starts with {:?}",
+        &whole[..whole.len().min(20)]
+    );
     let pieces = [1 + (selector as usize & 7), 1 + (selector as usize >> 3), 3];
     let split = run(input, &pieces);
-    assert_eq!(without_continues(&whole), without_continues(&split), "answer depends on the split");
+    assert_eq!(
+        without_continues(&whole),
+        without_continues(&split),
+        "answer depends on the split"
+    );
 });
