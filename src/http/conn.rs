@@ -275,7 +275,11 @@ impl<S> HttpConn<S> {
         self.served += 1;
         self.turn_requests += 1;
         let mut close = !req.keep_alive || self.served >= HTTP_REQUESTS_PER_CONNECTION_MAX;
-        let response = svc.respond(&req, self.peer);
+        let response = if req.malformed {
+            Response::new(Status::BAD_REQUEST)
+        } else {
+            svc.respond(&req, self.peer)
+        };
         self.write_response(response, &req, &mut close, now, svc);
         if close {
             self.read = Read::Closed;

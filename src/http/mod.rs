@@ -10,6 +10,8 @@ pub mod error;
 pub mod json;
 pub mod paginate;
 pub mod prometheus;
+#[cfg(test)]
+mod replay;
 pub mod request;
 pub mod response;
 pub mod router;

@@ -12,7 +12,8 @@ use crate::limits::{
     HTTP_REQUEST_LINE_MAX_BYTES,
 };
 
-/// The methods cowboy_rest knows; any other gets 501 whatever the path.
+/// The methods cowboy_rest knows, and `Unknown` for any other token: the router answers it
+/// 501 whatever the path, keeping the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     Head,
@@ -22,11 +23,12 @@ pub enum Method {
     Patch,
     Delete,
     Options,
+    Unknown,
 }
 
 impl Method {
-    fn parse(s: &str) -> Option<Method> {
-        Some(match s {
+    fn parse(s: &str) -> Method {
+        match s {
             "HEAD" => Method::Head,
             "GET" => Method::Get,
             "POST" => Method::Post,
@@ -34,8 +36,8 @@ impl Method {
             "PATCH" => Method::Patch,
             "DELETE" => Method::Delete,
             "OPTIONS" => Method::Options,
-            _ => return None,
-        })
+            _ => Method::Unknown,
+        }
     }
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +49,7 @@ impl Method {
             Method::Patch => "PATCH",
             Method::Delete => "DELETE",
             Method::Options => "OPTIONS",
+            Method::Unknown => "UNKNOWN",
         }
     }
 }
@@ -128,6 +131,9 @@ pub struct Request {
     pub expect_continue: bool,
     pub framing: BodyFraming,
     pub body: Vec<u8>,
+    /// The head is well framed but its target or credentials do not decode: the connection
+    /// answers 400 itself and stays open, as cowboy does.
+    pub malformed: bool,
 }
 
 /// Why a head was refused; each maps to one status and closes the connection.
@@ -135,8 +141,6 @@ pub struct Request {
 pub enum HeadError {
     /// Malformed request line, header, target, percent-encoding, framing or credentials.
     Malformed,
-    /// A method outside `Method`.
-    UnknownMethod,
     UriTooLong,
     HeadersTooLarge,
     BodyTooLarge,
@@ -151,7 +155,6 @@ impl HeadError {
     pub fn status(self) -> Status {
         match self {
             HeadError::Malformed => Status::BAD_REQUEST,
-            HeadError::UnknownMethod => Status::NOT_IMPLEMENTED,
             HeadError::UriTooLong => Status::URI_TOO_LONG,
             HeadError::HeadersTooLarge => Status::HEADER_FIELDS_TOO_LARGE,
             HeadError::BodyTooLarge => Status::PAYLOAD_TOO_LARGE,
@@ -190,9 +193,14 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
         _ => return Err(HeadError::Version),
     };
     let method = req.method.ok_or(HeadError::Malformed)?;
-    let method = Method::parse(method).ok_or(HeadError::UnknownMethod)?;
+    let method = Method::parse(method);
     let target = req.path.ok_or(HeadError::Malformed)?;
-    let (segments, query) = split_target(target)?;
+    // A target that does not decode is refused by the router in cowboy, after the head was
+    // read whole: 400 for this request, and the connection stays usable.
+    let (segments, query, malformed) = match split_target(target) {
+        Ok((segments, query)) => (segments, query, false),
+        Err(_) => (Vec::new(), Query::default(), true),
+    };
     let mut request = Request {
         method,
         version,
@@ -208,6 +216,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
         expect_continue: false,
         framing: BodyFraming::None,
         body: Vec::new(),
+        malformed,
     };
     read_headers(&mut request, req.headers)?;
     if version == Version::Http11 && request.host.is_none() {
@@ -304,7 +313,10 @@ fn read_headers(r: &mut Request, headers: &[httparse::Header<'_>]) -> Result<(),
             }
             r.expect_continue = r.version == Version::Http11;
         } else if name.eq_ignore_ascii_case("authorization") {
-            r.authorization = parse_authorization(value?)?;
+            match parse_authorization(value?) {
+                Ok(a) => r.authorization = a,
+                Err(_) => r.malformed = true,
+            }
         } else if name.eq_ignore_ascii_case("content-type") {
             r.content_type = Some(value?.to_string());
         } else if name.eq_ignore_ascii_case("accept") {
@@ -354,6 +366,41 @@ fn parse_authorization(v: &str) -> Result<Authorization, HeadError> {
     let user = String::from_utf8(raw[..colon].to_vec()).map_err(|_| HeadError::Malformed)?;
     let pass = String::from_utf8(raw[colon + 1..].to_vec()).map_err(|_| HeadError::Malformed)?;
     Ok(Authorization::Basic { user, pass })
+}
+
+/// Whether a `type/subtype` response is acceptable under an Accept header, negotiated as
+/// cowboy_rest does (RabbitMQ answers 406 otherwise): no header accepts anything; the most
+/// specific matching range (`type/subtype`, then `type/*`, then `*/*`) decides, by its
+/// q-value being above zero.
+pub fn accepts(accept: Option<&str>, media: &str) -> bool {
+    let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
+        return true;
+    };
+    let (ty, _) = media.split_once('/').unwrap_or((media, ""));
+    let mut best: Option<(u8, bool)> = None;
+    for range in accept.split(',') {
+        let mut parts = range.split(';');
+        let r = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let specificity = if r == media {
+            3
+        } else if r.strip_suffix("/*") == Some(ty) {
+            2
+        } else if r == "*/*" {
+            1
+        } else {
+            continue;
+        };
+        let q_zero = parts.any(|p| {
+            p.trim()
+                .strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        if best.is_none_or(|(s, _)| specificity > s) {
+            best = Some((specificity, !q_zero));
+        }
+    }
+    best.is_some_and(|(_, ok)| ok)
 }
 
 /// Standard base64 with padding (RFC 4648 §4); anything else is `None`.
@@ -512,18 +559,6 @@ Authorization: Basic Z3Vlc3Q6Z3U6ZXN0\r\nAccept: application/json\r\n\r\n";
             (&long_line, Status::URI_TOO_LONG),
             (&long_value, Status::HEADER_FIELDS_TOO_LARGE),
             (&many, Status::HEADER_FIELDS_TOO_LARGE),
-            (b"FOO /x HTTP/1.1\r\nHost: x\r\n\r\n", Status::NOT_IMPLEMENTED),
-            (b"GET /%zz HTTP/1.1\r\nHost: x\r\n\r\n", Status::BAD_REQUEST),
-            (b"GET /?a=%2 HTTP/1.1\r\nHost: x\r\n\r\n", Status::BAD_REQUEST),
-            (b"GET x HTTP/1.1\r\nHost: x\r\n\r\n", Status::BAD_REQUEST),
-            (
-                b"GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic !!!\r\n\r\n",
-                Status::BAD_REQUEST,
-            ),
-            (
-                b"GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic bm9jb2xvbg==\r\n\r\n",
-                Status::BAD_REQUEST,
-            ),
             (
                 b"PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 20000001\r\n\r\n",
                 Status::PAYLOAD_TOO_LARGE,
@@ -558,6 +593,28 @@ Authorization: Basic Z3Vlc3Q6Z3U6ZXN0\r\nAccept: application/json\r\n\r\n";
                 String::from_utf8_lossy(&input[..input.len().min(60)])
             );
         }
+    }
+
+    /// Defects cowboy answers per request (400, or 501 for an unknown method) after reading the
+    /// head whole: the head parses, flagged, so the connection can stay open.
+    #[test]
+    fn request_level_defects_are_flagged() {
+        let flagged: [&[u8]; 5] = [
+            b"GET /%zz HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /?a=%2 HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET x HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic !!!\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic bm9jb2xvbg==\r\n\r\n",
+        ];
+        for input in flagged {
+            let (r, len) = parse_head(input).unwrap().unwrap();
+            assert!(r.malformed, "{}", String::from_utf8_lossy(input));
+            assert_eq!(len, input.len());
+        }
+        let (r, _) = parse_head(b"FOO /x HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!((r.method, r.malformed), (Method::Unknown, false));
     }
 
     /// A partial head that outgrows the head bound is refused instead of buffered forever.
@@ -602,6 +659,23 @@ Authorization: Basic Z3Vlc3Q6Z3U6ZXN0\r\nAccept: application/json\r\n\r\n";
             parse_head(&long_bad).map(|_| ()).map_err(HeadError::status),
             Err(Status::BAD_REQUEST)
         );
+    }
+
+    /// Content negotiation for JSON: what RabbitMQ accepts and what gets 406.
+    #[test]
+    fn accept_negotiation() {
+        let json = "application/json";
+        assert!(accepts(None, json));
+        assert!(accepts(Some("*/*"), json));
+        assert!(accepts(Some("application/*"), json));
+        assert!(accepts(
+            Some("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+            json
+        ));
+        assert!(accepts(Some("Application/JSON; charset=utf-8"), json));
+        assert!(!accepts(Some("text/html"), json));
+        assert!(!accepts(Some("application/xml"), json));
+        assert!(!accepts(Some("*/*, application/json;q=0"), json));
     }
 
     /// HTTP/1.0 needs no Host, closes by default and keeps alive only when asked.

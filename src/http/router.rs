@@ -148,8 +148,11 @@ pub enum Dispatch {
     Refuse(ApiError),
 }
 
-/// Routes a request (methods outside `Method` were refused with 501 when parsed).
+/// Routes a request.
 pub fn dispatch(method: Method, segments: &[String]) -> Dispatch {
+    if method == Method::Unknown {
+        return Dispatch::Refuse(ApiError::empty(Status::NOT_IMPLEMENTED));
+    }
     let (route, allow) = match resolve(segments) {
         Some(route) => {
             let allow = route.allow();
@@ -560,6 +563,7 @@ mod tests {
             }
         );
         assert_eq!(d(Head, "/api/overview"), Dispatch::Route(Route::Overview));
+        assert_eq!(refuse(d(Method::Unknown, "/api/nope")), (501, None, None));
         assert_eq!(
             refuse(d(Head, "/api/vhost-limits")),
             (405, Some("GET, OPTIONS".into()), None)
