@@ -6,7 +6,7 @@ use super::auth::{authorize, AuthError, Authenticator, Need, Tags};
 use super::conn::{HttpConn, Service};
 use super::error::ApiError;
 use super::json::{ArrayWriter, Filter, ObjectWriter};
-use super::paginate::{select, EnvelopeStyle, ListQuery, Listable};
+use super::paginate::{select, ListQuery, Listable};
 use super::request::{accepts, Method, Request};
 use super::response::{Progress, Response};
 use super::router::{dispatch, Dispatch, Route};
