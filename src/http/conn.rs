@@ -169,6 +169,7 @@ impl<S> HttpConn<S> {
 
     /// Takes whole requests from `buf` and answers them; returns the bytes consumed. The rest
     /// (a partial head, or requests held back) must be offered again, with more data appended.
+    /// `now` is the loop turn's clock: the per-turn request bound counts calls with one `now`.
     pub fn handle_input<V>(&mut self, buf: &[u8], now: Instant, svc: &mut V) -> usize
     where
         V: Service<Stream = S>,

@@ -358,5 +358,65 @@ pub fn write_selection<T>(
     }
 }
 
+/// A listing written across loop turns: the envelope (or `[`), then items from where the
+/// last call stopped until the budget is spent, then the close. Holds indices only; the
+/// caller writes item `i` from its own state at that moment. The counts are those of the
+/// selection, taken when the request arrived, as RabbitMQ's listings are a snapshot; a caller
+/// whose item has gone since writes it from a snapshot of its own or as it last was.
+#[derive(Debug, Clone)]
+pub struct ListingStream {
+    order: Vec<usize>,
+    page: Option<PageInfo>,
+    style: EnvelopeStyle,
+    next: usize,
+    opened: bool,
+}
+
+impl ListingStream {
+    pub fn new(sel: Selection, style: EnvelopeStyle) -> Self {
+        ListingStream {
+            order: sel.order,
+            page: sel.page,
+            style,
+            next: 0,
+            opened: false,
+        }
+    }
+
+    /// Writes until at least `budget` bytes were added (finishing the item it is on) or the
+    /// listing is complete.
+    pub fn produce(
+        &mut self,
+        out: &mut Vec<u8>,
+        budget: usize,
+        mut write_item: impl FnMut(&mut Vec<u8>, usize),
+    ) -> super::response::Progress {
+        use super::response::Progress;
+        let start = out.len();
+        if !self.opened {
+            self.opened = true;
+            match &self.page {
+                Some(p) => p.write_open(out, self.style),
+                None => out.push(b'['),
+            }
+        }
+        while self.next < self.order.len() {
+            if out.len() - start >= budget {
+                return Progress::More;
+            }
+            if self.next > 0 {
+                out.push(b',');
+            }
+            write_item(out, self.order[self.next]);
+            self.next += 1;
+        }
+        match &self.page {
+            Some(p) => p.write_close(out, self.style),
+            None => out.push(b']'),
+        }
+        Progress::Done
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -224,3 +224,41 @@ fn erlang_order() {
     }
     assert_eq!(erlang_cmp(None, Some(&json!(-1))), Ordering::Equal);
 }
+
+/// A listing streamed in small slices is byte for byte the listing written at once, and
+/// each slice stops near its budget.
+#[test]
+fn streamed_listing_equals_whole() {
+    let items = queues();
+    for query in [
+        "columns=name",
+        "page=2&page_size=5&sort=name&sort_reverse=true",
+    ] {
+        let lq = ListQuery::parse(&Query::parse(query).unwrap()).unwrap();
+        let sel = select(&items, &lq, &["vhost", "name"]).unwrap();
+        let mut whole = Vec::new();
+        write_selection(&mut whole, &items, &sel, EnvelopeStyle::Sorted, |out, q| {
+            write_queue(out, q, lq.filter())
+        });
+        let mut stream = ListingStream::new(sel, EnvelopeStyle::Sorted);
+        let mut streamed = Vec::new();
+        let mut calls = 0;
+        loop {
+            calls += 1;
+            let before = streamed.len();
+            let p = stream.produce(&mut streamed, 40, |out, i| {
+                write_queue(out, &items[i], lq.filter())
+            });
+            assert!(
+                streamed.len() - before < 40 + 120,
+                "slice of {}",
+                streamed.len() - before
+            );
+            if p == crate::http::response::Progress::Done {
+                break;
+            }
+        }
+        assert_eq!(streamed, whole, "{query}");
+        assert!(calls > 3, "{query}: {calls} calls");
+    }
+}
