@@ -167,6 +167,14 @@ RAW_CASES = [
      GUEST["Authorization"].encode() + b"\r\n\r\nGET /api/nope HTTP/1.1\r\nHost: x\r\n\r\n"
      b"GET /api/whoami HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: " +
      GUEST["Authorization"].encode() + b"\r\n\r\n"),
+    ("raw-transfer-encoding-gzip", b"PUT /api/queues/%2F/q HTTP/1.1\r\nHost: x\r\n"
+     b"Transfer-Encoding: gzip\r\n\r\n"),
+    ("raw-expect-unknown", b"PUT /api/queues/%2F/q HTTP/1.1\r\nHost: x\r\nExpect: foo\r\n"
+     b"Content-Length: 0\r\nConnection: close\r\n\r\n"),
+    ("raw-chunked-request-body", b"PUT /api/queues/%2F/chunky HTTP/1.1\r\nHost: x\r\n"
+     b"Authorization: " + GUEST["Authorization"].encode() + b"\r\nContent-Type: application/json"
+     b"\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\n{\"dur\r\n"
+     b"b\r\nable\":true}\r\n0\r\n\r\n"),
     ("raw-partial-head-times-out", b"GET /api/overview HTTP/1.1\r\nHost: x\r\n"),
 ]
 

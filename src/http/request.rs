@@ -145,10 +145,8 @@ pub enum HeadError {
     HeadersTooLarge,
     BodyTooLarge,
     Version,
-    /// A transfer coding other than chunked.
+    /// A transfer coding other than chunked (cowboy answers 400).
     UnsupportedTransferCoding,
-    /// An Expect other than 100-continue.
-    Expectation,
 }
 
 impl HeadError {
@@ -159,8 +157,7 @@ impl HeadError {
             HeadError::HeadersTooLarge => Status::HEADER_FIELDS_TOO_LARGE,
             HeadError::BodyTooLarge => Status::PAYLOAD_TOO_LARGE,
             HeadError::Version => Status::VERSION_NOT_SUPPORTED,
-            HeadError::UnsupportedTransferCoding => Status::NOT_IMPLEMENTED,
-            HeadError::Expectation => Status::EXPECTATION_FAILED,
+            HeadError::UnsupportedTransferCoding => Status::BAD_REQUEST,
         }
     }
 }
@@ -308,10 +305,9 @@ fn read_headers(r: &mut Request, headers: &[httparse::Header<'_>]) -> Result<(),
                 }
             }
         } else if name.eq_ignore_ascii_case("expect") {
-            if !value?.trim().eq_ignore_ascii_case("100-continue") {
-                return Err(HeadError::Expectation);
-            }
-            r.expect_continue = r.version == Version::Http11;
+            // Other expectations are ignored, as RabbitMQ 3.10 (cowboy) does.
+            r.expect_continue |=
+                value?.trim().eq_ignore_ascii_case("100-continue") && r.version == Version::Http11;
         } else if name.eq_ignore_ascii_case("authorization") {
             match parse_authorization(value?) {
                 Ok(a) => r.authorization = a,
@@ -577,11 +573,7 @@ Authorization: Basic Z3Vlc3Q6Z3U6ZXN0\r\nAccept: application/json\r\n\r\n";
             ),
             (
                 b"PUT / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
-                Status::NOT_IMPLEMENTED,
-            ),
-            (
-                b"PUT / HTTP/1.1\r\nHost: x\r\nExpect: something\r\n\r\n",
-                Status::EXPECTATION_FAILED,
+                Status::BAD_REQUEST,
             ),
         ];
         for (input, status) in cases {

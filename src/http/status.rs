@@ -22,7 +22,6 @@ impl Status {
     pub const PAYLOAD_TOO_LARGE: Status = Status(413);
     pub const URI_TOO_LONG: Status = Status(414);
     pub const UNSUPPORTED_MEDIA_TYPE: Status = Status(415);
-    pub const EXPECTATION_FAILED: Status = Status(417);
     pub const HEADER_FIELDS_TOO_LARGE: Status = Status(431);
     pub const INTERNAL_SERVER_ERROR: Status = Status(500);
     pub const NOT_IMPLEMENTED: Status = Status(501);
@@ -52,7 +51,6 @@ impl Status {
             413 => "Request Entity Too Large",
             414 => "Request-URI Too Long",
             415 => "Unsupported Media Type",
-            417 => "Expectation Failed",
             431 => "Request Header Fields Too Large",
             500 => "Internal Server Error",
             501 => "Not Implemented",
