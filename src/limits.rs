@@ -59,7 +59,7 @@ const _: () = assert!(WRITE_BUFFER_HARD_BYTES > WRITE_BUFFER_HIGH_BYTES + FRAME_
 const _: () = assert!(WRITE_BUFFER_LOW_BYTES < WRITE_BUFFER_HIGH_BYTES);
 const _: () = assert!(FRAME_OVERHEAD < FRAME_MIN_SIZE as usize);
 
-// HTTP (management and Prometheus listeners). The first five are cowboy's defaults as RabbitMQ's
+// HTTP (management and Prometheus listeners). The first six are cowboy's defaults as RabbitMQ's
 // management plugin keeps them, checked against RabbitMQ 3.10 (tests/fixtures/rabbitmq-3.10-http).
 
 /// Longest request line (method, target, version); longer gets 414.
