@@ -12,12 +12,19 @@
 #
 # Everything but the pid printed by `start` goes to stderr.  The node gets a
 # unique name, its own epmd on a free loopback port, its own distribution port,
-# its own erlang cookie (HOME=DIR/home), no plugins, and logs in DIR/log.
+# its own erlang cookie (HOME=DIR/home), no plugins (unless RABBITMQ_PLUGINS names
+# some), and logs in DIR/log.
 # Default user guest/guest works from loopback.
 #
 # Environment knobs:
 #   RABBITMQ_START_TIMEOUT  seconds to wait for the AMQP port (default 60)
 #   RABBITMQ_STOP_TIMEOUT   seconds to wait for a graceful stop (default 30)
+#   RABBITMQ_PLUGINS        plugins to enable at start, space-separated (default none), e.g.
+#                           "rabbitmq_management rabbitmq_prometheus"
+#   RABBITMQ_MGMT_PORT      management HTTP port on 127.0.0.1 (default PORT+10000)
+#   RABBITMQ_PROMETHEUS_PORT  prometheus HTTP port on 127.0.0.1 (default PORT+10100)
+# The two HTTP ports are written to the config only when their plugin is enabled, are
+# recorded in DIR/mgmt.port and DIR/prometheus.port, and `start` waits for them too.
 set -euo pipefail
 
 RMQ_BIN="${RMQ_BIN:-/usr/lib/rabbitmq/bin/rabbitmq-server}"
@@ -106,7 +113,9 @@ cmd_start() {
     echo "$epmd_port" >"$dir/epmd.port"
     echo "$port" >"$dir/amqp.port"
 
-    echo '[].' >"$dir/enabled_plugins"
+    local plugins="${RABBITMQ_PLUGINS:-}" mgmt_port="" prom_port=""
+    echo "[$(echo $plugins | tr ' ' ',')]." >"$dir/enabled_plugins"
+    rm -f "$dir/mgmt.port" "$dir/prometheus.port"
     cat >"$dir/rabbitmq.conf" <<CONF
 listeners.tcp.default = 127.0.0.1:$port
 loopback_users.guest = true
@@ -114,6 +123,18 @@ disk_free_limit.absolute = 10MB
 log.console = false
 log.file.level = info
 CONF
+    case " $plugins " in *" rabbitmq_management "*)
+        mgmt_port="${RABBITMQ_MGMT_PORT:-$((port + 10000))}"
+        port_open "$mgmt_port" && die "management port $mgmt_port on 127.0.0.1 is already in use"
+        printf 'management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = %s\n' "$mgmt_port" >>"$dir/rabbitmq.conf"
+        echo "$mgmt_port" >"$dir/mgmt.port" ;;
+    esac
+    case " $plugins " in *" rabbitmq_prometheus "*)
+        prom_port="${RABBITMQ_PROMETHEUS_PORT:-$((port + 10100))}"
+        port_open "$prom_port" && die "prometheus port $prom_port on 127.0.0.1 is already in use"
+        printf 'prometheus.tcp.ip = 127.0.0.1\nprometheus.tcp.port = %s\n' "$prom_port" >>"$dir/rabbitmq.conf"
+        echo "$prom_port" >"$dir/prometheus.port" ;;
+    esac
 
     # A private epmd on a free loopback port, in its own session.
     setsid epmd -address 127.0.0.1 -port "$epmd_port" </dev/null >"$dir/log/epmd.log" 2>&1 &
@@ -159,15 +180,17 @@ CONF
     local pid=$!
     echo "$pid" >"$dir/pid"
 
-    # Wait (bounded) for the AMQP port.
-    local deadline=$(( SECONDS + START_TIMEOUT )) ok=0
+    # Wait (bounded) for the AMQP port and the plugins' HTTP ports.
+    local deadline=$(( SECONDS + START_TIMEOUT )) ok=0 p want
     while [ "$SECONDS" -lt "$deadline" ]; do
         if ! pid_alive "$pid"; then break; fi
-        if port_open "$port"; then ok=1; break; fi
+        want=0
+        for p in "$port" $mgmt_port $prom_port; do port_open "$p" || want=1; done
+        if [ "$want" = 0 ]; then ok=1; break; fi
         sleep 0.2
     done
     if [ "$ok" != 1 ]; then
-        log "node did not accept AMQP on 127.0.0.1:$port within ${START_TIMEOUT}s"
+        log "node did not accept on 127.0.0.1:$port $mgmt_port $prom_port within ${START_TIMEOUT}s"
         tail -n 30 "$dir/log/stdout.log" >&2 2>/dev/null || true
         cmd_stop "$dir" || true
         exit 1
@@ -186,7 +209,7 @@ CONF
         echo "$pid" >"$dir/launcher.pid"
         echo "$beam" >"$dir/pid"
     fi
-    log "node $node up on 127.0.0.1:$port (beam.smp pid $beam, epmd $epmd_port, dist $dist_port)"
+    log "node $node up on 127.0.0.1:$port (beam.smp pid $beam, epmd $epmd_port, dist $dist_port${mgmt_port:+, management $mgmt_port}${prom_port:+, prometheus $prom_port})"
     echo "$beam"
 }
 

@@ -7,6 +7,7 @@ pub mod broker;
 pub mod config;
 pub mod config_file;
 pub mod error;
+pub mod http;
 pub mod limits;
 pub mod logfile;
 pub mod net;

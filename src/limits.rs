@@ -58,3 +58,48 @@ const _: () = assert!(READ_BYTES_PER_TURN_MAX >= READ_CHUNK_BYTES);
 const _: () = assert!(WRITE_BUFFER_HARD_BYTES > WRITE_BUFFER_HIGH_BYTES + FRAME_MAX_BYTES as usize);
 const _: () = assert!(WRITE_BUFFER_LOW_BYTES < WRITE_BUFFER_HIGH_BYTES);
 const _: () = assert!(FRAME_OVERHEAD < FRAME_MIN_SIZE as usize);
+
+// HTTP (management and Prometheus listeners). The first six are cowboy's defaults as RabbitMQ's
+// management plugin keeps them, checked against RabbitMQ 3.10 (tests/fixtures/rabbitmq-3.10-http).
+
+/// Longest request line (method, target, version); longer gets 414.
+pub const HTTP_REQUEST_LINE_MAX_BYTES: usize = 8000;
+/// Longest header value; longer gets 431.
+pub const HTTP_HEADER_VALUE_MAX_BYTES: usize = 4096;
+/// Headers in one request; more gets 431.
+pub const HTTP_HEADERS_MAX: usize = 100;
+/// A request head must be complete this long after the connection opened or the previous
+/// response was produced, or the connection closes (408 if part of a head came): slowloris.
+pub const HTTP_REQUEST_TIMEOUT_SECS: u64 = 5;
+/// A body that stops arriving, or output the peer stops reading, for this long closes the
+/// connection.
+pub const HTTP_IDLE_TIMEOUT_SECS: u64 = 60;
+/// Requests served on one connection; the last response says `connection: close`.
+pub const HTTP_REQUESTS_PER_CONNECTION_MAX: u32 = 1000;
+/// A whole request head; a partial head is held in memory up to this, then 431.
+pub const HTTP_HEAD_MAX_BYTES: usize = 64 * 1024;
+/// Largest request body (RabbitMQ's `management.http_max_body_size` default, sized for a
+/// definitions import); a larger Content-Length gets 413 before any of the body is read.
+/// (RabbitMQ 3.10 itself answers 500 to bodies past about 8,000,000 bytes, cowboy's read
+/// chunk; coney takes the documented bound and answers 413.)
+pub const HTTP_BODY_MAX_BYTES: usize = 20_000_000;
+/// Longest chunk-size line (hex size and extensions) in a chunked request body.
+pub const HTTP_CHUNK_LINE_MAX_BYTES: usize = 1024;
+/// Pipelined requests taken from one connection per loop turn; the rest wait in its buffer.
+pub const HTTP_REQUESTS_PER_TURN_MAX: usize = 16;
+/// A streamed response body is produced only while the connection's unsent output is below
+/// this, and no further request is taken (AMQP's delivery high-water mark, for HTTP).
+pub const HTTP_WRITE_BUFFER_HIGH_BYTES: usize = 256 * 1024;
+/// Body bytes one streamed response produces per loop turn, so a listing of 10,000 queues
+/// is paced across turns instead of stalling every other client.
+pub const HTTP_BODY_SLICE_BYTES: usize = 64 * 1024;
+/// Characters of a `use_regex` name filter, and the compiled size regex-lite may use for it.
+pub const HTTP_NAME_REGEX_MAX_BYTES: usize = 1024;
+pub const HTTP_NAME_REGEX_COMPILED_MAX_BYTES: usize = 1024 * 1024;
+
+const _: () =
+    assert!(HTTP_HEAD_MAX_BYTES >= HTTP_REQUEST_LINE_MAX_BYTES + HTTP_HEADER_VALUE_MAX_BYTES);
+const _: () = assert!(HTTP_BODY_SLICE_BYTES <= HTTP_WRITE_BUFFER_HIGH_BYTES);
+const _: () = assert!(HTTP_WRITE_BUFFER_HIGH_BYTES < WRITE_BUFFER_HARD_BYTES);
+const _: () = assert!(HTTP_REQUEST_TIMEOUT_SECS < HTTP_IDLE_TIMEOUT_SECS);
+const _: () = assert!(HTTP_REQUESTS_PER_TURN_MAX as u32 <= HTTP_REQUESTS_PER_CONNECTION_MAX);
