@@ -4,7 +4,9 @@
 
 mod basic;
 mod entities;
+mod ext_support;
 mod raw_wire;
 mod robustness;
 mod semantics;
 mod support;
+mod wire_compat;

@@ -17,7 +17,7 @@ const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
 // ---------------------------------------------------------------------------------------
 
 /// A frame: type, channel (big-endian), payload size (big-endian), payload, frame-end.
-fn frame(kind: u8, channel: u16, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn frame(kind: u8, channel: u16, payload: &[u8]) -> Vec<u8> {
     let mut f = vec![kind];
     f.extend_from_slice(&channel.to_be_bytes());
     f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
@@ -26,31 +26,31 @@ fn frame(kind: u8, channel: u16, payload: &[u8]) -> Vec<u8> {
     f
 }
 
-fn method(channel: u16, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn method(channel: u16, payload: &[u8]) -> Vec<u8> {
     frame(1, channel, payload)
 }
 
-fn shortstr(s: &str) -> Vec<u8> {
+pub(crate) fn shortstr(s: &str) -> Vec<u8> {
     let mut v = vec![s.len() as u8];
     v.extend_from_slice(s.as_bytes());
     v
 }
 
-fn longstr(s: &[u8]) -> Vec<u8> {
+pub(crate) fn longstr(s: &[u8]) -> Vec<u8> {
     let mut v = (s.len() as u32).to_be_bytes().to_vec();
     v.extend_from_slice(s);
     v
 }
 
 #[derive(Debug)]
-struct Frame {
-    kind: u8,
-    channel: u16,
-    payload: Vec<u8>,
+pub(crate) struct Frame {
+    pub(crate) kind: u8,
+    pub(crate) channel: u16,
+    pub(crate) payload: Vec<u8>,
 }
 
 impl Frame {
-    fn class_method(&self) -> (u16, u16) {
+    pub(crate) fn class_method(&self) -> (u16, u16) {
         assert_eq!(self.kind, 1, "not a method frame: {self:?}");
         (
             u16::from_be_bytes([self.payload[0], self.payload[1]]),
@@ -60,7 +60,7 @@ impl Frame {
 }
 
 /// Read one whole frame (bounded by the socket read timeout); checks the frame-end octet.
-fn read_frame(s: &mut TcpStream) -> Frame {
+pub(crate) fn read_frame(s: &mut TcpStream) -> Frame {
     let mut h = [0u8; 7];
     s.read_exact(&mut h).expect("read frame header");
     let size = u32::from_be_bytes([h[3], h[4], h[5], h[6]]) as usize;
@@ -76,7 +76,7 @@ fn read_frame(s: &mut TcpStream) -> Frame {
 }
 
 /// Read frames, skipping heartbeats, until a method frame arrives.
-fn read_method(s: &mut TcpStream) -> Frame {
+pub(crate) fn read_method(s: &mut TcpStream) -> Frame {
     for _ in 0..100 {
         let f = read_frame(s);
         if f.kind != 8 {
@@ -87,7 +87,7 @@ fn read_method(s: &mut TcpStream) -> Frame {
 }
 
 /// Expect `connection.close` (10,50); returns (reply code, reply text, class id, method id).
-fn read_connection_close(s: &mut TcpStream) -> (u16, String, u16, u16) {
+pub(crate) fn read_connection_close(s: &mut TcpStream) -> (u16, String, u16, u16) {
     let f = read_method(s);
     assert_eq!(f.channel, 0, "connection.close must be on channel 0: {f:?}");
     assert_eq!(
@@ -106,7 +106,7 @@ fn read_connection_close(s: &mut TcpStream) -> (u16, String, u16, u16) {
 }
 
 /// Answer with close-ok and check the server then closes the socket (EOF, bounded).
-fn close_ok_then_eof(s: &mut TcpStream) {
+pub(crate) fn close_ok_then_eof(s: &mut TcpStream) {
     // the server may already have closed its side: a failed write is fine here
     let _ = s.write_all(&method(0, &[0, 10, 0, 51]));
     assert_eof(s);
@@ -178,7 +178,7 @@ fn start(b: &Broker, user: &str, password: &str) -> TcpStream {
 
 /// A full hand-made handshake (frame_max negotiated down to 4096, no heartbeats) plus
 /// channel.open on channel 1.
-fn handshake(b: &Broker) -> TcpStream {
+pub(crate) fn handshake(b: &Broker) -> TcpStream {
     handshake_with_channel_max(b, 2047)
 }
 
@@ -209,7 +209,7 @@ fn handshake_with_channel_max(b: &Broker, channel_max: u16) -> TcpStream {
 }
 
 /// How much of RabbitMQ's reply text a test pins down.
-enum Text<'a> {
+pub(crate) enum Text<'a> {
     Exact(&'a str),
     Prefix(&'a str),
 }
@@ -217,7 +217,12 @@ enum Text<'a> {
 /// Assert the server answered with connection.close `code`, the reply text, and the
 /// (class id, method id) of the offending method ((0,0) for frame-level errors); then
 /// that it closes the socket after our close-ok.
-fn expect_connection_error(s: &mut TcpStream, code: u16, text: Text, class_method: (u16, u16)) {
+pub(crate) fn expect_connection_error(
+    s: &mut TcpStream,
+    code: u16,
+    text: Text,
+    class_method: (u16, u16),
+) {
     let (c, got, class, method) = read_connection_close(s);
     assert_eq!(c, code, "reply code (text: {got:?})");
     match text {
