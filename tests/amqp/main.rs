@@ -4,7 +4,10 @@
 
 mod basic;
 mod entities;
+mod ext_dlx;
+mod ext_length;
 mod ext_support;
+mod ext_ttl;
 mod raw_wire;
 mod robustness;
 mod semantics;
