@@ -476,3 +476,17 @@ pub fn coney_only(b: &Broker, what: &str) -> bool {
     }
     false
 }
+
+impl Chan {
+    /// queue.delete (must succeed); returns the number of messages deleted.
+    pub async fn delete_queue(&self, queue: &str) -> u32 {
+        within(
+            "queue.delete-ok",
+            self.ch
+                .queue_delete(amqprs::channel::QueueDeleteArguments::new(queue)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("queue.delete {queue}: {e}"))
+        .unwrap_or(0)
+    }
+}
