@@ -4,10 +4,14 @@
 
 mod basic;
 mod entities;
+mod ext_ae;
+mod ext_args;
+mod ext_delayed;
 mod ext_dlx;
 mod ext_length;
 mod ext_priority;
 mod ext_quorum;
+mod ext_reply_to;
 mod ext_sac;
 mod ext_support;
 mod ext_ttl;
