@@ -89,7 +89,6 @@ async fn alternate_exchanges_chain() {
 /// An alternate exchange that does not exist, or a cycle of AEs that routes nowhere: the
 /// message is unroutable, so a mandatory publish is returned 312 NO_ROUTE (and acked).
 #[tokio::test]
-#[ignore = "issue 10: coney ignores alternate-exchange"]
 async fn missing_or_cyclic_alternate_exchange_returns_mandatory() {
     let b = Broker::start();
     let (conn, mut ch) = b.connect_channel().await;

@@ -106,7 +106,6 @@ async fn bad_argument_types_and_values_are_precondition_failed() {
 
 /// Valid values at the edges, in every integer width RabbitMQ accepts, are accepted.
 #[tokio::test]
-#[ignore = "issue 10: coney does not check the x- queue arguments"]
 async fn valid_argument_values_are_accepted() {
     let b = Broker::start();
     let conn = b.connect().await;

@@ -366,7 +366,6 @@ async fn dead_letter_cycle_without_rejection_is_dropped() {
 /// A dead-letter exchange that does not exist: the rejected message is dropped and nothing
 /// is reported to the client (the channel stays open).
 #[tokio::test]
-#[ignore = "issue 10: coney has no dead-lettering"]
 async fn missing_dead_letter_exchange_drops_the_message() {
     let b = Broker::start();
     let (conn, mut ch) = b.connect_channel().await;

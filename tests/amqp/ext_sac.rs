@@ -126,7 +126,6 @@ async fn classic_sac_declare_ok_counts_every_registered_consumer() {
 /// Deleting a single-active-consumer queue sends basic.cancel to every consumer, the waiting
 /// ones included (consumer_cancel_notify).
 #[tokio::test]
-#[ignore = "issue 10: coney ignores x-single-active-consumer"]
 async fn deleting_the_queue_cancels_active_and_waiting_consumers() {
     let b = Broker::start();
     let conn = b.connect().await;
