@@ -401,7 +401,7 @@ pub fn with_headers(h: FieldTable) -> BasicProperties {
 }
 
 /// Declare `name` with `args` on a fresh channel of `conn` and expect the channel to be
-/// closed with `code` and exactly `text`.
+/// closed with `code` and exactly `text`, naming queue.declare (50/10).
 pub async fn expect_declare_refused(
     conn: &Conn,
     args: QueueDeclareArguments,
@@ -411,7 +411,12 @@ pub async fn expect_declare_refused(
     let mut ch = conn.channel().await;
     let what = format!("queue.declare {args:?}");
     refused(&what, ch.ch.queue_declare(args)).await;
-    ch.expect_closed(code, text).await;
+    let (c, t, class, method) = ch.events.closed_full().await;
+    assert_eq!(
+        (c, t.as_str(), class, method),
+        (code, text, 50, 10),
+        "channel.close for {what}"
+    );
 }
 
 /// The text RabbitMQ gives for an invalid queue argument.
