@@ -65,6 +65,39 @@ async fn rejected_message_is_dead_lettered_with_x_death() {
     conn.close().await;
 }
 
+/// Dead-lettering a message that has a per-message TTL (here by a reject, long before the
+/// deadline) moves its expiration into x-death's original-expiration and removes the
+/// property, so the copy does not expire again where it is routed.
+#[tokio::test]
+#[ignore = "issue 10: coney has no dead-lettering"]
+async fn dead_lettering_moves_expiration_into_x_death() {
+    let b = Broker::start();
+    let (conn, mut ch) = b.connect_channel().await;
+    let (src, dlq) = (unique("rej-exp"), unique("rej-exp-dlq"));
+    ch.declare_queue(&dlq).await;
+    ch.declare_args(
+        &src,
+        table(&[
+            ("x-dead-letter-exchange", s("")),
+            ("x-dead-letter-routing-key", s(&dlq)),
+        ]),
+    )
+    .await;
+    ch.publish_props_confirmed("", &src, expiring("60000"), b"m")
+        .await;
+    let (ok, props, _) = ch
+        .get(&src, false)
+        .await
+        .expect("message in the source queue");
+    assert_eq!(props.expiration().map(String::as_str), Some("60000"));
+    ch.reject(ok.delivery_tag(), false).await;
+    await_count(&ch, &dlq, 1).await;
+    let (_, props, _) = ch.get(&dlq, true).await.expect("the dead-lettered copy");
+    assert_eq!(props.expiration(), None, "expiration kept: {props:?}");
+    assert_one_death(&props, &src, "rejected", "", &[src.as_str()], Some("60000"));
+    conn.close().await;
+}
+
 /// basic.nack with requeue=false dead-letters every message it covers (multiple), in order,
 /// each with reason rejected; requeue=true never dead-letters.
 #[tokio::test]
