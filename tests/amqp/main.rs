@@ -4,6 +4,17 @@
 
 mod basic;
 mod entities;
+mod ext_ae;
+mod ext_args;
+mod ext_delayed;
+mod ext_dlx;
+mod ext_length;
+mod ext_priority;
+mod ext_quorum;
+mod ext_reply_to;
+mod ext_sac;
+mod ext_support;
+mod ext_ttl;
 #[path = "../common/procfs.rs"]
 mod procfs;
 mod raw_wire;
@@ -11,3 +22,4 @@ mod robustness;
 mod semantics;
 mod support;
 mod wire;
+mod wire_compat;

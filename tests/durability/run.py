@@ -20,6 +20,8 @@ which case it re-executes itself under .venv/pika1 (scripts/pyenv.sh makes
 it; PIKA1_PYTHON overrides).
 
 Options / environment:
+    --include-skipped  also run the tests listed in NOT_YET_ON_CONEY (features coney
+                     does not have yet; skipped by default, each with its reason)
     --coney PATH     the broker binary (default $CONEY_BIN, else
                      ${CARGO_TARGET_DIR:-target}/release/coney)
     --rounds N       crash-test rounds (default $CRASH_ROUNDS or 5)
@@ -43,8 +45,20 @@ sys.path.insert(0, os.path.join(REPO, 'tests', 'lib'))
 import brokerlib  # noqa: E402  (the pika 1.x interpreter)
 import runner  # noqa: E402  (a test in its own session, killed with all it started)
 MODULES = ['test_restart', 'test_redelivered', 'test_tutorial', 'test_settlements',
-           'test_damage', 'test_crash', 'test_segments']
+           'test_damage', 'test_crash', 'test_segments', 'test_ext']
 DEFAULT_LIMIT = 60
+
+# Tests of features coney does not have yet, with the reason: run.py skips them (SKIP lines,
+# counted apart) unless --include-skipped. Remove an entry once coney passes the test.
+NOT_YET_ON_CONEY = {
+    'ttl_deadline_holds_across_restart': 'issue 10: coney has no message TTL nor dead-lettering',
+    'ttl_deadline_holds_across_kill': 'issue 10: coney has no message TTL nor dead-lettering',
+    'x_expires_lease_restarts_with_the_broker': 'issue 10: coney ignores x-expires',
+    'priorities_paged_to_disk_survive_restart': 'issue 10: coney ignores x-max-priority',
+    'dead_lettered_persistent_message_survives_kill': 'issue 10: coney has no dead-lettering',
+    'delayed_message_survives_restart': 'issue 10: coney has no x-delayed-message exchange',
+    'delayed_message_survives_kill': 'issue 10: coney has no x-delayed-message exchange',
+}
 
 
 def ensure_pika():
@@ -156,6 +170,8 @@ def main():
     ap.add_argument('--rounds', type=int, default=int(os.environ.get('CRASH_ROUNDS', '5')))
     ap.add_argument('--seed', type=int, default=None)
     ap.add_argument('--keep', action='store_true', help='keep the scratch directory')
+    ap.add_argument('--include-skipped', action='store_true',
+                    help='also run the tests listed in NOT_YET_ON_CONEY')
     ap.add_argument('--timeout-scale', type=float, default=1.0,
                     help='multiply every time limit (slow machines)')
     ap.add_argument('-v', '--verbose', action='store_true')
@@ -172,6 +188,8 @@ def main():
     if args.list:
         for n, f in selected:
             doc = ' '.join((f.__doc__ or '').split())
+            if n in NOT_YET_ON_CONEY:
+                doc = '[skipped: %s] %s' % (NOT_YET_ON_CONEY[n], doc)
             print('%-40s %3ss  %s' % (n, getattr(f, 'time_limit', DEFAULT_LIMIT), doc))
         return 0
     if not os.access(args.coney, os.X_OK):
@@ -188,10 +206,14 @@ def main():
         signal.signal(s, on_signal)
     sys.stderr.write('durability: %d tests, coney %s, seed %d, rounds %d, scratch %s\n'
                      % (len(selected), args.coney, args.seed, args.rounds, args.tmp))
-    passed = failed = 0
+    passed = failed = skipped = 0
     t0 = time.monotonic()
     try:
         for name, fn in selected:
+            if name in NOT_YET_ON_CONEY and not args.include_skipped:
+                skipped += 1
+                print('SKIP %s: %s' % (name, NOT_YET_ON_CONEY[name]), flush=True)
+                continue
             limit = getattr(fn, 'time_limit', DEFAULT_LIMIT) * args.timeout_scale
             ok, reason, reports, text, elapsed = run_one(name, limit, args)
             passed += ok
@@ -208,6 +230,8 @@ def main():
         else:
             shutil.rmtree(args.tmp, ignore_errors=True)
     sys.stderr.write('durability tests took %.1fs (seed %d)\n' % (time.monotonic() - t0, args.seed))
+    if skipped:
+        print('%d skipped (NOT_YET_ON_CONEY; --include-skipped runs them)' % skipped, flush=True)
     print('%d passed, %d failed' % (passed, failed), flush=True)
     return 1 if failed or not selected else 0
 

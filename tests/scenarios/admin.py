@@ -5,6 +5,7 @@
     admin.py redeclare QUEUE durable=0|1 ...
                                       -> {"ok": bool, "code": reply code}
     admin.py cleanup q:QUEUE x:EXCHANGE ...  (delete, ignoring errors)
+    admin.py product                  -> {"product": the broker's product name}
 
 Prints one JSON line. Broker address from AMQP_HOST / AMQP_PORT.
 """
@@ -50,6 +51,11 @@ def main(argv):
                 out = {'ok': True, 'code': None}
             except pika.exceptions.ChannelClosed as e:
                 out = {'ok': False, 'code': reply_code(e)}
+        elif cmd == 'product':
+            product = conn._impl.server_properties.get('product', '')
+            if isinstance(product, bytes):
+                product = product.decode('utf-8', 'replace')
+            out = {'product': product}
         elif cmd == 'cleanup':
             errors = []
             for item in argv[1:]:

@@ -3,17 +3,20 @@
 
     AMQP_HOST=127.0.0.1 AMQP_PORT=5672 python3 tests/scenarios/run.py
         [--flavour pika1|pika013]... [--only NAME]... [--timeout SECONDS]
-        [--list] [-v]
+        [--list] [--include-skipped] [-v]
 
 Prints `PASS flavour/name` or `FAIL flavour/name: reason` per scenario
 (details of failures go to stderr), then a final line `N passed, M failed`.
-Exit status is non-zero if any scenario failed.
+Exit status is non-zero if any scenario failed. Scenarios listed in NOT_YET_ON_CONEY
+(features coney does not have yet) are skipped with their reason unless the broker says it
+is RabbitMQ or --include-skipped is given.
 
 Needs only the standard library; the tutorial programs themselves run under
 .venv/pika1 and .venv/pika013 (scripts/pyenv.sh creates them; PIKA1_PYTHON /
 PIKA013_PYTHON override).
 """
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -26,7 +29,22 @@ import runner  # noqa: E402  (a check in its own session, killed with all it sta
 
 FLAVOURS = ['pika1', 'pika013']
 SCENARIOS = ['hello_world', 'work_queue', 'durable', 'fair_dispatch',
-             'fanout', 'direct', 'topic', 'rpc']
+             'fanout', 'direct', 'topic', 'rpc',
+             'retry_ttl_dlx', 'priority_queue', 'rpc_reply_to']
+# Scenarios written for some flavours only (the others run for every flavour).
+ONLY_FLAVOURS = {
+    'retry_ttl_dlx': ['pika1'],
+    'priority_queue': ['pika1'],
+    'rpc_reply_to': ['pika1'],
+}
+# Scenarios of features coney does not have yet, with the reason: against a broker that is
+# not RabbitMQ they are skipped (SKIP lines, counted apart) unless --include-skipped. Remove
+# an entry once coney passes the scenario.
+NOT_YET_ON_CONEY = {
+    'retry_ttl_dlx': 'issue 10: coney has no message TTL nor dead-lettering',
+    'priority_queue': 'issue 10: coney ignores x-max-priority',
+    'rpc_reply_to': 'issue 10: coney has no direct reply-to',
+}
 
 
 def on_signal(signum, frame):
@@ -34,6 +52,18 @@ def on_signal(signum, frame):
     runner.kill_running()
     sys.stderr.write('run.py: interrupted by signal %d\n' % signum)
     os._exit(128 + signum)
+
+
+def broker_product():
+    """The broker's product name from connection.start ('' if it cannot be asked)."""
+    sys.path.insert(0, HERE)
+    from harness import flavour_python
+    argv = [flavour_python('pika1'), os.path.join(HERE, 'admin.py'), 'product']
+    try:
+        cp = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=20)
+        return json.loads(cp.stdout.decode().strip().splitlines()[-1])['product']
+    except (OSError, ValueError, KeyError, IndexError, subprocess.TimeoutExpired):
+        return ''
 
 
 def run_one(flavour, name, timeout, verbose):
@@ -62,16 +92,20 @@ def main():
                     help='run only scenarios whose name contains NAME (repeatable)')
     ap.add_argument('--timeout', type=float, default=60, help='per-scenario time limit (s)')
     ap.add_argument('--list', action='store_true', help='list the scenarios and exit')
+    ap.add_argument('--include-skipped', action='store_true',
+                    help='also run NOT_YET_ON_CONEY scenarios against a broker other than RabbitMQ')
     ap.add_argument('-v', '--verbose', action='store_true',
                     help="echo the programs' output (stderr)")
     args = ap.parse_args()
 
     flavours = args.flavour or FLAVOURS
     selected = [(f, s) for f in flavours for s in SCENARIOS
-                if not args.only or any(o in s or o == '%s/%s' % (f, s) for o in args.only)]
+                if f in ONLY_FLAVOURS.get(s, FLAVOURS)
+                and (not args.only or any(o in s or o == '%s/%s' % (f, s) for o in args.only))]
     if args.list:
         for f, s in selected:
-            print('%s/%s' % (f, s))
+            note = ' (skipped unless RabbitMQ: %s)' % NOT_YET_ON_CONEY[s] if s in NOT_YET_ON_CONEY else ''
+            print('%s/%s%s' % (f, s, note))
         return 0
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -79,10 +113,20 @@ def main():
     signal.signal(signal.SIGHUP, on_signal)
     host = os.environ.get('AMQP_HOST', '127.0.0.1')
     port = os.environ.get('AMQP_PORT', '5672')
+    skip_known = False
+    if not args.include_skipped and any(s in NOT_YET_ON_CONEY for _, s in selected):
+        product = broker_product()
+        skip_known = product != 'RabbitMQ'
+        sys.stderr.write('scenarios: the broker is %r: %s\n' % (
+            product, 'NOT_YET_ON_CONEY scenarios skipped' if skip_known else 'running all'))
     sys.stderr.write('scenarios: %d against %s:%s\n' % (len(selected), host, port))
-    passed = failed = 0
+    passed = failed = skipped = 0
     t0 = time.monotonic()
     for flavour, name in selected:
+        if skip_known and name in NOT_YET_ON_CONEY:
+            skipped += 1
+            print('SKIP %s/%s: %s' % (flavour, name, NOT_YET_ON_CONEY[name]), flush=True)
+            continue
         ok, reason, text, elapsed = run_one(flavour, name, args.timeout, args.verbose)
         label = '%s/%s' % (flavour, name)
         passed += ok
@@ -91,6 +135,8 @@ def main():
         if args.verbose:
             sys.stderr.write('    (%s took %.1fs)\n' % (label, elapsed))
     sys.stderr.write('scenarios took %.1fs\n' % (time.monotonic() - t0))
+    if skipped:
+        print('%d skipped (NOT_YET_ON_CONEY; --include-skipped runs them)' % skipped, flush=True)
     print('%d passed, %d failed' % (passed, failed), flush=True)
     return 1 if failed or not selected else 0
 
