@@ -52,7 +52,7 @@ fn sextet(c: u8) -> Result<u32, Base64Error> {
 /// is an error, so one byte string has exactly one accepted encoding.
 pub fn decode(input: &str) -> Result<Vec<u8>, Base64Error> {
     let bytes = input.as_bytes();
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return Err(Base64Error);
     }
     let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
