@@ -3,9 +3,11 @@
 //! semantics) → `net` and `reactor` (sockets and readiness).
 
 pub mod alloc;
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod config_file;
+pub mod definitions;
 pub mod error;
 pub mod http;
 pub mod limits;

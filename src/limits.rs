@@ -103,3 +103,23 @@ const _: () = assert!(HTTP_BODY_SLICE_BYTES <= HTTP_WRITE_BUFFER_HIGH_BYTES);
 const _: () = assert!(HTTP_WRITE_BUFFER_HIGH_BYTES < WRITE_BUFFER_HARD_BYTES);
 const _: () = assert!(HTTP_REQUEST_TIMEOUT_SECS < HTTP_IDLE_TIMEOUT_SECS);
 const _: () = assert!(HTTP_REQUESTS_PER_TURN_MAX as u32 <= HTTP_REQUESTS_PER_CONNECTION_MAX);
+/// Longest permission or topic-permission pattern, counted after {username}/{vhost}
+/// expansion. RabbitMQ has no bound; 16 KiB holds an alternation of ~1,000 queue names.
+pub const PERMISSION_PATTERN_MAX_BYTES: usize = 16 * 1024;
+/// Compiled size of one permission regex (the regex crate's `size_limit`): a 13-byte pattern
+/// such as "(a{1000}){1000}" would otherwise compile to a program of millions of states.
+pub const PERMISSION_REGEX_COMPILED_MAX_BYTES: usize = 1024 * 1024;
+/// Lazy-DFA cache of one permission regex; past it the crate falls back to its other linear
+/// engines, so this bounds memory, never correctness.
+pub const PERMISSION_REGEX_DFA_CACHE_MAX_BYTES: usize = 256 * 1024;
+/// Nesting of groups and repetitions in one permission pattern (the parser recurses on it).
+pub const PERMISSION_REGEX_NEST_MAX: u32 = 64;
+/// Largest definitions file read or accepted for import. In RabbitMQ 3.10's export a queue,
+/// exchange or binding takes 100 to 400 bytes, so this holds a few hundred thousand entities.
+pub const DEFINITIONS_FILE_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// Nesting of arrays and objects in a definitions file: serde_json's fixed recursion limit
+/// (its `unbounded_depth` feature is not enabled), so parsing never recurses deeper.
+pub const DEFINITIONS_JSON_DEPTH_MAX: usize = 128;
+
+const _: () = assert!(PERMISSION_PATTERN_MAX_BYTES <= PERMISSION_REGEX_COMPILED_MAX_BYTES);
+const _: () = assert!(DEFINITIONS_JSON_DEPTH_MAX > TABLE_DEPTH_MAX);

@@ -29,14 +29,14 @@ pub const PAGE_SIZE_DEFAULT: u64 = 100;
 pub enum NameFilter {
     /// Lower-cased substring.
     Substring(String),
-    Regex(regex_lite::Regex),
+    Regex(regex::bytes::Regex),
 }
 
 impl NameFilter {
     fn matches(&self, name: &str) -> bool {
         match self {
             NameFilter::Substring(s) => name.to_lowercase().contains(s.as_str()),
-            NameFilter::Regex(r) => r.is_match(name),
+            NameFilter::Regex(r) => r.is_match(name.as_bytes()),
         }
     }
 }
@@ -135,8 +135,10 @@ fn name_filter(q: &Query) -> Result<Option<NameFilter>, ApiError> {
     if name.len() > HTTP_NAME_REGEX_MAX_BYTES {
         return Err(invalid());
     }
-    // regex-lite matches in time linear in the name, so a pattern cannot stall the loop.
-    let re = regex_lite::RegexBuilder::new(name)
+    // regex matches in time linear in the name, so a pattern cannot stall the loop. Built
+    // without Unicode tables, so case folding is ASCII's and names are matched as bytes.
+    let re = regex::bytes::RegexBuilder::new(name)
+        .unicode(false)
         .case_insensitive(true)
         .size_limit(HTTP_NAME_REGEX_COMPILED_MAX_BYTES)
         .build()
