@@ -1,6 +1,8 @@
 //! Broker benches without sockets: queue enqueue/dequeue, and the whole publish path in
 //! memory — parse the publisher's frames, assemble the message, route it through the broker,
 //! pop it from the queue and encode the delivery — for the default, fanout and topic exchanges.
+//! The `session/` benches drive the same path through two sessions (a publisher and a no-ack
+//! consumer) as the reactor does, without sockets: input bytes in, delivery frames out.
 //! Run: `cargo bench --bench publish_deliver`.
 
 mod support;
@@ -13,6 +15,8 @@ use coney::protocol::frame::{self, parse_frame, FrameKind, Parsed};
 use coney::protocol::method::{BasicDeliver, BasicPublish, Method};
 use coney::protocol::properties::{BasicProperties, ContentHeader};
 use coney::protocol::FieldTable;
+use coney::session::delivery::{deliver_dirty, Sessions};
+use coney::session::{Ctx, Session};
 use std::hint::black_box;
 
 const FRAME_MAX: u32 = 131_072;
@@ -95,8 +99,165 @@ fn declare(b: &mut Broker, name: &str) -> QueueId {
     .queue
 }
 
+/// A publisher session and a consumer session on one broker, past the handshake.
+struct Pair {
+    broker: Broker,
+    config: coney::config::Config,
+    conns: Conns,
+    scratch: Vec<QueueId>,
+}
+
+struct Conns(Vec<Session>);
+
+impl Sessions for Conns {
+    fn session_mut(&mut self, id: ConnId) -> Option<&mut Session> {
+        self.0.get_mut(id.0 as usize)
+    }
+    fn wants_flush(&mut self, _id: ConnId) {}
+}
+
+/// Handshake, channel 1 open, and `then` on channel 1.
+fn client_input(then: &[Method<'_>]) -> Vec<u8> {
+    use coney::protocol::method::*;
+    let mut out = b"AMQP\x00\x00\x09\x01".to_vec();
+    let start_ok = ConnectionStartOk {
+        client_properties: FieldTable::EMPTY,
+        mechanism: b"PLAIN",
+        response: b"\0guest\0guest",
+        locale: b"en_US",
+    };
+    frame::write_method(&mut out, 0, &Method::ConnectionStartOk(start_ok));
+    let tune_ok = ConnectionTuneOk {
+        channel_max: 2047,
+        frame_max: FRAME_MAX,
+        heartbeat: 0,
+    };
+    frame::write_method(&mut out, 0, &Method::ConnectionTuneOk(tune_ok));
+    let open = ConnectionOpen {
+        virtual_host: b"/",
+        ..Default::default()
+    };
+    frame::write_method(&mut out, 0, &Method::ConnectionOpen(open));
+    frame::write_method(&mut out, 1, &Method::ChannelOpen(ChannelOpen::default()));
+    for m in then {
+        frame::write_method(&mut out, 1, m);
+    }
+    out
+}
+
+impl Pair {
+    /// Session 0 publishes; session 1 consumes every queue in `queues` with no-ack.
+    fn new(queues: &[&str], binds: &[(&str, &str, String)]) -> Self {
+        use coney::protocol::method::*;
+        let mut p = Pair {
+            broker: Broker::new(),
+            config: coney::config::Config::default(),
+            conns: Conns(Vec::new()),
+            scratch: Vec::new(),
+        };
+        let now = std::time::Instant::now();
+        let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 40_000));
+        let mut setup = Vec::new();
+        for q in queues {
+            setup.push(Method::QueueDeclare(QueueDeclare {
+                queue: q.as_bytes(),
+                ..Default::default()
+            }));
+        }
+        for (q, x, key) in binds {
+            setup.push(Method::QueueBind(QueueBind {
+                queue: q.as_bytes(),
+                exchange: x.as_bytes(),
+                routing_key: key.as_bytes(),
+                ..Default::default()
+            }));
+        }
+        let consume: Vec<Method<'_>> = queues
+            .iter()
+            .map(|q| {
+                Method::BasicConsume(BasicConsume {
+                    queue: q.as_bytes(),
+                    no_ack: true,
+                    ..Default::default()
+                })
+            })
+            .collect();
+        for (id, then) in [setup, consume].iter().enumerate() {
+            let mut s = Session::new(ConnId(id as u32), peer, &p.config, now);
+            let input = client_input(then);
+            let mut ctx = Ctx {
+                broker: &mut p.broker,
+                config: &p.config,
+                now,
+                alarm: None,
+            };
+            assert_eq!(s.handle_input(&input, &mut ctx), input.len());
+            assert!(s.is_open());
+            p.conns.0.push(s);
+        }
+        p.discard_output();
+        p
+    }
+
+    fn discard_output(&mut self) {
+        for s in &mut self.conns.0 {
+            black_box(&s.out[s.out_sent..]);
+            s.out.clear();
+            s.out_sent = 0;
+            s.after_write(&mut self.broker);
+        }
+    }
+
+    /// One loop turn: the publisher's input, then delivery, then the output is "written".
+    fn turn(&mut self, input: &[u8]) {
+        let now = std::time::Instant::now();
+        let mut ctx = Ctx {
+            broker: &mut self.broker,
+            config: &self.config,
+            now,
+            alarm: None,
+        };
+        let used = self.conns.0[0].handle_input(input, &mut ctx);
+        debug_assert_eq!(used, input.len());
+        while self.broker.has_dirty() {
+            deliver_dirty(&mut self.broker, &mut self.conns, &mut self.scratch);
+            self.discard_output();
+        }
+    }
+}
+
+fn session_benches(bench: &support::Bench) {
+    let frames = publish_frames(b"", b"q", 16).repeat(BATCH);
+    let mut p = Pair::new(&["q"], &[]);
+    bench.run(
+        "session/default exchange -> 1 queue -> deliver (16 B)",
+        BATCH as u64,
+        || p.turn(&frames),
+    );
+    let frames = publish_frames(b"", b"q", 1024).repeat(BATCH);
+    bench.run(
+        "session/default exchange -> 1 queue -> deliver (1 KiB)",
+        BATCH as u64,
+        || p.turn(&frames),
+    );
+    let names: Vec<String> = (0..10).map(|i| format!("f{i}")).collect();
+    let queues: Vec<&str> = names.iter().map(|s| s.as_str()).collect();
+    let binds: Vec<(&str, &str, String)> = queues
+        .iter()
+        .map(|q| (*q, "amq.fanout", String::new()))
+        .collect();
+    let mut p = Pair::new(&queues, &binds);
+    let frames = publish_frames(b"amq.fanout", b"", 16).repeat(BATCH);
+    bench.run(
+        "session/fanout -> 10 queues -> deliver (per publish)",
+        BATCH as u64,
+        || p.turn(&frames),
+    );
+}
+
 fn main() {
     let bench = support::Bench::from_args();
+    session_benches(&bench);
 
     let msg = Message::new(b"", b"q", &[0, 0], &[7u8; 16], false);
     let mut q = Queue::new(b"q"[..].into(), false, false, None, Box::new([]));
