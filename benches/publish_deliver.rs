@@ -8,7 +8,8 @@
 mod support;
 
 use coney::broker::message::{Message, MessageBuilder};
-use coney::broker::queue::{ConnId, Queue, QueueId};
+use coney::broker::queue::{Queue, QueueId};
+use coney::broker::ConnId;
 use coney::broker::{Broker, QueueFlags};
 use coney::protocol::constants::CLASS_BASIC;
 use coney::protocol::frame::{self, parse_frame, FrameKind, Parsed};

@@ -2,8 +2,8 @@
 //! soak in scripts/soak.sh) found in the broker. Each test drives the public API the way the
 //! reactor does, with the offending bytes inline, and says what it proves.
 
-use coney::broker::queue::ConnId;
 use coney::broker::Broker;
+use coney::broker::ConnId;
 use coney::config::Config;
 use coney::protocol::frame::write_method;
 use coney::protocol::method::{

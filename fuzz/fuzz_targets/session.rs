@@ -8,7 +8,7 @@
 //! every connection is released the broker holds no consumers and no exclusive queues.
 #![no_main]
 
-use coney::broker::queue::ConnId;
+use coney::broker::ConnId;
 use coney::broker::{Broker, Notice};
 use coney::config::Config;
 use coney::protocol::constants::{FRAME_END, FRAME_OVERHEAD, PROTOCOL_HEADER};
@@ -294,7 +294,7 @@ fuzz_target!(|data: &[u8]| {
     for conn in 0..CONNS {
         release(&mut c, conn, &mut broker, &config, now);
     }
-    assert!(broker.consumers.is_empty(), "{} consumers left with no connection", broker.consumers.len());
+    assert!(broker.consumers.len() == 0, "{} consumers left with no connection", broker.consumers.len());
     for (_, q) in broker.queues.iter() {
         assert!(q.consumers.is_empty(), "queue keeps {} consumer ids", q.consumers.len());
         assert!(!q.exclusive_consumer, "exclusive-consumer flag left on a queue without consumers");

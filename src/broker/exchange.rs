@@ -2,10 +2,16 @@
 //! direct, a list for fanout, a compiled trie for topic, parsed matchers for headers), all
 //! derived from one set of bindings.
 
-use super::queue::{ExchangeId, QueueId};
+use super::handle::define_id;
+use super::queue::QueueId;
 use super::topic_trie::TopicTrie;
 use crate::protocol::{FieldTable, FieldValue};
 use std::collections::{HashMap, HashSet};
+
+define_id!(
+    /// An exchange in the broker's registry.
+    ExchangeId
+);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExchangeKind {
@@ -257,7 +263,7 @@ mod tests {
     use crate::broker::handle::Registry;
 
     fn qids(n: usize) -> Vec<QueueId> {
-        let mut r = Registry::default();
+        let mut r: Registry<QueueId, ()> = Registry::default();
         (0..n).map(|_| r.insert(())).collect()
     }
 

@@ -3,6 +3,7 @@
 //! `AmqpError`s (with RabbitMQ's texts) out. Effects on other connections (a consumer cancelled
 //! because its queue was deleted) are queued as `Notice`s for the session layer.
 
+pub mod consumer;
 pub mod exchange;
 pub mod handle;
 pub mod message;
@@ -13,27 +14,19 @@ use crate::error::{AmqpError, Show};
 use crate::protocol::FieldTable;
 use crate::store::definitions::{BindingDef, Definitions, ExchangeDef, QueueDef};
 use crate::store::{Location, Recovery, Store, StoreRef};
-use exchange::{Binding, Destination, Exchange, ExchangeKind};
+use consumer::{Consumer, ConsumerId};
+use exchange::{Binding, Destination, Exchange, ExchangeId, ExchangeKind};
 use handle::Registry;
 use message::Message;
-use queue::{ConnId, ConsumerId, ExchangeId, Queue, QueueBinding, QueueId};
+use queue::{Queue, QueueBinding, QueueId};
 use std::collections::HashMap;
 
 pub const VHOST: &str = "/";
 
-/// A subscription of a channel to a queue.
-pub struct Consumer {
-    pub conn: ConnId,
-    pub channel: u16,
-    pub tag: Box<[u8]>,
-    pub queue: QueueId,
-    pub no_ack: bool,
-    pub exclusive: bool,
-    /// basic.qos prefetch_count (global=false) in force when the consumer was created; 0 = none.
-    pub prefetch: u16,
-    /// Deliveries to this consumer not yet acked.
-    pub unacked: u32,
-}
+/// A client connection, as the broker knows it: the owner of exclusive queues and consumers.
+/// The reactor assigns it (its connection table's key) and the broker only compares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u32);
 
 /// Something a session must be told about that another connection's action caused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,11 +67,11 @@ pub struct ExchangeFlags {
 }
 
 pub struct Broker {
-    pub exchanges: Registry<Exchange>,
+    pub exchanges: Registry<ExchangeId, Exchange>,
     exchange_names: HashMap<Box<[u8]>, ExchangeId>,
-    pub queues: Registry<Queue>,
+    pub queues: Registry<QueueId, Queue>,
     queue_names: HashMap<Box<[u8]>, QueueId>,
-    pub consumers: Registry<Consumer>,
+    pub consumers: Registry<ConsumerId, Consumer>,
     /// Queues that may be able to deliver: new messages, consumers or credit.
     dirty: Vec<QueueId>,
     pub notices: Vec<Notice>,

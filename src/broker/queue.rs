@@ -1,16 +1,20 @@
 //! A queue: its declaration, the ready messages in order, and the consumers it round-robins
 //! between. Knows nothing of channels or sockets; `session::delivery` pulls from it.
 
-use super::handle::Handle;
+use super::consumer::ConsumerId;
+use super::exchange::ExchangeId;
+use super::handle::define_id;
 use super::message::Message;
+use super::ConnId;
 use crate::limits::{PAGE_IN_BATCH_MESSAGES, QUEUE_WINDOW_BYTES_MAX, QUEUE_WINDOW_MESSAGES_MAX};
 use crate::store::{Location, Store, StoreRef};
 use log::error;
 use std::collections::VecDeque;
 
-pub type QueueId = Handle;
-pub type ConsumerId = Handle;
-pub type ExchangeId = Handle;
+define_id!(
+    /// A queue in the broker's registry.
+    QueueId
+);
 
 /// A message waiting in (or returned to) a queue.
 #[derive(Clone, Debug)]
@@ -32,10 +36,6 @@ pub struct PagedRef {
 }
 
 const _: () = assert!(std::mem::size_of::<PagedRef>() <= 32);
-
-/// The connection a queue or consumer belongs to (the reactor's slab key).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId(pub u32);
 
 /// A binding this queue is the destination of, kept so deleting the queue can remove it.
 #[derive(Debug, Clone, PartialEq, Eq)]

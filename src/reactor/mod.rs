@@ -5,8 +5,9 @@
 
 mod signal;
 
-use crate::broker::queue::{ConnId, QueueId};
+use crate::broker::queue::QueueId;
 use crate::broker::Broker;
+use crate::broker::ConnId;
 use crate::config::Config;
 use crate::limits::*;
 use crate::net::conn::{Conn, ReadOutcome};

@@ -2,8 +2,9 @@
 //! deliveries in tag order, prefetch limits, consumers, publisher confirms and transactions.
 //! Plain state with small helpers; the method handlers that drive it are in `methods.rs`.
 
+use crate::broker::consumer::ConsumerId;
 use crate::broker::message::{Message, MessageBuilder};
-use crate::broker::queue::{ConsumerId, QueueId, QueuedMessage};
+use crate::broker::queue::{QueueId, QueuedMessage};
 use std::collections::VecDeque;
 
 /// Where the channel is in receiving a published message.

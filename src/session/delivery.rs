@@ -3,8 +3,9 @@
 //! buffer below the high-water mark). Messages a slow consumer cannot take stay in the queue.
 
 use super::Session;
-use crate::broker::queue::{ConnId, QueueId};
+use crate::broker::queue::QueueId;
 use crate::broker::Broker;
+use crate::broker::ConnId;
 use crate::limits::DELIVERIES_PER_QUEUE_PER_TURN_MAX;
 
 /// Access to the sessions by connection id, implemented by the reactor's connection table.

@@ -3,8 +3,9 @@
 
 use super::channel::{Channel, Publish, Settle, TxOp, Unacked};
 use super::{Ctx, Session, State};
+use crate::broker::consumer::ConsumerId;
 use crate::broker::message::Message;
-use crate::broker::queue::{ConsumerId, QueueId, QueuedMessage};
+use crate::broker::queue::{QueueId, QueuedMessage};
 use crate::broker::{ExchangeFlags, QueueFlags};
 use crate::error::{AmqpError, Show};
 use crate::limits::{UNACKED_PER_CHANNEL_MAX, WRITE_BUFFER_HIGH_BYTES, WRITE_BUFFER_LOW_BYTES};

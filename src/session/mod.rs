@@ -10,8 +10,8 @@ mod channels;
 pub mod delivery;
 mod methods;
 
-use crate::broker::queue::ConnId;
 use crate::broker::Broker;
+use crate::broker::ConnId;
 use crate::config::Config;
 use crate::error::{AmqpError, Show};
 use crate::limits;
