@@ -1,22 +1,23 @@
-//! Broker benches without sockets: queue enqueue/dequeue, and the whole publish path in
-//! memory — parse the publisher's frames, assemble the message, route it through the broker,
-//! pop it from the queue and encode the delivery — for the default, fanout and topic exchanges.
+//! Broker benches without sockets: the whole publish path in memory — parse the publisher's
+//! frames, assemble the message, route it through the broker, deliver it to a no-ack consumer
+//! and encode basic.deliver — for the default, fanout and topic exchanges.
 //! The `session/` benches drive the same path through two sessions (a publisher and a no-ack
 //! consumer) as the reactor does, without sockets: input bytes in, delivery frames out.
 //! Run: `cargo bench --bench publish_deliver`.
 
 mod support;
 
+use coney::broker::consumer::{Consumer, ConsumerId};
 use coney::broker::message::{Message, MessageBuilder};
-use coney::broker::queue::{Queue, QueueId};
+use coney::broker::queue::{QueueId, QueuedMessage};
 use coney::broker::ConnId;
-use coney::broker::{Broker, QueueFlags};
+use coney::broker::{Broker, DeliverySink, QueueFlags};
 use coney::protocol::constants::CLASS_BASIC;
 use coney::protocol::frame::{self, parse_frame, FrameKind, Parsed};
 use coney::protocol::method::{BasicDeliver, BasicPublish, Method};
 use coney::protocol::properties::{BasicProperties, ContentHeader};
 use coney::protocol::FieldTable;
-use coney::session::delivery::{deliver_dirty, Sessions};
+use coney::session::delivery::{deliver_ready, Sessions};
 use coney::session::{Ctx, Session};
 use std::hint::black_box;
 
@@ -67,37 +68,62 @@ fn ingest(broker: &mut Broker, builder: &mut MessageBuilder, mut buf: &[u8]) -> 
     routed
 }
 
-/// What delivery does: pop every ready message and encode basic.deliver with its content.
-fn drain(broker: &mut Broker, queues: &[QueueId], out: &mut Vec<u8>, tag: &mut u64) {
+/// What a session does with a delivery: encode basic.deliver with its content.
+struct Encoder<'a> {
+    out: &'a mut Vec<u8>,
+    tag: &'a mut u64,
+}
+
+impl DeliverySink for Encoder<'_> {
+    fn can_take(&mut self, _: ConsumerId, _: &Consumer) -> bool {
+        true
+    }
+    fn deliver(
+        &mut self,
+        _: ConsumerId,
+        _: &Consumer,
+        _: QueueId,
+        m: QueuedMessage,
+    ) -> Result<(), QueuedMessage> {
+        *self.tag += 1;
+        let msg = m.message();
+        let d = BasicDeliver {
+            consumer_tag: b"amq.ctag-bench",
+            delivery_tag: *self.tag,
+            redelivered: m.redelivered(),
+            exchange: msg.exchange(),
+            routing_key: msg.routing_key(),
+        };
+        frame::write_method(self.out, 1, &Method::BasicDeliver(d));
+        frame::write_content_header(self.out, 1, CLASS_BASIC, msg.body_len(), msg.properties());
+        frame::write_body(self.out, 1, msg.body(), FRAME_MAX);
+        Ok(())
+    }
+}
+
+/// What delivery does: every ready message to its queue's no-ack consumer, encoded.
+fn drain(broker: &mut Broker, out: &mut Vec<u8>, tag: &mut u64) {
     out.clear();
-    for &q in queues {
-        let q = broker.queues.get_mut(q).expect("queue");
-        while let Some(m) = q.pop() {
-            *tag += 1;
-            let d = BasicDeliver {
-                consumer_tag: b"amq.ctag-bench",
-                delivery_tag: *tag,
-                redelivered: m.redelivered,
-                exchange: m.msg.exchange(),
-                routing_key: m.msg.routing_key(),
-            };
-            frame::write_method(out, 1, &Method::BasicDeliver(d));
-            frame::write_content_header(out, 1, CLASS_BASIC, m.msg.body_len(), m.msg.properties());
-            frame::write_body(out, 1, m.msg.body(), FRAME_MAX);
-        }
+    while broker.has_ready() {
+        broker.deliver_ready(&mut Encoder {
+            out: &mut *out,
+            tag: &mut *tag,
+        });
     }
     black_box(&out);
 }
 
-fn declare(b: &mut Broker, name: &str) -> QueueId {
+/// Declares queue `name` with a no-ack consumer on it.
+fn declare(b: &mut Broker, name: &str) {
     b.declare_queue(
         CONN,
         name.as_bytes(),
         QueueFlags::default(),
         FieldTable::EMPTY,
     )
-    .expect("declare")
-    .queue
+    .expect("declare");
+    b.add_consumer(CONN, 1, name.as_bytes(), true, false)
+        .expect("consume");
 }
 
 /// A publisher session and a consumer session on one broker, past the handshake.
@@ -105,7 +131,6 @@ struct Pair {
     broker: Broker,
     config: coney::config::Config,
     conns: Conns,
-    scratch: Vec<QueueId>,
 }
 
 struct Conns(Vec<Session>);
@@ -154,7 +179,6 @@ impl Pair {
             broker: Broker::new(),
             config: coney::config::Config::default(),
             conns: Conns(Vec::new()),
-            scratch: Vec::new(),
         };
         let now = std::time::Instant::now();
         let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 40_000));
@@ -220,8 +244,8 @@ impl Pair {
         };
         let used = self.conns.0[0].handle_input(input, &mut ctx);
         debug_assert_eq!(used, input.len());
-        while self.broker.has_dirty() {
-            deliver_dirty(&mut self.broker, &mut self.conns, &mut self.scratch);
+        while self.broker.has_ready() {
+            deliver_ready(&mut self.broker, &mut self.conns);
             self.discard_output();
         }
     }
@@ -260,24 +284,6 @@ fn main() {
     let bench = support::Bench::from_args();
     session_benches(&bench);
 
-    let msg = Message::new(b"", b"q", &[0, 0], &[7u8; 16], false);
-    let mut q = Queue::new(b"q"[..].into(), false, false, None, Box::new([]));
-    bench.run("queue/push + pop (one at a time)", 1, || {
-        q.push(msg.clone(), None, false);
-        black_box(q.pop());
-    });
-    bench.run(
-        "queue/push 1000 then pop 1000 (per message)",
-        BATCH as u64,
-        || {
-            for _ in 0..BATCH {
-                q.push(msg.clone(), None, false);
-            }
-            while let Some(m) = q.pop() {
-                black_box(m);
-            }
-        },
-    );
     bench.run("message/build 16 B (MessageBuilder)", 1, || {
         black_box(Message::new(
             b"",
@@ -293,14 +299,14 @@ fn main() {
     let mut builder = MessageBuilder::default();
 
     let mut b = Broker::new();
-    let direct = [declare(&mut b, "q")];
+    declare(&mut b, "q");
     let frames = publish_frames(b"", b"q", 16).repeat(BATCH);
     bench.run(
         "path/default exchange -> 1 queue -> deliver (16 B)",
         BATCH as u64,
         || {
             black_box(ingest(&mut b, &mut builder, &frames));
-            drain(&mut b, &direct, &mut out, &mut tag);
+            drain(&mut b, &mut out, &mut tag);
         },
     );
     let frames_1k = publish_frames(b"", b"q", 1024).repeat(BATCH);
@@ -309,32 +315,29 @@ fn main() {
         BATCH as u64,
         || {
             black_box(ingest(&mut b, &mut builder, &frames_1k));
-            drain(&mut b, &direct, &mut out, &mut tag);
+            drain(&mut b, &mut out, &mut tag);
         },
     );
 
     let mut b = Broker::new();
-    let fanout: Vec<QueueId> = (0..10)
-        .map(|i| {
-            let name = format!("f{i}");
-            let id = declare(&mut b, &name);
-            b.bind_queue(CONN, name.as_bytes(), b"amq.fanout", b"", FieldTable::EMPTY)
-                .expect("bind");
-            id
-        })
-        .collect();
+    for i in 0..10 {
+        let name = format!("f{i}");
+        declare(&mut b, &name);
+        b.bind_queue(CONN, name.as_bytes(), b"amq.fanout", b"", FieldTable::EMPTY)
+            .expect("bind");
+    }
     let frames = publish_frames(b"amq.fanout", b"", 16).repeat(BATCH);
     bench.run(
         "path/fanout -> 10 queues -> deliver (per publish)",
         BATCH as u64,
         || {
             black_box(ingest(&mut b, &mut builder, &frames));
-            drain(&mut b, &fanout, &mut out, &mut tag);
+            drain(&mut b, &mut out, &mut tag);
         },
     );
 
     let mut b = Broker::new();
-    let topic = [declare(&mut b, "t")];
+    declare(&mut b, "t");
     for i in 0..1000 {
         let key = match i % 10 {
             0 => format!("#.e{}", (i / 10) % 10),
@@ -355,7 +358,7 @@ fn main() {
         BATCH as u64,
         || {
             black_box(ingest(&mut b, &mut builder, &frames));
-            drain(&mut b, &topic, &mut out, &mut tag);
+            drain(&mut b, &mut out, &mut tag);
         },
     );
 }

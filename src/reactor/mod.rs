@@ -5,16 +5,13 @@
 
 mod signal;
 
-use crate::broker::queue::QueueId;
-use crate::broker::Broker;
-use crate::broker::ConnId;
+use crate::broker::{Broker, ConnId, Notice};
 use crate::config::Config;
 use crate::limits::*;
 use crate::net::conn::{Conn, ReadOutcome};
 use crate::resources::Alarms;
 use crate::session::delivery::{self, Sessions};
 use crate::session::{Ctx, Session};
-use crate::store::Store;
 use log::{error, info, warn};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
@@ -68,7 +65,6 @@ pub struct Reactor {
     flush_list: Vec<usize>,
     /// Connections to remove at the end of the turn.
     close_list: Vec<usize>,
-    dirty_scratch: Vec<QueueId>,
     /// Accepting paused (fd exhaustion); retried on the next tick.
     accept_paused: bool,
     last_tick: Instant,
@@ -88,15 +84,7 @@ impl Reactor {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let signals = signal::Signals::install(poll.registry(), SIGNALS)?;
         let read_buf = vec![0u8; FRAME_MAX_BYTES as usize + READ_CHUNK_BYTES];
-        let mut broker = Broker::new();
-        let (store, recovery) = Store::open(&config.data_dir)?;
-        let r = &recovery.report;
-        info!(
-            "message store: {} segments, {} records, {} messages recovered, clean shutdown: {}, torn tail: {} bytes, damaged records: {}",
-            r.segments, r.records, recovery.messages.len(), r.clean_shutdown, r.truncated_bytes, r.corrupt_records
-        );
-        broker.store = store;
-        broker.recover(recovery);
+        let broker = Broker::open(&config.data_dir)?;
         let mut alarms = Alarms::new(&config);
         // Start with the disk alarm already right, not a tick later.
         alarms.check_disk(&config.data_dir);
@@ -111,7 +99,6 @@ impl Reactor {
             read_list: Vec::new(),
             flush_list: Vec::new(),
             close_list: Vec::new(),
-            dirty_scratch: Vec::new(),
             accept_paused: false,
             last_tick: Instant::now(),
             shutdown_at: None,
@@ -140,7 +127,7 @@ impl Reactor {
                     return Ok(());
                 }
             }
-            let busy = !self.read_list.is_empty() || self.broker.has_dirty();
+            let busy = !self.read_list.is_empty() || self.broker.has_ready();
             let timeout = if busy {
                 Duration::ZERO
             } else {
@@ -319,12 +306,16 @@ impl Reactor {
 
     /// Tells sessions what other connections' actions did to them.
     fn deliver_notices(&mut self) {
-        for n in std::mem::take(&mut self.broker.notices) {
+        for n in self.broker.drain_notices() {
             match n {
-                crate::broker::Notice::ConsumerCancelled { conn, channel, tag } => {
+                Notice::ConsumerCancelled {
+                    conn,
+                    channel,
+                    consumer,
+                } => {
                     let key = conn.0 as usize;
                     if let Some(c) = self.conns.get_mut(key) {
-                        c.session.consumer_cancelled(channel, &tag);
+                        c.session.consumer_cancelled(channel, consumer);
                         if !c.queued_flush {
                             c.queued_flush = true;
                             self.flush_list.push(key);
@@ -340,7 +331,7 @@ impl Reactor {
             conns: &mut self.conns,
             flush: &mut self.flush_list,
         };
-        delivery::deliver_dirty(&mut self.broker, &mut table, &mut self.dirty_scratch);
+        delivery::deliver_ready(&mut self.broker, &mut table);
     }
 
     fn flush(&mut self, now: Instant) {
@@ -369,24 +360,7 @@ impl Reactor {
     /// Group commit: this turn's definitions and message records reach the disk before any
     /// reply or confirm of the turn is written to a socket.
     fn persist(&mut self) {
-        self.stored = true;
-        if self.broker.defs_dirty {
-            self.broker.defs_dirty = false;
-            if let Err(e) = self
-                .broker
-                .store
-                .save_definitions(&self.broker.definitions())
-            {
-                error!("cannot save definitions: {e}");
-                self.stored = false;
-            }
-        }
-        if self.broker.store.dirty() {
-            if let Err(e) = self.broker.store.sync() {
-                error!("message store write failed: {e}; this turn's publishes are nacked");
-                self.stored = false;
-            }
-        }
+        self.stored = self.broker.commit_turn().is_ok();
     }
 
     /// After a backlog drains, glibc keeps the freed pages; hand them back once the heap has
@@ -404,10 +378,9 @@ impl Reactor {
         }
     }
 
-    /// Clean stop of the store: records which queued messages were delivered before.
+    /// Clean stop of the broker's store: records which queued messages were delivered before.
     pub fn close_store(&mut self) -> io::Result<()> {
-        let refs = self.broker.redelivered_refs();
-        self.broker.store.close_clean(&refs)
+        self.broker.close_clean()
     }
 
     fn alarm_reason(&self) -> Option<&'static str> {

@@ -1,10 +1,12 @@
 //! One AMQP channel's state: publish assembly (method → header → body frames), the unacked
-//! deliveries in tag order, prefetch limits, consumers, publisher confirms and transactions.
-//! Plain state with small helpers; the method handlers that drive it are in `methods.rs`.
+//! deliveries in tag order, its consumers with their delivery credit (the one place prefetch
+//! is decided: `can_take`), publisher confirms and transactions. Plain state with small
+//! helpers; the method handlers that drive it are in `methods.rs`.
 
 use crate::broker::consumer::ConsumerId;
 use crate::broker::message::{Message, MessageBuilder};
 use crate::broker::queue::{QueueId, QueuedMessage};
+use crate::limits::UNACKED_PER_CHANNEL_MAX;
 use std::collections::VecDeque;
 
 /// Where the channel is in receiving a published message.
@@ -32,6 +34,17 @@ pub struct Unacked {
     pub consumer: Option<ConsumerId>,
     /// None once acked out of order (a tombstone until it reaches the front).
     pub msg: Option<QueuedMessage>,
+}
+
+/// A consumer of this channel: its tag and its delivery credit.
+#[derive(Debug)]
+pub struct ChannelConsumer {
+    pub id: ConsumerId,
+    pub tag: Box<[u8]>,
+    /// basic.qos prefetch_count (global=false) in force when the consumer was created; 0 = none.
+    prefetch: u16,
+    /// Deliveries to this consumer not yet acked.
+    unacked: u32,
 }
 
 /// What an ack-like method settles.
@@ -66,11 +79,12 @@ pub struct Channel {
     pub consumer_prefetch: u16,
     /// basic.qos global=true: limit across all consumers of the channel.
     pub channel_prefetch: u16,
-    pub unacked: VecDeque<Unacked>,
+    unacked: VecDeque<Unacked>,
     /// Live (not tombstoned) entries of `unacked`.
-    pub unacked_live: usize,
-    pub next_delivery_tag: u64,
-    pub consumers: Vec<(Box<[u8]>, ConsumerId)>,
+    unacked_live: usize,
+    next_delivery_tag: u64,
+    /// Sorted by id: a delivery finds its consumer by binary search.
+    consumers: Vec<ChannelConsumer>,
     pub confirm: bool,
     /// Sequence number of the last message published in confirm mode.
     pub publish_seq: u64,
@@ -104,27 +118,74 @@ impl Default for Channel {
 }
 
 impl Channel {
-    /// Whether the channel-wide prefetch and flow allow another delivery.
-    pub fn has_credit(&self) -> bool {
-        !self.closing
-            && self.flow_active
-            && (self.channel_prefetch == 0 || self.unacked_live < self.channel_prefetch as usize)
+    /// The one answer to "may `consumer` take a delivery now": the channel is open and
+    /// flowing, below its unacked bound, below the channel-wide prefetch (global qos) and
+    /// below the consumer's own prefetch.
+    pub fn can_take(&self, consumer: ConsumerId) -> bool {
+        if self.closing
+            || !self.flow_active
+            || self.unacked.len() >= UNACKED_PER_CHANNEL_MAX
+            || (self.channel_prefetch != 0 && self.unacked_live >= self.channel_prefetch as usize)
+        {
+            return false;
+        }
+        self.find_consumer(consumer)
+            .map(|i| &self.consumers[i])
+            .is_some_and(|c| c.prefetch == 0 || c.unacked < c.prefetch as u32)
     }
 
-    pub fn consumer(&self, tag: &[u8]) -> Option<ConsumerId> {
-        self.consumers
-            .iter()
-            .find(|(t, _)| &**t == tag)
-            .map(|(_, c)| *c)
+    fn find_consumer(&self, id: ConsumerId) -> Option<usize> {
+        self.consumers.binary_search_by_key(&id, |c| c.id).ok()
     }
 
+    pub fn has_consumer_tag(&self, tag: &[u8]) -> bool {
+        self.consumers.iter().any(|c| &*c.tag == tag)
+    }
+
+    /// Adds a consumer, with the channel's per-consumer prefetch as it is now.
+    pub fn add_consumer(&mut self, id: ConsumerId, tag: Box<[u8]>) {
+        let at = self.consumers.partition_point(|c| c.id < id);
+        let c = ChannelConsumer {
+            id,
+            tag,
+            prefetch: self.consumer_prefetch,
+            unacked: 0,
+        };
+        self.consumers.insert(at, c);
+    }
+
+    /// basic.cancel: forgets the consumer with `tag`, returning its id.
     pub fn remove_consumer_tag(&mut self, tag: &[u8]) -> Option<ConsumerId> {
-        let i = self.consumers.iter().position(|(t, _)| &**t == tag)?;
-        Some(self.consumers.swap_remove(i).1)
+        let i = self.consumers.iter().position(|c| &*c.tag == tag)?;
+        Some(self.consumers.remove(i).id)
+    }
+
+    /// Forgets a consumer the broker cancelled, returning its tag.
+    pub fn remove_consumer(&mut self, id: ConsumerId) -> Option<Box<[u8]>> {
+        let i = self.find_consumer(id)?;
+        Some(self.consumers.remove(i).tag)
+    }
+
+    pub fn consumer_tag(&self, id: ConsumerId) -> Option<&[u8]> {
+        self.find_consumer(id).map(|i| &*self.consumers[i].tag)
+    }
+
+    pub fn consumer_ids(&self) -> impl Iterator<Item = ConsumerId> + '_ {
+        self.consumers.iter().map(|c| c.id)
+    }
+
+    /// Forgets every consumer (the channel is going), returning their ids.
+    pub fn take_consumers(&mut self) -> impl Iterator<Item = ConsumerId> + '_ {
+        self.consumers.drain(..).map(|c| c.id)
+    }
+
+    /// basic.get: issues the next delivery tag and, unless `no_ack`, records the delivery.
+    pub fn record_delivery(&mut self, queue: QueueId, msg: QueuedMessage, no_ack: bool) -> u64 {
+        self.record(queue, None, msg, no_ack)
     }
 
     /// Issues the next delivery tag and, unless `no_ack`, records the delivery.
-    pub fn record_delivery(
+    fn record(
         &mut self,
         queue: QueueId,
         consumer: Option<ConsumerId>,
@@ -147,13 +208,31 @@ impl Channel {
         tag
     }
 
+    /// Records a delivery to `consumer` (see `record_delivery`), returning its delivery tag and
+    /// the consumer tag; `Err` gives the message back if the consumer is not on this channel.
+    pub fn record_consumer_delivery(
+        &mut self,
+        consumer: ConsumerId,
+        queue: QueueId,
+        msg: QueuedMessage,
+        no_ack: bool,
+    ) -> Result<(u64, &[u8]), QueuedMessage> {
+        let Some(i) = self.find_consumer(consumer) else {
+            return Err(msg);
+        };
+        let tag = self.record(queue, Some(consumer), msg, no_ack);
+        if !no_ack {
+            self.consumers[i].unacked += 1;
+        }
+        Ok((tag, &self.consumers[i].tag))
+    }
+
     /// Takes the deliveries an ack, nack or reject with `tag` and `multiple` settles, in tag
     /// order. None if `tag` is not an unacked delivery (tag 0 with multiple means all).
     pub fn take_settled(&mut self, tag: u64, multiple: bool, out: &mut Vec<Unacked>) -> bool {
         out.clear();
         if multiple && tag == 0 {
-            out.extend(self.unacked.drain(..).filter(|u| u.msg.is_some()));
-            self.unacked_live = 0;
+            out.extend(self.take_all_unacked());
             return true;
         }
         let Ok(at) = self.unacked.binary_search_by_key(&tag, |u| u.tag) else {
@@ -174,6 +253,16 @@ impl Channel {
             });
         }
         self.unacked_live -= out.len();
+        for u in out.iter() {
+            if let Some(i) = u.consumer.and_then(|c| self.find_consumer(c)) {
+                let c = &mut self.consumers[i];
+                debug_assert!(
+                    c.unacked > 0,
+                    "a consumer's count covers its unacked deliveries"
+                );
+                c.unacked = c.unacked.saturating_sub(1);
+            }
+        }
         while self.unacked.front().is_some_and(|u| u.msg.is_none()) {
             self.unacked.pop_front();
         }
@@ -183,6 +272,9 @@ impl Channel {
     /// Takes every unacked delivery, in tag order (channel close, recover).
     pub fn take_all_unacked(&mut self) -> impl Iterator<Item = Unacked> + '_ {
         self.unacked_live = 0;
+        for c in &mut self.consumers {
+            c.unacked = 0;
+        }
         self.unacked.drain(..).filter(|u| u.msg.is_some())
     }
 }
@@ -190,24 +282,41 @@ impl Channel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::handle::Registry;
+    use crate::broker::{Broker, ConnId, QueueFlags};
+    use crate::protocol::FieldTable;
 
-    fn queued(seq: u64) -> QueuedMessage {
-        QueuedMessage {
-            seq,
-            msg: Message::new(b"", b"q", &[0, 0], b"", false),
-            redelivered: false,
-            store: None,
-        }
+    const CONN: ConnId = ConnId(1);
+
+    /// A broker with queue "q", its id, and a consumer on it.
+    fn setup() -> (Broker, QueueId, ConsumerId) {
+        let mut b = Broker::new();
+        let q = b
+            .declare_queue(CONN, b"q", QueueFlags::default(), FieldTable::EMPTY)
+            .expect("declare")
+            .queue;
+        let c = b
+            .add_consumer(CONN, 1, b"q", false, false)
+            .expect("consume");
+        (b, q, c)
+    }
+
+    /// A message taken from "q", as a delivery would carry it.
+    fn queued(b: &mut Broker) -> QueuedMessage {
+        let m = Message::new(b"", b"q", &[0, 0], b"", false);
+        b.publish(&m, None).expect("publish");
+        b.get(CONN, b"q", false)
+            .expect("get")
+            .expect("a message")
+            .message
     }
 
     #[test]
     fn acks_single_multiple_and_unknown_tags() {
-        let mut r = Registry::default();
-        let q = r.insert(());
+        let (mut b, q, _) = setup();
         let mut ch = Channel::default();
         for i in 0..5 {
-            assert_eq!(ch.record_delivery(q, None, queued(i), false), i + 1);
+            let m = queued(&mut b);
+            assert_eq!(ch.record_delivery(q, m, false), i + 1);
         }
         let mut out = Vec::new();
         assert!(ch.take_settled(3, false, &mut out));
@@ -228,17 +337,54 @@ mod tests {
 
     #[test]
     fn channel_prefetch_limits_credit() {
-        let mut r = Registry::default();
-        let q = r.insert(());
+        let (mut b, q, c) = setup();
         let mut ch = Channel {
             channel_prefetch: 2,
             ..Default::default()
         };
-        assert!(ch.has_credit());
-        ch.record_delivery(q, None, queued(0), false);
-        ch.record_delivery(q, None, queued(1), true);
-        assert!(ch.has_credit(), "no-ack deliveries do not count");
-        ch.record_delivery(q, None, queued(2), false);
-        assert!(!ch.has_credit());
+        ch.add_consumer(c, b"t"[..].into());
+        assert!(ch.can_take(c));
+        ch.record_delivery(q, queued(&mut b), false);
+        ch.record_consumer_delivery(c, q, queued(&mut b), true)
+            .expect("c");
+        assert!(ch.can_take(c), "no-ack deliveries do not count");
+        ch.record_delivery(q, queued(&mut b), false);
+        assert!(!ch.can_take(c));
+    }
+
+    #[test]
+    fn consumer_prefetch_counts_its_own_unacked_deliveries() {
+        let (mut b, q, c) = setup();
+        let other = b
+            .add_consumer(CONN, 1, b"q", false, false)
+            .expect("consume");
+        let mut ch = Channel {
+            consumer_prefetch: 2,
+            ..Default::default()
+        };
+        ch.add_consumer(c, b"c"[..].into());
+        ch.consumer_prefetch = 0;
+        ch.add_consumer(other, b"other"[..].into());
+        ch.record_consumer_delivery(c, q, queued(&mut b), false)
+            .expect("c");
+        ch.record_consumer_delivery(other, q, queued(&mut b), false)
+            .expect("other");
+        ch.record_consumer_delivery(c, q, queued(&mut b), false)
+            .expect("c");
+        assert!(!ch.can_take(c), "two unacked against a prefetch of 2");
+        assert!(ch.can_take(other), "prefetch 0 is no limit");
+        let mut out = Vec::new();
+        assert!(ch.take_settled(1, false, &mut out));
+        assert!(ch.can_take(c), "its ack returned the credit");
+        // A cancelled consumer's deliveries settle without touching the others' counts.
+        assert_eq!(ch.remove_consumer(c).as_deref(), Some(&b"c"[..]));
+        assert!(!ch.can_take(c), "gone");
+        assert!(ch.take_settled(3, false, &mut out));
+        assert_eq!(
+            ch.consumers[0].unacked, 1,
+            "other's delivery is still unacked"
+        );
+        ch.take_all_unacked().for_each(drop);
+        assert_eq!(ch.consumers[0].unacked, 0);
     }
 }

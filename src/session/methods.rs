@@ -6,9 +6,9 @@ use super::{Ctx, Session, State};
 use crate::broker::consumer::ConsumerId;
 use crate::broker::message::Message;
 use crate::broker::queue::{QueueId, QueuedMessage};
-use crate::broker::{ExchangeFlags, QueueFlags};
+use crate::broker::{Broker, ExchangeFlags, QueueFlags};
 use crate::error::{AmqpError, Show};
-use crate::limits::{UNACKED_PER_CHANNEL_MAX, WRITE_BUFFER_HIGH_BYTES, WRITE_BUFFER_LOW_BYTES};
+use crate::limits::{WRITE_BUFFER_HIGH_BYTES, WRITE_BUFFER_LOW_BYTES};
 use crate::protocol::constants::CLASS_BASIC;
 use crate::protocol::frame::{self, FrameKind};
 use crate::protocol::method::*;
@@ -93,7 +93,7 @@ impl Session {
             Method::ChannelFlow(f) => {
                 self.channel(ch)?.flow_active = f.active;
                 if f.active {
-                    self.mark_channel_queues_dirty(ch, ctx);
+                    self.wake_consumers(ch, ctx);
                 }
                 self.send(
                     ch,
@@ -191,7 +191,7 @@ impl Session {
             Method::BasicConsume(c) => self.basic_consume(ch, c, ctx)?,
             Method::BasicCancel(c) => {
                 if let Some(id) = self.channel(ch)?.remove_consumer_tag(c.consumer_tag) {
-                    ctx.broker.remove_consumer(id);
+                    ctx.broker.cancel_consumer(id);
                 }
                 if !c.no_wait {
                     self.send(
@@ -310,7 +310,7 @@ impl Session {
         } else {
             channel.consumer_prefetch = q.prefetch_count;
         }
-        self.mark_channel_queues_dirty(ch, ctx);
+        self.wake_consumers(ch, ctx);
         self.send(ch, Method::BasicQosOk(BasicQosOk));
         Ok(())
     }
@@ -323,29 +323,21 @@ impl Session {
     ) -> Result<(), AmqpError> {
         let queue = self.queue_name(ch, c.queue)?;
         let tag: Box<[u8]> = if c.consumer_tag.is_empty() {
-            ctx.broker.generate_name("amq.ctag-")
+            ctx.broker.new_consumer_tag()
         } else {
             c.consumer_tag.into()
         };
-        let channel = self.channel(ch)?;
-        if channel.consumer(&tag).is_some() {
+        if self.channel(ch)?.has_consumer_tag(&tag) {
             return Err(AmqpError::not_allowed(format_args!(
                 "attempt to reuse consumer tag '{}'",
                 Show(&tag)
             )));
         }
-        let prefetch = channel.consumer_prefetch;
         // Consume-ok goes out before any delivery: deliveries are made after input processing.
-        let id = ctx.broker.add_consumer(
-            self.id,
-            ch,
-            &queue,
-            tag.clone(),
-            c.no_ack,
-            c.exclusive,
-            prefetch,
-        )?;
-        self.channel(ch)?.consumers.push((tag.clone(), id));
+        let id = ctx
+            .broker
+            .add_consumer(self.id, ch, &queue, c.no_ack, c.exclusive)?;
+        self.channel(ch)?.add_consumer(id, tag.clone());
         if !c.no_wait {
             self.send(
                 ch,
@@ -357,32 +349,21 @@ impl Session {
 
     fn basic_get(&mut self, ch: u16, g: BasicGet<'_>, ctx: &mut Ctx<'_>) -> Result<(), AmqpError> {
         let queue = self.queue_name(ch, g.queue)?;
-        let qid = ctx.broker.queue_for(self.id, &queue)?;
-        let Some(q) = ctx.broker.queues.get_mut(qid) else {
-            return Err(AmqpError::not_found("queue gone"));
-        };
-        q.page_in(&mut ctx.broker.store);
-        let Some(m) = q.pop() else {
+        let (frame_max, conn) = (self.frame_max, self.id);
+        let channel = self.channel(ch)?;
+        let Some(got) = ctx.broker.get(conn, &queue, g.no_ack)? else {
             self.send(ch, Method::BasicGetEmpty(BasicGetEmpty { cluster_id: b"" }));
             return Ok(());
         };
-        let message_count = q.message_count() as u32;
-        if g.no_ack {
-            if let Some(r) = m.store {
-                ctx.broker.store.ack(r);
-            }
-        }
-        let frame_max = self.frame_max;
-        let channel = self.channel(ch)?;
-        let msg = m.msg.clone();
-        let redelivered = m.redelivered;
-        let tag = channel.record_delivery(qid, None, m, g.no_ack);
+        let msg = got.message.message().clone();
+        let redelivered = got.message.redelivered();
+        let tag = channel.record_delivery(got.queue, got.message, g.no_ack);
         let ok = BasicGetOk {
             delivery_tag: tag,
             redelivered,
             exchange: msg.exchange(),
             routing_key: msg.routing_key(),
-            message_count,
+            message_count: got.message_count,
         };
         frame::write_method(&mut self.out, ch, &Method::BasicGetOk(ok));
         write_content(&mut self.out, ch, &msg, frame_max);
@@ -415,11 +396,11 @@ impl Session {
             )));
         }
         for u in settled.drain(..) {
-            settle_one(u, how, ctx);
+            settle_one(u, how, ctx.broker);
         }
         self.settle_scratch = settled;
         if global {
-            self.mark_channel_queues_dirty(ch, ctx);
+            self.wake_consumers(ch, ctx);
         }
         Ok(())
     }
@@ -431,7 +412,7 @@ impl Session {
         let channel = self.channel(ch)?;
         let all: Vec<Unacked> = channel.take_all_unacked().collect();
         for u in all {
-            settle_one(u, Settle::Requeue, ctx);
+            settle_one(u, Settle::Requeue, ctx.broker);
         }
         Ok(())
     }
@@ -453,9 +434,9 @@ impl Session {
                         )));
                     }
                     for u in settled {
-                        settle_one(u, how, ctx);
+                        settle_one(u, how, ctx.broker);
                     }
-                    self.mark_channel_queues_dirty(ch, ctx);
+                    self.wake_consumers(ch, ctx);
                 }
             }
         }
@@ -556,16 +537,7 @@ impl Session {
         }
         if let Some(ops) = channel.tx.as_mut() {
             // Checked at publish time so a bad exchange fails the publish, not the commit.
-            ctx.broker
-                .exchange_id(msg.exchange())
-                .map(|_| ())
-                .or_else(|e| {
-                    if msg.exchange().is_empty() {
-                        Ok(())
-                    } else {
-                        Err(e)
-                    }
-                })?;
+            ctx.broker.check_exchange(msg.exchange())?;
             ops.push(TxOp::Publish { msg, mandatory });
             return Ok(());
         }
@@ -679,56 +651,51 @@ impl Session {
             return;
         };
         channel.publish = Publish::Idle;
-        let consumers: Vec<ConsumerId> = channel.consumers.drain(..).map(|(_, id)| id).collect();
+        let consumers: Vec<ConsumerId> = channel.take_consumers().collect();
         let unacked: Vec<Unacked> = channel.take_all_unacked().collect();
         // Requeue before removing consumers: an auto-delete queue may go with its last one.
         for u in unacked {
-            settle_one(u, Settle::Requeue, ctx);
+            settle_one(u, Settle::Requeue, ctx.broker);
         }
         for id in consumers {
-            ctx.broker.remove_consumer(id);
+            ctx.broker.cancel_consumer(id);
         }
     }
 
-    fn mark_channel_queues_dirty(&mut self, ch: u16, ctx: &mut Ctx<'_>) {
-        let Some(channel) = self.channel_mut(ch) else {
+    /// The channel's consumers may take deliveries again (credit returned, flow resumed).
+    fn wake_consumers(&mut self, ch: u16, ctx: &mut Ctx<'_>) {
+        let Some(channel) = self.channels.get(ch) else {
             return;
         };
-        for (_, id) in &channel.consumers {
-            if let Some(c) = ctx.broker.consumers.get(*id) {
-                let q = c.queue;
-                ctx.broker.mark_dirty(q);
-            }
+        for id in channel.consumer_ids() {
+            ctx.broker.wake_consumer(id);
         }
     }
 
-    /// Whether a delivery may go to this channel now (flow, prefetch, output buffer).
-    pub fn can_deliver(&self, ch: u16) -> bool {
+    /// Whether `consumer` on channel `ch` may take a delivery now: the connection is open and
+    /// its output below the high-water mark, and the channel gives it credit.
+    pub fn can_take(&self, ch: u16, consumer: ConsumerId) -> bool {
         self.state == State::Open
             && !self.throttled
-            && self
-                .channels
-                .get(ch)
-                .is_some_and(|c| c.has_credit() && c.unacked.len() < UNACKED_PER_CHANNEL_MAX)
+            && self.channels.get(ch).is_some_and(|c| c.can_take(consumer))
     }
 
-    /// Writes basic.deliver with the message and records it as unacked unless no_ack.
+    /// Writes basic.deliver with the message and records it as unacked unless no_ack. `Err`
+    /// gives the message back if the channel or consumer is gone.
     pub fn deliver(
         &mut self,
         ch: u16,
-        consumer_tag: &[u8],
         consumer: ConsumerId,
         no_ack: bool,
         queue: QueueId,
         m: QueuedMessage,
-    ) {
-        let frame_max = self.frame_max;
-        let Some(channel) = self.channel_mut(ch) else {
-            return;
+    ) -> Result<(), QueuedMessage> {
+        let Some(channel) = self.channels.get_mut(ch) else {
+            return Err(m);
         };
-        let msg = m.msg.clone();
-        let redelivered = m.redelivered;
-        let tag = channel.record_delivery(queue, Some(consumer), m, no_ack);
+        let msg = m.message().clone();
+        let redelivered = m.redelivered();
+        let (tag, consumer_tag) = channel.record_consumer_delivery(consumer, queue, m, no_ack)?;
         let d = BasicDeliver {
             consumer_tag,
             delivery_tag: tag,
@@ -737,48 +704,50 @@ impl Session {
             routing_key: msg.routing_key(),
         };
         frame::write_method(&mut self.out, ch, &Method::BasicDeliver(d));
-        write_content(&mut self.out, ch, &msg, frame_max);
+        write_content(&mut self.out, ch, &msg, self.frame_max);
         if self.pending_out() >= WRITE_BUFFER_HIGH_BYTES {
             self.throttled = true;
         }
+        Ok(())
     }
 
-    /// After a write: once output drained below the low-water mark, the queues this
-    /// connection consumes from may deliver again.
-    pub fn after_write(&mut self, broker: &mut crate::broker::Broker) {
+    /// After a write: once output drained below the low-water mark, this connection's
+    /// consumers may take deliveries again.
+    pub fn after_write(&mut self, broker: &mut Broker) {
         if !self.throttled || self.pending_out() >= WRITE_BUFFER_LOW_BYTES {
             return;
         }
         self.throttled = false;
         for (_, c) in self.channels.iter() {
-            for (_, id) in &c.consumers {
-                if let Some(q) = broker.consumers.get(*id).map(|c| c.queue) {
-                    broker.mark_dirty(q);
-                }
+            for id in c.consumer_ids() {
+                broker.wake_consumer(id);
             }
         }
     }
 
     /// The consumer's queue was deleted elsewhere: forget it and tell the client if it can hear.
-    pub fn consumer_cancelled(&mut self, ch: u16, tag: &[u8]) {
+    pub fn consumer_cancelled(&mut self, ch: u16, consumer: ConsumerId) {
         let notify = self.caps.consumer_cancel_notify;
         let Some(channel) = self.channel_mut(ch) else {
             return;
         };
-        if channel.remove_consumer_tag(tag).is_none() || channel.closing {
+        let Some(tag) = channel.remove_consumer(consumer) else {
+            return;
+        };
+        if channel.closing {
             return;
         }
         debug!(
             "[conn {} ch {}] consumer {} cancelled by queue deletion",
             self.id.0,
             ch,
-            Show(tag)
+            Show(&tag)
         );
         if notify {
             self.send(
                 ch,
                 Method::BasicCancel(BasicCancel {
-                    consumer_tag: tag,
+                    consumer_tag: &tag,
                     no_wait: true,
                 }),
             );
@@ -786,15 +755,17 @@ impl Session {
     }
 }
 
-/// Applies one settlement to the broker: ack drops the message, requeue returns it.
-fn settle_one(u: Unacked, how: Settle, ctx: &mut Ctx<'_>) {
-    if let Some(c) = u.consumer.and_then(|c| ctx.broker.consumers.get_mut(c)) {
-        c.unacked = c.unacked.saturating_sub(1);
-        let q = c.queue;
-        ctx.broker.mark_dirty(q);
+/// Applies one settlement to the broker: ack drops the message, requeue returns it; either
+/// way its consumer (if still subscribed) may take another.
+fn settle_one(u: Unacked, how: Settle, broker: &mut Broker) {
+    if let Some(c) = u.consumer {
+        broker.wake_consumer(c);
     }
     let Some(m) = u.msg else { return };
-    ctx.broker.settle(u.queue, m, how == Settle::Requeue);
+    match how {
+        Settle::Requeue => broker.requeue(u.queue, m),
+        Settle::Ack | Settle::Discard => broker.ack(m),
+    }
 }
 
 /// Content header and body frames of a message, properties byte for byte as published.

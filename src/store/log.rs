@@ -332,7 +332,7 @@ impl Log {
     }
 
     /// Whether a sync has work to do.
-    pub fn dirty(&self) -> bool {
+    pub fn has_unsynced(&self) -> bool {
         !self.pending.is_empty() || self.need_sync
     }
 
