@@ -16,7 +16,7 @@ use coney::protocol::constants::CLASS_BASIC;
 use coney::protocol::frame::{self, parse_frame, FrameKind, Parsed};
 use coney::protocol::method::{BasicDeliver, BasicPublish, Method};
 use coney::protocol::properties::{BasicProperties, ContentHeader};
-use coney::protocol::FieldTable;
+use coney::protocol::{FieldTable, Outbox};
 use coney::session::delivery::{deliver_ready, Sessions};
 use coney::session::{Ctx, Session};
 use std::hint::black_box;
@@ -133,11 +133,12 @@ struct Pair {
     conns: Conns,
 }
 
-struct Conns(Vec<Session>);
+struct Conns(Vec<(Session, Outbox)>);
 
 impl Sessions for Conns {
-    fn session_mut(&mut self, id: ConnId) -> Option<&mut Session> {
-        self.0.get_mut(id.0 as usize)
+    fn session_mut(&mut self, id: ConnId) -> Option<(&mut Session, &mut Outbox)> {
+        let (s, out) = self.0.get_mut(id.0 as usize)?;
+        Some((s, out))
     }
     fn wants_flush(&mut self, _id: ConnId) {}
 }
@@ -216,20 +217,19 @@ impl Pair {
                 now,
                 alarm: None,
             };
-            assert_eq!(s.handle_input(&input, &mut ctx), input.len());
+            let mut out = Outbox::default();
+            assert_eq!(s.handle_input(&mut out, &input, &mut ctx), input.len());
             assert!(s.is_open());
-            p.conns.0.push(s);
+            p.conns.0.push((s, out));
         }
         p.discard_output();
         p
     }
 
     fn discard_output(&mut self) {
-        for s in &mut self.conns.0 {
-            black_box(&s.out[s.out_sent..]);
-            s.out.clear();
-            s.out_sent = 0;
-            s.after_write(&mut self.broker);
+        for (s, out) in &mut self.conns.0 {
+            out.write_to(&mut std::io::sink()).expect("sink");
+            s.after_write(out, &mut self.broker);
         }
     }
 
@@ -242,7 +242,8 @@ impl Pair {
             now,
             alarm: None,
         };
-        let used = self.conns.0[0].handle_input(input, &mut ctx);
+        let (s, out) = &mut self.conns.0[0];
+        let used = s.handle_input(out, input, &mut ctx);
         debug_assert_eq!(used, input.len());
         while self.broker.has_ready() {
             deliver_ready(&mut self.broker, &mut self.conns);

@@ -9,7 +9,7 @@ use coney::protocol::frame::write_method;
 use coney::protocol::method::{
     BasicPublish, ChannelOpen, ConnectionOpen, ConnectionStartOk, ConnectionTuneOk, Method,
 };
-use coney::protocol::FieldTable;
+use coney::protocol::{FieldTable, Outbox};
 use coney::session::{Ctx, Session, State};
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -88,7 +88,8 @@ fn announced_body_size_is_not_reserved_before_the_body_arrives() {
         now,
         alarm: None,
     };
-    let used = session.handle_input(&input, &mut ctx);
+    let mut out = Outbox::default();
+    let used = session.handle_input(&mut out, &input, &mut ctx);
     let grown_kb = vm_size_kb().saturating_sub(before_kb);
     assert_eq!(used, input.len(), "the whole input is complete frames");
     assert_eq!(

@@ -16,7 +16,7 @@ use coney::config::Config;
 use coney::protocol::constants::{FRAME_END, FRAME_OVERHEAD, PROTOCOL_HEADER};
 use coney::protocol::frame::write_method;
 use coney::protocol::method::{ChannelOpen, ConnectionOpen, ConnectionStartOk, ConnectionTuneOk};
-use coney::protocol::{parse_frame, ContentHeader, FieldTable, FrameKind, Method, Parsed};
+use coney::protocol::{parse_frame, ContentHeader, FieldTable, FrameKind, Method, Outbox, Parsed};
 use coney::session::delivery::{deliver_ready, Sessions};
 use coney::session::{Ctx, Session, State};
 use libfuzzer_sys::fuzz_target;
@@ -47,14 +47,18 @@ fn client_properties() -> Vec<u8> {
 
 struct Conns {
     sessions: Vec<Option<Session>>,
+    /// Each connection's output, as `net::conn::Conn` owns it.
+    outs: Vec<Outbox>,
     inputs: Vec<Vec<u8>>,
     /// A resource alarm (the reactor's memory or disk alarm) is raised: publishers are not read.
     alarm: Option<&'static str>,
 }
 
 impl Sessions for Conns {
-    fn session_mut(&mut self, id: ConnId) -> Option<&mut Session> {
-        self.sessions.get_mut(id.0 as usize)?.as_mut()
+    fn session_mut(&mut self, id: ConnId) -> Option<(&mut Session, &mut Outbox)> {
+        let i = id.0 as usize;
+        let s = self.sessions.get_mut(i)?.as_mut()?;
+        Some((s, &mut self.outs[i]))
     }
     fn wants_flush(&mut self, _id: ConnId) {}
 }
@@ -104,7 +108,7 @@ fn feed(c: &mut Conns, conn: usize, broker: &mut Broker, config: &Config, now: I
         return;
     }
     let mut ctx = Ctx { broker, config, now, alarm: c.alarm };
-    let used = s.handle_input(&c.inputs[conn], &mut ctx);
+    let used = s.handle_input(&mut c.outs[conn], &c.inputs[conn], &mut ctx);
     assert!(used <= c.inputs[conn].len(), "consumed {used} of {} bytes", c.inputs[conn].len());
     c.inputs[conn].drain(..used);
     cancel_notices(c, broker);
@@ -114,15 +118,19 @@ fn feed(c: &mut Conns, conn: usize, broker: &mut Broker, config: &Config, now: I
 fn cancel_notices(c: &mut Conns, broker: &mut Broker) {
     for n in broker.drain_notices() {
         let Notice::ConsumerCancelled { conn, channel, consumer } = n;
-        if let Some(s) = c.session_mut(conn) {
-            s.consumer_cancelled(channel, consumer);
+        if let Some((s, out)) = c.session_mut(conn) {
+            s.consumer_cancelled(out, channel, consumer);
         }
     }
 }
 
-/// Every output byte must be whole, decodable frames within the negotiated limits.
-fn check_output(s: &Session) {
-    let mut rest = &s.out[s.out_sent..];
+/// Every output byte must be whole, decodable frames within the negotiated limits. The peer
+/// reads everything at once.
+fn check_output(s: &Session, out: &mut Outbox) {
+    let mut written = Vec::new();
+    out.write_to(&mut written).expect("a Vec takes everything");
+    assert_eq!(out.pending(), 0, "one write to a Vec takes all the output");
+    let mut rest = &written[..];
     while !rest.is_empty() {
         // The limit a peer enforces is what it negotiated; before tune-ok it is the server's.
         match parse_frame(rest, 0) {
@@ -154,13 +162,11 @@ fn check_output(s: &Session) {
 /// The reactor's delivery, confirm and write pass; the peer reads everything at once.
 fn write_pass(c: &mut Conns, broker: &mut Broker) {
     deliver_ready(broker, c);
-    for slot in c.sessions.iter_mut() {
+    for (slot, out) in c.sessions.iter_mut().zip(c.outs.iter_mut()) {
         let Some(s) = slot.as_mut() else { continue };
-        s.flush_confirms(true);
-        check_output(s);
-        s.out.clear();
-        s.out_sent = 0;
-        s.after_write(broker);
+        s.flush_confirms(out, true);
+        check_output(s, out);
+        s.after_write(out, broker);
     }
 }
 
@@ -173,9 +179,9 @@ fn toggle_alarm(c: &mut Conns, broker: &mut Broker, config: &Config, now: Instan
     for conn in 0..CONNS {
         let Some(s) = c.sessions[conn].as_mut() else { continue };
         match c.alarm {
-            Some(reason) if s.publisher && s.is_open() => s.block(reason),
+            Some(reason) if s.publisher && s.is_open() => s.block(&mut c.outs[conn], reason),
             None if s.blocked => {
-                s.unblock();
+                s.unblock(&mut c.outs[conn]);
                 feed(c, conn, broker, config, now);
             }
             _ => {}
@@ -190,6 +196,7 @@ fn release(c: &mut Conns, conn: usize, broker: &mut Broker, config: &Config, now
         cancel_notices(c, broker);
     }
     c.inputs[conn].clear();
+    c.outs[conn] = Outbox::default();
     assert!(
         !broker.holds_anything_of(ConnId(conn as u32)),
         "a consumer or exclusive queue outlived connection {conn}"
@@ -210,7 +217,12 @@ fuzz_target!(|data: &[u8]| {
     let config = Config { channel_max: CHANNEL_MAX, ..Config::default() };
     let mut broker = Broker::new();
     let mut now = Instant::now();
-    let mut c = Conns { sessions: (0..CONNS).map(|_| None).collect(), inputs: vec![Vec::new(); CONNS], alarm: None };
+    let mut c = Conns {
+        sessions: (0..CONNS).map(|_| None).collect(),
+        outs: (0..CONNS).map(|_| Outbox::default()).collect(),
+        inputs: vec![Vec::new(); CONNS],
+        alarm: None,
+    };
     for conn in 0..CONNS {
         open(&mut c, conn, true, &mut broker, &config, now);
     }
@@ -250,7 +262,8 @@ fuzz_target!(|data: &[u8]| {
             6 => {
                 now += Duration::from_secs(1 + (op >> 5) as u64);
                 for conn in 0..CONNS {
-                    let alive = c.sessions[conn].as_mut().map_or(true, |s| s.tick(now, &config));
+                    let out = &mut c.outs[conn];
+                    let alive = c.sessions[conn].as_mut().map_or(true, |s| s.tick(out, now, &config));
                     if !alive {
                         release(&mut c, conn, &mut broker, &config, now);
                         open(&mut c, conn, true, &mut broker, &config, now);
@@ -265,7 +278,8 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         for conn in 0..CONNS {
-            if c.sessions[conn].as_ref().is_some_and(|s| s.finished()) {
+            let finished = c.sessions[conn].as_ref().is_some_and(|s| s.is_closed()) && c.outs[conn].pending() == 0;
+            if finished {
                 release(&mut c, conn, &mut broker, &config, now);
                 open(&mut c, conn, true, &mut broker, &config, now);
             }

@@ -35,6 +35,11 @@ impl Message {
     pub fn body_len(&self) -> u64 {
         (self.data.len() - self.body_start()) as u64
     }
+    /// The shared buffer the body lives in and where the body starts in it (to its end), so
+    /// output can keep a large body by reference instead of copying it.
+    pub fn body_in_shared(&self) -> (&Bytes, usize) {
+        (&self.data, self.body_start())
+    }
     fn body_start(&self) -> usize {
         self.exchange_len as usize + self.routing_key_len as usize + self.properties_len as usize
     }

@@ -9,6 +9,7 @@ use crate::broker::{Broker, ConnId, Notice};
 use crate::config::Config;
 use crate::limits::*;
 use crate::net::conn::{Conn, ReadOutcome};
+use crate::protocol::Outbox;
 use crate::resources::Alarms;
 use crate::session::delivery::{self, Sessions};
 use crate::session::{Ctx, Session};
@@ -39,8 +40,9 @@ struct Table<'a> {
 }
 
 impl Sessions for Table<'_> {
-    fn session_mut(&mut self, id: ConnId) -> Option<&mut Session> {
-        self.conns.get_mut(id.0 as usize).map(|c| &mut c.session)
+    fn session_mut(&mut self, id: ConnId) -> Option<(&mut Session, &mut Outbox)> {
+        let c = self.conns.get_mut(id.0 as usize)?;
+        Some((&mut c.session, &mut c.out))
     }
     fn wants_flush(&mut self, id: ConnId) {
         if let Some(c) = self.conns.get_mut(id.0 as usize) {
@@ -159,7 +161,7 @@ impl Reactor {
                         }
                         if ev.is_writable() || ev.is_error() {
                             c.writable = true;
-                            if c.session.pending_out() > 0 && !c.queued_flush {
+                            if c.out.pending() > 0 && !c.queued_flush {
                                 c.queued_flush = true;
                                 self.flush_list.push(key);
                             }
@@ -218,6 +220,7 @@ impl Reactor {
                 alarm,
             };
             c.session.force_close(
+                &mut c.out,
                 "broker forced connection closure with reason 'shutdown'",
                 &mut ctx,
             );
@@ -292,9 +295,7 @@ impl Reactor {
             if c.dead.is_some() {
                 self.close_list.push(key);
             }
-            if (c.session.pending_out() > 0
-                || c.session.confirms_pending
-                || !c.session.reads_input())
+            if (c.out.pending() > 0 || c.session.confirms_pending || !c.session.reads_input())
                 && !c.queued_flush
             {
                 c.queued_flush = true;
@@ -315,7 +316,7 @@ impl Reactor {
                 } => {
                     let key = conn.0 as usize;
                     if let Some(c) = self.conns.get_mut(key) {
-                        c.session.consumer_cancelled(channel, consumer);
+                        c.session.consumer_cancelled(&mut c.out, channel, consumer);
                         if !c.queued_flush {
                             c.queued_flush = true;
                             self.flush_list.push(key);
@@ -341,15 +342,15 @@ impl Reactor {
                 continue;
             };
             c.queued_flush = false;
-            c.session.flush_confirms(self.stored);
+            c.session.flush_confirms(&mut c.out, self.stored);
             c.flush(now);
-            c.session.after_write(&mut self.broker);
-            if c.session.pending_out() >= WRITE_BUFFER_HARD_BYTES {
+            c.session.after_write(&c.out, &mut self.broker);
+            if c.out.pending() >= WRITE_BUFFER_HARD_BYTES {
                 c.dead = Some(format!(
                     "output buffer above {WRITE_BUFFER_HARD_BYTES} bytes: client is not reading"
                 ));
             }
-            if c.dead.is_some() || c.session.finished() {
+            if c.dead.is_some() || c.finished() {
                 self.close_list.push(key);
             }
         }
@@ -396,10 +397,12 @@ impl Reactor {
                 continue;
             };
             match reason {
-                Some(r) if c.session.publisher && c.session.is_open() => c.session.block(r),
+                Some(r) if c.session.publisher && c.session.is_open() => {
+                    c.session.block(&mut c.out, r)
+                }
                 Some(_) => continue,
                 None if c.session.blocked => {
-                    c.session.unblock();
+                    c.session.unblock(&mut c.out);
                     let mut ctx = Ctx {
                         broker: &mut self.broker,
                         config: &self.config,
@@ -434,7 +437,7 @@ impl Reactor {
         }
         for (key, c) in self.conns.iter_mut() {
             c.shrink_if_idle(now);
-            if !c.session.tick(now, &self.config) {
+            if !c.session.tick(&mut c.out, now, &self.config) {
                 c.dead = Some(
                     c.session
                         .close_reason
@@ -442,7 +445,7 @@ impl Reactor {
                         .unwrap_or_else(|| "timeout".into()),
                 );
                 self.close_list.push(key);
-            } else if c.session.pending_out() > 0 && !c.queued_flush {
+            } else if c.out.pending() > 0 && !c.queued_flush {
                 c.queued_flush = true;
                 self.flush_list.push(key);
             }

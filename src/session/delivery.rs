@@ -6,10 +6,12 @@ use super::Session;
 use crate::broker::consumer::{Consumer, ConsumerId};
 use crate::broker::queue::{QueueId, QueuedMessage};
 use crate::broker::{Broker, ConnId, DeliverySink};
+use crate::protocol::Outbox;
 
 /// Access to the sessions by connection id, implemented by the reactor's connection table.
 pub trait Sessions {
-    fn session_mut(&mut self, id: ConnId) -> Option<&mut Session>;
+    /// The session of connection `id` and the output it writes into.
+    fn session_mut(&mut self, id: ConnId) -> Option<(&mut Session, &mut Outbox)>;
     /// Notes that `id` has output to flush this turn.
     fn wants_flush(&mut self, id: ConnId);
 }
@@ -25,7 +27,7 @@ impl<S: Sessions> DeliverySink for Sink<'_, S> {
     fn can_take(&mut self, consumer: ConsumerId, c: &Consumer) -> bool {
         self.0
             .session_mut(c.conn())
-            .is_some_and(|s| s.can_take(c.channel(), consumer))
+            .is_some_and(|(s, _)| s.can_take(c.channel(), consumer))
     }
 
     fn deliver(
@@ -35,10 +37,10 @@ impl<S: Sessions> DeliverySink for Sink<'_, S> {
         queue: QueueId,
         m: QueuedMessage,
     ) -> Result<(), QueuedMessage> {
-        let Some(s) = self.0.session_mut(c.conn()) else {
+        let Some((s, out)) = self.0.session_mut(c.conn()) else {
             return Err(m);
         };
-        s.deliver(c.channel(), consumer, c.no_ack(), queue, m)?;
+        s.deliver(out, c.channel(), consumer, c.no_ack(), queue, m)?;
         self.0.wants_flush(c.conn());
         Ok(())
     }

@@ -10,15 +10,17 @@ use crate::broker::{Broker, ExchangeFlags, QueueFlags};
 use crate::error::{AmqpError, Show};
 use crate::limits::{WRITE_BUFFER_HIGH_BYTES, WRITE_BUFFER_LOW_BYTES};
 use crate::protocol::constants::CLASS_BASIC;
-use crate::protocol::frame::{self, FrameKind};
+use crate::protocol::frame::FrameKind;
 use crate::protocol::method::*;
+use crate::protocol::outbox::Body;
 use crate::protocol::properties::{BasicProperties, ContentHeader};
-use crate::protocol::{Frame, ReplyCode};
+use crate::protocol::{Frame, Outbox, ReplyCode};
 use log::debug;
 
 impl Session {
     pub(super) fn handle_channel_method(
         &mut self,
+        out: &mut Outbox,
         ch: u16,
         m: Method<'_>,
         ctx: &mut Ctx<'_>,
@@ -42,11 +44,11 @@ impl Session {
                     "number of channels opened ({open}) has reached the negotiated channel_max ({})",
                     self.channel_max
                 ));
-                self.fail_method(ch, e, (0, 0), ctx);
+                self.fail_method(out, ch, e, (0, 0), ctx);
                 return Ok(());
             }
             self.channels.insert(ch, Channel::default());
-            self.send(ch, Method::ChannelOpenOk(ChannelOpenOk { channel_id: b"" }));
+            out.method(ch, Method::ChannelOpenOk(ChannelOpenOk { channel_id: b"" }));
             return Ok(());
         }
         if !exists {
@@ -61,7 +63,7 @@ impl Session {
                 Method::ChannelCloseOk(_) => {
                     self.channels.remove(ch);
                 }
-                Method::ChannelClose(_) => self.send(ch, Method::ChannelCloseOk(ChannelCloseOk)),
+                Method::ChannelClose(_) => out.method(ch, Method::ChannelCloseOk(ChannelCloseOk)),
                 _ => {}
             }
             return Ok(());
@@ -71,23 +73,29 @@ impl Session {
             let e = AmqpError::unexpected_frame(
                 "expected content header for class 60, got non content header frame instead",
             );
-            self.fail_method(ch, e, (CLASS_BASIC, 40), ctx);
+            self.fail_method(out, ch, e, (CLASS_BASIC, 40), ctx);
             return Ok(());
         }
         let ids = m.id();
-        let result = self.dispatch(ch, m, ctx);
+        let result = self.dispatch(out, ch, m, ctx);
         if let Err(e) = result {
-            self.fail_method(ch, e, ids, ctx);
+            self.fail_method(out, ch, e, ids, ctx);
         }
         Ok(())
     }
 
-    fn dispatch(&mut self, ch: u16, m: Method<'_>, ctx: &mut Ctx<'_>) -> Result<(), AmqpError> {
+    fn dispatch(
+        &mut self,
+        out: &mut Outbox,
+        ch: u16,
+        m: Method<'_>,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), AmqpError> {
         match m {
             Method::ChannelClose(_) => {
                 self.release_channel(ch, ctx);
                 self.channels.remove(ch);
-                self.send(ch, Method::ChannelCloseOk(ChannelCloseOk));
+                out.method(ch, Method::ChannelCloseOk(ChannelCloseOk));
             }
             Method::ChannelCloseOk(_) => {}
             Method::ChannelFlow(f) => {
@@ -95,14 +103,14 @@ impl Session {
                 if f.active {
                     self.wake_consumers(ch, ctx);
                 }
-                self.send(
+                out.method(
                     ch,
                     Method::ChannelFlowOk(ChannelFlowOk { active: f.active }),
                 );
             }
             Method::ChannelFlowOk(_) => {}
             Method::AccessRequest(_) => {
-                self.send(ch, Method::AccessRequestOk(AccessRequestOk { ticket: 1 }))
+                out.method(ch, Method::AccessRequestOk(AccessRequestOk { ticket: 1 }))
             }
             Method::ExchangeDeclare(d) => {
                 let flags = ExchangeFlags {
@@ -114,27 +122,27 @@ impl Session {
                 ctx.broker
                     .declare_exchange(d.exchange, d.kind, flags, d.arguments)?;
                 if !d.no_wait {
-                    self.send(ch, Method::ExchangeDeclareOk(ExchangeDeclareOk));
+                    out.method(ch, Method::ExchangeDeclareOk(ExchangeDeclareOk));
                 }
             }
             Method::ExchangeDelete(d) => {
                 ctx.broker.delete_exchange(d.exchange, d.if_unused)?;
                 if !d.no_wait {
-                    self.send(ch, Method::ExchangeDeleteOk(ExchangeDeleteOk));
+                    out.method(ch, Method::ExchangeDeleteOk(ExchangeDeleteOk));
                 }
             }
             Method::ExchangeBind(b) => {
                 ctx.broker
                     .bind_exchange(b.destination, b.source, b.routing_key, b.arguments)?;
                 if !b.no_wait {
-                    self.send(ch, Method::ExchangeBindOk(ExchangeBindOk));
+                    out.method(ch, Method::ExchangeBindOk(ExchangeBindOk));
                 }
             }
             Method::ExchangeUnbind(b) => {
                 ctx.broker
                     .unbind_exchange(b.destination, b.source, b.routing_key, b.arguments)?;
                 if !b.no_wait {
-                    self.send(ch, Method::ExchangeUnbindOk(ExchangeUnbindOk));
+                    out.method(ch, Method::ExchangeUnbindOk(ExchangeUnbindOk));
                 }
             }
             Method::QueueDeclare(d) => {
@@ -154,7 +162,7 @@ impl Session {
                         message_count: ok.message_count,
                         consumer_count: ok.consumer_count,
                     };
-                    self.send(ch, Method::QueueDeclareOk(reply));
+                    out.method(ch, Method::QueueDeclareOk(reply));
                 }
             }
             Method::QueueBind(b) => {
@@ -162,20 +170,20 @@ impl Session {
                 ctx.broker
                     .bind_queue(self.id, &queue, b.exchange, b.routing_key, b.arguments)?;
                 if !b.no_wait {
-                    self.send(ch, Method::QueueBindOk(QueueBindOk));
+                    out.method(ch, Method::QueueBindOk(QueueBindOk));
                 }
             }
             Method::QueueUnbind(b) => {
                 let queue = self.queue_name(ch, b.queue)?;
                 ctx.broker
                     .unbind_queue(self.id, &queue, b.exchange, b.routing_key, b.arguments)?;
-                self.send(ch, Method::QueueUnbindOk(QueueUnbindOk));
+                out.method(ch, Method::QueueUnbindOk(QueueUnbindOk));
             }
             Method::QueuePurge(p) => {
                 let queue = self.queue_name(ch, p.queue)?;
                 let message_count = ctx.broker.purge_queue(self.id, &queue)?;
                 if !p.no_wait {
-                    self.send(ch, Method::QueuePurgeOk(QueuePurgeOk { message_count }));
+                    out.method(ch, Method::QueuePurgeOk(QueuePurgeOk { message_count }));
                 }
             }
             Method::QueueDelete(d) => {
@@ -184,17 +192,17 @@ impl Session {
                     ctx.broker
                         .delete_queue(self.id, &queue, d.if_unused, d.if_empty)?;
                 if !d.no_wait {
-                    self.send(ch, Method::QueueDeleteOk(QueueDeleteOk { message_count }));
+                    out.method(ch, Method::QueueDeleteOk(QueueDeleteOk { message_count }));
                 }
             }
-            Method::BasicQos(q) => self.basic_qos(ch, q, ctx)?,
-            Method::BasicConsume(c) => self.basic_consume(ch, c, ctx)?,
+            Method::BasicQos(q) => self.basic_qos(out, ch, q, ctx)?,
+            Method::BasicConsume(c) => self.basic_consume(out, ch, c, ctx)?,
             Method::BasicCancel(c) => {
                 if let Some(id) = self.channel(ch)?.remove_consumer_tag(c.consumer_tag) {
                     ctx.broker.cancel_consumer(id);
                 }
                 if !c.no_wait {
-                    self.send(
+                    out.method(
                         ch,
                         Method::BasicCancelOk(BasicCancelOk {
                             consumer_tag: c.consumer_tag,
@@ -214,7 +222,7 @@ impl Session {
                     immediate: p.immediate,
                 };
             }
-            Method::BasicGet(g) => self.basic_get(ch, g, ctx)?,
+            Method::BasicGet(g) => self.basic_get(out, ch, g, ctx)?,
             Method::BasicAck(a) => self.settle(ch, a.delivery_tag, a.multiple, Settle::Ack, ctx)?,
             Method::BasicReject(r) => {
                 let how = if r.requeue {
@@ -235,7 +243,7 @@ impl Session {
             Method::BasicRecoverAsync(r) => self.recover(ch, r.requeue, ctx)?,
             Method::BasicRecover(r) => {
                 self.recover(ch, r.requeue, ctx)?;
-                self.send(ch, Method::BasicRecoverOk(BasicRecoverOk));
+                out.method(ch, Method::BasicRecoverOk(BasicRecoverOk));
             }
             Method::ConfirmSelect(c) => {
                 let channel = self.channel(ch)?;
@@ -246,7 +254,7 @@ impl Session {
                 }
                 channel.confirm = true;
                 if !c.no_wait {
-                    self.send(ch, Method::ConfirmSelectOk(ConfirmSelectOk));
+                    out.method(ch, Method::ConfirmSelectOk(ConfirmSelectOk));
                 }
             }
             Method::TxSelect(_) => {
@@ -257,11 +265,11 @@ impl Session {
                     ));
                 }
                 channel.tx.get_or_insert_with(Vec::new);
-                self.send(ch, Method::TxSelectOk(TxSelectOk));
+                out.method(ch, Method::TxSelectOk(TxSelectOk));
             }
             Method::TxCommit(_) => {
-                self.tx_commit(ch, ctx)?;
-                self.send(ch, Method::TxCommitOk(TxCommitOk));
+                self.tx_commit(out, ch, ctx)?;
+                out.method(ch, Method::TxCommitOk(TxCommitOk));
             }
             Method::TxRollback(_) => {
                 let channel = self.channel(ch)?;
@@ -269,7 +277,7 @@ impl Session {
                     return Err(AmqpError::precondition("channel is not transactional"));
                 };
                 ops.clear();
-                self.send(ch, Method::TxRollbackOk(TxRollbackOk));
+                out.method(ch, Method::TxRollbackOk(TxRollbackOk));
             }
             other => {
                 return Err(AmqpError::command_invalid(format_args!(
@@ -297,7 +305,13 @@ impl Session {
             .ok_or_else(|| AmqpError::not_found("no previously declared queue"))
     }
 
-    fn basic_qos(&mut self, ch: u16, q: BasicQos, ctx: &mut Ctx<'_>) -> Result<(), AmqpError> {
+    fn basic_qos(
+        &mut self,
+        out: &mut Outbox,
+        ch: u16,
+        q: BasicQos,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), AmqpError> {
         if q.prefetch_size != 0 {
             return Err(AmqpError::not_implemented(format_args!(
                 "prefetch_size!=0 ({})",
@@ -311,12 +325,13 @@ impl Session {
             channel.consumer_prefetch = q.prefetch_count;
         }
         self.wake_consumers(ch, ctx);
-        self.send(ch, Method::BasicQosOk(BasicQosOk));
+        out.method(ch, Method::BasicQosOk(BasicQosOk));
         Ok(())
     }
 
     fn basic_consume(
         &mut self,
+        out: &mut Outbox,
         ch: u16,
         c: BasicConsume<'_>,
         ctx: &mut Ctx<'_>,
@@ -339,7 +354,7 @@ impl Session {
             .add_consumer(self.id, ch, &queue, c.no_ack, c.exclusive)?;
         self.channel(ch)?.add_consumer(id, tag.clone());
         if !c.no_wait {
-            self.send(
+            out.method(
                 ch,
                 Method::BasicConsumeOk(BasicConsumeOk { consumer_tag: &tag }),
             );
@@ -347,12 +362,18 @@ impl Session {
         Ok(())
     }
 
-    fn basic_get(&mut self, ch: u16, g: BasicGet<'_>, ctx: &mut Ctx<'_>) -> Result<(), AmqpError> {
+    fn basic_get(
+        &mut self,
+        out: &mut Outbox,
+        ch: u16,
+        g: BasicGet<'_>,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), AmqpError> {
         let queue = self.queue_name(ch, g.queue)?;
         let (frame_max, conn) = (self.frame_max, self.id);
         let channel = self.channel(ch)?;
         let Some(got) = ctx.broker.get(conn, &queue, g.no_ack)? else {
-            self.send(ch, Method::BasicGetEmpty(BasicGetEmpty { cluster_id: b"" }));
+            out.method(ch, Method::BasicGetEmpty(BasicGetEmpty { cluster_id: b"" }));
             return Ok(());
         };
         let msg = got.message.message().clone();
@@ -365,8 +386,8 @@ impl Session {
             routing_key: msg.routing_key(),
             message_count: got.message_count,
         };
-        frame::write_method(&mut self.out, ch, &Method::BasicGetOk(ok));
-        write_content(&mut self.out, ch, &msg, frame_max);
+        out.method(ch, Method::BasicGetOk(ok));
+        write_content(out, ch, &msg, frame_max);
         Ok(())
     }
 
@@ -417,7 +438,7 @@ impl Session {
         Ok(())
     }
 
-    fn tx_commit(&mut self, ch: u16, ctx: &mut Ctx<'_>) -> Result<(), AmqpError> {
+    fn tx_commit(&mut self, out: &mut Outbox, ch: u16, ctx: &mut Ctx<'_>) -> Result<(), AmqpError> {
         let channel = self.channel(ch)?;
         let Some(ops) = channel.tx.as_mut() else {
             return Err(AmqpError::precondition("channel is not transactional"));
@@ -425,7 +446,7 @@ impl Session {
         let ops = std::mem::take(ops);
         for op in ops {
             match op {
-                TxOp::Publish { msg, mandatory } => self.route(ch, msg, mandatory, ctx)?,
+                TxOp::Publish { msg, mandatory } => self.route(out, ch, msg, mandatory, ctx)?,
                 TxOp::Settle { tag, multiple, how } => {
                     let mut settled = Vec::new();
                     if !self.channel(ch)?.take_settled(tag, multiple, &mut settled) {
@@ -446,6 +467,7 @@ impl Session {
     /// Content header and body frames of a publish.
     pub(super) fn handle_content(
         &mut self,
+        out: &mut Outbox,
         f: Frame<'_>,
         ctx: &mut Ctx<'_>,
     ) -> Result<(), AmqpError> {
@@ -482,7 +504,7 @@ impl Session {
                         "message size {} is larger than configured max size {max_size}",
                         h.body_size
                     ));
-                    self.fail_method(ch, e, (CLASS_BASIC, 40), ctx);
+                    self.fail_method(out, ch, e, (CLASS_BASIC, 40), ctx);
                     return Ok(());
                 }
                 channel
@@ -493,7 +515,7 @@ impl Session {
                     immediate,
                 };
                 if h.body_size == 0 {
-                    return self.complete_publish(ch, ctx);
+                    return self.complete_publish(out, ch, ctx);
                 }
                 Ok(())
             }
@@ -505,7 +527,7 @@ impl Session {
                 }
                 channel.builder.push_body(f.payload);
                 if channel.builder.body_remaining() == 0 {
-                    return self.complete_publish(ch, ctx);
+                    return self.complete_publish(out, ch, ctx);
                 }
                 Ok(())
             }
@@ -521,7 +543,12 @@ impl Session {
         }
     }
 
-    fn complete_publish(&mut self, ch: u16, ctx: &mut Ctx<'_>) -> Result<(), AmqpError> {
+    fn complete_publish(
+        &mut self,
+        out: &mut Outbox,
+        ch: u16,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), AmqpError> {
         let channel = self.channel(ch)?;
         let Publish::AwaitingBody {
             mandatory,
@@ -541,9 +568,9 @@ impl Session {
             ops.push(TxOp::Publish { msg, mandatory });
             return Ok(());
         }
-        let result = self.route(ch, msg, mandatory, ctx);
+        let result = self.route(out, ch, msg, mandatory, ctx);
         if let Err(e) = result {
-            self.fail_method(ch, e, (CLASS_BASIC, 40), ctx);
+            self.fail_method(out, ch, e, (CLASS_BASIC, 40), ctx);
         }
         Ok(())
     }
@@ -551,6 +578,7 @@ impl Session {
     /// Routes a complete message; returns it to the publisher if mandatory and unroutable.
     fn route(
         &mut self,
+        out: &mut Outbox,
         ch: u16,
         msg: Message,
         mandatory: bool,
@@ -572,8 +600,8 @@ impl Session {
                 exchange: msg.exchange(),
                 routing_key: msg.routing_key(),
             };
-            frame::write_method(&mut self.out, ch, &Method::BasicReturn(r));
-            write_content(&mut self.out, ch, &msg, self.frame_max);
+            out.method(ch, Method::BasicReturn(r));
+            write_content(out, ch, &msg, self.frame_max);
         }
         let channel = self.channel(ch)?;
         if channel.confirm {
@@ -587,7 +615,7 @@ impl Session {
     /// (multiple when it covers more than one message) per channel per loop turn.
     /// If the store failed to sync this turn, the publishes are nacked instead: a confirm
     /// must mean the message is on disk.
-    pub fn flush_confirms(&mut self, stored: bool) {
+    pub fn flush_confirms(&mut self, out: &mut Outbox, stored: bool) {
         if !self.confirms_pending {
             return;
         }
@@ -605,14 +633,13 @@ impl Session {
                     requeue: false,
                 })
             };
-            frame::write_method(&mut self.out, ch, &m);
+            out.method(ch, m);
         }
         if self.close_ok_pending {
             self.close_ok_pending = false;
-            self.send(0, Method::ConnectionCloseOk(ConnectionCloseOk));
+            out.method(0, Method::ConnectionCloseOk(ConnectionCloseOk));
             return;
         }
-        let out = &mut self.out;
         self.channels.for_each_mut(|id, c| {
             if c.confirm && c.publish_seq > c.confirmed_seq && !c.closing {
                 let multiple = c.publish_seq - c.confirmed_seq > 1;
@@ -628,7 +655,7 @@ impl Session {
                         requeue: false,
                     })
                 };
-                frame::write_method(out, id, &m);
+                out.method(id, m);
                 c.confirmed_seq = c.publish_seq;
             }
         });
@@ -684,6 +711,7 @@ impl Session {
     /// gives the message back if the channel or consumer is gone.
     pub fn deliver(
         &mut self,
+        out: &mut Outbox,
         ch: u16,
         consumer: ConsumerId,
         no_ack: bool,
@@ -703,9 +731,9 @@ impl Session {
             exchange: msg.exchange(),
             routing_key: msg.routing_key(),
         };
-        frame::write_method(&mut self.out, ch, &Method::BasicDeliver(d));
-        write_content(&mut self.out, ch, &msg, self.frame_max);
-        if self.pending_out() >= WRITE_BUFFER_HIGH_BYTES {
+        out.method(ch, Method::BasicDeliver(d));
+        write_content(out, ch, &msg, self.frame_max);
+        if out.pending() >= WRITE_BUFFER_HIGH_BYTES {
             self.throttled = true;
         }
         Ok(())
@@ -713,8 +741,8 @@ impl Session {
 
     /// After a write: once output drained below the low-water mark, this connection's
     /// consumers may take deliveries again.
-    pub fn after_write(&mut self, broker: &mut Broker) {
-        if !self.throttled || self.pending_out() >= WRITE_BUFFER_LOW_BYTES {
+    pub fn after_write(&mut self, out: &Outbox, broker: &mut Broker) {
+        if !self.throttled || out.pending() >= WRITE_BUFFER_LOW_BYTES {
             return;
         }
         self.throttled = false;
@@ -726,7 +754,7 @@ impl Session {
     }
 
     /// The consumer's queue was deleted elsewhere: forget it and tell the client if it can hear.
-    pub fn consumer_cancelled(&mut self, ch: u16, consumer: ConsumerId) {
+    pub fn consumer_cancelled(&mut self, out: &mut Outbox, ch: u16, consumer: ConsumerId) {
         let notify = self.caps.consumer_cancel_notify;
         let Some(channel) = self.channel_mut(ch) else {
             return;
@@ -744,7 +772,7 @@ impl Session {
             Show(&tag)
         );
         if notify {
-            self.send(
+            out.method(
                 ch,
                 Method::BasicCancel(BasicCancel {
                     consumer_tag: &tag,
@@ -769,7 +797,8 @@ fn settle_one(u: Unacked, how: Settle, broker: &mut Broker) {
 }
 
 /// Content header and body frames of a message, properties byte for byte as published.
-fn write_content(out: &mut Vec<u8>, ch: u16, msg: &Message, frame_max: u32) {
-    frame::write_content_header(out, ch, CLASS_BASIC, msg.body_len(), msg.properties());
-    frame::write_body(out, ch, msg.body(), frame_max);
+fn write_content(out: &mut Outbox, ch: u16, msg: &Message, frame_max: u32) {
+    let (shared, start) = msg.body_in_shared();
+    let body = Body { shared, start };
+    out.content(ch, CLASS_BASIC, msg.properties(), body, frame_max);
 }

@@ -20,7 +20,7 @@ use crate::protocol::frame::{self, FrameError, FrameKind};
 use crate::protocol::method::*;
 use crate::protocol::table::{FieldTable, FieldValue, TableWriter};
 use crate::protocol::wire::{WireError, Writer};
-use crate::protocol::{Frame, Parsed, ReplyCode};
+use crate::protocol::{Frame, Outbox, Parsed, ReplyCode};
 use log::{debug, info, warn};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -226,13 +226,18 @@ impl Session {
         self.state != State::Closed
     }
 
-    /// Whether the socket can go: nothing more to read and everything written.
-    pub fn finished(&self) -> bool {
-        self.state == State::Closed && self.pending_out() == 0
+    /// Nothing more is read; the socket goes once the output is written.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
     }
 
-    fn send(&mut self, channel: u16, method: Method<'_>) {
-        frame::write_method(&mut self.out, channel, &method);
+    /// Output reached the peer at `now` (heartbeats are sent after a quiet half interval).
+    pub fn sent(&mut self, now: Instant) {
+        self.last_send = now;
+    }
+
+    pub fn last_send(&self) -> Instant {
+        self.last_send
     }
 
     fn channel_mut(&mut self, id: u16) -> Option<&mut channel::Channel> {
@@ -241,7 +246,7 @@ impl Session {
 
     /// Consumes as many whole frames from `buf` as it can; returns the bytes consumed. The
     /// rest (a partial frame) must be offered again with more data appended.
-    pub fn handle_input(&mut self, buf: &[u8], ctx: &mut Ctx<'_>) -> usize {
+    pub fn handle_input(&mut self, out: &mut Outbox, buf: &[u8], ctx: &mut Ctx<'_>) -> usize {
         let mut pos = 0;
         if !buf.is_empty() {
             self.last_recv = ctx.now;
@@ -250,34 +255,34 @@ impl Session {
             if buf.len() < PROTOCOL_HEADER.len() {
                 // A wrong first byte need not wait for eight.
                 if !PROTOCOL_HEADER.starts_with(buf) {
-                    self.reject_header();
+                    self.reject_header(out);
                     return buf.len();
                 }
                 return 0;
             }
             if &buf[..8] != PROTOCOL_HEADER {
-                self.reject_header();
+                self.reject_header(out);
                 return buf.len();
             }
             pos = 8;
-            self.send_start();
+            self.send_start(out);
         }
         while self.reads_input() && pos < buf.len() {
             if let (Some(reason), true, State::Open) = (ctx.alarm, self.publisher, self.state) {
                 // Stop between frames; the rest waits in the connection's buffer.
-                self.block(reason);
+                self.block(out, reason);
                 return pos;
             }
             match frame::parse_frame(&buf[pos..], self.frame_max) {
                 Ok(Parsed::Incomplete { .. }) => break,
                 Ok(Parsed::Frame { frame, len }) => {
                     pos += len;
-                    self.handle_frame(frame, ctx);
+                    self.handle_frame(out, frame, ctx);
                 }
                 Err(e) => {
                     // Lost sync with the peer: answer, then read nothing more (rabbit_reader).
                     let err = frame_error_to_amqp(e, &buf[pos..]);
-                    self.close_connection(err, 0, 0, ctx);
+                    self.close_connection(out, err, 0, 0, ctx);
                     self.state = State::Closed;
                     return buf.len();
                 }
@@ -290,13 +295,13 @@ impl Session {
     }
 
     /// A wrong protocol header: answer with ours and close (spec §4.2.2).
-    fn reject_header(&mut self) {
-        self.out.extend_from_slice(PROTOCOL_HEADER);
+    fn reject_header(&mut self, out: &mut Outbox) {
+        out.protocol_header();
         self.close_reason = Some("bad protocol header".into());
         self.state = State::Closed;
     }
 
-    fn send_start(&mut self) {
+    fn send_start(&mut self, out: &mut Outbox) {
         let props = server_properties();
         let start = ConnectionStart {
             version_major: 0,
@@ -305,12 +310,12 @@ impl Session {
             mechanisms: b"PLAIN AMQPLAIN",
             locales: b"en_US",
         };
-        self.send(0, Method::ConnectionStart(start));
+        out.method(0, Method::ConnectionStart(start));
         self.state = State::AwaitingStartOk;
     }
 
     /// Handles one frame; errors become channel or connection closes naming the method.
-    fn handle_frame(&mut self, f: Frame<'_>, ctx: &mut Ctx<'_>) {
+    fn handle_frame(&mut self, out: &mut Outbox, f: Frame<'_>, ctx: &mut Ctx<'_>) {
         if self.state == State::Closing && (f.channel != 0 || f.kind != FrameKind::Method) {
             // Waiting for close-ok: whatever the client sent before it saw our close is
             // dropped without an answer (spec: "discard all frames").
@@ -326,9 +331,9 @@ impl Session {
                 Ok(method) => {
                     ids = method.id();
                     if f.channel == 0 {
-                        self.handle_connection_method(method, ctx)
+                        self.handle_connection_method(out, method, ctx)
                     } else {
-                        self.handle_channel_method(f.channel, method, ctx)
+                        self.handle_channel_method(out, f.channel, method, ctx)
                     }
                 }
                 Err(WireError::UnknownMethod {
@@ -359,20 +364,21 @@ impl Session {
                     "expected method frame, got non method frame instead",
                 ))
             }
-            FrameKind::Header | FrameKind::Body => self.handle_content(f, ctx),
+            FrameKind::Header | FrameKind::Body => self.handle_content(out, f, ctx),
         };
         if let Err(e) = result {
-            self.fail_method(f.channel, e, ids, ctx);
+            self.fail_method(out, f.channel, e, ids, ctx);
         }
     }
 
     fn handle_connection_method(
         &mut self,
+        out: &mut Outbox,
         m: Method<'_>,
         ctx: &mut Ctx<'_>,
     ) -> Result<(), AmqpError> {
         match (self.state, m) {
-            (State::AwaitingStartOk, Method::ConnectionStartOk(s)) => self.start_ok(s, ctx),
+            (State::AwaitingStartOk, Method::ConnectionStartOk(s)) => self.start_ok(out, s, ctx),
             (State::AwaitingTuneOk, Method::ConnectionTuneOk(t)) => self.tune_ok(t, ctx),
             (State::AwaitingOpen, Method::ConnectionOpen(o)) => {
                 if o.virtual_host != b"/" {
@@ -381,7 +387,7 @@ impl Session {
                         Show(o.virtual_host)
                     )));
                 }
-                self.send(
+                out.method(
                     0,
                     Method::ConnectionOpenOk(ConnectionOpenOk { known_hosts: b"" }),
                 );
@@ -395,7 +401,7 @@ impl Session {
             (State::Closing, Method::ConnectionCloseOk(_))
             | (State::Closing, Method::ConnectionClose(_)) => {
                 if matches!(m, Method::ConnectionClose(_)) {
-                    self.send(0, Method::ConnectionCloseOk(ConnectionCloseOk));
+                    out.method(0, Method::ConnectionCloseOk(ConnectionCloseOk));
                 }
                 self.state = State::Closed;
                 Ok(())
@@ -417,7 +423,7 @@ impl Session {
                 Ok(())
             }
             (State::Open, Method::ConnectionUpdateSecret(_)) => {
-                self.send(
+                out.method(
                     0,
                     Method::ConnectionUpdateSecretOk(ConnectionUpdateSecretOk),
                 );
@@ -433,7 +439,12 @@ impl Session {
         }
     }
 
-    fn start_ok(&mut self, s: ConnectionStartOk<'_>, ctx: &mut Ctx<'_>) -> Result<(), AmqpError> {
+    fn start_ok(
+        &mut self,
+        out: &mut Outbox,
+        s: ConnectionStartOk<'_>,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), AmqpError> {
         if let Some(FieldValue::Table(caps)) = s.client_properties.get(b"capabilities") {
             let on = |k: &[u8]| caps.get(k) == Some(FieldValue::Bool(true));
             self.caps = ClientCaps {
@@ -504,7 +515,7 @@ impl Session {
             frame_max: ctx.config.frame_max,
             heartbeat: ctx.config.heartbeat_secs,
         };
-        self.send(0, Method::ConnectionTune(tune));
+        out.method(0, Method::ConnectionTune(tune));
         self.state = State::AwaitingTuneOk;
         Ok(())
     }
@@ -539,7 +550,14 @@ impl Session {
     }
 
     /// Sends connection.close for a hard error and waits for close-ok.
-    fn close_connection(&mut self, e: AmqpError, class_id: u16, method_id: u16, ctx: &mut Ctx<'_>) {
+    fn close_connection(
+        &mut self,
+        out: &mut Outbox,
+        e: AmqpError,
+        class_id: u16,
+        method_id: u16,
+        ctx: &mut Ctx<'_>,
+    ) {
         info!("[conn {}] closing {}: {}", self.id.0, self.peer, e);
         self.close_reason = Some(e.to_string());
         let close = ConnectionClose {
@@ -548,7 +566,7 @@ impl Session {
             class_id,
             method_id,
         };
-        self.send(0, Method::ConnectionClose(close));
+        out.method(0, Method::ConnectionClose(close));
         self.release(ctx);
         self.state = State::Closing;
         self.closing_since = Some(ctx.now);
@@ -556,7 +574,14 @@ impl Session {
 
     /// The one place an error becomes a frame: soft errors close the channel, hard errors
     /// (and any error on channel 0) the connection.
-    fn fail_method(&mut self, channel: u16, e: AmqpError, ids: (u16, u16), ctx: &mut Ctx<'_>) {
+    fn fail_method(
+        &mut self,
+        out: &mut Outbox,
+        channel: u16,
+        e: AmqpError,
+        ids: (u16, u16),
+        ctx: &mut Ctx<'_>,
+    ) {
         let login =
             matches!(self.state, State::AwaitingStartOk) && e.code == ReplyCode::AccessRefused;
         if login && !self.caps.authentication_failure_close {
@@ -568,7 +593,7 @@ impl Session {
         if e.is_hard() || channel == 0 || self.state != State::Open {
             // A refused login names no method (RabbitMQ sends 0/0).
             let ids = if login { (0, 0) } else { ids };
-            self.close_connection(e, ids.0, ids.1, ctx);
+            self.close_connection(out, e, ids.0, ids.1, ctx);
             return;
         }
         debug!("[conn {} ch {}] channel error: {}", self.id.0, channel, e);
@@ -582,7 +607,7 @@ impl Session {
             class_id: ids.0,
             method_id: ids.1,
         };
-        self.send(channel, Method::ChannelClose(close));
+        out.method(channel, Method::ChannelClose(close));
     }
 
     /// Releases everything the connection holds in the broker: unacked deliveries go back to
@@ -598,7 +623,7 @@ impl Session {
 
     /// Heartbeats and deadlines; called about once a second. Returns false if the connection
     /// must be dropped now (without the close handshake).
-    pub fn tick(&mut self, now: Instant, config: &Config) -> bool {
+    pub fn tick(&mut self, out: &mut Outbox, now: Instant, config: &Config) -> bool {
         let since_open = now.saturating_duration_since(self.opened_at);
         match self.state {
             State::Open => {}
@@ -634,17 +659,18 @@ impl Session {
             return false;
         }
         // Send when half an interval passed without output, so the peer never waits a whole one.
-        if now.saturating_duration_since(self.last_send) >= hb / 2 && self.pending_out() == 0 {
-            frame::write_heartbeat(&mut self.out);
+        if now.saturating_duration_since(self.last_send) >= hb / 2 && out.pending() == 0 {
+            out.heartbeat();
             self.last_send = now;
         }
         true
     }
 
     /// Closes the connection from the server side with 320 CONNECTION_FORCED (shutdown).
-    pub fn force_close(&mut self, reason: &str, ctx: &mut Ctx<'_>) {
+    pub fn force_close(&mut self, out: &mut Outbox, reason: &str, ctx: &mut Ctx<'_>) {
         match self.state {
             State::Open | State::AwaitingOpen | State::AwaitingTuneOk => self.close_connection(
+                out,
                 AmqpError::new(ReplyCode::ConnectionForced, reason),
                 0,
                 0,
@@ -659,10 +685,10 @@ impl Session {
     }
 
     /// Stops reading a publisher during a resource alarm (RabbitMQ: connection.blocked).
-    pub fn block(&mut self, reason: &str) {
+    pub fn block(&mut self, out: &mut Outbox, reason: &str) {
         self.blocked = true;
         if self.caps.connection_blocked && !self.blocked_sent && self.state == State::Open {
-            self.send(
+            out.method(
                 0,
                 Method::ConnectionBlocked(ConnectionBlocked {
                     reason: reason.as_bytes(),
@@ -673,10 +699,10 @@ impl Session {
     }
 
     /// The alarm cleared: read again, and tell a client that was told it was blocked.
-    pub fn unblock(&mut self) {
+    pub fn unblock(&mut self, out: &mut Outbox) {
         self.blocked = false;
         if self.blocked_sent && self.state == State::Open {
-            self.send(0, Method::ConnectionUnblocked(ConnectionUnblocked));
+            out.method(0, Method::ConnectionUnblocked(ConnectionUnblocked));
         }
         self.blocked_sent = false;
     }
