@@ -93,7 +93,7 @@ fn announced_body_size_is_not_reserved_before_the_body_arrives() {
     let grown_kb = vm_size_kb().saturating_sub(before_kb);
     assert_eq!(used, input.len(), "the whole input is complete frames");
     assert_eq!(
-        session.state,
+        session.state(),
         State::Open,
         "the headers are legal: nothing is refused"
     );

@@ -135,8 +135,8 @@ fn check_output(s: &Session, out: &mut Outbox) {
         // The limit a peer enforces is what it negotiated; before tune-ok it is the server's.
         match parse_frame(rest, 0) {
             Ok(Parsed::Frame { frame, len }) => {
-                if s.state != State::AwaitingHeader && frame.kind != FrameKind::Method {
-                    assert!(len as u64 <= s.frame_max as u64, "{len}-byte frame over frame_max {}", s.frame_max);
+                if s.state() != State::AwaitingHeader && frame.kind != FrameKind::Method {
+                    assert!(len as u64 <= s.frame_max() as u64, "{len}-byte frame over frame_max {}", s.frame_max());
                 }
                 match frame.kind {
                     FrameKind::Method => {
@@ -179,8 +179,8 @@ fn toggle_alarm(c: &mut Conns, broker: &mut Broker, config: &Config, now: Instan
     for conn in 0..CONNS {
         let Some(s) = c.sessions[conn].as_mut() else { continue };
         match c.alarm {
-            Some(reason) if s.publisher && s.is_open() => s.block(&mut c.outs[conn], reason),
-            None if s.blocked => {
+            Some(reason) if s.is_publisher() && s.is_open() => s.block(&mut c.outs[conn], reason),
+            None if s.is_blocked() => {
                 s.unblock(&mut c.outs[conn]);
                 feed(c, conn, broker, config, now);
             }
@@ -209,7 +209,7 @@ fn open(c: &mut Conns, conn: usize, with_handshake: bool, broker: &mut Broker, c
         c.inputs[conn] = handshake(conn);
         feed(c, conn, broker, config, now);
         let s = c.sessions[conn].as_ref().expect("just opened");
-        assert_eq!(s.state, State::Open, "handshake did not open the connection");
+        assert_eq!(s.state(), State::Open, "handshake did not open the connection");
     }
 }
 

@@ -22,16 +22,16 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    pub fn conn(&self) -> ConnId {
+    pub(crate) fn conn(&self) -> ConnId {
         self.conn
     }
 
-    pub fn channel(&self) -> u16 {
+    pub(crate) fn channel(&self) -> u16 {
         self.channel
     }
 
     /// basic.consume no-ack: a delivery is settled when it is made.
-    pub fn no_ack(&self) -> bool {
+    pub(crate) fn no_ack(&self) -> bool {
         self.no_ack
     }
 
@@ -73,13 +73,13 @@ impl Broker {
     }
 
     /// A consumer tag for basic.consume with an empty one, as RabbitMQ makes them.
-    pub fn new_consumer_tag(&mut self) -> Box<[u8]> {
+    pub(crate) fn new_consumer_tag(&mut self) -> Box<[u8]> {
         self.generate_name("amq.ctag-")
     }
 
     /// basic.cancel or the channel going: removes the consumer; an auto-delete queue left
     /// without consumers goes too.
-    pub fn cancel_consumer(&mut self, id: ConsumerId) {
+    pub(crate) fn cancel_consumer(&mut self, id: ConsumerId) {
         let Some(c) = self.consumers.remove(id) else {
             return;
         };
@@ -106,7 +106,7 @@ impl Broker {
 
     /// The consumer may take deliveries again (credit returned, flow resumed, output drained):
     /// its queue goes on the ready list.
-    pub fn wake_consumer(&mut self, id: ConsumerId) {
+    pub(crate) fn wake_consumer(&mut self, id: ConsumerId) {
         if let Some(c) = self.consumers.get(id) {
             let q = c.queue;
             self.mark_ready(q);

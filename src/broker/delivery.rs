@@ -26,11 +26,11 @@ pub trait DeliverySink {
 }
 
 /// What basic.get takes from a queue.
-pub struct Got {
-    pub queue: QueueId,
-    pub message: QueuedMessage,
+pub(crate) struct Got {
+    pub(crate) queue: QueueId,
+    pub(crate) message: QueuedMessage,
     /// Messages left in the queue.
-    pub message_count: u32,
+    pub(crate) message_count: u32,
 }
 
 impl Broker {
@@ -95,7 +95,7 @@ impl Broker {
     }
 
     /// basic.get: takes the oldest message of `queue`, settled at once with `no_ack`.
-    pub fn get(
+    pub(crate) fn get(
         &mut self,
         conn: ConnId,
         queue: &[u8],
@@ -121,7 +121,7 @@ impl Broker {
 
     /// Settles a delivered message for good (ack, or reject/nack without requeue): its store
     /// record is acked.
-    pub fn ack(&mut self, m: QueuedMessage) {
+    pub(crate) fn ack(&mut self, m: QueuedMessage) {
         if let Some(r) = m.store {
             self.store.ack(r);
         }
@@ -129,7 +129,7 @@ impl Broker {
 
     /// Returns a delivered message to its queue, marked redelivered; if the queue is gone the
     /// message is gone too.
-    pub fn requeue(&mut self, queue: QueueId, m: QueuedMessage) {
+    pub(crate) fn requeue(&mut self, queue: QueueId, m: QueuedMessage) {
         match self.queues.get_mut(queue) {
             Some(q) => {
                 q.requeue(m);

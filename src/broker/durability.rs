@@ -16,7 +16,7 @@ use std::path::Path;
 impl Broker {
     /// Opens the store in `data_dir` and rebuilds the durable state it holds; the broker
     /// writes to that store from now on.
-    pub fn open(data_dir: &Path) -> io::Result<Self> {
+    pub(crate) fn open(data_dir: &Path) -> io::Result<Self> {
         let (store, recovery) = Store::open(data_dir)?;
         let r = &recovery.report;
         info!(
@@ -33,7 +33,7 @@ impl Broker {
     /// written (group commit): saves the definitions if they changed and syncs the message
     /// log if it has unsynced records. `Err` means something may not be on disk, so the
     /// turn's confirms must be nacks.
-    pub fn commit_turn(&mut self) -> io::Result<()> {
+    pub(crate) fn commit_turn(&mut self) -> io::Result<()> {
         let mut result = Ok(());
         if std::mem::take(&mut self.definitions_changed) {
             if let Err(e) = self.store.save_definitions(&self.definitions()) {
@@ -52,7 +52,7 @@ impl Broker {
 
     /// Clean stop: records which queued messages were delivered before, then marks the store
     /// clean.
-    pub fn close_clean(&mut self) -> io::Result<()> {
+    pub(crate) fn close_clean(&mut self) -> io::Result<()> {
         let mut refs = Vec::new();
         for (_, q) in self.queues.iter() {
             q.redelivered_refs(&mut refs);

@@ -13,28 +13,28 @@ use crate::protocol::{FieldTable, ReplyCode};
 /// What queue.declare answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeclareOk {
-    pub queue: QueueId,
-    pub name: Box<[u8]>,
-    pub message_count: u32,
-    pub consumer_count: u32,
+    pub(crate) queue: QueueId,
+    pub(crate) name: Box<[u8]>,
+    pub(crate) message_count: u32,
+    pub(crate) consumer_count: u32,
 }
 
 /// Declaration flags of queue.declare.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct QueueFlags {
-    pub passive: bool,
-    pub durable: bool,
-    pub exclusive: bool,
-    pub auto_delete: bool,
+    pub(crate) passive: bool,
+    pub(crate) durable: bool,
+    pub(crate) exclusive: bool,
+    pub(crate) auto_delete: bool,
 }
 
 /// Declaration flags of exchange.declare.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ExchangeFlags {
-    pub passive: bool,
-    pub durable: bool,
-    pub auto_delete: bool,
-    pub internal: bool,
+pub(crate) struct ExchangeFlags {
+    pub(crate) passive: bool,
+    pub(crate) durable: bool,
+    pub(crate) auto_delete: bool,
+    pub(crate) internal: bool,
 }
 
 fn inequivalent(
@@ -73,14 +73,14 @@ impl Broker {
 
     /// Whether a publish to `exchange` can be routed later (a transaction checks at publish
     /// time): the default exchange or one that exists.
-    pub fn check_exchange(&self, exchange: &[u8]) -> Result<(), AmqpError> {
+    pub(crate) fn check_exchange(&self, exchange: &[u8]) -> Result<(), AmqpError> {
         if exchange.is_empty() {
             return Ok(());
         }
         self.exchange_id(exchange).map(|_| ())
     }
 
-    pub fn declare_exchange(
+    pub(crate) fn declare_exchange(
         &mut self,
         name: &[u8],
         kind: &[u8],
@@ -160,7 +160,11 @@ impl Broker {
         id
     }
 
-    pub fn delete_exchange(&mut self, name: &[u8], if_unused: bool) -> Result<(), AmqpError> {
+    pub(crate) fn delete_exchange(
+        &mut self,
+        name: &[u8],
+        if_unused: bool,
+    ) -> Result<(), AmqpError> {
         if name.is_empty() {
             return Err(default_exchange_refused());
         }
@@ -253,7 +257,7 @@ impl Broker {
         Ok(())
     }
 
-    pub fn unbind_queue(
+    pub(crate) fn unbind_queue(
         &mut self,
         conn: ConnId,
         queue: &[u8],
@@ -272,7 +276,7 @@ impl Broker {
         Ok(())
     }
 
-    pub fn bind_exchange(
+    pub(crate) fn bind_exchange(
         &mut self,
         destination: &[u8],
         source: &[u8],
@@ -290,7 +294,7 @@ impl Broker {
         Ok(())
     }
 
-    pub fn unbind_exchange(
+    pub(crate) fn unbind_exchange(
         &mut self,
         destination: &[u8],
         source: &[u8],
@@ -409,7 +413,7 @@ impl Broker {
         })
     }
 
-    pub fn purge_queue(&mut self, conn: ConnId, name: &[u8]) -> Result<u32, AmqpError> {
+    pub(crate) fn purge_queue(&mut self, conn: ConnId, name: &[u8]) -> Result<u32, AmqpError> {
         let id = self.queue_for(conn, name)?;
         let Some(q) = self.queues.get_mut(id) else {
             return Ok(0);
@@ -417,7 +421,7 @@ impl Broker {
         Ok(q.purge(&mut self.store) as u32)
     }
 
-    pub fn delete_queue(
+    pub(crate) fn delete_queue(
         &mut self,
         conn: ConnId,
         name: &[u8],
@@ -467,7 +471,7 @@ impl Broker {
     }
 
     /// Deletes the exclusive queues of a closed connection.
-    pub fn connection_closed(&mut self, conn: ConnId) {
+    pub(crate) fn connection_closed(&mut self, conn: ConnId) {
         let owned: Vec<QueueId> = self
             .queues
             .iter()

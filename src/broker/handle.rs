@@ -8,13 +8,13 @@ use std::marker::PhantomData;
 
 /// Index into a `Registry` plus the generation the entry was created with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Handle {
+pub(crate) struct Handle {
     index: u32,
     gen: u32,
 }
 
 /// An id type handed out by a `Registry`: a newtype over `Handle` made by `define_id!`.
-pub trait Id: Copy {
+pub(crate) trait Id: Copy {
     fn from_handle(h: Handle) -> Self;
     fn handle(self) -> Handle;
 }
@@ -39,7 +39,7 @@ macro_rules! define_id {
 pub(crate) use define_id;
 
 /// A slab of `T` whose ids (of type `I`) go stale when their entry is removed.
-pub struct Registry<I, T> {
+pub(crate) struct Registry<I, T> {
     slab: Slab<(u32, T)>,
     next_gen: u32,
     id: PhantomData<I>,
@@ -56,14 +56,14 @@ impl<I, T> Default for Registry<I, T> {
 }
 
 impl<I: Id, T> Registry<I, T> {
-    pub fn insert(&mut self, value: T) -> I {
+    pub(crate) fn insert(&mut self, value: T) -> I {
         let gen = self.next_gen;
         self.next_gen = self.next_gen.wrapping_add(1).max(1);
         let index = self.slab.insert((gen, value)) as u32;
         I::from_handle(Handle { index, gen })
     }
 
-    pub fn get(&self, id: I) -> Option<&T> {
+    pub(crate) fn get(&self, id: I) -> Option<&T> {
         let h = id.handle();
         match self.slab.get(h.index as usize) {
             Some((gen, v)) if *gen == h.gen => Some(v),
@@ -71,7 +71,7 @@ impl<I: Id, T> Registry<I, T> {
         }
     }
 
-    pub fn get_mut(&mut self, id: I) -> Option<&mut T> {
+    pub(crate) fn get_mut(&mut self, id: I) -> Option<&mut T> {
         let h = id.handle();
         match self.slab.get_mut(h.index as usize) {
             Some((gen, v)) if *gen == h.gen => Some(v),
@@ -79,16 +79,16 @@ impl<I: Id, T> Registry<I, T> {
         }
     }
 
-    pub fn remove(&mut self, id: I) -> Option<T> {
+    pub(crate) fn remove(&mut self, id: I) -> Option<T> {
         self.get(id)?;
         Some(self.slab.remove(id.handle().index as usize).1)
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.slab.len()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (I, &T)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (I, &T)> {
         self.slab.iter().map(|(i, (gen, v))| {
             let h = Handle {
                 index: i as u32,

@@ -20,8 +20,9 @@ pub mod queue;
 mod routing;
 pub mod topic_trie;
 
-pub use delivery::{DeliverySink, Got};
-pub use entities::{DeclareOk, ExchangeFlags, QueueFlags};
+pub use delivery::DeliverySink;
+pub(crate) use entities::ExchangeFlags;
+pub use entities::{DeclareOk, QueueFlags};
 
 use crate::error::{AmqpError, Show};
 use crate::store::Store;
@@ -32,7 +33,7 @@ use handle::Registry;
 use queue::{Queue, QueueId};
 use std::collections::HashMap;
 
-pub const VHOST: &str = "/";
+pub(crate) const VHOST: &str = "/";
 
 /// A client connection, as the broker knows it: the owner of exclusive queues and consumers.
 /// The reactor assigns it (its connection table's key) and the broker only compares it.

@@ -54,7 +54,7 @@ impl Conn {
         while self.readable
             && self.dead.is_none()
             && self.session.reads_input()
-            && !self.session.blocked
+            && !self.session.is_blocked()
         {
             if budget == 0 {
                 return ReadOutcome::BudgetSpent;

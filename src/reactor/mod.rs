@@ -295,7 +295,7 @@ impl Reactor {
             if c.dead.is_some() {
                 self.close_list.push(key);
             }
-            if (c.out.pending() > 0 || c.session.confirms_pending || !c.session.reads_input())
+            if (c.out.pending() > 0 || c.session.confirms_pending() || !c.session.reads_input())
                 && !c.queued_flush
             {
                 c.queued_flush = true;
@@ -397,11 +397,11 @@ impl Reactor {
                 continue;
             };
             match reason {
-                Some(r) if c.session.publisher && c.session.is_open() => {
+                Some(r) if c.session.is_publisher() && c.session.is_open() => {
                     c.session.block(&mut c.out, r)
                 }
                 Some(_) => continue,
-                None if c.session.blocked => {
+                None if c.session.is_blocked() => {
                     c.session.unblock(&mut c.out);
                     let mut ctx = Ctx {
                         broker: &mut self.broker,
@@ -438,12 +438,8 @@ impl Reactor {
         for (key, c) in self.conns.iter_mut() {
             c.shrink_if_idle(now);
             if !c.session.tick(&mut c.out, now, &self.config) {
-                c.dead = Some(
-                    c.session
-                        .close_reason
-                        .clone()
-                        .unwrap_or_else(|| "timeout".into()),
-                );
+                let reason = c.session.close_reason().unwrap_or("timeout");
+                c.dead = Some(reason.to_owned());
                 self.close_list.push(key);
             } else if c.out.pending() > 0 && !c.queued_flush {
                 c.queued_flush = true;
@@ -474,11 +470,14 @@ impl Reactor {
             c.session.release(&mut ctx);
             let reason = c
                 .dead
-                .or(c.session.close_reason.clone())
+                .or_else(|| c.session.close_reason().map(str::to_owned))
                 .unwrap_or_else(|| "closed".into());
             info!(
                 "[conn {}] closed {} user '{}': {}",
-                key, c.session.peer, c.session.user, reason
+                key,
+                c.session.peer(),
+                c.session.user(),
+                reason
             );
         }
         list.clear();

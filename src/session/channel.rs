@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 
 /// Where the channel is in receiving a published message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Publish {
+pub(crate) enum Publish {
     Idle,
     /// basic.publish seen; the content header must come next.
     AwaitingHeader {
@@ -27,20 +27,20 @@ pub enum Publish {
 
 /// A message delivered on this channel and not yet acked.
 #[derive(Debug)]
-pub struct Unacked {
-    pub tag: u64,
-    pub queue: QueueId,
+pub(crate) struct Unacked {
+    pub(crate) tag: u64,
+    pub(crate) queue: QueueId,
     /// None for basic.get deliveries.
-    pub consumer: Option<ConsumerId>,
+    pub(crate) consumer: Option<ConsumerId>,
     /// None once acked out of order (a tombstone until it reaches the front).
-    pub msg: Option<QueuedMessage>,
+    pub(crate) msg: Option<QueuedMessage>,
 }
 
 /// A consumer of this channel: its tag and its delivery credit.
 #[derive(Debug)]
-pub struct ChannelConsumer {
-    pub id: ConsumerId,
-    pub tag: Box<[u8]>,
+pub(crate) struct ChannelConsumer {
+    pub(crate) id: ConsumerId,
+    pub(crate) tag: Box<[u8]>,
     /// basic.qos prefetch_count (global=false) in force when the consumer was created; 0 = none.
     prefetch: u16,
     /// Deliveries to this consumer not yet acked.
@@ -49,14 +49,25 @@ pub struct ChannelConsumer {
 
 /// What an ack-like method settles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Settle {
+pub(crate) enum Settle {
     Ack,
     Requeue,
     Discard,
 }
 
+impl Settle {
+    /// basic.reject / basic.nack: back to the queue, or dropped.
+    pub(crate) fn rejected(requeue: bool) -> Self {
+        if requeue {
+            Settle::Requeue
+        } else {
+            Settle::Discard
+        }
+    }
+}
+
 /// Work buffered by a channel in tx mode until tx.commit.
-pub enum TxOp {
+pub(crate) enum TxOp {
     Publish {
         msg: Message,
         mandatory: bool,
@@ -68,31 +79,31 @@ pub enum TxOp {
     },
 }
 
-pub struct Channel {
+pub(crate) struct Channel {
     /// We sent channel.close and wait for close-ok; everything else is dropped meanwhile.
-    pub closing: bool,
+    pub(crate) closing: bool,
     /// channel.flow from the client: false stops deliveries.
-    pub flow_active: bool,
-    pub publish: Publish,
-    pub builder: MessageBuilder,
+    pub(crate) flow_active: bool,
+    pub(crate) publish: Publish,
+    pub(crate) builder: MessageBuilder,
     /// basic.qos global=false: prefetch for consumers created from now on.
-    pub consumer_prefetch: u16,
+    pub(crate) consumer_prefetch: u16,
     /// basic.qos global=true: limit across all consumers of the channel.
-    pub channel_prefetch: u16,
+    pub(crate) channel_prefetch: u16,
     unacked: VecDeque<Unacked>,
     /// Live (not tombstoned) entries of `unacked`.
     unacked_live: usize,
     next_delivery_tag: u64,
     /// Sorted by id: a delivery finds its consumer by binary search.
     consumers: Vec<ChannelConsumer>,
-    pub confirm: bool,
+    pub(crate) confirm: bool,
     /// Sequence number of the last message published in confirm mode.
-    pub publish_seq: u64,
+    pub(crate) publish_seq: u64,
     /// Highest sequence number already acked to the publisher.
-    pub confirmed_seq: u64,
-    pub tx: Option<Vec<TxOp>>,
+    pub(crate) confirmed_seq: u64,
+    pub(crate) tx: Option<Vec<TxOp>>,
     /// Name of the last queue declared on this channel, used when a method names queue "".
-    pub last_queue: Option<Box<[u8]>>,
+    pub(crate) last_queue: Option<Box<[u8]>>,
 }
 
 impl Default for Channel {
@@ -121,7 +132,7 @@ impl Channel {
     /// The one answer to "may `consumer` take a delivery now": the channel is open and
     /// flowing, below its unacked bound, below the channel-wide prefetch (global qos) and
     /// below the consumer's own prefetch.
-    pub fn can_take(&self, consumer: ConsumerId) -> bool {
+    pub(crate) fn can_take(&self, consumer: ConsumerId) -> bool {
         if self.closing
             || !self.flow_active
             || self.unacked.len() >= UNACKED_PER_CHANNEL_MAX
@@ -138,12 +149,12 @@ impl Channel {
         self.consumers.binary_search_by_key(&id, |c| c.id).ok()
     }
 
-    pub fn has_consumer_tag(&self, tag: &[u8]) -> bool {
+    pub(crate) fn has_consumer_tag(&self, tag: &[u8]) -> bool {
         self.consumers.iter().any(|c| &*c.tag == tag)
     }
 
     /// Adds a consumer, with the channel's per-consumer prefetch as it is now.
-    pub fn add_consumer(&mut self, id: ConsumerId, tag: Box<[u8]>) {
+    pub(crate) fn add_consumer(&mut self, id: ConsumerId, tag: Box<[u8]>) {
         let at = self.consumers.partition_point(|c| c.id < id);
         let c = ChannelConsumer {
             id,
@@ -155,32 +166,33 @@ impl Channel {
     }
 
     /// basic.cancel: forgets the consumer with `tag`, returning its id.
-    pub fn remove_consumer_tag(&mut self, tag: &[u8]) -> Option<ConsumerId> {
+    pub(crate) fn remove_consumer_tag(&mut self, tag: &[u8]) -> Option<ConsumerId> {
         let i = self.consumers.iter().position(|c| &*c.tag == tag)?;
         Some(self.consumers.remove(i).id)
     }
 
     /// Forgets a consumer the broker cancelled, returning its tag.
-    pub fn remove_consumer(&mut self, id: ConsumerId) -> Option<Box<[u8]>> {
+    pub(crate) fn remove_consumer(&mut self, id: ConsumerId) -> Option<Box<[u8]>> {
         let i = self.find_consumer(id)?;
         Some(self.consumers.remove(i).tag)
     }
 
-    pub fn consumer_tag(&self, id: ConsumerId) -> Option<&[u8]> {
-        self.find_consumer(id).map(|i| &*self.consumers[i].tag)
-    }
-
-    pub fn consumer_ids(&self) -> impl Iterator<Item = ConsumerId> + '_ {
+    pub(crate) fn consumer_ids(&self) -> impl Iterator<Item = ConsumerId> + '_ {
         self.consumers.iter().map(|c| c.id)
     }
 
     /// Forgets every consumer (the channel is going), returning their ids.
-    pub fn take_consumers(&mut self) -> impl Iterator<Item = ConsumerId> + '_ {
+    pub(crate) fn take_consumers(&mut self) -> impl Iterator<Item = ConsumerId> + '_ {
         self.consumers.drain(..).map(|c| c.id)
     }
 
     /// basic.get: issues the next delivery tag and, unless `no_ack`, records the delivery.
-    pub fn record_delivery(&mut self, queue: QueueId, msg: QueuedMessage, no_ack: bool) -> u64 {
+    pub(crate) fn record_delivery(
+        &mut self,
+        queue: QueueId,
+        msg: QueuedMessage,
+        no_ack: bool,
+    ) -> u64 {
         self.record(queue, None, msg, no_ack)
     }
 
@@ -210,7 +222,7 @@ impl Channel {
 
     /// Records a delivery to `consumer` (see `record_delivery`), returning its delivery tag and
     /// the consumer tag; `Err` gives the message back if the consumer is not on this channel.
-    pub fn record_consumer_delivery(
+    pub(crate) fn record_consumer_delivery(
         &mut self,
         consumer: ConsumerId,
         queue: QueueId,
@@ -229,7 +241,12 @@ impl Channel {
 
     /// Takes the deliveries an ack, nack or reject with `tag` and `multiple` settles, in tag
     /// order. None if `tag` is not an unacked delivery (tag 0 with multiple means all).
-    pub fn take_settled(&mut self, tag: u64, multiple: bool, out: &mut Vec<Unacked>) -> bool {
+    pub(crate) fn take_settled(
+        &mut self,
+        tag: u64,
+        multiple: bool,
+        out: &mut Vec<Unacked>,
+    ) -> bool {
         out.clear();
         if multiple && tag == 0 {
             out.extend(self.take_all_unacked());
@@ -270,7 +287,7 @@ impl Channel {
     }
 
     /// Takes every unacked delivery, in tag order (channel close, recover).
-    pub fn take_all_unacked(&mut self) -> impl Iterator<Item = Unacked> + '_ {
+    pub(crate) fn take_all_unacked(&mut self) -> impl Iterator<Item = Unacked> + '_ {
         self.unacked_live = 0;
         for c in &mut self.consumers {
             c.unacked = 0;

@@ -366,6 +366,7 @@ impl Log {
     }
 
     /// Segment numbers on disk, oldest first (tests and diagnostics).
+    #[cfg(test)]
     pub fn segment_numbers(&self) -> Vec<u32> {
         self.segments.keys().copied().collect()
     }
