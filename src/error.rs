@@ -1,6 +1,6 @@
 //! The one error type of the broker: a reply code and RabbitMQ's reply text. Whether it closes
 //! a channel or the connection follows from the code alone (`ReplyCode::is_hard`); the session
-//! layer turns it into channel.close or connection.close in one place (`session::close`).
+//! layer turns it into channel.close or connection.close in one place (`Session::fail_method`).
 
 use crate::protocol::ReplyCode;
 use std::fmt;
