@@ -117,9 +117,9 @@ fn feed(c: &mut Conns, conn: usize, broker: &mut Broker, config: &Config, now: I
 /// The reactor's `deliver_notices`: consumer cancellations reach their sessions.
 fn cancel_notices(c: &mut Conns, broker: &mut Broker) {
     for n in broker.drain_notices() {
-        let Notice::ConsumerCancelled { conn, channel, consumer } = n;
+        let Notice::ConsumerCancelled { conn, channel, consumer, channel_slot } = n;
         if let Some((s, out)) = c.session_mut(conn) {
-            s.consumer_cancelled(out, channel, consumer);
+            s.consumer_cancelled(out, channel, consumer, channel_slot);
         }
     }
 }

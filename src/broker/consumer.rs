@@ -16,6 +16,9 @@ define_id!(
 pub struct Consumer {
     conn: ConnId,
     channel: u16,
+    /// Where the channel keeps this consumer: assigned by the session layer at subscribe time
+    /// and handed back with each delivery, so the session finds it without a search.
+    channel_slot: u32,
     queue: QueueId,
     no_ack: bool,
     exclusive: bool,
@@ -30,6 +33,10 @@ impl Consumer {
         self.channel
     }
 
+    pub(crate) fn channel_slot(&self) -> u32 {
+        self.channel_slot
+    }
+
     /// basic.consume no-ack: a delivery is settled when it is made.
     pub(crate) fn no_ack(&self) -> bool {
         self.no_ack
@@ -41,11 +48,13 @@ impl Consumer {
 }
 
 impl Broker {
-    /// basic.consume: subscribes `channel` of `conn` to `queue`.
+    /// basic.consume: subscribes `channel` of `conn` to `queue`; `channel_slot` is the
+    /// channel's own place for the consumer, given back with its deliveries.
     pub fn add_consumer(
         &mut self,
         conn: ConnId,
         channel: u16,
+        channel_slot: u32,
         queue: &[u8],
         no_ack: bool,
         exclusive: bool,
@@ -61,6 +70,7 @@ impl Broker {
         let id = self.consumers.insert(Consumer {
             conn,
             channel,
+            channel_slot,
             queue: qid,
             no_ack,
             exclusive,
@@ -99,6 +109,7 @@ impl Broker {
                     conn: c.conn,
                     channel: c.channel,
                     consumer: id,
+                    channel_slot: c.channel_slot,
                 });
             }
         }

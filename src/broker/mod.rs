@@ -48,6 +48,7 @@ pub enum Notice {
         conn: ConnId,
         channel: u16,
         consumer: ConsumerId,
+        channel_slot: u32,
     },
 }
 
@@ -320,8 +321,12 @@ mod tests {
             },
         )
         .expect("declare");
-        let c1 = b.add_consumer(C1, 1, b"ad", false, false).expect("consume");
-        let c2 = b.add_consumer(C1, 1, b"ad", false, false).expect("consume");
+        let c1 = b
+            .add_consumer(C1, 1, 0, b"ad", false, false)
+            .expect("consume");
+        let c2 = b
+            .add_consumer(C1, 1, 1, b"ad", false, false)
+            .expect("consume");
         b.cancel_consumer(c1);
         assert!(b.queue_names.contains_key(&b"ad"[..]));
         b.cancel_consumer(c2);
@@ -433,8 +438,8 @@ mod tests {
     fn delivery_goes_round_robin_to_the_consumers_that_can_take() {
         let mut b = Broker::new();
         declare(&mut b, C1, "q", QueueFlags::default()).expect("q");
-        let c1 = b.add_consumer(C1, 1, b"q", true, false).expect("c1");
-        let c2 = b.add_consumer(C2, 1, b"q", true, false).expect("c2");
+        let c1 = b.add_consumer(C1, 1, 0, b"q", true, false).expect("c1");
+        let c2 = b.add_consumer(C2, 1, 0, b"q", true, false).expect("c2");
         let mut sink = TestSink {
             refuse: vec![c1],
             ..Default::default()
@@ -490,7 +495,9 @@ mod tests {
         declare(&mut b, C1, "q", QueueFlags::default()).expect("q");
         b.bind_queue(C1, b"q", b"ad", b"", FieldTable::EMPTY)
             .expect("bind");
-        let c = b.add_consumer(C2, 7, b"q", false, false).expect("consume");
+        let c = b
+            .add_consumer(C2, 7, 3, b"q", false, false)
+            .expect("consume");
         assert_eq!(b.delete_queue(C1, b"q", false, false), Ok(0));
         let notices: Vec<Notice> = b.drain_notices().collect();
         assert_eq!(
@@ -498,7 +505,8 @@ mod tests {
             [Notice::ConsumerCancelled {
                 conn: C2,
                 channel: 7,
-                consumer: c
+                consumer: c,
+                channel_slot: 3,
             }]
         );
         assert!(!b.exchange_names.contains_key(&b"ad"[..]));

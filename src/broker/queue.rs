@@ -128,7 +128,8 @@ impl Queue {
     }
 
     /// Reads the next batch of paged messages into memory once the window has run dry.
-    pub(super) fn page_in(&mut self, store: &mut Store) {
+    #[inline(never)]
+    fn page_in(&mut self, store: &mut Store) {
         if !self.ready.is_empty() || self.paged.is_empty() {
             return;
         }
@@ -197,8 +198,11 @@ impl Queue {
     }
 
     /// Takes the oldest ready message, reading the next batch from disk first if needed.
+    #[inline]
     pub(super) fn pop(&mut self, store: &mut Store) -> Option<QueuedMessage> {
-        self.page_in(store);
+        if self.ready.is_empty() {
+            self.page_in(store);
+        }
         let m = self.ready.pop_front()?;
         self.ready_bytes -= m.msg.size();
         Some(m)

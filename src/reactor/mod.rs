@@ -313,10 +313,12 @@ impl Reactor {
                     conn,
                     channel,
                     consumer,
+                    channel_slot,
                 } => {
                     let key = conn.0 as usize;
                     if let Some(c) = self.conns.get_mut(key) {
-                        c.session.consumer_cancelled(&mut c.out, channel, consumer);
+                        c.session
+                            .consumer_cancelled(&mut c.out, channel, consumer, channel_slot);
                         if !c.queued_flush {
                             c.queued_flush = true;
                             self.flush_list.push(key);

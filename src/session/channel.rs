@@ -7,6 +7,7 @@ use crate::broker::consumer::ConsumerId;
 use crate::broker::message::{Message, MessageBuilder};
 use crate::broker::queue::{QueueId, QueuedMessage};
 use crate::limits::UNACKED_PER_CHANNEL_MAX;
+use slab::Slab;
 use std::collections::VecDeque;
 
 /// Where the channel is in receiving a published message.
@@ -31,9 +32,18 @@ pub(crate) struct Unacked {
     pub(crate) tag: u64,
     pub(crate) queue: QueueId,
     /// None for basic.get deliveries.
-    pub(crate) consumer: Option<ConsumerId>,
+    pub(crate) consumer: Option<ConsumerRef>,
     /// None once acked out of order (a tombstone until it reaches the front).
     pub(crate) msg: Option<QueuedMessage>,
+}
+
+/// A consumer as its channel addresses it: the broker's id and the channel's slot for it. The
+/// broker is given the slot at basic.consume and hands it back with each delivery, so finding
+/// the consumer's credit is an index, not a search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConsumerRef {
+    pub(crate) id: ConsumerId,
+    pub(crate) slot: u32,
 }
 
 /// A consumer of this channel: its tag and its delivery credit.
@@ -94,8 +104,8 @@ pub(crate) struct Channel {
     /// Live (not tombstoned) entries of `unacked`.
     unacked_live: usize,
     next_delivery_tag: u64,
-    /// Sorted by id: a delivery finds its consumer by binary search.
-    consumers: Vec<ChannelConsumer>,
+    /// By slot (`ConsumerRef::slot`); slots are reused, so a lookup also checks the id.
+    consumers: Slab<ChannelConsumer>,
     pub(crate) confirm: bool,
     /// Sequence number of the last message published in confirm mode.
     pub(crate) publish_seq: u64,
@@ -118,7 +128,7 @@ impl Default for Channel {
             unacked: VecDeque::new(),
             unacked_live: 0,
             next_delivery_tag: 1,
-            consumers: Vec::new(),
+            consumers: Slab::new(),
             confirm: false,
             publish_seq: 0,
             confirmed_seq: 0,
@@ -132,7 +142,7 @@ impl Channel {
     /// The one answer to "may `consumer` take a delivery now": the channel is open and
     /// flowing, below its unacked bound, below the channel-wide prefetch (global qos) and
     /// below the consumer's own prefetch.
-    pub(crate) fn can_take(&self, consumer: ConsumerId) -> bool {
+    pub(crate) fn can_take(&self, consumer: ConsumerRef) -> bool {
         if self.closing
             || !self.flow_active
             || self.unacked.len() >= UNACKED_PER_CHANNEL_MAX
@@ -140,50 +150,62 @@ impl Channel {
         {
             return false;
         }
-        self.find_consumer(consumer)
-            .map(|i| &self.consumers[i])
+        self.consumer(consumer)
             .is_some_and(|c| c.prefetch == 0 || c.unacked < c.prefetch as u32)
     }
 
-    fn find_consumer(&self, id: ConsumerId) -> Option<usize> {
-        self.consumers.binary_search_by_key(&id, |c| c.id).ok()
+    fn consumer(&self, c: ConsumerRef) -> Option<&ChannelConsumer> {
+        self.consumers
+            .get(c.slot as usize)
+            .filter(|found| found.id == c.id)
+    }
+
+    fn consumer_mut(&mut self, c: ConsumerRef) -> Option<&mut ChannelConsumer> {
+        self.consumers
+            .get_mut(c.slot as usize)
+            .filter(|found| found.id == c.id)
     }
 
     pub(crate) fn has_consumer_tag(&self, tag: &[u8]) -> bool {
-        self.consumers.iter().any(|c| &*c.tag == tag)
+        self.consumers.iter().any(|(_, c)| &*c.tag == tag)
     }
 
-    /// Adds a consumer, with the channel's per-consumer prefetch as it is now.
-    pub(crate) fn add_consumer(&mut self, id: ConsumerId, tag: Box<[u8]>) {
-        let at = self.consumers.partition_point(|c| c.id < id);
-        let c = ChannelConsumer {
-            id,
+    /// The slot the next `add_consumer` uses, for the broker to hand back with deliveries.
+    pub(crate) fn next_consumer_slot(&self) -> u32 {
+        self.consumers.vacant_key() as u32
+    }
+
+    /// Adds a consumer at `next_consumer_slot`, with the channel's per-consumer prefetch as it
+    /// is now.
+    pub(crate) fn add_consumer(&mut self, c: ConsumerRef, tag: Box<[u8]>) {
+        let slot = self.consumers.insert(ChannelConsumer {
+            id: c.id,
             tag,
             prefetch: self.consumer_prefetch,
             unacked: 0,
-        };
-        self.consumers.insert(at, c);
+        });
+        debug_assert_eq!(slot, c.slot as usize, "the slot the broker was given");
     }
 
     /// basic.cancel: forgets the consumer with `tag`, returning its id.
     pub(crate) fn remove_consumer_tag(&mut self, tag: &[u8]) -> Option<ConsumerId> {
-        let i = self.consumers.iter().position(|c| &*c.tag == tag)?;
-        Some(self.consumers.remove(i).id)
+        let slot = self.consumers.iter().find(|(_, c)| &*c.tag == tag)?.0;
+        Some(self.consumers.remove(slot).id)
     }
 
     /// Forgets a consumer the broker cancelled, returning its tag.
-    pub(crate) fn remove_consumer(&mut self, id: ConsumerId) -> Option<Box<[u8]>> {
-        let i = self.find_consumer(id)?;
-        Some(self.consumers.remove(i).tag)
+    pub(crate) fn remove_consumer(&mut self, c: ConsumerRef) -> Option<Box<[u8]>> {
+        self.consumer(c)?;
+        Some(self.consumers.remove(c.slot as usize).tag)
     }
 
     pub(crate) fn consumer_ids(&self) -> impl Iterator<Item = ConsumerId> + '_ {
-        self.consumers.iter().map(|c| c.id)
+        self.consumers.iter().map(|(_, c)| c.id)
     }
 
     /// Forgets every consumer (the channel is going), returning their ids.
     pub(crate) fn take_consumers(&mut self) -> impl Iterator<Item = ConsumerId> + '_ {
-        self.consumers.drain(..).map(|c| c.id)
+        self.consumers.drain().map(|c| c.id)
     }
 
     /// basic.get: issues the next delivery tag and, unless `no_ack`, records the delivery.
@@ -200,7 +222,7 @@ impl Channel {
     fn record(
         &mut self,
         queue: QueueId,
-        consumer: Option<ConsumerId>,
+        consumer: Option<ConsumerRef>,
         msg: QueuedMessage,
         no_ack: bool,
     ) -> u64 {
@@ -224,19 +246,20 @@ impl Channel {
     /// the consumer tag; `Err` gives the message back if the consumer is not on this channel.
     pub(crate) fn record_consumer_delivery(
         &mut self,
-        consumer: ConsumerId,
+        consumer: ConsumerRef,
         queue: QueueId,
         msg: QueuedMessage,
         no_ack: bool,
     ) -> Result<(u64, &[u8]), QueuedMessage> {
-        let Some(i) = self.find_consumer(consumer) else {
+        if self.consumer(consumer).is_none() {
             return Err(msg);
-        };
-        let tag = self.record(queue, Some(consumer), msg, no_ack);
-        if !no_ack {
-            self.consumers[i].unacked += 1;
         }
-        Ok((tag, &self.consumers[i].tag))
+        let tag = self.record(queue, Some(consumer), msg, no_ack);
+        let c = &mut self.consumers[consumer.slot as usize];
+        if !no_ack {
+            c.unacked += 1;
+        }
+        Ok((tag, &c.tag))
     }
 
     /// Takes the deliveries an ack, nack or reject with `tag` and `multiple` settles, in tag
@@ -271,8 +294,7 @@ impl Channel {
         }
         self.unacked_live -= out.len();
         for u in out.iter() {
-            if let Some(i) = u.consumer.and_then(|c| self.find_consumer(c)) {
-                let c = &mut self.consumers[i];
+            if let Some(c) = u.consumer.and_then(|c| self.consumer_mut(c)) {
                 debug_assert!(
                     c.unacked > 0,
                     "a consumer's count covers its unacked deliveries"
@@ -289,7 +311,7 @@ impl Channel {
     /// Takes every unacked delivery, in tag order (channel close, recover).
     pub(crate) fn take_all_unacked(&mut self) -> impl Iterator<Item = Unacked> + '_ {
         self.unacked_live = 0;
-        for c in &mut self.consumers {
+        for (_, c) in &mut self.consumers {
             c.unacked = 0;
         }
         self.unacked.drain(..).filter(|u| u.msg.is_some())
@@ -304,17 +326,17 @@ mod tests {
 
     const CONN: ConnId = ConnId(1);
 
-    /// A broker with queue "q", its id, and a consumer on it.
-    fn setup() -> (Broker, QueueId, ConsumerId) {
+    /// A broker with queue "q", its id, and a consumer on it in slot 0 of a channel.
+    fn setup() -> (Broker, QueueId, ConsumerRef) {
         let mut b = Broker::new();
         let q = b
             .declare_queue(CONN, b"q", QueueFlags::default(), FieldTable::EMPTY)
             .expect("declare")
             .queue;
-        let c = b
-            .add_consumer(CONN, 1, b"q", false, false)
+        let id = b
+            .add_consumer(CONN, 1, 0, b"q", false, false)
             .expect("consume");
-        (b, q, c)
+        (b, q, ConsumerRef { id, slot: 0 })
     }
 
     /// A message taken from "q", as a delivery would carry it.
@@ -372,9 +394,10 @@ mod tests {
     #[test]
     fn consumer_prefetch_counts_its_own_unacked_deliveries() {
         let (mut b, q, c) = setup();
-        let other = b
-            .add_consumer(CONN, 1, b"q", false, false)
+        let id = b
+            .add_consumer(CONN, 1, 1, b"q", false, false)
             .expect("consume");
+        let other = ConsumerRef { id, slot: 1 };
         let mut ch = Channel {
             consumer_prefetch: 2,
             ..Default::default()
@@ -396,12 +419,22 @@ mod tests {
         // A cancelled consumer's deliveries settle without touching the others' counts.
         assert_eq!(ch.remove_consumer(c).as_deref(), Some(&b"c"[..]));
         assert!(!ch.can_take(c), "gone");
+        // Its slot is reused by the next consumer: the old reference does not reach it.
+        let next = ConsumerRef {
+            id: b
+                .add_consumer(CONN, 1, 0, b"q", false, false)
+                .expect("consume"),
+            slot: ch.next_consumer_slot(),
+        };
+        assert_eq!(next.slot, c.slot);
+        ch.add_consumer(next, b"next"[..].into());
+        assert!(ch.remove_consumer(c).is_none(), "a stale reference");
         assert!(ch.take_settled(3, false, &mut out));
         assert_eq!(
-            ch.consumers[0].unacked, 1,
+            ch.consumers[1].unacked, 1,
             "other's delivery is still unacked"
         );
         ch.take_all_unacked().for_each(drop);
-        assert_eq!(ch.consumers[0].unacked, 0);
+        assert_eq!(ch.consumers[1].unacked, 0);
     }
 }

@@ -2,7 +2,7 @@
 //! deliveries back into the broker; and deliveries from the broker written to this connection
 //! (`can_take`, `deliver`, called through `delivery.rs`).
 
-use super::channel::{Publish, Settle, TxOp, Unacked};
+use super::channel::{ConsumerRef, Publish, Settle, TxOp, Unacked};
 use super::{Ctx, Session, State};
 use crate::broker::consumer::ConsumerId;
 use crate::broker::message::Message;
@@ -60,11 +60,13 @@ impl Session {
                 Show(&tag)
             )));
         }
+        let slot = self.channel(ch)?.next_consumer_slot();
         // Consume-ok goes out before any delivery: deliveries are made after input processing.
         let id = ctx
             .broker
-            .add_consumer(self.id, ch, &queue, c.no_ack, c.exclusive)?;
-        self.channel(ch)?.add_consumer(id, tag.clone());
+            .add_consumer(self.id, ch, slot, &queue, c.no_ack, c.exclusive)?;
+        self.channel(ch)?
+            .add_consumer(ConsumerRef { id, slot }, tag.clone());
         if !c.no_wait {
             out.method(
                 ch,
@@ -203,7 +205,7 @@ impl Session {
 
     /// Whether `consumer` on channel `ch` may take a delivery now: the connection is open and
     /// its output below the high-water mark, and the channel gives it credit.
-    pub(crate) fn can_take(&self, ch: u16, consumer: ConsumerId) -> bool {
+    pub(crate) fn can_take(&self, ch: u16, consumer: ConsumerRef) -> bool {
         self.state == State::Open
             && !self.throttled
             && self.channels.get(ch).is_some_and(|c| c.can_take(consumer))
@@ -215,7 +217,7 @@ impl Session {
         &mut self,
         out: &mut Outbox,
         ch: u16,
-        consumer: ConsumerId,
+        consumer: ConsumerRef,
         no_ack: bool,
         queue: QueueId,
         m: QueuedMessage,
@@ -256,12 +258,18 @@ impl Session {
     }
 
     /// The consumer's queue was deleted elsewhere: forget it and tell the client if it can hear.
-    pub fn consumer_cancelled(&mut self, out: &mut Outbox, ch: u16, consumer: ConsumerId) {
+    pub fn consumer_cancelled(
+        &mut self,
+        out: &mut Outbox,
+        ch: u16,
+        consumer: ConsumerId,
+        slot: u32,
+    ) {
         let notify = self.caps.consumer_cancel_notify;
         let Some(channel) = self.channel_mut(ch) else {
             return;
         };
-        let Some(tag) = channel.remove_consumer(consumer) else {
+        let Some(tag) = channel.remove_consumer(ConsumerRef { id: consumer, slot }) else {
             return;
         };
         if channel.closing {
@@ -289,7 +297,7 @@ impl Session {
 /// way its consumer (if still subscribed) may take another.
 pub(super) fn settle_one(u: Unacked, how: Settle, broker: &mut Broker) {
     if let Some(c) = u.consumer {
-        broker.wake_consumer(c);
+        broker.wake_consumer(c.id);
     }
     let Some(m) = u.msg else { return };
     match how {

@@ -2,6 +2,7 @@
 //! fuzzer's) is wrapped as the broker's `DeliverySink`, so "can this consumer take one" is
 //! answered by its session's channel and the message is written by its session.
 
+use super::channel::ConsumerRef;
 use super::Session;
 use crate::broker::consumer::{Consumer, ConsumerId};
 use crate::broker::queue::{QueueId, QueuedMessage};
@@ -23,11 +24,18 @@ pub fn deliver_ready(broker: &mut Broker, sessions: &mut impl Sessions) {
 
 struct Sink<'a, S>(&'a mut S);
 
+fn slot_of(id: ConsumerId, c: &Consumer) -> ConsumerRef {
+    ConsumerRef {
+        id,
+        slot: c.channel_slot(),
+    }
+}
+
 impl<S: Sessions> DeliverySink for Sink<'_, S> {
     fn can_take(&mut self, consumer: ConsumerId, c: &Consumer) -> bool {
         self.0
             .session_mut(c.conn())
-            .is_some_and(|(s, _)| s.can_take(c.channel(), consumer))
+            .is_some_and(|(s, _)| s.can_take(c.channel(), slot_of(consumer, c)))
     }
 
     fn deliver(
@@ -40,7 +48,7 @@ impl<S: Sessions> DeliverySink for Sink<'_, S> {
         let Some((s, out)) = self.0.session_mut(c.conn()) else {
             return Err(m);
         };
-        s.deliver(out, c.channel(), consumer, c.no_ack(), queue, m)?;
+        s.deliver(out, c.channel(), slot_of(consumer, c), c.no_ack(), queue, m)?;
         self.0.wants_flush(c.conn());
         Ok(())
     }
