@@ -46,11 +46,14 @@ fn is_loopback(addr: &SocketAddr) -> bool {
     }
 }
 
-/// The (user, password) a start-ok response carries, None if it is malformed.
+/// A user name and password as a start-ok response carries them.
+type Credentials<'a> = (&'a [u8], &'a [u8]);
+
+/// The credentials of a start-ok response, None if it is malformed.
 fn credentials<'a>(
     mechanism: &[u8],
     response: &'a [u8],
-) -> Result<Option<(&'a [u8], &'a [u8])>, AmqpError> {
+) -> Result<Option<Credentials<'a>>, AmqpError> {
     match mechanism {
         b"PLAIN" => {
             // authzid NUL authcid NUL passwd
