@@ -37,8 +37,8 @@ pub struct Outbox {
 
 impl Outbox {
     /// Appends one method frame.
-    pub fn method(&mut self, channel: u16, method: Method<'_>) {
-        frame::write_method(&mut self.buf, channel, &method);
+    pub fn method(&mut self, channel: u16, method: &Method<'_>) {
+        frame::write_method(&mut self.buf, channel, method);
     }
 
     /// Appends a content header (properties byte for byte as published) and the body frames.
@@ -126,7 +126,7 @@ mod tests {
     #[test]
     fn partial_writes_deliver_every_frame_in_order() {
         let mut out = Outbox::default();
-        out.method(1, Method::ChannelOpenOk(ChannelOpenOk { channel_id: b"" }));
+        out.method(1, &Method::ChannelOpenOk(ChannelOpenOk { channel_id: b"" }));
         let shared = Bytes::from_static(b"xxhello");
         let body = Body {
             shared: &shared,

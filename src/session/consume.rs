@@ -37,7 +37,7 @@ impl Session {
             channel.consumer_prefetch = q.prefetch_count;
         }
         self.wake_consumers(ch, ctx);
-        out.method(ch, Method::BasicQosOk(BasicQosOk));
+        out.method(ch, &Method::BasicQosOk(BasicQosOk));
         Ok(())
     }
 
@@ -70,7 +70,7 @@ impl Session {
         if !c.no_wait {
             out.method(
                 ch,
-                Method::BasicConsumeOk(BasicConsumeOk { consumer_tag: &tag }),
+                &Method::BasicConsumeOk(BasicConsumeOk { consumer_tag: &tag }),
             );
         }
         Ok(())
@@ -90,7 +90,7 @@ impl Session {
             let ok = BasicCancelOk {
                 consumer_tag: c.consumer_tag,
             };
-            out.method(ch, Method::BasicCancelOk(ok));
+            out.method(ch, &Method::BasicCancelOk(ok));
         }
         Ok(())
     }
@@ -106,7 +106,10 @@ impl Session {
         let (frame_max, conn) = (self.frame_max, self.id);
         let channel = self.channel(ch)?;
         let Some(got) = ctx.broker.get(conn, &queue, g.no_ack)? else {
-            out.method(ch, Method::BasicGetEmpty(BasicGetEmpty { cluster_id: b"" }));
+            out.method(
+                ch,
+                &Method::BasicGetEmpty(BasicGetEmpty { cluster_id: b"" }),
+            );
             return Ok(());
         };
         let msg = got.message.message().clone();
@@ -119,7 +122,7 @@ impl Session {
             routing_key: msg.routing_key(),
             message_count: got.message_count,
         };
-        out.method(ch, Method::BasicGetOk(ok));
+        out.method(ch, &Method::BasicGetOk(ok));
         write_content(out, ch, &msg, frame_max);
         Ok(())
     }
@@ -235,7 +238,7 @@ impl Session {
             exchange: msg.exchange(),
             routing_key: msg.routing_key(),
         };
-        out.method(ch, Method::BasicDeliver(d));
+        out.method(ch, &Method::BasicDeliver(d));
         write_content(out, ch, &msg, self.frame_max);
         if out.pending() >= WRITE_BUFFER_HIGH_BYTES {
             self.throttled = true;
@@ -284,7 +287,7 @@ impl Session {
         if notify {
             out.method(
                 ch,
-                Method::BasicCancel(BasicCancel {
+                &Method::BasicCancel(BasicCancel {
                     consumer_tag: &tag,
                     no_wait: true,
                 }),

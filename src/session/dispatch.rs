@@ -42,7 +42,10 @@ impl Session {
                 return Ok(());
             }
             self.channels.insert(ch, Channel::default());
-            out.method(ch, Method::ChannelOpenOk(ChannelOpenOk { channel_id: b"" }));
+            out.method(
+                ch,
+                &Method::ChannelOpenOk(ChannelOpenOk { channel_id: b"" }),
+            );
             return Ok(());
         }
         if !exists {
@@ -57,7 +60,7 @@ impl Session {
                 Method::ChannelCloseOk(_) => {
                     self.channels.remove(ch);
                 }
-                Method::ChannelClose(_) => out.method(ch, Method::ChannelCloseOk(ChannelCloseOk)),
+                Method::ChannelClose(_) => out.method(ch, &Method::ChannelCloseOk(ChannelCloseOk)),
                 _ => {}
             }
             return Ok(());
@@ -89,12 +92,12 @@ impl Session {
             Method::ChannelClose(_) => {
                 self.release_channel(ch, ctx);
                 self.channels.remove(ch);
-                out.method(ch, Method::ChannelCloseOk(ChannelCloseOk));
+                out.method(ch, &Method::ChannelCloseOk(ChannelCloseOk));
             }
             Method::ChannelCloseOk(_) | Method::ChannelFlowOk(_) => {}
             Method::ChannelFlow(f) => self.channel_flow(out, ch, f.active, ctx)?,
             Method::AccessRequest(_) => {
-                out.method(ch, Method::AccessRequestOk(AccessRequestOk { ticket: 1 }))
+                out.method(ch, &Method::AccessRequestOk(AccessRequestOk { ticket: 1 }))
             }
             Method::ExchangeDeclare(d) => self.exchange_declare(out, ch, d, ctx)?,
             Method::ExchangeDelete(d) => self.exchange_delete(out, ch, d, ctx)?,
@@ -121,13 +124,13 @@ impl Session {
             Method::BasicRecoverAsync(r) => self.recover(ch, r.requeue, ctx)?,
             Method::BasicRecover(r) => {
                 self.recover(ch, r.requeue, ctx)?;
-                out.method(ch, Method::BasicRecoverOk(BasicRecoverOk));
+                out.method(ch, &Method::BasicRecoverOk(BasicRecoverOk));
             }
             Method::ConfirmSelect(c) => self.confirm_select(out, ch, c)?,
             Method::TxSelect(_) => self.tx_select(out, ch)?,
             Method::TxCommit(_) => {
                 self.tx_commit(out, ch, ctx)?;
-                out.method(ch, Method::TxCommitOk(TxCommitOk));
+                out.method(ch, &Method::TxCommitOk(TxCommitOk));
             }
             Method::TxRollback(_) => {
                 let channel = self.channel(ch)?;
@@ -135,7 +138,7 @@ impl Session {
                     return Err(AmqpError::precondition("channel is not transactional"));
                 };
                 ops.clear();
-                out.method(ch, Method::TxRollbackOk(TxRollbackOk));
+                out.method(ch, &Method::TxRollbackOk(TxRollbackOk));
             }
             other => {
                 return Err(AmqpError::command_invalid(format_args!(
@@ -175,7 +178,7 @@ impl Session {
         if active {
             self.wake_consumers(ch, ctx);
         }
-        out.method(ch, Method::ChannelFlowOk(ChannelFlowOk { active }));
+        out.method(ch, &Method::ChannelFlowOk(ChannelFlowOk { active }));
         Ok(())
     }
 
@@ -193,7 +196,7 @@ impl Session {
         }
         channel.confirm = true;
         if !c.no_wait {
-            out.method(ch, Method::ConfirmSelectOk(ConfirmSelectOk));
+            out.method(ch, &Method::ConfirmSelectOk(ConfirmSelectOk));
         }
         Ok(())
     }
@@ -206,7 +209,7 @@ impl Session {
             ));
         }
         channel.tx.get_or_insert_with(Vec::new);
-        out.method(ch, Method::TxSelectOk(TxSelectOk));
+        out.method(ch, &Method::TxSelectOk(TxSelectOk));
         Ok(())
     }
 

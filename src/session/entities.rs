@@ -24,7 +24,7 @@ impl Session {
         ctx.broker
             .declare_exchange(d.exchange, d.kind, flags, d.arguments)?;
         if !d.no_wait {
-            out.method(ch, Method::ExchangeDeclareOk(ExchangeDeclareOk));
+            out.method(ch, &Method::ExchangeDeclareOk(ExchangeDeclareOk));
         }
         Ok(())
     }
@@ -38,7 +38,7 @@ impl Session {
     ) -> Result<(), AmqpError> {
         ctx.broker.delete_exchange(d.exchange, d.if_unused)?;
         if !d.no_wait {
-            out.method(ch, Method::ExchangeDeleteOk(ExchangeDeleteOk));
+            out.method(ch, &Method::ExchangeDeleteOk(ExchangeDeleteOk));
         }
         Ok(())
     }
@@ -53,7 +53,7 @@ impl Session {
         ctx.broker
             .bind_exchange(b.destination, b.source, b.routing_key, b.arguments)?;
         if !b.no_wait {
-            out.method(ch, Method::ExchangeBindOk(ExchangeBindOk));
+            out.method(ch, &Method::ExchangeBindOk(ExchangeBindOk));
         }
         Ok(())
     }
@@ -68,7 +68,7 @@ impl Session {
         ctx.broker
             .unbind_exchange(b.destination, b.source, b.routing_key, b.arguments)?;
         if !b.no_wait {
-            out.method(ch, Method::ExchangeUnbindOk(ExchangeUnbindOk));
+            out.method(ch, &Method::ExchangeUnbindOk(ExchangeUnbindOk));
         }
         Ok(())
     }
@@ -96,7 +96,7 @@ impl Session {
                 message_count: ok.message_count,
                 consumer_count: ok.consumer_count,
             };
-            out.method(ch, Method::QueueDeclareOk(reply));
+            out.method(ch, &Method::QueueDeclareOk(reply));
         }
         Ok(())
     }
@@ -112,7 +112,7 @@ impl Session {
         ctx.broker
             .bind_queue(self.id, &queue, b.exchange, b.routing_key, b.arguments)?;
         if !b.no_wait {
-            out.method(ch, Method::QueueBindOk(QueueBindOk));
+            out.method(ch, &Method::QueueBindOk(QueueBindOk));
         }
         Ok(())
     }
@@ -127,7 +127,7 @@ impl Session {
         let queue = self.queue_name(ch, b.queue)?;
         ctx.broker
             .unbind_queue(self.id, &queue, b.exchange, b.routing_key, b.arguments)?;
-        out.method(ch, Method::QueueUnbindOk(QueueUnbindOk));
+        out.method(ch, &Method::QueueUnbindOk(QueueUnbindOk));
         Ok(())
     }
 
@@ -141,7 +141,7 @@ impl Session {
         let queue = self.queue_name(ch, p.queue)?;
         let message_count = ctx.broker.purge_queue(self.id, &queue)?;
         if !p.no_wait {
-            out.method(ch, Method::QueuePurgeOk(QueuePurgeOk { message_count }));
+            out.method(ch, &Method::QueuePurgeOk(QueuePurgeOk { message_count }));
         }
         Ok(())
     }
@@ -158,7 +158,7 @@ impl Session {
             .broker
             .delete_queue(self.id, &queue, d.if_unused, d.if_empty)?;
         if !d.no_wait {
-            out.method(ch, Method::QueueDeleteOk(QueueDeleteOk { message_count }));
+            out.method(ch, &Method::QueueDeleteOk(QueueDeleteOk { message_count }));
         }
         Ok(())
     }

@@ -97,7 +97,7 @@ impl Session {
             mechanisms: b"PLAIN AMQPLAIN",
             locales: b"en_US",
         };
-        out.method(0, Method::ConnectionStart(start));
+        out.method(0, &Method::ConnectionStart(start));
         self.state = State::AwaitingStartOk;
     }
 
@@ -150,7 +150,7 @@ impl Session {
             frame_max: ctx.config.frame_max,
             heartbeat: ctx.config.heartbeat_secs,
         };
-        out.method(0, Method::ConnectionTune(tune));
+        out.method(0, &Method::ConnectionTune(tune));
         self.state = State::AwaitingTuneOk;
         Ok(())
     }
@@ -202,7 +202,7 @@ impl Session {
         }
         out.method(
             0,
-            Method::ConnectionOpenOk(ConnectionOpenOk { known_hosts: b"" }),
+            &Method::ConnectionOpenOk(ConnectionOpenOk { known_hosts: b"" }),
         );
         self.state = State::Open;
         info!(

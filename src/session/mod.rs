@@ -362,7 +362,7 @@ impl Session {
             (State::Closing, Method::ConnectionCloseOk(_))
             | (State::Closing, Method::ConnectionClose(_)) => {
                 if matches!(m, Method::ConnectionClose(_)) {
-                    out.method(0, Method::ConnectionCloseOk(ConnectionCloseOk));
+                    out.method(0, &Method::ConnectionCloseOk(ConnectionCloseOk));
                 }
                 self.state = State::Closed;
                 Ok(())
@@ -386,7 +386,7 @@ impl Session {
             (State::Open, Method::ConnectionUpdateSecret(_)) => {
                 out.method(
                     0,
-                    Method::ConnectionUpdateSecretOk(ConnectionUpdateSecretOk),
+                    &Method::ConnectionUpdateSecretOk(ConnectionUpdateSecretOk),
                 );
                 Ok(())
             }
@@ -417,7 +417,7 @@ impl Session {
             class_id,
             method_id,
         };
-        out.method(0, Method::ConnectionClose(close));
+        out.method(0, &Method::ConnectionClose(close));
         self.release(ctx);
         self.state = State::Closing;
         self.closing_since = Some(ctx.now);
@@ -458,7 +458,7 @@ impl Session {
             class_id: ids.0,
             method_id: ids.1,
         };
-        out.method(channel, Method::ChannelClose(close));
+        out.method(channel, &Method::ChannelClose(close));
     }
 
     /// Releases everything the connection holds in the broker: unacked deliveries go back to
@@ -541,7 +541,7 @@ impl Session {
         if self.caps.connection_blocked && !self.blocked_sent && self.state == State::Open {
             out.method(
                 0,
-                Method::ConnectionBlocked(ConnectionBlocked {
+                &Method::ConnectionBlocked(ConnectionBlocked {
                     reason: reason.as_bytes(),
                 }),
             );
@@ -553,7 +553,7 @@ impl Session {
     pub fn unblock(&mut self, out: &mut Outbox) {
         self.blocked = false;
         if self.blocked_sent && self.state == State::Open {
-            out.method(0, Method::ConnectionUnblocked(ConnectionUnblocked));
+            out.method(0, &Method::ConnectionUnblocked(ConnectionUnblocked));
         }
         self.blocked_sent = false;
     }

@@ -166,7 +166,7 @@ impl Session {
                 exchange: msg.exchange(),
                 routing_key: msg.routing_key(),
             };
-            out.method(ch, Method::BasicReturn(r));
+            out.method(ch, &Method::BasicReturn(r));
             write_content(out, ch, &msg, self.frame_max);
         }
         let channel = self.channel(ch)?;
@@ -199,11 +199,11 @@ impl Session {
                     requeue: false,
                 })
             };
-            out.method(ch, m);
+            out.method(ch, &m);
         }
         if self.close_ok_pending {
             self.close_ok_pending = false;
-            out.method(0, Method::ConnectionCloseOk(ConnectionCloseOk));
+            out.method(0, &Method::ConnectionCloseOk(ConnectionCloseOk));
             return;
         }
         self.channels.for_each_mut(|id, c| {
@@ -221,7 +221,7 @@ impl Session {
                         requeue: false,
                     })
                 };
-                out.method(id, m);
+                out.method(id, &m);
                 c.confirmed_seq = c.publish_seq;
             }
         });
