@@ -39,6 +39,6 @@ unsafe impl GlobalAlloc for CountingAlloc {
 }
 
 /// Heap bytes in use, if the binary installed `CountingAlloc`; 0 otherwise.
-pub fn allocated_bytes() -> usize {
+pub(crate) fn allocated_bytes() -> usize {
     ALLOCATED.load(Ordering::Relaxed)
 }

@@ -7,11 +7,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 /// RabbitMQ's default free-disk limit (`disk_free_limit.absolute`, 50 MB in decimal units).
-pub const DISK_FREE_LIMIT_DEFAULT_BYTES: u64 = 50_000_000;
+pub(crate) const DISK_FREE_LIMIT_DEFAULT_BYTES: u64 = 50_000_000;
 /// RabbitMQ's default memory high watermark, a fraction of the machine's RAM.
-pub const MEMORY_HIGH_WATERMARK_DEFAULT_RATIO: f64 = 0.4;
+pub(crate) const MEMORY_HIGH_WATERMARK_DEFAULT_RATIO: f64 = 0.4;
 /// The default listener: loopback only, so a fresh install is not reachable from the network.
-pub const LISTEN_DEFAULT: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5672);
+pub(crate) const LISTEN_DEFAULT: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5672);
 
 /// Above this much heap publishers are blocked (RabbitMQ `vm_memory_high_watermark.*`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -183,7 +184,7 @@ impl Overrides {
 /// or `IPv6:PORT`. A bare port means every IPv4 interface (0.0.0.0), as in RabbitMQ, so a
 /// rabbitmq.conf line means the same here; coney's own default stays loopback-only. Port 0
 /// asks the kernel for a free port (tests).
-pub fn parse_listener(value: &str) -> Result<SocketAddr, String> {
+pub(crate) fn parse_listener(value: &str) -> Result<SocketAddr, String> {
     let bad = || format!("'{value}' is not a PORT or ADDR:PORT");
     let port = |p: &str| p.parse::<u16>().map_err(|_| bad());
     if value.bytes().all(|b| b.is_ascii_digit()) {
@@ -205,7 +206,7 @@ pub fn parse_listener(value: &str) -> Result<SocketAddr, String> {
 /// Parses an amount of bytes as RabbitMQ does (`rabbit_resource_monitor_misc`, 3.13+): a
 /// number with an optional unit; k/M/G/T/P and kB/MB/GB/TB/PB are powers of 1000,
 /// Ki/Mi/Gi/Ti/Pi and KiB/MiB/GiB/TiB/PiB powers of 1024. Units are case-insensitive.
-pub fn parse_bytes(value: &str) -> Result<u64, String> {
+pub(crate) fn parse_bytes(value: &str) -> Result<u64, String> {
     let bad = || format!("'{value}' is not a number of bytes with an optional unit (50MB, 1GiB)");
     let digits = value.bytes().take_while(u8::is_ascii_digit).count();
     if digits == 0 {
@@ -234,7 +235,7 @@ pub fn parse_bytes(value: &str) -> Result<u64, String> {
 
 /// Maps a RabbitMQ log level to an env_logger filter. RabbitMQ's `warning`, `critical` and
 /// `none` become `warn`, `error` and `off`; `trace` is coney's own, below `debug`.
-pub fn parse_log_level(value: &str) -> Result<&'static str, String> {
+pub(crate) fn parse_log_level(value: &str) -> Result<&'static str, String> {
     match value {
         "trace" => Ok("trace"),
         "debug" => Ok("debug"),

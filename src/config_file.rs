@@ -11,13 +11,14 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// A config file is a few kilobytes; refusing more bounds the read and the parse loop.
-pub const CONFIG_FILE_BYTES_MAX: u64 = 1024 * 1024;
+pub(crate) const CONFIG_FILE_BYTES_MAX: u64 = 1024 * 1024;
 /// Longest handshake_timeout accepted: an hour. Longer only keeps dead sockets around.
-pub const HANDSHAKE_TIMEOUT_MAX_MS: u64 = 3_600_000;
+pub(crate) const HANDSHAKE_TIMEOUT_MAX_MS: u64 = 3_600_000;
 
 /// Every key `apply` accepts; `NAME` stands for any user name. The packaged coney.conf and
 /// the man page must mention each (checked by a test).
-pub const KEYS: [&str; 18] = [
+#[cfg(test)]
+const KEYS: [&str; 18] = [
     "listeners.tcp.default",
     "data_dir",
     "default_user",
@@ -41,11 +42,11 @@ pub const KEYS: [&str; 18] = [
 /// A config file that cannot be read or used. Displayed as `FILE:LINE: KEY: message`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConfigFileError {
-    pub file: String,
+    pub(crate) file: String,
     /// 1-based; 0 when the error is about the whole file.
-    pub line: usize,
-    pub key: Option<String>,
-    pub message: String,
+    pub(crate) line: usize,
+    pub(crate) key: Option<String>,
+    pub(crate) message: String,
 }
 
 impl fmt::Display for ConfigFileError {
@@ -97,7 +98,11 @@ struct Pending {
 }
 
 /// Parses config text; `name` is used in errors. Public for tests and `--check-config`.
-pub fn parse(name: &str, text: &str, config: &mut Config) -> Result<Vec<String>, ConfigFileError> {
+pub(crate) fn parse(
+    name: &str,
+    text: &str,
+    config: &mut Config,
+) -> Result<Vec<String>, ConfigFileError> {
     let mut pending = Pending::default();
     for (index, raw) in text.lines().enumerate() {
         let line = index + 1;

@@ -1,6 +1,6 @@
 //! The one error type of the broker: a reply code and RabbitMQ's reply text. Whether it closes
 //! a channel or the connection follows from the code alone (`ReplyCode::is_hard`); the session
-//! layer turns it into channel.close or connection.close in one place (`session::close`).
+//! layer turns it into channel.close or connection.close in one place (`Session::fail_method`).
 
 use crate::protocol::ReplyCode;
 use std::fmt;
@@ -13,43 +13,43 @@ pub struct AmqpError {
 }
 
 impl AmqpError {
-    pub fn new(code: ReplyCode, detail: impl fmt::Display) -> Self {
+    pub(crate) fn new(code: ReplyCode, detail: impl fmt::Display) -> Self {
         AmqpError {
             code,
             text: format!("{} - {}", code.name(), detail),
         }
     }
-    pub fn not_found(detail: impl fmt::Display) -> Self {
+    pub(crate) fn not_found(detail: impl fmt::Display) -> Self {
         Self::new(ReplyCode::NotFound, detail)
     }
-    pub fn precondition(detail: impl fmt::Display) -> Self {
+    pub(crate) fn precondition(detail: impl fmt::Display) -> Self {
         Self::new(ReplyCode::PreconditionFailed, detail)
     }
-    pub fn access_refused(detail: impl fmt::Display) -> Self {
+    pub(crate) fn access_refused(detail: impl fmt::Display) -> Self {
         Self::new(ReplyCode::AccessRefused, detail)
     }
-    pub fn resource_locked(detail: impl fmt::Display) -> Self {
+    pub(crate) fn resource_locked(detail: impl fmt::Display) -> Self {
         Self::new(ReplyCode::ResourceLocked, detail)
     }
-    pub fn not_allowed(detail: impl fmt::Display) -> Self {
+    pub(crate) fn not_allowed(detail: impl fmt::Display) -> Self {
         Self::new(ReplyCode::NotAllowed, detail)
     }
-    pub fn not_implemented(detail: impl fmt::Display) -> Self {
+    pub(crate) fn not_implemented(detail: impl fmt::Display) -> Self {
         Self::new(ReplyCode::NotImplemented, detail)
     }
-    pub fn command_invalid(detail: impl fmt::Display) -> Self {
+    pub(crate) fn command_invalid(detail: impl fmt::Display) -> Self {
         Self::new(ReplyCode::CommandInvalid, detail)
     }
-    pub fn channel_error(detail: impl fmt::Display) -> Self {
+    pub(crate) fn channel_error(detail: impl fmt::Display) -> Self {
         Self::new(ReplyCode::ChannelError, detail)
     }
-    pub fn frame_error(detail: impl fmt::Display) -> Self {
+    pub(crate) fn frame_error(detail: impl fmt::Display) -> Self {
         Self::new(ReplyCode::FrameError, detail)
     }
-    pub fn unexpected_frame(detail: impl fmt::Display) -> Self {
+    pub(crate) fn unexpected_frame(detail: impl fmt::Display) -> Self {
         Self::new(ReplyCode::UnexpectedFrame, detail)
     }
-    pub fn is_hard(&self) -> bool {
+    pub(crate) fn is_hard(&self) -> bool {
         self.code.is_hard()
     }
 }
@@ -61,7 +61,7 @@ impl fmt::Display for AmqpError {
 }
 
 /// Shows a name from the wire in an error text or log line.
-pub struct Show<'a>(pub &'a [u8]);
+pub(crate) struct Show<'a>(pub &'a [u8]);
 
 impl fmt::Display for Show<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

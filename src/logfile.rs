@@ -75,7 +75,7 @@ impl Write for LogWriter {
 
 /// Opens the log file again by its name (after logrotate moved it) and logs the outcome.
 /// On failure the old file stays in use, so no line is lost.
-pub fn reopen() {
+pub(crate) fn reopen() {
     match reopen_file() {
         Ok(Some(path)) => log::info!("SIGHUP: reopened log file {}", path.display()),
         Ok(None) => log::info!("SIGHUP: no log file configured; nothing to reopen"),

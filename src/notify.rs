@@ -39,7 +39,7 @@ impl Notifier {
     }
 
     /// Sends one datagram; Ok when there is no service manager to tell.
-    pub fn send(&self, message: &str) -> io::Result<()> {
+    pub(crate) fn send(&self, message: &str) -> io::Result<()> {
         let Some(target) = &self.target else {
             return Ok(());
         };

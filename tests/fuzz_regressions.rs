@@ -2,14 +2,14 @@
 //! soak in scripts/soak.sh) found in the broker. Each test drives the public API the way the
 //! reactor does, with the offending bytes inline, and says what it proves.
 
-use coney::broker::queue::ConnId;
 use coney::broker::Broker;
+use coney::broker::ConnId;
 use coney::config::Config;
 use coney::protocol::frame::write_method;
 use coney::protocol::method::{
     BasicPublish, ChannelOpen, ConnectionOpen, ConnectionStartOk, ConnectionTuneOk, Method,
 };
-use coney::protocol::FieldTable;
+use coney::protocol::{FieldTable, Outbox};
 use coney::session::{Ctx, Session, State};
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -86,11 +86,12 @@ fn announced_body_size_is_not_reserved_before_the_body_arrives() {
         now,
         alarm: None,
     };
-    let used = session.handle_input(&input, &mut ctx);
+    let mut out = Outbox::default();
+    let used = session.handle_input(&mut out, &input, &mut ctx);
     let grown_kb = vm_size_kb().saturating_sub(before_kb);
     assert_eq!(used, input.len(), "the whole input is complete frames");
     assert_eq!(
-        session.state,
+        session.state(),
         State::Open,
         "the headers are legal: nothing is refused"
     );

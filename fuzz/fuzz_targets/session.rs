@@ -4,18 +4,20 @@
 //! clock, or drop a connection. Both
 //! connections start past the handshake with channels 1 and 2 open, so the bytes reach the
 //! channel and broker logic. Checks: no panic; every byte the broker writes is a well-formed
-//! frame whose method or content header decodes; no consumer outlives its connection; after
-//! every connection is released the broker holds no consumers and no exclusive queues.
+//! frame whose method or content header decodes; no consumer outlives its connection; the
+//! broker stays consistent (`Broker::assert_consistent`: consumers and queues point at each
+//! other, the bindings table at itself); after every connection is released the broker holds
+//! no consumers and no exclusive queues.
 #![no_main]
 
-use coney::broker::queue::ConnId;
+use coney::broker::ConnId;
 use coney::broker::{Broker, Notice};
 use coney::config::Config;
 use coney::protocol::constants::{FRAME_END, FRAME_OVERHEAD, PROTOCOL_HEADER};
 use coney::protocol::frame::write_method;
 use coney::protocol::method::{ChannelOpen, ConnectionOpen, ConnectionStartOk, ConnectionTuneOk};
-use coney::protocol::{parse_frame, ContentHeader, FieldTable, FrameKind, Method, Parsed};
-use coney::session::delivery::{deliver_dirty, Sessions};
+use coney::protocol::{parse_frame, ContentHeader, FieldTable, FrameKind, Method, Outbox, Parsed};
+use coney::session::delivery::{deliver_ready, Sessions};
 use coney::session::{Ctx, Session, State};
 use libfuzzer_sys::fuzz_target;
 use std::net::SocketAddr;
@@ -25,7 +27,8 @@ const CONNS: usize = 2;
 const STEPS_MAX: usize = 256;
 /// The two connections negotiate different frame sizes so body splitting is exercised.
 const FRAME_MAX: [u32; CONNS] = [4096, 131_072];
-/// Small, so a fuzzed channel number cannot make a session allocate 65,536 channel slots.
+/// Small, so few channels are open at once. It bounds how many are open, not their numbers
+/// (as in RabbitMQ), so frames on any channel number are legal output.
 const CHANNEL_MAX: u16 = 16;
 
 /// client_properties raw bytes: a `capabilities` table with what pika announces.
@@ -44,14 +47,18 @@ fn client_properties() -> Vec<u8> {
 
 struct Conns {
     sessions: Vec<Option<Session>>,
+    /// Each connection's output, as `net::conn::Conn` owns it.
+    outs: Vec<Outbox>,
     inputs: Vec<Vec<u8>>,
     /// A resource alarm (the reactor's memory or disk alarm) is raised: publishers are not read.
     alarm: Option<&'static str>,
 }
 
 impl Sessions for Conns {
-    fn session_mut(&mut self, id: ConnId) -> Option<&mut Session> {
-        self.sessions.get_mut(id.0 as usize)?.as_mut()
+    fn session_mut(&mut self, id: ConnId) -> Option<(&mut Session, &mut Outbox)> {
+        let i = id.0 as usize;
+        let s = self.sessions.get_mut(i)?.as_mut()?;
+        Some((s, &mut self.outs[i]))
     }
     fn wants_flush(&mut self, _id: ConnId) {}
 }
@@ -101,7 +108,7 @@ fn feed(c: &mut Conns, conn: usize, broker: &mut Broker, config: &Config, now: I
         return;
     }
     let mut ctx = Ctx { broker, config, now, alarm: c.alarm };
-    let used = s.handle_input(&c.inputs[conn], &mut ctx);
+    let used = s.handle_input(&mut c.outs[conn], &c.inputs[conn], &mut ctx);
     assert!(used <= c.inputs[conn].len(), "consumed {used} of {} bytes", c.inputs[conn].len());
     c.inputs[conn].drain(..used);
     cancel_notices(c, broker);
@@ -109,25 +116,28 @@ fn feed(c: &mut Conns, conn: usize, broker: &mut Broker, config: &Config, now: I
 
 /// The reactor's `deliver_notices`: consumer cancellations reach their sessions.
 fn cancel_notices(c: &mut Conns, broker: &mut Broker) {
-    for n in std::mem::take(&mut broker.notices) {
-        let Notice::ConsumerCancelled { conn, channel, tag } = n;
-        if let Some(s) = c.session_mut(conn) {
-            s.consumer_cancelled(channel, &tag);
+    for n in broker.drain_notices() {
+        let Notice::ConsumerCancelled { conn, channel, consumer, channel_slot } = n;
+        if let Some((s, out)) = c.session_mut(conn) {
+            s.consumer_cancelled(out, channel, consumer, channel_slot);
         }
     }
 }
 
-/// Every output byte must be whole, decodable frames within the negotiated limits.
-fn check_output(s: &Session) {
-    let mut rest = &s.out[s.out_sent..];
+/// Every output byte must be whole, decodable frames within the negotiated limits. The peer
+/// reads everything at once.
+fn check_output(s: &Session, out: &mut Outbox) {
+    let mut written = Vec::new();
+    out.write_to(&mut written).expect("a Vec takes everything");
+    assert_eq!(out.pending(), 0, "one write to a Vec takes all the output");
+    let mut rest = &written[..];
     while !rest.is_empty() {
         // The limit a peer enforces is what it negotiated; before tune-ok it is the server's.
         match parse_frame(rest, 0) {
             Ok(Parsed::Frame { frame, len }) => {
-                if s.state != State::AwaitingHeader && frame.kind != FrameKind::Method {
-                    assert!(len as u64 <= s.frame_max as u64, "{len}-byte frame over frame_max {}", s.frame_max);
+                if s.state() != State::AwaitingHeader && frame.kind != FrameKind::Method {
+                    assert!(len as u64 <= s.frame_max() as u64, "{len}-byte frame over frame_max {}", s.frame_max());
                 }
-                assert!(frame.channel <= s.channel_max.max(CHANNEL_MAX), "frame on channel {}", frame.channel);
                 match frame.kind {
                     FrameKind::Method => {
                         if let Err(e) = Method::decode(frame.payload) {
@@ -150,15 +160,13 @@ fn check_output(s: &Session) {
 }
 
 /// The reactor's delivery, confirm and write pass; the peer reads everything at once.
-fn write_pass(c: &mut Conns, broker: &mut Broker, scratch: &mut Vec<coney::broker::queue::QueueId>) {
-    deliver_dirty(broker, c, scratch);
-    for slot in c.sessions.iter_mut() {
+fn write_pass(c: &mut Conns, broker: &mut Broker) {
+    deliver_ready(broker, c);
+    for (slot, out) in c.sessions.iter_mut().zip(c.outs.iter_mut()) {
         let Some(s) = slot.as_mut() else { continue };
-        s.flush_confirms(true);
-        check_output(s);
-        s.out.clear();
-        s.out_sent = 0;
-        s.after_write(broker);
+        s.flush_confirms(out, true);
+        check_output(s, out);
+        s.after_write(out, broker);
     }
 }
 
@@ -171,9 +179,9 @@ fn toggle_alarm(c: &mut Conns, broker: &mut Broker, config: &Config, now: Instan
     for conn in 0..CONNS {
         let Some(s) = c.sessions[conn].as_mut() else { continue };
         match c.alarm {
-            Some(reason) if s.publisher && s.is_open() => s.block(reason),
-            None if s.blocked => {
-                s.unblock();
+            Some(reason) if s.is_publisher() && s.is_open() => s.block(&mut c.outs[conn], reason),
+            None if s.is_blocked() => {
+                s.unblock(&mut c.outs[conn]);
                 feed(c, conn, broker, config, now);
             }
             _ => {}
@@ -188,13 +196,10 @@ fn release(c: &mut Conns, conn: usize, broker: &mut Broker, config: &Config, now
         cancel_notices(c, broker);
     }
     c.inputs[conn].clear();
+    c.outs[conn] = Outbox::default();
     assert!(
-        broker.consumers.iter().all(|(_, k)| k.conn != ConnId(conn as u32)),
-        "a consumer outlived connection {conn}"
-    );
-    assert!(
-        broker.queues.iter().all(|(_, q)| q.owner != Some(ConnId(conn as u32))),
-        "an exclusive queue outlived connection {conn}"
+        !broker.holds_anything_of(ConnId(conn as u32)),
+        "a consumer or exclusive queue outlived connection {conn}"
     );
 }
 
@@ -204,22 +209,7 @@ fn open(c: &mut Conns, conn: usize, with_handshake: bool, broker: &mut Broker, c
         c.inputs[conn] = handshake(conn);
         feed(c, conn, broker, config, now);
         let s = c.sessions[conn].as_ref().expect("just opened");
-        assert_eq!(s.state, State::Open, "handshake did not open the connection");
-    }
-}
-
-/// Consumers and queues point at each other and at live connections, both ways.
-fn check_links(c: &Conns, broker: &Broker) {
-    for (cid, k) in broker.consumers.iter() {
-        assert!(c.sessions[k.conn.0 as usize].is_some(), "consumer of a dropped connection");
-        let q = broker.queues.get(k.queue);
-        assert!(q.is_some_and(|q| q.consumers.contains(&cid)), "consumer missing from its queue's list");
-    }
-    for (qid, q) in broker.queues.iter() {
-        for &cid in &q.consumers {
-            let k = broker.consumers.get(cid);
-            assert!(k.is_some_and(|k| k.queue == qid), "queue lists a consumer that is gone or elsewhere");
-        }
+        assert_eq!(s.state(), State::Open, "handshake did not open the connection");
     }
 }
 
@@ -227,12 +217,16 @@ fuzz_target!(|data: &[u8]| {
     let config = Config { channel_max: CHANNEL_MAX, ..Config::default() };
     let mut broker = Broker::new();
     let mut now = Instant::now();
-    let mut c = Conns { sessions: (0..CONNS).map(|_| None).collect(), inputs: vec![Vec::new(); CONNS], alarm: None };
-    let mut scratch = Vec::new();
+    let mut c = Conns {
+        sessions: (0..CONNS).map(|_| None).collect(),
+        outs: (0..CONNS).map(|_| Outbox::default()).collect(),
+        inputs: vec![Vec::new(); CONNS],
+        alarm: None,
+    };
     for conn in 0..CONNS {
         open(&mut c, conn, true, &mut broker, &config, now);
     }
-    write_pass(&mut c, &mut broker, &mut scratch);
+    write_pass(&mut c, &mut broker);
 
     let mut at = 0;
     for _ in 0..STEPS_MAX {
@@ -262,13 +256,14 @@ fuzz_target!(|data: &[u8]| {
                 input.push(FRAME_END);
                 feed(&mut c, conn, &mut broker, &config, now);
             }
-            4 | 5 => write_pass(&mut c, &mut broker, &mut scratch),
+            4 | 5 => write_pass(&mut c, &mut broker),
             // Bit 4 set: raise or clear the resource alarm, as the reactor's on_alarm_change.
             6 if op & 0x10 != 0 => toggle_alarm(&mut c, &mut broker, &config, now),
             6 => {
                 now += Duration::from_secs(1 + (op >> 5) as u64);
                 for conn in 0..CONNS {
-                    let alive = c.sessions[conn].as_mut().map_or(true, |s| s.tick(now, &config));
+                    let out = &mut c.outs[conn];
+                    let alive = c.sessions[conn].as_mut().map_or(true, |s| s.tick(out, now, &config));
                     if !alive {
                         release(&mut c, conn, &mut broker, &config, now);
                         open(&mut c, conn, true, &mut broker, &config, now);
@@ -283,21 +278,18 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         for conn in 0..CONNS {
-            if c.sessions[conn].as_ref().is_some_and(|s| s.finished()) {
+            let finished = c.sessions[conn].as_ref().is_some_and(|s| s.is_closed()) && c.outs[conn].pending() == 0;
+            if finished {
                 release(&mut c, conn, &mut broker, &config, now);
                 open(&mut c, conn, true, &mut broker, &config, now);
             }
         }
-        check_links(&c, &broker);
+        broker.assert_consistent();
     }
-    write_pass(&mut c, &mut broker, &mut scratch);
+    write_pass(&mut c, &mut broker);
     for conn in 0..CONNS {
         release(&mut c, conn, &mut broker, &config, now);
     }
-    assert!(broker.consumers.is_empty(), "{} consumers left with no connection", broker.consumers.len());
-    for (_, q) in broker.queues.iter() {
-        assert!(q.consumers.is_empty(), "queue keeps {} consumer ids", q.consumers.len());
-        assert!(!q.exclusive_consumer, "exclusive-consumer flag left on a queue without consumers");
-        assert!(q.owner.is_none(), "exclusive queue survived its connection");
-    }
+    assert_eq!(broker.consumer_count(), 0, "consumers left with no connection");
+    broker.assert_consistent();
 });

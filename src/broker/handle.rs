@@ -1,82 +1,100 @@
-//! Generation-checked handles over slab keys. Slab slots are reused, so a handle kept by a
-//! channel (an unacked delivery's queue) must not silently refer to a newer entity.
+//! Generation-checked handles over slab keys, and the registries that hand them out. Slab
+//! slots are reused, so a handle kept elsewhere (an unacked delivery's queue) must not silently
+//! refer to a newer entity; and each kind of entity has its own id type (`define_id!`), so a
+//! queue id cannot be passed where a consumer id is meant.
 
 use slab::Slab;
+use std::marker::PhantomData;
 
 /// Index into a `Registry` plus the generation the entry was created with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Handle {
+pub(crate) struct Handle {
     index: u32,
     gen: u32,
 }
 
-impl Handle {
-    pub fn index(self) -> usize {
-        self.index as usize
-    }
+/// An id type handed out by a `Registry`: a newtype over `Handle` made by `define_id!`.
+pub(crate) trait Id: Copy {
+    fn from_handle(h: Handle) -> Self;
+    fn handle(self) -> Handle;
 }
 
-/// A slab whose handles go stale when their entry is removed.
-pub struct Registry<T> {
+/// Declares `pub struct $name(Handle)` implementing `Id`.
+macro_rules! define_id {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name($crate::broker::handle::Handle);
+
+        impl $crate::broker::handle::Id for $name {
+            fn from_handle(h: $crate::broker::handle::Handle) -> Self {
+                $name(h)
+            }
+            fn handle(self) -> $crate::broker::handle::Handle {
+                self.0
+            }
+        }
+    };
+}
+pub(crate) use define_id;
+
+/// A slab of `T` whose ids (of type `I`) go stale when their entry is removed.
+pub(crate) struct Registry<I, T> {
     slab: Slab<(u32, T)>,
     next_gen: u32,
+    id: PhantomData<I>,
 }
 
-impl<T> Default for Registry<T> {
+impl<I, T> Default for Registry<I, T> {
     fn default() -> Self {
         Registry {
             slab: Slab::new(),
             next_gen: 1,
+            id: PhantomData,
         }
     }
 }
 
-impl<T> Registry<T> {
-    pub fn insert(&mut self, value: T) -> Handle {
+impl<I: Id, T> Registry<I, T> {
+    pub(crate) fn insert(&mut self, value: T) -> I {
         let gen = self.next_gen;
         self.next_gen = self.next_gen.wrapping_add(1).max(1);
         let index = self.slab.insert((gen, value)) as u32;
-        Handle { index, gen }
+        I::from_handle(Handle { index, gen })
     }
 
-    pub fn get(&self, h: Handle) -> Option<&T> {
+    pub(crate) fn get(&self, id: I) -> Option<&T> {
+        let h = id.handle();
         match self.slab.get(h.index as usize) {
             Some((gen, v)) if *gen == h.gen => Some(v),
             _ => None,
         }
     }
 
-    pub fn get_mut(&mut self, h: Handle) -> Option<&mut T> {
+    pub(crate) fn get_mut(&mut self, id: I) -> Option<&mut T> {
+        let h = id.handle();
         match self.slab.get_mut(h.index as usize) {
             Some((gen, v)) if *gen == h.gen => Some(v),
             _ => None,
         }
     }
 
-    pub fn remove(&mut self, h: Handle) -> Option<T> {
-        if self.get(h).is_none() {
-            return None;
-        }
-        Some(self.slab.remove(h.index as usize).1)
+    pub(crate) fn remove(&mut self, id: I) -> Option<T> {
+        self.get(id)?;
+        Some(self.slab.remove(id.handle().index as usize).1)
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.slab.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.slab.is_empty()
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (Handle, &T)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (I, &T)> {
         self.slab.iter().map(|(i, (gen, v))| {
-            (
-                Handle {
-                    index: i as u32,
-                    gen: *gen,
-                },
-                v,
-            )
+            let h = Handle {
+                index: i as u32,
+                gen: *gen,
+            };
+            (I::from_handle(h), v)
         })
     }
 }
@@ -85,13 +103,18 @@ impl<T> Registry<T> {
 mod tests {
     use super::*;
 
+    define_id!(
+        /// An id for the tests.
+        TestId
+    );
+
     #[test]
     fn reused_slots_do_not_answer_to_old_handles() {
-        let mut r = Registry::default();
+        let mut r: Registry<TestId, &str> = Registry::default();
         let a = r.insert("a");
         assert_eq!(r.remove(a), Some("a"));
         let b = r.insert("b");
-        assert_eq!(a.index(), b.index());
+        assert_eq!(a.handle().index, b.handle().index);
         assert_eq!(r.get(a), None);
         assert_eq!(r.get(b), Some(&"b"));
         assert_eq!(r.remove(a), None);

@@ -13,7 +13,7 @@ pub struct Message {
     exchange_len: u8,
     routing_key_len: u8,
     properties_len: u32,
-    pub persistent: bool,
+    pub(crate) persistent: bool,
 }
 
 impl Message {
@@ -35,15 +35,20 @@ impl Message {
     pub fn body_len(&self) -> u64 {
         (self.data.len() - self.body_start()) as u64
     }
+    /// The shared buffer the body lives in and where the body starts in it (to its end), so
+    /// output can keep a large body by reference instead of copying it.
+    pub(crate) fn body_in_shared(&self) -> (&Bytes, usize) {
+        (&self.data, self.body_start())
+    }
     fn body_start(&self) -> usize {
         self.exchange_len as usize + self.routing_key_len as usize + self.properties_len as usize
     }
     /// Bytes this message holds in memory, for accounting.
-    pub fn size(&self) -> usize {
+    pub(crate) fn size(&self) -> usize {
         self.data.len()
     }
     /// The whole encoded buffer, for the store.
-    pub fn raw(&self) -> (&Bytes, u8, u8, u32) {
+    pub(crate) fn raw(&self) -> (&Bytes, u8, u8, u32) {
         (
             &self.data,
             self.exchange_len,
@@ -52,7 +57,7 @@ impl Message {
         )
     }
     /// Rebuilds a message from `raw` parts (store recovery). Returns None if they do not fit.
-    pub fn from_raw(
+    pub(crate) fn from_raw(
         data: Bytes,
         exchange_len: u8,
         routing_key_len: u8,

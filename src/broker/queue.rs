@@ -1,80 +1,83 @@
-//! A queue: its declaration, the ready messages in order, and the consumers it round-robins
-//! between. Knows nothing of channels or sockets; `session::delivery` pulls from it.
+//! A queue: its declaration, the ready messages in order (in memory, then on disk past its
+//! window), and the consumers it round-robins between. Knows nothing of channels or sockets;
+//! the broker's delivery (`delivery.rs`) pops from it for the consumer it picks.
 
-use super::handle::Handle;
+use super::consumer::ConsumerId;
+use super::handle::define_id;
 use super::message::Message;
+use super::ConnId;
 use crate::limits::{PAGE_IN_BATCH_MESSAGES, QUEUE_WINDOW_BYTES_MAX, QUEUE_WINDOW_MESSAGES_MAX};
 use crate::store::{Location, Store, StoreRef};
 use log::error;
 use std::collections::VecDeque;
 
-pub type QueueId = Handle;
-pub type ConsumerId = Handle;
-pub type ExchangeId = Handle;
+define_id!(
+    /// A queue in the broker's registry.
+    QueueId
+);
 
-/// A message waiting in (or returned to) a queue.
+/// A message taken from a queue: delivered (and unacked) or got, until it is settled back
+/// through the broker (`Broker::ack`, `Broker::requeue`).
 #[derive(Clone, Debug)]
 pub struct QueuedMessage {
     /// Position in the queue's publish order; requeued messages go back to their place by it.
-    pub seq: u64,
-    pub msg: Message,
-    pub redelivered: bool,
+    seq: u64,
+    msg: Message,
+    redelivered: bool,
     /// Where the message is on disk, for a persistent message in a durable queue.
-    pub store: Option<StoreRef>,
+    pub(super) store: Option<StoreRef>,
+}
+
+impl QueuedMessage {
+    pub fn message(&self) -> &Message {
+        &self.msg
+    }
+
+    /// Whether it was delivered before (requeued, or recovered after a crash).
+    pub fn redelivered(&self) -> bool {
+        self.redelivered
+    }
 }
 
 /// A ready message that is only on disk: what a queue keeps per message beyond its window.
 #[derive(Clone, Copy, Debug)]
-pub struct PagedRef {
-    pub loc: Location,
-    pub seq: u64,
-    pub redelivered: bool,
+struct PagedRef {
+    loc: Location,
+    seq: u64,
+    redelivered: bool,
 }
 
 const _: () = assert!(std::mem::size_of::<PagedRef>() <= 32);
 
-/// The connection a queue or consumer belongs to (the reactor's slab key).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId(pub u32);
-
-/// A binding this queue is the destination of, kept so deleting the queue can remove it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueBinding {
-    pub exchange: ExchangeId,
-    pub key: Box<[u8]>,
-    pub args: Box<[u8]>,
-}
-
-pub struct Queue {
-    pub name: Box<[u8]>,
-    pub durable: bool,
+pub(super) struct Queue {
+    pub(super) name: Box<[u8]>,
+    pub(super) durable: bool,
     /// Number naming the queue in the message store; None for queues whose messages never
     /// touch the disk (non-durable or exclusive, or no store).
-    pub store_id: Option<u32>,
-    pub auto_delete: bool,
+    pub(super) store_id: Option<u32>,
+    pub(super) auto_delete: bool,
     /// The connection of an exclusive queue.
-    pub owner: Option<ConnId>,
+    pub(super) owner: Option<ConnId>,
     /// Declaration arguments as a raw field table, for equivalence checks.
-    pub arguments: Box<[u8]>,
+    pub(super) arguments: Box<[u8]>,
     ready: VecDeque<QueuedMessage>,
     ready_bytes: usize,
     /// Ready messages after `ready`, in order, whose bodies are only in the store.
     paged: VecDeque<PagedRef>,
     next_seq: u64,
-    pub consumers: Vec<ConsumerId>,
+    consumers: Vec<ConsumerId>,
     /// Index into `consumers` of the next one to try.
-    pub next_consumer: usize,
+    next_consumer: usize,
     /// Set once a consumer has subscribed: auto-delete applies only after that (RabbitMQ).
-    pub had_consumers: bool,
+    had_consumers: bool,
     /// Some consumer holds exclusive access.
-    pub exclusive_consumer: bool,
-    pub bindings: Vec<QueueBinding>,
-    /// Already on the broker's list of queues to deliver from.
-    pub dirty: bool,
+    exclusive_consumer: bool,
+    /// Already on the broker's list of queues that may deliver.
+    pub(super) on_ready_list: bool,
 }
 
 impl Queue {
-    pub fn new(
+    pub(super) fn new(
         name: Box<[u8]>,
         durable: bool,
         auto_delete: bool,
@@ -96,23 +99,17 @@ impl Queue {
             next_consumer: 0,
             had_consumers: false,
             exclusive_consumer: false,
-            bindings: Vec::new(),
-            dirty: false,
+            on_ready_list: false,
         }
     }
 
-    pub fn message_count(&self) -> usize {
+    pub(super) fn message_count(&self) -> usize {
         self.ready.len() + self.paged.len()
-    }
-
-    /// Messages whose bodies are on disk only.
-    pub fn paged_count(&self) -> usize {
-        self.paged.len()
     }
 
     /// Whether a new message must go to disk instead of memory: the queue is durable and its
     /// in-memory window is full (or it is already paging, so order is kept).
-    pub fn wants_paging(&self) -> bool {
+    pub(super) fn wants_paging(&self) -> bool {
         self.store_id.is_some()
             && (!self.paged.is_empty()
                 || self.ready.len() >= QUEUE_WINDOW_MESSAGES_MAX
@@ -120,7 +117,7 @@ impl Queue {
     }
 
     /// Appends a message that stays on disk.
-    pub fn push_paged(&mut self, loc: Location, redelivered: bool) {
+    pub(super) fn push_paged(&mut self, loc: Location, redelivered: bool) {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.paged.push_back(PagedRef {
@@ -131,7 +128,8 @@ impl Queue {
     }
 
     /// Reads the next batch of paged messages into memory once the window has run dry.
-    pub fn page_in(&mut self, store: &mut Store) {
+    #[inline(never)]
+    fn page_in(&mut self, store: &mut Store) {
         if !self.ready.is_empty() || self.paged.is_empty() {
             return;
         }
@@ -169,29 +167,21 @@ impl Queue {
         }
     }
 
-    pub fn ready_bytes(&self) -> usize {
-        self.ready_bytes
-    }
-
-    pub fn consumer_count(&self) -> usize {
-        self.consumers.len()
-    }
-
     /// Appends a newly routed message.
-    pub fn push(&mut self, msg: Message, store: Option<StoreRef>, redelivered: bool) {
+    pub(super) fn push(&mut self, msg: Message, store: Option<StoreRef>) {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.ready_bytes += msg.size();
         self.ready.push_back(QueuedMessage {
             seq,
             msg,
-            redelivered,
+            redelivered: false,
             store,
         });
     }
 
     /// Store references of ready messages delivered before (for a clean stop).
-    pub fn redelivered_refs(&self, out: &mut Vec<(u64, u32)>) {
+    pub(super) fn redelivered_refs(&self, out: &mut Vec<(u64, u32)>) {
         let Some(queue) = self.store_id else { return };
         out.extend(
             self.ready
@@ -207,15 +197,25 @@ impl Queue {
         );
     }
 
-    /// Takes the oldest ready message.
-    pub fn pop(&mut self) -> Option<QueuedMessage> {
+    /// Takes the oldest ready message, reading the next batch from disk first if needed.
+    #[inline]
+    pub(super) fn pop(&mut self, store: &mut Store) -> Option<QueuedMessage> {
+        if self.ready.is_empty() {
+            self.page_in(store);
+        }
         let m = self.ready.pop_front()?;
         self.ready_bytes -= m.msg.size();
         Some(m)
     }
 
+    /// Puts back a message `pop` just returned that no one took: first again, unchanged.
+    pub(super) fn unpop(&mut self, m: QueuedMessage) {
+        self.ready_bytes += m.msg.size();
+        self.ready.push_front(m);
+    }
+
     /// Puts a delivered message back at its original position, marked redelivered.
-    pub fn requeue(&mut self, mut m: QueuedMessage) {
+    pub(super) fn requeue(&mut self, mut m: QueuedMessage) {
         m.redelivered = true;
         self.ready_bytes += m.msg.size();
         // Requeued messages are usually older than everything ready, so this is near the front.
@@ -224,7 +224,7 @@ impl Queue {
     }
 
     /// Drops every ready message, acking their store records; returns how many there were.
-    pub fn purge(&mut self, store: &mut Store) -> usize {
+    pub(super) fn purge(&mut self, store: &mut Store) -> usize {
         let n = self.message_count();
         self.ready_bytes = 0;
         for m in std::mem::take(&mut self.ready) {
@@ -243,7 +243,25 @@ impl Queue {
         n
     }
 
-    pub fn remove_consumer(&mut self, c: ConsumerId) {
+    pub(super) fn consumers(&self) -> &[ConsumerId] {
+        &self.consumers
+    }
+
+    /// Whether a new consumer (exclusive or not) may subscribe.
+    pub(super) fn admits_consumer(&self, exclusive: bool) -> bool {
+        !self.exclusive_consumer && (!exclusive || self.consumers.is_empty())
+    }
+
+    pub(super) fn add_consumer(&mut self, c: ConsumerId, exclusive: bool) {
+        self.consumers.push(c);
+        self.had_consumers = true;
+        self.exclusive_consumer |= exclusive;
+    }
+
+    pub(super) fn remove_consumer(&mut self, c: ConsumerId, exclusive: bool) {
+        if exclusive {
+            self.exclusive_consumer = false;
+        }
         if let Some(i) = self.consumers.iter().position(|x| *x == c) {
             self.consumers.remove(i);
             if self.next_consumer > i {
@@ -255,9 +273,32 @@ impl Queue {
         }
     }
 
+    /// Round robin: the first consumer from the next in turn that `may_take` accepts, which
+    /// then becomes the last served.
+    pub(super) fn pick_consumer(
+        &mut self,
+        mut may_take: impl FnMut(ConsumerId) -> bool,
+    ) -> Option<ConsumerId> {
+        let n = self.consumers.len();
+        for i in 0..n {
+            let idx = (self.next_consumer + i) % n;
+            let c = self.consumers[idx];
+            if may_take(c) {
+                self.next_consumer = (idx + 1) % n;
+                return Some(c);
+            }
+        }
+        None
+    }
+
     /// Whether the auto-delete rule removes this queue now.
-    pub fn should_auto_delete(&self) -> bool {
+    pub(super) fn should_auto_delete(&self) -> bool {
         self.auto_delete && self.had_consumers && self.consumers.is_empty()
+    }
+
+    /// The exclusive-consumer flag agrees with the consumers (checked by `Broker::assert_consistent`).
+    pub(super) fn exclusive_consumer(&self) -> bool {
+        self.exclusive_consumer
     }
 }
 
@@ -272,17 +313,20 @@ mod tests {
     #[test]
     fn requeued_messages_return_to_their_original_place() {
         let mut q = Queue::new(b"q"[..].into(), false, false, None, Box::new([]));
+        let mut store = Store::disabled();
         for b in ["1", "2", "3", "4"] {
-            q.push(msg(b), None, false);
+            q.push(msg(b), None);
         }
-        let m1 = q.pop().expect("1");
-        let m2 = q.pop().expect("2");
-        let m3 = q.pop().expect("3");
+        let m1 = q.pop(&mut store).expect("1");
+        let m2 = q.pop(&mut store).expect("2");
+        let m3 = q.pop(&mut store).expect("3");
         q.requeue(m3);
         q.requeue(m1);
-        q.push(msg("5"), None, false);
+        q.push(msg("5"), None);
         q.requeue(m2);
-        let order: Vec<_> = std::iter::from_fn(|| q.pop())
+        let m4 = q.pop(&mut store).expect("4");
+        q.unpop(m4);
+        let order: Vec<_> = std::iter::from_fn(|| q.pop(&mut store))
             .map(|m| (m.msg.body().to_vec(), m.redelivered))
             .collect();
         assert_eq!(
@@ -295,6 +339,6 @@ mod tests {
                 (b"5".to_vec(), false)
             ]
         );
-        assert_eq!(q.ready_bytes(), 0);
+        assert_eq!(q.ready_bytes, 0);
     }
 }

@@ -1,15 +1,19 @@
 //! A client connection: its socket, remembered readiness (edge-triggered: set by events,
-//! cleared only by `WouldBlock`), the unparsed tail of its input, and its session.
+//! cleared only by `WouldBlock`), the unparsed tail of its input, its output (the `Outbox`
+//! its session writes frames into) and its session.
 
-use crate::limits::{READ_CHUNK_BYTES, READ_LEFTOVER_KEEP_BYTES, WRITE_BUFFER_KEEP_BYTES};
+use crate::limits::{READ_CHUNK_BYTES, READ_LEFTOVER_KEEP_BYTES};
+use crate::protocol::Outbox;
 use crate::session::{Ctx, Session};
 use mio::net::TcpStream;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::time::Instant;
 
 pub struct Conn {
     pub socket: TcpStream,
     pub session: Session,
+    /// Frames waiting for the socket; passed to the session on every call that may write.
+    pub out: Outbox,
     /// Bytes of a frame that has not fully arrived; usually empty and unallocated.
     leftover: Vec<u8>,
     pub readable: bool,
@@ -34,6 +38,7 @@ impl Conn {
         Conn {
             socket,
             session,
+            out: Outbox::default(),
             leftover: Vec::new(),
             readable: false,
             writable: true,
@@ -49,7 +54,7 @@ impl Conn {
         while self.readable
             && self.dead.is_none()
             && self.session.reads_input()
-            && !self.session.blocked
+            && !self.session.is_blocked()
         {
             if budget == 0 {
                 return ReadOutcome::BudgetSpent;
@@ -70,7 +75,9 @@ impl Conn {
                 Ok(n) => {
                     budget = budget.saturating_sub(n);
                     let filled = kept + n;
-                    let used = self.session.handle_input(&buf[..filled], ctx);
+                    let used = self
+                        .session
+                        .handle_input(&mut self.out, &buf[..filled], ctx);
                     self.leftover.clear();
                     self.leftover.extend_from_slice(&buf[used..filled]);
                     if self.leftover.is_empty()
@@ -96,45 +103,37 @@ impl Conn {
             return;
         }
         let pending = std::mem::take(&mut self.leftover);
-        let used = self.session.handle_input(&pending, ctx);
+        let used = self.session.handle_input(&mut self.out, &pending, ctx);
         self.leftover.extend_from_slice(&pending[used..]);
     }
 
     /// Frees a large output buffer once nothing was written for a while (called each tick).
     pub fn shrink_if_idle(&mut self, now: Instant) {
-        let s = &mut self.session;
-        let idle = now.saturating_duration_since(s.last_send) >= std::time::Duration::from_secs(1);
-        if idle && s.pending_out() == 0 && s.out.capacity() > WRITE_BUFFER_KEEP_BYTES {
-            s.out = Vec::new();
-            s.out_sent = 0;
+        let quiet = now.saturating_duration_since(self.session.last_send());
+        if quiet >= std::time::Duration::from_secs(1) {
+            self.out.release_if_idle();
         }
     }
 
     /// Writes pending output until done or `WouldBlock`: one syscall per turn in the usual case.
     pub fn flush(&mut self, now: Instant) {
-        let s = &mut self.session;
-        while s.pending_out() > 0 && self.writable && self.dead.is_none() {
-            match self.socket.write(&s.out[s.out_sent..]) {
+        let mut wrote = false;
+        while self.out.pending() > 0 && self.writable && self.dead.is_none() {
+            match self.out.write_to(&mut self.socket) {
                 Ok(0) => self.dead = Some("socket closed while writing".into()),
-                Ok(n) => {
-                    s.out_sent += n;
-                    s.last_send = now;
-                }
+                Ok(_) => wrote = true,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => self.writable = false,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => self.dead = Some(format!("write error: {e}")),
             }
         }
-        if s.pending_out() == 0 {
-            // Keep the capacity while the connection is busy (regrowing it every turn costs
-            // reallocations); `shrink_if_idle` returns it once the connection goes quiet.
-            s.out.clear();
-            s.out_sent = 0;
-        } else if s.out_sent >= WRITE_BUFFER_KEEP_BYTES && s.out_sent * 2 >= s.out.len() {
-            // The peer reads slower than we write: drop what was sent so the buffer cannot
-            // grow without bound, at the cost of moving the smaller unsent half.
-            s.out.drain(..s.out_sent);
-            s.out_sent = 0;
+        if wrote {
+            self.session.sent(now);
         }
+    }
+
+    /// Whether the socket can go: the session reads nothing more and everything is written.
+    pub fn finished(&self) -> bool {
+        self.session.is_closed() && self.out.pending() == 0
     }
 }

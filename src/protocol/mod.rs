@@ -4,6 +4,7 @@
 pub mod constants;
 pub mod frame;
 pub mod method;
+pub mod outbox;
 pub mod properties;
 pub mod table;
 pub mod wire;
@@ -11,6 +12,7 @@ pub mod wire;
 pub use constants::ReplyCode;
 pub use frame::{parse_frame, Frame, FrameError, FrameKind, Parsed};
 pub use method::Method;
+pub use outbox::Outbox;
 pub use properties::{BasicProperties, ContentHeader};
 pub use table::{FieldTable, FieldValue};
 pub use wire::WireError;

@@ -235,16 +235,6 @@ impl<'w, 'b> TableWriter<'w, 'b> {
         self.w.longstr(v);
         self
     }
-    pub fn i32(&mut self, k: &str, v: i32) -> &mut Self {
-        self.key(k, b'I');
-        self.w.u32(v as u32);
-        self
-    }
-    pub fn i64(&mut self, k: &str, v: i64) -> &mut Self {
-        self.key(k, b'l');
-        self.w.u64(v as u64);
-        self
-    }
     /// A nested table written by `f`.
     pub fn table(&mut self, k: &str, f: impl FnOnce(&mut TableWriter<'_, 'b>)) -> &mut Self {
         self.w.shortstr(k.as_bytes());
@@ -371,9 +361,7 @@ mod tests {
         let mut v = Vec::new();
         let mut w = Writer::new(&mut v);
         let mut t = TableWriter::begin(&mut w);
-        t.longstr("product", b"coney")
-            .bool("flag", true)
-            .i64("n", -5);
+        t.longstr("product", b"coney").bool("flag", true);
         t.table("caps", |c| {
             c.bool("publisher_confirms", true);
         });
@@ -381,7 +369,7 @@ mod tests {
         let mut r = Reader::new(&v);
         let table = r.table().expect("valid table");
         assert_eq!(table.get(b"product"), Some(FieldValue::LongStr(b"coney")));
-        assert_eq!(table.get(b"n"), Some(FieldValue::I64(-5)));
+        assert_eq!(table.get(b"flag"), Some(FieldValue::Bool(true)));
         match table.get(b"caps") {
             Some(FieldValue::Table(c)) => {
                 assert_eq!(c.get(b"publisher_confirms"), Some(FieldValue::Bool(true)))

@@ -5,15 +5,14 @@
 
 mod signal;
 
-use crate::broker::queue::{ConnId, QueueId};
-use crate::broker::Broker;
+use crate::broker::{Broker, ConnId, Notice};
 use crate::config::Config;
 use crate::limits::*;
 use crate::net::conn::{Conn, ReadOutcome};
+use crate::protocol::Outbox;
 use crate::resources::Alarms;
 use crate::session::delivery::{self, Sessions};
 use crate::session::{Ctx, Session};
-use crate::store::Store;
 use log::{error, info, warn};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
@@ -41,8 +40,9 @@ struct Table<'a> {
 }
 
 impl Sessions for Table<'_> {
-    fn session_mut(&mut self, id: ConnId) -> Option<&mut Session> {
-        self.conns.get_mut(id.0 as usize).map(|c| &mut c.session)
+    fn session_mut(&mut self, id: ConnId) -> Option<(&mut Session, &mut Outbox)> {
+        let c = self.conns.get_mut(id.0 as usize)?;
+        Some((&mut c.session, &mut c.out))
     }
     fn wants_flush(&mut self, id: ConnId) {
         if let Some(c) = self.conns.get_mut(id.0 as usize) {
@@ -67,7 +67,6 @@ pub struct Reactor {
     flush_list: Vec<usize>,
     /// Connections to remove at the end of the turn.
     close_list: Vec<usize>,
-    dirty_scratch: Vec<QueueId>,
     /// Accepting paused (fd exhaustion); retried on the next tick.
     accept_paused: bool,
     last_tick: Instant,
@@ -87,15 +86,7 @@ impl Reactor {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let signals = signal::Signals::install(poll.registry(), SIGNALS)?;
         let read_buf = vec![0u8; FRAME_MAX_BYTES as usize + READ_CHUNK_BYTES];
-        let mut broker = Broker::new();
-        let (store, recovery) = Store::open(&config.data_dir)?;
-        let r = &recovery.report;
-        info!(
-            "message store: {} segments, {} records, {} messages recovered, clean shutdown: {}, torn tail: {} bytes, damaged records: {}",
-            r.segments, r.records, recovery.messages.len(), r.clean_shutdown, r.truncated_bytes, r.corrupt_records
-        );
-        broker.store = store;
-        broker.recover(recovery);
+        let broker = Broker::open(&config.data_dir)?;
         let mut alarms = Alarms::new(&config);
         // Start with the disk alarm already right, not a tick later.
         alarms.check_disk(&config.data_dir);
@@ -110,7 +101,6 @@ impl Reactor {
             read_list: Vec::new(),
             flush_list: Vec::new(),
             close_list: Vec::new(),
-            dirty_scratch: Vec::new(),
             accept_paused: false,
             last_tick: Instant::now(),
             shutdown_at: None,
@@ -139,7 +129,7 @@ impl Reactor {
                     return Ok(());
                 }
             }
-            let busy = !self.read_list.is_empty() || self.broker.has_dirty();
+            let busy = !self.read_list.is_empty() || self.broker.has_ready();
             let timeout = if busy {
                 Duration::ZERO
             } else {
@@ -171,7 +161,7 @@ impl Reactor {
                         }
                         if ev.is_writable() || ev.is_error() {
                             c.writable = true;
-                            if c.session.pending_out() > 0 && !c.queued_flush {
+                            if c.out.pending() > 0 && !c.queued_flush {
                                 c.queued_flush = true;
                                 self.flush_list.push(key);
                             }
@@ -230,6 +220,7 @@ impl Reactor {
                 alarm,
             };
             c.session.force_close(
+                &mut c.out,
                 "broker forced connection closure with reason 'shutdown'",
                 &mut ctx,
             );
@@ -304,9 +295,7 @@ impl Reactor {
             if c.dead.is_some() {
                 self.close_list.push(key);
             }
-            if (c.session.pending_out() > 0
-                || c.session.confirms_pending
-                || !c.session.reads_input())
+            if (c.out.pending() > 0 || c.session.confirms_pending() || !c.session.reads_input())
                 && !c.queued_flush
             {
                 c.queued_flush = true;
@@ -318,12 +307,18 @@ impl Reactor {
 
     /// Tells sessions what other connections' actions did to them.
     fn deliver_notices(&mut self) {
-        for n in std::mem::take(&mut self.broker.notices) {
+        for n in self.broker.drain_notices() {
             match n {
-                crate::broker::Notice::ConsumerCancelled { conn, channel, tag } => {
+                Notice::ConsumerCancelled {
+                    conn,
+                    channel,
+                    consumer,
+                    channel_slot,
+                } => {
                     let key = conn.0 as usize;
                     if let Some(c) = self.conns.get_mut(key) {
-                        c.session.consumer_cancelled(channel, &tag);
+                        c.session
+                            .consumer_cancelled(&mut c.out, channel, consumer, channel_slot);
                         if !c.queued_flush {
                             c.queued_flush = true;
                             self.flush_list.push(key);
@@ -339,7 +334,7 @@ impl Reactor {
             conns: &mut self.conns,
             flush: &mut self.flush_list,
         };
-        delivery::deliver_dirty(&mut self.broker, &mut table, &mut self.dirty_scratch);
+        delivery::deliver_ready(&mut self.broker, &mut table);
     }
 
     fn flush(&mut self, now: Instant) {
@@ -349,15 +344,15 @@ impl Reactor {
                 continue;
             };
             c.queued_flush = false;
-            c.session.flush_confirms(self.stored);
+            c.session.flush_confirms(&mut c.out, self.stored);
             c.flush(now);
-            c.session.after_write(&mut self.broker);
-            if c.session.pending_out() >= WRITE_BUFFER_HARD_BYTES {
+            c.session.after_write(&c.out, &mut self.broker);
+            if c.out.pending() >= WRITE_BUFFER_HARD_BYTES {
                 c.dead = Some(format!(
                     "output buffer above {WRITE_BUFFER_HARD_BYTES} bytes: client is not reading"
                 ));
             }
-            if c.dead.is_some() || c.session.finished() {
+            if c.dead.is_some() || c.finished() {
                 self.close_list.push(key);
             }
         }
@@ -368,24 +363,7 @@ impl Reactor {
     /// Group commit: this turn's definitions and message records reach the disk before any
     /// reply or confirm of the turn is written to a socket.
     fn persist(&mut self) {
-        self.stored = true;
-        if self.broker.defs_dirty {
-            self.broker.defs_dirty = false;
-            if let Err(e) = self
-                .broker
-                .store
-                .save_definitions(&self.broker.definitions())
-            {
-                error!("cannot save definitions: {e}");
-                self.stored = false;
-            }
-        }
-        if self.broker.store.dirty() {
-            if let Err(e) = self.broker.store.sync() {
-                error!("message store write failed: {e}; this turn's publishes are nacked");
-                self.stored = false;
-            }
-        }
+        self.stored = self.broker.commit_turn().is_ok();
     }
 
     /// After a backlog drains, glibc keeps the freed pages; hand them back once the heap has
@@ -403,10 +381,9 @@ impl Reactor {
         }
     }
 
-    /// Clean stop of the store: records which queued messages were delivered before.
+    /// Clean stop of the broker's store: records which queued messages were delivered before.
     pub fn close_store(&mut self) -> io::Result<()> {
-        let refs = self.broker.redelivered_refs();
-        self.broker.store.close_clean(&refs)
+        self.broker.close_clean()
     }
 
     fn alarm_reason(&self) -> Option<&'static str> {
@@ -422,10 +399,12 @@ impl Reactor {
                 continue;
             };
             match reason {
-                Some(r) if c.session.publisher && c.session.is_open() => c.session.block(r),
+                Some(r) if c.session.is_publisher() && c.session.is_open() => {
+                    c.session.block(&mut c.out, r)
+                }
                 Some(_) => continue,
-                None if c.session.blocked => {
-                    c.session.unblock();
+                None if c.session.is_blocked() => {
+                    c.session.unblock(&mut c.out);
                     let mut ctx = Ctx {
                         broker: &mut self.broker,
                         config: &self.config,
@@ -460,15 +439,11 @@ impl Reactor {
         }
         for (key, c) in self.conns.iter_mut() {
             c.shrink_if_idle(now);
-            if !c.session.tick(now, &self.config) {
-                c.dead = Some(
-                    c.session
-                        .close_reason
-                        .clone()
-                        .unwrap_or_else(|| "timeout".into()),
-                );
+            if !c.session.tick(&mut c.out, now, &self.config) {
+                let reason = c.session.close_reason().unwrap_or("timeout");
+                c.dead = Some(reason.to_owned());
                 self.close_list.push(key);
-            } else if c.session.pending_out() > 0 && !c.queued_flush {
+            } else if c.out.pending() > 0 && !c.queued_flush {
                 c.queued_flush = true;
                 self.flush_list.push(key);
             }
@@ -497,11 +472,14 @@ impl Reactor {
             c.session.release(&mut ctx);
             let reason = c
                 .dead
-                .or(c.session.close_reason.clone())
+                .or_else(|| c.session.close_reason().map(str::to_owned))
                 .unwrap_or_else(|| "closed".into());
             info!(
                 "[conn {}] closed {} user '{}': {}",
-                key, c.session.peer, c.session.user, reason
+                key,
+                c.session.peer(),
+                c.session.user(),
+                reason
             );
         }
         list.clear();

@@ -20,13 +20,13 @@ extern "C" fn on_signal(sig: libc::c_int) {
     }
 }
 
-pub struct Signals {
+pub(crate) struct Signals {
     read_fd: RawFd,
 }
 
 impl Signals {
     /// Installs handlers for SIGTERM, SIGINT and SIGHUP and ignores SIGPIPE.
-    pub fn install(registry: &Registry, token: Token) -> io::Result<Self> {
+    pub(crate) fn install(registry: &Registry, token: Token) -> io::Result<Self> {
         let mut fds = [0 as libc::c_int; 2];
         // SAFETY: fds is a valid two-element array for pipe2 to fill.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
@@ -54,7 +54,7 @@ impl Signals {
     }
 
     /// Signals received since the last call.
-    pub fn drain(&self, out: &mut Vec<i32>) {
+    pub(crate) fn drain(&self, out: &mut Vec<i32>) {
         let mut buf = [0u8; 64];
         loop {
             // SAFETY: reading into a local buffer of the stated length.

@@ -1,14 +1,18 @@
 //! One AMQP channel's state: publish assembly (method → header → body frames), the unacked
-//! deliveries in tag order, prefetch limits, consumers, publisher confirms and transactions.
-//! Plain state with small helpers; the method handlers that drive it are in `methods.rs`.
+//! deliveries in tag order, its consumers with their delivery credit (the one place prefetch
+//! is decided: `can_take`), publisher confirms and transactions. Plain state with small
+//! helpers; the method handlers that drive it are in `methods.rs`.
 
+use crate::broker::consumer::ConsumerId;
 use crate::broker::message::{Message, MessageBuilder};
-use crate::broker::queue::{ConsumerId, QueueId, QueuedMessage};
+use crate::broker::queue::{QueueId, QueuedMessage};
+use crate::limits::UNACKED_PER_CHANNEL_MAX;
+use slab::Slab;
 use std::collections::VecDeque;
 
 /// Where the channel is in receiving a published message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Publish {
+pub(crate) enum Publish {
     Idle,
     /// basic.publish seen; the content header must come next.
     AwaitingHeader {
@@ -24,25 +28,56 @@ pub enum Publish {
 
 /// A message delivered on this channel and not yet acked.
 #[derive(Debug)]
-pub struct Unacked {
-    pub tag: u64,
-    pub queue: QueueId,
+pub(crate) struct Unacked {
+    pub(crate) tag: u64,
+    pub(crate) queue: QueueId,
     /// None for basic.get deliveries.
-    pub consumer: Option<ConsumerId>,
+    pub(crate) consumer: Option<ConsumerRef>,
     /// None once acked out of order (a tombstone until it reaches the front).
-    pub msg: Option<QueuedMessage>,
+    pub(crate) msg: Option<QueuedMessage>,
+}
+
+/// A consumer as its channel addresses it: the broker's id and the channel's slot for it. The
+/// broker is given the slot at basic.consume and hands it back with each delivery, so finding
+/// the consumer's credit is an index, not a search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConsumerRef {
+    pub(crate) id: ConsumerId,
+    pub(crate) slot: u32,
+}
+
+/// A consumer of this channel: its tag and its delivery credit.
+#[derive(Debug)]
+pub(crate) struct ChannelConsumer {
+    pub(crate) id: ConsumerId,
+    pub(crate) tag: Box<[u8]>,
+    /// basic.qos prefetch_count (global=false) in force when the consumer was created; 0 = none.
+    prefetch: u16,
+    /// Deliveries to this consumer not yet acked.
+    unacked: u32,
 }
 
 /// What an ack-like method settles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Settle {
+pub(crate) enum Settle {
     Ack,
     Requeue,
     Discard,
 }
 
+impl Settle {
+    /// basic.reject / basic.nack: back to the queue, or dropped.
+    pub(crate) fn rejected(requeue: bool) -> Self {
+        if requeue {
+            Settle::Requeue
+        } else {
+            Settle::Discard
+        }
+    }
+}
+
 /// Work buffered by a channel in tx mode until tx.commit.
-pub enum TxOp {
+pub(crate) enum TxOp {
     Publish {
         msg: Message,
         mandatory: bool,
@@ -54,30 +89,31 @@ pub enum TxOp {
     },
 }
 
-pub struct Channel {
+pub(crate) struct Channel {
     /// We sent channel.close and wait for close-ok; everything else is dropped meanwhile.
-    pub closing: bool,
+    pub(crate) closing: bool,
     /// channel.flow from the client: false stops deliveries.
-    pub flow_active: bool,
-    pub publish: Publish,
-    pub builder: MessageBuilder,
+    pub(crate) flow_active: bool,
+    pub(crate) publish: Publish,
+    pub(crate) builder: MessageBuilder,
     /// basic.qos global=false: prefetch for consumers created from now on.
-    pub consumer_prefetch: u16,
+    pub(crate) consumer_prefetch: u16,
     /// basic.qos global=true: limit across all consumers of the channel.
-    pub channel_prefetch: u16,
-    pub unacked: VecDeque<Unacked>,
+    pub(crate) channel_prefetch: u16,
+    unacked: VecDeque<Unacked>,
     /// Live (not tombstoned) entries of `unacked`.
-    pub unacked_live: usize,
-    pub next_delivery_tag: u64,
-    pub consumers: Vec<(Box<[u8]>, ConsumerId)>,
-    pub confirm: bool,
+    unacked_live: usize,
+    next_delivery_tag: u64,
+    /// By slot (`ConsumerRef::slot`); slots are reused, so a lookup also checks the id.
+    consumers: Slab<ChannelConsumer>,
+    pub(crate) confirm: bool,
     /// Sequence number of the last message published in confirm mode.
-    pub publish_seq: u64,
+    pub(crate) publish_seq: u64,
     /// Highest sequence number already acked to the publisher.
-    pub confirmed_seq: u64,
-    pub tx: Option<Vec<TxOp>>,
+    pub(crate) confirmed_seq: u64,
+    pub(crate) tx: Option<Vec<TxOp>>,
     /// Name of the last queue declared on this channel, used when a method names queue "".
-    pub last_queue: Option<Box<[u8]>>,
+    pub(crate) last_queue: Option<Box<[u8]>>,
 }
 
 impl Default for Channel {
@@ -92,7 +128,7 @@ impl Default for Channel {
             unacked: VecDeque::new(),
             unacked_live: 0,
             next_delivery_tag: 1,
-            consumers: Vec::new(),
+            consumers: Slab::new(),
             confirm: false,
             publish_seq: 0,
             confirmed_seq: 0,
@@ -103,30 +139,90 @@ impl Default for Channel {
 }
 
 impl Channel {
-    /// Whether the channel-wide prefetch and flow allow another delivery.
-    pub fn has_credit(&self) -> bool {
-        !self.closing
-            && self.flow_active
-            && (self.channel_prefetch == 0 || self.unacked_live < self.channel_prefetch as usize)
+    /// The one answer to "may `consumer` take a delivery now": the channel is open and
+    /// flowing, below its unacked bound, below the channel-wide prefetch (global qos) and
+    /// below the consumer's own prefetch.
+    pub(crate) fn can_take(&self, consumer: ConsumerRef) -> bool {
+        if self.closing
+            || !self.flow_active
+            || self.unacked.len() >= UNACKED_PER_CHANNEL_MAX
+            || (self.channel_prefetch != 0 && self.unacked_live >= self.channel_prefetch as usize)
+        {
+            return false;
+        }
+        self.consumer(consumer)
+            .is_some_and(|c| c.prefetch == 0 || c.unacked < c.prefetch as u32)
     }
 
-    pub fn consumer(&self, tag: &[u8]) -> Option<ConsumerId> {
+    fn consumer(&self, c: ConsumerRef) -> Option<&ChannelConsumer> {
         self.consumers
-            .iter()
-            .find(|(t, _)| &**t == tag)
-            .map(|(_, c)| *c)
+            .get(c.slot as usize)
+            .filter(|found| found.id == c.id)
     }
 
-    pub fn remove_consumer_tag(&mut self, tag: &[u8]) -> Option<ConsumerId> {
-        let i = self.consumers.iter().position(|(t, _)| &**t == tag)?;
-        Some(self.consumers.swap_remove(i).1)
+    fn consumer_mut(&mut self, c: ConsumerRef) -> Option<&mut ChannelConsumer> {
+        self.consumers
+            .get_mut(c.slot as usize)
+            .filter(|found| found.id == c.id)
+    }
+
+    pub(crate) fn has_consumer_tag(&self, tag: &[u8]) -> bool {
+        self.consumers.iter().any(|(_, c)| &*c.tag == tag)
+    }
+
+    /// The slot the next `add_consumer` uses, for the broker to hand back with deliveries.
+    pub(crate) fn next_consumer_slot(&self) -> u32 {
+        self.consumers.vacant_key() as u32
+    }
+
+    /// Adds a consumer at `next_consumer_slot`, with the channel's per-consumer prefetch as it
+    /// is now.
+    pub(crate) fn add_consumer(&mut self, c: ConsumerRef, tag: Box<[u8]>) {
+        let slot = self.consumers.insert(ChannelConsumer {
+            id: c.id,
+            tag,
+            prefetch: self.consumer_prefetch,
+            unacked: 0,
+        });
+        debug_assert_eq!(slot, c.slot as usize, "the slot the broker was given");
+    }
+
+    /// basic.cancel: forgets the consumer with `tag`, returning its id.
+    pub(crate) fn remove_consumer_tag(&mut self, tag: &[u8]) -> Option<ConsumerId> {
+        let slot = self.consumers.iter().find(|(_, c)| &*c.tag == tag)?.0;
+        Some(self.consumers.remove(slot).id)
+    }
+
+    /// Forgets a consumer the broker cancelled, returning its tag.
+    pub(crate) fn remove_consumer(&mut self, c: ConsumerRef) -> Option<Box<[u8]>> {
+        self.consumer(c)?;
+        Some(self.consumers.remove(c.slot as usize).tag)
+    }
+
+    pub(crate) fn consumer_ids(&self) -> impl Iterator<Item = ConsumerId> + '_ {
+        self.consumers.iter().map(|(_, c)| c.id)
+    }
+
+    /// Forgets every consumer (the channel is going), returning their ids.
+    pub(crate) fn take_consumers(&mut self) -> impl Iterator<Item = ConsumerId> + '_ {
+        self.consumers.drain().map(|c| c.id)
+    }
+
+    /// basic.get: issues the next delivery tag and, unless `no_ack`, records the delivery.
+    pub(crate) fn record_delivery(
+        &mut self,
+        queue: QueueId,
+        msg: QueuedMessage,
+        no_ack: bool,
+    ) -> u64 {
+        self.record(queue, None, msg, no_ack)
     }
 
     /// Issues the next delivery tag and, unless `no_ack`, records the delivery.
-    pub fn record_delivery(
+    fn record(
         &mut self,
         queue: QueueId,
-        consumer: Option<ConsumerId>,
+        consumer: Option<ConsumerRef>,
         msg: QueuedMessage,
         no_ack: bool,
     ) -> u64 {
@@ -146,13 +242,37 @@ impl Channel {
         tag
     }
 
+    /// Records a delivery to `consumer` (see `record_delivery`), returning its delivery tag and
+    /// the consumer tag; `Err` gives the message back if the consumer is not on this channel.
+    pub(crate) fn record_consumer_delivery(
+        &mut self,
+        consumer: ConsumerRef,
+        queue: QueueId,
+        msg: QueuedMessage,
+        no_ack: bool,
+    ) -> Result<(u64, &[u8]), QueuedMessage> {
+        if self.consumer(consumer).is_none() {
+            return Err(msg);
+        }
+        let tag = self.record(queue, Some(consumer), msg, no_ack);
+        let c = &mut self.consumers[consumer.slot as usize];
+        if !no_ack {
+            c.unacked += 1;
+        }
+        Ok((tag, &c.tag))
+    }
+
     /// Takes the deliveries an ack, nack or reject with `tag` and `multiple` settles, in tag
     /// order. None if `tag` is not an unacked delivery (tag 0 with multiple means all).
-    pub fn take_settled(&mut self, tag: u64, multiple: bool, out: &mut Vec<Unacked>) -> bool {
+    pub(crate) fn take_settled(
+        &mut self,
+        tag: u64,
+        multiple: bool,
+        out: &mut Vec<Unacked>,
+    ) -> bool {
         out.clear();
         if multiple && tag == 0 {
-            out.extend(self.unacked.drain(..).filter(|u| u.msg.is_some()));
-            self.unacked_live = 0;
+            out.extend(self.take_all_unacked());
             return true;
         }
         let Ok(at) = self.unacked.binary_search_by_key(&tag, |u| u.tag) else {
@@ -173,6 +293,15 @@ impl Channel {
             });
         }
         self.unacked_live -= out.len();
+        for u in out.iter() {
+            if let Some(c) = u.consumer.and_then(|c| self.consumer_mut(c)) {
+                debug_assert!(
+                    c.unacked > 0,
+                    "a consumer's count covers its unacked deliveries"
+                );
+                c.unacked = c.unacked.saturating_sub(1);
+            }
+        }
         while self.unacked.front().is_some_and(|u| u.msg.is_none()) {
             self.unacked.pop_front();
         }
@@ -180,8 +309,11 @@ impl Channel {
     }
 
     /// Takes every unacked delivery, in tag order (channel close, recover).
-    pub fn take_all_unacked(&mut self) -> impl Iterator<Item = Unacked> + '_ {
+    pub(crate) fn take_all_unacked(&mut self) -> impl Iterator<Item = Unacked> + '_ {
         self.unacked_live = 0;
+        for (_, c) in &mut self.consumers {
+            c.unacked = 0;
+        }
         self.unacked.drain(..).filter(|u| u.msg.is_some())
     }
 }
@@ -189,24 +321,41 @@ impl Channel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::handle::Registry;
+    use crate::broker::{Broker, ConnId, QueueFlags};
+    use crate::protocol::FieldTable;
 
-    fn queued(seq: u64) -> QueuedMessage {
-        QueuedMessage {
-            seq,
-            msg: Message::new(b"", b"q", &[0, 0], b"", false),
-            redelivered: false,
-            store: None,
-        }
+    const CONN: ConnId = ConnId(1);
+
+    /// A broker with queue "q", its id, and a consumer on it in slot 0 of a channel.
+    fn setup() -> (Broker, QueueId, ConsumerRef) {
+        let mut b = Broker::new();
+        let q = b
+            .declare_queue(CONN, b"q", QueueFlags::default(), FieldTable::EMPTY)
+            .expect("declare")
+            .queue;
+        let id = b
+            .add_consumer(CONN, 1, 0, b"q", false, false)
+            .expect("consume");
+        (b, q, ConsumerRef { id, slot: 0 })
+    }
+
+    /// A message taken from "q", as a delivery would carry it.
+    fn queued(b: &mut Broker) -> QueuedMessage {
+        let m = Message::new(b"", b"q", &[0, 0], b"", false);
+        b.publish(&m, None).expect("publish");
+        b.get(CONN, b"q", false)
+            .expect("get")
+            .expect("a message")
+            .message
     }
 
     #[test]
     fn acks_single_multiple_and_unknown_tags() {
-        let mut r = Registry::default();
-        let q = r.insert(());
+        let (mut b, q, _) = setup();
         let mut ch = Channel::default();
         for i in 0..5 {
-            assert_eq!(ch.record_delivery(q, None, queued(i), false), i + 1);
+            let m = queued(&mut b);
+            assert_eq!(ch.record_delivery(q, m, false), i + 1);
         }
         let mut out = Vec::new();
         assert!(ch.take_settled(3, false, &mut out));
@@ -227,17 +376,65 @@ mod tests {
 
     #[test]
     fn channel_prefetch_limits_credit() {
-        let mut r = Registry::default();
-        let q = r.insert(());
+        let (mut b, q, c) = setup();
         let mut ch = Channel {
             channel_prefetch: 2,
             ..Default::default()
         };
-        assert!(ch.has_credit());
-        ch.record_delivery(q, None, queued(0), false);
-        ch.record_delivery(q, None, queued(1), true);
-        assert!(ch.has_credit(), "no-ack deliveries do not count");
-        ch.record_delivery(q, None, queued(2), false);
-        assert!(!ch.has_credit());
+        ch.add_consumer(c, b"t"[..].into());
+        assert!(ch.can_take(c));
+        ch.record_delivery(q, queued(&mut b), false);
+        ch.record_consumer_delivery(c, q, queued(&mut b), true)
+            .expect("c");
+        assert!(ch.can_take(c), "no-ack deliveries do not count");
+        ch.record_delivery(q, queued(&mut b), false);
+        assert!(!ch.can_take(c));
+    }
+
+    #[test]
+    fn consumer_prefetch_counts_its_own_unacked_deliveries() {
+        let (mut b, q, c) = setup();
+        let id = b
+            .add_consumer(CONN, 1, 1, b"q", false, false)
+            .expect("consume");
+        let other = ConsumerRef { id, slot: 1 };
+        let mut ch = Channel {
+            consumer_prefetch: 2,
+            ..Default::default()
+        };
+        ch.add_consumer(c, b"c"[..].into());
+        ch.consumer_prefetch = 0;
+        ch.add_consumer(other, b"other"[..].into());
+        ch.record_consumer_delivery(c, q, queued(&mut b), false)
+            .expect("c");
+        ch.record_consumer_delivery(other, q, queued(&mut b), false)
+            .expect("other");
+        ch.record_consumer_delivery(c, q, queued(&mut b), false)
+            .expect("c");
+        assert!(!ch.can_take(c), "two unacked against a prefetch of 2");
+        assert!(ch.can_take(other), "prefetch 0 is no limit");
+        let mut out = Vec::new();
+        assert!(ch.take_settled(1, false, &mut out));
+        assert!(ch.can_take(c), "its ack returned the credit");
+        // A cancelled consumer's deliveries settle without touching the others' counts.
+        assert_eq!(ch.remove_consumer(c).as_deref(), Some(&b"c"[..]));
+        assert!(!ch.can_take(c), "gone");
+        // Its slot is reused by the next consumer: the old reference does not reach it.
+        let next = ConsumerRef {
+            id: b
+                .add_consumer(CONN, 1, 0, b"q", false, false)
+                .expect("consume"),
+            slot: ch.next_consumer_slot(),
+        };
+        assert_eq!(next.slot, c.slot);
+        ch.add_consumer(next, b"next"[..].into());
+        assert!(ch.remove_consumer(c).is_none(), "a stale reference");
+        assert!(ch.take_settled(3, false, &mut out));
+        assert_eq!(
+            ch.consumers[1].unacked, 1,
+            "other's delivery is still unacked"
+        );
+        ch.take_all_unacked().for_each(drop);
+        assert_eq!(ch.consumers[1].unacked, 0);
     }
 }

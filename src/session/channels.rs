@@ -7,7 +7,7 @@ use super::channel::Channel;
 use slab::Slab;
 
 #[derive(Default)]
-pub struct Channels {
+pub(crate) struct Channels {
     slots: Slab<Channel>,
     /// (channel number, slab key), sorted by number.
     index: Vec<(u16, usize)>,
@@ -18,26 +18,26 @@ impl Channels {
         self.index.binary_search_by_key(&id, |&(n, _)| n)
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.index.len()
     }
 
-    pub fn contains(&self, id: u16) -> bool {
+    pub(crate) fn contains(&self, id: u16) -> bool {
         self.find(id).is_ok()
     }
 
-    pub fn get(&self, id: u16) -> Option<&Channel> {
+    pub(crate) fn get(&self, id: u16) -> Option<&Channel> {
         let at = self.find(id).ok()?;
         self.slots.get(self.index[at].1)
     }
 
-    pub fn get_mut(&mut self, id: u16) -> Option<&mut Channel> {
+    pub(crate) fn get_mut(&mut self, id: u16) -> Option<&mut Channel> {
         let at = self.find(id).ok()?;
         self.slots.get_mut(self.index[at].1)
     }
 
     /// Opens channel `id`; false (and nothing changes) if it is open already.
-    pub fn insert(&mut self, id: u16, channel: Channel) -> bool {
+    pub(crate) fn insert(&mut self, id: u16, channel: Channel) -> bool {
         match self.find(id) {
             Ok(_) => false,
             Err(at) => {
@@ -48,7 +48,7 @@ impl Channels {
         }
     }
 
-    pub fn remove(&mut self, id: u16) -> Option<Channel> {
+    pub(crate) fn remove(&mut self, id: u16) -> Option<Channel> {
         let at = self.find(id).ok()?;
         let (_, key) = self.index.remove(at);
         let channel = self.slots.try_remove(key);
@@ -61,19 +61,19 @@ impl Channels {
     }
 
     /// The open channel numbers, in order.
-    pub fn ids(&self) -> impl Iterator<Item = u16> + '_ {
+    pub(crate) fn ids(&self) -> impl Iterator<Item = u16> + '_ {
         self.index.iter().map(|&(n, _)| n)
     }
 
     /// Every open channel with its number, in number order.
-    pub fn iter(&self) -> impl Iterator<Item = (u16, &Channel)> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u16, &Channel)> + '_ {
         self.index
             .iter()
             .filter_map(|&(n, key)| self.slots.get(key).map(|c| (n, c)))
     }
 
     /// Calls `f` on every open channel, in number order.
-    pub fn for_each_mut(&mut self, mut f: impl FnMut(u16, &mut Channel)) {
+    pub(crate) fn for_each_mut(&mut self, mut f: impl FnMut(u16, &mut Channel)) {
         for &(n, key) in &self.index {
             if let Some(c) = self.slots.get_mut(key) {
                 f(n, c);
@@ -81,7 +81,7 @@ impl Channels {
         }
     }
 
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.slots = Slab::new();
         self.index = Vec::new();
     }

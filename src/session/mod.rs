@@ -1,27 +1,31 @@
 //! One AMQP connection's protocol state: the handshake (protocol header, start, tune, open),
-//! frame dispatch to channels, connection-level close, heartbeats, and the output buffer the
-//! network layer drains. Knows the protocol and the broker, not sockets.
+//! frame dispatch to channels, connection-level close and heartbeats. Knows the protocol and
+//! the broker, not sockets: bytes in (`handle_input`), frames out into the connection's
+//! `Outbox`, which the network layer owns and passes in on every call.
 //!
 //! State machine: AwaitingHeader → AwaitingStartOk → AwaitingTuneOk → AwaitingOpen → Open →
 //! Closing (we sent connection.close) → Closed (flush, then the socket goes).
 
-pub mod channel;
+mod channel;
 mod channels;
+mod consume;
 pub mod delivery;
-mod methods;
+mod dispatch;
+mod entities;
+mod handshake;
+mod publish;
 
-use crate::broker::queue::ConnId;
 use crate::broker::Broker;
+use crate::broker::ConnId;
 use crate::config::Config;
 use crate::error::{AmqpError, Show};
 use crate::limits;
-use crate::protocol::constants::{FRAME_MIN_SIZE, FRAME_OVERHEAD, PROTOCOL_HEADER};
+use crate::protocol::constants::{FRAME_OVERHEAD, PROTOCOL_HEADER};
 use crate::protocol::frame::{self, FrameError, FrameKind};
 use crate::protocol::method::*;
-use crate::protocol::table::{FieldTable, FieldValue, TableWriter};
-use crate::protocol::wire::{WireError, Writer};
-use crate::protocol::{Frame, Parsed, ReplyCode};
-use log::{debug, info, warn};
+use crate::protocol::wire::WireError;
+use crate::protocol::{Frame, Outbox, Parsed, ReplyCode};
+use log::{debug, info};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -41,10 +45,10 @@ pub enum State {
 
 /// What the client said it supports in start-ok's capabilities table.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ClientCaps {
-    pub consumer_cancel_notify: bool,
-    pub connection_blocked: bool,
-    pub authentication_failure_close: bool,
+struct ClientCaps {
+    consumer_cancel_notify: bool,
+    connection_blocked: bool,
+    authentication_failure_close: bool,
 }
 
 /// What the broker and config a session works against; passed to every handler.
@@ -57,74 +61,37 @@ pub struct Ctx<'a> {
 }
 
 pub struct Session {
-    pub id: ConnId,
-    pub peer: SocketAddr,
-    pub state: State,
-    /// Encoded frames not yet written to the socket; `out_sent` bytes of it already were.
-    pub out: Vec<u8>,
-    pub out_sent: usize,
-    pub frame_max: u32,
-    pub channel_max: u16,
-    pub heartbeat_secs: u16,
+    id: ConnId,
+    peer: SocketAddr,
+    state: State,
+    frame_max: u32,
+    channel_max: u16,
+    heartbeat_secs: u16,
     channels: channels::Channels,
-    pub user: String,
-    pub caps: ClientCaps,
-    pub client_product: String,
-    pub opened_at: Instant,
-    pub last_recv: Instant,
-    pub last_send: Instant,
-    pub closing_since: Option<Instant>,
+    user: String,
+    caps: ClientCaps,
+    client_product: String,
+    opened_at: Instant,
+    last_recv: Instant,
+    last_send: Instant,
+    closing_since: Option<Instant>,
     /// Why the connection is ending, for the log line.
-    pub close_reason: Option<String>,
+    close_reason: Option<String>,
     /// Delivery output crossed the high-water mark; queues wait until it drains.
-    pub throttled: bool,
+    throttled: bool,
     /// A channel published in confirm mode this turn; acks go out at flush time.
-    pub confirms_pending: bool,
+    confirms_pending: bool,
     /// Confirms owed on channels already released by a client close: (channel, seq, multiple).
     final_confirms: Vec<(u16, u64, bool)>,
     /// connection.close-ok is written after `final_confirms`.
     close_ok_pending: bool,
     /// This connection has published; alarms block it.
-    pub publisher: bool,
+    publisher: bool,
     /// Not read while a resource alarm lasts.
-    pub blocked: bool,
+    blocked: bool,
     /// connection.blocked was sent and connection.unblocked is owed.
     blocked_sent: bool,
     settle_scratch: Vec<channel::Unacked>,
-}
-
-/// The server-properties table of connection.start, with only capabilities coney implements.
-pub fn server_properties() -> Vec<u8> {
-    let mut v = Vec::new();
-    let mut w = Writer::new(&mut v);
-    let mut t = TableWriter::begin(&mut w);
-    t.table("capabilities", |c| {
-        c.bool("publisher_confirms", true)
-            .bool("exchange_exchange_bindings", true)
-            .bool("basic.nack", true)
-            .bool("consumer_cancel_notify", true)
-            .bool("connection.blocked", true)
-            .bool("authentication_failure_close", true)
-            .bool("per_consumer_qos", true);
-    });
-    t.longstr("product", b"coney")
-        .longstr("version", env!("CARGO_PKG_VERSION").as_bytes())
-        .longstr("platform", b"Rust")
-        .longstr("cluster_name", b"coney@localhost")
-        .longstr("copyright", b"Copyright (c) the coney authors")
-        .longstr("information", b"Licensed under the MIT license");
-    t.finish();
-    // Drop the length prefix: FieldTable holds the contents only.
-    v.split_off(4)
-}
-
-fn is_loopback(addr: &SocketAddr) -> bool {
-    match addr {
-        SocketAddr::V4(a) => a.ip().is_loopback(),
-        SocketAddr::V6(a) => {
-            a.ip().is_loopback() || a.ip().to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
-    }
 }
 
 /// RabbitMQ's rendering of a frame in error texts: "type 1, all octets = <<0,60>>".
@@ -192,8 +159,6 @@ impl Session {
             id,
             peer,
             state: State::AwaitingHeader,
-            out: Vec::new(),
-            out_sent: 0,
             frame_max: config.frame_max,
             channel_max: config.channel_max,
             heartbeat_secs: 0,
@@ -217,22 +182,60 @@ impl Session {
         }
     }
 
-    /// Unsent output in bytes.
-    pub fn pending_out(&self) -> usize {
-        self.out.len() - self.out_sent
-    }
-
     pub fn reads_input(&self) -> bool {
         self.state != State::Closed
     }
 
-    /// Whether the socket can go: nothing more to read and everything written.
-    pub fn finished(&self) -> bool {
-        self.state == State::Closed && self.pending_out() == 0
+    pub fn state(&self) -> State {
+        self.state
     }
 
-    fn send(&mut self, channel: u16, method: Method<'_>) {
-        frame::write_method(&mut self.out, channel, &method);
+    /// The frame size negotiated in tune-ok (the server's offer before that).
+    pub fn frame_max(&self) -> u32 {
+        self.frame_max
+    }
+
+    pub(crate) fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The user that logged in ("" before start-ok).
+    pub(crate) fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// Why the connection is ending, for the log line.
+    pub(crate) fn close_reason(&self) -> Option<&str> {
+        self.close_reason.as_deref()
+    }
+
+    /// Confirms (or close-ok after them) are owed once this turn's store sync is done.
+    pub(crate) fn confirms_pending(&self) -> bool {
+        self.confirms_pending
+    }
+
+    /// The connection has published, so resource alarms block it.
+    pub fn is_publisher(&self) -> bool {
+        self.publisher
+    }
+
+    /// Not read while a resource alarm lasts.
+    pub fn is_blocked(&self) -> bool {
+        self.blocked
+    }
+
+    /// Nothing more is read; the socket goes once the output is written.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// Output reached the peer at `now` (heartbeats are sent after a quiet half interval).
+    pub(crate) fn sent(&mut self, now: Instant) {
+        self.last_send = now;
+    }
+
+    pub(crate) fn last_send(&self) -> Instant {
+        self.last_send
     }
 
     fn channel_mut(&mut self, id: u16) -> Option<&mut channel::Channel> {
@@ -241,7 +244,7 @@ impl Session {
 
     /// Consumes as many whole frames from `buf` as it can; returns the bytes consumed. The
     /// rest (a partial frame) must be offered again with more data appended.
-    pub fn handle_input(&mut self, buf: &[u8], ctx: &mut Ctx<'_>) -> usize {
+    pub fn handle_input(&mut self, out: &mut Outbox, buf: &[u8], ctx: &mut Ctx<'_>) -> usize {
         let mut pos = 0;
         if !buf.is_empty() {
             self.last_recv = ctx.now;
@@ -250,34 +253,34 @@ impl Session {
             if buf.len() < PROTOCOL_HEADER.len() {
                 // A wrong first byte need not wait for eight.
                 if !PROTOCOL_HEADER.starts_with(buf) {
-                    self.reject_header();
+                    self.reject_header(out);
                     return buf.len();
                 }
                 return 0;
             }
             if &buf[..8] != PROTOCOL_HEADER {
-                self.reject_header();
+                self.reject_header(out);
                 return buf.len();
             }
             pos = 8;
-            self.send_start();
+            self.send_start(out);
         }
         while self.reads_input() && pos < buf.len() {
             if let (Some(reason), true, State::Open) = (ctx.alarm, self.publisher, self.state) {
                 // Stop between frames; the rest waits in the connection's buffer.
-                self.block(reason);
+                self.block(out, reason);
                 return pos;
             }
             match frame::parse_frame(&buf[pos..], self.frame_max) {
                 Ok(Parsed::Incomplete { .. }) => break,
                 Ok(Parsed::Frame { frame, len }) => {
                     pos += len;
-                    self.handle_frame(frame, ctx);
+                    self.handle_frame(out, frame, ctx);
                 }
                 Err(e) => {
                     // Lost sync with the peer: answer, then read nothing more (rabbit_reader).
                     let err = frame_error_to_amqp(e, &buf[pos..]);
-                    self.close_connection(err, 0, 0, ctx);
+                    self.close_connection(out, err, 0, 0, ctx);
                     self.state = State::Closed;
                     return buf.len();
                 }
@@ -289,28 +292,8 @@ impl Session {
         pos
     }
 
-    /// A wrong protocol header: answer with ours and close (spec §4.2.2).
-    fn reject_header(&mut self) {
-        self.out.extend_from_slice(PROTOCOL_HEADER);
-        self.close_reason = Some("bad protocol header".into());
-        self.state = State::Closed;
-    }
-
-    fn send_start(&mut self) {
-        let props = server_properties();
-        let start = ConnectionStart {
-            version_major: 0,
-            version_minor: 9,
-            server_properties: FieldTable::parse(&props).unwrap_or_default(),
-            mechanisms: b"PLAIN AMQPLAIN",
-            locales: b"en_US",
-        };
-        self.send(0, Method::ConnectionStart(start));
-        self.state = State::AwaitingStartOk;
-    }
-
     /// Handles one frame; errors become channel or connection closes naming the method.
-    fn handle_frame(&mut self, f: Frame<'_>, ctx: &mut Ctx<'_>) {
+    fn handle_frame(&mut self, out: &mut Outbox, f: Frame<'_>, ctx: &mut Ctx<'_>) {
         if self.state == State::Closing && (f.channel != 0 || f.kind != FrameKind::Method) {
             // Waiting for close-ok: whatever the client sent before it saw our close is
             // dropped without an answer (spec: "discard all frames").
@@ -326,9 +309,9 @@ impl Session {
                 Ok(method) => {
                     ids = method.id();
                     if f.channel == 0 {
-                        self.handle_connection_method(method, ctx)
+                        self.handle_connection_method(out, method, ctx)
                     } else {
-                        self.handle_channel_method(f.channel, method, ctx)
+                        self.handle_channel_method(out, f.channel, method, ctx)
                     }
                 }
                 Err(WireError::UnknownMethod {
@@ -359,43 +342,27 @@ impl Session {
                     "expected method frame, got non method frame instead",
                 ))
             }
-            FrameKind::Header | FrameKind::Body => self.handle_content(f, ctx),
+            FrameKind::Header | FrameKind::Body => self.handle_content(out, f, ctx),
         };
         if let Err(e) = result {
-            self.fail_method(f.channel, e, ids, ctx);
+            self.fail_method(out, f.channel, e, ids, ctx);
         }
     }
 
     fn handle_connection_method(
         &mut self,
+        out: &mut Outbox,
         m: Method<'_>,
         ctx: &mut Ctx<'_>,
     ) -> Result<(), AmqpError> {
         match (self.state, m) {
-            (State::AwaitingStartOk, Method::ConnectionStartOk(s)) => self.start_ok(s, ctx),
+            (State::AwaitingStartOk, Method::ConnectionStartOk(s)) => self.start_ok(out, s, ctx),
             (State::AwaitingTuneOk, Method::ConnectionTuneOk(t)) => self.tune_ok(t, ctx),
-            (State::AwaitingOpen, Method::ConnectionOpen(o)) => {
-                if o.virtual_host != b"/" {
-                    return Err(AmqpError::not_allowed(format_args!(
-                        "vhost {} not found",
-                        Show(o.virtual_host)
-                    )));
-                }
-                self.send(
-                    0,
-                    Method::ConnectionOpenOk(ConnectionOpenOk { known_hosts: b"" }),
-                );
-                self.state = State::Open;
-                info!(
-                    "[conn {}] accepted {} user '{}' client '{}'",
-                    self.id.0, self.peer, self.user, self.client_product
-                );
-                Ok(())
-            }
+            (State::AwaitingOpen, Method::ConnectionOpen(o)) => self.open(out, o),
             (State::Closing, Method::ConnectionCloseOk(_))
             | (State::Closing, Method::ConnectionClose(_)) => {
                 if matches!(m, Method::ConnectionClose(_)) {
-                    self.send(0, Method::ConnectionCloseOk(ConnectionCloseOk));
+                    out.method(0, &Method::ConnectionCloseOk(ConnectionCloseOk));
                 }
                 self.state = State::Closed;
                 Ok(())
@@ -417,9 +384,9 @@ impl Session {
                 Ok(())
             }
             (State::Open, Method::ConnectionUpdateSecret(_)) => {
-                self.send(
+                out.method(
                     0,
-                    Method::ConnectionUpdateSecretOk(ConnectionUpdateSecretOk),
+                    &Method::ConnectionUpdateSecretOk(ConnectionUpdateSecretOk),
                 );
                 Ok(())
             }
@@ -433,113 +400,15 @@ impl Session {
         }
     }
 
-    fn start_ok(&mut self, s: ConnectionStartOk<'_>, ctx: &mut Ctx<'_>) -> Result<(), AmqpError> {
-        if let Some(FieldValue::Table(caps)) = s.client_properties.get(b"capabilities") {
-            let on = |k: &[u8]| caps.get(k) == Some(FieldValue::Bool(true));
-            self.caps = ClientCaps {
-                consumer_cancel_notify: on(b"consumer_cancel_notify"),
-                connection_blocked: on(b"connection.blocked"),
-                authentication_failure_close: on(b"authentication_failure_close"),
-            };
-        }
-        if let Some(FieldValue::LongStr(p)) = s.client_properties.get(b"product") {
-            self.client_product = String::from_utf8_lossy(p).into_owned();
-        }
-        let creds = match s.mechanism {
-            b"PLAIN" => {
-                // authzid NUL authcid NUL passwd
-                let mut parts = s.response.split(|&b| b == 0);
-                let _authzid = parts.next();
-                match (parts.next(), parts.next(), parts.next()) {
-                    (Some(u), Some(p), None) => Some((u, p)),
-                    _ => None,
-                }
-            }
-            b"AMQPLAIN" => {
-                // A field table without its length prefix: LOGIN and PASSWORD.
-                FieldTable::parse(s.response).ok().and_then(|t| {
-                    match (t.get(b"LOGIN"), t.get(b"PASSWORD")) {
-                        (Some(FieldValue::LongStr(u)), Some(FieldValue::LongStr(p))) => {
-                            Some((u, p))
-                        }
-                        _ => None,
-                    }
-                })
-            }
-            other => {
-                return Err(AmqpError::command_invalid(format_args!(
-                    "unknown authentication mechanism '{}'",
-                    Show(other)
-                )))
-            }
-        };
-        let mechanism = String::from_utf8_lossy(s.mechanism).into_owned();
-        let refused = || {
-            AmqpError::access_refused(format_args!(
-                "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
-            ))
-        };
-        let Some((user, pass)) = creds else {
-            return Err(refused());
-        };
-        let user_s = String::from_utf8_lossy(user).into_owned();
-        if user != ctx.config.default_user.as_bytes() || pass != ctx.config.default_pass.as_bytes()
-        {
-            warn!(
-                "[conn {}] {} login refused for user '{}': invalid credentials",
-                self.id.0, self.peer, user_s
-            );
-            return Err(refused());
-        }
-        if ctx.config.loopback_users.iter().any(|u| *u == user_s) && !is_loopback(&self.peer) {
-            warn!(
-                "[conn {}] {} login refused: user '{}' can only connect via localhost",
-                self.id.0, self.peer, user_s
-            );
-            return Err(refused());
-        }
-        self.user = user_s;
-        let tune = ConnectionTune {
-            channel_max: ctx.config.channel_max,
-            frame_max: ctx.config.frame_max,
-            heartbeat: ctx.config.heartbeat_secs,
-        };
-        self.send(0, Method::ConnectionTune(tune));
-        self.state = State::AwaitingTuneOk;
-        Ok(())
-    }
-
-    fn tune_ok(&mut self, t: ConnectionTuneOk, ctx: &mut Ctx<'_>) -> Result<(), AmqpError> {
-        let server_frame_max = ctx.config.frame_max;
-        let frame_max = if t.frame_max == 0 {
-            server_frame_max
-        } else {
-            t.frame_max
-        };
-        if frame_max < FRAME_MIN_SIZE {
-            return Err(AmqpError::not_allowed(format_args!(
-                "frame_max={frame_max} < {FRAME_MIN_SIZE} min size"
-            )));
-        }
-        if frame_max > server_frame_max {
-            return Err(AmqpError::not_allowed(format_args!(
-                "frame_max={frame_max} > {server_frame_max} max size"
-            )));
-        }
-        let channel_max = if t.channel_max == 0 {
-            ctx.config.channel_max
-        } else {
-            t.channel_max.min(ctx.config.channel_max)
-        };
-        self.frame_max = frame_max;
-        self.channel_max = channel_max;
-        self.heartbeat_secs = t.heartbeat;
-        self.state = State::AwaitingOpen;
-        Ok(())
-    }
-
     /// Sends connection.close for a hard error and waits for close-ok.
-    fn close_connection(&mut self, e: AmqpError, class_id: u16, method_id: u16, ctx: &mut Ctx<'_>) {
+    fn close_connection(
+        &mut self,
+        out: &mut Outbox,
+        e: AmqpError,
+        class_id: u16,
+        method_id: u16,
+        ctx: &mut Ctx<'_>,
+    ) {
         info!("[conn {}] closing {}: {}", self.id.0, self.peer, e);
         self.close_reason = Some(e.to_string());
         let close = ConnectionClose {
@@ -548,7 +417,7 @@ impl Session {
             class_id,
             method_id,
         };
-        self.send(0, Method::ConnectionClose(close));
+        out.method(0, &Method::ConnectionClose(close));
         self.release(ctx);
         self.state = State::Closing;
         self.closing_since = Some(ctx.now);
@@ -556,7 +425,14 @@ impl Session {
 
     /// The one place an error becomes a frame: soft errors close the channel, hard errors
     /// (and any error on channel 0) the connection.
-    fn fail_method(&mut self, channel: u16, e: AmqpError, ids: (u16, u16), ctx: &mut Ctx<'_>) {
+    fn fail_method(
+        &mut self,
+        out: &mut Outbox,
+        channel: u16,
+        e: AmqpError,
+        ids: (u16, u16),
+        ctx: &mut Ctx<'_>,
+    ) {
         let login =
             matches!(self.state, State::AwaitingStartOk) && e.code == ReplyCode::AccessRefused;
         if login && !self.caps.authentication_failure_close {
@@ -568,7 +444,7 @@ impl Session {
         if e.is_hard() || channel == 0 || self.state != State::Open {
             // A refused login names no method (RabbitMQ sends 0/0).
             let ids = if login { (0, 0) } else { ids };
-            self.close_connection(e, ids.0, ids.1, ctx);
+            self.close_connection(out, e, ids.0, ids.1, ctx);
             return;
         }
         debug!("[conn {} ch {}] channel error: {}", self.id.0, channel, e);
@@ -582,7 +458,7 @@ impl Session {
             class_id: ids.0,
             method_id: ids.1,
         };
-        self.send(channel, Method::ChannelClose(close));
+        out.method(channel, &Method::ChannelClose(close));
     }
 
     /// Releases everything the connection holds in the broker: unacked deliveries go back to
@@ -598,7 +474,7 @@ impl Session {
 
     /// Heartbeats and deadlines; called about once a second. Returns false if the connection
     /// must be dropped now (without the close handshake).
-    pub fn tick(&mut self, now: Instant, config: &Config) -> bool {
+    pub fn tick(&mut self, out: &mut Outbox, now: Instant, config: &Config) -> bool {
         let since_open = now.saturating_duration_since(self.opened_at);
         match self.state {
             State::Open => {}
@@ -634,17 +510,18 @@ impl Session {
             return false;
         }
         // Send when half an interval passed without output, so the peer never waits a whole one.
-        if now.saturating_duration_since(self.last_send) >= hb / 2 && self.pending_out() == 0 {
-            frame::write_heartbeat(&mut self.out);
+        if now.saturating_duration_since(self.last_send) >= hb / 2 && out.pending() == 0 {
+            out.heartbeat();
             self.last_send = now;
         }
         true
     }
 
     /// Closes the connection from the server side with 320 CONNECTION_FORCED (shutdown).
-    pub fn force_close(&mut self, reason: &str, ctx: &mut Ctx<'_>) {
+    pub(crate) fn force_close(&mut self, out: &mut Outbox, reason: &str, ctx: &mut Ctx<'_>) {
         match self.state {
             State::Open | State::AwaitingOpen | State::AwaitingTuneOk => self.close_connection(
+                out,
                 AmqpError::new(ReplyCode::ConnectionForced, reason),
                 0,
                 0,
@@ -659,12 +536,12 @@ impl Session {
     }
 
     /// Stops reading a publisher during a resource alarm (RabbitMQ: connection.blocked).
-    pub fn block(&mut self, reason: &str) {
+    pub fn block(&mut self, out: &mut Outbox, reason: &str) {
         self.blocked = true;
         if self.caps.connection_blocked && !self.blocked_sent && self.state == State::Open {
-            self.send(
+            out.method(
                 0,
-                Method::ConnectionBlocked(ConnectionBlocked {
+                &Method::ConnectionBlocked(ConnectionBlocked {
                     reason: reason.as_bytes(),
                 }),
             );
@@ -673,10 +550,10 @@ impl Session {
     }
 
     /// The alarm cleared: read again, and tell a client that was told it was blocked.
-    pub fn unblock(&mut self) {
+    pub fn unblock(&mut self, out: &mut Outbox) {
         self.blocked = false;
         if self.blocked_sent && self.state == State::Open {
-            self.send(0, Method::ConnectionUnblocked(ConnectionUnblocked));
+            out.method(0, &Method::ConnectionUnblocked(ConnectionUnblocked));
         }
         self.blocked_sent = false;
     }

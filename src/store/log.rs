@@ -332,7 +332,7 @@ impl Log {
     }
 
     /// Whether a sync has work to do.
-    pub fn dirty(&self) -> bool {
+    pub fn has_unsynced(&self) -> bool {
         !self.pending.is_empty() || self.need_sync
     }
 
@@ -366,6 +366,7 @@ impl Log {
     }
 
     /// Segment numbers on disk, oldest first (tests and diagnostics).
+    #[cfg(test)]
     pub fn segment_numbers(&self) -> Vec<u32> {
         self.segments.keys().copied().collect()
     }

@@ -93,8 +93,9 @@ impl Store {
         }
     }
 
-    pub fn dirty(&self) -> bool {
-        self.log.as_ref().is_some_and(|l| l.dirty())
+    /// Whether the log holds records not yet synced to disk.
+    pub fn has_unsynced(&self) -> bool {
+        self.log.as_ref().is_some_and(|l| l.has_unsynced())
     }
 
     /// Writes and syncs this turn's records (group commit).

@@ -1,0 +1,214 @@
+//! The connection handshake (AMQP 0-9-1 §4.2.2 – §4.2.4): our protocol header check, start
+//! with the server properties, start-ok (PLAIN or AMQPLAIN against the configured user, guest
+//! only from loopback as RabbitMQ's loopback_users), tune / tune-ok negotiation and open.
+
+use super::{ClientCaps, Ctx, Session, State};
+use crate::error::{AmqpError, Show};
+use crate::protocol::constants::FRAME_MIN_SIZE;
+use crate::protocol::method::*;
+use crate::protocol::table::{FieldTable, FieldValue, TableWriter};
+use crate::protocol::wire::Writer;
+use crate::protocol::Outbox;
+use log::{info, warn};
+use std::net::SocketAddr;
+
+/// The server-properties table of connection.start, with only capabilities coney implements.
+fn server_properties() -> Vec<u8> {
+    let mut v = Vec::new();
+    let mut w = Writer::new(&mut v);
+    let mut t = TableWriter::begin(&mut w);
+    t.table("capabilities", |c| {
+        c.bool("publisher_confirms", true)
+            .bool("exchange_exchange_bindings", true)
+            .bool("basic.nack", true)
+            .bool("consumer_cancel_notify", true)
+            .bool("connection.blocked", true)
+            .bool("authentication_failure_close", true)
+            .bool("per_consumer_qos", true);
+    });
+    t.longstr("product", b"coney")
+        .longstr("version", env!("CARGO_PKG_VERSION").as_bytes())
+        .longstr("platform", b"Rust")
+        .longstr("cluster_name", b"coney@localhost")
+        .longstr("copyright", b"Copyright (c) the coney authors")
+        .longstr("information", b"Licensed under the MIT license");
+    t.finish();
+    // Drop the length prefix: FieldTable holds the contents only.
+    v.split_off(4)
+}
+
+fn is_loopback(addr: &SocketAddr) -> bool {
+    match addr {
+        SocketAddr::V4(a) => a.ip().is_loopback(),
+        SocketAddr::V6(a) => {
+            a.ip().is_loopback() || a.ip().to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+/// A user name and password as a start-ok response carries them.
+type Credentials<'a> = (&'a [u8], &'a [u8]);
+
+/// The credentials of a start-ok response, None if it is malformed.
+fn credentials<'a>(
+    mechanism: &[u8],
+    response: &'a [u8],
+) -> Result<Option<Credentials<'a>>, AmqpError> {
+    match mechanism {
+        b"PLAIN" => {
+            // authzid NUL authcid NUL passwd
+            let mut parts = response.split(|&b| b == 0);
+            let _authzid = parts.next();
+            Ok(match (parts.next(), parts.next(), parts.next()) {
+                (Some(u), Some(p), None) => Some((u, p)),
+                _ => None,
+            })
+        }
+        b"AMQPLAIN" => {
+            // A field table without its length prefix: LOGIN and PASSWORD.
+            Ok(FieldTable::parse(response).ok().and_then(|t| {
+                match (t.get(b"LOGIN"), t.get(b"PASSWORD")) {
+                    (Some(FieldValue::LongStr(u)), Some(FieldValue::LongStr(p))) => Some((u, p)),
+                    _ => None,
+                }
+            }))
+        }
+        other => Err(AmqpError::command_invalid(format_args!(
+            "unknown authentication mechanism '{}'",
+            Show(other)
+        ))),
+    }
+}
+
+impl Session {
+    /// A wrong protocol header: answer with ours and close (spec §4.2.2).
+    pub(super) fn reject_header(&mut self, out: &mut Outbox) {
+        out.protocol_header();
+        self.close_reason = Some("bad protocol header".into());
+        self.state = State::Closed;
+    }
+
+    pub(super) fn send_start(&mut self, out: &mut Outbox) {
+        let props = server_properties();
+        let start = ConnectionStart {
+            version_major: 0,
+            version_minor: 9,
+            server_properties: FieldTable::parse(&props).unwrap_or_default(),
+            mechanisms: b"PLAIN AMQPLAIN",
+            locales: b"en_US",
+        };
+        out.method(0, &Method::ConnectionStart(start));
+        self.state = State::AwaitingStartOk;
+    }
+
+    pub(super) fn start_ok(
+        &mut self,
+        out: &mut Outbox,
+        s: ConnectionStartOk<'_>,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), AmqpError> {
+        if let Some(FieldValue::Table(caps)) = s.client_properties.get(b"capabilities") {
+            let on = |k: &[u8]| caps.get(k) == Some(FieldValue::Bool(true));
+            self.caps = ClientCaps {
+                consumer_cancel_notify: on(b"consumer_cancel_notify"),
+                connection_blocked: on(b"connection.blocked"),
+                authentication_failure_close: on(b"authentication_failure_close"),
+            };
+        }
+        if let Some(FieldValue::LongStr(p)) = s.client_properties.get(b"product") {
+            self.client_product = String::from_utf8_lossy(p).into_owned();
+        }
+        let creds = credentials(s.mechanism, s.response)?;
+        let mechanism = String::from_utf8_lossy(s.mechanism).into_owned();
+        let refused = || {
+            AmqpError::access_refused(format_args!(
+                "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
+            ))
+        };
+        let Some((user, pass)) = creds else {
+            return Err(refused());
+        };
+        let user_s = String::from_utf8_lossy(user).into_owned();
+        if user != ctx.config.default_user.as_bytes() || pass != ctx.config.default_pass.as_bytes()
+        {
+            warn!(
+                "[conn {}] {} login refused for user '{}': invalid credentials",
+                self.id.0, self.peer, user_s
+            );
+            return Err(refused());
+        }
+        if ctx.config.loopback_users.contains(&user_s) && !is_loopback(&self.peer) {
+            warn!(
+                "[conn {}] {} login refused: user '{}' can only connect via localhost",
+                self.id.0, self.peer, user_s
+            );
+            return Err(refused());
+        }
+        self.user = user_s;
+        let tune = ConnectionTune {
+            channel_max: ctx.config.channel_max,
+            frame_max: ctx.config.frame_max,
+            heartbeat: ctx.config.heartbeat_secs,
+        };
+        out.method(0, &Method::ConnectionTune(tune));
+        self.state = State::AwaitingTuneOk;
+        Ok(())
+    }
+
+    pub(super) fn tune_ok(
+        &mut self,
+        t: ConnectionTuneOk,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), AmqpError> {
+        let server_frame_max = ctx.config.frame_max;
+        let frame_max = if t.frame_max == 0 {
+            server_frame_max
+        } else {
+            t.frame_max
+        };
+        if frame_max < FRAME_MIN_SIZE {
+            return Err(AmqpError::not_allowed(format_args!(
+                "frame_max={frame_max} < {FRAME_MIN_SIZE} min size"
+            )));
+        }
+        if frame_max > server_frame_max {
+            return Err(AmqpError::not_allowed(format_args!(
+                "frame_max={frame_max} > {server_frame_max} max size"
+            )));
+        }
+        let channel_max = if t.channel_max == 0 {
+            ctx.config.channel_max
+        } else {
+            t.channel_max.min(ctx.config.channel_max)
+        };
+        self.frame_max = frame_max;
+        self.channel_max = channel_max;
+        self.heartbeat_secs = t.heartbeat;
+        self.state = State::AwaitingOpen;
+        Ok(())
+    }
+
+    /// connection.open: only the one vhost "/".
+    pub(super) fn open(
+        &mut self,
+        out: &mut Outbox,
+        o: ConnectionOpen<'_>,
+    ) -> Result<(), AmqpError> {
+        if o.virtual_host != b"/" {
+            return Err(AmqpError::not_allowed(format_args!(
+                "vhost {} not found",
+                Show(o.virtual_host)
+            )));
+        }
+        out.method(
+            0,
+            &Method::ConnectionOpenOk(ConnectionOpenOk { known_hosts: b"" }),
+        );
+        self.state = State::Open;
+        info!(
+            "[conn {}] accepted {} user '{}' client '{}'",
+            self.id.0, self.peer, self.user, self.client_product
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,240 @@
+//! Publishing: basic.publish starts a message, its content header and body frames complete
+//! it (`channel::Publish` tracks where it is), then it is routed through the broker (or held
+//! by a transaction), returned if mandatory and unroutable, and confirmed once per loop turn
+//! after the store synced (`flush_confirms`).
+
+use super::channel::{Publish, TxOp};
+use super::consume::write_content;
+use super::{Ctx, Session};
+use crate::broker::message::Message;
+use crate::error::AmqpError;
+use crate::protocol::constants::CLASS_BASIC;
+use crate::protocol::frame::FrameKind;
+use crate::protocol::method::*;
+use crate::protocol::properties::{BasicProperties, ContentHeader};
+use crate::protocol::{Frame, Outbox, ReplyCode};
+
+impl Session {
+    /// basic.publish: the content header comes next.
+    pub(super) fn basic_publish(&mut self, ch: u16, p: BasicPublish<'_>) -> Result<(), AmqpError> {
+        if p.exchange.len() > u8::MAX as usize || p.routing_key.len() > u8::MAX as usize {
+            return Err(AmqpError::frame_error("name too long"));
+        }
+        self.publisher = true;
+        let channel = self.channel(ch)?;
+        channel.builder.start(p.exchange, p.routing_key);
+        channel.publish = Publish::AwaitingHeader {
+            mandatory: p.mandatory,
+            immediate: p.immediate,
+        };
+        Ok(())
+    }
+
+    /// Content header and body frames of a publish.
+    pub(super) fn handle_content(
+        &mut self,
+        out: &mut Outbox,
+        f: Frame<'_>,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), AmqpError> {
+        let ch = f.channel;
+        let max_size = ctx.config.max_message_size;
+        let Some(channel) = self.channel_mut(ch) else {
+            return Err(AmqpError::channel_error("expected 'channel.open'"));
+        };
+        if channel.closing {
+            return Ok(());
+        }
+        match (channel.publish, f.kind) {
+            (
+                Publish::AwaitingHeader {
+                    mandatory,
+                    immediate,
+                },
+                FrameKind::Header,
+            ) => {
+                let h = ContentHeader::decode(f.payload)
+                    .map_err(|_| AmqpError::frame_error("cannot decode content header"))?;
+                if h.class_id != CLASS_BASIC {
+                    return Err(AmqpError::frame_error(format_args!(
+                        "content header for class {}",
+                        h.class_id
+                    )));
+                }
+                let props = BasicProperties::decode(h.properties_raw).map_err(|_| {
+                    AmqpError::frame_error("cannot decode content header properties")
+                })?;
+                if h.body_size > max_size {
+                    channel.publish = Publish::Idle;
+                    let e = AmqpError::precondition(format_args!(
+                        "message size {} is larger than configured max size {max_size}",
+                        h.body_size
+                    ));
+                    self.fail_method(out, ch, e, (CLASS_BASIC, 40), ctx);
+                    return Ok(());
+                }
+                channel
+                    .builder
+                    .set_header(h.properties_raw, h.body_size, props.is_persistent());
+                channel.publish = Publish::AwaitingBody {
+                    mandatory,
+                    immediate,
+                };
+                if h.body_size == 0 {
+                    return self.complete_publish(out, ch, ctx);
+                }
+                Ok(())
+            }
+            (Publish::AwaitingBody { .. }, FrameKind::Body) => {
+                if f.payload.len() as u64 > channel.builder.body_remaining() {
+                    return Err(AmqpError::frame_error(
+                        "content body exceeds the size in its header",
+                    ));
+                }
+                channel.builder.push_body(f.payload);
+                if channel.builder.body_remaining() == 0 {
+                    return self.complete_publish(out, ch, ctx);
+                }
+                Ok(())
+            }
+            (Publish::Idle, _) => Err(AmqpError::unexpected_frame(
+                "expected method frame, got non method frame instead",
+            )),
+            (Publish::AwaitingHeader { .. }, _) => Err(AmqpError::unexpected_frame(
+                "expected content header for class 60, got non content header frame instead",
+            )),
+            (Publish::AwaitingBody { .. }, _) => Err(AmqpError::unexpected_frame(
+                "expected content body, got non content body frame instead",
+            )),
+        }
+    }
+
+    fn complete_publish(
+        &mut self,
+        out: &mut Outbox,
+        ch: u16,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), AmqpError> {
+        let channel = self.channel(ch)?;
+        let Publish::AwaitingBody {
+            mandatory,
+            immediate,
+        } = channel.publish
+        else {
+            return Ok(());
+        };
+        channel.publish = Publish::Idle;
+        let msg = channel.builder.finish();
+        if immediate {
+            return Err(AmqpError::not_implemented("immediate=true"));
+        }
+        if let Some(ops) = channel.tx.as_mut() {
+            // Checked at publish time so a bad exchange fails the publish, not the commit.
+            ctx.broker.check_exchange(msg.exchange())?;
+            ops.push(TxOp::Publish { msg, mandatory });
+            return Ok(());
+        }
+        let result = self.route(out, ch, msg, mandatory, ctx);
+        if let Err(e) = result {
+            self.fail_method(out, ch, e, (CLASS_BASIC, 40), ctx);
+        }
+        Ok(())
+    }
+
+    /// Routes a complete message; returns it to the publisher if mandatory and unroutable.
+    pub(super) fn route(
+        &mut self,
+        out: &mut Outbox,
+        ch: u16,
+        msg: Message,
+        mandatory: bool,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), AmqpError> {
+        // Only headers exchanges read the headers; skip decoding when there are none.
+        let headers = if BasicProperties::has_headers(msg.properties()) {
+            BasicProperties::decode(msg.properties())
+                .ok()
+                .and_then(|p| p.headers)
+        } else {
+            None
+        };
+        let routed = ctx.broker.publish(&msg, headers)?;
+        if routed == 0 && mandatory {
+            let r = BasicReturn {
+                reply_code: ReplyCode::NoRoute.code(),
+                reply_text: b"NO_ROUTE",
+                exchange: msg.exchange(),
+                routing_key: msg.routing_key(),
+            };
+            out.method(ch, &Method::BasicReturn(r));
+            write_content(out, ch, &msg, self.frame_max);
+        }
+        let channel = self.channel(ch)?;
+        if channel.confirm {
+            channel.publish_seq += 1;
+            self.confirms_pending = true;
+        }
+        Ok(())
+    }
+
+    /// Sends publisher acks for everything published in confirm mode so far: one basic.ack
+    /// (multiple when it covers more than one message) per channel per loop turn.
+    /// If the store failed to sync this turn, the publishes are nacked instead: a confirm
+    /// must mean the message is on disk.
+    pub fn flush_confirms(&mut self, out: &mut Outbox, stored: bool) {
+        if !self.confirms_pending {
+            return;
+        }
+        self.confirms_pending = false;
+        for (ch, tag, multiple) in std::mem::take(&mut self.final_confirms) {
+            let m = if stored {
+                Method::BasicAck(BasicAck {
+                    delivery_tag: tag,
+                    multiple,
+                })
+            } else {
+                Method::BasicNack(BasicNack {
+                    delivery_tag: tag,
+                    multiple,
+                    requeue: false,
+                })
+            };
+            out.method(ch, &m);
+        }
+        if self.close_ok_pending {
+            self.close_ok_pending = false;
+            out.method(0, &Method::ConnectionCloseOk(ConnectionCloseOk));
+            return;
+        }
+        self.channels.for_each_mut(|id, c| {
+            if c.confirm && c.publish_seq > c.confirmed_seq && !c.closing {
+                let multiple = c.publish_seq - c.confirmed_seq > 1;
+                let m = if stored {
+                    Method::BasicAck(BasicAck {
+                        delivery_tag: c.publish_seq,
+                        multiple,
+                    })
+                } else {
+                    Method::BasicNack(BasicNack {
+                        delivery_tag: c.publish_seq,
+                        multiple,
+                        requeue: false,
+                    })
+                };
+                out.method(id, &m);
+                c.confirmed_seq = c.publish_seq;
+            }
+        });
+    }
+
+    /// Moves the confirms still owed on every channel aside, for a connection closing now.
+    pub(super) fn take_final_confirms(&mut self) {
+        let owed = &mut self.final_confirms;
+        self.channels.for_each_mut(|id, c| {
+            if c.confirm && c.publish_seq > c.confirmed_seq {
+                owed.push((id, c.publish_seq, c.publish_seq - c.confirmed_seq > 1));
+                c.confirmed_seq = c.publish_seq;
+            }
+        });
+    }
+}
