@@ -1,8 +1,8 @@
 //! Robustness: malformed wire input, a consumer that stops reading, the memory alarm, a flood
 //! of idle connections and a peer that stops sending heartbeats. One bad peer must never hurt
-//! the others, so every malformed-input test runs a [`Canary`]: a healthy amqprs client on
-//! another connection that publishes and consumes a message every 20 ms (and now and then
-//! opens a fresh connection), and fails the test if a message is lost, reordered or late.
+//! the others, so every malformed-input test runs a [`Canary`] (canary.rs): a healthy amqprs
+//! client on another connection that publishes and consumes a message every 20 ms (and now and
+//! then opens a fresh connection), and fails the test if a message is lost, reordered or late.
 //!
 //! Reply codes and texts were recorded from RabbitMQ 3.10 (`CONEY_TEST_ADDR=127.0.0.1:PORT`
 //! runs these tests against it; the tests branch on the product in connection.start where
@@ -14,240 +14,17 @@
 
 use std::io::{BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use amqprs::channel::{
-    BasicConsumeArguments, BasicGetArguments, BasicPublishArguments, QueueDeclareArguments,
-};
-use amqprs::connection::{Connection, OpenConnectionArguments};
+use amqprs::channel::QueueDeclareArguments;
 use amqprs::BasicProperties;
 
+use crate::canary::Canary;
 use crate::support::*;
 use crate::wire::*;
-
-// ---------------------------------------------------------------------------------------
-// the canary: a healthy client that must not notice what the others do
-// ---------------------------------------------------------------------------------------
-
-/// Period between canary messages.
-const CANARY_PERIOD: Duration = Duration::from_millis(20);
-/// Longest acceptable publish→deliver round trip of one canary message.
-const CANARY_LATENCY_MAX: Duration = Duration::from_millis(1000);
-/// Every this many round trips the canary also opens, uses and closes a fresh connection.
-const CANARY_RECONNECT_EVERY: u64 = 25;
-
-#[derive(Debug)]
-struct CanaryReport {
-    rounds: u64,
-    reconnects: u64,
-    max_latency: Duration,
-}
-
-/// A healthy amqprs client on its own thread and runtime: publishes a numbered message to
-/// its own exclusive queue every [`CANARY_PERIOD`] and waits for its delivery, failing if it
-/// is lost, out of order, or slower than [`CANARY_LATENCY_MAX`].
-struct Canary {
-    stop: Arc<AtomicBool>,
-    rounds: Arc<AtomicU64>,
-    failure: Arc<Mutex<Option<String>>>,
-    thread: Option<JoinHandle<Option<CanaryReport>>>,
-}
-
-impl Canary {
-    /// Starts the canary and waits (bounded) until it has made three round trips.
-    fn start(b: &Broker) -> Canary {
-        let args = b.open_args("guest", "guest");
-        let stop = Arc::new(AtomicBool::new(false));
-        let rounds = Arc::new(AtomicU64::new(0));
-        let failure = Arc::new(Mutex::new(None));
-        let (stop2, rounds2, failure2) = (stop.clone(), rounds.clone(), failure.clone());
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            match rt.block_on(canary_loop(&args, &stop2, &rounds2)) {
-                Ok(report) => Some(report),
-                Err(e) => {
-                    *failure2.lock().unwrap() = Some(e);
-                    None
-                }
-            }
-        });
-        let canary = Canary {
-            stop,
-            rounds,
-            failure,
-            thread: Some(thread),
-        };
-        canary.wait_rounds(3);
-        canary
-    }
-
-    /// Panics if the canary has failed.
-    fn check(&self) {
-        if let Some(e) = self.failure.lock().unwrap().as_ref() {
-            panic!("canary failed: {e}");
-        }
-    }
-
-    /// Waits (bounded by [`TIMEOUT`]) until the canary has completed `n` more round trips.
-    fn wait_rounds(&self, n: u64) {
-        let target = self.rounds.load(Ordering::SeqCst) + n;
-        let deadline = Instant::now() + TIMEOUT;
-        while self.rounds.load(Ordering::SeqCst) < target {
-            self.check();
-            assert!(
-                Instant::now() < deadline,
-                "canary made no progress in {TIMEOUT:?}"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    /// Stops the canary and returns its report; panics if it failed at any point.
-    fn finish(mut self) -> CanaryReport {
-        self.wait_rounds(1);
-        self.stop.store(true, Ordering::SeqCst);
-        let report = self.thread.take().unwrap().join();
-        self.check();
-        let report = report
-            .expect("canary thread panicked")
-            .expect("canary stopped without a report");
-        eprintln!("canary: {report:?}");
-        report
-    }
-}
-
-impl Drop for Canary {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-    }
-}
-
-/// Awaits `fut` for at most `limit`, naming `what` in the error.
-async fn bounded<T, E: std::fmt::Display>(
-    what: &str,
-    limit: Duration,
-    fut: impl std::future::Future<Output = Result<T, E>>,
-) -> Result<T, String> {
-    match tokio::time::timeout(limit, fut).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(format!("{what}: {e}")),
-        Err(_) => Err(format!("{what}: no answer within {limit:?}")),
-    }
-}
-
-async fn canary_loop(
-    open_args: &OpenConnectionArguments,
-    stop: &AtomicBool,
-    rounds: &AtomicU64,
-) -> Result<CanaryReport, String> {
-    let conn = bounded("canary connect", TIMEOUT, Connection::open(open_args)).await?;
-    let ch = bounded("canary channel", TIMEOUT, conn.open_channel(None)).await?;
-    let (queue, _, _) = bounded(
-        "canary queue.declare",
-        TIMEOUT,
-        ch.queue_declare(QueueDeclareArguments::new("").exclusive(true).finish()),
-    )
-    .await?
-    .ok_or("canary queue.declare: no declare-ok")?;
-    let args = BasicConsumeArguments::new(&queue, "")
-        .manual_ack(false)
-        .finish();
-    let (_, mut rx) = bounded("canary basic.consume", TIMEOUT, ch.basic_consume_rx(args)).await?;
-    let mut report = CanaryReport {
-        rounds: 0,
-        reconnects: 0,
-        max_latency: Duration::ZERO,
-    };
-    // Bounded even if nobody stops it: a few minutes' worth of rounds.
-    for seq in 0..10_000u64 {
-        if stop.load(Ordering::SeqCst) {
-            break;
-        }
-        let body = format!("canary {seq}").into_bytes();
-        let sent = Instant::now();
-        bounded(
-            "canary basic.publish",
-            CANARY_LATENCY_MAX,
-            ch.basic_publish(
-                BasicProperties::default(),
-                body.clone(),
-                BasicPublishArguments::new("", &queue),
-            ),
-        )
-        .await?;
-        let msg = tokio::time::timeout(CANARY_LATENCY_MAX, rx.recv())
-            .await
-            .map_err(|_| {
-                format!("canary message {seq} not delivered within {CANARY_LATENCY_MAX:?}")
-            })?
-            .ok_or("canary consumer stream ended")?;
-        let got = msg.content.unwrap_or_default();
-        if got != body {
-            return Err(format!(
-                "canary expected {:?}, got {:?} (lost or reordered)",
-                String::from_utf8_lossy(&body),
-                String::from_utf8_lossy(&got)
-            ));
-        }
-        report.max_latency = report.max_latency.max(sent.elapsed());
-        report.rounds += 1;
-        rounds.fetch_add(1, Ordering::SeqCst);
-        if seq % CANARY_RECONNECT_EVERY == CANARY_RECONNECT_EVERY - 1 {
-            bounded(
-                "canary fresh connection",
-                TIMEOUT,
-                fresh_connection_round(open_args),
-            )
-            .await?;
-            report.reconnects += 1;
-        }
-        tokio::time::sleep(CANARY_PERIOD).await;
-    }
-    let _ = tokio::time::timeout(TIMEOUT, conn.close()).await;
-    Ok(report)
-}
-
-/// Connect, declare, publish, get and close on a brand-new connection.
-async fn fresh_connection_round(args: &OpenConnectionArguments) -> Result<(), String> {
-    let conn = Connection::open(args)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let ch = conn.open_channel(None).await.map_err(|e| e.to_string())?;
-    let (queue, _, _) = ch
-        .queue_declare(QueueDeclareArguments::new("").exclusive(true).finish())
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or("no declare-ok")?;
-    ch.basic_publish(
-        BasicProperties::default(),
-        b"fresh".to_vec(),
-        BasicPublishArguments::new("", &queue),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    let mut got = None;
-    for _ in 0..100 {
-        got = ch
-            .basic_get(BasicGetArguments::new(&queue).no_ack(true).finish())
-            .await
-            .map_err(|e| e.to_string())?;
-        if got.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let (_, _, body) = got.ok_or("fresh connection: message never arrived")?;
-    if body != b"fresh" {
-        return Err(format!("fresh connection got {body:?}"));
-    }
-    conn.close().await.map_err(|e| e.to_string())
-}
 
 /// Runs `attack` against a private broker while a canary works on another connection; the
 /// canary must keep working before, during and after.

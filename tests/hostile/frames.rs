@@ -1,0 +1,97 @@
+//! Bulk on the wire: a client that pipelines declares and never reads the answers, and frames
+//! at frame_max (message bodies, and content headers whose tables fill a frame).
+
+use std::time::Duration;
+
+use crate::harness::*;
+use crate::raw::*;
+use crate::support::proc_rss_bytes;
+use crate::support::unique;
+
+/// A client pipelines passive queue.declares of a 255-byte name and reads nothing: the canary's
+/// p99 stays under 10 ms, and the broker's memory growth is reported.
+#[test]
+fn pipelined_declares_never_read() {
+    const BATCH: usize = 1_000;
+    let mut load = Load::start("declares pipelined, answers never read", &[]);
+    let mut name = unique("hx-unread");
+    name.extend(std::iter::repeat_n('q', 255 - name.len()));
+    let name = &name;
+    let mut c = Client::connect(&load.b);
+    c.send(&queue_declare(1, name, NO_WAIT, &table(b"")));
+    c.sync();
+    let mut batch = Vec::new();
+    for _ in 0..BATCH {
+        batch.extend_from_slice(&queue_declare(1, name, 1, &table(b"")));
+    }
+    let pid = load.b.pid();
+    let rss_before = pid.and_then(proc_rss_bytes);
+    load.phase("pipeline without reading", |_| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        let mut n = 0;
+        while std::time::Instant::now() < deadline && c.send_before(&batch, deadline) {
+            n += 1;
+        }
+        let rss = match (rss_before, pid.and_then(proc_rss_bytes)) {
+            (Some(before), Some(after)) => format!(
+                "; broker RSS +{} MiB",
+                after.saturating_sub(before) / (1024 * 1024)
+            ),
+            _ => String::new(),
+        };
+        let stalled = if c.stalled {
+            " (the broker stopped reading)"
+        } else {
+            ""
+        };
+        format!("{} declares written{stalled}{rss}", count(n * BATCH))
+    });
+    load.phase("drop the connection", |_| {
+        drop(c);
+        "1 connection".to_owned()
+    });
+    load.finish();
+}
+
+/// 1 MiB messages in frames of 131,072 octets, and publishes whose headers table fills a whole
+/// frame, pipelined to an exchange bound nowhere: the canary's p99 stays under 10 ms.
+#[test]
+fn frames_at_frame_max() {
+    let mut load = Load::start("frames at frame_max", &[]);
+    let x = unique("hx-frames");
+    let mut c = Client::connect(&load.b);
+    c.send(&exchange_declare(1, &x, "fanout"));
+    c.sync();
+    let body = vec![b'.'; 1024 * 1024];
+    let mut batch = Vec::new();
+    for _ in 0..4 {
+        batch.extend_from_slice(&publish(1, &x, "k", None, &body, 131_072));
+    }
+    load.phase("1 MiB bodies", |_| {
+        let (n, note) = pump(&mut c, &batch, Duration::from_secs(1), 10_000);
+        format!("{} MiB published{note}", count(n * 4))
+    });
+    // content header: class, weight, size, flags, then the table; 131,064 octets in all.
+    let mut entries = Vec::new();
+    let mut i = 0;
+    while entries.len() < 131_064 - 14 - 4 - 20 {
+        entries.extend_from_slice(&entry_str(&format!("h{i}"), "v"));
+        i += 1;
+    }
+    let headers = table(&entries);
+    let mut batch = Vec::new();
+    for _ in 0..8 {
+        batch.extend_from_slice(&publish(1, &x, "k", Some(&headers), b"b", 131_072));
+    }
+    load.phase("frame-sized header tables", |_| {
+        let (n, note) = pump(&mut c, &batch, Duration::from_secs(1), 10_000);
+        format!(
+            "{} publishes with {} headers each{note}",
+            count(n * 8),
+            count(i)
+        )
+    });
+    c.send(&exchange_delete(1, &x));
+    c.close();
+    load.finish();
+}
