@@ -97,6 +97,16 @@ impl Broker {
         d
     }
 
+    /// Whether a binding is part of the saved definitions (see `binding_def`).
+    pub(super) fn binding_is_saved(&self, b: &Binding) -> bool {
+        let source = self.exchanges.get(b.source).is_some_and(|x| x.durable);
+        source
+            && match b.dest {
+                Destination::Queue(q) => self.queues.get(q).is_some_and(|q| q.store_id.is_some()),
+                Destination::Exchange(e) => self.exchanges.get(e).is_some_and(|e| e.durable),
+            }
+    }
+
     /// A binding as saved: only between a durable source and a durable destination.
     fn binding_def(&self, b: &Binding) -> Option<BindingDef> {
         let source = self.exchanges.get(b.source).filter(|x| x.durable)?;

@@ -222,18 +222,20 @@ impl Broker {
         self.exchange_id(exchange)
     }
 
-    /// Adds a binding; durable definitions change if its source is durable.
+    /// Adds a binding; durable definitions change only if it is saved with them (a binding
+    /// of an exclusive queue to amq.direct is not, and must not cost a definitions save).
     fn bind(&mut self, b: Binding) {
-        let durable = self.exchanges.get(b.source).is_some_and(|x| x.durable);
+        let saved = self.binding_is_saved(&b);
         if self.bindings.bind(&mut self.exchanges, b) {
-            self.definitions_changed |= durable;
+            self.definitions_changed |= saved;
         }
     }
 
     /// Removes a binding; its source goes if it is auto-delete and now unused.
     fn unbind(&mut self, b: &Binding) {
+        let saved = self.binding_is_saved(b);
         if self.bindings.unbind(&mut self.exchanges, b) {
-            self.definitions_changed = true;
+            self.definitions_changed |= saved;
             self.auto_delete_exchanges(&[b.source]);
         }
     }

@@ -308,6 +308,21 @@ mod tests {
         assert!(!b.holds_anything_of(C1));
     }
 
+    /// Binding a queue that is not saved (here: no store) to a durable exchange leaves the
+    /// definitions alone: each such bind used to rewrite every durable definition at the end of
+    /// its turn.
+    #[test]
+    fn bindings_that_are_not_saved_do_not_touch_the_definitions() {
+        let mut b = Broker::new();
+        declare(&mut b, C1, "q", QueueFlags::default()).expect("declare");
+        b.definitions_changed = false;
+        b.bind_queue(C1, b"q", b"amq.direct", b"k", FieldTable::EMPTY)
+            .expect("bind");
+        b.unbind_queue(C1, b"q", b"amq.direct", b"k", FieldTable::EMPTY)
+            .expect("unbind");
+        assert!(!b.definitions_changed);
+    }
+
     #[test]
     fn auto_delete_queue_goes_with_its_last_consumer() {
         let mut b = Broker::new();
