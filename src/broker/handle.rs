@@ -13,6 +13,14 @@ pub(crate) struct Handle {
     gen: u32,
 }
 
+impl Handle {
+    /// The registry slot: dense and reused, so it can index a side table (a visit mark per
+    /// exchange while routing) that the generation check is not needed for.
+    pub(crate) fn slot(self) -> usize {
+        self.index as usize
+    }
+}
+
 /// An id type handed out by a `Registry`: a newtype over `Handle` made by `define_id!`.
 pub(crate) trait Id: Copy {
     fn from_handle(h: Handle) -> Self;
