@@ -182,7 +182,7 @@ impl Bindings {
 
 #[cfg(test)]
 mod tests {
-    use super::super::exchange::ExchangeKind;
+    use super::super::exchange::{ExchangeKind, MessageHeaders};
     use super::super::queue::QueueId;
     use super::*;
 
@@ -209,7 +209,8 @@ mod tests {
     fn routed(r: &Registry<ExchangeId, Exchange>, x: ExchangeId, key: &str) -> Vec<Destination> {
         let mut out = Vec::new();
         if let Some(x) = r.get(x) {
-            x.routes.route(key.as_bytes(), None, &mut out);
+            x.routes
+                .route(key.as_bytes(), &mut MessageHeaders::new(None), &mut out);
         }
         out
     }

@@ -3,7 +3,7 @@
 //! persistent and reaches durable queues. The hot path: no allocation once the scratch
 //! vectors have grown, one hash lookup per exchange visited.
 
-use super::exchange::{Destination, ExchangeId};
+use super::exchange::{Destination, ExchangeId, MessageHeaders};
 use super::handle::Id;
 use super::message::Message;
 use super::queue::QueueId;
@@ -110,6 +110,7 @@ impl Broker {
         dests: &mut Vec<Destination>,
     ) {
         let walk = self.route.next_walk();
+        let mut headers = MessageHeaders::new(headers);
         let mut pending = std::mem::take(&mut self.route.pending);
         let mut visited = std::mem::take(&mut self.route.visited);
         dests.clear();
@@ -126,7 +127,7 @@ impl Broker {
             visited[slot] = walk;
             let start = dests.len();
             if let Some(xe) = self.exchanges.get(x) {
-                xe.routes.route(routing_key, headers, dests);
+                xe.routes.route(routing_key, &mut headers, dests);
             }
             // Exchanges found are routed through in turn; only queues stay in `dests`.
             let mut i = start;
