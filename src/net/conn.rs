@@ -2,12 +2,12 @@
 //! cleared only by `WouldBlock`), the unparsed tail of its input, its output (the `Outbox`
 //! its session writes frames into) and its session.
 
-use crate::limits::{READ_CHUNK_BYTES, READ_LEFTOVER_KEEP_BYTES};
+use crate::limits::{READ_CHUNK_BYTES, READ_LEFTOVER_KEEP_BYTES, READ_TIME_PER_TURN_MAX_MICROS};
 use crate::protocol::Outbox;
 use crate::session::{Ctx, Session};
 use mio::net::TcpStream;
 use std::io::{ErrorKind, Read};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub struct Conn {
     pub socket: TcpStream,
@@ -23,6 +23,9 @@ pub struct Conn {
     pub queued_flush: bool,
     /// Set when the socket reached EOF or failed; the connection is closed at end of turn.
     pub dead: Option<String>,
+    /// `leftover` holds whole frames the last pass had no time for: they go before any more
+    /// is read.
+    input_pending: bool,
 }
 
 /// Outcome of a read pass.
@@ -45,12 +48,21 @@ impl Conn {
             queued_read: false,
             queued_flush: false,
             dead: None,
+            input_pending: false,
         }
     }
 
-    /// Reads and processes input until `WouldBlock` or `budget` bytes. `buf` is the reactor's
-    /// shared read buffer, at least frame_max + READ_CHUNK_BYTES long.
+    /// Reads and processes input until `WouldBlock`, `budget` bytes or
+    /// `READ_TIME_PER_TURN_MAX_MICROS` of work. `buf` is the reactor's shared read buffer, at
+    /// least frame_max + READ_CHUNK_BYTES long.
     pub fn read(&mut self, buf: &mut [u8], mut budget: usize, ctx: &mut Ctx<'_>) -> ReadOutcome {
+        let deadline = Instant::now() + Duration::from_micros(READ_TIME_PER_TURN_MAX_MICROS);
+        if self.input_pending {
+            self.process_leftover(ctx, Some(deadline));
+            if self.input_pending {
+                return ReadOutcome::BudgetSpent;
+            }
+        }
         while self.readable
             && self.dead.is_none()
             && self.session.reads_input()
@@ -75,15 +87,23 @@ impl Conn {
                 Ok(n) => {
                     budget = budget.saturating_sub(n);
                     let filled = kept + n;
-                    let used = self
-                        .session
-                        .handle_input(&mut self.out, &buf[..filled], ctx);
+                    let used = self.session.handle_input_until(
+                        &mut self.out,
+                        &buf[..filled],
+                        ctx,
+                        Some(deadline),
+                    );
                     self.leftover.clear();
                     self.leftover.extend_from_slice(&buf[used..filled]);
                     if self.leftover.is_empty()
                         && self.leftover.capacity() > READ_LEFTOVER_KEEP_BYTES
                     {
                         self.leftover = Vec::new();
+                    }
+                    if !self.leftover.is_empty() && Instant::now() >= deadline {
+                        // Out of time, maybe with whole frames left: they wait for next turn.
+                        self.input_pending = true;
+                        return ReadOutcome::BudgetSpent;
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => self.readable = false,
@@ -99,12 +119,22 @@ impl Conn {
 
     /// Processes input that arrived while the session was blocked, without reading more.
     pub fn resume(&mut self, ctx: &mut Ctx<'_>) {
+        self.process_leftover(ctx, None);
+    }
+
+    /// Processes the frames kept in `leftover` (until `deadline`), without reading more.
+    fn process_leftover(&mut self, ctx: &mut Ctx<'_>, deadline: Option<Instant>) {
+        self.input_pending = false;
         if self.leftover.is_empty() {
             return;
         }
-        let pending = std::mem::take(&mut self.leftover);
-        let used = self.session.handle_input(&mut self.out, &pending, ctx);
-        self.leftover.extend_from_slice(&pending[used..]);
+        let used = self
+            .session
+            .handle_input_until(&mut self.out, &self.leftover, ctx, deadline);
+        self.leftover.drain(..used);
+        if !self.leftover.is_empty() && deadline.is_some_and(|d| Instant::now() >= d) {
+            self.input_pending = true;
+        }
     }
 
     /// Frees a large output buffer once nothing was written for a while (called each tick).

@@ -245,6 +245,18 @@ impl Session {
     /// Consumes as many whole frames from `buf` as it can; returns the bytes consumed. The
     /// rest (a partial frame) must be offered again with more data appended.
     pub fn handle_input(&mut self, out: &mut Outbox, buf: &[u8], ctx: &mut Ctx<'_>) -> usize {
+        self.handle_input_until(out, buf, ctx, None)
+    }
+
+    /// `handle_input`, stopping between frames once `deadline` has passed (after at least one
+    /// frame): the rest, whole frames included, must be offered again later.
+    pub fn handle_input_until(
+        &mut self,
+        out: &mut Outbox,
+        buf: &[u8],
+        ctx: &mut Ctx<'_>,
+        deadline: Option<Instant>,
+    ) -> usize {
         let mut pos = 0;
         if !buf.is_empty() {
             self.last_recv = ctx.now;
@@ -276,6 +288,9 @@ impl Session {
                 Ok(Parsed::Frame { frame, len }) => {
                     pos += len;
                     self.handle_frame(out, frame, ctx);
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        break;
+                    }
                 }
                 Err(e) => {
                     // Lost sync with the peer: answer, then read nothing more (rabbit_reader).
@@ -560,5 +575,71 @@ impl Session {
 
     pub fn is_open(&self) -> bool {
         self.state == State::Open
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::frame::write_method;
+    use crate::protocol::FieldTable;
+
+    /// A deadline stops input between frames, after at least one: the rest, whole frames
+    /// included, is left for the caller to offer again.
+    #[test]
+    fn input_stops_between_frames_at_the_deadline() {
+        let config = Config::default();
+        let mut broker = Broker::new();
+        let now = Instant::now();
+        let peer = SocketAddr::from(([127, 0, 0, 1], 40_000));
+        let mut session = Session::new(ConnId(0), peer, &config, now);
+        let mut input = PROTOCOL_HEADER.to_vec();
+        let start_ok = ConnectionStartOk {
+            client_properties: FieldTable::EMPTY,
+            mechanism: b"PLAIN",
+            response: b"\0guest\0guest",
+            locale: b"en_US",
+        };
+        write_method(&mut input, 0, &Method::ConnectionStartOk(start_ok));
+        let tune_ok = ConnectionTuneOk {
+            channel_max: 2047,
+            frame_max: 131_072,
+            heartbeat: 0,
+        };
+        write_method(&mut input, 0, &Method::ConnectionTuneOk(tune_ok));
+        let open = ConnectionOpen {
+            virtual_host: b"/",
+            ..Default::default()
+        };
+        write_method(&mut input, 0, &Method::ConnectionOpen(open));
+        let mut ctx = Ctx {
+            broker: &mut broker,
+            config: &config,
+            now,
+            alarm: None,
+        };
+        let mut out = Outbox::default();
+        assert_eq!(
+            session.handle_input(&mut out, &input, &mut ctx),
+            input.len()
+        );
+        assert!(session.is_open());
+        let mut frames = Vec::new();
+        for ch in 1..=10 {
+            write_method(
+                &mut frames,
+                ch,
+                &Method::ChannelOpen(ChannelOpen::default()),
+            );
+        }
+        let one = frames.len() / 10;
+        let past = Some(now);
+        let used = session.handle_input_until(&mut out, &frames, &mut ctx, past);
+        assert_eq!(used, one, "one frame, then the deadline");
+        let rest = &frames[used..];
+        let used = session.handle_input_until(&mut out, rest, &mut ctx, None);
+        assert_eq!(used, rest.len(), "no deadline: everything");
+        assert_eq!(session.channels.len(), 10);
+        session.release(&mut ctx);
     }
 }
