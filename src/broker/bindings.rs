@@ -87,18 +87,22 @@ impl Bindings {
         true
     }
 
-    /// Removes every binding to `dest` (a queue or exchange being deleted), appending their
-    /// sources to `sources` (an exchange may appear more than once).
+    /// Removes up to `max` bindings to `dest` (a queue or exchange deleted), appending their
+    /// sources to `sources` (an exchange may appear more than once); returns how many it
+    /// removed. Until all are gone, routing still reaches the deleted `dest` and skips it.
     pub(super) fn remove_to(
         &mut self,
         exchanges: &mut Registry<ExchangeId, Exchange>,
         dest: Destination,
+        max: usize,
         sources: &mut Vec<ExchangeId>,
-    ) {
-        let Some(slots) = self.by_dest.remove(&dest) else {
-            return;
-        };
-        for slot in slots {
+    ) -> usize {
+        let mut n = 0;
+        while n < max {
+            // From the end of the list: the others keep their recorded positions.
+            let Some(slot) = self.by_dest.get_mut(&dest).and_then(Vec::pop) else {
+                break;
+            };
             self.detach(slot, Side::Source);
             let e = self.entries.remove(slot);
             self.index.remove(&e.binding);
@@ -107,20 +111,36 @@ impl Bindings {
                 x.routes.remove(b.dest, &b.key, &b.args);
             }
             sources.push(b.source);
+            n += 1;
         }
+        if self.by_dest.get(&dest).is_some_and(Vec::is_empty) {
+            self.by_dest.remove(&dest);
+        }
+        n
     }
 
-    /// Removes every binding from `source`, an exchange being deleted: its routing structure
-    /// goes with it, so only the table is updated.
-    pub(super) fn remove_from(&mut self, source: ExchangeId) {
-        let Some(slots) = self.by_source.remove(&source) else {
-            return;
-        };
-        for slot in slots {
+    /// Removes up to `max` bindings from `source`, an exchange deleted: its routing structure
+    /// went with it, so only the table is updated. Returns how many it removed.
+    pub(super) fn remove_from(&mut self, source: ExchangeId, max: usize) -> usize {
+        let mut n = 0;
+        while n < max {
+            let Some(slot) = self.by_source.get_mut(&source).and_then(Vec::pop) else {
+                break;
+            };
             self.detach(slot, Side::Dest);
             let e = self.entries.remove(slot);
             self.index.remove(&e.binding);
+            n += 1;
         }
+        if self.by_source.get(&source).is_some_and(Vec::is_empty) {
+            self.by_source.remove(&source);
+        }
+        n
+    }
+
+    /// Whether bindings to `dest` are left.
+    pub(super) fn has_dest(&self, dest: Destination) -> bool {
+        self.by_dest.contains_key(&dest)
     }
 
     /// Whether `source` routes anywhere (exchange.delete if-unused, auto-delete).
@@ -238,7 +258,9 @@ mod tests {
         assert_eq!(routed(&xs, d, "a").len(), 3);
 
         let mut sources = Vec::new();
-        t.remove_to(&mut xs, q1, &mut sources);
+        assert_eq!(t.remove_to(&mut xs, q1, 1, &mut sources), 1);
+        t.assert_consistent();
+        assert_eq!(t.remove_to(&mut xs, q1, usize::MAX, &mut sources), 1);
         sources.sort();
         assert_eq!(sources.len(), 2);
         assert_eq!(routed(&xs, d, "a").len(), 2, "q1's route is gone");
@@ -246,7 +268,9 @@ mod tests {
         assert!(!t.has_source(f));
         t.assert_consistent();
 
-        t.remove_from(d);
+        assert_eq!(t.remove_from(d, 2), 2);
+        t.assert_consistent();
+        assert_eq!(t.remove_from(d, 2), 0);
         xs.remove(d);
         assert_eq!(t.count_to(q2), 0);
         assert_eq!(t.count_to(Destination::Exchange(f)), 0);

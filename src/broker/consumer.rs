@@ -97,6 +97,7 @@ impl Broker {
             q.remove_consumer(id, c.exclusive);
             if q.should_auto_delete() {
                 self.remove_queue(c.queue);
+                self.clean_up_inline();
             }
         }
     }

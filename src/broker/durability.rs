@@ -30,10 +30,12 @@ impl Broker {
     }
 
     /// Makes this turn's durable changes durable, before any reply or confirm of the turn is
-    /// written (group commit): saves the definitions if they changed and syncs the message
-    /// log if it has unsynced records. `Err` means something may not be on disk, so the
+    /// written (group commit): does the turn's share of deferred cleanup, saves the
+    /// definitions if they changed and syncs the message log if it has unsynced records. `Err` means something may not be on disk, so the
     /// turn's confirms must be nacks.
     pub(crate) fn commit_turn(&mut self) -> io::Result<()> {
+        // Deferred cleanup first: it may delete durable queues and ack stored messages.
+        self.clean_up();
         let mut result = Ok(());
         if std::mem::take(&mut self.definitions_changed) {
             if let Err(e) = self.store.save_definitions(&self.definitions()) {
@@ -53,6 +55,7 @@ impl Broker {
     /// Clean stop: records which queued messages were delivered before, then marks the store
     /// clean.
     pub(crate) fn close_clean(&mut self) -> io::Result<()> {
+        self.clean_up_all();
         let mut refs = Vec::new();
         for (_, q) in self.queues.iter() {
             q.redelivered_refs(&mut refs);

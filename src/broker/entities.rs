@@ -4,6 +4,7 @@
 //! consumers cancelled through notices).
 
 use super::bindings::Binding;
+use super::cleanup::{Task, CLOSED_OWNER};
 use super::exchange::{Destination, Exchange, ExchangeId, ExchangeKind};
 use super::queue::{Queue, QueueId};
 use super::{not_found_exchange, not_found_queue, Broker, ConnId, VHOST};
@@ -185,26 +186,25 @@ impl Broker {
             )));
         }
         self.remove_exchange(id);
+        self.clean_up_inline();
         Ok(())
     }
 
-    /// Deletes an exchange with the bindings from and to it; sources left without bindings
-    /// go too if they are auto-delete.
+    /// Deletes an exchange; the bindings from and to it go through the cleanup, and sources
+    /// left without bindings go too if they are auto-delete.
     fn remove_exchange(&mut self, id: ExchangeId) {
         let Some(x) = self.exchanges.remove(id) else {
             return;
         };
         self.exchange_names.remove(&x.name);
         self.definitions_changed |= x.durable;
-        self.bindings.remove_from(id);
-        let mut sources = Vec::new();
-        self.bindings
-            .remove_to(&mut self.exchanges, Destination::Exchange(id), &mut sources);
-        self.auto_delete_exchanges(&sources);
+        self.cleanup.push(Task::BindingsFrom(id));
+        self.cleanup
+            .push(Task::BindingsTo(Destination::Exchange(id)));
     }
 
     /// Deletes the auto-delete exchanges among `sources` that have no bindings left.
-    fn auto_delete_exchanges(&mut self, sources: &[ExchangeId]) {
+    pub(super) fn auto_delete_exchanges(&mut self, sources: &[ExchangeId]) {
         for &id in sources {
             let unused = self.exchanges.get(id).is_some_and(|x| x.auto_delete)
                 && !self.bindings.has_source(id);
@@ -237,6 +237,7 @@ impl Broker {
         if self.bindings.unbind(&mut self.exchanges, b) {
             self.definitions_changed |= saved;
             self.auto_delete_exchanges(&[b.source]);
+            self.clean_up_inline();
         }
     }
 
@@ -370,6 +371,9 @@ impl Broker {
         }
         let id = self.queues.insert(q);
         self.queue_names.insert(name.clone(), id);
+        if flags.exclusive {
+            self.own_exclusive(conn, id);
+        }
         // Every queue is bound to the default exchange by its name; that binding is implicit.
         Ok(DeclareOk {
             queue: id,
@@ -420,7 +424,11 @@ impl Broker {
         let Some(q) = self.queues.get_mut(id) else {
             return Ok(0);
         };
-        Ok(q.purge(&mut self.store) as u32)
+        let purged = q.take_messages();
+        let count = purged.len() as u32;
+        self.cleanup.push(Task::Messages(purged));
+        self.clean_up_inline();
+        Ok(count)
     }
 
     pub(crate) fn delete_queue(
@@ -451,37 +459,56 @@ impl Broker {
         }
         let count = q.message_count() as u32;
         self.remove_queue(id);
+        self.clean_up_inline();
         Ok(count)
     }
 
-    /// Deletes a queue with its messages and bindings; its consumers are cancelled through
-    /// notices.
+    /// Deletes a queue; its consumers are cancelled through notices, its messages and
+    /// bindings go through the cleanup (the caller runs the inline part).
     pub(super) fn remove_queue(&mut self, id: QueueId) {
         let Some(mut q) = self.queues.remove(id) else {
             return;
         };
         self.queue_names.remove(&q.name);
-        if q.store_id.is_some() {
-            self.definitions_changed = true;
-            q.purge(&mut self.store);
+        self.definitions_changed |= q.store_id.is_some();
+        let purged = q.take_messages();
+        if purged.len() > 0 {
+            self.cleanup.push(Task::Messages(purged));
         }
-        let mut sources = Vec::new();
-        self.bindings
-            .remove_to(&mut self.exchanges, Destination::Queue(id), &mut sources);
-        self.auto_delete_exchanges(&sources);
+        self.cleanup.push(Task::BindingsTo(Destination::Queue(id)));
         self.cancel_consumers_of(q.consumers());
     }
 
-    /// Deletes the exclusive queues of a closed connection.
+    /// Records `conn` as the owner of the exclusive queue `id`. The list also keeps ids of
+    /// queues deleted since (they are skipped at close); it is compacted whenever its length
+    /// reaches a power of two, so a connection that declares and deletes exclusive queues
+    /// forever keeps a list as long as its live queues, amortised O(1) per declare.
+    fn own_exclusive(&mut self, conn: ConnId, id: QueueId) {
+        let owned = self.exclusive.entry(conn).or_default();
+        owned.push(id);
+        if owned.len() >= 64 && owned.len().is_power_of_two() {
+            let queues = &self.queues;
+            owned.retain(|&q| queues.get(q).is_some_and(|q| q.owner == Some(conn)));
+        }
+    }
+
+    /// A closed connection's exclusive queues are locked to everyone at once and deleted
+    /// through the cleanup: those a few hundred units of work allow before close-ok, the rest
+    /// over the next turns (RabbitMQ too deletes them after the connection is gone).
     pub(crate) fn connection_closed(&mut self, conn: ConnId) {
-        let owned: Vec<QueueId> = self
-            .queues
-            .iter()
-            .filter(|(_, q)| q.owner == Some(conn))
-            .map(|(h, _)| h)
-            .collect();
+        let Some(owned) = self.exclusive.remove(&conn) else {
+            return;
+        };
+        let mut orphans = Vec::with_capacity(owned.len());
         for id in owned {
-            self.remove_queue(id);
+            if let Some(q) = self.queues.get_mut(id).filter(|q| q.owner == Some(conn)) {
+                q.owner = Some(CLOSED_OWNER);
+                orphans.push(id);
+            }
+        }
+        if !orphans.is_empty() {
+            self.cleanup.push(Task::Orphans(orphans));
+            self.clean_up_inline();
         }
     }
 }

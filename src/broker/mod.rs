@@ -6,9 +6,11 @@
 //!
 //! Files: `entities.rs` (declare, delete, bind), `routing.rs` (publish), `consumer.rs`
 //! (subscribe, cancel), `delivery.rs` (deliver, get, settle), `durability.rs` (definitions,
-//! recovery, commit); the entities themselves in `exchange.rs`, `queue.rs`, `bindings.rs`.
+//! recovery, commit), `cleanup.rs` (what deletions leave, a bounded amount per turn); the
+//! entities themselves in `exchange.rs`, `queue.rs`, `bindings.rs`.
 
 mod bindings;
+mod cleanup;
 pub mod consumer;
 mod delivery;
 mod durability;
@@ -58,6 +60,11 @@ pub struct Broker {
     queues: Registry<QueueId, Queue>,
     queue_names: HashMap<Box<[u8]>, QueueId>,
     bindings: Bindings,
+    /// Exclusive queues by owning connection (with ids of some deleted since; see
+    /// `own_exclusive`), so a closing connection finds its queues without a scan of all.
+    exclusive: HashMap<ConnId, Vec<QueueId>>,
+    /// What deletions left to clean up (cleanup.rs).
+    cleanup: cleanup::Cleanup,
     consumers: Registry<ConsumerId, Consumer>,
     /// Queues that may be able to deliver: new messages, consumers or credit.
     ready: Vec<QueueId>,
@@ -114,6 +121,8 @@ impl Broker {
             queues: Registry::default(),
             queue_names: HashMap::new(),
             bindings: Bindings::default(),
+            exclusive: HashMap::new(),
+            cleanup: cleanup::Cleanup::default(),
             consumers: Registry::default(),
             ready: Vec::new(),
             ready_scratch: Vec::new(),
@@ -321,6 +330,99 @@ mod tests {
         b.unbind_queue(C1, b"q", b"amq.direct", b"k", FieldTable::EMPTY)
             .expect("unbind");
         assert!(!b.definitions_changed);
+    }
+
+    /// Runs deferred cleanup turn by turn (bounded); returns how many turns it took.
+    fn clean_up_fully(b: &mut Broker) -> usize {
+        let mut turns = 0;
+        while b.cleaning_up() {
+            assert!(turns < 10_000, "cleanup does not end");
+            b.clean_up();
+            turns += 1;
+        }
+        turns
+    }
+
+    /// A queue deleted with thousands of bindings is gone at once (name free, nothing routed
+    /// to it); its bindings go over the next turns, and then its auto-delete source too.
+    #[test]
+    fn a_queue_with_thousands_of_bindings_is_cleaned_up_over_turns() {
+        let mut b = Broker::new();
+        let flags = ExchangeFlags {
+            auto_delete: true,
+            ..Default::default()
+        };
+        b.declare_exchange(b"ad", b"direct", flags, FieldTable::EMPTY)
+            .expect("x");
+        declare(&mut b, C1, "q", QueueFlags::default()).expect("q");
+        for i in 0..5_000 {
+            b.bind_queue(
+                C1,
+                b"q",
+                b"ad",
+                format!("k{i}").as_bytes(),
+                FieldTable::EMPTY,
+            )
+            .expect("bind");
+        }
+        assert_eq!(b.delete_queue(C1, b"q", false, false), Ok(0));
+        assert!(!b.queue_names.contains_key(&b"q"[..]));
+        assert!(
+            b.cleaning_up(),
+            "5,000 bindings are more than the inline share"
+        );
+        let m = Message::new(b"ad", b"k1", &[0, 0], b"", false);
+        assert_eq!(
+            b.publish(&m, None),
+            Ok(0),
+            "nothing reaches the deleted queue"
+        );
+        b.assert_consistent();
+        assert!(clean_up_fully(&mut b) >= 4);
+        assert!(
+            !b.exchange_names.contains_key(&b"ad"[..]),
+            "auto-delete source"
+        );
+        b.assert_consistent();
+    }
+
+    /// A closed connection's exclusive queues are locked to everyone at once, then deleted
+    /// over the next turns; a new connection with the same id does not inherit them.
+    #[test]
+    fn a_closed_connections_exclusive_queues_go_over_turns() {
+        let mut b = Broker::new();
+        let exclusive = QueueFlags {
+            exclusive: true,
+            ..Default::default()
+        };
+        for i in 0..3_000 {
+            declare(&mut b, C1, &format!("x{i}"), exclusive).expect("declare");
+        }
+        b.connection_closed(C1);
+        assert!(!b.holds_anything_of(C1));
+        assert!(b.cleaning_up());
+        // The last declared go first: the first is still there, locked.
+        let e = b.purge_queue(C1, b"x0").expect_err("locked");
+        assert_eq!(e.code, crate::protocol::ReplyCode::ResourceLocked);
+        clean_up_fully(&mut b);
+        assert_eq!(b.queues.len(), 0);
+        let e = b.purge_queue(C2, b"x0").expect_err("gone");
+        assert_eq!(e.code, crate::protocol::ReplyCode::NotFound);
+    }
+
+    /// A purge empties the queue at once and answers the count; the messages are dropped over
+    /// the next turns.
+    #[test]
+    fn a_large_purge_is_immediate_and_its_messages_dropped_over_turns() {
+        let mut b = Broker::new();
+        declare(&mut b, C1, "q", QueueFlags::default()).expect("q");
+        for _ in 0..100_000 {
+            publish(&mut b, "q", "m");
+        }
+        assert_eq!(b.purge_queue(C1, b"q"), Ok(100_000));
+        assert!(b.get(C1, b"q", true).expect("get").is_none());
+        assert!(b.cleaning_up());
+        clean_up_fully(&mut b);
     }
 
     #[test]

@@ -223,24 +223,15 @@ impl Queue {
         self.ready.insert(at, m);
     }
 
-    /// Drops every ready message, acking their store records; returns how many there were.
-    pub(super) fn purge(&mut self, store: &mut Store) -> usize {
-        let n = self.message_count();
+    /// Takes every ready message out at once (the queue is empty afterwards, whatever it held);
+    /// dropping them, and acking their store records, is left to `Purged::drop_some`.
+    pub(super) fn take_messages(&mut self) -> Purged {
         self.ready_bytes = 0;
-        for m in std::mem::take(&mut self.ready) {
-            if let Some(r) = m.store {
-                store.ack(r);
-            }
+        Purged {
+            ready: std::mem::take(&mut self.ready),
+            paged: std::mem::take(&mut self.paged),
+            store_id: self.store_id,
         }
-        if let Some(queue) = self.store_id {
-            for p in std::mem::take(&mut self.paged) {
-                store.ack(StoreRef {
-                    msg_id: p.loc.msg_id,
-                    queue,
-                });
-            }
-        }
-        n
     }
 
     pub(super) fn consumers(&self) -> &[ConsumerId] {
@@ -299,6 +290,46 @@ impl Queue {
     /// The exclusive-consumer flag agrees with the consumers (checked by `Broker::assert_consistent`).
     pub(super) fn exclusive_consumer(&self) -> bool {
         self.exclusive_consumer
+    }
+}
+
+/// Messages taken out of a queue that was purged or deleted, dropped a batch at a time.
+pub(super) struct Purged {
+    ready: VecDeque<QueuedMessage>,
+    paged: VecDeque<PagedRef>,
+    store_id: Option<u32>,
+}
+
+impl Purged {
+    pub(super) fn len(&self) -> usize {
+        self.ready.len() + self.paged.len()
+    }
+
+    /// Drops up to `max` messages, acking their store records; returns how many it dropped.
+    pub(super) fn drop_some(&mut self, store: &mut Store, max: usize) -> usize {
+        let mut n = 0;
+        while n < max {
+            let Some(m) = self.ready.pop_back() else {
+                break;
+            };
+            if let Some(r) = m.store {
+                store.ack(r);
+            }
+            n += 1;
+        }
+        while n < max {
+            let Some(p) = self.paged.pop_back() else {
+                break;
+            };
+            if let Some(queue) = self.store_id {
+                store.ack(StoreRef {
+                    msg_id: p.loc.msg_id,
+                    queue,
+                });
+            }
+            n += 1;
+        }
+        n
     }
 }
 

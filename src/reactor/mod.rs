@@ -129,7 +129,8 @@ impl Reactor {
                     return Ok(());
                 }
             }
-            let busy = !self.read_list.is_empty() || self.broker.has_ready();
+            let busy =
+                !self.read_list.is_empty() || self.broker.has_ready() || self.broker.cleaning_up();
             let timeout = if busy {
                 Duration::ZERO
             } else {

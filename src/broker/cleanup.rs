@@ -1,0 +1,128 @@
+//! What deletions leave behind, cleaned up a bounded amount at a time: the bindings of a
+//! deleted queue or exchange, the messages of a deleted or purged queue, and the exclusive
+//! queues of a closed connection. A deletion takes effect at once (the name is free, routing
+//! skips the dead entity, a purged queue is empty); the cleanup behind it is done up to
+//! `CLEANUP_WORK_INLINE_MAX` units by the command itself, so an ordinary deletion is complete
+//! when it is answered, and the rest up to `CLEANUP_WORK_PER_TURN_MAX` units per loop turn
+//! (`Broker::clean_up`, from `commit_turn`). Deleting a queue with 30,000 bindings or closing a
+//! connection that owns 10,000 exclusive queues cost 25 to 50 ms in one command before.
+//!
+//! While bindings to a dead destination remain, their source still counts as in use
+//! (exchange.delete if-unused, auto-delete), exactly as long as the cleanup takes; and the
+//! messages of a purged durable queue are acked in the store as the cleanup drops them, so
+//! after a crash in between some of a large purge may be back (a clean stop finishes it).
+
+use super::exchange::{Destination, ExchangeId};
+use super::queue::{Purged, QueueId};
+use super::{Broker, ConnId};
+use crate::limits::{
+    CLEANUP_MESSAGES_PER_UNIT, CLEANUP_WORK_INLINE_MAX, CLEANUP_WORK_PER_TURN_MAX,
+};
+use std::collections::VecDeque;
+
+/// One piece of cleanup.
+pub(super) enum Task {
+    /// Bindings whose destination (queue or exchange) was deleted.
+    BindingsTo(Destination),
+    /// Bindings whose source exchange was deleted.
+    BindingsFrom(ExchangeId),
+    /// Messages of a queue that was deleted or purged.
+    Messages(Purged),
+    /// Exclusive queues whose connection closed, still to be deleted.
+    Orphans(Vec<QueueId>),
+}
+
+/// The cleanup still to do, newest first: a command's own cleanup runs before older leftovers.
+#[derive(Default)]
+pub(super) struct Cleanup {
+    tasks: VecDeque<Task>,
+}
+
+impl Cleanup {
+    pub(super) fn push(&mut self, task: Task) {
+        self.tasks.push_front(task);
+    }
+}
+
+/// The owner of exclusive queues whose connection has closed, until they are deleted: no
+/// connection is ever given this id (the reactor's ids are connection-table keys), so the
+/// queues are locked to everyone, including a new connection that reuses the old one's id.
+pub(super) const CLOSED_OWNER: ConnId = ConnId(u32::MAX);
+
+impl Broker {
+    /// Does deferred cleanup, at most `CLEANUP_WORK_PER_TURN_MAX` units.
+    pub(super) fn clean_up(&mut self) {
+        self.run_cleanup(CLEANUP_WORK_PER_TURN_MAX);
+    }
+
+    /// The cleanup a deleting command does before it is answered.
+    pub(super) fn clean_up_inline(&mut self) {
+        self.run_cleanup(CLEANUP_WORK_INLINE_MAX);
+    }
+
+    /// Finishes all cleanup (a clean stop: purged messages must not come back).
+    pub(super) fn clean_up_all(&mut self) {
+        self.run_cleanup(usize::MAX);
+    }
+
+    /// Whether cleanup is left for the next turns (the reactor then polls without sleeping).
+    pub fn cleaning_up(&self) -> bool {
+        !self.cleanup.tasks.is_empty()
+    }
+
+    /// Works through the tasks, newest first, until `budget` units are spent.
+    fn run_cleanup(&mut self, mut budget: usize) {
+        while budget > 0 {
+            let Some(task) = self.cleanup.tasks.pop_front() else {
+                return;
+            };
+            let before = self.cleanup.tasks.len();
+            let (spent, rest) = self.work_on(task, budget);
+            budget = budget.saturating_sub(spent.max(1));
+            if let Some(rest) = rest {
+                // Tasks the work pushed (a deleted orphan's bindings) go before what is left.
+                let pushed = self.cleanup.tasks.len() - before;
+                self.cleanup.tasks.insert(pushed, rest);
+            }
+        }
+    }
+
+    /// Does up to `budget` units of `task`; returns the units spent and what is left of it.
+    fn work_on(&mut self, task: Task, budget: usize) -> (usize, Option<Task>) {
+        match task {
+            Task::BindingsTo(dest) => {
+                let mut sources = Vec::new();
+                let n = self
+                    .bindings
+                    .remove_to(&mut self.exchanges, dest, budget, &mut sources);
+                self.auto_delete_exchanges(&sources);
+                let rest = self
+                    .bindings
+                    .has_dest(dest)
+                    .then_some(Task::BindingsTo(dest));
+                (n, rest)
+            }
+            Task::BindingsFrom(source) => {
+                let n = self.bindings.remove_from(source, budget);
+                let rest = self
+                    .bindings
+                    .has_source(source)
+                    .then_some(Task::BindingsFrom(source));
+                (n, rest)
+            }
+            Task::Messages(mut purged) => {
+                let max = budget.saturating_mul(CLEANUP_MESSAGES_PER_UNIT);
+                let n = purged.drop_some(&mut self.store, max);
+                let rest = (purged.len() > 0).then_some(Task::Messages(purged));
+                (n.div_ceil(CLEANUP_MESSAGES_PER_UNIT), rest)
+            }
+            Task::Orphans(mut ids) => {
+                let Some(id) = ids.pop() else {
+                    return (0, None);
+                };
+                self.remove_queue(id);
+                (1, (!ids.is_empty()).then_some(Task::Orphans(ids)))
+            }
+        }
+    }
+}
