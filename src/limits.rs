@@ -59,6 +59,8 @@ pub(crate) const DELIVERIES_PER_QUEUE_PER_TURN_MAX: usize = 16384;
 /// Cleanup after deletions (broker/cleanup.rs) is counted in units of about a microsecond: a
 /// binding or a queue removed is one, and so are this many messages dropped.
 pub(crate) const CLEANUP_MESSAGES_PER_UNIT: usize = 32;
+/// ... and this many delivered messages requeued (a closed channel's unacked).
+pub(crate) const CLEANUP_REQUEUES_PER_UNIT: usize = 4;
 /// Cleanup a deleting command does before it is answered: a queue with a few hundred bindings
 /// or some thousands of messages, a connection with a few hundred exclusive queues, is gone
 /// whole by delete-ok or close-ok. Proven with the next by tests/hostile (30,000 bindings on

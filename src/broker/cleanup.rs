@@ -1,6 +1,7 @@
 //! What deletions leave behind, cleaned up a bounded amount at a time: the bindings of a
-//! deleted queue or exchange, the messages of a deleted or purged queue, and the exclusive
-//! queues of a closed connection. A deletion takes effect at once (the name is free, routing
+//! deleted queue or exchange, the messages of a deleted or purged queue, the exclusive queues
+//! of a closed connection, and the unacked messages of a closed channel going back to their
+//! queues. A deletion takes effect at once (the name is free, routing
 //! skips the dead entity, a purged queue is empty); the cleanup behind it is done up to
 //! `CLEANUP_WORK_INLINE_MAX` units by the command itself, so an ordinary deletion is complete
 //! when it is answered, and the rest up to `CLEANUP_WORK_PER_TURN_MAX` units per loop turn
@@ -13,10 +14,11 @@
 //! after a crash in between some of a large purge may be back (a clean stop finishes it).
 
 use super::exchange::{Destination, ExchangeId};
-use super::queue::{Purged, QueueId};
+use super::queue::{Purged, QueueId, QueuedMessage};
 use super::{Broker, ConnId};
 use crate::limits::{
-    CLEANUP_MESSAGES_PER_UNIT, CLEANUP_WORK_INLINE_MAX, CLEANUP_WORK_PER_TURN_MAX,
+    CLEANUP_MESSAGES_PER_UNIT, CLEANUP_REQUEUES_PER_UNIT, CLEANUP_WORK_INLINE_MAX,
+    CLEANUP_WORK_PER_TURN_MAX,
 };
 use std::collections::VecDeque;
 
@@ -30,6 +32,8 @@ pub(super) enum Task {
     Messages(Purged),
     /// Exclusive queues whose connection closed, still to be deleted.
     Orphans(Vec<QueueId>),
+    /// Delivered messages going back to their queues, in delivery order (taken from the end).
+    Requeue(Vec<(QueueId, QueuedMessage)>),
 }
 
 /// The cleanup still to do, newest first: a command's own cleanup runs before older leftovers.
@@ -115,6 +119,19 @@ impl Broker {
                 let n = purged.drop_some(&mut self.store, max);
                 let rest = (purged.len() > 0).then_some(Task::Messages(purged));
                 (n.div_ceil(CLEANUP_MESSAGES_PER_UNIT), rest)
+            }
+            Task::Requeue(mut messages) => {
+                let max = budget.saturating_mul(CLEANUP_REQUEUES_PER_UNIT);
+                let mut n = 0;
+                while n < max {
+                    let Some((queue, m)) = messages.pop() else {
+                        break;
+                    };
+                    self.requeue(queue, m);
+                    n += 1;
+                }
+                let rest = (!messages.is_empty()).then_some(Task::Requeue(messages));
+                (n.div_ceil(CLEANUP_REQUEUES_PER_UNIT), rest)
             }
             Task::Orphans(mut ids) => {
                 let Some(id) = ids.pop() else {

@@ -3,6 +3,7 @@
 //! broker decides which consumer and acks the store when a delivery needs no ack; what
 //! "can take" means (prefetch, flow, output space) is the sink's answer.
 
+use super::cleanup::Task;
 use super::consumer::{Consumer, ConsumerId};
 use super::queue::{QueueId, QueuedMessage};
 use super::{not_found_queue, Broker, ConnId};
@@ -124,6 +125,18 @@ impl Broker {
     pub(crate) fn ack(&mut self, m: QueuedMessage) {
         if let Some(r) = m.store {
             self.store.ack(r);
+        }
+    }
+
+    /// Returns delivered messages (in delivery order) to their queues: the newest first, so
+    /// each lands in front of what its queue holds, which are usually all newer (an insert at
+    /// the front; oldest first moved every message requeued before). A few thousand are
+    /// requeued at once; more (a channel closed with 60,000 unacked) over the next turns,
+    /// through the cleanup, as RabbitMQ's queues take them back after the channel is gone.
+    pub(crate) fn requeue_all(&mut self, messages: Vec<(QueueId, QueuedMessage)>) {
+        if !messages.is_empty() {
+            self.cleanup.push(Task::Requeue(messages));
+            self.clean_up_inline();
         }
     }
 

@@ -425,6 +425,29 @@ mod tests {
         clean_up_fully(&mut b);
     }
 
+    /// Thousands of deliveries requeued at once (a channel closed with them unacked) come
+    /// back in their original order, some at once and the rest over the next turns.
+    #[test]
+    fn a_large_requeue_keeps_the_order() {
+        let mut b = Broker::new();
+        declare(&mut b, C1, "q", QueueFlags::default()).expect("q");
+        for i in 0..20_000 {
+            publish(&mut b, "q", &i.to_string());
+        }
+        let taken: Vec<_> = (0..10_000)
+            .map(|_| b.get(C1, b"q", false).expect("get").expect("message"))
+            .map(|g| (g.queue, g.message))
+            .collect();
+        b.requeue_all(taken);
+        assert!(b.cleaning_up(), "10,000 are more than the inline share");
+        clean_up_fully(&mut b);
+        for i in 0..20_000 {
+            let g = b.get(C1, b"q", true).expect("get").expect("message");
+            assert_eq!(g.message.message().body(), i.to_string().as_bytes());
+            assert_eq!(g.message.redelivered(), i < 10_000);
+        }
+    }
+
     #[test]
     fn auto_delete_queue_goes_with_its_last_consumer() {
         let mut b = Broker::new();

@@ -152,9 +152,7 @@ impl Session {
                 "unknown delivery tag {tag}"
             )));
         }
-        for u in settled.drain(..) {
-            settle_one(u, how, ctx.broker);
-        }
+        settle_all(settled.drain(..), how, ctx.broker);
         self.settle_scratch = settled;
         if global {
             self.wake_consumers(ch, ctx);
@@ -173,9 +171,7 @@ impl Session {
         }
         let channel = self.channel(ch)?;
         let all: Vec<Unacked> = channel.take_all_unacked().collect();
-        for u in all {
-            settle_one(u, Settle::Requeue, ctx.broker);
-        }
+        settle_all(all.into_iter(), Settle::Requeue, ctx.broker);
         Ok(())
     }
 
@@ -188,9 +184,7 @@ impl Session {
         let consumers: Vec<ConsumerId> = channel.take_consumers().collect();
         let unacked: Vec<Unacked> = channel.take_all_unacked().collect();
         // Requeue before removing consumers: an auto-delete queue may go with its last one.
-        for u in unacked {
-            settle_one(u, Settle::Requeue, ctx.broker);
-        }
+        settle_all(unacked.into_iter(), Settle::Requeue, ctx.broker);
         for id in consumers {
             ctx.broker.cancel_consumer(id);
         }
@@ -296,9 +290,28 @@ impl Session {
     }
 }
 
+/// Settles deliveries taken in tag order; requeues go to the broker together
+/// (`Broker::requeue_all`), which bounds the work of a large batch per turn.
+pub(super) fn settle_all(list: impl Iterator<Item = Unacked>, how: Settle, broker: &mut Broker) {
+    if how != Settle::Requeue {
+        list.for_each(|u| settle_one(u, how, broker));
+        return;
+    }
+    let mut back = Vec::new();
+    for u in list {
+        if let Some(c) = u.consumer {
+            broker.wake_consumer(c.id);
+        }
+        if let Some(m) = u.msg {
+            back.push((u.queue, m));
+        }
+    }
+    broker.requeue_all(back);
+}
+
 /// Applies one settlement to the broker: ack drops the message, requeue returns it; either
 /// way its consumer (if still subscribed) may take another.
-pub(super) fn settle_one(u: Unacked, how: Settle, broker: &mut Broker) {
+fn settle_one(u: Unacked, how: Settle, broker: &mut Broker) {
     if let Some(c) = u.consumer {
         broker.wake_consumer(c.id);
     }

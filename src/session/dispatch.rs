@@ -4,7 +4,7 @@
 //! `publish.rs` (basic.publish and content) and `consume.rs` (consume, get, ack, delivery).
 
 use super::channel::{Channel, Publish, Settle, TxOp};
-use super::consume::settle_one;
+use super::consume::settle_all;
 use super::{Ctx, Session, State};
 use crate::error::AmqpError;
 use crate::protocol::constants::CLASS_BASIC;
@@ -234,9 +234,7 @@ impl Session {
                             "unknown delivery tag {tag}"
                         )));
                     }
-                    for u in settled {
-                        settle_one(u, how, ctx.broker);
-                    }
+                    settle_all(settled.into_iter(), how, ctx.broker);
                     self.wake_consumers(ch, ctx);
                 }
             }

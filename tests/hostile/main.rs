@@ -21,6 +21,7 @@ mod entities;
 mod frames;
 mod handshake;
 mod harness;
+mod messages;
 #[path = "../common/procfs.rs"]
 mod procfs;
 mod raw;

@@ -133,6 +133,15 @@ pub fn queue_delete(ch: u16, name: &str) -> Vec<u8> {
     method(ch, &p)
 }
 
+/// queue.purge (50,30), answered with purge-ok (50,31).
+pub fn queue_purge(ch: u16, name: &str) -> Vec<u8> {
+    let mut p = ids(50, 30);
+    p.extend_from_slice(&[0, 0]);
+    p.extend_from_slice(&shortstr(name));
+    p.push(0);
+    method(ch, &p)
+}
+
 /// basic.consume (60,20) no-wait: queue, tag, bits (no-ack 2, no-wait 8), no arguments.
 pub fn basic_consume(ch: u16, queue: &str, tag: &str) -> Vec<u8> {
     let mut p = ids(60, 20);
