@@ -200,7 +200,9 @@ impl Routes {
                 }
             }
             Routes::Fanout(dests) => out.extend_from_slice(dests),
-            Routes::Topic { trie, .. } => trie.match_into(routing_key, out),
+            Routes::Topic { trie, .. } => {
+                trie.match_into(routing_key, out);
+            }
             Routes::Headers(matchers) => {
                 for h in matchers {
                     if headers_match(h, headers) {
