@@ -129,8 +129,10 @@ impl Reactor {
                     return Ok(());
                 }
             }
-            let busy =
-                !self.read_list.is_empty() || self.broker.has_ready() || self.broker.cleaning_up();
+            let busy = !self.read_list.is_empty()
+                || !self.close_list.is_empty()
+                || self.broker.has_ready()
+                || self.broker.cleaning_up();
             let timeout = if busy {
                 Duration::ZERO
             } else {
@@ -453,12 +455,14 @@ impl Reactor {
     }
 
     /// Removes connections whose socket died or whose session finished; deferred to the end
-    /// of the turn so no list holds a stale key while it runs.
+    /// of the turn so no list holds a stale key while it runs. At most
+    /// `CONNECTIONS_CLOSED_PER_TURN_MAX` per turn: the rest stay listed for the next.
     fn close_dead(&mut self, now: Instant) {
         let alarm = self.alarm_reason();
         let mut list = std::mem::take(&mut self.close_list);
         list.sort_unstable();
         list.dedup();
+        let later = list.split_off(list.len().min(CONNECTIONS_CLOSED_PER_TURN_MAX));
         for &key in &list {
             let Some(mut c) = self.conns.try_remove(key) else {
                 continue;
@@ -484,6 +488,7 @@ impl Reactor {
             );
         }
         list.clear();
+        list.extend(later);
         self.close_list = list;
         self.deliver_notices();
     }
