@@ -120,6 +120,22 @@ fn erlang_binary(b: &[u8], pretty: bool) -> String {
     format!("<<{}>>", list.join(","))
 }
 
+/// Whether a method frame is one whose work is small and bounded: basic.publish (the message
+/// is routed when its content is complete) and a single ack, nack or reject. Read from the
+/// payload: class and method ids, then for ack and nack the delivery tag and the bits, whose
+/// first is `multiple`.
+fn is_cheap(f: &Frame<'_>) -> bool {
+    if f.kind != FrameKind::Method {
+        return false;
+    }
+    let single = || f.payload.get(12).is_some_and(|bits| bits & 1 == 0);
+    match f.payload.get(..4) {
+        Some([0, 60, 0, 40]) | Some([0, 60, 0, 90]) => true,
+        Some([0, 60, 0, 80]) | Some([0, 60, 0, 120]) => single(),
+        _ => false,
+    }
+}
+
 /// Frame-level failure while reading, with RabbitMQ's texts. `buf` starts at the frame.
 fn frame_error_to_amqp(e: FrameError, buf: &[u8]) -> AmqpError {
     let kind = buf.first().copied().unwrap_or(0);
@@ -287,8 +303,17 @@ impl Session {
                 Ok(Parsed::Incomplete { .. }) => break,
                 Ok(Parsed::Frame { frame, len }) => {
                     pos += len;
+                    let (kind, channel, cheap) = (frame.kind, frame.channel, is_cheap(&frame));
                     self.handle_frame(out, frame, ctx);
-                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                    // A clock read costs as much as a small publish: only after a frame that
+                    // may have done unbounded work (routing a complete message, a method
+                    // other than the hot cheap ones).
+                    let costly = match kind {
+                        FrameKind::Method => !cheap,
+                        FrameKind::Header | FrameKind::Body => self.completed_message(channel),
+                        FrameKind::Heartbeat => false,
+                    };
+                    if costly && deadline.is_some_and(|d| Instant::now() >= d) {
                         break;
                     }
                 }
@@ -305,6 +330,14 @@ impl Session {
             return buf.len();
         }
         pos
+    }
+
+    /// Whether content just handled on `channel` completed a message (which was then routed),
+    /// or ended in an error.
+    fn completed_message(&self, channel: u16) -> bool {
+        self.channels
+            .get(channel)
+            .is_none_or(|c| c.publish == channel::Publish::Idle)
     }
 
     /// Handles one frame; errors become channel or connection closes naming the method.
@@ -640,6 +673,23 @@ mod tests {
         let used = session.handle_input_until(&mut out, rest, &mut ctx, None);
         assert_eq!(used, rest.len(), "no deadline: everything");
         assert_eq!(session.channels.len(), 10);
+        // A publish is not cut between its method and its content: the clock is read once
+        // the message is complete.
+        let mut publishes = Vec::new();
+        for _ in 0..3 {
+            let publish = BasicPublish {
+                routing_key: b"nowhere",
+                ..Default::default()
+            };
+            write_method(&mut publishes, 1, &Method::BasicPublish(publish));
+            crate::protocol::frame::write_content_header(&mut publishes, 1, 60, 0, &[0, 0]);
+        }
+        let used = session.handle_input_until(&mut out, &publishes, &mut ctx, past);
+        assert_eq!(
+            used,
+            publishes.len() / 3,
+            "one whole publish, then the deadline"
+        );
         session.release(&mut ctx);
     }
 }
