@@ -64,6 +64,10 @@ pub struct Reactor {
     read_buf: Vec<u8>,
     /// Connections with input left after their budget, read again next turn.
     read_list: Vec<usize>,
+    /// Connections that spent their budget (bytes or time) with input left: read again next
+    /// turn, after the connections that became readable meanwhile, so a client that just sent
+    /// one message does not wait behind a busy one's next share.
+    carry_list: Vec<usize>,
     flush_list: Vec<usize>,
     /// Connections to remove at the end of the turn.
     close_list: Vec<usize>,
@@ -99,6 +103,7 @@ impl Reactor {
             config,
             read_buf,
             read_list: Vec::new(),
+            carry_list: Vec::new(),
             flush_list: Vec::new(),
             close_list: Vec::new(),
             accept_paused: false,
@@ -130,6 +135,7 @@ impl Reactor {
                 }
             }
             let busy = !self.read_list.is_empty()
+                || !self.carry_list.is_empty()
                 || !self.close_list.is_empty()
                 || self.broker.has_ready()
                 || self.broker.cleaning_up();
@@ -278,7 +284,8 @@ impl Reactor {
 
     fn read_ready(&mut self, now: Instant) {
         let alarm = self.alarm_reason();
-        let list = std::mem::take(&mut self.read_list);
+        let mut list = std::mem::take(&mut self.read_list);
+        list.append(&mut self.carry_list);
         for &key in &list {
             let Some(c) = self.conns.get_mut(key) else {
                 continue;
@@ -293,7 +300,7 @@ impl Reactor {
             let outcome = c.read(&mut self.read_buf, READ_BYTES_PER_TURN_MAX, &mut ctx);
             if let ReadOutcome::BudgetSpent = outcome {
                 c.queued_read = true;
-                self.read_list.push(key);
+                self.carry_list.push(key);
             }
             if c.dead.is_some() {
                 self.close_list.push(key);
