@@ -92,6 +92,9 @@ pub struct Session {
     /// connection.blocked was sent and connection.unblocked is owed.
     blocked_sent: bool,
     settle_scratch: Vec<channel::Unacked>,
+    /// The message just routed went to the default exchange: one lookup and one queue, so the
+    /// input deadline need not be checked after it (read and cleared by `handle_input_until`).
+    cheap_route: bool,
 }
 
 /// RabbitMQ's rendering of a frame in error texts: "type 1, all octets = <<0,60>>".
@@ -195,6 +198,7 @@ impl Session {
             blocked: false,
             blocked_sent: false,
             settle_scratch: Vec::new(),
+            cheap_route: false,
         }
     }
 
@@ -306,11 +310,14 @@ impl Session {
                     let (kind, channel, cheap) = (frame.kind, frame.channel, is_cheap(&frame));
                     self.handle_frame(out, frame, ctx);
                     // A clock read costs as much as a small publish: only after a frame that
-                    // may have done unbounded work (routing a complete message, a method
-                    // other than the hot cheap ones).
+                    // may have done unbounded work (a message routed through an exchange, a
+                    // method other than the hot cheap ones).
                     let costly = match kind {
                         FrameKind::Method => !cheap,
-                        FrameKind::Header | FrameKind::Body => self.completed_message(channel),
+                        FrameKind::Header | FrameKind::Body => {
+                            self.completed_message(channel)
+                                && !std::mem::take(&mut self.cheap_route)
+                        }
                         FrameKind::Heartbeat => false,
                     };
                     if costly && deadline.is_some_and(|d| Instant::now() >= d) {
@@ -674,21 +681,34 @@ mod tests {
         assert_eq!(used, rest.len(), "no deadline: everything");
         assert_eq!(session.channels.len(), 10);
         // A publish is not cut between its method and its content: the clock is read once
-        // the message is complete.
-        let mut publishes = Vec::new();
-        for _ in 0..3 {
-            let publish = BasicPublish {
-                routing_key: b"nowhere",
-                ..Default::default()
-            };
-            write_method(&mut publishes, 1, &Method::BasicPublish(publish));
-            crate::protocol::frame::write_content_header(&mut publishes, 1, 60, 0, &[0, 0]);
-        }
-        let used = session.handle_input_until(&mut out, &publishes, &mut ctx, past);
+        // the message is routed through an exchange; the default exchange's single lookup
+        // does not need it.
+        let publishes = |exchange: &'static [u8]| {
+            let mut bytes = Vec::new();
+            for _ in 0..3 {
+                let publish = BasicPublish {
+                    exchange,
+                    routing_key: b"nowhere",
+                    ..Default::default()
+                };
+                write_method(&mut bytes, 1, &Method::BasicPublish(publish));
+                crate::protocol::frame::write_content_header(&mut bytes, 1, 60, 0, &[0, 0]);
+            }
+            bytes
+        };
+        let routed = publishes(b"amq.direct");
+        let used = session.handle_input_until(&mut out, &routed, &mut ctx, past);
         assert_eq!(
             used,
-            publishes.len() / 3,
+            routed.len() / 3,
             "one whole publish, then the deadline"
+        );
+        let default = publishes(b"");
+        let used = session.handle_input_until(&mut out, &default, &mut ctx, past);
+        assert_eq!(
+            used,
+            default.len(),
+            "default-exchange publishes need no clock"
         );
         session.release(&mut ctx);
     }
