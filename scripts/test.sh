@@ -5,7 +5,8 @@
 #
 # Steps (each can be skipped):
 #   build      cargo build --release            (target/release/coney)
-#   cargo      cargo test --release             (unit + integration tests)
+#   cargo      cargo test --release             (unit + integration tests, the hostile-client
+#                                               suite in its own binary, tests/hostile)
 #   pyenv      scripts/pyenv.sh                 (.venv/pika1, .venv/pika013)
 #   coney      start target/release/coney on a free loopback port and run
 #              tests/scenarios/run.py (both pika flavours) against it
