@@ -11,7 +11,7 @@ pub mod topic_trie;
 
 use crate::error::{AmqpError, Show};
 use crate::protocol::FieldTable;
-use crate::store::definitions::{BindingDef, Definitions, ExchangeDef, QueueDef};
+use crate::store::definitions::{BindingRef, DefChange};
 use crate::store::{Location, Recovery, Store, StoreRef};
 use exchange::{Binding, Destination, Exchange, ExchangeKind};
 use handle::Registry;
@@ -94,8 +94,6 @@ pub struct Broker {
     rng: u64,
     pub store: Store,
     next_queue_store_id: u32,
-    /// Durable definitions changed this turn; the reactor saves them before replying.
-    pub defs_dirty: bool,
 }
 
 fn not_found_queue(name: &[u8]) -> AmqpError {
@@ -161,7 +159,6 @@ impl Broker {
             rng: seed | 1,
             store: Store::disabled(),
             next_queue_store_id: 1,
-            defs_dirty: false,
         };
         for (name, kind) in STANDARD_EXCHANGES {
             b.insert_exchange(Exchange::new(
@@ -292,7 +289,15 @@ impl Broker {
             args.raw().into(),
         );
         self.insert_exchange(x);
-        self.defs_dirty |= flags.durable;
+        if flags.durable {
+            self.store.record(DefChange::Exchange {
+                name,
+                kind: kind.name().as_bytes(),
+                auto_delete: flags.auto_delete,
+                internal: flags.internal,
+                arguments: args.raw(),
+            });
+        }
         Ok(())
     }
 
@@ -327,7 +332,10 @@ impl Broker {
             return;
         };
         self.exchange_names.remove(&x.name);
-        self.defs_dirty |= x.durable;
+        if x.durable {
+            self.store
+                .record(DefChange::ExchangeDeleted { name: &x.name });
+        }
         let bindings: Vec<Binding> = x.bindings().cloned().collect();
         for b in &bindings {
             x.unbind(b);
@@ -401,7 +409,7 @@ impl Broker {
         };
         let durable = xe.durable;
         if xe.bind(b) {
-            self.defs_dirty |= durable;
+            self.record_queue_binding(true, durable, q, exchange, key, args.raw());
             if let Some(qe) = self.queues.get_mut(q) {
                 qe.bindings.push(QueueBinding {
                     exchange: x,
@@ -429,7 +437,8 @@ impl Broker {
             args: args.raw().into(),
         };
         if self.exchanges.get_mut(x).is_some_and(|xe| xe.unbind(&b)) {
-            self.defs_dirty = true;
+            let durable = self.exchanges.get(x).is_some_and(|xe| xe.durable);
+            self.record_queue_binding(false, durable, q, exchange, key, args.raw());
             self.forget_binding_at_destination(x, &b);
             self.maybe_auto_delete_exchange(x);
         }
@@ -450,8 +459,9 @@ impl Broker {
             key: key.into(),
             args: args.raw().into(),
         };
-        if let Some(src) = self.exchanges.get_mut(s) {
-            self.defs_dirty |= src.bind(b) && src.durable;
+        let bound = self.exchanges.get_mut(s).is_some_and(|src| src.bind(b));
+        if bound {
+            self.record_exchange_binding(true, s, d, key, args.raw());
         }
         Ok(())
     }
@@ -471,7 +481,7 @@ impl Broker {
             args: args.raw().into(),
         };
         if self.exchanges.get_mut(s).is_some_and(|src| src.unbind(&b)) {
-            self.defs_dirty = true;
+            self.record_exchange_binding(false, s, d, key, args.raw());
             self.maybe_auto_delete_exchange(s);
         }
         Ok(())
@@ -568,8 +578,13 @@ impl Broker {
         if flags.durable && !flags.exclusive && self.store.enabled() {
             // Exclusive queues die with their connection, so they are never recovered.
             q.store_id = Some(self.next_queue_store_id);
+            self.store.record(DefChange::Queue {
+                name: &name,
+                store_id: self.next_queue_store_id,
+                auto_delete: flags.auto_delete,
+                arguments: args.raw(),
+            });
             self.next_queue_store_id += 1;
-            self.defs_dirty = true;
         }
         let id = self.queues.insert(q);
         self.queue_names.insert(name.clone(), id);
@@ -628,7 +643,7 @@ impl Broker {
         };
         self.queue_names.remove(&q.name);
         if q.store_id.is_some() {
-            self.defs_dirty = true;
+            self.store.record(DefChange::QueueDeleted { name: &q.name });
             q.purge(&mut self.store);
         }
         for b in &q.bindings {
@@ -840,14 +855,7 @@ impl Broker {
                     None => q.push(msg.clone(), None, false),
                 }
             }
-            Some(sid) => q.push(
-                msg.clone(),
-                loc.map(|l| StoreRef {
-                    msg_id: l.msg_id,
-                    queue: sid,
-                }),
-                false,
-            ),
+            Some(sid) => q.push(msg.clone(), loc.map(|l| StoreRef::at(l, sid)), false),
             None => q.push(msg.clone(), None, false),
         }
         if !q.consumers.is_empty() {
@@ -872,64 +880,69 @@ impl Broker {
 
     // ---- durability ------------------------------------------------------------------------
 
-    /// The durable definitions as the store saves them.
-    pub fn definitions(&self) -> Definitions {
-        let standard = |n: &[u8]| STANDARD_EXCHANGES.iter().any(|(s, _)| s.as_bytes() == n);
-        let mut d = Definitions {
-            next_queue_id: self.next_queue_store_id,
-            ..Default::default()
+    /// Reports a queue binding to the store if both ends are durable.
+    fn record_queue_binding(
+        &mut self,
+        bound: bool,
+        source_durable: bool,
+        q: QueueId,
+        source: &[u8],
+        key: &[u8],
+        arguments: &[u8],
+    ) {
+        let Some(queue) = self.queues.get(q).filter(|q| q.store_id.is_some()) else {
+            return;
         };
-        for (_, x) in self.exchanges.iter() {
-            if !x.durable || standard(&x.name) {
-                continue;
-            }
-            d.exchanges.push(ExchangeDef {
-                name: x.name.to_vec(),
-                kind: x.kind.name().as_bytes().to_vec(),
-                auto_delete: x.auto_delete,
-                internal: x.internal,
-                arguments: x.arguments.to_vec(),
-            });
+        if !source_durable {
+            return;
         }
-        for (_, q) in self.queues.iter() {
-            if let Some(store_id) = q.store_id {
-                d.queues.push(QueueDef {
-                    name: q.name.to_vec(),
-                    store_id,
-                    auto_delete: q.auto_delete,
-                    arguments: q.arguments.to_vec(),
-                });
-            }
+        let b = BindingRef {
+            source,
+            to_exchange: false,
+            destination: &queue.name,
+            key,
+            arguments,
+        };
+        let change = if bound {
+            DefChange::Binding(b)
+        } else {
+            DefChange::Unbinding(b)
+        };
+        self.store.record(change);
+    }
+
+    /// Reports an exchange-to-exchange binding to the store if both ends are durable.
+    fn record_exchange_binding(
+        &mut self,
+        bound: bool,
+        s: ExchangeId,
+        d: ExchangeId,
+        key: &[u8],
+        arguments: &[u8],
+    ) {
+        let (Some(src), Some(dst)) = (self.exchanges.get(s), self.exchanges.get(d)) else {
+            return;
+        };
+        if !src.durable || !dst.durable {
+            return;
         }
-        for (_, x) in self.exchanges.iter() {
-            if !x.durable {
-                continue;
-            }
-            for b in x.bindings() {
-                let (to_exchange, destination) = match b.dest {
-                    Destination::Queue(q) => match self.queues.get(q) {
-                        Some(q) if q.store_id.is_some() => (false, q.name.to_vec()),
-                        _ => continue,
-                    },
-                    Destination::Exchange(e) => match self.exchanges.get(e) {
-                        Some(e) if e.durable => (true, e.name.to_vec()),
-                        _ => continue,
-                    },
-                };
-                d.bindings.push(BindingDef {
-                    source: x.name.to_vec(),
-                    to_exchange,
-                    destination,
-                    key: b.key.to_vec(),
-                    arguments: b.args.to_vec(),
-                });
-            }
-        }
-        d
+        let b = BindingRef {
+            source: &src.name,
+            to_exchange: true,
+            destination: &dst.name,
+            key,
+            arguments,
+        };
+        let change = if bound {
+            DefChange::Binding(b)
+        } else {
+            DefChange::Unbinding(b)
+        };
+        self.store.record(change);
     }
 
     /// Rebuilds durable state from what the store recovered.
-    pub fn recover(&mut self, r: Recovery) {
+    pub fn recover(&mut self, r: Recovery) -> std::io::Result<()> {
         let d = r.definitions;
         self.next_queue_store_id = d.next_queue_id.max(1);
         for x in &d.exchanges {
@@ -995,18 +1008,24 @@ impl Broker {
                 }
             }
         }
-        for m in r.messages {
-            for (sid, redelivered) in m.queues {
-                let Some(&q) = by_store_id.get(&sid) else {
-                    continue;
-                };
-                // Everything recovered starts on disk; queues read their window back on demand.
-                if let Some(queue) = self.queues.get_mut(q) {
-                    queue.push_paged(m.loc, redelivered);
-                }
+        for (sid, n) in &r.queue_counts {
+            if let Some(q) = by_store_id.get(sid).and_then(|&q| self.queues.get_mut(q)) {
+                q.reserve_paged(*n as usize);
             }
         }
-        self.defs_dirty = false;
+        // Everything recovered starts on disk; queues read their window back on demand.
+        let queues = &mut self.queues;
+        self.store.recovered(|m| {
+            if let Some(q) = by_store_id.get(&m.queue).and_then(|&q| queues.get_mut(q)) {
+                q.push_recovered(m.loc, m.origin, m.redelivered);
+            }
+        })?;
+        for &q in by_store_id.values() {
+            if let Some(q) = self.queues.get_mut(q) {
+                q.recovered();
+            }
+        }
+        Ok(())
     }
 
     /// Store references of queued messages that were delivered before, for a clean stop.

@@ -130,6 +130,31 @@ impl Queue {
         });
     }
 
+    /// Room for `n` recovered messages, so recovery allocates exactly what they take.
+    pub fn reserve_paged(&mut self, n: usize) {
+        self.paged.reserve_exact(n);
+    }
+
+    /// Appends a message found in the store at start. `origin` (the id it was first
+    /// published with) orders the queue: the store hands messages over in file order, and
+    /// compaction may have moved older ones into newer files.
+    pub fn push_recovered(&mut self, loc: Location, origin: u64, redelivered: bool) {
+        self.paged.push_back(PagedRef {
+            loc,
+            seq: origin,
+            redelivered,
+        });
+    }
+
+    /// Every recovered message is in: puts them in publish order and numbers new ones after.
+    pub fn recovered(&mut self) {
+        let paged = self.paged.make_contiguous();
+        if !paged.is_sorted_by_key(|p| p.seq) {
+            paged.sort_unstable_by_key(|p| p.seq);
+        }
+        self.next_seq = self.paged.back().map_or(self.next_seq, |p| p.seq + 1);
+    }
+
     /// Reads the next batch of paged messages into memory once the window has run dry.
     pub fn page_in(&mut self, store: &mut Store) {
         if !self.ready.is_empty() || self.paged.is_empty() {
@@ -140,10 +165,7 @@ impl Queue {
             let Some(p) = self.paged.pop_front() else {
                 break;
             };
-            let store_ref = StoreRef {
-                msg_id: p.loc.msg_id,
-                queue,
-            };
+            let store_ref = StoreRef::at(p.loc, queue);
             match store.read(p.loc) {
                 Ok(msg) => {
                     self.ready_bytes += msg.size();
@@ -234,10 +256,7 @@ impl Queue {
         }
         if let Some(queue) = self.store_id {
             for p in std::mem::take(&mut self.paged) {
-                store.ack(StoreRef {
-                    msg_id: p.loc.msg_id,
-                    queue,
-                });
+                store.ack(StoreRef::at(p.loc, queue));
             }
         }
         n

@@ -92,10 +92,10 @@ impl Reactor {
         let r = &recovery.report;
         info!(
             "message store: {} segments, {} records, {} messages recovered, clean shutdown: {}, torn tail: {} bytes, damaged records: {}",
-            r.segments, r.records, recovery.messages.len(), r.clean_shutdown, r.truncated_bytes, r.corrupt_records
+            r.segments, r.records, r.messages, r.clean_shutdown, r.truncated_bytes, r.corrupt_records
         );
         broker.store = store;
-        broker.recover(recovery);
+        broker.recover(recovery)?;
         let mut alarms = Alarms::new(&config);
         // Start with the disk alarm already right, not a tick later.
         alarms.check_disk(&config.data_dir);
@@ -139,7 +139,8 @@ impl Reactor {
                     return Ok(());
                 }
             }
-            let busy = !self.read_list.is_empty() || self.broker.has_dirty();
+            let busy =
+                !self.read_list.is_empty() || self.broker.has_dirty() || self.broker.store.busy();
             let timeout = if busy {
                 Duration::ZERO
             } else {
@@ -365,27 +366,18 @@ impl Reactor {
         self.flush_list.clear();
     }
 
-    /// Group commit: this turn's definitions and message records reach the disk before any
-    /// reply or confirm of the turn is written to a socket.
+    /// Group commit: this turn's definition changes and message records reach the disk
+    /// before any reply or confirm of the turn is written to a socket. Then a bounded slice
+    /// of the store's background work (compaction, definitions snapshot).
     fn persist(&mut self) {
         self.stored = true;
-        if self.broker.defs_dirty {
-            self.broker.defs_dirty = false;
-            if let Err(e) = self
-                .broker
-                .store
-                .save_definitions(&self.broker.definitions())
-            {
-                error!("cannot save definitions: {e}");
-                self.stored = false;
-            }
-        }
         if self.broker.store.dirty() {
             if let Err(e) = self.broker.store.sync() {
-                error!("message store write failed: {e}; this turn's publishes are nacked");
+                error!("store write failed: {e}; this turn's publishes are nacked");
                 self.stored = false;
             }
         }
+        self.broker.store.maintain();
     }
 
     /// After a backlog drains, glibc keeps the freed pages; hand them back once the heap has
