@@ -589,3 +589,42 @@ fn copies_of_copies_are_followed_and_acked_by_their_first_id() {
     assert_eq!(s.log.segment_numbers(), [s.log.head]);
     s.check_now("all acked");
 }
+
+#[test]
+fn recovery_reads_big_files_in_chunks_and_finds_damage_past_the_first() {
+    let d = TempDir::new("chunks");
+    let (mut log, _, _) = open(&d.0, &[1]);
+    let mut want = Vec::new();
+    let mut locs = Vec::new();
+    for i in 0..40usize {
+        // Records of 10 KiB to 1.5 MiB straddle every chunk boundary of the reader.
+        let size = if i % 9 == 4 {
+            1_500_000
+        } else {
+            10_000 + i * 3_001
+        };
+        let body = body_of(i as u64, size);
+        locs.push(log.publish_id(&msg(&body), &[1]));
+        want.push(i as u64);
+    }
+    log.sync().expect("sync");
+    let head = log.head;
+    drop(log);
+    let victim = 23;
+    assert!(
+        locs[victim].offset as usize > 2 * 1024 * 1024,
+        "past the first chunks"
+    );
+    let path = segment_path(&d.0, head);
+    let mut bytes = fs::read(&path).expect("read");
+    bytes[locs[victim].offset as usize + 40] ^= 0x55;
+    fs::write(&path, &bytes).expect("write");
+    let (mut log, report, rec) = open(&d.0, &[1]);
+    assert_eq!(report.corrupt_records, 1);
+    want.remove(victim);
+    let got: Vec<u64> = rec
+        .iter()
+        .map(|m| number_of(log.read(m.loc).expect("read").body()))
+        .collect();
+    assert_eq!(got, want);
+}
