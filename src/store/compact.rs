@@ -598,6 +598,13 @@ impl Log {
                 error!("message store: segment {n} still holds messages after compaction; kept");
             }
         }
+        info!(
+            "message store: compaction into {} done: {} messages copied, {} MB in files, {} MB held",
+            p.target,
+            p.next_index,
+            self.disk_bytes >> 20,
+            self.live_bytes >> 20
+        );
         if p.next_index == 0 {
             self.remove_segment(p.target)?;
         }

@@ -415,7 +415,12 @@ impl Journal {
         {
             inputs.push(journal_path(&self.dir, g));
         }
+        let journal_bytes = self.size;
         let generation = self.next_generation()?;
+        info!(
+            "definitions: building snapshot {generation} from {} files (journal of {journal_bytes} bytes)",
+            inputs.len()
+        );
         let mut tmp = File::create(self.dir.join(TMP_NAME))?;
         let head = snapshot_head(generation);
         tmp.write_all(&head)?;

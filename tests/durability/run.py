@@ -40,7 +40,8 @@ import traceback
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 MODULES = ['test_restart', 'test_redelivered', 'test_tutorial', 'test_settlements',
-           'test_damage', 'test_crash', 'test_segments']
+           'test_damage', 'test_crash', 'test_segments', 'test_definitions', 'test_compaction',
+           'test_disk_alarm']
 DEFAULT_LIMIT = 60
 
 
