@@ -138,8 +138,14 @@ mod tests {
         let dir = Path::new("/data");
         assert!(!a.update_disk(5000, dir) && !a.disk);
         assert!(a.update_disk(999, dir) && a.disk, "below the limit: raised");
-        assert!(!a.update_disk(1020, dir) && a.disk, "within the hysteresis: still raised");
-        assert!(a.update_disk(1051, dir) && !a.disk, "space returned: cleared");
+        assert!(
+            !a.update_disk(1020, dir) && a.disk,
+            "within the hysteresis: still raised"
+        );
+        assert!(
+            a.update_disk(1051, dir) && !a.disk,
+            "space returned: cleared"
+        );
         assert!(a.update_disk(10, dir) && a.disk, "and raised again");
     }
 }

@@ -290,13 +290,14 @@ impl Broker {
         );
         self.insert_exchange(x);
         if flags.durable {
-            self.store.record(DefChange::Exchange {
+            let (n, a) = (kind.name().as_bytes(), args.raw());
+            self.store.record(DefChange::exchange(
                 name,
-                kind: kind.name().as_bytes(),
-                auto_delete: flags.auto_delete,
-                internal: flags.internal,
-                arguments: args.raw(),
-            });
+                n,
+                flags.auto_delete,
+                flags.internal,
+                a,
+            ));
         }
         Ok(())
     }
@@ -577,13 +578,10 @@ impl Broker {
         );
         if flags.durable && !flags.exclusive && self.store.enabled() {
             // Exclusive queues die with their connection, so they are never recovered.
-            q.store_id = Some(self.next_queue_store_id);
-            self.store.record(DefChange::Queue {
-                name: &name,
-                store_id: self.next_queue_store_id,
-                auto_delete: flags.auto_delete,
-                arguments: args.raw(),
-            });
+            let id = self.next_queue_store_id;
+            q.store_id = Some(id);
+            self.store
+                .record(DefChange::queue(&name, id, flags.auto_delete, args.raw()));
             self.next_queue_store_id += 1;
         }
         let id = self.queues.insert(q);

@@ -104,7 +104,32 @@ pub enum DefChange<'a> {
     Unbinding(BindingRef<'a>),
 }
 
-impl DefChange<'_> {
+impl<'a> DefChange<'a> {
+    pub fn exchange(
+        name: &'a [u8],
+        kind: &'a [u8],
+        auto_delete: bool,
+        internal: bool,
+        arguments: &'a [u8],
+    ) -> Self {
+        DefChange::Exchange {
+            name,
+            kind,
+            auto_delete,
+            internal,
+            arguments,
+        }
+    }
+
+    pub fn queue(name: &'a [u8], store_id: u32, auto_delete: bool, arguments: &'a [u8]) -> Self {
+        DefChange::Queue {
+            name,
+            store_id,
+            auto_delete,
+            arguments,
+        }
+    }
+
     /// Appends the change as one record.
     pub fn encode(&self, out: &mut Vec<u8>) {
         match *self {

@@ -260,11 +260,7 @@ impl Replay {
                 }
                 Step::Torn { at } => {
                     let cut = w.size - at;
-                    warn!(
-                        "message store: {}: torn tail of {cut} bytes at byte {at}; truncating",
-                        path.display()
-                    );
-                    OpenOptions::new().write(true).open(&path)?.set_len(at)?;
+                    truncate(&path, at, cut)?;
                     if let Some(s) = segments.get_mut(&n) {
                         s.size = at;
                     }
@@ -481,6 +477,15 @@ impl Replay {
         }
         Ok(())
     }
+}
+
+/// Cuts a torn tail off a segment.
+fn truncate(path: &Path, at: u64, cut: u64) -> io::Result<()> {
+    warn!(
+        "message store: {}: torn tail of {cut} bytes at byte {at}; truncating",
+        path.display()
+    );
+    OpenOptions::new().write(true).open(path)?.set_len(at)
 }
 
 fn location(msg_id: u64, at: u64, len: usize) -> Location {
