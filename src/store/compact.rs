@@ -192,14 +192,18 @@ impl Log {
     }
 
     fn start_pass(&mut self, sources: Vec<u32>) -> io::Result<()> {
-        let below_head = |l: &Log| l.segments.range(..l.head).next_back().map_or(0, |e| *e.0);
-        if below_head(self) + 1 >= self.head {
+        let floor = |l: &Log| {
+            let below_head = l.segments.range(..l.head).next_back().map_or(0, |e| *e.0);
+            below_head.max(l.last_copy)
+        };
+        if floor(self) + 1 >= self.head {
             self.rotate();
         }
-        let target = below_head(self) + 1;
+        let target = floor(self) + 1;
         if target >= self.head || target % HEAD_NUMBER_STEP == 0 {
             return Err(io::Error::other("no file number free below the head"));
         }
+        self.last_copy = target;
         let (out, size) = create_segment(&self.dir, target)?;
         self.segments.insert(target, Segment::new(size));
         self.disk_bytes += size;
@@ -613,14 +617,20 @@ impl Log {
         Ok(())
     }
 
-    /// Stops a pass after an error: the copies made so far stay (they supersede their
-    /// originals, which stay too); a partial copy is cut off.
+    /// Stops a pass after an error: the copies made so far stay; `damaged` marks the source
+    /// being read as not to be compacted again.
     fn abandon_pass(&mut self, p: Pass, damaged: bool) {
-        if let Err(e) = p.out.set_len(p.out_size) {
-            error!("message store: cannot cut segment {}: {e}", p.target);
-        }
         if let Some(s) = p.sources.get(p.at).and_then(|n| self.segments.get_mut(n)) {
             s.no_compact |= damaged;
+        }
+        self.stop_pass(p);
+    }
+
+    /// Ends a pass where it is: the copies made so far stay (they supersede their originals,
+    /// which stay too); a partial copy is cut off.
+    pub(super) fn stop_pass(&mut self, p: Pass) {
+        if let Err(e) = p.out.set_len(p.out_size) {
+            error!("message store: cannot cut segment {}: {e}", p.target);
         }
         if p.next_index == 0 {
             let _ = self.remove_segment(p.target);

@@ -94,6 +94,9 @@ pub struct Log {
     /// Where copied messages went, by the segment they were copied from.
     pub(super) translations: HashMap<u32, Vec<super::compact::Translation>>,
     pub(super) pass: Option<super::compact::Pass>,
+    /// The highest copy file number handed out in this run: numbers are never reused, so an
+    /// old id a queue still holds can only mean one record.
+    pub(super) last_copy: u32,
     /// Sum of the sizes of all segment files, and of the records queues still hold.
     pub(super) disk_bytes: u64,
     pub(super) live_bytes: u64,
@@ -144,6 +147,7 @@ impl Log {
             readers: HashMap::new(),
             translations: HashMap::new(),
             pass: None,
+            last_copy: 0,
             disk_bytes,
             live_bytes: 0,
             reclaim: false,
@@ -212,11 +216,7 @@ impl Log {
 
     /// Reads a message back from its record (following it if compaction moved it).
     pub fn read(&mut self, loc: Location) -> io::Result<Message> {
-        let loc = if self.segments.contains_key(&loc.segment()) {
-            loc
-        } else {
-            self.current(loc)
-        };
+        let loc = self.current(loc);
         let seg = loc.segment();
         if seg == self.head {
             self.write_pending()?;
@@ -453,8 +453,12 @@ impl Log {
         }
     }
 
-    /// Records which messages were delivered before a clean stop, then the clean marker.
+    /// Records which messages were delivered before a clean stop, then the clean marker. A
+    /// compaction under way stops where it is (what it copied stays valid).
     pub fn close_clean(&mut self, redelivered: &[(u64, u32)]) -> io::Result<()> {
+        if let Some(p) = self.pass.take() {
+            self.stop_pass(p);
+        }
         for &(m, q) in redelivered {
             let id = self
                 .current(Location {

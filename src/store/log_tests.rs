@@ -628,3 +628,43 @@ fn recovery_reads_big_files_in_chunks_and_finds_damage_past_the_first() {
         .collect();
     assert_eq!(got, want);
 }
+
+#[test]
+fn a_clean_stop_in_the_middle_of_a_compaction_keeps_everything_and_is_clean() {
+    let mut s = Sim::new("clean-mid", 32 * 1024, 2 * 1024);
+    let mut i = 0;
+    while !s.log.busy() {
+        i += 1;
+        assert!(i < 5000, "no compaction started");
+        s.publish(
+            &[1 + (i % 10 == 0) as u32],
+            if i % 50 == 0 { 5000 } else { 400 },
+        );
+        while s.held.get(&1).map_or(0, Vec::len) > 3 {
+            s.ack(1, 0);
+        }
+        s.turn();
+    }
+    s.turn();
+    assert!(s.log.busy(), "the pass takes several turns");
+    s.log.close_clean(&[]).expect("close");
+    let held = s.held.clone();
+    let dir = s.dir.0.clone();
+    let Sim { log, dir: keep, .. } = s;
+    drop(log);
+    let (mut log, report, rec) = open(&dir, &SIM_QUEUES);
+    assert!(report.clean_shutdown);
+    assert_eq!((report.truncated_bytes, report.corrupt_records), (0, 0));
+    for q in SIM_QUEUES {
+        let got: Vec<u64> = rec
+            .iter()
+            .filter(|m| m.queue == q)
+            .map(|m| number_of(log.read(m.loc).expect("read").body()))
+            .collect();
+        let want: Vec<u64> = held
+            .get(&q)
+            .map_or(vec![], |l| l.iter().map(|x| x.0).collect());
+        assert_eq!(got, want, "queue {q}");
+    }
+    drop(keep);
+}
