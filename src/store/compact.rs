@@ -110,6 +110,13 @@ impl Log {
             return;
         }
         if self.pass.is_none() {
+            // Whatever made the files outgrow what is held (acks anywhere, even in the head),
+            // the first turn it holds looks for sources; then only changes to the candidates
+            // (acks outside the head, rotations, deletions) make it look again.
+            if self.disk_bytes <= 2 * self.live_bytes + self.segment_bytes {
+                self.reconsider = true;
+                return;
+            }
             if !self.reconsider {
                 return;
             }
@@ -157,9 +164,6 @@ impl Log {
     }
 
     fn choose_sources(&self) -> Option<Vec<u32>> {
-        if self.disk_bytes <= 2 * self.live_bytes + self.segment_bytes {
-            return None;
-        }
         let candidates: Vec<(u32, u64, bool)> = self
             .segments
             .iter()

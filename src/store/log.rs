@@ -176,7 +176,7 @@ impl Log {
         (offset as u32, len as u32)
     }
 
-    fn head_size(&self) -> u64 {
+    pub(super) fn head_size(&self) -> u64 {
         self.segments.get(&self.head).map_or(0, |s| s.size)
     }
 

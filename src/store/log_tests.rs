@@ -668,3 +668,74 @@ fn a_clean_stop_in_the_middle_of_a_compaction_keeps_everything_and_is_clean() {
     }
     drop(keep);
 }
+
+#[test]
+fn compaction_reclaims_with_a_lagging_consumer() {
+    for lag in [10usize, 60, 120, 200] {
+        let mut s = Sim::new("lag", 64 * 1024, 16 * 1024);
+        s.publish(&[1], 4096);
+        for i in 0..1200 {
+            s.publish(&[2], 4000);
+            if i % 10 == 9 {
+                while s.held.get(&2).map_or(0, Vec::len) > lag {
+                    s.ack(2, 0);
+                }
+            }
+            s.turn();
+        }
+        while s.held.get(&2).is_some_and(|l| !l.is_empty()) {
+            s.ack(2, 0);
+        }
+        for _ in 0..300 {
+            s.turn();
+        }
+        let (disk, live) = s.log.usage();
+        assert!(
+            disk <= 2 * s.log.segment_bytes + 2 * live,
+            "lag {lag}: {disk} bytes in {:?}, {live} held",
+            s.log.segment_numbers()
+        );
+    }
+}
+
+#[test]
+fn acks_in_the_head_alone_can_start_a_compaction() {
+    let mut s = Sim::new("head-acks", 64 * 1024, 16 * 1024);
+    s.publish(&[1], 4096);
+    // A consumer lagging by a segment's worth of messages: when the last message outside the
+    // head is acked, the backlog in the head still justifies the files.
+    let first = s.log.head;
+    while s.log.head < first + 2 * HEAD_NUMBER_STEP || s.log.head_size() < 56 * 1024 {
+        s.publish(&[2], 4000);
+        while s.held[&2].len() > 15 {
+            s.ack(2, 0);
+        }
+        s.turn();
+    }
+    let head = s.log.head;
+    while s.held[&2].first().is_some_and(|m| m.1.segment() != head) {
+        s.ack(2, 0);
+        s.turn();
+    }
+    let (disk, live) = s.log.usage();
+    assert!(
+        disk <= 2 * live + s.log.segment_bytes,
+        "premise: the files are not too big for the backlog ({disk} on disk, {live} held)"
+    );
+    assert!(s.log.segment_numbers().len() >= 3);
+    // Only acks of messages in the head are left; they alone shrink what is held.
+    while !s.held[&2].is_empty() {
+        s.ack(2, 0);
+        s.turn();
+    }
+    for _ in 0..100 {
+        s.turn();
+    }
+    let (disk, live) = s.log.usage();
+    assert!(
+        disk <= 2 * s.log.segment_bytes + 2 * live,
+        "{disk} bytes in {:?}, {live} held",
+        s.log.segment_numbers()
+    );
+    s.check_now("after the backlog is acked");
+}
