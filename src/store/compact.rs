@@ -183,11 +183,14 @@ impl Log {
         })?;
         let mut sources = vec![candidates[root].0];
         let mut total = candidates[root].1;
+        // The segment just below the head holds what consumers are working through: its
+        // messages are likely acked soon, so it is not copied along unless it is the root.
+        let newest = self.segments.range(..self.head).next_back().map(|e| *e.0);
         for &(n, useful, live) in &candidates[root + 1..] {
             if sources.len() >= COMPACTION_SOURCES_MAX {
                 break;
             }
-            if live && total + useful <= self.segment_bytes {
+            if live && Some(n) != newest && total + useful <= self.segment_bytes {
                 sources.push(n);
                 total += useful;
             }
