@@ -26,7 +26,7 @@ use std::collections::hash_map::RandomState;
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::hash::BuildHasher;
-use std::io::{self, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -304,7 +304,9 @@ impl Journal {
         !self.pending.is_empty()
     }
 
-    /// Writes and fdatasyncs every change of the turn.
+    /// Writes and fdatasyncs every change of the turn. On failure the changes are kept and
+    /// written again at the next sync: snapshots are built from the files, so a change that
+    /// never reached the journal would never reach the disk at all.
     pub fn sync(&mut self) -> io::Result<()> {
         if self.pending.is_empty() {
             return Ok(());
@@ -320,9 +322,10 @@ impl Journal {
                 Ok(())
             }
             Err(e) => {
-                // Cut a partial write off so the journal ends on a whole record.
+                // Cut a partial write off so the journal ends on a whole record, and append
+                // from there.
                 let _ = self.file.set_len(self.size);
-                self.pending.clear();
+                let _ = self.file.seek(SeekFrom::Start(self.size));
                 Err(e)
             }
         }

@@ -26,7 +26,7 @@ use bytes::Bytes;
 use log::{error, warn};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -328,6 +328,7 @@ impl Log {
                 // Cut a partial write off so the file ends on a whole record; the records
                 // lost were acks or publishes whose confirms become nacks.
                 let _ = self.file.set_len(self.written);
+                let _ = self.file.seek(SeekFrom::Start(self.written));
                 if let Some(s) = self.segments.get_mut(&self.head) {
                     self.disk_bytes -= s.size - self.written;
                     s.size = self.written;
