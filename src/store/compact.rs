@@ -457,7 +457,7 @@ impl Log {
         }
         self.live_bytes = (self.live_bytes + m.len as u64).saturating_sub(m.old_len);
         let ts = self.translations.entry(m.source).or_default();
-        if !ts.last().is_some_and(|t| t.target == p.target) {
+        if ts.last().is_none_or(|t| t.target != p.target) {
             ts.push(Translation {
                 target: p.target,
                 first: index,

@@ -307,7 +307,11 @@ fn build<'a>(op: usize, names: &'a [Vec<u8>], id: u32) -> DefChange<'a> {
     match op % 100 {
         0 | 1 => DefChange::Exchange {
             name: &names[0],
-            kind: if op % 2 == 0 { b"direct" } else { b"fanout" },
+            kind: if op.is_multiple_of(2) {
+                b"direct"
+            } else {
+                b"fanout"
+            },
             auto_delete: false,
             internal: op % 2 == 1,
             arguments: b"",
@@ -320,7 +324,7 @@ fn build<'a>(op: usize, names: &'a [Vec<u8>], id: u32) -> DefChange<'a> {
         },
         4 => DefChange::ExchangeDeleted { name: &names[0] },
         5 => DefChange::QueueDeleted { name: &names[1] },
-        6 | 7 | 8 => DefChange::Binding(b),
+        6..=8 => DefChange::Binding(b),
         _ => DefChange::Unbinding(b),
     }
 }

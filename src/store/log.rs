@@ -110,8 +110,12 @@ pub struct Log {
     pub(super) turn_bytes: usize,
     /// Called at the steps of finishing a compaction (tests copy the files there).
     #[cfg(test)]
-    pub(super) crash_point: Option<Box<dyn FnMut(&Path)>>,
+    pub(super) crash_point: Option<CrashPoint>,
 }
+
+/// What tests run at a crash point: they get the log's directory.
+#[cfg(test)]
+pub(super) type CrashPoint = Box<dyn FnMut(&Path)>;
 
 pub(super) fn segment_path(dir: &Path, n: u32) -> PathBuf {
     dir.join(format!("{n:010}.seg"))

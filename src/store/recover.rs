@@ -166,7 +166,7 @@ fn invalid(path: &Path, what: String) -> io::Error {
 
 /// Whether segment `n` holds compaction's copies (a version-2 file between two heads).
 fn is_copy_file(n: u32, version: u32) -> bool {
-    version >= 2 && n % HEAD_NUMBER_STEP != 0
+    version >= 2 && !n.is_multiple_of(HEAD_NUMBER_STEP)
 }
 
 impl Replay {
@@ -255,7 +255,7 @@ impl Replay {
                         next - at
                     );
                     self.report.corrupt_records += 1;
-                    self.report.corrupt_bytes += (next - at) as u64;
+                    self.report.corrupt_bytes += next - at;
                     header = None;
                 }
                 Step::Torn { at } => {
@@ -287,10 +287,8 @@ impl Replay {
         header: Option<Relocated<'_>>,
     ) {
         match kind {
-            format::KIND_RELOCATED => {
-                if Relocated::parse(payload).is_none() {
-                    self.malformed(n, "relocation");
-                }
+            format::KIND_RELOCATED if Relocated::parse(payload).is_none() => {
+                self.malformed(n, "relocation")
             }
             format::KIND_PUBLISH => match Publish::parse(payload) {
                 Some(p) => match header {
