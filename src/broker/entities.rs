@@ -4,11 +4,13 @@
 //! consumers cancelled through notices).
 
 use super::bindings::Binding;
+use super::durability::record_binding;
 use super::exchange::{Destination, Exchange, ExchangeId, ExchangeKind};
 use super::queue::{Queue, QueueId};
 use super::{not_found_exchange, not_found_queue, Broker, ConnId, VHOST};
 use crate::error::{AmqpError, Show};
 use crate::protocol::{FieldTable, ReplyCode};
+use crate::store::definitions::DefChange;
 
 /// What queue.declare answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,7 +119,15 @@ impl Broker {
             args.raw().into(),
         );
         self.insert_exchange(x);
-        self.definitions_changed |= flags.durable;
+        if flags.durable {
+            self.store.record(DefChange::exchange(
+                name,
+                kind.name().as_bytes(),
+                flags.auto_delete,
+                flags.internal,
+                args.raw(),
+            ));
+        }
         Ok(())
     }
 
@@ -195,7 +205,11 @@ impl Broker {
             return;
         };
         self.exchange_names.remove(&x.name);
-        self.definitions_changed |= x.durable;
+        if x.durable {
+            // The store drops the bindings from and to a deleted exchange with it.
+            self.store
+                .record(DefChange::ExchangeDeleted { name: &x.name });
+        }
         self.bindings.remove_from(id);
         let mut sources = Vec::new();
         self.bindings
@@ -222,18 +236,24 @@ impl Broker {
         self.exchange_id(exchange)
     }
 
-    /// Adds a binding; durable definitions change if its source is durable.
+    /// Adds a binding; the store saves it if both its ends are durable.
     fn bind(&mut self, b: Binding) {
-        let durable = self.exchanges.get(b.source).is_some_and(|x| x.durable);
+        let (source, dest, key, args) = (b.source, b.dest, b.key.clone(), b.args.clone());
         if self.bindings.bind(&mut self.exchanges, b) {
-            self.definitions_changed |= durable;
+            let b = Binding {
+                source,
+                dest,
+                key,
+                args,
+            };
+            record_binding(&mut self.store, &self.exchanges, &self.queues, true, &b);
         }
     }
 
     /// Removes a binding; its source goes if it is auto-delete and now unused.
     fn unbind(&mut self, b: &Binding) {
         if self.bindings.unbind(&mut self.exchanges, b) {
-            self.definitions_changed = true;
+            record_binding(&mut self.store, &self.exchanges, &self.queues, false, b);
             self.auto_delete_exchanges(&[b.source]);
         }
     }
@@ -362,9 +382,15 @@ impl Broker {
         );
         if flags.durable && !flags.exclusive && self.store.enabled() {
             // Exclusive queues die with their connection, so they are never recovered.
-            q.store_id = Some(self.next_queue_store_id);
+            let store_id = self.next_queue_store_id;
+            q.store_id = Some(store_id);
+            self.store.record(DefChange::queue(
+                &name,
+                store_id,
+                flags.auto_delete,
+                args.raw(),
+            ));
             self.next_queue_store_id += 1;
-            self.definitions_changed = true;
         }
         let id = self.queues.insert(q);
         self.queue_names.insert(name.clone(), id);
@@ -460,7 +486,8 @@ impl Broker {
         };
         self.queue_names.remove(&q.name);
         if q.store_id.is_some() {
-            self.definitions_changed = true;
+            // The store drops the bindings to a deleted queue with it.
+            self.store.record(DefChange::QueueDeleted { name: &q.name });
             q.purge(&mut self.store);
         }
         let mut sources = Vec::new();

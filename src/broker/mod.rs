@@ -68,8 +68,6 @@ pub struct Broker {
     rng: u64,
     store: Store,
     next_queue_store_id: u32,
-    /// Durable definitions changed since they were last saved; `commit_turn` saves them.
-    definitions_changed: bool,
 }
 
 fn not_found_queue(name: &[u8]) -> AmqpError {
@@ -122,7 +120,6 @@ impl Broker {
             rng: seed | 1,
             store: Store::disabled(),
             next_queue_store_id: 1,
-            definitions_changed: false,
         };
         for (name, kind) in STANDARD_EXCHANGES {
             b.insert_exchange(Exchange::new(
