@@ -59,6 +59,10 @@ const _: () = assert!(READ_BYTES_PER_TURN_MAX >= READ_CHUNK_BYTES);
 const _: () = assert!(WRITE_BUFFER_HARD_BYTES > WRITE_BUFFER_HIGH_BYTES + FRAME_MAX_BYTES as usize);
 const _: () = assert!(WRITE_BUFFER_LOW_BYTES < WRITE_BUFFER_HIGH_BYTES);
 const _: () = assert!(FRAME_OVERHEAD < FRAME_MIN_SIZE as usize);
+// A partial frame kept between reads is shorter than frame_max + FRAME_OVERHEAD (a payload of
+// frame_max is accepted, as RabbitMQ does); the read buffer (FRAME_MAX_BYTES +
+// READ_CHUNK_BYTES) must leave room to read more after it.
+const _: () = assert!(READ_CHUNK_BYTES > FRAME_OVERHEAD);
 
 // HTTP (management and Prometheus listeners). The first six are cowboy's defaults as RabbitMQ's
 // management plugin keeps them, checked against RabbitMQ 3.10 (tests/fixtures/rabbitmq-3.10-http).

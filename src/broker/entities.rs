@@ -80,6 +80,9 @@ impl Broker {
         self.exchange_id(exchange).map(|_| ())
     }
 
+    /// exchange.declare, with RabbitMQ's order of checks: passive looks the name up (the
+    /// default exchange is refused either way); otherwise the type must be known, the name not
+    /// the default exchange, and an existing exchange equivalent.
     pub(crate) fn declare_exchange(
         &mut self,
         name: &[u8],
@@ -87,20 +90,11 @@ impl Broker {
         flags: ExchangeFlags,
         args: FieldTable<'_>,
     ) -> Result<(), AmqpError> {
-        if let Some(&id) = self.exchange_names.get(name) {
-            return self.redeclare_exchange(id, name, kind, flags);
-        }
         if flags.passive {
-            return Err(not_found_exchange(name));
-        }
-        if name.is_empty() {
-            return Err(default_exchange_refused());
-        }
-        if name.starts_with(b"amq.") {
-            return Err(AmqpError::access_refused(format_args!(
-                "exchange name '{}' contains reserved prefix 'amq.*'",
-                Show(name)
-            )));
+            if name.is_empty() {
+                return Err(default_exchange_refused());
+            }
+            return self.exchange_id(name).map(|_| ());
         }
         let Some(kind) = ExchangeKind::parse(kind) else {
             return Err(AmqpError::command_invalid(format_args!(
@@ -108,6 +102,18 @@ impl Broker {
                 Show(kind)
             )));
         };
+        if name.is_empty() {
+            return Err(default_exchange_refused());
+        }
+        if let Some(&id) = self.exchange_names.get(name) {
+            return self.redeclare_exchange(id, name, kind, flags);
+        }
+        if name.starts_with(b"amq.") {
+            return Err(AmqpError::access_refused(format_args!(
+                "exchange name '{}' contains reserved prefix 'amq.*'",
+                Show(name)
+            )));
+        }
         let x = Exchange::new(
             name.into(),
             kind,
@@ -121,26 +127,26 @@ impl Broker {
         Ok(())
     }
 
-    /// exchange.declare of an existing exchange: passive, or the same type and flags.
+    /// exchange.declare of an existing exchange: the same type and flags.
     fn redeclare_exchange(
         &self,
         id: ExchangeId,
         name: &[u8],
-        kind: &[u8],
+        kind: ExchangeKind,
         flags: ExchangeFlags,
     ) -> Result<(), AmqpError> {
         let Some(x) = self.exchanges.get(id) else {
             return Err(not_found_exchange(name));
         };
-        if flags.passive {
-            return Ok(());
-        }
-        if name.is_empty() {
-            return Err(default_exchange_refused());
-        }
-        let current = x.kind().name();
-        if current.as_bytes() != kind {
-            return Err(inequivalent("type", "exchange", name, Show(kind), current));
+        let current = x.kind();
+        if current != kind {
+            return Err(inequivalent(
+                "type",
+                "exchange",
+                name,
+                kind.name(),
+                current.name(),
+            ));
         }
         let flags_now = [
             ("durable", flags.durable, x.durable),
@@ -257,6 +263,9 @@ impl Broker {
         Ok(())
     }
 
+    /// queue.unbind. Unbinding is idempotent (RabbitMQ 3.10): a binding that does not exist,
+    /// because its queue or exchange is gone or it was never made, is already unbound; the
+    /// exclusive-queue lock applies only to a binding that exists.
     pub(crate) fn unbind_queue(
         &mut self,
         conn: ConnId,
@@ -265,15 +274,30 @@ impl Broker {
         key: &[u8],
         args: FieldTable<'_>,
     ) -> Result<(), AmqpError> {
-        let q = self.queue_for(conn, queue)?;
-        let source = self.source_for_binding(exchange)?;
-        self.unbind(&Binding {
+        let source = self.source_for_unbinding(exchange)?;
+        let (Some(source), Some(&q)) = (source, self.queue_names.get(queue)) else {
+            return Ok(());
+        };
+        let b = Binding {
             source,
             dest: Destination::Queue(q),
             key: key.into(),
             args: args.raw().into(),
-        });
+        };
+        if self.bindings.contains(&b) {
+            self.queue_for(conn, queue)?;
+            self.unbind(&b);
+        }
         Ok(())
+    }
+
+    /// The source exchange of an unbind: the default exchange is refused, a missing one is
+    /// `None` (nothing to unbind).
+    fn source_for_unbinding(&self, exchange: &[u8]) -> Result<Option<ExchangeId>, AmqpError> {
+        if exchange.is_empty() {
+            return Err(default_exchange_refused());
+        }
+        Ok(self.exchange_names.get(exchange).copied())
     }
 
     pub(crate) fn bind_exchange(
@@ -294,6 +318,7 @@ impl Broker {
         Ok(())
     }
 
+    /// exchange.unbind; idempotent as queue.unbind is.
     pub(crate) fn unbind_exchange(
         &mut self,
         destination: &[u8],
@@ -301,8 +326,11 @@ impl Broker {
         key: &[u8],
         args: FieldTable<'_>,
     ) -> Result<(), AmqpError> {
-        let source = self.source_for_binding(source)?;
-        let d = self.source_for_binding(destination)?;
+        let source = self.source_for_unbinding(source)?;
+        let d = self.source_for_unbinding(destination)?;
+        let (Some(source), Some(d)) = (source, d) else {
+            return Ok(());
+        };
         self.unbind(&Binding {
             source,
             dest: Destination::Exchange(d),

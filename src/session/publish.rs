@@ -109,6 +109,9 @@ impl Session {
         }
     }
 
+    /// The last content frame arrived: the message is routed (or held by a transaction).
+    /// Its errors name basic.publish (60/40), as RabbitMQ's do, though a content frame
+    /// completed it.
     fn complete_publish(
         &mut self,
         out: &mut Outbox,
@@ -125,16 +128,16 @@ impl Session {
         };
         channel.publish = Publish::Idle;
         let msg = channel.builder.finish();
-        if immediate {
-            return Err(AmqpError::not_implemented("immediate=true"));
-        }
-        if let Some(ops) = channel.tx.as_mut() {
+        let result = if immediate {
+            Err(AmqpError::not_implemented("immediate=true"))
+        } else if let Some(ops) = channel.tx.as_mut() {
             // Checked at publish time so a bad exchange fails the publish, not the commit.
-            ctx.broker.check_exchange(msg.exchange())?;
-            ops.push(TxOp::Publish { msg, mandatory });
-            return Ok(());
-        }
-        let result = self.route(out, ch, msg, mandatory, ctx);
+            ctx.broker
+                .check_exchange(msg.exchange())
+                .map(|()| ops.push(TxOp::Publish { msg, mandatory }))
+        } else {
+            self.route(out, ch, msg, mandatory, ctx)
+        };
         if let Err(e) = result {
             self.fail_method(out, ch, e, (CLASS_BASIC, 40), ctx);
         }
