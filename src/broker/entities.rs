@@ -5,7 +5,7 @@
 
 use super::bindings::Binding;
 use super::exchange::{Destination, Exchange, ExchangeId, ExchangeKind};
-use super::queue::{Queue, QueueId};
+use super::queue::{single_active_consumer_arg, Queue, QueueId};
 use super::{not_found_exchange, not_found_queue, Broker, ConnId, VHOST};
 use crate::error::{AmqpError, Show};
 use crate::protocol::{FieldTable, ReplyCode};
@@ -380,6 +380,7 @@ impl Broker {
                 Show(&name)
             )));
         }
+        single_active_consumer_arg(args.raw(), &name)?;
         let owner = flags.exclusive.then_some(conn);
         let mut q = Queue::new(
             name.clone(),
@@ -436,7 +437,7 @@ impl Broker {
         Ok(DeclareOk {
             queue: id,
             message_count: q.message_count() as u32,
-            consumer_count: q.consumers().len() as u32,
+            consumer_count: q.consumer_count() as u32,
             name,
         })
     }
@@ -463,7 +464,7 @@ impl Broker {
             Err(e) => return Err(e),
         };
         let q = self.queues.get(id).ok_or_else(|| not_found_queue(name))?;
-        if if_unused && !q.consumers().is_empty() {
+        if if_unused && q.has_consumers() {
             return Err(AmqpError::precondition(format_args!(
                 "queue '{}' in vhost '{VHOST}' in use",
                 Show(name)

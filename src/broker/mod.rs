@@ -17,6 +17,7 @@ mod exchange;
 mod handle;
 pub mod message;
 pub mod queue;
+mod rotation;
 mod routing;
 pub mod topic_trie;
 
@@ -187,19 +188,19 @@ impl Broker {
         for (cid, c) in self.consumers.iter() {
             let q = self.queues.get(c.queue());
             assert!(
-                q.is_some_and(|q| q.consumers().contains(&cid)),
+                q.is_some_and(|q| q.consumers().any(|x| x == cid)),
                 "consumer missing from its queue's list"
             );
         }
         for (qid, q) in self.queues.iter() {
-            for &cid in q.consumers() {
+            for cid in q.consumers() {
                 let c = self.consumers.get(cid);
                 assert!(
                     c.is_some_and(|c| c.queue() == qid),
                     "queue lists a consumer that is gone or elsewhere"
                 );
             }
-            if q.consumers().is_empty() {
+            if !q.has_consumers() {
                 assert!(
                     !q.exclusive_consumer(),
                     "exclusive-consumer flag left on a queue without consumers"
@@ -322,10 +323,10 @@ mod tests {
         )
         .expect("declare");
         let c1 = b
-            .add_consumer(C1, 1, 0, b"ad", false, false)
+            .add_consumer(C1, 1, 0, b"ad", false, false, FieldTable::EMPTY)
             .expect("consume");
         let c2 = b
-            .add_consumer(C1, 1, 1, b"ad", false, false)
+            .add_consumer(C1, 1, 1, b"ad", false, false, FieldTable::EMPTY)
             .expect("consume");
         b.cancel_consumer(c1);
         assert!(b.queue_names.contains_key(&b"ad"[..]));
@@ -438,8 +439,12 @@ mod tests {
     fn delivery_goes_round_robin_to_the_consumers_that_can_take() {
         let mut b = Broker::new();
         declare(&mut b, C1, "q", QueueFlags::default()).expect("q");
-        let c1 = b.add_consumer(C1, 1, 0, b"q", true, false).expect("c1");
-        let c2 = b.add_consumer(C2, 1, 0, b"q", true, false).expect("c2");
+        let c1 = b
+            .add_consumer(C1, 1, 0, b"q", true, false, FieldTable::EMPTY)
+            .expect("c1");
+        let c2 = b
+            .add_consumer(C2, 1, 0, b"q", true, false, FieldTable::EMPTY)
+            .expect("c2");
         let mut sink = TestSink {
             refuse: vec![c1],
             ..Default::default()
@@ -496,7 +501,7 @@ mod tests {
         b.bind_queue(C1, b"q", b"ad", b"", FieldTable::EMPTY)
             .expect("bind");
         let c = b
-            .add_consumer(C2, 7, 3, b"q", false, false)
+            .add_consumer(C2, 7, 3, b"q", false, false, FieldTable::EMPTY)
             .expect("consume");
         assert_eq!(b.delete_queue(C1, b"q", false, false), Ok(0));
         let notices: Vec<Notice> = b.drain_notices().collect();

@@ -161,7 +161,7 @@ impl Broker {
             ),
             None => q.push(msg.clone(), None),
         }
-        if !q.consumers().is_empty() {
+        if q.has_consumers() {
             self.mark_ready(id);
         }
     }

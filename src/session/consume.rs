@@ -62,9 +62,15 @@ impl Session {
         }
         let slot = self.channel(ch)?.next_consumer_slot();
         // Consume-ok goes out before any delivery: deliveries are made after input processing.
-        let id = ctx
-            .broker
-            .add_consumer(self.id, ch, slot, &queue, c.no_ack, c.exclusive)?;
+        let id = ctx.broker.add_consumer(
+            self.id,
+            ch,
+            slot,
+            &queue,
+            c.no_ack,
+            c.exclusive,
+            c.arguments,
+        )?;
         self.channel(ch)?
             .add_consumer(ConsumerRef { id, slot }, tag.clone());
         if !c.no_wait {
