@@ -4,11 +4,13 @@
 //! consumers cancelled through notices).
 
 use super::bindings::Binding;
-use super::exchange::{Destination, Exchange, ExchangeId, ExchangeKind};
+use super::exchange::{
+    Destination, Exchange, ExchangeId, ExchangeKind, ALTERNATE_EXCHANGE, COMPARED_ARGUMENTS,
+};
 use super::queue::{single_active_consumer_arg, Queue, QueueId};
 use super::{not_found_exchange, not_found_queue, Broker, ConnId, VHOST};
 use crate::error::{AmqpError, Show};
-use crate::protocol::{FieldTable, ReplyCode};
+use crate::protocol::{FieldTable, FieldValue, ReplyCode};
 
 /// What queue.declare answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +63,49 @@ fn queue_locked(name: &[u8]) -> AmqpError {
     ))
 }
 
+/// RabbitMQ's argument equivalence (`rabbit_misc:assert_args_equivalence`): absent on both
+/// sides, or equal values whose types are of one class (integers of any width are one).
+fn equivalent_values(a: Option<FieldValue<'_>>, b: Option<FieldValue<'_>>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => match (a.as_integer(), b.as_integer()) {
+            (Some(x), Some(y)) => x == y,
+            _ => a == b,
+        },
+        _ => false,
+    }
+}
+
+/// An argument value as RabbitMQ's inequivalence text shows it: `none`; `'v'` when both
+/// sides have a value; `the value 'v' of type 't'` when only this side has one.
+struct ArgValue<'a> {
+    value: Option<FieldValue<'a>>,
+    typed: bool,
+}
+
+impl std::fmt::Display for ArgValue<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Some(v) = self.value else {
+            return f.write_str("none");
+        };
+        let text = match v {
+            FieldValue::LongStr(s) | FieldValue::Bytes(s) => {
+                String::from_utf8_lossy(s).into_owned()
+            }
+            FieldValue::Bool(b) => b.to_string(),
+            other => match other.as_integer() {
+                Some(i) => i.to_string(),
+                None => format!("{other:?}"),
+            },
+        };
+        if self.typed {
+            write!(f, "the value '{text}' of type '{}'", v.type_name())
+        } else {
+            write!(f, "'{text}'")
+        }
+    }
+}
+
 impl Broker {
     // ---- exchanges -------------------------------------------------------------------------
 
@@ -106,13 +151,24 @@ impl Broker {
             return Err(default_exchange_refused());
         }
         if let Some(&id) = self.exchange_names.get(name) {
-            return self.redeclare_exchange(id, name, kind, flags);
+            return self.redeclare_exchange(id, name, kind, flags, args);
         }
         if name.starts_with(b"amq.") {
             return Err(AmqpError::access_refused(format_args!(
                 "exchange name '{}' contains reserved prefix 'amq.*'",
                 Show(name)
             )));
+        }
+        match args.get(ALTERNATE_EXCHANGE) {
+            None | Some(FieldValue::LongStr(_)) => {}
+            Some(other) => {
+                return Err(AmqpError::precondition(format_args!(
+                    "invalid type '{}' for arg '{}' in exchange '{}' in vhost '{VHOST}'",
+                    other.type_name(),
+                    Show(ALTERNATE_EXCHANGE),
+                    Show(name)
+                )))
+            }
         }
         let x = Exchange::new(
             name.into(),
@@ -127,13 +183,14 @@ impl Broker {
         Ok(())
     }
 
-    /// exchange.declare of an existing exchange: the same type and flags.
+    /// exchange.declare of an existing exchange: the same type, flags and compared arguments.
     fn redeclare_exchange(
         &self,
         id: ExchangeId,
         name: &[u8],
         kind: ExchangeKind,
         flags: ExchangeFlags,
+        args: FieldTable<'_>,
     ) -> Result<(), AmqpError> {
         let Some(x) = self.exchanges.get(id) else {
             return Err(not_found_exchange(name));
@@ -155,6 +212,30 @@ impl Broker {
         ];
         if let Some((arg, received, current)) = flags_now.into_iter().find(|(_, r, c)| r != c) {
             return Err(inequivalent(arg, "exchange", name, received, current));
+        }
+        let current = FieldTable::parse(&x.arguments).unwrap_or_default();
+        for key in COMPARED_ARGUMENTS {
+            let (received, current) = (args.get(key), current.get(key));
+            if !equivalent_values(received, current) {
+                let typed = received.is_none() || current.is_none();
+                let (received, current) = (
+                    ArgValue {
+                        value: received,
+                        typed,
+                    },
+                    ArgValue {
+                        value: current,
+                        typed,
+                    },
+                );
+                return Err(AmqpError::precondition(format_args!(
+                    "inequivalent arg '{}' for exchange '{}' in vhost '{VHOST}': received {} but current is {}",
+                    Show(key),
+                    Show(name),
+                    received,
+                    current
+                )));
+            }
         }
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! basic.publish inside the broker: routing a complete message through its exchange (and
-//! exchange-to-exchange bindings) into queues, writing it to the store once if it is
-//! persistent and reaches durable queues. The hot path: no allocation once the scratch
+//! exchange-to-exchange bindings, and the alternate exchange of any exchange that routes it
+//! nowhere) into queues, writing it to the store once if it is persistent and reaches durable
+//! queues. The hot path: no allocation once the scratch
 //! vectors have grown, one hash lookup per exchange visited.
 
 use super::exchange::{Destination, ExchangeId};
@@ -83,7 +84,10 @@ impl Broker {
     }
 
     /// The queues a message reaches from `root`, following exchange-to-exchange bindings
-    /// (each exchange once), sorted and without duplicates.
+    /// (each exchange once), sorted and without duplicates. An exchange whose own bindings
+    /// match nothing (neither queue nor exchange) hands the message to its alternate exchange,
+    /// if that exists (RabbitMQ's `process_alternate`); visiting each exchange once ends AE
+    /// cycles.
     fn collect_destinations(
         &mut self,
         root: ExchangeId,
@@ -105,6 +109,12 @@ impl Broker {
             let start = dests.len();
             if let Some(xe) = self.exchanges.get(x) {
                 xe.routes.route(routing_key, headers, dests);
+                if dests.len() == start {
+                    let ae = xe.alternate.as_deref();
+                    if let Some(&ae) = ae.and_then(|name| self.exchange_names.get(name)) {
+                        pending.push(ae);
+                    }
+                }
             }
             // Exchanges found are routed through in turn; only queues stay in `dests`.
             let mut i = start;
