@@ -17,6 +17,7 @@ mod exchange;
 mod handle;
 pub mod message;
 pub mod queue;
+mod reply_to;
 mod rotation;
 mod routing;
 pub mod topic_trie;
@@ -24,6 +25,7 @@ pub mod topic_trie;
 pub use delivery::DeliverySink;
 pub(crate) use entities::ExchangeFlags;
 pub use entities::{DeclareOk, QueueFlags};
+pub(crate) use reply_to::{ReplyConsumerId, REPLY_QUEUE};
 
 use crate::error::{AmqpError, Show};
 use crate::store::Store;
@@ -32,6 +34,7 @@ use consumer::{Consumer, ConsumerId};
 use exchange::{Exchange, ExchangeId, ExchangeKind};
 use handle::Registry;
 use queue::{Queue, QueueId};
+use reply_to::ReplyConsumer;
 use std::collections::HashMap;
 
 pub(crate) const VHOST: &str = "/";
@@ -42,7 +45,7 @@ pub(crate) const VHOST: &str = "/";
 pub struct ConnId(pub u32);
 
 /// Something a session must be told about that another connection's action caused.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Notice {
     /// The consumer's queue was deleted; the client gets basic.cancel if it asked for that.
     ConsumerCancelled {
@@ -51,6 +54,23 @@ pub enum Notice {
         consumer: ConsumerId,
         channel_slot: u32,
     },
+    /// A reply published to the reply name of the channel's reply consumer (direct reply-to):
+    /// delivered at once if that consumer is still there, else dropped.
+    Reply {
+        conn: ConnId,
+        channel: u16,
+        consumer: ReplyConsumerId,
+        message: message::Message,
+    },
+}
+
+impl Notice {
+    /// The connection the notice is for.
+    pub fn conn(&self) -> ConnId {
+        match self {
+            Notice::ConsumerCancelled { conn, .. } | Notice::Reply { conn, .. } => *conn,
+        }
+    }
 }
 
 pub struct Broker {
@@ -60,6 +80,8 @@ pub struct Broker {
     queue_names: HashMap<Box<[u8]>, QueueId>,
     bindings: Bindings,
     consumers: Registry<ConsumerId, Consumer>,
+    /// Channels consuming amq.rabbitmq.reply-to (at most one per channel).
+    reply_consumers: Registry<ReplyConsumerId, ReplyConsumer>,
     /// Queues that may be able to deliver: new messages, consumers or credit.
     ready: Vec<QueueId>,
     /// The list `deliver_ready` works through, kept for its capacity.
@@ -116,6 +138,7 @@ impl Broker {
             queue_names: HashMap::new(),
             bindings: Bindings::default(),
             consumers: Registry::default(),
+            reply_consumers: Registry::default(),
             ready: Vec::new(),
             ready_scratch: Vec::new(),
             notices: Vec::new(),
@@ -179,6 +202,7 @@ impl Broker {
     /// Whether `conn` still holds consumers or exclusive queues (it must not once released).
     pub fn holds_anything_of(&self, conn: ConnId) -> bool {
         self.consumers.iter().any(|(_, c)| c.conn() == conn)
+            || self.reply_consumers.iter().any(|(_, c)| c.conn() == conn)
             || self.queues.iter().any(|(_, q)| q.owner == Some(conn))
     }
 

@@ -37,6 +37,9 @@ impl Broker {
         let exchange = msg.exchange();
         if exchange.is_empty() {
             let Some(id) = self.default_route(msg.routing_key()) else {
+                if Self::is_reply_name(msg.routing_key()) {
+                    self.route_reply(msg);
+                }
                 return Ok(0);
             };
             let loc = match self.queues.get(id).and_then(|q| q.store_id) {

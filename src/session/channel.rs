@@ -6,6 +6,7 @@
 use crate::broker::consumer::ConsumerId;
 use crate::broker::message::{Message, MessageBuilder};
 use crate::broker::queue::{QueueId, QueuedMessage};
+use crate::broker::ReplyConsumerId;
 use crate::limits::UNACKED_PER_CHANNEL_MAX;
 use slab::Slab;
 use std::collections::{HashMap, VecDeque};
@@ -23,7 +24,19 @@ pub(crate) enum Publish {
     AwaitingBody {
         mandatory: bool,
         immediate: bool,
+        /// reply_to is amq.rabbitmq.reply-to but the channel has no reply consumer: the
+        /// publish fails once complete (RabbitMQ checks the exchange first).
+        reply_to_missing: bool,
     },
+}
+
+/// The channel's consumer of amq.rabbitmq.reply-to (direct reply-to).
+#[derive(Debug)]
+pub(crate) struct ChannelReply {
+    pub(crate) id: ReplyConsumerId,
+    pub(crate) tag: Box<[u8]>,
+    /// What reply_to=amq.rabbitmq.reply-to becomes in this channel's publishes.
+    pub(crate) name: Box<[u8]>,
 }
 
 /// A message delivered on this channel and not yet acked.
@@ -116,6 +129,8 @@ pub(crate) struct Channel {
     pub(crate) tx: Option<Vec<TxOp>>,
     /// Name of the last queue declared on this channel, used when a method names queue "".
     pub(crate) last_queue: Option<Box<[u8]>>,
+    /// The reply consumer, at most one per channel (RabbitMQ).
+    pub(crate) reply: Option<ChannelReply>,
 }
 
 impl Default for Channel {
@@ -137,6 +152,7 @@ impl Default for Channel {
             confirmed_seq: 0,
             tx: None,
             last_queue: None,
+            reply: None,
         }
     }
 }
@@ -214,6 +230,12 @@ impl Channel {
     pub(crate) fn take_consumers(&mut self) -> impl Iterator<Item = ConsumerId> + '_ {
         self.tags.clear();
         self.consumers.drain().map(|c| c.id)
+    }
+
+    /// The delivery tag the next delivery gets. Direct replies carry it without using it up,
+    /// as RabbitMQ 3.10 does: they are never acked.
+    pub(crate) fn next_delivery_tag(&self) -> u64 {
+        self.next_delivery_tag
     }
 
     /// basic.get: issues the next delivery tag and, unless `no_ack`, records the delivery.

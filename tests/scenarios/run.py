@@ -43,7 +43,6 @@ ONLY_FLAVOURS = {
 NOT_YET_ON_CONEY = {
     'retry_ttl_dlx': 'issue 10: coney has no message TTL nor dead-lettering',
     'priority_queue': 'issue 10: coney ignores x-max-priority',
-    'rpc_reply_to': 'issue 10: coney has no direct reply-to',
 }
 
 
