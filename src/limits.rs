@@ -49,6 +49,13 @@ pub(crate) const QUEUE_WINDOW_BYTES_MAX: usize = 8 * 1024 * 1024;
 pub(crate) const PAGE_IN_BATCH_MESSAGES: usize = 1024;
 /// Deliveries made from one queue in one pass before other queues get a turn.
 pub(crate) const DELIVERIES_PER_QUEUE_PER_TURN_MAX: usize = 16384;
+// Per-client state of RabbitMQ's consumer extensions (issue 10) needs no bound of its own; it
+// is bounded by what already is. A queue's consumer priority levels are at most its consumers
+// (one group per level; picking walks levels and consumers as round robin walked consumers).
+// A channel has at most one reply consumer (RabbitMQ's rule), so a connection has at most
+// CHANNEL_MAX: a registry entry of about 40 bytes and a 54-byte reply name each. A direct reply
+// is written once per published message, past prefetch as in RabbitMQ, so the requester's
+// output is bounded by WRITE_BUFFER_HARD_BYTES like any output.
 /// Events taken from the poller per wake-up.
 pub(crate) const EVENTS_PER_POLL_MAX: usize = 1024;
 /// Connections accepted at once; past this, new sockets are accepted and closed at once.

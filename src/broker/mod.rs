@@ -430,6 +430,58 @@ mod tests {
         b.assert_consistent();
     }
 
+    #[test]
+    fn alternate_exchanges_and_single_active_consumer_survive_a_restart() {
+        let dir = std::env::temp_dir().join(format!(
+            "coney-ae-sac-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut raw = Vec::new();
+        let mut w = crate::protocol::wire::Writer::new(&mut raw);
+        w.shortstr(b"alternate-exchange");
+        w.u8(b'S');
+        w.longstr(b"ae");
+        let ae_args = FieldTable::parse(&raw).expect("table");
+        let mut raw = Vec::new();
+        let mut w = crate::protocol::wire::Writer::new(&mut raw);
+        w.shortstr(b"x-single-active-consumer");
+        w.u8(b't');
+        w.u8(1);
+        let sac_args = FieldTable::parse(&raw).expect("table");
+        let durable = ExchangeFlags {
+            durable: true,
+            ..Default::default()
+        };
+        {
+            let mut b = Broker::open(&dir).expect("open");
+            b.declare_exchange(b"x", b"direct", durable, ae_args)
+                .expect("x");
+            b.declare_exchange(b"ae", b"fanout", durable, FieldTable::EMPTY)
+                .expect("ae");
+            let flags = QueueFlags {
+                durable: true,
+                ..Default::default()
+            };
+            b.declare_queue(C1, b"sac", flags, sac_args).expect("q");
+            b.bind_queue(C1, b"sac", b"ae", b"", FieldTable::EMPTY)
+                .expect("bind");
+            b.commit_turn().expect("commit");
+            b.close_clean().expect("close");
+        }
+        let mut b = Broker::open(&dir).expect("reopen");
+        let m = Message::new(b"x", b"nowhere", &[0, 0], b"", false);
+        assert_eq!(
+            b.publish(&m, None),
+            Ok(1),
+            "routed through the recovered AE"
+        );
+        let q = b.queue_names[&b"sac"[..]];
+        assert!(b.queues.get(q).is_some_and(|q| q.single_active()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// Takes deliveries for the consumers it is told to accept, recording who got what.
     #[derive(Default)]
     struct TestSink {

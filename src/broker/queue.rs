@@ -263,7 +263,7 @@ impl Queue {
     /// consumer (RabbitMQ refuses exclusive consumers there).
     pub(super) fn admits_consumer(&self, exclusive: bool) -> bool {
         !self.exclusive_consumer
-            && (!exclusive || (self.consumers.is_empty() && !self.consumers.single_active()))
+            && (!exclusive || (self.consumers.is_empty() && !self.single_active()))
     }
 
     pub(super) fn add_consumer(&mut self, c: ConsumerId, exclusive: bool, priority: i64) {
@@ -291,6 +291,11 @@ impl Queue {
     /// Whether the auto-delete rule removes this queue now.
     pub(super) fn should_auto_delete(&self) -> bool {
         self.auto_delete && self.had_consumers && self.consumers.is_empty()
+    }
+
+    /// x-single-active-consumer: only one consumer at a time is served.
+    pub(super) fn single_active(&self) -> bool {
+        self.consumers.single_active()
     }
 
     /// The active consumer of a single-active-consumer queue.
