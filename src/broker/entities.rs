@@ -52,6 +52,13 @@ fn inequivalent(
     ))
 }
 
+pub(super) fn internal_exchange_refused(name: &[u8]) -> AmqpError {
+    AmqpError::access_refused(format_args!(
+        "cannot publish to internal exchange '{}' in vhost '{VHOST}'",
+        Show(name)
+    ))
+}
+
 fn default_exchange_refused() -> AmqpError {
     AmqpError::access_refused("operation not permitted on the default exchange")
 }
@@ -117,12 +124,16 @@ impl Broker {
     }
 
     /// Whether a publish to `exchange` can be routed later (a transaction checks at publish
-    /// time): the default exchange or one that exists.
+    /// time, as RabbitMQ does): the default exchange, or one that exists and is not internal.
     pub(crate) fn check_exchange(&self, exchange: &[u8]) -> Result<(), AmqpError> {
         if exchange.is_empty() {
             return Ok(());
         }
-        self.exchange_id(exchange).map(|_| ())
+        let id = self.exchange_id(exchange)?;
+        if self.exchanges.get(id).is_some_and(|x| x.internal) {
+            return Err(internal_exchange_refused(exchange));
+        }
+        Ok(())
     }
 
     /// exchange.declare, with RabbitMQ's order of checks: passive looks the name up (the

@@ -4,11 +4,12 @@
 //! queues. The hot path: no allocation once the scratch
 //! vectors have grown, one hash lookup per exchange visited.
 
+use super::entities::internal_exchange_refused;
 use super::exchange::{Destination, ExchangeId};
 use super::message::Message;
 use super::queue::QueueId;
-use super::{Broker, VHOST};
-use crate::error::{AmqpError, Show};
+use super::Broker;
+use crate::error::AmqpError;
 use crate::protocol::FieldTable;
 use crate::store::{Location, StoreRef};
 
@@ -51,10 +52,7 @@ impl Broker {
         }
         let root = self.exchange_id(exchange)?;
         if self.exchanges.get(root).is_some_and(|x| x.internal) {
-            return Err(AmqpError::access_refused(format_args!(
-                "cannot publish to internal exchange '{}' in vhost '{VHOST}'",
-                Show(exchange)
-            )));
+            return Err(internal_exchange_refused(exchange));
         }
         let mut dests = std::mem::take(&mut self.route.dests);
         self.collect_destinations(root, msg.routing_key(), headers, &mut dests);

@@ -291,7 +291,8 @@ async fn replies_reuse_the_next_delivery_tag() {
 }
 
 /// In a transaction, reply_to=amq.rabbitmq.reply-to without a reply consumer fails the
-/// publish itself (not the commit); an unknown exchange is reported before it (404).
+/// publish itself (not the commit); an unknown exchange (404) or an internal one (403) is
+/// reported before it.
 #[tokio::test]
 async fn missing_reply_consumer_fails_the_publish_after_the_exchange_check() {
     let b = Broker::start();
@@ -313,19 +314,36 @@ async fn missing_reply_consumer_fails_the_publish_after_the_exchange_check() {
             40
         )
     );
-    let mut ch = conn.channel().await;
-    let x = unique("no-such-exchange");
-    ch.publish_with(&x, "k", request("x"), b"req", false).await;
-    let (code, text, class, method) = ch.events.closed_full().await;
-    assert_eq!(
-        (code, text, class, method),
+    let internal = unique("rpc-internal");
+    within(
+        "exchange.declare internal",
+        conn.channel().await.ch.exchange_declare(
+            amqprs::channel::ExchangeDeclareArguments::new(&internal, "fanout")
+                .internal(true)
+                .finish(),
+        ),
+    )
+    .await
+    .expect("exchange.declare");
+    let missing = unique("no-such-exchange");
+    for (x, code, text) in [
         (
+            &missing,
             404,
-            format!("NOT_FOUND - no exchange '{x}' in vhost '/'"),
-            60,
-            40
-        )
-    );
+            format!("NOT_FOUND - no exchange '{missing}' in vhost '/'"),
+        ),
+        (
+            &internal,
+            403,
+            format!(
+                "ACCESS_REFUSED - cannot publish to internal exchange '{internal}' in vhost '/'"
+            ),
+        ),
+    ] {
+        let mut ch = conn.channel().await;
+        ch.publish_with(x, "k", request("x"), b"req", false).await;
+        assert_eq!(ch.events.closed_full().await, (code, text, 60, 40));
+    }
     conn.close().await;
 }
 
