@@ -5,7 +5,7 @@
 //! vectors have grown, one hash lookup per exchange visited.
 
 use super::entities::internal_exchange_refused;
-use super::exchange::{Destination, ExchangeId};
+use super::exchange::{Destination, Exchange, ExchangeId};
 use super::message::Message;
 use super::queue::QueueId;
 use super::Broker;
@@ -111,8 +111,7 @@ impl Broker {
             if let Some(xe) = self.exchanges.get(x) {
                 xe.routes.route(routing_key, headers, dests);
                 if dests.len() == start {
-                    let ae = xe.alternate.as_deref();
-                    if let Some(&ae) = ae.and_then(|name| self.exchange_names.get(name)) {
+                    if let Some(ae) = self.alternate_of(xe) {
                         pending.push(ae);
                     }
                 }
@@ -132,6 +131,15 @@ impl Broker {
         dests.dedup();
         self.route.pending = pending;
         self.route.visited = visited;
+    }
+
+    /// The alternate exchange of `x`, if it names one that exists. Out of line: only
+    /// unroutable messages get here, and routed ones should not pay for its code.
+    #[cold]
+    #[inline(never)]
+    fn alternate_of(&self, x: &Exchange) -> Option<ExchangeId> {
+        let name = x.alternate.as_deref()?;
+        self.exchange_names.get(name).copied()
     }
 
     /// The queue the default exchange routes `key` to.
