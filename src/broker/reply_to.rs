@@ -22,7 +22,7 @@ const KEY_BYTES: usize = 16;
 const TOKEN_BYTES: usize = 8 + KEY_BYTES;
 /// Base64 of `TOKEN_BYTES` (a multiple of 3: no padding).
 const TOKEN_CHARS: usize = TOKEN_BYTES / 3 * 4;
-const _: () = assert!(TOKEN_BYTES % 3 == 0);
+const _: () = assert!(TOKEN_BYTES.is_multiple_of(3));
 const _: () = assert!(NAME_PREFIX.len() + TOKEN_CHARS <= u8::MAX as usize);
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
