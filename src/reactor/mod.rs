@@ -5,7 +5,7 @@
 
 mod signal;
 
-use crate::broker::{Broker, ConnId, Notice};
+use crate::broker::{Broker, ConnId};
 use crate::config::Config;
 use crate::limits::*;
 use crate::net::conn::{Conn, ReadOutcome};
@@ -309,26 +309,11 @@ impl Reactor {
 
     /// Tells sessions what other connections' actions did to them.
     fn deliver_notices(&mut self) {
-        for n in self.broker.drain_notices() {
-            match n {
-                Notice::ConsumerCancelled {
-                    conn,
-                    channel,
-                    consumer,
-                    channel_slot,
-                } => {
-                    let key = conn.0 as usize;
-                    if let Some(c) = self.conns.get_mut(key) {
-                        c.session
-                            .consumer_cancelled(&mut c.out, channel, consumer, channel_slot);
-                        if !c.queued_flush {
-                            c.queued_flush = true;
-                            self.flush_list.push(key);
-                        }
-                    }
-                }
-            }
-        }
+        let mut table = Table {
+            conns: &mut self.conns,
+            flush: &mut self.flush_list,
+        };
+        delivery::deliver_notices(&mut self.broker, &mut table);
     }
 
     fn deliver(&mut self) {
