@@ -69,8 +69,9 @@ impl Broker {
         self.run_cleanup(usize::MAX);
     }
 
-    /// Whether cleanup is left for the next turns (the reactor then polls without sleeping).
-    pub fn cleaning_up(&self) -> bool {
+    /// Whether cleanup is left for the next turns (`has_background_work`: the loop does not
+    /// sleep).
+    pub(super) fn cleaning_up(&self) -> bool {
         !self.cleanup.tasks.is_empty()
     }
 
