@@ -13,6 +13,7 @@ pub mod error;
 pub mod http;
 pub mod limits;
 pub mod logfile;
+pub mod mgmt;
 pub(crate) mod net;
 pub mod notify;
 pub mod protocol;
