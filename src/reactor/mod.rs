@@ -130,7 +130,8 @@ pub struct Reactor {
 impl Reactor {
     pub fn bind(config: Config) -> io::Result<Self> {
         let poll = Poll::new()?;
-        let mut listener = TcpListener::bind(config.listen)?;
+        let mut listener = TcpListener::bind(config.listen)
+            .map_err(|e| io::Error::new(e.kind(), format!("AMQP on {}: {e}", config.listen)))?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let signals = signal::Signals::install(poll.registry(), SIGNALS)?;
