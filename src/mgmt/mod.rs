@@ -46,6 +46,8 @@ pub struct Management<'a> {
     pub conns: &'a mut dyn Connections,
     pub config: &'a Config,
     pub stats: &'a Stats,
+    /// Resource alarms and what they measured last.
+    pub alarms: &'a crate::resources::Alarms,
     /// The loop turn's clock.
     pub now: Instant,
 }

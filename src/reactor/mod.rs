@@ -269,7 +269,8 @@ impl Reactor {
             local: self.amqp_addr,
             to_close: &mut self.api_closes,
         };
-        let (broker, config, stats) = (&mut self.broker, &self.config, &self.stats);
+        let (broker, config, stats, alarms) =
+            (&mut self.broker, &self.config, &self.stats, &self.alarms);
         self.http.turn(
             now,
             &mut self.read_buf,
@@ -281,6 +282,7 @@ impl Reactor {
                     conns: &mut table,
                     config,
                     stats,
+                    alarms,
                     now,
                 })
             },
