@@ -47,9 +47,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         name, ctype = STATIC[path]
         with open(os.path.join(WWW, name), 'rb') as f:
             body = f.read()
-        return self._send(200, ctype, body, {'Content-Security-Policy': CSP,
-                                             'X-Content-Type-Options': 'nosniff',
-                                             'Cache-Control': 'no-cache'})
+        extra = {'X-Content-Type-Options': 'nosniff', 'Cache-Control': 'no-cache'}
+        if self.server.csp:
+            extra['Content-Security-Policy'] = CSP
+        return self._send(200, ctype, body, extra)
 
     def _send(self, status, ctype, body, extra=None):
         self.send_response(status)
@@ -100,12 +101,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--api-port', type=int, required=True, help='management listener to forward /api/* to')
     ap.add_argument('--port', type=int, default=0, help='port to listen on (0: a free one)')
+    ap.add_argument('--no-csp', action='store_true',
+                    help='send the page without its Content-Security-Policy (to see that the '
+                         'page itself, not the policy, keeps server strings inert)')
     ap.add_argument('--verbose', action='store_true')
     args = ap.parse_args()
     Handler.api_port = args.api_port
     srv = http.server.ThreadingHTTPServer((HOST, args.port), Handler)
     srv.daemon_threads = True
     srv.verbose = args.verbose
+    srv.csp = not args.no_csp
     print('serving http://%s:%d/' % (HOST, srv.server_address[1]), flush=True)
     try:
         srv.serve_forever()
