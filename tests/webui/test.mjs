@@ -320,11 +320,26 @@ async function main() {
       await eventually(async () => (await byTestId('channel-row').count()) >= 1, 'at least one channel row');
       await screenshot('channels');
     }],
-    ['exchanges_view', 'the exchanges view lists the default exchange and amq.direct', async () => {
+    ['exchanges_view', 'the exchanges view lists the default exchange and amq.direct; a publish to amq.direct with no binding reads not routed', async () => {
       await goView('exchanges');
       await eventually(async () => (await rowOf('exchange', 'amq.direct').count()) === 1, 'amq.direct listed');
       await eventually(async () => (await rowOf('exchange', '(AMQP default)').count()) >= 1, 'the default exchange listed');
-      await screenshot('exchanges');
+      await rowOf('exchange', 'amq.direct').getByTestId('exchange-publish').click();
+      await byTestId('publish-routing-key').fill(prefix + 'no-such-binding');
+      await byTestId('publish-payload').fill('unroutable');
+      await byTestId('publish-submit').click();
+      await eventually(async () => (await byTestId('publish-result').getAttribute('data-routed')) === 'false',
+        'amq.direct publish reported as not routed');
+      await screenshot('exchanges-publish-unroutable');
+    }],
+    ['add_queue', 'the Add a queue form declares a queue that pika then finds', async () => {
+      const name = prefix + 'added';
+      await goView('queues');
+      await byTestId('queue-add').locator('summary').click();
+      await byTestId('queue-add-name').fill(name);
+      await byTestId('queue-add-submit').click();
+      await eventually(async () => (await amqp.call({ cmd: 'count', queue: name })).exists, 'queue ' + name + ' declared');
+      await amqp.call({ cmd: 'delete', queue: name });
     }],
     ['delete_queue', 'Delete on the queue row deletes it: pika finds it gone', async () => {
       await goView('queues');
@@ -373,7 +388,7 @@ async function main() {
       await screenshot('FAIL-' + name).catch(() => {});
     }
   }
-  for (const q of [Q, QPG, QRATE, XSS_QUEUE]) await amqp.call({ cmd: 'delete', queue: q }).catch(() => {});
+  for (const q of [Q, QPG, QRATE, XSS_QUEUE, prefix + 'added']) await amqp.call({ cmd: 'delete', queue: q }).catch(() => {});
   amqp.close();
   await browser.close();
   console.log('webui: ' + passed + ' passed, ' + failed + ' failed');
