@@ -22,6 +22,9 @@ fi
 /usr/bin/chromium --version >/dev/null 2>&1 || { log "/usr/bin/chromium does not run"; exit 1; }
 
 command -v npm >/dev/null || { log "npm is missing (Debian: apt-get install nodejs npm)"; exit 1; }
+# playwright-core 1.65 declares node >= 20 (Debian 12's own nodejs is 18; this image has 20).
+node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' ||
+    { log "node $(node --version) is too old for playwright-core (needs 20 or later)"; exit 1; }
 web="$ROOT/tests/webui"
 want="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["packages"]["node_modules/playwright-core"]["version"])' \
     "$web/package-lock.json")"
