@@ -27,6 +27,15 @@ pub(crate) const READ_BYTES_PER_TURN_MAX: usize = 64 * 1024;
 /// most this much, plus its one command in progress, per turn. Proven by tests/hostile (the
 /// canary's p99 round trip stays under 10 ms under every load).
 pub(crate) const READ_TIME_PER_TURN_MAX_MICROS: u64 = 1_000;
+/// Time spent reading all connections per loop turn (checked between connections): 1,000
+/// connections each sending a byte cost a read syscall each, 25 ms in one turn on a busy
+/// machine (tests/hostile, slowloris). Those not reached are read first next turn.
+pub(crate) const READ_TIME_ALL_PER_TURN_MAX_MICROS: u64 = 2_000;
+/// Cheap frames (default-exchange publishes, single acks) handled between two checks of
+/// READ_TIME_PER_TURN_MAX_MICROS: a clock read after each would cost as much as the frame,
+/// none at all let 64 KiB of publishes into one queue take 6 to 11 ms on a busy machine
+/// (page faults as the queue grows; tests/hostile, messages). 64 frames are some tens of µs.
+pub(crate) const INPUT_CHEAP_FRAMES_PER_CLOCK_READ: usize = 64;
 /// Size of each read syscall into the shared read buffer.
 pub(crate) const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// Deliveries stop while a connection's unsent output is above this, and the messages wait
@@ -70,6 +79,12 @@ pub(crate) const PAGE_IN_BATCH_MESSAGES: usize = 1024;
 /// millisecond of small messages (16,384 were 3 to 4 ms, a stall for every other client when
 /// 60,000 messages went to one consumer; tests/hostile, messages).
 pub(crate) const DELIVERIES_PER_QUEUE_PER_TURN_MAX: usize = 4096;
+/// Time spent delivering from all queues per loop turn (checked between queues and every
+/// DELIVERIES_PER_CLOCK_READ deliveries): a thousand queues with a consumer each would
+/// otherwise get up to DELIVERIES_PER_QUEUE_PER_TURN_MAX each in one turn.
+pub(crate) const DELIVERY_TIME_PER_TURN_MAX_MICROS: u64 = 1_000;
+/// Deliveries from one queue between two clock reads: some hundreds of µs at most.
+pub(crate) const DELIVERIES_PER_CLOCK_READ: usize = 256;
 /// Cleanup after deletions (broker/cleanup.rs) is counted in units of about a microsecond: a
 /// binding or a queue removed is one, and so are this many messages dropped.
 pub(crate) const CLEANUP_MESSAGES_PER_UNIT: usize = 32;
@@ -82,6 +97,11 @@ pub(crate) const CLEANUP_REQUEUES_PER_UNIT: usize = 4;
 pub(crate) const CLEANUP_WORK_INLINE_MAX: usize = 512;
 /// Deferred cleanup done per loop turn.
 pub(crate) const CLEANUP_WORK_PER_TURN_MAX: usize = 1024;
+/// ... and at most this long per loop turn: a unit is about a microsecond on an idle machine
+/// and several on a busy one.
+pub(crate) const CLEANUP_TIME_PER_TURN_MAX_MICROS: u64 = 500;
+/// Cleanup units done between two clock reads.
+pub(crate) const CLEANUP_UNITS_PER_CLOCK_READ: usize = 64;
 /// Connections whose socket goes (deregistered, closed, logged) per loop turn; the rest wait
 /// for the next turns. Each costs some syscalls and a log line, 10 to 20 µs: 2,000 clients
 /// closing at once, or 2,000 idle ones reaching the handshake deadline together, stalled every
@@ -94,6 +114,12 @@ pub(crate) const CONNECTIONS_CLOSED_PER_TURN_MAX: usize = 128;
 // CHANNEL_MAX: a registry entry of about 40 bytes and a 54-byte reply name each. A direct reply
 // is written once per published message, past prefetch as in RabbitMQ, so the requester's
 // output is bounded by WRITE_BUFFER_HARD_BYTES like any output.
+/// Allocations at least this large are mmapped by glibc, so growing them is an mremap, not a
+/// copy, and freeing them returns the memory at once (alloc.rs, `tune_malloc`). Below it a
+/// growing queue or table is copied: at most half this, a few hundred µs (4 MiB let a queue's
+/// growth from 2 to 4 MiB take 2 to 3 ms of a busy machine's turn). Above a 1 MiB message
+/// body, so ordinary large messages still reuse heap memory.
+pub(crate) const MALLOC_MMAP_THRESHOLD_BYTES: usize = 2 * 1024 * 1024;
 /// Events taken from the poller per wake-up.
 pub(crate) const EVENTS_PER_POLL_MAX: usize = 1024;
 /// Connections accepted at once; past this, new sockets are accepted and closed at once.
@@ -101,10 +127,18 @@ pub(crate) const CONNECTIONS_MAX: usize = 65_536;
 
 const _: () = assert!(FRAME_MAX_BYTES >= FRAME_MIN_SIZE);
 const _: () = assert!(READ_BYTES_PER_TURN_MAX >= READ_CHUNK_BYTES);
+const _: () = assert!(READ_TIME_ALL_PER_TURN_MAX_MICROS >= READ_TIME_PER_TURN_MAX_MICROS);
+// At least a whole message (a method and a header frame) between two clock reads.
+const _: () = assert!(INPUT_CHEAP_FRAMES_PER_CLOCK_READ >= 2);
 const _: () = assert!(WRITE_BUFFER_HARD_BYTES > WRITE_BUFFER_HIGH_BYTES + FRAME_MAX_BYTES as usize);
 const _: () = assert!(WRITE_BUFFER_LOW_BYTES < WRITE_BUFFER_HIGH_BYTES);
 const _: () = assert!(FRAME_OVERHEAD < FRAME_MIN_SIZE as usize);
 const _: () = assert!(CLEANUP_WORK_INLINE_MAX <= CLEANUP_WORK_PER_TURN_MAX);
+const _: () = assert!(DELIVERIES_PER_CLOCK_READ <= DELIVERIES_PER_QUEUE_PER_TURN_MAX);
+const _: () = assert!(CLEANUP_UNITS_PER_CLOCK_READ <= CLEANUP_WORK_INLINE_MAX);
+// glibc caps its mmap threshold at 32 MiB (HEAP_MAX / 2 on 64-bit) and it must fit a C int.
+const _: () = assert!(MALLOC_MMAP_THRESHOLD_BYTES <= 32 * 1024 * 1024);
+const _: () = assert!(MALLOC_MMAP_THRESHOLD_BYTES > BODY_PREALLOCATE_MAX_BYTES);
 // Compaction parses a large record's fixed fields (up to 65,535 queue ids) from one turn's read.
 const _: () = assert!(COMPACTION_BYTES_PER_TURN >= 64 + 4 * u16::MAX as usize);
 const _: () = assert!((COMPACTION_BYTES_PER_TURN as u64) < SEGMENT_SIZE_MAX_BYTES);

@@ -95,6 +95,7 @@ fn usage(opts: &Options) -> String {
 }
 
 fn main() -> ExitCode {
+    coney::alloc::tune_malloc();
     let args: Vec<String> = std::env::args().collect();
     let opts = options();
     let m = match opts.parse(args.get(1..).unwrap_or_default()) {

@@ -4,8 +4,8 @@
 //! queues. A deletion takes effect at once (the name is free, routing
 //! skips the dead entity, a purged queue is empty); the cleanup behind it is done up to
 //! `CLEANUP_WORK_INLINE_MAX` units by the command itself, so an ordinary deletion is complete
-//! when it is answered, and the rest up to `CLEANUP_WORK_PER_TURN_MAX` units per loop turn
-//! (`Broker::clean_up`, from `commit_turn`). Deleting a queue with 30,000 bindings or closing a
+//! when it is answered, and the rest up to `CLEANUP_WORK_PER_TURN_MAX` units and
+//! `CLEANUP_TIME_PER_TURN_MAX_MICROS` per loop turn (`Broker::clean_up`, from `commit_turn`). Deleting a queue with 30,000 bindings or closing a
 //! connection that owns 10,000 exclusive queues cost 25 to 50 ms in one command before.
 //!
 //! While bindings to a dead destination remain, their source still counts as in use
@@ -14,13 +14,14 @@
 //! after a crash in between some of a large purge may be back (a clean stop finishes it).
 
 use super::exchange::{Destination, ExchangeId};
-use super::queue::{Purged, QueueId, QueuedMessage};
+use super::queue::{Purged, QueueId, Requeues};
 use super::{Broker, ConnId};
 use crate::limits::{
-    CLEANUP_MESSAGES_PER_UNIT, CLEANUP_REQUEUES_PER_UNIT, CLEANUP_WORK_INLINE_MAX,
-    CLEANUP_WORK_PER_TURN_MAX,
+    CLEANUP_MESSAGES_PER_UNIT, CLEANUP_REQUEUES_PER_UNIT, CLEANUP_TIME_PER_TURN_MAX_MICROS,
+    CLEANUP_UNITS_PER_CLOCK_READ, CLEANUP_WORK_INLINE_MAX, CLEANUP_WORK_PER_TURN_MAX,
 };
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 /// One piece of cleanup.
 pub(super) enum Task {
@@ -32,8 +33,8 @@ pub(super) enum Task {
     Messages(Purged),
     /// Exclusive queues whose connection closed, still to be deleted.
     Orphans(Vec<QueueId>),
-    /// Delivered messages going back to their queues, in delivery order (taken from the end).
-    Requeue(Vec<(QueueId, QueuedMessage)>),
+    /// Delivered messages going back to their queues, in the order they go back.
+    Requeue(std::iter::Peekable<Requeues>),
 }
 
 /// The cleanup still to do, newest first: a command's own cleanup runs before older leftovers.
@@ -54,19 +55,21 @@ impl Cleanup {
 pub(super) const CLOSED_OWNER: ConnId = ConnId(u32::MAX);
 
 impl Broker {
-    /// Does deferred cleanup, at most `CLEANUP_WORK_PER_TURN_MAX` units.
+    /// Does deferred cleanup, at most `CLEANUP_WORK_PER_TURN_MAX` units and
+    /// `CLEANUP_TIME_PER_TURN_MAX_MICROS` (a unit's cost varies with the machine's load).
     pub(super) fn clean_up(&mut self) {
-        self.run_cleanup(CLEANUP_WORK_PER_TURN_MAX);
+        let deadline = Instant::now() + Duration::from_micros(CLEANUP_TIME_PER_TURN_MAX_MICROS);
+        self.run_cleanup(CLEANUP_WORK_PER_TURN_MAX, Some(deadline));
     }
 
     /// The cleanup a deleting command does before it is answered.
     pub(super) fn clean_up_inline(&mut self) {
-        self.run_cleanup(CLEANUP_WORK_INLINE_MAX);
+        self.run_cleanup(CLEANUP_WORK_INLINE_MAX, None);
     }
 
     /// Finishes all cleanup (a clean stop: purged messages must not come back).
     pub(super) fn clean_up_all(&mut self) {
-        self.run_cleanup(usize::MAX);
+        self.run_cleanup(usize::MAX, None);
     }
 
     /// Whether cleanup is left for the next turns (`has_background_work`: the loop does not
@@ -75,19 +78,24 @@ impl Broker {
         !self.cleanup.tasks.is_empty()
     }
 
-    /// Works through the tasks, newest first, until `budget` units are spent.
-    fn run_cleanup(&mut self, mut budget: usize) {
+    /// Works through the tasks, newest first, until `budget` units are spent or `deadline`
+    /// has passed (read every `CLEANUP_UNITS_PER_CLOCK_READ` units).
+    fn run_cleanup(&mut self, mut budget: usize, deadline: Option<Instant>) {
         while budget > 0 {
             let Some(task) = self.cleanup.tasks.pop_front() else {
                 return;
             };
             let before = self.cleanup.tasks.len();
-            let (spent, rest) = self.work_on(task, budget);
+            let slice = budget.min(CLEANUP_UNITS_PER_CLOCK_READ);
+            let (spent, rest) = self.work_on(task, slice);
             budget = budget.saturating_sub(spent.max(1));
             if let Some(rest) = rest {
                 // Tasks the work pushed (a deleted orphan's bindings) go before what is left.
                 let pushed = self.cleanup.tasks.len() - before;
                 self.cleanup.tasks.insert(pushed, rest);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return;
             }
         }
     }
@@ -125,13 +133,13 @@ impl Broker {
                 let max = budget.saturating_mul(CLEANUP_REQUEUES_PER_UNIT);
                 let mut n = 0;
                 while n < max {
-                    let Some((queue, m)) = messages.pop() else {
+                    let Some((queue, m)) = messages.next() else {
                         break;
                     };
                     self.requeue(queue, m);
                     n += 1;
                 }
-                let rest = (!messages.is_empty()).then_some(Task::Requeue(messages));
+                let rest = messages.peek().is_some().then_some(Task::Requeue(messages));
                 (n.div_ceil(CLEANUP_REQUEUES_PER_UNIT), rest)
             }
             Task::Orphans(mut ids) => {

@@ -5,10 +5,13 @@
 
 use super::cleanup::Task;
 use super::consumer::{Consumer, ConsumerId};
-use super::queue::{QueueId, QueuedMessage};
+use super::queue::{QueueId, QueuedMessage, Requeues};
 use super::{not_found_queue, Broker, ConnId};
 use crate::error::AmqpError;
-use crate::limits::DELIVERIES_PER_QUEUE_PER_TURN_MAX;
+use crate::limits::{
+    DELIVERIES_PER_CLOCK_READ, DELIVERIES_PER_QUEUE_PER_TURN_MAX, DELIVERY_TIME_PER_TURN_MAX_MICROS,
+};
+use std::time::{Duration, Instant};
 
 /// Where deliveries go: the consumers' connections (the session layer, over the reactor's
 /// connection table). Called once per delivery, so implementations are generic, not boxed.
@@ -36,8 +39,11 @@ pub(crate) struct Got {
 
 impl Broker {
     /// Delivers from every queue that became ready since the last call, at most
-    /// `DELIVERIES_PER_QUEUE_PER_TURN_MAX` from each; a queue with more stays ready.
+    /// `DELIVERIES_PER_QUEUE_PER_TURN_MAX` from each and for at most
+    /// `DELIVERY_TIME_PER_TURN_MAX_MICROS` in all; a queue with more stays ready, and the
+    /// queues the time did not reach go first next turn.
     pub fn deliver_ready(&mut self, sink: &mut impl DeliverySink) {
+        let deadline = Instant::now() + Duration::from_micros(DELIVERY_TIME_PER_TURN_MAX_MICROS);
         let mut list = std::mem::take(&mut self.ready_scratch);
         list.clear();
         std::mem::swap(&mut list, &mut self.ready);
@@ -46,10 +52,24 @@ impl Broker {
                 q.on_ready_list = false;
             }
         }
-        for &id in &list {
-            self.deliver_from(id, sink);
+        for (i, &id) in list.iter().enumerate() {
+            if i > 0 && Instant::now() >= deadline {
+                self.keep_ready_first(&list[i..]);
+                break;
+            }
+            self.deliver_from(id, sink, deadline);
         }
         self.ready_scratch = list;
+    }
+
+    /// Puts `queues` on the ready list ahead of those made ready meanwhile.
+    fn keep_ready_first(&mut self, queues: &[QueueId]) {
+        let later = std::mem::take(&mut self.ready);
+        for &id in queues {
+            self.mark_ready(id);
+        }
+        // A queue made ready meanwhile is flagged already and keeps its place in `later`.
+        self.ready.extend(later);
     }
 
     /// Whether some queue may be able to deliver (the reactor then polls without sleeping).
@@ -57,8 +77,8 @@ impl Broker {
         !self.ready.is_empty()
     }
 
-    fn deliver_from(&mut self, id: QueueId, sink: &mut impl DeliverySink) {
-        for _ in 0..DELIVERIES_PER_QUEUE_PER_TURN_MAX {
+    fn deliver_from(&mut self, id: QueueId, sink: &mut impl DeliverySink, deadline: Instant) {
+        for n in 1..=DELIVERIES_PER_QUEUE_PER_TURN_MAX {
             let Some(q) = self.queues.get_mut(id) else {
                 return;
             };
@@ -89,6 +109,9 @@ impl Broker {
                     q.unpop(m);
                     return;
                 }
+            }
+            if n % DELIVERIES_PER_CLOCK_READ == 0 && Instant::now() >= deadline {
+                break;
             }
         }
         // Budget spent with messages left: continue next turn, after other queues had theirs.
@@ -128,13 +151,14 @@ impl Broker {
         }
     }
 
-    /// Returns delivered messages (in delivery order) to their queues: the newest first, so
-    /// each lands in front of what its queue holds, which are usually all newer (an insert at
-    /// the front; oldest first moved every message requeued before). A few thousand are
-    /// requeued at once; more (a channel closed with 60,000 unacked) over the next turns,
-    /// through the cleanup, as RabbitMQ's queues take them back after the channel is gone.
-    pub(crate) fn requeue_all(&mut self, messages: Vec<(QueueId, QueuedMessage)>) {
-        if !messages.is_empty() {
+    /// Returns delivered messages to their queues in the order `messages` gives them (the
+    /// newest first, so each lands in front of what its queue holds, which are usually all
+    /// newer: an insert at the front). A few thousand are requeued at once; more (a channel
+    /// closed with 60,000 unacked) over the next turns, through the cleanup, as RabbitMQ's
+    /// queues take them back after the channel is gone.
+    pub(crate) fn requeue_all(&mut self, messages: Requeues) {
+        let mut messages = messages.peekable();
+        if messages.peek().is_some() {
             self.cleanup.push(Task::Requeue(messages));
             self.clean_up_inline();
         }

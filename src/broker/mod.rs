@@ -494,7 +494,7 @@ mod tests {
             .map(|_| b.get(C1, b"q", false).expect("get").expect("message"))
             .map(|g| (g.queue, g.message))
             .collect();
-        b.requeue_all(taken);
+        b.requeue_all(Box::new(taken.into_iter().rev()));
         assert!(b.cleaning_up(), "10,000 are more than the inline share");
         clean_up_fully(&mut b);
         for i in 0..20_000 {

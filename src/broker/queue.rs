@@ -32,6 +32,12 @@ pub struct QueuedMessage {
     pub(super) store: Option<StoreRef>,
 }
 
+/// Delivered messages going back to their queues, in the order they are to be put back (the
+/// newest first, so each lands in front of what its queue holds). Handed over as the owner's
+/// own list, not a copy: a channel closed with 60,000 unacked used to copy them twice, with a
+/// page fault per page, before the first went back (12 ms in one command).
+pub type Requeues = Box<dyn Iterator<Item = (QueueId, QueuedMessage)>>;
+
 impl QueuedMessage {
     pub fn message(&self) -> &Message {
         &self.msg

@@ -2,7 +2,10 @@
 //! cleared only by `WouldBlock`), the unparsed tail of its input, its output (the `Outbox`
 //! its session writes frames into) and its session.
 
-use crate::limits::{READ_CHUNK_BYTES, READ_LEFTOVER_KEEP_BYTES, READ_TIME_PER_TURN_MAX_MICROS};
+use crate::limits::{
+    READ_CHUNK_BYTES, READ_LEFTOVER_KEEP_BYTES, READ_TIME_PER_TURN_MAX_MICROS,
+    WRITE_BUFFER_HIGH_BYTES, WRITE_BUFFER_LOW_BYTES,
+};
 use crate::protocol::Outbox;
 use crate::session::{Ctx, Session};
 use mio::net::TcpStream;
@@ -26,11 +29,17 @@ pub struct Conn {
     /// `leftover` holds whole frames the last pass had no time for: they go before any more
     /// is read.
     input_pending: bool,
+    /// Reading stopped because the peer does not read its answers (unsent output reached
+    /// WRITE_BUFFER_HIGH_BYTES); it resumes once the output is below WRITE_BUFFER_LOW_BYTES.
+    /// A client that pipelines commands and never reads made the broker hold 192 MiB of
+    /// answers for it (WRITE_BUFFER_HARD_BYTES) before this, and freeing them took 10 ms.
+    output_full: bool,
 }
 
 /// Outcome of a read pass.
 pub enum ReadOutcome {
-    /// Drained until `WouldBlock` (or the session stopped reading).
+    /// Drained until `WouldBlock` (or the session stopped reading, or the peer's unread
+    /// output paused reading: `resume_after_flush` says when to read again).
     Drained,
     /// The per-turn byte budget ran out with input possibly left in the socket.
     BudgetSpent,
@@ -49,6 +58,7 @@ impl Conn {
             queued_flush: false,
             dead: None,
             input_pending: false,
+            output_full: false,
         }
     }
 
@@ -57,6 +67,9 @@ impl Conn {
     /// least frame_max + READ_CHUNK_BYTES long.
     pub fn read(&mut self, buf: &mut [u8], mut budget: usize, ctx: &mut Ctx<'_>) -> ReadOutcome {
         let deadline = Instant::now() + Duration::from_micros(READ_TIME_PER_TURN_MAX_MICROS);
+        if self.output_full() {
+            return ReadOutcome::Drained;
+        }
         if self.input_pending {
             self.process_leftover(ctx, Some(deadline));
             if self.input_pending {
@@ -67,6 +80,7 @@ impl Conn {
             && self.dead.is_none()
             && self.session.reads_input()
             && !self.session.is_blocked()
+            && !self.output_full()
         {
             if budget == 0 {
                 return ReadOutcome::BudgetSpent;
@@ -115,6 +129,25 @@ impl Conn {
             }
         }
         ReadOutcome::Drained
+    }
+
+    /// Whether reading is paused for unsent output (see `output_full`); sets the pause at
+    /// the high-water mark.
+    fn output_full(&mut self) -> bool {
+        if self.out.pending() >= WRITE_BUFFER_HIGH_BYTES {
+            self.output_full = true;
+        }
+        self.output_full
+    }
+
+    /// After a flush: whether reading was paused for unsent output and may resume now (the
+    /// caller puts the connection back on the read list).
+    pub fn resume_after_flush(&mut self) -> bool {
+        if self.output_full && self.out.pending() < WRITE_BUFFER_LOW_BYTES {
+            self.output_full = false;
+            return true;
+        }
+        false
     }
 
     /// Processes input that arrived while the session was blocked, without reading more.

@@ -398,11 +398,24 @@ impl Reactor {
         }
     }
 
+    /// Reads the connections with input: those that became readable first, then those
+    /// carried over with input left, for at most READ_TIME_ALL_PER_TURN_MAX_MICROS in all;
+    /// the ones not reached keep their place for the next turn.
     fn read_ready(&mut self, now: Instant) {
         let alarm = self.alarm_reason();
+        let deadline = Instant::now() + Duration::from_micros(READ_TIME_ALL_PER_TURN_MAX_MICROS);
         let mut list = std::mem::take(&mut self.read_list);
+        let fresh = list.len();
         list.append(&mut self.carry_list);
-        for &key in &list {
+        for (i, &key) in list.iter().enumerate() {
+            if i > 0 && Instant::now() >= deadline {
+                // Both lists were taken whole, so only this turn's carries are in carry_list.
+                let split = i.max(fresh);
+                self.read_list.extend_from_slice(&list[i..split]);
+                let carried = std::mem::replace(&mut self.carry_list, list[split..].to_vec());
+                self.carry_list.extend(carried);
+                break;
+            }
             let Some(c) = self.conns.get_mut(key) else {
                 continue;
             };
@@ -458,6 +471,10 @@ impl Reactor {
             c.session.flush_confirms(&mut c.out, self.stored);
             c.flush(now);
             c.session.after_write(&c.out, &mut self.broker);
+            if c.resume_after_flush() && !c.queued_read {
+                c.queued_read = true;
+                self.read_list.push(key);
+            }
             if c.out.pending() >= WRITE_BUFFER_HARD_BYTES {
                 c.dead = Some(format!(
                     "output buffer above {WRITE_BUFFER_HARD_BYTES} bytes: client is not reading"

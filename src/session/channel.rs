@@ -347,7 +347,17 @@ impl Channel {
         true
     }
 
-    /// Takes every unacked delivery, in tag order (channel close, recover).
+    /// Takes the list of unacked deliveries whole, in tag order (settled ones are left as
+    /// tombstones, `msg` None): channel close and recover, without a copy.
+    pub(crate) fn take_unacked_list(&mut self) -> VecDeque<Unacked> {
+        self.unacked_live = 0;
+        for (_, c) in &mut self.consumers {
+            c.unacked = 0;
+        }
+        std::mem::take(&mut self.unacked)
+    }
+
+    /// Takes every unacked delivery, in tag order (ack or nack of all with tag 0).
     pub(crate) fn take_all_unacked(&mut self) -> impl Iterator<Item = Unacked> + '_ {
         self.unacked_live = 0;
         for (_, c) in &mut self.consumers {

@@ -180,9 +180,8 @@ impl Session {
         if !requeue {
             return Err(AmqpError::not_implemented("requeue=false"));
         }
-        let channel = self.channel(ch)?;
-        let all: Vec<Unacked> = channel.take_all_unacked().collect();
-        settle_all(all.into_iter(), Settle::Requeue, ctx.broker);
+        requeue_unacked(self.channel(ch)?, ctx.broker);
+        self.wake_consumers(ch, ctx);
         Ok(())
     }
 
@@ -193,9 +192,9 @@ impl Session {
         };
         channel.publish = Publish::Idle;
         let consumers: Vec<ConsumerId> = channel.take_consumers().collect();
-        let unacked: Vec<Unacked> = channel.take_all_unacked().collect();
         // Requeue before removing consumers: an auto-delete queue may go with its last one.
-        settle_all(unacked.into_iter(), Settle::Requeue, ctx.broker);
+        // The consumers are going, so none of them is woken.
+        requeue_unacked(channel, ctx.broker);
         for id in consumers {
             ctx.broker.cancel_consumer(id);
         }
@@ -302,6 +301,19 @@ impl Session {
     }
 }
 
+/// Requeues every unacked delivery of a channel (channel close, basic.recover): the channel's
+/// list goes to the broker whole, newest first (`Broker::requeue_all` bounds the work per
+/// turn). Its consumers are not woken: the caller does that if they stay.
+fn requeue_unacked(channel: &mut super::channel::Channel, broker: &mut Broker) {
+    let unacked = channel.take_unacked_list();
+    broker.requeue_all(Box::new(
+        unacked
+            .into_iter()
+            .rev()
+            .filter_map(|u| Some((u.queue, u.msg?))),
+    ));
+}
+
 /// Settles deliveries taken in tag order; requeues go to the broker together
 /// (`Broker::requeue_all`), which bounds the work of a large batch per turn.
 pub(super) fn settle_all(list: impl Iterator<Item = Unacked>, how: Settle, broker: &mut Broker) {
@@ -318,7 +330,7 @@ pub(super) fn settle_all(list: impl Iterator<Item = Unacked>, how: Settle, broke
             back.push((u.queue, m));
         }
     }
-    broker.requeue_all(back);
+    broker.requeue_all(Box::new(back.into_iter().rev()));
 }
 
 /// Applies one settlement to the broker: ack drops the message, requeue returns it; either

@@ -283,6 +283,7 @@ impl Session {
         deadline: Option<Instant>,
     ) -> usize {
         let mut pos = 0;
+        let mut unchecked = 0;
         if !buf.is_empty() {
             self.last_recv = ctx.now;
         }
@@ -316,7 +317,9 @@ impl Session {
                     self.handle_frame(out, frame, ctx);
                     // A clock read costs as much as a small publish: only after a frame that
                     // may have done unbounded work (a message routed through an exchange, a
-                    // method other than the hot cheap ones).
+                    // method other than the hot cheap ones), and after every
+                    // INPUT_CHEAP_FRAMES_PER_CLOCK_READ others (cheap is not free: a page
+                    // fault per queue page, a busy machine), never inside a message.
                     let costly = match kind {
                         FrameKind::Method => !cheap,
                         FrameKind::Header | FrameKind::Body => {
@@ -325,8 +328,15 @@ impl Session {
                         }
                         FrameKind::Heartbeat => false,
                     };
-                    if costly && deadline.is_some_and(|d| Instant::now() >= d) {
-                        break;
+                    unchecked += 1;
+                    let due = costly
+                        || (unchecked >= limits::INPUT_CHEAP_FRAMES_PER_CLOCK_READ
+                            && self.completed_message(channel));
+                    if due {
+                        unchecked = 0;
+                        if deadline.is_some_and(|d| Instant::now() >= d) {
+                            break;
+                        }
                     }
                 }
                 Err(e) => {
@@ -688,9 +698,9 @@ mod tests {
         // A publish is not cut between its method and its content: the clock is read once
         // the message is routed through an exchange; the default exchange's single lookup
         // does not need it.
-        let publishes = |exchange: &'static [u8]| {
+        let publishes = |exchange: &'static [u8], n: usize| {
             let mut bytes = Vec::new();
-            for _ in 0..3 {
+            for _ in 0..n {
                 let publish = BasicPublish {
                     exchange,
                     routing_key: b"nowhere",
@@ -701,19 +711,29 @@ mod tests {
             }
             bytes
         };
-        let routed = publishes(b"amq.direct");
+        let routed = publishes(b"amq.direct", 3);
         let used = session.handle_input_until(&mut out, &routed, &mut ctx, past);
         assert_eq!(
             used,
             routed.len() / 3,
             "one whole publish, then the deadline"
         );
-        let default = publishes(b"");
+        let default = publishes(b"", 3);
         let used = session.handle_input_until(&mut out, &default, &mut ctx, past);
         assert_eq!(
             used,
             default.len(),
             "default-exchange publishes need no clock"
+        );
+        // ... but not none at all: whole publishes up to INPUT_CHEAP_FRAMES_PER_CLOCK_READ
+        // frames, then the deadline.
+        let many = publishes(b"", 1000);
+        let used = session.handle_input_until(&mut out, &many, &mut ctx, past);
+        let per_publish = many.len() / 1000;
+        assert_eq!(used % per_publish, 0, "whole publishes");
+        assert_eq!(
+            used / per_publish,
+            limits::INPUT_CHEAP_FRAMES_PER_CLOCK_READ / 2
         );
         session.release(&mut ctx);
     }
