@@ -27,3 +27,10 @@ pub fn proc_rss_bytes(pid: u32) -> Option<u64> {
 pub fn proc_fd_count(pid: u32) -> Option<usize> {
     Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
 }
+
+/// The machine's load average over the last minute (/proc/loadavg): a canary's round trip is
+/// only as good as the CPU time the machine leaves it.
+pub fn loadavg_1min() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}

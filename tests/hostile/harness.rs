@@ -3,12 +3,15 @@
 //! a canary measuring its own publish→deliver round trip, and phases: each phase's time window
 //! gets the canary's p50/p99/max, printed as a table row, and on coney its p99 must stay under
 //! [`CANARY_P99_MAX`] (a phase too short for a percentile: its slowest round trip). Against
-//! another broker (RabbitMQ) the rows are printed, not asserted.
+//! another broker (RabbitMQ) the rows are printed, not asserted. Each row also gives the
+//! machine's 1-minute load average at the end of the phase: on a machine busy with other work
+//! the canary waits for a CPU, whatever the broker does.
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::canary::{Canary, CanaryConfig, Latencies};
+use crate::procfs::loadavg_1min;
 use crate::support::Broker;
 
 /// The bound of the whole suite: the canary's 99th-percentile round trip during any load.
@@ -38,6 +41,8 @@ struct Row {
     work: String,
     took: Duration,
     latencies: Latencies,
+    /// The machine's 1-minute load average when the phase ended.
+    load: Option<f64>,
 }
 
 /// A hostile load in progress; see the module doc.
@@ -103,6 +108,7 @@ impl Load {
             work,
             took: to - from,
             latencies,
+            load: loadavg_1min(),
         });
     }
 
@@ -111,10 +117,11 @@ impl Load {
         let external = self.external();
         let broker = if external { "other" } else { "coney" };
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let load = |r: &Row| r.load.map_or("?".to_owned(), |l| format!("{l:.1}"));
         for r in &self.rows {
             // One greppable line per phase: the table of the report is made of these.
             println!(
-                "HOSTILE | {broker} | {} | {} | {} | {:.1} s | {:.2} | {:.2} | {:.2} | {}",
+                "HOSTILE | {broker} | {} | {} | {} | {:.1} s | {:.2} | {:.2} | {:.2} | {} | {}",
                 self.name,
                 r.phase,
                 r.work,
@@ -122,7 +129,8 @@ impl Load {
                 ms(r.latencies.p50),
                 ms(r.latencies.p99),
                 ms(r.latencies.max),
-                r.latencies.rounds
+                r.latencies.rounds,
+                load(r)
             );
         }
         self.canary.finish();
@@ -144,12 +152,13 @@ impl Load {
             );
             assert!(
                 worst < CANARY_P99_MAX,
-                "{} / {}: canary {what} {:.2} ms ≥ {:?} ({})",
+                "{} / {}: canary {what} {:.2} ms ≥ {:?} ({}; machine load {})",
                 self.name,
                 r.phase,
                 ms(worst),
                 CANARY_P99_MAX,
-                r.latencies
+                r.latencies,
+                load(r)
             );
         }
     }

@@ -8,7 +8,8 @@
 //! A test binary of its own so that it runs alone (cargo runs test binaries one after the
 //! other), and its tests take a lock so that they run one at a time (harness.rs): the canary's
 //! bound is measured on a machine busy only with the load. Each phase prints one line
-//! `HOSTILE | broker | load | phase | work | time | p50 | p99 | max | rounds` (`--nocapture`).
+//! `HOSTILE | broker | load | phase | work | time | p50 | p99 | max | rounds | loadavg`
+//! (`--nocapture`; loadavg: the machine's, at the end of the phase).
 //!
 //! Run: `cargo test --release --test hostile -- --nocapture`; against RabbitMQ 3.10 (the
 //! same loads, figures printed but not asserted):
