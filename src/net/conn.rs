@@ -71,7 +71,8 @@ impl Conn {
             return ReadOutcome::Drained;
         }
         if self.input_pending {
-            self.process_leftover(ctx, Some(deadline));
+            // Frames kept from the last turn count against this turn's byte budget too.
+            budget = budget.saturating_sub(self.process_leftover(ctx, Some(deadline)));
             if self.input_pending {
                 return ReadOutcome::BudgetSpent;
             }
@@ -155,11 +156,12 @@ impl Conn {
         self.process_leftover(ctx, None);
     }
 
-    /// Processes the frames kept in `leftover` (until `deadline`), without reading more.
-    fn process_leftover(&mut self, ctx: &mut Ctx<'_>, deadline: Option<Instant>) {
+    /// Processes the frames kept in `leftover` (until `deadline`), without reading more;
+    /// returns how many bytes it used.
+    fn process_leftover(&mut self, ctx: &mut Ctx<'_>, deadline: Option<Instant>) -> usize {
         self.input_pending = false;
         if self.leftover.is_empty() {
-            return;
+            return 0;
         }
         let used = self
             .session
@@ -168,6 +170,7 @@ impl Conn {
         if !self.leftover.is_empty() && deadline.is_some_and(|d| Instant::now() >= d) {
             self.input_pending = true;
         }
+        used
     }
 
     /// Frees a large output buffer once nothing was written for a while (called each tick).
