@@ -18,11 +18,17 @@ pub(crate) const HANDSHAKE_TIMEOUT_MAX_MS: u64 = 3_600_000;
 /// Every key `apply` accepts; `NAME` stands for any user name. The packaged coney.conf and
 /// the man page must mention each (checked by a test).
 #[cfg(test)]
-const KEYS: [&str; 18] = [
+const KEYS: [&str; 24] = [
     "listeners.tcp.default",
     "data_dir",
     "default_user",
     "default_pass",
+    "default_vhost",
+    "default_user_tags.NAME",
+    "default_permissions.configure",
+    "default_permissions.write",
+    "default_permissions.read",
+    "load_definitions",
     "loopback_users",
     "loopback_users.NAME",
     "heartbeat",
@@ -95,6 +101,8 @@ struct Pending {
     loopback: Vec<(String, bool)>,
     memory_relative: Option<(f64, usize)>,
     memory_absolute: Option<(u64, usize)>,
+    /// `default_user_tags.NAME = true|false` in file order.
+    tags: Vec<(String, bool)>,
 }
 
 /// Parses config text; `name` is used in errors. Public for tests and `--check-config`.
@@ -149,6 +157,11 @@ fn apply(
         "data_dir" => config.data_dir = PathBuf::from(value),
         "default_user" => config.default_user = value.to_string(),
         "default_pass" => config.default_pass = value.to_string(),
+        "default_vhost" => config.default_vhost = value.to_string(),
+        "default_permissions.configure" => config.default_permissions[0] = pattern(value)?,
+        "default_permissions.write" => config.default_permissions[1] = pattern(value)?,
+        "default_permissions.read" => config.default_permissions[2] = pattern(value)?,
+        "load_definitions" => config.load_definitions = Some(PathBuf::from(value)),
         "loopback_users" => match value {
             "none" => pending.loopback_none = true,
             _ => {
@@ -207,14 +220,23 @@ fn apply(
         }
         "log.level" => config.log_level = config::parse_log_level(value)?.to_string(),
         "log.console" => config.log_console = Some(parse_bool(value)?),
-        _ => match key.strip_prefix("loopback_users.") {
-            Some(user) if !user.is_empty() => {
+        _ => {
+            if let Some(user) = key
+                .strip_prefix("loopback_users.")
+                .filter(|u| !u.is_empty())
+            {
                 pending
                     .loopback
                     .push((user.to_string(), parse_bool(value)?));
+            } else if let Some(tag) = key
+                .strip_prefix("default_user_tags.")
+                .filter(|t| !t.is_empty())
+            {
+                pending.tags.push((tag.to_string(), parse_bool(value)?));
+            } else {
+                return Err("unknown key".into());
             }
-            _ => return Err("unknown key".into()),
-        },
+        }
     }
     Ok(())
 }
@@ -236,6 +258,17 @@ fn resolve(pending: Pending, config: &mut Config) -> Vec<String> {
         }
         config.loopback_users = users;
     }
+    // RabbitMQ: the default user's tags are those set to true, if any line sets one.
+    if !pending.tags.is_empty() {
+        let mut tags: Vec<String> = Vec::new();
+        for (tag, on) in pending.tags {
+            tags.retain(|t| *t != tag);
+            if on {
+                tags.push(tag);
+            }
+        }
+        config.default_user_tags = tags;
+    }
     // RabbitMQ ignores the absolute watermark when a relative one is set.
     match (pending.memory_relative, pending.memory_absolute) {
         (Some((ratio, _)), absolute) => {
@@ -253,6 +286,12 @@ fn resolve(pending: Pending, config: &mut Config) -> Vec<String> {
         (None, None) => {}
     }
     warnings
+}
+
+/// A permission pattern, refused here (with the line) if the broker could not compile it.
+fn pattern(value: &str) -> Result<String, String> {
+    crate::auth::PermissionPattern::new(value).map_err(|e| e.to_string())?;
+    Ok(value.to_string())
 }
 
 fn parse_bool(value: &str) -> Result<bool, String> {
@@ -589,6 +628,8 @@ mod tests {
                 "data_dir",
                 "loopback_users",
                 "loopback_users.NAME",
+                "default_user_tags.NAME",
+                "load_definitions",
                 "vm_memory_high_watermark.absolute",
             ];
             if !skip.contains(&key) {

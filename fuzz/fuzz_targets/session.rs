@@ -114,12 +114,17 @@ fn feed(c: &mut Conns, conn: usize, broker: &mut Broker, config: &Config, now: I
     cancel_notices(c, broker);
 }
 
-/// The reactor's `deliver_notices`: consumer cancellations reach their sessions.
+/// The reactor's `deliver_notices`: consumer cancellations reach their sessions. Nothing here
+/// deletes a vhost or a user, so no connection is forced closed.
 fn cancel_notices(c: &mut Conns, broker: &mut Broker) {
     for n in broker.drain_notices() {
-        let Notice::ConsumerCancelled { conn, channel, consumer, channel_slot } = n;
-        if let Some((s, out)) = c.session_mut(conn) {
-            s.consumer_cancelled(out, channel, consumer, channel_slot);
+        match n {
+            Notice::ConsumerCancelled { conn, channel, consumer, channel_slot } => {
+                if let Some((s, out)) = c.session_mut(conn) {
+                    s.consumer_cancelled(out, channel, consumer, channel_slot);
+                }
+            }
+            Notice::ConnectionForced { .. } => panic!("no vhost or user is deleted here"),
         }
     }
 }

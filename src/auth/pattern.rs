@@ -75,6 +75,11 @@ impl PermissionPattern {
         Self::new(".*").expect("'.*' compiles")
     }
 
+    /// A pattern matching no name but the empty one ("", as RabbitMQ reads it: "^$").
+    pub fn nothing() -> Self {
+        Self::new("").expect("'' compiles")
+    }
+
     /// The pattern as it was set; "" stays "".
     pub fn source(&self) -> &str {
         &self.source

@@ -187,7 +187,9 @@ mod tests {
     use super::*;
 
     fn exchange(r: &mut Registry<ExchangeId, Exchange>, kind: ExchangeKind) -> ExchangeId {
+        let mut vhosts: Registry<super::super::VhostId, ()> = Registry::default();
         r.insert(Exchange::new(
+            vhosts.insert(()),
             b"x"[..].into(),
             kind,
             false,

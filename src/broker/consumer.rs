@@ -4,7 +4,7 @@
 
 use super::handle::define_id;
 use super::queue::QueueId;
-use super::{not_found_queue, Broker, ConnId, Notice, VHOST};
+use super::{not_found_queue, Actor, Broker, ConnId, Notice};
 use crate::error::{AmqpError, Show};
 
 define_id!(
@@ -48,25 +48,32 @@ impl Consumer {
 }
 
 impl Broker {
-    /// basic.consume: subscribes `channel` of `conn` to `queue`; `channel_slot` is the
-    /// channel's own place for the consumer, given back with its deliveries.
+    /// basic.consume: read permission, then subscribes `channel` of the actor's connection to
+    /// `queue`; `channel_slot` is the channel's own place for the consumer, given back with
+    /// its deliveries.
     pub fn add_consumer(
         &mut self,
-        conn: ConnId,
+        who: &Actor,
         channel: u16,
         channel_slot: u32,
         queue: &[u8],
         no_ack: bool,
         exclusive: bool,
     ) -> Result<ConsumerId, AmqpError> {
-        let qid = self.queue_for(conn, queue)?;
-        let q = self.queues.get(qid).ok_or_else(|| not_found_queue(queue))?;
+        who.grant().check_basic_consume(queue)?;
+        let qid = self.queue_for(who, queue)?;
+        let q = self
+            .queues
+            .get(qid)
+            .ok_or_else(|| not_found_queue(who.vhost_name(), queue))?;
         if !q.admits_consumer(exclusive) {
             return Err(AmqpError::access_refused(format_args!(
-                "queue '{}' in vhost '{VHOST}' in exclusive use",
-                Show(queue)
+                "queue '{}' in vhost '{}' in exclusive use",
+                Show(queue),
+                who.vhost_name()
             )));
         }
+        let conn = who.conn;
         let id = self.consumers.insert(Consumer {
             conn,
             channel,

@@ -5,7 +5,7 @@
 use super::consumer::ConsumerId;
 use super::handle::define_id;
 use super::message::Message;
-use super::ConnId;
+use super::{ConnId, VhostId};
 use crate::limits::{PAGE_IN_BATCH_MESSAGES, QUEUE_WINDOW_BYTES_MAX, QUEUE_WINDOW_MESSAGES_MAX};
 use crate::store::{Location, Store, StoreRef};
 use log::error;
@@ -50,6 +50,7 @@ struct PagedRef {
 const _: () = assert!(std::mem::size_of::<PagedRef>() <= 32);
 
 pub(super) struct Queue {
+    pub(super) vhost: VhostId,
     pub(super) name: Box<[u8]>,
     pub(super) durable: bool,
     /// Number naming the queue in the message store; None for queues whose messages never
@@ -78,6 +79,7 @@ pub(super) struct Queue {
 
 impl Queue {
     pub(super) fn new(
+        vhost: VhostId,
         name: Box<[u8]>,
         durable: bool,
         auto_delete: bool,
@@ -85,6 +87,7 @@ impl Queue {
         arguments: Box<[u8]>,
     ) -> Self {
         Queue {
+            vhost,
             name,
             durable,
             store_id: None,
@@ -312,7 +315,9 @@ mod tests {
 
     #[test]
     fn requeued_messages_return_to_their_original_place() {
-        let mut q = Queue::new(b"q"[..].into(), false, false, None, Box::new([]));
+        let mut vhosts: crate::broker::handle::Registry<VhostId, ()> = Default::default();
+        let vhost = vhosts.insert(());
+        let mut q = Queue::new(vhost, b"q"[..].into(), false, false, None, Box::new([]));
         let mut store = Store::disabled();
         for b in ["1", "2", "3", "4"] {
             q.push(msg(b), None);

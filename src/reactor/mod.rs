@@ -76,17 +76,19 @@ pub struct Reactor {
     alarms: Alarms,
     /// Most heap in use since memory was last handed back to the OS.
     heap_peak_bytes: usize,
+    /// The broker's notices being handed out, kept for its capacity.
+    notice_scratch: Vec<Notice>,
 }
 
 impl Reactor {
-    pub fn bind(config: Config) -> io::Result<Self> {
+    /// Listens on `config.listen` and serves `broker` (opened by the caller, `Broker::open`).
+    pub fn bind(config: Config, broker: Broker) -> io::Result<Self> {
         let poll = Poll::new()?;
         let mut listener = TcpListener::bind(config.listen)?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let signals = signal::Signals::install(poll.registry(), SIGNALS)?;
         let read_buf = vec![0u8; FRAME_MAX_BYTES as usize + READ_CHUNK_BYTES];
-        let broker = Broker::open(&config.data_dir)?;
         let mut alarms = Alarms::new(&config);
         // Start with the disk alarm already right, not a tick later.
         alarms.check_disk(&config.data_dir);
@@ -107,6 +109,7 @@ impl Reactor {
             stored: true,
             alarms,
             heap_peak_bytes: 0,
+            notice_scratch: Vec::new(),
         })
     }
 
@@ -301,32 +304,50 @@ impl Reactor {
                 c.queued_flush = true;
                 self.flush_list.push(key);
             }
-            self.deliver_notices();
+            self.deliver_notices(now);
         }
     }
 
-    /// Tells sessions what other connections' actions did to them.
-    fn deliver_notices(&mut self) {
-        for n in self.broker.drain_notices() {
+    /// Tells sessions what other connections' actions (or the broker's own) did to them.
+    fn deliver_notices(&mut self, now: Instant) {
+        let mut notices = std::mem::take(&mut self.notice_scratch);
+        notices.extend(self.broker.drain_notices());
+        let alarm = self.alarm_reason();
+        for n in notices.drain(..) {
+            let conn = match &n {
+                Notice::ConsumerCancelled { conn, .. } | Notice::ConnectionForced { conn, .. } => {
+                    *conn
+                }
+            };
+            let key = conn.0 as usize;
+            let Some(c) = self.conns.get_mut(key) else {
+                continue;
+            };
             match n {
                 Notice::ConsumerCancelled {
-                    conn,
                     channel,
                     consumer,
                     channel_slot,
-                } => {
-                    let key = conn.0 as usize;
-                    if let Some(c) = self.conns.get_mut(key) {
-                        c.session
-                            .consumer_cancelled(&mut c.out, channel, consumer, channel_slot);
-                        if !c.queued_flush {
-                            c.queued_flush = true;
-                            self.flush_list.push(key);
-                        }
-                    }
+                    ..
+                } => c
+                    .session
+                    .consumer_cancelled(&mut c.out, channel, consumer, channel_slot),
+                Notice::ConnectionForced { reason, .. } => {
+                    let mut ctx = Ctx {
+                        broker: &mut self.broker,
+                        config: &self.config,
+                        now,
+                        alarm,
+                    };
+                    c.session.force_close(&mut c.out, &reason, &mut ctx);
                 }
             }
+            if !c.queued_flush {
+                c.queued_flush = true;
+                self.flush_list.push(key);
+            }
         }
+        self.notice_scratch = notices;
     }
 
     fn deliver(&mut self) {
@@ -484,6 +505,6 @@ impl Reactor {
         }
         list.clear();
         self.close_list = list;
-        self.deliver_notices();
+        self.deliver_notices(now);
     }
 }

@@ -64,7 +64,7 @@ impl Session {
         // Consume-ok goes out before any delivery: deliveries are made after input processing.
         let id = ctx
             .broker
-            .add_consumer(self.id, ch, slot, &queue, c.no_ack, c.exclusive)?;
+            .add_consumer(self.actor()?, ch, slot, &queue, c.no_ack, c.exclusive)?;
         self.channel(ch)?
             .add_consumer(ConsumerRef { id, slot }, tag.clone());
         if !c.no_wait {
@@ -103,9 +103,8 @@ impl Session {
         ctx: &mut Ctx<'_>,
     ) -> Result<(), AmqpError> {
         let queue = self.queue_name(ch, g.queue)?;
-        let (frame_max, conn) = (self.frame_max, self.id);
-        let channel = self.channel(ch)?;
-        let Some(got) = ctx.broker.get(conn, &queue, g.no_ack)? else {
+        let frame_max = self.frame_max;
+        let Some(got) = ctx.broker.get(self.actor()?, &queue, g.no_ack)? else {
             out.method(
                 ch,
                 &Method::BasicGetEmpty(BasicGetEmpty { cluster_id: b"" }),
@@ -114,7 +113,9 @@ impl Session {
         };
         let msg = got.message.message().clone();
         let redelivered = got.message.redelivered();
-        let tag = channel.record_delivery(got.queue, got.message, g.no_ack);
+        let tag = self
+            .channel(ch)?
+            .record_delivery(got.queue, got.message, g.no_ack);
         let ok = BasicGetOk {
             delivery_tag: tag,
             redelivered,

@@ -1,8 +1,13 @@
 //! The connection handshake (AMQP 0-9-1 §4.2.2 – §4.2.4): our protocol header check, start
-//! with the server properties, start-ok (PLAIN or AMQPLAIN against the configured user, guest
-//! only from loopback as RabbitMQ's loopback_users), tune / tune-ok negotiation and open.
+//! with the server properties, start-ok (PLAIN or AMQPLAIN against the broker's users, with
+//! RabbitMQ's loopback_users rule), tune / tune-ok negotiation and open (the vhost, its limits
+//! and the user's permission there, decided by the broker).
+//!
+//! A refused login ends the connection (one attempt per connection, as RabbitMQ); its log line
+//! names the user and the reason, never the password.
 
 use super::{ClientCaps, Ctx, Session, State};
+use crate::auth::Refusal;
 use crate::error::{AmqpError, Show};
 use crate::protocol::constants::FRAME_MIN_SIZE;
 use crate::protocol::method::*;
@@ -129,18 +134,15 @@ impl Session {
             return Err(refused());
         };
         let user_s = String::from_utf8_lossy(user).into_owned();
-        if user != ctx.config.default_user.as_bytes() || pass != ctx.config.default_pass.as_bytes()
+        if let Err(r) = ctx
+            .broker
+            .authenticate(&user_s, pass, is_loopback(&self.peer))
         {
             warn!(
-                "[conn {}] {} login refused for user '{}': invalid credentials",
-                self.id.0, self.peer, user_s
-            );
-            return Err(refused());
-        }
-        if ctx.config.loopback_users.contains(&user_s) && !is_loopback(&self.peer) {
-            warn!(
-                "[conn {}] {} login refused: user '{}' can only connect via localhost",
-                self.id.0, self.peer, user_s
+                "[conn {}] {} login refused ({mechanism}): {}",
+                self.id.0,
+                self.peer,
+                r.log_text()
             );
             return Err(refused());
         }
@@ -188,27 +190,33 @@ impl Session {
         Ok(())
     }
 
-    /// connection.open: only the one vhost "/".
+    /// connection.open: the broker decides (the vhost exists, its connection limit and the
+    /// user's, the user's permission there) and gives the rights every channel acts with.
     pub(super) fn open(
         &mut self,
         out: &mut Outbox,
         o: ConnectionOpen<'_>,
+        ctx: &mut Ctx<'_>,
     ) -> Result<(), AmqpError> {
-        if o.virtual_host != b"/" {
-            return Err(AmqpError::not_allowed(format_args!(
-                "vhost {} not found",
-                Show(o.virtual_host)
-            )));
-        }
+        let Ok(vhost) = std::str::from_utf8(o.virtual_host) else {
+            let vhost = String::from_utf8_lossy(o.virtual_host).into_owned();
+            return Err(Refusal::VhostNotFound { vhost }.into());
+        };
+        let actor = ctx.broker.open_connection(self.id, &self.user, vhost)?;
         out.method(
             0,
             &Method::ConnectionOpenOk(ConnectionOpenOk { known_hosts: b"" }),
         );
         self.state = State::Open;
         info!(
-            "[conn {}] accepted {} user '{}' client '{}'",
-            self.id.0, self.peer, self.user, self.client_product
+            "[conn {}] accepted {} user '{}' vhost '{}' client '{}'",
+            self.id.0,
+            self.peer,
+            self.user,
+            actor.vhost_name(),
+            self.client_product
         );
+        self.actor = Some(actor);
         Ok(())
     }
 }

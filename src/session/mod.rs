@@ -15,8 +15,7 @@ mod entities;
 mod handshake;
 mod publish;
 
-use crate::broker::Broker;
-use crate::broker::ConnId;
+use crate::broker::{Actor, Broker, ConnId};
 use crate::config::Config;
 use crate::error::{AmqpError, Show};
 use crate::limits;
@@ -69,6 +68,8 @@ pub struct Session {
     heartbeat_secs: u16,
     channels: channels::Channels,
     user: String,
+    /// After connection.open: the vhost and the rights every channel method acts with.
+    actor: Option<Actor>,
     caps: ClientCaps,
     client_product: String,
     opened_at: Instant,
@@ -164,6 +165,7 @@ impl Session {
             heartbeat_secs: 0,
             channels: channels::Channels::default(),
             user: String::new(),
+            actor: None,
             caps: ClientCaps::default(),
             client_product: String::new(),
             opened_at: now,
@@ -358,7 +360,7 @@ impl Session {
         match (self.state, m) {
             (State::AwaitingStartOk, Method::ConnectionStartOk(s)) => self.start_ok(out, s, ctx),
             (State::AwaitingTuneOk, Method::ConnectionTuneOk(t)) => self.tune_ok(t, ctx),
-            (State::AwaitingOpen, Method::ConnectionOpen(o)) => self.open(out, o),
+            (State::AwaitingOpen, Method::ConnectionOpen(o)) => self.open(out, o, ctx),
             (State::Closing, Method::ConnectionCloseOk(_))
             | (State::Closing, Method::ConnectionClose(_)) => {
                 if matches!(m, Method::ConnectionClose(_)) {

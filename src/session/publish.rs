@@ -1,12 +1,17 @@
 //! Publishing: basic.publish starts a message, its content header and body frames complete
-//! it (`channel::Publish` tracks where it is), then it is routed through the broker (or held
-//! by a transaction), returned if mandatory and unroutable, and confirmed once per loop turn
-//! after the store synced (`flush_confirms`).
+//! it (`channel::Publish` tracks where it is), then RabbitMQ's checks run in its order (write
+//! permission, the exchange exists and is not internal, topic permission, user_id), then it is
+//! routed through the broker (or held by a transaction), returned if mandatory and unroutable,
+//! and confirmed once per loop turn after the store synced (`flush_confirms`).
+//!
+//! Permission checks on the hot path cost a compare: each channel remembers the last exchange
+//! it was allowed to publish to and the grant generation that allowed it.
 
 use super::channel::{Publish, TxOp};
 use super::consume::write_content;
 use super::{Ctx, Session};
 use crate::broker::message::Message;
+use crate::broker::PublishTarget;
 use crate::error::AmqpError;
 use crate::protocol::constants::CLASS_BASIC;
 use crate::protocol::frame::FrameKind;
@@ -39,7 +44,8 @@ impl Session {
     ) -> Result<(), AmqpError> {
         let ch = f.channel;
         let max_size = ctx.config.max_message_size;
-        let Some(channel) = self.channel_mut(ch) else {
+        let actor = self.actor.as_ref();
+        let Some(channel) = self.channels.get_mut(ch) else {
             return Err(AmqpError::channel_error("expected 'channel.open'"));
         };
         if channel.closing {
@@ -73,6 +79,12 @@ impl Session {
                     self.fail_method(out, ch, e, (CLASS_BASIC, 40), ctx);
                     return Ok(());
                 }
+                channel.claimed_user_id = match (props.user_id, actor) {
+                    (Some(claimed), Some(a)) if a.grant().check_user_id(claimed).is_err() => {
+                        Some(claimed.into())
+                    }
+                    _ => None,
+                };
                 channel
                     .builder
                     .set_header(h.properties_raw, h.body_size, props.is_persistent());
@@ -125,29 +137,73 @@ impl Session {
         };
         channel.publish = Publish::Idle;
         let msg = channel.builder.finish();
-        if immediate {
-            return Err(AmqpError::not_implemented("immediate=true"));
-        }
-        if let Some(ops) = channel.tx.as_mut() {
-            // Checked at publish time so a bad exchange fails the publish, not the commit.
-            ctx.broker.check_exchange(msg.exchange())?;
-            ops.push(TxOp::Publish { msg, mandatory });
-            return Ok(());
-        }
-        let result = self.route(out, ch, msg, mandatory, ctx);
+        let claimed = channel.claimed_user_id.take();
+        let result = match self.check_publish(ch, &msg, immediate, claimed, ctx) {
+            Ok(target) => match self.channel(ch)?.tx.as_mut() {
+                Some(ops) => {
+                    ops.push(TxOp::Publish { msg, mandatory });
+                    Ok(())
+                }
+                None => self.route(out, ch, msg, mandatory, target, ctx),
+            },
+            Err(e) => Err(e),
+        };
         if let Err(e) = result {
             self.fail_method(out, ch, e, (CLASS_BASIC, 40), ctx);
         }
         Ok(())
     }
 
-    /// Routes a complete message; returns it to the publisher if mandatory and unroutable.
+    /// RabbitMQ's checks of a complete publish, in its order (`rabbit_channel`, basic.publish):
+    /// immediate, write permission on the exchange, the exchange exists and is not internal,
+    /// topic write permission on a topic exchange, the user_id property. In a transaction they
+    /// run at publish time too; routing waits for the commit.
+    fn check_publish(
+        &mut self,
+        ch: u16,
+        msg: &Message,
+        immediate: bool,
+        claimed_user_id: Option<Box<[u8]>>,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<PublishTarget, AmqpError> {
+        if immediate {
+            return Err(AmqpError::not_implemented("immediate=true"));
+        }
+        let actor = self
+            .actor
+            .as_ref()
+            .ok_or_else(|| AmqpError::command_invalid("basic.publish before connection.open"))?;
+        let grant = actor.grant();
+        let exchange = msg.exchange();
+        let channel = self
+            .channels
+            .get_mut(ch)
+            .ok_or_else(|| AmqpError::channel_error("expected 'channel.open'"))?;
+        let cached = matches!(&channel.publish_allowed,
+            Some((generation, x)) if *generation == grant.generation() && **x == *exchange);
+        if !cached {
+            grant.check_basic_publish(exchange)?;
+            channel.publish_allowed = Some((grant.generation(), exchange.into()));
+        }
+        let target = ctx.broker.publish_target(actor, exchange)?;
+        if target.is_topic() {
+            grant.check_topic_write(exchange, msg.routing_key())?;
+        }
+        if let Some(claimed) = claimed_user_id {
+            grant.check_user_id(&claimed)?;
+        }
+        Ok(target)
+    }
+
+    /// Routes a complete message that passed its checks; returns it to the publisher if
+    /// mandatory and unroutable.
     pub(super) fn route(
         &mut self,
         out: &mut Outbox,
         ch: u16,
         msg: Message,
         mandatory: bool,
+        target: PublishTarget,
         ctx: &mut Ctx<'_>,
     ) -> Result<(), AmqpError> {
         // Only headers exchanges read the headers; skip decoding when there are none.
@@ -158,7 +214,7 @@ impl Session {
         } else {
             None
         };
-        let routed = ctx.broker.publish(&msg, headers)?;
+        let routed = ctx.broker.publish(target, &msg, headers);
         if routed == 0 && mandatory {
             let r = BasicReturn {
                 reply_code: ReplyCode::NoRoute.code(),

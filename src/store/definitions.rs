@@ -1,6 +1,12 @@
-//! Durable definitions (exchanges, queues, bindings between durable entities) as one file,
-//! replaced atomically: write a new file, fsync it, rename it over the old one, fsync the
-//! directory. A crash at any byte leaves either the old file or the new one, never a mix.
+//! Durable definitions (exchanges, queues, bindings between durable entities, and the access
+//! tables: users, vhosts, permissions) as one file, replaced atomically: write a new file,
+//! fsync it, rename it over the old one, fsync the directory. A crash at any byte leaves
+//! either the old file or the new one, never a mix.
+//!
+//! Exchange, queue and binding records end with their vhost's name; a record without it (coney
+//! before vhosts) belongs to "/". The access tables are one record holding them as RabbitMQ's
+//! definitions JSON (users with their password hashes, vhosts, permissions, topic permissions,
+//! vhost limits), which the broker writes and reads with the same code as definitions files.
 
 use super::record::{self, put_bytes, Cursor, Scan};
 use std::fs::{self, File};
@@ -14,9 +20,14 @@ const KIND_NEXT_QUEUE_ID: u8 = 1;
 const KIND_EXCHANGE: u8 = 2;
 const KIND_QUEUE: u8 = 3;
 const KIND_BINDING: u8 = 4;
+const KIND_ACCESS: u8 = 9;
+
+/// The vhost of entity records written before coney had vhosts.
+const DEFAULT_VHOST: &[u8] = b"/";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExchangeDef {
+    pub vhost: Vec<u8>,
     pub name: Vec<u8>,
     pub kind: Vec<u8>,
     pub auto_delete: bool,
@@ -26,6 +37,7 @@ pub struct ExchangeDef {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueDef {
+    pub vhost: Vec<u8>,
     pub name: Vec<u8>,
     /// Stable number naming the queue in message records.
     pub store_id: u32,
@@ -35,6 +47,7 @@ pub struct QueueDef {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BindingDef {
+    pub vhost: Vec<u8>,
     pub source: Vec<u8>,
     /// True if the destination is an exchange.
     pub to_exchange: bool,
@@ -49,6 +62,14 @@ pub struct Definitions {
     pub exchanges: Vec<ExchangeDef>,
     pub queues: Vec<QueueDef>,
     pub bindings: Vec<BindingDef>,
+    /// The access tables as a definitions JSON document; None before coney kept them.
+    pub access: Option<Vec<u8>>,
+}
+
+/// The trailing vhost name of an entity record, "/" if it has none.
+fn vhost_of(c: &mut Cursor<'_>) -> Vec<u8> {
+    c.bytes()
+        .map_or_else(|| DEFAULT_VHOST.to_vec(), <[u8]>::to_vec)
 }
 
 impl Definitions {
@@ -64,6 +85,7 @@ impl Definitions {
                 p.push(x.auto_delete as u8);
                 p.push(x.internal as u8);
                 put_bytes(p, &x.arguments);
+                put_bytes(p, &x.vhost);
             });
         }
         for q in &self.queues {
@@ -72,6 +94,7 @@ impl Definitions {
                 p.extend_from_slice(&q.store_id.to_be_bytes());
                 p.push(q.auto_delete as u8);
                 put_bytes(p, &q.arguments);
+                put_bytes(p, &q.vhost);
             });
         }
         for b in &self.bindings {
@@ -81,7 +104,11 @@ impl Definitions {
                 put_bytes(p, &b.destination);
                 put_bytes(p, &b.key);
                 put_bytes(p, &b.arguments);
+                put_bytes(p, &b.vhost);
             });
+        }
+        if let Some(access) = &self.access {
+            record::write_record(&mut out, KIND_ACCESS, |p| put_bytes(p, access));
         }
         out
     }
@@ -111,6 +138,7 @@ impl Definitions {
                             auto_delete: c.u8()? != 0,
                             internal: c.u8()? != 0,
                             arguments: c.bytes()?.to_vec(),
+                            vhost: vhost_of(&mut c),
                         })
                     })()
                     .ok_or_else(bad)?,
@@ -122,6 +150,7 @@ impl Definitions {
                             store_id: c.u32()?,
                             auto_delete: c.u8()? != 0,
                             arguments: c.bytes()?.to_vec(),
+                            vhost: vhost_of(&mut c),
                         })
                     })()
                     .ok_or_else(bad)?,
@@ -134,10 +163,12 @@ impl Definitions {
                             destination: c.bytes()?.to_vec(),
                             key: c.bytes()?.to_vec(),
                             arguments: c.bytes()?.to_vec(),
+                            vhost: vhost_of(&mut c),
                         })
                     })()
                     .ok_or_else(bad)?,
                 ),
+                KIND_ACCESS => d.access = Some(c.bytes().ok_or_else(bad)?.to_vec()),
                 _ => return Err(format!("unknown record kind {kind} at byte {at}")),
             }
             at += len;
@@ -183,6 +214,7 @@ mod tests {
         Definitions {
             next_queue_id: 9,
             exchanges: vec![ExchangeDef {
+                vhost: b"/".to_vec(),
                 name: b"logs".to_vec(),
                 kind: b"topic".to_vec(),
                 auto_delete: false,
@@ -190,18 +222,21 @@ mod tests {
                 arguments: vec![],
             }],
             queues: vec![QueueDef {
+                vhost: b"v1".to_vec(),
                 name: b"task_queue".to_vec(),
                 store_id: 3,
                 auto_delete: false,
                 arguments: b"\x01kt\x01".to_vec(),
             }],
             bindings: vec![BindingDef {
+                vhost: b"/".to_vec(),
                 source: b"logs".to_vec(),
                 to_exchange: false,
                 destination: b"task_queue".to_vec(),
                 key: b"lazy.#".to_vec(),
                 arguments: vec![],
             }],
+            access: Some(br#"{"users":[]}"#.to_vec()),
         }
     }
 
@@ -217,12 +252,29 @@ mod tests {
         for cut in 0..bytes.len() {
             // A shorter file is either a valid prefix of whole records or an error.
             if let Ok(d) = Definitions::decode(&bytes[..cut]) {
-                assert!(d.exchanges.len() + d.queues.len() + d.bindings.len() < 3);
+                let whole = d.exchanges.len() + d.queues.len() + d.bindings.len();
+                assert!(whole + usize::from(d.access.is_some()) < 4);
             }
         }
         let mut flipped = bytes.clone();
         flipped[30] ^= 1;
         assert!(Definitions::decode(&flipped).is_err());
+    }
+
+    /// Records written before vhosts (no trailing vhost name) load into "/".
+    #[test]
+    fn records_without_a_vhost_belong_to_the_default_vhost() {
+        let mut out = record::file_header(MAGIC).to_vec();
+        record::write_record(&mut out, KIND_QUEUE, |p| {
+            put_bytes(p, b"old");
+            p.extend_from_slice(&7u32.to_be_bytes());
+            p.push(0);
+            put_bytes(p, b"");
+        });
+        let d = Definitions::decode(&out).expect("decode");
+        assert_eq!(d.queues[0].vhost, b"/");
+        assert_eq!(d.queues[0].store_id, 7);
+        assert_eq!(d.access, None);
     }
 
     #[test]
