@@ -42,6 +42,11 @@ enum Side {
 }
 
 impl Bindings {
+    /// Whether exactly this binding exists.
+    pub(super) fn contains(&self, b: &Binding) -> bool {
+        self.index.contains_key(b)
+    }
+
     /// Adds a binding and routes through it; false if it existed already or its source is gone.
     pub(super) fn bind(
         &mut self,

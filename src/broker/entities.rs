@@ -92,8 +92,8 @@ impl Broker {
             .ok_or_else(|| not_found_exchange(who.vhost_name(), name))
     }
 
-    /// exchange.declare, in RabbitMQ's order: passive is a lookup; otherwise the type, the
-    /// default exchange, configure permission, then equivalence with an existing exchange or,
+    /// exchange.declare, in RabbitMQ's order: passive is a lookup (not of the default
+    /// exchange); otherwise the type, the default exchange, configure permission, then equivalence with an existing exchange or,
     /// for a new one, the reserved prefix and the alternate exchange's permissions.
     pub(crate) fn declare_exchange(
         &mut self,
@@ -104,6 +104,9 @@ impl Broker {
         args: FieldTable<'_>,
     ) -> Result<(), AmqpError> {
         if flags.passive {
+            if name.is_empty() {
+                return Err(default_exchange_refused());
+            }
             return self.exchange_id(who, name).map(|_| ());
         }
         let Some(parsed) = ExchangeKind::parse(kind) else {
@@ -246,7 +249,9 @@ impl Broker {
     /// The checks of every (un)bind, in RabbitMQ's order (`binding_action`): the permissions
     /// (write on the destination, neither end the default exchange, read on the source, topic
     /// read on the key if the source is a topic exchange), then the source exists, then the
-    /// destination exists and (a queue) is not another connection's exclusive queue.
+    /// destination exists and (a queue) is not another connection's exclusive queue. An unbind
+    /// is idempotent as in RabbitMQ 3.10: None when an end is missing, and the exclusive lock
+    /// matters only if the binding exists.
     fn binding_for(
         &self,
         who: &Actor,
@@ -254,7 +259,8 @@ impl Broker {
         source: &[u8],
         key: &[u8],
         args: FieldTable<'_>,
-    ) -> Result<Binding, AmqpError> {
+        unbinding: bool,
+    ) -> Result<Option<Binding>, AmqpError> {
         let vhost = who.vhost_name();
         let names = self.names(who)?;
         let source_id = names.exchanges.get(source).copied();
@@ -265,19 +271,39 @@ impl Broker {
         };
         who.grant()
             .check_bind(destination, source, key, source_kind)?;
-        let source = source_id.ok_or_else(|| not_found_exchange(vhost, source))?;
         let dest = match destination.kind {
-            ResourceKind::Queue => Destination::Queue(self.queue_for(who, destination.name)?),
-            ResourceKind::Exchange => {
-                Destination::Exchange(self.exchange_id(who, destination.name)?)
+            ResourceKind::Queue => names
+                .queues
+                .get(destination.name)
+                .map(|&q| Destination::Queue(q)),
+            ResourceKind::Exchange => names
+                .exchanges
+                .get(destination.name)
+                .map(|&x| Destination::Exchange(x)),
+        };
+        let (source, dest) = match (source_id, dest) {
+            (Some(s), Some(d)) => (s, d),
+            _ if unbinding => return Ok(None),
+            (None, _) => return Err(not_found_exchange(vhost, source)),
+            (Some(_), None) => {
+                return Err(match destination.kind {
+                    ResourceKind::Queue => not_found_queue(vhost, destination.name),
+                    ResourceKind::Exchange => not_found_exchange(vhost, destination.name),
+                })
             }
         };
-        Ok(Binding {
+        let b = Binding {
             source,
             dest,
             key: key.into(),
             args: args.raw().into(),
-        })
+        };
+        if let Destination::Queue(_) = dest {
+            if !unbinding || self.bindings.contains(&b) {
+                self.queue_for(who, destination.name)?;
+            }
+        }
+        Ok(Some(b))
     }
 
     /// Adds a binding; durable definitions change if its source is durable.
@@ -308,8 +334,9 @@ impl Broker {
             kind: ResourceKind::Queue,
             name: queue,
         };
-        let b = self.binding_for(who, dest, exchange, key, args)?;
-        self.bind(b);
+        if let Some(b) = self.binding_for(who, dest, exchange, key, args, false)? {
+            self.bind(b);
+        }
         Ok(())
     }
 
@@ -325,8 +352,9 @@ impl Broker {
             kind: ResourceKind::Queue,
             name: queue,
         };
-        let b = self.binding_for(who, dest, exchange, key, args)?;
-        self.unbind(&b);
+        if let Some(b) = self.binding_for(who, dest, exchange, key, args, true)? {
+            self.unbind(&b);
+        }
         Ok(())
     }
 
@@ -342,8 +370,9 @@ impl Broker {
             kind: ResourceKind::Exchange,
             name: destination,
         };
-        let b = self.binding_for(who, dest, source, key, args)?;
-        self.bind(b);
+        if let Some(b) = self.binding_for(who, dest, source, key, args, false)? {
+            self.bind(b);
+        }
         Ok(())
     }
 
@@ -359,8 +388,9 @@ impl Broker {
             kind: ResourceKind::Exchange,
             name: destination,
         };
-        let b = self.binding_for(who, dest, source, key, args)?;
-        self.unbind(&b);
+        if let Some(b) = self.binding_for(who, dest, source, key, args, true)? {
+            self.unbind(&b);
+        }
         Ok(())
     }
 

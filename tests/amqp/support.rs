@@ -234,17 +234,23 @@ impl Broker {
     /// Open an amqprs connection as guest/guest with a recording connection callback.
     pub async fn connect(&self) -> Conn {
         let args = self.open_args("guest", "guest");
-        let conn = within("connection.open", Connection::open(&args))
+        self.connect_with(&args)
             .await
-            .expect("connection.open failed");
+            .expect("connection.open failed")
+    }
+
+    /// Open an amqprs connection with `args` (another user, vhost or mechanism) and a
+    /// recording connection callback; the error if the broker refuses it.
+    pub async fn connect_with(&self, args: &OpenConnectionArguments) -> AmqpResult<Conn> {
+        let conn = within("connection.open", Connection::open(args)).await?;
         let (tx, rx) = unbounded_channel();
         conn.register_callback(ConnRecorder { tx })
             .await
             .expect("register connection callback");
-        Conn {
+        Ok(Conn {
             conn,
             events: ConnEvents { rx },
-        }
+        })
     }
 
     /// Shortcut: a new connection and one channel on it.
