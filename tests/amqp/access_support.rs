@@ -7,7 +7,7 @@
 //! Also connection.open by hand (`open_raw`), for refusals whose code, text and class/method
 //! ids a test pins down, and amqprs connections as another user or vhost (`connect_as`).
 
-use crate::support::{unique, Broker, Conn, TIMEOUT};
+use crate::support::{unique, Broker, Conn};
 use crate::wire::{self, method, read_method, shortstr};
 use amqprs::connection::OpenConnectionArguments;
 use serde_json::{json, Value};
@@ -51,6 +51,13 @@ impl Setup {
     /// A user with a clear-text password (both brokers hash it on import) and no tags.
     pub fn user(self, name: &str, password: &str) -> Setup {
         self.user_tagged(name, password, &[])
+    }
+
+    /// A user with no password (as after `rabbitmqctl clear_password`): it cannot log in.
+    pub fn user_without_password(mut self, name: &str) -> Setup {
+        self.users
+            .push(json!({"name": name, "password_hash": "", "tags": []}));
+        self
     }
 
     pub fn user_tagged(mut self, name: &str, password: &str, tags: &[&str]) -> Setup {
@@ -170,19 +177,6 @@ pub fn rabbitmqctl(args: &[&str]) -> String {
     text
 }
 
-/// An amqprs connection as `user` in `vhost`, or the broker's refusal.
-pub async fn connect_as(
-    b: &Broker,
-    user: &str,
-    password: &str,
-    vhost: &str,
-) -> amqprs::error::Error {
-    match try_connect_as(b, user, password, vhost).await {
-        Ok(_) => panic!("{user} was let into vhost {vhost}"),
-        Err(e) => e,
-    }
-}
-
 /// An amqprs connection as `user` in `vhost`.
 pub async fn try_connect_as(
     b: &Broker,
@@ -234,11 +228,64 @@ fn next_or_close(s: &mut TcpStream, want: (u16, u16)) -> Result<wire::Frame, Clo
     Ok(f)
 }
 
+/// A SASL mechanism and how it carries the credentials in start-ok's response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mechanism {
+    Plain,
+    AmqPlain,
+}
+
+/// connection.start-ok with `mechanism`, advertising authentication_failure_close.
+fn start_ok(mechanism: Mechanism, user: &str, password: &str) -> Vec<u8> {
+    let mut p = vec![0, 10, 0, 11];
+    let mut caps = shortstr("authentication_failure_close");
+    caps.extend_from_slice(b"t\x01");
+    let mut props = shortstr("capabilities");
+    props.push(b'F');
+    props.extend_from_slice(&wire::longstr(&caps));
+    p.extend_from_slice(&wire::longstr(&props));
+    let response = match mechanism {
+        Mechanism::Plain => format!("\0{user}\0{password}").into_bytes(),
+        Mechanism::AmqPlain => {
+            let mut t = shortstr("LOGIN");
+            t.push(b'S');
+            t.extend_from_slice(&wire::longstr(user));
+            t.extend_from_slice(&shortstr("PASSWORD"));
+            t.push(b'S');
+            t.extend_from_slice(&wire::longstr(password));
+            t
+        }
+    };
+    let name = match mechanism {
+        Mechanism::Plain => "PLAIN",
+        Mechanism::AmqPlain => "AMQPLAIN",
+    };
+    p.extend_from_slice(&shortstr(name));
+    p.extend_from_slice(&wire::longstr(response));
+    p.extend_from_slice(&shortstr("en_US"));
+    method(0, &p)
+}
+
 /// Header, start-ok (PLAIN, advertising authentication_failure_close), tune-ok and
 /// connection.open of `vhost` by hand: the open socket, or the server's connection.close.
 pub fn open_raw(b: &Broker, user: &str, password: &str, vhost: &str) -> Result<TcpStream, Close> {
-    let mut s = wire::start(b, user, password);
-    s.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    open_raw_with(b, Mechanism::Plain, user, password, vhost)
+}
+
+/// `open_raw` with the given mechanism.
+pub fn open_raw_with(
+    b: &Broker,
+    mechanism: Mechanism,
+    user: &str,
+    password: &str,
+    vhost: &str,
+) -> Result<TcpStream, Close> {
+    let mut s = b.tcp();
+    s.write_all(b"AMQP\x00\x00\x09\x01")
+        .expect("protocol header");
+    next_or_close(&mut s, (10, 10))?;
+    s.write_all(&start_ok(mechanism, user, password))
+        .expect("start-ok");
     next_or_close(&mut s, (10, 30))?;
     let mut tune_ok = b"\x00\x0a\x00\x1f".to_vec();
     tune_ok.extend_from_slice(&2047u16.to_be_bytes());
