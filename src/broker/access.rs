@@ -415,3 +415,97 @@ impl Broker {
         export_access(&self.access, defs);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::FieldTable;
+
+    fn user(b: &mut Broker, name: &str) {
+        b.put_user(User::with_password(name, "p", vec![]).expect("hash"));
+        b.set_permissions(name, "/", ".*", ".*", ".*")
+            .expect("permit");
+    }
+
+    /// Two connections of one user in one vhost share one grant; a permission change reaches
+    /// an open connection at its next operation; a user whose permission went keeps a grant
+    /// that allows nothing.
+    #[test]
+    fn grants_are_shared_and_follow_changes() {
+        let mut b = Broker::new();
+        user(&mut b, "u");
+        let mut a1 = b.open_connection(ConnId(1), "u", "/").expect("open");
+        let a2 = b.open_connection(ConnId(2), "u", "/").expect("open");
+        assert!(Rc::ptr_eq(&a1.grant, &a2.grant));
+        b.set_permissions("u", "/", "^mine$", ".*", ".*")
+            .expect("narrow");
+        b.refresh_actor(&mut a1);
+        let e = b
+            .declare_queue(&a1, b"other", Default::default(), FieldTable::EMPTY)
+            .expect_err("403");
+        assert_eq!(
+            e.text,
+            "ACCESS_REFUSED - access to queue 'other' in vhost '/' refused for user 'u'"
+        );
+        b.access.clear_permissions("u", "/");
+        b.refresh_actor(&mut a1);
+        assert!(a1.grant().check_basic_publish(b"").is_err());
+        b.connection_closed(ConnId(1));
+        b.connection_closed(ConnId(2));
+        b.assert_consistent();
+    }
+
+    /// Channels count per user over its connections and are given back with the channel or
+    /// the connection; deleting a user closes its connections with RabbitMQ's text.
+    #[test]
+    fn channels_count_per_user_and_deleted_users_are_disconnected() {
+        let mut b = Broker::new();
+        user(&mut b, "u");
+        let mut u = b.access().user("u").cloned().expect("u");
+        u.limits.max_channels = Some(2);
+        b.put_user(u);
+        let a1 = b.open_connection(ConnId(1), "u", "/").expect("open");
+        let a2 = b.open_connection(ConnId(2), "u", "/").expect("open");
+        b.channel_opened(&a1).expect("1st");
+        b.channel_opened(&a2).expect("2nd");
+        let e = b.channel_opened(&a2).expect_err("3rd");
+        assert_eq!(
+            e.to_string(),
+            "number of channels opened for user 'u' has reached the maximum allowed user limit of (2)"
+        );
+        b.channel_closed(ConnId(2));
+        b.channel_opened(&a1).expect("room again");
+        b.connection_closed(ConnId(1));
+        b.channel_opened(&a2)
+            .expect("connection 1's channels given back");
+        b.assert_consistent();
+        assert!(b.delete_user("u"));
+        let notices: Vec<Notice> = b.drain_notices().collect();
+        assert_eq!(
+            notices,
+            [Notice::ConnectionForced {
+                conn: ConnId(2),
+                reason: "user 'u' is deleted".into()
+            }]
+        );
+    }
+
+    /// A fresh broker is seeded as RabbitMQ seeds a node; an emptied one needs seeding.
+    #[test]
+    fn default_data_is_rabbitmqs() {
+        let b = Broker::new();
+        assert!(!b.needs_default_data());
+        assert!(b.authenticate("guest", b"guest", true).is_ok());
+        assert!(
+            b.authenticate("guest", b"guest", false).is_err(),
+            "loopback only"
+        );
+        let guest = b.access().user("guest").expect("guest");
+        assert_eq!(guest.tags, [UserTag::Administrator]);
+        assert_eq!(
+            b.access().vhost("/").map(|v| v.description.as_str()),
+            Some("Default virtual host")
+        );
+        assert!(Broker::empty().needs_default_data());
+    }
+}

@@ -110,3 +110,54 @@ impl Broker {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{ConnId, QueueFlags};
+    use super::*;
+    use crate::broker::message::Message;
+    use crate::protocol::FieldTable;
+
+    /// Deleting a vhost deletes its queues, exchanges and bindings, closes its connections
+    /// with RabbitMQ's 320 text, and leaves another vhost's entities of the same names alone.
+    #[test]
+    fn delete_vhost_takes_its_entities_and_connections() {
+        let mut b = Broker::new();
+        b.add_vhost(Vhost::new("v"));
+        b.set_permissions("guest", "v", ".*", ".*", ".*")
+            .expect("permit");
+        let (c1, c2) = (ConnId(1), ConnId(2));
+        let in_v = b.open_connection(c1, "guest", "v").expect("open v");
+        let in_root = b.open_connection(c2, "guest", "/").expect("open /");
+        for who in [&in_v, &in_root] {
+            b.declare_queue(who, b"q", QueueFlags::default(), FieldTable::EMPTY)
+                .expect("declare");
+            b.declare_exchange(who, b"x", b"fanout", Default::default(), FieldTable::EMPTY)
+                .expect("exchange");
+            b.bind_queue(who, b"q", b"x", b"", FieldTable::EMPTY)
+                .expect("bind");
+        }
+        let queues = b.queues.len();
+        assert!(b.delete_vhost("v"));
+        assert!(!b.delete_vhost("v"), "gone already");
+        assert_eq!(b.queues.len(), queues - 1);
+        assert!(b.vhost_id("v").is_none() && b.access().vhost("v").is_none());
+        let notices: Vec<Notice> = b.drain_notices().collect();
+        assert_eq!(
+            notices,
+            [Notice::ConnectionForced {
+                conn: c1,
+                reason: "vhost 'v' is deleted".into()
+            }]
+        );
+        let e = b.purge_queue(&in_v, b"q").expect_err("vhost gone");
+        assert_eq!(e.text, "CONNECTION_FORCED - vhost 'v' is deleted");
+        let m = Message::new(b"x", b"", &[0, 0], b"still routed in /", false);
+        let target = b.publish_target(&in_root, b"x").expect("x in /");
+        assert_eq!(b.publish(target, &m, None), 1);
+        b.connection_closed(c1);
+        b.connection_closed(c2);
+        b.assert_consistent();
+        assert!(!b.holds_anything_of(c1) && !b.holds_anything_of(c2));
+    }
+}

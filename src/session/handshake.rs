@@ -220,3 +220,102 @@ impl Session {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::{Broker, ConnId};
+    use crate::config::Config;
+    use crate::protocol::constants::PROTOCOL_HEADER;
+    use crate::protocol::frame::{self, parse_frame, Parsed};
+    use std::time::Instant;
+
+    /// The client's first bytes: protocol header and start-ok with PLAIN credentials,
+    /// advertising authentication_failure_close or not.
+    fn client_start(user: &str, password: &str, failure_close: bool) -> Vec<u8> {
+        let mut props = Vec::new();
+        let mut w = Writer::new(&mut props);
+        let mut t = TableWriter::begin(&mut w);
+        t.table("capabilities", |c| {
+            c.bool("authentication_failure_close", failure_close);
+        });
+        t.finish();
+        let props = props.split_off(4);
+        let response = format!("\0{user}\0{password}");
+        let start_ok = ConnectionStartOk {
+            client_properties: FieldTable::parse(&props).expect("table"),
+            mechanism: b"PLAIN",
+            response: response.as_bytes(),
+            locale: b"en_US",
+        };
+        let mut out = PROTOCOL_HEADER.to_vec();
+        frame::write_method(&mut out, 0, &Method::ConnectionStartOk(start_ok));
+        out
+    }
+
+    /// Feeds the client's start to a session from `peer`; returns the methods it wrote (as
+    /// class/method ids with a close's code and text) and whether it is closed.
+    fn login(peer: &str, user: &str, password: &str, failure_close: bool) -> Vec<String> {
+        let mut broker = Broker::new();
+        let config = Config::default();
+        let now = Instant::now();
+        let mut s = Session::new(ConnId(1), peer.parse().expect("peer"), &config, now);
+        let mut ctx = Ctx {
+            broker: &mut broker,
+            config: &config,
+            now,
+            alarm: None,
+        };
+        let mut out = Outbox::default();
+        let input = client_start(user, password, failure_close);
+        s.handle_input(&mut out, &input, &mut ctx);
+        let mut written = Vec::new();
+        out.write_to(&mut written).expect("a Vec takes all");
+        let mut methods = Vec::new();
+        let mut rest = &written[..];
+        while let Ok(Parsed::Frame { frame, len }) = parse_frame(rest, 0) {
+            rest = &rest[len..];
+            match Method::decode(frame.payload).expect("method") {
+                Method::ConnectionClose(c) => methods.push(format!(
+                    "close {} {}",
+                    c.reply_code,
+                    String::from_utf8_lossy(c.reply_text)
+                )),
+                m => methods.push(m.name().to_string()),
+            }
+        }
+        if s.is_closed() {
+            methods.push("socket closed".into());
+        }
+        methods
+    }
+
+    /// guest may log in from loopback only (RabbitMQ's loopback_users); refused elsewhere with
+    /// the one login-refused text, or, for a client without authentication_failure_close, by
+    /// dropping the socket. Another user may log in from anywhere.
+    #[test]
+    fn guest_is_refused_from_other_addresses() {
+        let refused = "close 403 ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN. For details see the broker logfile.";
+        let from = |peer, user, failure_close| login(peer, user, "guest", failure_close);
+        assert_eq!(
+            from("127.0.0.1:4000", "guest", true),
+            ["connection.start", "connection.tune"]
+        );
+        assert_eq!(
+            from("[::ffff:127.0.0.1]:4000", "guest", true),
+            ["connection.start", "connection.tune"]
+        );
+        assert_eq!(
+            from("192.0.2.7:4000", "guest", true),
+            ["connection.start", refused]
+        );
+        assert_eq!(
+            from("192.0.2.7:4000", "guest", false),
+            ["connection.start", "socket closed"]
+        );
+        assert_eq!(
+            login("192.0.2.7:4000", "guest", "wrong", true),
+            ["connection.start", refused]
+        );
+    }
+}

@@ -211,11 +211,11 @@ fn failed_login_flood_leaves_others_unharmed() {
         rtts[rtts.len() - 1]
     );
     assert!(rtts.len() >= 100, "the canary barely ran: {}", rtts.len());
-    assert!(
-        rate >= FLOOD_LOGINS_PER_SEC as f64 / 2.0,
-        "the flood did not happen: {rate:.0} failed logins/s"
-    );
     if !b.is_external() {
+        assert!(
+            rate >= FLOOD_LOGINS_PER_SEC as f64 / 2.0,
+            "the flood did not happen: {rate:.0} failed logins/s"
+        );
         assert!(
             pct(99) < CANARY_P99_MAX,
             "canary p99 {:?} under the flood",
