@@ -40,6 +40,23 @@ impl std::str::FromStr for MemoryWatermark {
     }
 }
 
+/// A password from the configuration: never shown by `Debug`, so a dump of the config cannot
+/// put it into a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<hidden>")
+    }
+}
+
+impl PartialEq<&str> for Secret {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
@@ -54,7 +71,7 @@ pub struct Config {
     /// The user, password, vhost, tags and permissions a fresh data dir is seeded with
     /// (RabbitMQ's `default_*` keys); used once, when there are no users or vhosts yet.
     pub default_user: String,
-    pub default_pass: String,
+    pub default_pass: Secret,
     pub default_vhost: String,
     pub default_user_tags: Vec<String>,
     /// configure, write, read.
@@ -88,7 +105,7 @@ impl Default for Config {
             log_file: None,
             log_console: None,
             default_user: "guest".into(),
-            default_pass: "guest".into(),
+            default_pass: Secret("guest".into()),
             default_vhost: "/".into(),
             default_user_tags: vec!["administrator".into()],
             default_permissions: [".*".into(), ".*".into(), ".*".into()],
@@ -117,7 +134,7 @@ impl Config {
         }
         Some(crate::broker::DefaultData {
             user: self.default_user.clone(),
-            pass: self.default_pass.clone(),
+            pass: self.default_pass.0.clone(),
             vhost: self.default_vhost.clone(),
             tags: self.default_user_tags.clone(),
             permissions: self.default_permissions.clone(),
@@ -295,6 +312,7 @@ mod tests {
         assert!(c.log_to_console());
         assert_eq!(c.default_user, "guest");
         assert_eq!(c.default_pass, "guest");
+        assert!(format!("{c:?}").contains("default_pass: <hidden>"));
         assert_eq!(c.loopback_users, vec!["guest".to_string()]);
         assert_eq!(c.default_vhost, "/");
         assert_eq!(c.default_user_tags, vec!["administrator".to_string()]);

@@ -127,9 +127,15 @@ pub(crate) fn parse(
             continue;
         }
         let Some((key, value)) = content.split_once('=') else {
+            // A mistyped password line must not be echoed into a log.
+            let shown = if content.starts_with("default_pass") {
+                "default_pass …"
+            } else {
+                content
+            };
             return Err(err(
                 None,
-                format!("expected 'key = value', found '{content}'"),
+                format!("expected 'key = value', found '{shown}'"),
             ));
         };
         let (key, value) = (key.trim(), value.trim());
@@ -156,7 +162,7 @@ fn apply(
         "listeners.tcp.default" => config.listen = config::parse_listener(value)?,
         "data_dir" => config.data_dir = PathBuf::from(value),
         "default_user" => config.default_user = value.to_string(),
-        "default_pass" => config.default_pass = value.to_string(),
+        "default_pass" => config.default_pass = config::Secret(value.to_string()),
         "default_vhost" => config.default_vhost = value.to_string(),
         "default_permissions.configure" => config.default_permissions[0] = pattern(value)?,
         "default_permissions.write" => config.default_permissions[1] = pattern(value)?,
@@ -526,6 +532,10 @@ mod tests {
             ("log.console = 1", "test.conf:1: log.console: "),
             ("heartbeat =", "test.conf:1: heartbeat: has no value"),
             ("heartbeat 10", "test.conf:1: expected 'key = value'"),
+            (
+                "default_pass hunter2",
+                "test.conf:1: expected 'key = value', found 'default_pass …'",
+            ),
             ("= 10", "test.conf:1: '' is not a key"),
             ("heart beat = 10", "test.conf:1: 'heart beat' is not a key"),
             (

@@ -43,8 +43,9 @@ impl Actor {
 }
 
 /// What a fresh node is seeded with (RabbitMQ's `default_user`, `default_pass`,
-/// `default_vhost`, `default_user_tags.*`, `default_permissions.*`).
-#[derive(Debug, Clone)]
+/// `default_vhost`, `default_user_tags.*`, `default_permissions.*`). Its `Debug` hides the
+/// password.
+#[derive(Clone)]
 pub struct DefaultData {
     pub user: String,
     pub pass: String,
@@ -52,6 +53,18 @@ pub struct DefaultData {
     pub tags: Vec<String>,
     /// configure, write, read.
     pub permissions: [String; 3],
+}
+
+impl std::fmt::Debug for DefaultData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DefaultData")
+            .field("user", &self.user)
+            .field("pass", &"<hidden>")
+            .field("vhost", &self.vhost)
+            .field("tags", &self.tags)
+            .field("permissions", &self.permissions)
+            .finish()
+    }
 }
 
 impl Default for DefaultData {

@@ -19,7 +19,7 @@ use crate::broker::{Actor, Broker, ConnId};
 use crate::config::Config;
 use crate::error::{AmqpError, Show};
 use crate::limits;
-use crate::protocol::constants::{FRAME_OVERHEAD, PROTOCOL_HEADER};
+use crate::protocol::constants::{CLASS_CONNECTION, FRAME_OVERHEAD, PROTOCOL_HEADER};
 use crate::protocol::frame::{self, FrameError, FrameKind};
 use crate::protocol::method::*;
 use crate::protocol::wire::WireError;
@@ -119,6 +119,12 @@ fn erlang_binary(b: &[u8], pretty: bool) -> String {
     }
     let list: Vec<String> = b.iter().map(|c| c.to_string()).collect();
     format!("<<{}>>", list.join(","))
+}
+
+/// Whether a method's arguments may hold a password or token (start-ok, secure-ok,
+/// update-secret): their bytes never go into an error text or a log line.
+fn carries_credentials((class_id, method_id): (u16, u16)) -> bool {
+    class_id == CLASS_CONNECTION && matches!(method_id, 11 | 21 | 70)
 }
 
 /// Frame-level failure while reading, with RabbitMQ's texts. `buf` starts at the frame.
@@ -333,10 +339,18 @@ impl Session {
                         ids = (u16::from_be_bytes([c0, c1]), u16::from_be_bytes([m0, m1]));
                     }
                     let args = f.payload.get(4..).unwrap_or(&[]);
-                    Err(AmqpError::frame_error(format_args!(
-                        "cannot decode {}",
-                        erlang_binary(args, false)
-                    )))
+                    if carries_credentials(ids) {
+                        // RabbitMQ shows (and logs) the bytes; these may hold a password.
+                        Err(AmqpError::frame_error(format_args!(
+                            "cannot decode <<{} bytes of credentials, not shown>>",
+                            args.len()
+                        )))
+                    } else {
+                        Err(AmqpError::frame_error(format_args!(
+                            "cannot decode {}",
+                            erlang_binary(args, false)
+                        )))
+                    }
                 }
             },
             FrameKind::Header | FrameKind::Body if self.state != State::Open || f.channel == 0 => {

@@ -224,6 +224,21 @@ fn load_definitions_refuses_what_coney_cannot_do() {
         "{t}"
     );
     assert!(!t.contains(&secret), "the password was printed: {t}");
+    // A password in the wrong place of a malformed document is not echoed either.
+    let bad = format!(r#"{{"users":[{{"name":"u","password":"x","limits":"{secret}"}}]}}"#);
+    dir.write("defs.json", &bad);
+    let out = coney(&[
+        "--config",
+        p(&conf),
+        "--data-dir",
+        p(&data),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(78), "{t}");
+    assert!(t.contains("definitions are not valid"), "{t}");
+    assert!(!t.contains(&secret), "the password was printed: {t}");
 }
 
 fn names(doc: &Value, list: &str) -> Vec<String> {

@@ -247,6 +247,16 @@ async fn logs_never_contain_a_password() {
         assert!(open_raw_with(&b, mechanism, &u, &wrong, "/").is_err());
         assert!(open_raw_with(&b, mechanism, "nobody", &wrong, "/").is_err());
     }
+    // A start-ok that does not decode: its bytes (with the password) are not shown.
+    let mut s = b.tcp();
+    s.write_all(b"AMQP\x00\x00\x09\x01").expect("header");
+    read_method(&mut s);
+    let mut bad = b"\x00\x0a\x00\x0b\xff\xff\xff\xff".to_vec();
+    bad.extend_from_slice(format!("\0{u}\0{wrong}").as_bytes());
+    s.write_all(&method(0, &bad)).expect("start-ok");
+    let (code, text, _, _) = wire::read_connection_close(&mut s);
+    assert_eq!(code, 501, "{text}");
+    assert!(!text.contains(&wrong), "{text}");
     // The log is written as things happen; the last refusal is in it once logged.
     let deadline = Instant::now() + TIMEOUT;
     while !b.log().contains("user 'nobody'") {
