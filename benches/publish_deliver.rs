@@ -40,9 +40,8 @@ fn publish_frames(exchange: &[u8], key: &[u8], body: usize) -> Vec<u8> {
 }
 
 /// What the session does for one publish: frames in, message built, its exchange found and
-/// the message routed.
-fn ingest(broker: &mut Broker, builder: &mut MessageBuilder, mut buf: &[u8]) -> usize {
-    let who = actor(broker);
+/// the message routed (as connection CONN, in vhost "/").
+fn ingest(broker: &mut Broker, who: &Actor, builder: &mut MessageBuilder, mut buf: &[u8]) -> usize {
     let mut routed = 0;
     while let Ok(Parsed::Frame { frame, len }) = parse_frame(buf, FRAME_MAX) {
         buf = &buf[len..];
@@ -311,13 +310,14 @@ fn main() {
     let mut builder = MessageBuilder::default();
 
     let mut b = Broker::new();
+    let who = actor(&b);
     declare(&mut b, "q");
     let frames = publish_frames(b"", b"q", 16).repeat(BATCH);
     bench.run(
         "path/default exchange -> 1 queue -> deliver (16 B)",
         BATCH as u64,
         || {
-            black_box(ingest(&mut b, &mut builder, &frames));
+            black_box(ingest(&mut b, &who, &mut builder, &frames));
             drain(&mut b, &mut out, &mut tag);
         },
     );
@@ -326,12 +326,13 @@ fn main() {
         "path/default exchange -> 1 queue -> deliver (1 KiB)",
         BATCH as u64,
         || {
-            black_box(ingest(&mut b, &mut builder, &frames_1k));
+            black_box(ingest(&mut b, &who, &mut builder, &frames_1k));
             drain(&mut b, &mut out, &mut tag);
         },
     );
 
     let mut b = Broker::new();
+    let who = actor(&b);
     for i in 0..10 {
         let name = format!("f{i}");
         declare(&mut b, &name);
@@ -349,12 +350,13 @@ fn main() {
         "path/fanout -> 10 queues -> deliver (per publish)",
         BATCH as u64,
         || {
-            black_box(ingest(&mut b, &mut builder, &frames));
+            black_box(ingest(&mut b, &who, &mut builder, &frames));
             drain(&mut b, &mut out, &mut tag);
         },
     );
 
     let mut b = Broker::new();
+    let who = actor(&b);
     declare(&mut b, "t");
     for i in 0..1000 {
         let key = match i % 10 {
@@ -381,7 +383,7 @@ fn main() {
         "path/topic, 1000 bindings -> 1 queue -> deliver",
         BATCH as u64,
         || {
-            black_box(ingest(&mut b, &mut builder, &frames));
+            black_box(ingest(&mut b, &who, &mut builder, &frames));
             drain(&mut b, &mut out, &mut tag);
         },
     );
