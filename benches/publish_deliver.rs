@@ -61,7 +61,7 @@ fn ingest(broker: &mut Broker, who: &Actor, builder: &mut MessageBuilder, mut bu
                 if builder.body_remaining() == 0 {
                     let msg = builder.finish();
                     let target = broker
-                        .publish_target(&who, msg.exchange())
+                        .publish_target(who, msg.exchange())
                         .expect("exchange");
                     routed += broker.publish(target, &msg, None);
                 }
