@@ -45,6 +45,18 @@ pub(crate) const UNACKED_PER_CHANNEL_MAX: usize = 1 << 20;
 pub(crate) const QUEUE_WINDOW_MESSAGES_MAX: usize = 8192;
 /// ... or at most this many bytes of them.
 pub(crate) const QUEUE_WINDOW_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// A segment of the message log is closed and the next one started once it reaches this.
+pub(crate) const SEGMENT_SIZE_MAX_BYTES: u64 = 16 * 1024 * 1024;
+/// Bytes of the message log compaction reads and copies in one loop turn (a larger record is
+/// copied in pieces of this size over several turns).
+pub(crate) const COMPACTION_BYTES_PER_TURN: usize = 1024 * 1024;
+/// Segments one compaction pass copies into one new file.
+pub(crate) const COMPACTION_SOURCES_MAX: usize = 16;
+/// Bytes of definition records read per loop turn while a new snapshot is built.
+pub(crate) const DEFINITIONS_SNAPSHOT_BYTES_PER_TURN: usize = 256 * 1024;
+/// The definitions journal is folded into a new snapshot once it is larger than the current
+/// snapshot and than this, so a snapshot's cost is spread over at least as many changes.
+pub(crate) const DEFINITIONS_JOURNAL_MIN_BYTES: u64 = 1024 * 1024;
 /// Messages read back from the store at once when a queue's window runs dry.
 pub(crate) const PAGE_IN_BATCH_MESSAGES: usize = 1024;
 /// Deliveries made from one queue in one pass before other queues get a turn.
@@ -59,6 +71,12 @@ const _: () = assert!(READ_BYTES_PER_TURN_MAX >= READ_CHUNK_BYTES);
 const _: () = assert!(WRITE_BUFFER_HARD_BYTES > WRITE_BUFFER_HIGH_BYTES + FRAME_MAX_BYTES as usize);
 const _: () = assert!(WRITE_BUFFER_LOW_BYTES < WRITE_BUFFER_HIGH_BYTES);
 const _: () = assert!(FRAME_OVERHEAD < FRAME_MIN_SIZE as usize);
+// Compaction parses a large record's fixed fields (up to 65,535 queue ids) from one turn's read.
+const _: () = assert!(COMPACTION_BYTES_PER_TURN >= 64 + 4 * u16::MAX as usize);
+const _: () = assert!((COMPACTION_BYTES_PER_TURN as u64) < SEGMENT_SIZE_MAX_BYTES);
+// Offsets within a segment are u32; one record may exceed the segment size by a message.
+const _: () = assert!(SEGMENT_SIZE_MAX_BYTES + 2 * MESSAGE_SIZE_MAX_BYTES < u32::MAX as u64);
+const _: () = assert!(DEFINITIONS_SNAPSHOT_BYTES_PER_TURN as u64 <= DEFINITIONS_JOURNAL_MIN_BYTES);
 
 // HTTP (management and Prometheus listeners). The first six are cowboy's defaults as RabbitMQ's
 // management plugin keeps them, checked against RabbitMQ 3.10 (tests/fixtures/rabbitmq-3.10-http).

@@ -357,14 +357,14 @@ impl Broker {
     /// Adds a user or replaces its password hash, tags and limits.
     pub fn put_user(&mut self, user: User) {
         self.access.put_user(user);
-        self.definitions_changed = true;
+        self.record_access();
     }
 
     /// Deletes a user with its permissions; its connections are closed with 320 "user 'NAME'
     /// is deleted", as RabbitMQ does.
     pub fn delete_user(&mut self, name: &str) -> bool {
         let existed = self.access.delete_user(name);
-        self.definitions_changed = true;
+        self.record_access();
         let reason = format!("user '{name}' is deleted");
         for conn in self.clients.of_user(name) {
             self.notices.push(Notice::ConnectionForced {
@@ -386,7 +386,7 @@ impl Broker {
     ) -> Result<(), AccessError> {
         self.access
             .set_permissions(user, vhost, configure, write, read)?;
-        self.definitions_changed = true;
+        self.record_access();
         Ok(())
     }
 
@@ -401,25 +401,26 @@ impl Broker {
     ) -> Result<(), AccessError> {
         self.access
             .set_topic_permissions(user, vhost, exchange, write, read)?;
-        self.definitions_changed = true;
+        self.record_access();
         Ok(())
     }
 
     /// Replaces the access tables with `next` (an import applied to a copy of them): vhosts it
     /// adds are created with their standard exchanges. Vhosts are never removed this way.
     pub(super) fn replace_access(&mut self, next: AccessControl) {
-        let added: Vec<Vhost> = next
-            .vhosts()
-            .filter(|v| self.vhost_id(&v.name).is_none())
-            .cloned()
-            .collect();
+        self.install_access(next);
+        self.record_access();
+    }
+
+    /// `replace_access` without telling the store (the tables were just read from it).
+    pub(super) fn install_access(&mut self, next: AccessControl) {
         let loopback = self.access.loopback_users().to_vec();
         self.access = next;
         self.access.set_loopback_users(loopback);
-        for v in added {
-            self.add_vhost(v);
+        let names: Vec<String> = self.access.vhosts().map(|v| v.name.clone()).collect();
+        for name in names {
+            self.vhost_names(&name);
         }
-        self.definitions_changed = true;
     }
 
     /// Users, vhosts, permissions, topic permissions and vhost limits into `defs`, as

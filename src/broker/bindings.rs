@@ -133,6 +133,8 @@ impl Bindings {
         self.by_source.contains_key(&source)
     }
 
+    /// Every binding (listings and the definitions export, issues 12 and 13; tests).
+    #[allow(dead_code)]
     pub(super) fn iter(&self) -> impl Iterator<Item = &Binding> {
         self.entries.iter().map(|(_, e)| &e.binding)
     }

@@ -1,15 +1,17 @@
-//! The broker's side of durability: exporting its durable definitions (and the access tables)
-//! for the store, rebuilding itself from what the store recovered, committing each loop turn
-//! (definitions saved, message log synced) and the clean stop. The store is reached only from
-//! the broker.
+//! The broker's side of durability: handing each change of its durable definitions (entities
+//! with their vhost, and the access tables) to the store as it happens, rebuilding itself from
+//! what the store recovered, committing each loop turn (the turn's definition changes and
+//! message records synced) and the clean stop. The store is reached only from the broker.
 
 use super::bindings::Binding;
-use super::exchange::{Destination, Exchange, ExchangeKind};
-use super::queue::Queue;
-use super::{Broker, DefaultData, VhostId, STANDARD_EXCHANGES};
+use super::exchange::{Destination, Exchange, ExchangeId, ExchangeKind};
+use super::handle::Registry;
+use super::queue::{Queue, QueueId};
+use super::vhost::VhostState;
+use super::{Broker, DefaultData, VhostId};
 use crate::auth::{users::DEFAULT_VHOST_DESCRIPTION, AccessControl, Vhost};
 use crate::definitions::{import_access, Definitions as Document};
-use crate::store::definitions::{BindingDef, Definitions, ExchangeDef, QueueDef};
+use crate::store::definitions::{BindingDef, BindingRef, DefChange};
 use crate::store::{Recovery, Store};
 use log::{error, info, warn};
 use std::collections::HashMap;
@@ -30,7 +32,7 @@ impl Broker {
         let r = &recovery.report;
         info!(
             "message store: {} segments, {} records, {} messages recovered, clean shutdown: {}, torn tail: {} bytes, damaged records: {}",
-            r.segments, r.records, recovery.messages.len(), r.clean_shutdown, r.truncated_bytes, r.corrupt_records
+            r.segments, r.records, r.messages, r.clean_shutdown, r.truncated_bytes, r.corrupt_records
         );
         let mut b = Broker::empty();
         b.store = store;
@@ -44,8 +46,54 @@ impl Broker {
             );
             b.insert_default_data(d).map_err(invalid)?;
         }
-        b.recover(recovery);
+        b.recover(recovery)?;
         Ok(b)
+    }
+
+    /// Makes this turn's durable changes durable, before any reply or confirm of the turn is
+    /// written (group commit): one sync covers the turn's definition changes and message
+    /// records. Then a bounded slice of the store's background work (compaction, definitions
+    /// snapshot). `Err` means something may not be on disk, so the turn's confirms must be
+    /// nacks.
+    pub fn commit_turn(&mut self) -> io::Result<()> {
+        let mut result = Ok(());
+        if self.store.has_unsynced() {
+            if let Err(e) = self.store.sync() {
+                error!("store write failed: {e}; this turn's publishes are nacked");
+                result = Err(e);
+            }
+        }
+        self.store.maintain();
+        result
+    }
+
+    /// The store has background work left (compaction, a snapshot being built): the loop
+    /// must not sleep.
+    pub(crate) fn has_background_work(&self) -> bool {
+        self.store.busy()
+    }
+
+    /// Clean stop: records which queued messages were delivered before, then marks the store
+    /// clean.
+    pub fn close_clean(&mut self) -> io::Result<()> {
+        let mut refs = Vec::new();
+        for (_, q) in self.queues.iter() {
+            q.redelivered_refs(&mut refs);
+        }
+        self.store.close_clean(&refs)
+    }
+
+    /// Hands the whole access tables to the store after a change to them: changes are rare and
+    /// the tables small, and one record in RabbitMQ's format is read back with the code that
+    /// imports definitions files.
+    pub(super) fn record_access(&mut self) {
+        if !self.store.enabled() {
+            return;
+        }
+        let mut doc = Document::default();
+        self.export_access(&mut doc);
+        self.store
+            .record(DefChange::Access(doc.to_json().as_bytes()));
     }
 
     /// The users, vhosts and permissions saved with the definitions.
@@ -53,7 +101,7 @@ impl Broker {
         let doc = Document::parse(json).map_err(|e| invalid(format!("access tables: {e}")))?;
         let ac = import_access(&doc, &AccessControl::new())
             .map_err(|e| invalid(format!("access tables: {e}")))?;
-        self.replace_access(ac);
+        self.install_access(ac);
         Ok(())
     }
 
@@ -72,109 +120,8 @@ impl Broker {
         Some(self.add_vhost(v))
     }
 
-    /// Makes this turn's durable changes durable, before any reply or confirm of the turn is
-    /// written (group commit): saves the definitions if they changed and syncs the message
-    /// log if it has unsynced records. `Err` means something may not be on disk, so the
-    /// turn's confirms must be nacks.
-    pub fn commit_turn(&mut self) -> io::Result<()> {
-        let mut result = Ok(());
-        if std::mem::take(&mut self.definitions_changed) {
-            if let Err(e) = self.store.save_definitions(&self.definitions()) {
-                error!("cannot save definitions: {e}");
-                result = Err(e);
-            }
-        }
-        if self.store.has_unsynced() {
-            if let Err(e) = self.store.sync() {
-                error!("message store write failed: {e}; this turn's publishes are nacked");
-                result = Err(e);
-            }
-        }
-        result
-    }
-
-    /// Clean stop: records which queued messages were delivered before, then marks the store
-    /// clean.
-    pub fn close_clean(&mut self) -> io::Result<()> {
-        let mut refs = Vec::new();
-        for (_, q) in self.queues.iter() {
-            q.redelivered_refs(&mut refs);
-        }
-        self.store.close_clean(&refs)
-    }
-
-    /// The durable definitions as the store saves them.
-    fn definitions(&self) -> Definitions {
-        let standard = |n: &[u8]| STANDARD_EXCHANGES.iter().any(|(s, _)| s.as_bytes() == n);
-        let vhost = |id: VhostId| {
-            self.vhosts
-                .get(id)
-                .map_or_else(Vec::new, |v| v.name.as_bytes().to_vec())
-        };
-        let mut access = Document::default();
-        self.export_access(&mut access);
-        let mut d = Definitions {
-            next_queue_id: self.next_queue_store_id,
-            access: Some(access.to_json().into_bytes()),
-            ..Default::default()
-        };
-        for (_, x) in self.exchanges.iter() {
-            if !x.durable || standard(&x.name) {
-                continue;
-            }
-            d.exchanges.push(ExchangeDef {
-                vhost: vhost(x.vhost),
-                name: x.name.to_vec(),
-                kind: x.kind().name().as_bytes().to_vec(),
-                auto_delete: x.auto_delete,
-                internal: x.internal,
-                arguments: x.arguments.to_vec(),
-            });
-        }
-        for (_, q) in self.queues.iter() {
-            if let Some(store_id) = q.store_id {
-                d.queues.push(QueueDef {
-                    vhost: vhost(q.vhost),
-                    name: q.name.to_vec(),
-                    store_id,
-                    auto_delete: q.auto_delete,
-                    arguments: q.arguments.to_vec(),
-                });
-            }
-        }
-        for b in self.bindings.iter() {
-            if let Some(def) = self.binding_def(b) {
-                d.bindings.push(def);
-            }
-        }
-        d
-    }
-
-    /// A binding as saved: only between a durable source and a durable destination.
-    fn binding_def(&self, b: &Binding) -> Option<BindingDef> {
-        let source = self.exchanges.get(b.source).filter(|x| x.durable)?;
-        let (to_exchange, destination) = match b.dest {
-            Destination::Queue(q) => match self.queues.get(q) {
-                Some(q) if q.store_id.is_some() => (false, q.name.to_vec()),
-                _ => return None,
-            },
-            Destination::Exchange(e) => match self.exchanges.get(e) {
-                Some(e) if e.durable => (true, e.name.to_vec()),
-                _ => return None,
-            },
-        };
-        Some(BindingDef {
-            vhost: self.vhosts.get(source.vhost)?.name.as_bytes().to_vec(),
-            source: source.name.to_vec(),
-            to_exchange,
-            destination,
-            key: b.key.to_vec(),
-            arguments: b.args.to_vec(),
-        })
-    }
-
     /// Rebuilds durable entities from what the store recovered, each in its vhost.
-    fn recover(&mut self, r: Recovery) {
+    fn recover(&mut self, r: Recovery) -> io::Result<()> {
         let d = r.definitions;
         self.next_queue_store_id = d.next_queue_id.max(1);
         for x in &d.exchanges {
@@ -221,17 +168,24 @@ impl Broker {
                 self.bindings.bind(&mut self.exchanges, binding);
             }
         }
-        for m in r.messages {
-            for (sid, redelivered) in m.queues {
-                let Some(&q) = by_store_id.get(&sid) else {
-                    continue;
-                };
-                // Everything recovered starts on disk; queues read their window back on demand.
-                if let Some(queue) = self.queues.get_mut(q) {
-                    queue.push_paged(m.loc, redelivered);
-                }
+        for (sid, n) in &r.queue_counts {
+            if let Some(q) = by_store_id.get(sid).and_then(|&q| self.queues.get_mut(q)) {
+                q.reserve_paged(*n as usize);
             }
         }
+        // Everything recovered starts on disk; queues read their window back on demand.
+        let queues = &mut self.queues;
+        self.store.recovered(|m| {
+            if let Some(q) = by_store_id.get(&m.queue).and_then(|&q| queues.get_mut(q)) {
+                q.push_recovered(m.loc, m.origin, m.redelivered);
+            }
+        })?;
+        for &q in by_store_id.values() {
+            if let Some(q) = self.queues.get_mut(q) {
+                q.recovered();
+            }
+        }
+        Ok(())
     }
 
     /// A saved binding between entities that were recovered.
@@ -252,4 +206,45 @@ impl Broker {
             args: b.arguments.clone().into(),
         })
     }
+}
+
+/// Hands a binding or unbinding to the store if both its ends are durable (a binding to a
+/// transient entity dies with it, so it is never saved).
+pub(super) fn record_binding(
+    store: &mut Store,
+    vhosts: &Registry<VhostId, VhostState>,
+    exchanges: &Registry<ExchangeId, Exchange>,
+    queues: &Registry<QueueId, Queue>,
+    bound: bool,
+    b: &Binding,
+) {
+    let Some(source) = exchanges.get(b.source).filter(|x| x.durable) else {
+        return;
+    };
+    let Some(vhost) = vhosts.get(source.vhost) else {
+        return;
+    };
+    let (to_exchange, destination) = match b.dest {
+        Destination::Queue(q) => match queues.get(q) {
+            Some(q) if q.store_id.is_some() => (false, &q.name),
+            _ => return,
+        },
+        Destination::Exchange(e) => match exchanges.get(e) {
+            Some(e) if e.durable => (true, &e.name),
+            _ => return,
+        },
+    };
+    let r = BindingRef {
+        vhost: vhost.name.as_bytes(),
+        source: &source.name,
+        to_exchange,
+        destination,
+        key: &b.key,
+        arguments: &b.args,
+    };
+    store.record(if bound {
+        DefChange::Binding(r)
+    } else {
+        DefChange::Unbinding(r)
+    });
 }

@@ -5,12 +5,14 @@
 //! auto-delete exchanges, consumers cancelled through notices).
 
 use super::bindings::Binding;
+use super::durability::record_binding;
 use super::exchange::{Destination, Exchange, ExchangeId, ExchangeKind};
 use super::queue::{Queue, QueueId};
 use super::{not_found_exchange, not_found_queue, Actor, Broker, ConnId};
 use crate::auth::{Resource, ResourceKind, SourceExchange};
 use crate::error::{AmqpError, Show};
 use crate::protocol::{FieldTable, FieldValue, ReplyCode};
+use crate::store::definitions::DefChange;
 
 /// What queue.declare answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,7 +140,16 @@ impl Broker {
             args.raw().into(),
         );
         self.insert_exchange(x);
-        self.definitions_changed |= flags.durable;
+        if flags.durable {
+            self.store.record(DefChange::exchange(
+                who.vhost_name().as_bytes(),
+                name,
+                parsed.name().as_bytes(),
+                flags.auto_delete,
+                flags.internal,
+                args.raw(),
+            ));
+        }
         Ok(())
     }
 
@@ -224,10 +235,16 @@ impl Broker {
         let Some(x) = self.exchanges.remove(id) else {
             return;
         };
-        if let Some(v) = self.names_mut(x.vhost) {
+        if let Some(v) = self.vhosts.get_mut(x.vhost) {
             v.exchanges.remove(&x.name);
+            if x.durable {
+                // The store drops the bindings from and to a deleted exchange with it.
+                self.store.record(DefChange::ExchangeDeleted {
+                    vhost: v.name.as_bytes(),
+                    name: &x.name,
+                });
+            }
         }
-        self.definitions_changed |= x.durable;
         self.bindings.remove_from(id);
         let mut sources = Vec::new();
         self.bindings
@@ -306,18 +323,26 @@ impl Broker {
         Ok(Some(b))
     }
 
-    /// Adds a binding; durable definitions change if its source is durable.
+    /// Adds a binding; the store saves it if both its ends are durable.
     fn bind(&mut self, b: Binding) {
-        let durable = self.exchanges.get(b.source).is_some_and(|x| x.durable);
+        let (source, dest, key, args) = (b.source, b.dest, b.key.clone(), b.args.clone());
         if self.bindings.bind(&mut self.exchanges, b) {
-            self.definitions_changed |= durable;
+            let b = Binding {
+                source,
+                dest,
+                key,
+                args,
+            };
+            let (exchanges, queues) = (&self.exchanges, &self.queues);
+            record_binding(&mut self.store, &self.vhosts, exchanges, queues, true, &b);
         }
     }
 
     /// Removes a binding; its source goes if it is auto-delete and now unused.
     fn unbind(&mut self, b: &Binding) {
         if self.bindings.unbind(&mut self.exchanges, b) {
-            self.definitions_changed = true;
+            let (exchanges, queues) = (&self.exchanges, &self.queues);
+            record_binding(&mut self.store, &self.vhosts, exchanges, queues, false, b);
             self.auto_delete_exchanges(&[b.source]);
         }
     }
@@ -456,9 +481,16 @@ impl Broker {
         );
         if flags.durable && !flags.exclusive && self.store.enabled() {
             // Exclusive queues die with their connection, so they are never recovered.
-            q.store_id = Some(self.next_queue_store_id);
+            let store_id = self.next_queue_store_id;
+            q.store_id = Some(store_id);
+            self.store.record(DefChange::queue(
+                who.vhost_name().as_bytes(),
+                &name,
+                store_id,
+                flags.auto_delete,
+                args.raw(),
+            ));
             self.next_queue_store_id += 1;
-            self.definitions_changed = true;
         }
         let id = self.insert_queue(q);
         // Every queue is bound to the default exchange by its name; that binding is implicit.
@@ -591,11 +623,17 @@ impl Broker {
         let Some(mut q) = self.queues.remove(id) else {
             return;
         };
-        if let Some(v) = self.names_mut(q.vhost) {
+        if let Some(v) = self.vhosts.get_mut(q.vhost) {
             v.queues.remove(&q.name);
+            if q.store_id.is_some() {
+                // The store drops the bindings to a deleted queue with it.
+                self.store.record(DefChange::QueueDeleted {
+                    vhost: v.name.as_bytes(),
+                    name: &q.name,
+                });
+            }
         }
         if q.store_id.is_some() {
-            self.definitions_changed = true;
             q.purge(&mut self.store);
         }
         let mut sources = Vec::new();

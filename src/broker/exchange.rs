@@ -220,6 +220,8 @@ pub(super) struct Exchange {
     pub(super) durable: bool,
     pub(super) auto_delete: bool,
     pub(super) internal: bool,
+    // Read by the management API's listings and the definitions export (issues 12, 13).
+    #[allow(dead_code)]
     pub(super) arguments: Box<[u8]>,
     pub(super) routes: Routes,
 }

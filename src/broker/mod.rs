@@ -83,8 +83,6 @@ pub struct Broker {
     rng: u64,
     store: Store,
     next_queue_store_id: u32,
-    /// Durable definitions changed since they were last saved; `commit_turn` saves them.
-    definitions_changed: bool,
     /// Users, vhosts' metadata and limits, permissions.
     access: AccessControl,
     /// Open connections: their vhost and user, counted for the limits; grants they share.
@@ -150,7 +148,6 @@ impl Broker {
             rng: seed | 1,
             store: Store::disabled(),
             next_queue_store_id: 1,
-            definitions_changed: false,
             access: AccessControl::new(),
             clients: Clients::default(),
         }

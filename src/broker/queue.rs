@@ -60,6 +60,8 @@ pub(super) struct Queue {
     /// The connection of an exclusive queue.
     pub(super) owner: Option<ConnId>,
     /// Declaration arguments as a raw field table, for equivalence checks.
+    // Read by the management API's listings and the definitions export (issues 12, 13).
+    #[allow(dead_code)]
     pub(super) arguments: Box<[u8]>,
     ready: VecDeque<QueuedMessage>,
     ready_bytes: usize,
@@ -130,6 +132,31 @@ impl Queue {
         });
     }
 
+    /// Room for `n` recovered messages, so recovery allocates exactly what they take.
+    pub fn reserve_paged(&mut self, n: usize) {
+        self.paged.reserve_exact(n);
+    }
+
+    /// Appends a message found in the store at start. `origin` (the id it was first
+    /// published with) orders the queue: the store hands messages over in file order, and
+    /// compaction may have moved older ones into newer files.
+    pub fn push_recovered(&mut self, loc: Location, origin: u64, redelivered: bool) {
+        self.paged.push_back(PagedRef {
+            loc,
+            seq: origin,
+            redelivered,
+        });
+    }
+
+    /// Every recovered message is in: puts them in publish order and numbers new ones after.
+    pub fn recovered(&mut self) {
+        let paged = self.paged.make_contiguous();
+        if !paged.is_sorted_by_key(|p| p.seq) {
+            paged.sort_unstable_by_key(|p| p.seq);
+        }
+        self.next_seq = self.paged.back().map_or(self.next_seq, |p| p.seq + 1);
+    }
+
     /// Reads the next batch of paged messages into memory once the window has run dry.
     #[inline(never)]
     fn page_in(&mut self, store: &mut Store) {
@@ -141,10 +168,7 @@ impl Queue {
             let Some(p) = self.paged.pop_front() else {
                 break;
             };
-            let store_ref = StoreRef {
-                msg_id: p.loc.msg_id,
-                queue,
-            };
+            let store_ref = StoreRef::at(p.loc, queue);
             match store.read(p.loc) {
                 Ok(msg) => {
                     self.ready_bytes += msg.size();
@@ -237,10 +261,7 @@ impl Queue {
         }
         if let Some(queue) = self.store_id {
             for p in std::mem::take(&mut self.paged) {
-                store.ack(StoreRef {
-                    msg_id: p.loc.msg_id,
-                    queue,
-                });
+                store.ack(StoreRef::at(p.loc, queue));
             }
         }
         n

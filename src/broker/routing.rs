@@ -187,13 +187,7 @@ impl Broker {
                     None => q.push(msg.clone(), None),
                 }
             }
-            Some(sid) => q.push(
-                msg.clone(),
-                loc.map(|l| StoreRef {
-                    msg_id: l.msg_id,
-                    queue: sid,
-                }),
-            ),
+            Some(sid) => q.push(msg.clone(), loc.map(|l| StoreRef::at(l, sid))),
             None => q.push(msg.clone(), None),
         }
         if !q.consumers().is_empty() {

@@ -54,12 +54,18 @@ impl Broker {
     pub fn add_vhost(&mut self, vhost: Vhost) -> VhostId {
         let name = vhost.name.clone();
         self.access.put_vhost(vhost);
-        self.definitions_changed = true;
-        if let Some(id) = self.vhost_id(&name) {
+        self.record_access();
+        self.vhost_names(&name)
+    }
+
+    /// The names of vhost `name`, created with the standard exchanges if there are none yet
+    /// (the vhost itself is in `AccessControl` already).
+    pub(super) fn vhost_names(&mut self, name: &str) -> VhostId {
+        if let Some(id) = self.vhost_id(name) {
             return id;
         }
         let id = self.vhosts.insert(VhostState {
-            name: name.as_str().into(),
+            name: name.into(),
             exchanges: HashMap::new(),
             queues: HashMap::new(),
         });
@@ -86,7 +92,7 @@ impl Broker {
             return false;
         };
         self.access.delete_vhost(name);
-        self.definitions_changed = true;
+        self.record_access();
         if let Some(v) = self.vhosts.get(id) {
             let queues: Vec<QueueId> = v.queues.values().copied().collect();
             for q in queues {

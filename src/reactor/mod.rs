@@ -132,7 +132,9 @@ impl Reactor {
                     return Ok(());
                 }
             }
-            let busy = !self.read_list.is_empty() || self.broker.has_ready();
+            let busy = !self.read_list.is_empty()
+                || self.broker.has_ready()
+                || self.broker.has_background_work();
             let timeout = if busy {
                 Duration::ZERO
             } else {
@@ -381,8 +383,9 @@ impl Reactor {
         self.flush_list.clear();
     }
 
-    /// Group commit: this turn's definitions and message records reach the disk before any
-    /// reply or confirm of the turn is written to a socket.
+    /// Group commit: this turn's definition changes and message records reach the disk
+    /// before any reply or confirm of the turn is written to a socket. Then a bounded slice
+    /// of the store's background work (compaction, definitions snapshot).
     fn persist(&mut self) {
         self.stored = self.broker.commit_turn().is_ok();
     }

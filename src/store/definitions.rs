@@ -1,26 +1,36 @@
-//! Durable definitions (exchanges, queues, bindings between durable entities, and the access
-//! tables: users, vhosts, permissions) as one file, replaced atomically: write a new file,
-//! fsync it, rename it over the old one, fsync the directory. A crash at any byte leaves
-//! either the old file or the new one, never a mix.
+//! Durable definitions (exchanges, queues, bindings between durable entities, each in its
+//! vhost, and the access tables) as records: their types, the changes the broker reports,
+//! and how each is encoded. The same record kinds make up the snapshot file `definitions.dat`
+//! and the journal after it (`journal.rs`).
 //!
-//! Exchange, queue and binding records end with their vhost's name; a record without it (coney
-//! before vhosts) belongs to "/". The access tables are one record holding them as RabbitMQ's
-//! definitions JSON (users with their password hashes, vhosts, permissions, topic permissions,
-//! vhost limits), which the broker writes and reads with the same code as definitions files.
+//! ```text
+//! NEXT_QUEUE_ID    u32                      (snapshot: lowest store id never handed out)
+//! EXCHANGE         name | kind | auto_delete u8 | internal u8 | arguments | vhost
+//! QUEUE            name | store id u32 | auto_delete u8 | arguments | vhost
+//! BINDING          source | to_exchange u8 | destination | key | arguments | vhost
+//! GENERATION       u64                      (snapshot: the journals that follow it)
+//! EXCHANGE_DELETED name | vhost
+//! QUEUE_DELETED    name | vhost
+//! UNBINDING        as BINDING
+//! ACCESS           users, vhosts, permissions as RabbitMQ's definitions JSON (the latest wins)
+//! ```
+//! Byte strings carry a u32 length. A snapshot of format version 1 (coney before the
+//! journal) has no GENERATION record. Records written before coney had vhosts end before
+//! their vhost and belong to "/".
 
-use super::record::{self, put_bytes, Cursor, Scan};
-use std::fs::{self, File};
-use std::io::{self, Write};
-use std::path::Path;
+use super::record::{self, put_bytes, Cursor};
 
-const MAGIC: &[u8; 8] = b"CONEYDEF";
 pub const FILE_NAME: &str = "definitions.dat";
 
-const KIND_NEXT_QUEUE_ID: u8 = 1;
-const KIND_EXCHANGE: u8 = 2;
-const KIND_QUEUE: u8 = 3;
-const KIND_BINDING: u8 = 4;
-const KIND_ACCESS: u8 = 9;
+pub const KIND_NEXT_QUEUE_ID: u8 = 1;
+pub const KIND_EXCHANGE: u8 = 2;
+pub const KIND_QUEUE: u8 = 3;
+pub const KIND_BINDING: u8 = 4;
+pub const KIND_GENERATION: u8 = 5;
+pub const KIND_EXCHANGE_DELETED: u8 = 6;
+pub const KIND_QUEUE_DELETED: u8 = 7;
+pub const KIND_UNBINDING: u8 = 8;
+pub const KIND_ACCESS: u8 = 9;
 
 /// The vhost of entity records written before coney had vhosts.
 const DEFAULT_VHOST: &[u8] = b"/";
@@ -45,7 +55,7 @@ pub struct QueueDef {
     pub arguments: Vec<u8>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BindingDef {
     pub vhost: Vec<u8>,
     pub source: Vec<u8>,
@@ -56,8 +66,11 @@ pub struct BindingDef {
     pub arguments: Vec<u8>,
 }
 
+/// The durable definitions as recovered at start.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Definitions {
+    /// Lowest queue store id never handed out: ids are not reused, since messages of a
+    /// deleted queue may still be in the log.
     pub next_queue_id: u32,
     pub exchanges: Vec<ExchangeDef>,
     pub queues: Vec<QueueDef>,
@@ -66,15 +79,255 @@ pub struct Definitions {
     pub access: Option<Vec<u8>>,
 }
 
+/// A binding as the broker has it, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct BindingRef<'a> {
+    pub vhost: &'a [u8],
+    pub source: &'a [u8],
+    pub to_exchange: bool,
+    pub destination: &'a [u8],
+    pub key: &'a [u8],
+    pub arguments: &'a [u8],
+}
+
+/// A change to the durable definitions, reported by the broker as it happens. Deleting an
+/// exchange or queue also removes every binding from or to it, as in the broker.
+#[derive(Debug, Clone, Copy)]
+pub enum DefChange<'a> {
+    Exchange {
+        vhost: &'a [u8],
+        name: &'a [u8],
+        kind: &'a [u8],
+        auto_delete: bool,
+        internal: bool,
+        arguments: &'a [u8],
+    },
+    ExchangeDeleted {
+        vhost: &'a [u8],
+        name: &'a [u8],
+    },
+    Queue {
+        vhost: &'a [u8],
+        name: &'a [u8],
+        store_id: u32,
+        auto_delete: bool,
+        arguments: &'a [u8],
+    },
+    QueueDeleted {
+        vhost: &'a [u8],
+        name: &'a [u8],
+    },
+    Binding(BindingRef<'a>),
+    Unbinding(BindingRef<'a>),
+    /// The whole access tables after a change to them.
+    Access(&'a [u8]),
+}
+
+impl<'a> DefChange<'a> {
+    pub fn exchange(
+        vhost: &'a [u8],
+        name: &'a [u8],
+        kind: &'a [u8],
+        auto_delete: bool,
+        internal: bool,
+        arguments: &'a [u8],
+    ) -> Self {
+        DefChange::Exchange {
+            vhost,
+            name,
+            kind,
+            auto_delete,
+            internal,
+            arguments,
+        }
+    }
+
+    pub fn queue(
+        vhost: &'a [u8],
+        name: &'a [u8],
+        store_id: u32,
+        auto_delete: bool,
+        arguments: &'a [u8],
+    ) -> Self {
+        DefChange::Queue {
+            vhost,
+            name,
+            store_id,
+            auto_delete,
+            arguments,
+        }
+    }
+
+    /// Appends the change as one record.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match *self {
+            DefChange::Exchange {
+                vhost,
+                name,
+                kind,
+                auto_delete,
+                internal,
+                arguments,
+            } => record::write_record(out, KIND_EXCHANGE, |p| {
+                put_bytes(p, name);
+                put_bytes(p, kind);
+                p.push(auto_delete as u8);
+                p.push(internal as u8);
+                put_bytes(p, arguments);
+                put_bytes(p, vhost);
+            }),
+            DefChange::ExchangeDeleted { vhost, name } => {
+                record::write_record(out, KIND_EXCHANGE_DELETED, |p| {
+                    put_bytes(p, name);
+                    put_bytes(p, vhost);
+                })
+            }
+            DefChange::Queue {
+                vhost,
+                name,
+                store_id,
+                auto_delete,
+                arguments,
+            } => record::write_record(out, KIND_QUEUE, |p| {
+                put_bytes(p, name);
+                p.extend_from_slice(&store_id.to_be_bytes());
+                p.push(auto_delete as u8);
+                put_bytes(p, arguments);
+                put_bytes(p, vhost);
+            }),
+            DefChange::QueueDeleted { vhost, name } => {
+                record::write_record(out, KIND_QUEUE_DELETED, |p| {
+                    put_bytes(p, name);
+                    put_bytes(p, vhost);
+                })
+            }
+            DefChange::Binding(b) => record::write_record(out, KIND_BINDING, |p| put_binding(p, b)),
+            DefChange::Unbinding(b) => {
+                record::write_record(out, KIND_UNBINDING, |p| put_binding(p, b))
+            }
+            DefChange::Access(json) => {
+                record::write_record(out, KIND_ACCESS, |p| put_bytes(p, json))
+            }
+        }
+    }
+}
+
+fn put_binding(p: &mut Vec<u8>, b: BindingRef<'_>) {
+    put_bytes(p, b.source);
+    p.push(b.to_exchange as u8);
+    put_bytes(p, b.destination);
+    put_bytes(p, b.key);
+    put_bytes(p, b.arguments);
+    put_bytes(p, b.vhost);
+}
+
 /// The trailing vhost name of an entity record, "/" if it has none.
-fn vhost_of(c: &mut Cursor<'_>) -> Vec<u8> {
-    c.bytes()
-        .map_or_else(|| DEFAULT_VHOST.to_vec(), <[u8]>::to_vec)
+fn vhost_of<'a>(c: &mut Cursor<'a>) -> &'a [u8] {
+    c.bytes().unwrap_or(DEFAULT_VHOST)
+}
+
+pub fn parse_exchange(payload: &[u8]) -> Option<ExchangeDef> {
+    let mut c = Cursor::new(payload);
+    let (name, kind) = (c.bytes()?.to_vec(), c.bytes()?.to_vec());
+    let (auto_delete, internal) = (c.u8()? != 0, c.u8()? != 0);
+    let arguments = c.bytes()?.to_vec();
+    Some(ExchangeDef {
+        vhost: vhost_of(&mut c).to_vec(),
+        name,
+        kind,
+        auto_delete,
+        internal,
+        arguments,
+    })
+}
+
+pub fn parse_queue(payload: &[u8]) -> Option<QueueDef> {
+    let mut c = Cursor::new(payload);
+    let (name, store_id) = (c.bytes()?.to_vec(), c.u32()?);
+    let (auto_delete, arguments) = (c.u8()? != 0, c.bytes()?.to_vec());
+    Some(QueueDef {
+        vhost: vhost_of(&mut c).to_vec(),
+        name,
+        store_id,
+        auto_delete,
+        arguments,
+    })
+}
+
+pub fn parse_binding(payload: &[u8]) -> Option<BindingRef<'_>> {
+    let mut c = Cursor::new(payload);
+    let (source, to_exchange) = (c.bytes()?, c.u8()? != 0);
+    let (destination, key, arguments) = (c.bytes()?, c.bytes()?, c.bytes()?);
+    Some(BindingRef {
+        vhost: vhost_of(&mut c),
+        source,
+        to_exchange,
+        destination,
+        key,
+        arguments,
+    })
+}
+
+/// The (vhost, name) an exchange, queue or deletion record is about: its first byte string,
+/// and its vhost (after the kind's other fields; "/" in records written before vhosts).
+pub fn parse_entity(kind: u8, payload: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut c = Cursor::new(payload);
+    let name = c.bytes()?;
+    match kind {
+        KIND_EXCHANGE => {
+            c.bytes()?;
+            c.u8()?;
+            c.u8()?;
+            c.bytes()?;
+        }
+        KIND_QUEUE => {
+            c.u32()?;
+            c.u8()?;
+            c.bytes()?;
+        }
+        KIND_EXCHANGE_DELETED | KIND_QUEUE_DELETED => {}
+        _ => return None,
+    }
+    Some((vhost_of(&mut c), name))
+}
+
+/// The access tables of an ACCESS record.
+pub fn parse_access(payload: &[u8]) -> Option<&[u8]> {
+    Cursor::new(payload).bytes()
 }
 
 impl Definitions {
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = record::file_header(MAGIC).to_vec();
+    /// Adds the definition one record declares (snapshot kinds only).
+    pub fn apply(&mut self, kind: u8, payload: &[u8]) -> Option<()> {
+        match kind {
+            KIND_NEXT_QUEUE_ID => {
+                let id = Cursor::new(payload).u32()?;
+                self.next_queue_id = self.next_queue_id.max(id);
+            }
+            KIND_EXCHANGE => self.exchanges.push(parse_exchange(payload)?),
+            KIND_QUEUE => self.queues.push(parse_queue(payload)?),
+            KIND_BINDING => {
+                let b = parse_binding(payload)?;
+                self.bindings.push(BindingDef {
+                    vhost: b.vhost.to_vec(),
+                    source: b.source.to_vec(),
+                    to_exchange: b.to_exchange,
+                    destination: b.destination.to_vec(),
+                    key: b.key.to_vec(),
+                    arguments: b.arguments.to_vec(),
+                });
+            }
+            KIND_ACCESS => self.access = Some(parse_access(payload)?.to_vec()),
+            _ => return None,
+        }
+        Some(())
+    }
+
+    /// The definitions as a whole file in format version 1, as coney wrote before the
+    /// journal and before vhosts: no vhost in any record, no access tables (tests of the
+    /// conversion; snapshots are written by `journal.rs`).
+    pub fn encode_version_1(&self) -> Vec<u8> {
+        let mut out = record::file_header(super::journal::SNAPSHOT_MAGIC).to_vec();
         record::write_record(&mut out, KIND_NEXT_QUEUE_ID, |p| {
             p.extend_from_slice(&self.next_queue_id.to_be_bytes())
         });
@@ -85,7 +338,6 @@ impl Definitions {
                 p.push(x.auto_delete as u8);
                 p.push(x.internal as u8);
                 put_bytes(p, &x.arguments);
-                put_bytes(p, &x.vhost);
             });
         }
         for q in &self.queues {
@@ -94,7 +346,6 @@ impl Definitions {
                 p.extend_from_slice(&q.store_id.to_be_bytes());
                 p.push(q.auto_delete as u8);
                 put_bytes(p, &q.arguments);
-                put_bytes(p, &q.vhost);
             });
         }
         for b in &self.bindings {
@@ -104,187 +355,22 @@ impl Definitions {
                 put_bytes(p, &b.destination);
                 put_bytes(p, &b.key);
                 put_bytes(p, &b.arguments);
-                put_bytes(p, &b.vhost);
             });
         }
-        if let Some(access) = &self.access {
-            record::write_record(&mut out, KIND_ACCESS, |p| put_bytes(p, access));
-        }
         out
-    }
-
-    /// Decodes a whole file. Any damage is an error: this file is only ever replaced whole.
-    pub fn decode(buf: &[u8]) -> Result<Self, String> {
-        match record::check_file_header(buf, MAGIC) {
-            Some(record::FORMAT_VERSION) => {}
-            Some(v) => return Err(format!("definitions format version {v} is not supported")),
-            None => return Err("not a coney definitions file".into()),
-        }
-        let mut d = Definitions::default();
-        let mut at = record::FILE_HEADER_BYTES;
-        while at < buf.len() {
-            let Scan::Record { kind, payload, len } = record::scan(&buf[at..]) else {
-                return Err(format!("damaged record at byte {at}"));
-            };
-            let bad = || format!("malformed record of kind {kind} at byte {at}");
-            let mut c = Cursor::new(payload);
-            match kind {
-                KIND_NEXT_QUEUE_ID => d.next_queue_id = c.u32().ok_or_else(bad)?,
-                KIND_EXCHANGE => d.exchanges.push(
-                    (|| {
-                        Some(ExchangeDef {
-                            name: c.bytes()?.to_vec(),
-                            kind: c.bytes()?.to_vec(),
-                            auto_delete: c.u8()? != 0,
-                            internal: c.u8()? != 0,
-                            arguments: c.bytes()?.to_vec(),
-                            vhost: vhost_of(&mut c),
-                        })
-                    })()
-                    .ok_or_else(bad)?,
-                ),
-                KIND_QUEUE => d.queues.push(
-                    (|| {
-                        Some(QueueDef {
-                            name: c.bytes()?.to_vec(),
-                            store_id: c.u32()?,
-                            auto_delete: c.u8()? != 0,
-                            arguments: c.bytes()?.to_vec(),
-                            vhost: vhost_of(&mut c),
-                        })
-                    })()
-                    .ok_or_else(bad)?,
-                ),
-                KIND_BINDING => d.bindings.push(
-                    (|| {
-                        Some(BindingDef {
-                            source: c.bytes()?.to_vec(),
-                            to_exchange: c.u8()? != 0,
-                            destination: c.bytes()?.to_vec(),
-                            key: c.bytes()?.to_vec(),
-                            arguments: c.bytes()?.to_vec(),
-                            vhost: vhost_of(&mut c),
-                        })
-                    })()
-                    .ok_or_else(bad)?,
-                ),
-                KIND_ACCESS => d.access = Some(c.bytes().ok_or_else(bad)?.to_vec()),
-                _ => return Err(format!("unknown record kind {kind} at byte {at}")),
-            }
-            at += len;
-        }
-        Ok(d)
-    }
-
-    /// Loads the definitions in `dir`, or empty ones if there is no file yet.
-    pub fn load(dir: &Path) -> io::Result<Self> {
-        let path = dir.join(FILE_NAME);
-        match fs::read(&path) {
-            Ok(buf) => Definitions::decode(&buf).map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{}: {e}", path.display()),
-                )
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Definitions {
-                next_queue_id: 1,
-                ..Default::default()
-            }),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Replaces the file atomically and durably.
-    pub fn save(&self, dir: &Path) -> io::Result<()> {
-        let tmp = dir.join(format!("{FILE_NAME}.tmp"));
-        let mut f = File::create(&tmp)?;
-        f.write_all(&self.encode())?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, dir.join(FILE_NAME))?;
-        File::open(dir)?.sync_all()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sample() -> Definitions {
-        Definitions {
-            next_queue_id: 9,
-            exchanges: vec![ExchangeDef {
-                vhost: b"/".to_vec(),
-                name: b"logs".to_vec(),
-                kind: b"topic".to_vec(),
-                auto_delete: false,
-                internal: true,
-                arguments: vec![],
-            }],
-            queues: vec![QueueDef {
-                vhost: b"v1".to_vec(),
-                name: b"task_queue".to_vec(),
-                store_id: 3,
-                auto_delete: false,
-                arguments: b"\x01kt\x01".to_vec(),
-            }],
-            bindings: vec![BindingDef {
-                vhost: b"/".to_vec(),
-                source: b"logs".to_vec(),
-                to_exchange: false,
-                destination: b"task_queue".to_vec(),
-                key: b"lazy.#".to_vec(),
-                arguments: vec![],
-            }],
-            access: Some(br#"{"users":[]}"#.to_vec()),
+impl BindingDef {
+    pub fn as_ref(&self) -> BindingRef<'_> {
+        BindingRef {
+            vhost: &self.vhost,
+            source: &self.source,
+            to_exchange: self.to_exchange,
+            destination: &self.destination,
+            key: &self.key,
+            arguments: &self.arguments,
         }
-    }
-
-    #[test]
-    fn definitions_round_trip() {
-        let d = sample();
-        assert_eq!(Definitions::decode(&d.encode()), Ok(d));
-    }
-
-    #[test]
-    fn any_damage_is_reported_not_half_applied() {
-        let bytes = sample().encode();
-        for cut in 0..bytes.len() {
-            // A shorter file is either a valid prefix of whole records or an error.
-            if let Ok(d) = Definitions::decode(&bytes[..cut]) {
-                let whole = d.exchanges.len() + d.queues.len() + d.bindings.len();
-                assert!(whole + usize::from(d.access.is_some()) < 4);
-            }
-        }
-        let mut flipped = bytes.clone();
-        flipped[30] ^= 1;
-        assert!(Definitions::decode(&flipped).is_err());
-    }
-
-    /// Records written before vhosts (no trailing vhost name) load into "/".
-    #[test]
-    fn records_without_a_vhost_belong_to_the_default_vhost() {
-        let mut out = record::file_header(MAGIC).to_vec();
-        record::write_record(&mut out, KIND_QUEUE, |p| {
-            put_bytes(p, b"old");
-            p.extend_from_slice(&7u32.to_be_bytes());
-            p.push(0);
-            put_bytes(p, b"");
-        });
-        let d = Definitions::decode(&out).expect("decode");
-        assert_eq!(d.queues[0].vhost, b"/");
-        assert_eq!(d.queues[0].store_id, 7);
-        assert_eq!(d.access, None);
-    }
-
-    #[test]
-    fn save_replaces_the_file_and_load_reads_it_back() {
-        let dir = std::env::temp_dir().join(format!("coney-defs-{}", std::process::id()));
-        fs::create_dir_all(&dir).expect("dir");
-        assert_eq!(Definitions::load(&dir).expect("empty").next_queue_id, 1);
-        sample().save(&dir).expect("save");
-        assert_eq!(Definitions::load(&dir).expect("load"), sample());
-        assert!(!dir.join(format!("{FILE_NAME}.tmp")).exists());
-        fs::remove_dir_all(&dir).expect("cleanup");
     }
 }
