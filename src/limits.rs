@@ -61,6 +61,13 @@ pub(crate) const DEFINITIONS_JOURNAL_MIN_BYTES: u64 = 1024 * 1024;
 pub(crate) const PAGE_IN_BATCH_MESSAGES: usize = 1024;
 /// Deliveries made from one queue in one pass before other queues get a turn.
 pub(crate) const DELIVERIES_PER_QUEUE_PER_TURN_MAX: usize = 16384;
+// Per-client state of RabbitMQ's consumer extensions (issue 10) needs no bound of its own; it
+// is bounded by what already is. A queue's consumer priority levels are at most its consumers
+// (one group per level; picking walks levels and consumers as round robin walked consumers).
+// A channel has at most one reply consumer (RabbitMQ's rule), so a connection has at most
+// CHANNEL_MAX: a registry entry of about 40 bytes and a 54-byte reply name each. A direct reply
+// is written once per published message, past prefetch as in RabbitMQ, so the requester's
+// output is bounded by WRITE_BUFFER_HARD_BYTES like any output.
 /// Events taken from the poller per wake-up.
 pub(crate) const EVENTS_PER_POLL_MAX: usize = 1024;
 /// Connections accepted at once; past this, new sockets are accepted and closed at once.
@@ -77,6 +84,10 @@ const _: () = assert!((COMPACTION_BYTES_PER_TURN as u64) < SEGMENT_SIZE_MAX_BYTE
 // Offsets within a segment are u32; one record may exceed the segment size by a message.
 const _: () = assert!(SEGMENT_SIZE_MAX_BYTES + 2 * MESSAGE_SIZE_MAX_BYTES < u32::MAX as u64);
 const _: () = assert!(DEFINITIONS_SNAPSHOT_BYTES_PER_TURN as u64 <= DEFINITIONS_JOURNAL_MIN_BYTES);
+// A partial frame kept between reads is shorter than frame_max + FRAME_OVERHEAD (a payload of
+// frame_max is accepted, as RabbitMQ does); the read buffer (FRAME_MAX_BYTES +
+// READ_CHUNK_BYTES) must leave room to read more after it.
+const _: () = assert!(READ_CHUNK_BYTES > FRAME_OVERHEAD);
 
 // HTTP (management and Prometheus listeners). The first six are cowboy's defaults as RabbitMQ's
 // management plugin keeps them, checked against RabbitMQ 3.10 (tests/fixtures/rabbitmq-3.10-http).

@@ -6,8 +6,10 @@
 
 use super::bindings::Binding;
 use super::durability::record_binding;
-use super::exchange::{Destination, Exchange, ExchangeId, ExchangeKind};
-use super::queue::{Queue, QueueId};
+use super::exchange::{
+    Destination, Exchange, ExchangeId, ExchangeKind, ALTERNATE_EXCHANGE, COMPARED_ARGUMENTS,
+};
+use super::queue::{single_active_consumer_arg, Queue, QueueId};
 use super::{not_found_exchange, not_found_queue, Actor, Broker, ConnId};
 use crate::auth::{Resource, ResourceKind, SourceExchange};
 use crate::error::{AmqpError, Show};
@@ -55,6 +57,13 @@ fn inequivalent(
     ))
 }
 
+pub(super) fn internal_exchange_refused(vhost: &str, name: &[u8]) -> AmqpError {
+    AmqpError::access_refused(format_args!(
+        "cannot publish to internal exchange '{}' in vhost '{vhost}'",
+        Show(name)
+    ))
+}
+
 fn default_exchange_refused() -> AmqpError {
     AmqpError::access_refused("operation not permitted on the default exchange")
 }
@@ -71,6 +80,49 @@ fn queue_locked(vhost: &str, name: &[u8]) -> AmqpError {
         "cannot obtain exclusive access to locked queue '{}' in vhost '{vhost}'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
         Show(name)
     ))
+}
+
+/// RabbitMQ's argument equivalence (`rabbit_misc:assert_args_equivalence`): absent on both
+/// sides, or equal values whose types are of one class (integers of any width are one).
+fn equivalent_values(a: Option<FieldValue<'_>>, b: Option<FieldValue<'_>>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => match (a.as_integer(), b.as_integer()) {
+            (Some(x), Some(y)) => x == y,
+            _ => a == b,
+        },
+        _ => false,
+    }
+}
+
+/// An argument value as RabbitMQ's inequivalence text shows it: `none`; `'v'` when both
+/// sides have a value; `the value 'v' of type 't'` when only this side has one.
+struct ArgValue<'a> {
+    value: Option<FieldValue<'a>>,
+    typed: bool,
+}
+
+impl std::fmt::Display for ArgValue<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Some(v) = self.value else {
+            return f.write_str("none");
+        };
+        let text = match v {
+            FieldValue::LongStr(s) | FieldValue::Bytes(s) => {
+                String::from_utf8_lossy(s).into_owned()
+            }
+            FieldValue::Bool(b) => b.to_string(),
+            other => match other.as_integer() {
+                Some(i) => i.to_string(),
+                None => format!("{other:?}"),
+            },
+        };
+        if self.typed {
+            write!(f, "the value '{text}' of type '{}'", v.type_name())
+        } else {
+            write!(f, "'{text}'")
+        }
+    }
 }
 
 /// A long-string argument (alternate-exchange, x-dead-letter-exchange), for the permission
@@ -122,13 +174,23 @@ impl Broker {
         }
         who.grant().check_exchange_declare(name)?;
         if let Some(&id) = self.names(who)?.exchanges.get(name) {
-            return self.check_exchange_equivalent(who, id, name, parsed, flags);
+            return self.check_exchange_equivalent(who, id, name, parsed, flags, args);
         }
         if name.starts_with(b"amq.") {
             return Err(reserved_name("exchange", name));
         }
-        if let Some(ae) = string_arg(args, b"alternate-exchange") {
-            who.grant().check_alternate_exchange(name, ae)?;
+        match args.get(ALTERNATE_EXCHANGE) {
+            None => {}
+            Some(FieldValue::LongStr(ae)) => who.grant().check_alternate_exchange(name, ae)?,
+            Some(other) => {
+                return Err(AmqpError::precondition(format_args!(
+                    "invalid type '{}' for arg '{}' in exchange '{}' in vhost '{}'",
+                    other.type_name(),
+                    Show(ALTERNATE_EXCHANGE),
+                    Show(name),
+                    who.vhost_name()
+                )))
+            }
         }
         let x = Exchange::new(
             who.vhost,
@@ -153,7 +215,7 @@ impl Broker {
         Ok(())
     }
 
-    /// exchange.declare of an existing exchange: the same type and flags.
+    /// exchange.declare of an existing exchange: the same type, flags and compared arguments.
     fn check_exchange_equivalent(
         &self,
         who: &Actor,
@@ -161,6 +223,7 @@ impl Broker {
         name: &[u8],
         kind: ExchangeKind,
         flags: ExchangeFlags,
+        args: FieldTable<'_>,
     ) -> Result<(), AmqpError> {
         let vhost = who.vhost_name();
         let Some(x) = self.exchanges.get(id) else {
@@ -182,6 +245,28 @@ impl Broker {
             return Err(inequivalent(
                 vhost, arg, "exchange", name, received, current,
             ));
+        }
+        let current = FieldTable::parse(&x.arguments).unwrap_or_default();
+        for key in COMPARED_ARGUMENTS {
+            let (received, current) = (args.get(key), current.get(key));
+            if !equivalent_values(received, current) {
+                let typed = received.is_none() || current.is_none();
+                let received = ArgValue {
+                    value: received,
+                    typed,
+                };
+                let current = ArgValue {
+                    value: current,
+                    typed,
+                };
+                return Err(AmqpError::precondition(format_args!(
+                    "inequivalent arg '{}' for exchange '{}' in vhost '{vhost}': received {} but current is {}",
+                    Show(key),
+                    Show(name),
+                    received,
+                    current
+                )));
+            }
         }
         Ok(())
     }
@@ -470,6 +555,7 @@ impl Broker {
         if let Some(dlx) = string_arg(args, b"x-dead-letter-exchange") {
             who.grant().check_dead_letter_exchange(&name, dlx)?;
         }
+        single_active_consumer_arg(args.raw(), who.vhost_name(), &name)?;
         let owner = flags.exclusive.then_some(who.conn);
         let mut q = Queue::new(
             who.vhost,
@@ -525,7 +611,7 @@ impl Broker {
         Ok(DeclareOk {
             queue: id,
             message_count: q.message_count() as u32,
-            consumer_count: q.consumers().len() as u32,
+            consumer_count: q.consumer_count() as u32,
             name,
         })
     }
@@ -600,7 +686,7 @@ impl Broker {
             .queues
             .get(id)
             .ok_or_else(|| not_found_queue(vhost, name))?;
-        if if_unused && !q.consumers().is_empty() {
+        if if_unused && q.has_consumers() {
             return Err(AmqpError::precondition(format_args!(
                 "queue '{}' in vhost '{vhost}' in use",
                 Show(name)

@@ -23,6 +23,8 @@ mod handle;
 mod import;
 pub mod message;
 pub mod queue;
+mod reply_to;
+mod rotation;
 mod routing;
 pub mod topic_trie;
 mod vhost;
@@ -32,6 +34,7 @@ pub use delivery::DeliverySink;
 pub(crate) use entities::ExchangeFlags;
 pub use entities::{DeclareOk, QueueFlags};
 pub use import::Imported;
+pub(crate) use reply_to::{ReplyConsumerId, REPLY_QUEUE};
 pub use routing::PublishTarget;
 pub use vhost::VhostId;
 
@@ -44,6 +47,7 @@ use consumer::{Consumer, ConsumerId};
 use exchange::{Exchange, ExchangeId, ExchangeKind};
 use handle::Registry;
 use queue::{Queue, QueueId};
+use reply_to::ReplyConsumer;
 use std::collections::HashMap;
 use vhost::VhostState;
 
@@ -53,7 +57,7 @@ use vhost::VhostState;
 pub struct ConnId(pub u32);
 
 /// Something a session must be told about that another connection's action caused.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Notice {
     /// The consumer's queue was deleted; the client gets basic.cancel if it asked for that.
     ConsumerCancelled {
@@ -62,8 +66,27 @@ pub enum Notice {
         consumer: ConsumerId,
         channel_slot: u32,
     },
+    /// A reply published to the reply name of the channel's reply consumer (direct reply-to):
+    /// delivered at once if that consumer is still there, else dropped.
+    Reply {
+        conn: ConnId,
+        channel: u16,
+        consumer: ReplyConsumerId,
+        message: message::Message,
+    },
     /// The connection must go with 320 CONNECTION_FORCED (its vhost or user was deleted).
     ConnectionForced { conn: ConnId, reason: String },
+}
+
+impl Notice {
+    /// The connection the notice is for.
+    pub fn conn(&self) -> ConnId {
+        match self {
+            Notice::ConsumerCancelled { conn, .. }
+            | Notice::Reply { conn, .. }
+            | Notice::ConnectionForced { conn, .. } => *conn,
+        }
+    }
 }
 
 pub struct Broker {
@@ -74,6 +97,8 @@ pub struct Broker {
     queues: Registry<QueueId, Queue>,
     bindings: Bindings,
     consumers: Registry<ConsumerId, Consumer>,
+    /// Channels consuming amq.rabbitmq.reply-to (at most one per channel).
+    reply_consumers: Registry<ReplyConsumerId, ReplyConsumer>,
     /// Queues that may be able to deliver: new messages, consumers or credit.
     ready: Vec<QueueId>,
     /// The list `deliver_ready` works through, kept for its capacity.
@@ -141,6 +166,7 @@ impl Broker {
             queues: Registry::default(),
             bindings: Bindings::default(),
             consumers: Registry::default(),
+            reply_consumers: Registry::default(),
             ready: Vec::new(),
             ready_scratch: Vec::new(),
             notices: Vec::new(),
@@ -195,6 +221,7 @@ impl Broker {
     /// connections (it must not once released).
     pub fn holds_anything_of(&self, conn: ConnId) -> bool {
         self.consumers.iter().any(|(_, c)| c.conn() == conn)
+            || self.reply_consumers.iter().any(|(_, c)| c.conn() == conn)
             || self.queues.iter().any(|(_, q)| q.owner == Some(conn))
             || self.clients.has(conn)
     }
@@ -205,19 +232,19 @@ impl Broker {
         for (cid, c) in self.consumers.iter() {
             let q = self.queues.get(c.queue());
             assert!(
-                q.is_some_and(|q| q.consumers().contains(&cid)),
+                q.is_some_and(|q| q.consumers().any(|x| x == cid)),
                 "consumer missing from its queue's list"
             );
         }
         for (qid, q) in self.queues.iter() {
-            for &cid in q.consumers() {
+            for cid in q.consumers() {
                 let c = self.consumers.get(cid);
                 assert!(
                     c.is_some_and(|c| c.queue() == qid),
                     "queue lists a consumer that is gone or elsewhere"
                 );
             }
-            if q.consumers().is_empty() {
+            if !q.has_consumers() {
                 assert!(
                     !q.exclusive_consumer(),
                     "exclusive-consumer flag left on a queue without consumers"
@@ -374,10 +401,10 @@ mod tests {
         )
         .expect("declare");
         let c1 = b
-            .add_consumer(&a(&b, C1), 1, 0, b"ad", false, false)
+            .add_consumer(&a(&b, C1), 1, 0, b"ad", false, false, FieldTable::EMPTY)
             .expect("consume");
         let c2 = b
-            .add_consumer(&a(&b, C1), 1, 1, b"ad", false, false)
+            .add_consumer(&a(&b, C1), 1, 1, b"ad", false, false, FieldTable::EMPTY)
             .expect("consume");
         b.cancel_consumer(c1);
         assert!(names(&b, "/").queues.contains_key(&b"ad"[..]));
@@ -460,6 +487,57 @@ mod tests {
         b.assert_consistent();
     }
 
+    /// A durable exchange's alternate exchange and a durable queue's single-active-consumer
+    /// flag come back from the store after a restart.
+    #[test]
+    fn alternate_exchanges_and_single_active_consumer_survive_a_restart() {
+        let dir = std::env::temp_dir().join(format!(
+            "coney-ae-sac-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut raw = Vec::new();
+        let mut w = crate::protocol::wire::Writer::new(&mut raw);
+        w.shortstr(b"alternate-exchange");
+        w.u8(b'S');
+        w.longstr(b"ae");
+        let ae_args = FieldTable::parse(&raw).expect("table");
+        let mut raw = Vec::new();
+        let mut w = crate::protocol::wire::Writer::new(&mut raw);
+        w.shortstr(b"x-single-active-consumer");
+        w.u8(b't');
+        w.u8(1);
+        let sac_args = FieldTable::parse(&raw).expect("table");
+        let durable = ExchangeFlags {
+            durable: true,
+            ..Default::default()
+        };
+        {
+            let mut b = Broker::open(&dir, Some(&DefaultData::default())).expect("open");
+            let who = a(&b, C1);
+            b.declare_exchange(&who, b"x", b"direct", durable, ae_args)
+                .expect("x");
+            b.declare_exchange(&who, b"ae", b"fanout", durable, FieldTable::EMPTY)
+                .expect("ae");
+            let flags = QueueFlags {
+                durable: true,
+                ..Default::default()
+            };
+            b.declare_queue(&who, b"sac", flags, sac_args).expect("q");
+            b.bind_queue(&who, b"sac", b"ae", b"", FieldTable::EMPTY)
+                .expect("bind");
+            b.commit_turn().expect("commit");
+            b.close_clean().expect("close");
+        }
+        let mut b = Broker::open(&dir, None).expect("reopen");
+        let m = Message::new(b"x", b"nowhere", &[0, 0], b"", false);
+        assert_eq!(route(&mut b, &m), Ok(1), "routed through the recovered AE");
+        let q = names(&b, "/").queues[&b"sac"[..]];
+        assert!(b.queues.get(q).is_some_and(|q| q.single_active()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// Takes deliveries for the consumers it is told to accept, recording who got what.
     #[derive(Default)]
     struct TestSink {
@@ -494,10 +572,10 @@ mod tests {
         let mut b = Broker::new();
         declare(&mut b, C1, "q", QueueFlags::default()).expect("q");
         let c1 = b
-            .add_consumer(&a(&b, C1), 1, 0, b"q", true, false)
+            .add_consumer(&a(&b, C1), 1, 0, b"q", true, false, FieldTable::EMPTY)
             .expect("c1");
         let c2 = b
-            .add_consumer(&a(&b, C2), 1, 0, b"q", true, false)
+            .add_consumer(&a(&b, C2), 1, 0, b"q", true, false, FieldTable::EMPTY)
             .expect("c2");
         let mut sink = TestSink {
             refuse: vec![c1],
@@ -561,7 +639,7 @@ mod tests {
         b.bind_queue(&a(&b, C1), b"q", b"ad", b"", FieldTable::EMPTY)
             .expect("bind");
         let c = b
-            .add_consumer(&a(&b, C2), 7, 3, b"q", false, false)
+            .add_consumer(&a(&b, C2), 7, 3, b"q", false, false, FieldTable::EMPTY)
             .expect("consume");
         assert_eq!(b.delete_queue(&a(&b, C1), b"q", false, false), Ok(0));
         let notices: Vec<Notice> = b.drain_notices().collect();

@@ -1,14 +1,15 @@
 //! basic.publish inside the broker: finding the exchange a publish names in its vhost
 //! (`publish_target`), then routing the complete message through it (and exchange-to-exchange
-//! bindings) into queues, writing it to the store once if it is persistent and reaches durable
-//! queues. The hot path: no allocation once the scratch vectors have grown, one hash lookup per
-//! exchange visited.
+//! bindings, and the alternate exchange of any exchange that routes it nowhere) into queues,
+//! writing it to the store once if it is persistent and reaches durable queues. The hot path:
+//! no allocation once the scratch vectors have grown, one hash lookup per exchange visited.
 
-use super::exchange::{Destination, ExchangeId, ExchangeKind};
+use super::entities::internal_exchange_refused;
+use super::exchange::{Destination, Exchange, ExchangeId, ExchangeKind};
 use super::message::Message;
 use super::queue::QueueId;
 use super::{Actor, Broker, VhostId};
-use crate::error::{AmqpError, Show};
+use crate::error::AmqpError;
 use crate::protocol::FieldTable;
 use crate::store::{Location, StoreRef};
 
@@ -55,11 +56,7 @@ impl Broker {
         let id = self.exchange_id(who, exchange)?;
         let x = self.exchanges.get(id);
         if x.is_some_and(|x| x.internal) {
-            return Err(AmqpError::access_refused(format_args!(
-                "cannot publish to internal exchange '{}' in vhost '{}'",
-                Show(exchange),
-                who.vhost_name()
-            )));
+            return Err(internal_exchange_refused(who.vhost_name(), exchange));
         }
         let topic = x.is_some_and(|x| x.kind() == ExchangeKind::Topic);
         Ok(PublishTarget::Exchange { id, topic })
@@ -77,6 +74,9 @@ impl Broker {
             PublishTarget::Exchange { id, .. } => id,
             PublishTarget::Default(vhost) => {
                 let Some(id) = self.default_route(vhost, msg.routing_key()) else {
+                    if Self::is_reply_name(msg.routing_key()) {
+                        self.route_reply(msg);
+                    }
                     return 0;
                 };
                 let loc = match self.queues.get(id).and_then(|q| q.store_id) {
@@ -118,7 +118,10 @@ impl Broker {
     }
 
     /// The queues a message reaches from `root`, following exchange-to-exchange bindings
-    /// (each exchange once), sorted and without duplicates.
+    /// (each exchange once), sorted and without duplicates. An exchange whose own bindings
+    /// match nothing (neither queue nor exchange) hands the message to its alternate exchange,
+    /// if that exists (RabbitMQ's `process_alternate`); visiting each exchange once ends AE
+    /// cycles.
     fn collect_destinations(
         &mut self,
         root: ExchangeId,
@@ -140,6 +143,11 @@ impl Broker {
             let start = dests.len();
             if let Some(xe) = self.exchanges.get(x) {
                 xe.routes.route(routing_key, headers, dests);
+                if dests.len() == start {
+                    if let Some(ae) = self.alternate_of(xe) {
+                        pending.push(ae);
+                    }
+                }
             }
             // Exchanges found are routed through in turn; only queues stay in `dests`.
             let mut i = start;
@@ -156,6 +164,15 @@ impl Broker {
         dests.dedup();
         self.route.pending = pending;
         self.route.visited = visited;
+    }
+
+    /// The alternate exchange of `x` in its vhost, if it names one that exists. Out of line:
+    /// only unroutable messages get here, and routed ones should not pay for its code.
+    #[cold]
+    #[inline(never)]
+    fn alternate_of(&self, x: &Exchange) -> Option<ExchangeId> {
+        let name = x.alternate.as_deref()?;
+        self.vhosts.get(x.vhost)?.exchanges.get(name).copied()
     }
 
     /// The queue the default exchange of `vhost` routes `key` to.
@@ -190,7 +207,7 @@ impl Broker {
             Some(sid) => q.push(msg.clone(), loc.map(|l| StoreRef::at(l, sid))),
             None => q.push(msg.clone(), None),
         }
-        if !q.consumers().is_empty() {
+        if q.has_consumers() {
             self.mark_ready(id);
         }
     }

@@ -5,7 +5,7 @@
 
 mod signal;
 
-use crate::broker::{Broker, ConnId, Notice};
+use crate::broker::{Broker, ConnId};
 use crate::config::Config;
 use crate::limits::*;
 use crate::net::conn::{Conn, ReadOutcome};
@@ -76,8 +76,8 @@ pub struct Reactor {
     alarms: Alarms,
     /// Most heap in use since memory was last handed back to the OS.
     heap_peak_bytes: usize,
-    /// The broker's notices being handed out, kept for its capacity.
-    notice_scratch: Vec<Notice>,
+    /// Connections the broker ended (vhost or user deleted), kept for its capacity.
+    forced_scratch: Vec<(ConnId, String)>,
 }
 
 impl Reactor {
@@ -109,7 +109,7 @@ impl Reactor {
             stored: true,
             alarms,
             heap_peak_bytes: 0,
-            notice_scratch: Vec::new(),
+            forced_scratch: Vec::new(),
         })
     }
 
@@ -310,46 +310,34 @@ impl Reactor {
         }
     }
 
-    /// Tells sessions what other connections' actions (or the broker's own) did to them.
+    /// Tells sessions what other connections' actions (or the broker's own) did to them;
+    /// closes with 320 the connections the broker ended.
     fn deliver_notices(&mut self, now: Instant) {
-        let mut notices = std::mem::take(&mut self.notice_scratch);
-        notices.extend(self.broker.drain_notices());
+        let mut forced = std::mem::take(&mut self.forced_scratch);
+        let mut table = Table {
+            conns: &mut self.conns,
+            flush: &mut self.flush_list,
+        };
+        delivery::deliver_notices(&mut self.broker, &mut table, &mut forced);
         let alarm = self.alarm_reason();
-        for n in notices.drain(..) {
-            let conn = match &n {
-                Notice::ConsumerCancelled { conn, .. } | Notice::ConnectionForced { conn, .. } => {
-                    *conn
-                }
-            };
+        for (conn, reason) in forced.drain(..) {
             let key = conn.0 as usize;
             let Some(c) = self.conns.get_mut(key) else {
                 continue;
             };
-            match n {
-                Notice::ConsumerCancelled {
-                    channel,
-                    consumer,
-                    channel_slot,
-                    ..
-                } => c
-                    .session
-                    .consumer_cancelled(&mut c.out, channel, consumer, channel_slot),
-                Notice::ConnectionForced { reason, .. } => {
-                    let mut ctx = Ctx {
-                        broker: &mut self.broker,
-                        config: &self.config,
-                        now,
-                        alarm,
-                    };
-                    c.session.force_close(&mut c.out, &reason, &mut ctx);
-                }
-            }
+            let mut ctx = Ctx {
+                broker: &mut self.broker,
+                config: &self.config,
+                now,
+                alarm,
+            };
+            c.session.force_close(&mut c.out, &reason, &mut ctx);
             if !c.queued_flush {
                 c.queued_flush = true;
                 self.flush_list.push(key);
             }
         }
-        self.notice_scratch = notices;
+        self.forced_scratch = forced;
     }
 
     fn deliver(&mut self) {

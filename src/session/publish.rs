@@ -1,14 +1,16 @@
 //! Publishing: basic.publish starts a message, its content header and body frames complete
-//! it (`channel::Publish` tracks where it is), then RabbitMQ's checks run in its order (write
-//! permission, the exchange exists and is not internal, topic permission, user_id), then it is
-//! routed through the broker (or held by a transaction), returned if mandatory and unroutable,
-//! and confirmed once per loop turn after the store synced (`flush_confirms`).
+//! it (`channel::Publish` tracks where it is; reply_to=amq.rabbitmq.reply-to is rewritten at
+//! the header), then RabbitMQ's checks run in its order (write permission, the exchange exists
+//! and is not internal, topic permission, direct reply-to, user_id), then it is routed through
+//! the broker (or held by a transaction), returned if mandatory and unroutable, and confirmed
+//! once per loop turn after the store synced (`flush_confirms`).
 //!
 //! Permission checks on the hot path cost a compare: each channel remembers the last exchange
 //! it was allowed to publish to and the grant generation that allowed it.
 
 use super::channel::{Channel, Publish, TxOp};
 use super::consume::write_content;
+use super::reply_to::ReplyTo;
 use super::{Ctx, Session};
 use crate::broker::message::Message;
 use crate::broker::{Actor, Broker, PublishTarget};
@@ -21,14 +23,15 @@ use crate::protocol::{Frame, Outbox, ReplyCode};
 
 /// RabbitMQ's checks of a complete publish on `channel`, in its order (`rabbit_channel`,
 /// basic.publish): immediate, write permission on the exchange, the exchange exists and is not
-/// internal, topic write permission on a topic exchange, the user_id property. In a
+/// internal, topic write permission on a topic exchange, a direct reply-to without a reply
+/// consumer, the user_id property. In a
 /// transaction they run at publish time too; routing waits for the commit.
 fn check_publish(
     actor: Option<&Actor>,
     channel: &mut Channel,
     broker: &Broker,
     msg: &Message,
-    immediate: bool,
+    (immediate, reply_to_missing): (bool, bool),
 ) -> Result<PublishTarget, AmqpError> {
     let claimed_user_id = channel.claimed_user_id.take();
     if immediate {
@@ -51,6 +54,11 @@ fn check_publish(
     let target = broker.publish_target(actor, exchange)?;
     if target.is_topic() {
         grant.check_topic_write(exchange, msg.routing_key())?;
+    }
+    if reply_to_missing {
+        return Err(AmqpError::precondition(
+            "fast reply consumer does not exist",
+        ));
     }
     if let Some(claimed) = claimed_user_id {
         grant.check_user_id(&claimed)?;
@@ -82,9 +90,7 @@ impl Session {
         ctx: &mut Ctx<'_>,
     ) -> Result<(), AmqpError> {
         let ch = f.channel;
-        let max_size = ctx.config.max_message_size;
-        let actor = self.actor.as_ref();
-        let Some(channel) = self.channels.get_mut(ch) else {
+        let Some(channel) = self.channel_mut(ch) else {
             return Err(AmqpError::channel_error("expected 'channel.open'"));
         };
         if channel.closing {
@@ -97,45 +103,7 @@ impl Session {
                     immediate,
                 },
                 FrameKind::Header,
-            ) => {
-                let h = ContentHeader::decode(f.payload)
-                    .map_err(|_| AmqpError::frame_error("cannot decode content header"))?;
-                if h.class_id != CLASS_BASIC {
-                    return Err(AmqpError::frame_error(format_args!(
-                        "content header for class {}",
-                        h.class_id
-                    )));
-                }
-                let props = BasicProperties::decode(h.properties_raw).map_err(|_| {
-                    AmqpError::frame_error("cannot decode content header properties")
-                })?;
-                if h.body_size > max_size {
-                    channel.publish = Publish::Idle;
-                    let e = AmqpError::precondition(format_args!(
-                        "message size {} is larger than configured max size {max_size}",
-                        h.body_size
-                    ));
-                    self.fail_method(out, ch, e, (CLASS_BASIC, 40), ctx);
-                    return Ok(());
-                }
-                channel.claimed_user_id = match (props.user_id, actor) {
-                    (Some(claimed), Some(a)) if a.grant().check_user_id(claimed).is_err() => {
-                        Some(claimed.into())
-                    }
-                    _ => None,
-                };
-                channel
-                    .builder
-                    .set_header(h.properties_raw, h.body_size, props.is_persistent());
-                channel.publish = Publish::AwaitingBody {
-                    mandatory,
-                    immediate,
-                };
-                if h.body_size == 0 {
-                    return self.complete_publish(out, ch, ctx);
-                }
-                Ok(())
-            }
+            ) => self.content_header(out, ch, f.payload, (mandatory, immediate), ctx),
             (Publish::AwaitingBody { .. }, FrameKind::Body) => {
                 if f.payload.len() as u64 > channel.builder.body_remaining() {
                     return Err(AmqpError::frame_error(
@@ -160,6 +128,67 @@ impl Session {
         }
     }
 
+    /// The content header of a publish: checked, its properties kept (with reply_to
+    /// rewritten for direct reply-to), and the body expected. `flags` are basic.publish's
+    /// mandatory and immediate.
+    fn content_header(
+        &mut self,
+        out: &mut Outbox,
+        ch: u16,
+        payload: &[u8],
+        (mandatory, immediate): (bool, bool),
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), AmqpError> {
+        let max_size = ctx.config.max_message_size;
+        let h = ContentHeader::decode(payload)
+            .map_err(|_| AmqpError::frame_error("cannot decode content header"))?;
+        if h.class_id != CLASS_BASIC {
+            return Err(AmqpError::frame_error(format_args!(
+                "content header for class {}",
+                h.class_id
+            )));
+        }
+        let props = BasicProperties::decode(h.properties_raw)
+            .map_err(|_| AmqpError::frame_error("cannot decode content header properties"))?;
+        if h.body_size > max_size {
+            self.channel(ch)?.publish = Publish::Idle;
+            let e = AmqpError::precondition(format_args!(
+                "message size {} is larger than configured max size {max_size}",
+                h.body_size
+            ));
+            self.fail_method(out, ch, e, (CLASS_BASIC, 40), ctx);
+            return Ok(());
+        }
+        let reply_to = self.rewrite_reply_to(ch, &props);
+        let properties = match &reply_to {
+            ReplyTo::Rewritten(raw) => &raw[..],
+            ReplyTo::Unchanged | ReplyTo::Missing => h.properties_raw,
+        };
+        let claimed_user_id = match (props.user_id, self.actor.as_ref()) {
+            (Some(claimed), Some(a)) if a.grant().check_user_id(claimed).is_err() => {
+                Some(claimed.into())
+            }
+            _ => None,
+        };
+        let channel = self.channel(ch)?;
+        channel.claimed_user_id = claimed_user_id;
+        channel
+            .builder
+            .set_header(properties, h.body_size, props.is_persistent());
+        channel.publish = Publish::AwaitingBody {
+            mandatory,
+            immediate,
+            reply_to_missing: matches!(reply_to, ReplyTo::Missing),
+        };
+        if h.body_size == 0 {
+            return self.complete_publish(out, ch, ctx);
+        }
+        Ok(())
+    }
+
+    /// The last content frame arrived: the message is checked, then routed (or held by a
+    /// transaction). Its errors name basic.publish (60/40), as RabbitMQ's do, though a content
+    /// frame completed it.
     fn complete_publish(
         &mut self,
         out: &mut Outbox,
@@ -172,13 +201,15 @@ impl Session {
         let Publish::AwaitingBody {
             mandatory,
             immediate,
+            reply_to_missing,
         } = channel.publish
         else {
             return Ok(());
         };
         channel.publish = Publish::Idle;
         let msg = channel.builder.finish();
-        let checked = check_publish(self.actor.as_ref(), channel, ctx.broker, &msg, immediate);
+        let flags = (immediate, reply_to_missing);
+        let checked = check_publish(self.actor.as_ref(), channel, ctx.broker, &msg, flags);
         let result = match checked {
             Ok(_) if channel.tx.is_some() => {
                 if let Some(ops) = channel.tx.as_mut() {

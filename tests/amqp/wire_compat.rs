@@ -78,7 +78,6 @@ fn get_body(s: &mut TcpStream, queue: &str) -> Vec<u8> {
 /// the whole frame) is accepted, as RabbitMQ 3.10 tolerates 8 bytes of slack: clients that
 /// split bodies at frame_max work. The message arrives whole.
 #[test]
-#[ignore = "issue 10: coney closes a frame whose payload is exactly frame_max with 501"]
 fn body_frame_of_exactly_frame_max_is_accepted() {
     let b = Broker::start();
     let mut s = handshake(&b);
@@ -93,7 +92,6 @@ fn body_frame_of_exactly_frame_max_is_accepted() {
 /// A method frame whose payload is exactly frame_max bytes (a queue.declare padded with an
 /// unknown x- argument) is accepted as well: the slack applies to every frame type.
 #[test]
-#[ignore = "issue 10: coney closes a frame whose payload is exactly frame_max with 501"]
 fn method_frame_of_exactly_frame_max_is_accepted() {
     let b = Broker::start();
     let mut s = handshake(&b);
