@@ -8,6 +8,7 @@ use crate::support::*;
 use amqprs::channel::{
     BasicGetArguments, ExchangeDeclareArguments, ExchangeDeleteArguments, QueueDeclareArguments,
 };
+use amqprs::BasicProperties;
 use std::time::{Duration, Instant};
 
 /// connection.open of a vhost that does not exist is 530 NOT_ALLOWED naming it, closing the
@@ -64,6 +65,57 @@ async fn vhosts_keep_their_entities_apart() {
     )
     .await;
     ch.expect_closed(404, &format!("NOT_FOUND - no exchange 'x' in vhost '{v2}'"))
+        .await;
+}
+
+/// Direct reply-to routes by name alone, as RabbitMQ 3.10 does: a reply name issued in one
+/// vhost passively declares (0 messages, 1 consumer) and takes replies published in another
+/// vhost; a reply name that is not live is 404 naming the declaring connection's vhost.
+#[tokio::test]
+async fn direct_reply_names_route_across_vhosts() {
+    let (v1, v2) = (unique("rt1"), unique("rt2"));
+    let b = Setup::new()
+        .vhost(&v1)
+        .vhost(&v2)
+        .permit("guest", &v1, ".*", ".*", ".*")
+        .permit("guest", &v2, ".*", ".*", ".*")
+        .start();
+    let c1 = login(&b, "guest", "guest", &v1).await;
+    let c2 = login(&b, "guest", "guest", &v2).await;
+    let mut client = c1.channel().await;
+    let server = c1.channel().await;
+    server.declare_queue("requests").await;
+    let (_, mut requests) = server.consume("requests", true).await;
+    let (_, mut replies) = client.consume("amq.rabbitmq.reply-to", true).await;
+    let request = BasicProperties::default()
+        .with_reply_to("amq.rabbitmq.reply-to")
+        .finish();
+    client
+        .publish_with("", "requests", request, b"req", false)
+        .await;
+    let name = next_delivery(&mut requests)
+        .await
+        .props
+        .reply_to()
+        .cloned()
+        .expect("reply_to");
+    let mut other = c2.channel().await;
+    assert_eq!(other.queue_counts(&name).await, (0, 1));
+    other
+        .publish_with("", &name, BasicProperties::default(), b"from v2", false)
+        .await;
+    assert_eq!(next_delivery(&mut replies).await.body_str(), "from v2");
+    let dead = "amq.rabbitmq.reply-to.nope";
+    refused(
+        "passive declare of a name that is not live",
+        other.queue_declare(QueueDeclareArguments::new(dead).passive(true).finish()),
+    )
+    .await;
+    other
+        .expect_closed(
+            404,
+            &format!("NOT_FOUND - no queue '{dead}' in vhost '{v2}'"),
+        )
         .await;
 }
 
