@@ -52,9 +52,7 @@ fn not_found(vhost: &str, name: &[u8]) -> AmqpError {
 /// 16 bytes from the OS's random source; the broker's own generator stirs in if that fails.
 fn random_key(fallback: &mut impl FnMut() -> u64) -> [u8; KEY_BYTES] {
     let mut key = [0u8; KEY_BYTES];
-    // SAFETY: getrandom writes at most `key.len()` bytes into the buffer it is given.
-    let got = unsafe { libc::getrandom(key.as_mut_ptr().cast(), key.len(), 0) };
-    if got != key.len() as isize {
+    if crate::entropy::fill(&mut key).is_err() {
         for chunk in key.chunks_mut(8) {
             let r = fallback().to_le_bytes();
             for (k, r) in chunk.iter_mut().zip(r) {
