@@ -5,7 +5,7 @@
 
 use super::consumer::{Consumer, ConsumerId};
 use super::queue::{QueueId, QueuedMessage};
-use super::{not_found_queue, Broker, ConnId};
+use super::{not_found_queue, Actor, Broker};
 use crate::error::AmqpError;
 use crate::limits::DELIVERIES_PER_QUEUE_PER_TURN_MAX;
 
@@ -94,18 +94,20 @@ impl Broker {
         self.mark_ready(id);
     }
 
-    /// basic.get: takes the oldest message of `queue`, settled at once with `no_ack`.
+    /// basic.get: read permission, then takes the oldest message of `queue`, settled at once
+    /// with `no_ack`.
     pub(crate) fn get(
         &mut self,
-        conn: ConnId,
+        who: &Actor,
         queue: &[u8],
         no_ack: bool,
     ) -> Result<Option<Got>, AmqpError> {
-        let id = self.queue_for(conn, queue)?;
+        who.grant().check_basic_get(queue)?;
+        let id = self.queue_for(who, queue)?;
         let q = self
             .queues
             .get_mut(id)
-            .ok_or_else(|| not_found_queue(queue))?;
+            .ok_or_else(|| not_found_queue(who.vhost_name(), queue))?;
         let Some(message) = q.pop(&mut self.store) else {
             return Ok(None);
         };

@@ -7,6 +7,7 @@
 use super::handle::define_id;
 use super::queue::QueueId;
 use super::topic_trie::TopicTrie;
+use super::VhostId;
 use crate::protocol::{FieldTable, FieldValue};
 use std::collections::HashMap;
 
@@ -215,6 +216,7 @@ impl Routes {
 }
 
 pub(super) struct Exchange {
+    pub(super) vhost: VhostId,
     pub(super) name: Box<[u8]>,
     pub(super) durable: bool,
     pub(super) auto_delete: bool,
@@ -230,6 +232,7 @@ pub(super) struct Exchange {
 
 impl Exchange {
     pub(super) fn new(
+        vhost: VhostId,
         name: Box<[u8]>,
         kind: ExchangeKind,
         durable: bool,
@@ -242,6 +245,7 @@ impl Exchange {
             _ => None,
         };
         Exchange {
+            vhost,
             name,
             durable,
             auto_delete,

@@ -7,7 +7,7 @@ use super::consumer::ConsumerId;
 use super::handle::define_id;
 use super::message::Message;
 use super::rotation::Rotation;
-use super::{ConnId, VHOST};
+use super::{ConnId, VhostId};
 use crate::error::{AmqpError, Show};
 use crate::limits::{PAGE_IN_BATCH_MESSAGES, QUEUE_WINDOW_BYTES_MAX, QUEUE_WINDOW_MESSAGES_MAX};
 use crate::protocol::{FieldTable, FieldValue};
@@ -54,6 +54,7 @@ struct PagedRef {
 const _: () = assert!(std::mem::size_of::<PagedRef>() <= 32);
 
 pub(super) struct Queue {
+    pub(super) vhost: VhostId,
     pub(super) name: Box<[u8]>,
     pub(super) durable: bool,
     /// Number naming the queue in the message store; None for queues whose messages never
@@ -82,14 +83,16 @@ pub(super) struct Queue {
 
 impl Queue {
     pub(super) fn new(
+        vhost: VhostId,
         name: Box<[u8]>,
         durable: bool,
         auto_delete: bool,
         owner: Option<ConnId>,
         arguments: Box<[u8]>,
     ) -> Self {
-        let single_active = matches!(single_active_consumer_arg(&arguments, &name), Ok(true));
+        let single_active = matches!(single_active_consumer_arg(&arguments, "", &name), Ok(true));
         Queue {
+            vhost,
             name,
             durable,
             store_id: None,
@@ -332,7 +335,11 @@ impl Queue {
 
 /// x-single-active-consumer of queue.declare: a boolean (RabbitMQ's 406 for other types),
 /// false when absent.
-pub(super) fn single_active_consumer_arg(args: &[u8], queue: &[u8]) -> Result<bool, AmqpError> {
+pub(super) fn single_active_consumer_arg(
+    args: &[u8],
+    vhost: &str,
+    queue: &[u8],
+) -> Result<bool, AmqpError> {
     const KEY: &str = "x-single-active-consumer";
     let value = FieldTable::parse(args)
         .ok()
@@ -341,7 +348,7 @@ pub(super) fn single_active_consumer_arg(args: &[u8], queue: &[u8]) -> Result<bo
         None => Ok(false),
         Some(FieldValue::Bool(on)) => Ok(on),
         Some(other) => Err(AmqpError::precondition(format_args!(
-            "invalid arg '{KEY}' for queue '{}' in vhost '{VHOST}': {{unacceptable_type,{}}}",
+            "invalid arg '{KEY}' for queue '{}' in vhost '{vhost}': {{unacceptable_type,{}}}",
             Show(queue),
             other.type_name()
         ))),
@@ -358,7 +365,9 @@ mod tests {
 
     #[test]
     fn requeued_messages_return_to_their_original_place() {
-        let mut q = Queue::new(b"q"[..].into(), false, false, None, Box::new([]));
+        let mut vhosts: crate::broker::handle::Registry<VhostId, ()> = Default::default();
+        let vhost = vhosts.insert(());
+        let mut q = Queue::new(vhost, b"q"[..].into(), false, false, None, Box::new([]));
         let mut store = Store::disabled();
         for b in ["1", "2", "3", "4"] {
             q.push(msg(b), None);

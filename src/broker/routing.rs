@@ -1,17 +1,37 @@
-//! basic.publish inside the broker: routing a complete message through its exchange (and
-//! exchange-to-exchange bindings, and the alternate exchange of any exchange that routes it
-//! nowhere) into queues, writing it to the store once if it is persistent and reaches durable
-//! queues. The hot path: no allocation once the scratch
-//! vectors have grown, one hash lookup per exchange visited.
+//! basic.publish inside the broker: finding the exchange a publish names in its vhost
+//! (`publish_target`), then routing the complete message through it (and exchange-to-exchange
+//! bindings, and the alternate exchange of any exchange that routes it nowhere) into queues,
+//! writing it to the store once if it is persistent and reaches durable queues. The hot path:
+//! no allocation once the scratch vectors have grown, one hash lookup per exchange visited.
 
 use super::entities::internal_exchange_refused;
-use super::exchange::{Destination, Exchange, ExchangeId};
+use super::exchange::{Destination, Exchange, ExchangeId, ExchangeKind};
 use super::message::Message;
 use super::queue::QueueId;
-use super::Broker;
+use super::{Actor, Broker, VhostId};
 use crate::error::AmqpError;
 use crate::protocol::FieldTable;
 use crate::store::{Location, StoreRef};
+
+/// The exchange a publish goes through, found before the message is routed so that the
+/// session can make RabbitMQ's checks in its order (write permission, exchange exists, not
+/// internal, topic permission, user_id) before routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishTarget {
+    /// The default exchange of a vhost: the queue named by the routing key.
+    Default(VhostId),
+    Exchange {
+        id: ExchangeId,
+        topic: bool,
+    },
+}
+
+impl PublishTarget {
+    /// Topic permissions apply to publishes to topic exchanges only.
+    pub fn is_topic(self) -> bool {
+        matches!(self, PublishTarget::Exchange { topic: true, .. })
+    }
+}
 
 /// Routing scratch space reused between publishes, so a publish does not allocate to route.
 #[derive(Default)]
@@ -20,40 +40,53 @@ pub(super) struct RouteScratch {
     pending: Vec<ExchangeId>,
     visited: Vec<ExchangeId>,
     durable: Vec<u32>,
-    /// The last default-exchange lookup: publishers usually repeat their routing key, and a
-    /// byte compare is cheaper than hashing it. Ids are generation-checked, so a deleted queue
-    /// cannot be hit through it.
-    last_default: Option<(Box<[u8]>, QueueId)>,
+    /// The last default-exchange lookup: publishers usually repeat their routing key, and
+    /// comparing the vhost and the bytes is cheaper than hashing. Ids are generation-checked,
+    /// so a deleted queue cannot be hit through it.
+    last_default: Option<(VhostId, Box<[u8]>, QueueId)>,
 }
 
 impl Broker {
-    /// Routes `msg` through its exchange (and exchange-to-exchange bindings) into queues.
-    /// Returns how many queues took it. Errors only if the exchange does not exist or is
-    /// internal.
+    /// The exchange `exchange` names in the actor's vhost: 404 if it does not exist, 403 if it
+    /// is internal (RabbitMQ's checks after write permission, before topic permission).
+    pub fn publish_target(&self, who: &Actor, exchange: &[u8]) -> Result<PublishTarget, AmqpError> {
+        if exchange.is_empty() {
+            return Ok(PublishTarget::Default(who.vhost));
+        }
+        let id = self.exchange_id(who, exchange)?;
+        let x = self.exchanges.get(id);
+        if x.is_some_and(|x| x.internal) {
+            return Err(internal_exchange_refused(who.vhost_name(), exchange));
+        }
+        let topic = x.is_some_and(|x| x.kind() == ExchangeKind::Topic);
+        Ok(PublishTarget::Exchange { id, topic })
+    }
+
+    /// Routes `msg` through `target` (and exchange-to-exchange bindings) into queues. Returns
+    /// how many queues took it; an exchange deleted since it was found routes nowhere.
     pub fn publish(
         &mut self,
+        target: PublishTarget,
         msg: &Message,
         headers: Option<FieldTable<'_>>,
-    ) -> Result<usize, AmqpError> {
-        let exchange = msg.exchange();
-        if exchange.is_empty() {
-            let Some(id) = self.default_route(msg.routing_key()) else {
-                if Self::is_reply_name(msg.routing_key()) {
-                    self.route_reply(msg);
-                }
-                return Ok(0);
-            };
-            let loc = match self.queues.get(id).and_then(|q| q.store_id) {
-                Some(sid) if msg.persistent => self.store.publish(msg, &[sid]),
-                _ => None,
-            };
-            self.enqueue(id, msg, loc);
-            return Ok(1);
-        }
-        let root = self.exchange_id(exchange)?;
-        if self.exchanges.get(root).is_some_and(|x| x.internal) {
-            return Err(internal_exchange_refused(exchange));
-        }
+    ) -> usize {
+        let root = match target {
+            PublishTarget::Exchange { id, .. } => id,
+            PublishTarget::Default(vhost) => {
+                let Some(id) = self.default_route(vhost, msg.routing_key()) else {
+                    if Self::is_reply_name(msg.routing_key()) {
+                        self.route_reply(msg);
+                    }
+                    return 0;
+                };
+                let loc = match self.queues.get(id).and_then(|q| q.store_id) {
+                    Some(sid) if msg.persistent => self.store.publish(msg, &[sid]),
+                    _ => None,
+                };
+                self.enqueue(id, msg, loc);
+                return 1;
+            }
+        };
         let mut dests = std::mem::take(&mut self.route.dests);
         self.collect_destinations(root, msg.routing_key(), headers, &mut dests);
         // A persistent message is written once, naming every durable queue it went to.
@@ -81,7 +114,7 @@ impl Broker {
             }
         }
         self.route.dests = dests;
-        Ok(routed)
+        routed
     }
 
     /// The queues a message reaches from `root`, following exchange-to-exchange bindings
@@ -133,24 +166,24 @@ impl Broker {
         self.route.visited = visited;
     }
 
-    /// The alternate exchange of `x`, if it names one that exists. Out of line: only
-    /// unroutable messages get here, and routed ones should not pay for its code.
+    /// The alternate exchange of `x` in its vhost, if it names one that exists. Out of line:
+    /// only unroutable messages get here, and routed ones should not pay for its code.
     #[cold]
     #[inline(never)]
     fn alternate_of(&self, x: &Exchange) -> Option<ExchangeId> {
         let name = x.alternate.as_deref()?;
-        self.exchange_names.get(name).copied()
+        self.vhosts.get(x.vhost)?.exchanges.get(name).copied()
     }
 
-    /// The queue the default exchange routes `key` to.
-    fn default_route(&mut self, key: &[u8]) -> Option<QueueId> {
-        if let Some((k, id)) = &self.route.last_default {
-            if &**k == key && self.queues.get(*id).is_some() {
+    /// The queue the default exchange of `vhost` routes `key` to.
+    fn default_route(&mut self, vhost: VhostId, key: &[u8]) -> Option<QueueId> {
+        if let Some((v, k, id)) = &self.route.last_default {
+            if *v == vhost && &**k == key && self.queues.get(*id).is_some() {
                 return Some(*id);
             }
         }
-        let id = *self.queue_names.get(key)?;
-        self.route.last_default = Some((key.into(), id));
+        let id = *self.vhosts.get(vhost)?.queues.get(key)?;
+        self.route.last_default = Some((vhost, key.into(), id));
         Some(id)
     }
 

@@ -83,22 +83,30 @@ impl Service for Management<'_> {
     }
 }
 
-/// The users the API logs in, as the AMQP handshake does: coney's configured user, tagged
-/// administrator (RabbitMQ's default user), loopback-only when `loopback_users` says so.
-struct ConfigUsers<'a>(&'a Config);
+/// The users the API logs in: the broker's, with the AMQP handshake's password check and
+/// loopback rule, and their management tags.
+struct BrokerUsers<'a>(&'a crate::auth::users::AccessControl);
 
-impl Authenticator for ConfigUsers<'_> {
+impl Authenticator for BrokerUsers<'_> {
     fn authenticate(&self, user: &str, pass: &str, peer: &SocketAddr) -> Result<Tags, AuthError> {
-        let c = self.0;
-        if user != c.default_user
-            || !crate::auth::password::constant_time_eq(pass.as_bytes(), c.default_pass.as_bytes())
+        use crate::auth::users::{LoginRefused, UserTag};
+        match self
+            .0
+            .authenticate(user, pass.as_bytes(), peer.ip().is_loopback())
         {
-            return Err(AuthError::LoginFailed);
+            Ok(u) => Ok(u.tags.iter().fold(Tags::default(), |t, tag| {
+                t.with(match tag {
+                    UserTag::Administrator => Tags::ADMINISTRATOR,
+                    UserTag::Monitoring => Tags::MONITORING,
+                    UserTag::Policymaker => Tags::POLICYMAKER,
+                    UserTag::Management => Tags::MANAGEMENT,
+                    UserTag::Impersonator => Tags::IMPERSONATOR,
+                    UserTag::Other(_) => Tags::NONE,
+                })
+            })),
+            Err(LoginRefused::InvalidCredentials { .. }) => Err(AuthError::LoginFailed),
+            Err(LoginRefused::LoopbackOnly { .. }) => Err(AuthError::NotLoopback),
         }
-        if c.loopback_users.iter().any(|u| u == user) && !peer.ip().is_loopback() {
-            return Err(AuthError::NotLoopback);
-        }
-        Ok(Tags::ADMINISTRATOR)
     }
 }
 
@@ -109,7 +117,12 @@ impl Management<'_> {
         peer: SocketAddr,
         need: Need,
     ) -> Result<Principal, ApiError> {
-        authorize(&req.authorization, &peer, &ConfigUsers(self.config), need)
+        authorize(
+            &req.authorization,
+            &peer,
+            &BrokerUsers(self.broker.access()),
+            need,
+        )
     }
 }
 

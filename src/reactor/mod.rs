@@ -125,10 +125,13 @@ pub struct Reactor {
     alarms: Alarms,
     /// Most heap in use since memory was last handed back to the OS.
     heap_peak_bytes: usize,
+    /// Connections the broker ended (vhost or user deleted), kept for its capacity.
+    forced_scratch: Vec<(ConnId, String)>,
 }
 
 impl Reactor {
-    pub fn bind(config: Config) -> io::Result<Self> {
+    /// Listens on `config.listen` and serves `broker` (opened by the caller, `Broker::open`).
+    pub fn bind(config: Config, broker: Broker) -> io::Result<Self> {
         let poll = Poll::new()?;
         let mut listener = TcpListener::bind(config.listen)
             .map_err(|e| io::Error::new(e.kind(), format!("AMQP on {}: {e}", config.listen)))?;
@@ -138,7 +141,6 @@ impl Reactor {
         let http = http::HttpSide::bind(&config, poll.registry())?;
         let amqp_addr = listener.local_addr().ok();
         let read_buf = vec![0u8; FRAME_MAX_BYTES as usize + READ_CHUNK_BYTES];
-        let broker = Broker::open(&config.data_dir)?;
         let mut alarms = Alarms::new(&config);
         // Start with the disk alarm already right, not a tick later.
         alarms.check_disk(&config.data_dir);
@@ -163,6 +165,7 @@ impl Reactor {
             stored: true,
             alarms,
             heap_peak_bytes: 0,
+            forced_scratch: Vec::new(),
         })
     }
 
@@ -304,7 +307,7 @@ impl Reactor {
                 self.flush_list.push(key);
             }
         }
-        self.deliver_notices();
+        self.deliver_notices(now);
     }
 
     fn on_signal(&mut self, sig: i32, now: Instant) {
@@ -419,17 +422,38 @@ impl Reactor {
                 c.queued_flush = true;
                 self.flush_list.push(key);
             }
-            self.deliver_notices();
+            self.deliver_notices(now);
         }
     }
 
-    /// Tells sessions what other connections' actions did to them.
-    fn deliver_notices(&mut self) {
+    /// Tells sessions what other connections' actions (or the broker's own) did to them;
+    /// closes with 320 the connections the broker ended.
+    fn deliver_notices(&mut self, now: Instant) {
+        let mut forced = std::mem::take(&mut self.forced_scratch);
         let mut table = Table {
             conns: &mut self.conns,
             flush: &mut self.flush_list,
         };
-        delivery::deliver_notices(&mut self.broker, &mut table);
+        delivery::deliver_notices(&mut self.broker, &mut table, &mut forced);
+        let alarm = self.alarm_reason();
+        for (conn, reason) in forced.drain(..) {
+            let key = conn.0 as usize;
+            let Some(c) = self.conns.get_mut(key) else {
+                continue;
+            };
+            let mut ctx = Ctx {
+                broker: &mut self.broker,
+                config: &self.config,
+                now,
+                alarm,
+            };
+            c.session.force_close(&mut c.out, &reason, &mut ctx);
+            if !c.queued_flush {
+                c.queued_flush = true;
+                self.flush_list.push(key);
+            }
+        }
+        self.forced_scratch = forced;
     }
 
     fn deliver(&mut self) {
@@ -590,6 +614,6 @@ impl Reactor {
         }
         list.clear();
         self.close_list = list;
-        self.deliver_notices();
+        self.deliver_notices(now);
     }
 }

@@ -2,6 +2,11 @@
 //! hand-written wire bytes. One test binary, so the release build links it once.
 //! Set CONEY_TEST_ADDR=host:port to run the same tests against another broker (RabbitMQ).
 
+mod access_definitions;
+mod access_permissions;
+mod access_support;
+mod access_users;
+mod access_vhosts;
 mod basic;
 mod entities;
 mod ext_ae;
