@@ -48,6 +48,14 @@ impl Consumer {
     pub(super) fn queue(&self) -> QueueId {
         self.queue
     }
+
+    pub(super) fn exclusive(&self) -> bool {
+        self.exclusive
+    }
+
+    pub(super) fn priority(&self) -> i64 {
+        self.priority
+    }
 }
 
 impl Broker {

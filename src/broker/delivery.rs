@@ -77,8 +77,17 @@ impl Broker {
                 return;
             };
             let store = m.store;
+            let redelivered = m.redelivered();
             match sink.deliver(cid, c, id, m) {
                 Ok(()) => {
+                    let counters = &mut self.counters;
+                    counters.redeliver += u64::from(redelivered);
+                    if c.no_ack() {
+                        counters.deliver_no_ack += 1;
+                    } else {
+                        counters.deliver += 1;
+                        q.unacked += 1;
+                    }
                     if let (true, Some(r)) = (c.no_ack(), store) {
                         // Settled on delivery: the store forgets it now.
                         self.store.ack(r);
@@ -111,6 +120,13 @@ impl Broker {
         let Some(message) = q.pop(&mut self.store) else {
             return Ok(None);
         };
+        self.counters.redeliver += u64::from(message.redelivered());
+        if no_ack {
+            self.counters.get_no_ack += 1;
+        } else {
+            self.counters.get += 1;
+            q.unacked += 1;
+        }
         if let (true, Some(r)) = (no_ack, message.store) {
             self.store.ack(r);
         }
@@ -121,9 +137,18 @@ impl Broker {
         }))
     }
 
-    /// Settles a delivered message for good (ack, or reject/nack without requeue): its store
-    /// record is acked.
-    pub(crate) fn ack(&mut self, m: QueuedMessage) {
+    /// Settles a delivered message of `queue` for good: basic.ack (`acked`), or reject/nack
+    /// without requeue. Its store record is acked.
+    pub(crate) fn ack(&mut self, queue: QueueId, m: QueuedMessage, acked: bool) {
+        self.counters.ack += u64::from(acked);
+        if let Some(q) = self.queues.get_mut(queue) {
+            q.unacked = q.unacked.saturating_sub(1);
+        }
+        self.forget(m);
+    }
+
+    /// The store forgets a message that is gone (settled, or its queue deleted).
+    fn forget(&mut self, m: QueuedMessage) {
         if let Some(r) = m.store {
             self.store.ack(r);
         }
@@ -134,10 +159,11 @@ impl Broker {
     pub(crate) fn requeue(&mut self, queue: QueueId, m: QueuedMessage) {
         match self.queues.get_mut(queue) {
             Some(q) => {
+                q.unacked = q.unacked.saturating_sub(1);
                 q.requeue(m);
                 self.mark_ready(queue);
             }
-            None => self.ack(m),
+            None => self.forget(m),
         }
     }
 

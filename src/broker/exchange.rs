@@ -221,8 +221,6 @@ pub(super) struct Exchange {
     pub(super) durable: bool,
     pub(super) auto_delete: bool,
     pub(super) internal: bool,
-    // Read by the management API's listings and the definitions export (issues 12, 13).
-    #[allow(dead_code)]
     pub(super) arguments: Box<[u8]>,
     /// The `alternate-exchange` argument: where messages go that this exchange routes nowhere.
     /// Kept by name, as RabbitMQ does: it may be declared later, or deleted and redeclared.

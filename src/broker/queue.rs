@@ -64,8 +64,6 @@ pub(super) struct Queue {
     /// The connection of an exclusive queue.
     pub(super) owner: Option<ConnId>,
     /// Declaration arguments as a raw field table, for equivalence checks.
-    // Read by the management API's listings and the definitions export (issues 12, 13).
-    #[allow(dead_code)]
     pub(super) arguments: Box<[u8]>,
     ready: VecDeque<QueuedMessage>,
     ready_bytes: usize,
@@ -79,6 +77,8 @@ pub(super) struct Queue {
     exclusive_consumer: bool,
     /// Already on the broker's list of queues that may deliver.
     pub(super) on_ready_list: bool,
+    /// Delivered or got with an ack owed, not yet settled (messages_unacknowledged).
+    pub(super) unacked: u64,
 }
 
 impl Queue {
@@ -107,7 +107,12 @@ impl Queue {
             had_consumers: false,
             exclusive_consumer: false,
             on_ready_list: false,
+            unacked: 0,
         }
+    }
+
+    pub(super) fn unacked_count(&self) -> u64 {
+        self.unacked
     }
 
     pub(super) fn message_count(&self) -> usize {

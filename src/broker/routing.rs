@@ -70,6 +70,18 @@ impl Broker {
         msg: &Message,
         headers: Option<FieldTable<'_>>,
     ) -> usize {
+        let routed = self.route(target, msg, headers);
+        self.counters.publish += 1;
+        self.counters.unroutable += u64::from(routed == 0);
+        routed
+    }
+
+    fn route(
+        &mut self,
+        target: PublishTarget,
+        msg: &Message,
+        headers: Option<FieldTable<'_>>,
+    ) -> usize {
         let root = match target {
             PublishTarget::Exchange { id, .. } => id,
             PublishTarget::Default(vhost) => {

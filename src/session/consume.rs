@@ -318,7 +318,8 @@ pub(super) fn settle_one(u: Unacked, how: Settle, broker: &mut Broker) {
     let Some(m) = u.msg else { return };
     match how {
         Settle::Requeue => broker.requeue(u.queue, m),
-        Settle::Ack | Settle::Discard => broker.ack(m),
+        Settle::Ack => broker.ack(u.queue, m, true),
+        Settle::Discard => broker.ack(u.queue, m, false),
     }
 }
 
