@@ -15,6 +15,10 @@ use crate::definitions::{export_access, Definitions};
 use std::collections::HashMap;
 use std::rc::Rc;
 
+/// The connection id the management API acts as: no session has it (ids are slab keys far
+/// below), so nothing it declares is exclusive to a live connection.
+pub const API_CONN: ConnId = ConnId(u32::MAX);
+
 /// Who performs an operation: a connection, the vhost it opened and its rights there. Made by
 /// `Broker::open_connection` (or `internal_actor`), so the vhost and the grant always agree.
 #[derive(Debug, Clone)]
@@ -286,6 +290,19 @@ impl Broker {
         })
     }
 
+    /// The management API acting for `user` in `vhost`, with that user's permissions there;
+    /// not counted as a connection. None when the vhost does not exist or the user has no
+    /// permission in it (RabbitMQ's API then refuses with 401).
+    pub fn api_actor(&self, user: &str, vhost: &str) -> Option<Actor> {
+        let vid = self.vhost_id(vhost)?;
+        let grant = self.access.grant(user, vhost)?;
+        Some(Actor {
+            conn: API_CONN,
+            vhost: vid,
+            grant: Rc::new(grant),
+        })
+    }
+
     /// The grant of `user` in `vhost` at the current generation, shared.
     fn shared_grant(&mut self, user: &str, vhost: VhostId) -> Option<Rc<VhostGrant>> {
         let generation = self.access.generation();
@@ -388,6 +405,13 @@ impl Broker {
             .set_permissions(user, vhost, configure, write, read)?;
         self.record_access();
         Ok(())
+    }
+
+    /// `rabbitmqctl clear_permissions -p vhost user`; false if there were none.
+    pub fn clear_permissions(&mut self, user: &str, vhost: &str) -> bool {
+        let existed = self.access.clear_permissions(user, vhost);
+        self.record_access();
+        existed
     }
 
     /// `rabbitmqctl set_topic_permissions -p vhost user exchange write read`.

@@ -31,7 +31,7 @@ mod routing;
 pub mod topic_trie;
 mod vhost;
 
-pub use access::{Actor, DefaultData};
+pub use access::{Actor, DefaultData, API_CONN};
 pub use delivery::DeliverySink;
 pub(crate) use entities::ExchangeFlags;
 pub use entities::{DeclareOk, QueueFlags};

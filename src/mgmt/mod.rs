@@ -5,9 +5,12 @@
 //! A `Management` is built per call from borrows of the reactor's state, so it holds no state
 //! of its own beyond what `Stats` keeps between calls (rate samples).
 
+mod access_api;
+mod actions;
 pub mod conns;
 mod handlers;
 mod metrics;
+mod objects;
 pub mod stats;
 mod web;
 
@@ -46,6 +49,8 @@ pub struct Management<'a> {
     pub conns: &'a mut dyn Connections,
     pub config: &'a Config,
     pub stats: &'a Stats,
+    /// Each listener's protocol (RabbitMQ's names: amqp, http, http/prometheus) and address.
+    pub listeners: &'a [(&'static str, SocketAddr)],
     /// Resource alarms and what they measured last.
     pub alarms: &'a crate::resources::Alarms,
     /// The loop turn's clock.

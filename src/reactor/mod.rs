@@ -97,6 +97,18 @@ impl mgmt::Connections for ApiTable<'_> {
     }
 }
 
+/// The listeners as the API names them.
+fn listeners_of(
+    amqp: Option<std::net::SocketAddr>,
+    http: &http::HttpSide,
+) -> Vec<(&'static str, std::net::SocketAddr)> {
+    let (mgmt, prom) = http.local_addrs();
+    [("amqp", amqp), ("http", mgmt), ("http/prometheus", prom)]
+        .into_iter()
+        .filter_map(|(p, a)| Some((p, a?)))
+        .collect()
+}
+
 pub struct Reactor {
     poll: Poll,
     listener: Option<TcpListener>,
@@ -104,6 +116,8 @@ pub struct Reactor {
     amqp_addr: Option<std::net::SocketAddr>,
     http: http::HttpSide,
     stats: mgmt::Stats,
+    /// Every listener, for the API's overview.
+    listeners: Vec<(&'static str, std::net::SocketAddr)>,
     /// Connections the management API asked to close this turn, with the reason.
     api_closes: Vec<(usize, String)>,
     signals: signal::Signals,
@@ -140,6 +154,7 @@ impl Reactor {
         let signals = signal::Signals::install(poll.registry(), SIGNALS)?;
         let http = http::HttpSide::bind(&config, poll.registry())?;
         let amqp_addr = listener.local_addr().ok();
+        let listeners = listeners_of(amqp_addr, &http);
         let read_buf = vec![0u8; FRAME_MAX_BYTES as usize + READ_CHUNK_BYTES];
         let mut alarms = Alarms::new(&config);
         // Start with the disk alarm already right, not a tick later.
@@ -150,6 +165,7 @@ impl Reactor {
             amqp_addr,
             http,
             stats: mgmt::Stats::default(),
+            listeners,
             api_closes: Vec::new(),
             signals,
             conns: Slab::new(),
@@ -272,8 +288,13 @@ impl Reactor {
             local: self.amqp_addr,
             to_close: &mut self.api_closes,
         };
-        let (broker, config, stats, alarms) =
-            (&mut self.broker, &self.config, &self.stats, &self.alarms);
+        let (broker, config, stats, alarms, listeners) = (
+            &mut self.broker,
+            &self.config,
+            &self.stats,
+            &self.alarms,
+            &self.listeners[..],
+        );
         self.http.turn(
             now,
             &mut self.read_buf,
@@ -286,6 +307,7 @@ impl Reactor {
                     config,
                     stats,
                     alarms,
+                    listeners,
                     now,
                 })
             },
@@ -378,6 +400,7 @@ impl Reactor {
                         error!("register {peer}: {e}");
                         continue;
                     }
+                    self.stats.connections_opened += 1;
                     let session = Session::new(ConnId(key as u32), peer, &self.config, now);
                     entry.insert(Conn::new(socket, session));
                 }
@@ -592,6 +615,7 @@ impl Reactor {
             let Some(mut c) = self.conns.try_remove(key) else {
                 continue;
             };
+            self.stats.connections_closed += 1;
             let _ = self.poll.registry().deregister(&mut c.socket);
             let mut ctx = Ctx {
                 broker: &mut self.broker,

@@ -203,6 +203,13 @@ impl Channel {
         self.consumers.len()
     }
 
+    /// Each consumer's broker id, tag and prefetch (for the management API).
+    pub(crate) fn each_consumer(&self, mut f: impl FnMut(ConsumerId, &[u8], u16)) {
+        for (_, c) in self.consumers.iter() {
+            f(c.id, &c.tag, c.prefetch);
+        }
+    }
+
     pub(crate) fn has_consumer_tag(&self, tag: &[u8]) -> bool {
         self.tags.contains_key(tag)
     }

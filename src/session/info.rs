@@ -71,6 +71,21 @@ impl Session {
         }
     }
 
+    /// Calls `f` with each consumer: channel number, broker id, tag, prefetch count.
+    pub fn each_consumer(
+        &self,
+        mut f: impl FnMut(u16, crate::broker::consumer::ConsumerId, &[u8], u16),
+    ) {
+        for (number, ch) in self.channels.iter() {
+            ch.each_consumer(|id, tag, prefetch| f(number, id, tag, prefetch));
+        }
+    }
+
+    /// The vhost opened by connection.open ("" before).
+    pub fn vhost(&self) -> &str {
+        self.actor.as_ref().map_or("", |a| a.vhost_name())
+    }
+
     pub fn channel_count(&self) -> usize {
         self.channels.len()
     }
