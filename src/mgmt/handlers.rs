@@ -14,8 +14,14 @@ use crate::session::info::ChannelInfo;
 use serde_json::Value;
 use std::net::SocketAddr;
 
-/// The node name the API reports, RabbitMQ's `name@host` shape.
-pub(super) fn node_name() -> String {
+/// The node name the API reports, RabbitMQ's `name@host` shape (read once: every item of a
+/// listing names its node).
+pub(super) fn node_name() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(read_node_name)
+}
+
+fn read_node_name() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most `buf.len()` bytes, NUL-terminated when it fits.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
@@ -122,7 +128,7 @@ fn write_connection(out: &mut Vec<u8>, c: &ConnSnap, filter: Filter<'_>) {
         .u64("frame_max", c.frame_max.into())
         .str("host", &c.local.ip().to_string())
         .str("name", &c.name)
-        .str("node", &node_name())
+        .str("node", node_name())
         .str("peer_host", &c.peer.ip().to_string())
         .u64("peer_port", c.peer.port().into())
         .u64("port", c.local.port().into())
@@ -150,7 +156,7 @@ fn write_channel(out: &mut Vec<u8>, c: &ChanSnap, filter: Filter<'_>) {
         .u64("global_prefetch_count", c.ch.global_prefetch_count.into())
         .u64("messages_unacknowledged", c.ch.unacked as u64)
         .str("name", &c.name())
-        .str("node", &node_name())
+        .str("node", node_name())
         .u64("number", c.ch.number.into())
         .u64("prefetch_count", c.ch.prefetch_count.into())
         .str("state", "running")
@@ -357,7 +363,7 @@ pub(super) fn handle(
         (Route::ClusterName, _) => {
             let mut out = Vec::new();
             let mut o = ObjectWriter::item(&mut out, Filter::All);
-            o.str("name", &node_name());
+            o.str("name", node_name());
             o.end();
             Ok(json(out))
         }

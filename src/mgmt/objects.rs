@@ -42,7 +42,7 @@ impl Listable for QueueView {
 
 pub(super) fn write_queue(out: &mut Vec<u8>, q: &QueueView, filter: Filter<'_>) {
     let mut o = ObjectWriter::item(out, filter);
-    o.value("arguments", &arguments(&q.arguments))
+    o.value_with("arguments", || arguments(&q.arguments))
         .bool("auto_delete", q.auto_delete)
         .u64("consumers", q.consumers)
         .bool("durable", q.durable)
@@ -51,7 +51,7 @@ pub(super) fn write_queue(out: &mut Vec<u8>, q: &QueueView, filter: Filter<'_>) 
         .u64("messages_ready", q.ready)
         .u64("messages_unacknowledged", q.unacked)
         .str("name", &q.name)
-        .str("node", &node_name())
+        .str("node", node_name())
         .null("policy")
         .str("state", "running")
         .str("type", "classic")
@@ -76,7 +76,7 @@ impl Listable for ExchangeView {
 
 pub(super) fn write_exchange(out: &mut Vec<u8>, x: &ExchangeView, filter: Filter<'_>) {
     let mut o = ObjectWriter::item(out, filter);
-    o.value("arguments", &arguments(&x.arguments))
+    o.value_with("arguments", || arguments(&x.arguments))
         .bool("auto_delete", x.auto_delete)
         .bool("durable", x.durable)
         .bool("internal", x.internal)
@@ -125,7 +125,7 @@ impl Listable for BindingView {
 
 pub(super) fn write_binding(out: &mut Vec<u8>, b: &BindingView, filter: Filter<'_>) {
     let mut o = ObjectWriter::item(out, filter);
-    o.value("arguments", &arguments(&b.arguments))
+    o.value_with("arguments", || arguments(&b.arguments))
         .str("destination", &b.destination)
         .str(
             "destination_type",
@@ -179,7 +179,7 @@ pub(super) fn write_consumer(out: &mut Vec<u8>, c: &ConsumerSnap, filter: Filter
         .object("channel_details", |d| {
             d.str("connection_name", &c.conn_name)
                 .str("name", &format!("{} ({})", c.conn_name, v.channel))
-                .str("node", &node_name())
+                .str("node", node_name())
                 .u64("number", v.channel.into())
                 .str("peer_host", &c.peer.ip().to_string())
                 .u64("peer_port", c.peer.port().into())
