@@ -94,6 +94,18 @@ fn options() -> Options {
         "import FILE (RabbitMQ's JSON format) into the data dir and exit; refused while a broker runs on the data dir",
         "FILE",
     );
+    opts.optopt(
+        "",
+        "management-listen",
+        "management API and web page (default 127.0.0.1:15672), or off",
+        "ADDR:PORT",
+    );
+    opts.optopt(
+        "",
+        "prometheus-listen",
+        "Prometheus metrics (default 127.0.0.1:15692), or off",
+        "ADDR:PORT",
+    );
     opts.optflag("h", "help", "print this help and exit");
     opts.optflag("V", "version", "print the version and exit");
     opts
@@ -186,6 +198,8 @@ fn configure(m: &Matches) -> Result<(Config, Vec<String>), u8> {
         log_file: m.opt_str("log-file").map(Into::into),
         vm_memory_high_watermark: m.opt_str("vm-memory-high-watermark"),
         disk_free_limit: m.opt_str("disk-free-limit"),
+        management_listen: m.opt_str("management-listen"),
+        prometheus_listen: m.opt_str("prometheus-listen"),
     };
     if let Err(e) = overrides.apply(&mut config) {
         eprintln!("coney: {e}");
@@ -385,8 +399,9 @@ fn run(config: Config) -> ExitCode {
     };
     let mut reactor = match Reactor::bind(config.clone(), broker) {
         Ok(r) => r,
+        // The store is open already: what fails here is a listener (its error names it).
         Err(e) => {
-            log::error!("cannot listen on {}: {e}", config.listen);
+            log::error!("cannot listen: {e}");
             return ExitCode::from(EXIT_LISTEN);
         }
     };

@@ -15,6 +15,7 @@
 mod access;
 mod bindings;
 pub mod consumer;
+pub mod counters;
 mod delivery;
 mod durability;
 mod entities;
@@ -112,6 +113,8 @@ pub struct Broker {
     access: AccessControl,
     /// Open connections: their vhost and user, counted for the limits; grants they share.
     clients: Clients,
+    /// Message events since start, for the management API and Prometheus.
+    counters: counters::MessageCounters,
 }
 
 fn not_found_queue(vhost: &str, name: &[u8]) -> AmqpError {
@@ -176,6 +179,7 @@ impl Broker {
             next_queue_store_id: 1,
             access: AccessControl::new(),
             clients: Clients::default(),
+            counters: counters::MessageCounters::default(),
         }
     }
 
@@ -210,6 +214,11 @@ impl Broker {
             out.push(ALPHABET[v as usize]);
         }
         out.into_boxed_slice()
+    }
+
+    /// Message events since start (publish, deliver, get, ack, ...).
+    pub fn counters(&self) -> counters::MessageCounters {
+        self.counters
     }
 
     /// Hands out what other connections' actions did to sessions, oldest first.

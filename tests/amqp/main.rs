@@ -20,6 +20,7 @@ mod ext_reply_to;
 mod ext_sac;
 mod ext_support;
 mod ext_ttl;
+mod mgmt_users;
 #[path = "../common/procfs.rs"]
 mod procfs;
 mod raw_wire;
