@@ -147,8 +147,9 @@ impl Broker {
     }
 
     /// exchange.declare, in RabbitMQ's order: passive is a lookup (not of the default
-    /// exchange); otherwise the type, the default exchange, configure permission, then equivalence with an existing exchange or,
-    /// for a new one, the reserved prefix and the alternate exchange's permissions.
+    /// exchange); otherwise the type, the default exchange, configure permission, then
+    /// equivalence with an existing exchange (type, flags, alternate-exchange) or, for a new
+    /// one, the reserved prefix and the alternate exchange's type and permissions.
     pub(crate) fn declare_exchange(
         &mut self,
         who: &Actor,
