@@ -49,6 +49,14 @@ pub(crate) const QUEUE_WINDOW_BYTES_MAX: usize = 8 * 1024 * 1024;
 pub(crate) const PAGE_IN_BATCH_MESSAGES: usize = 1024;
 /// Deliveries made from one queue in one pass before other queues get a turn.
 pub(crate) const DELIVERIES_PER_QUEUE_PER_TURN_MAX: usize = 16384;
+/// Timed work one loop turn does at most: messages expired (x-message-ttl, expiration),
+/// queues deleted by x-expires, delayed messages released, dead letters republished. The rest
+/// is done in the next turns (the loop does not sleep while work is left), so a million
+/// messages expiring at once cannot stall other clients.
+pub(crate) const EXPIRY_WORK_PER_TURN_MAX: usize = 512;
+/// Dead letters waiting for a turn's budget; past this (a cascade of dead-lettering queues),
+/// new dead letters are dropped and the drop is logged.
+pub(crate) const DEAD_LETTERS_PENDING_MAX: usize = 1 << 20;
 /// Events taken from the poller per wake-up.
 pub(crate) const EVENTS_PER_POLL_MAX: usize = 1024;
 /// Connections accepted at once; past this, new sockets are accepted and closed at once.
@@ -59,6 +67,8 @@ const _: () = assert!(READ_BYTES_PER_TURN_MAX >= READ_CHUNK_BYTES);
 const _: () = assert!(WRITE_BUFFER_HARD_BYTES > WRITE_BUFFER_HIGH_BYTES + FRAME_MAX_BYTES as usize);
 const _: () = assert!(WRITE_BUFFER_LOW_BYTES < WRITE_BUFFER_HIGH_BYTES);
 const _: () = assert!(FRAME_OVERHEAD < FRAME_MIN_SIZE as usize);
+const _: () =
+    assert!(EXPIRY_WORK_PER_TURN_MAX > 0 && EXPIRY_WORK_PER_TURN_MAX <= DEAD_LETTERS_PENDING_MAX);
 
 // HTTP (management and Prometheus listeners). The first six are cowboy's defaults as RabbitMQ's
 // management plugin keeps them, checked against RabbitMQ 3.10 (tests/fixtures/rabbitmq-3.10-http).

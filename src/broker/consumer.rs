@@ -97,6 +97,9 @@ impl Broker {
             q.remove_consumer(id, c.exclusive);
             if q.should_auto_delete() {
                 self.remove_queue(c.queue);
+            } else if q.consumers().is_empty() {
+                // x-expires: unused from now on.
+                self.renew_lease(c.queue);
             }
         }
     }

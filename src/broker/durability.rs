@@ -2,12 +2,16 @@
 //! itself from what the store recovered, committing each loop turn (definitions saved, message
 //! log synced) and the clean stop. The store is reached only from the broker.
 
+use super::args::QueueArgs;
 use super::bindings::Binding;
-use super::exchange::{Destination, Exchange, ExchangeKind};
-use super::queue::Queue;
+use super::exchange::{Destination, Exchange, ExchangeId, ExchangeKind, DELAYED_TYPE};
+use super::queue::{PagedRef, Queue, QueueId, NEVER};
 use super::{Broker, STANDARD_EXCHANGES};
-use crate::store::definitions::{BindingDef, Definitions, ExchangeDef, QueueDef};
-use crate::store::{Recovery, Store};
+use crate::protocol::{FieldTable, FieldValue};
+use crate::store::definitions::{
+    BindingDef, Definitions, DelayedExchangeDef, ExchangeDef, QueueDef,
+};
+use crate::store::{RecoveredMessage, Recovery, Store, StoreRef};
 use log::{error, info};
 use std::collections::HashMap;
 use std::io;
@@ -71,9 +75,15 @@ impl Broker {
             if !x.durable || standard(&x.name) {
                 continue;
             }
+            if let Some(store_id) = x.delayed_store_id {
+                d.delayed_exchanges.push(DelayedExchangeDef {
+                    exchange: x.name.to_vec(),
+                    store_id,
+                });
+            }
             d.exchanges.push(ExchangeDef {
                 name: x.name.to_vec(),
-                kind: x.kind().name().as_bytes().to_vec(),
+                kind: x.type_name().as_bytes().to_vec(),
                 auto_delete: x.auto_delete,
                 internal: x.internal,
                 arguments: x.arguments.to_vec(),
@@ -119,41 +129,76 @@ impl Broker {
         })
     }
 
-    /// Rebuilds durable state from what the store recovered.
+    /// Rebuilds durable state from what the store recovered. Leases (x-expires) start again
+    /// now, as RabbitMQ's do at node start; message deadlines are kept.
     fn recover(&mut self, r: Recovery) {
         let d = r.definitions;
         self.next_queue_store_id = d.next_queue_id.max(1);
+        let mut by_store_id: HashMap<u32, Recovered> = HashMap::new();
         for x in &d.exchanges {
-            let Some(kind) = ExchangeKind::parse(&x.kind) else {
+            let args = FieldTable::parse(&x.arguments).unwrap_or_default();
+            let delayed = x.kind == DELAYED_TYPE.as_bytes();
+            let kind = match args.get(b"x-delayed-type") {
+                Some(FieldValue::LongStr(t)) if delayed => ExchangeKind::parse(t),
+                _ => ExchangeKind::parse(&x.kind),
+            };
+            let Some(kind) = kind else {
                 continue;
             };
             if !self.exchange_names.contains_key(&x.name[..]) {
-                self.insert_exchange(Exchange::new(
+                let mut e = Exchange::new(
                     x.name.clone().into(),
                     kind,
                     true,
                     x.auto_delete,
                     x.internal,
                     x.arguments.clone().into(),
-                ));
+                );
+                e.delayed = delayed;
+                e.delayed_store_id = d
+                    .delayed_exchanges
+                    .iter()
+                    .find(|de| de.exchange == x.name)
+                    .map(|de| de.store_id);
+                if let Some(sid) = e.delayed_store_id {
+                    self.next_queue_store_id = self.next_queue_store_id.max(sid + 1);
+                }
+                let id = self.insert_exchange(e);
+                if let Some(sid) = self.exchanges.get(id).and_then(|e| e.delayed_store_id) {
+                    by_store_id.insert(sid, Recovered::Delayed(id));
+                }
             }
         }
-        let mut by_store_id = HashMap::new();
         for qd in &d.queues {
+            let args = QueueArgs::parse(FieldTable::parse(&qd.arguments).unwrap_or_default());
             let mut q = Queue::new(
                 qd.name.clone().into(),
                 true,
                 qd.auto_delete,
                 None,
                 qd.arguments.clone().into(),
+                args,
             );
             q.store_id = Some(qd.store_id);
             self.next_queue_store_id = self.next_queue_store_id.max(qd.store_id + 1);
             let id = self.queues.insert(q);
             self.queue_names.insert(qd.name.clone().into(), id);
-            by_store_id.insert(qd.store_id, id);
+            by_store_id.insert(qd.store_id, Recovered::Queue(id));
         }
-        for b in &d.bindings {
+        self.recover_bindings(&d.bindings);
+        for m in r.messages {
+            self.recover_message(m, &by_store_id);
+        }
+        let ids: Vec<QueueId> = self.queues.iter().map(|(id, _)| id).collect();
+        for id in ids {
+            self.renew_lease(id);
+            self.arm_expiry(id);
+        }
+        self.definitions_changed = false;
+    }
+
+    fn recover_bindings(&mut self, bindings: &[BindingDef]) {
+        for b in bindings {
             let Ok(source) = self.exchange_id(&b.source) else {
                 continue;
             };
@@ -176,17 +221,61 @@ impl Broker {
             };
             self.bindings.bind(&mut self.exchanges, binding);
         }
-        for m in r.messages {
-            for (sid, redelivered) in m.queues {
-                let Some(&q) = by_store_id.get(&sid) else {
-                    continue;
-                };
-                // Everything recovered starts on disk; queues read their window back on demand.
-                if let Some(queue) = self.queues.get_mut(q) {
-                    queue.push_paged(m.loc, redelivered);
+    }
+
+    /// Puts a recovered message back where it was: on disk in each queue (in its priority
+    /// level, with its deadline), or held again by its delayed exchange.
+    fn recover_message(&mut self, m: RecoveredMessage, by_store_id: &HashMap<u32, Recovered>) {
+        // A record without a time (an older log) counts as enqueued now.
+        let at = match m.enqueued_at_ms {
+            0 => self.clock_ms,
+            t => t,
+        };
+        for (sid, redelivered) in m.queues {
+            match by_store_id.get(&sid) {
+                Some(&Recovered::Queue(q)) => {
+                    let Some(queue) = self.queues.get_mut(q) else {
+                        continue;
+                    };
+                    let ttl = match (queue.args.message_ttl_ms, m.meta.expiration_ms) {
+                        (None, None) => None,
+                        (a, b) => Some(a.unwrap_or(u64::MAX).min(b.unwrap_or(u64::MAX))),
+                    };
+                    let expires_at = ttl.map_or(NEVER, |t| at.saturating_add(t));
+                    queue.may_expire |= expires_at != NEVER;
+                    // Everything recovered starts on disk; queues read their window back on demand.
+                    queue.push_paged(
+                        m.meta.priority,
+                        PagedRef {
+                            loc: m.loc,
+                            expires_at,
+                            body_len: m.meta.body_len,
+                            redelivered,
+                        },
+                    );
                 }
+                Some(&Recovered::Delayed(x)) => {
+                    let r = StoreRef {
+                        msg_id: m.loc.msg_id,
+                        queue: sid,
+                    };
+                    match self.store.read(m.loc) {
+                        Ok(msg) => self.recover_held(x, msg, at, r),
+                        Err(e) => {
+                            error!("cannot read a delayed message back from the store: {e}");
+                            self.store.ack(r);
+                        }
+                    }
+                }
+                None => {}
             }
         }
-        self.definitions_changed = false;
     }
+}
+
+/// What a store number names at recovery.
+#[derive(Clone, Copy)]
+enum Recovered {
+    Queue(QueueId),
+    Delayed(ExchangeId),
 }

@@ -3,12 +3,13 @@
 //! fails with its reply code and text; deleting cascades (bindings, auto-delete exchanges,
 //! consumers cancelled through notices).
 
+use super::args::{self, DeclaredFlags, QueueArgs};
 use super::bindings::Binding;
-use super::exchange::{Destination, Exchange, ExchangeId, ExchangeKind};
+use super::exchange::{Destination, Exchange, ExchangeId, ExchangeKind, DELAYED_TYPE};
 use super::queue::{Queue, QueueId};
 use super::{not_found_exchange, not_found_queue, Broker, ConnId, VHOST};
 use crate::error::{AmqpError, Show};
-use crate::protocol::{FieldTable, ReplyCode};
+use crate::protocol::{FieldTable, FieldValue, ReplyCode};
 
 /// What queue.declare answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +49,29 @@ fn inequivalent(
         "inequivalent arg '{arg}' for {kind} '{}' in vhost '{VHOST}': received '{received}' but current is '{current}'",
         Show(name)
     ))
+}
+
+/// An exchange type coney routes by, or RabbitMQ's connection error for an unknown one.
+fn known_kind(kind: &[u8]) -> Result<ExchangeKind, AmqpError> {
+    ExchangeKind::parse(kind).ok_or_else(|| {
+        AmqpError::command_invalid(format_args!("unknown exchange type '{}'", Show(kind)))
+    })
+}
+
+/// The routing type of an x-delayed-message exchange (its required x-delayed-type), checked
+/// as the delayed-message plugin checks it.
+fn delayed_type(args: FieldTable<'_>) -> Result<ExchangeKind, AmqpError> {
+    match args.get(b"x-delayed-type") {
+        Some(FieldValue::LongStr(t)) if t == DELAYED_TYPE.as_bytes() => {
+            Err(AmqpError::precondition(
+                "Invalid argument, 'x-delayed-message' can't be used for 'x-delayed-type'",
+            ))
+        }
+        Some(FieldValue::LongStr(t)) => known_kind(t),
+        _ => Err(AmqpError::precondition(
+            "Invalid argument, 'x-delayed-type' must be an existing exchange type",
+        )),
+    }
 }
 
 fn default_exchange_refused() -> AmqpError {
@@ -102,20 +126,27 @@ impl Broker {
                 Show(name)
             )));
         }
-        let Some(kind) = ExchangeKind::parse(kind) else {
-            return Err(AmqpError::command_invalid(format_args!(
-                "unknown exchange type '{}'",
-                Show(kind)
-            )));
+        let delayed = kind == DELAYED_TYPE.as_bytes();
+        let routing_kind = if delayed {
+            delayed_type(args)?
+        } else {
+            known_kind(kind)?
         };
-        let x = Exchange::new(
+        args::check_exchange_args(name, args)?;
+        let mut x = Exchange::new(
             name.into(),
-            kind,
+            routing_kind,
             flags.durable,
             flags.auto_delete,
             flags.internal,
             args.raw().into(),
         );
+        x.delayed = delayed;
+        if delayed && flags.durable && self.store.enabled() {
+            // Held persistent messages are stored under this number, as a queue's are.
+            x.delayed_store_id = Some(self.next_queue_store_id);
+            self.next_queue_store_id += 1;
+        }
         self.insert_exchange(x);
         self.definitions_changed |= flags.durable;
         Ok(())
@@ -138,7 +169,7 @@ impl Broker {
         if name.is_empty() {
             return Err(default_exchange_refused());
         }
-        let current = x.kind().name();
+        let current = x.type_name();
         if current.as_bytes() != kind {
             return Err(inequivalent("type", "exchange", name, Show(kind), current));
         }
@@ -335,13 +366,16 @@ impl Broker {
         args: FieldTable<'_>,
     ) -> Result<DeclareOk, AmqpError> {
         let generated = name.is_empty() && !flags.passive;
+        if generated {
+            args::check_server_named(args)?;
+        }
         let name: Box<[u8]> = if generated {
             self.generate_name("amq.gen-")
         } else {
             name.into()
         };
         if self.queue_names.contains_key(&name) {
-            return self.redeclare_queue(conn, name, flags);
+            return self.redeclare_queue(conn, name, flags, args);
         }
         if flags.passive {
             return Err(not_found_queue(&name));
@@ -352,6 +386,12 @@ impl Broker {
                 Show(&name)
             )));
         }
+        let declared = DeclaredFlags {
+            durable: flags.durable,
+            exclusive: flags.exclusive,
+            auto_delete: flags.auto_delete,
+        };
+        let parsed = QueueArgs::declare(&name, args, declared)?;
         let owner = flags.exclusive.then_some(conn);
         let mut q = Queue::new(
             name.clone(),
@@ -359,6 +399,7 @@ impl Broker {
             flags.auto_delete,
             owner,
             args.raw().into(),
+            parsed,
         );
         if flags.durable && !flags.exclusive && self.store.enabled() {
             // Exclusive queues die with their connection, so they are never recovered.
@@ -368,6 +409,7 @@ impl Broker {
         }
         let id = self.queues.insert(q);
         self.queue_names.insert(name.clone(), id);
+        self.renew_lease(id);
         // Every queue is bound to the default exchange by its name; that binding is implicit.
         Ok(DeclareOk {
             queue: id,
@@ -377,12 +419,14 @@ impl Broker {
         })
     }
 
-    /// queue.declare of an existing queue: passive, or the same flags.
+    /// queue.declare of an existing queue: passive, or the same flags and the arguments
+    /// RabbitMQ compares. Either way it counts as a use (x-expires).
     fn redeclare_queue(
-        &self,
+        &mut self,
         conn: ConnId,
         name: Box<[u8]>,
         flags: QueueFlags,
+        args: FieldTable<'_>,
     ) -> Result<DeclareOk, AmqpError> {
         let id = self.queue_for(conn, &name)?;
         let q = self.queues.get(id).ok_or_else(|| not_found_queue(&name))?;
@@ -404,13 +448,17 @@ impl Broker {
                     current,
                 ));
             }
+            let current = FieldTable::parse(&q.arguments).unwrap_or_default();
+            args::check_equivalent(&name, current, args)?;
         }
-        Ok(DeclareOk {
+        let ok = DeclareOk {
             queue: id,
             message_count: q.message_count() as u32,
             consumer_count: q.consumers().len() as u32,
             name,
-        })
+        };
+        self.renew_lease(id);
+        Ok(ok)
     }
 
     pub(crate) fn purge_queue(&mut self, conn: ConnId, name: &[u8]) -> Result<u32, AmqpError> {

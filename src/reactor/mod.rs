@@ -5,6 +5,7 @@
 
 mod signal;
 
+use crate::broker::expiry::wall_clock_ms;
 use crate::broker::{Broker, ConnId, Notice};
 use crate::config::Config;
 use crate::limits::*;
@@ -133,7 +134,15 @@ impl Reactor {
             let timeout = if busy {
                 Duration::ZERO
             } else {
-                TICK.saturating_sub(now.saturating_duration_since(self.last_tick))
+                let tick = TICK.saturating_sub(now.saturating_duration_since(self.last_tick));
+                // Wake for the broker's earliest deadline (TTL, x-expires, delayed message).
+                match self.broker.next_deadline() {
+                    Some(at) => {
+                        let wait = at.saturating_sub(wall_clock_ms());
+                        tick.min(Duration::from_millis(wait))
+                    }
+                    None => tick,
+                }
             };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == ErrorKind::Interrupted {
@@ -142,6 +151,7 @@ impl Reactor {
                 return Err(e);
             }
             let now = Instant::now();
+            self.broker.begin_turn(wall_clock_ms());
             let mut accept = false;
             for ev in events.iter() {
                 match ev.token() {
@@ -179,6 +189,8 @@ impl Reactor {
                 self.accept(now);
             }
             self.read_ready(now);
+            self.broker.expire_due();
+            self.deliver_notices();
             self.deliver();
             self.persist();
             self.flush(now);

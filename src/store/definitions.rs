@@ -14,6 +14,7 @@ const KIND_NEXT_QUEUE_ID: u8 = 1;
 const KIND_EXCHANGE: u8 = 2;
 const KIND_QUEUE: u8 = 3;
 const KIND_BINDING: u8 = 4;
+const KIND_DELAYED_EXCHANGE: u8 = 5;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExchangeDef {
@@ -43,12 +44,21 @@ pub struct BindingDef {
     pub arguments: Vec<u8>,
 }
 
+/// Where a durable x-delayed-message exchange keeps its held messages in the message log
+/// (a store number from the queues' sequence).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DelayedExchangeDef {
+    pub exchange: Vec<u8>,
+    pub store_id: u32,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Definitions {
     pub next_queue_id: u32,
     pub exchanges: Vec<ExchangeDef>,
     pub queues: Vec<QueueDef>,
     pub bindings: Vec<BindingDef>,
+    pub delayed_exchanges: Vec<DelayedExchangeDef>,
 }
 
 impl Definitions {
@@ -81,6 +91,12 @@ impl Definitions {
                 put_bytes(p, &b.destination);
                 put_bytes(p, &b.key);
                 put_bytes(p, &b.arguments);
+            });
+        }
+        for d in &self.delayed_exchanges {
+            record::write_record(&mut out, KIND_DELAYED_EXCHANGE, |p| {
+                put_bytes(p, &d.exchange);
+                p.extend_from_slice(&d.store_id.to_be_bytes());
             });
         }
         out
@@ -134,6 +150,15 @@ impl Definitions {
                             destination: c.bytes()?.to_vec(),
                             key: c.bytes()?.to_vec(),
                             arguments: c.bytes()?.to_vec(),
+                        })
+                    })()
+                    .ok_or_else(bad)?,
+                ),
+                KIND_DELAYED_EXCHANGE => d.delayed_exchanges.push(
+                    (|| {
+                        Some(DelayedExchangeDef {
+                            exchange: c.bytes()?.to_vec(),
+                            store_id: c.u32()?,
                         })
                     })()
                     .ok_or_else(bad)?,
@@ -202,6 +227,10 @@ mod tests {
                 key: b"lazy.#".to_vec(),
                 arguments: vec![],
             }],
+            delayed_exchanges: vec![DelayedExchangeDef {
+                exchange: b"later".to_vec(),
+                store_id: 4,
+            }],
         }
     }
 
@@ -217,7 +246,13 @@ mod tests {
         for cut in 0..bytes.len() {
             // A shorter file is either a valid prefix of whole records or an error.
             if let Ok(d) = Definitions::decode(&bytes[..cut]) {
-                assert!(d.exchanges.len() + d.queues.len() + d.bindings.len() < 3);
+                assert!(
+                    d.exchanges.len()
+                        + d.queues.len()
+                        + d.bindings.len()
+                        + d.delayed_exchanges.len()
+                        < 4
+                );
             }
         }
         let mut flipped = bytes.clone();

@@ -8,7 +8,7 @@
 //! deleting a prefix of the log never resurrects an acked message.
 
 use super::record::{self, Cursor, Scan};
-use crate::broker::message::Message;
+use crate::broker::message::{Message, StoredMeta};
 use bytes::Bytes;
 use log::{error, info, warn};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -26,6 +26,9 @@ const KIND_ACK: u8 = 2;
 const KIND_REDELIVERED: u8 = 3;
 const KIND_CLEAN: u8 = 4;
 const KIND_STARTED: u8 = 5;
+/// A publish with the time it was enqueued (ms since the epoch) after the message id. Older
+/// logs have only `KIND_PUBLISH`, read with an unknown time.
+const KIND_PUBLISH_AT: u8 = 6;
 
 /// Where a publish record is: its message id (which names the segment), the record's offset
 /// in the segment file and its length. Enough to read the message back.
@@ -49,6 +52,10 @@ pub struct RecoveredMessage {
     pub loc: Location,
     /// (queue store id, redelivered)
     pub queues: Vec<(u32, bool)>,
+    /// When it was enqueued (ms since the epoch); 0 if the record does not say.
+    pub enqueued_at_ms: u64,
+    /// Body length, priority and expiration, read from the record at recovery.
+    pub meta: StoredMeta,
 }
 
 /// What recovery found, for the log and for tests.
@@ -95,6 +102,8 @@ fn segment_path(dir: &Path, n: u32) -> PathBuf {
 struct Pending {
     loc: Location,
     queues: Vec<(u32, bool)>,
+    enqueued_at_ms: u64,
+    meta: StoredMeta,
 }
 
 impl Log {
@@ -138,6 +147,8 @@ impl Log {
             recovered.push(RecoveredMessage {
                 loc: p.loc,
                 queues: p.queues,
+                enqueued_at_ms: p.enqueued_at_ms,
+                meta: p.meta,
             });
         }
         let current = numbers.last().map_or(1, |n| n + 1);
@@ -172,12 +183,18 @@ impl Log {
         Ok((log, recovered, report))
     }
 
-    /// Appends a publish of `msg` to the durable queues `queues`; returns where it is. A
-    /// non-`durable` append (a transient message paged out of memory) needs no fdatasync and
-    /// is ignored by recovery.
-    pub fn publish(&mut self, msg: &Message, queues: &[u32], durable: bool) -> Location {
+    /// Appends a publish of `msg` to the durable queues `queues`, enqueued at `at_ms`;
+    /// returns where it is. A non-`durable` append (a transient message paged out of memory)
+    /// needs no fdatasync and is ignored by recovery.
+    pub fn publish(
+        &mut self,
+        msg: &Message,
+        queues: &[u32],
+        durable: bool,
+        at_ms: u64,
+    ) -> Location {
         let (data, ex, rk, props) = msg.raw();
-        let estimate = 32 + queues.len() as u64 * 4 + data.len() as u64;
+        let estimate = 40 + queues.len() as u64 * 4 + data.len() as u64;
         if self.size + estimate > SEGMENT_SIZE_MAX_BYTES
             && self.size > record::FILE_HEADER_BYTES as u64
         {
@@ -187,8 +204,9 @@ impl Log {
         self.next_index += 1;
         let offset = self.size as u32;
         let before = self.pending.len();
-        record::write_record(&mut self.pending, KIND_PUBLISH, |p| {
+        record::write_record(&mut self.pending, KIND_PUBLISH_AT, |p| {
             p.extend_from_slice(&msg_id.to_be_bytes());
+            p.extend_from_slice(&at_ms.to_be_bytes());
             p.push(msg.persistent as u8);
             p.extend_from_slice(&(queues.len() as u16).to_be_bytes());
             for q in queues {
@@ -233,13 +251,9 @@ impl Log {
             )
         };
         let (payload_at, header) = match record::scan(&buf) {
-            Scan::Record {
-                kind: KIND_PUBLISH,
-                payload,
-                ..
-            } => (
+            Scan::Record { kind, payload, .. } if is_publish(kind) => (
                 record::RECORD_HEADER_BYTES,
-                parse_publish(payload).ok_or_else(bad)?,
+                parse_publish(kind, payload).ok_or_else(bad)?,
             ),
             _ => return Err(bad()),
         };
@@ -461,9 +475,15 @@ fn replay_segment(
     Ok(())
 }
 
+fn is_publish(kind: u8) -> bool {
+    kind == KIND_PUBLISH || kind == KIND_PUBLISH_AT
+}
+
 /// The fixed part of a publish record's payload.
 struct PublishHeader {
     msg_id: u64,
+    /// 0 in records without a time.
+    enqueued_at_ms: u64,
     persistent: bool,
     queues: Vec<(u32, bool)>,
     ex: u8,
@@ -473,9 +493,10 @@ struct PublishHeader {
     data_at: usize,
 }
 
-fn parse_publish(payload: &[u8]) -> Option<PublishHeader> {
+fn parse_publish(kind: u8, payload: &[u8]) -> Option<PublishHeader> {
     let mut c = Cursor::new(payload);
     let msg_id = c.u64()?;
+    let enqueued_at_ms = if kind == KIND_PUBLISH_AT { c.u64()? } else { 0 };
     let persistent = c.u8()? != 0;
     let nq = c.u16()? as usize;
     let mut queues = Vec::with_capacity(nq);
@@ -491,6 +512,7 @@ fn parse_publish(payload: &[u8]) -> Option<PublishHeader> {
     }
     Some(PublishHeader {
         msg_id,
+        enqueued_at_ms,
         persistent,
         queues,
         ex,
@@ -511,7 +533,7 @@ fn apply(
     let mut c = Cursor::new(payload);
     report.clean_shutdown = kind == KIND_CLEAN;
     match kind {
-        KIND_PUBLISH => match parse_publish(payload) {
+        KIND_PUBLISH | KIND_PUBLISH_AT => match parse_publish(kind, payload) {
             // Transient messages paged out of memory are not recovered.
             Some(h) if !h.persistent => {}
             Some(h) if (h.msg_id >> 32) as u32 == segment => {
@@ -520,11 +542,17 @@ fn apply(
                     offset: offset as u32,
                     len: len as u32,
                 };
+                let data = &payload[h.data_at..];
+                let props_at = h.ex as usize + h.rk as usize;
+                let body_at = props_at + h.props as usize;
+                let meta = StoredMeta::parse(&data[props_at..body_at], data.len() - body_at);
                 msgs.insert(
                     h.msg_id,
                     Pending {
                         loc,
                         queues: h.queues,
+                        enqueued_at_ms: h.enqueued_at_ms,
+                        meta,
                     },
                 );
             }
@@ -585,7 +613,7 @@ mod tests {
 
     impl Log {
         fn publish_id(&mut self, m: &Message, q: &[u32]) -> u64 {
-            self.publish(m, q, true).msg_id
+            self.publish(m, q, true, 1_000).msg_id
         }
     }
 
@@ -731,11 +759,12 @@ mod tests {
     fn paged_messages_read_back_before_sync_and_transient_ones_are_not_recovered() {
         let d = TempDir::new("read");
         let (mut log, _, _) = Log::open(&d.0, &queues(&[1])).expect("open");
-        let kept = log.publish(&msg("kept"), &[1], true);
+        let kept = log.publish(&msg("kept"), &[1], true, 1_000);
         let paged = log.publish(
             &Message::new(b"", b"q", &[0, 0], b"transient", false),
             &[1],
             false,
+            1_000,
         );
         assert_eq!(
             log.read(paged).expect("read before sync").body(),
@@ -746,6 +775,11 @@ mod tests {
         drop(log);
         let (mut log, rec, _) = Log::open(&d.0, &queues(&[1])).expect("reopen");
         assert_eq!(bodies(&mut log, &rec), ["kept"]);
+        assert_eq!(
+            rec[0].enqueued_at_ms, 1_000,
+            "the time it was enqueued is kept"
+        );
+        assert_eq!(rec[0].meta.body_len, 4);
     }
 
     #[test]

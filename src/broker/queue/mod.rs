@@ -1,0 +1,376 @@
+//! A queue: its declaration and parsed arguments, its ready messages (`levels.rs`: in memory,
+//! then on disk past its window; one level per priority for x-max-priority), the consumers it
+//! round-robins between, and the state of its timers (head expiry, x-expires lease). Knows
+//! nothing of channels or sockets; the broker's delivery (`delivery.rs`) pops from it for the
+//! consumer it picks, and the broker decides what expiry and limits do with what it takes.
+
+mod levels;
+
+use super::args::{Overflow, QueueArgs, QueueType};
+use super::consumer::ConsumerId;
+use super::handle::define_id;
+use super::message::Message;
+use super::ConnId;
+use crate::store::{Store, StoreRef};
+use levels::Messages;
+pub(crate) use levels::{Head, PagedRef, NEVER};
+
+define_id!(
+    /// A queue in the broker's registry.
+    QueueId
+);
+
+/// A message taken from a queue: delivered (and unacked) or got, until it is settled back
+/// through the broker (`Broker::ack`, `Broker::requeue`).
+#[derive(Clone, Debug)]
+pub struct QueuedMessage {
+    /// Position in its level's publish order; requeued messages go back to their place by it.
+    seq: u64,
+    msg: Message,
+    /// Absolute deadline (ms since the epoch) from x-message-ttl or the expiration property;
+    /// `NEVER` without one. A requeued message keeps it.
+    expires_at: u64,
+    /// Times it was returned to a quorum queue (RabbitMQ's x-delivery-count).
+    delivery_count: u32,
+    redelivered: bool,
+    /// Where the message is on disk, for a persistent message in a durable queue.
+    pub(super) store: Option<StoreRef>,
+}
+
+impl QueuedMessage {
+    /// A message entering a queue.
+    pub(super) fn new(msg: Message, expires_at: u64, store: Option<StoreRef>) -> Self {
+        QueuedMessage {
+            seq: 0,
+            msg,
+            expires_at,
+            delivery_count: 0,
+            redelivered: false,
+            store,
+        }
+    }
+
+    pub fn message(&self) -> &Message {
+        &self.msg
+    }
+
+    /// Whether it was delivered before (requeued, or recovered after a crash).
+    pub fn redelivered(&self) -> bool {
+        self.redelivered
+    }
+
+    pub(super) fn delivery_count(&self) -> u32 {
+        self.delivery_count
+    }
+
+    /// Replaces the message delivered (a quorum queue's x-delivery-count header).
+    pub(super) fn set_message(&mut self, msg: Message) {
+        self.msg = msg;
+    }
+}
+
+pub(super) struct Queue {
+    pub(super) name: Box<[u8]>,
+    pub(super) durable: bool,
+    /// Number naming the queue in the message store; None for queues whose messages never
+    /// touch the disk (non-durable or exclusive, or no store).
+    pub(super) store_id: Option<u32>,
+    pub(super) auto_delete: bool,
+    /// The connection of an exclusive queue.
+    pub(super) owner: Option<ConnId>,
+    /// Declaration arguments as a raw field table, for equivalence checks and storage.
+    pub(super) arguments: Box<[u8]>,
+    /// The same arguments, parsed: what the queue does beyond FIFO.
+    pub(super) args: QueueArgs,
+    messages: Messages,
+    consumers: Vec<ConsumerId>,
+    /// Index into `consumers` of the next one to try.
+    next_consumer: usize,
+    /// Set once a consumer has subscribed: auto-delete applies only after that (RabbitMQ).
+    had_consumers: bool,
+    /// Some consumer holds exclusive access.
+    exclusive_consumer: bool,
+    /// Already on the broker's list of queues that may deliver.
+    pub(super) on_ready_list: bool,
+    /// Messages here may have a deadline (x-message-ttl, or one arrived with an expiration),
+    /// so the head is checked before it is taken. Plain queues never look at the clock.
+    pub(super) may_expire: bool,
+    /// When this queue's head-expiry entry in the broker's timer heap is due; `NEVER` if it
+    /// has none. Entries that do not match are stale and skipped.
+    pub(super) expiry_due: u64,
+    /// x-expires: when the unused queue is deleted (`NEVER` while consumers hold it).
+    pub(super) lease_until: u64,
+    /// When this queue's lease entry in the timer heap is due; `NEVER` if it has none.
+    pub(super) lease_due: u64,
+    /// Already on the broker's list of queues to trim to their length limit.
+    pub(super) on_overfull_list: bool,
+}
+
+impl Queue {
+    pub(super) fn new(
+        name: Box<[u8]>,
+        durable: bool,
+        auto_delete: bool,
+        owner: Option<ConnId>,
+        arguments: Box<[u8]>,
+        args: QueueArgs,
+    ) -> Self {
+        Queue {
+            name,
+            durable,
+            store_id: None,
+            auto_delete,
+            owner,
+            arguments,
+            messages: Messages::new(args.max_priority),
+            may_expire: args.message_ttl_ms.is_some(),
+            args,
+            consumers: Vec::new(),
+            next_consumer: 0,
+            had_consumers: false,
+            exclusive_consumer: false,
+            on_ready_list: false,
+            expiry_due: NEVER,
+            lease_until: NEVER,
+            lease_due: NEVER,
+            on_overfull_list: false,
+        }
+    }
+
+    pub(super) fn message_count(&self) -> usize {
+        self.messages.len()
+    }
+
+    pub(super) fn is_quorum(&self) -> bool {
+        self.args.queue_type == QueueType::Quorum
+    }
+
+    /// Whether a new message of `priority` must go to disk instead of memory: the queue is
+    /// durable and its in-memory window is full (or that level is already paging).
+    pub(super) fn wants_paging(&self, priority: u8) -> bool {
+        self.messages
+            .wants_paging(self.store_id.is_some(), priority)
+    }
+
+    /// Whether the queue has a length limit (checked on every enqueue).
+    pub(super) fn is_limited(&self) -> bool {
+        self.args.max_length.is_some() || self.args.max_length_bytes.is_some()
+    }
+
+    /// Ready messages beyond x-max-length or x-max-length-bytes.
+    pub(super) fn over_limit(&self) -> bool {
+        self.args
+            .max_length
+            .is_some_and(|max| self.messages.len() as u64 > max)
+            || self
+                .args
+                .max_length_bytes
+                .is_some_and(|max| self.messages.body_bytes() > max)
+    }
+
+    /// x-overflow reject-publish(-dlx): a message of `body_len` bytes would not fit.
+    pub(super) fn refuses(&self, body_len: u64) -> bool {
+        self.args.overflow != Overflow::DropHead
+            && (self
+                .args
+                .max_length
+                .is_some_and(|max| self.messages.len() as u64 + 1 > max)
+                || self
+                    .args
+                    .max_length_bytes
+                    .is_some_and(|max| self.messages.body_bytes() + body_len > max))
+    }
+
+    /// Appends a message that stays on disk.
+    pub(super) fn push_paged(&mut self, priority: u8, r: PagedRef) {
+        self.messages.push_paged(priority, r);
+    }
+
+    /// Appends a newly routed message.
+    pub(super) fn push(&mut self, m: QueuedMessage) {
+        self.messages.push(m);
+    }
+
+    /// Store references of ready messages delivered before (for a clean stop).
+    pub(super) fn redelivered_refs(&self, out: &mut Vec<(u64, u32)>) {
+        self.messages.redelivered_refs(self.store_id, out);
+    }
+
+    /// The deadline of the message that would be taken next.
+    pub(super) fn head_expires_at(&self) -> Option<u64> {
+        self.messages.head_expires_at()
+    }
+
+    /// Takes the next ready message, reading the next batch from disk first if needed.
+    #[inline]
+    pub(super) fn pop(&mut self, store: &mut Store) -> Option<QueuedMessage> {
+        self.messages.pop(store, self.store_id)
+    }
+
+    /// Takes the next ready message to drop it: one only on disk is not read back.
+    pub(super) fn take_head(&mut self, store: &mut Store) -> Option<Head> {
+        self.messages.take_head(store, self.store_id)
+    }
+
+    /// Puts back a message `pop` just returned that no one took: first again, unchanged.
+    pub(super) fn unpop(&mut self, m: QueuedMessage) {
+        self.messages.unpop(m);
+    }
+
+    /// Puts a delivered message back at its original position, marked redelivered; a
+    /// quorum queue counts the return.
+    pub(super) fn requeue(&mut self, mut m: QueuedMessage) {
+        m.redelivered = true;
+        self.messages.requeue(m);
+    }
+
+    /// Counts one more return of `m` to a quorum queue; true if that is past its
+    /// x-delivery-limit (the message is then dead-lettered instead of requeued).
+    pub(super) fn count_return(&self, m: &mut QueuedMessage) -> bool {
+        if !self.is_quorum() {
+            return false;
+        }
+        m.delivery_count = m.delivery_count.saturating_add(1);
+        self.args
+            .delivery_limit
+            .is_some_and(|limit| m.delivery_count as i64 > limit)
+    }
+
+    /// Drops every ready message, acking their store records; returns how many there were.
+    pub(super) fn purge(&mut self, store: &mut Store) -> usize {
+        self.messages.purge(store, self.store_id)
+    }
+
+    pub(super) fn consumers(&self) -> &[ConsumerId] {
+        &self.consumers
+    }
+
+    /// Whether a new consumer (exclusive or not) may subscribe.
+    pub(super) fn admits_consumer(&self, exclusive: bool) -> bool {
+        !self.exclusive_consumer && (!exclusive || self.consumers.is_empty())
+    }
+
+    pub(super) fn add_consumer(&mut self, c: ConsumerId, exclusive: bool) {
+        self.consumers.push(c);
+        self.had_consumers = true;
+        self.exclusive_consumer |= exclusive;
+    }
+
+    pub(super) fn remove_consumer(&mut self, c: ConsumerId, exclusive: bool) {
+        if exclusive {
+            self.exclusive_consumer = false;
+        }
+        if let Some(i) = self.consumers.iter().position(|x| *x == c) {
+            self.consumers.remove(i);
+            if self.next_consumer > i {
+                self.next_consumer -= 1;
+            }
+            if self.next_consumer >= self.consumers.len() {
+                self.next_consumer = 0;
+            }
+        }
+    }
+
+    /// Round robin: the first consumer from the next in turn that `may_take` accepts, which
+    /// then becomes the last served.
+    pub(super) fn pick_consumer(
+        &mut self,
+        mut may_take: impl FnMut(ConsumerId) -> bool,
+    ) -> Option<ConsumerId> {
+        let n = self.consumers.len();
+        for i in 0..n {
+            let idx = (self.next_consumer + i) % n;
+            let c = self.consumers[idx];
+            if may_take(c) {
+                self.next_consumer = (idx + 1) % n;
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// Whether the auto-delete rule removes this queue now.
+    pub(super) fn should_auto_delete(&self) -> bool {
+        self.auto_delete && self.had_consumers && self.consumers.is_empty()
+    }
+
+    /// The exclusive-consumer flag agrees with the consumers (checked by `Broker::assert_consistent`).
+    pub(super) fn exclusive_consumer(&self) -> bool {
+        self.exclusive_consumer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(b: &str) -> QueuedMessage {
+        QueuedMessage::new(
+            Message::new(b"", b"q", &[0, 0], b.as_bytes(), false),
+            NEVER,
+            None,
+        )
+    }
+
+    fn queue(args: QueueArgs) -> Queue {
+        Queue::new(b"q"[..].into(), false, false, None, Box::new([]), args)
+    }
+
+    #[test]
+    fn requeued_messages_return_to_their_original_place() {
+        let mut q = queue(QueueArgs::default());
+        let mut store = Store::disabled();
+        for b in ["1", "2", "3", "4"] {
+            q.push(msg(b));
+        }
+        let m1 = q.pop(&mut store).expect("1");
+        let m2 = q.pop(&mut store).expect("2");
+        let m3 = q.pop(&mut store).expect("3");
+        q.requeue(m3);
+        q.requeue(m1);
+        q.push(msg("5"));
+        q.requeue(m2);
+        let m4 = q.pop(&mut store).expect("4");
+        q.unpop(m4);
+        let order: Vec<_> = std::iter::from_fn(|| q.pop(&mut store))
+            .map(|m| (m.msg.body().to_vec(), m.redelivered))
+            .collect();
+        assert_eq!(
+            order,
+            vec![
+                (b"1".to_vec(), true),
+                (b"2".to_vec(), true),
+                (b"3".to_vec(), true),
+                (b"4".to_vec(), false),
+                (b"5".to_vec(), false)
+            ]
+        );
+        assert_eq!(q.messages.in_memory_bytes(), 0);
+    }
+
+    /// A message with a priority property (basic properties: flags word, priority octet).
+    fn prio(b: &str, p: u8) -> QueuedMessage {
+        let m = Message::new(b"", b"q", &[0x08, 0x00, p], b.as_bytes(), false);
+        QueuedMessage::new(m, NEVER, None)
+    }
+
+    #[test]
+    fn priority_levels_give_highest_first_and_fifo_within_one() {
+        let mut q = queue(QueueArgs {
+            max_priority: Some(5),
+            ..Default::default()
+        });
+        let mut store = Store::disabled();
+        for (b, p) in [("a", 1), ("b", 0), ("c", 5), ("d", 200), ("e", 3), ("f", 5)] {
+            q.push(prio(b, p));
+        }
+        let first = q.pop(&mut store).expect("c");
+        q.push(prio("g", 5));
+        q.requeue(first);
+        let order: Vec<_> = std::iter::from_fn(|| q.pop(&mut store))
+            .map(|m| String::from_utf8_lossy(m.msg.body()).into_owned())
+            .collect();
+        assert_eq!(order, ["c", "d", "f", "g", "e", "a", "b"]);
+        assert_eq!((q.message_count(), q.messages.body_bytes()), (0, 0));
+    }
+}
