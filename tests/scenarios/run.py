@@ -41,8 +41,6 @@ ONLY_FLAVOURS = {
 # not RabbitMQ they are skipped (SKIP lines, counted apart) unless --include-skipped. Remove
 # an entry once coney passes the scenario.
 NOT_YET_ON_CONEY = {
-    'retry_ttl_dlx': 'issue 10: coney has no message TTL nor dead-lettering',
-    'priority_queue': 'issue 10: coney ignores x-max-priority',
     'rpc_reply_to': 'issue 10: coney has no direct reply-to',
 }
 
