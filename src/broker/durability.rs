@@ -181,8 +181,7 @@ impl Broker {
             );
             q.store_id = Some(qd.store_id);
             self.next_queue_store_id = self.next_queue_store_id.max(qd.store_id + 1);
-            let id = self.queues.insert(q);
-            self.queue_names.insert(qd.name.clone().into(), id);
+            let id = self.insert_queue(q);
             by_store_id.insert(qd.store_id, Recovered::Queue(id));
         }
         self.recover_bindings(&d.bindings);

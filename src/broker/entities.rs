@@ -407,8 +407,7 @@ impl Broker {
             self.next_queue_store_id += 1;
             self.definitions_changed = true;
         }
-        let id = self.queues.insert(q);
-        self.queue_names.insert(name.clone(), id);
+        let id = self.insert_queue(q);
         self.renew_lease(id);
         // Every queue is bound to the default exchange by its name; that binding is implicit.
         Ok(DeclareOk {
@@ -417,6 +416,15 @@ impl Broker {
             message_count: 0,
             consumer_count: 0,
         })
+    }
+
+    /// Registers a queue under its name.
+    pub(super) fn insert_queue(&mut self, q: Queue) -> QueueId {
+        let name = q.name.clone();
+        self.quorum_queues += q.is_quorum() as usize;
+        let id = self.queues.insert(q);
+        self.queue_names.insert(name, id);
+        id
     }
 
     /// queue.declare of an existing queue: passive, or the same flags and the arguments
@@ -507,6 +515,7 @@ impl Broker {
             return;
         };
         self.queue_names.remove(&q.name);
+        self.quorum_queues -= q.is_quorum() as usize;
         if q.store_id.is_some() {
             self.definitions_changed = true;
             q.purge(&mut self.store);

@@ -53,6 +53,10 @@ impl Timers {
         self.heap.push(Reverse((due, kind, id)));
     }
 
+    fn len(&self) -> usize {
+        self.heap.len()
+    }
+
     fn earliest(&self) -> Option<u64> {
         self.heap.peek().map(|Reverse((due, _, _))| *due)
     }
@@ -67,6 +71,22 @@ impl Timers {
 }
 
 impl Broker {
+    /// Adds a timer entry. Stale entries (a deleted queue's, or one a nearer deadline
+    /// replaced) are dropped when they outnumber the live ones, at most two per queue: the
+    /// heap stays proportional to the queues, at an amortised O(1) per entry.
+    fn push_timer(&mut self, due: u64, kind: Timer, id: QueueId) {
+        self.timers.push(due, kind, id);
+        if self.timers.len() > 4 * self.queues.len() + 1024 {
+            let queues = &self.queues;
+            self.timers.heap.retain(|Reverse((due, kind, id))| {
+                queues.get(*id).is_some_and(|q| match kind {
+                    Timer::Head => q.expiry_due == *due,
+                    Timer::Lease => q.lease_due == *due,
+                })
+            });
+        }
+    }
+
     /// Starts a loop turn at `now_ms` (wall clock): deadlines of this turn's messages are
     /// measured from it, and the turn's budget for expiry work is renewed. The clock never
     /// goes back, so a stepped system clock cannot resurrect an expired message.
@@ -160,7 +180,7 @@ impl Broker {
         let due = at.saturating_add(1);
         if due < q.expiry_due {
             q.expiry_due = due;
-            self.timers.push(due, Timer::Head, id);
+            self.push_timer(due, Timer::Head, id);
         }
     }
 
@@ -170,7 +190,7 @@ impl Broker {
         if let Some(q) = self.queues.get_mut(id) {
             if now < q.expiry_due {
                 q.expiry_due = now;
-                self.timers.push(now, Timer::Head, id);
+                self.push_timer(now, Timer::Head, id);
             }
         }
     }
@@ -186,7 +206,8 @@ impl Broker {
         q.lease_until = now.saturating_add(ms);
         if q.lease_due == NEVER {
             q.lease_due = q.lease_until;
-            self.timers.push(q.lease_until, Timer::Lease, id);
+            let until = q.lease_until;
+            self.push_timer(until, Timer::Lease, id);
         }
     }
 
@@ -205,7 +226,8 @@ impl Broker {
         }
         if now < q.lease_until {
             q.lease_due = q.lease_until;
-            self.timers.push(q.lease_until, Timer::Lease, id);
+            let until = q.lease_until;
+            self.push_timer(until, Timer::Lease, id);
             return;
         }
         self.budget = self.budget.saturating_sub(1);

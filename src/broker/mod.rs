@@ -89,6 +89,9 @@ pub struct Broker {
     delayed: delayed::Delayed,
     /// Queues over their length limit, trimmed once this turn's deliveries are made.
     overfull: Vec<QueueId>,
+    /// Quorum queues there are: while there are none, a transient publish does not look for
+    /// one (they keep every message on disk).
+    quorum_queues: usize,
 }
 
 fn not_found_queue(name: &[u8]) -> AmqpError {
@@ -148,6 +151,7 @@ impl Broker {
             dead_letters: dead_letter::DeadLetters::default(),
             delayed: delayed::Delayed::default(),
             overfull: Vec::new(),
+            quorum_queues: 0,
         };
         for (name, kind) in STANDARD_EXCHANGES {
             b.insert_exchange(Exchange::new(

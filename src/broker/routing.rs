@@ -138,7 +138,9 @@ impl Broker {
             };
         }
         let loc = match q.store_id {
-            Some(sid) if msg.persistent => self.store.publish(msg, &[sid], self.clock_ms),
+            Some(sid) if msg.persistent || q.is_quorum() => {
+                self.store.publish(msg, &[sid], self.clock_ms)
+            }
             _ => None,
         };
         self.enqueue(id, msg, loc, expiration_ms);
@@ -176,14 +178,21 @@ impl Broker {
             }
             i += 1;
         }
-        // A persistent message is written once, naming every durable queue it went to.
+        // A persistent message is written once, naming every durable queue it went to; a
+        // quorum queue keeps transient messages on disk too.
         let mut loc = None;
-        if msg.persistent && self.store.enabled() {
+        if (msg.persistent || self.quorum_queues > 0) && self.store.enabled() {
             let mut durable = std::mem::take(&mut self.route.durable);
             durable.clear();
-            durable.extend(dests.iter().filter_map(|d| match d {
-                Destination::Queue(q) => self.queues.get(*q).and_then(|q| q.store_id),
-                Destination::Exchange(_) => None,
+            durable.extend(dests.iter().filter_map(|d| {
+                match d {
+                    Destination::Queue(q) => self
+                        .queues
+                        .get(*q)
+                        .filter(|q| msg.persistent || q.is_quorum())
+                        .and_then(|q| q.store_id),
+                    Destination::Exchange(_) => None,
+                }
             }));
             if !durable.is_empty() {
                 loc = self.store.publish(msg, &durable, self.clock_ms);
@@ -356,11 +365,12 @@ impl Broker {
             )),
         }
         let has_consumers = !q.consumers().is_empty();
+        let limited = q.is_limited();
         if expires_at != NEVER {
             q.may_expire = true;
             self.arm_expiry(id);
         }
-        if self.queues.get(id).is_some_and(|q| q.is_limited()) {
+        if limited {
             self.limit_length(id, has_consumers);
         }
         if has_consumers {

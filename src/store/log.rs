@@ -26,6 +26,12 @@ const KIND_ACK: u8 = 2;
 const KIND_REDELIVERED: u8 = 3;
 const KIND_CLEAN: u8 = 4;
 const KIND_STARTED: u8 = 5;
+/// The recovery byte of a publish record: a transient message paged out of memory is not
+/// recovered; a persistent one is; so is a transient one kept durably because a queue keeps
+/// every message on disk (a quorum queue).
+const RECOVER_NOT: u8 = 0;
+const RECOVER_PERSISTENT: u8 = 1;
+const RECOVER_TRANSIENT: u8 = 2;
 /// A publish with the time it was enqueued (ms since the epoch) after the message id. Older
 /// logs have only `KIND_PUBLISH`, read with an unknown time.
 const KIND_PUBLISH_AT: u8 = 6;
@@ -207,7 +213,11 @@ impl Log {
         record::write_record(&mut self.pending, KIND_PUBLISH_AT, |p| {
             p.extend_from_slice(&msg_id.to_be_bytes());
             p.extend_from_slice(&at_ms.to_be_bytes());
-            p.push(msg.persistent as u8);
+            p.push(match (durable, msg.persistent) {
+                (false, _) => RECOVER_NOT,
+                (true, true) => RECOVER_PERSISTENT,
+                (true, false) => RECOVER_TRANSIENT,
+            });
             p.extend_from_slice(&(queues.len() as u16).to_be_bytes());
             for q in queues {
                 p.extend_from_slice(&q.to_be_bytes());
@@ -484,6 +494,8 @@ struct PublishHeader {
     msg_id: u64,
     /// 0 in records without a time.
     enqueued_at_ms: u64,
+    /// Recovery keeps the message.
+    recover: bool,
     persistent: bool,
     queues: Vec<(u32, bool)>,
     ex: u8,
@@ -497,7 +509,8 @@ fn parse_publish(kind: u8, payload: &[u8]) -> Option<PublishHeader> {
     let mut c = Cursor::new(payload);
     let msg_id = c.u64()?;
     let enqueued_at_ms = if kind == KIND_PUBLISH_AT { c.u64()? } else { 0 };
-    let persistent = c.u8()? != 0;
+    let recover = c.u8()?;
+    let persistent = recover == RECOVER_PERSISTENT;
     let nq = c.u16()? as usize;
     let mut queues = Vec::with_capacity(nq);
     for _ in 0..nq {
@@ -513,6 +526,7 @@ fn parse_publish(kind: u8, payload: &[u8]) -> Option<PublishHeader> {
     Some(PublishHeader {
         msg_id,
         enqueued_at_ms,
+        recover: recover != RECOVER_NOT,
         persistent,
         queues,
         ex,
@@ -535,7 +549,7 @@ fn apply(
     match kind {
         KIND_PUBLISH | KIND_PUBLISH_AT => match parse_publish(kind, payload) {
             // Transient messages paged out of memory are not recovered.
-            Some(h) if !h.persistent => {}
+            Some(h) if !h.recover => {}
             Some(h) if (h.msg_id >> 32) as u32 == segment => {
                 let loc = Location {
                     msg_id: h.msg_id,

@@ -74,8 +74,9 @@ impl Store {
         self.log.is_some()
     }
 
-    /// Appends a persistent message routed to durable queues at `at_ms` (wall clock, kept
-    /// for TTL deadlines); returns where it is.
+    /// Appends a message routed to durable queues at `at_ms` (wall clock, kept for TTL
+    /// deadlines), to be recovered after a restart (a persistent message, or any message of a
+    /// quorum queue); returns where it is.
     pub fn publish(&mut self, msg: &Message, queues: &[u32], at_ms: u64) -> Option<Location> {
         self.log
             .as_mut()
