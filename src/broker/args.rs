@@ -69,6 +69,11 @@ pub(crate) struct QueueArgs {
     /// delivery_limit). RabbitMQ compares the count with whatever value was given, so a
     /// negative limit dead-letters at the first return and a non-integer one never does.
     pub(crate) delivery_limit: Option<i64>,
+    /// Ready messages a durable queue keeps in memory at most (below coney's window): 0 for
+    /// x-queue-mode lazy, or a quorum queue's x-max-in-memory-length.
+    pub(crate) in_memory_max: Option<u64>,
+    /// Bytes of ready messages kept in memory at most (x-max-in-memory-bytes).
+    pub(crate) in_memory_bytes_max: Option<u64>,
 }
 
 /// Arguments of classic queues (RabbitMQ 3.10's rabbit_classic_queue capabilities).
@@ -388,6 +393,11 @@ impl QueueArgs {
             } else {
                 None
             },
+            in_memory_max: match args.get(b"x-queue-mode") {
+                Some(FieldValue::LongStr(b"lazy")) => Some(0),
+                _ => unsigned("x-max-in-memory-length"),
+            },
+            in_memory_bytes_max: unsigned("x-max-in-memory-bytes"),
         }
     }
 }

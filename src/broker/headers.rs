@@ -258,3 +258,123 @@ pub(super) fn with_delay_released(msg: &Message, delay_ms: u64) -> Message {
     let props = encode(&p, &headers, false);
     msg.with_properties(msg.exchange(), msg.routing_key(), &props)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn death<'a>(queue: &'a [u8], reason: &'static str) -> Death<'a> {
+        Death {
+            queue,
+            reason,
+            exchange: b"x",
+            routing_key: b"rk",
+            time_secs: 1_700_000_000,
+        }
+    }
+
+    /// The names of a table's entries, in wire order.
+    fn names(t: FieldTable<'_>) -> Vec<String> {
+        t.iter()
+            .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
+            .collect()
+    }
+
+    /// Dead-letters properties `raw` from `queue` for `reason`; the new encoded properties.
+    fn die(raw: &[u8], queue: &[u8], reason: &'static str) -> Vec<u8> {
+        let p = BasicProperties::decode(raw).expect("properties");
+        dead_letter_properties(&p, &death(queue, reason), false)
+    }
+
+    fn deaths(raw: &[u8]) -> Vec<FieldTable<'_>> {
+        let p = BasicProperties::decode(raw).expect("properties");
+        let Some(FieldValue::Array(a)) = p.headers.and_then(|h| h.get(b"x-death")) else {
+            panic!("no x-death");
+        };
+        a.iter()
+            .map(|v| match v {
+                FieldValue::Table(t) => t,
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn x_death_first_in_rabbitmqs_order_then_sorted_and_counted() {
+        let mut raw = Vec::new();
+        BasicProperties {
+            expiration: Some(b"60000"),
+            ..Default::default()
+        }
+        .encode(&mut Writer::new(&mut raw));
+        let once = die(&raw, b"a", "rejected");
+        let p = BasicProperties::decode(&once).expect("decode");
+        assert_eq!(p.expiration, None, "the expiration moves into x-death");
+        assert_eq!(
+            names(p.headers.expect("headers")),
+            [
+                "x-death",
+                "x-first-death-exchange",
+                "x-first-death-queue",
+                "x-first-death-reason"
+            ]
+        );
+        assert_eq!(
+            names(deaths(&once)[0]),
+            [
+                "count",
+                "reason",
+                "queue",
+                "time",
+                "exchange",
+                "routing-keys",
+                "original-expiration"
+            ]
+        );
+        let twice = die(&once, b"b", "expired");
+        let d = deaths(&twice);
+        assert_eq!(d.len(), 2);
+        assert_eq!(
+            names(d[0]),
+            [
+                "count",
+                "exchange",
+                "queue",
+                "reason",
+                "routing-keys",
+                "time"
+            ]
+        );
+        assert_eq!(
+            d[1].raw(),
+            deaths(&once)[0].raw(),
+            "older entries stay as they were"
+        );
+        let thrice = die(&twice, b"a", "rejected");
+        let d = deaths(&thrice);
+        assert_eq!(d[0].get(b"count"), Some(FieldValue::I64(2)));
+        assert_eq!(d[0].get(b"queue"), Some(FieldValue::LongStr(b"a")));
+        assert_eq!(
+            names(d[0])[..3],
+            ["count", "exchange", "original-expiration"]
+        );
+    }
+
+    #[test]
+    fn cycles_are_deaths_without_a_rejection() {
+        let mut raw = Vec::new();
+        BasicProperties::default().encode(&mut Writer::new(&mut raw));
+        let expired = die(&die(&raw, b"a", "expired"), b"b", "maxlen");
+        let p = BasicProperties::decode(&expired).expect("decode");
+        let Some(FieldValue::Array(a)) = p.headers.and_then(|h| h.get(b"x-death")) else {
+            panic!("no x-death")
+        };
+        assert!(is_cycle(b"a", a) && is_cycle(b"b", a) && !is_cycle(b"c", a));
+        let rejected = die(&die(&raw, b"a", "expired"), b"b", "rejected");
+        let p = BasicProperties::decode(&rejected).expect("decode");
+        let Some(FieldValue::Array(a)) = p.headers.and_then(|h| h.get(b"x-death")) else {
+            panic!("no x-death")
+        };
+        assert!(!is_cycle(b"a", a), "a rejection since makes it no cycle");
+    }
+}

@@ -5,7 +5,7 @@
 //! bytes (x-max-length-bytes), and what is in memory (the window).
 
 use super::QueuedMessage;
-use crate::limits::{PAGE_IN_BATCH_MESSAGES, QUEUE_WINDOW_BYTES_MAX, QUEUE_WINDOW_MESSAGES_MAX};
+use crate::limits::{PAGE_IN_BATCH_MESSAGES, QUEUE_WINDOW_BYTES_MAX};
 use crate::store::{Location, Store, StoreRef};
 use log::error;
 use std::collections::VecDeque;
@@ -151,11 +151,12 @@ impl Messages {
     }
 
     /// Whether a new message of `priority` must go to disk instead of memory: the queue can
-    /// page (`paging`) and its window is full, or that level already pages (order is kept).
-    pub(crate) fn wants_paging(&self, paging: bool, priority: u8) -> bool {
+    /// page (`paging`) and its window (`window`: messages, bytes) is full, or that level
+    /// already pages (order is kept).
+    pub(crate) fn wants_paging(&self, paging: bool, window: (usize, usize), priority: u8) -> bool {
         paging
-            && (self.in_memory >= QUEUE_WINDOW_MESSAGES_MAX
-                || self.in_memory_bytes >= QUEUE_WINDOW_BYTES_MAX
+            && (self.in_memory >= window.0
+                || self.in_memory_bytes >= window.1
                 || self
                     .level(self.level_of(priority))
                     .is_some_and(|l| !l.paged.is_empty()))

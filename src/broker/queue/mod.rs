@@ -11,6 +11,7 @@ use super::consumer::ConsumerId;
 use super::handle::define_id;
 use super::message::Message;
 use super::ConnId;
+use crate::limits::{QUEUE_WINDOW_BYTES_MAX, QUEUE_WINDOW_MESSAGES_MAX};
 use crate::store::{Store, StoreRef};
 use levels::Messages;
 pub(crate) use levels::{Head, PagedRef, NEVER};
@@ -83,6 +84,9 @@ pub(super) struct Queue {
     /// The same arguments, parsed: what the queue does beyond FIFO.
     pub(super) args: QueueArgs,
     messages: Messages,
+    /// Ready messages and bytes kept in memory before new ones go to disk (durable queues):
+    /// coney's window, or less if the arguments ask for less.
+    window: (usize, usize),
     consumers: Vec<ConsumerId>,
     /// Index into `consumers` of the next one to try.
     next_consumer: usize,
@@ -123,6 +127,15 @@ impl Queue {
             owner,
             arguments,
             messages: Messages::new(args.max_priority),
+            window: (
+                args.in_memory_max.map_or(QUEUE_WINDOW_MESSAGES_MAX, |n| {
+                    n.min(QUEUE_WINDOW_MESSAGES_MAX as u64) as usize
+                }),
+                args.in_memory_bytes_max
+                    .map_or(QUEUE_WINDOW_BYTES_MAX, |n| {
+                        n.min(QUEUE_WINDOW_BYTES_MAX as u64) as usize
+                    }),
+            ),
             may_expire: args.message_ttl_ms.is_some(),
             args,
             consumers: Vec::new(),
@@ -149,7 +162,7 @@ impl Queue {
     /// durable and its in-memory window is full (or that level is already paging).
     pub(super) fn wants_paging(&self, priority: u8) -> bool {
         self.messages
-            .wants_paging(self.store_id.is_some(), priority)
+            .wants_paging(self.store_id.is_some(), self.window, priority)
     }
 
     /// Whether the queue has a length limit (checked on every enqueue).
@@ -352,6 +365,20 @@ mod tests {
     fn prio(b: &str, p: u8) -> QueuedMessage {
         let m = Message::new(b"", b"q", &[0x08, 0x00, p], b.as_bytes(), false);
         QueuedMessage::new(m, NEVER, None)
+    }
+
+    #[test]
+    fn lazy_mode_keeps_no_ready_message_of_a_durable_queue_in_memory() {
+        let mut lazy = queue(QueueArgs {
+            in_memory_max: Some(0),
+            ..Default::default()
+        });
+        assert!(!lazy.wants_paging(0), "a queue without a store cannot page");
+        lazy.store_id = Some(1);
+        assert!(lazy.wants_paging(0));
+        let mut plain = queue(QueueArgs::default());
+        plain.store_id = Some(2);
+        assert!(!plain.wants_paging(0), "the default window holds it");
     }
 
     #[test]
