@@ -62,34 +62,35 @@ impl Broker {
     }
 
     fn deliver_from(&mut self, id: QueueId, sink: &mut impl DeliverySink) {
-        self.deliver_some(id, sink);
-        if self.queues.get(id).is_some_and(|q| q.may_expire) {
+        let Some(q) = self.queues.get(id) else { return };
+        let (may_expire, quorum) = (q.may_expire, q.is_quorum());
+        self.deliver_some(id, sink, may_expire, quorum);
+        if may_expire {
             // The head changed: its deadline is the one to wake for.
             self.arm_expiry(id);
         }
     }
 
-    fn deliver_some(&mut self, id: QueueId, sink: &mut impl DeliverySink) {
+    /// Delivers from queue `id` while consumers can take; `may_expire` and `quorum` are the
+    /// queue's (read once: a plain queue pays one branch each per delivery).
+    fn deliver_some(
+        &mut self,
+        id: QueueId,
+        sink: &mut impl DeliverySink,
+        may_expire: bool,
+        quorum: bool,
+    ) {
         for _ in 0..DELIVERIES_PER_QUEUE_PER_TURN_MAX {
+            if may_expire && !self.expire_head(id) {
+                self.expiry_due_now(id);
+                return;
+            }
             let Some(q) = self.queues.get_mut(id) else {
                 return;
             };
             if q.message_count() == 0 {
                 return;
             }
-            if q.may_expire {
-                if !self.expire_head(id) {
-                    self.expiry_due_now(id);
-                    return;
-                }
-                let Some(q) = self.queues.get(id) else { return };
-                if q.message_count() == 0 {
-                    return;
-                }
-            }
-            let Some(q) = self.queues.get_mut(id) else {
-                return;
-            };
             let consumers = &self.consumers;
             let chosen =
                 q.pick_consumer(|cid| consumers.get(cid).is_some_and(|c| sink.can_take(cid, c)));
@@ -98,14 +99,14 @@ impl Broker {
             let Some(mut m) = q.pop(&mut self.store) else {
                 return;
             };
-            if q.is_quorum() && m.delivery_count() > 0 {
+            if quorum && m.delivery_count() > 0 {
                 m.set_message(with_delivery_count(m.message(), m.delivery_count()));
             }
             let Some(c) = self.consumers.get(cid) else {
                 q.unpop(m);
                 return;
             };
-            let store = m.store;
+            let store = m.store();
             match sink.deliver(cid, c, id, m) {
                 Ok(()) => {
                     if let (true, Some(r)) = (c.no_ack(), store) {
@@ -159,7 +160,7 @@ impl Broker {
             message.set_message(with_delivery_count(message.message(), count));
         }
         let message_count = q.message_count() as u32;
-        if let (true, Some(r)) = (no_ack, message.store) {
+        if let (true, Some(r)) = (no_ack, message.store()) {
             self.store.ack(r);
         }
         if may_expire {
@@ -174,7 +175,7 @@ impl Broker {
 
     /// Settles a delivered message for good (ack): its store record is acked.
     pub(crate) fn ack(&mut self, m: QueuedMessage) {
-        if let Some(r) = m.store {
+        if let Some(r) = m.store() {
             self.store.ack(r);
         }
     }

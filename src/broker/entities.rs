@@ -422,6 +422,7 @@ impl Broker {
     pub(super) fn insert_queue(&mut self, q: Queue) -> QueueId {
         let name = q.name.clone();
         self.quorum_queues += q.is_quorum() as usize;
+        self.refusing_queues += q.may_refuse() as usize;
         let id = self.queues.insert(q);
         self.queue_names.insert(name, id);
         id
@@ -516,6 +517,7 @@ impl Broker {
         };
         self.queue_names.remove(&q.name);
         self.quorum_queues -= q.is_quorum() as usize;
+        self.refusing_queues -= q.may_refuse() as usize;
         if q.store_id.is_some() {
             self.definitions_changed = true;
             q.purge(&mut self.store);

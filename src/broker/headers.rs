@@ -208,10 +208,16 @@ fn decoded(msg: &Message) -> Option<(BasicProperties<'_>, FieldTable<'_>)> {
 }
 
 /// The properties a consumer sees: as published, but without a BCC header.
+#[inline(always)]
 pub(crate) fn visible_properties(msg: &Message) -> Cow<'_, [u8]> {
     if !msg.has_bcc() {
         return Cow::Borrowed(msg.properties());
     }
+    without_bcc(msg)
+}
+
+#[inline(never)]
+fn without_bcc(msg: &Message) -> Cow<'_, [u8]> {
     let Some((p, h)) = decoded(msg) else {
         return Cow::Borrowed(msg.properties());
     };

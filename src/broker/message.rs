@@ -26,6 +26,7 @@ pub struct MessageFlags {
 
 impl MessageFlags {
     /// Reads the flags from decoded properties.
+    #[inline(always)]
     pub fn of(p: &BasicProperties<'_>) -> Self {
         MessageFlags {
             persistent: p.is_persistent(),
@@ -36,6 +37,12 @@ impl MessageFlags {
 
     /// Reads the flags from encoded properties (messages read back from the store).
     pub fn parse(raw: &[u8], persistent: bool) -> Self {
+        if !BasicProperties::has_headers(raw) && !BasicProperties::has_priority(raw) {
+            return MessageFlags {
+                persistent,
+                ..Default::default()
+            };
+        }
         match BasicProperties::decode(raw) {
             Ok(p) => MessageFlags {
                 persistent,

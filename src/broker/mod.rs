@@ -92,6 +92,9 @@ pub struct Broker {
     /// Quorum queues there are: while there are none, a transient publish does not look for
     /// one (they keep every message on disk).
     quorum_queues: usize,
+    /// Queues with x-overflow reject-publish(-dlx) and a length limit: while there are none,
+    /// a publish does not ask its queues whether they refuse it.
+    refusing_queues: usize,
 }
 
 fn not_found_queue(name: &[u8]) -> AmqpError {
@@ -152,6 +155,7 @@ impl Broker {
             delayed: delayed::Delayed::default(),
             overfull: Vec::new(),
             quorum_queues: 0,
+            refusing_queues: 0,
         };
         for (name, kind) in STANDARD_EXCHANGES {
             b.insert_exchange(Exchange::new(

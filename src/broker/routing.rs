@@ -130,7 +130,7 @@ impl Broker {
         let Some(q) = self.queues.get(id) else {
             return Routed::default();
         };
-        if q.is_limited() && q.refuses(msg.body_len()) {
+        if self.refusing_queues > 0 && q.is_limited() && q.refuses(msg.body_len()) {
             self.refuse(id, msg);
             return Routed {
                 queues: 1,
@@ -159,24 +159,8 @@ impl Broker {
         expiration_ms: Option<u64>,
     ) -> Routed {
         let mut routed = Routed::default();
-        let mut i = 0;
-        while i < dests.len() {
-            let Destination::Queue(id) = dests[i] else {
-                i += 1;
-                continue;
-            };
-            let Some(q) = self.queues.get(id) else {
-                dests.swap_remove(i);
-                continue;
-            };
-            routed.queues += 1;
-            if q.is_limited() && q.refuses(msg.body_len()) {
-                routed.refused = true;
-                self.refuse(id, msg);
-                dests.swap_remove(i);
-                continue;
-            }
-            i += 1;
+        if self.refusing_queues > 0 {
+            routed = self.take_out_refusals(dests, msg);
         }
         // A persistent message is written once, naming every durable queue it went to; a
         // quorum queue keeps transient messages on disk too.
@@ -201,7 +185,32 @@ impl Broker {
         }
         for d in dests.iter() {
             if let Destination::Queue(q) = *d {
-                self.enqueue(q, msg, loc, expiration_ms);
+                routed.queues += self.enqueue(q, msg, loc, expiration_ms) as usize;
+            }
+        }
+        routed
+    }
+
+    /// Takes out of `dests` the queues that refuse `msg` (x-overflow reject-publish, full);
+    /// they count as routed (a refused message is not returned) and refused.
+    fn take_out_refusals(&mut self, dests: &mut Vec<Destination>, msg: &Message) -> Routed {
+        let mut routed = Routed::default();
+        let mut i = 0;
+        while i < dests.len() {
+            let refused = match dests[i] {
+                Destination::Queue(id) => self
+                    .queues
+                    .get(id)
+                    .is_some_and(|q| q.is_limited() && q.refuses(msg.body_len())),
+                Destination::Exchange(_) => false,
+            };
+            if let (true, Destination::Queue(id)) = (refused, dests[i]) {
+                routed.queues += 1;
+                routed.refused = true;
+                self.refuse(id, msg);
+                dests.swap_remove(i);
+            } else {
+                i += 1;
             }
         }
         routed
@@ -314,17 +323,17 @@ impl Broker {
 
     /// Puts a routed message into a queue: in memory, or (a durable queue past its window)
     /// only on disk. `loc` is the message's store record if it is persistent; `expiration_ms`
-    /// its per-message TTL.
+    /// its per-message TTL. False if the queue is gone.
     pub(super) fn enqueue(
         &mut self,
         id: QueueId,
         msg: &Message,
         loc: Option<Location>,
         expiration_ms: Option<u64>,
-    ) {
+    ) -> bool {
         let clock = self.clock_ms;
         let Some(q) = self.queues.get_mut(id) else {
-            return;
+            return false;
         };
         let expires_at = match (q.args.message_ttl_ms, expiration_ms) {
             (None, None) => NEVER,
@@ -376,5 +385,6 @@ impl Broker {
         if has_consumers {
             self.mark_ready(id);
         }
+        true
     }
 }

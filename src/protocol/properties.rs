@@ -183,6 +183,12 @@ impl<'a> BasicProperties<'a> {
         raw.first().is_some_and(|b| (*b as u16) << 8 & HEADERS != 0)
     }
 
+    /// Whether a raw property list carries a priority, without decoding it.
+    pub fn has_priority(raw: &[u8]) -> bool {
+        raw.first()
+            .is_some_and(|b| (*b as u16) << 8 & PRIORITY != 0)
+    }
+
     /// Whether a raw property list carries an expiration, without decoding it.
     pub fn has_expiration(raw: &[u8]) -> bool {
         raw.first()

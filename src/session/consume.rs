@@ -313,6 +313,7 @@ pub(super) fn settle_one(u: Unacked, how: Settle, broker: &mut Broker) {
 
 /// Content header and body frames of a message, properties byte for byte as published (but
 /// for a BCC header, which no consumer sees).
+#[inline(always)]
 pub(super) fn write_content(out: &mut Outbox, ch: u16, msg: &Message, frame_max: u32) {
     let (shared, start) = msg.body_in_shared();
     let body = Body { shared, start };

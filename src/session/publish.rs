@@ -156,7 +156,13 @@ impl Session {
         mandatory: bool,
         ctx: &mut Ctx<'_>,
     ) -> Result<(), AmqpError> {
-        let props = publish_props(&msg, ctx.broker)?;
+        let raw = msg.properties();
+        // Most messages have neither headers nor an expiration: nothing to decode then.
+        let props = if BasicProperties::has_headers(raw) || BasicProperties::has_expiration(raw) {
+            publish_props(&msg, ctx.broker)?
+        } else {
+            PublishProps::default()
+        };
         let routed = ctx.broker.publish(&msg, props)?;
         if routed.queues == 0 && mandatory {
             let r = BasicReturn {
@@ -238,6 +244,7 @@ fn confirm(delivery_tag: u64, multiple: bool, ack: bool) -> Method<'static> {
 /// What routing needs from a message's properties, checked as RabbitMQ checks a publish: a
 /// bad expiration (after the exchange is known to exist) and CC or BCC headers that are not
 /// arrays are 406. Only messages with headers or an expiration are decoded.
+#[inline(never)]
 fn publish_props<'m>(msg: &'m Message, broker: &Broker) -> Result<PublishProps<'m>, AmqpError> {
     let raw = msg.properties();
     if !BasicProperties::has_headers(raw) && !BasicProperties::has_expiration(raw) {

@@ -81,13 +81,15 @@ pub(crate) struct Messages {
     higher: Option<Box<Higher>>,
     max_priority: u8,
     len: usize,
+    /// Kept only for a queue with x-max-length-bytes (`counts_body_bytes`).
     body_bytes: u64,
+    counts_body_bytes: bool,
     in_memory: usize,
     in_memory_bytes: usize,
 }
 
 impl Messages {
-    pub(crate) fn new(max_priority: Option<u8>) -> Self {
+    pub(crate) fn new(max_priority: Option<u8>, counts_body_bytes: bool) -> Self {
         let max_priority = max_priority.unwrap_or(0);
         let higher = (max_priority > 0).then(|| {
             Box::new(Higher {
@@ -98,6 +100,7 @@ impl Messages {
         Messages {
             higher,
             max_priority,
+            counts_body_bytes,
             ..Default::default()
         }
     }
@@ -163,9 +166,21 @@ impl Messages {
     }
 
     /// Appends a message, in memory.
+    #[inline(always)]
     pub(crate) fn push(&mut self, mut m: QueuedMessage) {
-        let p = self.level_of(m.msg.priority());
         self.count_in(&m);
+        if self.higher.is_none() {
+            m.seq = self.base.next_seq;
+            self.base.next_seq += 1;
+            self.base.ready.push_back(m);
+            return;
+        }
+        self.push_level(m);
+    }
+
+    #[inline(never)]
+    fn push_level(&mut self, mut m: QueuedMessage) {
+        let p = self.level_of(m.msg.priority());
         let level = self.level_mut(p);
         m.seq = level.next_seq;
         level.next_seq += 1;
@@ -176,26 +191,39 @@ impl Messages {
     /// Appends a message that stays on disk.
     pub(crate) fn push_paged(&mut self, priority: u8, r: PagedRef) {
         let p = self.level_of(priority);
-        self.len += 1;
-        self.body_bytes += r.body_len as u64;
+        self.count_paged(&r, 1);
         let level = self.level_mut(p);
         level.next_seq += 1;
         level.paged.push_back(r);
         self.touched(p);
     }
 
+    #[inline]
     fn count_in(&mut self, m: &QueuedMessage) {
         self.len += 1;
-        self.body_bytes += m.msg.body_len();
+        if self.counts_body_bytes {
+            self.body_bytes += m.msg.body_len();
+        }
         self.in_memory += 1;
         self.in_memory_bytes += m.msg.size();
     }
 
+    #[inline]
     fn count_out(&mut self, m: &QueuedMessage) {
         self.len -= 1;
-        self.body_bytes -= m.msg.body_len();
+        if self.counts_body_bytes {
+            self.body_bytes -= m.msg.body_len();
+        }
         self.in_memory -= 1;
         self.in_memory_bytes -= m.msg.size();
+    }
+
+    #[inline]
+    fn count_paged(&mut self, r: &PagedRef, n: i64) {
+        self.len = (self.len as i64 + n) as usize;
+        if self.counts_body_bytes {
+            self.body_bytes = (self.body_bytes as i64 + n * r.body_len as i64) as u64;
+        }
     }
 
     /// The deadline of the message `pop` would return next.
@@ -209,12 +237,24 @@ impl Messages {
 
     /// Takes the next message (highest priority, oldest), reading a batch back from disk
     /// first if its level has none in memory. `store_id` is the queue's number in the store.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn pop(
         &mut self,
         store: &mut Store,
         store_id: Option<u32>,
     ) -> Option<QueuedMessage> {
+        if self.higher.is_none() {
+            if let Some(m) = self.base.ready.pop_front() {
+                self.count_out(&m);
+                return Some(m);
+            }
+        }
+        self.pop_level(store, store_id)
+    }
+
+    /// `pop` from the highest non-empty level, paging in as needed.
+    #[inline(never)]
+    fn pop_level(&mut self, store: &mut Store, store_id: Option<u32>) -> Option<QueuedMessage> {
         loop {
             let p = self.head_level()?;
             if self.level(p).is_some_and(|l| l.ready.is_empty()) {
@@ -244,8 +284,7 @@ impl Messages {
             _ => None,
         };
         if let Some((r, queue)) = on_disk {
-            self.len -= 1;
-            self.body_bytes -= r.body_len as u64;
+            self.count_paged(&r, -1);
             self.touched(p);
             return Some(Head::OnDisk(StoreRef {
                 msg_id: r.loc.msg_id,
@@ -269,18 +308,12 @@ impl Messages {
                 msg_id: r.loc.msg_id,
                 queue,
             };
-            self.len -= 1;
-            self.body_bytes -= r.body_len as u64;
+            self.count_paged(&r, -1);
             match store.read(r.loc) {
                 Ok(msg) => {
-                    let m = QueuedMessage {
-                        seq,
-                        msg,
-                        expires_at: r.expires_at,
-                        delivery_count: 0,
-                        redelivered: r.redelivered,
-                        store: Some(store_ref),
-                    };
+                    let mut m = QueuedMessage::new(msg, r.expires_at, Some(store_ref));
+                    m.seq = seq;
+                    m.redelivered = r.redelivered;
                     self.count_in(&m);
                     // Paged messages are newer than any in memory, so order is kept.
                     self.level_mut(p).ready.push_back(m);
@@ -333,7 +366,7 @@ impl Messages {
         let n = self.len;
         for level in self.levels_mut() {
             for m in std::mem::take(&mut level.ready) {
-                if let Some(r) = m.store {
+                if let Some(r) = m.store() {
                     store.ack(r);
                 }
             }
@@ -366,7 +399,7 @@ impl Messages {
                     .ready
                     .iter()
                     .filter(|m| m.redelivered)
-                    .filter_map(|m| m.store.map(|r| (r.msg_id, r.queue))),
+                    .filter_map(|m| m.store().map(|r| (r.msg_id, r.queue))),
             );
             out.extend(
                 level

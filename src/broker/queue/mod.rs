@@ -31,24 +31,42 @@ pub struct QueuedMessage {
     /// Absolute deadline (ms since the epoch) from x-message-ttl or the expiration property;
     /// `NEVER` without one. A requeued message keeps it.
     expires_at: u64,
+    /// Where the message is on disk, for a persistent message in a durable queue: its
+    /// message id (never 0, so 0 means none) and the queue's store number. Kept as two
+    /// fields rather than an `Option<StoreRef>` so the struct stays within 80 bytes.
+    store_msg_id: u64,
+    store_queue: u32,
     /// Times it was returned to a quorum queue (RabbitMQ's x-delivery-count).
     delivery_count: u32,
     redelivered: bool,
-    /// Where the message is on disk, for a persistent message in a durable queue.
-    pub(super) store: Option<StoreRef>,
 }
+
+const _: () = assert!(std::mem::size_of::<QueuedMessage>() <= 80);
 
 impl QueuedMessage {
     /// A message entering a queue.
     pub(super) fn new(msg: Message, expires_at: u64, store: Option<StoreRef>) -> Self {
+        debug_assert!(
+            store.is_none_or(|r| r.msg_id != 0),
+            "message ids start at 1 << 32"
+        );
         QueuedMessage {
             seq: 0,
             msg,
             expires_at,
+            store_msg_id: store.map_or(0, |r| r.msg_id),
+            store_queue: store.map_or(0, |r| r.queue),
             delivery_count: 0,
             redelivered: false,
-            store,
         }
+    }
+
+    /// Where the message is on disk, if it is.
+    pub(super) fn store(&self) -> Option<StoreRef> {
+        (self.store_msg_id != 0).then_some(StoreRef {
+            msg_id: self.store_msg_id,
+            queue: self.store_queue,
+        })
     }
 
     pub fn message(&self) -> &Message {
@@ -126,7 +144,7 @@ impl Queue {
             auto_delete,
             owner,
             arguments,
-            messages: Messages::new(args.max_priority),
+            messages: Messages::new(args.max_priority, args.max_length_bytes.is_some()),
             window: (
                 args.in_memory_max.map_or(QUEUE_WINDOW_MESSAGES_MAX, |n| {
                     n.min(QUEUE_WINDOW_MESSAGES_MAX as u64) as usize
@@ -170,6 +188,11 @@ impl Queue {
         self.args.max_length.is_some() || self.args.max_length_bytes.is_some()
     }
 
+    /// A length limit with x-overflow reject-publish(-dlx): publishes may be refused.
+    pub(super) fn may_refuse(&self) -> bool {
+        self.is_limited() && self.args.overflow != Overflow::DropHead
+    }
+
     /// Ready messages beyond x-max-length or x-max-length-bytes.
     pub(super) fn over_limit(&self) -> bool {
         self.args
@@ -200,6 +223,7 @@ impl Queue {
     }
 
     /// Appends a newly routed message.
+    #[inline(always)]
     pub(super) fn push(&mut self, m: QueuedMessage) {
         self.messages.push(m);
     }
@@ -215,7 +239,7 @@ impl Queue {
     }
 
     /// Takes the next ready message, reading the next batch from disk first if needed.
-    #[inline]
+    #[inline(always)]
     pub(super) fn pop(&mut self, store: &mut Store) -> Option<QueuedMessage> {
         self.messages.pop(store, self.store_id)
     }
@@ -385,6 +409,7 @@ mod tests {
     fn priority_levels_give_highest_first_and_fifo_within_one() {
         let mut q = queue(QueueArgs {
             max_priority: Some(5),
+            max_length_bytes: Some(100),
             ..Default::default()
         });
         let mut store = Store::disabled();
