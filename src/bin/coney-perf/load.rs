@@ -547,6 +547,28 @@ fn consumer(cfg: &RunConfig, shared: &Shared, id: usize, queue: &str) -> Result<
     result
 }
 
+/// What a content header starts: the body of delivery `tag`. In a retry run a first delivery
+/// has no headers (it is rejected once complete); a retried one has x-death.
+fn body_after(cfg: &RunConfig, tag: u64, payload: &[u8]) -> Result<Content> {
+    let h = ContentHeader::decode(payload)
+        .map_err(|e| ClientError::Protocol(format!("bad content header: {e:?}")))?;
+    Ok(Content::Body {
+        tag,
+        remaining: h.body_size,
+        first: true,
+        retry: cfg.retry_ttl_ms.is_some() && !BasicProperties::has_headers(h.properties_raw),
+    })
+}
+
+/// A first delivery of a retry run goes to the retry queue: rejected, dead-lettered there.
+fn reject(acks: &mut Vec<u8>, delivery_tag: u64) {
+    let r = BasicReject {
+        delivery_tag,
+        requeue: false,
+    };
+    frame::write_method(acks, CHANNEL, &Method::BasicReject(r));
+}
+
 fn consume_loop(cfg: &RunConfig, shared: &Shared, c: &mut Client, id: usize) -> Result<()> {
     let limit = cfg.consumer_count.unwrap_or(u64::MAX);
     // Ack every message, or every `multi_ack_every` with multiple=true.
@@ -591,18 +613,7 @@ fn consume_loop(cfg: &RunConfig, shared: &Shared, c: &mut Client, id: usize) -> 
                     }
                 }
                 (FrameKind::Header, Content::Header { tag }) => {
-                    let tag = *tag;
-                    let h = ContentHeader::decode(f.payload)
-                        .map_err(|e| ClientError::Protocol(format!("bad content header: {e:?}")))?;
-                    // In a retry run a first delivery has no headers; a retried one has x-death.
-                    let retry = cfg.retry_ttl_ms.is_some()
-                        && !BasicProperties::has_headers(h.properties_raw);
-                    content = Content::Body {
-                        tag,
-                        remaining: h.body_size,
-                        first: true,
-                        retry,
-                    };
+                    content = body_after(cfg, *tag, f.payload)?;
                 }
                 (
                     FrameKind::Body,
@@ -639,13 +650,8 @@ fn consume_loop(cfg: &RunConfig, shared: &Shared, c: &mut Client, id: usize) -> 
                 ..
             } = content
             {
-                // First delivery of a retry run: off to the retry queue (dead-lettered).
                 content = Content::Idle;
-                let r = BasicReject {
-                    delivery_tag: tag,
-                    requeue: false,
-                };
-                frame::write_method(&mut acks, CHANNEL, &Method::BasicReject(r));
+                reject(&mut acks, tag);
                 continue;
             }
             if let Content::Body {

@@ -258,9 +258,8 @@ impl Messages {
         loop {
             let p = self.head_level()?;
             if self.level(p).is_some_and(|l| l.ready.is_empty()) {
-                if store_id.is_none() {
-                    return None;
-                }
+                // Only a queue in the store has messages on disk.
+                store_id?;
                 // A message that cannot be read back is dropped, so this always progresses.
                 self.page_in(p, store, store_id);
             }
