@@ -54,9 +54,8 @@ def on_signal(signum, frame):
 
 def broker_product():
     """The broker's product name from connection.start ('' if it cannot be asked)."""
-    sys.path.insert(0, HERE)
-    from harness import flavour_python
-    argv = [flavour_python('pika1'), os.path.join(HERE, 'admin.py'), 'product']
+    from brokerlib import venv_python
+    argv = [venv_python('pika1'), os.path.join(HERE, 'admin.py'), 'product']
     try:
         cp = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=20)
         return json.loads(cp.stdout.decode().strip().splitlines()[-1])['product']
