@@ -54,9 +54,13 @@ impl Broker {
         result
     }
 
-    /// Clean stop: records which queued messages were delivered before, then marks the store
-    /// clean.
+    /// Clean stop: routes the dead letters still waiting, records which queued messages were
+    /// delivered before, then marks the store clean.
     pub(crate) fn close_clean(&mut self) -> io::Result<()> {
+        // Dead letters still waiting are routed now (their sources are acked after them), so
+        // they do not come back to their source queues at the next start.
+        self.budget = usize::MAX;
+        self.run_dead_letters();
         let mut refs = Vec::new();
         for (_, q) in self.queues.iter() {
             q.redelivered_refs(&mut refs);
