@@ -45,6 +45,18 @@ pub(crate) const UNACKED_PER_CHANNEL_MAX: usize = 1 << 20;
 pub(crate) const QUEUE_WINDOW_MESSAGES_MAX: usize = 8192;
 /// ... or at most this many bytes of them.
 pub(crate) const QUEUE_WINDOW_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// A segment of the message log is closed and the next one started once it reaches this.
+pub(crate) const SEGMENT_SIZE_MAX_BYTES: u64 = 16 * 1024 * 1024;
+/// Bytes of the message log compaction reads and copies in one loop turn (a larger record is
+/// copied in pieces of this size over several turns).
+pub(crate) const COMPACTION_BYTES_PER_TURN: usize = 1024 * 1024;
+/// Segments one compaction pass copies into one new file.
+pub(crate) const COMPACTION_SOURCES_MAX: usize = 16;
+/// Bytes of definition records read per loop turn while a new snapshot is built.
+pub(crate) const DEFINITIONS_SNAPSHOT_BYTES_PER_TURN: usize = 256 * 1024;
+/// The definitions journal is folded into a new snapshot once it is larger than the current
+/// snapshot and than this, so a snapshot's cost is spread over at least as many changes.
+pub(crate) const DEFINITIONS_JOURNAL_MIN_BYTES: u64 = 1024 * 1024;
 /// Messages read back from the store at once when a queue's window runs dry.
 pub(crate) const PAGE_IN_BATCH_MESSAGES: usize = 1024;
 /// Deliveries made from one queue in one pass before other queues get a turn.
@@ -57,6 +69,15 @@ pub(crate) const EXPIRY_WORK_PER_TURN_MAX: usize = 512;
 /// Dead letters waiting for a turn's budget; past this (a cascade of dead-lettering queues),
 /// new dead letters are dropped and the drop is logged.
 pub(crate) const DEAD_LETTERS_PENDING_MAX: usize = 1 << 20;
+
+// Per-client state of RabbitMQ's consumer extensions (issue 10) needs no bound of its own; it
+// is bounded by what already is. A queue's consumer priority levels are at most its consumers
+// (one group per level; picking walks levels and consumers as round robin walked consumers).
+// A channel has at most one reply consumer (RabbitMQ's rule), so a connection has at most
+// CHANNEL_MAX: a registry entry of about 40 bytes and a 54-byte reply name each. A direct reply
+// is written once per published message, past prefetch as in RabbitMQ, so the requester's
+// output is bounded by WRITE_BUFFER_HARD_BYTES like any output.
+
 /// Events taken from the poller per wake-up.
 pub(crate) const EVENTS_PER_POLL_MAX: usize = 1024;
 /// Connections accepted at once; past this, new sockets are accepted and closed at once.
@@ -69,6 +90,16 @@ const _: () = assert!(WRITE_BUFFER_LOW_BYTES < WRITE_BUFFER_HIGH_BYTES);
 const _: () = assert!(FRAME_OVERHEAD < FRAME_MIN_SIZE as usize);
 const _: () =
     assert!(EXPIRY_WORK_PER_TURN_MAX > 0 && EXPIRY_WORK_PER_TURN_MAX <= DEAD_LETTERS_PENDING_MAX);
+// Compaction parses a large record's fixed fields (up to 65,535 queue ids) from one turn's read.
+const _: () = assert!(COMPACTION_BYTES_PER_TURN >= 64 + 4 * u16::MAX as usize);
+const _: () = assert!((COMPACTION_BYTES_PER_TURN as u64) < SEGMENT_SIZE_MAX_BYTES);
+// Offsets within a segment are u32; one record may exceed the segment size by a message.
+const _: () = assert!(SEGMENT_SIZE_MAX_BYTES + 2 * MESSAGE_SIZE_MAX_BYTES < u32::MAX as u64);
+const _: () = assert!(DEFINITIONS_SNAPSHOT_BYTES_PER_TURN as u64 <= DEFINITIONS_JOURNAL_MIN_BYTES);
+// A partial frame kept between reads is shorter than frame_max + FRAME_OVERHEAD (a payload of
+// frame_max is accepted, as RabbitMQ does); the read buffer (FRAME_MAX_BYTES +
+// READ_CHUNK_BYTES) must leave room to read more after it.
+const _: () = assert!(READ_CHUNK_BYTES > FRAME_OVERHEAD);
 
 // HTTP (management and Prometheus listeners). The first six are cowboy's defaults as RabbitMQ's
 // management plugin keeps them, checked against RabbitMQ 3.10 (tests/fixtures/rabbitmq-3.10-http).

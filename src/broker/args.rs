@@ -186,49 +186,12 @@ const VALIDATORS: [(&str, Check); 16] = [
     ),
 ];
 
-/// RabbitMQ's name for a field value's type.
-pub(crate) fn type_name(v: &FieldValue<'_>) -> &'static str {
-    match v {
-        FieldValue::Bool(_) => "bool",
-        FieldValue::I8(_) => "byte",
-        FieldValue::U8(_) => "unsignedbyte",
-        FieldValue::I16(_) => "short",
-        FieldValue::U16(_) => "unsignedshort",
-        FieldValue::I32(_) => "signedint",
-        FieldValue::U32(_) => "unsignedint",
-        FieldValue::I64(_) => "long",
-        FieldValue::F32(_) => "float",
-        FieldValue::F64(_) => "double",
-        FieldValue::Decimal { .. } => "decimal",
-        FieldValue::LongStr(_) => "longstr",
-        FieldValue::Array(_) => "array",
-        FieldValue::Timestamp(_) => "timestamp",
-        FieldValue::Table(_) => "table",
-        FieldValue::Void => "void",
-        FieldValue::Bytes(_) => "binary",
-    }
-}
-
-/// An integer field value of any width.
-pub(crate) fn integer(v: &FieldValue<'_>) -> Option<i64> {
-    Some(match *v {
-        FieldValue::I8(x) => x as i64,
-        FieldValue::U8(x) => x as i64,
-        FieldValue::I16(x) => x as i64,
-        FieldValue::U16(x) => x as i64,
-        FieldValue::I32(x) => x as i64,
-        FieldValue::U32(x) => x as i64,
-        FieldValue::I64(x) => x,
-        _ => return None,
-    })
-}
-
 /// A value as RabbitMQ prints it in an equivalence error (~s for binaries, ~p otherwise).
 struct Val<'a>(&'a FieldValue<'a>);
 
 impl fmt::Display for Val<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(i) = integer(self.0) {
+        if let Some(i) = self.0.as_integer() {
             return write!(f, "{i}");
         }
         match self.0 {
@@ -316,7 +279,7 @@ impl QueueArgs {
             if !matches!(v, FieldValue::LongStr(_)) {
                 return Err(AmqpError::precondition(format_args!(
                     "invalid type '{}' for arg 'x-dead-letter-exchange' in queue '{}' in vhost '{VHOST}'",
-                    type_name(&v),
+                    v.type_name(),
                     Show(queue)
                 )));
             }
@@ -329,7 +292,7 @@ impl QueueArgs {
             }
             Err(None) => {
                 let v = args.get(b"x-queue-type").unwrap_or(FieldValue::Void);
-                let detail = format!("{{unacceptable_type,{}}}", type_name(&v));
+                let detail = format!("{{unacceptable_type,{}}}", v.type_name());
                 return Err(invalid_arg("x-queue-type", queue, detail));
             }
         };
@@ -360,7 +323,11 @@ impl QueueArgs {
 
     /// Reads arguments that were checked when the queue was declared (also at recovery).
     pub(crate) fn parse(args: FieldTable<'_>) -> QueueArgs {
-        let int = |k: &str| args.get(k.as_bytes()).as_ref().and_then(integer);
+        let int = |k: &str| {
+            args.get(k.as_bytes())
+                .as_ref()
+                .and_then(FieldValue::as_integer)
+        };
         let unsigned = |k: &str| int(k).and_then(|v| u64::try_from(v).ok());
         let string = |k: &str| match args.get(k.as_bytes()) {
             Some(FieldValue::LongStr(s)) => Some(Box::<[u8]>::from(s)),
@@ -456,9 +423,10 @@ impl fmt::Display for Quoted<'_> {
 }
 
 fn check_value(v: &FieldValue<'_>, check: Check, args: FieldTable<'_>) -> Result<(), Detail> {
-    let unacceptable = || Detail::Term(format!("{{unacceptable_type,{}}}", type_name(v)));
+    let unacceptable = || Detail::Term(format!("{{unacceptable_type,{}}}", v.type_name()));
     let int = || {
-        integer(v).ok_or_else(|| Detail::Text(format!("expected integer, got {}", type_name(v))))
+        v.as_integer()
+            .ok_or_else(|| Detail::Text(format!("expected integer, got {}", v.type_name())))
     };
     let term = |t: String| Err(Detail::Term(t));
     match check {
@@ -530,7 +498,7 @@ pub(crate) fn check_expiry(n: i64) -> Result<(), String> {
 /// Whether two argument values are equal as RabbitMQ compares them: integers of any width
 /// by value, everything else by type and value.
 fn same_value(a: &FieldValue<'_>, b: &FieldValue<'_>) -> bool {
-    match (integer(a), integer(b)) {
+    match (a.as_integer(), b.as_integer()) {
         (Some(x), Some(y)) => x == y,
         _ => a == b,
     }
@@ -545,7 +513,7 @@ impl fmt::Display for Side<'_> {
         match self.0 {
             None => f.write_str("none"),
             Some(v) if self.1 => write!(f, "'{}'", Val(v)),
-            Some(v) => write!(f, "the value '{}' of type '{}'", Val(v), type_name(v)),
+            Some(v) => write!(f, "the value '{}' of type '{}'", Val(v), v.type_name()),
         }
     }
 }
@@ -582,18 +550,6 @@ pub(crate) fn check_equivalent(
         }
     }
     Ok(())
-}
-
-/// exchange.declare: the alternate-exchange argument must name an exchange (a long string).
-pub(crate) fn check_exchange_args(exchange: &[u8], args: FieldTable<'_>) -> Result<(), AmqpError> {
-    match args.get(b"alternate-exchange") {
-        None | Some(FieldValue::LongStr(_)) => Ok(()),
-        Some(v) => Err(AmqpError::precondition(format_args!(
-            "invalid type '{}' for arg 'alternate-exchange' in exchange '{}' in vhost '{VHOST}'",
-            type_name(&v),
-            Show(exchange)
-        ))),
-    }
 }
 
 #[cfg(test)]

@@ -57,7 +57,7 @@ pub(super) struct Delayed {
 /// The delay a message asks for: its x-delay header, if an integer within the plugin's range.
 pub(super) fn delay_of(headers: Option<FieldTable<'_>>) -> Option<u64> {
     let v = headers?.get(b"x-delay")?;
-    let ms = super::args::integer(&v)?;
+    let ms = v.as_integer()?;
     (ms > 0 && ms <= DELAY_MAX_MS).then_some(ms as u64)
 }
 
@@ -79,14 +79,10 @@ impl Broker {
     ) {
         let store_id = self.exchanges.get(x).and_then(|e| e.delayed_store_id);
         let store = match store_id {
-            Some(queue) if msg.persistent => {
-                self.store
-                    .publish(msg, &[queue], self.clock_ms)
-                    .map(|loc| StoreRef {
-                        msg_id: loc.msg_id,
-                        queue,
-                    })
-            }
+            Some(queue) if msg.persistent => self
+                .store
+                .publish(msg, &[queue], self.clock_ms)
+                .map(|loc| StoreRef::at(loc, queue)),
             _ => None,
         };
         self.push_held(

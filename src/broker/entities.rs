@@ -5,11 +5,16 @@
 
 use super::args::{self, DeclaredFlags, QueueArgs};
 use super::bindings::Binding;
-use super::exchange::{Destination, Exchange, ExchangeId, ExchangeKind, DELAYED_TYPE};
+use super::durability::record_binding;
+use super::exchange::{
+    Destination, Exchange, ExchangeId, ExchangeKind, ALTERNATE_EXCHANGE, COMPARED_ARGUMENTS,
+    DELAYED_TYPE,
+};
 use super::queue::{Queue, QueueId};
 use super::{not_found_exchange, not_found_queue, Broker, ConnId, VHOST};
 use crate::error::{AmqpError, Show};
 use crate::protocol::{FieldTable, FieldValue, ReplyCode};
+use crate::store::definitions::DefChange;
 
 /// What queue.declare answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +79,13 @@ fn delayed_type(args: FieldTable<'_>) -> Result<ExchangeKind, AmqpError> {
     }
 }
 
+pub(super) fn internal_exchange_refused(name: &[u8]) -> AmqpError {
+    AmqpError::access_refused(format_args!(
+        "cannot publish to internal exchange '{}' in vhost '{VHOST}'",
+        Show(name)
+    ))
+}
+
 fn default_exchange_refused() -> AmqpError {
     AmqpError::access_refused("operation not permitted on the default exchange")
 }
@@ -83,6 +95,49 @@ fn queue_locked(name: &[u8]) -> AmqpError {
         "cannot obtain exclusive access to locked queue '{}' in vhost '{VHOST}'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
         Show(name)
     ))
+}
+
+/// RabbitMQ's argument equivalence (`rabbit_misc:assert_args_equivalence`): absent on both
+/// sides, or equal values whose types are of one class (integers of any width are one).
+fn equivalent_values(a: Option<FieldValue<'_>>, b: Option<FieldValue<'_>>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => match (a.as_integer(), b.as_integer()) {
+            (Some(x), Some(y)) => x == y,
+            _ => a == b,
+        },
+        _ => false,
+    }
+}
+
+/// An argument value as RabbitMQ's inequivalence text shows it: `none`; `'v'` when both
+/// sides have a value; `the value 'v' of type 't'` when only this side has one.
+struct ArgValue<'a> {
+    value: Option<FieldValue<'a>>,
+    typed: bool,
+}
+
+impl std::fmt::Display for ArgValue<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Some(v) = self.value else {
+            return f.write_str("none");
+        };
+        let text = match v {
+            FieldValue::LongStr(s) | FieldValue::Bytes(s) => {
+                String::from_utf8_lossy(s).into_owned()
+            }
+            FieldValue::Bool(b) => b.to_string(),
+            other => match other.as_integer() {
+                Some(i) => i.to_string(),
+                None => format!("{other:?}"),
+            },
+        };
+        if self.typed {
+            write!(f, "the value '{text}' of type '{}'", v.type_name())
+        } else {
+            write!(f, "'{text}'")
+        }
+    }
 }
 
 impl Broker {
@@ -96,14 +151,21 @@ impl Broker {
     }
 
     /// Whether a publish to `exchange` can be routed later (a transaction checks at publish
-    /// time): the default exchange or one that exists.
+    /// time, as RabbitMQ does): the default exchange, or one that exists and is not internal.
     pub(crate) fn check_exchange(&self, exchange: &[u8]) -> Result<(), AmqpError> {
         if exchange.is_empty() {
             return Ok(());
         }
-        self.exchange_id(exchange).map(|_| ())
+        let id = self.exchange_id(exchange)?;
+        if self.exchanges.get(id).is_some_and(|x| x.internal) {
+            return Err(internal_exchange_refused(exchange));
+        }
+        Ok(())
     }
 
+    /// exchange.declare, with RabbitMQ's order of checks: passive looks the name up (the
+    /// default exchange is refused either way); otherwise the type must be known, the name not
+    /// the default exchange, and an existing exchange equivalent.
     pub(crate) fn declare_exchange(
         &mut self,
         name: &[u8],
@@ -111,14 +173,21 @@ impl Broker {
         flags: ExchangeFlags,
         args: FieldTable<'_>,
     ) -> Result<(), AmqpError> {
-        if let Some(&id) = self.exchange_names.get(name) {
-            return self.redeclare_exchange(id, name, kind, flags);
-        }
         if flags.passive {
-            return Err(not_found_exchange(name));
+            if name.is_empty() {
+                return Err(default_exchange_refused());
+            }
+            return self.exchange_id(name).map(|_| ());
+        }
+        let delayed = kind == DELAYED_TYPE.as_bytes();
+        if !delayed {
+            known_kind(kind)?;
         }
         if name.is_empty() {
             return Err(default_exchange_refused());
+        }
+        if let Some(&id) = self.exchange_names.get(name) {
+            return self.redeclare_exchange(id, name, kind, flags, args);
         }
         if name.starts_with(b"amq.") {
             return Err(AmqpError::access_refused(format_args!(
@@ -126,13 +195,23 @@ impl Broker {
                 Show(name)
             )));
         }
-        let delayed = kind == DELAYED_TYPE.as_bytes();
+        match args.get(ALTERNATE_EXCHANGE) {
+            None | Some(FieldValue::LongStr(_)) => {}
+            Some(other) => {
+                return Err(AmqpError::precondition(format_args!(
+                    "invalid type '{}' for arg '{}' in exchange '{}' in vhost '{VHOST}'",
+                    other.type_name(),
+                    Show(ALTERNATE_EXCHANGE),
+                    Show(name)
+                )))
+            }
+        }
+        // The delayed-message plugin checks its routing type when the exchange is created.
         let routing_kind = if delayed {
             delayed_type(args)?
         } else {
             known_kind(kind)?
         };
-        args::check_exchange_args(name, args)?;
         let mut x = Exchange::new(
             name.into(),
             routing_kind,
@@ -147,28 +226,36 @@ impl Broker {
             x.delayed_store_id = Some(self.next_queue_store_id);
             self.next_queue_store_id += 1;
         }
+        let delayed_store_id = x.delayed_store_id;
         self.insert_exchange(x);
-        self.definitions_changed |= flags.durable;
+        if flags.durable {
+            self.store.record(DefChange::exchange(
+                name,
+                kind,
+                flags.auto_delete,
+                flags.internal,
+                args.raw(),
+            ));
+        }
+        if let Some(store_id) = delayed_store_id {
+            self.store
+                .record(DefChange::DelayedExchange { name, store_id });
+        }
         Ok(())
     }
 
-    /// exchange.declare of an existing exchange: passive, or the same type and flags.
+    /// exchange.declare of an existing exchange: the same type, flags and compared arguments.
     fn redeclare_exchange(
         &self,
         id: ExchangeId,
         name: &[u8],
         kind: &[u8],
         flags: ExchangeFlags,
+        args: FieldTable<'_>,
     ) -> Result<(), AmqpError> {
         let Some(x) = self.exchanges.get(id) else {
             return Err(not_found_exchange(name));
         };
-        if flags.passive {
-            return Ok(());
-        }
-        if name.is_empty() {
-            return Err(default_exchange_refused());
-        }
         let current = x.type_name();
         if current.as_bytes() != kind {
             return Err(inequivalent("type", "exchange", name, Show(kind), current));
@@ -180,6 +267,30 @@ impl Broker {
         ];
         if let Some((arg, received, current)) = flags_now.into_iter().find(|(_, r, c)| r != c) {
             return Err(inequivalent(arg, "exchange", name, received, current));
+        }
+        let current = FieldTable::parse(&x.arguments).unwrap_or_default();
+        for key in COMPARED_ARGUMENTS {
+            let (received, current) = (args.get(key), current.get(key));
+            if !equivalent_values(received, current) {
+                let typed = received.is_none() || current.is_none();
+                let (received, current) = (
+                    ArgValue {
+                        value: received,
+                        typed,
+                    },
+                    ArgValue {
+                        value: current,
+                        typed,
+                    },
+                );
+                return Err(AmqpError::precondition(format_args!(
+                    "inequivalent arg '{}' for exchange '{}' in vhost '{VHOST}': received {} but current is {}",
+                    Show(key),
+                    Show(name),
+                    received,
+                    current
+                )));
+            }
         }
         Ok(())
     }
@@ -226,7 +337,11 @@ impl Broker {
             return;
         };
         self.exchange_names.remove(&x.name);
-        self.definitions_changed |= x.durable;
+        if x.durable {
+            // The store drops the bindings from and to a deleted exchange with it.
+            self.store
+                .record(DefChange::ExchangeDeleted { name: &x.name });
+        }
         self.bindings.remove_from(id);
         let mut sources = Vec::new();
         self.bindings
@@ -253,18 +368,24 @@ impl Broker {
         self.exchange_id(exchange)
     }
 
-    /// Adds a binding; durable definitions change if its source is durable.
+    /// Adds a binding; the store saves it if both its ends are durable.
     fn bind(&mut self, b: Binding) {
-        let durable = self.exchanges.get(b.source).is_some_and(|x| x.durable);
+        let (source, dest, key, args) = (b.source, b.dest, b.key.clone(), b.args.clone());
         if self.bindings.bind(&mut self.exchanges, b) {
-            self.definitions_changed |= durable;
+            let b = Binding {
+                source,
+                dest,
+                key,
+                args,
+            };
+            record_binding(&mut self.store, &self.exchanges, &self.queues, true, &b);
         }
     }
 
     /// Removes a binding; its source goes if it is auto-delete and now unused.
     fn unbind(&mut self, b: &Binding) {
         if self.bindings.unbind(&mut self.exchanges, b) {
-            self.definitions_changed = true;
+            record_binding(&mut self.store, &self.exchanges, &self.queues, false, b);
             self.auto_delete_exchanges(&[b.source]);
         }
     }
@@ -288,6 +409,9 @@ impl Broker {
         Ok(())
     }
 
+    /// queue.unbind. Unbinding is idempotent (RabbitMQ 3.10): a binding that does not exist,
+    /// because its queue or exchange is gone or it was never made, is already unbound; the
+    /// exclusive-queue lock applies only to a binding that exists.
     pub(crate) fn unbind_queue(
         &mut self,
         conn: ConnId,
@@ -296,15 +420,30 @@ impl Broker {
         key: &[u8],
         args: FieldTable<'_>,
     ) -> Result<(), AmqpError> {
-        let q = self.queue_for(conn, queue)?;
-        let source = self.source_for_binding(exchange)?;
-        self.unbind(&Binding {
+        let source = self.source_for_unbinding(exchange)?;
+        let (Some(source), Some(&q)) = (source, self.queue_names.get(queue)) else {
+            return Ok(());
+        };
+        let b = Binding {
             source,
             dest: Destination::Queue(q),
             key: key.into(),
             args: args.raw().into(),
-        });
+        };
+        if self.bindings.contains(&b) {
+            self.queue_for(conn, queue)?;
+            self.unbind(&b);
+        }
         Ok(())
+    }
+
+    /// The source exchange of an unbind: the default exchange is refused, a missing one is
+    /// `None` (nothing to unbind).
+    fn source_for_unbinding(&self, exchange: &[u8]) -> Result<Option<ExchangeId>, AmqpError> {
+        if exchange.is_empty() {
+            return Err(default_exchange_refused());
+        }
+        Ok(self.exchange_names.get(exchange).copied())
     }
 
     pub(crate) fn bind_exchange(
@@ -325,6 +464,7 @@ impl Broker {
         Ok(())
     }
 
+    /// exchange.unbind; idempotent as queue.unbind is.
     pub(crate) fn unbind_exchange(
         &mut self,
         destination: &[u8],
@@ -332,8 +472,11 @@ impl Broker {
         key: &[u8],
         args: FieldTable<'_>,
     ) -> Result<(), AmqpError> {
-        let source = self.source_for_binding(source)?;
-        let d = self.source_for_binding(destination)?;
+        let source = self.source_for_unbinding(source)?;
+        let d = self.source_for_unbinding(destination)?;
+        let (Some(source), Some(d)) = (source, d) else {
+            return Ok(());
+        };
         self.unbind(&Binding {
             source,
             dest: Destination::Exchange(d),
@@ -403,9 +546,15 @@ impl Broker {
         );
         if flags.durable && !flags.exclusive && self.store.enabled() {
             // Exclusive queues die with their connection, so they are never recovered.
-            q.store_id = Some(self.next_queue_store_id);
+            let store_id = self.next_queue_store_id;
+            q.store_id = Some(store_id);
+            self.store.record(DefChange::queue(
+                &name,
+                store_id,
+                flags.auto_delete,
+                args.raw(),
+            ));
             self.next_queue_store_id += 1;
-            self.definitions_changed = true;
         }
         let id = self.insert_queue(q);
         self.renew_lease(id);
@@ -460,10 +609,17 @@ impl Broker {
             let current = FieldTable::parse(&q.arguments).unwrap_or_default();
             args::check_equivalent(&name, current, args)?;
         }
+        // A quorum queue with a single active consumer counts only the active one (RabbitMQ
+        // 3.10); a classic queue counts every consumer.
+        let consumer_count = if q.is_quorum() && q.single_active() {
+            q.active_consumer().is_some() as usize
+        } else {
+            q.consumer_count()
+        };
         let ok = DeclareOk {
             queue: id,
             message_count: q.message_count() as u32,
-            consumer_count: q.consumers().len() as u32,
+            consumer_count: consumer_count as u32,
             name,
         };
         self.renew_lease(id);
@@ -492,7 +648,7 @@ impl Broker {
             Err(e) => return Err(e),
         };
         let q = self.queues.get(id).ok_or_else(|| not_found_queue(name))?;
-        if if_unused && !q.consumers().is_empty() {
+        if if_unused && q.has_consumers() {
             return Err(AmqpError::precondition(format_args!(
                 "queue '{}' in vhost '{VHOST}' in use",
                 Show(name)
@@ -519,7 +675,8 @@ impl Broker {
         self.quorum_queues -= q.is_quorum() as usize;
         self.refusing_queues -= q.may_refuse() as usize;
         if q.store_id.is_some() {
-            self.definitions_changed = true;
+            // The store drops the bindings to a deleted queue with it.
+            self.store.record(DefChange::QueueDeleted { name: &q.name });
             q.purge(&mut self.store);
         }
         let mut sources = Vec::new();

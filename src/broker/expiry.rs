@@ -220,7 +220,7 @@ impl Broker {
             return;
         }
         q.lease_due = NEVER;
-        if !q.consumers().is_empty() {
+        if q.has_consumers() {
             // In use; the lease starts again when the last consumer goes.
             return;
         }

@@ -95,7 +95,7 @@ fn write_entry(
 fn write_counted(t: &mut TableWriter<'_, '_>, entry: FieldTable<'_>) {
     let count = entry
         .get(b"count")
-        .and_then(|v| super::args::integer(&v))
+        .and_then(|v| v.as_integer())
         .unwrap_or(0);
     let mut fields: Vec<(&[u8], FieldValue<'_>)> =
         entry.iter().filter(|(k, _)| *k != b"count").collect();

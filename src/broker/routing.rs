@@ -1,6 +1,7 @@
 //! basic.publish inside the broker: routing a complete message through its exchange (and
-//! exchange-to-exchange bindings) into queues by its routing key and the keys of its CC and
-//! BCC headers, writing it to the store once if it is persistent and reaches durable queues.
+//! exchange-to-exchange bindings, and the alternate exchange of any exchange that routes it
+//! nowhere) into queues by its routing key and the keys of its CC and BCC headers, writing it
+//! to the store once if it is persistent and reaches durable queues.
 //! Dead letters and due delayed messages take the same path. The hot path: no allocation once
 //! the scratch vectors have grown, one hash lookup per exchange visited, and for a plain queue
 //! no look at the clock.
@@ -8,11 +9,12 @@
 use super::args::Overflow;
 use super::dead_letter::Reason;
 use super::delayed::delay_of;
-use super::exchange::{Destination, ExchangeId};
+use super::entities::internal_exchange_refused;
+use super::exchange::{Destination, Exchange, ExchangeId};
 use super::message::Message;
 use super::queue::{PagedRef, QueueId, QueuedMessage, NEVER};
-use super::{Broker, VHOST};
-use crate::error::{AmqpError, Show};
+use super::Broker;
+use crate::error::AmqpError;
 use crate::protocol::table::FieldArray;
 use crate::protocol::{FieldTable, FieldValue};
 use crate::store::{Location, StoreRef};
@@ -106,16 +108,16 @@ impl Broker {
         let keys = RouteKeys::of(msg.routing_key(), props.headers);
         if exchange.is_empty() && keys.cc.is_none() && keys.bcc.is_none() {
             let Some(id) = self.default_route(msg.routing_key()) else {
+                if Self::is_reply_name(msg.routing_key()) {
+                    self.route_reply(msg);
+                }
                 return Ok(Routed::default());
             };
             return Ok(self.enqueue_one(id, msg, props.expiration_ms));
         }
         let root = self.exchange_id(exchange)?;
         if self.exchanges.get(root).is_some_and(|x| x.internal) {
-            return Err(AmqpError::access_refused(format_args!(
-                "cannot publish to internal exchange '{}' in vhost '{VHOST}'",
-                Show(exchange)
-            )));
+            return Err(internal_exchange_refused(exchange));
         }
         let mut dests = std::mem::take(&mut self.route.dests);
         self.collect_destinations(root, keys, props.headers, &mut dests);
@@ -230,9 +232,11 @@ impl Broker {
     }
 
     /// The queues a message reaches from `root` by `keys`, following exchange-to-exchange
-    /// bindings (each exchange once), sorted and without duplicates. A delayed exchange reached
-    /// with a message that asks for a delay routes nothing now: it is noted for
-    /// `hold_reached`.
+    /// bindings (each exchange once), sorted and without duplicates. An exchange whose own
+    /// bindings match nothing (neither queue nor exchange) hands the message to its alternate
+    /// exchange, if that exists (RabbitMQ's `process_alternate`); visiting each exchange once
+    /// ends AE cycles. A delayed exchange reached with a message that asks for a delay routes
+    /// nothing now: it is noted for `hold_reached`.
     pub(super) fn collect_destinations(
         &mut self,
         root: ExchangeId,
@@ -262,6 +266,11 @@ impl Broker {
                     keys.each(|k| dests.extend(names.get(k).map(|&q| Destination::Queue(q))));
                 } else {
                     keys.each(|k| xe.routes.route(k, headers, dests));
+                    if dests.len() == start {
+                        if let Some(ae) = self.alternate_of(xe) {
+                            pending.push(ae);
+                        }
+                    }
                 }
             }
             // Exchanges found are routed through in turn; only queues stay in `dests`.
@@ -279,6 +288,15 @@ impl Broker {
         dests.dedup();
         self.route.pending = pending;
         self.route.visited = visited;
+    }
+
+    /// The alternate exchange of `x`, if it names one that exists. Out of line: only
+    /// unroutable messages get here, and routed ones should not pay for its code.
+    #[cold]
+    #[inline(never)]
+    fn alternate_of(&self, x: &Exchange) -> Option<ExchangeId> {
+        let name = x.alternate.as_deref()?;
+        self.exchange_names.get(name).copied()
     }
 
     /// Holds `msg` in every delayed exchange the last route noted.
@@ -342,12 +360,7 @@ impl Broker {
                 clock.saturating_add(ttl)
             }
         };
-        let store_ref = |sid| {
-            loc.map(|l| StoreRef {
-                msg_id: l.msg_id,
-                queue: sid,
-            })
-        };
+        let store_ref = |sid| loc.map(|l| StoreRef::at(l, sid));
         match q.store_id {
             Some(sid) if q.wants_paging(msg.priority()) => {
                 let loc = match loc {
@@ -373,7 +386,7 @@ impl Broker {
                 sid.and_then(store_ref),
             )),
         }
-        let has_consumers = !q.consumers().is_empty();
+        let has_consumers = q.has_consumers();
         let limited = q.is_limited();
         if expires_at != NEVER {
             q.may_expire = true;

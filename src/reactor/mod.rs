@@ -6,7 +6,7 @@
 mod signal;
 
 use crate::broker::expiry::wall_clock_ms;
-use crate::broker::{Broker, ConnId, Notice};
+use crate::broker::{Broker, ConnId};
 use crate::config::Config;
 use crate::limits::*;
 use crate::net::conn::{Conn, ReadOutcome};
@@ -130,7 +130,9 @@ impl Reactor {
                     return Ok(());
                 }
             }
-            let busy = !self.read_list.is_empty() || self.broker.has_ready();
+            let busy = !self.read_list.is_empty()
+                || self.broker.has_ready()
+                || self.broker.has_background_work();
             let timeout = if busy {
                 Duration::ZERO
             } else {
@@ -319,26 +321,11 @@ impl Reactor {
 
     /// Tells sessions what other connections' actions did to them.
     fn deliver_notices(&mut self) {
-        for n in self.broker.drain_notices() {
-            match n {
-                Notice::ConsumerCancelled {
-                    conn,
-                    channel,
-                    consumer,
-                    channel_slot,
-                } => {
-                    let key = conn.0 as usize;
-                    if let Some(c) = self.conns.get_mut(key) {
-                        c.session
-                            .consumer_cancelled(&mut c.out, channel, consumer, channel_slot);
-                        if !c.queued_flush {
-                            c.queued_flush = true;
-                            self.flush_list.push(key);
-                        }
-                    }
-                }
-            }
-        }
+        let mut table = Table {
+            conns: &mut self.conns,
+            flush: &mut self.flush_list,
+        };
+        delivery::deliver_notices(&mut self.broker, &mut table);
     }
 
     fn deliver(&mut self) {
@@ -372,8 +359,9 @@ impl Reactor {
         self.flush_list.clear();
     }
 
-    /// Group commit: this turn's definitions and message records reach the disk before any
-    /// reply or confirm of the turn is written to a socket.
+    /// Group commit: this turn's definition changes and message records reach the disk
+    /// before any reply or confirm of the turn is written to a socket. Then a bounded slice
+    /// of the store's background work (compaction, definitions snapshot).
     fn persist(&mut self) {
         self.stored = self.broker.commit_turn().is_ok();
     }

@@ -14,6 +14,7 @@ mod dispatch;
 mod entities;
 mod handshake;
 mod publish;
+mod reply_to;
 
 use crate::broker::Broker;
 use crate::broker::ConnId;

@@ -538,7 +538,7 @@ async fn headers_after_passes(
         let (ok, _, _) = got.unwrap_or_else(|| panic!("nothing in {q}"));
         ch.reject(ok.delivery_tag(), false).await;
     }
-    let last = if passes % 2 == 0 { &a } else { &bq };
+    let last = if passes.is_multiple_of(2) { &a } else { &bq };
     await_count(ch, last, 1).await;
     let mut s = handshake(b);
     raw_get_headers(&mut s, last)

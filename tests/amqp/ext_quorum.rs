@@ -241,7 +241,6 @@ async fn classic_queue_refuses_x_delivery_limit() {
 /// Single active consumer on a quorum queue: declare-ok counts only the active consumer, and
 /// basic.get is refused with 405 RESOURCE_LOCKED.
 #[tokio::test]
-#[ignore = "issue 10: counting only the active consumer comes with single active consumer (branch extconsumer); the basic.get refusal is done"]
 async fn quorum_single_active_consumer_counts_and_refuses_get() {
     let b = Broker::start();
     let conn = b.connect().await;

@@ -40,9 +40,7 @@ ONLY_FLAVOURS = {
 # Scenarios of features coney does not have yet, with the reason: against a broker that is
 # not RabbitMQ they are skipped (SKIP lines, counted apart) unless --include-skipped. Remove
 # an entry once coney passes the scenario.
-NOT_YET_ON_CONEY = {
-    'rpc_reply_to': 'issue 10: coney has no direct reply-to',
-}
+NOT_YET_ON_CONEY = {}
 
 
 def on_signal(signum, frame):

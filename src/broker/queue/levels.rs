@@ -33,6 +33,9 @@ struct Level {
     ready: VecDeque<QueuedMessage>,
     paged: VecDeque<PagedRef>,
     next_seq: u64,
+    /// While recovering: the id each of `paged` was first published with, which orders them
+    /// (compaction may have moved older messages into newer files). Empty otherwise.
+    origins: Vec<u64>,
 }
 
 impl Level {
@@ -198,6 +201,36 @@ impl Messages {
         self.touched(p);
     }
 
+    /// Room for `n` recovered messages of a plain queue (a priority queue's levels grow).
+    pub(crate) fn reserve_paged(&mut self, n: usize) {
+        if self.higher.is_none() {
+            self.base.paged.reserve_exact(n);
+            self.base.origins.reserve_exact(n);
+        }
+    }
+
+    /// Appends a message found in the store at start (see `recovered`).
+    pub(crate) fn push_recovered(&mut self, priority: u8, r: PagedRef, origin: u64) {
+        self.push_paged(priority, r);
+        let p = self.level_of(priority);
+        self.level_mut(p).origins.push(origin);
+    }
+
+    /// Every recovered message is in: each level's paged messages are put in publish order.
+    pub(crate) fn recovered(&mut self) {
+        for level in self.levels_mut() {
+            let origins = std::mem::take(&mut level.origins);
+            debug_assert_eq!(origins.len(), level.paged.len());
+            if origins.is_sorted() {
+                continue;
+            }
+            let mut pairs: Vec<(u64, PagedRef)> =
+                origins.into_iter().zip(level.paged.drain(..)).collect();
+            pairs.sort_unstable_by_key(|p| p.0);
+            level.paged.extend(pairs.into_iter().map(|p| p.1));
+        }
+    }
+
     #[inline]
     fn count_in(&mut self, m: &QueuedMessage) {
         self.len += 1;
@@ -285,10 +318,7 @@ impl Messages {
         if let Some((r, queue)) = on_disk {
             self.count_paged(&r, -1);
             self.touched(p);
-            return Some(Head::OnDisk(StoreRef {
-                msg_id: r.loc.msg_id,
-                queue,
-            }));
+            return Some(Head::OnDisk(StoreRef::at(r.loc, queue)));
         }
         self.pop(store, store_id).map(Head::Message)
     }
@@ -303,10 +333,7 @@ impl Messages {
             let Some(r) = level.paged.pop_front() else {
                 break;
             };
-            let store_ref = StoreRef {
-                msg_id: r.loc.msg_id,
-                queue,
-            };
+            let store_ref = StoreRef::at(r.loc, queue);
             self.count_paged(&r, -1);
             match store.read(r.loc) {
                 Ok(msg) => {
@@ -372,10 +399,7 @@ impl Messages {
             let paged = std::mem::take(&mut level.paged);
             if let Some(queue) = store_id {
                 for p in paged {
-                    store.ack(StoreRef {
-                        msg_id: p.loc.msg_id,
-                        queue,
-                    });
+                    store.ack(StoreRef::at(p.loc, queue));
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! A queue: its declaration and parsed arguments, its ready messages (`levels.rs`: in memory,
-//! then on disk past its window; one level per priority for x-max-priority), the consumers it
-//! round-robins between, and the state of its timers (head expiry, x-expires lease). Knows
+//! then on disk past its window; one level per priority for x-max-priority), its consumers in
+//! the order it serves them (`rotation.rs`: priorities, round robin, single active consumer),
+//! and the state of its timers (head expiry, x-expires lease). Knows
 //! nothing of channels or sockets; the broker's delivery (`delivery.rs`) pops from it for the
 //! consumer it picks, and the broker decides what expiry and limits do with what it takes.
 
@@ -10,6 +11,7 @@ use super::args::{Overflow, QueueArgs, QueueType};
 use super::consumer::ConsumerId;
 use super::handle::define_id;
 use super::message::Message;
+use super::rotation::Rotation;
 use super::ConnId;
 use crate::limits::{QUEUE_WINDOW_BYTES_MAX, QUEUE_WINDOW_MESSAGES_MAX};
 use crate::store::{Store, StoreRef};
@@ -36,6 +38,8 @@ pub struct QueuedMessage {
     /// fields rather than an `Option<StoreRef>` so the struct stays within 80 bytes.
     store_msg_id: u64,
     store_queue: u32,
+    /// Length of the store record the queue was given (with `store_msg_id`).
+    store_len: u32,
     /// Times it was returned to a quorum queue (RabbitMQ's x-delivery-count).
     delivery_count: u32,
     redelivered: bool,
@@ -56,6 +60,7 @@ impl QueuedMessage {
             expires_at,
             store_msg_id: store.map_or(0, |r| r.msg_id),
             store_queue: store.map_or(0, |r| r.queue),
+            store_len: store.map_or(0, |r| r.len),
             delivery_count: 0,
             redelivered: false,
         }
@@ -66,6 +71,7 @@ impl QueuedMessage {
         (self.store_msg_id != 0).then_some(StoreRef {
             msg_id: self.store_msg_id,
             queue: self.store_queue,
+            len: self.store_len,
         })
     }
 
@@ -105,9 +111,7 @@ pub(super) struct Queue {
     /// Ready messages and bytes kept in memory before new ones go to disk (durable queues):
     /// coney's window, or less if the arguments ask for less.
     window: (usize, usize),
-    consumers: Vec<ConsumerId>,
-    /// Index into `consumers` of the next one to try.
-    next_consumer: usize,
+    consumers: Rotation,
     /// Set once a consumer has subscribed: auto-delete applies only after that (RabbitMQ).
     had_consumers: bool,
     /// Some consumer holds exclusive access.
@@ -155,9 +159,8 @@ impl Queue {
                     }),
             ),
             may_expire: args.message_ttl_ms.is_some(),
+            consumers: Rotation::new(args.single_active_consumer),
             args,
-            consumers: Vec::new(),
-            next_consumer: 0,
             had_consumers: false,
             exclusive_consumer: false,
             on_ready_list: false,
@@ -222,6 +225,23 @@ impl Queue {
         self.messages.push_paged(priority, r);
     }
 
+    /// Room for `n` recovered messages, so recovery allocates exactly what they take.
+    pub(super) fn reserve_paged(&mut self, n: usize) {
+        self.messages.reserve_paged(n);
+    }
+
+    /// Appends a message found in the store at start. `origin` (the id it was first
+    /// published with) orders the queue: the store hands messages over in file order, and
+    /// compaction may have moved older ones into newer files.
+    pub(super) fn push_recovered(&mut self, priority: u8, r: PagedRef, origin: u64) {
+        self.messages.push_recovered(priority, r, origin);
+    }
+
+    /// Every recovered message is in: puts them in publish order.
+    pub(super) fn recovered(&mut self) {
+        self.messages.recovered();
+    }
+
     /// Appends a newly routed message.
     #[inline(always)]
     pub(super) fn push(&mut self, m: QueuedMessage) {
@@ -278,57 +298,62 @@ impl Queue {
         self.messages.purge(store, self.store_id)
     }
 
-    pub(super) fn consumers(&self) -> &[ConsumerId] {
-        &self.consumers
+    /// Every consumer, by priority (highest first), then in registration order.
+    pub(super) fn consumers(&self) -> impl Iterator<Item = ConsumerId> + '_ {
+        self.consumers.iter()
     }
 
-    /// Whether a new consumer (exclusive or not) may subscribe.
+    pub(super) fn consumer_count(&self) -> usize {
+        self.consumers.len()
+    }
+
+    pub(super) fn has_consumers(&self) -> bool {
+        !self.consumers.is_empty()
+    }
+
+    /// Whether a new consumer (exclusive or not) may subscribe: not while another holds
+    /// exclusive access, and an exclusive one only alone on a queue without a single active
+    /// consumer (RabbitMQ refuses exclusive consumers there).
     pub(super) fn admits_consumer(&self, exclusive: bool) -> bool {
-        !self.exclusive_consumer && (!exclusive || self.consumers.is_empty())
+        !self.exclusive_consumer
+            && (!exclusive || (self.consumers.is_empty() && !self.single_active()))
     }
 
-    pub(super) fn add_consumer(&mut self, c: ConsumerId, exclusive: bool) {
-        self.consumers.push(c);
+    pub(super) fn add_consumer(&mut self, c: ConsumerId, exclusive: bool, priority: i64) {
+        self.consumers.add(c, priority);
         self.had_consumers = true;
         self.exclusive_consumer |= exclusive;
     }
 
-    pub(super) fn remove_consumer(&mut self, c: ConsumerId, exclusive: bool) {
+    pub(super) fn remove_consumer(&mut self, c: ConsumerId, exclusive: bool, priority: i64) {
         if exclusive {
             self.exclusive_consumer = false;
         }
-        if let Some(i) = self.consumers.iter().position(|x| *x == c) {
-            self.consumers.remove(i);
-            if self.next_consumer > i {
-                self.next_consumer -= 1;
-            }
-            if self.next_consumer >= self.consumers.len() {
-                self.next_consumer = 0;
-            }
-        }
+        self.consumers.remove(c, priority);
     }
 
-    /// Round robin: the first consumer from the next in turn that `may_take` accepts, which
-    /// then becomes the last served.
+    /// The consumer to deliver to next among those `may_take` accepts (`Rotation::pick`).
+    #[inline]
     pub(super) fn pick_consumer(
         &mut self,
-        mut may_take: impl FnMut(ConsumerId) -> bool,
+        may_take: impl FnMut(ConsumerId) -> bool,
     ) -> Option<ConsumerId> {
-        let n = self.consumers.len();
-        for i in 0..n {
-            let idx = (self.next_consumer + i) % n;
-            let c = self.consumers[idx];
-            if may_take(c) {
-                self.next_consumer = (idx + 1) % n;
-                return Some(c);
-            }
-        }
-        None
+        self.consumers.pick(may_take)
     }
 
     /// Whether the auto-delete rule removes this queue now.
     pub(super) fn should_auto_delete(&self) -> bool {
         self.auto_delete && self.had_consumers && self.consumers.is_empty()
+    }
+
+    /// x-single-active-consumer: only one consumer at a time is served.
+    pub(super) fn single_active(&self) -> bool {
+        self.consumers.single_active()
+    }
+
+    /// The active consumer of a single-active-consumer queue.
+    pub(super) fn active_consumer(&self) -> Option<ConsumerId> {
+        self.consumers.active()
     }
 
     /// The exclusive-consumer flag agrees with the consumers (checked by `Broker::assert_consistent`).
@@ -389,6 +414,37 @@ mod tests {
     fn prio(b: &str, p: u8) -> QueuedMessage {
         let m = Message::new(b"", b"q", &[0x08, 0x00, p], b.as_bytes(), false);
         QueuedMessage::new(m, NEVER, None)
+    }
+
+    #[test]
+    fn recovered_messages_are_put_back_in_publish_order_within_each_level() {
+        use crate::store::Location;
+        let mut q = queue(QueueArgs {
+            max_priority: Some(2),
+            ..Default::default()
+        });
+        q.store_id = Some(1);
+        // File order as compaction leaves it: copies of older messages in a newer file.
+        for (origin, p) in [(3, 0), (1, 0), (5, 2), (2, 0), (4, 2)] {
+            let r = PagedRef {
+                loc: Location {
+                    msg_id: origin,
+                    offset: 0,
+                    len: 1,
+                },
+                expires_at: NEVER,
+                body_len: 1,
+                redelivered: false,
+            };
+            q.push_recovered(p, r, origin);
+        }
+        q.recovered();
+        let mut store = Store::disabled();
+        let mut order = Vec::new();
+        while let Some(Head::OnDisk(r)) = q.take_head(&mut store) {
+            order.push(r.msg_id);
+        }
+        assert_eq!(order, [4, 5, 1, 2, 3]);
     }
 
     #[test]
