@@ -14,6 +14,7 @@
 pub(crate) mod args;
 mod bindings;
 pub mod consumer;
+pub mod counters;
 mod dead_letter;
 mod delayed;
 mod delivery;
@@ -116,6 +117,8 @@ pub struct Broker {
     /// Queues with x-overflow reject-publish(-dlx) and a length limit: while there are none,
     /// a publish does not ask its queues whether they refuse it.
     refusing_queues: usize,
+    /// Message events since start, for the management API and Prometheus.
+    counters: counters::MessageCounters,
 }
 
 fn not_found_queue(name: &[u8]) -> AmqpError {
@@ -177,6 +180,7 @@ impl Broker {
             overfull: Vec::new(),
             quorum_queues: 0,
             refusing_queues: 0,
+            counters: counters::MessageCounters::default(),
         };
         for (name, kind) in STANDARD_EXCHANGES {
             b.insert_exchange(Exchange::new(
@@ -231,6 +235,11 @@ impl Broker {
     }
 
     /// Hands out what other connections' actions did to sessions, oldest first.
+    /// Message events since start (publish, deliver, get, ack, ...).
+    pub fn counters(&self) -> counters::MessageCounters {
+        self.counters
+    }
+
     pub fn drain_notices(&mut self) -> std::vec::Drain<'_, Notice> {
         self.notices.drain(..)
     }
