@@ -8,10 +8,10 @@
 mod support;
 
 use coney::broker::consumer::{Consumer, ConsumerId};
-use coney::broker::message::{Message, MessageBuilder};
+use coney::broker::message::{Message, MessageBuilder, MessageFlags};
 use coney::broker::queue::{QueueId, QueuedMessage};
 use coney::broker::ConnId;
-use coney::broker::{Actor, Broker, DeliverySink, QueueFlags};
+use coney::broker::{Actor, Broker, DeliverySink, PublishProps, QueueFlags};
 use coney::protocol::constants::CLASS_BASIC;
 use coney::protocol::frame::{self, parse_frame, FrameKind, Parsed};
 use coney::protocol::method::{BasicDeliver, BasicPublish, Method};
@@ -54,7 +54,7 @@ fn ingest(broker: &mut Broker, who: &Actor, builder: &mut MessageBuilder, mut bu
             FrameKind::Header => {
                 let h = ContentHeader::decode(frame.payload).expect("header");
                 let props = BasicProperties::decode(h.properties_raw).expect("properties");
-                builder.set_header(h.properties_raw, h.body_size, props.is_persistent());
+                builder.set_header(h.properties_raw, h.body_size, MessageFlags::of(&props));
             }
             FrameKind::Body => {
                 builder.push_body(frame.payload);
@@ -63,7 +63,7 @@ fn ingest(broker: &mut Broker, who: &Actor, builder: &mut MessageBuilder, mut bu
                     let target = broker
                         .publish_target(who, msg.exchange())
                         .expect("exchange");
-                    routed += broker.publish(target, &msg, None);
+                    routed += broker.publish(target, &msg, PublishProps::default()).queues;
                 }
             }
             FrameKind::Heartbeat => {}

@@ -84,18 +84,6 @@ fn options() -> Options {
     );
     opts.optopt(
         "",
-        "management-listen",
-        "management API and web page (default 127.0.0.1:15672), or off",
-        "ADDR:PORT",
-    );
-    opts.optopt(
-        "",
-        "prometheus-listen",
-        "Prometheus metrics (default 127.0.0.1:15692), or off",
-        "ADDR:PORT",
-    );
-    opts.optopt(
-        "",
         "export-definitions",
         "write the data dir's definitions in RabbitMQ's JSON format to FILE ('-' for stdout) and exit; refused while a broker runs on the data dir",
         "FILE",
@@ -105,6 +93,18 @@ fn options() -> Options {
         "import-definitions",
         "import FILE (RabbitMQ's JSON format) into the data dir and exit; refused while a broker runs on the data dir",
         "FILE",
+    );
+    opts.optopt(
+        "",
+        "management-listen",
+        "management API and web page (default 127.0.0.1:15672), or off",
+        "ADDR:PORT",
+    );
+    opts.optopt(
+        "",
+        "prometheus-listen",
+        "Prometheus metrics (default 127.0.0.1:15692), or off",
+        "ADDR:PORT",
     );
     opts.optflag("h", "help", "print this help and exit");
     opts.optflag("V", "version", "print the version and exit");
@@ -399,6 +399,7 @@ fn run(config: Config) -> ExitCode {
     };
     let mut reactor = match Reactor::bind(config.clone(), broker) {
         Ok(r) => r,
+        // The store is open already: what fails here is a listener (its error names it).
         Err(e) => {
             log::error!("cannot listen: {e}");
             return ExitCode::from(EXIT_LISTEN);

@@ -3,16 +3,18 @@
 //! what the store recovered, committing each loop turn (the turn's definition changes and
 //! message records synced) and the clean stop. The store is reached only from the broker.
 
+use super::args::QueueArgs;
 use super::bindings::Binding;
-use super::exchange::{Destination, Exchange, ExchangeId, ExchangeKind};
+use super::exchange::{Destination, Exchange, ExchangeId, ExchangeKind, DELAYED_TYPE};
 use super::handle::Registry;
-use super::queue::{Queue, QueueId};
+use super::queue::{PagedRef, Queue, QueueId, NEVER};
 use super::vhost::VhostState;
 use super::{Broker, DefaultData, VhostId};
 use crate::auth::{users::DEFAULT_VHOST_DESCRIPTION, AccessControl, Vhost};
 use crate::definitions::{import_access, Definitions as Document};
-use crate::store::definitions::{BindingDef, BindingRef, DefChange};
-use crate::store::{Recovery, Store};
+use crate::protocol::{FieldTable, FieldValue};
+use crate::store::definitions::{BindingDef, BindingRef, DefChange, Definitions};
+use crate::store::{Location, Recovered, Recovery, Store, StoreRef};
 use log::{error, info, warn};
 use std::collections::HashMap;
 use std::io;
@@ -20,6 +22,21 @@ use std::path::Path;
 
 fn invalid(what: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.to_string())
+}
+
+/// What a store number names at recovery.
+#[derive(Clone, Copy)]
+enum Owner {
+    Queue(QueueId),
+    Delayed(ExchangeId),
+}
+
+/// A message a delayed exchange held at the last stop, read back once recovery is done.
+struct HeldAtStop {
+    exchange: ExchangeId,
+    loc: Location,
+    store_id: u32,
+    enqueued_at_ms: u64,
 }
 
 impl Broker {
@@ -73,9 +90,13 @@ impl Broker {
         self.store.busy()
     }
 
-    /// Clean stop: records which queued messages were delivered before, then marks the store
-    /// clean.
+    /// Clean stop: routes the dead letters still waiting, records which queued messages were
+    /// delivered before, then marks the store clean.
     pub fn close_clean(&mut self) -> io::Result<()> {
+        // Dead letters still waiting are routed now (their sources are acked after them), so
+        // they do not come back to their source queues at the next start.
+        self.budget = usize::MAX;
+        self.run_dead_letters();
         let mut refs = Vec::new();
         for (_, q) in self.queues.iter() {
             q.redelivered_refs(&mut refs);
@@ -120,37 +141,18 @@ impl Broker {
         Some(self.add_vhost(v))
     }
 
-    /// Rebuilds durable entities from what the store recovered, each in its vhost.
+    /// Rebuilds durable state from what the store recovered, each entity in its vhost.
+    /// Leases (x-expires) start again now, as RabbitMQ's do at node start; message deadlines
+    /// are kept.
     fn recover(&mut self, r: Recovery) -> io::Result<()> {
         let d = r.definitions;
         self.next_queue_store_id = d.next_queue_id.max(1);
-        for x in &d.exchanges {
-            let (Some(kind), Some(vhost)) =
-                (ExchangeKind::parse(&x.kind), self.recovered_vhost(&x.vhost))
-            else {
-                continue;
-            };
-            let exists = self
-                .vhosts
-                .get(vhost)
-                .is_some_and(|v| v.exchanges.contains_key(&x.name[..]));
-            if !exists {
-                self.insert_exchange(Exchange::new(
-                    vhost,
-                    x.name.clone().into(),
-                    kind,
-                    true,
-                    x.auto_delete,
-                    x.internal,
-                    x.arguments.clone().into(),
-                ));
-            }
-        }
-        let mut by_store_id = HashMap::new();
+        let mut owners = self.recover_exchanges(&d);
         for qd in &d.queues {
             let Some(vhost) = self.recovered_vhost(&qd.vhost) else {
                 continue;
             };
+            let args = QueueArgs::parse(FieldTable::parse(&qd.arguments).unwrap_or_default());
             let mut q = Queue::new(
                 vhost,
                 qd.name.clone().into(),
@@ -158,34 +160,130 @@ impl Broker {
                 qd.auto_delete,
                 None,
                 qd.arguments.clone().into(),
+                args,
             );
             q.store_id = Some(qd.store_id);
+            if let Some(&n) = r.queue_counts.get(&qd.store_id) {
+                q.reserve_paged(n as usize);
+            }
             self.next_queue_store_id = self.next_queue_store_id.max(qd.store_id + 1);
-            by_store_id.insert(qd.store_id, self.insert_queue(q));
+            let id = self.insert_queue(q);
+            owners.insert(qd.store_id, Owner::Queue(id));
         }
         for b in &d.bindings {
             if let Some(binding) = self.recovered_binding(b) {
                 self.bindings.bind(&mut self.exchanges, binding);
             }
         }
-        for (sid, n) in &r.queue_counts {
-            if let Some(q) = by_store_id.get(sid).and_then(|&q| self.queues.get_mut(q)) {
-                q.reserve_paged(*n as usize);
+        let held = self.recover_messages(&owners)?;
+        for h in held {
+            let r = StoreRef::at(h.loc, h.store_id);
+            match self.store.read(h.loc) {
+                Ok(msg) => self.recover_held(h.exchange, msg, h.enqueued_at_ms, r),
+                Err(e) => {
+                    error!("cannot read a delayed message back from the store: {e}");
+                    self.store.ack(r);
+                }
             }
         }
-        // Everything recovered starts on disk; queues read their window back on demand.
-        let queues = &mut self.queues;
-        self.store.recovered(|m| {
-            if let Some(q) = by_store_id.get(&m.queue).and_then(|&q| queues.get_mut(q)) {
-                q.push_recovered(m.loc, m.origin, m.redelivered);
-            }
-        })?;
-        for &q in by_store_id.values() {
-            if let Some(q) = self.queues.get_mut(q) {
+        let ids: Vec<QueueId> = self.queues.iter().map(|(id, _)| id).collect();
+        for id in ids {
+            if let Some(q) = self.queues.get_mut(id) {
                 q.recovered();
             }
+            self.renew_lease(id);
+            self.arm_expiry(id);
         }
         Ok(())
+    }
+
+    /// Recreates the durable exchanges, each in its vhost (a delayed exchange with the store
+    /// number it holds messages under); returns those store numbers.
+    fn recover_exchanges(&mut self, d: &Definitions) -> HashMap<u32, Owner> {
+        let mut owners = HashMap::new();
+        for x in &d.exchanges {
+            let args = FieldTable::parse(&x.arguments).unwrap_or_default();
+            let delayed = x.kind == DELAYED_TYPE.as_bytes();
+            let kind = match args.get(b"x-delayed-type") {
+                Some(FieldValue::LongStr(t)) if delayed => ExchangeKind::parse(t),
+                _ => ExchangeKind::parse(&x.kind),
+            };
+            let (Some(kind), Some(vhost)) = (kind, self.recovered_vhost(&x.vhost)) else {
+                continue;
+            };
+            let exists = self
+                .vhosts
+                .get(vhost)
+                .is_some_and(|v| v.exchanges.contains_key(&x.name[..]));
+            if exists {
+                continue;
+            }
+            let mut e = Exchange::new(
+                vhost,
+                x.name.clone().into(),
+                kind,
+                true,
+                x.auto_delete,
+                x.internal,
+                x.arguments.clone().into(),
+            );
+            e.delayed = delayed;
+            e.delayed_store_id = d
+                .delayed_exchanges
+                .iter()
+                .find(|de| delayed && de.exchange == x.name && de.vhost == x.vhost)
+                .map(|de| de.store_id);
+            let store_id = e.delayed_store_id;
+            let id = self.insert_exchange(e);
+            if let Some(sid) = store_id {
+                self.next_queue_store_id = self.next_queue_store_id.max(sid + 1);
+                owners.insert(sid, Owner::Delayed(id));
+            }
+        }
+        owners
+    }
+
+    /// Puts every recovered message back where it was: on disk in its queue (in its
+    /// priority level, with its deadline); returns those its delayed exchange held.
+    fn recover_messages(&mut self, owners: &HashMap<u32, Owner>) -> io::Result<Vec<HeldAtStop>> {
+        let (queues, clock) = (&mut self.queues, self.clock_ms);
+        let mut held = Vec::new();
+        self.store.recovered(|m: Recovered| {
+            // A record without a time (an older log) counts as enqueued now.
+            let at = match m.enqueued_at_ms {
+                0 => clock,
+                t => t,
+            };
+            match owners.get(&m.queue) {
+                Some(&Owner::Queue(q)) => {
+                    if let Some(q) = queues.get_mut(q) {
+                        let ttl = match (q.args.message_ttl_ms, m.meta.expiration_ms) {
+                            (None, None) => None,
+                            (a, b) => Some(a.unwrap_or(u64::MAX).min(b.unwrap_or(u64::MAX))),
+                        };
+                        let expires_at = ttl.map_or(NEVER, |t| at.saturating_add(t));
+                        q.may_expire |= expires_at != NEVER;
+                        // Everything recovered starts on disk; queues read their window back
+                        // on demand.
+                        let r = PagedRef {
+                            loc: m.loc,
+                            expires_at,
+                            body_len: m.meta.body_len,
+                            redelivered: m.redelivered,
+                        };
+                        q.push_recovered(m.meta.priority, r, m.origin);
+                    }
+                }
+                Some(&Owner::Delayed(exchange)) => held.push(HeldAtStop {
+                    exchange,
+                    loc: m.loc,
+                    store_id: m.queue,
+                    enqueued_at_ms: at,
+                }),
+                None => {}
+            }
+        })?;
+        Ok(held)
     }
 
     /// A saved binding between entities that were recovered.

@@ -4,12 +4,14 @@
 //! in RabbitMQ's order — and fails with its reply code and text; deleting cascades (bindings,
 //! auto-delete exchanges, consumers cancelled through notices).
 
+use super::args::{self, DeclaredFlags, QueueArgs};
 use super::bindings::Binding;
 use super::durability::record_binding;
 use super::exchange::{
     Destination, Exchange, ExchangeId, ExchangeKind, ALTERNATE_EXCHANGE, COMPARED_ARGUMENTS,
+    DELAYED_TYPE,
 };
-use super::queue::{single_active_consumer_arg, Queue, QueueId};
+use super::queue::{Queue, QueueId};
 use super::{not_found_exchange, not_found_queue, Actor, Broker, ConnId};
 use crate::auth::{Resource, ResourceKind, SourceExchange};
 use crate::error::{AmqpError, Show};
@@ -55,6 +57,29 @@ fn inequivalent(
         "inequivalent arg '{arg}' for {kind} '{}' in vhost '{vhost}': received '{received}' but current is '{current}'",
         Show(name)
     ))
+}
+
+/// An exchange type coney routes by, or RabbitMQ's connection error for an unknown one.
+fn known_kind(kind: &[u8]) -> Result<ExchangeKind, AmqpError> {
+    ExchangeKind::parse(kind).ok_or_else(|| {
+        AmqpError::command_invalid(format_args!("unknown exchange type '{}'", Show(kind)))
+    })
+}
+
+/// The routing type of an x-delayed-message exchange (its required x-delayed-type), checked
+/// as the delayed-message plugin checks it.
+fn delayed_type(args: FieldTable<'_>) -> Result<ExchangeKind, AmqpError> {
+    match args.get(b"x-delayed-type") {
+        Some(FieldValue::LongStr(t)) if t == DELAYED_TYPE.as_bytes() => {
+            Err(AmqpError::precondition(
+                "Invalid argument, 'x-delayed-message' can't be used for 'x-delayed-type'",
+            ))
+        }
+        Some(FieldValue::LongStr(t)) => known_kind(t),
+        _ => Err(AmqpError::precondition(
+            "Invalid argument, 'x-delayed-type' must be an existing exchange type",
+        )),
+    }
 }
 
 pub(super) fn internal_exchange_refused(vhost: &str, name: &[u8]) -> AmqpError {
@@ -147,8 +172,9 @@ impl Broker {
     }
 
     /// exchange.declare, in RabbitMQ's order: passive is a lookup (not of the default
-    /// exchange); otherwise the type, the default exchange, configure permission, then equivalence with an existing exchange or,
-    /// for a new one, the reserved prefix and the alternate exchange's permissions.
+    /// exchange); otherwise the type, the default exchange, configure permission, then
+    /// equivalence with an existing exchange (type, flags, alternate-exchange) or, for a new
+    /// one, the reserved prefix and the alternate exchange's type and permissions.
     pub(crate) fn declare_exchange(
         &mut self,
         who: &Actor,
@@ -163,18 +189,16 @@ impl Broker {
             }
             return self.exchange_id(who, name).map(|_| ());
         }
-        let Some(parsed) = ExchangeKind::parse(kind) else {
-            return Err(AmqpError::command_invalid(format_args!(
-                "unknown exchange type '{}'",
-                Show(kind)
-            )));
-        };
+        let delayed = kind == DELAYED_TYPE.as_bytes();
+        if !delayed {
+            known_kind(kind)?;
+        }
         if name.is_empty() {
             return Err(default_exchange_refused());
         }
         who.grant().check_exchange_declare(name)?;
         if let Some(&id) = self.names(who)?.exchanges.get(name) {
-            return self.check_exchange_equivalent(who, id, name, parsed, flags, args);
+            return self.check_exchange_equivalent(who, id, name, kind, flags, args);
         }
         if name.starts_with(b"amq.") {
             return Err(reserved_name("exchange", name));
@@ -192,25 +216,45 @@ impl Broker {
                 )))
             }
         }
-        let x = Exchange::new(
+        // The delayed-message plugin checks its routing type when the exchange is created.
+        let routing_kind = if delayed {
+            delayed_type(args)?
+        } else {
+            known_kind(kind)?
+        };
+        let mut x = Exchange::new(
             who.vhost,
             name.into(),
-            parsed,
+            routing_kind,
             flags.durable,
             flags.auto_delete,
             flags.internal,
             args.raw().into(),
         );
+        x.delayed = delayed;
+        if delayed && flags.durable && self.store.enabled() {
+            // Held persistent messages are stored under this number, as a queue's are.
+            x.delayed_store_id = Some(self.next_queue_store_id);
+            self.next_queue_store_id += 1;
+        }
+        let delayed_store_id = x.delayed_store_id;
         self.insert_exchange(x);
         if flags.durable {
             self.store.record(DefChange::exchange(
                 who.vhost_name().as_bytes(),
                 name,
-                parsed.name().as_bytes(),
+                kind,
                 flags.auto_delete,
                 flags.internal,
                 args.raw(),
             ));
+        }
+        if let Some(store_id) = delayed_store_id {
+            self.store.record(DefChange::DelayedExchange {
+                vhost: who.vhost_name().as_bytes(),
+                name,
+                store_id,
+            });
         }
         Ok(())
     }
@@ -221,7 +265,7 @@ impl Broker {
         who: &Actor,
         id: ExchangeId,
         name: &[u8],
-        kind: ExchangeKind,
+        kind: &[u8],
         flags: ExchangeFlags,
         args: FieldTable<'_>,
     ) -> Result<(), AmqpError> {
@@ -229,11 +273,15 @@ impl Broker {
         let Some(x) = self.exchanges.get(id) else {
             return Err(not_found_exchange(vhost, name));
         };
-        let current = x.kind();
-        if current != kind {
-            let (received, current) = (kind.name(), current.name());
+        let current = x.type_name();
+        if current.as_bytes() != kind {
             return Err(inequivalent(
-                vhost, "type", "exchange", name, received, current,
+                vhost,
+                "type",
+                "exchange",
+                name,
+                Show(kind),
+                current,
             ));
         }
         let flags_now = [
@@ -537,9 +585,13 @@ impl Broker {
     ) -> Result<DeclareOk, AmqpError> {
         if flags.passive {
             let id = self.queue_for(who, name)?;
-            return self.declare_ok(who, id, name.into());
+            return Ok(self.declare_ok(id, name.into()));
         }
-        let name: Box<[u8]> = if name.is_empty() {
+        let generated = name.is_empty();
+        if generated {
+            args::check_server_named(args)?;
+        }
+        let name: Box<[u8]> = if generated {
             self.generate_name("amq.gen-")
         } else if name.starts_with(b"amq.") {
             return Err(reserved_name("queue", name));
@@ -549,13 +601,18 @@ impl Broker {
         who.grant().check_queue_declare(&name)?;
         let names = self.names(who)?;
         if names.queues.contains_key(&name) {
-            return self.redeclare_queue(who, name, flags);
+            return self.redeclare_queue(who, name, flags, args);
         }
         who.grant().check_queue_limit(&name, names.queues.len())?;
         if let Some(dlx) = string_arg(args, b"x-dead-letter-exchange") {
             who.grant().check_dead_letter_exchange(&name, dlx)?;
         }
-        single_active_consumer_arg(args.raw(), who.vhost_name(), &name)?;
+        let declared = DeclaredFlags {
+            durable: flags.durable,
+            exclusive: flags.exclusive,
+            auto_delete: flags.auto_delete,
+        };
+        let parsed = QueueArgs::declare(who.vhost_name(), &name, args, declared)?;
         let owner = flags.exclusive.then_some(who.conn);
         let mut q = Queue::new(
             who.vhost,
@@ -564,6 +621,7 @@ impl Broker {
             flags.auto_delete,
             owner,
             args.raw().into(),
+            parsed,
         );
         if flags.durable && !flags.exclusive && self.store.enabled() {
             // Exclusive queues die with their connection, so they are never recovered.
@@ -579,6 +637,7 @@ impl Broker {
             self.next_queue_store_id += 1;
         }
         let id = self.insert_queue(q);
+        self.renew_lease(id);
         // Every queue is bound to the default exchange by its name; that binding is implicit.
         Ok(DeclareOk {
             queue: id,
@@ -591,6 +650,8 @@ impl Broker {
     /// Records a new queue under its name in its vhost.
     pub(super) fn insert_queue(&mut self, q: Queue) -> QueueId {
         let (vhost, name) = (q.vhost, q.name.clone());
+        self.quorum_queues += q.is_quorum() as usize;
+        self.refusing_queues += q.may_refuse() as usize;
         let id = self.queues.insert(q);
         if let Some(v) = self.names_mut(vhost) {
             v.queues.insert(name, id);
@@ -598,32 +659,36 @@ impl Broker {
         id
     }
 
-    fn declare_ok(
-        &self,
-        who: &Actor,
-        id: QueueId,
-        name: Box<[u8]>,
-    ) -> Result<DeclareOk, AmqpError> {
-        let q = self
-            .queues
-            .get(id)
-            .ok_or_else(|| not_found_queue(who.vhost_name(), &name))?;
-        Ok(DeclareOk {
+    /// What queue.declare answers for an existing queue; a declare counts as a use
+    /// (x-expires). A quorum queue with a single active consumer counts only the active one
+    /// (RabbitMQ 3.10); a classic queue counts every consumer.
+    fn declare_ok(&mut self, id: QueueId, name: Box<[u8]>) -> DeclareOk {
+        let (messages, consumers) = self.queues.get(id).map_or((0, 0), |q| {
+            let consumers = if q.is_quorum() && q.single_active() {
+                q.active_consumer().is_some() as usize
+            } else {
+                q.consumer_count()
+            };
+            (q.message_count(), consumers)
+        });
+        self.renew_lease(id);
+        DeclareOk {
             queue: id,
-            message_count: q.message_count() as u32,
-            consumer_count: q.consumer_count() as u32,
+            message_count: messages as u32,
+            consumer_count: consumers as u32,
             name,
-        })
+        }
     }
 
     /// queue.declare of an existing queue: exclusive access checked strictly (another
     /// connection's exclusive queue, or a different exclusive flag, is locked), then the same
-    /// durable and auto-delete flags.
+    /// durable and auto-delete flags, then the arguments RabbitMQ compares.
     fn redeclare_queue(
-        &self,
+        &mut self,
         who: &Actor,
         name: Box<[u8]>,
         flags: QueueFlags,
+        args: FieldTable<'_>,
     ) -> Result<DeclareOk, AmqpError> {
         let vhost = who.vhost_name();
         let id = self.queue_for(who, &name)?;
@@ -652,7 +717,9 @@ impl Broker {
                 current,
             ));
         }
-        self.declare_ok(who, id, name)
+        let current = FieldTable::parse(&q.arguments).unwrap_or_default();
+        args::check_equivalent(vhost, &name, current, args)?;
+        Ok(self.declare_ok(id, name))
     }
 
     /// queue.purge: read permission, then the queue.
@@ -709,6 +776,8 @@ impl Broker {
         let Some(mut q) = self.queues.remove(id) else {
             return;
         };
+        self.quorum_queues -= q.is_quorum() as usize;
+        self.refusing_queues -= q.may_refuse() as usize;
         if let Some(v) = self.vhosts.get_mut(q.vhost) {
             v.queues.remove(&q.name);
             if q.store_id.is_some() {

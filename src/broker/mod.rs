@@ -7,22 +7,30 @@
 //! the session layer.
 //!
 //! Files: `vhost.rs` (vhosts and their names), `access.rs` (users, permissions, connections
-//! and their grants), `entities.rs` (declare, delete, bind), `routing.rs` (publish),
-//! `consumer.rs` (subscribe, cancel), `delivery.rs` (deliver, get, settle), `durability.rs`
-//! (definitions, recovery, commit), `import.rs` (RabbitMQ's definitions documents); the
-//! entities themselves in `exchange.rs`, `queue.rs`, `bindings.rs`.
+//! and their grants), `entities.rs` (declare, delete, bind), `args.rs` (queue arguments),
+//! `routing.rs` (publish), `consumer.rs` (subscribe, cancel), `delivery.rs` (deliver, get,
+//! settle), `expiry.rs` (the clock, TTL, x-expires, the timer heap), `dead_letter.rs` and
+//! `headers.rs` (dead-lettering, header rewrites), `delayed.rs` (x-delayed-message),
+//! `durability.rs` (definitions, recovery, commit), `import.rs` (RabbitMQ's definitions
+//! documents); the entities themselves in `exchange.rs`, `queue/`, `bindings.rs`.
 
 mod access;
+pub(crate) mod args;
 mod bindings;
 pub mod consumer;
 pub mod counters;
+mod dead_letter;
+mod delayed;
 mod delivery;
 mod durability;
 mod entities;
 mod exchange;
+pub mod expiry;
 mod handle;
+pub(crate) mod headers;
 mod import;
 mod inspect;
+mod length;
 pub mod message;
 pub mod queue;
 mod reply_to;
@@ -38,7 +46,7 @@ pub use entities::{DeclareOk, QueueFlags};
 pub use import::Imported;
 pub use inspect::{BindingView, ConsumerView, ExchangeView, QueueView, Totals};
 pub(crate) use reply_to::{ReplyConsumerId, REPLY_QUEUE};
-pub use routing::PublishTarget;
+pub use routing::{PublishProps, PublishTarget, Routed};
 pub use vhost::VhostId;
 
 use crate::auth::AccessControl;
@@ -111,12 +119,27 @@ pub struct Broker {
     rng: u64,
     store: Store,
     next_queue_store_id: u32,
-    /// Message events since start, for the management API and Prometheus.
-    counters: counters::MessageCounters,
     /// Users, vhosts' metadata and limits, permissions.
     access: AccessControl,
     /// Open connections: their vhost and user, counted for the limits; grants they share.
     clients: Clients,
+    /// The loop turn's wall clock (ms since the epoch); message deadlines are measured from it.
+    clock_ms: u64,
+    /// Expiry, dead-lettering and delayed-message work this turn may still do.
+    budget: usize,
+    timers: expiry::Timers,
+    dead_letters: dead_letter::DeadLetters,
+    delayed: delayed::Delayed,
+    /// Queues over their length limit, trimmed once this turn's deliveries are made.
+    overfull: Vec<QueueId>,
+    /// Quorum queues there are: while there are none, a transient publish does not look for
+    /// one (they keep every message on disk).
+    quorum_queues: usize,
+    /// Queues with x-overflow reject-publish(-dlx) and a length limit: while there are none,
+    /// a publish does not ask its queues whether they refuse it.
+    refusing_queues: usize,
+    /// Message events since start, for the management API and Prometheus.
+    counters: counters::MessageCounters,
 }
 
 fn not_found_queue(vhost: &str, name: &[u8]) -> AmqpError {
@@ -179,9 +202,17 @@ impl Broker {
             rng: seed | 1,
             store: Store::disabled(),
             next_queue_store_id: 1,
-            counters: counters::MessageCounters::default(),
             access: AccessControl::new(),
             clients: Clients::default(),
+            clock_ms: expiry::wall_clock_ms(),
+            budget: crate::limits::EXPIRY_WORK_PER_TURN_MAX,
+            timers: expiry::Timers::default(),
+            dead_letters: dead_letter::DeadLetters::default(),
+            delayed: delayed::Delayed::default(),
+            overfull: Vec::new(),
+            quorum_queues: 0,
+            refusing_queues: 0,
+            counters: counters::MessageCounters::default(),
         }
     }
 
@@ -218,12 +249,18 @@ impl Broker {
         out.into_boxed_slice()
     }
 
-    /// Hands out what other connections' actions did to sessions, oldest first.
+    /// Whether work is left that the turn's budget did not cover (the reactor polls without
+    /// sleeping then).
+    fn has_pending_work(&self) -> bool {
+        !self.dead_letters.is_empty() || !self.overfull.is_empty()
+    }
+
     /// Message events since start (publish, deliver, get, ack, ...).
     pub fn counters(&self) -> counters::MessageCounters {
         self.counters
     }
 
+    /// Hands out what other connections' actions did to sessions, oldest first.
     pub fn drain_notices(&mut self) -> std::vec::Drain<'_, Notice> {
         self.notices.drain(..)
     }
@@ -310,7 +347,7 @@ mod tests {
     fn route(b: &mut Broker, m: &Message) -> Result<usize, AmqpError> {
         let who = a(b, C1);
         let target = b.publish_target(&who, m.exchange())?;
-        Ok(b.publish(target, m, None))
+        Ok(b.publish(target, m, PublishProps::default()).queues)
     }
 
     fn names<'b>(b: &'b Broker, vhost: &str) -> &'b VhostState {
@@ -629,7 +666,7 @@ mod tests {
             .expect("1 again");
         assert_eq!(again.message.message().body(), b"1");
         assert!(again.message.redelivered());
-        b.ack(again.message);
+        b.ack(again.queue, again.message);
         let e = b
             .get(&a(&b, C2), b"nope", false)
             .map(|_| ())

@@ -183,7 +183,8 @@ mod tests {
         let m = Message::new(b"", key, &[0, 0], b"answer", false);
         let target = b.publish_target(&root(b), b"").expect("default exchange");
         assert_eq!(
-            b.publish(target, &m, None),
+            b.publish(target, &m, crate::broker::PublishProps::default())
+                .queues,
             0,
             "a reply is never routed to a queue"
         );

@@ -160,7 +160,8 @@ mod tests {
         assert_eq!(e.text, "CONNECTION_FORCED - vhost 'v' is deleted");
         let m = Message::new(b"x", b"", &[0, 0], b"still routed in /", false);
         let target = b.publish_target(&in_root, b"x").expect("x in /");
-        assert_eq!(b.publish(target, &m, None), 1);
+        let props = crate::broker::PublishProps::default();
+        assert_eq!(b.publish(target, &m, props).queues, 1);
         b.connection_closed(c1);
         b.connection_closed(c2);
         b.assert_consistent();

@@ -289,13 +289,11 @@ pub(super) fn publish<S>(
         &body,
         persistent,
     );
-    let headers = BasicProperties::decode(&raw_props)
-        .ok()
-        .and_then(|p| p.headers);
-    let routed = m.broker.publish(target, &msg, headers);
+    let props = crate::session::publish_props(&msg).map_err(api_error)?;
+    let routed = m.broker.publish(target, &msg, props);
     let mut out = Vec::new();
     let mut o = ObjectWriter::item(&mut out, Filter::All);
-    o.bool("routed", routed > 0);
+    o.bool("routed", routed.queues > 0);
     o.end();
     Ok(json_ok(out))
 }
@@ -447,7 +445,11 @@ pub(super) fn get<S>(
         if requeue {
             m.broker.requeue(g.queue, g.message);
         } else {
-            m.broker.ack(g.queue, g.message, acked);
+            if acked {
+                m.broker.ack(g.queue, g.message);
+            } else {
+                m.broker.reject(g.queue, g.message);
+            }
         }
     }
     Ok(json_ok(out))
@@ -466,7 +468,8 @@ pub(super) fn aliveness<S>(m: &mut Management<'_>, who: &Actor) -> Result<Respon
         .map_err(api_error)?;
     let target = m.broker.publish_target(who, b"").map_err(api_error)?;
     let msg = crate::broker::message::Message::new(b"", QUEUE, &[0, 0], b"test_message", false);
-    m.broker.publish(target, &msg, None);
+    m.broker
+        .publish(target, &msg, crate::broker::PublishProps::default());
     let got = m.broker.get(who, QUEUE, true).map_err(api_error)?;
     let ok = got.is_some_and(|g| g.message.message().body() == b"test_message");
     let mut out = Vec::new();

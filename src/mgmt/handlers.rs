@@ -174,12 +174,28 @@ fn client_properties(t: crate::protocol::FieldTable<'_>) -> Value {
 }
 
 impl Management<'_> {
-    fn connection_snaps(&self) -> Vec<ConnSnap> {
+    /// The user of the opened connection called `name`, whoever may see it.
+    fn connection_owner(&self, name: &str) -> Option<String> {
+        let mut owner = None;
+        self.conns.each(&mut |row| {
+            let info = row.session.info();
+            if !info.vhost.is_empty() && owner.is_none() && row.name() == name {
+                owner = Some(info.user.to_owned());
+            }
+        });
+        owner
+    }
+
+    /// The connections `who` may see (RabbitMQ's `filter_user`).
+    fn connection_snaps(&self, who: &Principal) -> Vec<ConnSnap> {
         let mut rows = Vec::new();
         self.conns.each(&mut |row| {
             let info = row.session.info();
-            if info.user.is_empty() {
+            if info.vhost.is_empty() {
                 return; // still in the handshake: RabbitMQ lists connections once opened
+            }
+            if !sees_user(who, info.user) {
+                return;
             }
             let age = self.now.saturating_duration_since(info.opened_at);
             rows.push(ConnSnap {
@@ -187,7 +203,7 @@ impl Management<'_> {
                 peer: info.peer,
                 local: row.local,
                 user: info.user.to_owned(),
-                vhost: row.session.vhost().to_owned(),
+                vhost: info.vhost.to_owned(),
                 state: info.state,
                 channels: row.session.channel_count(),
                 channel_max: info.channel_max,
@@ -200,17 +216,21 @@ impl Management<'_> {
         rows
     }
 
-    fn channel_snaps(&self) -> Vec<ChanSnap> {
+    /// The channels `who` may see: those of the connections it may see.
+    fn channel_snaps(&self, who: &Principal) -> Vec<ChanSnap> {
         let mut rows = Vec::new();
         self.conns.each(&mut |row| {
             let info = row.session.info();
+            if !sees_user(who, info.user) {
+                return;
+            }
             let conn = row.name();
             row.session.each_channel(|ch| {
                 rows.push(ChanSnap {
                     conn: conn.clone(),
                     peer: info.peer,
                     user: info.user.to_owned(),
-                    vhost: row.session.vhost().to_owned(),
+                    vhost: info.vhost.to_owned(),
                     ch,
                 })
             });
@@ -261,10 +281,13 @@ pub(super) fn json_ok<S>(body: Vec<u8>) -> Response<S> {
 }
 
 impl Management<'_> {
-    fn consumer_snaps(&self, vhost: Option<&str>) -> Vec<ConsumerSnap> {
+    fn consumer_snaps(&self, who: &Principal, vhost: Option<&str>) -> Vec<ConsumerSnap> {
         let mut rows = Vec::new();
         self.conns.each(&mut |row| {
             let info = row.session.info();
+            if !sees_user(who, info.user) {
+                return;
+            }
             let conn_name = row.name();
             row.session.each_consumer(|_, id, tag, prefetch| {
                 let Some(view) = self.broker.consumer_view(id) else {
@@ -373,18 +396,22 @@ pub(super) fn handle(
             actions::aliveness(m, &a)
         }
         (Route::Connections, _) => {
-            let rows = m.connection_snaps();
+            let rows = m.connection_snaps(&who);
             listing(req, Rows::Connections(rows), &["vhost", "name"])
         }
         (Route::VhostConnections { vhost }, _) => {
             let rows = m
-                .connection_snaps()
+                .connection_snaps(&who)
                 .into_iter()
                 .filter(|c| c.vhost == vhost)
                 .collect();
             listing(req, Rows::Connections(rows), &["vhost", "name"])
         }
         (Route::Connection { name }, Delete) => {
+            let owner = m.connection_owner(&name).ok_or_else(ApiError::not_found)?;
+            if !(who.tags.has(Tags::ADMINISTRATOR) || who.user == owner) {
+                return Err(ApiError::not_authorised(NOT_YOURS));
+            }
             let reason = req
                 .x_reason
                 .clone()
@@ -396,16 +423,20 @@ pub(super) fn handle(
             }
         }
         (Route::Connection { name }, _) => {
-            let rows = m.connection_snaps();
+            let owner = m.connection_owner(&name).ok_or_else(ApiError::not_found)?;
+            if !sees_user(&who, &owner) {
+                return Err(ApiError::not_authorised(NOT_YOURS));
+            }
+            let rows = m.connection_snaps(&who);
             one(&rows, |c| c.name == name, write_connection)
         }
         (Route::Channels, _) => {
-            let rows = m.channel_snaps();
+            let rows = m.channel_snaps(&who);
             listing(req, Rows::Channels(rows), &["vhost", "name"])
         }
         (Route::VhostChannels { vhost }, _) => {
             let rows = m
-                .channel_snaps()
+                .channel_snaps(&who)
                 .into_iter()
                 .filter(|c| c.vhost == vhost)
                 .collect();
@@ -413,7 +444,7 @@ pub(super) fn handle(
         }
         (Route::ConnectionChannels { name }, _) => {
             let rows = m
-                .channel_snaps()
+                .channel_snaps(&who)
                 .into_iter()
                 .filter(|c| c.conn == name)
                 .collect();
@@ -421,12 +452,12 @@ pub(super) fn handle(
         }
         (Route::Consumers, _) => listing(
             req,
-            Rows::Consumers(m.consumer_snaps(None)),
+            Rows::Consumers(m.consumer_snaps(&who, None)),
             &["vhost", "queue"],
         ),
         (Route::ConsumersVhost { vhost }, _) => listing(
             req,
-            Rows::Consumers(m.consumer_snaps(Some(&vhost))),
+            Rows::Consumers(m.consumer_snaps(&who, Some(&vhost))),
             &["vhost", "queue"],
         ),
         (Route::Queues, _) => listing(
@@ -636,6 +667,15 @@ pub(super) fn handle(
             "coney does not implement this endpoint (see README: management API)",
         )),
     }
+}
+
+/// RabbitMQ's refusal when a user names another user's connection.
+const NOT_YOURS: &str = "User not authorised to access object";
+
+/// Whether `who` sees what `user` owns: its own, or everything with monitoring or
+/// administrator (RabbitMQ's `filter_user` and `is_authorized_user`).
+fn sees_user(who: &Principal, user: &str) -> bool {
+    who.tags.has(Tags::MONITORING) || who.tags.has(Tags::ADMINISTRATOR) || who.user == user
 }
 
 fn vhost_exists(m: &Management<'_>, vhost: &str) -> Result<(), ApiError> {

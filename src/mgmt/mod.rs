@@ -14,6 +14,7 @@ mod objects;
 pub mod stats;
 mod web;
 
+use crate::auth::LoginRefused;
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::http::auth::{authorize, AuthError, Authenticator, Need, Principal, Tags};
@@ -88,27 +89,22 @@ impl Service for Management<'_> {
     }
 }
 
-/// The users the API logs in: the broker's, with the AMQP handshake's password check and
-/// loopback rule, and their management tags.
-struct BrokerUsers<'a>(&'a crate::auth::users::AccessControl);
+/// The users the API logs in: the broker's users table, checked as the AMQP handshake checks
+/// it (password hash, `loopback_users`), with the user's tags.
+struct Users<'a>(&'a Broker);
 
-impl Authenticator for BrokerUsers<'_> {
+impl Authenticator for Users<'_> {
     fn authenticate(&self, user: &str, pass: &str, peer: &SocketAddr) -> Result<Tags, AuthError> {
-        use crate::auth::users::{LoginRefused, UserTag};
+        let loopback = peer.ip().is_loopback();
         match self
             .0
-            .authenticate(user, pass.as_bytes(), peer.ip().is_loopback())
+            .access()
+            .authenticate(user, pass.as_bytes(), loopback)
         {
-            Ok(u) => Ok(u.tags.iter().fold(Tags::default(), |t, tag| {
-                t.with(match tag {
-                    UserTag::Administrator => Tags::ADMINISTRATOR,
-                    UserTag::Monitoring => Tags::MONITORING,
-                    UserTag::Policymaker => Tags::POLICYMAKER,
-                    UserTag::Management => Tags::MANAGEMENT,
-                    UserTag::Impersonator => Tags::IMPERSONATOR,
-                    UserTag::Other(_) => Tags::NONE,
-                })
-            })),
+            Ok(u) => Ok(u
+                .tags
+                .iter()
+                .fold(Tags::NONE, |t, tag| t.with(Tags::parse(tag.name())))),
             Err(LoginRefused::InvalidCredentials { .. }) => Err(AuthError::LoginFailed),
             Err(LoginRefused::LoopbackOnly { .. }) => Err(AuthError::NotLoopback),
         }
@@ -122,12 +118,7 @@ impl Management<'_> {
         peer: SocketAddr,
         need: Need,
     ) -> Result<Principal, ApiError> {
-        authorize(
-            &req.authorization,
-            &peer,
-            &BrokerUsers(self.broker.access()),
-            need,
-        )
+        authorize(&req.authorization, &peer, &Users(self.broker), need)
     }
 }
 

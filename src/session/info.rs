@@ -11,6 +11,8 @@ use std::time::Instant;
 pub struct SessionInfo<'a> {
     pub peer: SocketAddr,
     pub user: &'a str,
+    /// The vhost connection.open chose ("" before it).
+    pub vhost: &'a str,
     /// RabbitMQ's connection state: starting, tuning, opening, running, blocked, closing.
     pub state: &'static str,
     pub channel_max: u16,
@@ -47,6 +49,7 @@ impl Session {
         SessionInfo {
             peer: self.peer,
             user: &self.user,
+            vhost: self.actor.as_ref().map_or("", |a| a.vhost_name()),
             state,
             channel_max: self.channel_max,
             frame_max: self.frame_max,
@@ -79,11 +82,6 @@ impl Session {
         for (number, ch) in self.channels.iter() {
             ch.each_consumer(|id, tag, prefetch| f(number, id, tag, prefetch));
         }
-    }
-
-    /// The vhost opened by connection.open ("" before).
-    pub fn vhost(&self) -> &str {
-        self.actor.as_ref().map_or("", |a| a.vhost_name())
     }
 
     pub fn channel_count(&self) -> usize {

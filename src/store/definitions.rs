@@ -12,6 +12,7 @@
 //! EXCHANGE_DELETED name | vhost
 //! QUEUE_DELETED    name | vhost
 //! UNBINDING        as BINDING
+//! DELAYED_EXCHANGE name | store id u32 | vhost (where an x-delayed-message exchange holds messages)
 //! ACCESS           users, vhosts, permissions as RabbitMQ's definitions JSON (the latest wins)
 //! ```
 //! Byte strings carry a u32 length. A snapshot of format version 1 (coney before the
@@ -30,7 +31,8 @@ pub const KIND_GENERATION: u8 = 5;
 pub const KIND_EXCHANGE_DELETED: u8 = 6;
 pub const KIND_QUEUE_DELETED: u8 = 7;
 pub const KIND_UNBINDING: u8 = 8;
-pub const KIND_ACCESS: u8 = 9;
+pub const KIND_DELAYED_EXCHANGE: u8 = 9;
+pub const KIND_ACCESS: u8 = 10;
 
 /// The vhost of entity records written before coney had vhosts.
 const DEFAULT_VHOST: &[u8] = b"/";
@@ -66,6 +68,15 @@ pub struct BindingDef {
     pub arguments: Vec<u8>,
 }
 
+/// Where a durable x-delayed-message exchange keeps its held messages in the message log
+/// (a store number from the queues' sequence). Deleting the exchange deletes this too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DelayedExchangeDef {
+    pub vhost: Vec<u8>,
+    pub exchange: Vec<u8>,
+    pub store_id: u32,
+}
+
 /// The durable definitions as recovered at start.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Definitions {
@@ -75,6 +86,7 @@ pub struct Definitions {
     pub exchanges: Vec<ExchangeDef>,
     pub queues: Vec<QueueDef>,
     pub bindings: Vec<BindingDef>,
+    pub delayed_exchanges: Vec<DelayedExchangeDef>,
     /// The access tables as a definitions JSON document; None before coney kept them.
     pub access: Option<Vec<u8>>,
 }
@@ -119,6 +131,11 @@ pub enum DefChange<'a> {
     },
     Binding(BindingRef<'a>),
     Unbinding(BindingRef<'a>),
+    DelayedExchange {
+        vhost: &'a [u8],
+        name: &'a [u8],
+        store_id: u32,
+    },
     /// The whole access tables after a change to them.
     Access(&'a [u8]),
 }
@@ -205,6 +222,15 @@ impl<'a> DefChange<'a> {
             DefChange::Unbinding(b) => {
                 record::write_record(out, KIND_UNBINDING, |p| put_binding(p, b))
             }
+            DefChange::DelayedExchange {
+                vhost,
+                name,
+                store_id,
+            } => record::write_record(out, KIND_DELAYED_EXCHANGE, |p| {
+                put_bytes(p, name);
+                p.extend_from_slice(&store_id.to_be_bytes());
+                put_bytes(p, vhost);
+            }),
             DefChange::Access(json) => {
                 record::write_record(out, KIND_ACCESS, |p| put_bytes(p, json))
             }
@@ -296,6 +322,18 @@ pub fn parse_access(payload: &[u8]) -> Option<&[u8]> {
     Cursor::new(payload).bytes()
 }
 
+/// A DELAYED_EXCHANGE record ("/" for one written before the record had its vhost).
+pub fn parse_delayed_exchange(payload: &[u8]) -> Option<DelayedExchangeDef> {
+    let mut c = Cursor::new(payload);
+    let exchange = c.bytes()?.to_vec();
+    let store_id = c.u32()?;
+    Some(DelayedExchangeDef {
+        vhost: vhost_of(&mut c).to_vec(),
+        exchange,
+        store_id,
+    })
+}
+
 impl Definitions {
     /// Adds the definition one record declares (snapshot kinds only).
     pub fn apply(&mut self, kind: u8, payload: &[u8]) -> Option<()> {
@@ -306,6 +344,9 @@ impl Definitions {
             }
             KIND_EXCHANGE => self.exchanges.push(parse_exchange(payload)?),
             KIND_QUEUE => self.queues.push(parse_queue(payload)?),
+            KIND_DELAYED_EXCHANGE => self
+                .delayed_exchanges
+                .push(parse_delayed_exchange(payload)?),
             KIND_BINDING => {
                 let b = parse_binding(payload)?;
                 self.bindings.push(BindingDef {

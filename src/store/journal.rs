@@ -111,6 +111,14 @@ impl Fold {
                 }
                 Some(self.seen.insert(k) && kind == KIND_EXCHANGE)
             }
+            KIND_DELAYED_EXCHANGE => {
+                let d = parse_delayed_exchange(payload)?;
+                self.next_queue_id = self.next_queue_id.max(d.store_id.saturating_add(1));
+                let gone = self
+                    .deleted_exchanges
+                    .contains(&self.key(b'x', &d.vhost, &d.exchange));
+                Some(self.seen.insert(self.key(b'd', &d.vhost, &d.exchange)) && !gone)
+            }
             KIND_BINDING | KIND_UNBINDING => {
                 let b = parse_binding(payload)?;
                 // A binding is named by all its fields, vhost included (a record written

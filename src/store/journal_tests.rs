@@ -34,6 +34,7 @@ struct Model {
     exchanges: BTreeMap<EntityKey, ExchangeDef>,
     queues: BTreeMap<EntityKey, QueueDef>,
     bindings: BTreeSet<BindingKey>,
+    delayed: BTreeMap<EntityKey, u32>,
     next_queue_id: u32,
     access: Option<Vec<u8>>,
 }
@@ -76,6 +77,7 @@ impl Model {
             }
             DefChange::ExchangeDeleted { vhost, name } => {
                 self.exchanges.remove(&entity(vhost, name));
+                self.delayed.remove(&entity(vhost, name));
                 self.bindings
                     .retain(|b| b.0 != vhost || (b.1 != name && !(b.2 && b.3 == name)));
             }
@@ -107,6 +109,14 @@ impl Model {
             DefChange::Unbinding(b) => {
                 self.bindings.remove(&key(b));
             }
+            DefChange::DelayedExchange {
+                vhost,
+                name,
+                store_id,
+            } => {
+                self.delayed.insert(entity(vhost, name), store_id);
+                self.next_queue_id = self.next_queue_id.max(store_id + 1);
+            }
         }
     }
 
@@ -134,6 +144,14 @@ impl Model {
         m.access = d.access.clone();
         for b in &d.bindings {
             assert!(m.bindings.insert(key(b.as_ref())), "one record per binding");
+        }
+        for x in &d.delayed_exchanges {
+            assert!(
+                m.delayed
+                    .insert(entity(&x.vhost, &x.exchange), x.store_id)
+                    .is_none(),
+                "one record per delayed exchange"
+            );
         }
         m
     }
@@ -325,7 +343,7 @@ fn random_change(
     names.clear();
     names.extend([x, q, k, dest, vhost.as_bytes().to_vec()]);
     let v = &names[4];
-    let op = random(rng, 11) as usize;
+    let op = random(rng, 12) as usize;
     let ok = match op {
         10 => true,
         0 | 1 => true,
@@ -333,6 +351,11 @@ fn random_change(
             *next_id += 1;
             true
         }
+        11 if m.exchanges.contains_key(&entity(v, &names[0])) => {
+            *next_id += 1;
+            true
+        }
+        11 => false,
         4 => m.exchanges.contains_key(&entity(v, &names[0])),
         5 => m.queues.contains_key(&entity(v, &names[1])),
         _ => {
@@ -388,6 +411,11 @@ fn build<'a>(op: usize, names: &'a [Vec<u8>], id: u32) -> DefChange<'a> {
         6..=8 => DefChange::Binding(b),
         // The access tables as a whole; their content does not matter to the store.
         10 => DefChange::Access(&names[2]),
+        11 => DefChange::DelayedExchange {
+            vhost,
+            name: &names[0],
+            store_id: id,
+        },
         _ => DefChange::Unbinding(b),
     }
 }
@@ -463,6 +491,7 @@ fn version_1_definitions_are_read_and_converted() {
             key: b"lazy.#".to_vec(),
             arguments: vec![],
         }],
+        delayed_exchanges: vec![],
         access: None,
     };
     fs::write(d.0.join(FILE_NAME), old.encode_version_1()).expect("write");

@@ -4,6 +4,7 @@
 //! document (access_support.rs); against RabbitMQ set CONEY_TEST_ADDR and CONEY_RABBITMQ_DIR.
 
 use crate::access_support::{login, open_raw, open_refused, Setup};
+use crate::ext_support::*;
 use crate::support::*;
 use amqprs::channel::{
     BasicGetArguments, ExchangeDeclareArguments, ExchangeDeleteArguments, QueueDeclareArguments,
@@ -289,4 +290,59 @@ async fn vhost_queue_limit() {
             10
         )
     );
+}
+
+/// Queue arguments act in the queue's own vhost: a rejected message goes to the dead-letter
+/// exchange of that name in its queue's vhost, not to the same-named exchange of another
+/// vhost; a bad argument's 406 and an inequivalent redeclare name the declaring vhost.
+#[tokio::test]
+async fn dead_letters_and_argument_errors_stay_in_their_vhost() {
+    let (v1, v2) = (unique("dl1"), unique("dl2"));
+    let b = Setup::new()
+        .vhost(&v1)
+        .vhost(&v2)
+        .permit("guest", &v1, ".*", ".*", ".*")
+        .permit("guest", &v2, ".*", ".*", ".*")
+        .start();
+    let c1 = login(&b, "guest", "guest", &v1).await;
+    let c2 = login(&b, "guest", "guest", &v2).await;
+    let mut ch1 = c1.channel().await;
+    let mut ch2 = c2.channel().await;
+    for ch in [&mut ch1, &mut ch2] {
+        ch.declare_exchange("dlx", "fanout").await;
+        ch.declare_queue("dead").await;
+        ch.bind("dead", "dlx", "").await;
+    }
+    ch1.declare_args("src", table(&[("x-dead-letter-exchange", s("dlx"))]))
+        .await;
+    ch1.confirm_select().await;
+    ch1.publish_confirmed("", "src", b"m").await;
+    let (ok, _, _) = ch1.get("src", false).await.expect("message in src");
+    ch1.reject(ok.delivery_tag(), false).await;
+    await_count(&ch1, "dead", 1).await;
+    assert_eq!(ch1.drain("dead").await, ["m"]);
+    assert_eq!(
+        ch2.count("dead").await,
+        0,
+        "the other vhost's dlx got nothing"
+    );
+
+    expect_declare_refused(
+        &c2,
+        qargs("bad", table(&[("x-max-length", s("ten"))])),
+        406,
+        &format!(
+            "PRECONDITION_FAILED - invalid arg 'x-max-length' for queue 'bad' in vhost '{v2}': \"expected integer, got longstr\""
+        ),
+    )
+    .await;
+    expect_declare_refused(
+        &c1,
+        qargs("src", table(&[("x-dead-letter-exchange", s("other"))])),
+        406,
+        &format!(
+            "PRECONDITION_FAILED - inequivalent arg 'x-dead-letter-exchange' for queue 'src' in vhost '{v1}': received 'other' but current is 'dlx'"
+        ),
+    )
+    .await;
 }

@@ -13,6 +13,7 @@ mod ext_ae;
 mod ext_args;
 mod ext_delayed;
 mod ext_dlx;
+mod ext_expiry_load;
 mod ext_length;
 mod ext_priority;
 mod ext_quorum;
@@ -20,6 +21,7 @@ mod ext_reply_to;
 mod ext_sac;
 mod ext_support;
 mod ext_ttl;
+mod mgmt_users;
 #[path = "../common/procfs.rs"]
 mod procfs;
 mod raw_wire;
