@@ -36,6 +36,13 @@ pub(crate) const BODY_PREALLOCATE_MAX_BYTES: usize = 1024 * 1024;
 /// delivery may cross the high-water mark by a whole message, hence the message size term.
 pub(crate) const WRITE_BUFFER_HARD_BYTES: usize =
     64 * 1024 * 1024 + MESSAGE_SIZE_MAX_BYTES as usize;
+/// Bodies at least this large are written from the message's shared buffer (writev) instead
+/// of being copied into the output buffer; below it a copy is cheaper than another piece.
+pub(crate) const OUTBOX_BODY_BY_REFERENCE_MIN_BYTES: usize = 8 * 1024;
+/// Pieces handed to one vectored write: two per referenced body frame, so with 128 KiB
+/// frames one writev offers up to 4 MiB, more than a socket buffer takes. Linux's IOV_MAX is
+/// 1024.
+pub(crate) const OUTBOX_IOV_MAX: usize = 64;
 /// Largest unsent-output buffer kept allocated while a connection is idle.
 pub(crate) const WRITE_BUFFER_KEEP_BYTES: usize = 64 * 1024;
 /// Messages delivered to one channel and not yet acked, even with prefetch_count 0.
@@ -59,6 +66,8 @@ const _: () = assert!(READ_BYTES_PER_TURN_MAX >= READ_CHUNK_BYTES);
 const _: () = assert!(WRITE_BUFFER_HARD_BYTES > WRITE_BUFFER_HIGH_BYTES + FRAME_MAX_BYTES as usize);
 const _: () = assert!(WRITE_BUFFER_LOW_BYTES < WRITE_BUFFER_HIGH_BYTES);
 const _: () = assert!(FRAME_OVERHEAD < FRAME_MIN_SIZE as usize);
+const _: () = assert!(OUTBOX_IOV_MAX >= 3 && OUTBOX_IOV_MAX <= 1024);
+const _: () = assert!(OUTBOX_BODY_BY_REFERENCE_MIN_BYTES >= FRAME_OVERHEAD);
 
 // HTTP (management and Prometheus listeners). The first six are cowboy's defaults as RabbitMQ's
 // management plugin keeps them, checked against RabbitMQ 3.10 (tests/fixtures/rabbitmq-3.10-http).
