@@ -6,7 +6,8 @@
 //!
 //! Files: `entities.rs` (declare, delete, bind), `routing.rs` (publish), `consumer.rs`
 //! (subscribe, cancel), `delivery.rs` (deliver, get, settle), `durability.rs` (definitions,
-//! recovery, commit); the entities themselves in `exchange.rs`, `queue.rs`, `bindings.rs`.
+//! recovery, commit), `flow.rs` (which queues pace their publishers); the entities themselves
+//! in `exchange.rs`, `queue.rs`, `bindings.rs`.
 
 mod bindings;
 pub mod consumer;
@@ -14,6 +15,7 @@ mod delivery;
 mod durability;
 mod entities;
 mod exchange;
+mod flow;
 mod handle;
 pub mod message;
 pub mod queue;

@@ -6,7 +6,10 @@ use super::consumer::ConsumerId;
 use super::handle::define_id;
 use super::message::Message;
 use super::ConnId;
-use crate::limits::{PAGE_IN_BATCH_MESSAGES, QUEUE_WINDOW_BYTES_MAX, QUEUE_WINDOW_MESSAGES_MAX};
+use crate::limits::{
+    PAGE_IN_BATCH_MESSAGES, QUEUED_MESSAGE_OVERHEAD_BYTES, QUEUE_FLOW_HIGH_BYTES,
+    QUEUE_FLOW_LOW_BYTES, QUEUE_WINDOW_BYTES_MAX, QUEUE_WINDOW_MESSAGES_MAX,
+};
 use crate::store::{Location, Store, StoreRef};
 use log::error;
 use std::collections::VecDeque;
@@ -74,6 +77,9 @@ pub(super) struct Queue {
     exclusive_consumer: bool,
     /// Already on the broker's list of queues that may deliver.
     pub(super) on_ready_list: bool,
+    /// Publisher flow: the queue's memory went over the high mark and has not yet come back
+    /// under the low one (see `flow_pressure`).
+    flow_over: bool,
 }
 
 impl Queue {
@@ -100,6 +106,7 @@ impl Queue {
             had_consumers: false,
             exclusive_consumer: false,
             on_ready_list: false,
+            flow_over: false,
         }
     }
 
@@ -114,6 +121,28 @@ impl Queue {
             && (!self.paged.is_empty()
                 || self.ready.len() >= QUEUE_WINDOW_MESSAGES_MAX
                 || self.ready_bytes >= QUEUE_WINDOW_BYTES_MAX)
+    }
+
+    /// What the queue's ready messages cost in memory, roughly: the bytes of those in memory
+    /// with their bookkeeping, and a location for each one only on disk.
+    pub(super) fn memory_bytes(&self) -> usize {
+        self.ready_bytes
+            + self.ready.len() * QUEUED_MESSAGE_OVERHEAD_BYTES
+            + self.paged.len() * std::mem::size_of::<PagedRef>()
+    }
+
+    /// Whether publishers into this queue should be paced: it has consumers (pacing matches
+    /// publishers to them; a queue nobody consumes is a backlog, left to the memory alarm and
+    /// to paging) and its memory went over the high mark without yet falling under the low
+    /// one (hysteresis, so publishers are not paused and resumed every message).
+    pub(super) fn flow_pressure(&mut self) -> bool {
+        let bytes = self.memory_bytes();
+        if bytes >= QUEUE_FLOW_HIGH_BYTES {
+            self.flow_over = true;
+        } else if bytes < QUEUE_FLOW_LOW_BYTES {
+            self.flow_over = false;
+        }
+        self.flow_over && !self.consumers.is_empty()
     }
 
     /// Appends a message that stays on disk.

@@ -22,6 +22,8 @@ pub(super) struct RouteScratch {
     /// byte compare is cheaper than hashing it. Ids are generation-checked, so a deleted queue
     /// cannot be hit through it.
     last_default: Option<(Box<[u8]>, QueueId)>,
+    /// The first queue the last publish went to that is over its flow mark.
+    pub(super) pressured: Option<QueueId>,
 }
 
 impl Broker {
@@ -33,6 +35,7 @@ impl Broker {
         msg: &Message,
         headers: Option<FieldTable<'_>>,
     ) -> Result<usize, AmqpError> {
+        self.route.pressured = None;
         let exchange = msg.exchange();
         if exchange.is_empty() {
             let Some(id) = self.default_route(msg.routing_key()) else {
@@ -162,6 +165,9 @@ impl Broker {
             None => q.push(msg.clone(), None),
         }
         if !q.consumers().is_empty() {
+            if self.route.pressured.is_none() && q.flow_pressure() {
+                self.route.pressured = Some(id);
+            }
             self.mark_ready(id);
         }
     }

@@ -1,7 +1,7 @@
 //! The event loop: one `mio::Poll` owning the listener, the signal pipe and every connection.
 //! Each turn: poll → accept → read ready connections (with a byte budget each) → deliver from
-//! queues that can → flush output (one write per connection) → timers → close the dead.
-//! The only module that sees `mio::Poll`.
+//! queues that can → resume publishers whose queues drained → commit → flush output (one
+//! write per connection) → timers → close the dead. The only module that sees `mio::Poll`.
 
 mod signal;
 
@@ -65,6 +65,11 @@ pub struct Reactor {
     /// Connections with input left after their budget, read again next turn.
     read_list: Vec<usize>,
     flush_list: Vec<usize>,
+    /// Connections not read because of publisher flow, checked each turn for resumption.
+    flow_list: Vec<usize>,
+    /// Turns in a row that started without polling because work was left (see
+    /// `BUSY_TURNS_WITHOUT_POLL_MAX`).
+    busy_turns: u32,
     /// Connections to remove at the end of the turn.
     close_list: Vec<usize>,
     /// Accepting paused (fd exhaustion); retried on the next tick.
@@ -100,6 +105,8 @@ impl Reactor {
             read_buf,
             read_list: Vec::new(),
             flush_list: Vec::new(),
+            flow_list: Vec::new(),
+            busy_turns: 0,
             close_list: Vec::new(),
             accept_paused: false,
             last_tick: Instant::now(),
@@ -130,16 +137,23 @@ impl Reactor {
                 }
             }
             let busy = !self.read_list.is_empty() || self.broker.has_ready();
-            let timeout = if busy {
-                Duration::ZERO
+            if busy && self.busy_turns < BUSY_TURNS_WITHOUT_POLL_MAX {
+                // Work is left from the last turn: do it before asking the kernel for more.
+                self.busy_turns += 1;
+                events.clear();
             } else {
-                TICK.saturating_sub(now.saturating_duration_since(self.last_tick))
-            };
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
-                if e.kind() == ErrorKind::Interrupted {
-                    continue;
+                self.busy_turns = 0;
+                let timeout = if busy {
+                    Duration::ZERO
+                } else {
+                    self.sleep_time(now)
+                };
+                if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                    if e.kind() == ErrorKind::Interrupted {
+                        continue;
+                    }
+                    return Err(e);
                 }
-                return Err(e);
             }
             let now = Instant::now();
             let mut accept = false;
@@ -154,6 +168,7 @@ impl Reactor {
                         let key = t - FIRST_CONNECTION_TOKEN;
                         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                             c.readable = true;
+                            c.read_closed |= ev.is_read_closed() || ev.is_error();
                             if !c.queued_read {
                                 c.queued_read = true;
                                 self.read_list.push(key);
@@ -180,6 +195,7 @@ impl Reactor {
             }
             self.read_ready(now);
             self.deliver();
+            self.resume_flow(now);
             self.persist();
             self.flush(now);
             if now.saturating_duration_since(self.last_tick) >= TICK {
@@ -292,6 +308,10 @@ impl Reactor {
                 c.queued_read = true;
                 self.read_list.push(key);
             }
+            if c.session.in_flow() && !c.queued_flow {
+                c.queued_flow = true;
+                self.flow_list.push(key);
+            }
             if c.dead.is_some() {
                 self.close_list.push(key);
             }
@@ -327,6 +347,43 @@ impl Reactor {
                 }
             }
         }
+    }
+
+    /// How long the poller may sleep: until the next timer tick or the end of the earliest
+    /// publisher flow pause.
+    fn sleep_time(&self, now: Instant) -> Duration {
+        let mut wake = self.last_tick + TICK;
+        for &key in &self.flow_list {
+            if let Some(at) = self.conns.get(key).and_then(|c| c.session.flow_deadline()) {
+                wake = wake.min(at);
+            }
+        }
+        wake.saturating_duration_since(now)
+    }
+
+    /// Resumes reading publishers whose flow pause ended: their queue drained (deliveries
+    /// this turn, acks read) or they waited long enough. All those a queue held resume in the
+    /// same turn, in the order they were paused, each with the usual read budget.
+    fn resume_flow(&mut self, now: Instant) {
+        if self.flow_list.is_empty() {
+            return;
+        }
+        let mut list = std::mem::take(&mut self.flow_list);
+        list.retain(|&key| {
+            let Some(c) = self.conns.get_mut(key) else {
+                return false;
+            };
+            if !c.session.flow_check(&mut self.broker, now) {
+                return true;
+            }
+            c.queued_flow = false;
+            if c.readable && !c.queued_read {
+                c.queued_read = true;
+                self.read_list.push(key);
+            }
+            false
+        });
+        self.flow_list = list;
     }
 
     fn deliver(&mut self) {

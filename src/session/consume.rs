@@ -65,6 +65,7 @@ impl Session {
         let id = ctx
             .broker
             .add_consumer(self.id, ch, slot, &queue, c.no_ack, c.exclusive)?;
+        self.consumers_changed();
         self.channel(ch)?
             .add_consumer(ConsumerRef { id, slot }, tag.clone());
         if !c.no_wait {
@@ -85,6 +86,7 @@ impl Session {
     ) -> Result<(), AmqpError> {
         if let Some(id) = self.channel(ch)?.remove_consumer_tag(c.consumer_tag) {
             ctx.broker.cancel_consumer(id);
+            self.consumers_changed();
         }
         if !c.no_wait {
             let ok = BasicCancelOk {
@@ -194,6 +196,7 @@ impl Session {
         for id in consumers {
             ctx.broker.cancel_consumer(id);
         }
+        self.consumers_changed();
     }
 
     /// The channel's consumers may take deliveries again (credit returned, flow resumed).
@@ -269,6 +272,7 @@ impl Session {
         slot: u32,
     ) {
         let notify = self.caps.consumer_cancel_notify;
+        self.consumers_changed();
         let Some(channel) = self.channel_mut(ch) else {
             return;
         };

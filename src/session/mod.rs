@@ -12,9 +12,11 @@ mod consume;
 pub mod delivery;
 mod dispatch;
 mod entities;
+mod flow;
 mod handshake;
 mod publish;
 
+use crate::broker::queue::QueueId;
 use crate::broker::Broker;
 use crate::broker::ConnId;
 use crate::config::Config;
@@ -28,6 +30,8 @@ use crate::protocol::{Frame, Outbox, Parsed, ReplyCode};
 use log::{debug, info};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+
+pub use flow::FlowState;
 
 /// Connection lifecycle; see the module doc.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +95,13 @@ pub struct Session {
     blocked: bool,
     /// connection.blocked was sent and connection.unblocked is owed.
     blocked_sent: bool,
+    /// Publisher flow: not read while a queue it published into drains (`flow.rs`).
+    flow: Option<flow::FlowPause>,
+    /// When the last flow pause ended, for `flow_state`.
+    flow_ended: Option<Instant>,
+    /// A queue this connection drains with its own acks, so it is never paused for it;
+    /// forgotten when its consumers change.
+    flow_exempt: Option<QueueId>,
     settle_scratch: Vec<channel::Unacked>,
 }
 
@@ -178,6 +189,9 @@ impl Session {
             publisher: false,
             blocked: false,
             blocked_sent: false,
+            flow: None,
+            flow_ended: None,
+            flow_exempt: None,
             settle_scratch: Vec::new(),
         }
     }
@@ -500,6 +514,11 @@ impl Session {
         }
         if self.heartbeat_secs == 0 {
             return true;
+        }
+        if self.blocked || self.flow.is_some() {
+            // We are not reading, so the peer's heartbeats wait unread in the socket: its
+            // silence is ours (RabbitMQ pauses its heartbeat monitor while blocked).
+            self.last_recv = now;
         }
         let hb = Duration::from_secs(self.heartbeat_secs as u64);
         if now.saturating_duration_since(self.last_recv) >= hb * 2 {

@@ -159,6 +159,7 @@ impl Session {
             None
         };
         let routed = ctx.broker.publish(&msg, headers)?;
+        self.note_flow_pressure(ctx);
         if routed == 0 && mandatory {
             let r = BasicReturn {
                 reply_code: ReplyCode::NoRoute.code(),
