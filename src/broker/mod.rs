@@ -183,6 +183,12 @@ impl Broker {
             || self.queues.iter().any(|(_, q)| q.owner == Some(conn))
     }
 
+    /// Queue entries looked at so far, by id or by iteration (tests count work with it).
+    #[cfg(test)]
+    pub(crate) fn queue_visits(&self) -> u64 {
+        self.queues.visits()
+    }
+
     /// Checks that consumers and queues point at each other, and the bindings table at
     /// itself; panics naming what is wrong (for the fuzzer and tests; walks everything).
     pub fn assert_consistent(&self) {
