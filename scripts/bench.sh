@@ -6,10 +6,10 @@
 #
 #   scripts/bench.sh [--quick] [--compare | --no-compare] [--only a,b,...] [--secs N]
 #
-#   --quick        3 s per scenario and 1,000 idle connections: a smoke test
+#   --quick        3 s per scenario, 1,000 idle connections, 10,000 queues: a smoke test
 #   --compare      also run RabbitMQ (default when rabbitmq-server is installed or installable)
 #   --no-compare   coney only
-#   --only LIST    scenario ids to run (a b c d e f g h i)
+#   --only LIST    scenario ids to run (a b c d e f g h i j k l)
 #   --secs N       seconds per load scenario (default 10)
 #
 # Every broker is restarted for every scenario, so a backlog or heap left by one scenario
@@ -30,8 +30,12 @@ RMQ_SERVER="${RMQ_BIN:-/usr/lib/rabbitmq/bin/rabbitmq-server}"
 
 SECS=10
 IDLE_CONNECTIONS=10000
+# (l): queues declared, every MANY_DURABLE_EVERY-th durable, and the idle window measured after.
+MANY_QUEUES=100000
+MANY_DURABLE_EVERY=10
+MANY_IDLE_SECS=10
 COMPARE=auto
-ONLY="a b c d e f g h i"
+ONLY="a b c d e f g h i j k l"
 # Open files needed: the idle connections, plus margin for the broker's own files.
 FD_LIMIT_WANTED=$((IDLE_CONNECTIONS * 2 + 1024))
 # Settling time before reading a freshly started broker's idle RSS.
@@ -39,7 +43,7 @@ IDLE_RSS_SETTLE_SECS=2
 
 while [ $# -gt 0 ]; do
     case "$1" in
-        --quick) SECS=3; IDLE_CONNECTIONS=1000 ;;
+        --quick) SECS=3; IDLE_CONNECTIONS=1000; MANY_QUEUES=10000; MANY_IDLE_SECS=3 ;;
         --compare) COMPARE=yes ;;
         --no-compare) COMPARE=no ;;
         --only) ONLY="${2//,/ }"; shift ;;
@@ -177,6 +181,10 @@ TITLE[f2]="(f) latency at a fixed 10,000 msg/s, 16 B, autoack"
 ARGS[f2]="-s 16 -a -r 10000"
 TITLE[g]="(g) 1p/1c, 64 KiB bodies, transient, autoack"
 ARGS[g]="-s 65536 -a"
+TITLE[j]="(j) 1p/1c, 1 MiB bodies, transient, autoack"
+ARGS[j]="-s 1048576 -a"
+TITLE[k]="(k) 1p/1c, 16 MiB bodies, transient, autoack"
+ARGS[k]="-s 16777216 -a"
 
 # run_load BROKER ID: one load scenario on a fresh broker; JSON to RESULTS/BROKER-ID.json.
 run_load() {
@@ -210,10 +218,22 @@ run_idle() {
     stop_broker "$broker"
 }
 
+# run_many BROKER: (l) many queues declared and bound, then the idle broker, on one process.
+run_many() {
+    local broker="$1"
+    start_broker "$broker"
+    log "$broker: (l) $MANY_QUEUES queues (every $MANY_DURABLE_EVERY-th durable), then ${MANY_IDLE_SECS} s idle"
+    timeout 3600 "${LOAD_PIN[@]}" "$PERF" -h "$BROKER_URI" --declare-queues "$MANY_QUEUES" \
+        --durable-every "$MANY_DURABLE_EVERY" --idle-secs "$MANY_IDLE_SECS" \
+        --broker-pid "$BROKER_PID" >"$RESULTS/$broker-l.json" 2>"$RESULTS/$broker-l.err" ||
+        error_json "$RESULTS/$broker-l.err" >"$RESULTS/$broker-l.json"
+    stop_broker "$broker"
+}
+
 BROKERS=(coney)
 [ "$COMPARE" = yes ] && BROKERS+=(rabbitmq)
 LOADS=()
-for id in a b c d e f1 f2 g; do
+for id in a b c d e f1 f2 g j k; do
     [[ " $ONLY " == *" ${id:0:1} "* ]] && LOADS+=("$id")
 done
 
@@ -225,6 +245,9 @@ fi
 for id in "${LOADS[@]}"; do
     for broker in "${BROKERS[@]}"; do run_load "$broker" "$id"; done
 done
+if [[ " $ONLY " == *" l "* ]]; then
+    for broker in "${BROKERS[@]}"; do run_many "$broker"; done
+fi
 
 # --- report --------------------------------------------------------------------------------
 
@@ -233,7 +256,7 @@ MD="$OUT_DIR/results-$STAMP.md"
 RMQ_VERSION="$(dpkg-query -W -f '${Version}' rabbitmq-server 2>/dev/null || echo n/a)"
 ERL_VERSION="$(dpkg-query -W -f '${Version}' erlang-base 2>/dev/null || echo n/a)"
 LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
-export RESULTS SECS IDLE_CONNECTIONS PINNING FD_LIMIT STAMP RMQ_VERSION ERL_VERSION COMPARE
+export RESULTS SECS IDLE_CONNECTIONS MANY_QUEUES MANY_IDLE_SECS PINNING FD_LIMIT STAMP RMQ_VERSION ERL_VERSION COMPARE
 export LOAD_BEFORE LOAD_AFTER
 export CPU_MODEL="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
 export CPUS="$(nproc)" CONEY_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo n/a)"
@@ -365,6 +388,25 @@ if any(load(b, "h") or load(b, "ready") for b in brokers):
             print(f"\n- {names[b]} accepted only {h['opened']} of {h['wanted']} connections: {h['first_error']}")
         elif h and "error" in h:
             print(f"\n- {names[b]}: {h['error']}")
+    print()
+
+ls = [load(b, "l") for b in brokers]
+if any(ls):
+    print(f"## (l) {int(os.environ['MANY_QUEUES']):,} queues, each bound to amq.direct, then idle\n")
+    ok = [r if r and "error" not in r else None for r in ls]
+    def pick(f):
+        return [f(r) if r else None for r in ok]
+    rows = [
+        ("durable queues among them", pick(lambda r: r["durable"]), 0),
+        ("declare + bind pairs/s (pipelined)", pick(lambda r: r["pairs_per_s"]), 0),
+        ("RSS after declaring (MiB)", pick(lambda r: r["rss_after_kb"] / 1024 if r.get("rss_after_kb") else None), 1),
+        ("RSS per queue (bytes)", pick(lambda r: r["bytes_per_queue"]), 0),
+        (f"broker CPU over {os.environ['MANY_IDLE_SECS']} s idle (ms)", pick(lambda r: r["idle_cpu_ms"]), 0),
+    ]
+    print(table(rows))
+    for b, r in zip(brokers, ls):
+        if r and "error" in r:
+            print(f"\n- {names[b]}: {r['error']}")
     print()
 PY
 cat "$MD"

@@ -27,6 +27,10 @@ pub(crate) const READ_CHUNK_BYTES: usize = 64 * 1024;
 pub(crate) const WRITE_BUFFER_HIGH_BYTES: usize = 1024 * 1024;
 /// Deliveries resume once unsent output falls below this (hysteresis against flapping).
 pub(crate) const WRITE_BUFFER_LOW_BYTES: usize = 256 * 1024;
+/// Body frames at least this large are taken into their message as their payload arrives,
+/// instead of waiting whole in the connection's partial-frame buffer (copied there and back
+/// at every read): a large body is copied once, from the read buffer into the message.
+pub(crate) const BODY_STREAM_MIN_BYTES: usize = 4096;
 /// Largest partial-frame buffer kept allocated for an idle connection.
 pub(crate) const READ_LEFTOVER_KEEP_BYTES: usize = 4 * 1024;
 /// Most of a message body reserved when its content header arrives; the rest grows with the
@@ -92,6 +96,7 @@ const _: () = assert!(READ_BYTES_PER_TURN_MAX >= READ_CHUNK_BYTES);
 const _: () = assert!(WRITE_BUFFER_HARD_BYTES > WRITE_BUFFER_HIGH_BYTES + FRAME_MAX_BYTES as usize);
 const _: () = assert!(WRITE_BUFFER_LOW_BYTES < WRITE_BUFFER_HIGH_BYTES);
 const _: () = assert!(FRAME_OVERHEAD < FRAME_MIN_SIZE as usize);
+const _: () = assert!(BODY_STREAM_MIN_BYTES <= FRAME_MIN_SIZE as usize);
 const _: () = assert!(OUTBOX_IOV_MAX >= 3 && OUTBOX_IOV_MAX <= 1024);
 const _: () = assert!(QUEUE_FLOW_LOW_BYTES < QUEUE_FLOW_HIGH_BYTES);
 // A durable queue's in-memory window alone never paces its publishers: only a backlog beyond

@@ -6,6 +6,7 @@
 //! State machine: AwaitingHeader → AwaitingStartOk → AwaitingTuneOk → AwaitingOpen → Open →
 //! Closing (we sent connection.close) → Closed (flush, then the socket goes).
 
+mod body_stream;
 mod channel;
 mod channels;
 mod consume;
@@ -102,6 +103,8 @@ pub struct Session {
     /// A queue this connection drains with its own acks, so it is never paused for it;
     /// forgotten when its consumers change.
     flow_exempt: Option<QueueId>,
+    /// A large body frame part-way through (`body_stream.rs`).
+    body_in_flight: Option<body_stream::BodyInFlight>,
     settle_scratch: Vec<channel::Unacked>,
 }
 
@@ -192,6 +195,7 @@ impl Session {
             flow: None,
             flow_ended: None,
             flow_exempt: None,
+            body_in_flight: None,
             settle_scratch: Vec::new(),
         }
     }
@@ -280,13 +284,27 @@ impl Session {
             self.send_start(out);
         }
         while self.reads_input() && pos < buf.len() {
+            if self.body_in_flight.is_some() {
+                match self.continue_body_in_flight(out, &buf[pos..], ctx) {
+                    Ok(used) => pos += used,
+                    Err(err) => {
+                        self.close_connection(out, err, 0, 0, ctx);
+                        self.state = State::Closed;
+                        return buf.len();
+                    }
+                }
+                continue;
+            }
             if let (Some(reason), true, State::Open) = (ctx.alarm, self.publisher, self.state) {
                 // Stop between frames; the rest waits in the connection's buffer.
                 self.block(out, reason);
                 return pos;
             }
             match frame::parse_frame(&buf[pos..], self.frame_max) {
-                Ok(Parsed::Incomplete { .. }) => break,
+                Ok(Parsed::Incomplete { .. }) => {
+                    pos += self.start_body_in_flight(&buf[pos..]);
+                    break;
+                }
                 Ok(Parsed::Frame { frame, len }) => {
                     pos += len;
                     self.handle_frame(out, frame, ctx);

@@ -109,7 +109,7 @@ impl Session {
         }
     }
 
-    fn complete_publish(
+    pub(super) fn complete_publish(
         &mut self,
         out: &mut Outbox,
         ch: u16,
