@@ -346,7 +346,7 @@ fn a_connection_feeding_its_own_queue_with_acks_never_stalls() {
         };
         assert_eq!(d.body.len(), BODY_BYTES);
         got += 1;
-        if got % 50 == 0 {
+        if got.is_multiple_of(50) {
             out.lock()
                 .unwrap()
                 .write_all(&basic_ack(1, d.tag, true))
