@@ -4,13 +4,14 @@
 # ratio, consumer latency p50/p99, broker CPU seconds per million messages and peak RSS. The
 # same tables go to target/bench/results-DATE.md.
 #
-#   scripts/bench.sh [--quick] [--compare | --no-compare] [--only a,b,...] [--secs N]
+#   scripts/bench.sh [--quick] [--compare | --no-compare] [--only a,b,...] [--secs N] [--coney BIN]
 #
 #   --quick        3 s per scenario, 1,000 idle connections, 10,000 queues: a smoke test
 #   --compare      also run RabbitMQ (default when rabbitmq-server is installed or installable)
 #   --no-compare   coney only
 #   --only LIST    scenario ids to run (a b c d e f g h i j k l)
 #   --secs N       seconds per load scenario (default 10)
+#   --coney BIN    measure this coney binary (e.g. an older build) instead of this tree's
 #
 # Every broker is restarted for every scenario, so a backlog or heap left by one scenario
 # cannot skew the next and VmHWM is that scenario's peak. Brokers are pinned to CPU 0 and the
@@ -48,7 +49,8 @@ while [ $# -gt 0 ]; do
         --no-compare) COMPARE=no ;;
         --only) ONLY="${2//,/ }"; shift ;;
         --secs) SECS="$2"; shift ;;
-        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --coney) CONEY="$(realpath "$2")"; CONEY_GIVEN=1; shift ;;
+        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "bench.sh: unknown argument $1" >&2; exit 64 ;;
     esac
     shift
@@ -75,7 +77,11 @@ if [ "$COMPARE" != no ]; then
 fi
 
 log "building release binaries"
-(cd "$ROOT" && cargo build --release --bin coney --bin coney-perf >&2)
+if [ -n "${CONEY_GIVEN:-}" ]; then
+    (cd "$ROOT" && cargo build --release --bin coney-perf >&2)
+else
+    (cd "$ROOT" && cargo build --release --bin coney --bin coney-perf >&2)
+fi
 
 hard="$(ulimit -Hn)"
 want=$FD_LIMIT_WANTED
@@ -260,6 +266,7 @@ export RESULTS SECS IDLE_CONNECTIONS MANY_QUEUES MANY_IDLE_SECS PINNING FD_LIMIT
 export LOAD_BEFORE LOAD_AFTER
 export CPU_MODEL="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
 export CPUS="$(nproc)" CONEY_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo n/a)"
+[ -n "${CONEY_GIVEN:-}" ] && CONEY_REV="$CONEY (given)"
 export LOAD_IDS="${LOADS[*]}" TITLES="$(for id in "${LOADS[@]}"; do echo "$id=${TITLE[$id]}"; done)"
 python3 - >"$MD" <<'PY'
 import json, os
