@@ -12,8 +12,8 @@ use std::time::Duration;
 use amqprs::BasicProperties;
 
 use crate::ext_support::*;
-use crate::wire::{handshake, method, read_frame, read_method, shortstr};
 use crate::support::*;
+use crate::wire::{handshake, method, read_frame, read_method, shortstr};
 
 /// A direct exchange `dlx` with `dlq` bound by `key`; returns a no-ack consumer on `dlq`.
 async fn dead_letter_target(ch: &Chan, dlx: &str, dlq: &str, key: &str) -> Consumer {

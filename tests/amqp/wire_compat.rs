@@ -8,8 +8,8 @@ use std::net::TcpStream;
 
 use amqprs::channel::{ExchangeDeclareArguments, ExchangeUnbindArguments, QueueUnbindArguments};
 
-use crate::wire::*;
 use crate::support::*;
+use crate::wire::*;
 
 /// The frame_max the raw handshake negotiates.
 const FRAME_MAX: usize = 4096;
