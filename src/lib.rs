@@ -8,6 +8,7 @@ pub mod broker;
 pub mod config;
 pub mod config_file;
 pub mod definitions;
+pub(crate) mod entropy;
 pub mod error;
 pub mod http;
 pub mod limits;

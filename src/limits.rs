@@ -56,6 +56,18 @@ pub(crate) const UNACKED_PER_CHANNEL_MAX: usize = 1 << 20;
 pub(crate) const QUEUE_WINDOW_MESSAGES_MAX: usize = 8192;
 /// ... or at most this many bytes of them.
 pub(crate) const QUEUE_WINDOW_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// A segment of the message log is closed and the next one started once it reaches this.
+pub(crate) const SEGMENT_SIZE_MAX_BYTES: u64 = 16 * 1024 * 1024;
+/// Bytes of the message log compaction reads and copies in one loop turn (a larger record is
+/// copied in pieces of this size over several turns).
+pub(crate) const COMPACTION_BYTES_PER_TURN: usize = 1024 * 1024;
+/// Segments one compaction pass copies into one new file.
+pub(crate) const COMPACTION_SOURCES_MAX: usize = 16;
+/// Bytes of definition records read per loop turn while a new snapshot is built.
+pub(crate) const DEFINITIONS_SNAPSHOT_BYTES_PER_TURN: usize = 256 * 1024;
+/// The definitions journal is folded into a new snapshot once it is larger than the current
+/// snapshot and than this, so a snapshot's cost is spread over at least as many changes.
+pub(crate) const DEFINITIONS_JOURNAL_MIN_BYTES: u64 = 1024 * 1024;
 /// Messages read back from the store at once when a queue's window runs dry.
 pub(crate) const PAGE_IN_BATCH_MESSAGES: usize = 1024;
 /// Deliveries made from one queue in one pass before other queues get a turn.
@@ -86,6 +98,13 @@ pub(crate) const FLOW_STATE_LINGER_MS: u64 = 1000;
 /// does not sleep, so new connections and acks are never kept waiting longer than this many
 /// bounded turns.
 pub(crate) const BUSY_TURNS_WITHOUT_POLL_MAX: u32 = 3;
+// Per-client state of RabbitMQ's consumer extensions (issue 10) needs no bound of its own; it
+// is bounded by what already is. A queue's consumer priority levels are at most its consumers
+// (one group per level; picking walks levels and consumers as round robin walked consumers).
+// A channel has at most one reply consumer (RabbitMQ's rule), so a connection has at most
+// CHANNEL_MAX: a registry entry of about 40 bytes and a 54-byte reply name each. A direct reply
+// is written once per published message, past prefetch as in RabbitMQ, so the requester's
+// output is bounded by WRITE_BUFFER_HARD_BYTES like any output.
 /// Events taken from the poller per wake-up.
 pub(crate) const EVENTS_PER_POLL_MAX: usize = 1024;
 /// Connections accepted at once; past this, new sockets are accepted and closed at once.
@@ -111,6 +130,16 @@ const _: () = assert!(
 const _: () = assert!(QUEUE_FLOW_HIGH_BYTES - QUEUE_FLOW_LOW_BYTES > 4 * READ_BYTES_PER_TURN_MAX);
 const _: () = assert!(FLOW_PAUSE_MAX_MS >= 100 && FLOW_PAUSE_MAX_MS < HEARTBEAT_SECS as u64 * 1000);
 const _: () = assert!(OUTBOX_BODY_BY_REFERENCE_MIN_BYTES >= FRAME_OVERHEAD);
+// Compaction parses a large record's fixed fields (up to 65,535 queue ids) from one turn's read.
+const _: () = assert!(COMPACTION_BYTES_PER_TURN >= 64 + 4 * u16::MAX as usize);
+const _: () = assert!((COMPACTION_BYTES_PER_TURN as u64) < SEGMENT_SIZE_MAX_BYTES);
+// Offsets within a segment are u32; one record may exceed the segment size by a message.
+const _: () = assert!(SEGMENT_SIZE_MAX_BYTES + 2 * MESSAGE_SIZE_MAX_BYTES < u32::MAX as u64);
+const _: () = assert!(DEFINITIONS_SNAPSHOT_BYTES_PER_TURN as u64 <= DEFINITIONS_JOURNAL_MIN_BYTES);
+// A partial frame kept between reads is shorter than frame_max + FRAME_OVERHEAD (a payload of
+// frame_max is accepted, as RabbitMQ does); the read buffer (FRAME_MAX_BYTES +
+// READ_CHUNK_BYTES) must leave room to read more after it.
+const _: () = assert!(READ_CHUNK_BYTES > FRAME_OVERHEAD);
 
 // HTTP (management and Prometheus listeners). The first six are cowboy's defaults as RabbitMQ's
 // management plugin keeps them, checked against RabbitMQ 3.10 (tests/fixtures/rabbitmq-3.10-http).

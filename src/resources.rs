@@ -97,9 +97,14 @@ impl Alarms {
 
     /// Re-evaluates the disk alarm; returns true if it changed.
     pub fn check_disk(&mut self, dir: &Path) -> bool {
-        let Some(free) = free_disk_bytes(dir) else {
-            return false;
-        };
+        match free_disk_bytes(dir) {
+            Some(free) => self.update_disk(free, dir),
+            None => false,
+        }
+    }
+
+    /// The disk alarm given `free` bytes on the data dir's filesystem; true if it changed.
+    fn update_disk(&mut self, free: u64, dir: &Path) -> bool {
         let limit = self.disk_free_limit_bytes;
         let was = self.disk;
         if !was && free < limit {
@@ -113,5 +118,34 @@ impl Alarms {
             self.disk = false;
         }
         was != self.disk
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The disk alarm is raised below the limit and cleared once free space is back above it
+    /// (with 5% hysteresis); tests/durability/test_disk_alarm.py proves it on a real tmpfs.
+    #[test]
+    fn the_disk_alarm_clears_when_space_returns() {
+        let mut a = Alarms {
+            memory_limit_bytes: u64::MAX,
+            disk_free_limit_bytes: 1000,
+            memory: false,
+            disk: false,
+        };
+        let dir = Path::new("/data");
+        assert!(!a.update_disk(5000, dir) && !a.disk);
+        assert!(a.update_disk(999, dir) && a.disk, "below the limit: raised");
+        assert!(
+            !a.update_disk(1020, dir) && a.disk,
+            "within the hysteresis: still raised"
+        );
+        assert!(
+            a.update_disk(1051, dir) && !a.disk,
+            "space returned: cleared"
+        );
+        assert!(a.update_disk(10, dir) && a.disk, "and raised again");
     }
 }

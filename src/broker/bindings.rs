@@ -68,6 +68,10 @@ impl Bindings {
         true
     }
 
+    pub(super) fn contains(&self, b: &Binding) -> bool {
+        self.index.contains_key(b)
+    }
+
     /// Removes a binding and its route; false if there was none.
     pub(super) fn unbind(
         &mut self,
@@ -128,6 +132,8 @@ impl Bindings {
         self.by_source.contains_key(&source)
     }
 
+    /// Every binding (listings and the definitions export, issues 12 and 13; tests).
+    #[allow(dead_code)]
     pub(super) fn iter(&self) -> impl Iterator<Item = &Binding> {
         self.entries.iter().map(|(_, e)| &e.binding)
     }

@@ -1,12 +1,14 @@
-//! The broker's side of durability: exporting its durable definitions for the store, rebuilding
-//! itself from what the store recovered, committing each loop turn (definitions saved, message
-//! log synced) and the clean stop. The store is reached only from the broker.
+//! The broker's side of durability: handing each change of its durable definitions to the
+//! store as it happens, rebuilding itself from what the store recovered, committing each loop
+//! turn (the turn's definition changes and message records synced) and the clean stop. The
+//! store is reached only from the broker.
 
 use super::bindings::Binding;
-use super::exchange::{Destination, Exchange, ExchangeKind};
-use super::queue::Queue;
-use super::{Broker, STANDARD_EXCHANGES};
-use crate::store::definitions::{BindingDef, Definitions, ExchangeDef, QueueDef};
+use super::exchange::{Destination, Exchange, ExchangeId, ExchangeKind};
+use super::handle::Registry;
+use super::queue::{Queue, QueueId};
+use super::Broker;
+use crate::store::definitions::{BindingRef, DefChange};
 use crate::store::{Recovery, Store};
 use log::{error, info};
 use std::collections::HashMap;
@@ -21,33 +23,35 @@ impl Broker {
         let r = &recovery.report;
         info!(
             "message store: {} segments, {} records, {} messages recovered, clean shutdown: {}, torn tail: {} bytes, damaged records: {}",
-            r.segments, r.records, recovery.messages.len(), r.clean_shutdown, r.truncated_bytes, r.corrupt_records
+            r.segments, r.records, r.messages, r.clean_shutdown, r.truncated_bytes, r.corrupt_records
         );
         let mut b = Broker::new();
         b.store = store;
-        b.recover(recovery);
+        b.recover(recovery)?;
         Ok(b)
     }
 
     /// Makes this turn's durable changes durable, before any reply or confirm of the turn is
-    /// written (group commit): saves the definitions if they changed and syncs the message
-    /// log if it has unsynced records. `Err` means something may not be on disk, so the
-    /// turn's confirms must be nacks.
+    /// written (group commit): one sync covers the turn's definition changes and message
+    /// records. Then a bounded slice of the store's background work (compaction, definitions
+    /// snapshot). `Err` means something may not be on disk, so the turn's confirms must be
+    /// nacks.
     pub(crate) fn commit_turn(&mut self) -> io::Result<()> {
         let mut result = Ok(());
-        if std::mem::take(&mut self.definitions_changed) {
-            if let Err(e) = self.store.save_definitions(&self.definitions()) {
-                error!("cannot save definitions: {e}");
-                result = Err(e);
-            }
-        }
         if self.store.has_unsynced() {
             if let Err(e) = self.store.sync() {
-                error!("message store write failed: {e}; this turn's publishes are nacked");
+                error!("store write failed: {e}; this turn's publishes are nacked");
                 result = Err(e);
             }
         }
+        self.store.maintain();
         result
+    }
+
+    /// The store has background work left (compaction, a snapshot being built): the loop
+    /// must not sleep.
+    pub(crate) fn has_background_work(&self) -> bool {
+        self.store.busy()
     }
 
     /// Clean stop: records which queued messages were delivered before, then marks the store
@@ -60,67 +64,8 @@ impl Broker {
         self.store.close_clean(&refs)
     }
 
-    /// The durable definitions as the store saves them.
-    fn definitions(&self) -> Definitions {
-        let standard = |n: &[u8]| STANDARD_EXCHANGES.iter().any(|(s, _)| s.as_bytes() == n);
-        let mut d = Definitions {
-            next_queue_id: self.next_queue_store_id,
-            ..Default::default()
-        };
-        for (_, x) in self.exchanges.iter() {
-            if !x.durable || standard(&x.name) {
-                continue;
-            }
-            d.exchanges.push(ExchangeDef {
-                name: x.name.to_vec(),
-                kind: x.kind().name().as_bytes().to_vec(),
-                auto_delete: x.auto_delete,
-                internal: x.internal,
-                arguments: x.arguments.to_vec(),
-            });
-        }
-        for (_, q) in self.queues.iter() {
-            if let Some(store_id) = q.store_id {
-                d.queues.push(QueueDef {
-                    name: q.name.to_vec(),
-                    store_id,
-                    auto_delete: q.auto_delete,
-                    arguments: q.arguments.to_vec(),
-                });
-            }
-        }
-        for b in self.bindings.iter() {
-            if let Some(def) = self.binding_def(b) {
-                d.bindings.push(def);
-            }
-        }
-        d
-    }
-
-    /// A binding as saved: only between a durable source and a durable destination.
-    fn binding_def(&self, b: &Binding) -> Option<BindingDef> {
-        let source = self.exchanges.get(b.source).filter(|x| x.durable)?;
-        let (to_exchange, destination) = match b.dest {
-            Destination::Queue(q) => match self.queues.get(q) {
-                Some(q) if q.store_id.is_some() => (false, q.name.to_vec()),
-                _ => return None,
-            },
-            Destination::Exchange(e) => match self.exchanges.get(e) {
-                Some(e) if e.durable => (true, e.name.to_vec()),
-                _ => return None,
-            },
-        };
-        Some(BindingDef {
-            source: source.name.to_vec(),
-            to_exchange,
-            destination,
-            key: b.key.to_vec(),
-            arguments: b.args.to_vec(),
-        })
-    }
-
     /// Rebuilds durable state from what the store recovered.
-    fn recover(&mut self, r: Recovery) {
+    fn recover(&mut self, r: Recovery) -> io::Result<()> {
         let d = r.definitions;
         self.next_queue_store_id = d.next_queue_id.max(1);
         for x in &d.exchanges {
@@ -176,17 +121,59 @@ impl Broker {
             };
             self.bindings.bind(&mut self.exchanges, binding);
         }
-        for m in r.messages {
-            for (sid, redelivered) in m.queues {
-                let Some(&q) = by_store_id.get(&sid) else {
-                    continue;
-                };
-                // Everything recovered starts on disk; queues read their window back on demand.
-                if let Some(queue) = self.queues.get_mut(q) {
-                    queue.push_paged(m.loc, redelivered);
-                }
+        for (sid, n) in &r.queue_counts {
+            if let Some(q) = by_store_id.get(sid).and_then(|&q| self.queues.get_mut(q)) {
+                q.reserve_paged(*n as usize);
             }
         }
-        self.definitions_changed = false;
+        // Everything recovered starts on disk; queues read their window back on demand.
+        let queues = &mut self.queues;
+        self.store.recovered(|m| {
+            if let Some(q) = by_store_id.get(&m.queue).and_then(|&q| queues.get_mut(q)) {
+                q.push_recovered(m.loc, m.origin, m.redelivered);
+            }
+        })?;
+        for &q in by_store_id.values() {
+            if let Some(q) = self.queues.get_mut(q) {
+                q.recovered();
+            }
+        }
+        Ok(())
     }
+}
+
+/// Hands a binding or unbinding to the store if both its ends are durable (a binding to a
+/// transient entity dies with it, so it is never saved).
+pub(super) fn record_binding(
+    store: &mut Store,
+    exchanges: &Registry<ExchangeId, Exchange>,
+    queues: &Registry<QueueId, Queue>,
+    bound: bool,
+    b: &Binding,
+) {
+    let Some(source) = exchanges.get(b.source).filter(|x| x.durable) else {
+        return;
+    };
+    let (to_exchange, destination) = match b.dest {
+        Destination::Queue(q) => match queues.get(q) {
+            Some(q) if q.store_id.is_some() => (false, &q.name),
+            _ => return,
+        },
+        Destination::Exchange(e) => match exchanges.get(e) {
+            Some(e) if e.durable => (true, &e.name),
+            _ => return,
+        },
+    };
+    let r = BindingRef {
+        source: &source.name,
+        to_exchange,
+        destination,
+        key: &b.key,
+        arguments: &b.args,
+    };
+    store.record(if bound {
+        DefChange::Binding(r)
+    } else {
+        DefChange::Unbinding(r)
+    });
 }

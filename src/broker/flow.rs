@@ -29,7 +29,7 @@ impl Broker {
         let Some(q) = self.queues.get(queue) else {
             return false;
         };
-        q.consumers().iter().any(|&id| {
+        q.consumers().any(|id| {
             self.consumers
                 .get(id)
                 .is_some_and(|c| c.conn() == conn && !c.no_ack())
@@ -70,7 +70,7 @@ mod tests {
             assert_eq!(publish(&mut b), None, "no consumer, no pacing");
         }
         let consumer = b
-            .add_consumer(CONSUMER, 1, 0, b"q", false, false)
+            .add_consumer(CONSUMER, 1, 0, b"q", false, false, FieldTable::EMPTY)
             .expect("consume");
         assert_eq!(publish(&mut b), Some(q), "over the high mark");
         assert!(b.drains_with_acks(q, CONSUMER));

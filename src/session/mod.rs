@@ -16,6 +16,7 @@ mod entities;
 mod flow;
 mod handshake;
 mod publish;
+mod reply_to;
 
 use crate::broker::queue::QueueId;
 use crate::broker::Broker;

@@ -1,19 +1,32 @@
-//! Durable definitions (exchanges, queues, bindings between durable entities) as one file,
-//! replaced atomically: write a new file, fsync it, rename it over the old one, fsync the
-//! directory. A crash at any byte leaves either the old file or the new one, never a mix.
+//! Durable definitions (exchanges, queues, bindings between durable entities) as records:
+//! their types, the changes the broker reports, and how each is encoded. The same record
+//! kinds make up the snapshot file `definitions.dat` and the journal after it (`journal.rs`).
+//!
+//! ```text
+//! NEXT_QUEUE_ID    u32                      (snapshot: lowest store id never handed out)
+//! EXCHANGE         name | kind | auto_delete u8 | internal u8 | arguments
+//! QUEUE            name | store id u32 | auto_delete u8 | arguments
+//! BINDING          source | to_exchange u8 | destination | key | arguments
+//! GENERATION       u64                      (snapshot: the journals that follow it)
+//! EXCHANGE_DELETED name
+//! QUEUE_DELETED    name
+//! UNBINDING        as BINDING
+//! ```
+//! Byte strings carry a u32 length. A snapshot of format version 1 (coney before the
+//! journal) has no GENERATION record.
 
-use super::record::{self, put_bytes, Cursor, Scan};
-use std::fs::{self, File};
-use std::io::{self, Write};
-use std::path::Path;
+use super::record::{self, put_bytes, Cursor};
 
-const MAGIC: &[u8; 8] = b"CONEYDEF";
 pub const FILE_NAME: &str = "definitions.dat";
 
-const KIND_NEXT_QUEUE_ID: u8 = 1;
-const KIND_EXCHANGE: u8 = 2;
-const KIND_QUEUE: u8 = 3;
-const KIND_BINDING: u8 = 4;
+pub const KIND_NEXT_QUEUE_ID: u8 = 1;
+pub const KIND_EXCHANGE: u8 = 2;
+pub const KIND_QUEUE: u8 = 3;
+pub const KIND_BINDING: u8 = 4;
+pub const KIND_GENERATION: u8 = 5;
+pub const KIND_EXCHANGE_DELETED: u8 = 6;
+pub const KIND_QUEUE_DELETED: u8 = 7;
+pub const KIND_UNBINDING: u8 = 8;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExchangeDef {
@@ -33,7 +46,7 @@ pub struct QueueDef {
     pub arguments: Vec<u8>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct BindingDef {
     pub source: Vec<u8>,
     /// True if the destination is an exchange.
@@ -43,196 +56,232 @@ pub struct BindingDef {
     pub arguments: Vec<u8>,
 }
 
+/// The durable definitions as recovered at start.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Definitions {
+    /// Lowest queue store id never handed out: ids are not reused, since messages of a
+    /// deleted queue may still be in the log.
     pub next_queue_id: u32,
     pub exchanges: Vec<ExchangeDef>,
     pub queues: Vec<QueueDef>,
     pub bindings: Vec<BindingDef>,
 }
 
+/// A binding as the broker has it, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct BindingRef<'a> {
+    pub source: &'a [u8],
+    pub to_exchange: bool,
+    pub destination: &'a [u8],
+    pub key: &'a [u8],
+    pub arguments: &'a [u8],
+}
+
+/// A change to the durable definitions, reported by the broker as it happens. Deleting an
+/// exchange or queue also removes every binding from or to it, as in the broker.
+#[derive(Debug, Clone, Copy)]
+pub enum DefChange<'a> {
+    Exchange {
+        name: &'a [u8],
+        kind: &'a [u8],
+        auto_delete: bool,
+        internal: bool,
+        arguments: &'a [u8],
+    },
+    ExchangeDeleted {
+        name: &'a [u8],
+    },
+    Queue {
+        name: &'a [u8],
+        store_id: u32,
+        auto_delete: bool,
+        arguments: &'a [u8],
+    },
+    QueueDeleted {
+        name: &'a [u8],
+    },
+    Binding(BindingRef<'a>),
+    Unbinding(BindingRef<'a>),
+}
+
+impl<'a> DefChange<'a> {
+    pub fn exchange(
+        name: &'a [u8],
+        kind: &'a [u8],
+        auto_delete: bool,
+        internal: bool,
+        arguments: &'a [u8],
+    ) -> Self {
+        DefChange::Exchange {
+            name,
+            kind,
+            auto_delete,
+            internal,
+            arguments,
+        }
+    }
+
+    pub fn queue(name: &'a [u8], store_id: u32, auto_delete: bool, arguments: &'a [u8]) -> Self {
+        DefChange::Queue {
+            name,
+            store_id,
+            auto_delete,
+            arguments,
+        }
+    }
+
+    /// Appends the change as one record.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match *self {
+            DefChange::Exchange {
+                name,
+                kind,
+                auto_delete,
+                internal,
+                arguments,
+            } => record::write_record(out, KIND_EXCHANGE, |p| {
+                put_bytes(p, name);
+                put_bytes(p, kind);
+                p.push(auto_delete as u8);
+                p.push(internal as u8);
+                put_bytes(p, arguments);
+            }),
+            DefChange::ExchangeDeleted { name } => {
+                record::write_record(out, KIND_EXCHANGE_DELETED, |p| put_bytes(p, name))
+            }
+            DefChange::Queue {
+                name,
+                store_id,
+                auto_delete,
+                arguments,
+            } => record::write_record(out, KIND_QUEUE, |p| {
+                put_bytes(p, name);
+                p.extend_from_slice(&store_id.to_be_bytes());
+                p.push(auto_delete as u8);
+                put_bytes(p, arguments);
+            }),
+            DefChange::QueueDeleted { name } => {
+                record::write_record(out, KIND_QUEUE_DELETED, |p| put_bytes(p, name))
+            }
+            DefChange::Binding(b) => record::write_record(out, KIND_BINDING, |p| put_binding(p, b)),
+            DefChange::Unbinding(b) => {
+                record::write_record(out, KIND_UNBINDING, |p| put_binding(p, b))
+            }
+        }
+    }
+}
+
+fn put_binding(p: &mut Vec<u8>, b: BindingRef<'_>) {
+    put_bytes(p, b.source);
+    p.push(b.to_exchange as u8);
+    put_bytes(p, b.destination);
+    put_bytes(p, b.key);
+    put_bytes(p, b.arguments);
+}
+
+pub fn parse_exchange(payload: &[u8]) -> Option<ExchangeDef> {
+    let mut c = Cursor::new(payload);
+    Some(ExchangeDef {
+        name: c.bytes()?.to_vec(),
+        kind: c.bytes()?.to_vec(),
+        auto_delete: c.u8()? != 0,
+        internal: c.u8()? != 0,
+        arguments: c.bytes()?.to_vec(),
+    })
+}
+
+pub fn parse_queue(payload: &[u8]) -> Option<QueueDef> {
+    let mut c = Cursor::new(payload);
+    Some(QueueDef {
+        name: c.bytes()?.to_vec(),
+        store_id: c.u32()?,
+        auto_delete: c.u8()? != 0,
+        arguments: c.bytes()?.to_vec(),
+    })
+}
+
+pub fn parse_binding(payload: &[u8]) -> Option<BindingRef<'_>> {
+    let mut c = Cursor::new(payload);
+    Some(BindingRef {
+        source: c.bytes()?,
+        to_exchange: c.u8()? != 0,
+        destination: c.bytes()?,
+        key: c.bytes()?,
+        arguments: c.bytes()?,
+    })
+}
+
+/// The name a record is about (the first byte string of its payload).
+pub fn parse_name(payload: &[u8]) -> Option<&[u8]> {
+    Cursor::new(payload).bytes()
+}
+
 impl Definitions {
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = record::file_header(MAGIC).to_vec();
+    /// Adds the definition one record declares (snapshot kinds only).
+    pub fn apply(&mut self, kind: u8, payload: &[u8]) -> Option<()> {
+        match kind {
+            KIND_NEXT_QUEUE_ID => {
+                let id = Cursor::new(payload).u32()?;
+                self.next_queue_id = self.next_queue_id.max(id);
+            }
+            KIND_EXCHANGE => self.exchanges.push(parse_exchange(payload)?),
+            KIND_QUEUE => self.queues.push(parse_queue(payload)?),
+            KIND_BINDING => {
+                let b = parse_binding(payload)?;
+                self.bindings.push(BindingDef {
+                    source: b.source.to_vec(),
+                    to_exchange: b.to_exchange,
+                    destination: b.destination.to_vec(),
+                    key: b.key.to_vec(),
+                    arguments: b.arguments.to_vec(),
+                });
+            }
+            _ => return None,
+        }
+        Some(())
+    }
+
+    /// The definitions as a whole file in format version 1, as coney wrote before the
+    /// journal (tests of the conversion; snapshots are written by `journal.rs`).
+    pub fn encode_version_1(&self) -> Vec<u8> {
+        let mut out = record::file_header(super::journal::SNAPSHOT_MAGIC).to_vec();
         record::write_record(&mut out, KIND_NEXT_QUEUE_ID, |p| {
             p.extend_from_slice(&self.next_queue_id.to_be_bytes())
         });
         for x in &self.exchanges {
-            record::write_record(&mut out, KIND_EXCHANGE, |p| {
-                put_bytes(p, &x.name);
-                put_bytes(p, &x.kind);
-                p.push(x.auto_delete as u8);
-                p.push(x.internal as u8);
-                put_bytes(p, &x.arguments);
-            });
+            DefChange::Exchange {
+                name: &x.name,
+                kind: &x.kind,
+                auto_delete: x.auto_delete,
+                internal: x.internal,
+                arguments: &x.arguments,
+            }
+            .encode(&mut out);
         }
         for q in &self.queues {
-            record::write_record(&mut out, KIND_QUEUE, |p| {
-                put_bytes(p, &q.name);
-                p.extend_from_slice(&q.store_id.to_be_bytes());
-                p.push(q.auto_delete as u8);
-                put_bytes(p, &q.arguments);
-            });
+            DefChange::Queue {
+                name: &q.name,
+                store_id: q.store_id,
+                auto_delete: q.auto_delete,
+                arguments: &q.arguments,
+            }
+            .encode(&mut out);
         }
         for b in &self.bindings {
-            record::write_record(&mut out, KIND_BINDING, |p| {
-                put_bytes(p, &b.source);
-                p.push(b.to_exchange as u8);
-                put_bytes(p, &b.destination);
-                put_bytes(p, &b.key);
-                put_bytes(p, &b.arguments);
-            });
+            DefChange::Binding(b.as_ref()).encode(&mut out);
         }
         out
     }
-
-    /// Decodes a whole file. Any damage is an error: this file is only ever replaced whole.
-    pub fn decode(buf: &[u8]) -> Result<Self, String> {
-        match record::check_file_header(buf, MAGIC) {
-            Some(record::FORMAT_VERSION) => {}
-            Some(v) => return Err(format!("definitions format version {v} is not supported")),
-            None => return Err("not a coney definitions file".into()),
-        }
-        let mut d = Definitions::default();
-        let mut at = record::FILE_HEADER_BYTES;
-        while at < buf.len() {
-            let Scan::Record { kind, payload, len } = record::scan(&buf[at..]) else {
-                return Err(format!("damaged record at byte {at}"));
-            };
-            let bad = || format!("malformed record of kind {kind} at byte {at}");
-            let mut c = Cursor::new(payload);
-            match kind {
-                KIND_NEXT_QUEUE_ID => d.next_queue_id = c.u32().ok_or_else(bad)?,
-                KIND_EXCHANGE => d.exchanges.push(
-                    (|| {
-                        Some(ExchangeDef {
-                            name: c.bytes()?.to_vec(),
-                            kind: c.bytes()?.to_vec(),
-                            auto_delete: c.u8()? != 0,
-                            internal: c.u8()? != 0,
-                            arguments: c.bytes()?.to_vec(),
-                        })
-                    })()
-                    .ok_or_else(bad)?,
-                ),
-                KIND_QUEUE => d.queues.push(
-                    (|| {
-                        Some(QueueDef {
-                            name: c.bytes()?.to_vec(),
-                            store_id: c.u32()?,
-                            auto_delete: c.u8()? != 0,
-                            arguments: c.bytes()?.to_vec(),
-                        })
-                    })()
-                    .ok_or_else(bad)?,
-                ),
-                KIND_BINDING => d.bindings.push(
-                    (|| {
-                        Some(BindingDef {
-                            source: c.bytes()?.to_vec(),
-                            to_exchange: c.u8()? != 0,
-                            destination: c.bytes()?.to_vec(),
-                            key: c.bytes()?.to_vec(),
-                            arguments: c.bytes()?.to_vec(),
-                        })
-                    })()
-                    .ok_or_else(bad)?,
-                ),
-                _ => return Err(format!("unknown record kind {kind} at byte {at}")),
-            }
-            at += len;
-        }
-        Ok(d)
-    }
-
-    /// Loads the definitions in `dir`, or empty ones if there is no file yet.
-    pub fn load(dir: &Path) -> io::Result<Self> {
-        let path = dir.join(FILE_NAME);
-        match fs::read(&path) {
-            Ok(buf) => Definitions::decode(&buf).map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{}: {e}", path.display()),
-                )
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Definitions {
-                next_queue_id: 1,
-                ..Default::default()
-            }),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Replaces the file atomically and durably.
-    pub fn save(&self, dir: &Path) -> io::Result<()> {
-        let tmp = dir.join(format!("{FILE_NAME}.tmp"));
-        let mut f = File::create(&tmp)?;
-        f.write_all(&self.encode())?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, dir.join(FILE_NAME))?;
-        File::open(dir)?.sync_all()
-    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sample() -> Definitions {
-        Definitions {
-            next_queue_id: 9,
-            exchanges: vec![ExchangeDef {
-                name: b"logs".to_vec(),
-                kind: b"topic".to_vec(),
-                auto_delete: false,
-                internal: true,
-                arguments: vec![],
-            }],
-            queues: vec![QueueDef {
-                name: b"task_queue".to_vec(),
-                store_id: 3,
-                auto_delete: false,
-                arguments: b"\x01kt\x01".to_vec(),
-            }],
-            bindings: vec![BindingDef {
-                source: b"logs".to_vec(),
-                to_exchange: false,
-                destination: b"task_queue".to_vec(),
-                key: b"lazy.#".to_vec(),
-                arguments: vec![],
-            }],
+impl BindingDef {
+    pub fn as_ref(&self) -> BindingRef<'_> {
+        BindingRef {
+            source: &self.source,
+            to_exchange: self.to_exchange,
+            destination: &self.destination,
+            key: &self.key,
+            arguments: &self.arguments,
         }
-    }
-
-    #[test]
-    fn definitions_round_trip() {
-        let d = sample();
-        assert_eq!(Definitions::decode(&d.encode()), Ok(d));
-    }
-
-    #[test]
-    fn any_damage_is_reported_not_half_applied() {
-        let bytes = sample().encode();
-        for cut in 0..bytes.len() {
-            // A shorter file is either a valid prefix of whole records or an error.
-            if let Ok(d) = Definitions::decode(&bytes[..cut]) {
-                assert!(d.exchanges.len() + d.queues.len() + d.bindings.len() < 3);
-            }
-        }
-        let mut flipped = bytes.clone();
-        flipped[30] ^= 1;
-        assert!(Definitions::decode(&flipped).is_err());
-    }
-
-    #[test]
-    fn save_replaces_the_file_and_load_reads_it_back() {
-        let dir = std::env::temp_dir().join(format!("coney-defs-{}", std::process::id()));
-        fs::create_dir_all(&dir).expect("dir");
-        assert_eq!(Definitions::load(&dir).expect("empty").next_queue_id, 1);
-        sample().save(&dir).expect("save");
-        assert_eq!(Definitions::load(&dir).expect("load"), sample());
-        assert!(!dir.join(format!("{FILE_NAME}.tmp")).exists());
-        fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

@@ -1,34 +1,43 @@
-//! The message log: append-only segment files `NNNNNNNNNN.seg` under `msgs/`, each bounded in
-//! size and starting with a versioned header. Records are publishes (the message once, with
-//! every durable queue it went to), acks, and the markers of a clean shutdown.
+//! The message log: segment files `NNNNNNNNNN.seg` under `msgs/`, each starting with a
+//! versioned header, appended to at the head (the newest) and never rewritten. Records are
+//! publishes (a message once, with every durable queue it went to), acks, the markers of a
+//! clean stop, and relocated copies written by compaction (`compact.rs`); `format.rs` lays
+//! them out. Recovery (`recover.rs`) replays the files in number order.
 //!
-//! Message ids are `segment << 32 | index`, so they grow in publish order and name their
-//! segment. A segment is deleted once every message published in it is acked and every older
-//! segment is gone: ack records only ever refer to messages in the same or older segments, so
-//! deleting a prefix of the log never resurrects an acked message.
+//! Invariants, and why a crash (kill -9) at any point keeps them:
+//! - A message id is `segment << 32 | index` and names the file holding its record. Head
+//!   files are numbered in steps of `HEAD_NUMBER_STEP`; compaction writes its copies to a new
+//!   file numbered between the newest non-head file and the head, so replay meets an
+//!   original, then its copy (which names the original and supersedes it), then every ack
+//!   written after the copy (acks are only ever appended to the head).
+//! - Acks name the message's current id: after a copy, the store translates the old ids that
+//!   queues and channels still hold (`Translation`), so nothing outside the store changes.
+//! - A file is deleted only when no message in it is held and no older file it names in an
+//!   ack or a relocation still exists (`Segment::deps`): deleting it earlier would bring back
+//!   what those records settled. Compaction deletes its sources only after their held
+//!   messages and still-needed acks were written (and synced) elsewhere.
 
-use super::record::{self, Cursor, Scan};
+use super::format::{self, RawMsg, KIND_ACK, KIND_CLEAN, KIND_PUBLISH, KIND_STARTED};
+use super::record::{self, Scan};
+use super::segment::Segment;
 use crate::broker::message::Message;
+use crate::limits::SEGMENT_SIZE_MAX_BYTES;
 use bytes::Bytes;
-use log::{error, info, warn};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use log::{error, warn};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-const MAGIC: &[u8; 8] = b"CONEYSEG";
-/// A segment is closed and a new one started once it reaches this size.
-pub const SEGMENT_SIZE_MAX_BYTES: u64 = 16 * 1024 * 1024;
+pub(super) const MAGIC: &[u8; 8] = b"CONEYSEG";
+/// Version written in new segment headers. Version 1 (before relocation records) is read too.
+pub(super) const SEGMENT_VERSION: u32 = 2;
+/// Head files are numbered in these steps; the numbers between are for compaction's copies.
+pub(super) const HEAD_NUMBER_STEP: u32 = 256;
 
-const KIND_PUBLISH: u8 = 1;
-const KIND_ACK: u8 = 2;
-const KIND_REDELIVERED: u8 = 3;
-const KIND_CLEAN: u8 = 4;
-const KIND_STARTED: u8 = 5;
-
-/// Where a publish record is: its message id (which names the segment), the record's offset
-/// in the segment file and its length. Enough to read the message back.
+/// Where a message's record is: its id (which names the file), the record's offset in the
+/// file and its length (with a relocated copy's RELOCATED record). Enough to read it back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Location {
     pub msg_id: u64,
@@ -38,17 +47,8 @@ pub struct Location {
 
 impl Location {
     pub fn segment(&self) -> u32 {
-        (self.msg_id >> 32) as u32
+        format::segment_of(self.msg_id)
     }
-}
-
-/// A message found in the log at startup with the queues that still hold it. Only its
-/// location is kept: bodies are read back when a queue needs them.
-#[derive(Debug, Clone)]
-pub struct RecoveredMessage {
-    pub loc: Location,
-    /// (queue store id, redelivered)
-    pub queues: Vec<(u32, bool)>,
 }
 
 /// What recovery found, for the log and for tests.
@@ -56,6 +56,7 @@ pub struct RecoveredMessage {
 pub struct RecoveryReport {
     pub segments: usize,
     pub records: usize,
+    pub messages: usize,
     pub clean_shutdown: bool,
     /// Bytes cut from the end of the last segment (a torn write).
     pub truncated_bytes: u64,
@@ -64,19 +65,23 @@ pub struct RecoveryReport {
     pub corrupt_bytes: u64,
 }
 
-struct Segment {
-    /// (message, queue) references published in this segment and not yet acked.
-    live: u64,
+/// One (message, queue) found in the log at start, handed to the broker in file order.
+#[derive(Debug, Clone, Copy)]
+pub struct Recovered {
+    pub queue: u32,
+    pub loc: Location,
+    /// The id the message was first published with: a queue's messages go back in this order.
+    pub origin: u64,
+    pub redelivered: bool,
 }
 
 pub struct Log {
-    dir: PathBuf,
-    segments: BTreeMap<u32, Segment>,
-    current: u32,
+    pub(super) dir: PathBuf,
+    pub(super) segments: BTreeMap<u32, Segment>,
+    /// Number of the segment new records are appended to.
+    pub(super) head: u32,
     file: File,
-    /// Size of the current file once `pending` is written.
-    size: u64,
-    /// Bytes of the current file known to be written.
+    /// Bytes of the head file known to be written.
     written: u64,
     next_index: u32,
     pending: Vec<u8>,
@@ -84,92 +89,99 @@ pub struct Log {
     need_sync: bool,
     /// Closed segments whose last writes are not yet synced.
     unsynced: Vec<File>,
-    /// Open handles for reading paged-out messages back, by segment.
+    /// Open handles for reading messages back, by segment.
     readers: HashMap<u32, File>,
+    /// Where copied messages went, by the segment they were copied from.
+    pub(super) translations: HashMap<u32, Vec<super::compact::Translation>>,
+    pub(super) pass: Option<super::compact::Pass>,
+    /// The highest copy file number handed out in this run: numbers are never reused, so an
+    /// old id a queue still holds can only mean one record.
+    pub(super) last_copy: u32,
+    /// Sum of the sizes of all segment files, and of the records queues still hold.
+    pub(super) disk_bytes: u64,
+    pub(super) live_bytes: u64,
+    /// A segment may have become deletable (or compactable) since the last look.
+    pub(super) reclaim: bool,
+    pub(super) reconsider: bool,
+    /// Recovery's state until the broker has taken the recovered messages.
+    pub(super) replay: Option<super::recover::Replay>,
+    /// `SEGMENT_SIZE_MAX_BYTES` and `COMPACTION_BYTES_PER_TURN`, smaller in unit tests.
+    pub(super) segment_bytes: u64,
+    pub(super) turn_bytes: usize,
+    /// Called at the steps of finishing a compaction (tests copy the files there).
+    #[cfg(test)]
+    pub(super) crash_point: Option<CrashPoint>,
 }
 
-fn segment_path(dir: &Path, n: u32) -> PathBuf {
+/// What tests run at a crash point: they get the log's directory.
+#[cfg(test)]
+pub(super) type CrashPoint = Box<dyn FnMut(&Path)>;
+
+pub(super) fn segment_path(dir: &Path, n: u32) -> PathBuf {
     dir.join(format!("{n:010}.seg"))
 }
 
-struct Pending {
-    loc: Location,
-    queues: Vec<(u32, bool)>,
-}
-
 impl Log {
-    /// Opens (creating if needed) the log in `dir`, replays it, and starts a new segment.
-    /// Messages for queues not in `queues` (deleted queues) are dropped.
+    /// Opens (creating if needed) the log in `dir`, replays it (first pass: what is still
+    /// held) and starts a new head. Messages for queues not in `queues` (deleted queues) are
+    /// dropped. The broker then takes the messages with `recovered`.
     pub fn open(
         dir: &Path,
-        queues: &HashSet<u32>,
-    ) -> io::Result<(Log, Vec<RecoveredMessage>, RecoveryReport)> {
+        queues: std::collections::HashSet<u32>,
+    ) -> io::Result<(Log, RecoveryReport, HashMap<u32, u64>)> {
         fs::create_dir_all(dir)?;
-        let mut numbers: Vec<u32> = fs::read_dir(dir)?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().to_str()?.strip_suffix(".seg")?.parse().ok())
-            .collect();
-        numbers.sort_unstable();
-        let mut report = RecoveryReport {
-            segments: numbers.len(),
-            ..Default::default()
-        };
-        let mut msgs: BTreeMap<u64, Pending> = BTreeMap::new();
-        for (i, &n) in numbers.iter().enumerate() {
-            let last = i + 1 == numbers.len();
-            replay_segment(&segment_path(dir, n), n, last, &mut msgs, &mut report)?;
-        }
-        // Recovery may have removed a segment whose header never reached the disk.
-        numbers.retain(|&n| segment_path(dir, n).exists());
-        if !report.clean_shutdown && !msgs.is_empty() {
-            info!("message store: unclean shutdown; recovered messages are marked redelivered");
-        }
-        let mut recovered = Vec::with_capacity(msgs.len());
-        let mut live: HashMap<u32, u64> = HashMap::new();
-        for (msg_id, mut p) in msgs {
-            p.queues.retain(|(q, _)| queues.contains(q));
-            if p.queues.is_empty() {
-                continue;
-            }
-            if !report.clean_shutdown {
-                p.queues.iter_mut().for_each(|q| q.1 = true);
-            }
-            *live.entry((msg_id >> 32) as u32).or_default() += p.queues.len() as u64;
-            recovered.push(RecoveredMessage {
-                loc: p.loc,
-                queues: p.queues,
-            });
-        }
-        let current = numbers.last().map_or(1, |n| n + 1);
-        let mut segments = BTreeMap::new();
-        for &n in &numbers {
-            segments.insert(
-                n,
-                Segment {
-                    live: live.get(&n).copied().unwrap_or(0),
-                },
-            );
-        }
-        let (file, size) = create_segment(dir, current)?;
-        segments.insert(current, Segment { live: 0 });
+        let (mut segments, replay) = super::recover::Replay::run(dir, queues)?;
+        let report = replay.report.clone();
+        let counts = replay.queue_counts.clone();
+        let last = segments.keys().next_back().copied().unwrap_or(0);
+        let head = (last / HEAD_NUMBER_STEP + 1) * HEAD_NUMBER_STEP;
+        let (file, size) = create_segment(dir, head)?;
+        let disk_bytes = size + segments.values().map(|s| s.size).sum::<u64>();
+        segments.insert(head, Segment::new(size));
         let mut log = Log {
             dir: dir.to_path_buf(),
             segments,
-            current,
+            head,
             file,
-            size,
             written: size,
             next_index: 0,
             pending: Vec::new(),
             need_sync: true,
             unsynced: Vec::new(),
             readers: HashMap::new(),
+            translations: HashMap::new(),
+            pass: None,
+            last_copy: 0,
+            disk_bytes,
+            live_bytes: 0,
+            reclaim: false,
+            reconsider: false,
+            replay: Some(replay),
+            segment_bytes: SEGMENT_SIZE_MAX_BYTES,
+            turn_bytes: crate::limits::COMPACTION_BYTES_PER_TURN,
+            #[cfg(test)]
+            crash_point: None,
         };
         // A run that starts and then crashes must not look clean to the next start.
-        record::write_record(&mut log.pending, KIND_STARTED, |_| {});
-        log.size += log.pending.len() as u64;
+        log.append(KIND_STARTED, |_| {});
         log.sync()?;
-        Ok((log, recovered, report))
+        Ok((log, report, counts))
+    }
+
+    /// Appends one record to the head; returns its offset and length.
+    fn append(&mut self, kind: u8, f: impl FnOnce(&mut Vec<u8>)) -> (u32, u32) {
+        let seg = self.segments.get_mut(&self.head).expect("head segment");
+        let offset = seg.size;
+        let before = self.pending.len();
+        record::write_record(&mut self.pending, kind, f);
+        let len = (self.pending.len() - before) as u64;
+        seg.size += len;
+        self.disk_bytes += len;
+        (offset as u32, len as u32)
+    }
+
+    pub(super) fn head_size(&self) -> u64 {
+        self.segments.get(&self.head).map_or(0, |s| s.size)
     }
 
     /// Appends a publish of `msg` to the durable queues `queues`; returns where it is. A
@@ -178,32 +190,26 @@ impl Log {
     pub fn publish(&mut self, msg: &Message, queues: &[u32], durable: bool) -> Location {
         let (data, ex, rk, props) = msg.raw();
         let estimate = 32 + queues.len() as u64 * 4 + data.len() as u64;
-        if self.size + estimate > SEGMENT_SIZE_MAX_BYTES
-            && self.size > record::FILE_HEADER_BYTES as u64
-        {
+        let size = self.head_size();
+        if size + estimate > self.segment_bytes && size > record::FILE_HEADER_BYTES as u64 {
             self.rotate();
         }
-        let msg_id = ((self.current as u64) << 32) | self.next_index as u64;
+        let index = self.next_index;
         self.next_index += 1;
-        let offset = self.size as u32;
-        let before = self.pending.len();
-        record::write_record(&mut self.pending, KIND_PUBLISH, |p| {
-            p.extend_from_slice(&msg_id.to_be_bytes());
-            p.push(msg.persistent as u8);
-            p.extend_from_slice(&(queues.len() as u16).to_be_bytes());
-            for q in queues {
-                p.extend_from_slice(&q.to_be_bytes());
-            }
-            p.push(ex);
-            p.push(rk);
-            p.extend_from_slice(&props.to_be_bytes());
-            p.extend_from_slice(data);
+        let msg_id = format::make_id(self.head, index);
+        let raw = RawMsg {
+            data,
+            ex,
+            rk,
+            props,
+        };
+        let (offset, len) = self.append(KIND_PUBLISH, |p| {
+            format::encode_publish(p, msg_id, msg.persistent, queues, raw)
         });
-        let len = (self.pending.len() - before) as u32;
-        self.size += len as u64;
-        if let Some(s) = self.segments.get_mut(&self.current) {
-            s.live += queues.len() as u64;
-        }
+        let seg = self.segments.get_mut(&self.head).expect("head segment");
+        seg.hold(index, queues, queues.len() > 1);
+        seg.live_bytes += len as u64;
+        self.live_bytes += len as u64;
         self.need_sync |= durable;
         Location {
             msg_id,
@@ -212,12 +218,13 @@ impl Log {
         }
     }
 
-    /// Reads a message back from its publish record.
+    /// Reads a message back from its record (following it if compaction moved it).
     pub fn read(&mut self, loc: Location) -> io::Result<Message> {
-        if loc.segment() == self.current {
+        let loc = self.current(loc);
+        let seg = loc.segment();
+        if seg == self.head {
             self.write_pending()?;
         }
-        let seg = loc.segment();
         let file = match self.readers.entry(seg) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
@@ -226,76 +233,90 @@ impl Log {
         };
         let mut buf = vec![0u8; loc.len as usize];
         file.read_exact_at(&mut buf, loc.offset as u64)?;
-        let bad = || {
+        decode_message(Bytes::from(buf), loc.msg_id).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("segment {seg}: bad record at {}", loc.offset),
             )
-        };
-        let (payload_at, header) = match record::scan(&buf) {
-            Scan::Record {
-                kind: KIND_PUBLISH,
-                payload,
-                ..
-            } => (
-                record::RECORD_HEADER_BYTES,
-                parse_publish(payload).ok_or_else(bad)?,
-            ),
-            _ => return Err(bad()),
-        };
-        if header.msg_id != loc.msg_id {
-            return Err(bad());
-        }
-        let data = Bytes::from(buf).slice(payload_at + header.data_at..);
-        Message::from_raw(data, header.ex, header.rk, header.props, header.persistent)
-            .ok_or_else(bad)
+        })
     }
 
-    /// Records that `queue` no longer holds `msg_id` (acked, purged, dropped, or deleted).
-    pub fn ack(&mut self, msg_id: u64, queue: u32) {
-        self.small_record(KIND_ACK, msg_id, queue);
-        let seg = (msg_id >> 32) as u32;
-        if let Some(s) = self.segments.get_mut(&seg) {
-            s.live = s.live.saturating_sub(1);
+    /// Where the message `loc` names is now: compaction may have copied it, maybe more than
+    /// once. The location is unchanged if it was not copied.
+    pub(super) fn current(&self, mut loc: Location) -> Location {
+        while let Some(ts) = self.translations.get(&loc.segment()) {
+            match ts.iter().find_map(|t| t.find(format::index_of(loc.msg_id))) {
+                Some(next) => loc = next,
+                None => break,
+            }
         }
+        loc
     }
 
-    fn small_record(&mut self, kind: u8, msg_id: u64, queue: u32) {
-        let before = self.pending.len();
-        record::write_record(&mut self.pending, kind, |p| {
-            p.extend_from_slice(&msg_id.to_be_bytes());
-            p.extend_from_slice(&queue.to_be_bytes());
+    /// Records that `queue` no longer holds message `msg_id` (acked, purged, dropped, or its
+    /// queue deleted). `len` is the length of the record the holder was given.
+    pub fn ack(&mut self, msg_id: u64, queue: u32, len: u32) {
+        let loc = self.current(Location {
+            msg_id,
+            offset: 0,
+            len,
         });
-        self.size += (self.pending.len() - before) as u64;
+        let n = loc.segment();
+        let Some(seg) = self.segments.get_mut(&n) else {
+            return;
+        };
+        let Some(dead) = seg.release(format::index_of(loc.msg_id), queue) else {
+            return;
+        };
+        if dead {
+            seg.live_bytes = seg.live_bytes.saturating_sub(loc.len as u64);
+            self.live_bytes = self.live_bytes.saturating_sub(loc.len as u64);
+            self.reclaim |= seg.live_count == 0;
+            self.reconsider |= n != self.head;
+        }
+        self.ack_record(loc.msg_id, queue);
     }
 
-    /// Closes the current segment and starts the next. Its unsynced writes are synced by the
-    /// next `sync`, before any confirm that depends on them.
-    fn rotate(&mut self) {
+    /// Appends an ACK record to the head, noting the file it names.
+    pub(super) fn ack_record(&mut self, msg_id: u64, queue: u32) {
+        self.append(KIND_ACK, |p| format::encode_ref(p, msg_id, queue));
+        let target = format::segment_of(msg_id);
+        if target != self.head {
+            if let Some(h) = self.segments.get_mut(&self.head) {
+                h.add_dep(target);
+            }
+        }
+    }
+
+    /// Closes the head and starts the next. Its unsynced writes are synced by the next `sync`,
+    /// before any confirm that depends on them.
+    pub(super) fn rotate(&mut self) {
         if let Err(e) = self.write_pending() {
             error!("message store: write failed while rotating: {e}");
         }
-        let next = self.current + 1;
+        let next = (self.head / HEAD_NUMBER_STEP + 1) * HEAD_NUMBER_STEP;
         match create_segment(&self.dir, next) {
             Ok((file, size)) => {
                 let old = std::mem::replace(&mut self.file, file);
                 if self.need_sync {
                     self.unsynced.push(old);
                 }
-                self.current = next;
-                self.size = size;
+                self.head = next;
                 self.written = size;
                 self.next_index = 0;
-                self.segments.insert(next, Segment { live: 0 });
+                self.disk_bytes += size;
+                self.segments.insert(next, Segment::new(size));
+                self.reclaim = true;
+                self.reconsider = true;
             }
             Err(e) => error!(
                 "message store: cannot create segment {next}: {e}; continuing in {}",
-                self.current
+                self.head
             ),
         }
     }
 
-    fn write_pending(&mut self) -> io::Result<()> {
+    pub(super) fn write_pending(&mut self) -> io::Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -308,9 +329,14 @@ impl Log {
                 Ok(())
             }
             Err(e) => {
-                // Cut a partial write off so the file ends on a whole record.
+                // Cut a partial write off so the file ends on a whole record; the records
+                // lost were acks or publishes whose confirms become nacks.
                 let _ = self.file.set_len(self.written);
-                self.size = self.written;
+                let _ = self.file.seek(SeekFrom::Start(self.written));
+                if let Some(s) = self.segments.get_mut(&self.head) {
+                    self.disk_bytes -= s.size - self.written;
+                    s.size = self.written;
+                }
                 Err(e)
             }
         }
@@ -321,48 +347,137 @@ impl Log {
     pub fn sync(&mut self) -> io::Result<()> {
         self.write_pending()?;
         if self.need_sync {
-            for f in self.unsynced.drain(..) {
-                f.sync_data()?;
-            }
-            self.file.sync_data()?;
-            self.need_sync = false;
+            self.sync_written()?;
         }
         self.delete_finished();
         Ok(())
     }
 
+    /// fdatasyncs everything written to head files so far.
+    pub(super) fn sync_written(&mut self) -> io::Result<()> {
+        for f in self.unsynced.drain(..) {
+            f.sync_data()?;
+        }
+        self.file.sync_data()?;
+        self.need_sync = false;
+        Ok(())
+    }
+
     /// Whether a sync has work to do.
     pub fn has_unsynced(&self) -> bool {
-        !self.pending.is_empty() || self.need_sync
+        !self.pending.is_empty() || self.need_sync || self.reclaim
     }
 
+    /// Deletes every segment nothing needs any more, oldest first (so a chain of files that
+    /// each name the one before goes in one sweep).
     fn delete_finished(&mut self) {
-        while let Some((&n, s)) = self.segments.iter().next() {
-            if n == self.current || s.live > 0 {
+        if !self.reclaim || self.replay.is_some() {
+            return;
+        }
+        self.reclaim = false;
+        let numbers: Vec<u32> = self.segments.keys().copied().collect();
+        let mut deleted = false;
+        for n in numbers {
+            if n == self.head || self.in_pass(n) {
+                continue;
+            }
+            let Some(s) = self.segments.get(&n) else {
+                continue;
+            };
+            if s.live_count > 0 || s.deps().iter().any(|d| self.segments.contains_key(&d.0)) {
+                continue;
+            }
+            if self.remove_segment(n).is_err() {
                 return;
             }
-            match fs::remove_file(segment_path(&self.dir, n)) {
-                Ok(()) => {}
-                // Already gone (removed by recovery): forget it all the same.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    warn!("message store: cannot remove segment {n}: {e}");
-                    return;
-                }
-            }
-            self.segments.remove(&n);
-            self.readers.remove(&n);
+            deleted = true;
+        }
+        if deleted {
+            self.forget_translations();
+            self.reconsider = true;
         }
     }
 
-    /// Records which messages were delivered before a clean stop, then the clean marker.
-    pub fn close_clean(&mut self, redelivered: &[(u64, u32)]) -> io::Result<()> {
-        for &(m, q) in redelivered {
-            self.small_record(KIND_REDELIVERED, m, q);
+    pub(super) fn in_pass(&self, n: u32) -> bool {
+        self.pass
+            .as_ref()
+            .is_some_and(|p| p.target == n || p.sources.contains(&n))
+    }
+
+    /// Deletes segment `n`'s file and forgets it.
+    pub(super) fn remove_segment(&mut self, n: u32) -> io::Result<()> {
+        match fs::remove_file(segment_path(&self.dir, n)) {
+            Ok(()) => {}
+            // Already gone (removed by recovery): forget it all the same.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                warn!("message store: cannot remove segment {n}: {e}");
+                return Err(e);
+            }
         }
-        record::write_record(&mut self.pending, KIND_CLEAN, |_| {});
+        if let Some(s) = self.segments.remove(&n) {
+            self.disk_bytes -= s.size;
+            self.live_bytes -= s.live_bytes;
+        }
+        self.readers.remove(&n);
+        Ok(())
+    }
+
+    /// Drops translations nobody can use any more: those into a file that is gone and was
+    /// not itself copied on. A holder of an old id holds a live message, and a live message
+    /// keeps its file (or, once copied again, that file's translation).
+    fn forget_translations(&mut self) {
+        loop {
+            let before: usize = self.translations.values().map(Vec::len).sum();
+            let alive = |n: &u32, segments: &BTreeMap<u32, Segment>, ts: &HashMap<_, _>| {
+                segments.contains_key(n) || ts.contains_key(n)
+            };
+            let keep: Vec<(u32, Vec<bool>)> = self
+                .translations
+                .iter()
+                .map(|(src, ts)| {
+                    let k = ts
+                        .iter()
+                        .map(|t| alive(&t.target, &self.segments, &self.translations))
+                        .collect();
+                    (*src, k)
+                })
+                .collect();
+            for (src, k) in keep {
+                if let Some(ts) = self.translations.get_mut(&src) {
+                    let mut it = k.iter();
+                    ts.retain(|_| *it.next().unwrap_or(&true));
+                    if ts.is_empty() {
+                        self.translations.remove(&src);
+                    }
+                }
+            }
+            if self.translations.values().map(Vec::len).sum::<usize>() == before {
+                return;
+            }
+        }
+    }
+
+    /// Records which messages were delivered before a clean stop, then the clean marker. A
+    /// compaction under way stops where it is (what it copied stays valid).
+    pub fn close_clean(&mut self, redelivered: &[(u64, u32)]) -> io::Result<()> {
+        if let Some(p) = self.pass.take() {
+            self.stop_pass(p);
+        }
+        for &(m, q) in redelivered {
+            let id = self
+                .current(Location {
+                    msg_id: m,
+                    offset: 0,
+                    len: 0,
+                })
+                .msg_id;
+            self.append(format::KIND_REDELIVERED, |p| format::encode_ref(p, id, q));
+        }
+        self.append(KIND_CLEAN, |_| {});
         self.need_sync = true;
-        self.sync()
+        self.write_pending()?;
+        self.sync_written()
     }
 
     /// Segment numbers on disk, oldest first (tests and diagnostics).
@@ -370,403 +485,75 @@ impl Log {
     pub fn segment_numbers(&self) -> Vec<u32> {
         self.segments.keys().copied().collect()
     }
+
+    /// A point where a crash must leave a recoverable log (tests look at the files there).
+    pub(super) fn crash_point(&mut self) {
+        #[cfg(test)]
+        if let Some(f) = self.crash_point.as_mut() {
+            f(&self.dir);
+        }
+    }
+
+    /// (bytes of all segment files, bytes of records still held).
+    #[cfg(test)]
+    pub fn usage(&self) -> (u64, u64) {
+        (self.disk_bytes, self.live_bytes)
+    }
 }
 
-fn create_segment(dir: &Path, n: u32) -> io::Result<(File, u64)> {
+/// Creates segment `n` with its header, durably (file and directory entry).
+pub(super) fn create_segment(dir: &Path, n: u32) -> io::Result<(File, u64)> {
     let path = segment_path(dir, n);
     let mut f = OpenOptions::new()
         .create(true)
         .truncate(true)
+        .read(true)
         .write(true)
         .open(&path)?;
-    f.write_all(&record::file_header(MAGIC))?;
+    f.write_all(&record::file_header_version(MAGIC, SEGMENT_VERSION))?;
     f.sync_all()?;
     File::open(dir)?.sync_all()?;
     Ok((f, record::FILE_HEADER_BYTES as u64))
 }
 
-/// Applies one segment's records to `msgs`. Only the last segment may have a torn tail; it is
-/// cut off. Damage elsewhere is skipped record by record and reported.
-fn replay_segment(
-    path: &Path,
-    n: u32,
-    last: bool,
-    msgs: &mut BTreeMap<u64, Pending>,
-    report: &mut RecoveryReport,
-) -> io::Result<()> {
-    let buf = fs::read(path)?;
-    match record::check_file_header(&buf, MAGIC) {
-        Some(record::FORMAT_VERSION) => {}
-        Some(v) => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{}: format version {v} is not supported", path.display()),
-            ))
-        }
-        None if buf.len() < record::FILE_HEADER_BYTES && last => {
-            // Created but its header never reached the disk: nothing was written in it.
-            warn!(
-                "message store: {} has no complete header; removing it",
-                path.display()
-            );
-            fs::remove_file(path)?;
-            return Ok(());
-        }
-        None => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{}: not a coney segment", path.display()),
-            ))
-        }
-    }
-    let mut at = record::FILE_HEADER_BYTES;
-    while at < buf.len() {
-        match record::scan(&buf[at..]) {
-            Scan::Record { kind, payload, len } => {
-                apply(kind, payload, n, (at, len), msgs, report);
-                report.records += 1;
-                at += len;
+/// Decodes the message at the start of `buf`: a PUBLISH with id `id`, or a RELOCATED record
+/// with id `id` followed by the message's original PUBLISH.
+pub(super) fn decode_message(buf: Bytes, id: u64) -> Option<Message> {
+    let (publish_at, end) = match record::scan(&buf) {
+        Scan::Record {
+            kind: KIND_PUBLISH,
+            payload,
+            len,
+        } if format::Publish::parse(payload)?.id == id => (0, len),
+        Scan::Record {
+            kind: format::KIND_RELOCATED,
+            payload,
+            len,
+        } => {
+            let r = format::Relocated::parse(payload)?;
+            if r.id != id {
+                return None;
             }
-            Scan::Truncated | Scan::Corrupt => match record::resync(&buf, at) {
-                Some(next) => {
-                    error!(
-                        "message store: {}: damaged record at byte {at}, skipped {} bytes",
-                        path.display(),
-                        next - at
-                    );
-                    report.corrupt_records += 1;
-                    report.corrupt_bytes += (next - at) as u64;
-                    at = next;
-                }
-                None => {
-                    let cut = (buf.len() - at) as u64;
-                    warn!(
-                        "message store: {}: torn tail of {cut} bytes at byte {at}; truncating",
-                        path.display()
-                    );
-                    OpenOptions::new()
-                        .write(true)
-                        .open(path)?
-                        .set_len(at as u64)?;
-                    report.truncated_bytes += cut;
-                    if !last {
-                        report.corrupt_records += 1;
-                        report.corrupt_bytes += cut;
-                    }
-                    break;
-                }
-            },
+            (len, len + r.publish_len as usize)
         }
-    }
-    Ok(())
-}
-
-/// The fixed part of a publish record's payload.
-struct PublishHeader {
-    msg_id: u64,
-    persistent: bool,
-    queues: Vec<(u32, bool)>,
-    ex: u8,
-    rk: u8,
-    props: u32,
-    /// Offset of exchange ++ routing key ++ properties ++ body within the payload.
-    data_at: usize,
-}
-
-fn parse_publish(payload: &[u8]) -> Option<PublishHeader> {
-    let mut c = Cursor::new(payload);
-    let msg_id = c.u64()?;
-    let persistent = c.u8()? != 0;
-    let nq = c.u16()? as usize;
-    let mut queues = Vec::with_capacity(nq);
-    for _ in 0..nq {
-        queues.push((c.u32()?, false));
-    }
-    let ex = c.u8()?;
-    let rk = c.u8()?;
-    let props = c.u32()?;
-    let data_at = payload.len() - c.rest().len();
-    if (ex as usize + rk as usize + props as usize) > c.rest().len() {
+        _ => return None,
+    };
+    let Scan::Record {
+        kind: KIND_PUBLISH,
+        payload,
+        len,
+    } = record::scan(buf.get(publish_at..end)?)
+    else {
+        return None;
+    };
+    if publish_at + len != end {
         return None;
     }
-    Some(PublishHeader {
-        msg_id,
-        persistent,
-        queues,
-        ex,
-        rk,
-        props,
-        data_at,
-    })
-}
-
-fn apply(
-    kind: u8,
-    payload: &[u8],
-    segment: u32,
-    (offset, len): (usize, usize),
-    msgs: &mut BTreeMap<u64, Pending>,
-    report: &mut RecoveryReport,
-) {
-    let mut c = Cursor::new(payload);
-    report.clean_shutdown = kind == KIND_CLEAN;
-    match kind {
-        KIND_PUBLISH => match parse_publish(payload) {
-            // Transient messages paged out of memory are not recovered.
-            Some(h) if !h.persistent => {}
-            Some(h) if (h.msg_id >> 32) as u32 == segment => {
-                let loc = Location {
-                    msg_id: h.msg_id,
-                    offset: offset as u32,
-                    len: len as u32,
-                };
-                msgs.insert(
-                    h.msg_id,
-                    Pending {
-                        loc,
-                        queues: h.queues,
-                    },
-                );
-            }
-            _ => {
-                report.corrupt_records += 1;
-                error!("message store: segment {segment}: malformed publish record skipped");
-            }
-        },
-        KIND_ACK | KIND_REDELIVERED => {
-            let (Some(msg_id), Some(queue)) = (c.u64(), c.u32()) else {
-                return;
-            };
-            let Some(p) = msgs.get_mut(&msg_id) else {
-                return;
-            };
-            if kind == KIND_ACK {
-                p.queues.retain(|(q, _)| *q != queue);
-                if p.queues.is_empty() {
-                    msgs.remove(&msg_id);
-                }
-            } else if let Some(q) = p.queues.iter_mut().find(|(q, _)| *q == queue) {
-                q.1 = true;
-            }
-        }
-        _ => {}
-    }
+    let p = format::Publish::parse(payload)?;
+    let data_at = publish_at + record::RECORD_HEADER_BYTES + p.data_at;
+    Message::from_raw(buf.slice(data_at..end), p.ex, p.rk, p.props, p.persistent)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    struct TempDir(PathBuf);
-    impl TempDir {
-        fn new(tag: &str) -> Self {
-            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let p =
-                std::env::temp_dir().join(format!("coney-log-{tag}-{}-{n}", std::process::id()));
-            let _ = fs::remove_dir_all(&p);
-            fs::create_dir_all(&p).expect("temp dir");
-            TempDir(p)
-        }
-    }
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn msg(body: &str) -> Message {
-        Message::new(b"ex", b"rk", &[0x10, 0, 2], body.as_bytes(), true)
-    }
-
-    fn queues(ids: &[u32]) -> HashSet<u32> {
-        ids.iter().copied().collect()
-    }
-
-    impl Log {
-        fn publish_id(&mut self, m: &Message, q: &[u32]) -> u64 {
-            self.publish(m, q, true).msg_id
-        }
-    }
-
-    fn bodies(log: &mut Log, r: &[RecoveredMessage]) -> Vec<String> {
-        r.iter()
-            .map(|m| {
-                String::from_utf8_lossy(log.read(m.loc).expect("read back").body()).into_owned()
-            })
-            .collect()
-    }
-
-    #[test]
-    fn recovery_keeps_unacked_messages_in_order_with_their_queues() {
-        let d = TempDir::new("order");
-        let (mut log, rec, _) = Log::open(&d.0, &queues(&[1, 2])).expect("open");
-        assert!(rec.is_empty());
-        let a = log.publish_id(&msg("a"), &[1, 2]);
-        let b = log.publish_id(&msg("b"), &[1]);
-        let _c = log.publish_id(&msg("c"), &[2]);
-        log.ack(a, 1);
-        log.ack(b, 1);
-        log.sync().expect("sync");
-        drop(log);
-        let (mut log, rec, report) = Log::open(&d.0, &queues(&[1, 2])).expect("reopen");
-        assert_eq!(bodies(&mut log, &rec), ["a", "c"]);
-        assert_eq!(
-            rec[0].queues,
-            [(2, true)],
-            "unclean stop: marked redelivered"
-        );
-        assert!(!report.clean_shutdown);
-        let first = log.read(rec[0].loc).expect("read");
-        assert_eq!(first.exchange(), b"ex");
-        assert_eq!(first.properties(), &[0x10, 0, 2]);
-        assert!(first.persistent);
-    }
-
-    #[test]
-    fn clean_shutdown_keeps_redelivered_flags_exact() {
-        let d = TempDir::new("clean");
-        let (mut log, _, _) = Log::open(&d.0, &queues(&[1])).expect("open");
-        let a = log.publish_id(&msg("a"), &[1]);
-        log.publish_id(&msg("b"), &[1]);
-        log.close_clean(&[(a, 1)]).expect("close");
-        drop(log);
-        let (log, rec, report) = Log::open(&d.0, &queues(&[1])).expect("reopen");
-        assert!(report.clean_shutdown);
-        assert_eq!(
-            rec.iter().map(|m| m.queues[0].1).collect::<Vec<_>>(),
-            [true, false]
-        );
-        // A crash after this start must not be taken for a clean stop.
-        drop(log);
-        let (_, _, report) = Log::open(&d.0, &queues(&[1])).expect("third open");
-        assert!(!report.clean_shutdown);
-    }
-
-    #[test]
-    fn a_torn_tail_at_every_byte_of_the_last_record_loses_only_that_record() {
-        let d = TempDir::new("torn");
-        let (mut log, _, _) = Log::open(&d.0, &queues(&[1])).expect("open");
-        log.publish_id(&msg("first"), &[1]);
-        log.sync().expect("sync");
-        let path = segment_path(&d.0, log.current);
-        let before = fs::metadata(&path).expect("meta").len();
-        log.publish_id(&msg("second"), &[1]);
-        log.sync().expect("sync");
-        drop(log);
-        let full = fs::read(&path).expect("read");
-        for cut in before as usize..full.len() {
-            let d2 = TempDir::new("torn-case");
-            fs::write(segment_path(&d2.0, 1), &full[..cut]).expect("write");
-            let (mut log2, rec, report) = Log::open(&d2.0, &queues(&[1])).expect("recover");
-            assert_eq!(bodies(&mut log2, &rec), ["first"], "cut at {cut}");
-            assert_eq!(report.truncated_bytes, (cut - before as usize) as u64);
-            assert_eq!(
-                fs::metadata(segment_path(&d2.0, 1)).expect("meta").len(),
-                before,
-                "cut at {cut}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_flipped_byte_in_the_middle_loses_only_that_record() {
-        let d = TempDir::new("flip");
-        let (mut log, _, _) = Log::open(&d.0, &queues(&[1])).expect("open");
-        let path = segment_path(&d.0, log.current);
-        log.publish_id(&msg("one"), &[1]);
-        log.sync().expect("sync");
-        let mid = fs::metadata(&path).expect("meta").len() as usize;
-        log.publish_id(&msg("two"), &[1]);
-        log.publish_id(&msg("three"), &[1]);
-        log.sync().expect("sync");
-        drop(log);
-        let mut bytes = fs::read(&path).expect("read");
-        bytes[mid + 12] ^= 0xff;
-        fs::write(&path, &bytes).expect("write");
-        let (mut log, rec, report) = Log::open(&d.0, &queues(&[1])).expect("recover");
-        assert_eq!(bodies(&mut log, &rec), ["one", "three"]);
-        assert_eq!(report.corrupt_records, 1);
-    }
-
-    #[test]
-    fn segments_are_removed_once_everything_in_them_is_acked() {
-        let d = TempDir::new("gc");
-        let (mut log, _, _) = Log::open(&d.0, &queues(&[1])).expect("open");
-        let big = "x".repeat(1024 * 1024);
-        let mut ids = Vec::new();
-        for _ in 0..40 {
-            ids.push(log.publish_id(&msg(&big), &[1]));
-        }
-        log.sync().expect("sync");
-        let on_disk = || fs::read_dir(&d.0).expect("ls").count();
-        assert!(on_disk() >= 3, "40 MiB spans several segments");
-        for id in &ids[..39] {
-            log.ack(*id, 1);
-        }
-        log.sync().expect("sync");
-        assert!(
-            on_disk() <= 2,
-            "only the segments with the last message and the current one remain"
-        );
-        log.ack(ids[39], 1);
-        log.sync().expect("sync");
-        assert_eq!(on_disk(), 1);
-        assert_eq!(log.segment_numbers(), [log.current]);
-    }
-
-    #[test]
-    fn messages_of_deleted_queues_are_not_recovered() {
-        let d = TempDir::new("deleted");
-        let (mut log, _, _) = Log::open(&d.0, &queues(&[1, 2])).expect("open");
-        log.publish_id(&msg("a"), &[1, 2]);
-        log.sync().expect("sync");
-        drop(log);
-        let (_, rec, _) = Log::open(&d.0, &queues(&[2])).expect("reopen");
-        assert_eq!(rec.len(), 1);
-        assert_eq!(rec[0].queues, [(2, true)]);
-    }
-
-    #[test]
-    fn paged_messages_read_back_before_sync_and_transient_ones_are_not_recovered() {
-        let d = TempDir::new("read");
-        let (mut log, _, _) = Log::open(&d.0, &queues(&[1])).expect("open");
-        let kept = log.publish(&msg("kept"), &[1], true);
-        let paged = log.publish(
-            &Message::new(b"", b"q", &[0, 0], b"transient", false),
-            &[1],
-            false,
-        );
-        assert_eq!(
-            log.read(paged).expect("read before sync").body(),
-            b"transient"
-        );
-        assert_eq!(log.read(kept).expect("read").body(), b"kept");
-        log.sync().expect("sync");
-        drop(log);
-        let (mut log, rec, _) = Log::open(&d.0, &queues(&[1])).expect("reopen");
-        assert_eq!(bodies(&mut log, &rec), ["kept"]);
-    }
-
-    #[test]
-    fn a_headerless_newest_segment_does_not_block_segment_removal() {
-        let d = TempDir::new("headerless");
-        let (mut log, _, _) = Log::open(&d.0, &queues(&[1])).expect("open");
-        let id = log.publish_id(&msg("a"), &[1]);
-        log.sync().expect("sync");
-        let next = log.current + 1;
-        drop(log);
-        // A crash right after creating the next segment, before its header was written.
-        fs::write(segment_path(&d.0, next), b"CONEY").expect("write");
-        let (mut log, rec, _) = Log::open(&d.0, &queues(&[1])).expect("reopen");
-        assert_eq!(rec.len(), 1);
-        log.ack(id, 1);
-        log.sync().expect("sync");
-        assert_eq!(
-            log.segment_numbers(),
-            [log.current],
-            "every finished segment is gone"
-        );
-        assert_eq!(fs::read_dir(&d.0).expect("ls").count(), 1);
-    }
-}
+#[path = "log_tests.rs"]
+mod tests;

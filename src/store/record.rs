@@ -17,9 +17,13 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const RECORD_PAYLOAD_MAX_BYTES: usize = 256 * 1024 * 1024;
 
 pub fn file_header(magic: &[u8; 8]) -> [u8; FILE_HEADER_BYTES] {
+    file_header_version(magic, FORMAT_VERSION)
+}
+
+pub fn file_header_version(magic: &[u8; 8], version: u32) -> [u8; FILE_HEADER_BYTES] {
     let mut h = [0u8; FILE_HEADER_BYTES];
     h[..8].copy_from_slice(magic);
-    h[8..12].copy_from_slice(&FORMAT_VERSION.to_be_bytes());
+    h[8..12].copy_from_slice(&version.to_be_bytes());
     h
 }
 
@@ -83,6 +87,65 @@ pub fn scan(buf: &[u8]) -> Scan<'_> {
 /// Finds the next offset after `from` where a valid record starts, if any.
 pub fn resync(buf: &[u8], from: usize) -> Option<usize> {
     (from + 1..buf.len()).find(|&at| matches!(scan(&buf[at..]), Scan::Record { .. }))
+}
+
+/// One step of walking a file body record by record.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step<'a> {
+    Record {
+        at: usize,
+        kind: u8,
+        payload: &'a [u8],
+        len: usize,
+    },
+    /// Damage from `at` to `next`, where a valid record starts again.
+    Damaged { at: usize, next: usize },
+    /// Nothing valid from `at` to the end: a torn tail. The walk ends.
+    Torn { at: usize },
+}
+
+/// Walks the records of `buf` from `at`, resynchronising after damage. Deterministic, so two
+/// walks over the same bytes see the same records.
+pub struct Walk<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Walk<'a> {
+    pub fn new(buf: &'a [u8], at: usize) -> Self {
+        Walk { buf, at }
+    }
+}
+
+impl<'a> Iterator for Walk<'a> {
+    type Item = Step<'a>;
+    fn next(&mut self) -> Option<Step<'a>> {
+        let at = self.at;
+        if at >= self.buf.len() {
+            return None;
+        }
+        match scan(&self.buf[at..]) {
+            Scan::Record { kind, payload, len } => {
+                self.at += len;
+                Some(Step::Record {
+                    at,
+                    kind,
+                    payload,
+                    len,
+                })
+            }
+            Scan::Truncated | Scan::Corrupt => match resync(self.buf, at) {
+                Some(next) => {
+                    self.at = next;
+                    Some(Step::Damaged { at, next })
+                }
+                None => {
+                    self.at = self.buf.len();
+                    Some(Step::Torn { at })
+                }
+            },
+        }
+    }
 }
 
 /// Bounds-checked little reader over a record payload.
