@@ -178,6 +178,14 @@ pub const HTTP_BODY_SLICE_BYTES: usize = 64 * 1024;
 /// Characters of a `use_regex` name filter, and the compiled size regex-lite may use for it.
 pub const HTTP_NAME_REGEX_MAX_BYTES: usize = 1024;
 pub const HTTP_NAME_REGEX_COMPILED_MAX_BYTES: usize = 1024 * 1024;
+/// Open HTTP connections (management and Prometheus together); more are closed at accept.
+/// With HTTP_BODY_MAX_BYTES this bounds request bodies held in memory at once.
+pub const HTTP_CONNECTIONS_MAX: usize = 64;
+/// Bytes read from one HTTP connection per loop turn (AMQP's READ_BYTES_PER_TURN_MAX).
+pub const HTTP_READ_BYTES_PER_TURN_MAX: usize = 64 * 1024;
+/// HTTP connections served per loop turn; the others keep their place for the next turn, so
+/// many API clients at once add at most this many passes between two AMQP turns.
+pub const HTTP_SOCKETS_PER_TURN_MAX: usize = 4;
 
 const _: () =
     assert!(HTTP_HEAD_MAX_BYTES >= HTTP_REQUEST_LINE_MAX_BYTES + HTTP_HEADER_VALUE_MAX_BYTES);
@@ -185,6 +193,9 @@ const _: () = assert!(HTTP_BODY_SLICE_BYTES <= HTTP_WRITE_BUFFER_HIGH_BYTES);
 const _: () = assert!(HTTP_WRITE_BUFFER_HIGH_BYTES < WRITE_BUFFER_HARD_BYTES);
 const _: () = assert!(HTTP_REQUEST_TIMEOUT_SECS < HTTP_IDLE_TIMEOUT_SECS);
 const _: () = assert!(HTTP_REQUESTS_PER_TURN_MAX as u32 <= HTTP_REQUESTS_PER_CONNECTION_MAX);
+const _: () = assert!(HTTP_READ_BYTES_PER_TURN_MAX >= READ_CHUNK_BYTES);
+const _: () =
+    assert!(HTTP_SOCKETS_PER_TURN_MAX >= 1 && HTTP_SOCKETS_PER_TURN_MAX <= HTTP_CONNECTIONS_MAX);
 /// Longest permission or topic-permission pattern, counted after {username}/{vhost}
 /// expansion. RabbitMQ has no bound; 16 KiB holds an alternation of ~1,000 queue names.
 pub const PERMISSION_PATTERN_MAX_BYTES: usize = 16 * 1024;

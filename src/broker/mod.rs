@@ -11,6 +11,7 @@
 
 mod bindings;
 pub mod consumer;
+pub mod counters;
 mod delivery;
 mod durability;
 mod entities;
@@ -93,6 +94,8 @@ pub struct Broker {
     rng: u64,
     store: Store,
     next_queue_store_id: u32,
+    /// Message events since start, for the management API and Prometheus.
+    counters: counters::MessageCounters,
 }
 
 fn not_found_queue(name: &[u8]) -> AmqpError {
@@ -146,6 +149,7 @@ impl Broker {
             rng: seed | 1,
             store: Store::disabled(),
             next_queue_store_id: 1,
+            counters: counters::MessageCounters::default(),
         };
         for (name, kind) in STANDARD_EXCHANGES {
             b.insert_exchange(Exchange::new(
@@ -194,6 +198,11 @@ impl Broker {
     }
 
     /// Hands out what other connections' actions did to sessions, oldest first.
+    /// Message events since start (publish, deliver, get, ack, ...).
+    pub fn counters(&self) -> counters::MessageCounters {
+        self.counters
+    }
+
     pub fn drain_notices(&mut self) -> std::vec::Drain<'_, Notice> {
         self.notices.drain(..)
     }

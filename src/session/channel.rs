@@ -185,6 +185,15 @@ impl Channel {
             .filter(|found| found.id == c.id)
     }
 
+    /// Deliveries not yet settled (basic.ack/nack/reject).
+    pub(crate) fn unacked_count(&self) -> usize {
+        self.unacked_live
+    }
+
+    pub(crate) fn consumer_count(&self) -> usize {
+        self.consumers.len()
+    }
+
     pub(crate) fn has_consumer_tag(&self, tag: &[u8]) -> bool {
         self.tags.contains_key(tag)
     }

@@ -15,6 +15,7 @@ mod dispatch;
 mod entities;
 mod flow;
 mod handshake;
+pub mod info;
 mod publish;
 mod reply_to;
 
@@ -77,6 +78,8 @@ pub struct Session {
     user: String,
     caps: ClientCaps,
     client_product: String,
+    /// start-ok's client properties as sent (a field table), for the management API.
+    client_properties: Box<[u8]>,
     opened_at: Instant,
     last_recv: Instant,
     last_send: Instant,
@@ -181,6 +184,7 @@ impl Session {
             user: String::new(),
             caps: ClientCaps::default(),
             client_product: String::new(),
+            client_properties: Box::new([]),
             opened_at: now,
             last_recv: now,
             last_send: now,

@@ -287,6 +287,100 @@ fn fast_publisher_is_paced_by_a_slow_consumer_and_no_one_else_is() {
     canary.finish();
 }
 
+/// A paced publisher shows RabbitMQ's connection state "flow" in the management API's
+/// /api/connections while its consumer's connection stays "running".
+#[test]
+fn a_paced_publisher_is_listed_in_state_flow() {
+    const BODY_BYTES: usize = 64 * 1024;
+    const LIMIT: Duration = Duration::from_secs(20);
+    let http_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let http = format!("127.0.0.1:{http_port}");
+    let b = Broker::start_with(&["--management-listen", &http]);
+    if b.is_external() {
+        eprintln!("skipped: needs the management listener of a private coney");
+        return;
+    }
+    let queue = unique("flow-state");
+    let mut admin = Raw::connect(&b, RAW_FRAME_MAX, 0, &[]);
+    admin.declare_queue(&queue, 0);
+    // A consumer that takes ten messages and acks none: the queue only grows.
+    let consumer = raw_consumer(&b, &queue, 10, false);
+    let consumer_port = consumer.s.local_addr().unwrap().port();
+    let publisher = Raw::connect(&b, RAW_FRAME_MAX, 0, &[]);
+    let publisher_port = publisher.s.local_addr().unwrap().port();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let mut s = publisher.s;
+        std::thread::spawn(move || {
+            s.set_write_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            let one = publish_bytes(&queue, &vec![b'f'; BODY_BYTES], RAW_FRAME_MAX);
+            let mut at = 0;
+            let deadline = Instant::now() + LIMIT;
+            while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                match s.write(&one[at..]) {
+                    Ok(n) => at = (at + n) % one.len(),
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                    Err(e) => panic!("publisher: {e}"),
+                }
+            }
+            s
+        })
+    };
+    let state_of = |conns: &serde_json::Value, port: u16| {
+        conns.as_array().and_then(|a| {
+            a.iter()
+                .find(|c| c["peer_port"].as_u64() == Some(port.into()))
+                .and_then(|c| c["state"].as_str().map(str::to_owned))
+        })
+    };
+    let started = Instant::now();
+    let mut seen = (None, None);
+    while started.elapsed() < LIMIT {
+        let conns = http_get_json(&http, "/api/connections");
+        seen = (
+            state_of(&conns, publisher_port),
+            state_of(&conns, consumer_port),
+        );
+        if seen.0.as_deref() == Some("flow") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::SeqCst);
+    drop(writer.join().expect("publisher"));
+    assert_eq!(seen.0.as_deref(), Some("flow"), "the publisher's state");
+    assert_eq!(seen.1.as_deref(), Some("running"), "the consumer's state");
+    drop(consumer);
+}
+
+/// GET `path` from the management listener at `addr` as guest (HTTP/1.0, so the body runs to
+/// the end of the stream); the body as JSON.
+fn http_get_json(addr: &str, path: &str) -> serde_json::Value {
+    let mut s = TcpStream::connect(addr).expect("management listener");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\n\r\n"
+    );
+    s.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    s.read_to_end(&mut response).expect("response");
+    let at = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of the head");
+    assert!(
+        response.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
+    serde_json::from_slice(&response[at + 4..]).expect("JSON")
+}
+
 /// A connection that publishes into the queue it consumes with manual acks is never paused
 /// for that queue: its acks are what drains it, so 200,000 messages (several times the flow
 /// mark, queued before the first ack) go round through one socket, publishes and acks
