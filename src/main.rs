@@ -232,6 +232,7 @@ fn is_listen_error(e: &io::Error, config: &Config) -> bool {
 }
 
 fn run(config: Config) -> ExitCode {
+    coney::alloc::tune_malloc();
     if let Err(e) = check_data_dir(&config.data_dir) {
         log::error!(
             "data dir {} is not writable: {e}",
