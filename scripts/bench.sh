@@ -9,7 +9,7 @@
 #   --quick        3 s per scenario, 1,000 idle connections, 10,000 queues: a smoke test
 #   --compare      also run RabbitMQ (default when rabbitmq-server is installed or installable)
 #   --no-compare   coney only
-#   --only LIST    scenario ids to run (a b c d e f g h i j k l)
+#   --only LIST    scenario ids to run (a b c d e f g h i j k l m n o)
 #   --secs N       seconds per load scenario (default 10)
 #   --coney BIN    measure this coney binary (e.g. an older build) instead of this tree's
 #
@@ -31,12 +31,12 @@ RMQ_SERVER="${RMQ_BIN:-/usr/lib/rabbitmq/bin/rabbitmq-server}"
 
 SECS=10
 IDLE_CONNECTIONS=10000
-# (l): queues declared, every MANY_DURABLE_EVERY-th durable, and the idle window measured after.
+# (o): queues declared, every MANY_DURABLE_EVERY-th durable, and the idle window measured after.
 MANY_QUEUES=100000
 MANY_DURABLE_EVERY=10
 MANY_IDLE_SECS=10
 COMPARE=auto
-ONLY="a b c d e f g h i j k l"
+ONLY="a b c d e f g h i j k l m n o"
 # Open files needed: the idle connections, plus margin for the broker's own files.
 FD_LIMIT_WANTED=$((IDLE_CONNECTIONS * 2 + 1024))
 # Settling time before reading a freshly started broker's idle RSS.
@@ -187,10 +187,16 @@ TITLE[f2]="(f) latency at a fixed 10,000 msg/s, 16 B, autoack"
 ARGS[f2]="-s 16 -a -r 10000"
 TITLE[g]="(g) 1p/1c, 64 KiB bodies, transient, autoack"
 ARGS[g]="-s 65536 -a"
-TITLE[j]="(j) 1p/1c, 1 MiB bodies, transient, autoack"
-ARGS[j]="-s 1048576 -a"
-TITLE[k]="(k) 1p/1c, 16 MiB bodies, transient, autoack"
-ARGS[k]="-s 16777216 -a"
+TITLE[j]="(j) retry loop: every message rejected once into a retry queue with x-message-ttl 100 ms that dead-letters it back, then acked; 10,000 msg/s, 16 B, prefetch 1000"
+ARGS[j]="-s 16 -q 1000 -A 100 --retry-ttl 100 -r 10000"
+TITLE[k]="(k) priority queue, x-max-priority 9: priorities 0..9 at random, 16 B, autoack"
+ARGS[k]="-s 16 -a --max-priority 9"
+TITLE[l]="(l) x-max-length 10,000 (drop-head) under a publisher that outruns its consumer (manual ack, prefetch 100), 16 B"
+ARGS[l]="-s 16 -q 100 -A 10 --max-length 10000"
+TITLE[m]="(m) 1p/1c, 1 MiB bodies, transient, autoack"
+ARGS[m]="-s 1048576 -a"
+TITLE[n]="(n) 1p/1c, 16 MiB bodies, transient, autoack"
+ARGS[n]="-s 16777216 -a"
 
 # run_load BROKER ID: one load scenario on a fresh broker; JSON to RESULTS/BROKER-ID.json.
 run_load() {
@@ -224,22 +230,22 @@ run_idle() {
     stop_broker "$broker"
 }
 
-# run_many BROKER: (l) many queues declared and bound, then the idle broker, on one process.
+# run_many BROKER: (o) many queues declared and bound, then the idle broker, on one process.
 run_many() {
     local broker="$1"
     start_broker "$broker"
-    log "$broker: (l) $MANY_QUEUES queues (every $MANY_DURABLE_EVERY-th durable), then ${MANY_IDLE_SECS} s idle"
+    log "$broker: (o) $MANY_QUEUES queues (every $MANY_DURABLE_EVERY-th durable), then ${MANY_IDLE_SECS} s idle"
     timeout 3600 "${LOAD_PIN[@]}" "$PERF" -h "$BROKER_URI" --declare-queues "$MANY_QUEUES" \
         --durable-every "$MANY_DURABLE_EVERY" --idle-secs "$MANY_IDLE_SECS" \
-        --broker-pid "$BROKER_PID" >"$RESULTS/$broker-l.json" 2>"$RESULTS/$broker-l.err" ||
-        error_json "$RESULTS/$broker-l.err" >"$RESULTS/$broker-l.json"
+        --broker-pid "$BROKER_PID" >"$RESULTS/$broker-o.json" 2>"$RESULTS/$broker-o.err" ||
+        error_json "$RESULTS/$broker-o.err" >"$RESULTS/$broker-o.json"
     stop_broker "$broker"
 }
 
 BROKERS=(coney)
 [ "$COMPARE" = yes ] && BROKERS+=(rabbitmq)
 LOADS=()
-for id in a b c d e f1 f2 g j k; do
+for id in a b c d e f1 f2 g j k l m n; do
     [[ " $ONLY " == *" ${id:0:1} "* ]] && LOADS+=("$id")
 done
 
@@ -251,7 +257,7 @@ fi
 for id in "${LOADS[@]}"; do
     for broker in "${BROKERS[@]}"; do run_load "$broker" "$id"; done
 done
-if [[ " $ONLY " == *" l "* ]]; then
+if [[ " $ONLY " == *" o "* ]]; then
     for broker in "${BROKERS[@]}"; do run_many "$broker"; done
 fi
 
@@ -397,9 +403,9 @@ if any(load(b, "h") or load(b, "ready") for b in brokers):
             print(f"\n- {names[b]}: {h['error']}")
     print()
 
-ls = [load(b, "l") for b in brokers]
+ls = [load(b, "o") for b in brokers]
 if any(ls):
-    print(f"## (l) {int(os.environ['MANY_QUEUES']):,} queues, each bound to amq.direct, then idle\n")
+    print(f"## (o) {int(os.environ['MANY_QUEUES']):,} queues, each bound to amq.direct, then idle\n")
     ok = [r if r and "error" not in r else None for r in ls]
     def pick(f):
         return [f(r) if r else None for r in ok]

@@ -6,9 +6,13 @@
 #   scripts/test-mgmt.sh rabbitmq      RabbitMQ 3.10 with rabbitmq_management and
 #                                      rabbitmq_prometheus (scripts/rabbitmq.sh), to prove
 #                                      the checks themselves are faithful
-# Installs what the checks need: .venv/mgmt (scripts/pyenv.sh) and Debian's rabbitmq-server
-# for rabbitmqadmin (scripts/rabbitmq.sh install). Extra arguments after BIN go to run.py
-# (e.g. --only overview). Exit status is run.py's.
+# Then the management page's browser test (tests/webui, headless Chromium) against the same
+# broker: coney serves the page itself; RabbitMQ's API is reached through tests/webui/serve.py.
+# Screenshots go to $WEBUI_SHOTS (default target/webui-shots/FLAVOUR), kept as artefacts.
+# Installs what the checks need: .venv/mgmt (scripts/pyenv.sh), Debian's rabbitmq-server for
+# rabbitmqadmin (scripts/rabbitmq.sh install), chromium and playwright-core
+# (scripts/webui-deps.sh). Extra arguments after BIN go to run.py (e.g. --only overview);
+# NO_WEBUI=1 skips the browser test. Exit status is non-zero if either part failed.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -48,6 +52,20 @@ esac
 rc=0
 timeout 600 .venv/mgmt/bin/python tests/mgmt/run.py --amqp "$amqp" --http "$http" \
     --prometheus "$prom" "$@" || rc=$?
+if [ -z "${NO_WEBUI:-}" ]; then
+    shots="${WEBUI_SHOTS:-$ROOT/target/webui-shots/$flavour}"
+    mkdir -p "$shots"
+    bash scripts/webui-deps.sh
+    case "$flavour" in
+        coney) page=(--mgmt "http://127.0.0.1:$http/") ;;
+        rabbitmq) page=(--proxy-to "$http") ;;
+    esac
+    bash tests/webui/run.sh --amqp "$amqp" "${page[@]}" --shots "$shots" \
+        --python "$ROOT/.venv/mgmt/bin/python" | tee "$TMP/webui.log" || rc=1
+    # test.sh counts "N passed, M failed" lines that stand alone
+    sed -n 's/^webui: \([0-9]* passed, [0-9]* failed\)$/\1/p' "$TMP/webui.log"
+    echo "screenshots: $shots"
+fi
 if [ "$rc" != 0 ] && [ "$flavour" = coney ]; then
     echo "---- tail of coney log" >&2
     tail -n 40 "$TMP/coney.log" >&2 || true

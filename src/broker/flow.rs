@@ -41,7 +41,7 @@ impl Broker {
 mod tests {
     use super::*;
     use crate::broker::message::Message;
-    use crate::broker::QueueFlags;
+    use crate::broker::{PublishProps, QueueFlags};
     use crate::limits::{QUEUE_FLOW_HIGH_BYTES, QUEUE_FLOW_LOW_BYTES};
     use crate::protocol::FieldTable;
 
@@ -51,7 +51,8 @@ mod tests {
 
     fn publish(b: &mut Broker) -> Option<QueueId> {
         let m = Message::new(b"", b"q", &[0, 0], &[0; BODY_BYTES], false);
-        assert_eq!(b.publish(&m, None), Ok(1));
+        let routed = b.publish(&m, PublishProps::default()).expect("publish");
+        assert_eq!(routed.queues, 1);
         b.publish_pressure()
     }
 

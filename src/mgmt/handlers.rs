@@ -236,7 +236,9 @@ pub(super) fn handle(
 ) -> Result<Response<Listing>, ApiError> {
     use crate::http::Method::{Delete, Get, Head};
     let need = match (&route, req.method) {
-        (Route::WebUi, _) => return Ok(super::web::page()),
+        (Route::WebUi, _) => {
+            return super::web::file(&req.segments).ok_or_else(ApiError::not_found)
+        }
         (_, Get | Head) => Need::Management,
         _ => Need::Administrator,
     };

@@ -6,6 +6,7 @@
 mod http;
 mod signal;
 
+use crate::broker::expiry::wall_clock_ms;
 use crate::broker::{Broker, ConnId};
 use crate::config::Config;
 use crate::limits::*;
@@ -229,6 +230,7 @@ impl Reactor {
             }
         }
         let now = Instant::now();
+        self.broker.begin_turn(wall_clock_ms());
         let accept = self.note_events(events, signals, now);
         for sig in signals.drain(..) {
             self.on_signal(sig, now);
@@ -241,6 +243,8 @@ impl Reactor {
         }
         self.read_ready(now);
         self.serve_http(now);
+        self.broker.expire_due();
+        self.deliver_notices();
         self.deliver();
         self.resume_flow(now);
         self.persist();
@@ -468,8 +472,9 @@ impl Reactor {
         delivery::deliver_notices(&mut self.broker, &mut table);
     }
 
-    /// How long the poller may sleep: until the next timer tick or the end of the earliest
-    /// publisher flow pause.
+    /// How long the poller may sleep: until the next timer tick, the broker's earliest
+    /// deadline (TTL, x-expires, delayed message) or the end of the earliest publisher flow
+    /// pause.
     fn sleep_time(&self, now: Instant) -> Duration {
         let mut wake = self.last_tick + TICK;
         for &key in &self.flow_list {
@@ -477,7 +482,11 @@ impl Reactor {
                 wake = wake.min(at);
             }
         }
-        wake.saturating_duration_since(now)
+        let sleep = wake.saturating_duration_since(now);
+        match self.broker.next_deadline() {
+            Some(at) => sleep.min(Duration::from_millis(at.saturating_sub(wall_clock_ms()))),
+            None => sleep,
+        }
     }
 
     /// Resumes reading publishers whose flow pause ended: their queue drained (deliveries
