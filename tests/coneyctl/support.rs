@@ -1,11 +1,11 @@
 //! What the coneyctl tests run against and how they run it.
 //!
-//! * The target: `CONEYCTL_TEST_API=host:port` with `CONEYCTL_TEST_AMQP=host:port` (and
+//! * The live target: `CONEYCTL_TEST_API=host:port` with `CONEYCTL_TEST_AMQP=host:port` (and
 //!   `CONEYCTL_TEST_USER`/`CONEYCTL_TEST_PASS`, default guest) names any broker serving the
-//!   management API, such as coney; `CONEYCTL_TEST_RABBITMQ_DIR=DIR` a node started by
-//!   `scripts/rabbitmq.sh` with the management plugin; otherwise a private RabbitMQ node is
-//!   started once for the run (if Debian's rabbitmq-server is installed; if not, the tests
-//!   that need a broker say so and pass) and stopped when the test process exits.
+//!   management API; `CONEYCTL_TEST_RABBITMQ_DIR=DIR` a node started by `scripts/rabbitmq.sh`
+//!   with the management plugin; otherwise a private RabbitMQ node is started once for the
+//!   run and stopped when the test process exits. Without any of them (no rabbitmq-server
+//!   installed) a live test fails saying so: it never passes without having run.
 //! * Steps: a command line, the exact stdout, stderr and exit code expected (rabbitmqctl
 //!   3.10's), and which lines are rows whose order does not matter. With a RabbitMQ node
 //!   directory the steps marked for it are also run through rabbitmqctl, whose output must
@@ -112,16 +112,16 @@ fn ctl_mode(has_dir: bool) -> CtlMode {
     }
 }
 
-static TARGET: OnceLock<Option<Target>> = OnceLock::new();
+static TARGET: OnceLock<Target> = OnceLock::new();
 static PRIVATE_NODE: OnceLock<PathBuf> = OnceLock::new();
 static LOCK: Mutex<()> = Mutex::new(());
 
-/// The target, or None (after saying why) when there is no broker to test against.
-pub fn target() -> Option<&'static Target> {
-    TARGET.get_or_init(find_target).as_ref()
+/// The live target; panics when there is no management API to test against.
+pub fn target() -> &'static Target {
+    TARGET.get_or_init(find_target)
 }
 
-fn find_target() -> Option<Target> {
+fn find_target() -> Target {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let user = env("CONEYCTL_TEST_USER").unwrap_or_else(|| "guest".into());
     let pass = env("CONEYCTL_TEST_PASS").unwrap_or_else(|| "guest".into());
@@ -129,34 +129,32 @@ fn find_target() -> Option<Target> {
     if let Some(api) = env("CONEYCTL_TEST_API") {
         let amqp = env("CONEYCTL_TEST_AMQP").expect("CONEYCTL_TEST_API needs CONEYCTL_TEST_AMQP");
         let ctl_mode = ctl_mode(node_dir.is_some());
-        return Some(Target {
+        return Target {
             api: split_addr("CONEYCTL_TEST_API", &api),
             amqp: split_addr("CONEYCTL_TEST_AMQP", &amqp),
             user,
             pass,
             node_dir,
             ctl_mode,
-        });
+        };
     }
     let dir = match node_dir {
         Some(d) => d,
         None if std::path::Path::new(RABBITMQ_SERVER).exists() => start_private_node(),
-        None => {
-            eprintln!(
-                "coneyctl tests skipped: no management API to test against (set \
-                 CONEYCTL_TEST_API and CONEYCTL_TEST_AMQP, or install rabbitmq-server)"
-            );
-            return None;
-        }
+        None => panic!(
+            "no management API to test against: set CONEYCTL_TEST_API and \
+             CONEYCTL_TEST_AMQP, or CONEYCTL_TEST_RABBITMQ_DIR, or install rabbitmq-server \
+             (scripts/rabbitmq.sh install)"
+        ),
     };
-    Some(Target {
+    Target {
         api: ("127.0.0.1".into(), read_port(&dir, "mgmt.port")),
         amqp: ("127.0.0.1".into(), read_port(&dir, "amqp.port")),
         user,
         pass,
         ctl_mode: ctl_mode(true),
         node_dir: Some(dir),
-    })
+    }
 }
 
 extern "C" fn stop_private_node() {
@@ -291,6 +289,9 @@ pub fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|a| a.to_string()).collect()
 }
 
+/// Which rows of a listing a step compares.
+pub type RowFilter = Box<dyn Fn(&str) -> bool>;
+
 /// One command and what it must print.
 pub struct Step {
     pub args: Vec<String>,
@@ -301,7 +302,7 @@ pub struct Step {
     /// Lines of stdout before the rows; rows are compared as a sorted set.
     pub rows_from: Option<usize>,
     /// Only rows this keeps are compared (others belong to the broker or other tests).
-    pub keep: Option<Box<dyn Fn(&str) -> bool>>,
+    pub keep: Option<RowFilter>,
     pub ctl: Ctl,
     /// Instead of checking the output: run until stdout contains this (bounded).
     pub wait_for: Option<String>,
@@ -414,15 +415,20 @@ pub fn quietly(t: &Target, commands: &[&[&str]]) {
 
 /// Runs `args` with coneyctl until stdout contains `needle`.
 pub fn wait_until(t: &Target, args: &[String], needle: &str) {
+    wait_for_line(t, args, &format!("{needle:?}"), |out| out.contains(needle));
+}
+
+/// Runs `args` with coneyctl until `done` holds for its stdout; `what` names it for errors.
+pub fn wait_for_line(t: &Target, args: &[String], what: &str, done: impl Fn(&str) -> bool) {
     let deadline = Instant::now() + SETTLE_LIMIT;
     loop {
         let run = coneyctl(t, args, None);
-        if run.code == 0 && run.out.contains(needle) {
+        if run.code == 0 && done(&run.out) {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "after {SETTLE_LIMIT:?}, coneyctl {args:?} still does not show {needle:?}:\n{}{}",
+            "after {SETTLE_LIMIT:?}, coneyctl {args:?} still does not show {what}:\n{}{}",
             run.out,
             run.err
         );
@@ -574,6 +580,15 @@ pub fn fixture(t: &'static Target) {
             "ctl-ctag",
         );
         wait_until(t, &table(&["-q", "list_channels", "consumer_count"]), "1\n");
+        wait_for_line(
+            t,
+            &table(&["-s", "list_connections", "channels", "client_properties"]),
+            "the fixture connection with 2 channels",
+            |out| {
+                out.lines()
+                    .any(|l| l.starts_with("2\t") && l.contains("coneyctl-fixture"))
+            },
+        );
     });
 }
 

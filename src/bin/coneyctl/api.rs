@@ -21,6 +21,8 @@ pub struct Api {
     timeout: Duration,
     deadline: Instant,
     operation: String,
+    /// What was noticed while finding the API, added to a failure to reach it or log in.
+    notes: Vec<String>,
 }
 
 /// Why an API call failed.
@@ -48,6 +50,20 @@ impl ApiError {
 
     /// The message and exit code for failures that mean the same for every command.
     pub fn failure(self, api: &Api) -> Failure {
+        let noted = matches!(
+            self,
+            ApiError::Transport(HttpError::Connect(_)) | ApiError::Status { status: 401, .. }
+        );
+        match (self.describe(api), noted && !api.notes.is_empty()) {
+            (Failure::Error { code, text }, true) => Failure::Error {
+                code,
+                text: format!("{text}\n{}", api.notes.join("\n")),
+            },
+            (failure, _) => failure,
+        }
+    }
+
+    fn describe(self, api: &Api) -> Failure {
         let at = api.target.origin();
         match self {
             ApiError::Transport(HttpError::Timeout) => Failure::error(
@@ -127,13 +143,20 @@ pub fn seg(s: &str) -> String {
 }
 
 impl Api {
-    pub fn new(target: Target, prefix: String, timeout: Duration, operation: &str) -> Api {
+    pub fn new(
+        target: Target,
+        prefix: String,
+        notes: Vec<String>,
+        timeout: Duration,
+        operation: &str,
+    ) -> Api {
         Api {
             target,
             prefix,
             timeout,
             deadline: Instant::now() + timeout,
             operation: operation.to_string(),
+            notes,
         }
     }
 
@@ -210,5 +233,42 @@ mod tests {
         assert_eq!(seg("a.b-c_d~e"), "a.b-c_d~e");
         assert_eq!(seg("é"), "%C3%A9");
         assert_eq!(seg("x?y#z%"), "x%3Fy%23z%25");
+    }
+
+    fn text(f: Failure) -> String {
+        match f {
+            Failure::Error { text, .. } => text,
+            other => panic!("not an error: {other:?}"),
+        }
+    }
+
+    /// What was noticed while finding the API (an unreadable default config file) is added to
+    /// a failure to connect or log in, where it may be the cause, and to nothing else.
+    #[test]
+    fn notes_join_connect_and_login_failures_only() {
+        let target = Target {
+            host: "127.0.0.1".into(),
+            port: 15672,
+            username: "guest".into(),
+            password: "guest".into(),
+        };
+        let note = "(the default config file was not used: cannot read it)";
+        let api = Api::new(
+            target,
+            String::new(),
+            vec![note.into()],
+            Duration::from_secs(1),
+            "x",
+        );
+        let status = |status| ApiError::Status {
+            status,
+            error: "e".into(),
+            reason: "r".into(),
+        };
+        let connect = ApiError::Transport(HttpError::Connect("refused".into()));
+        assert!(text(connect.failure(&api)).ends_with(&format!("\n{note}")));
+        assert!(text(status(401).failure(&api)).ends_with(&format!("\n{note}")));
+        assert!(!text(status(500).failure(&api)).contains(note));
+        assert!(!text(ApiError::Transport(HttpError::Timeout).failure(&api)).contains(note));
     }
 }

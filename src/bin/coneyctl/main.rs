@@ -12,7 +12,7 @@ mod failure;
 mod http;
 mod output;
 
-use failure::{Failure, EX_UNAVAILABLE};
+use failure::Failure;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -74,23 +74,15 @@ fn run(args: &[String]) -> Result<(), Failure> {
     let timeout = Duration::from_secs(inv.options.timeout_secs());
     let mut ctx = commands::Ctx {
         command: spec.name,
-        api: api::Api::new(resolved.target, resolved.prefix, timeout, spec.name),
+        api: api::Api::new(
+            resolved.target,
+            resolved.prefix,
+            resolved.notes,
+            timeout,
+            spec.name,
+        ),
         out: output::Output::new(&inv.options, Box::new(std::io::stdout())),
         options: inv.options,
     };
-    (spec.run)(&mut ctx, &args)
-        .map_err(|f| with_notes(f.with_usage(&spec.usage()), &resolved.notes))
-}
-
-/// Adds what was noticed while finding the API to a failure to reach or log in to it.
-fn with_notes(failure: Failure, notes: &[String]) -> Failure {
-    match failure {
-        Failure::Error { code, text } if code == EX_UNAVAILABLE && !notes.is_empty() => {
-            Failure::Error {
-                code,
-                text: format!("{text}\n{}", notes.join("\n")),
-            }
-        }
-        other => other,
-    }
+    (spec.run)(&mut ctx, &args).map_err(|f| f.with_usage(&spec.usage()))
 }
