@@ -122,7 +122,7 @@ fn declare(b: &mut Broker, name: &str) {
         FieldTable::EMPTY,
     )
     .expect("declare");
-    b.add_consumer(CONN, 1, 0, name.as_bytes(), true, false)
+    b.add_consumer(CONN, 1, 0, name.as_bytes(), true, false, FieldTable::EMPTY)
         .expect("consume");
 }
 

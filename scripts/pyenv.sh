@@ -2,6 +2,7 @@
 # Create (idempotently) the two pika virtualenvs used by tests/scenarios:
 #   .venv/pika1    pika 1.3.x   (modern API)
 #   .venv/pika013  pika 0.13.1  (the founding tutorial's API)
+#   .venv/mgmt     pika 1.3 + prometheus_client (tests/mgmt)
 # Prints nothing except errors. Exit status non-zero on failure.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,3 +28,17 @@ make_venv() { # name requirement expected-version-prefix
 
 make_venv pika1 'pika>=1.3,<1.4' '1.3.'
 make_venv pika013 'pika==0.13.1' '0.13.1'
+
+# .venv/mgmt: tests/mgmt (pika 1.3 for AMQP traffic, prometheus_client's text-format parser
+# for /metrics, the parser Prometheus's own Python client uses).
+mgmt="$ROOT/.venv/mgmt"
+if ! "$mgmt/bin/python" -c "import pika, prometheus_client.parser" >/dev/null 2>&1; then
+    rm -rf "$mgmt"
+    "$PY" -m venv "$mgmt" >/dev/null
+    PIP_DISABLE_PIP_VERSION_CHECK=1 timeout 600 "$mgmt/bin/python" -m pip install -q --no-input \
+        'pika>=1.3,<1.4' 'prometheus_client>=0.20,<1' >/dev/null
+    "$mgmt/bin/python" -c "import pika, prometheus_client.parser" || {
+        echo "pyenv.sh: $mgmt lacks pika or prometheus_client after install" >&2
+        exit 1
+    }
+fi

@@ -127,6 +127,8 @@ CONF
         mgmt_port="${RABBITMQ_MGMT_PORT:-$((port + 10000))}"
         port_open "$mgmt_port" && die "management port $mgmt_port on 127.0.0.1 is already in use"
         printf 'management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = %s\n' "$mgmt_port" >>"$dir/rabbitmq.conf"
+        # Statistics every second (default 5 s), so tests that await a count wait less.
+        echo "collect_statistics_interval = 1000" >>"$dir/rabbitmq.conf"
         echo "$mgmt_port" >"$dir/mgmt.port" ;;
     esac
     case " $plugins " in *" rabbitmq_prometheus "*)

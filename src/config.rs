@@ -13,6 +13,44 @@ pub(crate) const MEMORY_HIGH_WATERMARK_DEFAULT_RATIO: f64 = 0.4;
 /// The default listener: loopback only, so a fresh install is not reachable from the network.
 pub(crate) const LISTEN_DEFAULT: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5672);
+/// RabbitMQ's management port, on loopback only until configured otherwise.
+pub(crate) const MANAGEMENT_DEFAULT: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 15672);
+/// rabbitmq_prometheus's port, on loopback only until configured otherwise.
+pub(crate) const PROMETHEUS_DEFAULT: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 15692);
+
+/// An HTTP listener (management API, Prometheus): where, and whether that was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpListener {
+    /// None: off.
+    pub addr: Option<SocketAddr>,
+    /// Set by the config file or a flag. An explicit listener that cannot bind stops the
+    /// start (exit 69, as the AMQP one); the default one logs why and the broker runs on
+    /// without it, so several brokers on one host (tests, a second instance) still start.
+    pub explicit: bool,
+}
+
+impl HttpListener {
+    const fn default_at(addr: SocketAddr) -> Self {
+        HttpListener {
+            addr: Some(addr),
+            explicit: false,
+        }
+    }
+
+    /// `ADDR:PORT`, `PORT`, or `off`.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let addr = match value {
+            "off" | "false" => None,
+            v => Some(parse_listener(v)?),
+        };
+        Ok(HttpListener {
+            addr,
+            explicit: true,
+        })
+    }
+}
 
 /// Above this much heap publishers are blocked (RabbitMQ `vm_memory_high_watermark.*`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -68,6 +106,10 @@ pub struct Config {
     pub vm_memory_high_watermark: MemoryWatermark,
     /// Connections past this are accepted and closed at once (RabbitMQ: connection_max).
     pub max_connections: usize,
+    /// The management HTTP API and web page (RabbitMQ `management.tcp.*`).
+    pub management: HttpListener,
+    /// Prometheus metrics (RabbitMQ `prometheus.tcp.*`).
+    pub prometheus: HttpListener,
 }
 
 impl Default for Config {
@@ -91,6 +133,8 @@ impl Default for Config {
                 MEMORY_HIGH_WATERMARK_DEFAULT_RATIO,
             ),
             max_connections: limits::CONNECTIONS_MAX,
+            management: HttpListener::default_at(MANAGEMENT_DEFAULT),
+            prometheus: HttpListener::default_at(PROMETHEUS_DEFAULT),
         }
     }
 }
@@ -149,6 +193,8 @@ pub struct Overrides {
     pub log_file: Option<PathBuf>,
     pub vm_memory_high_watermark: Option<String>,
     pub disk_free_limit: Option<String>,
+    pub management_listen: Option<String>,
+    pub prometheus_listen: Option<String>,
 }
 
 impl Overrides {
@@ -175,6 +221,14 @@ impl Overrides {
         if let Some(d) = &self.disk_free_limit {
             config.disk_free_limit_bytes =
                 parse_bytes(d).map_err(|e| format!("--disk-free-limit: {e}"))?;
+        }
+        if let Some(l) = &self.management_listen {
+            config.management =
+                HttpListener::parse(l).map_err(|e| format!("--management-listen: {e}"))?;
+        }
+        if let Some(l) = &self.prometheus_listen {
+            config.prometheus =
+                HttpListener::parse(l).map_err(|e| format!("--prometheus-listen: {e}"))?;
         }
         Ok(())
     }
@@ -404,8 +458,13 @@ mod tests {
             log_file: Some("/srv/b/coney.log".into()),
             vm_memory_high_watermark: Some("512MB".into()),
             disk_free_limit: Some("1GiB".into()),
+            management_listen: Some("off".into()),
+            prometheus_listen: Some("127.0.0.1:9419".into()),
         };
         o.apply(&mut c).unwrap();
+        assert_eq!(c.management.addr, None);
+        assert_eq!(c.prometheus.addr, Some("127.0.0.1:9419".parse().unwrap()));
+        assert!(c.prometheus.explicit);
         assert_eq!(c.listen, "127.0.0.1:5690".parse().unwrap());
         assert_eq!(c.data_dir, PathBuf::from("/srv/b"));
         assert_eq!(c.log_level, "warn");

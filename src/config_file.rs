@@ -3,7 +3,9 @@
 //! `data_dir`) and errors that name the file, the line and the key. Reads only the file it is
 //! given; the command line is applied afterwards (`config::Overrides`) so flags win.
 
-use crate::config::{self, Config, MemoryWatermark};
+use crate::config::{
+    self, Config, HttpListener, MemoryWatermark, MANAGEMENT_DEFAULT, PROMETHEUS_DEFAULT,
+};
 use crate::limits;
 use crate::protocol::constants::FRAME_MIN_SIZE;
 use std::fmt;
@@ -207,6 +209,16 @@ fn apply(
         }
         "log.level" => config.log_level = config::parse_log_level(value)?.to_string(),
         "log.console" => config.log_console = Some(parse_bool(value)?),
+        "management.tcp.port" => set_http_port(&mut config.management, value)?,
+        "management.tcp.ip" => set_http_ip(&mut config.management, value, MANAGEMENT_DEFAULT)?,
+        "management.enabled" => {
+            set_http_enabled(&mut config.management, value, MANAGEMENT_DEFAULT)?
+        }
+        "prometheus.tcp.port" => set_http_port(&mut config.prometheus, value)?,
+        "prometheus.tcp.ip" => set_http_ip(&mut config.prometheus, value, PROMETHEUS_DEFAULT)?,
+        "prometheus.enabled" => {
+            set_http_enabled(&mut config.prometheus, value, PROMETHEUS_DEFAULT)?
+        }
         _ => match key.strip_prefix("loopback_users.") {
             Some(user) if !user.is_empty() => {
                 pending
@@ -297,6 +309,21 @@ mod tests {
         let c = parsed("# nothing here\n\n   \n  # indented comment\n");
         let d = Config::default();
         assert_eq!(format!("{c:?}"), format!("{d:?}"));
+    }
+
+    /// RabbitMQ's management.tcp.* and prometheus.tcp.* keys move the HTTP listeners and
+    /// make them explicit (a bind failure then stops the start); the enabled keys turn one off.
+    #[test]
+    fn config_file_http_listener_keys() {
+        let c = parsed("management.tcp.port = 15999\nmanagement.tcp.ip = 0.0.0.0\nprometheus.enabled = false\n");
+        assert_eq!(c.management.addr, Some("0.0.0.0:15999".parse().unwrap()));
+        assert!(c.management.explicit);
+        assert_eq!(c.prometheus.addr, None);
+        let d = Config::default();
+        assert_eq!(d.management.addr, Some("127.0.0.1:15672".parse().unwrap()));
+        assert_eq!(d.prometheus.addr, Some("127.0.0.1:15692".parse().unwrap()));
+        assert!(!d.management.explicit && !d.prometheus.explicit);
+        assert!(error("management.tcp.port = 0\n").contains("management.tcp.port"));
     }
 
     /// Each key, with RabbitMQ's syntax, lands in its Config field.
@@ -599,4 +626,53 @@ mod tests {
             }
         }
     }
+}
+
+/// `management.tcp.port` / `prometheus.tcp.port`: the port, keeping the address.
+fn set_http_port(l: &mut HttpListener, value: &str) -> Result<(), String> {
+    let port: u16 = parse_number(value, 1, u16::MAX)?;
+    let ip = l
+        .addr
+        .map_or(std::net::Ipv4Addr::LOCALHOST.into(), |a| a.ip());
+    *l = HttpListener {
+        addr: Some(std::net::SocketAddr::new(ip, port)),
+        explicit: true,
+    };
+    Ok(())
+}
+
+/// `management.tcp.ip` / `prometheus.tcp.ip`: the address, keeping the port.
+fn set_http_ip(
+    l: &mut HttpListener,
+    value: &str,
+    default: std::net::SocketAddr,
+) -> Result<(), String> {
+    let ip: std::net::IpAddr = value
+        .parse()
+        .map_err(|_| format!("'{value}' is not an IP address"))?;
+    let port = l.addr.map_or(default.port(), |a| a.port());
+    *l = HttpListener {
+        addr: Some(std::net::SocketAddr::new(ip, port)),
+        explicit: true,
+    };
+    Ok(())
+}
+
+/// `management.enabled` / `prometheus.enabled` (coney's keys; RabbitMQ turns a plugin off
+/// instead): false switches the listener off, true keeps or restores it.
+fn set_http_enabled(
+    l: &mut HttpListener,
+    value: &str,
+    default: std::net::SocketAddr,
+) -> Result<(), String> {
+    let on = parse_bool(value)?;
+    *l = HttpListener {
+        addr: if on {
+            Some(l.addr.unwrap_or(default))
+        } else {
+            None
+        },
+        explicit: true,
+    };
+    Ok(())
 }

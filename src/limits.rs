@@ -61,6 +61,13 @@ pub(crate) const DEFINITIONS_JOURNAL_MIN_BYTES: u64 = 1024 * 1024;
 pub(crate) const PAGE_IN_BATCH_MESSAGES: usize = 1024;
 /// Deliveries made from one queue in one pass before other queues get a turn.
 pub(crate) const DELIVERIES_PER_QUEUE_PER_TURN_MAX: usize = 16384;
+// Per-client state of RabbitMQ's consumer extensions (issue 10) needs no bound of its own; it
+// is bounded by what already is. A queue's consumer priority levels are at most its consumers
+// (one group per level; picking walks levels and consumers as round robin walked consumers).
+// A channel has at most one reply consumer (RabbitMQ's rule), so a connection has at most
+// CHANNEL_MAX: a registry entry of about 40 bytes and a 54-byte reply name each. A direct reply
+// is written once per published message, past prefetch as in RabbitMQ, so the requester's
+// output is bounded by WRITE_BUFFER_HARD_BYTES like any output.
 /// Events taken from the poller per wake-up.
 pub(crate) const EVENTS_PER_POLL_MAX: usize = 1024;
 /// Connections accepted at once; past this, new sockets are accepted and closed at once.
@@ -77,6 +84,10 @@ const _: () = assert!((COMPACTION_BYTES_PER_TURN as u64) < SEGMENT_SIZE_MAX_BYTE
 // Offsets within a segment are u32; one record may exceed the segment size by a message.
 const _: () = assert!(SEGMENT_SIZE_MAX_BYTES + 2 * MESSAGE_SIZE_MAX_BYTES < u32::MAX as u64);
 const _: () = assert!(DEFINITIONS_SNAPSHOT_BYTES_PER_TURN as u64 <= DEFINITIONS_JOURNAL_MIN_BYTES);
+// A partial frame kept between reads is shorter than frame_max + FRAME_OVERHEAD (a payload of
+// frame_max is accepted, as RabbitMQ does); the read buffer (FRAME_MAX_BYTES +
+// READ_CHUNK_BYTES) must leave room to read more after it.
+const _: () = assert!(READ_CHUNK_BYTES > FRAME_OVERHEAD);
 
 // HTTP (management and Prometheus listeners). The first six are cowboy's defaults as RabbitMQ's
 // management plugin keeps them, checked against RabbitMQ 3.10 (tests/fixtures/rabbitmq-3.10-http).
@@ -115,6 +126,14 @@ pub const HTTP_BODY_SLICE_BYTES: usize = 64 * 1024;
 /// Characters of a `use_regex` name filter, and the compiled size regex-lite may use for it.
 pub const HTTP_NAME_REGEX_MAX_BYTES: usize = 1024;
 pub const HTTP_NAME_REGEX_COMPILED_MAX_BYTES: usize = 1024 * 1024;
+/// Open HTTP connections (management and Prometheus together); more are closed at accept.
+/// With HTTP_BODY_MAX_BYTES this bounds request bodies held in memory at once.
+pub const HTTP_CONNECTIONS_MAX: usize = 64;
+/// Bytes read from one HTTP connection per loop turn (AMQP's READ_BYTES_PER_TURN_MAX).
+pub const HTTP_READ_BYTES_PER_TURN_MAX: usize = 64 * 1024;
+/// HTTP connections served per loop turn; the others keep their place for the next turn, so
+/// many API clients at once add at most this many passes between two AMQP turns.
+pub const HTTP_SOCKETS_PER_TURN_MAX: usize = 4;
 
 const _: () =
     assert!(HTTP_HEAD_MAX_BYTES >= HTTP_REQUEST_LINE_MAX_BYTES + HTTP_HEADER_VALUE_MAX_BYTES);
@@ -122,6 +141,9 @@ const _: () = assert!(HTTP_BODY_SLICE_BYTES <= HTTP_WRITE_BUFFER_HIGH_BYTES);
 const _: () = assert!(HTTP_WRITE_BUFFER_HIGH_BYTES < WRITE_BUFFER_HARD_BYTES);
 const _: () = assert!(HTTP_REQUEST_TIMEOUT_SECS < HTTP_IDLE_TIMEOUT_SECS);
 const _: () = assert!(HTTP_REQUESTS_PER_TURN_MAX as u32 <= HTTP_REQUESTS_PER_CONNECTION_MAX);
+const _: () = assert!(HTTP_READ_BYTES_PER_TURN_MAX >= READ_CHUNK_BYTES);
+const _: () =
+    assert!(HTTP_SOCKETS_PER_TURN_MAX >= 1 && HTTP_SOCKETS_PER_TURN_MAX <= HTTP_CONNECTIONS_MAX);
 /// Longest permission or topic-permission pattern, counted after {username}/{vhost}
 /// expansion. RabbitMQ has no bound; 16 KiB holds an alternation of ~1,000 queue names.
 pub const PERMISSION_PATTERN_MAX_BYTES: usize = 16 * 1024;

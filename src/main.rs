@@ -70,6 +70,18 @@ fn options() -> Options {
         "block publishers while the data dir has less free space (default 50MB)",
         "BYTES",
     );
+    opts.optopt(
+        "",
+        "management-listen",
+        "management API and web page (default 127.0.0.1:15672), or off",
+        "ADDR:PORT",
+    );
+    opts.optopt(
+        "",
+        "prometheus-listen",
+        "Prometheus metrics (default 127.0.0.1:15692), or off",
+        "ADDR:PORT",
+    );
     opts.optflag("h", "help", "print this help and exit");
     opts.optflag("V", "version", "print the version and exit");
     opts
@@ -156,6 +168,8 @@ fn configure(m: &Matches) -> Result<(Config, Vec<String>), u8> {
         log_file: m.opt_str("log-file").map(Into::into),
         vm_memory_high_watermark: m.opt_str("vm-memory-high-watermark"),
         disk_free_limit: m.opt_str("disk-free-limit"),
+        management_listen: m.opt_str("management-listen"),
+        prometheus_listen: m.opt_str("prometheus-listen"),
     };
     if let Err(e) = overrides.apply(&mut config) {
         eprintln!("coney: {e}");

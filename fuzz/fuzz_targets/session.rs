@@ -11,13 +11,13 @@
 #![no_main]
 
 use coney::broker::ConnId;
-use coney::broker::{Broker, Notice};
+use coney::broker::Broker;
 use coney::config::Config;
 use coney::protocol::constants::{FRAME_END, FRAME_OVERHEAD, PROTOCOL_HEADER};
 use coney::protocol::frame::write_method;
 use coney::protocol::method::{ChannelOpen, ConnectionOpen, ConnectionStartOk, ConnectionTuneOk};
 use coney::protocol::{parse_frame, ContentHeader, FieldTable, FrameKind, Method, Outbox, Parsed};
-use coney::session::delivery::{deliver_ready, Sessions};
+use coney::session::delivery::{deliver_notices, deliver_ready, Sessions};
 use coney::session::{Ctx, Session, State};
 use libfuzzer_sys::fuzz_target;
 use std::net::SocketAddr;
@@ -114,14 +114,9 @@ fn feed(c: &mut Conns, conn: usize, broker: &mut Broker, config: &Config, now: I
     cancel_notices(c, broker);
 }
 
-/// The reactor's `deliver_notices`: consumer cancellations reach their sessions.
+/// The reactor's `deliver_notices`: cancellations and direct replies reach their sessions.
 fn cancel_notices(c: &mut Conns, broker: &mut Broker) {
-    for n in broker.drain_notices() {
-        let Notice::ConsumerCancelled { conn, channel, consumer, channel_slot } = n;
-        if let Some((s, out)) = c.session_mut(conn) {
-            s.consumer_cancelled(out, channel, consumer, channel_slot);
-        }
-    }
+    deliver_notices(broker, c);
 }
 
 /// Every output byte must be whole, decodable frames within the negotiated limits. The peer

@@ -198,24 +198,10 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-/// A salt from the kernel's CSPRNG. The raw syscall, not glibc's wrapper, keeps the binary
-/// loadable on glibc 2.17 (EL7); kernels without getrandom(2) fall back to /dev/urandom.
+/// A salt from the kernel's CSPRNG (see `crate::entropy` for why the raw syscall).
 fn random_salt() -> Result<[u8; SALT_BYTES], PasswordError> {
     let mut salt = [0u8; SALT_BYTES];
-    // SAFETY: the buffer is valid for SALT_BYTES writable bytes; flags 0 blocks only until the
-    // pool is initialised at boot.
-    let n = unsafe { libc::syscall(libc::SYS_getrandom, salt.as_mut_ptr(), salt.len(), 0) };
-    if n == SALT_BYTES as libc::c_long {
-        return Ok(salt);
-    }
-    let err = std::io::Error::last_os_error();
-    if n < 0 && err.raw_os_error() != Some(libc::ENOSYS) {
-        return Err(PasswordError::NoRandomness(err.to_string()));
-    }
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut salt))
-        .map_err(|e| PasswordError::NoRandomness(e.to_string()))?;
+    crate::entropy::fill(&mut salt).map_err(|e| PasswordError::NoRandomness(e.to_string()))?;
     Ok(salt)
 }
 

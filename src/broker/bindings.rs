@@ -68,6 +68,10 @@ impl Bindings {
         true
     }
 
+    pub(super) fn contains(&self, b: &Binding) -> bool {
+        self.index.contains_key(b)
+    }
+
     /// Removes a binding and its route; false if there was none.
     pub(super) fn unbind(
         &mut self,

@@ -6,6 +6,7 @@ use super::handle::define_id;
 use super::queue::QueueId;
 use super::{not_found_queue, Broker, ConnId, Notice, VHOST};
 use crate::error::{AmqpError, Show};
+use crate::protocol::{FieldTable, FieldValue};
 
 define_id!(
     /// A consumer in the broker's registry.
@@ -22,6 +23,8 @@ pub struct Consumer {
     queue: QueueId,
     no_ack: bool,
     exclusive: bool,
+    /// x-priority: served before consumers of lower priority while it can take deliveries.
+    priority: i64,
 }
 
 impl Consumer {
@@ -49,7 +52,9 @@ impl Consumer {
 
 impl Broker {
     /// basic.consume: subscribes `channel` of `conn` to `queue`; `channel_slot` is the
-    /// channel's own place for the consumer, given back with its deliveries.
+    /// channel's own place for the consumer, given back with its deliveries. `args` may set
+    /// the consumer's priority (x-priority).
+    #[allow(clippy::too_many_arguments)]
     pub fn add_consumer(
         &mut self,
         conn: ConnId,
@@ -58,9 +63,11 @@ impl Broker {
         queue: &[u8],
         no_ack: bool,
         exclusive: bool,
+        args: FieldTable<'_>,
     ) -> Result<ConsumerId, AmqpError> {
         let qid = self.queue_for(conn, queue)?;
         let q = self.queues.get(qid).ok_or_else(|| not_found_queue(queue))?;
+        let priority = consumer_priority(args, &q.name)?;
         if !q.admits_consumer(exclusive) {
             return Err(AmqpError::access_refused(format_args!(
                 "queue '{}' in vhost '{VHOST}' in exclusive use",
@@ -74,9 +81,10 @@ impl Broker {
             queue: qid,
             no_ack,
             exclusive,
+            priority,
         });
         if let Some(q) = self.queues.get_mut(qid) {
-            q.add_consumer(id, exclusive);
+            q.add_consumer(id, exclusive, priority);
         }
         self.mark_ready(qid);
         Ok(id)
@@ -94,16 +102,20 @@ impl Broker {
             return;
         };
         if let Some(q) = self.queues.get_mut(c.queue) {
-            q.remove_consumer(id, c.exclusive);
+            let was_active = q.active_consumer() == Some(id);
+            q.remove_consumer(id, c.exclusive, c.priority);
             if q.should_auto_delete() {
                 self.remove_queue(c.queue);
+            } else if was_active {
+                // Another consumer took over and may take what is ready.
+                self.mark_ready(c.queue);
             }
         }
     }
 
     /// Removes the consumers of a queue being deleted; their sessions hear of it as notices.
-    pub(super) fn cancel_consumers_of(&mut self, consumers: &[ConsumerId]) {
-        for &id in consumers {
+    pub(super) fn cancel_consumers_of(&mut self, consumers: impl Iterator<Item = ConsumerId>) {
+        for id in consumers {
             if let Some(c) = self.consumers.remove(id) {
                 self.notices.push(Notice::ConsumerCancelled {
                     conn: c.conn,
@@ -126,5 +138,33 @@ impl Broker {
 
     pub fn consumer_count(&self) -> usize {
         self.consumers.len()
+    }
+}
+
+/// The arguments of basic.consume RabbitMQ 3.10 checks, with its texts: x-priority (an
+/// integer of any width; default 0) and x-cancel-on-ha-failover (a boolean, without effect
+/// on a single node, where no mirror fails over). Others are accepted, as RabbitMQ does.
+fn consumer_priority(args: FieldTable<'_>, queue: &[u8]) -> Result<i64, AmqpError> {
+    let invalid = |key: &str, detail: std::fmt::Arguments<'_>| {
+        AmqpError::precondition(format_args!(
+            "invalid arg '{key}' for queue '{}' in vhost '{VHOST}': {detail}",
+            Show(queue)
+        ))
+    };
+    let priority = match args.get(b"x-priority") {
+        None => 0,
+        Some(v) => v.as_integer().ok_or_else(|| {
+            invalid(
+                "x-priority",
+                format_args!("\"expected integer, got {}\"", v.type_name()),
+            )
+        })?,
+    };
+    match args.get(b"x-cancel-on-ha-failover") {
+        None | Some(FieldValue::Bool(_)) => Ok(priority),
+        Some(v) => Err(invalid(
+            "x-cancel-on-ha-failover",
+            format_args!("{{unacceptable_type,{}}}", v.type_name()),
+        )),
     }
 }

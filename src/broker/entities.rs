@@ -5,11 +5,13 @@
 
 use super::bindings::Binding;
 use super::durability::record_binding;
-use super::exchange::{Destination, Exchange, ExchangeId, ExchangeKind};
-use super::queue::{Queue, QueueId};
+use super::exchange::{
+    Destination, Exchange, ExchangeId, ExchangeKind, ALTERNATE_EXCHANGE, COMPARED_ARGUMENTS,
+};
+use super::queue::{single_active_consumer_arg, Queue, QueueId};
 use super::{not_found_exchange, not_found_queue, Broker, ConnId, VHOST};
 use crate::error::{AmqpError, Show};
-use crate::protocol::{FieldTable, ReplyCode};
+use crate::protocol::{FieldTable, FieldValue, ReplyCode};
 use crate::store::definitions::DefChange;
 
 /// What queue.declare answers.
@@ -52,6 +54,13 @@ fn inequivalent(
     ))
 }
 
+pub(super) fn internal_exchange_refused(name: &[u8]) -> AmqpError {
+    AmqpError::access_refused(format_args!(
+        "cannot publish to internal exchange '{}' in vhost '{VHOST}'",
+        Show(name)
+    ))
+}
+
 fn default_exchange_refused() -> AmqpError {
     AmqpError::access_refused("operation not permitted on the default exchange")
 }
@@ -61,6 +70,49 @@ fn queue_locked(name: &[u8]) -> AmqpError {
         "cannot obtain exclusive access to locked queue '{}' in vhost '{VHOST}'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
         Show(name)
     ))
+}
+
+/// RabbitMQ's argument equivalence (`rabbit_misc:assert_args_equivalence`): absent on both
+/// sides, or equal values whose types are of one class (integers of any width are one).
+fn equivalent_values(a: Option<FieldValue<'_>>, b: Option<FieldValue<'_>>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => match (a.as_integer(), b.as_integer()) {
+            (Some(x), Some(y)) => x == y,
+            _ => a == b,
+        },
+        _ => false,
+    }
+}
+
+/// An argument value as RabbitMQ's inequivalence text shows it: `none`; `'v'` when both
+/// sides have a value; `the value 'v' of type 't'` when only this side has one.
+struct ArgValue<'a> {
+    value: Option<FieldValue<'a>>,
+    typed: bool,
+}
+
+impl std::fmt::Display for ArgValue<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Some(v) = self.value else {
+            return f.write_str("none");
+        };
+        let text = match v {
+            FieldValue::LongStr(s) | FieldValue::Bytes(s) => {
+                String::from_utf8_lossy(s).into_owned()
+            }
+            FieldValue::Bool(b) => b.to_string(),
+            other => match other.as_integer() {
+                Some(i) => i.to_string(),
+                None => format!("{other:?}"),
+            },
+        };
+        if self.typed {
+            write!(f, "the value '{text}' of type '{}'", v.type_name())
+        } else {
+            write!(f, "'{text}'")
+        }
+    }
 }
 
 impl Broker {
@@ -74,14 +126,21 @@ impl Broker {
     }
 
     /// Whether a publish to `exchange` can be routed later (a transaction checks at publish
-    /// time): the default exchange or one that exists.
+    /// time, as RabbitMQ does): the default exchange, or one that exists and is not internal.
     pub(crate) fn check_exchange(&self, exchange: &[u8]) -> Result<(), AmqpError> {
         if exchange.is_empty() {
             return Ok(());
         }
-        self.exchange_id(exchange).map(|_| ())
+        let id = self.exchange_id(exchange)?;
+        if self.exchanges.get(id).is_some_and(|x| x.internal) {
+            return Err(internal_exchange_refused(exchange));
+        }
+        Ok(())
     }
 
+    /// exchange.declare, with RabbitMQ's order of checks: passive looks the name up (the
+    /// default exchange is refused either way); otherwise the type must be known, the name not
+    /// the default exchange, and an existing exchange equivalent.
     pub(crate) fn declare_exchange(
         &mut self,
         name: &[u8],
@@ -89,20 +148,11 @@ impl Broker {
         flags: ExchangeFlags,
         args: FieldTable<'_>,
     ) -> Result<(), AmqpError> {
-        if let Some(&id) = self.exchange_names.get(name) {
-            return self.redeclare_exchange(id, name, kind, flags);
-        }
         if flags.passive {
-            return Err(not_found_exchange(name));
-        }
-        if name.is_empty() {
-            return Err(default_exchange_refused());
-        }
-        if name.starts_with(b"amq.") {
-            return Err(AmqpError::access_refused(format_args!(
-                "exchange name '{}' contains reserved prefix 'amq.*'",
-                Show(name)
-            )));
+            if name.is_empty() {
+                return Err(default_exchange_refused());
+            }
+            return self.exchange_id(name).map(|_| ());
         }
         let Some(kind) = ExchangeKind::parse(kind) else {
             return Err(AmqpError::command_invalid(format_args!(
@@ -110,6 +160,29 @@ impl Broker {
                 Show(kind)
             )));
         };
+        if name.is_empty() {
+            return Err(default_exchange_refused());
+        }
+        if let Some(&id) = self.exchange_names.get(name) {
+            return self.redeclare_exchange(id, name, kind, flags, args);
+        }
+        if name.starts_with(b"amq.") {
+            return Err(AmqpError::access_refused(format_args!(
+                "exchange name '{}' contains reserved prefix 'amq.*'",
+                Show(name)
+            )));
+        }
+        match args.get(ALTERNATE_EXCHANGE) {
+            None | Some(FieldValue::LongStr(_)) => {}
+            Some(other) => {
+                return Err(AmqpError::precondition(format_args!(
+                    "invalid type '{}' for arg '{}' in exchange '{}' in vhost '{VHOST}'",
+                    other.type_name(),
+                    Show(ALTERNATE_EXCHANGE),
+                    Show(name)
+                )))
+            }
+        }
         let x = Exchange::new(
             name.into(),
             kind,
@@ -131,26 +204,27 @@ impl Broker {
         Ok(())
     }
 
-    /// exchange.declare of an existing exchange: passive, or the same type and flags.
+    /// exchange.declare of an existing exchange: the same type, flags and compared arguments.
     fn redeclare_exchange(
         &self,
         id: ExchangeId,
         name: &[u8],
-        kind: &[u8],
+        kind: ExchangeKind,
         flags: ExchangeFlags,
+        args: FieldTable<'_>,
     ) -> Result<(), AmqpError> {
         let Some(x) = self.exchanges.get(id) else {
             return Err(not_found_exchange(name));
         };
-        if flags.passive {
-            return Ok(());
-        }
-        if name.is_empty() {
-            return Err(default_exchange_refused());
-        }
-        let current = x.kind().name();
-        if current.as_bytes() != kind {
-            return Err(inequivalent("type", "exchange", name, Show(kind), current));
+        let current = x.kind();
+        if current != kind {
+            return Err(inequivalent(
+                "type",
+                "exchange",
+                name,
+                kind.name(),
+                current.name(),
+            ));
         }
         let flags_now = [
             ("durable", flags.durable, x.durable),
@@ -159,6 +233,30 @@ impl Broker {
         ];
         if let Some((arg, received, current)) = flags_now.into_iter().find(|(_, r, c)| r != c) {
             return Err(inequivalent(arg, "exchange", name, received, current));
+        }
+        let current = FieldTable::parse(&x.arguments).unwrap_or_default();
+        for key in COMPARED_ARGUMENTS {
+            let (received, current) = (args.get(key), current.get(key));
+            if !equivalent_values(received, current) {
+                let typed = received.is_none() || current.is_none();
+                let (received, current) = (
+                    ArgValue {
+                        value: received,
+                        typed,
+                    },
+                    ArgValue {
+                        value: current,
+                        typed,
+                    },
+                );
+                return Err(AmqpError::precondition(format_args!(
+                    "inequivalent arg '{}' for exchange '{}' in vhost '{VHOST}': received {} but current is {}",
+                    Show(key),
+                    Show(name),
+                    received,
+                    current
+                )));
+            }
         }
         Ok(())
     }
@@ -277,6 +375,9 @@ impl Broker {
         Ok(())
     }
 
+    /// queue.unbind. Unbinding is idempotent (RabbitMQ 3.10): a binding that does not exist,
+    /// because its queue or exchange is gone or it was never made, is already unbound; the
+    /// exclusive-queue lock applies only to a binding that exists.
     pub(crate) fn unbind_queue(
         &mut self,
         conn: ConnId,
@@ -285,15 +386,30 @@ impl Broker {
         key: &[u8],
         args: FieldTable<'_>,
     ) -> Result<(), AmqpError> {
-        let q = self.queue_for(conn, queue)?;
-        let source = self.source_for_binding(exchange)?;
-        self.unbind(&Binding {
+        let source = self.source_for_unbinding(exchange)?;
+        let (Some(source), Some(&q)) = (source, self.queue_names.get(queue)) else {
+            return Ok(());
+        };
+        let b = Binding {
             source,
             dest: Destination::Queue(q),
             key: key.into(),
             args: args.raw().into(),
-        });
+        };
+        if self.bindings.contains(&b) {
+            self.queue_for(conn, queue)?;
+            self.unbind(&b);
+        }
         Ok(())
+    }
+
+    /// The source exchange of an unbind: the default exchange is refused, a missing one is
+    /// `None` (nothing to unbind).
+    fn source_for_unbinding(&self, exchange: &[u8]) -> Result<Option<ExchangeId>, AmqpError> {
+        if exchange.is_empty() {
+            return Err(default_exchange_refused());
+        }
+        Ok(self.exchange_names.get(exchange).copied())
     }
 
     pub(crate) fn bind_exchange(
@@ -314,6 +430,7 @@ impl Broker {
         Ok(())
     }
 
+    /// exchange.unbind; idempotent as queue.unbind is.
     pub(crate) fn unbind_exchange(
         &mut self,
         destination: &[u8],
@@ -321,8 +438,11 @@ impl Broker {
         key: &[u8],
         args: FieldTable<'_>,
     ) -> Result<(), AmqpError> {
-        let source = self.source_for_binding(source)?;
-        let d = self.source_for_binding(destination)?;
+        let source = self.source_for_unbinding(source)?;
+        let d = self.source_for_unbinding(destination)?;
+        let (Some(source), Some(d)) = (source, d) else {
+            return Ok(());
+        };
         self.unbind(&Binding {
             source,
             dest: Destination::Exchange(d),
@@ -372,6 +492,7 @@ impl Broker {
                 Show(&name)
             )));
         }
+        single_active_consumer_arg(args.raw(), &name)?;
         let owner = flags.exclusive.then_some(conn);
         let mut q = Queue::new(
             name.clone(),
@@ -434,7 +555,7 @@ impl Broker {
         Ok(DeclareOk {
             queue: id,
             message_count: q.message_count() as u32,
-            consumer_count: q.consumers().len() as u32,
+            consumer_count: q.consumer_count() as u32,
             name,
         })
     }
@@ -461,7 +582,7 @@ impl Broker {
             Err(e) => return Err(e),
         };
         let q = self.queues.get(id).ok_or_else(|| not_found_queue(name))?;
-        if if_unused && !q.consumers().is_empty() {
+        if if_unused && q.has_consumers() {
             return Err(AmqpError::precondition(format_args!(
                 "queue '{}' in vhost '{VHOST}' in use",
                 Show(name)

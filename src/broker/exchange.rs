@@ -1,7 +1,8 @@
 //! Exchanges and how each kind routes: a map for direct, a list for fanout, a compiled trie
 //! for topic, parsed matchers for headers. The routing structure is derived from the
 //! exchange's bindings and changed only by the bindings table (`bindings.rs`), which keeps it
-//! in step with them.
+//! in step with them. Also the exchange's declaration arguments RabbitMQ acts on: its
+//! alternate exchange.
 
 use super::handle::define_id;
 use super::queue::QueueId;
@@ -221,6 +222,9 @@ pub(super) struct Exchange {
     // Read by the management API's listings and the definitions export (issues 12, 13).
     #[allow(dead_code)]
     pub(super) arguments: Box<[u8]>,
+    /// The `alternate-exchange` argument: where messages go that this exchange routes nowhere.
+    /// Kept by name, as RabbitMQ does: it may be declared later, or deleted and redeclared.
+    pub(super) alternate: Option<Box<[u8]>>,
     pub(super) routes: Routes,
 }
 
@@ -233,12 +237,17 @@ impl Exchange {
         internal: bool,
         arguments: Box<[u8]>,
     ) -> Self {
+        let alternate = match FieldTable::parse(&arguments).map(|t| t.get(ALTERNATE_EXCHANGE)) {
+            Ok(Some(FieldValue::LongStr(name))) => Some(name.into()),
+            _ => None,
+        };
         Exchange {
             name,
             durable,
             auto_delete,
             internal,
             arguments,
+            alternate,
             routes: Routes::new(kind),
         }
     }
@@ -247,6 +256,13 @@ impl Exchange {
         self.routes.kind()
     }
 }
+
+/// The declaration argument naming an exchange's alternate exchange.
+pub(super) const ALTERNATE_EXCHANGE: &[u8] = b"alternate-exchange";
+
+/// The exchange declaration arguments RabbitMQ compares on redeclare (its
+/// `rabbit_exchange_type:assert_args_equivalence` for the built-in types).
+pub(super) const COMPARED_ARGUMENTS: [&[u8]; 1] = [ALTERNATE_EXCHANGE];
 
 /// RabbitMQ's headers matching: x-match all (default) or any; a void binding value matches
 /// on presence alone; arguments starting with "x-" are not matched.

@@ -13,6 +13,24 @@ pub(crate) struct Handle {
     gen: u32,
 }
 
+impl Handle {
+    /// The handle as bytes (index, then generation), for a name that must lead back to its
+    /// entity; a forged one finds nothing, as a stale one does not.
+    pub(crate) fn to_bytes(self) -> [u8; 8] {
+        let mut b = [0u8; 8];
+        b[..4].copy_from_slice(&self.index.to_be_bytes());
+        b[4..].copy_from_slice(&self.gen.to_be_bytes());
+        b
+    }
+
+    pub(crate) fn from_bytes(b: [u8; 8]) -> Self {
+        Handle {
+            index: u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+            gen: u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+        }
+    }
+}
+
 /// An id type handed out by a `Registry`: a newtype over `Handle` made by `define_id!`.
 pub(crate) trait Id: Copy {
     fn from_handle(h: Handle) -> Self;

@@ -10,6 +10,7 @@
 
 mod bindings;
 pub mod consumer;
+pub mod counters;
 mod delivery;
 mod durability;
 mod entities;
@@ -17,12 +18,15 @@ mod exchange;
 mod handle;
 pub mod message;
 pub mod queue;
+mod reply_to;
+mod rotation;
 mod routing;
 pub mod topic_trie;
 
 pub use delivery::DeliverySink;
 pub(crate) use entities::ExchangeFlags;
 pub use entities::{DeclareOk, QueueFlags};
+pub(crate) use reply_to::{ReplyConsumerId, REPLY_QUEUE};
 
 use crate::error::{AmqpError, Show};
 use crate::store::Store;
@@ -31,6 +35,7 @@ use consumer::{Consumer, ConsumerId};
 use exchange::{Exchange, ExchangeId, ExchangeKind};
 use handle::Registry;
 use queue::{Queue, QueueId};
+use reply_to::ReplyConsumer;
 use std::collections::HashMap;
 
 pub(crate) const VHOST: &str = "/";
@@ -41,7 +46,7 @@ pub(crate) const VHOST: &str = "/";
 pub struct ConnId(pub u32);
 
 /// Something a session must be told about that another connection's action caused.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Notice {
     /// The consumer's queue was deleted; the client gets basic.cancel if it asked for that.
     ConsumerCancelled {
@@ -50,6 +55,23 @@ pub enum Notice {
         consumer: ConsumerId,
         channel_slot: u32,
     },
+    /// A reply published to the reply name of the channel's reply consumer (direct reply-to):
+    /// delivered at once if that consumer is still there, else dropped.
+    Reply {
+        conn: ConnId,
+        channel: u16,
+        consumer: ReplyConsumerId,
+        message: message::Message,
+    },
+}
+
+impl Notice {
+    /// The connection the notice is for.
+    pub fn conn(&self) -> ConnId {
+        match self {
+            Notice::ConsumerCancelled { conn, .. } | Notice::Reply { conn, .. } => *conn,
+        }
+    }
 }
 
 pub struct Broker {
@@ -59,6 +81,8 @@ pub struct Broker {
     queue_names: HashMap<Box<[u8]>, QueueId>,
     bindings: Bindings,
     consumers: Registry<ConsumerId, Consumer>,
+    /// Channels consuming amq.rabbitmq.reply-to (at most one per channel).
+    reply_consumers: Registry<ReplyConsumerId, ReplyConsumer>,
     /// Queues that may be able to deliver: new messages, consumers or credit.
     ready: Vec<QueueId>,
     /// The list `deliver_ready` works through, kept for its capacity.
@@ -68,6 +92,8 @@ pub struct Broker {
     rng: u64,
     store: Store,
     next_queue_store_id: u32,
+    /// Message events since start, for the management API and Prometheus.
+    counters: counters::MessageCounters,
 }
 
 fn not_found_queue(name: &[u8]) -> AmqpError {
@@ -113,6 +139,7 @@ impl Broker {
             queue_names: HashMap::new(),
             bindings: Bindings::default(),
             consumers: Registry::default(),
+            reply_consumers: Registry::default(),
             ready: Vec::new(),
             ready_scratch: Vec::new(),
             notices: Vec::new(),
@@ -120,6 +147,7 @@ impl Broker {
             rng: seed | 1,
             store: Store::disabled(),
             next_queue_store_id: 1,
+            counters: counters::MessageCounters::default(),
         };
         for (name, kind) in STANDARD_EXCHANGES {
             b.insert_exchange(Exchange::new(
@@ -168,6 +196,11 @@ impl Broker {
     }
 
     /// Hands out what other connections' actions did to sessions, oldest first.
+    /// Message events since start (publish, deliver, get, ack, ...).
+    pub fn counters(&self) -> counters::MessageCounters {
+        self.counters
+    }
+
     pub fn drain_notices(&mut self) -> std::vec::Drain<'_, Notice> {
         self.notices.drain(..)
     }
@@ -175,6 +208,7 @@ impl Broker {
     /// Whether `conn` still holds consumers or exclusive queues (it must not once released).
     pub fn holds_anything_of(&self, conn: ConnId) -> bool {
         self.consumers.iter().any(|(_, c)| c.conn() == conn)
+            || self.reply_consumers.iter().any(|(_, c)| c.conn() == conn)
             || self.queues.iter().any(|(_, q)| q.owner == Some(conn))
     }
 
@@ -184,19 +218,19 @@ impl Broker {
         for (cid, c) in self.consumers.iter() {
             let q = self.queues.get(c.queue());
             assert!(
-                q.is_some_and(|q| q.consumers().contains(&cid)),
+                q.is_some_and(|q| q.consumers().any(|x| x == cid)),
                 "consumer missing from its queue's list"
             );
         }
         for (qid, q) in self.queues.iter() {
-            for &cid in q.consumers() {
+            for cid in q.consumers() {
                 let c = self.consumers.get(cid);
                 assert!(
                     c.is_some_and(|c| c.queue() == qid),
                     "queue lists a consumer that is gone or elsewhere"
                 );
             }
-            if q.consumers().is_empty() {
+            if !q.has_consumers() {
                 assert!(
                     !q.exclusive_consumer(),
                     "exclusive-consumer flag left on a queue without consumers"
@@ -319,10 +353,10 @@ mod tests {
         )
         .expect("declare");
         let c1 = b
-            .add_consumer(C1, 1, 0, b"ad", false, false)
+            .add_consumer(C1, 1, 0, b"ad", false, false, FieldTable::EMPTY)
             .expect("consume");
         let c2 = b
-            .add_consumer(C1, 1, 1, b"ad", false, false)
+            .add_consumer(C1, 1, 1, b"ad", false, false, FieldTable::EMPTY)
             .expect("consume");
         b.cancel_consumer(c1);
         assert!(b.queue_names.contains_key(&b"ad"[..]));
@@ -402,6 +436,58 @@ mod tests {
         b.assert_consistent();
     }
 
+    #[test]
+    fn alternate_exchanges_and_single_active_consumer_survive_a_restart() {
+        let dir = std::env::temp_dir().join(format!(
+            "coney-ae-sac-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut raw = Vec::new();
+        let mut w = crate::protocol::wire::Writer::new(&mut raw);
+        w.shortstr(b"alternate-exchange");
+        w.u8(b'S');
+        w.longstr(b"ae");
+        let ae_args = FieldTable::parse(&raw).expect("table");
+        let mut raw = Vec::new();
+        let mut w = crate::protocol::wire::Writer::new(&mut raw);
+        w.shortstr(b"x-single-active-consumer");
+        w.u8(b't');
+        w.u8(1);
+        let sac_args = FieldTable::parse(&raw).expect("table");
+        let durable = ExchangeFlags {
+            durable: true,
+            ..Default::default()
+        };
+        {
+            let mut b = Broker::open(&dir).expect("open");
+            b.declare_exchange(b"x", b"direct", durable, ae_args)
+                .expect("x");
+            b.declare_exchange(b"ae", b"fanout", durable, FieldTable::EMPTY)
+                .expect("ae");
+            let flags = QueueFlags {
+                durable: true,
+                ..Default::default()
+            };
+            b.declare_queue(C1, b"sac", flags, sac_args).expect("q");
+            b.bind_queue(C1, b"sac", b"ae", b"", FieldTable::EMPTY)
+                .expect("bind");
+            b.commit_turn().expect("commit");
+            b.close_clean().expect("close");
+        }
+        let mut b = Broker::open(&dir).expect("reopen");
+        let m = Message::new(b"x", b"nowhere", &[0, 0], b"", false);
+        assert_eq!(
+            b.publish(&m, None),
+            Ok(1),
+            "routed through the recovered AE"
+        );
+        let q = b.queue_names[&b"sac"[..]];
+        assert!(b.queues.get(q).is_some_and(|q| q.single_active()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// Takes deliveries for the consumers it is told to accept, recording who got what.
     #[derive(Default)]
     struct TestSink {
@@ -435,8 +521,12 @@ mod tests {
     fn delivery_goes_round_robin_to_the_consumers_that_can_take() {
         let mut b = Broker::new();
         declare(&mut b, C1, "q", QueueFlags::default()).expect("q");
-        let c1 = b.add_consumer(C1, 1, 0, b"q", true, false).expect("c1");
-        let c2 = b.add_consumer(C2, 1, 0, b"q", true, false).expect("c2");
+        let c1 = b
+            .add_consumer(C1, 1, 0, b"q", true, false, FieldTable::EMPTY)
+            .expect("c1");
+        let c2 = b
+            .add_consumer(C2, 1, 0, b"q", true, false, FieldTable::EMPTY)
+            .expect("c2");
         let mut sink = TestSink {
             refuse: vec![c1],
             ..Default::default()
@@ -493,7 +583,7 @@ mod tests {
         b.bind_queue(C1, b"q", b"ad", b"", FieldTable::EMPTY)
             .expect("bind");
         let c = b
-            .add_consumer(C2, 7, 3, b"q", false, false)
+            .add_consumer(C2, 7, 3, b"q", false, false, FieldTable::EMPTY)
             .expect("consume");
         assert_eq!(b.delete_queue(C1, b"q", false, false), Ok(0));
         let notices: Vec<Notice> = b.drain_notices().collect();

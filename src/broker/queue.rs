@@ -1,12 +1,16 @@
 //! A queue: its declaration, the ready messages in order (in memory, then on disk past its
-//! window), and the consumers it round-robins between. Knows nothing of channels or sockets;
-//! the broker's delivery (`delivery.rs`) pops from it for the consumer it picks.
+//! window), and its consumers in the order it serves them (`rotation.rs`: priorities, round
+//! robin, single active consumer). Knows nothing of channels or sockets; the broker's delivery
+//! (`delivery.rs`) pops from it for the consumer it picks.
 
 use super::consumer::ConsumerId;
 use super::handle::define_id;
 use super::message::Message;
-use super::ConnId;
+use super::rotation::Rotation;
+use super::{ConnId, VHOST};
+use crate::error::{AmqpError, Show};
 use crate::limits::{PAGE_IN_BATCH_MESSAGES, QUEUE_WINDOW_BYTES_MAX, QUEUE_WINDOW_MESSAGES_MAX};
+use crate::protocol::{FieldTable, FieldValue};
 use crate::store::{Location, Store, StoreRef};
 use log::error;
 use std::collections::VecDeque;
@@ -67,9 +71,7 @@ pub(super) struct Queue {
     /// Ready messages after `ready`, in order, whose bodies are only in the store.
     paged: VecDeque<PagedRef>,
     next_seq: u64,
-    consumers: Vec<ConsumerId>,
-    /// Index into `consumers` of the next one to try.
-    next_consumer: usize,
+    consumers: Rotation,
     /// Set once a consumer has subscribed: auto-delete applies only after that (RabbitMQ).
     had_consumers: bool,
     /// Some consumer holds exclusive access.
@@ -86,6 +88,7 @@ impl Queue {
         owner: Option<ConnId>,
         arguments: Box<[u8]>,
     ) -> Self {
+        let single_active = matches!(single_active_consumer_arg(&arguments, &name), Ok(true));
         Queue {
             name,
             durable,
@@ -97,8 +100,7 @@ impl Queue {
             ready_bytes: 0,
             paged: VecDeque::new(),
             next_seq: 0,
-            consumers: Vec::new(),
-            next_consumer: 0,
+            consumers: Rotation::new(single_active),
             had_consumers: false,
             exclusive_consumer: false,
             on_ready_list: false,
@@ -264,52 +266,47 @@ impl Queue {
         n
     }
 
-    pub(super) fn consumers(&self) -> &[ConsumerId] {
-        &self.consumers
+    /// Every consumer, by priority (highest first), then in registration order.
+    pub(super) fn consumers(&self) -> impl Iterator<Item = ConsumerId> + '_ {
+        self.consumers.iter()
     }
 
-    /// Whether a new consumer (exclusive or not) may subscribe.
+    pub(super) fn consumer_count(&self) -> usize {
+        self.consumers.len()
+    }
+
+    pub(super) fn has_consumers(&self) -> bool {
+        !self.consumers.is_empty()
+    }
+
+    /// Whether a new consumer (exclusive or not) may subscribe: not while another holds
+    /// exclusive access, and an exclusive one only alone on a queue without a single active
+    /// consumer (RabbitMQ refuses exclusive consumers there).
     pub(super) fn admits_consumer(&self, exclusive: bool) -> bool {
-        !self.exclusive_consumer && (!exclusive || self.consumers.is_empty())
+        !self.exclusive_consumer
+            && (!exclusive || (self.consumers.is_empty() && !self.single_active()))
     }
 
-    pub(super) fn add_consumer(&mut self, c: ConsumerId, exclusive: bool) {
-        self.consumers.push(c);
+    pub(super) fn add_consumer(&mut self, c: ConsumerId, exclusive: bool, priority: i64) {
+        self.consumers.add(c, priority);
         self.had_consumers = true;
         self.exclusive_consumer |= exclusive;
     }
 
-    pub(super) fn remove_consumer(&mut self, c: ConsumerId, exclusive: bool) {
+    pub(super) fn remove_consumer(&mut self, c: ConsumerId, exclusive: bool, priority: i64) {
         if exclusive {
             self.exclusive_consumer = false;
         }
-        if let Some(i) = self.consumers.iter().position(|x| *x == c) {
-            self.consumers.remove(i);
-            if self.next_consumer > i {
-                self.next_consumer -= 1;
-            }
-            if self.next_consumer >= self.consumers.len() {
-                self.next_consumer = 0;
-            }
-        }
+        self.consumers.remove(c, priority);
     }
 
-    /// Round robin: the first consumer from the next in turn that `may_take` accepts, which
-    /// then becomes the last served.
+    /// The consumer to deliver to next among those `may_take` accepts (`Rotation::pick`).
+    #[inline]
     pub(super) fn pick_consumer(
         &mut self,
-        mut may_take: impl FnMut(ConsumerId) -> bool,
+        may_take: impl FnMut(ConsumerId) -> bool,
     ) -> Option<ConsumerId> {
-        let n = self.consumers.len();
-        for i in 0..n {
-            let idx = (self.next_consumer + i) % n;
-            let c = self.consumers[idx];
-            if may_take(c) {
-                self.next_consumer = (idx + 1) % n;
-                return Some(c);
-            }
-        }
-        None
+        self.consumers.pick(may_take)
     }
 
     /// Whether the auto-delete rule removes this queue now.
@@ -317,9 +314,37 @@ impl Queue {
         self.auto_delete && self.had_consumers && self.consumers.is_empty()
     }
 
+    /// x-single-active-consumer: only one consumer at a time is served.
+    pub(super) fn single_active(&self) -> bool {
+        self.consumers.single_active()
+    }
+
+    /// The active consumer of a single-active-consumer queue.
+    pub(super) fn active_consumer(&self) -> Option<ConsumerId> {
+        self.consumers.active()
+    }
+
     /// The exclusive-consumer flag agrees with the consumers (checked by `Broker::assert_consistent`).
     pub(super) fn exclusive_consumer(&self) -> bool {
         self.exclusive_consumer
+    }
+}
+
+/// x-single-active-consumer of queue.declare: a boolean (RabbitMQ's 406 for other types),
+/// false when absent.
+pub(super) fn single_active_consumer_arg(args: &[u8], queue: &[u8]) -> Result<bool, AmqpError> {
+    const KEY: &str = "x-single-active-consumer";
+    let value = FieldTable::parse(args)
+        .ok()
+        .and_then(|t| t.get(KEY.as_bytes()));
+    match value {
+        None => Ok(false),
+        Some(FieldValue::Bool(on)) => Ok(on),
+        Some(other) => Err(AmqpError::precondition(format_args!(
+            "invalid arg '{KEY}' for queue '{}' in vhost '{VHOST}': {{unacceptable_type,{}}}",
+            Show(queue),
+            other.type_name()
+        ))),
     }
 }
 

@@ -1,13 +1,15 @@
 //! basic.publish inside the broker: routing a complete message through its exchange (and
-//! exchange-to-exchange bindings) into queues, writing it to the store once if it is
-//! persistent and reaches durable queues. The hot path: no allocation once the scratch
+//! exchange-to-exchange bindings, and the alternate exchange of any exchange that routes it
+//! nowhere) into queues, writing it to the store once if it is persistent and reaches durable
+//! queues. The hot path: no allocation once the scratch
 //! vectors have grown, one hash lookup per exchange visited.
 
-use super::exchange::{Destination, ExchangeId};
+use super::entities::internal_exchange_refused;
+use super::exchange::{Destination, Exchange, ExchangeId};
 use super::message::Message;
 use super::queue::QueueId;
-use super::{Broker, VHOST};
-use crate::error::{AmqpError, Show};
+use super::Broker;
+use crate::error::AmqpError;
 use crate::protocol::FieldTable;
 use crate::store::{Location, StoreRef};
 
@@ -36,6 +38,9 @@ impl Broker {
         let exchange = msg.exchange();
         if exchange.is_empty() {
             let Some(id) = self.default_route(msg.routing_key()) else {
+                if Self::is_reply_name(msg.routing_key()) {
+                    self.route_reply(msg);
+                }
                 return Ok(0);
             };
             let loc = match self.queues.get(id).and_then(|q| q.store_id) {
@@ -47,10 +52,7 @@ impl Broker {
         }
         let root = self.exchange_id(exchange)?;
         if self.exchanges.get(root).is_some_and(|x| x.internal) {
-            return Err(AmqpError::access_refused(format_args!(
-                "cannot publish to internal exchange '{}' in vhost '{VHOST}'",
-                Show(exchange)
-            )));
+            return Err(internal_exchange_refused(exchange));
         }
         let mut dests = std::mem::take(&mut self.route.dests);
         self.collect_destinations(root, msg.routing_key(), headers, &mut dests);
@@ -83,7 +85,10 @@ impl Broker {
     }
 
     /// The queues a message reaches from `root`, following exchange-to-exchange bindings
-    /// (each exchange once), sorted and without duplicates.
+    /// (each exchange once), sorted and without duplicates. An exchange whose own bindings
+    /// match nothing (neither queue nor exchange) hands the message to its alternate exchange,
+    /// if that exists (RabbitMQ's `process_alternate`); visiting each exchange once ends AE
+    /// cycles.
     fn collect_destinations(
         &mut self,
         root: ExchangeId,
@@ -105,6 +110,11 @@ impl Broker {
             let start = dests.len();
             if let Some(xe) = self.exchanges.get(x) {
                 xe.routes.route(routing_key, headers, dests);
+                if dests.len() == start {
+                    if let Some(ae) = self.alternate_of(xe) {
+                        pending.push(ae);
+                    }
+                }
             }
             // Exchanges found are routed through in turn; only queues stay in `dests`.
             let mut i = start;
@@ -121,6 +131,15 @@ impl Broker {
         dests.dedup();
         self.route.pending = pending;
         self.route.visited = visited;
+    }
+
+    /// The alternate exchange of `x`, if it names one that exists. Out of line: only
+    /// unroutable messages get here, and routed ones should not pay for its code.
+    #[cold]
+    #[inline(never)]
+    fn alternate_of(&self, x: &Exchange) -> Option<ExchangeId> {
+        let name = x.alternate.as_deref()?;
+        self.exchange_names.get(name).copied()
     }
 
     /// The queue the default exchange routes `key` to.
@@ -155,7 +174,7 @@ impl Broker {
             Some(sid) => q.push(msg.clone(), loc.map(|l| StoreRef::at(l, sid))),
             None => q.push(msg.clone(), None),
         }
-        if !q.consumers().is_empty() {
+        if q.has_consumers() {
             self.mark_ready(id);
         }
     }

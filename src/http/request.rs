@@ -125,6 +125,8 @@ pub struct Request {
     pub content_type: Option<String>,
     pub accept: Option<String>,
     pub if_none_match: Option<String>,
+    /// `X-Reason` of a connection DELETE: the close text the client gets.
+    pub x_reason: Option<String>,
     /// The connection may carry another request after this one.
     pub keep_alive: bool,
     /// `Expect: 100-continue` was sent.
@@ -209,6 +211,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
         content_type: None,
         accept: None,
         if_none_match: None,
+        x_reason: None,
         keep_alive: version == Version::Http11,
         expect_continue: false,
         framing: BodyFraming::None,
@@ -319,6 +322,8 @@ fn read_headers(r: &mut Request, headers: &[httparse::Header<'_>]) -> Result<(),
             r.accept = Some(value?.to_string());
         } else if name.eq_ignore_ascii_case("if-none-match") {
             r.if_none_match = Some(value?.to_string());
+        } else if name.eq_ignore_ascii_case("x-reason") {
+            r.x_reason = Some(value?.to_string());
         }
     }
     r.framing = match (content_length, chunked) {

@@ -2,3 +2,4 @@
 //! kept per connection, and draining a session's output until the socket would block.
 
 pub mod conn;
+pub mod http;

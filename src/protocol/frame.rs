@@ -50,8 +50,10 @@ pub enum FrameError {
     BadEnd { found: u8 },
 }
 
-/// Parses the frame at the front of `buf`. `frame_max` counts header and end octet, as
-/// negotiated in connection.tune (0 means no limit beyond `u32`).
+/// Parses the frame at the front of `buf`. `frame_max` is the value negotiated in
+/// connection.tune (0 means no limit beyond `u32`). It counts header and end octet, but
+/// RabbitMQ accepts a payload of up to `frame_max` octets (8 octets of slack, its
+/// `FRAME_SIZE_FUDGE`), and clients that split bodies at frame_max rely on it: so do we.
 pub fn parse_frame(buf: &[u8], frame_max: u32) -> Result<Parsed<'_>, FrameError> {
     if buf.len() < FRAME_HEADER_SIZE {
         return Ok(Parsed::Incomplete {
@@ -67,7 +69,7 @@ pub fn parse_frame(buf: &[u8], frame_max: u32) -> Result<Parsed<'_>, FrameError>
     };
     let channel = u16::from_be_bytes([buf[1], buf[2]]);
     let size = u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]]);
-    if frame_max != 0 && size as u64 + FRAME_OVERHEAD as u64 > frame_max as u64 {
+    if frame_max != 0 && size > frame_max {
         return Err(FrameError::TooLarge { size, frame_max });
     }
     let total = FRAME_OVERHEAD + size as usize;
@@ -200,7 +202,22 @@ mod tests {
             parse_frame(&bad_type, 131072),
             Err(FrameError::BadType { kind: 4 })
         );
-        // Size is checked as soon as the header is complete, before the payload arrives.
+        // Size is checked as soon as the header is complete, before the payload arrives; a
+        // payload of exactly frame_max is accepted (RabbitMQ's slack), one octet more is not.
+        let mut exact = vec![3, 0, 1, 0, 0, 0x10, 0];
+        exact.resize(7 + 4096, 0);
+        exact.push(FRAME_END);
+        assert!(matches!(
+            parse_frame(&exact, 4096),
+            Ok(Parsed::Frame { len, .. }) if len == 4096 + FRAME_OVERHEAD
+        ));
+        assert_eq!(
+            parse_frame(&[3, 0, 1, 0, 0, 0x10, 1], 4096),
+            Err(FrameError::TooLarge {
+                size: 4097,
+                frame_max: 4096
+            })
+        );
         let big = [1, 0, 1, 0, 0x10, 0, 0];
         assert_eq!(
             parse_frame(&big, 131072),

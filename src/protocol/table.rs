@@ -39,6 +39,46 @@ pub enum FieldValue<'a> {
     Bytes(&'a [u8]),
 }
 
+impl FieldValue<'_> {
+    /// RabbitMQ's name for the value's type, as its error texts show it
+    /// (`{unacceptable_type,signedint}`).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            FieldValue::Bool(_) => "bool",
+            FieldValue::I8(_) => "byte",
+            FieldValue::U8(_) => "unsignedbyte",
+            FieldValue::I16(_) => "short",
+            FieldValue::U16(_) => "unsignedshort",
+            FieldValue::I32(_) => "signedint",
+            FieldValue::U32(_) => "unsignedint",
+            FieldValue::I64(_) => "long",
+            FieldValue::F32(_) => "float",
+            FieldValue::F64(_) => "double",
+            FieldValue::Decimal { .. } => "decimal",
+            FieldValue::LongStr(_) => "longstr",
+            FieldValue::Array(_) => "array",
+            FieldValue::Timestamp(_) => "timestamp",
+            FieldValue::Table(_) => "table",
+            FieldValue::Void => "void",
+            FieldValue::Bytes(_) => "binary",
+        }
+    }
+
+    /// The value of an integer type (RabbitMQ's integer argument types), else None.
+    pub fn as_integer(&self) -> Option<i64> {
+        Some(match *self {
+            FieldValue::I8(v) => v.into(),
+            FieldValue::U8(v) => v.into(),
+            FieldValue::I16(v) => v.into(),
+            FieldValue::U16(v) => v.into(),
+            FieldValue::I32(v) => v.into(),
+            FieldValue::U32(v) => v.into(),
+            FieldValue::I64(v) => v,
+            _ => return None,
+        })
+    }
+}
+
 /// A field array as raw bytes (without its length prefix), already validated.
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
 pub struct FieldArray<'a> {

@@ -3,11 +3,13 @@
 //! queues that can → flush output (one write per connection) → timers → close the dead.
 //! The only module that sees `mio::Poll`.
 
+mod http;
 mod signal;
 
-use crate::broker::{Broker, ConnId, Notice};
+use crate::broker::{Broker, ConnId};
 use crate::config::Config;
 use crate::limits::*;
+use crate::mgmt::{self, ConnRow, Management};
 use crate::net::conn::{Conn, ReadOutcome};
 use crate::protocol::Outbox;
 use crate::resources::Alarms;
@@ -54,9 +56,56 @@ impl Sessions for Table<'_> {
     }
 }
 
+/// The connection table, as the management API sees it: listed in place, closed by name
+/// after the HTTP pass (closing needs the broker, which the API holds meanwhile).
+struct ApiTable<'a> {
+    conns: &'a Slab<Conn>,
+    local: Option<std::net::SocketAddr>,
+    to_close: &'a mut Vec<(usize, String)>,
+}
+
+impl mgmt::Connections for ApiTable<'_> {
+    fn each(&self, f: &mut dyn FnMut(&ConnRow<'_>)) {
+        let Some(local) = self.local else { return };
+        for (_, c) in self.conns.iter() {
+            f(&ConnRow {
+                session: &c.session,
+                local,
+            });
+        }
+    }
+
+    fn close(&mut self, name: &str, reason: &str) -> bool {
+        let Some(local) = self.local else {
+            return false;
+        };
+        let found = self.conns.iter().find(|(_, c)| {
+            ConnRow {
+                session: &c.session,
+                local,
+            }
+            .name()
+                == name
+        });
+        match found {
+            Some((key, _)) => {
+                self.to_close.push((key, reason.to_owned()));
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 pub struct Reactor {
     poll: Poll,
     listener: Option<TcpListener>,
+    /// Where the AMQP listener is bound (kept after shutdown stops listening).
+    amqp_addr: Option<std::net::SocketAddr>,
+    http: http::HttpSide,
+    stats: mgmt::Stats,
+    /// Connections the management API asked to close this turn, with the reason.
+    api_closes: Vec<(usize, String)>,
     signals: signal::Signals,
     conns: Slab<Conn>,
     broker: Broker,
@@ -85,6 +134,8 @@ impl Reactor {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let signals = signal::Signals::install(poll.registry(), SIGNALS)?;
+        let http = http::HttpSide::bind(&config, poll.registry())?;
+        let amqp_addr = listener.local_addr().ok();
         let read_buf = vec![0u8; FRAME_MAX_BYTES as usize + READ_CHUNK_BYTES];
         let broker = Broker::open(&config.data_dir)?;
         let mut alarms = Alarms::new(&config);
@@ -93,6 +144,10 @@ impl Reactor {
         Ok(Reactor {
             poll,
             listener: Some(listener),
+            amqp_addr,
+            http,
+            stats: mgmt::Stats::default(),
+            api_closes: Vec::new(),
             signals,
             conns: Slab::new(),
             broker,
@@ -117,6 +172,11 @@ impl Reactor {
         }
     }
 
+    /// The management API's and the Prometheus endpoint's addresses, where they listen.
+    pub fn http_addrs(&self) -> (Option<std::net::SocketAddr>, Option<std::net::SocketAddr>) {
+        self.http.local_addrs()
+    }
+
     /// Runs until SIGTERM or SIGINT, then closes every connection with 320 and returns.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_PER_POLL_MAX);
@@ -130,6 +190,7 @@ impl Reactor {
                 }
             }
             let busy = !self.read_list.is_empty()
+                || self.http.busy()
                 || self.broker.has_ready()
                 || self.broker.has_background_work();
             let timeout = if busy {
@@ -149,6 +210,9 @@ impl Reactor {
                 match ev.token() {
                     LISTENER => accept = true,
                     SIGNALS => self.signals.drain(&mut signals),
+                    Token(t) if t >= http::HTTP_TOKEN_BASE => {
+                        self.http.on_event(t, ev, self.poll.registry(), now)
+                    }
                     Token(t) => {
                         let Some(c) = self.conns.get_mut(t - FIRST_CONNECTION_TOKEN) else {
                             continue;
@@ -181,6 +245,7 @@ impl Reactor {
                 self.accept(now);
             }
             self.read_ready(now);
+            self.serve_http(now);
             self.deliver();
             self.persist();
             self.flush(now);
@@ -190,6 +255,53 @@ impl Reactor {
             }
             self.close_dead(now);
         }
+    }
+
+    /// One pass over the HTTP sockets with work, then the connection closes the API asked
+    /// for. Before `persist`, so what the API changed is committed with the turn.
+    fn serve_http(&mut self, now: Instant) {
+        if !self.http.busy() {
+            return;
+        }
+        let mut table = ApiTable {
+            conns: &self.conns,
+            local: self.amqp_addr,
+            to_close: &mut self.api_closes,
+        };
+        let (broker, config, stats) = (&mut self.broker, &self.config, &self.stats);
+        self.http.turn(
+            now,
+            &mut self.read_buf,
+            self.poll.registry(),
+            |endpoint, pass| {
+                pass(&mut Management {
+                    endpoint,
+                    broker: &mut *broker,
+                    conns: &mut table,
+                    config,
+                    stats,
+                    now,
+                })
+            },
+        );
+        let alarm = self.alarm_reason();
+        for (key, reason) in std::mem::take(&mut self.api_closes) {
+            let Some(c) = self.conns.get_mut(key) else {
+                continue;
+            };
+            let mut ctx = Ctx {
+                broker: &mut self.broker,
+                config: &self.config,
+                now,
+                alarm,
+            };
+            c.session.force_close(&mut c.out, &reason, &mut ctx);
+            if !c.queued_flush {
+                c.queued_flush = true;
+                self.flush_list.push(key);
+            }
+        }
+        self.deliver_notices();
     }
 
     fn on_signal(&mut self, sig: i32, now: Instant) {
@@ -209,6 +321,7 @@ impl Reactor {
         if let Some(mut l) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
         }
+        self.http.stop_listening(self.poll.registry());
         self.shutdown_at = Some(now + SHUTDOWN_GRACE);
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
@@ -309,26 +422,11 @@ impl Reactor {
 
     /// Tells sessions what other connections' actions did to them.
     fn deliver_notices(&mut self) {
-        for n in self.broker.drain_notices() {
-            match n {
-                Notice::ConsumerCancelled {
-                    conn,
-                    channel,
-                    consumer,
-                    channel_slot,
-                } => {
-                    let key = conn.0 as usize;
-                    if let Some(c) = self.conns.get_mut(key) {
-                        c.session
-                            .consumer_cancelled(&mut c.out, channel, consumer, channel_slot);
-                        if !c.queued_flush {
-                            c.queued_flush = true;
-                            self.flush_list.push(key);
-                        }
-                    }
-                }
-            }
-        }
+        let mut table = Table {
+            conns: &mut self.conns,
+            flush: &mut self.flush_list,
+        };
+        delivery::deliver_notices(&mut self.broker, &mut table);
     }
 
     fn deliver(&mut self) {
@@ -432,6 +530,8 @@ impl Reactor {
 
     fn tick(&mut self, now: Instant) {
         self.return_freed_memory();
+        self.stats.sample(now, self.broker.counters());
+        self.http.tick(now, self.poll.registry());
         if self.accept_paused {
             // The listener is edge-triggered: sockets left in the backlog raise no new event.
             self.accept_paused = false;

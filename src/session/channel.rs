@@ -6,9 +6,10 @@
 use crate::broker::consumer::ConsumerId;
 use crate::broker::message::{Message, MessageBuilder};
 use crate::broker::queue::{QueueId, QueuedMessage};
+use crate::broker::ReplyConsumerId;
 use crate::limits::UNACKED_PER_CHANNEL_MAX;
 use slab::Slab;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 /// Where the channel is in receiving a published message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +24,19 @@ pub(crate) enum Publish {
     AwaitingBody {
         mandatory: bool,
         immediate: bool,
+        /// reply_to is amq.rabbitmq.reply-to but the channel has no reply consumer: the
+        /// publish fails once complete (RabbitMQ checks the exchange first).
+        reply_to_missing: bool,
     },
+}
+
+/// The channel's consumer of amq.rabbitmq.reply-to (direct reply-to).
+#[derive(Debug)]
+pub(crate) struct ChannelReply {
+    pub(crate) id: ReplyConsumerId,
+    pub(crate) tag: Box<[u8]>,
+    /// What reply_to=amq.rabbitmq.reply-to becomes in this channel's publishes.
+    pub(crate) name: Box<[u8]>,
 }
 
 /// A message delivered on this channel and not yet acked.
@@ -106,6 +119,8 @@ pub(crate) struct Channel {
     next_delivery_tag: u64,
     /// By slot (`ConsumerRef::slot`); slots are reused, so a lookup also checks the id.
     consumers: Slab<ChannelConsumer>,
+    /// Consumer tag → slot: basic.consume's duplicate check and basic.cancel without a scan.
+    tags: HashMap<Box<[u8]>, u32>,
     pub(crate) confirm: bool,
     /// Sequence number of the last message published in confirm mode.
     pub(crate) publish_seq: u64,
@@ -114,6 +129,8 @@ pub(crate) struct Channel {
     pub(crate) tx: Option<Vec<TxOp>>,
     /// Name of the last queue declared on this channel, used when a method names queue "".
     pub(crate) last_queue: Option<Box<[u8]>>,
+    /// The reply consumer, at most one per channel (RabbitMQ).
+    pub(crate) reply: Option<ChannelReply>,
 }
 
 impl Default for Channel {
@@ -129,11 +146,13 @@ impl Default for Channel {
             unacked_live: 0,
             next_delivery_tag: 1,
             consumers: Slab::new(),
+            tags: HashMap::new(),
             confirm: false,
             publish_seq: 0,
             confirmed_seq: 0,
             tx: None,
             last_queue: None,
+            reply: None,
         }
     }
 }
@@ -166,8 +185,17 @@ impl Channel {
             .filter(|found| found.id == c.id)
     }
 
+    /// Deliveries not yet settled (basic.ack/nack/reject).
+    pub(crate) fn unacked_count(&self) -> usize {
+        self.unacked_live
+    }
+
+    pub(crate) fn consumer_count(&self) -> usize {
+        self.consumers.len()
+    }
+
     pub(crate) fn has_consumer_tag(&self, tag: &[u8]) -> bool {
-        self.consumers.iter().any(|(_, c)| &*c.tag == tag)
+        self.tags.contains_key(tag)
     }
 
     /// The slot the next `add_consumer` uses, for the broker to hand back with deliveries.
@@ -180,23 +208,27 @@ impl Channel {
     pub(crate) fn add_consumer(&mut self, c: ConsumerRef, tag: Box<[u8]>) {
         let slot = self.consumers.insert(ChannelConsumer {
             id: c.id,
-            tag,
+            tag: tag.clone(),
             prefetch: self.consumer_prefetch,
             unacked: 0,
         });
         debug_assert_eq!(slot, c.slot as usize, "the slot the broker was given");
+        let before = self.tags.insert(tag, c.slot);
+        debug_assert!(before.is_none(), "basic.consume checked the tag is new");
     }
 
     /// basic.cancel: forgets the consumer with `tag`, returning its id.
     pub(crate) fn remove_consumer_tag(&mut self, tag: &[u8]) -> Option<ConsumerId> {
-        let slot = self.consumers.iter().find(|(_, c)| &*c.tag == tag)?.0;
-        Some(self.consumers.remove(slot).id)
+        let slot = self.tags.remove(tag)?;
+        Some(self.consumers.remove(slot as usize).id)
     }
 
     /// Forgets a consumer the broker cancelled, returning its tag.
     pub(crate) fn remove_consumer(&mut self, c: ConsumerRef) -> Option<Box<[u8]>> {
         self.consumer(c)?;
-        Some(self.consumers.remove(c.slot as usize).tag)
+        let tag = self.consumers.remove(c.slot as usize).tag;
+        self.tags.remove(&tag);
+        Some(tag)
     }
 
     pub(crate) fn consumer_ids(&self) -> impl Iterator<Item = ConsumerId> + '_ {
@@ -205,7 +237,14 @@ impl Channel {
 
     /// Forgets every consumer (the channel is going), returning their ids.
     pub(crate) fn take_consumers(&mut self) -> impl Iterator<Item = ConsumerId> + '_ {
+        self.tags.clear();
         self.consumers.drain().map(|c| c.id)
+    }
+
+    /// The delivery tag the next delivery gets. Direct replies carry it without using it up,
+    /// as RabbitMQ 3.10 does: they are never acked.
+    pub(crate) fn next_delivery_tag(&self) -> u64 {
+        self.next_delivery_tag
     }
 
     /// basic.get: issues the next delivery tag and, unless `no_ack`, records the delivery.
@@ -334,7 +373,7 @@ mod tests {
             .expect("declare")
             .queue;
         let id = b
-            .add_consumer(CONN, 1, 0, b"q", false, false)
+            .add_consumer(CONN, 1, 0, b"q", false, false, FieldTable::EMPTY)
             .expect("consume");
         (b, q, ConsumerRef { id, slot: 0 })
     }
@@ -395,7 +434,7 @@ mod tests {
     fn consumer_prefetch_counts_its_own_unacked_deliveries() {
         let (mut b, q, c) = setup();
         let id = b
-            .add_consumer(CONN, 1, 1, b"q", false, false)
+            .add_consumer(CONN, 1, 1, b"q", false, false, FieldTable::EMPTY)
             .expect("consume");
         let other = ConsumerRef { id, slot: 1 };
         let mut ch = Channel {
@@ -422,7 +461,7 @@ mod tests {
         // Its slot is reused by the next consumer: the old reference does not reach it.
         let next = ConsumerRef {
             id: b
-                .add_consumer(CONN, 1, 0, b"q", false, false)
+                .add_consumer(CONN, 1, 0, b"q", false, false, FieldTable::EMPTY)
                 .expect("consume"),
             slot: ch.next_consumer_slot(),
         };

@@ -7,7 +7,7 @@ use super::{Ctx, Session, State};
 use crate::broker::consumer::ConsumerId;
 use crate::broker::message::Message;
 use crate::broker::queue::{QueueId, QueuedMessage};
-use crate::broker::Broker;
+use crate::broker::{Broker, REPLY_QUEUE};
 use crate::error::{AmqpError, Show};
 use crate::limits::{WRITE_BUFFER_HIGH_BYTES, WRITE_BUFFER_LOW_BYTES};
 use crate::protocol::constants::CLASS_BASIC;
@@ -48,6 +48,9 @@ impl Session {
         c: BasicConsume<'_>,
         ctx: &mut Ctx<'_>,
     ) -> Result<(), AmqpError> {
+        if c.queue == REPLY_QUEUE {
+            return self.consume_replies(out, ch, c, ctx);
+        }
         let queue = self.queue_name(ch, c.queue)?;
         let tag: Box<[u8]> = if c.consumer_tag.is_empty() {
             ctx.broker.new_consumer_tag()
@@ -62,9 +65,15 @@ impl Session {
         }
         let slot = self.channel(ch)?.next_consumer_slot();
         // Consume-ok goes out before any delivery: deliveries are made after input processing.
-        let id = ctx
-            .broker
-            .add_consumer(self.id, ch, slot, &queue, c.no_ack, c.exclusive)?;
+        let id = ctx.broker.add_consumer(
+            self.id,
+            ch,
+            slot,
+            &queue,
+            c.no_ack,
+            c.exclusive,
+            c.arguments,
+        )?;
         self.channel(ch)?
             .add_consumer(ConsumerRef { id, slot }, tag.clone());
         if !c.no_wait {
@@ -83,7 +92,9 @@ impl Session {
         c: BasicCancel<'_>,
         ctx: &mut Ctx<'_>,
     ) -> Result<(), AmqpError> {
-        if let Some(id) = self.channel(ch)?.remove_consumer_tag(c.consumer_tag) {
+        if self.cancel_replies(ch, c.consumer_tag, ctx) {
+            // It was the reply consumer (RabbitMQ looks at that one first).
+        } else if let Some(id) = self.channel(ch)?.remove_consumer_tag(c.consumer_tag) {
             ctx.broker.cancel_consumer(id);
         }
         if !c.no_wait {
@@ -194,6 +205,7 @@ impl Session {
         for id in consumers {
             ctx.broker.cancel_consumer(id);
         }
+        self.release_replies(ch, ctx);
     }
 
     /// The channel's consumers may take deliveries again (credit returned, flow resumed).

@@ -1,12 +1,14 @@
-//! The broker's deliveries reaching sessions: the connection table (the reactor's, or the
-//! fuzzer's) is wrapped as the broker's `DeliverySink`, so "can this consumer take one" is
-//! answered by its session's channel and the message is written by its session.
+//! The broker's deliveries and notices reaching sessions: the connection table (the
+//! reactor's, or the fuzzer's) is wrapped as the broker's `DeliverySink`, so "can this
+//! consumer take one" is answered by its session's channel and the message is written by its
+//! session; notices (a consumer cancelled by a queue deletion, a direct reply) go to the
+//! session they are for.
 
 use super::channel::ConsumerRef;
 use super::Session;
 use crate::broker::consumer::{Consumer, ConsumerId};
 use crate::broker::queue::{QueueId, QueuedMessage};
-use crate::broker::{Broker, ConnId, DeliverySink};
+use crate::broker::{Broker, ConnId, DeliverySink, Notice};
 use crate::protocol::Outbox;
 
 /// Access to the sessions by connection id, implemented by the reactor's connection table.
@@ -20,6 +22,31 @@ pub trait Sessions {
 /// Delivers from every queue that may deliver into the sessions of `sessions`.
 pub fn deliver_ready(broker: &mut Broker, sessions: &mut impl Sessions) {
     broker.deliver_ready(&mut Sink(sessions));
+}
+
+/// Tells sessions what other connections' actions did to them, oldest first.
+pub fn deliver_notices(broker: &mut Broker, sessions: &mut impl Sessions) {
+    for n in broker.drain_notices() {
+        let conn = n.conn();
+        let Some((s, out)) = sessions.session_mut(conn) else {
+            continue;
+        };
+        match n {
+            Notice::ConsumerCancelled {
+                channel,
+                consumer,
+                channel_slot,
+                ..
+            } => s.consumer_cancelled(out, channel, consumer, channel_slot),
+            Notice::Reply {
+                channel,
+                consumer,
+                message,
+                ..
+            } => s.deliver_reply(out, channel, consumer, &message),
+        }
+        sessions.wants_flush(conn);
+    }
 }
 
 struct Sink<'a, S>(&'a mut S);

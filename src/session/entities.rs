@@ -2,7 +2,7 @@
 //! "" meaning the channel's last declared queue, and its -ok unless no-wait.
 
 use super::{Ctx, Session};
-use crate::broker::{ExchangeFlags, QueueFlags};
+use crate::broker::{ExchangeFlags, QueueFlags, REPLY_QUEUE};
 use crate::error::AmqpError;
 use crate::protocol::method::*;
 use crate::protocol::Outbox;
@@ -80,6 +80,9 @@ impl Session {
         d: QueueDeclare<'_>,
         ctx: &mut Ctx<'_>,
     ) -> Result<(), AmqpError> {
+        if d.queue.starts_with(REPLY_QUEUE) {
+            return self.declare_reply_queue(out, ch, d, ctx);
+        }
         let flags = QueueFlags {
             passive: d.passive,
             durable: d.durable,

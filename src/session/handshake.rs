@@ -115,6 +115,7 @@ impl Session {
                 authentication_failure_close: on(b"authentication_failure_close"),
             };
         }
+        self.client_properties = s.client_properties.raw().into();
         if let Some(FieldValue::LongStr(p)) = s.client_properties.get(b"product") {
             self.client_product = String::from_utf8_lossy(p).into_owned();
         }

@@ -13,7 +13,9 @@ pub mod delivery;
 mod dispatch;
 mod entities;
 mod handshake;
+pub mod info;
 mod publish;
+mod reply_to;
 
 use crate::broker::Broker;
 use crate::broker::ConnId;
@@ -71,6 +73,8 @@ pub struct Session {
     user: String,
     caps: ClientCaps,
     client_product: String,
+    /// start-ok's client properties as sent (a field table), for the management API.
+    client_properties: Box<[u8]>,
     opened_at: Instant,
     last_recv: Instant,
     last_send: Instant,
@@ -166,6 +170,7 @@ impl Session {
             user: String::new(),
             caps: ClientCaps::default(),
             client_product: String::new(),
+            client_properties: Box::new([]),
             opened_at: now,
             last_recv: now,
             last_send: now,

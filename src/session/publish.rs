@@ -5,6 +5,7 @@
 
 use super::channel::{Publish, TxOp};
 use super::consume::write_content;
+use super::reply_to::ReplyTo;
 use super::{Ctx, Session};
 use crate::broker::message::Message;
 use crate::error::AmqpError;
@@ -38,7 +39,6 @@ impl Session {
         ctx: &mut Ctx<'_>,
     ) -> Result<(), AmqpError> {
         let ch = f.channel;
-        let max_size = ctx.config.max_message_size;
         let Some(channel) = self.channel_mut(ch) else {
             return Err(AmqpError::channel_error("expected 'channel.open'"));
         };
@@ -52,39 +52,7 @@ impl Session {
                     immediate,
                 },
                 FrameKind::Header,
-            ) => {
-                let h = ContentHeader::decode(f.payload)
-                    .map_err(|_| AmqpError::frame_error("cannot decode content header"))?;
-                if h.class_id != CLASS_BASIC {
-                    return Err(AmqpError::frame_error(format_args!(
-                        "content header for class {}",
-                        h.class_id
-                    )));
-                }
-                let props = BasicProperties::decode(h.properties_raw).map_err(|_| {
-                    AmqpError::frame_error("cannot decode content header properties")
-                })?;
-                if h.body_size > max_size {
-                    channel.publish = Publish::Idle;
-                    let e = AmqpError::precondition(format_args!(
-                        "message size {} is larger than configured max size {max_size}",
-                        h.body_size
-                    ));
-                    self.fail_method(out, ch, e, (CLASS_BASIC, 40), ctx);
-                    return Ok(());
-                }
-                channel
-                    .builder
-                    .set_header(h.properties_raw, h.body_size, props.is_persistent());
-                channel.publish = Publish::AwaitingBody {
-                    mandatory,
-                    immediate,
-                };
-                if h.body_size == 0 {
-                    return self.complete_publish(out, ch, ctx);
-                }
-                Ok(())
-            }
+            ) => self.content_header(out, ch, f.payload, (mandatory, immediate), ctx),
             (Publish::AwaitingBody { .. }, FrameKind::Body) => {
                 if f.payload.len() as u64 > channel.builder.body_remaining() {
                     return Err(AmqpError::frame_error(
@@ -109,6 +77,60 @@ impl Session {
         }
     }
 
+    /// The content header of a publish: checked, its properties kept (with reply_to
+    /// rewritten for direct reply-to), and the body expected. `flags` are basic.publish's
+    /// mandatory and immediate.
+    fn content_header(
+        &mut self,
+        out: &mut Outbox,
+        ch: u16,
+        payload: &[u8],
+        (mandatory, immediate): (bool, bool),
+        ctx: &mut Ctx<'_>,
+    ) -> Result<(), AmqpError> {
+        let max_size = ctx.config.max_message_size;
+        let h = ContentHeader::decode(payload)
+            .map_err(|_| AmqpError::frame_error("cannot decode content header"))?;
+        if h.class_id != CLASS_BASIC {
+            return Err(AmqpError::frame_error(format_args!(
+                "content header for class {}",
+                h.class_id
+            )));
+        }
+        let props = BasicProperties::decode(h.properties_raw)
+            .map_err(|_| AmqpError::frame_error("cannot decode content header properties"))?;
+        if h.body_size > max_size {
+            self.channel(ch)?.publish = Publish::Idle;
+            let e = AmqpError::precondition(format_args!(
+                "message size {} is larger than configured max size {max_size}",
+                h.body_size
+            ));
+            self.fail_method(out, ch, e, (CLASS_BASIC, 40), ctx);
+            return Ok(());
+        }
+        let reply_to = self.rewrite_reply_to(ch, &props);
+        let properties = match &reply_to {
+            ReplyTo::Rewritten(raw) => &raw[..],
+            ReplyTo::Unchanged | ReplyTo::Missing => h.properties_raw,
+        };
+        let channel = self.channel(ch)?;
+        channel
+            .builder
+            .set_header(properties, h.body_size, props.is_persistent());
+        channel.publish = Publish::AwaitingBody {
+            mandatory,
+            immediate,
+            reply_to_missing: matches!(reply_to, ReplyTo::Missing),
+        };
+        if h.body_size == 0 {
+            return self.complete_publish(out, ch, ctx);
+        }
+        Ok(())
+    }
+
+    /// The last content frame arrived: the message is routed (or held by a transaction).
+    /// Its errors name basic.publish (60/40), as RabbitMQ's do, though a content frame
+    /// completed it.
     fn complete_publish(
         &mut self,
         out: &mut Outbox,
@@ -119,22 +141,29 @@ impl Session {
         let Publish::AwaitingBody {
             mandatory,
             immediate,
+            reply_to_missing,
         } = channel.publish
         else {
             return Ok(());
         };
         channel.publish = Publish::Idle;
         let msg = channel.builder.finish();
-        if immediate {
-            return Err(AmqpError::not_implemented("immediate=true"));
-        }
-        if let Some(ops) = channel.tx.as_mut() {
+        let result = if immediate {
+            Err(AmqpError::not_implemented("immediate=true"))
+        } else if reply_to_missing {
+            ctx.broker
+                .check_exchange(msg.exchange())
+                .and(Err(AmqpError::precondition(
+                    "fast reply consumer does not exist",
+                )))
+        } else if let Some(ops) = channel.tx.as_mut() {
             // Checked at publish time so a bad exchange fails the publish, not the commit.
-            ctx.broker.check_exchange(msg.exchange())?;
-            ops.push(TxOp::Publish { msg, mandatory });
-            return Ok(());
-        }
-        let result = self.route(out, ch, msg, mandatory, ctx);
+            ctx.broker
+                .check_exchange(msg.exchange())
+                .map(|()| ops.push(TxOp::Publish { msg, mandatory }))
+        } else {
+            self.route(out, ch, msg, mandatory, ctx)
+        };
         if let Err(e) = result {
             self.fail_method(out, ch, e, (CLASS_BASIC, 40), ctx);
         }

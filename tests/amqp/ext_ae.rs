@@ -29,7 +29,6 @@ fn ae(name: &str) -> amqprs::FieldTable {
 /// routing key unchanged; a mandatory publish is then routed, so not returned. A routable
 /// message does not go to the AE.
 #[tokio::test]
-#[ignore = "issue 10: coney ignores alternate-exchange"]
 async fn unroutable_message_goes_to_the_alternate_exchange() {
     let b = Broker::start();
     let (conn, mut ch) = b.connect_channel().await;
@@ -69,7 +68,6 @@ async fn unroutable_message_goes_to_the_alternate_exchange() {
 
 /// AEs chain: an AE that cannot route the message either hands it to its own AE.
 #[tokio::test]
-#[ignore = "issue 10: coney ignores alternate-exchange"]
 async fn alternate_exchanges_chain() {
     let b = Broker::start();
     let (conn, mut ch) = b.connect_channel().await;
@@ -116,7 +114,6 @@ async fn missing_or_cyclic_alternate_exchange_returns_mandatory() {
 /// is used: X -> Y where Y has no bindings sends it to Y's AE; but X's own AE is not used when
 /// X routed it to Y (even though Y delivers it nowhere), so a mandatory publish is returned.
 #[tokio::test]
-#[ignore = "issue 10: coney ignores alternate-exchange"]
 async fn alternate_exchange_with_exchange_to_exchange_bindings() {
     let b = Broker::start();
     let (conn, mut ch) = b.connect_channel().await;
@@ -146,7 +143,6 @@ async fn alternate_exchange_with_exchange_to_exchange_bindings() {
 
 /// alternate-exchange must be a string (406, RabbitMQ's text) and is compared on redeclare.
 #[tokio::test]
-#[ignore = "issue 10: coney ignores alternate-exchange"]
 async fn alternate_exchange_argument_checked_and_compared() {
     let b = Broker::start();
     let conn = b.connect().await;
@@ -196,6 +192,86 @@ async fn alternate_exchange_argument_checked_and_compared() {
             &format!(
                 "PRECONDITION_FAILED - inequivalent arg 'alternate-exchange' for exchange '{x}' \
                  in vhost '/': {detail}"
+            ),
+        )
+        .await;
+    }
+    conn.close().await;
+}
+
+/// The alternate exchange is found by name when a message needs it: one declared after the
+/// exchange that names it is used from then on, and it may be internal (clients cannot
+/// publish to it, the broker can route through it).
+#[tokio::test]
+async fn alternate_exchange_is_looked_up_by_name_and_may_be_internal() {
+    let b = Broker::start();
+    let (conn, mut ch) = b.connect_channel().await;
+    let (x, later) = (unique("ae-later-x"), unique("ae-later"));
+    ch.declare_exchange_args(&x, "direct", ae(&later)).await;
+    let o = ch
+        .publish_outcome(&x, "k", BasicProperties::default(), b"early", true)
+        .await;
+    assert_eq!(o.returned.len(), 1, "no AE yet: {o:?}");
+    within(
+        "exchange.declare internal AE",
+        ch.ch.exchange_declare(
+            amqprs::channel::ExchangeDeclareArguments::new(&later, "fanout")
+                .internal(true)
+                .finish(),
+        ),
+    )
+    .await
+    .expect("exchange.declare internal");
+    let q = unique("ae-later-q");
+    ch.declare_queue(&q).await;
+    ch.bind(&q, &later, "").await;
+    let o = ch
+        .publish_outcome(&x, "k", BasicProperties::default(), b"late", true)
+        .await;
+    assert!(o.acked && o.returned.is_empty(), "{o:?}");
+    assert_eq!(ch.drain(&q).await, ["late"]);
+    conn.close().await;
+}
+
+/// Redeclaring with an alternate-exchange of another type, or adding one where there was
+/// none, is inequivalent too, with RabbitMQ's renderings of the values; other x- arguments
+/// are not compared.
+#[tokio::test]
+async fn alternate_exchange_type_changes_are_inequivalent() {
+    let b = Broker::start();
+    let conn = b.connect().await;
+    let (with, without) = (unique("ae-typed"), unique("ae-none"));
+    let ch = conn.channel().await;
+    ch.declare_exchange_args(&with, "direct", ae("a")).await;
+    ch.declare_exchange(&without, "direct").await;
+    ch.declare_exchange_args(
+        &with,
+        "direct",
+        table(&[("alternate-exchange", s("a")), ("x-other", int(1))]),
+    )
+    .await;
+    for (x, detail) in [
+        (&with, "received '5' but current is 'a'"),
+        (
+            &without,
+            "received the value '5' of type 'signedint' but current is none",
+        ),
+    ] {
+        let mut c = conn.channel().await;
+        refused(
+            "exchange.declare alternate-exchange=5",
+            c.ch.exchange_declare(
+                amqprs::channel::ExchangeDeclareArguments::new(x, "direct")
+                    .arguments(table(&[("alternate-exchange", int(5))]))
+                    .finish(),
+            ),
+        )
+        .await;
+        c.expect_closed(
+            406,
+            &format!(
+                "PRECONDITION_FAILED - inequivalent arg 'alternate-exchange' for exchange \
+                 '{x}' in vhost '/': {detail}"
             ),
         )
         .await;

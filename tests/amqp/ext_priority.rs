@@ -162,7 +162,6 @@ async fn max_priority_range_and_refusals() {
 /// Consumer priorities: the consumer with the higher x-priority gets messages while it has
 /// room (prefetch); the lower one only gets what the higher one cannot take.
 #[tokio::test]
-#[ignore = "issue 10: coney ignores x-priority on basic.consume"]
 async fn higher_priority_consumer_served_first_while_it_has_room() {
     let b = Broker::start();
     let conn = b.connect().await;
@@ -200,10 +199,93 @@ async fn higher_priority_consumer_served_first_while_it_has_room() {
     conn.close().await;
 }
 
+/// Consumers of one priority share its messages round robin, strictly alternating; a
+/// consumer of lower priority gets none while they have room.
+#[tokio::test]
+async fn consumers_of_one_priority_alternate() {
+    let b = Broker::start();
+    let conn = b.connect().await;
+    let mut ch = conn.channel().await;
+    let q = unique("cprio-rr");
+    ch.declare_queue(&q).await;
+    let low = conn.channel().await;
+    let (_t, mut rx_low) = low
+        .consume_args(&q, true, table(&[("x-priority", int(1))]))
+        .await;
+    let mut highs = Vec::new();
+    for _ in 0..2 {
+        let c = conn.channel().await;
+        let (_t, rx) = c
+            .consume_args(&q, true, table(&[("x-priority", int(5))]))
+            .await;
+        highs.push((c, rx));
+    }
+    for i in 0..6 {
+        ch.publish_props_confirmed(
+            "",
+            &q,
+            BasicProperties::default(),
+            format!("m{i}").as_bytes(),
+        )
+        .await;
+    }
+    let a = bodies(&next_deliveries(&mut highs[0].1, 3).await);
+    let b2 = bodies(&next_deliveries(&mut highs[1].1, 3).await);
+    let (even, odd) = if a[0] == "m0" { (a, b2) } else { (b2, a) };
+    assert_eq!(even, ["m0", "m2", "m4"]);
+    assert_eq!(odd, ["m1", "m3", "m5"]);
+    assert_no_delivery(&mut rx_low).await;
+    conn.close().await;
+}
+
+/// x-cancel-on-ha-failover on basic.consume must be a boolean (406 with RabbitMQ's text); it
+/// is checked after x-priority.
+#[tokio::test]
+async fn cancel_on_ha_failover_argument_checked() {
+    let b = Broker::start();
+    let conn = b.connect().await;
+    let ch = conn.channel().await;
+    let q = unique("cprio-ha");
+    ch.declare_queue(&q).await;
+    ch.consume_args(
+        &q,
+        true,
+        table(&[("x-cancel-on-ha-failover", boolean(true))]),
+    )
+    .await;
+    for (args, key, detail) in [
+        (
+            table(&[("x-cancel-on-ha-failover", int(1))]),
+            "x-cancel-on-ha-failover",
+            "{unacceptable_type,signedint}",
+        ),
+        (
+            table(&[
+                ("x-priority", boolean(true)),
+                ("x-cancel-on-ha-failover", int(1)),
+            ]),
+            "x-priority",
+            "\"expected integer, got bool\"",
+        ),
+    ] {
+        let mut bad = conn.channel().await;
+        refused(
+            "basic.consume with a bad argument",
+            bad.ch.basic_consume_rx(
+                amqprs::channel::BasicConsumeArguments::new(&q, "")
+                    .arguments(args)
+                    .finish(),
+            ),
+        )
+        .await;
+        bad.expect_closed(406, &invalid_arg(key, &q, detail)).await;
+    }
+    conn.close().await;
+}
+
 /// x-priority must be an integer (406 with RabbitMQ's text); negative values are accepted
 /// (a consumer below the default 0), unknown consumer arguments are accepted.
 #[tokio::test]
-#[ignore = "issue 10: coney does not check x-priority on basic.consume"]
 async fn consumer_priority_argument_checked() {
     let b = Broker::start();
     let conn = b.connect().await;

@@ -33,7 +33,6 @@ fn names(from: usize, to: usize) -> Vec<String> {
 
 /// With several consumers registered, the first one gets every message; the others none.
 #[tokio::test]
-#[ignore = "issue 10: coney ignores x-single-active-consumer"]
 async fn first_registered_consumer_gets_everything() {
     let b = Broker::start();
     let conn = b.connect().await;
@@ -56,7 +55,6 @@ async fn first_registered_consumer_gets_everything() {
 /// When the active consumer goes (its channel closed, or basic.cancel), the next one in
 /// registration order takes over: B after A, then C after B.
 #[tokio::test]
-#[ignore = "issue 10: coney ignores x-single-active-consumer"]
 async fn next_consumer_in_registration_order_takes_over() {
     let b = Broker::start();
     let conn = b.connect().await;
@@ -85,7 +83,6 @@ async fn next_consumer_in_registration_order_takes_over() {
 /// Messages the active consumer held unacknowledged when it went are requeued and go, in
 /// order and marked redelivered, to the consumer that takes over.
 #[tokio::test]
-#[ignore = "issue 10: coney ignores x-single-active-consumer"]
 async fn unacked_messages_go_to_the_next_consumer() {
     let b = Broker::start();
     let conn = b.connect().await;
@@ -150,7 +147,6 @@ async fn deleting_the_queue_cancels_active_and_waiting_consumers() {
 
 /// x-single-active-consumer must be a boolean: other types are 406 with RabbitMQ's text.
 #[tokio::test]
-#[ignore = "issue 10: coney does not check x-single-active-consumer"]
 async fn sac_argument_must_be_boolean() {
     let b = Broker::start();
     let conn = b.connect().await;
@@ -171,6 +167,71 @@ async fn sac_argument_must_be_boolean() {
     ch.declare_args(
         &unique("sac-off"),
         table(&[("x-single-active-consumer", boolean(false))]),
+    )
+    .await;
+    conn.close().await;
+}
+
+/// With consumer priorities, the first registered consumer is active even when consumers of
+/// higher priority register after it; when the active one goes, the consumer of the highest
+/// priority takes over (the first registered among equals), as RabbitMQ 3.10 chooses.
+#[tokio::test]
+async fn takeover_goes_to_the_highest_priority_then_registration_order() {
+    let b = Broker::start();
+    let conn = b.connect().await;
+    let mut ch = conn.channel().await;
+    let q = sac_queue(&ch, "sac-prio").await;
+    let mut chans = Vec::new();
+    let mut rxs = Vec::new();
+    let mut tags = Vec::new();
+    for prio in [0, 0, 10, 10] {
+        let c = conn.channel().await;
+        let (t, rx) = c
+            .consume_args(&q, true, table(&[("x-priority", int(prio))]))
+            .await;
+        tags.push(t);
+        rxs.push(rx);
+        chans.push(c);
+    }
+    // Active in turn: A (first registered), C and D (priority 10, in order), then B.
+    let mut sent = 0;
+    for (step, active) in [0usize, 2, 3, 1].into_iter().enumerate() {
+        if step > 0 {
+            let previous = [0usize, 2, 3][step - 1];
+            chans[previous].cancel(&tags[previous]).await;
+        }
+        publish_n(&mut ch, &q, sent, sent + 2).await;
+        let got = next_deliveries(&mut rxs[active], 2).await;
+        assert_eq!(bodies(&got), names(sent, sent + 2), "consumer {active}");
+        sent += 2;
+    }
+    for rx in &mut rxs {
+        assert_no_delivery(rx).await;
+    }
+    conn.close().await;
+}
+
+/// An exclusive basic.consume on a single-active-consumer queue is refused with 403, even on
+/// a queue without consumers.
+#[tokio::test]
+async fn exclusive_consume_is_refused_on_a_sac_queue() {
+    let b = Broker::start();
+    let conn = b.connect().await;
+    let ch = conn.channel().await;
+    let q = sac_queue(&ch, "sac-exclusive").await;
+    let mut c = conn.channel().await;
+    refused(
+        "exclusive basic.consume on a SAC queue",
+        c.ch.basic_consume_rx(
+            amqprs::channel::BasicConsumeArguments::new(&q, "")
+                .exclusive(true)
+                .finish(),
+        ),
+    )
+    .await;
+    c.expect_closed(
+        403,
+        &format!("ACCESS_REFUSED - queue '{q}' in vhost '/' in exclusive use"),
     )
     .await;
     conn.close().await;

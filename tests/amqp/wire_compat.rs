@@ -78,7 +78,6 @@ fn get_body(s: &mut TcpStream, queue: &str) -> Vec<u8> {
 /// the whole frame) is accepted, as RabbitMQ 3.10 tolerates 8 bytes of slack: clients that
 /// split bodies at frame_max work. The message arrives whole.
 #[test]
-#[ignore = "issue 10: coney closes a frame whose payload is exactly frame_max with 501"]
 fn body_frame_of_exactly_frame_max_is_accepted() {
     let b = Broker::start();
     let mut s = handshake(&b);
@@ -93,7 +92,6 @@ fn body_frame_of_exactly_frame_max_is_accepted() {
 /// A method frame whose payload is exactly frame_max bytes (a queue.declare padded with an
 /// unknown x- argument) is accepted as well: the slack applies to every frame type.
 #[test]
-#[ignore = "issue 10: coney closes a frame whose payload is exactly frame_max with 501"]
 fn method_frame_of_exactly_frame_max_is_accepted() {
     let b = Broker::start();
     let mut s = handshake(&b);
@@ -141,7 +139,6 @@ fn body_frame_one_byte_over_frame_max_is_frame_error() {
 /// basic.publish with immediate=true: connection.close 540 NOT_IMPLEMENTED "immediate=true"
 /// naming basic.publish (60/40), so clients report the method.
 #[test]
-#[ignore = "issue 10: coney's connection.close for immediate=true names class/method 0/0"]
 fn immediate_publish_close_names_basic_publish() {
     let b = Broker::start();
     let mut s = handshake(&b);
@@ -159,7 +156,6 @@ fn immediate_publish_close_names_basic_publish() {
 
 /// exchange.declare of the default exchange "" is 403 ACCESS_REFUSED, passive or not.
 #[tokio::test]
-#[ignore = "issue 10: coney accepts a passive exchange.declare of the default exchange"]
 async fn declaring_the_default_exchange_is_access_refused() {
     let b = Broker::start();
     let conn = b.connect().await;
@@ -186,7 +182,6 @@ async fn declaring_the_default_exchange_is_access_refused() {
 /// queue.unbind is idempotent on RabbitMQ 3.10: unbinding a queue that does not exist, from
 /// an exchange that does not exist, or both, answers unbind-ok and the channel stays open.
 #[tokio::test]
-#[ignore = "issue 10: coney closes the channel with 404 when unbinding a missing queue"]
 async fn queue_unbind_of_missing_queue_or_exchange_is_ok() {
     let b = Broker::start();
     let (conn, ch) = b.connect_channel().await;
@@ -215,7 +210,6 @@ async fn queue_unbind_of_missing_queue_or_exchange_is_ok() {
 /// exchange.unbind is idempotent on RabbitMQ 3.10: a missing source or a missing destination
 /// answers unbind-ok and the channel stays open.
 #[tokio::test]
-#[ignore = "issue 10: coney closes the channel with 404 when unbinding from a missing exchange"]
 async fn exchange_unbind_of_missing_source_or_destination_is_ok() {
     let b = Broker::start();
     let (conn, ch) = b.connect_channel().await;

@@ -43,7 +43,6 @@ ONLY_FLAVOURS = {
 NOT_YET_ON_CONEY = {
     'retry_ttl_dlx': 'issue 10: coney has no message TTL nor dead-lettering',
     'priority_queue': 'issue 10: coney ignores x-max-priority',
-    'rpc_reply_to': 'issue 10: coney has no direct reply-to',
 }
 
 
@@ -56,9 +55,8 @@ def on_signal(signum, frame):
 
 def broker_product():
     """The broker's product name from connection.start ('' if it cannot be asked)."""
-    sys.path.insert(0, HERE)
-    from harness import flavour_python
-    argv = [flavour_python('pika1'), os.path.join(HERE, 'admin.py'), 'product']
+    from brokerlib import venv_python
+    argv = [venv_python('pika1'), os.path.join(HERE, 'admin.py'), 'product']
     try:
         cp = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=20)
         return json.loads(cp.stdout.decode().strip().splitlines()[-1])['product']

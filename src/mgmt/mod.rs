@@ -1,0 +1,113 @@
+//! The management API and the Prometheus endpoint as an `http::Service`: what each route
+//! reads from the broker and the sessions, and which action it asks of them. Above `session`
+//! in the layers (it lists connections); no sockets — the reactor hands it each request.
+//!
+//! A `Management` is built per call from borrows of the reactor's state, so it holds no state
+//! of its own beyond what `Stats` keeps between calls (rate samples).
+
+pub mod conns;
+mod handlers;
+mod metrics;
+pub mod stats;
+mod web;
+
+use crate::broker::Broker;
+use crate::config::Config;
+use crate::http::auth::{authorize, AuthError, Authenticator, Need, Principal, Tags};
+use crate::http::paginate::ListingStream;
+use crate::http::router::{self, Dispatch};
+use crate::http::{ApiError, Progress, Request, Response, Service, Status};
+pub use conns::{ConnRow, Connections};
+pub use stats::Stats;
+use std::net::SocketAddr;
+use std::time::{Instant, SystemTime};
+
+/// Which listener a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// The management API and web page (15672).
+    Api,
+    /// Prometheus metrics (15692).
+    Metrics,
+}
+
+/// A listing written across loop turns: the rows as they were when the request arrived
+/// (RabbitMQ's listings are a snapshot too), the order the listing rules chose, and the
+/// `columns` selection.
+pub struct Listing {
+    rows: handlers::Rows,
+    stream: ListingStream,
+    columns: Option<crate::http::json::Columns>,
+}
+
+pub struct Management<'a> {
+    pub endpoint: Endpoint,
+    pub broker: &'a mut Broker,
+    pub conns: &'a mut dyn Connections,
+    pub config: &'a Config,
+    pub stats: &'a Stats,
+    /// The loop turn's clock.
+    pub now: Instant,
+}
+
+impl Service for Management<'_> {
+    type Stream = Listing;
+
+    fn respond(&mut self, req: &Request, peer: SocketAddr) -> Response<Listing> {
+        match self.endpoint {
+            Endpoint::Metrics => metrics::respond(self, req),
+            Endpoint::Api => match router::dispatch(req.method, &req.segments) {
+                Dispatch::Refuse(e) => e.into_response(),
+                Dispatch::Options { allow } => Response::new(Status::OK).header("allow", allow),
+                Dispatch::Route(route) => match handlers::handle(self, req, peer, route) {
+                    Ok(r) => r,
+                    Err(e) => e.into_response(),
+                },
+            },
+        }
+    }
+
+    fn produce(&mut self, l: &mut Listing, out: &mut Vec<u8>, budget: usize) -> Progress {
+        let filter = crate::http::json::Filter::from(l.columns.as_ref());
+        let rows = &l.rows;
+        l.stream
+            .produce(out, budget, |out, i| rows.write(out, i, filter))
+    }
+}
+
+/// The users the API logs in, as the AMQP handshake does: coney's configured user, tagged
+/// administrator (RabbitMQ's default user), loopback-only when `loopback_users` says so.
+struct ConfigUsers<'a>(&'a Config);
+
+impl Authenticator for ConfigUsers<'_> {
+    fn authenticate(&self, user: &str, pass: &str, peer: &SocketAddr) -> Result<Tags, AuthError> {
+        let c = self.0;
+        if user != c.default_user
+            || !crate::auth::password::constant_time_eq(pass.as_bytes(), c.default_pass.as_bytes())
+        {
+            return Err(AuthError::LoginFailed);
+        }
+        if c.loopback_users.iter().any(|u| u == user) && !peer.ip().is_loopback() {
+            return Err(AuthError::NotLoopback);
+        }
+        Ok(Tags::ADMINISTRATOR)
+    }
+}
+
+impl Management<'_> {
+    fn authorize(
+        &self,
+        req: &Request,
+        peer: SocketAddr,
+        need: Need,
+    ) -> Result<Principal, ApiError> {
+        authorize(&req.authorization, &peer, &ConfigUsers(self.config), need)
+    }
+}
+
+/// Milliseconds since the epoch, as RabbitMQ's timestamps in the API.
+fn epoch_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,77 @@
+//! What a session tells the management API about itself: the connection's identity, state
+//! and negotiated limits, and each open channel's settings and counts. Read-only; built on
+//! request, so nothing is kept up to date on the hot path.
+
+use super::{Session, State};
+use crate::protocol::FieldTable;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// One connection, as /api/connections shows it.
+pub struct SessionInfo<'a> {
+    pub peer: SocketAddr,
+    pub user: &'a str,
+    /// RabbitMQ's connection state: starting, tuning, opening, running, blocked, closing.
+    pub state: &'static str,
+    pub channel_max: u16,
+    pub frame_max: u32,
+    pub heartbeat_secs: u16,
+    pub opened_at: Instant,
+    /// The client's start-ok properties (product, version, capabilities, connection_name).
+    pub client_properties: FieldTable<'a>,
+}
+
+/// One open channel, as /api/channels shows it.
+pub struct ChannelInfo {
+    pub number: u16,
+    /// basic.qos global=false (per consumer).
+    pub prefetch_count: u16,
+    /// basic.qos global=true (shared by the channel's consumers).
+    pub global_prefetch_count: u16,
+    pub unacked: usize,
+    pub consumers: usize,
+    pub confirm: bool,
+    pub transactional: bool,
+}
+
+impl Session {
+    pub fn info(&self) -> SessionInfo<'_> {
+        let state = match self.state {
+            State::AwaitingHeader | State::AwaitingStartOk => "starting",
+            State::AwaitingTuneOk => "tuning",
+            State::AwaitingOpen => "opening",
+            State::Open if self.blocked => "blocked",
+            State::Open => "running",
+            State::Closing | State::Closed => "closing",
+        };
+        SessionInfo {
+            peer: self.peer,
+            user: &self.user,
+            state,
+            channel_max: self.channel_max,
+            frame_max: self.frame_max,
+            heartbeat_secs: self.heartbeat_secs,
+            opened_at: self.opened_at,
+            client_properties: FieldTable::parse(&self.client_properties).unwrap_or_default(),
+        }
+    }
+
+    /// Calls `f` with each open channel, in channel-number order.
+    pub fn each_channel(&self, mut f: impl FnMut(ChannelInfo)) {
+        for (number, ch) in self.channels.iter() {
+            f(ChannelInfo {
+                number,
+                prefetch_count: ch.consumer_prefetch,
+                global_prefetch_count: ch.channel_prefetch,
+                unacked: ch.unacked_count(),
+                consumers: ch.consumer_count(),
+                confirm: ch.confirm,
+                transactional: ch.tx.is_some(),
+            });
+        }
+    }
+
+    pub fn channel_count(&self) -> usize {
+        self.channels.len()
+    }
+}
