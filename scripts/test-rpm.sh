@@ -245,7 +245,7 @@ check "rpm --root -i installs (rpm -q in the root finds it)" \
 check "installed binary needs glibc <= $GLIBC_MAX (highest: $(highest_glibc "$INSTALLED/usr/sbin/coney"))" \
     version_le "$(highest_glibc "$INSTALLED/usr/sbin/coney")" "$GLIBC_MAX"
 # coneyctl: installed with its man page, --help works, and an API that cannot be reached is
-# rabbitmqctl's exit 69. (The broker does not serve the management API yet: issue 13.)
+# rabbitmqctl's exit 69.
 CONEYCTL=$INSTALLED/usr/bin/coneyctl
 check "installed coneyctl --help: exit 0, lists list_queues" \
     sh -c "'$CONEYCTL' --help >'$SCRATCH/coneyctl-help.txt' && grep -q '^   list_queues ' '$SCRATCH/coneyctl-help.txt'"

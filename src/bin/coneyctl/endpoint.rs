@@ -5,11 +5,12 @@
 //! `management.tcp.port`, `default_user`, `default_pass`), and the defaults
 //! 127.0.0.1:15672 guest/guest.
 //!
-//! The config file is read with the broker's own parser (`coney::config_file::load`) when it
-//! accepts the file, so `default_user`/`default_pass` mean what they mean to the broker. That
-//! parser does not know the `management.*` keys yet, so those four keys are also picked out
-//! by a tolerant scan that follows the same lexical rules (`key = value`, `#` starts a
-//! comment) and ignores every other key.
+//! The config file is read with the broker's own parser (`coney::config_file::load`), so its
+//! keys mean what they mean to the broker: the management listener's address (with
+//! `management.enabled = false` noted, since nothing then listens) and the login. A file that
+//! parser refuses (one written for another coney version, say) still gives the four keys
+//! through a tolerant scan with the same lexical rules (`key = value`, `#` starts a comment)
+//! that ignores every other key.
 
 use crate::failure::{Failure, EX_CONFIG, EX_USAGE};
 use crate::http::Target;
@@ -95,10 +96,12 @@ pub fn resolve(flags: &EndpointFlags, url: Option<&str>) -> Result<Resolved, Fai
             Ok(found) => found.unwrap_or_default(),
             Err(why) => {
                 notes.push(format!("(the default config file was not used: {why})"));
-                Partial::default()
+                FromConfig::default()
             }
         },
     };
+    notes.extend(from_config.notes);
+    let from_config = from_config.partial;
     let p = from_flags.or(from_url).or(from_config);
     Ok(Resolved {
         target: Target {
@@ -194,23 +197,54 @@ fn percent_decode(s: &str) -> Result<String, String> {
     String::from_utf8(out).map_err(|_| format!("'{s}' is not UTF-8 once decoded"))
 }
 
+/// What a broker config file says about the endpoint, and what is worth telling the user if
+/// the API then cannot be reached.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FromConfig {
+    pub partial: Partial,
+    pub notes: Vec<String>,
+}
+
 /// Reads the endpoint settings from a broker config file. Ok(None): there is no such file.
 /// Err: it exists but cannot be read, or a setting coneyctl needs is malformed.
-pub fn read_config(path: &Path) -> Result<Option<Partial>, String> {
+pub fn read_config(path: &Path) -> Result<Option<FromConfig>, String> {
     let name = path.display();
     let text = match std::fs::read(path) {
         Ok(bytes) => String::from_utf8(bytes).map_err(|_| format!("{name}: is not UTF-8 text"))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot read {name}: {e}")),
     };
-    let mut found = scan_config(&text).map_err(|why| format!("{name}:{why}"))?;
+    let mut found = FromConfig {
+        partial: scan_config(&text).map_err(|why| format!("{name}:{why}"))?,
+        notes: Vec::new(),
+    };
     // The broker's parser is the authority on the keys it knows.
     let mut config = coney::config::Config::default();
     if coney::config_file::load(path, &mut config).is_ok() {
-        found.username = Some(config.default_user);
-        found.password = Some(config.default_pass);
+        let p = &mut found.partial;
+        match config.management.addr {
+            Some(addr) => {
+                p.host = Some(reachable(addr.ip()));
+                p.port = Some(addr.port());
+            }
+            None => found.notes.push(format!(
+                "({name} switches the broker's management API off: management.enabled = false)"
+            )),
+        }
+        p.username = Some(config.default_user);
+        p.password = Some(config.default_pass);
     }
     Ok(Some(found))
+}
+
+/// The address to connect to for a listener on `ip`: a listener on every address is reached
+/// on loopback.
+fn reachable(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) if v4.is_unspecified() => DEFAULT_HOST.to_string(),
+        std::net::IpAddr::V6(v6) if v6.is_unspecified() => "::1".to_string(),
+        other => other.to_string(),
+    }
 }
 
 /// Picks the four keys coneyctl needs out of rabbitmq.conf-style text, ignoring the rest.
@@ -236,13 +270,7 @@ pub fn scan_config(text: &str) -> Result<Partial, String> {
             }
             "management.tcp.ip" => {
                 let ip: std::net::IpAddr = value.parse().map_err(|_| bad("an IP address"))?;
-                // A listener on every address is reached on loopback.
-                let ip = match ip {
-                    std::net::IpAddr::V4(v4) if v4.is_unspecified() => DEFAULT_HOST.to_string(),
-                    std::net::IpAddr::V6(v6) if v6.is_unspecified() => "::1".to_string(),
-                    other => other.to_string(),
-                };
-                found.host = Some(ip);
+                found.host = Some(reachable(ip));
             }
             "default_user" => found.username = Some(value.to_string()),
             "default_pass" => found.password = Some(value.to_string()),
@@ -332,6 +360,35 @@ mod tests {
         };
         assert_eq!(resolve(&missing, None).unwrap_err().exit_code(), EX_CONFIG);
         assert_eq!(read_config(&dir.join("nope.conf")), Ok(None));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A file the broker accepts is read by the broker's parser: its management address (a
+    /// listener on 0.0.0.0 reached on loopback) and login; a management API switched off is
+    /// noted. A file it refuses still gives the four keys.
+    #[test]
+    fn config_read_by_the_brokers_parser() {
+        let dir = std::env::temp_dir().join(format!("coneyctl-parser-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("coney.conf");
+        let read = |text: &str| {
+            std::fs::write(&conf, text).unwrap();
+            read_config(&conf).unwrap().unwrap()
+        };
+        let found = read("management.tcp.ip = 0.0.0.0\nmanagement.tcp.port = 15990\n");
+        assert_eq!(found.partial.host.as_deref(), Some("127.0.0.1"));
+        assert_eq!(found.partial.port, Some(15990));
+        assert_eq!(found.partial.username.as_deref(), Some("guest"));
+        assert!(found.notes.is_empty());
+        let off = read("management.enabled = false\n");
+        assert_eq!(off.partial.port, None);
+        assert!(
+            off.notes[0].contains("management.enabled = false"),
+            "{off:?}"
+        );
+        let refused = read("management.tcp.port = 15991\nno_such_key = 1\ndefault_user = u\n");
+        assert_eq!(refused.partial.port, Some(15991));
+        assert_eq!(refused.partial.username.as_deref(), Some("u"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
