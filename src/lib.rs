@@ -18,6 +18,6 @@ pub(crate) mod net;
 pub mod notify;
 pub mod protocol;
 pub mod reactor;
-pub(crate) mod resources;
+pub mod resources;
 pub mod session;
 pub(crate) mod store;

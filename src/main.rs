@@ -243,7 +243,7 @@ fn run(config: Config) -> ExitCode {
     let mut reactor = match Reactor::bind(config.clone()) {
         Ok(r) => r,
         Err(e) if is_listen_error(&e, &config) => {
-            log::error!("cannot listen on {}: {e}", config.listen);
+            log::error!("cannot listen: {e}");
             return ExitCode::from(EXIT_LISTEN);
         }
         Err(e) => {

@@ -51,6 +51,8 @@ pub struct Alarms {
     pub disk_free_limit_bytes: u64,
     pub memory: bool,
     pub disk: bool,
+    /// Free bytes on the data dir's filesystem at the last check (reported by the API).
+    pub disk_free_bytes: Option<u64>,
 }
 
 impl Alarms {
@@ -64,6 +66,7 @@ impl Alarms {
             disk_free_limit_bytes: config.disk_free_limit_bytes,
             memory: false,
             disk: false,
+            disk_free_bytes: None,
         }
     }
 
@@ -105,6 +108,7 @@ impl Alarms {
 
     /// The disk alarm given `free` bytes on the data dir's filesystem; true if it changed.
     fn update_disk(&mut self, free: u64, dir: &Path) -> bool {
+        self.disk_free_bytes = Some(free);
         let limit = self.disk_free_limit_bytes;
         let was = self.disk;
         if !was && free < limit {
@@ -134,6 +138,7 @@ mod tests {
             disk_free_limit_bytes: 1000,
             memory: false,
             disk: false,
+            disk_free_bytes: None,
         };
         let dir = Path::new("/data");
         assert!(!a.update_disk(5000, dir) && !a.disk);

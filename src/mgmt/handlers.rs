@@ -236,7 +236,9 @@ pub(super) fn handle(
 ) -> Result<Response<Listing>, ApiError> {
     use crate::http::Method::{Delete, Get, Head};
     let need = match (&route, req.method) {
-        (Route::WebUi, _) => return Ok(super::web::page()),
+        (Route::WebUi, _) => {
+            return super::web::file(&req.segments).ok_or_else(ApiError::not_found)
+        }
         (_, Get | Head) => Need::Management,
         _ => Need::Administrator,
     };
@@ -251,7 +253,7 @@ pub(super) fn handle(
             o.end();
             Ok(json(out))
         }
-        (Route::HealthAlarms | Route::HealthLocalAlarms, _) => Ok(json(health_ok())),
+        (Route::HealthAlarms | Route::HealthLocalAlarms, _) => Ok(health_alarms(m.alarms)),
         (Route::Connections, _) => {
             let rows = m.connection_snaps(|_| "/".to_owned());
             listing(req, Rows::Connections(rows), &["vhost", "name"])
@@ -308,6 +310,29 @@ fn whoami(who: &Principal) -> Vec<u8> {
         });
     o.end();
     out
+}
+
+/// RabbitMQ's alarms check: 200 ok, or 503 naming each resource in alarm.
+fn health_alarms<S>(a: &crate::resources::Alarms) -> Response<S> {
+    if !a.any() {
+        return json(health_ok());
+    }
+    let node = node_name();
+    let mut out = Vec::new();
+    let mut o = ObjectWriter::item(&mut out, Filter::All);
+    o.str("status", "failed")
+        .str("reason", "There are alarms in effect in the cluster")
+        .array("alarms", |arr| {
+            for (on, resource) in [(a.memory, "memory"), (a.disk, "disk")] {
+                if on {
+                    arr.object(|x| {
+                        x.str("node", &node).str("resource", resource);
+                    });
+                }
+            }
+        });
+    o.end();
+    Response::json(Status::SERVICE_UNAVAILABLE, out)
 }
 
 fn health_ok() -> Vec<u8> {

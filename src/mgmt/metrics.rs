@@ -29,35 +29,142 @@ fn write(m: &Management<'_>, out: &mut Vec<u8>, _per_object: bool) {
         connections += 1;
         channels += row.session.channel_count() as u64;
     });
-    Family::begin(
+    let gauge = |out: &mut Vec<u8>, name: &str, help: &str, v: u64| {
+        Family::begin(out, name, help, MetricType::Gauge).sample(&[], v);
+    };
+    let counter = |out: &mut Vec<u8>, name: &str, help: &str, v: u64| {
+        Family::begin(out, name, help, MetricType::Counter).sample(&[], v);
+    };
+    let a = m.alarms;
+    for (name, on) in [
+        ("rabbitmq_alarms_file_descriptor_limit", false),
+        ("rabbitmq_alarms_free_disk_space_watermark", a.disk),
+        ("rabbitmq_alarms_memory_used_watermark", a.memory),
+    ] {
+        Family::begin(
+            out,
+            name,
+            "is 1 if the alarm is in effect",
+            MetricType::Untyped,
+        )
+        .sample(&[], u64::from(on));
+    }
+    let (open_fds, max_fds) = fds();
+    gauge(
         out,
-        "rabbitmq_connections",
-        "Connections currently open",
-        MetricType::Gauge,
-    )
-    .sample(&[], connections);
-    Family::begin(
+        "rabbitmq_process_open_fds",
+        "Open file descriptors",
+        open_fds,
+    );
+    gauge(
         out,
-        "rabbitmq_channels",
-        "Channels currently open",
-        MetricType::Gauge,
-    )
-    .sample(&[], channels);
-    Family::begin(
-        out,
-        "rabbitmq_channel_messages_published_total",
-        "Total number of messages published into an exchange on a channel",
-        MetricType::Counter,
-    )
-    .sample(&[], c.publish);
-    Family::begin(
+        "rabbitmq_process_max_fds",
+        "Open file descriptors limit",
+        max_fds,
+    );
+    gauge(
         out,
         "rabbitmq_process_resident_memory_bytes",
         "Memory used in bytes",
-        MetricType::Gauge,
-    )
-    .sample(&[], resident_bytes());
+        resident_bytes(),
+    );
+    gauge(
+        out,
+        "rabbitmq_resident_memory_limit_bytes",
+        "Memory high watermark in bytes",
+        a.memory_limit_bytes,
+    );
+    if let Some(free) = a.disk_free_bytes {
+        gauge(
+            out,
+            "rabbitmq_disk_space_available_bytes",
+            "Disk space available in bytes",
+            free,
+        );
+    }
+    gauge(
+        out,
+        "rabbitmq_disk_space_available_limit_bytes",
+        "Free disk space low watermark in bytes",
+        a.disk_free_limit_bytes,
+    );
+    gauge(
+        out,
+        "rabbitmq_connections",
+        "Connections currently open",
+        connections,
+    );
+    gauge(
+        out,
+        "rabbitmq_channels",
+        "Channels currently open",
+        channels,
+    );
+    counter(
+        out,
+        "rabbitmq_channel_messages_published_total",
+        "Total number of messages published into an exchange on a channel",
+        c.publish,
+    );
+    counter(
+        out,
+        "rabbitmq_channel_messages_delivered_ack_total",
+        "Total number of messages delivered to consumers in manual acknowledgement mode",
+        c.deliver,
+    );
+    counter(
+        out,
+        "rabbitmq_channel_messages_delivered_total",
+        "Total number of messages delivered to consumers in automatic acknowledgement mode",
+        c.deliver_no_ack,
+    );
+    counter(
+        out,
+        "rabbitmq_channel_get_ack_total",
+        "Total number of messages fetched with basic.get in manual acknowledgement mode",
+        c.get,
+    );
+    counter(
+        out,
+        "rabbitmq_channel_get_total",
+        "Total number of messages fetched with basic.get in automatic acknowledgement mode",
+        c.get_no_ack,
+    );
+    counter(
+        out,
+        "rabbitmq_channel_messages_redelivered_total",
+        "Total number of messages redelivered to consumers",
+        c.redeliver,
+    );
+    counter(
+        out,
+        "rabbitmq_channel_messages_acked_total",
+        "Total number of messages acknowledged by consumers",
+        c.ack,
+    );
+    counter(
+        out,
+        "rabbitmq_channel_messages_unroutable_dropped_total",
+        "Total number of messages published as non-mandatory into an exchange and dropped as unroutable",
+        c.unroutable,
+    );
     write_end(out);
+}
+
+/// Open file descriptors (entries of /proc/self/fd) and the soft limit.
+fn fds() -> (u64, u64) {
+    let open = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct it is given.
+    let max = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur
+    } else {
+        0
+    };
+    (open, max)
 }
 
 /// RSS from /proc/self/statm (pages × page size); 0 where /proc is absent.

@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::http::auth::{authorize, AuthError, Authenticator, Need, Principal, Tags};
 use crate::http::paginate::ListingStream;
 use crate::http::router::{self, Dispatch};
-use crate::http::{ApiError, Progress, Request, Response, Service, Status};
+use crate::http::{ApiError, Method, Progress, Request, Response, Service, Status};
 pub use conns::{ConnRow, Connections};
 pub use stats::Stats;
 use std::net::SocketAddr;
@@ -46,6 +46,8 @@ pub struct Management<'a> {
     pub conns: &'a mut dyn Connections,
     pub config: &'a Config,
     pub stats: &'a Stats,
+    /// Resource alarms and what they measured last.
+    pub alarms: &'a crate::resources::Alarms,
     /// The loop turn's clock.
     pub now: Instant,
 }
@@ -54,6 +56,12 @@ impl Service for Management<'_> {
     type Stream = Listing;
 
     fn respond(&mut self, req: &Request, peer: SocketAddr) -> Response<Listing> {
+        // The page's files, like RabbitMQ's static files, need no login; the API they call does.
+        if self.endpoint == Endpoint::Api && matches!(req.method, Method::Get | Method::Head) {
+            if let Some(page) = web::file(&req.segments) {
+                return page;
+            }
+        }
         match self.endpoint {
             Endpoint::Metrics => metrics::respond(self, req),
             Endpoint::Api => match router::dispatch(req.method, &req.segments) {

@@ -62,7 +62,7 @@ fn bind(
             warn!("{what}: cannot listen on {addr}: {e}; running without it (set its address or turn it off in the config)");
             Ok(None)
         }
-        Err(e) => Err(e),
+        Err(e) => Err(io::Error::new(e.kind(), format!("{what} on {addr}: {e}"))),
     }
 }
 

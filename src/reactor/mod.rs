@@ -130,7 +130,8 @@ pub struct Reactor {
 impl Reactor {
     pub fn bind(config: Config) -> io::Result<Self> {
         let poll = Poll::new()?;
-        let mut listener = TcpListener::bind(config.listen)?;
+        let mut listener = TcpListener::bind(config.listen)
+            .map_err(|e| io::Error::new(e.kind(), format!("AMQP on {}: {e}", config.listen)))?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let signals = signal::Signals::install(poll.registry(), SIGNALS)?;
@@ -268,7 +269,8 @@ impl Reactor {
             local: self.amqp_addr,
             to_close: &mut self.api_closes,
         };
-        let (broker, config, stats) = (&mut self.broker, &self.config, &self.stats);
+        let (broker, config, stats, alarms) =
+            (&mut self.broker, &self.config, &self.stats, &self.alarms);
         self.http.turn(
             now,
             &mut self.read_buf,
@@ -280,6 +282,7 @@ impl Reactor {
                     conns: &mut table,
                     config,
                     stats,
+                    alarms,
                     now,
                 })
             },
