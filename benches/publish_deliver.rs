@@ -8,10 +8,10 @@
 mod support;
 
 use coney::broker::consumer::{Consumer, ConsumerId};
-use coney::broker::message::{Message, MessageBuilder};
+use coney::broker::message::{Message, MessageBuilder, MessageFlags};
 use coney::broker::queue::{QueueId, QueuedMessage};
 use coney::broker::ConnId;
-use coney::broker::{Broker, DeliverySink, QueueFlags};
+use coney::broker::{Broker, DeliverySink, PublishProps, QueueFlags};
 use coney::protocol::constants::CLASS_BASIC;
 use coney::protocol::frame::{self, parse_frame, FrameKind, Parsed};
 use coney::protocol::method::{BasicDeliver, BasicPublish, Method};
@@ -53,13 +53,16 @@ fn ingest(broker: &mut Broker, builder: &mut MessageBuilder, mut buf: &[u8]) -> 
             FrameKind::Header => {
                 let h = ContentHeader::decode(frame.payload).expect("header");
                 let props = BasicProperties::decode(h.properties_raw).expect("properties");
-                builder.set_header(h.properties_raw, h.body_size, props.is_persistent());
+                builder.set_header(h.properties_raw, h.body_size, MessageFlags::of(&props));
             }
             FrameKind::Body => {
                 builder.push_body(frame.payload);
                 if builder.body_remaining() == 0 {
                     let msg = builder.finish();
-                    routed += broker.publish(&msg, None).expect("publish");
+                    routed += broker
+                        .publish(&msg, PublishProps::default())
+                        .expect("publish")
+                        .queues;
                 }
             }
             FrameKind::Heartbeat => {}

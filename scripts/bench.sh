@@ -9,7 +9,7 @@
 #   --quick        3 s per scenario and 1,000 idle connections: a smoke test
 #   --compare      also run RabbitMQ (default when rabbitmq-server is installed or installable)
 #   --no-compare   coney only
-#   --only LIST    scenario ids to run (a b c d e f g h i)
+#   --only LIST    scenario ids to run (a b c d e f g h i j k l)
 #   --secs N       seconds per load scenario (default 10)
 #
 # Every broker is restarted for every scenario, so a backlog or heap left by one scenario
@@ -31,7 +31,7 @@ RMQ_SERVER="${RMQ_BIN:-/usr/lib/rabbitmq/bin/rabbitmq-server}"
 SECS=10
 IDLE_CONNECTIONS=10000
 COMPARE=auto
-ONLY="a b c d e f g h i"
+ONLY="a b c d e f g h i j k l"
 # Open files needed: the idle connections, plus margin for the broker's own files.
 FD_LIMIT_WANTED=$((IDLE_CONNECTIONS * 2 + 1024))
 # Settling time before reading a freshly started broker's idle RSS.
@@ -177,6 +177,12 @@ TITLE[f2]="(f) latency at a fixed 10,000 msg/s, 16 B, autoack"
 ARGS[f2]="-s 16 -a -r 10000"
 TITLE[g]="(g) 1p/1c, 64 KiB bodies, transient, autoack"
 ARGS[g]="-s 65536 -a"
+TITLE[j]="(j) retry loop: every message rejected once into a retry queue with x-message-ttl 100 ms that dead-letters it back, then acked; 10,000 msg/s, 16 B, prefetch 1000"
+ARGS[j]="-s 16 -q 1000 -A 100 --retry-ttl 100 -r 10000"
+TITLE[k]="(k) priority queue, x-max-priority 9: priorities 0..9 at random, 16 B, autoack"
+ARGS[k]="-s 16 -a --max-priority 9"
+TITLE[l]="(l) x-max-length 10,000 (drop-head) under a publisher that outruns its consumer (manual ack, prefetch 100), 16 B"
+ARGS[l]="-s 16 -q 100 -A 10 --max-length 10000"
 
 # run_load BROKER ID: one load scenario on a fresh broker; JSON to RESULTS/BROKER-ID.json.
 run_load() {
@@ -213,7 +219,7 @@ run_idle() {
 BROKERS=(coney)
 [ "$COMPARE" = yes ] && BROKERS+=(rabbitmq)
 LOADS=()
-for id in a b c d e f1 f2 g; do
+for id in a b c d e f1 f2 g j k l; do
     [[ " $ONLY " == *" ${id:0:1} "* ]] && LOADS+=("$id")
 done
 

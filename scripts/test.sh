@@ -18,6 +18,10 @@
 #              skipped, also coneyctl's live tests against that node's management
 #              API, every step checked through rabbitmqctl too (about 2 minutes;
 #              `cargo test` runs coneyctl's other tests and reports these ignored)
+#   mgmt       scripts/test-mgmt.sh: tests/mgmt (management API, Prometheus,
+#              rabbitmqadmin) and tests/webui (the page in headless Chromium)
+#              against coney's HTTP listeners; with --against-rabbitmq also
+#              against RabbitMQ's management and prometheus plugins
 #
 # Options:
 #   --against-rabbitmq   also run the scenarios against RabbitMQ
@@ -29,6 +33,7 @@
 #   --no-durability      do not run the durability tests
 #   --no-rpm             do not build and test the rpm (scripts/test-rpm.sh)
 #   --no-fuzz            do not run the fuzzers briefly (scripts/fuzz.sh, FUZZ_SECONDS each)
+#   --no-mgmt            do not run the management API and web page checks (scripts/test-mgmt.sh)
 #   --durability NAME    pass --only NAME to tests/durability/run.py (repeatable)
 #   --scenario NAME      pass --only NAME to run.py (repeatable)
 #   --flavour F          pass --flavour F to run.py (pika1 | pika013; repeatable)
@@ -54,7 +59,7 @@ cd "$ROOT"
 . scripts/lib.sh
 
 # ---------------------------------------------------------------- options
-do_build=1 do_cargo=1 do_pyenv=1 do_coney=1 do_durability=1 do_rpm=1 do_fuzz=1 do_rabbit=0 verbose=0
+do_build=1 do_cargo=1 do_pyenv=1 do_coney=1 do_durability=1 do_rpm=1 do_fuzz=1 do_mgmt=1 do_rabbit=0 verbose=0
 run_args=()
 dur_args=()
 # shellcheck disable=SC2206
@@ -62,7 +67,7 @@ set -- "$@" ${TEST_SH_ARGS:-}
 while [ $# -gt 0 ]; do
     case "$1" in
         --against-rabbitmq) do_rabbit=1 ;;
-        --rabbitmq-only) do_rabbit=1; do_build=0; do_cargo=0; do_coney=0; do_durability=0; do_rpm=0; do_fuzz=0 ;;
+        --rabbitmq-only) do_rabbit=1; do_build=0; do_cargo=0; do_coney=0; do_durability=0; do_rpm=0; do_fuzz=0; do_mgmt=0 ;;
         --only-scenarios) do_cargo=0 ;;
         --no-build) do_build=0 ;;
         --no-cargo-test) do_cargo=0 ;;
@@ -70,6 +75,7 @@ while [ $# -gt 0 ]; do
         --no-durability) do_durability=0 ;;
         --no-rpm) do_rpm=0 ;;
         --no-fuzz) do_fuzz=0 ;;
+        --no-mgmt) do_mgmt=0 ;;
         --durability) shift; dur_args+=(--only "${1:?--durability needs a name}") ;;
         --scenario) shift; run_args+=(--only "${1:?--scenario needs a name}") ;;
         --flavour) shift; run_args+=(--flavour "${1:?--flavour needs a value}") ;;
@@ -260,6 +266,20 @@ if [ "$do_durability" = 1 ] && [ "$pyenv_ok" = 1 ]; then
         run_step "durability (coney)" "$TMP/durability.log" \
             timeout 600 .venv/pika1/bin/python tests/durability/run.py --coney "$CONEY_BIN" \
             ${dur_args[@]+"${dur_args[@]}"} || true
+    fi
+fi
+
+# ---------------------------------------------------------------- management API
+if [ "$do_mgmt" = 1 ]; then
+    say "management API, Prometheus, rabbitmqadmin and the web page (headless Chromium)"
+    if [ "$built" != 1 ] || [ ! -x "$CONEY_BIN" ]; then
+        record "mgmt (coney)" FAIL "no $CONEY_BIN"
+        total_failed=$((total_failed + 1))
+    else
+        run_step "mgmt (coney)" "$TMP/mgmt.log" timeout 1500 bash scripts/test-mgmt.sh coney "$CONEY_BIN" || true
+    fi
+    if [ "$do_rabbit" = 1 ]; then
+        run_step "mgmt (rabbitmq)" "$TMP/mgmt-rabbitmq.log" timeout 1500 bash scripts/test-mgmt.sh rabbitmq || true
     fi
 fi
 

@@ -61,6 +61,15 @@ pub(crate) const DEFINITIONS_JOURNAL_MIN_BYTES: u64 = 1024 * 1024;
 pub(crate) const PAGE_IN_BATCH_MESSAGES: usize = 1024;
 /// Deliveries made from one queue in one pass before other queues get a turn.
 pub(crate) const DELIVERIES_PER_QUEUE_PER_TURN_MAX: usize = 16384;
+/// Timed work one loop turn does at most: messages expired (x-message-ttl, expiration),
+/// queues deleted by x-expires, delayed messages released, dead letters republished. The rest
+/// is done in the next turns (the loop does not sleep while work is left), so a million
+/// messages expiring at once cannot stall other clients.
+pub(crate) const EXPIRY_WORK_PER_TURN_MAX: usize = 512;
+/// Dead letters waiting for a turn's budget; past this (a cascade of dead-lettering queues),
+/// new dead letters are dropped and the drop is logged.
+pub(crate) const DEAD_LETTERS_PENDING_MAX: usize = 1 << 20;
+
 // Per-client state of RabbitMQ's consumer extensions (issue 10) needs no bound of its own; it
 // is bounded by what already is. A queue's consumer priority levels are at most its consumers
 // (one group per level; picking walks levels and consumers as round robin walked consumers).
@@ -68,6 +77,7 @@ pub(crate) const DELIVERIES_PER_QUEUE_PER_TURN_MAX: usize = 16384;
 // CHANNEL_MAX: a registry entry of about 40 bytes and a 54-byte reply name each. A direct reply
 // is written once per published message, past prefetch as in RabbitMQ, so the requester's
 // output is bounded by WRITE_BUFFER_HARD_BYTES like any output.
+
 /// Events taken from the poller per wake-up.
 pub(crate) const EVENTS_PER_POLL_MAX: usize = 1024;
 /// Connections accepted at once; past this, new sockets are accepted and closed at once.
@@ -78,6 +88,8 @@ const _: () = assert!(READ_BYTES_PER_TURN_MAX >= READ_CHUNK_BYTES);
 const _: () = assert!(WRITE_BUFFER_HARD_BYTES > WRITE_BUFFER_HIGH_BYTES + FRAME_MAX_BYTES as usize);
 const _: () = assert!(WRITE_BUFFER_LOW_BYTES < WRITE_BUFFER_HIGH_BYTES);
 const _: () = assert!(FRAME_OVERHEAD < FRAME_MIN_SIZE as usize);
+const _: () =
+    assert!(EXPIRY_WORK_PER_TURN_MAX > 0 && EXPIRY_WORK_PER_TURN_MAX <= DEAD_LETTERS_PENDING_MAX);
 // Compaction parses a large record's fixed fields (up to 65,535 queue ids) from one turn's read.
 const _: () = assert!(COMPACTION_BYTES_PER_TURN >= 64 + 4 * u16::MAX as usize);
 const _: () = assert!((COMPACTION_BYTES_PER_TURN as u64) < SEGMENT_SIZE_MAX_BYTES);

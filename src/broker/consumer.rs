@@ -106,6 +106,9 @@ impl Broker {
             q.remove_consumer(id, c.exclusive, c.priority);
             if q.should_auto_delete() {
                 self.remove_queue(c.queue);
+            } else if !q.has_consumers() {
+                // x-expires: unused from now on.
+                self.renew_lease(c.queue);
             } else if was_active {
                 // Another consumer took over and may take what is ready.
                 self.mark_ready(c.queue);

@@ -3,17 +3,34 @@
 //! turn (the turn's definition changes and message records synced) and the clean stop. The
 //! store is reached only from the broker.
 
+use super::args::QueueArgs;
 use super::bindings::Binding;
-use super::exchange::{Destination, Exchange, ExchangeId, ExchangeKind};
+use super::exchange::{Destination, Exchange, ExchangeId, ExchangeKind, DELAYED_TYPE};
 use super::handle::Registry;
-use super::queue::{Queue, QueueId};
+use super::queue::{PagedRef, Queue, QueueId, NEVER};
 use super::Broker;
-use crate::store::definitions::{BindingRef, DefChange};
-use crate::store::{Recovery, Store};
+use crate::protocol::{FieldTable, FieldValue};
+use crate::store::definitions::{BindingDef, BindingRef, DefChange, Definitions};
+use crate::store::{Location, Recovered, Recovery, Store, StoreRef};
 use log::{error, info};
 use std::collections::HashMap;
 use std::io;
 use std::path::Path;
+
+/// What a store number names at recovery.
+#[derive(Clone, Copy)]
+enum Owner {
+    Queue(QueueId),
+    Delayed(ExchangeId),
+}
+
+/// A message a delayed exchange held at the last stop, read back once recovery is done.
+struct HeldAtStop {
+    exchange: ExchangeId,
+    loc: Location,
+    store_id: u32,
+    enqueued_at_ms: u64,
+}
 
 impl Broker {
     /// Opens the store in `data_dir` and rebuilds the durable state it holds; the broker
@@ -54,9 +71,13 @@ impl Broker {
         self.store.busy()
     }
 
-    /// Clean stop: records which queued messages were delivered before, then marks the store
-    /// clean.
+    /// Clean stop: routes the dead letters still waiting, records which queued messages were
+    /// delivered before, then marks the store clean.
     pub(crate) fn close_clean(&mut self) -> io::Result<()> {
+        // Dead letters still waiting are routed now (their sources are acked after them), so
+        // they do not come back to their source queues at the next start.
+        self.budget = usize::MAX;
+        self.run_dead_letters();
         let mut refs = Vec::new();
         for (_, q) in self.queues.iter() {
             q.redelivered_refs(&mut refs);
@@ -64,41 +85,96 @@ impl Broker {
         self.store.close_clean(&refs)
     }
 
-    /// Rebuilds durable state from what the store recovered.
+    /// Rebuilds durable state from what the store recovered. Leases (x-expires) start again
+    /// now, as RabbitMQ's do at node start; message deadlines are kept.
     fn recover(&mut self, r: Recovery) -> io::Result<()> {
         let d = r.definitions;
         self.next_queue_store_id = d.next_queue_id.max(1);
-        for x in &d.exchanges {
-            let Some(kind) = ExchangeKind::parse(&x.kind) else {
-                continue;
-            };
-            if !self.exchange_names.contains_key(&x.name[..]) {
-                self.insert_exchange(Exchange::new(
-                    x.name.clone().into(),
-                    kind,
-                    true,
-                    x.auto_delete,
-                    x.internal,
-                    x.arguments.clone().into(),
-                ));
-            }
-        }
-        let mut by_store_id = HashMap::new();
+        let mut owners = self.recover_exchanges(&d);
         for qd in &d.queues {
+            let args = QueueArgs::parse(FieldTable::parse(&qd.arguments).unwrap_or_default());
             let mut q = Queue::new(
                 qd.name.clone().into(),
                 true,
                 qd.auto_delete,
                 None,
                 qd.arguments.clone().into(),
+                args,
             );
             q.store_id = Some(qd.store_id);
+            if let Some(&n) = r.queue_counts.get(&qd.store_id) {
+                q.reserve_paged(n as usize);
+            }
             self.next_queue_store_id = self.next_queue_store_id.max(qd.store_id + 1);
-            let id = self.queues.insert(q);
-            self.queue_names.insert(qd.name.clone().into(), id);
-            by_store_id.insert(qd.store_id, id);
+            let id = self.insert_queue(q);
+            owners.insert(qd.store_id, Owner::Queue(id));
         }
-        for b in &d.bindings {
+        self.recover_bindings(&d.bindings);
+        let held = self.recover_messages(&owners)?;
+        for h in held {
+            let r = StoreRef::at(h.loc, h.store_id);
+            match self.store.read(h.loc) {
+                Ok(msg) => self.recover_held(h.exchange, msg, h.enqueued_at_ms, r),
+                Err(e) => {
+                    error!("cannot read a delayed message back from the store: {e}");
+                    self.store.ack(r);
+                }
+            }
+        }
+        let ids: Vec<QueueId> = self.queues.iter().map(|(id, _)| id).collect();
+        for id in ids {
+            if let Some(q) = self.queues.get_mut(id) {
+                q.recovered();
+            }
+            self.renew_lease(id);
+            self.arm_expiry(id);
+        }
+        Ok(())
+    }
+
+    /// Recreates the durable exchanges (a delayed exchange with the store number it holds
+    /// messages under); returns those store numbers.
+    fn recover_exchanges(&mut self, d: &Definitions) -> HashMap<u32, Owner> {
+        let mut owners = HashMap::new();
+        for x in &d.exchanges {
+            let args = FieldTable::parse(&x.arguments).unwrap_or_default();
+            let delayed = x.kind == DELAYED_TYPE.as_bytes();
+            let kind = match args.get(b"x-delayed-type") {
+                Some(FieldValue::LongStr(t)) if delayed => ExchangeKind::parse(t),
+                _ => ExchangeKind::parse(&x.kind),
+            };
+            let Some(kind) = kind else {
+                continue;
+            };
+            if self.exchange_names.contains_key(&x.name[..]) {
+                continue;
+            }
+            let mut e = Exchange::new(
+                x.name.clone().into(),
+                kind,
+                true,
+                x.auto_delete,
+                x.internal,
+                x.arguments.clone().into(),
+            );
+            e.delayed = delayed;
+            e.delayed_store_id = d
+                .delayed_exchanges
+                .iter()
+                .find(|de| delayed && de.exchange == x.name)
+                .map(|de| de.store_id);
+            let store_id = e.delayed_store_id;
+            let id = self.insert_exchange(e);
+            if let Some(sid) = store_id {
+                self.next_queue_store_id = self.next_queue_store_id.max(sid + 1);
+                owners.insert(sid, Owner::Delayed(id));
+            }
+        }
+        owners
+    }
+
+    fn recover_bindings(&mut self, bindings: &[BindingDef]) {
+        for b in bindings {
             let Ok(source) = self.exchange_id(&b.source) else {
                 continue;
             };
@@ -121,24 +197,49 @@ impl Broker {
             };
             self.bindings.bind(&mut self.exchanges, binding);
         }
-        for (sid, n) in &r.queue_counts {
-            if let Some(q) = by_store_id.get(sid).and_then(|&q| self.queues.get_mut(q)) {
-                q.reserve_paged(*n as usize);
-            }
-        }
-        // Everything recovered starts on disk; queues read their window back on demand.
-        let queues = &mut self.queues;
-        self.store.recovered(|m| {
-            if let Some(q) = by_store_id.get(&m.queue).and_then(|&q| queues.get_mut(q)) {
-                q.push_recovered(m.loc, m.origin, m.redelivered);
+    }
+
+    /// Puts every recovered message back where it was: on disk in its queue (in its
+    /// priority level, with its deadline); returns those its delayed exchange held.
+    fn recover_messages(&mut self, owners: &HashMap<u32, Owner>) -> io::Result<Vec<HeldAtStop>> {
+        let (queues, clock) = (&mut self.queues, self.clock_ms);
+        let mut held = Vec::new();
+        self.store.recovered(|m: Recovered| {
+            // A record without a time (an older log) counts as enqueued now.
+            let at = match m.enqueued_at_ms {
+                0 => clock,
+                t => t,
+            };
+            match owners.get(&m.queue) {
+                Some(&Owner::Queue(q)) => {
+                    if let Some(q) = queues.get_mut(q) {
+                        let ttl = match (q.args.message_ttl_ms, m.meta.expiration_ms) {
+                            (None, None) => None,
+                            (a, b) => Some(a.unwrap_or(u64::MAX).min(b.unwrap_or(u64::MAX))),
+                        };
+                        let expires_at = ttl.map_or(NEVER, |t| at.saturating_add(t));
+                        q.may_expire |= expires_at != NEVER;
+                        // Everything recovered starts on disk; queues read their window back
+                        // on demand.
+                        let r = PagedRef {
+                            loc: m.loc,
+                            expires_at,
+                            body_len: m.meta.body_len,
+                            redelivered: m.redelivered,
+                        };
+                        q.push_recovered(m.meta.priority, r, m.origin);
+                    }
+                }
+                Some(&Owner::Delayed(exchange)) => held.push(HeldAtStop {
+                    exchange,
+                    loc: m.loc,
+                    store_id: m.queue,
+                    enqueued_at_ms: at,
+                }),
+                None => {}
             }
         })?;
-        for &q in by_store_id.values() {
-            if let Some(q) = self.queues.get_mut(q) {
-                q.recovered();
-            }
-        }
-        Ok(())
+        Ok(held)
     }
 }
 

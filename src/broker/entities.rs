@@ -3,12 +3,14 @@
 //! fails with its reply code and text; deleting cascades (bindings, auto-delete exchanges,
 //! consumers cancelled through notices).
 
+use super::args::{self, DeclaredFlags, QueueArgs};
 use super::bindings::Binding;
 use super::durability::record_binding;
 use super::exchange::{
     Destination, Exchange, ExchangeId, ExchangeKind, ALTERNATE_EXCHANGE, COMPARED_ARGUMENTS,
+    DELAYED_TYPE,
 };
-use super::queue::{single_active_consumer_arg, Queue, QueueId};
+use super::queue::{Queue, QueueId};
 use super::{not_found_exchange, not_found_queue, Broker, ConnId, VHOST};
 use crate::error::{AmqpError, Show};
 use crate::protocol::{FieldTable, FieldValue, ReplyCode};
@@ -52,6 +54,29 @@ fn inequivalent(
         "inequivalent arg '{arg}' for {kind} '{}' in vhost '{VHOST}': received '{received}' but current is '{current}'",
         Show(name)
     ))
+}
+
+/// An exchange type coney routes by, or RabbitMQ's connection error for an unknown one.
+fn known_kind(kind: &[u8]) -> Result<ExchangeKind, AmqpError> {
+    ExchangeKind::parse(kind).ok_or_else(|| {
+        AmqpError::command_invalid(format_args!("unknown exchange type '{}'", Show(kind)))
+    })
+}
+
+/// The routing type of an x-delayed-message exchange (its required x-delayed-type), checked
+/// as the delayed-message plugin checks it.
+fn delayed_type(args: FieldTable<'_>) -> Result<ExchangeKind, AmqpError> {
+    match args.get(b"x-delayed-type") {
+        Some(FieldValue::LongStr(t)) if t == DELAYED_TYPE.as_bytes() => {
+            Err(AmqpError::precondition(
+                "Invalid argument, 'x-delayed-message' can't be used for 'x-delayed-type'",
+            ))
+        }
+        Some(FieldValue::LongStr(t)) => known_kind(t),
+        _ => Err(AmqpError::precondition(
+            "Invalid argument, 'x-delayed-type' must be an existing exchange type",
+        )),
+    }
 }
 
 pub(super) fn internal_exchange_refused(name: &[u8]) -> AmqpError {
@@ -154,12 +179,10 @@ impl Broker {
             }
             return self.exchange_id(name).map(|_| ());
         }
-        let Some(kind) = ExchangeKind::parse(kind) else {
-            return Err(AmqpError::command_invalid(format_args!(
-                "unknown exchange type '{}'",
-                Show(kind)
-            )));
-        };
+        let delayed = kind == DELAYED_TYPE.as_bytes();
+        if !delayed {
+            known_kind(kind)?;
+        }
         if name.is_empty() {
             return Err(default_exchange_refused());
         }
@@ -183,23 +206,40 @@ impl Broker {
                 )))
             }
         }
-        let x = Exchange::new(
+        // The delayed-message plugin checks its routing type when the exchange is created.
+        let routing_kind = if delayed {
+            delayed_type(args)?
+        } else {
+            known_kind(kind)?
+        };
+        let mut x = Exchange::new(
             name.into(),
-            kind,
+            routing_kind,
             flags.durable,
             flags.auto_delete,
             flags.internal,
             args.raw().into(),
         );
+        x.delayed = delayed;
+        if delayed && flags.durable && self.store.enabled() {
+            // Held persistent messages are stored under this number, as a queue's are.
+            x.delayed_store_id = Some(self.next_queue_store_id);
+            self.next_queue_store_id += 1;
+        }
+        let delayed_store_id = x.delayed_store_id;
         self.insert_exchange(x);
         if flags.durable {
             self.store.record(DefChange::exchange(
                 name,
-                kind.name().as_bytes(),
+                kind,
                 flags.auto_delete,
                 flags.internal,
                 args.raw(),
             ));
+        }
+        if let Some(store_id) = delayed_store_id {
+            self.store
+                .record(DefChange::DelayedExchange { name, store_id });
         }
         Ok(())
     }
@@ -209,22 +249,16 @@ impl Broker {
         &self,
         id: ExchangeId,
         name: &[u8],
-        kind: ExchangeKind,
+        kind: &[u8],
         flags: ExchangeFlags,
         args: FieldTable<'_>,
     ) -> Result<(), AmqpError> {
         let Some(x) = self.exchanges.get(id) else {
             return Err(not_found_exchange(name));
         };
-        let current = x.kind();
-        if current != kind {
-            return Err(inequivalent(
-                "type",
-                "exchange",
-                name,
-                kind.name(),
-                current.name(),
-            ));
+        let current = x.type_name();
+        if current.as_bytes() != kind {
+            return Err(inequivalent("type", "exchange", name, Show(kind), current));
         }
         let flags_now = [
             ("durable", flags.durable, x.durable),
@@ -475,13 +509,16 @@ impl Broker {
         args: FieldTable<'_>,
     ) -> Result<DeclareOk, AmqpError> {
         let generated = name.is_empty() && !flags.passive;
+        if generated {
+            args::check_server_named(args)?;
+        }
         let name: Box<[u8]> = if generated {
             self.generate_name("amq.gen-")
         } else {
             name.into()
         };
         if self.queue_names.contains_key(&name) {
-            return self.redeclare_queue(conn, name, flags);
+            return self.redeclare_queue(conn, name, flags, args);
         }
         if flags.passive {
             return Err(not_found_queue(&name));
@@ -492,7 +529,12 @@ impl Broker {
                 Show(&name)
             )));
         }
-        single_active_consumer_arg(args.raw(), &name)?;
+        let declared = DeclaredFlags {
+            durable: flags.durable,
+            exclusive: flags.exclusive,
+            auto_delete: flags.auto_delete,
+        };
+        let parsed = QueueArgs::declare(&name, args, declared)?;
         let owner = flags.exclusive.then_some(conn);
         let mut q = Queue::new(
             name.clone(),
@@ -500,6 +542,7 @@ impl Broker {
             flags.auto_delete,
             owner,
             args.raw().into(),
+            parsed,
         );
         if flags.durable && !flags.exclusive && self.store.enabled() {
             // Exclusive queues die with their connection, so they are never recovered.
@@ -513,8 +556,8 @@ impl Broker {
             ));
             self.next_queue_store_id += 1;
         }
-        let id = self.queues.insert(q);
-        self.queue_names.insert(name.clone(), id);
+        let id = self.insert_queue(q);
+        self.renew_lease(id);
         // Every queue is bound to the default exchange by its name; that binding is implicit.
         Ok(DeclareOk {
             queue: id,
@@ -524,12 +567,24 @@ impl Broker {
         })
     }
 
-    /// queue.declare of an existing queue: passive, or the same flags.
+    /// Registers a queue under its name.
+    pub(super) fn insert_queue(&mut self, q: Queue) -> QueueId {
+        let name = q.name.clone();
+        self.quorum_queues += q.is_quorum() as usize;
+        self.refusing_queues += q.may_refuse() as usize;
+        let id = self.queues.insert(q);
+        self.queue_names.insert(name, id);
+        id
+    }
+
+    /// queue.declare of an existing queue: passive, or the same flags and the arguments
+    /// RabbitMQ compares. Either way it counts as a use (x-expires).
     fn redeclare_queue(
-        &self,
+        &mut self,
         conn: ConnId,
         name: Box<[u8]>,
         flags: QueueFlags,
+        args: FieldTable<'_>,
     ) -> Result<DeclareOk, AmqpError> {
         let id = self.queue_for(conn, &name)?;
         let q = self.queues.get(id).ok_or_else(|| not_found_queue(&name))?;
@@ -551,13 +606,24 @@ impl Broker {
                     current,
                 ));
             }
+            let current = FieldTable::parse(&q.arguments).unwrap_or_default();
+            args::check_equivalent(&name, current, args)?;
         }
-        Ok(DeclareOk {
+        // A quorum queue with a single active consumer counts only the active one (RabbitMQ
+        // 3.10); a classic queue counts every consumer.
+        let consumer_count = if q.is_quorum() && q.single_active() {
+            q.active_consumer().is_some() as usize
+        } else {
+            q.consumer_count()
+        };
+        let ok = DeclareOk {
             queue: id,
             message_count: q.message_count() as u32,
-            consumer_count: q.consumer_count() as u32,
+            consumer_count: consumer_count as u32,
             name,
-        })
+        };
+        self.renew_lease(id);
+        Ok(ok)
     }
 
     pub(crate) fn purge_queue(&mut self, conn: ConnId, name: &[u8]) -> Result<u32, AmqpError> {
@@ -606,6 +672,8 @@ impl Broker {
             return;
         };
         self.queue_names.remove(&q.name);
+        self.quorum_queues -= q.is_quorum() as usize;
+        self.refusing_queues -= q.may_refuse() as usize;
         if q.store_id.is_some() {
             // The store drops the bindings to a deleted queue with it.
             self.store.record(DefChange::QueueDeleted { name: &q.name });

@@ -43,6 +43,9 @@ impl ExchangeKind {
     }
 }
 
+/// The exchange type of the delayed-message plugin.
+pub(super) const DELAYED_TYPE: &str = "x-delayed-message";
+
 /// Where a binding sends matching messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(super) enum Destination {
@@ -226,6 +229,10 @@ pub(super) struct Exchange {
     /// Kept by name, as RabbitMQ does: it may be declared later, or deleted and redeclared.
     pub(super) alternate: Option<Box<[u8]>>,
     pub(super) routes: Routes,
+    /// An x-delayed-message exchange (routing like its x-delayed-type, `routes`' kind).
+    pub(super) delayed: bool,
+    /// Where a durable delayed exchange keeps its held persistent messages in the store.
+    pub(super) delayed_store_id: Option<u32>,
 }
 
 impl Exchange {
@@ -249,11 +256,22 @@ impl Exchange {
             arguments,
             alternate,
             routes: Routes::new(kind),
+            delayed: false,
+            delayed_store_id: None,
         }
     }
 
     pub(super) fn kind(&self) -> ExchangeKind {
         self.routes.kind()
+    }
+
+    /// The exchange type as declared.
+    pub(super) fn type_name(&self) -> &'static str {
+        if self.delayed {
+            DELAYED_TYPE
+        } else {
+            self.kind().name()
+        }
     }
 }
 

@@ -4,18 +4,27 @@
 //! RabbitMQ's texts) out. Effects on other connections (a consumer cancelled because its queue
 //! was deleted) are queued as `Notice`s for the session layer.
 //!
-//! Files: `entities.rs` (declare, delete, bind), `routing.rs` (publish), `consumer.rs`
-//! (subscribe, cancel), `delivery.rs` (deliver, get, settle), `durability.rs` (definitions,
-//! recovery, commit); the entities themselves in `exchange.rs`, `queue.rs`, `bindings.rs`.
+//! Files: `entities.rs` (declare, delete, bind), `args.rs` (queue arguments), `routing.rs`
+//! (publish), `consumer.rs` (subscribe, cancel), `delivery.rs` (deliver, get, settle),
+//! `expiry.rs` (the clock, TTL, x-expires, the timer heap), `dead_letter.rs` and `headers.rs`
+//! (dead-lettering, header rewrites), `delayed.rs` (x-delayed-message), `durability.rs`
+//! (definitions, recovery, commit); the entities themselves in `exchange.rs`, `queue/`,
+//! `bindings.rs`.
 
+pub(crate) mod args;
 mod bindings;
 pub mod consumer;
 pub mod counters;
+mod dead_letter;
+mod delayed;
 mod delivery;
 mod durability;
 mod entities;
 mod exchange;
+pub mod expiry;
 mod handle;
+pub(crate) mod headers;
+mod length;
 pub mod message;
 pub mod queue;
 mod reply_to;
@@ -27,6 +36,7 @@ pub use delivery::DeliverySink;
 pub(crate) use entities::ExchangeFlags;
 pub use entities::{DeclareOk, QueueFlags};
 pub(crate) use reply_to::{ReplyConsumerId, REPLY_QUEUE};
+pub use routing::{PublishProps, Routed};
 
 use crate::error::{AmqpError, Show};
 use crate::store::Store;
@@ -92,6 +102,21 @@ pub struct Broker {
     rng: u64,
     store: Store,
     next_queue_store_id: u32,
+    /// The loop turn's wall clock (ms since the epoch); message deadlines are measured from it.
+    clock_ms: u64,
+    /// Expiry, dead-lettering and delayed-message work this turn may still do.
+    budget: usize,
+    timers: expiry::Timers,
+    dead_letters: dead_letter::DeadLetters,
+    delayed: delayed::Delayed,
+    /// Queues over their length limit, trimmed once this turn's deliveries are made.
+    overfull: Vec<QueueId>,
+    /// Quorum queues there are: while there are none, a transient publish does not look for
+    /// one (they keep every message on disk).
+    quorum_queues: usize,
+    /// Queues with x-overflow reject-publish(-dlx) and a length limit: while there are none,
+    /// a publish does not ask its queues whether they refuse it.
+    refusing_queues: usize,
     /// Message events since start, for the management API and Prometheus.
     counters: counters::MessageCounters,
 }
@@ -147,6 +172,14 @@ impl Broker {
             rng: seed | 1,
             store: Store::disabled(),
             next_queue_store_id: 1,
+            clock_ms: expiry::wall_clock_ms(),
+            budget: crate::limits::EXPIRY_WORK_PER_TURN_MAX,
+            timers: expiry::Timers::default(),
+            dead_letters: dead_letter::DeadLetters::default(),
+            delayed: delayed::Delayed::default(),
+            overfull: Vec::new(),
+            quorum_queues: 0,
+            refusing_queues: 0,
             counters: counters::MessageCounters::default(),
         };
         for (name, kind) in STANDARD_EXCHANGES {
@@ -193,6 +226,12 @@ impl Broker {
             out.push(ALPHABET[v as usize]);
         }
         out.into_boxed_slice()
+    }
+
+    /// Whether work is left that the turn's budget did not cover (the reactor polls without
+    /// sleeping then).
+    fn has_pending_work(&self) -> bool {
+        !self.dead_letters.is_empty() || !self.overfull.is_empty()
     }
 
     /// Hands out what other connections' actions did to sessions, oldest first.
@@ -276,7 +315,10 @@ mod tests {
         assert!(ok.name.starts_with(b"amq.gen-"));
         assert_eq!(ok.name.len(), 8 + 22);
         let m = Message::new(b"", &ok.name, &[0, 0], b"x", false);
-        assert_eq!(b.publish(&m, None), Ok(1));
+        assert_eq!(
+            b.publish(&m, PublishProps::default()).map(|r| r.queues),
+            Ok(1)
+        );
         let again = b
             .declare_queue(
                 C1,
@@ -385,15 +427,20 @@ mod tests {
             .expect("bind");
         let m = Message::new(b"logs", b"old.boy.python", &[0, 0], b"", false);
         assert_eq!(
-            b.publish(&m, None),
+            b.publish(&m, PublishProps::default()).map(|r| r.queues),
             Ok(1),
             "q1 once despite two matching bindings; old.* does not match"
         );
         let m = Message::new(b"logs", b"old.boy", &[0, 0], b"", false);
-        assert_eq!(b.publish(&m, None), Ok(2));
+        assert_eq!(
+            b.publish(&m, PublishProps::default()).map(|r| r.queues),
+            Ok(2)
+        );
         let m = Message::new(b"nope", b"", &[0, 0], b"", false);
         assert_eq!(
-            b.publish(&m, None).map_err(|e| e.text),
+            b.publish(&m, PublishProps::default())
+                .map(|r| r.queues)
+                .map_err(|e| e.text),
             Err("NOT_FOUND - no exchange 'nope' in vhost '/'".to_string())
         );
     }
@@ -479,7 +526,7 @@ mod tests {
         let mut b = Broker::open(&dir).expect("reopen");
         let m = Message::new(b"x", b"nowhere", &[0, 0], b"", false);
         assert_eq!(
-            b.publish(&m, None),
+            b.publish(&m, PublishProps::default()).map(|r| r.queues),
             Ok(1),
             "routed through the recovered AE"
         );
@@ -514,7 +561,10 @@ mod tests {
 
     fn publish(b: &mut Broker, key: &str, body: &str) {
         let m = Message::new(b"", key.as_bytes(), &[0, 0], body.as_bytes(), false);
-        assert_eq!(b.publish(&m, None), Ok(1));
+        assert_eq!(
+            b.publish(&m, PublishProps::default()).map(|r| r.queues),
+            Ok(1)
+        );
     }
 
     #[test]

@@ -178,7 +178,8 @@ mod tests {
     fn reply(b: &mut Broker, key: &[u8]) -> Vec<Notice> {
         let m = Message::new(b"", key, &[0, 0], b"answer", false);
         assert_eq!(
-            b.publish(&m, None),
+            b.publish(&m, crate::broker::PublishProps::default())
+                .map(|r| r.queues),
             Ok(0),
             "a reply is never routed to a queue"
         );

@@ -6,6 +6,7 @@
 mod http;
 mod signal;
 
+use crate::broker::expiry::wall_clock_ms;
 use crate::broker::{Broker, ConnId};
 use crate::config::Config;
 use crate::limits::*;
@@ -197,7 +198,15 @@ impl Reactor {
             let timeout = if busy {
                 Duration::ZERO
             } else {
-                TICK.saturating_sub(now.saturating_duration_since(self.last_tick))
+                let tick = TICK.saturating_sub(now.saturating_duration_since(self.last_tick));
+                // Wake for the broker's earliest deadline (TTL, x-expires, delayed message).
+                match self.broker.next_deadline() {
+                    Some(at) => {
+                        let wait = at.saturating_sub(wall_clock_ms());
+                        tick.min(Duration::from_millis(wait))
+                    }
+                    None => tick,
+                }
             };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == ErrorKind::Interrupted {
@@ -206,6 +215,7 @@ impl Reactor {
                 return Err(e);
             }
             let now = Instant::now();
+            self.broker.begin_turn(wall_clock_ms());
             let mut accept = false;
             for ev in events.iter() {
                 match ev.token() {
@@ -247,6 +257,8 @@ impl Reactor {
             }
             self.read_ready(now);
             self.serve_http(now);
+            self.broker.expire_due();
+            self.deliver_notices();
             self.deliver();
             self.persist();
             self.flush(now);

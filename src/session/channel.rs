@@ -126,6 +126,8 @@ pub(crate) struct Channel {
     pub(crate) publish_seq: u64,
     /// Highest sequence number already acked to the publisher.
     pub(crate) confirmed_seq: u64,
+    /// Sequence numbers above `confirmed_seq` that a queue refused (nacked), in order.
+    pub(crate) refused: Vec<u64>,
     pub(crate) tx: Option<Vec<TxOp>>,
     /// Name of the last queue declared on this channel, used when a method names queue "".
     pub(crate) last_queue: Option<Box<[u8]>>,
@@ -150,6 +152,7 @@ impl Default for Channel {
             confirm: false,
             publish_seq: 0,
             confirmed_seq: 0,
+            refused: Vec::new(),
             tx: None,
             last_queue: None,
             reply: None,
@@ -347,6 +350,28 @@ impl Channel {
         true
     }
 
+    /// The confirms owed, as (delivery tag, multiple, ack): acks coalesced with `multiple`
+    /// around the nacks of refused publishes. Marks them all confirmed.
+    pub(crate) fn take_confirms(&mut self) -> Vec<(u64, bool, bool)> {
+        let mut out = Vec::with_capacity(1 + 2 * self.refused.len());
+        for n in std::mem::take(&mut self.refused) {
+            if n > self.confirmed_seq + 1 {
+                out.push((n - 1, n - 1 - self.confirmed_seq > 1, true));
+            }
+            out.push((n, false, false));
+            self.confirmed_seq = n;
+        }
+        if self.publish_seq > self.confirmed_seq {
+            out.push((
+                self.publish_seq,
+                self.publish_seq - self.confirmed_seq > 1,
+                true,
+            ));
+            self.confirmed_seq = self.publish_seq;
+        }
+        out
+    }
+
     /// Takes every unacked delivery, in tag order (channel close, recover).
     pub(crate) fn take_all_unacked(&mut self) -> impl Iterator<Item = Unacked> + '_ {
         self.unacked_live = 0;
@@ -381,7 +406,8 @@ mod tests {
     /// A message taken from "q", as a delivery would carry it.
     fn queued(b: &mut Broker) -> QueuedMessage {
         let m = Message::new(b"", b"q", &[0, 0], b"", false);
-        b.publish(&m, None).expect("publish");
+        b.publish(&m, crate::broker::PublishProps::default())
+            .expect("publish");
         b.get(CONN, b"q", false)
             .expect("get")
             .expect("a message")

@@ -5,6 +5,7 @@
 use super::channel::{ConsumerRef, Publish, Settle, TxOp, Unacked};
 use super::{Ctx, Session, State};
 use crate::broker::consumer::ConsumerId;
+use crate::broker::headers::visible_properties;
 use crate::broker::message::Message;
 use crate::broker::queue::{QueueId, QueuedMessage};
 use crate::broker::{Broker, REPLY_QUEUE};
@@ -317,13 +318,17 @@ pub(super) fn settle_one(u: Unacked, how: Settle, broker: &mut Broker) {
     let Some(m) = u.msg else { return };
     match how {
         Settle::Requeue => broker.requeue(u.queue, m),
-        Settle::Ack | Settle::Discard => broker.ack(m),
+        Settle::Ack => broker.ack(m),
+        Settle::Discard => broker.reject(u.queue, m),
     }
 }
 
-/// Content header and body frames of a message, properties byte for byte as published.
+/// Content header and body frames of a message, properties byte for byte as published (but
+/// for a BCC header, which no consumer sees).
+#[inline(always)]
 pub(super) fn write_content(out: &mut Outbox, ch: u16, msg: &Message, frame_max: u32) {
     let (shared, start) = msg.body_in_shared();
     let body = Body { shared, start };
-    out.content(ch, CLASS_BASIC, msg.properties(), body, frame_max);
+    let properties = visible_properties(msg);
+    out.content(ch, CLASS_BASIC, &properties, body, frame_max);
 }

@@ -85,8 +85,9 @@ pub struct Session {
     throttled: bool,
     /// A channel published in confirm mode this turn; acks go out at flush time.
     confirms_pending: bool,
-    /// Confirms owed on channels already released by a client close: (channel, seq, multiple).
-    final_confirms: Vec<(u16, u64, bool)>,
+    /// Confirms owed on channels already released by a client close: (channel, seq, multiple,
+    /// refused).
+    final_confirms: Vec<(u16, u64, bool, bool)>,
     /// connection.close-ok is written after `final_confirms`.
     close_ok_pending: bool,
     /// This connection has published; alarms block it.

@@ -7,12 +7,14 @@ use super::channel::{Publish, TxOp};
 use super::consume::write_content;
 use super::reply_to::ReplyTo;
 use super::{Ctx, Session};
-use crate::broker::message::Message;
-use crate::error::AmqpError;
+use crate::broker::message::{parse_expiration, Message, MessageFlags};
+use crate::broker::{Broker, PublishProps};
+use crate::error::{AmqpError, Show};
 use crate::protocol::constants::CLASS_BASIC;
 use crate::protocol::frame::FrameKind;
 use crate::protocol::method::*;
 use crate::protocol::properties::{BasicProperties, ContentHeader};
+use crate::protocol::FieldValue;
 use crate::protocol::{Frame, Outbox, ReplyCode};
 
 impl Session {
@@ -116,7 +118,7 @@ impl Session {
         let channel = self.channel(ch)?;
         channel
             .builder
-            .set_header(properties, h.body_size, props.is_persistent());
+            .set_header(properties, h.body_size, MessageFlags::of(&props));
         channel.publish = Publish::AwaitingBody {
             mandatory,
             immediate,
@@ -157,9 +159,11 @@ impl Session {
                     "fast reply consumer does not exist",
                 )))
         } else if let Some(ops) = channel.tx.as_mut() {
-            // Checked at publish time so a bad exchange fails the publish, not the commit.
+            // Checked at publish time so a bad exchange or property fails the publish, not
+            // the commit.
             ctx.broker
                 .check_exchange(msg.exchange())
+                .and_then(|()| publish_props(&msg, ctx.broker).map(|_| ()))
                 .map(|()| ops.push(TxOp::Publish { msg, mandatory }))
         } else {
             self.route(out, ch, msg, mandatory, ctx)
@@ -179,16 +183,15 @@ impl Session {
         mandatory: bool,
         ctx: &mut Ctx<'_>,
     ) -> Result<(), AmqpError> {
-        // Only headers exchanges read the headers; skip decoding when there are none.
-        let headers = if BasicProperties::has_headers(msg.properties()) {
-            BasicProperties::decode(msg.properties())
-                .ok()
-                .and_then(|p| p.headers)
+        let raw = msg.properties();
+        // Most messages have neither headers nor an expiration: nothing to decode then.
+        let props = if BasicProperties::has_headers(raw) || BasicProperties::has_expiration(raw) {
+            publish_props(&msg, ctx.broker)?
         } else {
-            None
+            PublishProps::default()
         };
-        let routed = ctx.broker.publish(&msg, headers)?;
-        if routed == 0 && mandatory {
+        let routed = ctx.broker.publish(&msg, props)?;
+        if routed.queues == 0 && mandatory {
             let r = BasicReturn {
                 reply_code: ReplyCode::NoRoute.code(),
                 reply_text: b"NO_ROUTE",
@@ -201,6 +204,10 @@ impl Session {
         let channel = self.channel(ch)?;
         if channel.confirm {
             channel.publish_seq += 1;
+            if routed.refused {
+                // x-overflow reject-publish: this one is nacked.
+                channel.refused.push(channel.publish_seq);
+            }
             self.confirms_pending = true;
         }
         Ok(())
@@ -215,20 +222,8 @@ impl Session {
             return;
         }
         self.confirms_pending = false;
-        for (ch, tag, multiple) in std::mem::take(&mut self.final_confirms) {
-            let m = if stored {
-                Method::BasicAck(BasicAck {
-                    delivery_tag: tag,
-                    multiple,
-                })
-            } else {
-                Method::BasicNack(BasicNack {
-                    delivery_tag: tag,
-                    multiple,
-                    requeue: false,
-                })
-            };
-            out.method(ch, &m);
+        for (ch, tag, multiple, refused) in std::mem::take(&mut self.final_confirms) {
+            out.method(ch, &confirm(tag, multiple, stored && !refused));
         }
         if self.close_ok_pending {
             self.close_ok_pending = false;
@@ -237,21 +232,9 @@ impl Session {
         }
         self.channels.for_each_mut(|id, c| {
             if c.confirm && c.publish_seq > c.confirmed_seq && !c.closing {
-                let multiple = c.publish_seq - c.confirmed_seq > 1;
-                let m = if stored {
-                    Method::BasicAck(BasicAck {
-                        delivery_tag: c.publish_seq,
-                        multiple,
-                    })
-                } else {
-                    Method::BasicNack(BasicNack {
-                        delivery_tag: c.publish_seq,
-                        multiple,
-                        requeue: false,
-                    })
-                };
-                out.method(id, &m);
-                c.confirmed_seq = c.publish_seq;
+                for (tag, multiple, ack) in c.take_confirms() {
+                    out.method(id, &confirm(tag, multiple, stored && ack));
+                }
             }
         });
     }
@@ -261,9 +244,69 @@ impl Session {
         let owed = &mut self.final_confirms;
         self.channels.for_each_mut(|id, c| {
             if c.confirm && c.publish_seq > c.confirmed_seq {
-                owed.push((id, c.publish_seq, c.publish_seq - c.confirmed_seq > 1));
-                c.confirmed_seq = c.publish_seq;
+                for (tag, multiple, ack) in c.take_confirms() {
+                    owed.push((id, tag, multiple, !ack));
+                }
             }
         });
     }
+}
+
+/// basic.ack, or basic.nack when the message was not taken (refused, or not stored).
+fn confirm(delivery_tag: u64, multiple: bool, ack: bool) -> Method<'static> {
+    if ack {
+        Method::BasicAck(BasicAck {
+            delivery_tag,
+            multiple,
+        })
+    } else {
+        Method::BasicNack(BasicNack {
+            delivery_tag,
+            multiple,
+            requeue: false,
+        })
+    }
+}
+
+/// What routing needs from a message's properties, checked as RabbitMQ checks a publish: a
+/// bad expiration (after the exchange is known to exist) and CC or BCC headers that are not
+/// arrays are 406. Only messages with headers or an expiration are decoded.
+#[inline(never)]
+fn publish_props<'m>(msg: &'m Message, broker: &Broker) -> Result<PublishProps<'m>, AmqpError> {
+    let raw = msg.properties();
+    if !BasicProperties::has_headers(raw) && !BasicProperties::has_expiration(raw) {
+        return Ok(PublishProps::default());
+    }
+    // Validated when the content header arrived.
+    let Ok(p) = BasicProperties::decode(raw) else {
+        return Ok(PublishProps::default());
+    };
+    let mut props = PublishProps {
+        headers: p.headers,
+        expiration_ms: None,
+    };
+    if let Some(e) = p.expiration {
+        match parse_expiration(e) {
+            Ok(ms) => props.expiration_ms = Some(ms),
+            Err(bad) => {
+                broker.check_exchange(msg.exchange())?;
+                return Err(AmqpError::precondition(format_args!(
+                    "invalid expiration '{}': {bad}",
+                    Show(e)
+                )));
+            }
+        }
+    }
+    for key in ["CC", "BCC"] {
+        match p.headers.and_then(|h| h.get(key.as_bytes())) {
+            None | Some(FieldValue::Array(_)) => {}
+            Some(v) => {
+                return Err(AmqpError::precondition(format_args!(
+                    "invalid message: {{unacceptable_type_in_header,\"{key}\",{}}}",
+                    v.type_name()
+                )))
+            }
+        }
+    }
+    Ok(props)
 }

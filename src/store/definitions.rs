@@ -11,6 +11,7 @@
 //! EXCHANGE_DELETED name
 //! QUEUE_DELETED    name
 //! UNBINDING        as BINDING
+//! DELAYED_EXCHANGE name | store id u32     (where an x-delayed-message exchange holds messages)
 //! ```
 //! Byte strings carry a u32 length. A snapshot of format version 1 (coney before the
 //! journal) has no GENERATION record.
@@ -27,6 +28,7 @@ pub const KIND_GENERATION: u8 = 5;
 pub const KIND_EXCHANGE_DELETED: u8 = 6;
 pub const KIND_QUEUE_DELETED: u8 = 7;
 pub const KIND_UNBINDING: u8 = 8;
+pub const KIND_DELAYED_EXCHANGE: u8 = 9;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExchangeDef {
@@ -56,6 +58,14 @@ pub struct BindingDef {
     pub arguments: Vec<u8>,
 }
 
+/// Where a durable x-delayed-message exchange keeps its held messages in the message log
+/// (a store number from the queues' sequence). Deleting the exchange deletes this too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DelayedExchangeDef {
+    pub exchange: Vec<u8>,
+    pub store_id: u32,
+}
+
 /// The durable definitions as recovered at start.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Definitions {
@@ -65,6 +75,7 @@ pub struct Definitions {
     pub exchanges: Vec<ExchangeDef>,
     pub queues: Vec<QueueDef>,
     pub bindings: Vec<BindingDef>,
+    pub delayed_exchanges: Vec<DelayedExchangeDef>,
 }
 
 /// A binding as the broker has it, borrowed.
@@ -102,6 +113,10 @@ pub enum DefChange<'a> {
     },
     Binding(BindingRef<'a>),
     Unbinding(BindingRef<'a>),
+    DelayedExchange {
+        name: &'a [u8],
+        store_id: u32,
+    },
 }
 
 impl<'a> DefChange<'a> {
@@ -167,6 +182,12 @@ impl<'a> DefChange<'a> {
             DefChange::Unbinding(b) => {
                 record::write_record(out, KIND_UNBINDING, |p| put_binding(p, b))
             }
+            DefChange::DelayedExchange { name, store_id } => {
+                record::write_record(out, KIND_DELAYED_EXCHANGE, |p| {
+                    put_bytes(p, name);
+                    p.extend_from_slice(&store_id.to_be_bytes());
+                })
+            }
         }
     }
 }
@@ -211,6 +232,14 @@ pub fn parse_binding(payload: &[u8]) -> Option<BindingRef<'_>> {
     })
 }
 
+pub fn parse_delayed_exchange(payload: &[u8]) -> Option<DelayedExchangeDef> {
+    let mut c = Cursor::new(payload);
+    Some(DelayedExchangeDef {
+        exchange: c.bytes()?.to_vec(),
+        store_id: c.u32()?,
+    })
+}
+
 /// The name a record is about (the first byte string of its payload).
 pub fn parse_name(payload: &[u8]) -> Option<&[u8]> {
     Cursor::new(payload).bytes()
@@ -226,6 +255,9 @@ impl Definitions {
             }
             KIND_EXCHANGE => self.exchanges.push(parse_exchange(payload)?),
             KIND_QUEUE => self.queues.push(parse_queue(payload)?),
+            KIND_DELAYED_EXCHANGE => self
+                .delayed_exchanges
+                .push(parse_delayed_exchange(payload)?),
             KIND_BINDING => {
                 let b = parse_binding(payload)?;
                 self.bindings.push(BindingDef {

@@ -110,6 +110,14 @@ impl Fold {
                 }
                 Some(self.seen.insert(k) && kind == KIND_EXCHANGE)
             }
+            KIND_DELAYED_EXCHANGE => {
+                let d = parse_delayed_exchange(payload)?;
+                self.next_queue_id = self.next_queue_id.max(d.store_id.saturating_add(1));
+                let gone = self
+                    .deleted_exchanges
+                    .contains(&self.key(b'x', &d.exchange));
+                Some(self.seen.insert(self.key(b'd', &d.exchange)) && !gone)
+            }
             KIND_BINDING | KIND_UNBINDING => {
                 let b = parse_binding(payload)?;
                 if !self.seen.insert(self.key(b'b', payload)) || kind == KIND_UNBINDING {

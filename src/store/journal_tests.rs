@@ -31,6 +31,7 @@ struct Model {
     exchanges: BTreeMap<Vec<u8>, ExchangeDef>,
     queues: BTreeMap<Vec<u8>, QueueDef>,
     bindings: BTreeSet<BindingKey>,
+    delayed: BTreeMap<Vec<u8>, u32>,
     next_queue_id: u32,
 }
 
@@ -65,6 +66,7 @@ impl Model {
             }
             DefChange::ExchangeDeleted { name } => {
                 self.exchanges.remove(name);
+                self.delayed.remove(name);
                 self.bindings
                     .retain(|b| b.0 != name && !(b.1 && b.2 == name));
             }
@@ -93,6 +95,10 @@ impl Model {
             DefChange::Unbinding(b) => {
                 self.bindings.remove(&key(b));
             }
+            DefChange::DelayedExchange { name, store_id } => {
+                self.delayed.insert(name.to_vec(), store_id);
+                self.next_queue_id = self.next_queue_id.max(store_id + 1);
+            }
         }
     }
 
@@ -115,6 +121,12 @@ impl Model {
         }
         for b in &d.bindings {
             assert!(m.bindings.insert(key(b.as_ref())), "one record per binding");
+        }
+        for x in &d.delayed_exchanges {
+            assert!(
+                m.delayed.insert(x.exchange.clone(), x.store_id).is_none(),
+                "one record per delayed exchange"
+            );
         }
         m
     }
@@ -275,13 +287,18 @@ fn random_change(
     };
     names.clear();
     names.extend([x, q, k, dest]);
-    let op = random(rng, 10) as usize;
+    let op = random(rng, 11) as usize;
     let ok = match op {
         0 | 1 => true,
         2 | 3 => {
             *next_id += 1;
             true
         }
+        10 if m.exchanges.contains_key(&names[0]) => {
+            *next_id += 1;
+            true
+        }
+        10 => false,
         4 => m.exchanges.contains_key(&names[0]),
         5 => m.queues.contains_key(&names[1]),
         _ => {
@@ -325,6 +342,10 @@ fn build<'a>(op: usize, names: &'a [Vec<u8>], id: u32) -> DefChange<'a> {
         4 => DefChange::ExchangeDeleted { name: &names[0] },
         5 => DefChange::QueueDeleted { name: &names[1] },
         6..=8 => DefChange::Binding(b),
+        10 => DefChange::DelayedExchange {
+            name: &names[0],
+            store_id: id,
+        },
         _ => DefChange::Unbinding(b),
     }
 }
@@ -397,6 +418,7 @@ fn version_1_definitions_are_read_and_converted() {
             key: b"lazy.#".to_vec(),
             arguments: vec![],
         }],
+        delayed_exchanges: vec![],
     };
     fs::write(d.0.join(FILE_NAME), old.encode_version_1()).expect("write");
     let (mut j, got) = Journal::open(&d.0).expect("open version 1");

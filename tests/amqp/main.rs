@@ -8,6 +8,7 @@ mod ext_ae;
 mod ext_args;
 mod ext_delayed;
 mod ext_dlx;
+mod ext_expiry_load;
 mod ext_length;
 mod ext_priority;
 mod ext_quorum;

@@ -491,17 +491,19 @@ def main():
         print('\n'.join(n for n, _ in CHECKS))
         return 0
     ctx = Ctx(args)
-    failed = 0
+    failed = passed = 0
     for name, fn in CHECKS:
         if args.only and name not in args.only:
             continue
         try:
             fn(ctx)
+            passed += 1
             print('PASS %s' % name, flush=True)
         except Exception as e:  # a check's failure, or a client error it did not expect
             failed += 1
             reason = str(e) if isinstance(e, CheckFailed) else traceback.format_exc().strip().splitlines()[-1]
             print('FAIL %s: %s' % (name, reason), flush=True)
+    print('%d passed, %d failed' % (passed, failed))
     return 1 if failed else 0
 
 

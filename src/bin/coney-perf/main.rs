@@ -110,6 +110,24 @@ fn options() -> Options {
         "bind N generated topic keys (wildcards and exact)",
         "N",
     );
+    o.optopt(
+        "",
+        "max-priority",
+        "declare queues with x-max-priority N, publish priorities 0..=N at random",
+        "N",
+    );
+    o.optopt(
+        "",
+        "max-length",
+        "declare queues with x-max-length N (drop-head)",
+        "N",
+    );
+    o.optopt(
+        "",
+        "retry-ttl",
+        "TTL + dead-letter retry loop: first deliveries are rejected into QUEUE.retry, which sends them back after MS",
+        "MS",
+    );
     o.optflag(
         "",
         "no-cleanup",
@@ -200,6 +218,12 @@ fn run_config(m: &Matches) -> Result<RunConfig, String> {
     c.queues = num(m, "queues")?.unwrap_or(1).max(1);
     c.routing_keys_random = num(m, "routing-keys-random")?.unwrap_or(0);
     c.topic_bindings = num(m, "topic-bindings")?.unwrap_or(0);
+    c.max_priority = num(m, "max-priority")?;
+    c.max_length = num(m, "max-length")?;
+    c.retry_ttl_ms = num(m, "retry-ttl")?;
+    if c.retry_ttl_ms.is_some() && c.autoack {
+        return Err("--retry-ttl needs manual acks (no -a): first deliveries are rejected".into());
+    }
     c.cleanup = !m.opt_present("no-cleanup");
     c.broker_pid = num(m, "broker-pid")?;
     c.json_only = m.opt_present("json");
