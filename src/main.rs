@@ -388,6 +388,7 @@ fn import_definitions(config: &Config, file: &Path) -> ExitCode {
 }
 
 fn run(config: Config) -> ExitCode {
+    coney::alloc::tune_malloc();
     let _lock = match claim_data_dir(&config) {
         Ok(l) => l,
         Err(code) => return ExitCode::from(code),

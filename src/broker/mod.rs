@@ -11,7 +11,7 @@
 //! `routing.rs` (publish), `consumer.rs` (subscribe, cancel), `delivery.rs` (deliver, get,
 //! settle), `expiry.rs` (the clock, TTL, x-expires, the timer heap), `dead_letter.rs` and
 //! `headers.rs` (dead-lettering, header rewrites), `delayed.rs` (x-delayed-message),
-//! `durability.rs` (definitions, recovery, commit), `import.rs` (RabbitMQ's definitions
+//! `durability.rs` (definitions, recovery, commit), `flow.rs` (which queues pace their publishers), `import.rs` (RabbitMQ's definitions
 //! documents); the entities themselves in `exchange.rs`, `queue/`, `bindings.rs`.
 
 mod access;
@@ -26,6 +26,7 @@ mod durability;
 mod entities;
 mod exchange;
 pub mod expiry;
+mod flow;
 mod handle;
 pub(crate) mod headers;
 mod import;
@@ -272,6 +273,12 @@ impl Broker {
             || self.reply_consumers.iter().any(|(_, c)| c.conn() == conn)
             || self.queues.iter().any(|(_, q)| q.owner == Some(conn))
             || self.clients.has(conn)
+    }
+
+    /// Queue entries looked at so far, by id or by iteration (tests count work with it).
+    #[cfg(test)]
+    pub(crate) fn queue_visits(&self) -> u64 {
+        self.queues.visits()
     }
 
     /// Checks that consumers and queues point at each other, and the bindings table at

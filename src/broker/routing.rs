@@ -52,6 +52,8 @@ pub(super) struct RouteScratch {
     /// comparing the vhost and the bytes is cheaper than hashing. Ids are generation-checked,
     /// so a deleted queue cannot be hit through it.
     last_default: Option<(VhostId, Box<[u8]>, QueueId)>,
+    /// The first queue the last publish went to that is over its flow mark.
+    pub(super) pressured: Option<QueueId>,
 }
 
 /// What the publisher's properties say about routing, decoded once by the caller (the
@@ -151,6 +153,7 @@ impl Broker {
     }
 
     fn route(&mut self, target: PublishTarget, msg: &Message, props: PublishProps<'_>) -> Routed {
+        self.route.pressured = None;
         let keys = RouteKeys::of(msg.routing_key(), props.headers);
         let root = match target {
             PublishTarget::Exchange { id, .. } => id,
@@ -445,6 +448,10 @@ impl Broker {
         }
         let has_consumers = q.has_consumers();
         let limited = q.is_limited();
+        // Before any trim to a length limit: such a queue is bounded by its limit anyway.
+        if has_consumers && self.route.pressured.is_none() && q.flow_pressure() {
+            self.route.pressured = Some(id);
+        }
         if expires_at != NEVER {
             q.may_expire = true;
             self.arm_expiry(id);

@@ -178,7 +178,7 @@ impl Management<'_> {
     fn connection_owner(&self, name: &str) -> Option<String> {
         let mut owner = None;
         self.conns.each(&mut |row| {
-            let info = row.session.info();
+            let info = row.session.info(self.now);
             if !info.vhost.is_empty() && owner.is_none() && row.name() == name {
                 owner = Some(info.user.to_owned());
             }
@@ -190,7 +190,7 @@ impl Management<'_> {
     fn connection_snaps(&self, who: &Principal) -> Vec<ConnSnap> {
         let mut rows = Vec::new();
         self.conns.each(&mut |row| {
-            let info = row.session.info();
+            let info = row.session.info(self.now);
             if info.vhost.is_empty() {
                 return; // still in the handshake: RabbitMQ lists connections once opened
             }
@@ -220,7 +220,7 @@ impl Management<'_> {
     fn channel_snaps(&self, who: &Principal) -> Vec<ChanSnap> {
         let mut rows = Vec::new();
         self.conns.each(&mut |row| {
-            let info = row.session.info();
+            let info = row.session.info(self.now);
             if !sees_user(who, info.user) {
                 return;
             }
@@ -284,7 +284,7 @@ impl Management<'_> {
     fn consumer_snaps(&self, who: &Principal, vhost: Option<&str>) -> Vec<ConsumerSnap> {
         let mut rows = Vec::new();
         self.conns.each(&mut |row| {
-            let info = row.session.info();
+            let info = row.session.info(self.now);
             if !sees_user(who, info.user) {
                 return;
             }

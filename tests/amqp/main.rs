@@ -8,6 +8,7 @@ mod access_support;
 mod access_users;
 mod access_vhosts;
 mod basic;
+mod datapath;
 mod entities;
 mod ext_ae;
 mod ext_args;
