@@ -746,8 +746,12 @@ mod tests {
             data_dir: dir.clone(),
             ..Config::default()
         };
-        let mut r = Reactor::bind(config).expect("bind");
-        let owner = ConnId(u32::MAX);
+        let broker = Broker::open(&config.data_dir, config.default_data().as_ref()).expect("store");
+        let mut r = Reactor::bind(config, broker).expect("bind");
+        let owner = r
+            .broker
+            .internal_actor(ConnId(u32::MAX), "/")
+            .expect("vhost /");
         for i in 0..QUEUES {
             let name = format!("idle-{i}");
             let flags = QueueFlags {
@@ -755,11 +759,11 @@ mod tests {
                 ..Default::default()
             };
             r.broker
-                .declare_queue(owner, name.as_bytes(), flags, FieldTable::EMPTY)
+                .declare_queue(&owner, name.as_bytes(), flags, FieldTable::EMPTY)
                 .expect("declare");
             r.broker
                 .bind_queue(
-                    owner,
+                    &owner,
                     name.as_bytes(),
                     b"amq.direct",
                     name.as_bytes(),
@@ -802,7 +806,8 @@ mod tests {
             data_dir: dir.clone(),
             ..Config::default()
         };
-        let mut r = Reactor::bind(config).expect("bind");
+        let broker = Broker::open(&config.data_dir, config.default_data().as_ref()).expect("store");
+        let mut r = Reactor::bind(config, broker).expect("bind");
         let mut client =
             std::net::TcpStream::connect(r.local_addr().expect("address")).expect("connect");
         let (mut events, mut signals) = (Events::with_capacity(EVENTS_PER_POLL_MAX), Vec::new());
