@@ -61,7 +61,9 @@ if [ -z "${NO_WEBUI:-}" ]; then
         rabbitmq) page=(--proxy-to "$http") ;;
     esac
     bash tests/webui/run.sh --amqp "$amqp" "${page[@]}" --shots "$shots" \
-        --python "$ROOT/.venv/mgmt/bin/python" || rc=1
+        --python "$ROOT/.venv/mgmt/bin/python" | tee "$TMP/webui.log" || rc=1
+    # test.sh counts "N passed, M failed" lines that stand alone
+    sed -n 's/^webui: \([0-9]* passed, [0-9]* failed\)$/\1/p' "$TMP/webui.log"
     echo "screenshots: $shots"
 fi
 if [ "$rc" != 0 ] && [ "$flavour" = coney ]; then

@@ -13,9 +13,20 @@
 #   durability tests/durability/run.py: each test starts its own coney (own
 #              port and data directory), stops it with SIGTERM or SIGKILL and
 #              starts it again (pika 1.x clients; about a minute)
+#   rabbitmq definitions  a private RabbitMQ (scripts/rabbitmq.sh install, then start): the
+#              access-control tests of tests/amqp against it (access_*, proving they pin
+#              RabbitMQ's behaviour) and tests/rabbitmq_definitions.rs (definitions round
+#              trips between RabbitMQ and coney in both directions); about a minute
 #   rabbitmq   (only with --against-rabbitmq) the same scenario suite against
 #              a private RabbitMQ started with scripts/rabbitmq.sh, to prove
-#              the scenarios themselves are faithful
+#              the scenarios themselves are faithful; unless cargo tests are
+#              skipped, also coneyctl's live tests against that node's management
+#              API, every step checked through rabbitmqctl too (about 2 minutes;
+#              `cargo test` runs coneyctl's other tests and reports these ignored)
+#   mgmt       scripts/test-mgmt.sh: tests/mgmt (management API, Prometheus,
+#              rabbitmqadmin) and tests/webui (the page in headless Chromium)
+#              against coney's HTTP listeners; with --against-rabbitmq also
+#              against RabbitMQ's management and prometheus plugins
 #
 # Options:
 #   --against-rabbitmq   also run the scenarios against RabbitMQ
@@ -27,6 +38,8 @@
 #   --no-durability      do not run the durability tests
 #   --no-rpm             do not build and test the rpm (scripts/test-rpm.sh)
 #   --no-fuzz            do not run the fuzzers briefly (scripts/fuzz.sh, FUZZ_SECONDS each)
+#   --no-rabbitmq-definitions  skip the access and definitions tests against RabbitMQ
+#   --no-mgmt            do not run the management API and web page checks (scripts/test-mgmt.sh)
 #   --durability NAME    pass --only NAME to tests/durability/run.py (repeatable)
 #   --scenario NAME      pass --only NAME to run.py (repeatable)
 #   --flavour F          pass --flavour F to run.py (pika1 | pika013; repeatable)
@@ -52,7 +65,8 @@ cd "$ROOT"
 . scripts/lib.sh
 
 # ---------------------------------------------------------------- options
-do_build=1 do_cargo=1 do_pyenv=1 do_coney=1 do_durability=1 do_rpm=1 do_fuzz=1 do_rabbit=0 verbose=0
+do_build=1 do_cargo=1 do_pyenv=1 do_coney=1 do_durability=1 do_rpm=1 do_fuzz=1 do_mgmt=1 do_rabbit=0 verbose=0
+do_rmq_defs=1
 run_args=()
 dur_args=()
 # shellcheck disable=SC2206
@@ -60,7 +74,7 @@ set -- "$@" ${TEST_SH_ARGS:-}
 while [ $# -gt 0 ]; do
     case "$1" in
         --against-rabbitmq) do_rabbit=1 ;;
-        --rabbitmq-only) do_rabbit=1; do_build=0; do_cargo=0; do_coney=0; do_durability=0; do_rpm=0; do_fuzz=0 ;;
+        --rabbitmq-only) do_rabbit=1; do_build=0; do_cargo=0; do_coney=0; do_durability=0; do_rpm=0; do_fuzz=0; do_rmq_defs=0; do_mgmt=0 ;;
         --only-scenarios) do_cargo=0 ;;
         --no-build) do_build=0 ;;
         --no-cargo-test) do_cargo=0 ;;
@@ -68,6 +82,8 @@ while [ $# -gt 0 ]; do
         --no-durability) do_durability=0 ;;
         --no-rpm) do_rpm=0 ;;
         --no-fuzz) do_fuzz=0 ;;
+        --no-rabbitmq-definitions) do_rmq_defs=0 ;;
+        --no-mgmt) do_mgmt=0 ;;
         --durability) shift; dur_args+=(--only "${1:?--durability needs a name}") ;;
         --scenario) shift; run_args+=(--only "${1:?--scenario needs a name}") ;;
         --flavour) shift; run_args+=(--flavour "${1:?--flavour needs a value}") ;;
@@ -261,6 +277,47 @@ if [ "$do_durability" = 1 ] && [ "$pyenv_ok" = 1 ]; then
     fi
 fi
 
+# ---------------------------------------------------------------- rabbitmq definitions
+if [ "$do_rmq_defs" = 1 ]; then
+    say "access control and definitions against RabbitMQ"
+    if scripts/rabbitmq.sh install; then
+        port="$(free_port)"
+        RABBIT_DIR="$TMP/rabbitmq-defs"
+        if beam="$(scripts/rabbitmq.sh start "$port" "$RABBIT_DIR")"; then
+            echo "rabbitmq beam.smp pid $beam on 127.0.0.1:$port"
+            # The access tests first: the definitions tests reset the node.
+            run_step "access (rabbitmq)" "$TMP/access-rabbitmq.log" env \
+                CONEY_TEST_ADDR="127.0.0.1:$port" CONEY_RABBITMQ_DIR="$RABBIT_DIR" \
+                timeout 900 cargo test --release --test amqp access_ || true
+            run_step "definitions (rabbitmq)" "$TMP/definitions-rabbitmq.log" env \
+                CONEY_RABBITMQ_DIR="$RABBIT_DIR" timeout 900 cargo test --release \
+                --test rabbitmq_definitions -- --ignored --test-threads=1 || true
+            stop_rabbit
+        else
+            RABBIT_DIR=""
+            record "definitions (rabbitmq)" FAIL "RabbitMQ did not start"
+            total_failed=$((total_failed + 1))
+        fi
+    else
+        record "definitions (rabbitmq)" FAIL "could not install rabbitmq-server"
+        total_failed=$((total_failed + 1))
+    fi
+fi
+
+# ---------------------------------------------------------------- management API
+if [ "$do_mgmt" = 1 ]; then
+    say "management API, Prometheus, rabbitmqadmin and the web page (headless Chromium)"
+    if [ "$built" != 1 ] || [ ! -x "$CONEY_BIN" ]; then
+        record "mgmt (coney)" FAIL "no $CONEY_BIN"
+        total_failed=$((total_failed + 1))
+    else
+        run_step "mgmt (coney)" "$TMP/mgmt.log" timeout 1500 bash scripts/test-mgmt.sh coney "$CONEY_BIN" || true
+    fi
+    if [ "$do_rabbit" = 1 ]; then
+        run_step "mgmt (rabbitmq)" "$TMP/mgmt-rabbitmq.log" timeout 1500 bash scripts/test-mgmt.sh rabbitmq || true
+    fi
+fi
+
 # ---------------------------------------------------------------- rpm
 if [ "$do_rpm" = 1 ]; then
     say "rpm: glibc 2.17 build, package checks, install into a scratch root"
@@ -287,10 +344,17 @@ if [ "$do_rabbit" = 1 ] && [ "$pyenv_ok" = 1 ]; then
     if scripts/rabbitmq.sh install; then
         port="$(free_port)"
         RABBIT_DIR="$TMP/rabbitmq"
-        if beam="$(scripts/rabbitmq.sh start "$port" "$RABBIT_DIR")"; then
+        if beam="$(RABBITMQ_PLUGINS=rabbitmq_management RABBITMQ_MGMT_PORT="$(free_port)" \
+            scripts/rabbitmq.sh start "$port" "$RABBIT_DIR")"; then
             echo "rabbitmq beam.smp pid $beam on 127.0.0.1:$port"
             rmq_rc=0
             run_scenarios rabbitmq "$port" "$TMP/scenarios-rabbitmq.log" || rmq_rc=$?
+            if [ "$do_cargo" = 1 ]; then
+                say "coneyctl live tests against RabbitMQ's management API"
+                run_step "coneyctl (rabbitmq)" "$TMP/coneyctl-rabbitmq.log" \
+                    env CONEYCTL_TEST_RABBITMQ_DIR="$RABBIT_DIR" CONEYCTL_TEST_RABBITMQCTL=all \
+                    timeout 1200 cargo test --release --test coneyctl -- --ignored live:: || rmq_rc=$?
+            fi
             if [ "$rmq_rc" != 0 ]; then
                 echo "---- tail of RabbitMQ log ----"
                 tail -n 40 "$RABBIT_DIR"/log/*@localhost.log 2>/dev/null || true

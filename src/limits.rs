@@ -43,6 +43,10 @@ pub(crate) const READ_CHUNK_BYTES: usize = 64 * 1024;
 pub(crate) const WRITE_BUFFER_HIGH_BYTES: usize = 1024 * 1024;
 /// Deliveries resume once unsent output falls below this (hysteresis against flapping).
 pub(crate) const WRITE_BUFFER_LOW_BYTES: usize = 256 * 1024;
+/// Body frames at least this large are taken into their message as their payload arrives,
+/// instead of waiting whole in the connection's partial-frame buffer (copied there and back
+/// at every read): a large body is copied once, from the read buffer into the message.
+pub(crate) const BODY_STREAM_MIN_BYTES: usize = 4096;
 /// Largest partial-frame buffer kept allocated for an idle connection.
 pub(crate) const READ_LEFTOVER_KEEP_BYTES: usize = 4 * 1024;
 /// Most of a message body reserved when its content header arrives; the rest grows with the
@@ -52,6 +56,13 @@ pub(crate) const BODY_PREALLOCATE_MAX_BYTES: usize = 1024 * 1024;
 /// delivery may cross the high-water mark by a whole message, hence the message size term.
 pub(crate) const WRITE_BUFFER_HARD_BYTES: usize =
     64 * 1024 * 1024 + MESSAGE_SIZE_MAX_BYTES as usize;
+/// Bodies at least this large are written from the message's shared buffer (writev) instead
+/// of being copied into the output buffer; below it a copy is cheaper than another piece.
+pub(crate) const OUTBOX_BODY_BY_REFERENCE_MIN_BYTES: usize = 8 * 1024;
+/// Pieces handed to one vectored write: two per referenced body frame, so with 128 KiB
+/// frames one writev offers up to 4 MiB, more than a socket buffer takes. Linux's IOV_MAX is
+/// 1024.
+pub(crate) const OUTBOX_IOV_MAX: usize = 64;
 /// Largest unsent-output buffer kept allocated while a connection is idle.
 pub(crate) const WRITE_BUFFER_KEEP_BYTES: usize = 64 * 1024;
 /// Messages delivered to one channel and not yet acked, even with prefetch_count 0.
@@ -107,6 +118,41 @@ pub(crate) const CLEANUP_UNITS_PER_CLOCK_READ: usize = 64;
 /// closing at once, or 2,000 idle ones reaching the handshake deadline together, stalled every
 /// other client for 20 to 40 ms in one turn (tests/hostile: connection flood).
 pub(crate) const CONNECTIONS_CLOSED_PER_TURN_MAX: usize = 128;
+/// Publisher flow: what one ready message costs a queue in memory beyond its exchange,
+/// routing key, properties and body (its slot in the queue, the shared buffer's header, the
+/// allocator's rounding), for the estimate the flow marks compare against. Measured: about
+/// 170 bytes for a 16-byte message in a queue of 100,000.
+pub(crate) const QUEUED_MESSAGE_OVERHEAD_BYTES: usize = 160;
+/// A queue with consumers whose ready messages cost this much memory paces its publishers:
+/// a connection that routes a message into it is not read until the queue drains under
+/// `QUEUE_FLOW_LOW_BYTES` or `FLOW_PAUSE_MAX_MS` has passed.
+pub(crate) const QUEUE_FLOW_HIGH_BYTES: usize = 16 * 1024 * 1024;
+/// Paused publishers resume once their queue is under this (hysteresis: a pause lasts while
+/// the consumers take half the high mark, not one message).
+pub(crate) const QUEUE_FLOW_LOW_BYTES: usize = 8 * 1024 * 1024;
+/// Longest a publisher stays paused by one queue: then it is read for a turn even if the
+/// queue has not drained. So a consumer that stopped, or a cycle of connections consuming
+/// each other's queues with manual acks, slows publishers to a crawl (one read chunk per
+/// pause) instead of stopping them for ever; the memory alarm remains the last resort.
+pub(crate) const FLOW_PAUSE_MAX_MS: u64 = 1000;
+/// A connection reads as in "flow" this long after its last pause ended (RabbitMQ's
+/// credit_flow reports a connection blocked within the last second as flow, so the state
+/// does not flicker).
+pub(crate) const FLOW_STATE_LINGER_MS: u64 = 1000;
+/// Loop turns that may start without asking the poller for new events while work is left
+/// from the last turn (input past its budget, queues that can deliver); then one poll that
+/// does not sleep, so new connections and acks are never kept waiting longer than this many
+/// bounded turns.
+pub(crate) const BUSY_TURNS_WITHOUT_POLL_MAX: u32 = 3;
+/// Timed work one loop turn does at most: messages expired (x-message-ttl, expiration),
+/// queues deleted by x-expires, delayed messages released, dead letters republished. The rest
+/// is done in the next turns (the loop does not sleep while work is left), so a million
+/// messages expiring at once cannot stall other clients.
+pub(crate) const EXPIRY_WORK_PER_TURN_MAX: usize = 512;
+/// Dead letters waiting for a turn's budget; past this (a cascade of dead-lettering queues),
+/// new dead letters are dropped and the drop is logged.
+pub(crate) const DEAD_LETTERS_PENDING_MAX: usize = 1 << 20;
+
 // Per-client state of RabbitMQ's consumer extensions (issue 10) needs no bound of its own; it
 // is bounded by what already is. A queue's consumer priority levels are at most its consumers
 // (one group per level; picking walks levels and consumers as round robin walked consumers).
@@ -114,12 +160,7 @@ pub(crate) const CONNECTIONS_CLOSED_PER_TURN_MAX: usize = 128;
 // CHANNEL_MAX: a registry entry of about 40 bytes and a 54-byte reply name each. A direct reply
 // is written once per published message, past prefetch as in RabbitMQ, so the requester's
 // output is bounded by WRITE_BUFFER_HARD_BYTES like any output.
-/// Allocations at least this large are mmapped by glibc, so growing them is an mremap, not a
-/// copy, and freeing them returns the memory at once (alloc.rs, `tune_malloc`). Below it a
-/// growing queue or table is copied: at most half this, a few hundred µs (4 MiB let a queue's
-/// growth from 2 to 4 MiB take 2 to 3 ms of a busy machine's turn). Above a 1 MiB message
-/// body, so ordinary large messages still reuse heap memory.
-pub(crate) const MALLOC_MMAP_THRESHOLD_BYTES: usize = 2 * 1024 * 1024;
+
 /// Events taken from the poller per wake-up.
 pub(crate) const EVENTS_PER_POLL_MAX: usize = 1024;
 /// Connections accepted at once; past this, new sockets are accepted and closed at once.
@@ -136,9 +177,23 @@ const _: () = assert!(FRAME_OVERHEAD < FRAME_MIN_SIZE as usize);
 const _: () = assert!(CLEANUP_WORK_INLINE_MAX <= CLEANUP_WORK_PER_TURN_MAX);
 const _: () = assert!(DELIVERIES_PER_CLOCK_READ <= DELIVERIES_PER_QUEUE_PER_TURN_MAX);
 const _: () = assert!(CLEANUP_UNITS_PER_CLOCK_READ <= CLEANUP_WORK_INLINE_MAX);
-// glibc caps its mmap threshold at 32 MiB (HEAP_MAX / 2 on 64-bit) and it must fit a C int.
-const _: () = assert!(MALLOC_MMAP_THRESHOLD_BYTES <= 32 * 1024 * 1024);
-const _: () = assert!(MALLOC_MMAP_THRESHOLD_BYTES > BODY_PREALLOCATE_MAX_BYTES);
+const _: () = assert!(BODY_STREAM_MIN_BYTES <= FRAME_MIN_SIZE as usize);
+const _: () = assert!(OUTBOX_IOV_MAX >= 3 && OUTBOX_IOV_MAX <= 1024);
+const _: () = assert!(QUEUE_FLOW_LOW_BYTES < QUEUE_FLOW_HIGH_BYTES);
+// A durable queue's in-memory window alone never paces its publishers: only a backlog beyond
+// it (a 32-byte location per message) can.
+const _: () = assert!(
+    QUEUE_WINDOW_BYTES_MAX + QUEUE_WINDOW_MESSAGES_MAX * QUEUED_MESSAGE_OVERHEAD_BYTES
+        < QUEUE_FLOW_HIGH_BYTES
+);
+// One turn's input from a resumed publisher (a message costs a queue at most about 4 times its
+// wire size, for empty bodies) cannot carry a queue from the low mark past the high one, so a
+// resume is not followed at once by another pause.
+const _: () = assert!(QUEUE_FLOW_HIGH_BYTES - QUEUE_FLOW_LOW_BYTES > 4 * READ_BYTES_PER_TURN_MAX);
+const _: () = assert!(FLOW_PAUSE_MAX_MS >= 100 && FLOW_PAUSE_MAX_MS < HEARTBEAT_SECS as u64 * 1000);
+const _: () = assert!(OUTBOX_BODY_BY_REFERENCE_MIN_BYTES >= FRAME_OVERHEAD);
+const _: () =
+    assert!(EXPIRY_WORK_PER_TURN_MAX > 0 && EXPIRY_WORK_PER_TURN_MAX <= DEAD_LETTERS_PENDING_MAX);
 // Compaction parses a large record's fixed fields (up to 65,535 queue ids) from one turn's read.
 const _: () = assert!(COMPACTION_BYTES_PER_TURN >= 64 + 4 * u16::MAX as usize);
 const _: () = assert!((COMPACTION_BYTES_PER_TURN as u64) < SEGMENT_SIZE_MAX_BYTES);
@@ -192,6 +247,9 @@ pub const HTTP_NAME_REGEX_COMPILED_MAX_BYTES: usize = 1024 * 1024;
 pub const HTTP_CONNECTIONS_MAX: usize = 64;
 /// Bytes read from one HTTP connection per loop turn (AMQP's READ_BYTES_PER_TURN_MAX).
 pub const HTTP_READ_BYTES_PER_TURN_MAX: usize = 64 * 1024;
+/// Messages one POST /api/queues/../get takes (RabbitMQ takes any `count`; each is a body
+/// copied into the answer, so coney bounds it).
+pub const HTTP_GET_MESSAGES_MAX: u64 = 1000;
 /// HTTP connections served per loop turn; the others keep their place for the next turn, so
 /// many API clients at once add at most this many passes between two AMQP turns.
 pub const HTTP_SOCKETS_PER_TURN_MAX: usize = 4;

@@ -1,13 +1,16 @@
 //! Taking messages out of queues: pull-based delivery to consumers (round robin among those
-//! the sink says can take one), basic.get, and settling what was taken (ack or requeue). The
-//! broker decides which consumer and acks the store when a delivery needs no ack; what
-//! "can take" means (prefetch, flow, output space) is the sink's answer.
+//! the sink says can take one), basic.get, and settling what was taken (ack, reject, or
+//! requeue). The broker decides which consumer, drops an expired head before it is taken,
+//! and acks the store when a delivery needs no ack; what "can take" means (prefetch, flow,
+//! output space) is the sink's answer.
 
 use super::cleanup::Task;
 use super::consumer::{Consumer, ConsumerId};
+use super::dead_letter::Reason;
+use super::headers::with_delivery_count;
 use super::queue::{QueueId, QueuedMessage, Requeues};
-use super::{not_found_queue, Broker, ConnId};
-use crate::error::AmqpError;
+use super::{not_found_queue, Actor, Broker};
+use crate::error::{AmqpError, Show};
 use crate::limits::{
     DELIVERIES_PER_CLOCK_READ, DELIVERIES_PER_QUEUE_PER_TURN_MAX, DELIVERY_TIME_PER_TURN_MAX_MICROS,
 };
@@ -60,6 +63,8 @@ impl Broker {
             self.deliver_from(id, sink, deadline);
         }
         self.ready_scratch = list;
+        // Consumers had their chance at what arrived this turn; the rest is held to the limit.
+        self.trim_overfull();
     }
 
     /// Puts `queues` on the ready list ahead of those made ready meanwhile.
@@ -78,7 +83,31 @@ impl Broker {
     }
 
     fn deliver_from(&mut self, id: QueueId, sink: &mut impl DeliverySink, deadline: Instant) {
+        let Some(q) = self.queues.get(id) else { return };
+        let (may_expire, quorum) = (q.may_expire, q.is_quorum());
+        self.deliver_some(id, sink, may_expire, quorum, deadline);
+        if may_expire {
+            // The head changed: its deadline is the one to wake for.
+            self.arm_expiry(id);
+        }
+    }
+
+    /// Delivers from queue `id` while consumers can take, until `deadline` (read every
+    /// DELIVERIES_PER_CLOCK_READ deliveries); `may_expire` and `quorum` are the queue's (read
+    /// once: a plain queue pays one branch each per delivery).
+    fn deliver_some(
+        &mut self,
+        id: QueueId,
+        sink: &mut impl DeliverySink,
+        may_expire: bool,
+        quorum: bool,
+        deadline: Instant,
+    ) {
         for n in 1..=DELIVERIES_PER_QUEUE_PER_TURN_MAX {
+            if may_expire && !self.expire_head(id) {
+                self.expiry_due_now(id);
+                return;
+            }
             let Some(q) = self.queues.get_mut(id) else {
                 return;
             };
@@ -90,16 +119,28 @@ impl Broker {
                 q.pick_consumer(|cid| consumers.get(cid).is_some_and(|c| sink.can_take(cid, c)));
             // No consumer has credit: the queue is made ready again when one gets some.
             let Some(cid) = chosen else { return };
-            let Some(m) = q.pop(&mut self.store) else {
+            let Some(mut m) = q.pop(&mut self.store) else {
                 return;
             };
+            if quorum && m.delivery_count() > 0 {
+                m.set_message(with_delivery_count(m.message(), m.delivery_count()));
+            }
             let Some(c) = self.consumers.get(cid) else {
                 q.unpop(m);
                 return;
             };
-            let store = m.store;
+            let store = m.store();
+            let redelivered = m.redelivered();
             match sink.deliver(cid, c, id, m) {
                 Ok(()) => {
+                    let counters = &mut self.counters;
+                    counters.redeliver += u64::from(redelivered);
+                    if c.no_ack() {
+                        counters.deliver_no_ack += 1;
+                    } else {
+                        counters.deliver += 1;
+                        q.unacked += 1;
+                    }
                     if let (true, Some(r)) = (c.no_ack(), store) {
                         // Settled on delivery: the store forgets it now.
                         self.store.ack(r);
@@ -118,35 +159,85 @@ impl Broker {
         self.mark_ready(id);
     }
 
-    /// basic.get: takes the oldest message of `queue`, settled at once with `no_ack`.
+    /// basic.get: read permission, then takes the oldest message of `queue`, settled at once
+    /// with `no_ack`. An expired head is dropped first; if the turn's budget for that runs
+    /// out, the answer is get-empty and the rest expires in the next turns.
     pub(crate) fn get(
         &mut self,
-        conn: ConnId,
+        who: &Actor,
         queue: &[u8],
         no_ack: bool,
     ) -> Result<Option<Got>, AmqpError> {
-        let id = self.queue_for(conn, queue)?;
+        who.grant().check_basic_get(queue)?;
+        let vhost = who.vhost_name();
+        let id = self.queue_for(who, queue)?;
+        let q = self
+            .queues
+            .get(id)
+            .ok_or_else(|| not_found_queue(vhost, queue))?;
+        let may_expire = q.may_expire;
+        if q.is_quorum() && q.args.single_active_consumer {
+            return Err(AmqpError::resource_locked(format_args!(
+                "cannot obtain access to locked queue '{}' in vhost '{vhost}'. basic.get operations are not supported by quorum queues with single active consumer",
+                Show(queue)
+            )));
+        }
+        self.renew_lease(id);
+        if may_expire && !self.expire_head(id) {
+            self.expiry_due_now(id);
+            return Ok(None);
+        }
         let q = self
             .queues
             .get_mut(id)
-            .ok_or_else(|| not_found_queue(queue))?;
-        let Some(message) = q.pop(&mut self.store) else {
+            .ok_or_else(|| not_found_queue(vhost, queue))?;
+        let Some(mut message) = q.pop(&mut self.store) else {
             return Ok(None);
         };
-        if let (true, Some(r)) = (no_ack, message.store) {
+        self.counters.redeliver += u64::from(message.redelivered());
+        if no_ack {
+            self.counters.get_no_ack += 1;
+        } else {
+            self.counters.get += 1;
+            q.unacked += 1;
+        }
+        if q.is_quorum() {
+            // RabbitMQ 3.10 adds the header to every basic.get, 0 on a first delivery.
+            let count = message.delivery_count();
+            message.set_message(with_delivery_count(message.message(), count));
+        }
+        let message_count = q.message_count() as u32;
+        if let (true, Some(r)) = (no_ack, message.store()) {
             self.store.ack(r);
+        }
+        if may_expire {
+            self.arm_expiry(id);
         }
         Ok(Some(Got {
             queue: id,
-            message_count: q.message_count() as u32,
+            message_count,
             message,
         }))
     }
 
-    /// Settles a delivered message for good (ack, or reject/nack without requeue): its store
-    /// record is acked.
-    pub(crate) fn ack(&mut self, m: QueuedMessage) {
-        if let Some(r) = m.store {
+    /// Settles a delivered message of `queue` for good with basic.ack: its store record is
+    /// acked.
+    pub(crate) fn ack(&mut self, queue: QueueId, m: QueuedMessage) {
+        self.counters.ack += 1;
+        self.settled(queue);
+        self.forget(m);
+    }
+
+    /// A delivery of `queue` is no longer owed an ack (messages_unacknowledged).
+    fn settled(&mut self, queue: QueueId) {
+        if let Some(q) = self.queues.get_mut(queue) {
+            q.unacked = q.unacked.saturating_sub(1);
+        }
+    }
+
+    /// The store forgets a message that is gone (settled, or its queue deleted).
+    pub(super) fn forget(&mut self, m: QueuedMessage) {
+        if let Some(r) = m.store() {
             self.store.ack(r);
         }
     }
@@ -164,16 +255,33 @@ impl Broker {
         }
     }
 
+    /// basic.reject or basic.nack without requeue: the message is dead-lettered if its queue
+    /// has a dead-letter exchange, else dropped.
+    pub(crate) fn reject(&mut self, queue: QueueId, m: QueuedMessage) {
+        self.settled(queue);
+        self.dead_letter(queue, m, Reason::Rejected);
+    }
+
     /// Returns a delivered message to its queue, marked redelivered; if the queue is gone the
-    /// message is gone too.
-    pub(crate) fn requeue(&mut self, queue: QueueId, m: QueuedMessage) {
-        match self.queues.get_mut(queue) {
-            Some(q) => {
-                q.requeue(m);
-                self.mark_ready(queue);
-            }
-            None => self.ack(m),
+    /// message is gone too. A quorum queue dead-letters a message returned past its delivery
+    /// limit; a queue over its length limit drops its head.
+    pub(crate) fn requeue(&mut self, queue: QueueId, mut m: QueuedMessage) {
+        self.settled(queue);
+        let Some(q) = self.queues.get_mut(queue) else {
+            self.forget(m);
+            return;
+        };
+        if q.count_return(&mut m) {
+            self.dead_letter(queue, m, Reason::DeliveryLimit);
+            return;
         }
+        let may_expire = q.may_expire;
+        q.requeue(m);
+        if may_expire {
+            self.arm_expiry(queue);
+        }
+        self.limit_length(queue, false);
+        self.mark_ready(queue);
     }
 
     /// Records that `id` may be able to deliver now (new messages, consumers or credit).

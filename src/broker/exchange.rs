@@ -7,6 +7,7 @@
 use super::handle::define_id;
 use super::queue::QueueId;
 use super::topic_trie::TopicTrie;
+use super::VhostId;
 use crate::protocol::{FieldTable, FieldValue};
 use std::collections::HashMap;
 
@@ -42,6 +43,9 @@ impl ExchangeKind {
         }
     }
 }
+
+/// The exchange type of the delayed-message plugin.
+pub(super) const DELAYED_TYPE: &str = "x-delayed-message";
 
 /// Where a binding sends matching messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -216,21 +220,25 @@ impl Routes {
 }
 
 pub(super) struct Exchange {
+    pub(super) vhost: VhostId,
     pub(super) name: Box<[u8]>,
     pub(super) durable: bool,
     pub(super) auto_delete: bool,
     pub(super) internal: bool,
-    // Read by the management API's listings and the definitions export (issues 12, 13).
-    #[allow(dead_code)]
     pub(super) arguments: Box<[u8]>,
     /// The `alternate-exchange` argument: where messages go that this exchange routes nowhere.
     /// Kept by name, as RabbitMQ does: it may be declared later, or deleted and redeclared.
     pub(super) alternate: Option<Box<[u8]>>,
     pub(super) routes: Routes,
+    /// An x-delayed-message exchange (routing like its x-delayed-type, `routes`' kind).
+    pub(super) delayed: bool,
+    /// Where a durable delayed exchange keeps its held persistent messages in the store.
+    pub(super) delayed_store_id: Option<u32>,
 }
 
 impl Exchange {
     pub(super) fn new(
+        vhost: VhostId,
         name: Box<[u8]>,
         kind: ExchangeKind,
         durable: bool,
@@ -243,6 +251,7 @@ impl Exchange {
             _ => None,
         };
         Exchange {
+            vhost,
             name,
             durable,
             auto_delete,
@@ -250,11 +259,22 @@ impl Exchange {
             arguments,
             alternate,
             routes: Routes::new(kind),
+            delayed: false,
+            delayed_store_id: None,
         }
     }
 
     pub(super) fn kind(&self) -> ExchangeKind {
         self.routes.kind()
+    }
+
+    /// The exchange type as declared.
+    pub(super) fn type_name(&self) -> &'static str {
+        if self.delayed {
+            DELAYED_TYPE
+        } else {
+            self.kind().name()
+        }
     }
 }
 

@@ -1,9 +1,158 @@
 //! A published message: exchange, routing key, the publisher's raw property bytes and the body
 //! in one `Bytes` buffer, copied once from the read buffer and shared (refcounted, not copied)
-//! by every queue it is routed to.
+//! by every queue it is routed to. The few properties the broker acts on (priority, whether a
+//! BCC header must be hidden) are read once when the message is built.
 
-use crate::limits::BODY_PREALLOCATE_MAX_BYTES;
+use crate::limits::{BODY_PREALLOCATE_MAX_BYTES, FRAME_MAX_BYTES};
+use crate::protocol::properties::BasicProperties;
 use bytes::Bytes;
+
+/// `props_and_flags` keeps the property length in its low bits and flags above them; a
+/// content header never comes near this size.
+const PROPERTIES_LEN_MASK: u32 = (1 << 24) - 1;
+/// The properties carry a BCC header, which is kept for dead-lettering (it names routing
+/// keys) but never shown to a consumer (RabbitMQ strips it at publish).
+const HAS_BCC: u32 = 1 << 31;
+const _: () = assert!(FRAME_MAX_BYTES <= PROPERTIES_LEN_MASK);
+
+/// What the broker reads from a message's properties when it is built.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MessageFlags {
+    pub persistent: bool,
+    /// The priority property (0 without one).
+    pub priority: u8,
+    pub has_bcc: bool,
+}
+
+impl MessageFlags {
+    /// Reads the flags from decoded properties.
+    #[inline(always)]
+    pub fn of(p: &BasicProperties<'_>) -> Self {
+        MessageFlags {
+            persistent: p.is_persistent(),
+            priority: p.priority.unwrap_or(0),
+            has_bcc: p.headers.is_some_and(|h| h.get(b"BCC").is_some()),
+        }
+    }
+
+    /// Reads the flags from encoded properties (messages read back from the store).
+    pub fn parse(raw: &[u8], persistent: bool) -> Self {
+        if !BasicProperties::has_headers(raw) && !BasicProperties::has_priority(raw) {
+            return MessageFlags {
+                persistent,
+                ..Default::default()
+            };
+        }
+        match BasicProperties::decode(raw) {
+            Ok(p) => MessageFlags {
+                persistent,
+                ..MessageFlags::of(&p)
+            },
+            Err(_) => MessageFlags {
+                persistent,
+                ..Default::default()
+            },
+        }
+    }
+}
+
+/// Why an expiration property is refused (RabbitMQ's rabbit_basic:parse_expiration), shown
+/// as RabbitMQ prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BadExpiration {
+    NoInteger,
+    /// The digits did not take the whole value; the rest.
+    Leftover(Vec<u8>),
+    /// Beyond RabbitMQ's ten years, or negative: the number in decimal.
+    TooLarge(String),
+    Negative(String),
+}
+
+impl std::fmt::Display for BadExpiration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BadExpiration::NoInteger => f.write_str("no_integer"),
+            BadExpiration::Leftover(rest) => {
+                f.write_str("{leftover_string,")?;
+                erlang_string(f, rest)?;
+                f.write_str("}")
+            }
+            BadExpiration::TooLarge(n) => write!(f, "{{value_too_large,{n}}}"),
+            BadExpiration::Negative(n) => write!(f, "{{value_negative,{n}}}"),
+        }
+    }
+}
+
+/// A byte string as Erlang's ~p prints a list: quoted if printable, else a list of numbers.
+fn erlang_string(f: &mut std::fmt::Formatter<'_>, s: &[u8]) -> std::fmt::Result {
+    if s.iter().all(|c| (0x20..0x7f).contains(c)) {
+        f.write_str("\"")?;
+        for &c in s {
+            if c == b'"' || c == b'\\' {
+                f.write_str("\\")?;
+            }
+            write!(f, "{}", c as char)?;
+        }
+        return f.write_str("\"");
+    }
+    let list: Vec<String> = s.iter().map(|c| c.to_string()).collect();
+    write!(f, "[{}]", list.join(","))
+}
+
+/// The expiration property in ms, as RabbitMQ reads it: an optional sign, decimal digits and
+/// nothing else, within 0..=315360000000.
+pub fn parse_expiration(v: &[u8]) -> Result<u64, BadExpiration> {
+    let (negative, rest) = match v.first() {
+        Some(b'-') => (true, &v[1..]),
+        Some(b'+') => (false, &v[1..]),
+        _ => (false, v),
+    };
+    let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 {
+        return Err(BadExpiration::NoInteger);
+    }
+    if digits < rest.len() {
+        return Err(BadExpiration::Leftover(rest[digits..].to_vec()));
+    }
+    let significant = rest[..digits]
+        .iter()
+        .position(|&c| c != b'0')
+        .map_or(&b"0"[..], |i| &rest[i..digits]);
+    let number = String::from_utf8_lossy(significant).into_owned();
+    let value = if significant.len() <= 19 {
+        number.parse::<u64>().unwrap_or(u64::MAX)
+    } else {
+        u64::MAX
+    };
+    if negative && value != 0 {
+        return Err(BadExpiration::Negative(format!("-{number}")));
+    }
+    if value > crate::broker::args::EXPIRY_MAX_MS {
+        return Err(BadExpiration::TooLarge(number));
+    }
+    Ok(value)
+}
+
+/// What recovery needs to know of a stored message without reading it back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoredMeta {
+    pub body_len: u32,
+    pub priority: u8,
+    /// The expiration property in ms, if valid.
+    pub expiration_ms: Option<u64>,
+}
+
+impl StoredMeta {
+    /// Reads the meta data of a message from its encoded properties and body length.
+    pub fn parse(properties: &[u8], body_len: usize) -> Self {
+        let p = BasicProperties::decode(properties).unwrap_or_default();
+        StoredMeta {
+            body_len: body_len as u32,
+            priority: p.priority.unwrap_or(0),
+            expiration_ms: p.expiration.and_then(|e| parse_expiration(e).ok()),
+        }
+    }
+}
 
 /// Immutable message shared between queues. Cloning bumps a refcount.
 #[derive(Clone, Debug, PartialEq)]
@@ -12,9 +161,13 @@ pub struct Message {
     data: Bytes,
     exchange_len: u8,
     routing_key_len: u8,
-    properties_len: u32,
+    /// Property length (low 24 bits) and `HAS_BCC`.
+    props_and_flags: u32,
     pub(crate) persistent: bool,
+    priority: u8,
 }
+
+const _: () = assert!(std::mem::size_of::<Message>() <= 40);
 
 impl Message {
     pub fn exchange(&self) -> &[u8] {
@@ -27,7 +180,18 @@ impl Message {
     /// Property flags and list exactly as published.
     pub fn properties(&self) -> &[u8] {
         let start = self.exchange_len as usize + self.routing_key_len as usize;
-        &self.data[start..start + self.properties_len as usize]
+        &self.data[start..start + self.properties_len()]
+    }
+    fn properties_len(&self) -> usize {
+        (self.props_and_flags & PROPERTIES_LEN_MASK) as usize
+    }
+    /// The priority property (0 without one).
+    pub fn priority(&self) -> u8 {
+        self.priority
+    }
+    /// Whether the properties hold a BCC header, to be removed before a consumer sees them.
+    pub fn has_bcc(&self) -> bool {
+        self.props_and_flags & HAS_BCC != 0
     }
     pub fn body(&self) -> &[u8] {
         &self.data[self.body_start()..]
@@ -41,7 +205,26 @@ impl Message {
         (&self.data, self.body_start())
     }
     fn body_start(&self) -> usize {
-        self.exchange_len as usize + self.routing_key_len as usize + self.properties_len as usize
+        self.exchange_len as usize + self.routing_key_len as usize + self.properties_len()
+    }
+    /// The same body under another exchange, routing key and properties (a dead letter, a
+    /// rewritten header): one copy of the body. Names longer than a shortstr are cut there.
+    pub(crate) fn with_properties(
+        &self,
+        exchange: &[u8],
+        routing_key: &[u8],
+        properties: &[u8],
+    ) -> Message {
+        let short = |s: &[u8]| s.len().min(u8::MAX as usize);
+        let mut b = MessageBuilder::default();
+        b.start(
+            &exchange[..short(exchange)],
+            &routing_key[..short(routing_key)],
+        );
+        let flags = MessageFlags::parse(properties, self.persistent);
+        b.set_header(properties, self.body_len(), flags);
+        b.push_body(self.body());
+        b.finish()
     }
     /// Bytes this message holds in memory, for accounting.
     pub(crate) fn size(&self) -> usize {
@@ -53,7 +236,7 @@ impl Message {
             &self.data,
             self.exchange_len,
             self.routing_key_len,
-            self.properties_len,
+            self.properties_len() as u32,
         )
     }
     /// Rebuilds a message from `raw` parts (store recovery). Returns None if they do not fit.
@@ -65,14 +248,18 @@ impl Message {
         persistent: bool,
     ) -> Option<Self> {
         let head = exchange_len as usize + routing_key_len as usize + properties_len as usize;
-        if head > data.len() {
+        if head > data.len() || properties_len > PROPERTIES_LEN_MASK {
             return None;
         }
+        let start = exchange_len as usize + routing_key_len as usize;
+        let props = &data[start..start + properties_len as usize];
+        let flags = MessageFlags::parse(props, persistent);
         Some(Message {
+            props_and_flags: pack(properties_len, flags),
+            priority: flags.priority,
             data,
             exchange_len,
             routing_key_len,
-            properties_len,
             persistent,
         })
     }
@@ -86,10 +273,16 @@ impl Message {
     ) -> Self {
         let mut b = MessageBuilder::default();
         b.start(exchange, routing_key);
-        b.set_header(properties, body.len() as u64, persistent);
+        let flags = MessageFlags::parse(properties, persistent);
+        b.set_header(properties, body.len() as u64, flags);
         b.push_body(body);
         b.finish()
     }
+}
+
+fn pack(properties_len: u32, flags: MessageFlags) -> u32 {
+    debug_assert!(properties_len <= PROPERTIES_LEN_MASK);
+    properties_len | if flags.has_bcc { HAS_BCC } else { 0 }
 }
 
 /// Assembles a message from basic.publish, its content header and body frames. Reused per
@@ -104,7 +297,7 @@ pub struct MessageBuilder {
     routing_key_len: u8,
     properties_len: u32,
     body_remaining: u64,
-    persistent: bool,
+    flags: MessageFlags,
 }
 
 impl MessageBuilder {
@@ -117,8 +310,10 @@ impl MessageBuilder {
         self.routing_key_len = routing_key.len() as u8;
     }
 
-    /// Records the content header and allocates the message at its final size.
-    pub fn set_header(&mut self, properties: &[u8], body_size: u64, persistent: bool) {
+    /// Records the content header and allocates the message at its final size. The
+    /// properties were validated (content headers are checked against the frame size, so
+    /// their length fits).
+    pub fn set_header(&mut self, properties: &[u8], body_size: u64, flags: MessageFlags) {
         // A header can announce up to max_message_size; reserve only what a peer has shown
         // it will send soon, and grow with the body frames.
         let reserve = body_size.min(BODY_PREALLOCATE_MAX_BYTES as u64) as usize;
@@ -128,7 +323,7 @@ impl MessageBuilder {
         self.buf = buf;
         self.properties_len = properties.len() as u32;
         self.body_remaining = body_size;
-        self.persistent = persistent;
+        self.flags = flags;
     }
 
     /// Bytes of body still expected.
@@ -139,6 +334,14 @@ impl MessageBuilder {
     /// Appends a body frame's payload; the caller has checked it does not exceed the remainder.
     pub fn push_body(&mut self, part: &[u8]) {
         debug_assert!(part.len() as u64 <= self.body_remaining);
+        if self.buf.capacity() - self.buf.len() < part.len() {
+            // Past the preallocation, grow to four times what has arrived (capped by what is
+            // still announced), not Vec's two: a 16 MiB body is moved 1 + 4 MiB on the way
+            // instead of 1 + 2 + 4 + 8, and what is reserved stays within four times what
+            // the peer has actually sent.
+            let more = (self.buf.len() * 3).min(self.body_remaining as usize);
+            self.buf.reserve_exact(more.max(part.len()));
+        }
         self.buf.extend_from_slice(part);
         self.body_remaining -= part.len() as u64;
     }
@@ -151,8 +354,9 @@ impl MessageBuilder {
             data,
             exchange_len: self.exchange_len,
             routing_key_len: self.routing_key_len,
-            properties_len: self.properties_len,
-            persistent: self.persistent,
+            props_and_flags: pack(self.properties_len, self.flags),
+            persistent: self.flags.persistent,
+            priority: self.flags.priority,
         }
     }
 }
@@ -178,10 +382,35 @@ mod tests {
     }
 
     #[test]
+    fn expirations_parse_as_rabbitmq_reads_them() {
+        let shown = |v: &str| match parse_expiration(v.as_bytes()) {
+            Ok(n) => n.to_string(),
+            Err(e) => e.to_string(),
+        };
+        assert_eq!(shown("0"), "0");
+        assert_eq!(shown("+5"), "5");
+        assert_eq!(shown("-0"), "0");
+        assert_eq!(shown("315360000000"), "315360000000");
+        assert_eq!(shown("abc"), "no_integer");
+        assert_eq!(shown(""), "no_integer");
+        assert_eq!(shown(" 100"), "no_integer");
+        assert_eq!(shown("-1"), "{value_negative,-1}");
+        assert_eq!(shown("1.5"), "{leftover_string,\".5\"}");
+        assert_eq!(shown("0x10"), "{leftover_string,\"x10\"}");
+        assert_eq!(shown("1\u{1}"), "{leftover_string,[1]}");
+        assert_eq!(shown("1\"a\\"), "{leftover_string,\"\\\"a\\\\\"}");
+        assert_eq!(shown("315360000001"), "{value_too_large,315360000001}");
+        assert_eq!(
+            shown("00999999999999999999999"),
+            "{value_too_large,999999999999999999999}"
+        );
+    }
+
+    #[test]
     fn body_arrives_in_parts() {
         let mut b = MessageBuilder::default();
         b.start(b"x", b"k");
-        b.set_header(&[0, 0], 6, false);
+        b.set_header(&[0, 0], 6, MessageFlags::default());
         b.push_body(b"abc");
         assert_eq!(b.body_remaining(), 3);
         b.push_body(b"def");
@@ -189,7 +418,7 @@ mod tests {
         assert_eq!(m.body(), b"abcdef");
         // The builder is reusable.
         b.start(b"y", b"");
-        b.set_header(&[0, 0], 0, false);
+        b.set_header(&[0, 0], 0, MessageFlags::default());
         assert_eq!(b.finish().exchange(), b"y");
     }
 }

@@ -1,37 +1,62 @@
-//! The broker's state for the one vhost "/": exchanges, queues, bindings and consumers, behind
-//! verbs sessions call (declare, bind, publish, consume, deliver, get, ack, commit). No
-//! sockets, no frames, no sessions: names and flags in, results or `AmqpError`s (with
-//! RabbitMQ's texts) out. Effects on other connections (a consumer cancelled because its queue
-//! was deleted) are queued as `Notice`s for the session layer.
+//! The broker's state: virtual hosts with their exchanges, queues and bindings, consumers,
+//! and the users and permissions that decide who may do what (`auth::AccessControl`, owned
+//! here), behind verbs sessions call (open, declare, bind, publish, consume, deliver, get, ack,
+//! commit). No sockets, no frames, no sessions: names and flags in, results or `AmqpError`s
+//! (with RabbitMQ's texts) out. Effects on other connections (a consumer cancelled because its
+//! queue was deleted, a connection closed because its vhost was) are queued as `Notice`s for
+//! the session layer.
 //!
-//! Files: `entities.rs` (declare, delete, bind), `routing.rs` (publish), `consumer.rs`
-//! (subscribe, cancel), `delivery.rs` (deliver, get, settle), `durability.rs` (definitions,
-//! recovery, commit), `cleanup.rs` (what deletions leave, a bounded amount per turn); the
-//! entities themselves in `exchange.rs`, `queue.rs`, `bindings.rs`.
+//! Files: `vhost.rs` (vhosts and their names), `access.rs` (users, permissions, connections
+//! and their grants), `entities.rs` (declare, delete, bind), `args.rs` (queue arguments),
+//! `routing.rs` (publish), `consumer.rs` (subscribe, cancel), `delivery.rs` (deliver, get,
+//! settle), `expiry.rs` (the clock, TTL, x-expires, the timer heap), `dead_letter.rs` and
+//! `headers.rs` (dead-lettering, header rewrites), `delayed.rs` (x-delayed-message),
+//! `durability.rs` (definitions, recovery, commit), `flow.rs` (which queues pace their
+//! publishers), `import.rs` (RabbitMQ's definitions documents), `cleanup.rs` (what deletions
+//! leave, a bounded amount per turn); the entities themselves in `exchange.rs`, `queue/`,
+//! `bindings.rs`.
 
+mod access;
+pub(crate) mod args;
 mod bindings;
 mod cleanup;
 pub mod consumer;
 pub mod counters;
+mod dead_letter;
+mod delayed;
 mod delivery;
 mod durability;
 mod entities;
 mod exchange;
+pub mod expiry;
+mod flow;
 mod handle;
+pub(crate) mod headers;
+mod import;
+mod inspect;
+mod length;
 pub mod message;
 pub mod queue;
 mod reply_to;
 mod rotation;
 mod routing;
 pub mod topic_trie;
+mod vhost;
 
+pub use access::{Actor, DefaultData, API_CONN};
 pub use delivery::DeliverySink;
 pub(crate) use entities::ExchangeFlags;
 pub use entities::{DeclareOk, QueueFlags};
+pub use import::Imported;
+pub use inspect::{BindingView, ConsumerView, ExchangeView, QueueView, Totals};
 pub(crate) use reply_to::{ReplyConsumerId, REPLY_QUEUE};
+pub use routing::{PublishProps, PublishTarget, Routed};
+pub use vhost::VhostId;
 
+use crate::auth::AccessControl;
 use crate::error::{AmqpError, Show};
 use crate::store::Store;
+use access::Clients;
 use bindings::Bindings;
 use consumer::{Consumer, ConsumerId};
 use exchange::{Exchange, ExchangeId, ExchangeKind};
@@ -39,8 +64,7 @@ use handle::Registry;
 use queue::{Queue, QueueId};
 use reply_to::ReplyConsumer;
 use std::collections::HashMap;
-
-pub(crate) const VHOST: &str = "/";
+use vhost::VhostState;
 
 /// A client connection, as the broker knows it: the owner of exclusive queues and consumers.
 /// The reactor assigns it (its connection table's key) and the broker only compares it.
@@ -65,22 +89,27 @@ pub enum Notice {
         consumer: ReplyConsumerId,
         message: message::Message,
     },
+    /// The connection must go with 320 CONNECTION_FORCED (its vhost or user was deleted).
+    ConnectionForced { conn: ConnId, reason: String },
 }
 
 impl Notice {
     /// The connection the notice is for.
     pub fn conn(&self) -> ConnId {
         match self {
-            Notice::ConsumerCancelled { conn, .. } | Notice::Reply { conn, .. } => *conn,
+            Notice::ConsumerCancelled { conn, .. }
+            | Notice::Reply { conn, .. }
+            | Notice::ConnectionForced { conn, .. } => *conn,
         }
     }
 }
 
 pub struct Broker {
+    /// Each vhost with the names of its exchanges and queues.
+    vhosts: Registry<VhostId, VhostState>,
+    vhost_ids: HashMap<Box<str>, VhostId>,
     exchanges: Registry<ExchangeId, Exchange>,
-    exchange_names: HashMap<Box<[u8]>, ExchangeId>,
     queues: Registry<QueueId, Queue>,
-    queue_names: HashMap<Box<[u8]>, QueueId>,
     bindings: Bindings,
     /// Exclusive queues by owning connection (with ids of some deleted since; see
     /// `own_exclusive`), so a closing connection finds its queues without a scan of all.
@@ -99,17 +128,36 @@ pub struct Broker {
     rng: u64,
     store: Store,
     next_queue_store_id: u32,
+    /// Users, vhosts' metadata and limits, permissions.
+    access: AccessControl,
+    /// Open connections: their vhost and user, counted for the limits; grants they share.
+    clients: Clients,
+    /// The loop turn's wall clock (ms since the epoch); message deadlines are measured from it.
+    clock_ms: u64,
+    /// Expiry, dead-lettering and delayed-message work this turn may still do.
+    budget: usize,
+    timers: expiry::Timers,
+    dead_letters: dead_letter::DeadLetters,
+    delayed: delayed::Delayed,
+    /// Queues over their length limit, trimmed once this turn's deliveries are made.
+    overfull: Vec<QueueId>,
+    /// Quorum queues there are: while there are none, a transient publish does not look for
+    /// one (they keep every message on disk).
+    quorum_queues: usize,
+    /// Queues with x-overflow reject-publish(-dlx) and a length limit: while there are none,
+    /// a publish does not ask its queues whether they refuse it.
+    refusing_queues: usize,
     /// Message events since start, for the management API and Prometheus.
     counters: counters::MessageCounters,
 }
 
-fn not_found_queue(name: &[u8]) -> AmqpError {
-    AmqpError::not_found(format_args!("no queue '{}' in vhost '{VHOST}'", Show(name)))
+fn not_found_queue(vhost: &str, name: &[u8]) -> AmqpError {
+    AmqpError::not_found(format_args!("no queue '{}' in vhost '{vhost}'", Show(name)))
 }
 
-fn not_found_exchange(name: &[u8]) -> AmqpError {
+fn not_found_exchange(vhost: &str, name: &[u8]) -> AmqpError {
     AmqpError::not_found(format_args!(
-        "no exchange '{}' in vhost '{VHOST}'",
+        "no exchange '{}' in vhost '{vhost}'",
         Show(name)
     ))
 }
@@ -131,19 +179,28 @@ impl Default for Broker {
 }
 
 impl Broker {
-    /// A broker with only the standard exchanges and no store (tests, benchmarks, fuzzing);
-    /// the reactor's comes from `recovered`.
+    /// What a fresh RabbitMQ node has: the vhost "/" with its standard exchanges and the user
+    /// guest/guest with every permission there; no store (tests, benchmarks, fuzzing). The
+    /// reactor's broker comes from `open`.
     pub fn new() -> Self {
+        let mut b = Self::empty();
+        // Seeding a fresh node cannot fail: the defaults are valid names and patterns.
+        let _ = b.insert_default_data(&DefaultData::default());
+        b
+    }
+
+    /// No vhost, no user, no store.
+    fn empty() -> Self {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0x9e37_79b9_7f4a_7c15)
             ^ ((std::process::id() as u64) << 32);
-        let mut b = Broker {
+        Broker {
+            vhosts: Registry::default(),
+            vhost_ids: HashMap::new(),
             exchanges: Registry::default(),
-            exchange_names: HashMap::new(),
             queues: Registry::default(),
-            queue_names: HashMap::new(),
             bindings: Bindings::default(),
             exclusive: HashMap::new(),
             cleanup: cleanup::Cleanup::default(),
@@ -156,19 +213,18 @@ impl Broker {
             rng: seed | 1,
             store: Store::disabled(),
             next_queue_store_id: 1,
+            access: AccessControl::new(),
+            clients: Clients::default(),
+            clock_ms: expiry::wall_clock_ms(),
+            budget: crate::limits::EXPIRY_WORK_PER_TURN_MAX,
+            timers: expiry::Timers::default(),
+            dead_letters: dead_letter::DeadLetters::default(),
+            delayed: delayed::Delayed::default(),
+            overfull: Vec::new(),
+            quorum_queues: 0,
+            refusing_queues: 0,
             counters: counters::MessageCounters::default(),
-        };
-        for (name, kind) in STANDARD_EXCHANGES {
-            b.insert_exchange(Exchange::new(
-                name.as_bytes().into(),
-                kind,
-                true,
-                false,
-                false,
-                Box::new([]),
-            ));
         }
-        b
     }
 
     /// xorshift64*: unpredictable enough for generated names, and needs no crate.
@@ -204,21 +260,35 @@ impl Broker {
         out.into_boxed_slice()
     }
 
-    /// Hands out what other connections' actions did to sessions, oldest first.
+    /// Whether work is left that the turn's budget did not cover (the reactor polls without
+    /// sleeping then).
+    fn has_pending_work(&self) -> bool {
+        !self.dead_letters.is_empty() || !self.overfull.is_empty()
+    }
+
     /// Message events since start (publish, deliver, get, ack, ...).
     pub fn counters(&self) -> counters::MessageCounters {
         self.counters
     }
 
+    /// Hands out what other connections' actions did to sessions, oldest first.
     pub fn drain_notices(&mut self) -> std::vec::Drain<'_, Notice> {
         self.notices.drain(..)
     }
 
-    /// Whether `conn` still holds consumers or exclusive queues (it must not once released).
+    /// Whether `conn` still holds consumers, exclusive queues or a place among the open
+    /// connections (it must not once released).
     pub fn holds_anything_of(&self, conn: ConnId) -> bool {
         self.consumers.iter().any(|(_, c)| c.conn() == conn)
             || self.reply_consumers.iter().any(|(_, c)| c.conn() == conn)
             || self.queues.iter().any(|(_, q)| q.owner == Some(conn))
+            || self.clients.has(conn)
+    }
+
+    /// Queue entries looked at so far, by id or by iteration (tests count work with it).
+    #[cfg(test)]
+    pub(crate) fn queue_visits(&self) -> u64 {
+        self.queues.visits()
     }
 
     /// Checks that consumers and queues point at each other, and the bindings table at
@@ -247,6 +317,21 @@ impl Broker {
             }
         }
         self.bindings.assert_consistent();
+        for (vid, v) in self.vhosts.iter() {
+            for &q in v.queues.values() {
+                assert!(
+                    self.queues.get(q).is_some_and(|q| q.vhost == vid),
+                    "a vhost names a queue that is gone or elsewhere"
+                );
+            }
+            for &x in v.exchanges.values() {
+                assert!(
+                    self.exchanges.get(x).is_some_and(|x| x.vhost == vid),
+                    "a vhost names an exchange that is gone or elsewhere"
+                );
+            }
+        }
+        self.clients.assert_consistent(&self.vhosts);
     }
 }
 
@@ -260,13 +345,32 @@ mod tests {
     const C1: ConnId = ConnId(1);
     const C2: ConnId = ConnId(2);
 
+    /// Connection `conn` acting in "/" with every right.
+    fn a(b: &Broker, conn: ConnId) -> Actor {
+        b.internal_actor(conn, "/").expect("vhost /")
+    }
+
     fn declare(
         b: &mut Broker,
         conn: ConnId,
         name: &str,
         flags: QueueFlags,
     ) -> Result<DeclareOk, AmqpError> {
-        b.declare_queue(conn, name.as_bytes(), flags, FieldTable::EMPTY)
+        let who = a(b, conn);
+        b.declare_queue(&who, name.as_bytes(), flags, FieldTable::EMPTY)
+    }
+
+    /// basic.publish as the session does it: find the exchange, then route.
+    fn route(b: &mut Broker, m: &Message) -> Result<usize, AmqpError> {
+        let who = a(b, C1);
+        let target = b.publish_target(&who, m.exchange())?;
+        Ok(b.publish(target, m, PublishProps::default()).queues)
+    }
+
+    fn names<'b>(b: &'b Broker, vhost: &str) -> &'b VhostState {
+        b.vhosts
+            .get(b.vhost_id(vhost).expect("vhost"))
+            .expect("names")
     }
 
     #[test]
@@ -285,10 +389,10 @@ mod tests {
         assert!(ok.name.starts_with(b"amq.gen-"));
         assert_eq!(ok.name.len(), 8 + 22);
         let m = Message::new(b"", &ok.name, &[0, 0], b"x", false);
-        assert_eq!(b.publish(&m, None), Ok(1));
+        assert_eq!(route(&mut b, &m), Ok(1));
         let again = b
             .declare_queue(
-                C1,
+                &a(&b, C1),
                 &ok.name,
                 QueueFlags {
                     passive: true,
@@ -341,10 +445,10 @@ mod tests {
             },
         )
         .expect("declare");
-        let e = b.purge_queue(C2, b"ex").expect_err("405");
+        let e = b.purge_queue(&a(&b, C2), b"ex").expect_err("405");
         assert_eq!(e.code, crate::protocol::ReplyCode::ResourceLocked);
         b.connection_closed(C1);
-        assert!(!b.queue_names.contains_key(&b"ex"[..]));
+        assert!(!names(&b, "/").queues.contains_key(&b"ex"[..]));
         assert!(!b.holds_anything_of(C1));
     }
 
@@ -368,12 +472,12 @@ mod tests {
             auto_delete: true,
             ..Default::default()
         };
-        b.declare_exchange(b"ad", b"direct", flags, FieldTable::EMPTY)
+        b.declare_exchange(&a(&b, C1), b"ad", b"direct", flags, FieldTable::EMPTY)
             .expect("x");
         declare(&mut b, C1, "q", QueueFlags::default()).expect("q");
         for i in 0..5_000 {
             b.bind_queue(
-                C1,
+                &a(&b, C1),
                 b"q",
                 b"ad",
                 format!("k{i}").as_bytes(),
@@ -381,22 +485,22 @@ mod tests {
             )
             .expect("bind");
         }
-        assert_eq!(b.delete_queue(C1, b"q", false, false), Ok(0));
-        assert!(!b.queue_names.contains_key(&b"q"[..]));
+        assert_eq!(b.delete_queue(&a(&b, C1), b"q", false, false), Ok(0));
+        assert!(!names(&b, "/").queues.contains_key(&b"q"[..]));
         assert!(
             b.cleaning_up(),
             "5,000 bindings are more than the inline share"
         );
         let m = Message::new(b"ad", b"k1", &[0, 0], b"", false);
         assert_eq!(
-            b.publish(&m, None),
+            route(&mut b, &m),
             Ok(0),
             "nothing reaches the deleted queue"
         );
         b.assert_consistent();
         assert!(clean_up_fully(&mut b) >= 4);
         assert!(
-            !b.exchange_names.contains_key(&b"ad"[..]),
+            !names(&b, "/").exchanges.contains_key(&b"ad"[..]),
             "auto-delete source"
         );
         b.assert_consistent();
@@ -409,6 +513,7 @@ mod tests {
     fn lingering_bindings_to_a_deleted_queue_leave_the_alternate_exchange_in_charge() {
         let mut b = Broker::new();
         b.declare_exchange(
+            &a(&b, C1),
             b"ae",
             b"fanout",
             ExchangeFlags::default(),
@@ -421,24 +526,24 @@ mod tests {
         w.u8(b'S');
         w.longstr(b"ae");
         let args = FieldTable::parse(&raw).expect("table");
-        b.declare_exchange(b"x", b"direct", ExchangeFlags::default(), args)
+        b.declare_exchange(&a(&b, C1), b"x", b"direct", ExchangeFlags::default(), args)
             .expect("x");
         declare(&mut b, C1, "q", QueueFlags::default()).expect("q");
         declare(&mut b, C1, "caught", QueueFlags::default()).expect("caught");
-        b.bind_queue(C1, b"caught", b"ae", b"", FieldTable::EMPTY)
+        b.bind_queue(&a(&b, C1), b"caught", b"ae", b"", FieldTable::EMPTY)
             .expect("bind ae");
         for i in 0..5_000 {
             let key = format!("k{i}");
-            b.bind_queue(C1, b"q", b"x", key.as_bytes(), FieldTable::EMPTY)
+            b.bind_queue(&a(&b, C1), b"q", b"x", key.as_bytes(), FieldTable::EMPTY)
                 .expect("bind");
         }
-        assert_eq!(b.delete_queue(C1, b"q", false, false), Ok(0));
+        assert_eq!(b.delete_queue(&a(&b, C1), b"q", false, false), Ok(0));
         assert!(b.cleaning_up(), "the first bindings are still there");
         let m = Message::new(b"x", b"k0", &[0, 0], b"", false);
-        assert_eq!(b.publish(&m, None), Ok(1), "routed through the AE");
+        assert_eq!(route(&mut b, &m), Ok(1), "routed through the AE");
         clean_up_fully(&mut b);
-        assert_eq!(b.publish(&m, None), Ok(1));
-        let caught = b.queue_names[&b"caught"[..]];
+        assert_eq!(route(&mut b, &m), Ok(1));
+        let caught = names(&b, "/").queues[&b"caught"[..]];
         assert_eq!(b.queues.get(caught).map(|q| q.message_count()), Some(2));
     }
 
@@ -458,11 +563,11 @@ mod tests {
         assert!(!b.holds_anything_of(C1));
         assert!(b.cleaning_up());
         // The last declared go first: the first is still there, locked.
-        let e = b.purge_queue(C1, b"x0").expect_err("locked");
+        let e = b.purge_queue(&a(&b, C1), b"x0").expect_err("locked");
         assert_eq!(e.code, crate::protocol::ReplyCode::ResourceLocked);
         clean_up_fully(&mut b);
         assert_eq!(b.queues.len(), 0);
-        let e = b.purge_queue(C2, b"x0").expect_err("gone");
+        let e = b.purge_queue(&a(&b, C2), b"x0").expect_err("gone");
         assert_eq!(e.code, crate::protocol::ReplyCode::NotFound);
     }
 
@@ -475,8 +580,8 @@ mod tests {
         for _ in 0..100_000 {
             publish(&mut b, "q", "m");
         }
-        assert_eq!(b.purge_queue(C1, b"q"), Ok(100_000));
-        assert!(b.get(C1, b"q", true).expect("get").is_none());
+        assert_eq!(b.purge_queue(&a(&b, C1), b"q"), Ok(100_000));
+        assert!(b.get(&a(&b, C1), b"q", true).expect("get").is_none());
         assert!(b.cleaning_up());
         clean_up_fully(&mut b);
     }
@@ -491,14 +596,21 @@ mod tests {
             publish(&mut b, "q", &i.to_string());
         }
         let taken: Vec<_> = (0..10_000)
-            .map(|_| b.get(C1, b"q", false).expect("get").expect("message"))
+            .map(|_| {
+                b.get(&a(&b, C1), b"q", false)
+                    .expect("get")
+                    .expect("message")
+            })
             .map(|g| (g.queue, g.message))
             .collect();
         b.requeue_all(Box::new(taken.into_iter().rev()));
         assert!(b.cleaning_up(), "10,000 are more than the inline share");
         clean_up_fully(&mut b);
         for i in 0..20_000 {
-            let g = b.get(C1, b"q", true).expect("get").expect("message");
+            let g = b
+                .get(&a(&b, C1), b"q", true)
+                .expect("get")
+                .expect("message");
             assert_eq!(g.message.message().body(), i.to_string().as_bytes());
             assert_eq!(g.message.redelivered(), i < 10_000);
         }
@@ -518,15 +630,15 @@ mod tests {
         )
         .expect("declare");
         let c1 = b
-            .add_consumer(C1, 1, 0, b"ad", false, false, FieldTable::EMPTY)
+            .add_consumer(&a(&b, C1), 1, 0, b"ad", false, false, FieldTable::EMPTY)
             .expect("consume");
         let c2 = b
-            .add_consumer(C1, 1, 1, b"ad", false, false, FieldTable::EMPTY)
+            .add_consumer(&a(&b, C1), 1, 1, b"ad", false, false, FieldTable::EMPTY)
             .expect("consume");
         b.cancel_consumer(c1);
-        assert!(b.queue_names.contains_key(&b"ad"[..]));
+        assert!(names(&b, "/").queues.contains_key(&b"ad"[..]));
         b.cancel_consumer(c2);
-        assert!(!b.queue_names.contains_key(&b"ad"[..]));
+        assert!(!names(&b, "/").queues.contains_key(&b"ad"[..]));
         b.assert_consistent();
     }
 
@@ -534,31 +646,31 @@ mod tests {
     fn topic_and_exchange_to_exchange_routing() {
         let mut b = Broker::new();
         let flags = ExchangeFlags::default();
-        b.declare_exchange(b"logs", b"topic", flags, FieldTable::EMPTY)
+        b.declare_exchange(&a(&b, C1), b"logs", b"topic", flags, FieldTable::EMPTY)
             .expect("x");
-        b.declare_exchange(b"all", b"fanout", flags, FieldTable::EMPTY)
+        b.declare_exchange(&a(&b, C1), b"all", b"fanout", flags, FieldTable::EMPTY)
             .expect("x");
         declare(&mut b, C1, "q1", QueueFlags::default()).expect("q");
         declare(&mut b, C1, "q2", QueueFlags::default()).expect("q");
-        b.bind_queue(C1, b"q1", b"logs", b"old.#", FieldTable::EMPTY)
+        b.bind_queue(&a(&b, C1), b"q1", b"logs", b"old.#", FieldTable::EMPTY)
             .expect("bind");
-        b.bind_queue(C1, b"q1", b"logs", b"#", FieldTable::EMPTY)
+        b.bind_queue(&a(&b, C1), b"q1", b"logs", b"#", FieldTable::EMPTY)
             .expect("bind");
-        b.bind_exchange(b"all", b"logs", b"old.*", FieldTable::EMPTY)
+        b.bind_exchange(&a(&b, C1), b"all", b"logs", b"old.*", FieldTable::EMPTY)
             .expect("e2e");
-        b.bind_queue(C1, b"q2", b"all", b"", FieldTable::EMPTY)
+        b.bind_queue(&a(&b, C1), b"q2", b"all", b"", FieldTable::EMPTY)
             .expect("bind");
         let m = Message::new(b"logs", b"old.boy.python", &[0, 0], b"", false);
         assert_eq!(
-            b.publish(&m, None),
+            route(&mut b, &m),
             Ok(1),
             "q1 once despite two matching bindings; old.* does not match"
         );
         let m = Message::new(b"logs", b"old.boy", &[0, 0], b"", false);
-        assert_eq!(b.publish(&m, None), Ok(2));
+        assert_eq!(route(&mut b, &m), Ok(2));
         let m = Message::new(b"nope", b"", &[0, 0], b"", false);
         assert_eq!(
-            b.publish(&m, None).map_err(|e| e.text),
+            route(&mut b, &m).map_err(|e| e.text),
             Err("NOT_FOUND - no exchange 'nope' in vhost '/'".to_string())
         );
     }
@@ -568,39 +680,44 @@ mod tests {
         let mut b = Broker::new();
         let f = ExchangeFlags::default();
         let e = b
-            .declare_exchange(b"amq.foo", b"direct", f, FieldTable::EMPTY)
+            .declare_exchange(&a(&b, C1), b"amq.foo", b"direct", f, FieldTable::EMPTY)
             .expect_err("403");
         assert_eq!(
             e.text,
             "ACCESS_REFUSED - exchange name 'amq.foo' contains reserved prefix 'amq.*'"
         );
         b.declare_exchange(
+            &a(&b, C1),
             b"amq.direct",
             b"direct",
             ExchangeFlags { durable: true, ..f },
             FieldTable::EMPTY,
         )
         .expect("redeclare standard");
-        b.declare_exchange(b"x", b"fanout", f, FieldTable::EMPTY)
+        b.declare_exchange(&a(&b, C1), b"x", b"fanout", f, FieldTable::EMPTY)
             .expect("x");
         let e = b
-            .declare_exchange(b"x", b"topic", f, FieldTable::EMPTY)
+            .declare_exchange(&a(&b, C1), b"x", b"topic", f, FieldTable::EMPTY)
             .expect_err("406");
         assert_eq!(e.text, "PRECONDITION_FAILED - inequivalent arg 'type' for exchange 'x' in vhost '/': received 'topic' but current is 'fanout'");
         declare(&mut b, C1, "q", QueueFlags::default()).expect("q");
-        b.bind_queue(C1, b"q", b"x", b"", FieldTable::EMPTY)
+        b.bind_queue(&a(&b, C1), b"q", b"x", b"", FieldTable::EMPTY)
             .expect("bind");
         assert_eq!(
-            b.delete_exchange(b"x", true).map_err(|e| e.code),
+            b.delete_exchange(&a(&b, C1), b"x", true)
+                .map_err(|e| e.code),
             Err(crate::protocol::ReplyCode::PreconditionFailed)
         );
-        b.delete_exchange(b"x", false).expect("delete");
-        b.delete_exchange(b"x", false).expect("idempotent");
-        let q = Destination::Queue(b.queue_names[&b"q"[..]]);
+        b.delete_exchange(&a(&b, C1), b"x", false).expect("delete");
+        b.delete_exchange(&a(&b, C1), b"x", false)
+            .expect("idempotent");
+        let q = Destination::Queue(names(&b, "/").queues[&b"q"[..]]);
         assert_eq!(b.bindings.count_to(q), 0);
         b.assert_consistent();
     }
 
+    /// A durable exchange's alternate exchange and a durable queue's single-active-consumer
+    /// flag come back from the store after a restart.
     #[test]
     fn alternate_exchanges_and_single_active_consumer_survive_a_restart() {
         let dir = std::env::temp_dir().join(format!(
@@ -626,29 +743,26 @@ mod tests {
             ..Default::default()
         };
         {
-            let mut b = Broker::open(&dir).expect("open");
-            b.declare_exchange(b"x", b"direct", durable, ae_args)
+            let mut b = Broker::open(&dir, Some(&DefaultData::default())).expect("open");
+            let who = a(&b, C1);
+            b.declare_exchange(&who, b"x", b"direct", durable, ae_args)
                 .expect("x");
-            b.declare_exchange(b"ae", b"fanout", durable, FieldTable::EMPTY)
+            b.declare_exchange(&who, b"ae", b"fanout", durable, FieldTable::EMPTY)
                 .expect("ae");
             let flags = QueueFlags {
                 durable: true,
                 ..Default::default()
             };
-            b.declare_queue(C1, b"sac", flags, sac_args).expect("q");
-            b.bind_queue(C1, b"sac", b"ae", b"", FieldTable::EMPTY)
+            b.declare_queue(&who, b"sac", flags, sac_args).expect("q");
+            b.bind_queue(&who, b"sac", b"ae", b"", FieldTable::EMPTY)
                 .expect("bind");
             b.commit_turn().expect("commit");
             b.close_clean().expect("close");
         }
-        let mut b = Broker::open(&dir).expect("reopen");
+        let mut b = Broker::open(&dir, None).expect("reopen");
         let m = Message::new(b"x", b"nowhere", &[0, 0], b"", false);
-        assert_eq!(
-            b.publish(&m, None),
-            Ok(1),
-            "routed through the recovered AE"
-        );
-        let q = b.queue_names[&b"sac"[..]];
+        assert_eq!(route(&mut b, &m), Ok(1), "routed through the recovered AE");
+        let q = names(&b, "/").queues[&b"sac"[..]];
         assert!(b.queues.get(q).is_some_and(|q| q.single_active()));
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -679,7 +793,7 @@ mod tests {
 
     fn publish(b: &mut Broker, key: &str, body: &str) {
         let m = Message::new(b"", key.as_bytes(), &[0, 0], body.as_bytes(), false);
-        assert_eq!(b.publish(&m, None), Ok(1));
+        assert_eq!(route(b, &m), Ok(1));
     }
 
     #[test]
@@ -687,10 +801,10 @@ mod tests {
         let mut b = Broker::new();
         declare(&mut b, C1, "q", QueueFlags::default()).expect("q");
         let c1 = b
-            .add_consumer(C1, 1, 0, b"q", true, false, FieldTable::EMPTY)
+            .add_consumer(&a(&b, C1), 1, 0, b"q", true, false, FieldTable::EMPTY)
             .expect("c1");
         let c2 = b
-            .add_consumer(C2, 1, 0, b"q", true, false, FieldTable::EMPTY)
+            .add_consumer(&a(&b, C2), 1, 0, b"q", true, false, FieldTable::EMPTY)
             .expect("c2");
         let mut sink = TestSink {
             refuse: vec![c1],
@@ -721,17 +835,23 @@ mod tests {
         for body in ["1", "2"] {
             publish(&mut b, "q", body);
         }
-        let first = b.get(C1, b"q", false).expect("get").expect("1");
+        let first = b.get(&a(&b, C1), b"q", false).expect("get").expect("1");
         assert_eq!(
             (first.message_count, first.message.redelivered()),
             (1, false)
         );
         b.requeue(first.queue, first.message);
-        let again = b.get(C1, b"q", false).expect("get").expect("1 again");
+        let again = b
+            .get(&a(&b, C1), b"q", false)
+            .expect("get")
+            .expect("1 again");
         assert_eq!(again.message.message().body(), b"1");
         assert!(again.message.redelivered());
-        b.ack(again.message);
-        let e = b.get(C2, b"nope", false).map(|_| ()).expect_err("404");
+        b.ack(again.queue, again.message);
+        let e = b
+            .get(&a(&b, C2), b"nope", false)
+            .map(|_| ())
+            .expect_err("404");
         assert_eq!(e.text, "NOT_FOUND - no queue 'nope' in vhost '/'");
     }
 
@@ -742,15 +862,15 @@ mod tests {
             auto_delete: true,
             ..Default::default()
         };
-        b.declare_exchange(b"ad", b"fanout", flags, FieldTable::EMPTY)
+        b.declare_exchange(&a(&b, C1), b"ad", b"fanout", flags, FieldTable::EMPTY)
             .expect("x");
         declare(&mut b, C1, "q", QueueFlags::default()).expect("q");
-        b.bind_queue(C1, b"q", b"ad", b"", FieldTable::EMPTY)
+        b.bind_queue(&a(&b, C1), b"q", b"ad", b"", FieldTable::EMPTY)
             .expect("bind");
         let c = b
-            .add_consumer(C2, 7, 3, b"q", false, false, FieldTable::EMPTY)
+            .add_consumer(&a(&b, C2), 7, 3, b"q", false, false, FieldTable::EMPTY)
             .expect("consume");
-        assert_eq!(b.delete_queue(C1, b"q", false, false), Ok(0));
+        assert_eq!(b.delete_queue(&a(&b, C1), b"q", false, false), Ok(0));
         let notices: Vec<Notice> = b.drain_notices().collect();
         assert_eq!(
             notices,
@@ -761,7 +881,7 @@ mod tests {
                 channel_slot: 3,
             }]
         );
-        assert!(!b.exchange_names.contains_key(&b"ad"[..]));
+        assert!(!names(&b, "/").exchanges.contains_key(&b"ad"[..]));
         assert_eq!(b.consumer_count(), 0);
         b.assert_consistent();
     }

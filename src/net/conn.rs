@@ -20,10 +20,15 @@ pub struct Conn {
     /// Bytes of a frame that has not fully arrived; usually empty and unallocated.
     leftover: Vec<u8>,
     pub readable: bool,
+    /// The last event said the peer closed its side or the socket failed: read until EOF or
+    /// the error, even after a short read.
+    pub read_closed: bool,
     pub writable: bool,
-    /// Already on the reactor's read list / flush list this turn.
+    /// Already on the reactor's read list / flush list this turn / list of connections
+    /// paused by publisher flow.
     pub queued_read: bool,
     pub queued_flush: bool,
+    pub queued_flow: bool,
     /// Set when the socket reached EOF or failed; the connection is closed at end of turn.
     pub dead: Option<String>,
     /// `leftover` holds whole frames the last pass had no time for: they go before any more
@@ -53,9 +58,11 @@ impl Conn {
             out: Outbox::default(),
             leftover: Vec::new(),
             readable: false,
+            read_closed: false,
             writable: true,
             queued_read: false,
             queued_flush: false,
+            queued_flow: false,
             dead: None,
             input_pending: false,
             output_full: false,
@@ -81,6 +88,7 @@ impl Conn {
             && self.dead.is_none()
             && self.session.reads_input()
             && !self.session.is_blocked()
+            && !self.session.in_flow()
             && !self.output_full()
         {
             if budget == 0 {
@@ -101,6 +109,17 @@ impl Conn {
                 }
                 Ok(n) => {
                     budget = budget.saturating_sub(n);
+                    if n < end - kept && !self.read_closed {
+                        // A short read emptied the socket's receive queue, so the read after
+                        // it would only say EAGAIN: skip that syscall. mio documents only
+                        // WouldBlock as the end of readiness (tokio-rs/mio#1611), but with
+                        // edge-triggered epoll any data arriving after this read wakes the
+                        // socket's wait queue again and brings a new readable event, so
+                        // nothing is missed. The one thing that would not come again is an
+                        // EOF or error already reported with this event: `read_closed`
+                        // keeps reading to it.
+                        self.readable = false;
+                    }
                     let filled = kept + n;
                     let used = self.session.handle_input_until(
                         &mut self.out,

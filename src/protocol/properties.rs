@@ -183,6 +183,18 @@ impl<'a> BasicProperties<'a> {
         raw.first().is_some_and(|b| (*b as u16) << 8 & HEADERS != 0)
     }
 
+    /// Whether a raw property list carries a priority, without decoding it.
+    pub fn has_priority(raw: &[u8]) -> bool {
+        raw.first()
+            .is_some_and(|b| (*b as u16) << 8 & PRIORITY != 0)
+    }
+
+    /// Whether a raw property list carries an expiration, without decoding it.
+    pub fn has_expiration(raw: &[u8]) -> bool {
+        raw.first()
+            .is_some_and(|b| (*b as u16) << 8 & EXPIRATION != 0)
+    }
+
     pub fn is_persistent(&self) -> bool {
         self.delivery_mode == Some(DELIVERY_MODE_PERSISTENT)
     }

@@ -126,11 +126,20 @@ pub(crate) struct Channel {
     pub(crate) publish_seq: u64,
     /// Highest sequence number already acked to the publisher.
     pub(crate) confirmed_seq: u64,
+    /// Sequence numbers above `confirmed_seq` that a queue refused (nacked), in order.
+    pub(crate) refused: Vec<u64>,
     pub(crate) tx: Option<Vec<TxOp>>,
     /// Name of the last queue declared on this channel, used when a method names queue "".
     pub(crate) last_queue: Option<Box<[u8]>>,
     /// The reply consumer, at most one per channel (RabbitMQ).
     pub(crate) reply: Option<ChannelReply>,
+    /// The last exchange this channel was allowed to publish to, with the generation of the
+    /// grant that allowed it: publishers repeat their exchange, and comparing it is cheaper
+    /// than matching the write pattern.
+    pub(crate) publish_allowed: Option<(u64, Box<[u8]>)>,
+    /// The user_id property of the message being received, when it names another user: seen
+    /// at the header, refused once the message is complete (RabbitMQ's order of checks).
+    pub(crate) claimed_user_id: Option<Box<[u8]>>,
 }
 
 impl Default for Channel {
@@ -150,9 +159,12 @@ impl Default for Channel {
             confirm: false,
             publish_seq: 0,
             confirmed_seq: 0,
+            refused: Vec::new(),
             tx: None,
             last_queue: None,
             reply: None,
+            publish_allowed: None,
+            claimed_user_id: None,
         }
     }
 }
@@ -192,6 +204,13 @@ impl Channel {
 
     pub(crate) fn consumer_count(&self) -> usize {
         self.consumers.len()
+    }
+
+    /// Each consumer's broker id, tag and prefetch (for the management API).
+    pub(crate) fn each_consumer(&self, mut f: impl FnMut(ConsumerId, &[u8], u16)) {
+        for (_, c) in self.consumers.iter() {
+            f(c.id, &c.tag, c.prefetch);
+        }
     }
 
     pub(crate) fn has_consumer_tag(&self, tag: &[u8]) -> bool {
@@ -357,6 +376,28 @@ impl Channel {
         std::mem::take(&mut self.unacked)
     }
 
+    /// The confirms owed, as (delivery tag, multiple, ack): acks coalesced with `multiple`
+    /// around the nacks of refused publishes. Marks them all confirmed.
+    pub(crate) fn take_confirms(&mut self) -> Vec<(u64, bool, bool)> {
+        let mut out = Vec::with_capacity(1 + 2 * self.refused.len());
+        for n in std::mem::take(&mut self.refused) {
+            if n > self.confirmed_seq + 1 {
+                out.push((n - 1, n - 1 - self.confirmed_seq > 1, true));
+            }
+            out.push((n, false, false));
+            self.confirmed_seq = n;
+        }
+        if self.publish_seq > self.confirmed_seq {
+            out.push((
+                self.publish_seq,
+                self.publish_seq - self.confirmed_seq > 1,
+                true,
+            ));
+            self.confirmed_seq = self.publish_seq;
+        }
+        out
+    }
+
     /// Takes every unacked delivery, in tag order (ack or nack of all with tag 0).
     pub(crate) fn take_all_unacked(&mut self) -> impl Iterator<Item = Unacked> + '_ {
         self.unacked_live = 0;
@@ -378,12 +419,13 @@ mod tests {
     /// A broker with queue "q", its id, and a consumer on it in slot 0 of a channel.
     fn setup() -> (Broker, QueueId, ConsumerRef) {
         let mut b = Broker::new();
+        let who = b.internal_actor(CONN, "/").expect("vhost /");
         let q = b
-            .declare_queue(CONN, b"q", QueueFlags::default(), FieldTable::EMPTY)
+            .declare_queue(&who, b"q", QueueFlags::default(), FieldTable::EMPTY)
             .expect("declare")
             .queue;
         let id = b
-            .add_consumer(CONN, 1, 0, b"q", false, false, FieldTable::EMPTY)
+            .add_consumer(&who, 1, 0, b"q", false, false, FieldTable::EMPTY)
             .expect("consume");
         (b, q, ConsumerRef { id, slot: 0 })
     }
@@ -391,8 +433,10 @@ mod tests {
     /// A message taken from "q", as a delivery would carry it.
     fn queued(b: &mut Broker) -> QueuedMessage {
         let m = Message::new(b"", b"q", &[0, 0], b"", false);
-        b.publish(&m, None).expect("publish");
-        b.get(CONN, b"q", false)
+        let who = b.internal_actor(CONN, "/").expect("vhost /");
+        let target = b.publish_target(&who, b"").expect("default exchange");
+        b.publish(target, &m, crate::broker::PublishProps::default());
+        b.get(&who, b"q", false)
             .expect("get")
             .expect("a message")
             .message
@@ -444,7 +488,15 @@ mod tests {
     fn consumer_prefetch_counts_its_own_unacked_deliveries() {
         let (mut b, q, c) = setup();
         let id = b
-            .add_consumer(CONN, 1, 1, b"q", false, false, FieldTable::EMPTY)
+            .add_consumer(
+                &b.internal_actor(CONN, "/").expect("vhost /"),
+                1,
+                1,
+                b"q",
+                false,
+                false,
+                FieldTable::EMPTY,
+            )
             .expect("consume");
         let other = ConsumerRef { id, slot: 1 };
         let mut ch = Channel {
@@ -471,7 +523,15 @@ mod tests {
         // Its slot is reused by the next consumer: the old reference does not reach it.
         let next = ConsumerRef {
             id: b
-                .add_consumer(CONN, 1, 0, b"q", false, false, FieldTable::EMPTY)
+                .add_consumer(
+                    &b.internal_actor(CONN, "/").expect("vhost /"),
+                    1,
+                    0,
+                    b"q",
+                    false,
+                    false,
+                    FieldTable::EMPTY,
+                )
                 .expect("consume"),
             slot: ch.next_consumer_slot(),
         };
@@ -492,11 +552,12 @@ mod tests {
     #[test]
     fn consumer_tags_follow_their_consumers() {
         let (mut b, _, c) = setup();
+        let who = b.internal_actor(CONN, "/").expect("vhost /");
         let mut ch = Channel::default();
         ch.add_consumer(c, b"c"[..].into());
         for i in 1..1000u32 {
             let id = b
-                .add_consumer(CONN, 1, i, b"q", false, false, FieldTable::EMPTY)
+                .add_consumer(&who, 1, i, b"q", false, false, FieldTable::EMPTY)
                 .expect("consume");
             let slot = ch.next_consumer_slot();
             ch.add_consumer(

@@ -5,6 +5,7 @@
 use super::channel::{ConsumerRef, Publish, Settle, TxOp, Unacked};
 use super::{Ctx, Session, State};
 use crate::broker::consumer::ConsumerId;
+use crate::broker::headers::visible_properties;
 use crate::broker::message::Message;
 use crate::broker::queue::{QueueId, QueuedMessage};
 use crate::broker::{Broker, REPLY_QUEUE};
@@ -66,7 +67,7 @@ impl Session {
         let slot = self.channel(ch)?.next_consumer_slot();
         // Consume-ok goes out before any delivery: deliveries are made after input processing.
         let id = ctx.broker.add_consumer(
-            self.id,
+            self.actor()?,
             ch,
             slot,
             &queue,
@@ -74,6 +75,7 @@ impl Session {
             c.exclusive,
             c.arguments,
         )?;
+        self.consumers_changed();
         self.channel(ch)?
             .add_consumer(ConsumerRef { id, slot }, tag.clone());
         if !c.no_wait {
@@ -96,6 +98,7 @@ impl Session {
             // It was the reply consumer (RabbitMQ looks at that one first).
         } else if let Some(id) = self.channel(ch)?.remove_consumer_tag(c.consumer_tag) {
             ctx.broker.cancel_consumer(id);
+            self.consumers_changed();
         }
         if !c.no_wait {
             let ok = BasicCancelOk {
@@ -114,9 +117,8 @@ impl Session {
         ctx: &mut Ctx<'_>,
     ) -> Result<(), AmqpError> {
         let queue = self.queue_name(ch, g.queue)?;
-        let (frame_max, conn) = (self.frame_max, self.id);
-        let channel = self.channel(ch)?;
-        let Some(got) = ctx.broker.get(conn, &queue, g.no_ack)? else {
+        let frame_max = self.frame_max;
+        let Some(got) = ctx.broker.get(self.actor()?, &queue, g.no_ack)? else {
             out.method(
                 ch,
                 &Method::BasicGetEmpty(BasicGetEmpty { cluster_id: b"" }),
@@ -125,7 +127,9 @@ impl Session {
         };
         let msg = got.message.message().clone();
         let redelivered = got.message.redelivered();
-        let tag = channel.record_delivery(got.queue, got.message, g.no_ack);
+        let tag = self
+            .channel(ch)?
+            .record_delivery(got.queue, got.message, g.no_ack);
         let ok = BasicGetOk {
             delivery_tag: tag,
             redelivered,
@@ -198,6 +202,7 @@ impl Session {
         for id in consumers {
             ctx.broker.cancel_consumer(id);
         }
+        self.consumers_changed();
         self.release_replies(ch, ctx);
     }
 
@@ -274,6 +279,7 @@ impl Session {
         slot: u32,
     ) {
         let notify = self.caps.consumer_cancel_notify;
+        self.consumers_changed();
         let Some(channel) = self.channel_mut(ch) else {
             return;
         };
@@ -342,13 +348,17 @@ fn settle_one(u: Unacked, how: Settle, broker: &mut Broker) {
     let Some(m) = u.msg else { return };
     match how {
         Settle::Requeue => broker.requeue(u.queue, m),
-        Settle::Ack | Settle::Discard => broker.ack(m),
+        Settle::Ack => broker.ack(u.queue, m),
+        Settle::Discard => broker.reject(u.queue, m),
     }
 }
 
-/// Content header and body frames of a message, properties byte for byte as published.
+/// Content header and body frames of a message, properties byte for byte as published (but
+/// for a BCC header, which no consumer sees).
+#[inline(always)]
 pub(super) fn write_content(out: &mut Outbox, ch: u16, msg: &Message, frame_max: u32) {
     let (shared, start) = msg.body_in_shared();
     let body = Body { shared, start };
-    out.content(ch, CLASS_BASIC, msg.properties(), body, frame_max);
+    let properties = visible_properties(msg);
+    out.content(ch, CLASS_BASIC, &properties, body, frame_max);
 }

@@ -11,7 +11,10 @@ use std::time::Instant;
 pub struct SessionInfo<'a> {
     pub peer: SocketAddr,
     pub user: &'a str,
-    /// RabbitMQ's connection state: starting, tuning, opening, running, blocked, closing.
+    /// The vhost connection.open chose ("" before it).
+    pub vhost: &'a str,
+    /// RabbitMQ's connection state: starting, tuning, opening, running, flow, blocked,
+    /// closing.
     pub state: &'static str,
     pub channel_max: u16,
     pub frame_max: u32,
@@ -35,18 +38,20 @@ pub struct ChannelInfo {
 }
 
 impl Session {
-    pub fn info(&self) -> SessionInfo<'_> {
+    /// The connection as the API shows it at `now` (its flow state lingers a second after a
+    /// publisher flow pause, as RabbitMQ's does).
+    pub fn info(&self, now: Instant) -> SessionInfo<'_> {
         let state = match self.state {
             State::AwaitingHeader | State::AwaitingStartOk => "starting",
             State::AwaitingTuneOk => "tuning",
             State::AwaitingOpen => "opening",
-            State::Open if self.blocked => "blocked",
-            State::Open => "running",
+            State::Open => self.flow_state(now).as_str(),
             State::Closing | State::Closed => "closing",
         };
         SessionInfo {
             peer: self.peer,
             user: &self.user,
+            vhost: self.actor.as_ref().map_or("", |a| a.vhost_name()),
             state,
             channel_max: self.channel_max,
             frame_max: self.frame_max,
@@ -68,6 +73,16 @@ impl Session {
                 confirm: ch.confirm,
                 transactional: ch.tx.is_some(),
             });
+        }
+    }
+
+    /// Calls `f` with each consumer: channel number, broker id, tag, prefetch count.
+    pub fn each_consumer(
+        &self,
+        mut f: impl FnMut(u16, crate::broker::consumer::ConsumerId, &[u8], u16),
+    ) {
+        for (number, ch) in self.channels.iter() {
+            ch.each_consumer(|id, tag, prefetch| f(number, id, tag, prefetch));
         }
     }
 

@@ -6,23 +6,26 @@
 //! State machine: AwaitingHeader → AwaitingStartOk → AwaitingTuneOk → AwaitingOpen → Open →
 //! Closing (we sent connection.close) → Closed (flush, then the socket goes).
 
+mod body_stream;
 mod channel;
 mod channels;
 mod consume;
 pub mod delivery;
 mod dispatch;
 mod entities;
+mod flow;
 mod handshake;
 pub mod info;
 mod publish;
+pub(crate) use publish::publish_props;
 mod reply_to;
 
-use crate::broker::Broker;
-use crate::broker::ConnId;
+use crate::broker::queue::QueueId;
+use crate::broker::{Actor, Broker, ConnId};
 use crate::config::Config;
 use crate::error::{AmqpError, Show};
 use crate::limits;
-use crate::protocol::constants::{FRAME_OVERHEAD, PROTOCOL_HEADER};
+use crate::protocol::constants::{CLASS_CONNECTION, FRAME_OVERHEAD, PROTOCOL_HEADER};
 use crate::protocol::frame::{self, FrameError, FrameKind};
 use crate::protocol::method::*;
 use crate::protocol::wire::WireError;
@@ -30,6 +33,8 @@ use crate::protocol::{Frame, Outbox, Parsed, ReplyCode};
 use log::{debug, info};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+
+pub use flow::FlowState;
 
 /// Connection lifecycle; see the module doc.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +76,8 @@ pub struct Session {
     heartbeat_secs: u16,
     channels: channels::Channels,
     user: String,
+    /// After connection.open: the vhost and the rights every channel method acts with.
+    actor: Option<Actor>,
     caps: ClientCaps,
     client_product: String,
     /// start-ok's client properties as sent (a field table), for the management API.
@@ -85,8 +92,9 @@ pub struct Session {
     throttled: bool,
     /// A channel published in confirm mode this turn; acks go out at flush time.
     confirms_pending: bool,
-    /// Confirms owed on channels already released by a client close: (channel, seq, multiple).
-    final_confirms: Vec<(u16, u64, bool)>,
+    /// Confirms owed on channels already released by a client close: (channel, seq, multiple,
+    /// refused).
+    final_confirms: Vec<(u16, u64, bool, bool)>,
     /// connection.close-ok is written after `final_confirms`.
     close_ok_pending: bool,
     /// This connection has published; alarms block it.
@@ -95,6 +103,15 @@ pub struct Session {
     blocked: bool,
     /// connection.blocked was sent and connection.unblocked is owed.
     blocked_sent: bool,
+    /// Publisher flow: not read while a queue it published into drains (`flow.rs`).
+    flow: Option<flow::FlowPause>,
+    /// When the last flow pause ended, for `flow_state`.
+    flow_ended: Option<Instant>,
+    /// A queue this connection drains with its own acks, so it is never paused for it;
+    /// forgotten when its consumers change.
+    flow_exempt: Option<QueueId>,
+    /// A large body frame part-way through (`body_stream.rs`).
+    body_in_flight: Option<body_stream::BodyInFlight>,
     settle_scratch: Vec<channel::Unacked>,
     /// The message just routed went to the default exchange: one lookup and one queue, so the
     /// input deadline need not be checked after it (read and cleared by `handle_input_until`).
@@ -143,6 +160,12 @@ fn is_cheap(f: &Frame<'_>) -> bool {
     }
 }
 
+/// Whether a method's arguments may hold a password or token (start-ok, secure-ok,
+/// update-secret): their bytes never go into an error text or a log line.
+fn carries_credentials((class_id, method_id): (u16, u16)) -> bool {
+    class_id == CLASS_CONNECTION && matches!(method_id, 11 | 21 | 70)
+}
+
 /// Frame-level failure while reading, with RabbitMQ's texts. `buf` starts at the frame.
 fn frame_error_to_amqp(e: FrameError, buf: &[u8]) -> AmqpError {
     let kind = buf.first().copied().unwrap_or(0);
@@ -187,6 +210,7 @@ impl Session {
             heartbeat_secs: 0,
             channels: channels::Channels::default(),
             user: String::new(),
+            actor: None,
             caps: ClientCaps::default(),
             client_product: String::new(),
             client_properties: Box::new([]),
@@ -202,6 +226,10 @@ impl Session {
             publisher: false,
             blocked: false,
             blocked_sent: false,
+            flow: None,
+            flow_ended: None,
+            flow_exempt: None,
+            body_in_flight: None,
             settle_scratch: Vec::new(),
             cheap_route: false,
         }
@@ -304,13 +332,35 @@ impl Session {
             self.send_start(out);
         }
         while self.reads_input() && pos < buf.len() {
+            if self.body_in_flight.is_some() {
+                match self.continue_body_in_flight(out, &buf[pos..], ctx) {
+                    Ok(used) => {
+                        pos += used;
+                        // A large body just completed its message, which was routed.
+                        if self.body_in_flight.is_none()
+                            && deadline.is_some_and(|d| Instant::now() >= d)
+                        {
+                            break;
+                        }
+                    }
+                    Err(err) => {
+                        self.close_connection(out, err, 0, 0, ctx);
+                        self.state = State::Closed;
+                        return buf.len();
+                    }
+                }
+                continue;
+            }
             if let (Some(reason), true, State::Open) = (ctx.alarm, self.publisher, self.state) {
                 // Stop between frames; the rest waits in the connection's buffer.
                 self.block(out, reason);
                 return pos;
             }
             match frame::parse_frame(&buf[pos..], self.frame_max) {
-                Ok(Parsed::Incomplete { .. }) => break,
+                Ok(Parsed::Incomplete { .. }) => {
+                    pos += self.start_body_in_flight(&buf[pos..]);
+                    break;
+                }
                 Ok(Parsed::Frame { frame, len }) => {
                     pos += len;
                     let (kind, channel, cheap) = (frame.kind, frame.channel, is_cheap(&frame));
@@ -401,10 +451,18 @@ impl Session {
                         ids = (u16::from_be_bytes([c0, c1]), u16::from_be_bytes([m0, m1]));
                     }
                     let args = f.payload.get(4..).unwrap_or(&[]);
-                    Err(AmqpError::frame_error(format_args!(
-                        "cannot decode {}",
-                        erlang_binary(args, false)
-                    )))
+                    if carries_credentials(ids) {
+                        // RabbitMQ shows (and logs) the bytes; these may hold a password.
+                        Err(AmqpError::frame_error(format_args!(
+                            "cannot decode <<{} bytes of credentials, not shown>>",
+                            args.len()
+                        )))
+                    } else {
+                        Err(AmqpError::frame_error(format_args!(
+                            "cannot decode {}",
+                            erlang_binary(args, false)
+                        )))
+                    }
                 }
             },
             FrameKind::Header | FrameKind::Body if self.state != State::Open || f.channel == 0 => {
@@ -428,7 +486,7 @@ impl Session {
         match (self.state, m) {
             (State::AwaitingStartOk, Method::ConnectionStartOk(s)) => self.start_ok(out, s, ctx),
             (State::AwaitingTuneOk, Method::ConnectionTuneOk(t)) => self.tune_ok(t, ctx),
-            (State::AwaitingOpen, Method::ConnectionOpen(o)) => self.open(out, o),
+            (State::AwaitingOpen, Method::ConnectionOpen(o)) => self.open(out, o, ctx),
             (State::Closing, Method::ConnectionCloseOk(_))
             | (State::Closing, Method::ConnectionClose(_)) => {
                 if matches!(m, Method::ConnectionClose(_)) {
@@ -570,6 +628,11 @@ impl Session {
         }
         if self.heartbeat_secs == 0 {
             return true;
+        }
+        if self.blocked || self.flow.is_some() {
+            // We are not reading, so the peer's heartbeats wait unread in the socket: its
+            // silence is ours (RabbitMQ pauses its heartbeat monitor while blocked).
+            self.last_recv = now;
         }
         let hb = Duration::from_secs(self.heartbeat_secs as u64);
         if now.saturating_duration_since(self.last_recv) >= hb * 2 {

@@ -311,8 +311,8 @@ impl Log {
     ) -> io::Result<Option<usize>> {
         match record::scan(buf) {
             Scan::Record { kind, payload, len } => match kind {
-                format::KIND_PUBLISH => {
-                    let pb = Publish::parse(payload).ok_or_else(|| damaged(src))?;
+                k if format::is_publish(k) => {
+                    let pb = Publish::parse(k, payload).ok_or_else(|| damaged(src))?;
                     if format::segment_of(pb.id) == src {
                         self.stage(p, src, format::index_of(pb.id), &buf[..len], &pb, None, len);
                     }
@@ -347,11 +347,11 @@ impl Log {
         let h = Relocated::parse(payload).ok_or_else(|| damaged(src))?;
         match record::scan(&buf[h_len..]) {
             Scan::Record {
-                kind: format::KIND_PUBLISH,
+                kind,
                 payload: pp,
                 len,
-            } if len == h.publish_len as usize => {
-                let pb = Publish::parse(pp).ok_or_else(|| damaged(src))?;
+            } if format::is_publish(kind) && len == h.publish_len as usize => {
+                let pb = Publish::parse(kind, pp).ok_or_else(|| damaged(src))?;
                 let whole = h_len + len;
                 let index = format::index_of(h.id);
                 self.stage(p, src, index, &buf[h_len..whole], &pb, Some(&h), whole);
@@ -489,10 +489,11 @@ impl Log {
         let len = u32::from_be_bytes([rec[0], rec[1], rec[2], rec[3]]) as u64
             + RECORD_HEADER_BYTES as u64;
         let size = self.segments.get(&src).map_or(0, |s| s.size);
-        if rec[8] != format::KIND_PUBLISH || p.offset + h_len as u64 + len > size {
+        if !format::is_publish(rec[8]) || p.offset + h_len as u64 + len > size {
             return Err(damaged(src));
         }
-        let pb = Publish::parse_head(&rec[RECORD_HEADER_BYTES..]).ok_or_else(|| damaged(src))?;
+        let pb =
+            Publish::parse_head(rec[8], &rec[RECORD_HEADER_BYTES..]).ok_or_else(|| damaged(src))?;
         let (old_id, named): (u64, Vec<bool>) = match &h {
             Some((h, _)) => (h.id, (0..pb.queue_count()).map(|k| h.holds(k)).collect()),
             None => (pb.id, vec![true; pb.queue_count()]),

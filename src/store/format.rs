@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! PUBLISH      id u64 | persistent u8 | n u16 | queue u32 * n | ex u8 | rk u8 | props u32 | data
+//! PUBLISH_AT   id u64 | enqueued at u64 | recover u8 | then as PUBLISH from n
 //! ACK          id u64 | queue u32           (the queue no longer holds the message)
 //! REDELIVERED  id u64 | queue u32           (written at a clean stop: delivered before)
 //! CLEAN        (empty)                      (last record of a clean stop)
@@ -13,7 +14,11 @@
 //! ```
 //! `data` is exchange ++ routing key ++ property bytes ++ body. A RELOCATED record gives a
 //! copied message its new id; bit k of the bitmask says whether the k-th queue of the
-//! PUBLISH that follows still holds it.
+//! PUBLISH that follows still holds it. coney writes PUBLISH_AT (the time, ms since the
+//! epoch, keeps TTL deadlines across a restart; `recover` says whether recovery keeps the
+//! message: not a transient one paged out of memory, yes a persistent one, and yes a
+//! transient one a queue keeps durably, a quorum queue's); PUBLISH is read from older logs.
+//! "PUBLISH" below means either.
 
 use super::record::Cursor;
 
@@ -23,6 +28,17 @@ pub const KIND_REDELIVERED: u8 = 3;
 pub const KIND_CLEAN: u8 = 4;
 pub const KIND_STARTED: u8 = 5;
 pub const KIND_RELOCATED: u8 = 6;
+pub const KIND_PUBLISH_AT: u8 = 7;
+
+/// The recovery byte of PUBLISH_AT.
+const RECOVER_NOT: u8 = 0;
+const RECOVER_PERSISTENT: u8 = 1;
+const RECOVER_TRANSIENT: u8 = 2;
+
+/// Whether a record of `kind` is a publish (either layout).
+pub fn is_publish(kind: u8) -> bool {
+    kind == KIND_PUBLISH || kind == KIND_PUBLISH_AT
+}
 
 /// Size of an ACK record with its frame: what keeping one costs.
 pub const ACK_RECORD_BYTES: u64 = super::record::RECORD_HEADER_BYTES as u64 + 12;
@@ -43,6 +59,10 @@ pub fn make_id(segment: u32, index: u32) -> u64 {
 /// A parsed PUBLISH payload, borrowing the record.
 pub struct Publish<'a> {
     pub id: u64,
+    /// When it was enqueued (ms since the epoch); 0 in a PUBLISH record.
+    pub enqueued_at_ms: u64,
+    /// Recovery keeps the message.
+    pub recover: bool,
     pub persistent: bool,
     /// The queue ids, 4 bytes each, big-endian.
     queues: &'a [u8],
@@ -54,8 +74,9 @@ pub struct Publish<'a> {
 }
 
 impl<'a> Publish<'a> {
-    pub fn parse(payload: &'a [u8]) -> Option<Self> {
-        let p = Self::parse_head(payload)?;
+    /// Parses the payload of a publish record of `kind` (`is_publish`).
+    pub fn parse(kind: u8, payload: &'a [u8]) -> Option<Self> {
+        let p = Self::parse_head(kind, payload)?;
         let rest = payload.len() - p.data_at;
         if p.ex as usize + p.rk as usize + p.props as usize > rest {
             return None;
@@ -65,10 +86,11 @@ impl<'a> Publish<'a> {
 
     /// Parses the fields before the message data, from a prefix of the payload that holds
     /// them (compaction reads no more than that of a large record at once).
-    pub fn parse_head(payload: &'a [u8]) -> Option<Self> {
+    pub fn parse_head(kind: u8, payload: &'a [u8]) -> Option<Self> {
         let mut c = Cursor::new(payload);
         let id = c.u64()?;
-        let persistent = c.u8()? != 0;
+        let enqueued_at_ms = if kind == KIND_PUBLISH_AT { c.u64()? } else { 0 };
+        let recover = c.u8()?;
         let n = c.u16()? as usize;
         let queues = c.take(n * 4)?;
         let ex = c.u8()?;
@@ -77,7 +99,9 @@ impl<'a> Publish<'a> {
         let data_at = payload.len() - c.rest().len();
         Some(Publish {
             id,
-            persistent,
+            enqueued_at_ms,
+            recover: recover != RECOVER_NOT,
+            persistent: recover == RECOVER_PERSISTENT,
             queues,
             ex,
             rk,
@@ -100,9 +124,30 @@ impl<'a> Publish<'a> {
     }
 }
 
-pub fn encode_publish(p: &mut Vec<u8>, id: u64, persistent: bool, queues: &[u32], raw: RawMsg) {
+/// Payload of a PUBLISH_AT record. `durable`: recovery keeps the message.
+pub fn encode_publish(p: &mut Vec<u8>, id: u64, at: Stamp, queues: &[u32], raw: RawMsg) {
     p.extend_from_slice(&id.to_be_bytes());
-    p.push(persistent as u8);
+    p.extend_from_slice(&at.enqueued_at_ms.to_be_bytes());
+    p.push(match (at.durable, raw.persistent) {
+        (false, _) => RECOVER_NOT,
+        (true, true) => RECOVER_PERSISTENT,
+        (true, false) => RECOVER_TRANSIENT,
+    });
+    p.extend_from_slice(&(queues.len() as u16).to_be_bytes());
+    for q in queues {
+        p.extend_from_slice(&q.to_be_bytes());
+    }
+    p.push(raw.ex);
+    p.push(raw.rk);
+    p.extend_from_slice(&raw.props.to_be_bytes());
+    p.extend_from_slice(raw.data);
+}
+
+/// Payload of a PUBLISH record (the layout before PUBLISH_AT; tests of older logs).
+#[cfg(test)]
+pub fn encode_publish_v1(p: &mut Vec<u8>, id: u64, queues: &[u32], raw: RawMsg) {
+    p.extend_from_slice(&id.to_be_bytes());
+    p.push(raw.persistent as u8);
     p.extend_from_slice(&(queues.len() as u16).to_be_bytes());
     for q in queues {
         p.extend_from_slice(&q.to_be_bytes());
@@ -120,6 +165,14 @@ pub struct RawMsg<'a> {
     pub ex: u8,
     pub rk: u8,
     pub props: u32,
+    pub persistent: bool,
+}
+
+/// When a message was enqueued (ms since the epoch) and whether recovery keeps it.
+#[derive(Clone, Copy)]
+pub struct Stamp {
+    pub enqueued_at_ms: u64,
+    pub durable: bool,
 }
 
 /// A parsed RELOCATED payload.

@@ -17,10 +17,10 @@
 //!   what those records settled. Compaction deletes its sources only after their held
 //!   messages and still-needed acks were written (and synced) elsewhere.
 
-use super::format::{self, RawMsg, KIND_ACK, KIND_CLEAN, KIND_PUBLISH, KIND_STARTED};
+use super::format::{self, RawMsg, Stamp, KIND_ACK, KIND_CLEAN, KIND_PUBLISH_AT, KIND_STARTED};
 use super::record::{self, Scan};
 use super::segment::Segment;
-use crate::broker::message::Message;
+use crate::broker::message::{Message, StoredMeta};
 use crate::limits::SEGMENT_SIZE_MAX_BYTES;
 use bytes::Bytes;
 use log::{error, warn};
@@ -73,6 +73,10 @@ pub struct Recovered {
     /// The id the message was first published with: a queue's messages go back in this order.
     pub origin: u64,
     pub redelivered: bool,
+    /// When it was enqueued (ms since the epoch); 0 if the record does not say.
+    pub enqueued_at_ms: u64,
+    /// Body length, priority and expiration, read from the record.
+    pub meta: StoredMeta,
 }
 
 pub struct Log {
@@ -184,12 +188,18 @@ impl Log {
         self.segments.get(&self.head).map_or(0, |s| s.size)
     }
 
-    /// Appends a publish of `msg` to the durable queues `queues`; returns where it is. A
-    /// non-`durable` append (a transient message paged out of memory) needs no fdatasync and
-    /// is ignored by recovery.
-    pub fn publish(&mut self, msg: &Message, queues: &[u32], durable: bool) -> Location {
+    /// Appends a publish of `msg` to the durable queues `queues`, enqueued at `at_ms`;
+    /// returns where it is. A non-`durable` append (a transient message paged out of
+    /// memory) needs no fdatasync and is ignored by recovery.
+    pub fn publish(
+        &mut self,
+        msg: &Message,
+        queues: &[u32],
+        durable: bool,
+        at_ms: u64,
+    ) -> Location {
         let (data, ex, rk, props) = msg.raw();
-        let estimate = 32 + queues.len() as u64 * 4 + data.len() as u64;
+        let estimate = 40 + queues.len() as u64 * 4 + data.len() as u64;
         let size = self.head_size();
         if size + estimate > self.segment_bytes && size > record::FILE_HEADER_BYTES as u64 {
             self.rotate();
@@ -202,9 +212,14 @@ impl Log {
             ex,
             rk,
             props,
+            persistent: msg.persistent,
         };
-        let (offset, len) = self.append(KIND_PUBLISH, |p| {
-            format::encode_publish(p, msg_id, msg.persistent, queues, raw)
+        let stamp = Stamp {
+            enqueued_at_ms: at_ms,
+            durable,
+        };
+        let (offset, len) = self.append(KIND_PUBLISH_AT, |p| {
+            format::encode_publish(p, msg_id, stamp, queues, raw)
         });
         let seg = self.segments.get_mut(&self.head).expect("head segment");
         seg.hold(index, queues, queues.len() > 1);
@@ -520,11 +535,11 @@ pub(super) fn create_segment(dir: &Path, n: u32) -> io::Result<(File, u64)> {
 /// with id `id` followed by the message's original PUBLISH.
 pub(super) fn decode_message(buf: Bytes, id: u64) -> Option<Message> {
     let (publish_at, end) = match record::scan(&buf) {
-        Scan::Record {
-            kind: KIND_PUBLISH,
-            payload,
-            len,
-        } if format::Publish::parse(payload)?.id == id => (0, len),
+        Scan::Record { kind, payload, len }
+            if format::is_publish(kind) && format::Publish::parse(kind, payload)?.id == id =>
+        {
+            (0, len)
+        }
         Scan::Record {
             kind: format::KIND_RELOCATED,
             payload,
@@ -538,18 +553,13 @@ pub(super) fn decode_message(buf: Bytes, id: u64) -> Option<Message> {
         }
         _ => return None,
     };
-    let Scan::Record {
-        kind: KIND_PUBLISH,
-        payload,
-        len,
-    } = record::scan(buf.get(publish_at..end)?)
-    else {
+    let Scan::Record { kind, payload, len } = record::scan(buf.get(publish_at..end)?) else {
         return None;
     };
-    if publish_at + len != end {
+    if !format::is_publish(kind) || publish_at + len != end {
         return None;
     }
-    let p = format::Publish::parse(payload)?;
+    let p = format::Publish::parse(kind, payload)?;
     let data_at = publish_at + record::RECORD_HEADER_BYTES + p.data_at;
     Message::from_raw(buf.slice(data_at..end), p.ex, p.rk, p.props, p.persistent)
 }

@@ -56,7 +56,7 @@ fn bodies(log: &mut Log, got: &[Recovered]) -> Vec<String> {
 
 impl Log {
     fn publish_id(&mut self, m: &Message, q: &[u32]) -> Location {
-        self.publish(m, q, true)
+        self.publish(m, q, true, 1_000)
     }
     fn ack_at(&mut self, loc: Location, q: u32) {
         self.ack(loc.msg_id, q, loc.len);
@@ -247,11 +247,12 @@ fn messages_of_deleted_queues_are_not_recovered() {
 fn paged_messages_read_back_before_sync_and_transient_ones_are_not_recovered() {
     let d = TempDir::new("read");
     let (mut log, _, _) = open(&d.0, &[1]);
-    let kept = log.publish(&msg("kept"), &[1], true);
+    let kept = log.publish(&msg("kept"), &[1], true, 1_000);
     let paged = log.publish(
         &Message::new(b"", b"q", &[0, 0], b"transient", false),
         &[1],
         false,
+        1_000,
     );
     assert_eq!(
         log.read(paged).expect("read before sync").body(),
@@ -262,6 +263,11 @@ fn paged_messages_read_back_before_sync_and_transient_ones_are_not_recovered() {
     drop(log);
     let (mut log, _, rec) = open(&d.0, &[1]);
     assert_eq!(bodies(&mut log, &rec), ["kept"]);
+    assert_eq!(
+        rec[0].enqueued_at_ms, 1_000,
+        "the time it was enqueued is kept"
+    );
+    assert_eq!(rec[0].meta.body_len, 4);
 }
 
 #[test]
@@ -299,9 +305,10 @@ fn version_1_segments_numbered_one_by_one_are_read_and_compacted_around() {
             ex,
             rk,
             props,
+            persistent: true,
         };
-        record::write_record(&mut seg, KIND_PUBLISH, |p| {
-            format::encode_publish(p, format::make_id(1, i as u32), true, &[1], raw)
+        record::write_record(&mut seg, format::KIND_PUBLISH, |p| {
+            format::encode_publish_v1(p, format::make_id(1, i as u32), &[1], raw)
         });
     }
     fs::write(segment_path(&d.0, 1), &seg).expect("write");

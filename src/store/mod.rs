@@ -79,7 +79,12 @@ impl Store {
     pub fn open(data_dir: &Path) -> io::Result<(Store, Recovery)> {
         std::fs::create_dir_all(data_dir)?;
         let (journal, definitions) = journal::Journal::open(data_dir)?;
-        let queues: HashSet<u32> = definitions.queues.iter().map(|q| q.store_id).collect();
+        let queues: HashSet<u32> = definitions
+            .queues
+            .iter()
+            .map(|q| q.store_id)
+            .chain(definitions.delayed_exchanges.iter().map(|d| d.store_id))
+            .collect();
         let (log, report, queue_counts) = self::log::Log::open(&data_dir.join("msgs"), queues)?;
         let store = Store {
             journal: Some(journal),
@@ -108,14 +113,20 @@ impl Store {
         }
     }
 
-    /// Appends a persistent message routed to durable queues; returns where it is.
-    pub fn publish(&mut self, msg: &Message, queues: &[u32]) -> Option<Location> {
-        self.log.as_mut().map(|l| l.publish(msg, queues, true))
+    /// Appends a message routed to durable queues at `at_ms` (wall clock, kept for TTL
+    /// deadlines), to be recovered after a restart (a persistent message, or any message of a
+    /// quorum queue); returns where it is.
+    pub fn publish(&mut self, msg: &Message, queues: &[u32], at_ms: u64) -> Option<Location> {
+        self.log
+            .as_mut()
+            .map(|l| l.publish(msg, queues, true, at_ms))
     }
 
     /// Writes a transient message out of memory for a queue over its window.
-    pub fn page_out(&mut self, msg: &Message, queue: u32) -> Option<Location> {
-        self.log.as_mut().map(|l| l.publish(msg, &[queue], false))
+    pub fn page_out(&mut self, msg: &Message, queue: u32, at_ms: u64) -> Option<Location> {
+        self.log
+            .as_mut()
+            .map(|l| l.publish(msg, &[queue], false, at_ms))
     }
 
     /// Reads a message back.

@@ -10,6 +10,7 @@ use super::log::{segment_path, Location, Log, Recovered, RecoveryReport, HEAD_NU
 use super::log::{MAGIC, SEGMENT_VERSION};
 use super::record::{self, Scan, RECORD_HEADER_BYTES};
 use super::segment::{Holders, Segment};
+use crate::broker::message::StoredMeta;
 use log::{error, info, warn};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -290,7 +291,7 @@ impl Replay {
             format::KIND_RELOCATED if Relocated::parse(payload).is_none() => {
                 self.malformed(n, "relocation")
             }
-            format::KIND_PUBLISH => match Publish::parse(payload) {
+            k if format::is_publish(k) => match Publish::parse(k, payload) {
                 Some(p) => match header {
                     Some(h) if h.publish_len as usize == len && format::segment_of(h.id) == n => {
                         self.relocate(segments, n, &h, &p)
@@ -328,7 +329,7 @@ impl Replay {
         p: &Publish<'_>,
         reloc: Option<&Relocated<'_>>,
     ) {
-        if !p.persistent {
+        if !p.recover {
             return;
         }
         let id = reloc.map_or(p.id, |r| r.id);
@@ -435,8 +436,8 @@ impl Replay {
             if kind == format::KIND_RELOCATED {
                 header = Some((at, len));
             }
-            let Some(p) = (kind == format::KIND_PUBLISH)
-                .then(|| Publish::parse(w.payload(at, len)))
+            let Some(p) = format::is_publish(kind)
+                .then(|| Publish::parse(kind, w.payload(at, len)))
                 .flatten()
             else {
                 continue;
@@ -455,12 +456,15 @@ impl Replay {
             }
             seg.live_bytes += loc.len as u64;
             log.live_bytes += loc.len as u64;
+            let meta = meta_of(&p, w.payload(at, len));
             let red = |q: u32| !clean || self.redelivered.contains(&(loc.msg_id, q));
             let m = |queue| Recovered {
                 queue,
                 loc,
                 origin: p.id,
                 redelivered: red(queue),
+                enqueued_at_ms: p.enqueued_at_ms,
+                meta,
             };
             match seg.holders(index) {
                 Some(Holders::One) => {
@@ -475,6 +479,15 @@ impl Replay {
         }
         Ok(())
     }
+}
+
+/// What a queue needs to know of a recovered message without reading it back: its body
+/// length, priority and expiration, from the publish record's `payload`.
+fn meta_of(p: &Publish<'_>, payload: &[u8]) -> StoredMeta {
+    let data = &payload[p.data_at..];
+    let props_at = p.ex as usize + p.rk as usize;
+    let body_at = props_at + p.props as usize;
+    StoredMeta::parse(&data[props_at..body_at], data.len() - body_at)
 }
 
 /// Cuts a torn tail off a segment.

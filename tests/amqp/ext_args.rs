@@ -14,7 +14,6 @@ use crate::support::*;
 /// text "invalid arg '<arg>' for queue '<q>' in vhost '/': <detail>" (the dead-letter
 /// exchange's type error has its own wording).
 #[tokio::test]
-#[ignore = "issue 10: coney does not check the x- queue arguments"]
 async fn bad_argument_types_and_values_are_precondition_failed() {
     let b = Broker::start();
     let conn = b.connect().await;
@@ -162,7 +161,6 @@ async fn unknown_arguments_are_accepted() {
 /// arg", with RabbitMQ's way of showing both sides (a missing side is "none", the other then
 /// shows its value and type).
 #[tokio::test]
-#[ignore = "issue 10: coney does not compare the x- queue arguments on redeclare"]
 async fn redeclare_with_different_arguments_is_inequivalent() {
     let b = Broker::start();
     let conn = b.connect().await;

@@ -39,7 +39,6 @@ fn delay(ms: FieldValue) -> BasicProperties {
 /// A message published with x-delay 300 is confirmed at once, reaches the queue only after
 /// 300 ms, and arrives with x-delay set to -300 (signed 32-bit), as the plugin marks it.
 #[tokio::test]
-#[ignore = "issue 10: coney has no x-delayed-message exchange type"]
 async fn delayed_message_arrives_after_its_delay() {
     let b = Broker::start();
     if coney_only(&b, "x-delayed-message") {
@@ -68,7 +67,6 @@ async fn delayed_message_arrives_after_its_delay() {
 
 /// Delayed messages are released in the order they fall due, not in publish order.
 #[tokio::test]
-#[ignore = "issue 10: coney has no x-delayed-message exchange type"]
 async fn delayed_messages_released_in_due_order() {
     let b = Broker::start();
     if coney_only(&b, "x-delayed-message") {
@@ -90,7 +88,6 @@ async fn delayed_messages_released_in_due_order() {
 
 /// Without an x-delay header, or with x-delay 0 or negative, the message is routed at once.
 #[tokio::test]
-#[ignore = "issue 10: coney has no x-delayed-message exchange type"]
 async fn no_positive_delay_routes_at_once() {
     let b = Broker::start();
     if coney_only(&b, "x-delayed-message") {
@@ -111,7 +108,6 @@ async fn no_positive_delay_routes_at_once() {
 /// x-delayed-type decides the routing: a topic-typed delayed exchange matches patterns when
 /// the message falls due.
 #[tokio::test]
-#[ignore = "issue 10: coney has no x-delayed-message exchange type"]
 async fn x_delayed_type_routes_the_due_message() {
     let b = Broker::start();
     if coney_only(&b, "x-delayed-message") {
@@ -132,7 +128,6 @@ async fn x_delayed_type_routes_the_due_message() {
 /// A mandatory publish with a delay is returned 312 NO_ROUTE at once (the plugin routes it
 /// nowhere at publish time) and is still delivered when it falls due.
 #[tokio::test]
-#[ignore = "issue 10: coney has no x-delayed-message exchange type"]
 async fn mandatory_delayed_publish_is_returned_and_still_delivered() {
     let b = Broker::start();
     if coney_only(&b, "x-delayed-message") {
@@ -156,7 +151,6 @@ async fn mandatory_delayed_publish_is_returned_and_still_delivered() {
 /// x-delayed-type is required (406 with the plugin's text) and must name an exchange type
 /// (503 COMMAND_INVALID, the connection error for an unknown type).
 #[tokio::test]
-#[ignore = "issue 10: coney has no x-delayed-message exchange type"]
 async fn x_delayed_type_is_required_and_checked() {
     let b = Broker::start();
     if coney_only(&b, "x-delayed-message") {

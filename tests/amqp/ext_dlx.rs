@@ -28,7 +28,6 @@ async fn dead_letter_target(ch: &Chan, dlx: &str, dlq: &str, key: &str) -> Consu
 /// id, headers) kept, and an x-death entry: count 1, reason rejected, the queue, the time,
 /// the exchange it was published to and its routing keys; x-first-death-* name the same.
 #[tokio::test]
-#[ignore = "issue 10: coney has no dead-lettering"]
 async fn rejected_message_is_dead_lettered_with_x_death() {
     let b = Broker::start();
     let (conn, mut ch) = b.connect_channel().await;
@@ -69,7 +68,6 @@ async fn rejected_message_is_dead_lettered_with_x_death() {
 /// deadline) moves its expiration into x-death's original-expiration and removes the
 /// property, so the copy does not expire again where it is routed.
 #[tokio::test]
-#[ignore = "issue 10: coney has no dead-lettering"]
 async fn dead_lettering_moves_expiration_into_x_death() {
     let b = Broker::start();
     let (conn, mut ch) = b.connect_channel().await;
@@ -101,7 +99,6 @@ async fn dead_lettering_moves_expiration_into_x_death() {
 /// basic.nack with requeue=false dead-letters every message it covers (multiple), in order,
 /// each with reason rejected; requeue=true never dead-letters.
 #[tokio::test]
-#[ignore = "issue 10: coney has no dead-lettering"]
 async fn nack_without_requeue_dead_letters_and_requeue_does_not() {
     let b = Broker::start();
     let conn = b.connect().await;
@@ -147,7 +144,6 @@ async fn nack_without_requeue_dead_letters_and_requeue_does_not() {
 /// A message expired by the queue's TTL is dead-lettered with reason expired and no
 /// original-expiration; its persistence and priority are kept.
 #[tokio::test]
-#[ignore = "issue 10: coney has no message TTL nor dead-lettering"]
 async fn queue_ttl_expiry_dead_letters_without_original_expiration() {
     let b = Broker::start();
     let (conn, mut ch) = b.connect_channel().await;
@@ -180,7 +176,6 @@ async fn queue_ttl_expiry_dead_letters_without_original_expiration() {
 /// is removed (its keys do not route it), while x-death still lists the original routing
 /// key and the CC keys.
 #[tokio::test]
-#[ignore = "issue 10: coney has no dead-lettering"]
 async fn dead_letter_routing_key_replaces_keys_and_drops_cc() {
     let b = Broker::start();
     let (conn, mut ch) = b.connect_channel().await;
@@ -237,7 +232,6 @@ async fn dead_letter_routing_key_replaces_keys_and_drops_cc() {
 /// was published with, CC and BCC included; the CC header stays, the BCC header never shows,
 /// and x-death's routing-keys lists the routing key and the CC keys but not the BCC ones.
 #[tokio::test]
-#[ignore = "issue 10: coney has no dead-lettering"]
 async fn original_cc_and_bcc_keys_route_the_dead_letter() {
     let b = Broker::start();
     let (conn, mut ch) = b.connect_channel().await;
@@ -294,7 +288,6 @@ async fn original_cc_and_bcc_keys_route_the_dead_letter() {
 /// x-death keeps one entry per (queue, reason), the most recent first, and increments the
 /// count of an entry that recurs; x-first-death-* keep naming the first death.
 #[tokio::test]
-#[ignore = "issue 10: coney has no dead-lettering"]
 async fn repeated_dead_lettering_counts_per_queue_and_reason() {
     let b = Broker::start();
     let (conn, mut ch) = b.connect_channel().await;
@@ -351,7 +344,6 @@ async fn repeated_dead_lettering_counts_per_queue_and_reason() {
 /// expiry into a fanout that routes back to the same queue) is not delivered to that queue
 /// again, while the other queues of the fanout get it.
 #[tokio::test]
-#[ignore = "issue 10: coney has no dead-lettering"]
 async fn dead_letter_cycle_without_rejection_is_dropped() {
     let b = Broker::start();
     let (conn, mut ch) = b.connect_channel().await;
@@ -546,7 +538,7 @@ async fn headers_after_passes(
         let (ok, _, _) = got.unwrap_or_else(|| panic!("nothing in {q}"));
         ch.reject(ok.delivery_tag(), false).await;
     }
-    let last = if passes % 2 == 0 { &a } else { &bq };
+    let last = if passes.is_multiple_of(2) { &a } else { &bq };
     await_count(ch, last, 1).await;
     let mut s = handshake(b);
     raw_get_headers(&mut s, last)
@@ -561,7 +553,6 @@ async fn headers_after_passes(
 /// fields in name order; the entries behind it are left as they were. The x-first-death-*
 /// headers are long strings.
 #[tokio::test]
-#[ignore = "issue 10: coney has no dead-lettering"]
 async fn x_death_fields_in_rabbitmqs_order_and_types() {
     let b = Broker::start();
     let (conn, mut ch) = b.connect_channel().await;

@@ -27,7 +27,6 @@ async fn dead_letters_to(
 /// drop-head (the default): a full queue drops its oldest ready message to make room, so the
 /// newest x-max-length messages stay; every publish is confirmed.
 #[tokio::test]
-#[ignore = "issue 10: coney ignores x-max-length"]
 async fn max_length_drop_head_keeps_the_newest() {
     let b = Broker::start();
     let (conn, mut ch) = b.connect_channel().await;
@@ -56,7 +55,6 @@ async fn max_length_drop_head_keeps_the_newest() {
 /// 10, a third drops the oldest, an empty body is free, a single body over the limit is
 /// dropped itself.
 #[tokio::test]
-#[ignore = "issue 10: coney ignores x-max-length-bytes"]
 async fn max_length_bytes_counts_body_bytes_only() {
     let b = Broker::start();
     let (conn, mut ch) = b.connect_channel().await;
@@ -84,7 +82,6 @@ async fn max_length_bytes_counts_body_bytes_only() {
 /// is dead-lettered even with a DLX; without confirms the refused message just vanishes
 /// and the channel stays open.
 #[tokio::test]
-#[ignore = "issue 10: coney ignores x-overflow reject-publish"]
 async fn reject_publish_nacks_the_confirming_publisher() {
     let b = Broker::start();
     let (conn, mut ch) = b.connect_channel().await;
@@ -136,7 +133,6 @@ async fn reject_publish_nacks_the_confirming_publisher() {
 
 /// reject-publish-dlx: a refused publish is nacked and dead-lettered (reason maxlen).
 #[tokio::test]
-#[ignore = "issue 10: coney ignores x-overflow reject-publish-dlx"]
 async fn reject_publish_dlx_nacks_and_dead_letters() {
     let b = Broker::start();
     let (conn, mut ch) = b.connect_channel().await;
@@ -170,7 +166,6 @@ async fn reject_publish_dlx_nacks_and_dead_letters() {
 
 /// drop-head with a DLX: the dropped head is dead-lettered with reason maxlen.
 #[tokio::test]
-#[ignore = "issue 10: coney ignores x-max-length"]
 async fn dropped_head_is_dead_lettered_maxlen() {
     let b = Broker::start();
     let (conn, mut ch) = b.connect_channel().await;
@@ -192,7 +187,6 @@ async fn dropped_head_is_dead_lettered_maxlen() {
 /// Only ready messages count towards the limit: a message held unacknowledged does not; once
 /// it is requeued (to the head) the queue is over the limit and drop-head drops it.
 #[tokio::test]
-#[ignore = "issue 10: coney ignores x-max-length"]
 async fn unacknowledged_messages_do_not_count() {
     let b = Broker::start();
     let (conn, mut ch) = b.connect_channel().await;
@@ -215,7 +209,6 @@ async fn unacknowledged_messages_do_not_count() {
 /// x-max-length 0 still hands a message to a consumer that can take it at once; without one
 /// the message is dropped.
 #[tokio::test]
-#[ignore = "issue 10: coney ignores x-max-length"]
 async fn max_length_zero_only_passes_to_a_waiting_consumer() {
     let b = Broker::start();
     let conn = b.connect().await;

@@ -22,7 +22,6 @@ async fn publish_prioritised(ch: &mut Chan, q: &str, msgs: &[(Option<u8>, &str)]
 /// Highest priority first, FIFO within one priority; no priority counts as 0; a priority
 /// above x-max-priority counts as the maximum (and is delivered unchanged).
 #[tokio::test]
-#[ignore = "issue 10: coney ignores x-max-priority"]
 async fn highest_priority_first_fifo_within_a_priority() {
     let b = Broker::start();
     let (conn, mut ch) = b.connect_channel().await;
@@ -71,7 +70,6 @@ async fn highest_priority_first_fifo_within_a_priority() {
 /// A consumer that starts on a backlog sees it highest priority first (10 levels, 0..9,
 /// published lowest first).
 #[tokio::test]
-#[ignore = "issue 10: coney ignores x-max-priority"]
 async fn consumer_sees_a_backlog_highest_priority_first() {
     let b = Broker::start();
     let (conn, mut ch) = b.connect_channel().await;
@@ -98,7 +96,6 @@ async fn consumer_sees_a_backlog_highest_priority_first() {
 
 /// A requeued message goes back in front of the others of its priority, behind higher ones.
 #[tokio::test]
-#[ignore = "issue 10: coney ignores x-max-priority"]
 async fn requeued_message_goes_first_within_its_priority() {
     let b = Broker::start();
     let (conn, mut ch) = b.connect_channel().await;
@@ -133,7 +130,6 @@ async fn priority_is_ignored_without_x_max_priority() {
 
 /// x-max-priority accepts 0..=255 and refuses other values with RabbitMQ's 406 texts.
 #[tokio::test]
-#[ignore = "issue 10: coney does not check x-max-priority"]
 async fn max_priority_range_and_refusals() {
     let b = Broker::start();
     let conn = b.connect().await;

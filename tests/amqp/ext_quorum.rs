@@ -27,7 +27,6 @@ fn delivery_count(props: &BasicProperties) -> Option<i64> {
 /// A quorum queue is declared durable, takes and delivers persistent messages, and its type
 /// is compared on redeclare: without x-queue-type or as classic is 406 inequivalent.
 #[tokio::test]
-#[ignore = "issue 10: coney does not know x-queue-type quorum"]
 async fn quorum_queue_declares_delivers_and_keeps_its_type() {
     let b = Broker::start();
     let conn = b.connect().await;
@@ -80,7 +79,6 @@ async fn quorum_queue_declares_delivers_and_keeps_its_type() {
 /// ("exclusive-owner"), auto-delete, x-max-priority and x-queue-mode arguments, and a
 /// server-named quorum queue.
 #[tokio::test]
-#[ignore = "issue 10: coney does not know x-queue-type quorum"]
 async fn quorum_queue_refusals() {
     let b = Broker::start();
     let conn = b.connect().await;
@@ -122,7 +120,6 @@ async fn quorum_queue_refusals() {
 /// reject with requeue it is 1, after the holding channel closes it is 2. (basic.get on
 /// RabbitMQ 3.10 adds the header already on a first delivery, with 0.)
 #[tokio::test]
-#[ignore = "issue 10: coney does not know x-queue-type quorum"]
 async fn delivery_count_header_counts_returns() {
     let b = Broker::start();
     let conn = b.connect().await;
@@ -161,7 +158,6 @@ async fn delivery_count_header_counts_returns() {
 /// A poison message: with x-delivery-limit 2 it is delivered three times (counts none, 1, 2)
 /// and on the third return it is dead-lettered with reason delivery_limit, persistence kept.
 #[tokio::test]
-#[ignore = "issue 10: coney does not know x-queue-type quorum"]
 async fn poison_message_dead_lettered_after_the_delivery_limit() {
     let b = Broker::start();
     let conn = b.connect().await;
@@ -203,7 +199,6 @@ async fn poison_message_dead_lettered_after_the_delivery_limit() {
 /// Without a dead-letter exchange a poison message is dropped at the limit; x-delivery-limit
 /// 0 allows a single delivery.
 #[tokio::test]
-#[ignore = "issue 10: coney does not know x-queue-type quorum"]
 async fn poison_message_without_dlx_is_dropped() {
     let b = Broker::start();
     let conn = b.connect().await;
@@ -226,7 +221,6 @@ async fn poison_message_without_dlx_is_dropped() {
 
 /// x-delivery-limit is a quorum-queue argument: a classic queue refuses it, naming its type.
 #[tokio::test]
-#[ignore = "issue 10: coney does not check x-delivery-limit"]
 async fn classic_queue_refuses_x_delivery_limit() {
     let b = Broker::start();
     let conn = b.connect().await;
@@ -247,7 +241,6 @@ async fn classic_queue_refuses_x_delivery_limit() {
 /// Single active consumer on a quorum queue: declare-ok counts only the active consumer, and
 /// basic.get is refused with 405 RESOURCE_LOCKED.
 #[tokio::test]
-#[ignore = "issue 10: coney does not know x-queue-type quorum"]
 async fn quorum_single_active_consumer_counts_and_refuses_get() {
     let b = Broker::start();
     let conn = b.connect().await;
@@ -289,7 +282,6 @@ async fn quorum_single_active_consumer_counts_and_refuses_get() {
 /// coney-only (RabbitMQ 3.10 supports streams): x-queue-type stream is refused with 406 and
 /// RabbitMQ's text for an unsupported queue type, instead of being accepted and ignored.
 #[tokio::test]
-#[ignore = "issue 10: coney does not refuse x-queue-type stream"]
 async fn stream_queue_type_is_refused() {
     let b = Broker::start();
     if coney_only(&b, "x-queue-type stream is refused") {

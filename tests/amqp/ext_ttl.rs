@@ -40,7 +40,6 @@ async fn exists_unused(probe: &mut Chan, queue: &str) -> bool {
 /// A queue's x-message-ttl expires messages at the head although nobody consumes or gets:
 /// the message count drops to 0 once the TTL has passed, not before.
 #[tokio::test]
-#[ignore = "issue 10: coney ignores x-message-ttl"]
 async fn queue_ttl_expires_messages_without_a_consumer() {
     let b = Broker::start();
     let (conn, mut ch) = b.connect_channel().await;
@@ -69,7 +68,6 @@ async fn queue_ttl_expires_messages_without_a_consumer() {
 
 /// A per-message `expiration` at the head of the queue expires without a consumer.
 #[tokio::test]
-#[ignore = "issue 10: coney ignores the expiration property"]
 async fn message_ttl_at_the_head_expires_without_a_consumer() {
     let b = Broker::start();
     let (conn, mut ch) = b.connect_channel().await;
@@ -88,7 +86,6 @@ async fn message_ttl_at_the_head_expires_without_a_consumer() {
 /// a live one is still counted (RabbitMQ documents this), basic.get never returns it, and it
 /// is dead-lettered (reason expired, with original-expiration) as soon as it is the head.
 #[tokio::test]
-#[ignore = "issue 10: coney ignores the expiration property"]
 async fn expired_message_behind_the_head_is_counted_never_returned() {
     let b = Broker::start();
     let (conn, mut ch) = b.connect_channel().await;
@@ -124,7 +121,6 @@ async fn expired_message_behind_the_head_is_counted_never_returned() {
 
 /// When the queue's TTL and the message's expiration differ, the lower one wins, either way.
 #[tokio::test]
-#[ignore = "issue 10: coney ignores x-message-ttl and the expiration property"]
 async fn lower_of_queue_and_message_ttl_wins() {
     let b = Broker::start();
     let (conn, mut ch) = b.connect_channel().await;
@@ -156,7 +152,6 @@ async fn lower_of_queue_and_message_ttl_wins() {
 /// TTL 0: a message is delivered only if a consumer can take it at once; otherwise it expires
 /// on arrival (dead-lettered, reason expired). A message requeued later expires too.
 #[tokio::test]
-#[ignore = "issue 10: coney ignores x-message-ttl"]
 async fn ttl_zero_reaches_only_a_consumer_that_can_take_it_now() {
     let b = Broker::start();
     let conn = b.connect().await;
@@ -192,7 +187,6 @@ async fn ttl_zero_reaches_only_a_consumer_that_can_take_it_now() {
 
 /// A per-message expiration of "0" without a consumer: the message is dropped at once.
 #[tokio::test]
-#[ignore = "issue 10: coney ignores the expiration property"]
 async fn expiration_zero_without_a_consumer_is_dropped() {
     let b = Broker::start();
     let (conn, mut ch) = b.connect_channel().await;
@@ -212,7 +206,6 @@ async fn expiration_zero_without_a_consumer_is_dropped() {
 /// A message requeued after its deadline keeps its original expiry: it is not delivered
 /// again but dead-lettered (reason expired).
 #[tokio::test]
-#[ignore = "issue 10: coney ignores the expiration property"]
 async fn requeued_message_keeps_its_original_expiry() {
     let b = Broker::start();
     let (conn, mut ch) = b.connect_channel().await;
@@ -237,7 +230,6 @@ async fn requeued_message_keeps_its_original_expiry() {
 /// A malformed `expiration` closes the channel with 406 and RabbitMQ's text naming the value
 /// and the parse error, class/method 60/40 (basic.publish); valid ones are accepted.
 #[tokio::test]
-#[ignore = "issue 10: coney does not check the expiration property"]
 async fn bad_expiration_is_precondition_failed() {
     let b = Broker::start();
     let conn = b.connect().await;
@@ -279,7 +271,6 @@ async fn bad_expiration_is_precondition_failed() {
 /// x-expires deletes a queue nobody uses: it is gone after the expiry period (not before),
 /// and publishing to it does not count as a use.
 #[tokio::test]
-#[ignore = "issue 10: coney ignores x-expires"]
 async fn x_expires_deletes_an_unused_queue() {
     let b = Broker::start();
     let conn = b.connect().await;
@@ -299,7 +290,6 @@ async fn x_expires_deletes_an_unused_queue() {
 
 /// A consumer keeps a queue with x-expires alive; once it is cancelled the queue expires.
 #[tokio::test]
-#[ignore = "issue 10: coney ignores x-expires"]
 async fn x_expires_waits_while_a_consumer_is_attached() {
     let b = Broker::start();
     let conn = b.connect().await;
@@ -327,7 +317,6 @@ async fn x_expires_waits_while_a_consumer_is_attached() {
 /// basic.get, a redeclare and (on RabbitMQ) a passive declare each renew the lease of a
 /// queue with x-expires; after the last of them it expires one period later.
 #[tokio::test]
-#[ignore = "issue 10: coney ignores x-expires"]
 async fn x_expires_lease_renewed_by_get_and_declares() {
     let b = Broker::start();
     let conn = b.connect().await;
@@ -363,7 +352,6 @@ async fn x_expires_lease_renewed_by_get_and_declares() {
 
 /// When a queue expires its messages are deleted with it, not dead-lettered.
 #[tokio::test]
-#[ignore = "issue 10: coney ignores x-expires"]
 async fn expired_queue_does_not_dead_letter_its_messages() {
     let b = Broker::start();
     let conn = b.connect().await;

@@ -277,13 +277,13 @@ fn frames_after_connection_close_are_discarded() {
 // ---------------------------------------------------------------------------------------
 
 /// Samples a process's VmRSS every 10 ms on a thread and keeps the maximum.
-struct RssSampler {
+pub(crate) struct RssSampler {
     stop: Arc<AtomicBool>,
     thread: JoinHandle<u64>,
 }
 
 impl RssSampler {
-    fn start(pid: u32) -> RssSampler {
+    pub(crate) fn start(pid: u32) -> RssSampler {
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let thread = std::thread::spawn(move || {
@@ -301,13 +301,13 @@ impl RssSampler {
         RssSampler { stop, thread }
     }
 
-    fn max(self) -> u64 {
+    pub(crate) fn max(self) -> u64 {
         self.stop.store(true, Ordering::SeqCst);
         self.thread.join().expect("rss sampler")
     }
 }
 
-const MIB: u64 = 1024 * 1024;
+pub(crate) const MIB: u64 = 1024 * 1024;
 
 fn current_thread_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

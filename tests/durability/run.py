@@ -46,19 +46,12 @@ import brokerlib  # noqa: E402  (the pika 1.x interpreter)
 import runner  # noqa: E402  (a test in its own session, killed with all it started)
 MODULES = ['test_restart', 'test_redelivered', 'test_tutorial', 'test_settlements',
            'test_damage', 'test_crash', 'test_segments', 'test_ext', 'test_definitions',
-           'test_compaction', 'test_disk_alarm']
+           'test_compaction', 'test_disk_alarm', 'test_flow']
 DEFAULT_LIMIT = 60
 
 # Tests of features coney does not have yet, with the reason: run.py skips them (SKIP lines,
 # counted apart) unless --include-skipped. Remove an entry once coney passes the test.
 NOT_YET_ON_CONEY = {
-    'ttl_deadline_holds_across_restart': 'issue 10: coney has no message TTL nor dead-lettering',
-    'ttl_deadline_holds_across_kill': 'issue 10: coney has no message TTL nor dead-lettering',
-    'x_expires_lease_restarts_with_the_broker': 'issue 10: coney ignores x-expires',
-    'priorities_paged_to_disk_survive_restart': 'issue 10: coney ignores x-max-priority',
-    'dead_lettered_persistent_message_survives_kill': 'issue 10: coney has no dead-lettering',
-    'delayed_message_survives_restart': 'issue 10: coney has no x-delayed-message exchange',
-    'delayed_message_survives_kill': 'issue 10: coney has no x-delayed-message exchange',
 }
 
 

@@ -40,10 +40,7 @@ ONLY_FLAVOURS = {
 # Scenarios of features coney does not have yet, with the reason: against a broker that is
 # not RabbitMQ they are skipped (SKIP lines, counted apart) unless --include-skipped. Remove
 # an entry once coney passes the scenario.
-NOT_YET_ON_CONEY = {
-    'retry_ttl_dlx': 'issue 10: coney has no message TTL nor dead-lettering',
-    'priority_queue': 'issue 10: coney ignores x-max-priority',
-}
+NOT_YET_ON_CONEY = {}
 
 
 def on_signal(signum, frame):

@@ -13,7 +13,8 @@ use crate::topology;
 use coney::protocol::constants::CLASS_BASIC;
 use coney::protocol::frame::{self, FrameKind};
 use coney::protocol::method::{
-    BasicAck, BasicConsume, BasicPublish, BasicQos, ConfirmSelect, ConnectionClose, Method,
+    BasicAck, BasicConsume, BasicPublish, BasicQos, BasicReject, ConfirmSelect, ConnectionClose,
+    Method,
 };
 use coney::protocol::properties::{BasicProperties, ContentHeader, DELIVERY_MODE_PERSISTENT};
 use coney::protocol::wire::Writer;
@@ -102,7 +103,13 @@ struct Template {
     stamp_at: usize,
 }
 
-fn build_template(cfg: &RunConfig, frame_max: u32, key: &str, producer: u32) -> Template {
+fn build_template(
+    cfg: &RunConfig,
+    frame_max: u32,
+    key: &str,
+    priority: Option<u8>,
+    producer: u32,
+) -> Template {
     let mut out = Vec::new();
     let p = BasicPublish {
         exchange: cfg.exchange.as_bytes(),
@@ -113,6 +120,7 @@ fn build_template(cfg: &RunConfig, frame_max: u32, key: &str, producer: u32) -> 
     frame::write_method(&mut out, CHANNEL, &Method::BasicPublish(p));
     let props = BasicProperties {
         delivery_mode: cfg.persistent.then_some(DELIVERY_MODE_PERSISTENT),
+        priority,
         ..Default::default()
     };
     let mut raw = Vec::new();
@@ -150,9 +158,15 @@ impl Batcher {
         } else {
             vec![topology::routing_key(cfg)]
         };
+        // One template per key and priority; a batch picks among them at random.
+        let priorities: Vec<Option<u8>> = match cfg.max_priority {
+            Some(max) => (0..=max).map(Some).collect(),
+            None => vec![None],
+        };
         let templates: Vec<Template> = keys
             .iter()
-            .map(|k| build_template(cfg, frame_max, k, producer))
+            .flat_map(|k| priorities.iter().map(move |p| (k, *p)))
+            .map(|(k, p)| build_template(cfg, frame_max, k, p, producer))
             .collect();
         let one = templates[0].bytes.len();
         let per_write = (WRITE_BATCH_BYTES / one).clamp(1, MESSAGES_PER_WRITE_MAX);
@@ -486,6 +500,8 @@ enum Content {
         tag: u64,
         remaining: u64,
         first: bool,
+        /// A first delivery in a retry run: rejected once complete.
+        retry: bool,
     },
 }
 
@@ -529,6 +545,28 @@ fn consumer(cfg: &RunConfig, shared: &Shared, id: usize, queue: &str) -> Result<
         c.close();
     }
     result
+}
+
+/// What a content header starts: the body of delivery `tag`. In a retry run a first delivery
+/// has no headers (it is rejected once complete); a retried one has x-death.
+fn body_after(cfg: &RunConfig, tag: u64, payload: &[u8]) -> Result<Content> {
+    let h = ContentHeader::decode(payload)
+        .map_err(|e| ClientError::Protocol(format!("bad content header: {e:?}")))?;
+    Ok(Content::Body {
+        tag,
+        remaining: h.body_size,
+        first: true,
+        retry: cfg.retry_ttl_ms.is_some() && !BasicProperties::has_headers(h.properties_raw),
+    })
+}
+
+/// A first delivery of a retry run goes to the retry queue: rejected, dead-lettered there.
+fn reject(acks: &mut Vec<u8>, delivery_tag: u64) {
+    let r = BasicReject {
+        delivery_tag,
+        requeue: false,
+    };
+    frame::write_method(acks, CHANNEL, &Method::BasicReject(r));
 }
 
 fn consume_loop(cfg: &RunConfig, shared: &Shared, c: &mut Client, id: usize) -> Result<()> {
@@ -575,22 +613,21 @@ fn consume_loop(cfg: &RunConfig, shared: &Shared, c: &mut Client, id: usize) -> 
                     }
                 }
                 (FrameKind::Header, Content::Header { tag }) => {
-                    let tag = *tag;
-                    let h = ContentHeader::decode(f.payload)
-                        .map_err(|e| ClientError::Protocol(format!("bad content header: {e:?}")))?;
-                    content = Content::Body {
-                        tag,
-                        remaining: h.body_size,
-                        first: true,
-                    };
+                    content = body_after(cfg, *tag, f.payload)?;
                 }
                 (
                     FrameKind::Body,
                     Content::Body {
-                        remaining, first, ..
+                        remaining,
+                        first,
+                        retry,
+                        ..
                     },
                 ) => {
-                    if *first && f.payload.len() >= STAMP_BYTES && &f.payload[8..12] == STAMP_MAGIC
+                    if *first
+                        && !*retry
+                        && f.payload.len() >= STAMP_BYTES
+                        && &f.payload[8..12] == STAMP_MAGIC
                     {
                         let sent_ns =
                             u64::from_be_bytes(f.payload[..8].try_into().unwrap_or([0; 8]));
@@ -605,6 +642,17 @@ fn consume_loop(cfg: &RunConfig, shared: &Shared, c: &mut Client, id: usize) -> 
                         "unexpected {kind:?} frame in a delivery"
                     )))
                 }
+            }
+            if let Content::Body {
+                tag,
+                remaining: 0,
+                retry: true,
+                ..
+            } = content
+            {
+                content = Content::Idle;
+                reject(&mut acks, tag);
+                continue;
             }
             if let Content::Body {
                 tag, remaining: 0, ..

@@ -1,6 +1,6 @@
 //! `coney-perf`: the load generator's command line (RabbitMQ PerfTest's flags where they
-//! exist), mapped onto its modules here. Also the idle-connection opener and the readiness
-//! prober that scripts/bench.sh uses. No load logic here. The broker's library is used only for
+//! exist), mapped onto its modules here. Also the idle-connection opener, the many-queues
+//! declarer and the readiness prober that scripts/bench.sh uses. No load logic here. The broker's library is used only for
 //! its codec (`coney::protocol`); nothing in the broker uses this program's code.
 
 mod client;
@@ -8,6 +8,7 @@ mod histogram;
 mod load;
 mod probe;
 mod proc_stat;
+mod queues;
 mod run;
 mod topology;
 mod uri;
@@ -110,6 +111,24 @@ fn options() -> Options {
         "bind N generated topic keys (wildcards and exact)",
         "N",
     );
+    o.optopt(
+        "",
+        "max-priority",
+        "declare queues with x-max-priority N, publish priorities 0..=N at random",
+        "N",
+    );
+    o.optopt(
+        "",
+        "max-length",
+        "declare queues with x-max-length N (drop-head)",
+        "N",
+    );
+    o.optopt(
+        "",
+        "retry-ttl",
+        "TTL + dead-letter retry loop: first deliveries are rejected into QUEUE.retry, which sends them back after MS",
+        "MS",
+    );
     o.optflag(
         "",
         "no-cleanup",
@@ -132,6 +151,24 @@ fn options() -> Options {
         "",
         "idle-hold",
         "seconds to hold idle connections before closing (default 0)",
+        "SECS",
+    );
+    o.optopt(
+        "",
+        "declare-queues",
+        "declare N queues, each bound to amq.direct, then report broker RSS per queue and idle CPU",
+        "N",
+    );
+    o.optopt(
+        "",
+        "durable-every",
+        "for --declare-queues: every K-th queue is durable (default 10; 0: none)",
+        "K",
+    );
+    o.optopt(
+        "",
+        "idle-secs",
+        "for --declare-queues: seconds the broker is left idle for its CPU (default 10)",
         "SECS",
     );
     o.optflag(
@@ -200,6 +237,12 @@ fn run_config(m: &Matches) -> Result<RunConfig, String> {
     c.queues = num(m, "queues")?.unwrap_or(1).max(1);
     c.routing_keys_random = num(m, "routing-keys-random")?.unwrap_or(0);
     c.topic_bindings = num(m, "topic-bindings")?.unwrap_or(0);
+    c.max_priority = num(m, "max-priority")?;
+    c.max_length = num(m, "max-length")?;
+    c.retry_ttl_ms = num(m, "retry-ttl")?;
+    if c.retry_ttl_ms.is_some() && c.autoack {
+        return Err("--retry-ttl needs manual acks (no -a): first deliveries are rejected".into());
+    }
     c.cleanup = !m.opt_present("no-cleanup");
     c.broker_pid = num(m, "broker-pid")?;
     c.json_only = m.opt_present("json");
@@ -252,6 +295,8 @@ fn main() -> ExitCode {
         wait_ready(&m)
     } else if m.opt_present("idle-connections") {
         idle(&m)
+    } else if m.opt_present("declare-queues") {
+        declare_queues(&m)
     } else {
         run_config(&m).and_then(|c| run::run(c).map(|s| println!("{}", s.to_json())))
     };
@@ -279,6 +324,20 @@ fn idle(m: &Matches) -> Result<(), String> {
     let hold: f64 = num(m, "idle-hold")?.unwrap_or(0.0);
     let pid: Option<u32> = num(m, "broker-pid")?;
     let s = probe::idle_connections(&uri, n, Duration::from_secs_f64(hold), pid);
+    println!("{}", s.to_json());
+    Ok(())
+}
+
+fn declare_queues(m: &Matches) -> Result<(), String> {
+    let uri = uri_of(m)?;
+    let n: usize = num(m, "declare-queues")?.unwrap_or(0);
+    let every: usize = num(m, "durable-every")?.unwrap_or(10);
+    let idle: f64 = num(m, "idle-secs")?.unwrap_or(10.0);
+    if idle > run::RUN_SECS_MAX as f64 {
+        return Err(format!("--idle-secs: at most {}", run::RUN_SECS_MAX));
+    }
+    let pid: Option<u32> = num(m, "broker-pid")?;
+    let s = queues::many_queues(&uri, n, every, Duration::from_secs_f64(idle), pid)?;
     println!("{}", s.to_json());
     Ok(())
 }

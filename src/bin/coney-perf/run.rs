@@ -55,6 +55,14 @@ pub struct RunConfig {
     pub routing_keys_random: usize,
     /// Bind this many generated wildcard/exact topic keys instead of the fixed key.
     pub topic_bindings: usize,
+    /// Declare the queues with x-max-priority N and publish priorities 0..=N at random.
+    pub max_priority: Option<u8>,
+    /// Declare the queues with x-max-length N (drop-head: the oldest messages go).
+    pub max_length: Option<u64>,
+    /// The TTL + dead-letter retry loop: each queue dead-letters into `QUEUE.retry`, whose
+    /// x-message-ttl sends messages back after this many ms; consumers reject a message's
+    /// first delivery and ack its retry.
+    pub retry_ttl_ms: Option<u32>,
     pub cleanup: bool,
     /// The broker process to report CPU and RSS for.
     pub broker_pid: Option<u32>,
@@ -87,6 +95,9 @@ impl Default for RunConfig {
             queue_durable: false,
             routing_keys_random: 0,
             topic_bindings: 0,
+            max_priority: None,
+            max_length: None,
+            retry_ttl_ms: None,
             cleanup: true,
             broker_pid: None,
             json_only: false,

@@ -7,6 +7,8 @@ use crate::run::RunConfig;
 use coney::protocol::method::{
     ExchangeDeclare, ExchangeDelete, Method, QueueBind, QueueDeclare, QueueDelete, QueuePurge,
 };
+use coney::protocol::table::TableWriter;
+use coney::protocol::wire::Writer;
 use coney::protocol::FieldTable;
 use std::collections::HashSet;
 
@@ -19,6 +21,66 @@ pub fn queue_names(cfg: &RunConfig) -> Vec<String> {
             .map(|i| format!("{}-{i}", cfg.queue))
             .collect()
     }
+}
+
+/// The queue a `--retry-ttl` run dead-letters `queue` into.
+pub fn retry_queue(queue: &str) -> String {
+    format!("{queue}.retry")
+}
+
+/// Encodes a field table written by `f` (its contents, without the length prefix).
+fn table(f: impl FnOnce(&mut TableWriter<'_, '_>)) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut w = Writer::new(&mut buf);
+    let mut t = TableWriter::begin(&mut w);
+    f(&mut t);
+    t.finish();
+    buf.split_off(4)
+}
+
+/// The arguments of a run's queue `q`: priorities, length limit, retry dead-lettering.
+fn queue_arguments(cfg: &RunConfig, q: &str) -> Vec<u8> {
+    table(|t| {
+        if let Some(p) = cfg.max_priority {
+            t.i32("x-max-priority", p as i32);
+        }
+        if let Some(n) = cfg.max_length {
+            t.i64("x-max-length", n as i64);
+        }
+        if cfg.retry_ttl_ms.is_some() {
+            t.longstr("x-dead-letter-exchange", b"")
+                .longstr("x-dead-letter-routing-key", retry_queue(q).as_bytes());
+        }
+    })
+}
+
+/// The retry queue of `q`: messages wait `ttl_ms`, then go back to `q`.
+fn retry_arguments(q: &str, ttl_ms: u32) -> Vec<u8> {
+    table(|t| {
+        t.i32("x-message-ttl", ttl_ms as i32)
+            .longstr("x-dead-letter-exchange", b"")
+            .longstr("x-dead-letter-routing-key", q.as_bytes());
+    })
+}
+
+/// Declares queue `name` with `arguments` (a table's contents) and purges it.
+fn declare_queue(c: &mut Client, cfg: &RunConfig, name: &str, arguments: &[u8]) -> Result<()> {
+    let d = QueueDeclare {
+        queue: name.as_bytes(),
+        durable: cfg.queue_durable,
+        arguments: FieldTable::parse(arguments).unwrap_or_default(),
+        ..Default::default()
+    };
+    c.call(CHANNEL, &Method::QueueDeclare(d), "queue.declare-ok", |m| {
+        matches!(m, Method::QueueDeclareOk(_)).then_some(())
+    })?;
+    let p = QueuePurge {
+        queue: name.as_bytes(),
+        ..Default::default()
+    };
+    c.call(CHANNEL, &Method::QueuePurge(p), "queue.purge-ok", |m| {
+        matches!(m, Method::QueuePurgeOk(_)).then_some(())
+    })
 }
 
 /// The fixed routing key: `-k`, or the queue name (which the default exchange routes by).
@@ -94,21 +156,10 @@ pub fn declare(c: &mut Client, cfg: &RunConfig) -> Result<()> {
     }
     let queues = queue_names(cfg);
     for q in &queues {
-        let d = QueueDeclare {
-            queue: q.as_bytes(),
-            durable: cfg.queue_durable,
-            ..Default::default()
-        };
-        c.call(CHANNEL, &Method::QueueDeclare(d), "queue.declare-ok", |m| {
-            matches!(m, Method::QueueDeclareOk(_)).then_some(())
-        })?;
-        let p = QueuePurge {
-            queue: q.as_bytes(),
-            ..Default::default()
-        };
-        c.call(CHANNEL, &Method::QueuePurge(p), "queue.purge-ok", |m| {
-            matches!(m, Method::QueuePurgeOk(_)).then_some(())
-        })?;
+        declare_queue(c, cfg, q, &queue_arguments(cfg, q))?;
+        if let Some(ttl) = cfg.retry_ttl_ms {
+            declare_queue(c, cfg, &retry_queue(q), &retry_arguments(q, ttl))?;
+        }
     }
     if cfg.exchange.is_empty() {
         return Ok(());
@@ -143,7 +194,11 @@ pub fn declare(c: &mut Client, cfg: &RunConfig) -> Result<()> {
 
 /// Deletes the run's queues, and its exchange unless it is predeclared.
 pub fn cleanup(c: &mut Client, cfg: &RunConfig) -> Result<()> {
-    for q in queue_names(cfg) {
+    let mut names = queue_names(cfg);
+    if cfg.retry_ttl_ms.is_some() {
+        names.extend(queue_names(cfg).iter().map(|q| retry_queue(q)));
+    }
+    for q in names {
         let d = QueueDelete {
             queue: q.as_bytes(),
             ..Default::default()
