@@ -138,6 +138,8 @@ pub struct Reactor {
     /// Turns in a row that started without polling because work was left (see
     /// `BUSY_TURNS_WITHOUT_POLL_MAX`).
     busy_turns: u32,
+    /// When the current turn's work started (after its poll).
+    turn_started: Instant,
     /// Connections to remove at the end of the turn.
     close_list: Vec<usize>,
     /// Accepting paused (fd exhaustion); retried on the next tick.
@@ -187,6 +189,7 @@ impl Reactor {
             flush_list: Vec::new(),
             flow_list: Vec::new(),
             busy_turns: 0,
+            turn_started: Instant::now(),
             close_list: Vec::new(),
             accept_paused: false,
             last_tick: Instant::now(),
@@ -238,7 +241,11 @@ impl Reactor {
             || self.http.busy()
             || self.broker.has_ready()
             || self.broker.has_background_work();
-        if busy && self.busy_turns < BUSY_TURNS_WITHOUT_POLL_MAX {
+        // A long last turn is followed by a poll: the poll costs little next to it, and a
+        // client that just sent something waits for one long turn, not for several.
+        let short = now.saturating_duration_since(self.turn_started)
+            < Duration::from_micros(POLL_SKIP_AFTER_TURN_MAX_MICROS);
+        if busy && short && self.busy_turns < BUSY_TURNS_WITHOUT_POLL_MAX {
             // Do it before asking the kernel for more.
             self.busy_turns += 1;
             events.clear();
@@ -257,6 +264,7 @@ impl Reactor {
             }
         }
         let now = Instant::now();
+        self.turn_started = now;
         self.broker.begin_turn(wall_clock_ms());
         let accept = self.note_events(events, signals, now);
         for sig in signals.drain(..) {
