@@ -84,6 +84,10 @@ pub(crate) const DEFINITIONS_SNAPSHOT_BYTES_PER_TURN: usize = 256 * 1024;
 /// The definitions journal is folded into a new snapshot once it is larger than the current
 /// snapshot and than this, so a snapshot's cost is spread over at least as many changes.
 pub(crate) const DEFINITIONS_JOURNAL_MIN_BYTES: u64 = 1024 * 1024;
+/// A queue's messages in memory are kept in chunks of this many (queue/chunked.rs), so no
+/// push, pop or requeue moves more than one chunk (80 KiB), where a doubling queue copied all
+/// it held.
+pub(crate) const QUEUE_CHUNK_MESSAGES: usize = 1024;
 /// Messages read back from the store at once when a queue's window runs dry.
 pub(crate) const PAGE_IN_BATCH_MESSAGES: usize = 1024;
 /// Deliveries made from one queue in one pass before other queues get a turn: about a
@@ -181,6 +185,8 @@ const _: () = assert!(WRITE_BUFFER_LOW_BYTES < WRITE_BUFFER_HIGH_BYTES);
 const _: () = assert!(FRAME_OVERHEAD < FRAME_MIN_SIZE as usize);
 const _: () = assert!(CLEANUP_WORK_INLINE_MAX <= CLEANUP_WORK_PER_TURN_MAX);
 const _: () = assert!(DELIVERIES_PER_CLOCK_READ <= DELIVERIES_PER_QUEUE_PER_TURN_MAX);
+// A full chunk splits in two non-empty halves.
+const _: () = assert!(QUEUE_CHUNK_MESSAGES >= 2);
 const _: () = assert!(CLEANUP_UNITS_PER_CLOCK_READ <= CLEANUP_WORK_INLINE_MAX);
 const _: () = assert!(BODY_STREAM_MIN_BYTES <= FRAME_MIN_SIZE as usize);
 const _: () = assert!(OUTBOX_IOV_MAX >= 3 && OUTBOX_IOV_MAX <= 1024);

@@ -4,6 +4,7 @@
 //! backlog larger than memory keeps its order. Counters cover every level: messages, body
 //! bytes (x-max-length-bytes), and what is in memory (the window).
 
+use super::chunked::Chunked;
 use super::QueuedMessage;
 use crate::limits::{
     PAGE_IN_BATCH_MESSAGES, QUEUED_MESSAGE_OVERHEAD_BYTES, QUEUE_WINDOW_BYTES_MAX,
@@ -32,7 +33,7 @@ const _: () = assert!(std::mem::size_of::<PagedRef>() <= 32);
 /// The messages of one priority, in order: those in memory, then those only on disk.
 #[derive(Default)]
 struct Level {
-    ready: VecDeque<QueuedMessage>,
+    ready: Chunked<QueuedMessage>,
     paged: VecDeque<PagedRef>,
     next_seq: u64,
     /// While recovering: the id each of `paged` was first published with, which orders them
@@ -372,8 +373,8 @@ impl Messages {
         self.count_in(&m);
         let level = self.level_mut(p);
         // Requeued messages are usually older than everything ready, so this is near the front.
-        let at = level.ready.partition_point(|r| r.seq < m.seq);
-        level.ready.insert(at, m);
+        let seq = m.seq;
+        level.ready.insert_ordered(m, |r| r.seq < seq);
         self.touched(p);
     }
 

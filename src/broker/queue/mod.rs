@@ -5,6 +5,7 @@
 //! nothing of channels or sockets; the broker's delivery (`delivery.rs`) pops from it for the
 //! consumer it picks, and the broker decides what expiry and limits do with what it takes.
 
+mod chunked;
 mod levels;
 
 use super::args::{Overflow, QueueArgs, QueueType};
