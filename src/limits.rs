@@ -85,9 +85,10 @@ pub(crate) const DEFINITIONS_SNAPSHOT_BYTES_PER_TURN: usize = 256 * 1024;
 /// snapshot and than this, so a snapshot's cost is spread over at least as many changes.
 pub(crate) const DEFINITIONS_JOURNAL_MIN_BYTES: u64 = 1024 * 1024;
 /// A queue's messages in memory are kept in chunks of this many (queue/chunked.rs), so no
-/// push, pop or requeue moves more than one chunk (80 KiB), where a doubling queue copied all
-/// it held.
-pub(crate) const QUEUE_CHUNK_MESSAGES: usize = 1024;
+/// push, pop or requeue moves more than one chunk (20 KiB), where a doubling queue copied all
+/// it held. Small, because the queues one publish reaches grow together: 300 queues doubling
+/// their first chunk from 512 to 1,024 copied 12 MiB in one publish.
+pub(crate) const QUEUE_CHUNK_MESSAGES: usize = 256;
 /// Messages read back from the store at once when a queue's window runs dry.
 pub(crate) const PAGE_IN_BATCH_MESSAGES: usize = 1024;
 /// Deliveries made from one queue in one pass before other queues get a turn: about a
