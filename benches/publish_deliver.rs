@@ -11,7 +11,7 @@ use coney::broker::consumer::{Consumer, ConsumerId};
 use coney::broker::message::{Message, MessageBuilder, MessageFlags};
 use coney::broker::queue::{QueueId, QueuedMessage};
 use coney::broker::ConnId;
-use coney::broker::{Broker, DeliverySink, PublishProps, QueueFlags};
+use coney::broker::{Actor, Broker, DeliverySink, PublishProps, QueueFlags};
 use coney::protocol::constants::CLASS_BASIC;
 use coney::protocol::frame::{self, parse_frame, FrameKind, Parsed};
 use coney::protocol::method::{BasicDeliver, BasicPublish, Method};
@@ -39,8 +39,9 @@ fn publish_frames(exchange: &[u8], key: &[u8], body: usize) -> Vec<u8> {
     out
 }
 
-/// What the session does for one publish: frames in, message built and routed.
-fn ingest(broker: &mut Broker, builder: &mut MessageBuilder, mut buf: &[u8]) -> usize {
+/// What the session does for one publish: frames in, message built, its exchange found and
+/// the message routed (as connection CONN, in vhost "/").
+fn ingest(broker: &mut Broker, who: &Actor, builder: &mut MessageBuilder, mut buf: &[u8]) -> usize {
     let mut routed = 0;
     while let Ok(Parsed::Frame { frame, len }) = parse_frame(buf, FRAME_MAX) {
         buf = &buf[len..];
@@ -59,10 +60,10 @@ fn ingest(broker: &mut Broker, builder: &mut MessageBuilder, mut buf: &[u8]) -> 
                 builder.push_body(frame.payload);
                 if builder.body_remaining() == 0 {
                     let msg = builder.finish();
-                    routed += broker
-                        .publish(&msg, PublishProps::default())
-                        .expect("publish")
-                        .queues;
+                    let target = broker
+                        .publish_target(who, msg.exchange())
+                        .expect("exchange");
+                    routed += broker.publish(target, &msg, PublishProps::default()).queues;
                 }
             }
             FrameKind::Heartbeat => {}
@@ -116,16 +117,22 @@ fn drain(broker: &mut Broker, out: &mut Vec<u8>, tag: &mut u64) {
     black_box(&out);
 }
 
+/// Connection CONN acting in vhost "/" with every right.
+fn actor(b: &Broker) -> Actor {
+    b.internal_actor(CONN, "/").expect("vhost /")
+}
+
 /// Declares queue `name` with a no-ack consumer on it.
 fn declare(b: &mut Broker, name: &str) {
+    let who = actor(b);
     b.declare_queue(
-        CONN,
+        &who,
         name.as_bytes(),
         QueueFlags::default(),
         FieldTable::EMPTY,
     )
     .expect("declare");
-    b.add_consumer(CONN, 1, 0, name.as_bytes(), true, false, FieldTable::EMPTY)
+    b.add_consumer(&who, 1, 0, name.as_bytes(), true, false, FieldTable::EMPTY)
         .expect("consume");
 }
 
@@ -303,13 +310,14 @@ fn main() {
     let mut builder = MessageBuilder::default();
 
     let mut b = Broker::new();
+    let who = actor(&b);
     declare(&mut b, "q");
     let frames = publish_frames(b"", b"q", 16).repeat(BATCH);
     bench.run(
         "path/default exchange -> 1 queue -> deliver (16 B)",
         BATCH as u64,
         || {
-            black_box(ingest(&mut b, &mut builder, &frames));
+            black_box(ingest(&mut b, &who, &mut builder, &frames));
             drain(&mut b, &mut out, &mut tag);
         },
     );
@@ -318,29 +326,37 @@ fn main() {
         "path/default exchange -> 1 queue -> deliver (1 KiB)",
         BATCH as u64,
         || {
-            black_box(ingest(&mut b, &mut builder, &frames_1k));
+            black_box(ingest(&mut b, &who, &mut builder, &frames_1k));
             drain(&mut b, &mut out, &mut tag);
         },
     );
 
     let mut b = Broker::new();
+    let who = actor(&b);
     for i in 0..10 {
         let name = format!("f{i}");
         declare(&mut b, &name);
-        b.bind_queue(CONN, name.as_bytes(), b"amq.fanout", b"", FieldTable::EMPTY)
-            .expect("bind");
+        b.bind_queue(
+            &actor(&b),
+            name.as_bytes(),
+            b"amq.fanout",
+            b"",
+            FieldTable::EMPTY,
+        )
+        .expect("bind");
     }
     let frames = publish_frames(b"amq.fanout", b"", 16).repeat(BATCH);
     bench.run(
         "path/fanout -> 10 queues -> deliver (per publish)",
         BATCH as u64,
         || {
-            black_box(ingest(&mut b, &mut builder, &frames));
+            black_box(ingest(&mut b, &who, &mut builder, &frames));
             drain(&mut b, &mut out, &mut tag);
         },
     );
 
     let mut b = Broker::new();
+    let who = actor(&b);
     declare(&mut b, "t");
     for i in 0..1000 {
         let key = match i % 10 {
@@ -348,8 +364,14 @@ fn main() {
             1 => format!("s{}.*.e{}", (i / 10) % 10, (i / 100) % 10),
             _ => format!("s{}.m{}.e{}", i % 10, (i / 10) % 10, (i / 100) % 10),
         };
-        b.bind_queue(CONN, b"t", b"amq.topic", key.as_bytes(), FieldTable::EMPTY)
-            .expect("bind");
+        b.bind_queue(
+            &actor(&b),
+            b"t",
+            b"amq.topic",
+            key.as_bytes(),
+            FieldTable::EMPTY,
+        )
+        .expect("bind");
     }
     let frames: Vec<u8> = (0..BATCH)
         .flat_map(|i| {
@@ -361,7 +383,7 @@ fn main() {
         "path/topic, 1000 bindings -> 1 queue -> deliver",
         BATCH as u64,
         || {
-            black_box(ingest(&mut b, &mut builder, &frames));
+            black_box(ingest(&mut b, &who, &mut builder, &frames));
             drain(&mut b, &mut out, &mut tag);
         },
     );

@@ -12,6 +12,10 @@
 #   durability tests/durability/run.py: each test starts its own coney (own
 #              port and data directory), stops it with SIGTERM or SIGKILL and
 #              starts it again (pika 1.x clients; about a minute)
+#   rabbitmq definitions  a private RabbitMQ (scripts/rabbitmq.sh install, then start): the
+#              access-control tests of tests/amqp against it (access_*, proving they pin
+#              RabbitMQ's behaviour) and tests/rabbitmq_definitions.rs (definitions round
+#              trips between RabbitMQ and coney in both directions); about a minute
 #   rabbitmq   (only with --against-rabbitmq) the same scenario suite against
 #              a private RabbitMQ started with scripts/rabbitmq.sh, to prove
 #              the scenarios themselves are faithful; unless cargo tests are
@@ -33,6 +37,7 @@
 #   --no-durability      do not run the durability tests
 #   --no-rpm             do not build and test the rpm (scripts/test-rpm.sh)
 #   --no-fuzz            do not run the fuzzers briefly (scripts/fuzz.sh, FUZZ_SECONDS each)
+#   --no-rabbitmq-definitions  skip the access and definitions tests against RabbitMQ
 #   --no-mgmt            do not run the management API and web page checks (scripts/test-mgmt.sh)
 #   --durability NAME    pass --only NAME to tests/durability/run.py (repeatable)
 #   --scenario NAME      pass --only NAME to run.py (repeatable)
@@ -60,6 +65,7 @@ cd "$ROOT"
 
 # ---------------------------------------------------------------- options
 do_build=1 do_cargo=1 do_pyenv=1 do_coney=1 do_durability=1 do_rpm=1 do_fuzz=1 do_mgmt=1 do_rabbit=0 verbose=0
+do_rmq_defs=1
 run_args=()
 dur_args=()
 # shellcheck disable=SC2206
@@ -67,7 +73,7 @@ set -- "$@" ${TEST_SH_ARGS:-}
 while [ $# -gt 0 ]; do
     case "$1" in
         --against-rabbitmq) do_rabbit=1 ;;
-        --rabbitmq-only) do_rabbit=1; do_build=0; do_cargo=0; do_coney=0; do_durability=0; do_rpm=0; do_fuzz=0; do_mgmt=0 ;;
+        --rabbitmq-only) do_rabbit=1; do_build=0; do_cargo=0; do_coney=0; do_durability=0; do_rpm=0; do_fuzz=0; do_rmq_defs=0; do_mgmt=0 ;;
         --only-scenarios) do_cargo=0 ;;
         --no-build) do_build=0 ;;
         --no-cargo-test) do_cargo=0 ;;
@@ -75,6 +81,7 @@ while [ $# -gt 0 ]; do
         --no-durability) do_durability=0 ;;
         --no-rpm) do_rpm=0 ;;
         --no-fuzz) do_fuzz=0 ;;
+        --no-rabbitmq-definitions) do_rmq_defs=0 ;;
         --no-mgmt) do_mgmt=0 ;;
         --durability) shift; dur_args+=(--only "${1:?--durability needs a name}") ;;
         --scenario) shift; run_args+=(--only "${1:?--scenario needs a name}") ;;
@@ -266,6 +273,33 @@ if [ "$do_durability" = 1 ] && [ "$pyenv_ok" = 1 ]; then
         run_step "durability (coney)" "$TMP/durability.log" \
             timeout 600 .venv/pika1/bin/python tests/durability/run.py --coney "$CONEY_BIN" \
             ${dur_args[@]+"${dur_args[@]}"} || true
+    fi
+fi
+
+# ---------------------------------------------------------------- rabbitmq definitions
+if [ "$do_rmq_defs" = 1 ]; then
+    say "access control and definitions against RabbitMQ"
+    if scripts/rabbitmq.sh install; then
+        port="$(free_port)"
+        RABBIT_DIR="$TMP/rabbitmq-defs"
+        if beam="$(scripts/rabbitmq.sh start "$port" "$RABBIT_DIR")"; then
+            echo "rabbitmq beam.smp pid $beam on 127.0.0.1:$port"
+            # The access tests first: the definitions tests reset the node.
+            run_step "access (rabbitmq)" "$TMP/access-rabbitmq.log" env \
+                CONEY_TEST_ADDR="127.0.0.1:$port" CONEY_RABBITMQ_DIR="$RABBIT_DIR" \
+                timeout 900 cargo test --release --test amqp access_ || true
+            run_step "definitions (rabbitmq)" "$TMP/definitions-rabbitmq.log" env \
+                CONEY_RABBITMQ_DIR="$RABBIT_DIR" timeout 900 cargo test --release \
+                --test rabbitmq_definitions -- --ignored --test-threads=1 || true
+            stop_rabbit
+        else
+            RABBIT_DIR=""
+            record "definitions (rabbitmq)" FAIL "RabbitMQ did not start"
+            total_failed=$((total_failed + 1))
+        fi
+    else
+        record "definitions (rabbitmq)" FAIL "could not install rabbitmq-server"
+        total_failed=$((total_failed + 1))
     fi
 fi
 

@@ -78,6 +78,23 @@ impl std::str::FromStr for MemoryWatermark {
     }
 }
 
+/// A password from the configuration: never shown by `Debug`, so a dump of the config cannot
+/// put it into a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<hidden>")
+    }
+}
+
+impl PartialEq<&str> for Secret {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
@@ -89,10 +106,19 @@ pub struct Config {
     /// Log to stderr. None: only when there is no log file (RabbitMQ's `log.console` is off
     /// whenever a file is configured); see `log_to_console`.
     pub log_console: Option<bool>,
+    /// The user, password, vhost, tags and permissions a fresh data dir is seeded with
+    /// (RabbitMQ's `default_*` keys); used once, when there are no users or vhosts yet.
     pub default_user: String,
-    pub default_pass: String,
+    pub default_pass: Secret,
+    pub default_vhost: String,
+    pub default_user_tags: Vec<String>,
+    /// configure, write, read.
+    pub default_permissions: [String; 3],
     /// Users that may log in only from a loopback address (RabbitMQ: loopback_users).
     pub loopback_users: Vec<String>,
+    /// A definitions file imported at every start (RabbitMQ: load_definitions); when set, a
+    /// fresh data dir is not seeded with the defaults.
+    pub load_definitions: Option<PathBuf>,
     pub heartbeat_secs: u16,
     pub frame_max: u32,
     pub channel_max: u16,
@@ -121,8 +147,12 @@ impl Default for Config {
             log_file: None,
             log_console: None,
             default_user: "guest".into(),
-            default_pass: "guest".into(),
+            default_pass: Secret("guest".into()),
+            default_vhost: "/".into(),
+            default_user_tags: vec!["administrator".into()],
+            default_permissions: [".*".into(), ".*".into(), ".*".into()],
             loopback_users: vec!["guest".into()],
+            load_definitions: None,
             heartbeat_secs: limits::HEARTBEAT_SECS,
             frame_max: limits::FRAME_MAX_BYTES,
             channel_max: limits::CHANNEL_MAX,
@@ -140,6 +170,21 @@ impl Default for Config {
 }
 
 impl Config {
+    /// What a fresh data dir is seeded with, or None when definitions are loaded at boot
+    /// instead (RabbitMQ then seeds nothing).
+    pub fn default_data(&self) -> Option<crate::broker::DefaultData> {
+        if self.load_definitions.is_some() {
+            return None;
+        }
+        Some(crate::broker::DefaultData {
+            user: self.default_user.clone(),
+            pass: self.default_pass.0.clone(),
+            vhost: self.default_vhost.clone(),
+            tags: self.default_user_tags.clone(),
+            permissions: self.default_permissions.clone(),
+        })
+    }
+
     /// Whether log lines go to stderr (the journal, under systemd).
     pub fn log_to_console(&self) -> bool {
         self.log_console.unwrap_or(self.log_file.is_none())
@@ -174,6 +219,9 @@ impl Config {
         }
         if self.default_user.is_empty() {
             return Err("default_user must not be empty".into());
+        }
+        if self.default_vhost.is_empty() {
+            return Err("default_vhost must not be empty".into());
         }
         if let MemoryWatermark::Relative(r) = self.vm_memory_high_watermark {
             if !(0.0..=1.0).contains(&r) {
@@ -318,7 +366,13 @@ mod tests {
         assert!(c.log_to_console());
         assert_eq!(c.default_user, "guest");
         assert_eq!(c.default_pass, "guest");
+        assert!(format!("{c:?}").contains("default_pass: <hidden>"));
         assert_eq!(c.loopback_users, vec!["guest".to_string()]);
+        assert_eq!(c.default_vhost, "/");
+        assert_eq!(c.default_user_tags, vec!["administrator".to_string()]);
+        assert_eq!(c.default_permissions, [".*", ".*", ".*"]);
+        assert_eq!(c.load_definitions, None);
+        assert!(c.default_data().is_some());
         assert_eq!(c.heartbeat_secs, 60);
         assert_eq!(c.frame_max, 131_072);
         assert_eq!(c.channel_max, 2047);

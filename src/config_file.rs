@@ -20,11 +20,17 @@ pub(crate) const HANDSHAKE_TIMEOUT_MAX_MS: u64 = 3_600_000;
 /// Every key `apply` accepts; `NAME` stands for any user name. The packaged coney.conf and
 /// the man page must mention each (checked by a test).
 #[cfg(test)]
-const KEYS: [&str; 18] = [
+const KEYS: [&str; 24] = [
     "listeners.tcp.default",
     "data_dir",
     "default_user",
     "default_pass",
+    "default_vhost",
+    "default_user_tags.NAME",
+    "default_permissions.configure",
+    "default_permissions.write",
+    "default_permissions.read",
+    "load_definitions",
     "loopback_users",
     "loopback_users.NAME",
     "heartbeat",
@@ -97,6 +103,8 @@ struct Pending {
     loopback: Vec<(String, bool)>,
     memory_relative: Option<(f64, usize)>,
     memory_absolute: Option<(u64, usize)>,
+    /// `default_user_tags.NAME = true|false` in file order.
+    tags: Vec<(String, bool)>,
 }
 
 /// Parses config text; `name` is used in errors. Public for tests and `--check-config`.
@@ -121,9 +129,15 @@ pub(crate) fn parse(
             continue;
         }
         let Some((key, value)) = content.split_once('=') else {
+            // A mistyped password line must not be echoed into a log.
+            let shown = if content.starts_with("default_pass") {
+                "default_pass …"
+            } else {
+                content
+            };
             return Err(err(
                 None,
-                format!("expected 'key = value', found '{content}'"),
+                format!("expected 'key = value', found '{shown}'"),
             ));
         };
         let (key, value) = (key.trim(), value.trim());
@@ -150,7 +164,12 @@ fn apply(
         "listeners.tcp.default" => config.listen = config::parse_listener(value)?,
         "data_dir" => config.data_dir = PathBuf::from(value),
         "default_user" => config.default_user = value.to_string(),
-        "default_pass" => config.default_pass = value.to_string(),
+        "default_pass" => config.default_pass = config::Secret(value.to_string()),
+        "default_vhost" => config.default_vhost = value.to_string(),
+        "default_permissions.configure" => config.default_permissions[0] = pattern(value)?,
+        "default_permissions.write" => config.default_permissions[1] = pattern(value)?,
+        "default_permissions.read" => config.default_permissions[2] = pattern(value)?,
+        "load_definitions" => config.load_definitions = Some(PathBuf::from(value)),
         "loopback_users" => match value {
             "none" => pending.loopback_none = true,
             _ => {
@@ -219,14 +238,23 @@ fn apply(
         "prometheus.enabled" => {
             set_http_enabled(&mut config.prometheus, value, PROMETHEUS_DEFAULT)?
         }
-        _ => match key.strip_prefix("loopback_users.") {
-            Some(user) if !user.is_empty() => {
+        _ => {
+            if let Some(user) = key
+                .strip_prefix("loopback_users.")
+                .filter(|u| !u.is_empty())
+            {
                 pending
                     .loopback
                     .push((user.to_string(), parse_bool(value)?));
+            } else if let Some(tag) = key
+                .strip_prefix("default_user_tags.")
+                .filter(|t| !t.is_empty())
+            {
+                pending.tags.push((tag.to_string(), parse_bool(value)?));
+            } else {
+                return Err("unknown key".into());
             }
-            _ => return Err("unknown key".into()),
-        },
+        }
     }
     Ok(())
 }
@@ -248,6 +276,17 @@ fn resolve(pending: Pending, config: &mut Config) -> Vec<String> {
         }
         config.loopback_users = users;
     }
+    // RabbitMQ: the default user's tags are those set to true, if any line sets one.
+    if !pending.tags.is_empty() {
+        let mut tags: Vec<String> = Vec::new();
+        for (tag, on) in pending.tags {
+            tags.retain(|t| *t != tag);
+            if on {
+                tags.push(tag);
+            }
+        }
+        config.default_user_tags = tags;
+    }
     // RabbitMQ ignores the absolute watermark when a relative one is set.
     match (pending.memory_relative, pending.memory_absolute) {
         (Some((ratio, _)), absolute) => {
@@ -265,6 +304,12 @@ fn resolve(pending: Pending, config: &mut Config) -> Vec<String> {
         (None, None) => {}
     }
     warnings
+}
+
+/// A permission pattern, refused here (with the line) if the broker could not compile it.
+fn pattern(value: &str) -> Result<String, String> {
+    crate::auth::PermissionPattern::new(value).map_err(|e| e.to_string())?;
+    Ok(value.to_string())
 }
 
 fn parse_bool(value: &str) -> Result<bool, String> {
@@ -514,6 +559,10 @@ mod tests {
             ("log.console = 1", "test.conf:1: log.console: "),
             ("heartbeat =", "test.conf:1: heartbeat: has no value"),
             ("heartbeat 10", "test.conf:1: expected 'key = value'"),
+            (
+                "default_pass hunter2",
+                "test.conf:1: expected 'key = value', found 'default_pass …'",
+            ),
             ("= 10", "test.conf:1: '' is not a key"),
             ("heart beat = 10", "test.conf:1: 'heart beat' is not a key"),
             (
@@ -616,6 +665,8 @@ mod tests {
                 "data_dir",
                 "loopback_users",
                 "loopback_users.NAME",
+                "default_user_tags.NAME",
+                "load_definitions",
                 "vm_memory_high_watermark.absolute",
             ];
             if !skip.contains(&key) {

@@ -195,6 +195,9 @@ pub const HTTP_NAME_REGEX_COMPILED_MAX_BYTES: usize = 1024 * 1024;
 pub const HTTP_CONNECTIONS_MAX: usize = 64;
 /// Bytes read from one HTTP connection per loop turn (AMQP's READ_BYTES_PER_TURN_MAX).
 pub const HTTP_READ_BYTES_PER_TURN_MAX: usize = 64 * 1024;
+/// Messages one POST /api/queues/../get takes (RabbitMQ takes any `count`; each is a body
+/// copied into the answer, so coney bounds it).
+pub const HTTP_GET_MESSAGES_MAX: u64 = 1000;
 /// HTTP connections served per loop turn; the others keep their place for the next turn, so
 /// many API clients at once add at most this many passes between two AMQP turns.
 pub const HTTP_SOCKETS_PER_TURN_MAX: usize = 4;

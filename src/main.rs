@@ -1,12 +1,18 @@
-//! Entry point: parses the command line, reads the config file, starts logging, checks the
-//! data dir, binds the listener, tells systemd it is ready and runs the reactor. Each way a
-//! start can fail has its own exit code (sysexits.h). No protocol or broker logic here.
+//! Entry point: parses the command line, reads the config file, starts logging, checks and
+//! locks the data dir, opens the broker (seeding a fresh data dir, importing load_definitions),
+//! binds the listener, tells systemd it is ready and runs the reactor; or, offline, exports or
+//! imports the data dir's definitions. Each way a start can fail has its own exit code
+//! (sysexits.h). No protocol or broker logic here.
 
+use coney::broker::Broker;
 use coney::config::{Config, Overrides};
+use coney::definitions::Definitions;
 use coney::reactor::Reactor;
 use coney::{config_file, logfile, notify};
 use getopts::{Matches, Options};
-use std::io::{self, Write};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -16,9 +22,15 @@ static GLOBAL: coney::alloc::CountingAlloc = coney::alloc::CountingAlloc;
 
 /// Exit codes that tell a service manager why a start failed (sysexits.h).
 const EXIT_USAGE: u8 = 64;
+const EXIT_DATA: u8 = 65;
 const EXIT_LISTEN: u8 = 69;
 const EXIT_CANT_CREATE: u8 = 73;
+const EXIT_IN_USE: u8 = 75;
 const EXIT_CONFIG: u8 = 78;
+
+/// Held (flock) by the process using a data dir, so a second broker or an offline import or
+/// export refuses it instead of writing under a running broker.
+const DATA_DIR_LOCK: &str = "coney.lock";
 
 fn options() -> Options {
     let mut opts = Options::new();
@@ -69,6 +81,18 @@ fn options() -> Options {
         "disk-free-limit",
         "block publishers while the data dir has less free space (default 50MB)",
         "BYTES",
+    );
+    opts.optopt(
+        "",
+        "export-definitions",
+        "write the data dir's definitions in RabbitMQ's JSON format to FILE ('-' for stdout) and exit; refused while a broker runs on the data dir",
+        "FILE",
+    );
+    opts.optopt(
+        "",
+        "import-definitions",
+        "import FILE (RabbitMQ's JSON format) into the data dir and exit; refused while a broker runs on the data dir",
+        "FILE",
     );
     opts.optopt(
         "",
@@ -143,6 +167,12 @@ fn main() -> ExitCode {
         .init();
     for w in &warnings {
         log::warn!("{w}");
+    }
+    if let Some(file) = m.opt_str("export-definitions") {
+        return export_definitions(&config, &file);
+    }
+    if let Some(file) = m.opt_str("import-definitions") {
+        return import_definitions(&config, Path::new(&file));
     }
     run(config)
 }
@@ -220,39 +250,160 @@ fn check_data_dir(dir: &Path) -> io::Result<()> {
     written.and(removed)
 }
 
-/// Reactor::bind binds the listener before it opens the store, so these kinds come from
-/// the bind (EACCES only for a privileged port); any other failure is the store's.
-fn is_listen_error(e: &io::Error, config: &Config) -> bool {
-    use io::ErrorKind::{AddrInUse, AddrNotAvailable, PermissionDenied};
-    match e.kind() {
-        AddrInUse | AddrNotAvailable => true,
-        PermissionDenied => config.listen.port() < 1024,
-        _ => false,
+/// Takes the data dir's lock; fails with WouldBlock while another process holds it.
+fn lock_data_dir(dir: &Path) -> io::Result<File> {
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(DATA_DIR_LOCK))?;
+    // SAFETY: flock on a descriptor this function owns; the lock lives as long as the file.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(file)
+}
+
+/// Checks and locks the data dir; logs why and returns the exit code if it cannot.
+fn claim_data_dir(config: &Config) -> Result<File, u8> {
+    let dir = &config.data_dir;
+    if let Err(e) = check_data_dir(dir) {
+        log::error!("data dir {} is not writable: {e}", dir.display());
+        return Err(EXIT_CANT_CREATE);
+    }
+    lock_data_dir(dir).map_err(|e| {
+        if e.kind() == io::ErrorKind::WouldBlock {
+            log::error!(
+                "data dir {} is in use by another coney (it holds {DATA_DIR_LOCK}); stop it first",
+                dir.display()
+            );
+            EXIT_IN_USE
+        } else {
+            log::error!("cannot lock the data dir {}: {e}", dir.display());
+            EXIT_CANT_CREATE
+        }
+    })
+}
+
+/// Reads a definitions file, at most the size a document may have.
+fn read_definitions(path: &Path) -> Result<Definitions, String> {
+    let max = coney::limits::DEFINITIONS_FILE_MAX_BYTES as u64;
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|f| f.take(max + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Definitions::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Opens the broker on the data dir: recovers it, seeds a fresh one with the configured
+/// defaults (unless definitions are loaded), then imports `load_definitions` when
+/// `load_definitions` is true and it is set.
+fn open_broker(config: &Config, load_definitions: bool) -> Result<Broker, u8> {
+    let defaults = config.default_data();
+    let mut broker = Broker::open(&config.data_dir, defaults.as_ref()).map_err(|e| {
+        log::error!(
+            "cannot open the message store in {}: {e}",
+            config.data_dir.display()
+        );
+        EXIT_CANT_CREATE
+    })?;
+    broker.set_loopback_users(config.loopback_users.clone());
+    if let (true, Some(path)) = (load_definitions, &config.load_definitions) {
+        let doc = read_definitions(path).map_err(|e| {
+            log::error!("load_definitions: {e}");
+            EXIT_CONFIG
+        })?;
+        broker.import_definitions(&doc, false).map_err(|e| {
+            log::error!("load_definitions: {}: {e}", path.display());
+            EXIT_CONFIG
+        })?;
+    }
+    Ok(broker)
+}
+
+/// `--export-definitions FILE`: the data dir's definitions as RabbitMQ's JSON, offline.
+fn export_definitions(config: &Config, file: &str) -> ExitCode {
+    let _lock = match claim_data_dir(config) {
+        Ok(l) => l,
+        Err(code) => return ExitCode::from(code),
+    };
+    let broker = match open_broker(config, false) {
+        Ok(b) => b,
+        Err(code) => return ExitCode::from(code),
+    };
+    let doc = match broker.export_definitions() {
+        Ok(d) => d,
+        Err(e) => {
+            log::error!("cannot export: {e}");
+            return ExitCode::from(EXIT_DATA);
+        }
+    };
+    let json = doc.to_json();
+    let written = if file == "-" {
+        io::stdout().write_all(json.as_bytes())
+    } else {
+        std::fs::write(file, json.as_bytes())
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("cannot write {file}: {e}");
+            ExitCode::from(EXIT_CANT_CREATE)
+        }
+    }
+}
+
+/// `--import-definitions FILE`: applies a definitions document to the data dir, offline, all
+/// or nothing (nothing is written if an entry is refused).
+fn import_definitions(config: &Config, file: &Path) -> ExitCode {
+    let _lock = match claim_data_dir(config) {
+        Ok(l) => l,
+        Err(code) => return ExitCode::from(code),
+    };
+    let doc = match read_definitions(file) {
+        Ok(d) => d,
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::from(EXIT_DATA);
+        }
+    };
+    let mut broker = match open_broker(config, false) {
+        Ok(b) => b,
+        Err(code) => return ExitCode::from(code),
+    };
+    if let Err(e) = broker.import_definitions(&doc, true) {
+        log::error!("{}: nothing imported: {e}", file.display());
+        return ExitCode::from(EXIT_DATA);
+    }
+    match broker.commit_turn().and_then(|()| broker.close_clean()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!(
+                "cannot write the data dir {}: {e}",
+                config.data_dir.display()
+            );
+            ExitCode::from(EXIT_CANT_CREATE)
+        }
     }
 }
 
 fn run(config: Config) -> ExitCode {
     coney::alloc::tune_malloc();
-    if let Err(e) = check_data_dir(&config.data_dir) {
-        log::error!(
-            "data dir {} is not writable: {e}",
-            config.data_dir.display()
-        );
-        return ExitCode::from(EXIT_CANT_CREATE);
-    }
+    let _lock = match claim_data_dir(&config) {
+        Ok(l) => l,
+        Err(code) => return ExitCode::from(code),
+    };
     raise_fd_limit();
-    let mut reactor = match Reactor::bind(config.clone()) {
+    let broker = match open_broker(&config, true) {
+        Ok(b) => b,
+        Err(code) => return ExitCode::from(code),
+    };
+    let mut reactor = match Reactor::bind(config.clone(), broker) {
         Ok(r) => r,
-        Err(e) if is_listen_error(&e, &config) => {
+        // The store is open already: what fails here is a listener (its error names it).
+        Err(e) => {
             log::error!("cannot listen: {e}");
             return ExitCode::from(EXIT_LISTEN);
-        }
-        Err(e) => {
-            log::error!(
-                "cannot open the message store in {}: {e}",
-                config.data_dir.display()
-            );
-            return ExitCode::from(EXIT_CANT_CREATE);
         }
     };
     let addr = reactor

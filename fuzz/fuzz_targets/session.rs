@@ -115,8 +115,11 @@ fn feed(c: &mut Conns, conn: usize, broker: &mut Broker, config: &Config, now: I
 }
 
 /// The reactor's `deliver_notices`: cancellations and direct replies reach their sessions.
+/// Nothing here deletes a vhost or a user, so no connection is forced closed.
 fn cancel_notices(c: &mut Conns, broker: &mut Broker) {
-    deliver_notices(broker, c);
+    let mut forced = Vec::new();
+    deliver_notices(broker, c, &mut forced);
+    assert!(forced.is_empty(), "no vhost or user is deleted here");
 }
 
 /// Every output byte must be whole, decodable frames within the negotiated limits. The peer

@@ -16,6 +16,7 @@ use crate::limits::{
 };
 use regex::bytes::{Regex, RegexBuilder};
 use std::fmt;
+use std::sync::OnceLock;
 
 /// Why a pattern was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,9 +71,21 @@ impl PermissionPattern {
         })
     }
 
-    /// A pattern matching every name (".*").
+    /// A pattern matching every name (".*"), compiled once per process (a clone shares it).
     pub fn everything() -> Self {
-        Self::new(".*").expect("'.*' compiles")
+        static EVERYTHING: OnceLock<PermissionPattern> = OnceLock::new();
+        EVERYTHING
+            .get_or_init(|| Self::new(".*").expect("'.*' compiles"))
+            .clone()
+    }
+
+    /// A pattern matching no name but the empty one ("", as RabbitMQ reads it: "^$"),
+    /// compiled once per process.
+    pub fn nothing() -> Self {
+        static NOTHING: OnceLock<PermissionPattern> = OnceLock::new();
+        NOTHING
+            .get_or_init(|| Self::new("").expect("'' compiles"))
+            .clone()
     }
 
     /// The pattern as it was set; "" stays "".

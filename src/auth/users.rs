@@ -452,7 +452,23 @@ impl AccessControl {
         vhost_connections: usize,
         user_connections: usize,
     ) -> Result<VhostGrant, Refusal> {
-        let user = self.users.get(username);
+        self.check_open(username, vhost, vhost_connections, user_connections)?;
+        self.grant(username, vhost)
+            .ok_or_else(|| Refusal::VhostAccess {
+                vhost: vhost.to_owned(),
+                user: username.to_owned(),
+            })
+    }
+
+    /// The refusals of `open_vhost`, without building the grant (whose holder may have one of
+    /// this generation already).
+    pub fn check_open(
+        &self,
+        username: &str,
+        vhost: &str,
+        vhost_connections: usize,
+        user_connections: usize,
+    ) -> Result<(), Refusal> {
         let Some(v) = self.vhosts.get(vhost) else {
             return Err(Refusal::VhostNotFound {
                 vhost: vhost.to_owned(),
@@ -465,6 +481,7 @@ impl AccessControl {
                 limit,
             });
         }
+        let user = self.users.get(username);
         let user_limits = user.map(|u| u.limits).unwrap_or_default();
         if let Some(limit) = user_limits.connections_exceeded(user_connections) {
             return Err(Refusal::UserConnectionLimit {
@@ -473,27 +490,106 @@ impl AccessControl {
             });
         }
         let key = (username.to_owned(), vhost.to_owned());
-        let (Some(user), Some(permission)) = (user, self.permissions.get(&key)) else {
+        if user.is_none() || !self.permissions.contains_key(&key) {
             return Err(Refusal::VhostAccess {
                 vhost: vhost.to_owned(),
                 user: username.to_owned(),
             });
-        };
-        let topics = self
-            .topic_permissions
-            .range((username.to_owned(), vhost.to_owned(), String::new())..)
-            .take_while(|((u, v, _), _)| u == username && v == vhost)
-            .map(|((_, _, x), p)| (x.clone(), p.clone()))
-            .collect();
-        Ok(VhostGrant::new(
+        }
+        Ok(())
+    }
+
+    /// The user's rights in the vhost at this generation; None if the user, the vhost or the
+    /// user's permission there does not exist.
+    pub fn grant(&self, username: &str, vhost: &str) -> Option<VhostGrant> {
+        let user = self.users.get(username)?;
+        let v = self.vhosts.get(vhost)?;
+        let permission = self
+            .permissions
+            .get(&(username.to_owned(), vhost.to_owned()))?;
+        Some(VhostGrant::new(
             user,
             v,
             permission.clone(),
-            topics,
+            self.topics_of(username, vhost),
             self.generation,
         ))
     }
+
+    /// The rights of a connection that stays open after its user's permission (or the user)
+    /// went: nothing is allowed, as in a permission of "" "" "". None if the vhost went.
+    pub fn grant_nothing(&self, username: &str, vhost: &str) -> Option<VhostGrant> {
+        let v = self.vhosts.get(vhost)?;
+        let nobody = User {
+            name: username.to_owned(),
+            password: PasswordHash::none(HashingAlgorithm::DEFAULT),
+            tags: Vec::new(),
+            limits: self
+                .users
+                .get(username)
+                .map(|u| u.limits)
+                .unwrap_or_default(),
+        };
+        let none = Permission {
+            configure: PermissionPattern::nothing(),
+            write: PermissionPattern::nothing(),
+            read: PermissionPattern::nothing(),
+        };
+        Some(VhostGrant::new(
+            &nobody,
+            v,
+            none,
+            Vec::new(),
+            self.generation,
+        ))
+    }
+
+    /// Every right in the vhost, for what the broker does itself (definitions import): the
+    /// acting user is RabbitMQ's "rmq-internal".
+    pub fn grant_internal(&self, vhost: &str) -> Option<VhostGrant> {
+        let v = self.vhosts.get(vhost)?;
+        let internal = User {
+            name: INTERNAL_USER.to_owned(),
+            password: PasswordHash::none(HashingAlgorithm::DEFAULT),
+            tags: vec![UserTag::Impersonator],
+            limits: UserLimits::default(),
+        };
+        let all = Permission {
+            configure: PermissionPattern::everything(),
+            write: PermissionPattern::everything(),
+            read: PermissionPattern::everything(),
+        };
+        Some(VhostGrant::new(
+            &internal,
+            v,
+            all,
+            Vec::new(),
+            self.generation,
+        ))
+    }
+
+    fn topics_of(&self, username: &str, vhost: &str) -> Vec<(String, TopicPermission)> {
+        self.topic_permissions
+            .range((username.to_owned(), vhost.to_owned(), String::new())..)
+            .take_while(|((u, v, _), _)| u == username && v == vhost)
+            .map(|((_, _, x), p)| (x.clone(), p.clone()))
+            .collect()
+    }
+
+    /// Whether there is nothing in the tables: a fresh node, which gets the default vhost and
+    /// user (RabbitMQ's `rabbit_table:needs_default_data`).
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.vhosts.is_empty() && self.permissions.is_empty()
+    }
+
+    /// The users that may log in only from a loopback address.
+    pub fn loopback_users(&self) -> &[String] {
+        &self.loopback_users
+    }
 }
+
+/// The acting user of what the broker does itself, named as in RabbitMQ's logs.
+pub const INTERNAL_USER: &str = "rmq-internal";
 
 #[cfg(test)]
 mod tests {

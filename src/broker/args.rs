@@ -4,7 +4,6 @@
 //! redeclare compares the arguments RabbitMQ compares. Unknown arguments are accepted and kept
 //! (RabbitMQ does the same). The raw table stays with the queue for equivalence and storage.
 
-use super::VHOST;
 use crate::error::{AmqpError, Show};
 use crate::protocol::{FieldTable, FieldValue, ReplyCode};
 use std::fmt::{self, Write};
@@ -209,16 +208,16 @@ impl fmt::Display for Val<'_> {
     }
 }
 
-fn invalid_arg(key: &str, queue: &[u8], detail: impl fmt::Display) -> AmqpError {
+fn invalid_arg(vhost: &str, key: &str, queue: &[u8], detail: impl fmt::Display) -> AmqpError {
     AmqpError::precondition(format_args!(
-        "invalid arg '{key}' for queue '{}' in vhost '{VHOST}': {detail}",
+        "invalid arg '{key}' for queue '{}' in vhost '{vhost}': {detail}",
         Show(queue)
     ))
 }
 
-fn not_for_type(key: &[u8], queue: &[u8], t: QueueType) -> AmqpError {
+fn not_for_type(vhost: &str, key: &[u8], queue: &[u8], t: QueueType) -> AmqpError {
     AmqpError::precondition(format_args!(
-        "invalid arg '{}' for queue '{}' in vhost '{VHOST}' of queue type {}",
+        "invalid arg '{}' for queue '{}' in vhost '{vhost}' of queue type {}",
         Show(key),
         Show(queue),
         t.module()
@@ -269,8 +268,9 @@ pub(crate) struct DeclaredFlags {
 impl QueueArgs {
     /// Checks a new queue's arguments in RabbitMQ 3.10's order (the dead-letter exchange's
     /// type; x-queue-type; each value the type takes; arguments of another type; what a quorum
-    /// queue refuses) and parses them.
+    /// queue refuses) and parses them. `vhost` is the queue's, for the error texts.
     pub(crate) fn declare(
+        vhost: &str,
         queue: &[u8],
         args: FieldTable<'_>,
         flags: DeclaredFlags,
@@ -278,7 +278,7 @@ impl QueueArgs {
         if let Some(v) = args.get(b"x-dead-letter-exchange") {
             if !matches!(v, FieldValue::LongStr(_)) {
                 return Err(AmqpError::precondition(format_args!(
-                    "invalid type '{}' for arg 'x-dead-letter-exchange' in queue '{}' in vhost '{VHOST}'",
+                    "invalid type '{}' for arg 'x-dead-letter-exchange' in queue '{}' in vhost '{vhost}'",
                     v.type_name(),
                     Show(queue)
                 )));
@@ -288,12 +288,12 @@ impl QueueArgs {
             Ok(t) => t,
             Err(Some(name)) => {
                 let detail = format!("unsupported queue type '{}'", Show(name));
-                return Err(invalid_arg("x-queue-type", queue, Quoted(&detail)));
+                return Err(invalid_arg(vhost, "x-queue-type", queue, Quoted(&detail)));
             }
             Err(None) => {
                 let v = args.get(b"x-queue-type").unwrap_or(FieldValue::Void);
                 let detail = format!("{{unacceptable_type,{}}}", v.type_name());
-                return Err(invalid_arg("x-queue-type", queue, detail));
+                return Err(invalid_arg(vhost, "x-queue-type", queue, detail));
             }
         };
         let taken = queue_type.arguments();
@@ -304,7 +304,7 @@ impl QueueArgs {
             if let Some(v) = args.get(key.as_bytes()) {
                 check_value(&v, check, args).map_err(|d| match d {
                     Detail::Crash => internal_error(),
-                    d => invalid_arg(key, queue, d),
+                    d => invalid_arg(vhost, key, queue, d),
                 })?;
             }
         }
@@ -312,11 +312,11 @@ impl QueueArgs {
             let known = |list: &[&str]| list.iter().any(|k| k.as_bytes() == key);
             let elsewhere = known(&CLASSIC_ARGS) || known(&QUORUM_ARGS) || known(&STREAM_ONLY_ARGS);
             if elsewhere && !known(taken) {
-                return Err(not_for_type(key, queue, queue_type));
+                return Err(not_for_type(vhost, key, queue, queue_type));
             }
         }
         if queue_type == QueueType::Quorum {
-            check_quorum_flags(queue, flags)?;
+            check_quorum_flags(vhost, queue, flags)?;
         }
         Ok(QueueArgs::parse(args))
     }
@@ -370,7 +370,7 @@ impl QueueArgs {
 }
 
 /// What quorum queues refuse among the declare flags, in RabbitMQ's order.
-fn check_quorum_flags(queue: &[u8], flags: DeclaredFlags) -> Result<(), AmqpError> {
+fn check_quorum_flags(vhost: &str, queue: &[u8], flags: DeclaredFlags) -> Result<(), AmqpError> {
     let property = if flags.auto_delete {
         "auto-delete"
     } else if flags.exclusive {
@@ -381,7 +381,7 @@ fn check_quorum_flags(queue: &[u8], flags: DeclaredFlags) -> Result<(), AmqpErro
         return Ok(());
     };
     Err(AmqpError::precondition(format_args!(
-        "invalid property '{property}' for queue '{}' in vhost '{VHOST}'",
+        "invalid property '{property}' for queue '{}' in vhost '{vhost}'",
         Show(queue)
     )))
 }
@@ -521,6 +521,7 @@ impl fmt::Display for Side<'_> {
 /// A redeclare: the arguments the queue's type takes must be equivalent to the current ones
 /// (x-queue-type "classic" and no x-queue-type are the same).
 pub(crate) fn check_equivalent(
+    vhost: &str,
     queue: &[u8],
     current: FieldTable<'_>,
     received: FieldTable<'_>,
@@ -542,7 +543,7 @@ pub(crate) fn check_equivalent(
         if !equal {
             let both = c.is_some() && r.is_some();
             return Err(AmqpError::precondition(format_args!(
-                "inequivalent arg '{key}' for queue '{}' in vhost '{VHOST}': received {} but current is {}",
+                "inequivalent arg '{key}' for queue '{}' in vhost '{vhost}': received {} but current is {}",
                 Show(queue),
                 Side(r.as_ref(), both),
                 Side(c.as_ref(), both)
@@ -577,7 +578,7 @@ mod tests {
 
     fn declare(raw: &[u8]) -> Result<QueueArgs, String> {
         let t = FieldTable::parse(raw).expect("table");
-        QueueArgs::declare(b"q", t, flags()).map_err(|e| e.text)
+        QueueArgs::declare("/", b"q", t, flags()).map_err(|e| e.text)
     }
 
     #[test]
@@ -638,8 +639,8 @@ mod tests {
         fn p(r: &[u8]) -> FieldTable<'_> {
             FieldTable::parse(r).expect("table")
         }
-        assert_eq!(check_equivalent(b"q", p(&a), p(&b)), Ok(()));
-        let e = check_equivalent(b"q", p(&a), p(&none)).expect_err("406");
+        assert_eq!(check_equivalent("/", b"q", p(&a), p(&b)), Ok(()));
+        let e = check_equivalent("/", b"q", p(&a), p(&none)).expect_err("406");
         assert_eq!(e.text, "PRECONDITION_FAILED - inequivalent arg 'x-max-length' for queue 'q' in vhost '/': received none but current is the value '10' of type 'long'");
     }
 }

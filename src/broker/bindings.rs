@@ -42,6 +42,11 @@ enum Side {
 }
 
 impl Bindings {
+    /// Whether exactly this binding exists.
+    pub(super) fn contains(&self, b: &Binding) -> bool {
+        self.index.contains_key(b)
+    }
+
     /// Adds a binding and routes through it; false if it existed already or its source is gone.
     pub(super) fn bind(
         &mut self,
@@ -66,10 +71,6 @@ impl Bindings {
         dests.push(slot);
         self.index.insert(b, slot);
         true
-    }
-
-    pub(super) fn contains(&self, b: &Binding) -> bool {
-        self.index.contains_key(b)
     }
 
     /// Removes a binding and its route; false if there was none.
@@ -193,7 +194,9 @@ mod tests {
     use super::*;
 
     fn exchange(r: &mut Registry<ExchangeId, Exchange>, kind: ExchangeKind) -> ExchangeId {
+        let mut vhosts: Registry<super::super::VhostId, ()> = Registry::default();
         r.insert(Exchange::new(
+            vhosts.insert(()),
             b"x"[..].into(),
             kind,
             false,

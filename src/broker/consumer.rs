@@ -4,7 +4,7 @@
 
 use super::handle::define_id;
 use super::queue::QueueId;
-use super::{not_found_queue, Broker, ConnId, Notice, VHOST};
+use super::{not_found_queue, Actor, Broker, ConnId, Notice};
 use crate::error::{AmqpError, Show};
 use crate::protocol::{FieldTable, FieldValue};
 
@@ -48,16 +48,24 @@ impl Consumer {
     pub(super) fn queue(&self) -> QueueId {
         self.queue
     }
+
+    pub(super) fn exclusive(&self) -> bool {
+        self.exclusive
+    }
+
+    pub(super) fn priority(&self) -> i64 {
+        self.priority
+    }
 }
 
 impl Broker {
-    /// basic.consume: subscribes `channel` of `conn` to `queue`; `channel_slot` is the
-    /// channel's own place for the consumer, given back with its deliveries. `args` may set
-    /// the consumer's priority (x-priority).
+    /// basic.consume: read permission, then subscribes `channel` of the actor's connection to
+    /// `queue`; `channel_slot` is the channel's own place for the consumer, given back with
+    /// its deliveries. `args` may set the consumer's priority (x-priority).
     #[allow(clippy::too_many_arguments)]
     pub fn add_consumer(
         &mut self,
-        conn: ConnId,
+        who: &Actor,
         channel: u16,
         channel_slot: u32,
         queue: &[u8],
@@ -65,15 +73,21 @@ impl Broker {
         exclusive: bool,
         args: FieldTable<'_>,
     ) -> Result<ConsumerId, AmqpError> {
-        let qid = self.queue_for(conn, queue)?;
-        let q = self.queues.get(qid).ok_or_else(|| not_found_queue(queue))?;
-        let priority = consumer_priority(args, &q.name)?;
+        who.grant().check_basic_consume(queue)?;
+        let qid = self.queue_for(who, queue)?;
+        let q = self
+            .queues
+            .get(qid)
+            .ok_or_else(|| not_found_queue(who.vhost_name(), queue))?;
+        let priority = consumer_priority(args, who.vhost_name(), &q.name)?;
         if !q.admits_consumer(exclusive) {
             return Err(AmqpError::access_refused(format_args!(
-                "queue '{}' in vhost '{VHOST}' in exclusive use",
-                Show(queue)
+                "queue '{}' in vhost '{}' in exclusive use",
+                Show(queue),
+                who.vhost_name()
             )));
         }
+        let conn = who.conn;
         let id = self.consumers.insert(Consumer {
             conn,
             channel,
@@ -147,10 +161,10 @@ impl Broker {
 /// The arguments of basic.consume RabbitMQ 3.10 checks, with its texts: x-priority (an
 /// integer of any width; default 0) and x-cancel-on-ha-failover (a boolean, without effect
 /// on a single node, where no mirror fails over). Others are accepted, as RabbitMQ does.
-fn consumer_priority(args: FieldTable<'_>, queue: &[u8]) -> Result<i64, AmqpError> {
+fn consumer_priority(args: FieldTable<'_>, vhost: &str, queue: &[u8]) -> Result<i64, AmqpError> {
     let invalid = |key: &str, detail: std::fmt::Arguments<'_>| {
         AmqpError::precondition(format_args!(
-            "invalid arg '{key}' for queue '{}' in vhost '{VHOST}': {detail}",
+            "invalid arg '{key}' for queue '{}' in vhost '{vhost}': {detail}",
             Show(queue)
         ))
     };

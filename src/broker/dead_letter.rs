@@ -70,7 +70,7 @@ impl Broker {
             .get(queue)
             .is_some_and(|q| q.args.dead_letter_exchange.is_some());
         if !has_dlx {
-            self.ack(message);
+            self.forget(message);
             return;
         }
         if self.dead_letters.pending.len() >= DEAD_LETTERS_PENDING_MAX {
@@ -80,7 +80,7 @@ impl Broker {
                 );
             }
             self.dead_letters.dropped += 1;
-            self.ack(message);
+            self.forget(message);
             return;
         }
         self.dead_letters.pending.push_back(Pending {
@@ -106,22 +106,27 @@ impl Broker {
     /// forget it. A missing exchange or queue drops it (RabbitMQ says nothing either).
     fn republish(&mut self, p: Pending) {
         let Some(q) = self.queues.get(p.queue) else {
-            self.ack(p.message);
+            self.forget(p.message);
             return;
         };
         let Some(dlx) = q.args.dead_letter_exchange.clone() else {
-            self.ack(p.message);
+            self.forget(p.message);
             return;
         };
         let dlrk = q.args.dead_letter_routing_key.clone();
         let queue_name = q.name.clone();
-        let Ok(root) = self.exchange_id(&dlx) else {
-            self.ack(p.message);
+        // The dead-letter exchange is looked up in the queue's own vhost.
+        let dlx_id = self
+            .vhosts
+            .get(q.vhost)
+            .and_then(|v| v.exchanges.get(&dlx[..]).copied());
+        let Some(root) = dlx_id else {
+            self.forget(p.message);
             return;
         };
         let old = p.message.message();
         let Ok(props) = BasicProperties::decode(old.properties()) else {
-            self.ack(p.message);
+            self.forget(p.message);
             return;
         };
         let death = Death {
@@ -159,6 +164,6 @@ impl Broker {
         self.put_route_dests(dests);
         self.hold_reached(&msg, new_headers, None);
         // After the dead letter's own record, so a crash cannot lose both.
-        self.ack(p.message);
+        self.forget(p.message);
     }
 }

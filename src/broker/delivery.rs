@@ -8,7 +8,7 @@ use super::consumer::{Consumer, ConsumerId};
 use super::dead_letter::Reason;
 use super::headers::with_delivery_count;
 use super::queue::{QueueId, QueuedMessage};
-use super::{not_found_queue, Broker, ConnId, VHOST};
+use super::{not_found_queue, Actor, Broker};
 use crate::error::{AmqpError, Show};
 use crate::limits::DELIVERIES_PER_QUEUE_PER_TURN_MAX;
 
@@ -107,8 +107,17 @@ impl Broker {
                 return;
             };
             let store = m.store();
+            let redelivered = m.redelivered();
             match sink.deliver(cid, c, id, m) {
                 Ok(()) => {
+                    let counters = &mut self.counters;
+                    counters.redeliver += u64::from(redelivered);
+                    if c.no_ack() {
+                        counters.deliver_no_ack += 1;
+                    } else {
+                        counters.deliver += 1;
+                        q.unacked += 1;
+                    }
                     if let (true, Some(r)) = (c.no_ack(), store) {
                         // Settled on delivery: the store forgets it now.
                         self.store.ack(r);
@@ -124,21 +133,26 @@ impl Broker {
         self.mark_ready(id);
     }
 
-    /// basic.get: takes the oldest message of `queue`, settled at once with `no_ack`. An
-    /// expired head is dropped first; if the turn's budget for that runs out, the answer is
-    /// get-empty and the rest expires in the next turns.
+    /// basic.get: read permission, then takes the oldest message of `queue`, settled at once
+    /// with `no_ack`. An expired head is dropped first; if the turn's budget for that runs
+    /// out, the answer is get-empty and the rest expires in the next turns.
     pub(crate) fn get(
         &mut self,
-        conn: ConnId,
+        who: &Actor,
         queue: &[u8],
         no_ack: bool,
     ) -> Result<Option<Got>, AmqpError> {
-        let id = self.queue_for(conn, queue)?;
-        let q = self.queues.get(id).ok_or_else(|| not_found_queue(queue))?;
+        who.grant().check_basic_get(queue)?;
+        let vhost = who.vhost_name();
+        let id = self.queue_for(who, queue)?;
+        let q = self
+            .queues
+            .get(id)
+            .ok_or_else(|| not_found_queue(vhost, queue))?;
         let may_expire = q.may_expire;
         if q.is_quorum() && q.args.single_active_consumer {
             return Err(AmqpError::resource_locked(format_args!(
-                "cannot obtain access to locked queue '{}' in vhost '{VHOST}'. basic.get operations are not supported by quorum queues with single active consumer",
+                "cannot obtain access to locked queue '{}' in vhost '{vhost}'. basic.get operations are not supported by quorum queues with single active consumer",
                 Show(queue)
             )));
         }
@@ -150,10 +164,17 @@ impl Broker {
         let q = self
             .queues
             .get_mut(id)
-            .ok_or_else(|| not_found_queue(queue))?;
+            .ok_or_else(|| not_found_queue(vhost, queue))?;
         let Some(mut message) = q.pop(&mut self.store) else {
             return Ok(None);
         };
+        self.counters.redeliver += u64::from(message.redelivered());
+        if no_ack {
+            self.counters.get_no_ack += 1;
+        } else {
+            self.counters.get += 1;
+            q.unacked += 1;
+        }
         if q.is_quorum() {
             // RabbitMQ 3.10 adds the header to every basic.get, 0 on a first delivery.
             let count = message.delivery_count();
@@ -173,8 +194,23 @@ impl Broker {
         }))
     }
 
-    /// Settles a delivered message for good (ack): its store record is acked.
-    pub(crate) fn ack(&mut self, m: QueuedMessage) {
+    /// Settles a delivered message of `queue` for good with basic.ack: its store record is
+    /// acked.
+    pub(crate) fn ack(&mut self, queue: QueueId, m: QueuedMessage) {
+        self.counters.ack += 1;
+        self.settled(queue);
+        self.forget(m);
+    }
+
+    /// A delivery of `queue` is no longer owed an ack (messages_unacknowledged).
+    fn settled(&mut self, queue: QueueId) {
+        if let Some(q) = self.queues.get_mut(queue) {
+            q.unacked = q.unacked.saturating_sub(1);
+        }
+    }
+
+    /// The store forgets a message that is gone (settled, or its queue deleted).
+    pub(super) fn forget(&mut self, m: QueuedMessage) {
         if let Some(r) = m.store() {
             self.store.ack(r);
         }
@@ -183,6 +219,7 @@ impl Broker {
     /// basic.reject or basic.nack without requeue: the message is dead-lettered if its queue
     /// has a dead-letter exchange, else dropped.
     pub(crate) fn reject(&mut self, queue: QueueId, m: QueuedMessage) {
+        self.settled(queue);
         self.dead_letter(queue, m, Reason::Rejected);
     }
 
@@ -190,8 +227,9 @@ impl Broker {
     /// message is gone too. A quorum queue dead-letters a message returned past its delivery
     /// limit; a queue over its length limit drops its head.
     pub(crate) fn requeue(&mut self, queue: QueueId, mut m: QueuedMessage) {
+        self.settled(queue);
         let Some(q) = self.queues.get_mut(queue) else {
-            self.ack(m);
+            self.forget(m);
             return;
         };
         if q.count_return(&mut m) {

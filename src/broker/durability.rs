@@ -1,21 +1,28 @@
-//! The broker's side of durability: handing each change of its durable definitions to the
-//! store as it happens, rebuilding itself from what the store recovered, committing each loop
-//! turn (the turn's definition changes and message records synced) and the clean stop. The
-//! store is reached only from the broker.
+//! The broker's side of durability: handing each change of its durable definitions (entities
+//! with their vhost, and the access tables) to the store as it happens, rebuilding itself from
+//! what the store recovered, committing each loop turn (the turn's definition changes and
+//! message records synced) and the clean stop. The store is reached only from the broker.
 
 use super::args::QueueArgs;
 use super::bindings::Binding;
 use super::exchange::{Destination, Exchange, ExchangeId, ExchangeKind, DELAYED_TYPE};
 use super::handle::Registry;
 use super::queue::{PagedRef, Queue, QueueId, NEVER};
-use super::Broker;
+use super::vhost::VhostState;
+use super::{Broker, DefaultData, VhostId};
+use crate::auth::{users::DEFAULT_VHOST_DESCRIPTION, AccessControl, Vhost};
+use crate::definitions::{import_access, Definitions as Document};
 use crate::protocol::{FieldTable, FieldValue};
 use crate::store::definitions::{BindingDef, BindingRef, DefChange, Definitions};
 use crate::store::{Location, Recovered, Recovery, Store, StoreRef};
-use log::{error, info};
+use log::{error, info, warn};
 use std::collections::HashMap;
 use std::io;
 use std::path::Path;
+
+fn invalid(what: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.to_string())
+}
 
 /// What a store number names at recovery.
 #[derive(Clone, Copy)]
@@ -34,16 +41,28 @@ struct HeldAtStop {
 
 impl Broker {
     /// Opens the store in `data_dir` and rebuilds the durable state it holds; the broker
-    /// writes to that store from now on.
-    pub(crate) fn open(data_dir: &Path) -> io::Result<Self> {
+    /// writes to that store from now on. A fresh node (no users, vhosts or permissions) is
+    /// seeded with `defaults` if given (RabbitMQ seeds nothing when definitions are to be
+    /// loaded at boot).
+    pub fn open(data_dir: &Path, defaults: Option<&DefaultData>) -> io::Result<Self> {
         let (store, recovery) = Store::open(data_dir)?;
         let r = &recovery.report;
         info!(
             "message store: {} segments, {} records, {} messages recovered, clean shutdown: {}, torn tail: {} bytes, damaged records: {}",
             r.segments, r.records, r.messages, r.clean_shutdown, r.truncated_bytes, r.corrupt_records
         );
-        let mut b = Broker::new();
+        let mut b = Broker::empty();
         b.store = store;
+        if let Some(json) = &recovery.definitions.access {
+            b.recover_access(json)?;
+        }
+        if let (true, Some(d)) = (b.needs_default_data(), defaults) {
+            info!(
+                "seeding the default vhost '{}' and user '{}'",
+                d.vhost, d.user
+            );
+            b.insert_default_data(d).map_err(invalid)?;
+        }
         b.recover(recovery)?;
         Ok(b)
     }
@@ -53,7 +72,7 @@ impl Broker {
     /// records. Then a bounded slice of the store's background work (compaction, definitions
     /// snapshot). `Err` means something may not be on disk, so the turn's confirms must be
     /// nacks.
-    pub(crate) fn commit_turn(&mut self) -> io::Result<()> {
+    pub fn commit_turn(&mut self) -> io::Result<()> {
         let mut result = Ok(());
         if self.store.has_unsynced() {
             if let Err(e) = self.store.sync() {
@@ -73,7 +92,7 @@ impl Broker {
 
     /// Clean stop: routes the dead letters still waiting, records which queued messages were
     /// delivered before, then marks the store clean.
-    pub(crate) fn close_clean(&mut self) -> io::Result<()> {
+    pub fn close_clean(&mut self) -> io::Result<()> {
         // Dead letters still waiting are routed now (their sources are acked after them), so
         // they do not come back to their source queues at the next start.
         self.budget = usize::MAX;
@@ -85,15 +104,57 @@ impl Broker {
         self.store.close_clean(&refs)
     }
 
-    /// Rebuilds durable state from what the store recovered. Leases (x-expires) start again
-    /// now, as RabbitMQ's do at node start; message deadlines are kept.
+    /// Hands the whole access tables to the store after a change to them: changes are rare and
+    /// the tables small, and one record in RabbitMQ's format is read back with the code that
+    /// imports definitions files.
+    pub(super) fn record_access(&mut self) {
+        if !self.store.enabled() {
+            return;
+        }
+        let mut doc = Document::default();
+        self.export_access(&mut doc);
+        self.store
+            .record(DefChange::Access(doc.to_json().as_bytes()));
+    }
+
+    /// The users, vhosts and permissions saved with the definitions.
+    fn recover_access(&mut self, json: &[u8]) -> io::Result<()> {
+        let doc = Document::parse(json).map_err(|e| invalid(format!("access tables: {e}")))?;
+        let ac = import_access(&doc, &AccessControl::new())
+            .map_err(|e| invalid(format!("access tables: {e}")))?;
+        self.install_access(ac);
+        Ok(())
+    }
+
+    /// The vhost a recovered entity belongs to. One missing from the access tables (a data
+    /// dir written before coney had vhosts, whose entities are all in "/") is created.
+    fn recovered_vhost(&mut self, name: &[u8]) -> Option<VhostId> {
+        let name = std::str::from_utf8(name).ok()?;
+        if let Some(id) = self.vhost_id(name) {
+            return Some(id);
+        }
+        warn!("recovered entities of vhost '{name}', which is not among the vhosts: creating it");
+        let mut v = Vhost::new(name);
+        if name == "/" {
+            v.description = DEFAULT_VHOST_DESCRIPTION.to_owned();
+        }
+        Some(self.add_vhost(v))
+    }
+
+    /// Rebuilds durable state from what the store recovered, each entity in its vhost.
+    /// Leases (x-expires) start again now, as RabbitMQ's do at node start; message deadlines
+    /// are kept.
     fn recover(&mut self, r: Recovery) -> io::Result<()> {
         let d = r.definitions;
         self.next_queue_store_id = d.next_queue_id.max(1);
         let mut owners = self.recover_exchanges(&d);
         for qd in &d.queues {
+            let Some(vhost) = self.recovered_vhost(&qd.vhost) else {
+                continue;
+            };
             let args = QueueArgs::parse(FieldTable::parse(&qd.arguments).unwrap_or_default());
             let mut q = Queue::new(
+                vhost,
                 qd.name.clone().into(),
                 true,
                 qd.auto_delete,
@@ -109,7 +170,11 @@ impl Broker {
             let id = self.insert_queue(q);
             owners.insert(qd.store_id, Owner::Queue(id));
         }
-        self.recover_bindings(&d.bindings);
+        for b in &d.bindings {
+            if let Some(binding) = self.recovered_binding(b) {
+                self.bindings.bind(&mut self.exchanges, binding);
+            }
+        }
         let held = self.recover_messages(&owners)?;
         for h in held {
             let r = StoreRef::at(h.loc, h.store_id);
@@ -132,8 +197,8 @@ impl Broker {
         Ok(())
     }
 
-    /// Recreates the durable exchanges (a delayed exchange with the store number it holds
-    /// messages under); returns those store numbers.
+    /// Recreates the durable exchanges, each in its vhost (a delayed exchange with the store
+    /// number it holds messages under); returns those store numbers.
     fn recover_exchanges(&mut self, d: &Definitions) -> HashMap<u32, Owner> {
         let mut owners = HashMap::new();
         for x in &d.exchanges {
@@ -143,13 +208,18 @@ impl Broker {
                 Some(FieldValue::LongStr(t)) if delayed => ExchangeKind::parse(t),
                 _ => ExchangeKind::parse(&x.kind),
             };
-            let Some(kind) = kind else {
+            let (Some(kind), Some(vhost)) = (kind, self.recovered_vhost(&x.vhost)) else {
                 continue;
             };
-            if self.exchange_names.contains_key(&x.name[..]) {
+            let exists = self
+                .vhosts
+                .get(vhost)
+                .is_some_and(|v| v.exchanges.contains_key(&x.name[..]));
+            if exists {
                 continue;
             }
             let mut e = Exchange::new(
+                vhost,
                 x.name.clone().into(),
                 kind,
                 true,
@@ -161,7 +231,7 @@ impl Broker {
             e.delayed_store_id = d
                 .delayed_exchanges
                 .iter()
-                .find(|de| delayed && de.exchange == x.name)
+                .find(|de| delayed && de.exchange == x.name && de.vhost == x.vhost)
                 .map(|de| de.store_id);
             let store_id = e.delayed_store_id;
             let id = self.insert_exchange(e);
@@ -171,32 +241,6 @@ impl Broker {
             }
         }
         owners
-    }
-
-    fn recover_bindings(&mut self, bindings: &[BindingDef]) {
-        for b in bindings {
-            let Ok(source) = self.exchange_id(&b.source) else {
-                continue;
-            };
-            let dest = if b.to_exchange {
-                match self.exchange_id(&b.destination) {
-                    Ok(e) => Destination::Exchange(e),
-                    Err(_) => continue,
-                }
-            } else {
-                match self.queue_names.get(&b.destination[..]) {
-                    Some(&q) => Destination::Queue(q),
-                    None => continue,
-                }
-            };
-            let binding = Binding {
-                source,
-                dest,
-                key: b.key.clone().into(),
-                args: b.arguments.clone().into(),
-            };
-            self.bindings.bind(&mut self.exchanges, binding);
-        }
     }
 
     /// Puts every recovered message back where it was: on disk in its queue (in its
@@ -241,18 +285,41 @@ impl Broker {
         })?;
         Ok(held)
     }
+
+    /// A saved binding between entities that were recovered.
+    fn recovered_binding(&self, b: &BindingDef) -> Option<Binding> {
+        let vhost = self
+            .vhosts
+            .get(self.vhost_id(std::str::from_utf8(&b.vhost).ok()?)?)?;
+        let source = *vhost.exchanges.get(&b.source[..])?;
+        let dest = if b.to_exchange {
+            Destination::Exchange(*vhost.exchanges.get(&b.destination[..])?)
+        } else {
+            Destination::Queue(*vhost.queues.get(&b.destination[..])?)
+        };
+        Some(Binding {
+            source,
+            dest,
+            key: b.key.clone().into(),
+            args: b.arguments.clone().into(),
+        })
+    }
 }
 
 /// Hands a binding or unbinding to the store if both its ends are durable (a binding to a
 /// transient entity dies with it, so it is never saved).
 pub(super) fn record_binding(
     store: &mut Store,
+    vhosts: &Registry<VhostId, VhostState>,
     exchanges: &Registry<ExchangeId, Exchange>,
     queues: &Registry<QueueId, Queue>,
     bound: bool,
     b: &Binding,
 ) {
     let Some(source) = exchanges.get(b.source).filter(|x| x.durable) else {
+        return;
+    };
+    let Some(vhost) = vhosts.get(source.vhost) else {
         return;
     };
     let (to_exchange, destination) = match b.dest {
@@ -266,6 +333,7 @@ pub(super) fn record_binding(
         },
     };
     let r = BindingRef {
+        vhost: vhost.name.as_bytes(),
         source: &source.name,
         to_exchange,
         destination,

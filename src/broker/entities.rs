@@ -1,7 +1,8 @@
 //! The entity verbs sessions call: exchange and queue declare and delete, bind and unbind,
-//! purge, and what a closed connection takes with it. Each checks what RabbitMQ checks and
-//! fails with its reply code and text; deleting cascades (bindings, auto-delete exchanges,
-//! consumers cancelled through notices).
+//! purge, and what a closed connection takes with it. Each acts in the actor's vhost, checks
+//! what RabbitMQ checks — permissions (`VhostGrant`) among the existence and equivalence checks,
+//! in RabbitMQ's order — and fails with its reply code and text; deleting cascades (bindings,
+//! auto-delete exchanges, consumers cancelled through notices).
 
 use super::args::{self, DeclaredFlags, QueueArgs};
 use super::bindings::Binding;
@@ -11,7 +12,8 @@ use super::exchange::{
     DELAYED_TYPE,
 };
 use super::queue::{Queue, QueueId};
-use super::{not_found_exchange, not_found_queue, Broker, ConnId, VHOST};
+use super::{not_found_exchange, not_found_queue, Actor, Broker, ConnId};
+use crate::auth::{Resource, ResourceKind, SourceExchange};
 use crate::error::{AmqpError, Show};
 use crate::protocol::{FieldTable, FieldValue, ReplyCode};
 use crate::store::definitions::DefChange;
@@ -44,6 +46,7 @@ pub(crate) struct ExchangeFlags {
 }
 
 fn inequivalent(
+    vhost: &str,
     arg: &str,
     kind: &str,
     name: &[u8],
@@ -51,7 +54,7 @@ fn inequivalent(
     current: impl std::fmt::Display,
 ) -> AmqpError {
     AmqpError::precondition(format_args!(
-        "inequivalent arg '{arg}' for {kind} '{}' in vhost '{VHOST}': received '{received}' but current is '{current}'",
+        "inequivalent arg '{arg}' for {kind} '{}' in vhost '{vhost}': received '{received}' but current is '{current}'",
         Show(name)
     ))
 }
@@ -79,9 +82,9 @@ fn delayed_type(args: FieldTable<'_>) -> Result<ExchangeKind, AmqpError> {
     }
 }
 
-pub(super) fn internal_exchange_refused(name: &[u8]) -> AmqpError {
+pub(super) fn internal_exchange_refused(vhost: &str, name: &[u8]) -> AmqpError {
     AmqpError::access_refused(format_args!(
-        "cannot publish to internal exchange '{}' in vhost '{VHOST}'",
+        "cannot publish to internal exchange '{}' in vhost '{vhost}'",
         Show(name)
     ))
 }
@@ -90,9 +93,16 @@ fn default_exchange_refused() -> AmqpError {
     AmqpError::access_refused("operation not permitted on the default exchange")
 }
 
-fn queue_locked(name: &[u8]) -> AmqpError {
+fn reserved_name(kind: &str, name: &[u8]) -> AmqpError {
+    AmqpError::access_refused(format_args!(
+        "{kind} name '{}' contains reserved prefix 'amq.*'",
+        Show(name)
+    ))
+}
+
+fn queue_locked(vhost: &str, name: &[u8]) -> AmqpError {
     AmqpError::resource_locked(format_args!(
-        "cannot obtain exclusive access to locked queue '{}' in vhost '{VHOST}'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
+        "cannot obtain exclusive access to locked queue '{}' in vhost '{vhost}'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
         Show(name)
     ))
 }
@@ -140,34 +150,34 @@ impl std::fmt::Display for ArgValue<'_> {
     }
 }
 
+/// A long-string argument (alternate-exchange, x-dead-letter-exchange), for the permission
+/// check RabbitMQ makes on it. Other types are for the argument checks to refuse.
+fn string_arg<'a>(args: FieldTable<'a>, key: &[u8]) -> Option<&'a [u8]> {
+    match args.get(key) {
+        Some(FieldValue::LongStr(s)) => Some(s),
+        _ => None,
+    }
+}
+
 impl Broker {
     // ---- exchanges -------------------------------------------------------------------------
 
-    pub(super) fn exchange_id(&self, name: &[u8]) -> Result<ExchangeId, AmqpError> {
-        self.exchange_names
+    /// The exchange `name` in the actor's vhost (404 if there is none).
+    pub(super) fn exchange_id(&self, who: &Actor, name: &[u8]) -> Result<ExchangeId, AmqpError> {
+        self.names(who)?
+            .exchanges
             .get(name)
             .copied()
-            .ok_or_else(|| not_found_exchange(name))
+            .ok_or_else(|| not_found_exchange(who.vhost_name(), name))
     }
 
-    /// Whether a publish to `exchange` can be routed later (a transaction checks at publish
-    /// time, as RabbitMQ does): the default exchange, or one that exists and is not internal.
-    pub(crate) fn check_exchange(&self, exchange: &[u8]) -> Result<(), AmqpError> {
-        if exchange.is_empty() {
-            return Ok(());
-        }
-        let id = self.exchange_id(exchange)?;
-        if self.exchanges.get(id).is_some_and(|x| x.internal) {
-            return Err(internal_exchange_refused(exchange));
-        }
-        Ok(())
-    }
-
-    /// exchange.declare, with RabbitMQ's order of checks: passive looks the name up (the
-    /// default exchange is refused either way); otherwise the type must be known, the name not
-    /// the default exchange, and an existing exchange equivalent.
+    /// exchange.declare, in RabbitMQ's order: passive is a lookup (not of the default
+    /// exchange); otherwise the type, the default exchange, configure permission, then
+    /// equivalence with an existing exchange (type, flags, alternate-exchange) or, for a new
+    /// one, the reserved prefix and the alternate exchange's type and permissions.
     pub(crate) fn declare_exchange(
         &mut self,
+        who: &Actor,
         name: &[u8],
         kind: &[u8],
         flags: ExchangeFlags,
@@ -177,7 +187,7 @@ impl Broker {
             if name.is_empty() {
                 return Err(default_exchange_refused());
             }
-            return self.exchange_id(name).map(|_| ());
+            return self.exchange_id(who, name).map(|_| ());
         }
         let delayed = kind == DELAYED_TYPE.as_bytes();
         if !delayed {
@@ -186,23 +196,23 @@ impl Broker {
         if name.is_empty() {
             return Err(default_exchange_refused());
         }
-        if let Some(&id) = self.exchange_names.get(name) {
-            return self.redeclare_exchange(id, name, kind, flags, args);
+        who.grant().check_exchange_declare(name)?;
+        if let Some(&id) = self.names(who)?.exchanges.get(name) {
+            return self.check_exchange_equivalent(who, id, name, kind, flags, args);
         }
         if name.starts_with(b"amq.") {
-            return Err(AmqpError::access_refused(format_args!(
-                "exchange name '{}' contains reserved prefix 'amq.*'",
-                Show(name)
-            )));
+            return Err(reserved_name("exchange", name));
         }
         match args.get(ALTERNATE_EXCHANGE) {
-            None | Some(FieldValue::LongStr(_)) => {}
+            None => {}
+            Some(FieldValue::LongStr(ae)) => who.grant().check_alternate_exchange(name, ae)?,
             Some(other) => {
                 return Err(AmqpError::precondition(format_args!(
-                    "invalid type '{}' for arg '{}' in exchange '{}' in vhost '{VHOST}'",
+                    "invalid type '{}' for arg '{}' in exchange '{}' in vhost '{}'",
                     other.type_name(),
                     Show(ALTERNATE_EXCHANGE),
-                    Show(name)
+                    Show(name),
+                    who.vhost_name()
                 )))
             }
         }
@@ -213,6 +223,7 @@ impl Broker {
             known_kind(kind)?
         };
         let mut x = Exchange::new(
+            who.vhost,
             name.into(),
             routing_kind,
             flags.durable,
@@ -230,6 +241,7 @@ impl Broker {
         self.insert_exchange(x);
         if flags.durable {
             self.store.record(DefChange::exchange(
+                who.vhost_name().as_bytes(),
                 name,
                 kind,
                 flags.auto_delete,
@@ -238,27 +250,39 @@ impl Broker {
             ));
         }
         if let Some(store_id) = delayed_store_id {
-            self.store
-                .record(DefChange::DelayedExchange { name, store_id });
+            self.store.record(DefChange::DelayedExchange {
+                vhost: who.vhost_name().as_bytes(),
+                name,
+                store_id,
+            });
         }
         Ok(())
     }
 
     /// exchange.declare of an existing exchange: the same type, flags and compared arguments.
-    fn redeclare_exchange(
+    fn check_exchange_equivalent(
         &self,
+        who: &Actor,
         id: ExchangeId,
         name: &[u8],
         kind: &[u8],
         flags: ExchangeFlags,
         args: FieldTable<'_>,
     ) -> Result<(), AmqpError> {
+        let vhost = who.vhost_name();
         let Some(x) = self.exchanges.get(id) else {
-            return Err(not_found_exchange(name));
+            return Err(not_found_exchange(vhost, name));
         };
         let current = x.type_name();
         if current.as_bytes() != kind {
-            return Err(inequivalent("type", "exchange", name, Show(kind), current));
+            return Err(inequivalent(
+                vhost,
+                "type",
+                "exchange",
+                name,
+                Show(kind),
+                current,
+            ));
         }
         let flags_now = [
             ("durable", flags.durable, x.durable),
@@ -266,25 +290,25 @@ impl Broker {
             ("internal", flags.internal, x.internal),
         ];
         if let Some((arg, received, current)) = flags_now.into_iter().find(|(_, r, c)| r != c) {
-            return Err(inequivalent(arg, "exchange", name, received, current));
+            return Err(inequivalent(
+                vhost, arg, "exchange", name, received, current,
+            ));
         }
         let current = FieldTable::parse(&x.arguments).unwrap_or_default();
         for key in COMPARED_ARGUMENTS {
             let (received, current) = (args.get(key), current.get(key));
             if !equivalent_values(received, current) {
                 let typed = received.is_none() || current.is_none();
-                let (received, current) = (
-                    ArgValue {
-                        value: received,
-                        typed,
-                    },
-                    ArgValue {
-                        value: current,
-                        typed,
-                    },
-                );
+                let received = ArgValue {
+                    value: received,
+                    typed,
+                };
+                let current = ArgValue {
+                    value: current,
+                    typed,
+                };
                 return Err(AmqpError::precondition(format_args!(
-                    "inequivalent arg '{}' for exchange '{}' in vhost '{VHOST}': received {} but current is {}",
+                    "inequivalent arg '{}' for exchange '{}' in vhost '{vhost}': received {} but current is {}",
                     Show(key),
                     Show(name),
                     received,
@@ -295,34 +319,42 @@ impl Broker {
         Ok(())
     }
 
+    /// Records a new exchange under its name in its vhost.
     pub(super) fn insert_exchange(&mut self, x: Exchange) -> ExchangeId {
-        let name = x.name.clone();
+        let (vhost, name) = (x.vhost, x.name.clone());
         let id = self.exchanges.insert(x);
-        self.exchange_names.insert(name, id);
+        if let Some(v) = self.names_mut(vhost) {
+            v.exchanges.insert(name, id);
+        }
         id
     }
 
+    /// exchange.delete: the default exchange and `amq.` ones are refused, then configure
+    /// permission, then existence (a missing exchange is deleted already) and if-unused.
     pub(crate) fn delete_exchange(
         &mut self,
+        who: &Actor,
         name: &[u8],
         if_unused: bool,
     ) -> Result<(), AmqpError> {
+        let vhost = who.vhost_name();
         if name.is_empty() {
             return Err(default_exchange_refused());
         }
         if name.starts_with(b"amq.") {
             return Err(AmqpError::access_refused(format_args!(
-                "deletion of system exchange '{}' in vhost '{VHOST}' not allowed",
+                "deletion of system exchange '{}' in vhost '{vhost}' not allowed",
                 Show(name)
             )));
         }
-        let Some(&id) = self.exchange_names.get(name) else {
+        who.grant().check_exchange_delete(name)?;
+        let Some(&id) = self.names(who)?.exchanges.get(name) else {
             // Deleting a missing exchange succeeds (RabbitMQ 3.x).
             return Ok(());
         };
         if if_unused && self.bindings.has_source(id) {
             return Err(AmqpError::precondition(format_args!(
-                "exchange '{}' in vhost '{VHOST}' in use",
+                "exchange '{}' in vhost '{vhost}' in use",
                 Show(name)
             )));
         }
@@ -332,15 +364,19 @@ impl Broker {
 
     /// Deletes an exchange with the bindings from and to it; sources left without bindings
     /// go too if they are auto-delete.
-    fn remove_exchange(&mut self, id: ExchangeId) {
+    pub(super) fn remove_exchange(&mut self, id: ExchangeId) {
         let Some(x) = self.exchanges.remove(id) else {
             return;
         };
-        self.exchange_names.remove(&x.name);
-        if x.durable {
-            // The store drops the bindings from and to a deleted exchange with it.
-            self.store
-                .record(DefChange::ExchangeDeleted { name: &x.name });
+        if let Some(v) = self.vhosts.get_mut(x.vhost) {
+            v.exchanges.remove(&x.name);
+            if x.durable {
+                // The store drops the bindings from and to a deleted exchange with it.
+                self.store.record(DefChange::ExchangeDeleted {
+                    vhost: v.name.as_bytes(),
+                    name: &x.name,
+                });
+            }
         }
         self.bindings.remove_from(id);
         let mut sources = Vec::new();
@@ -360,12 +396,64 @@ impl Broker {
         }
     }
 
-    /// The source exchange of exchange.bind / queue.bind and their unbinds.
-    fn source_for_binding(&self, exchange: &[u8]) -> Result<ExchangeId, AmqpError> {
-        if exchange.is_empty() {
-            return Err(default_exchange_refused());
+    /// The checks of every (un)bind, in RabbitMQ's order (`binding_action`): the permissions
+    /// (write on the destination, neither end the default exchange, read on the source, topic
+    /// read on the key if the source is a topic exchange), then the source exists, then the
+    /// destination exists and (a queue) is not another connection's exclusive queue. An unbind
+    /// is idempotent as in RabbitMQ 3.10: None when an end is missing, and the exclusive lock
+    /// matters only if the binding exists.
+    fn binding_for(
+        &self,
+        who: &Actor,
+        destination: Resource<'_>,
+        source: &[u8],
+        key: &[u8],
+        args: FieldTable<'_>,
+        unbinding: bool,
+    ) -> Result<Option<Binding>, AmqpError> {
+        let vhost = who.vhost_name();
+        let names = self.names(who)?;
+        let source_id = names.exchanges.get(source).copied();
+        let source_kind = match source_id.and_then(|id| self.exchanges.get(id)) {
+            None => SourceExchange::Absent,
+            Some(x) if x.kind() == ExchangeKind::Topic => SourceExchange::Topic,
+            Some(_) => SourceExchange::NotTopic,
+        };
+        who.grant()
+            .check_bind(destination, source, key, source_kind)?;
+        let dest = match destination.kind {
+            ResourceKind::Queue => names
+                .queues
+                .get(destination.name)
+                .map(|&q| Destination::Queue(q)),
+            ResourceKind::Exchange => names
+                .exchanges
+                .get(destination.name)
+                .map(|&x| Destination::Exchange(x)),
+        };
+        let (source, dest) = match (source_id, dest) {
+            (Some(s), Some(d)) => (s, d),
+            _ if unbinding => return Ok(None),
+            (None, _) => return Err(not_found_exchange(vhost, source)),
+            (Some(_), None) => {
+                return Err(match destination.kind {
+                    ResourceKind::Queue => not_found_queue(vhost, destination.name),
+                    ResourceKind::Exchange => not_found_exchange(vhost, destination.name),
+                })
+            }
+        };
+        let b = Binding {
+            source,
+            dest,
+            key: key.into(),
+            args: args.raw().into(),
+        };
+        if let Destination::Queue(_) = dest {
+            if !unbinding || self.bindings.contains(&b) {
+                self.queue_for(who, destination.name)?;
+            }
         }
-        self.exchange_id(exchange)
+        Ok(Some(b))
     }
 
     /// Adds a binding; the store saves it if both its ends are durable.
@@ -378,165 +466,156 @@ impl Broker {
                 key,
                 args,
             };
-            record_binding(&mut self.store, &self.exchanges, &self.queues, true, &b);
+            let (exchanges, queues) = (&self.exchanges, &self.queues);
+            record_binding(&mut self.store, &self.vhosts, exchanges, queues, true, &b);
         }
     }
 
     /// Removes a binding; its source goes if it is auto-delete and now unused.
     fn unbind(&mut self, b: &Binding) {
         if self.bindings.unbind(&mut self.exchanges, b) {
-            record_binding(&mut self.store, &self.exchanges, &self.queues, false, b);
+            let (exchanges, queues) = (&self.exchanges, &self.queues);
+            record_binding(&mut self.store, &self.vhosts, exchanges, queues, false, b);
             self.auto_delete_exchanges(&[b.source]);
         }
     }
 
     pub fn bind_queue(
         &mut self,
-        conn: ConnId,
+        who: &Actor,
         queue: &[u8],
         exchange: &[u8],
         key: &[u8],
         args: FieldTable<'_>,
     ) -> Result<(), AmqpError> {
-        let q = self.queue_for(conn, queue)?;
-        let source = self.source_for_binding(exchange)?;
-        self.bind(Binding {
-            source,
-            dest: Destination::Queue(q),
-            key: key.into(),
-            args: args.raw().into(),
-        });
+        let dest = Resource {
+            kind: ResourceKind::Queue,
+            name: queue,
+        };
+        if let Some(b) = self.binding_for(who, dest, exchange, key, args, false)? {
+            self.bind(b);
+        }
         Ok(())
     }
 
-    /// queue.unbind. Unbinding is idempotent (RabbitMQ 3.10): a binding that does not exist,
-    /// because its queue or exchange is gone or it was never made, is already unbound; the
-    /// exclusive-queue lock applies only to a binding that exists.
     pub(crate) fn unbind_queue(
         &mut self,
-        conn: ConnId,
+        who: &Actor,
         queue: &[u8],
         exchange: &[u8],
         key: &[u8],
         args: FieldTable<'_>,
     ) -> Result<(), AmqpError> {
-        let source = self.source_for_unbinding(exchange)?;
-        let (Some(source), Some(&q)) = (source, self.queue_names.get(queue)) else {
-            return Ok(());
+        let dest = Resource {
+            kind: ResourceKind::Queue,
+            name: queue,
         };
-        let b = Binding {
-            source,
-            dest: Destination::Queue(q),
-            key: key.into(),
-            args: args.raw().into(),
-        };
-        if self.bindings.contains(&b) {
-            self.queue_for(conn, queue)?;
+        if let Some(b) = self.binding_for(who, dest, exchange, key, args, true)? {
             self.unbind(&b);
         }
         Ok(())
     }
 
-    /// The source exchange of an unbind: the default exchange is refused, a missing one is
-    /// `None` (nothing to unbind).
-    fn source_for_unbinding(&self, exchange: &[u8]) -> Result<Option<ExchangeId>, AmqpError> {
-        if exchange.is_empty() {
-            return Err(default_exchange_refused());
-        }
-        Ok(self.exchange_names.get(exchange).copied())
-    }
-
     pub(crate) fn bind_exchange(
         &mut self,
+        who: &Actor,
         destination: &[u8],
         source: &[u8],
         key: &[u8],
         args: FieldTable<'_>,
     ) -> Result<(), AmqpError> {
-        let source = self.source_for_binding(source)?;
-        let d = self.source_for_binding(destination)?;
-        self.bind(Binding {
-            source,
-            dest: Destination::Exchange(d),
-            key: key.into(),
-            args: args.raw().into(),
-        });
+        let dest = Resource {
+            kind: ResourceKind::Exchange,
+            name: destination,
+        };
+        if let Some(b) = self.binding_for(who, dest, source, key, args, false)? {
+            self.bind(b);
+        }
         Ok(())
     }
 
-    /// exchange.unbind; idempotent as queue.unbind is.
     pub(crate) fn unbind_exchange(
         &mut self,
+        who: &Actor,
         destination: &[u8],
         source: &[u8],
         key: &[u8],
         args: FieldTable<'_>,
     ) -> Result<(), AmqpError> {
-        let source = self.source_for_unbinding(source)?;
-        let d = self.source_for_unbinding(destination)?;
-        let (Some(source), Some(d)) = (source, d) else {
-            return Ok(());
+        let dest = Resource {
+            kind: ResourceKind::Exchange,
+            name: destination,
         };
-        self.unbind(&Binding {
-            source,
-            dest: Destination::Exchange(d),
-            key: key.into(),
-            args: args.raw().into(),
-        });
+        if let Some(b) = self.binding_for(who, dest, source, key, args, true)? {
+            self.unbind(&b);
+        }
         Ok(())
     }
 
     // ---- queues ----------------------------------------------------------------------------
 
-    /// Looks a queue up for an operation by `conn`, enforcing exclusive ownership.
-    pub(super) fn queue_for(&self, conn: ConnId, name: &[u8]) -> Result<QueueId, AmqpError> {
+    /// Looks a queue up in the actor's vhost for an operation by its connection, enforcing
+    /// exclusive ownership.
+    pub(super) fn queue_for(&self, who: &Actor, name: &[u8]) -> Result<QueueId, AmqpError> {
+        let vhost = who.vhost_name();
         let id = *self
-            .queue_names
+            .names(who)?
+            .queues
             .get(name)
-            .ok_or_else(|| not_found_queue(name))?;
-        let q = self.queues.get(id).ok_or_else(|| not_found_queue(name))?;
-        if q.owner.is_some_and(|o| o != conn) {
-            return Err(queue_locked(name));
+            .ok_or_else(|| not_found_queue(vhost, name))?;
+        let q = self
+            .queues
+            .get(id)
+            .ok_or_else(|| not_found_queue(vhost, name))?;
+        if q.owner.is_some_and(|o| o != who.conn) {
+            return Err(queue_locked(vhost, name));
         }
         Ok(id)
     }
 
+    /// queue.declare, in RabbitMQ's order: passive is a lookup; otherwise the reserved prefix,
+    /// configure permission on the actual name, then equivalence with an existing queue or,
+    /// for a new one, the vhost's queue limit and the dead-letter exchange's permissions.
     pub fn declare_queue(
         &mut self,
-        conn: ConnId,
+        who: &Actor,
         name: &[u8],
         flags: QueueFlags,
         args: FieldTable<'_>,
     ) -> Result<DeclareOk, AmqpError> {
-        let generated = name.is_empty() && !flags.passive;
+        if flags.passive {
+            let id = self.queue_for(who, name)?;
+            return Ok(self.declare_ok(id, name.into()));
+        }
+        let generated = name.is_empty();
         if generated {
             args::check_server_named(args)?;
         }
         let name: Box<[u8]> = if generated {
             self.generate_name("amq.gen-")
+        } else if name.starts_with(b"amq.") {
+            return Err(reserved_name("queue", name));
         } else {
             name.into()
         };
-        if self.queue_names.contains_key(&name) {
-            return self.redeclare_queue(conn, name, flags, args);
+        who.grant().check_queue_declare(&name)?;
+        let names = self.names(who)?;
+        if names.queues.contains_key(&name) {
+            return self.redeclare_queue(who, name, flags, args);
         }
-        if flags.passive {
-            return Err(not_found_queue(&name));
-        }
-        if name.starts_with(b"amq.") && !generated {
-            return Err(AmqpError::access_refused(format_args!(
-                "queue name '{}' contains reserved prefix 'amq.*'",
-                Show(&name)
-            )));
+        who.grant().check_queue_limit(&name, names.queues.len())?;
+        if let Some(dlx) = string_arg(args, b"x-dead-letter-exchange") {
+            who.grant().check_dead_letter_exchange(&name, dlx)?;
         }
         let declared = DeclaredFlags {
             durable: flags.durable,
             exclusive: flags.exclusive,
             auto_delete: flags.auto_delete,
         };
-        let parsed = QueueArgs::declare(&name, args, declared)?;
-        let owner = flags.exclusive.then_some(conn);
+        let parsed = QueueArgs::declare(who.vhost_name(), &name, args, declared)?;
+        let owner = flags.exclusive.then_some(who.conn);
         let mut q = Queue::new(
+            who.vhost,
             name.clone(),
             flags.durable,
             flags.auto_delete,
@@ -549,6 +628,7 @@ impl Broker {
             let store_id = self.next_queue_store_id;
             q.store_id = Some(store_id);
             self.store.record(DefChange::queue(
+                who.vhost_name().as_bytes(),
                 &name,
                 store_id,
                 flags.auto_delete,
@@ -567,96 +647,121 @@ impl Broker {
         })
     }
 
-    /// Registers a queue under its name.
+    /// Records a new queue under its name in its vhost.
     pub(super) fn insert_queue(&mut self, q: Queue) -> QueueId {
-        let name = q.name.clone();
+        let (vhost, name) = (q.vhost, q.name.clone());
         self.quorum_queues += q.is_quorum() as usize;
         self.refusing_queues += q.may_refuse() as usize;
         let id = self.queues.insert(q);
-        self.queue_names.insert(name, id);
+        if let Some(v) = self.names_mut(vhost) {
+            v.queues.insert(name, id);
+        }
         id
     }
 
-    /// queue.declare of an existing queue: passive, or the same flags and the arguments
-    /// RabbitMQ compares. Either way it counts as a use (x-expires).
+    /// What queue.declare answers for an existing queue; a declare counts as a use
+    /// (x-expires). A quorum queue with a single active consumer counts only the active one
+    /// (RabbitMQ 3.10); a classic queue counts every consumer.
+    fn declare_ok(&mut self, id: QueueId, name: Box<[u8]>) -> DeclareOk {
+        let (messages, consumers) = self.queues.get(id).map_or((0, 0), |q| {
+            let consumers = if q.is_quorum() && q.single_active() {
+                q.active_consumer().is_some() as usize
+            } else {
+                q.consumer_count()
+            };
+            (q.message_count(), consumers)
+        });
+        self.renew_lease(id);
+        DeclareOk {
+            queue: id,
+            message_count: messages as u32,
+            consumer_count: consumers as u32,
+            name,
+        }
+    }
+
+    /// queue.declare of an existing queue: exclusive access checked strictly (another
+    /// connection's exclusive queue, or a different exclusive flag, is locked), then the same
+    /// durable and auto-delete flags, then the arguments RabbitMQ compares.
     fn redeclare_queue(
         &mut self,
-        conn: ConnId,
+        who: &Actor,
         name: Box<[u8]>,
         flags: QueueFlags,
         args: FieldTable<'_>,
     ) -> Result<DeclareOk, AmqpError> {
-        let id = self.queue_for(conn, &name)?;
-        let q = self.queues.get(id).ok_or_else(|| not_found_queue(&name))?;
-        if !flags.passive {
-            if q.durable != flags.durable {
-                let (received, current) = (flags.durable, q.durable);
-                return Err(inequivalent("durable", "queue", &name, received, current));
-            }
-            if q.owner.is_some() != flags.exclusive {
-                return Err(queue_locked(&name));
-            }
-            if q.auto_delete != flags.auto_delete {
-                let (received, current) = (flags.auto_delete, q.auto_delete);
-                return Err(inequivalent(
-                    "auto_delete",
-                    "queue",
-                    &name,
-                    received,
-                    current,
-                ));
-            }
-            let current = FieldTable::parse(&q.arguments).unwrap_or_default();
-            args::check_equivalent(&name, current, args)?;
+        let vhost = who.vhost_name();
+        let id = self.queue_for(who, &name)?;
+        let q = self
+            .queues
+            .get(id)
+            .ok_or_else(|| not_found_queue(vhost, &name))?;
+        // RabbitMQ checks exclusive access strictly first: the flag must match too.
+        if q.owner.is_some() != flags.exclusive {
+            return Err(queue_locked(vhost, &name));
         }
-        // A quorum queue with a single active consumer counts only the active one (RabbitMQ
-        // 3.10); a classic queue counts every consumer.
-        let consumer_count = if q.is_quorum() && q.single_active() {
-            q.active_consumer().is_some() as usize
-        } else {
-            q.consumer_count()
-        };
-        let ok = DeclareOk {
-            queue: id,
-            message_count: q.message_count() as u32,
-            consumer_count: consumer_count as u32,
-            name,
-        };
-        self.renew_lease(id);
-        Ok(ok)
+        if q.durable != flags.durable {
+            let (received, current) = (flags.durable, q.durable);
+            return Err(inequivalent(
+                vhost, "durable", "queue", &name, received, current,
+            ));
+        }
+        if q.auto_delete != flags.auto_delete {
+            let (received, current) = (flags.auto_delete, q.auto_delete);
+            return Err(inequivalent(
+                vhost,
+                "auto_delete",
+                "queue",
+                &name,
+                received,
+                current,
+            ));
+        }
+        let current = FieldTable::parse(&q.arguments).unwrap_or_default();
+        args::check_equivalent(vhost, &name, current, args)?;
+        Ok(self.declare_ok(id, name))
     }
 
-    pub(crate) fn purge_queue(&mut self, conn: ConnId, name: &[u8]) -> Result<u32, AmqpError> {
-        let id = self.queue_for(conn, name)?;
+    /// queue.purge: read permission, then the queue.
+    pub(crate) fn purge_queue(&mut self, who: &Actor, name: &[u8]) -> Result<u32, AmqpError> {
+        who.grant().check_queue_purge(name)?;
+        let id = self.queue_for(who, name)?;
         let Some(q) = self.queues.get_mut(id) else {
             return Ok(0);
         };
         Ok(q.purge(&mut self.store) as u32)
     }
 
+    /// queue.delete: configure permission (also for a queue that does not exist), then the
+    /// queue, its lock, if-unused and if-empty.
     pub(crate) fn delete_queue(
         &mut self,
-        conn: ConnId,
+        who: &Actor,
         name: &[u8],
         if_unused: bool,
         if_empty: bool,
     ) -> Result<u32, AmqpError> {
-        let id = match self.queue_for(conn, name) {
+        let vhost = who.vhost_name();
+        who.grant().check_queue_delete(name)?;
+        let id = match self.queue_for(who, name) {
             Ok(id) => id,
             // Deleting a missing queue succeeds with a count of 0 (RabbitMQ 3.x).
             Err(e) if e.code == ReplyCode::NotFound => return Ok(0),
             Err(e) => return Err(e),
         };
-        let q = self.queues.get(id).ok_or_else(|| not_found_queue(name))?;
+        let q = self
+            .queues
+            .get(id)
+            .ok_or_else(|| not_found_queue(vhost, name))?;
         if if_unused && q.has_consumers() {
             return Err(AmqpError::precondition(format_args!(
-                "queue '{}' in vhost '{VHOST}' in use",
+                "queue '{}' in vhost '{vhost}' in use",
                 Show(name)
             )));
         }
         if if_empty && q.message_count() > 0 {
             return Err(AmqpError::precondition(format_args!(
-                "queue '{}' in vhost '{VHOST}' not empty",
+                "queue '{}' in vhost '{vhost}' not empty",
                 Show(name)
             )));
         }
@@ -671,12 +776,19 @@ impl Broker {
         let Some(mut q) = self.queues.remove(id) else {
             return;
         };
-        self.queue_names.remove(&q.name);
         self.quorum_queues -= q.is_quorum() as usize;
         self.refusing_queues -= q.may_refuse() as usize;
+        if let Some(v) = self.vhosts.get_mut(q.vhost) {
+            v.queues.remove(&q.name);
+            if q.store_id.is_some() {
+                // The store drops the bindings to a deleted queue with it.
+                self.store.record(DefChange::QueueDeleted {
+                    vhost: v.name.as_bytes(),
+                    name: &q.name,
+                });
+            }
+        }
         if q.store_id.is_some() {
-            // The store drops the bindings to a deleted queue with it.
-            self.store.record(DefChange::QueueDeleted { name: &q.name });
             q.purge(&mut self.store);
         }
         let mut sources = Vec::new();
@@ -686,7 +798,8 @@ impl Broker {
         self.cancel_consumers_of(q.consumers());
     }
 
-    /// Deletes the exclusive queues of a closed connection.
+    /// A connection went: its exclusive queues are deleted and it no longer counts towards
+    /// its vhost's and user's limits.
     pub(crate) fn connection_closed(&mut self, conn: ConnId) {
         let owned: Vec<QueueId> = self
             .queues
@@ -697,5 +810,6 @@ impl Broker {
         for id in owned {
             self.remove_queue(id);
         }
+        self.forget_connection(conn);
     }
 }

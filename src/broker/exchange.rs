@@ -7,6 +7,7 @@
 use super::handle::define_id;
 use super::queue::QueueId;
 use super::topic_trie::TopicTrie;
+use super::VhostId;
 use crate::protocol::{FieldTable, FieldValue};
 use std::collections::HashMap;
 
@@ -218,12 +219,11 @@ impl Routes {
 }
 
 pub(super) struct Exchange {
+    pub(super) vhost: VhostId,
     pub(super) name: Box<[u8]>,
     pub(super) durable: bool,
     pub(super) auto_delete: bool,
     pub(super) internal: bool,
-    // Read by the management API's listings and the definitions export (issues 12, 13).
-    #[allow(dead_code)]
     pub(super) arguments: Box<[u8]>,
     /// The `alternate-exchange` argument: where messages go that this exchange routes nowhere.
     /// Kept by name, as RabbitMQ does: it may be declared later, or deleted and redeclared.
@@ -237,6 +237,7 @@ pub(super) struct Exchange {
 
 impl Exchange {
     pub(super) fn new(
+        vhost: VhostId,
         name: Box<[u8]>,
         kind: ExchangeKind,
         durable: bool,
@@ -249,6 +250,7 @@ impl Exchange {
             _ => None,
         };
         Exchange {
+            vhost,
             name,
             durable,
             auto_delete,

@@ -49,9 +49,14 @@ mod tests {
     const CONSUMER: ConnId = ConnId(2);
     const BODY_BYTES: usize = 64 * 1024;
 
+    fn actor(b: &Broker, conn: ConnId) -> crate::broker::Actor {
+        b.internal_actor(conn, "/").expect("vhost /")
+    }
+
     fn publish(b: &mut Broker) -> Option<QueueId> {
         let m = Message::new(b"", b"q", &[0, 0], &[0; BODY_BYTES], false);
-        let routed = b.publish(&m, PublishProps::default()).expect("publish");
+        let target = b.publish_target(&actor(b, PUBLISHER), b"").expect("target");
+        let routed = b.publish(target, &m, PublishProps::default());
         assert_eq!(routed.queues, 1);
         b.publish_pressure()
     }
@@ -62,7 +67,12 @@ mod tests {
     fn pressure_from_the_high_mark_to_the_low_mark_while_consumed() {
         let mut b = Broker::new();
         let q = b
-            .declare_queue(PUBLISHER, b"q", QueueFlags::default(), FieldTable::EMPTY)
+            .declare_queue(
+                &actor(&b, PUBLISHER),
+                b"q",
+                QueueFlags::default(),
+                FieldTable::EMPTY,
+            )
             .expect("declare")
             .queue;
         let per_message = BODY_BYTES + 3;
@@ -71,7 +81,15 @@ mod tests {
             assert_eq!(publish(&mut b), None, "no consumer, no pacing");
         }
         let consumer = b
-            .add_consumer(CONSUMER, 1, 0, b"q", false, false, FieldTable::EMPTY)
+            .add_consumer(
+                &actor(&b, CONSUMER),
+                1,
+                0,
+                b"q",
+                false,
+                false,
+                FieldTable::EMPTY,
+            )
             .expect("consume");
         assert_eq!(publish(&mut b), Some(q), "over the high mark");
         assert!(b.drains_with_acks(q, CONSUMER));
@@ -80,17 +98,17 @@ mod tests {
         let low = QUEUE_FLOW_LOW_BYTES / per_message;
         let mut taken = 0;
         while b.queues.get(q).expect("q").message_count() > low + 1 {
-            b.get(CONSUMER, b"q", true)
+            b.get(&actor(&b, CONSUMER), b"q", true)
                 .expect("get")
                 .expect("a message");
             taken += 1;
         }
         assert!(taken > 0);
         assert!(b.queue_pressure(q), "between the marks it still paces");
-        b.get(CONSUMER, b"q", true)
+        b.get(&actor(&b, CONSUMER), b"q", true)
             .expect("get")
             .expect("a message");
-        b.get(CONSUMER, b"q", true)
+        b.get(&actor(&b, CONSUMER), b"q", true)
             .expect("get")
             .expect("a message");
         assert!(!b.queue_pressure(q), "under the low mark");

@@ -64,7 +64,7 @@ impl Broker {
                 }
             } else {
                 match q.take_head(&mut self.store) {
-                    Some(Head::Message(m)) => self.ack(m),
+                    Some(Head::Message(m)) => self.forget(m),
                     Some(Head::OnDisk(r)) => self.store.ack(r),
                     None => return,
                 }

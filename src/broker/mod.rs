@@ -1,16 +1,20 @@
-//! The broker's state for the one vhost "/": exchanges, queues, bindings and consumers, behind
-//! verbs sessions call (declare, bind, publish, consume, deliver, get, ack, commit). No
-//! sockets, no frames, no sessions: names and flags in, results or `AmqpError`s (with
-//! RabbitMQ's texts) out. Effects on other connections (a consumer cancelled because its queue
-//! was deleted) are queued as `Notice`s for the session layer.
+//! The broker's state: virtual hosts with their exchanges, queues and bindings, consumers,
+//! and the users and permissions that decide who may do what (`auth::AccessControl`, owned
+//! here), behind verbs sessions call (open, declare, bind, publish, consume, deliver, get, ack,
+//! commit). No sockets, no frames, no sessions: names and flags in, results or `AmqpError`s
+//! (with RabbitMQ's texts) out. Effects on other connections (a consumer cancelled because its
+//! queue was deleted, a connection closed because its vhost was) are queued as `Notice`s for
+//! the session layer.
 //!
-//! Files: `entities.rs` (declare, delete, bind), `args.rs` (queue arguments), `routing.rs`
-//! (publish), `consumer.rs` (subscribe, cancel), `delivery.rs` (deliver, get, settle),
-//! `expiry.rs` (the clock, TTL, x-expires, the timer heap), `dead_letter.rs` and `headers.rs`
-//! (dead-lettering, header rewrites), `delayed.rs` (x-delayed-message), `durability.rs`
-//! (definitions, recovery, commit), `flow.rs` (which queues pace their publishers); the
-//! entities themselves in `exchange.rs`, `queue/`, `bindings.rs`.
+//! Files: `vhost.rs` (vhosts and their names), `access.rs` (users, permissions, connections
+//! and their grants), `entities.rs` (declare, delete, bind), `args.rs` (queue arguments),
+//! `routing.rs` (publish), `consumer.rs` (subscribe, cancel), `delivery.rs` (deliver, get,
+//! settle), `expiry.rs` (the clock, TTL, x-expires, the timer heap), `dead_letter.rs` and
+//! `headers.rs` (dead-lettering, header rewrites), `delayed.rs` (x-delayed-message),
+//! `durability.rs` (definitions, recovery, commit), `flow.rs` (which queues pace their publishers), `import.rs` (RabbitMQ's definitions
+//! documents); the entities themselves in `exchange.rs`, `queue/`, `bindings.rs`.
 
+mod access;
 pub(crate) mod args;
 mod bindings;
 pub mod consumer;
@@ -25,6 +29,8 @@ pub mod expiry;
 mod flow;
 mod handle;
 pub(crate) mod headers;
+mod import;
+mod inspect;
 mod length;
 pub mod message;
 pub mod queue;
@@ -32,15 +38,22 @@ mod reply_to;
 mod rotation;
 mod routing;
 pub mod topic_trie;
+mod vhost;
 
+pub use access::{Actor, DefaultData, API_CONN};
 pub use delivery::DeliverySink;
 pub(crate) use entities::ExchangeFlags;
 pub use entities::{DeclareOk, QueueFlags};
+pub use import::Imported;
+pub use inspect::{BindingView, ConsumerView, ExchangeView, QueueView, Totals};
 pub(crate) use reply_to::{ReplyConsumerId, REPLY_QUEUE};
-pub use routing::{PublishProps, Routed};
+pub use routing::{PublishProps, PublishTarget, Routed};
+pub use vhost::VhostId;
 
+use crate::auth::AccessControl;
 use crate::error::{AmqpError, Show};
 use crate::store::Store;
+use access::Clients;
 use bindings::Bindings;
 use consumer::{Consumer, ConsumerId};
 use exchange::{Exchange, ExchangeId, ExchangeKind};
@@ -48,8 +61,7 @@ use handle::Registry;
 use queue::{Queue, QueueId};
 use reply_to::ReplyConsumer;
 use std::collections::HashMap;
-
-pub(crate) const VHOST: &str = "/";
+use vhost::VhostState;
 
 /// A client connection, as the broker knows it: the owner of exclusive queues and consumers.
 /// The reactor assigns it (its connection table's key) and the broker only compares it.
@@ -74,22 +86,27 @@ pub enum Notice {
         consumer: ReplyConsumerId,
         message: message::Message,
     },
+    /// The connection must go with 320 CONNECTION_FORCED (its vhost or user was deleted).
+    ConnectionForced { conn: ConnId, reason: String },
 }
 
 impl Notice {
     /// The connection the notice is for.
     pub fn conn(&self) -> ConnId {
         match self {
-            Notice::ConsumerCancelled { conn, .. } | Notice::Reply { conn, .. } => *conn,
+            Notice::ConsumerCancelled { conn, .. }
+            | Notice::Reply { conn, .. }
+            | Notice::ConnectionForced { conn, .. } => *conn,
         }
     }
 }
 
 pub struct Broker {
+    /// Each vhost with the names of its exchanges and queues.
+    vhosts: Registry<VhostId, VhostState>,
+    vhost_ids: HashMap<Box<str>, VhostId>,
     exchanges: Registry<ExchangeId, Exchange>,
-    exchange_names: HashMap<Box<[u8]>, ExchangeId>,
     queues: Registry<QueueId, Queue>,
-    queue_names: HashMap<Box<[u8]>, QueueId>,
     bindings: Bindings,
     consumers: Registry<ConsumerId, Consumer>,
     /// Channels consuming amq.rabbitmq.reply-to (at most one per channel).
@@ -103,6 +120,10 @@ pub struct Broker {
     rng: u64,
     store: Store,
     next_queue_store_id: u32,
+    /// Users, vhosts' metadata and limits, permissions.
+    access: AccessControl,
+    /// Open connections: their vhost and user, counted for the limits; grants they share.
+    clients: Clients,
     /// The loop turn's wall clock (ms since the epoch); message deadlines are measured from it.
     clock_ms: u64,
     /// Expiry, dead-lettering and delayed-message work this turn may still do.
@@ -122,13 +143,13 @@ pub struct Broker {
     counters: counters::MessageCounters,
 }
 
-fn not_found_queue(name: &[u8]) -> AmqpError {
-    AmqpError::not_found(format_args!("no queue '{}' in vhost '{VHOST}'", Show(name)))
+fn not_found_queue(vhost: &str, name: &[u8]) -> AmqpError {
+    AmqpError::not_found(format_args!("no queue '{}' in vhost '{vhost}'", Show(name)))
 }
 
-fn not_found_exchange(name: &[u8]) -> AmqpError {
+fn not_found_exchange(vhost: &str, name: &[u8]) -> AmqpError {
     AmqpError::not_found(format_args!(
-        "no exchange '{}' in vhost '{VHOST}'",
+        "no exchange '{}' in vhost '{vhost}'",
         Show(name)
     ))
 }
@@ -150,19 +171,28 @@ impl Default for Broker {
 }
 
 impl Broker {
-    /// A broker with only the standard exchanges and no store (tests, benchmarks, fuzzing);
-    /// the reactor's comes from `recovered`.
+    /// What a fresh RabbitMQ node has: the vhost "/" with its standard exchanges and the user
+    /// guest/guest with every permission there; no store (tests, benchmarks, fuzzing). The
+    /// reactor's broker comes from `open`.
     pub fn new() -> Self {
+        let mut b = Self::empty();
+        // Seeding a fresh node cannot fail: the defaults are valid names and patterns.
+        let _ = b.insert_default_data(&DefaultData::default());
+        b
+    }
+
+    /// No vhost, no user, no store.
+    fn empty() -> Self {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0x9e37_79b9_7f4a_7c15)
             ^ ((std::process::id() as u64) << 32);
-        let mut b = Broker {
+        Broker {
+            vhosts: Registry::default(),
+            vhost_ids: HashMap::new(),
             exchanges: Registry::default(),
-            exchange_names: HashMap::new(),
             queues: Registry::default(),
-            queue_names: HashMap::new(),
             bindings: Bindings::default(),
             consumers: Registry::default(),
             reply_consumers: Registry::default(),
@@ -173,6 +203,8 @@ impl Broker {
             rng: seed | 1,
             store: Store::disabled(),
             next_queue_store_id: 1,
+            access: AccessControl::new(),
+            clients: Clients::default(),
             clock_ms: expiry::wall_clock_ms(),
             budget: crate::limits::EXPIRY_WORK_PER_TURN_MAX,
             timers: expiry::Timers::default(),
@@ -182,18 +214,7 @@ impl Broker {
             quorum_queues: 0,
             refusing_queues: 0,
             counters: counters::MessageCounters::default(),
-        };
-        for (name, kind) in STANDARD_EXCHANGES {
-            b.insert_exchange(Exchange::new(
-                name.as_bytes().into(),
-                kind,
-                true,
-                false,
-                false,
-                Box::new([]),
-            ));
         }
-        b
     }
 
     /// xorshift64*: unpredictable enough for generated names, and needs no crate.
@@ -235,21 +256,23 @@ impl Broker {
         !self.dead_letters.is_empty() || !self.overfull.is_empty()
     }
 
-    /// Hands out what other connections' actions did to sessions, oldest first.
     /// Message events since start (publish, deliver, get, ack, ...).
     pub fn counters(&self) -> counters::MessageCounters {
         self.counters
     }
 
+    /// Hands out what other connections' actions did to sessions, oldest first.
     pub fn drain_notices(&mut self) -> std::vec::Drain<'_, Notice> {
         self.notices.drain(..)
     }
 
-    /// Whether `conn` still holds consumers or exclusive queues (it must not once released).
+    /// Whether `conn` still holds consumers, exclusive queues or a place among the open
+    /// connections (it must not once released).
     pub fn holds_anything_of(&self, conn: ConnId) -> bool {
         self.consumers.iter().any(|(_, c)| c.conn() == conn)
             || self.reply_consumers.iter().any(|(_, c)| c.conn() == conn)
             || self.queues.iter().any(|(_, q)| q.owner == Some(conn))
+            || self.clients.has(conn)
     }
 
     /// Queue entries looked at so far, by id or by iteration (tests count work with it).
@@ -284,6 +307,21 @@ impl Broker {
             }
         }
         self.bindings.assert_consistent();
+        for (vid, v) in self.vhosts.iter() {
+            for &q in v.queues.values() {
+                assert!(
+                    self.queues.get(q).is_some_and(|q| q.vhost == vid),
+                    "a vhost names a queue that is gone or elsewhere"
+                );
+            }
+            for &x in v.exchanges.values() {
+                assert!(
+                    self.exchanges.get(x).is_some_and(|x| x.vhost == vid),
+                    "a vhost names an exchange that is gone or elsewhere"
+                );
+            }
+        }
+        self.clients.assert_consistent(&self.vhosts);
     }
 }
 
@@ -297,13 +335,32 @@ mod tests {
     const C1: ConnId = ConnId(1);
     const C2: ConnId = ConnId(2);
 
+    /// Connection `conn` acting in "/" with every right.
+    fn a(b: &Broker, conn: ConnId) -> Actor {
+        b.internal_actor(conn, "/").expect("vhost /")
+    }
+
     fn declare(
         b: &mut Broker,
         conn: ConnId,
         name: &str,
         flags: QueueFlags,
     ) -> Result<DeclareOk, AmqpError> {
-        b.declare_queue(conn, name.as_bytes(), flags, FieldTable::EMPTY)
+        let who = a(b, conn);
+        b.declare_queue(&who, name.as_bytes(), flags, FieldTable::EMPTY)
+    }
+
+    /// basic.publish as the session does it: find the exchange, then route.
+    fn route(b: &mut Broker, m: &Message) -> Result<usize, AmqpError> {
+        let who = a(b, C1);
+        let target = b.publish_target(&who, m.exchange())?;
+        Ok(b.publish(target, m, PublishProps::default()).queues)
+    }
+
+    fn names<'b>(b: &'b Broker, vhost: &str) -> &'b VhostState {
+        b.vhosts
+            .get(b.vhost_id(vhost).expect("vhost"))
+            .expect("names")
     }
 
     #[test]
@@ -322,13 +379,10 @@ mod tests {
         assert!(ok.name.starts_with(b"amq.gen-"));
         assert_eq!(ok.name.len(), 8 + 22);
         let m = Message::new(b"", &ok.name, &[0, 0], b"x", false);
-        assert_eq!(
-            b.publish(&m, PublishProps::default()).map(|r| r.queues),
-            Ok(1)
-        );
+        assert_eq!(route(&mut b, &m), Ok(1));
         let again = b
             .declare_queue(
-                C1,
+                &a(&b, C1),
                 &ok.name,
                 QueueFlags {
                     passive: true,
@@ -381,10 +435,10 @@ mod tests {
             },
         )
         .expect("declare");
-        let e = b.purge_queue(C2, b"ex").expect_err("405");
+        let e = b.purge_queue(&a(&b, C2), b"ex").expect_err("405");
         assert_eq!(e.code, crate::protocol::ReplyCode::ResourceLocked);
         b.connection_closed(C1);
-        assert!(!b.queue_names.contains_key(&b"ex"[..]));
+        assert!(!names(&b, "/").queues.contains_key(&b"ex"[..]));
         assert!(!b.holds_anything_of(C1));
     }
 
@@ -402,15 +456,15 @@ mod tests {
         )
         .expect("declare");
         let c1 = b
-            .add_consumer(C1, 1, 0, b"ad", false, false, FieldTable::EMPTY)
+            .add_consumer(&a(&b, C1), 1, 0, b"ad", false, false, FieldTable::EMPTY)
             .expect("consume");
         let c2 = b
-            .add_consumer(C1, 1, 1, b"ad", false, false, FieldTable::EMPTY)
+            .add_consumer(&a(&b, C1), 1, 1, b"ad", false, false, FieldTable::EMPTY)
             .expect("consume");
         b.cancel_consumer(c1);
-        assert!(b.queue_names.contains_key(&b"ad"[..]));
+        assert!(names(&b, "/").queues.contains_key(&b"ad"[..]));
         b.cancel_consumer(c2);
-        assert!(!b.queue_names.contains_key(&b"ad"[..]));
+        assert!(!names(&b, "/").queues.contains_key(&b"ad"[..]));
         b.assert_consistent();
     }
 
@@ -418,36 +472,31 @@ mod tests {
     fn topic_and_exchange_to_exchange_routing() {
         let mut b = Broker::new();
         let flags = ExchangeFlags::default();
-        b.declare_exchange(b"logs", b"topic", flags, FieldTable::EMPTY)
+        b.declare_exchange(&a(&b, C1), b"logs", b"topic", flags, FieldTable::EMPTY)
             .expect("x");
-        b.declare_exchange(b"all", b"fanout", flags, FieldTable::EMPTY)
+        b.declare_exchange(&a(&b, C1), b"all", b"fanout", flags, FieldTable::EMPTY)
             .expect("x");
         declare(&mut b, C1, "q1", QueueFlags::default()).expect("q");
         declare(&mut b, C1, "q2", QueueFlags::default()).expect("q");
-        b.bind_queue(C1, b"q1", b"logs", b"old.#", FieldTable::EMPTY)
+        b.bind_queue(&a(&b, C1), b"q1", b"logs", b"old.#", FieldTable::EMPTY)
             .expect("bind");
-        b.bind_queue(C1, b"q1", b"logs", b"#", FieldTable::EMPTY)
+        b.bind_queue(&a(&b, C1), b"q1", b"logs", b"#", FieldTable::EMPTY)
             .expect("bind");
-        b.bind_exchange(b"all", b"logs", b"old.*", FieldTable::EMPTY)
+        b.bind_exchange(&a(&b, C1), b"all", b"logs", b"old.*", FieldTable::EMPTY)
             .expect("e2e");
-        b.bind_queue(C1, b"q2", b"all", b"", FieldTable::EMPTY)
+        b.bind_queue(&a(&b, C1), b"q2", b"all", b"", FieldTable::EMPTY)
             .expect("bind");
         let m = Message::new(b"logs", b"old.boy.python", &[0, 0], b"", false);
         assert_eq!(
-            b.publish(&m, PublishProps::default()).map(|r| r.queues),
+            route(&mut b, &m),
             Ok(1),
             "q1 once despite two matching bindings; old.* does not match"
         );
         let m = Message::new(b"logs", b"old.boy", &[0, 0], b"", false);
-        assert_eq!(
-            b.publish(&m, PublishProps::default()).map(|r| r.queues),
-            Ok(2)
-        );
+        assert_eq!(route(&mut b, &m), Ok(2));
         let m = Message::new(b"nope", b"", &[0, 0], b"", false);
         assert_eq!(
-            b.publish(&m, PublishProps::default())
-                .map(|r| r.queues)
-                .map_err(|e| e.text),
+            route(&mut b, &m).map_err(|e| e.text),
             Err("NOT_FOUND - no exchange 'nope' in vhost '/'".to_string())
         );
     }
@@ -457,39 +506,44 @@ mod tests {
         let mut b = Broker::new();
         let f = ExchangeFlags::default();
         let e = b
-            .declare_exchange(b"amq.foo", b"direct", f, FieldTable::EMPTY)
+            .declare_exchange(&a(&b, C1), b"amq.foo", b"direct", f, FieldTable::EMPTY)
             .expect_err("403");
         assert_eq!(
             e.text,
             "ACCESS_REFUSED - exchange name 'amq.foo' contains reserved prefix 'amq.*'"
         );
         b.declare_exchange(
+            &a(&b, C1),
             b"amq.direct",
             b"direct",
             ExchangeFlags { durable: true, ..f },
             FieldTable::EMPTY,
         )
         .expect("redeclare standard");
-        b.declare_exchange(b"x", b"fanout", f, FieldTable::EMPTY)
+        b.declare_exchange(&a(&b, C1), b"x", b"fanout", f, FieldTable::EMPTY)
             .expect("x");
         let e = b
-            .declare_exchange(b"x", b"topic", f, FieldTable::EMPTY)
+            .declare_exchange(&a(&b, C1), b"x", b"topic", f, FieldTable::EMPTY)
             .expect_err("406");
         assert_eq!(e.text, "PRECONDITION_FAILED - inequivalent arg 'type' for exchange 'x' in vhost '/': received 'topic' but current is 'fanout'");
         declare(&mut b, C1, "q", QueueFlags::default()).expect("q");
-        b.bind_queue(C1, b"q", b"x", b"", FieldTable::EMPTY)
+        b.bind_queue(&a(&b, C1), b"q", b"x", b"", FieldTable::EMPTY)
             .expect("bind");
         assert_eq!(
-            b.delete_exchange(b"x", true).map_err(|e| e.code),
+            b.delete_exchange(&a(&b, C1), b"x", true)
+                .map_err(|e| e.code),
             Err(crate::protocol::ReplyCode::PreconditionFailed)
         );
-        b.delete_exchange(b"x", false).expect("delete");
-        b.delete_exchange(b"x", false).expect("idempotent");
-        let q = Destination::Queue(b.queue_names[&b"q"[..]]);
+        b.delete_exchange(&a(&b, C1), b"x", false).expect("delete");
+        b.delete_exchange(&a(&b, C1), b"x", false)
+            .expect("idempotent");
+        let q = Destination::Queue(names(&b, "/").queues[&b"q"[..]]);
         assert_eq!(b.bindings.count_to(q), 0);
         b.assert_consistent();
     }
 
+    /// A durable exchange's alternate exchange and a durable queue's single-active-consumer
+    /// flag come back from the store after a restart.
     #[test]
     fn alternate_exchanges_and_single_active_consumer_survive_a_restart() {
         let dir = std::env::temp_dir().join(format!(
@@ -515,29 +569,26 @@ mod tests {
             ..Default::default()
         };
         {
-            let mut b = Broker::open(&dir).expect("open");
-            b.declare_exchange(b"x", b"direct", durable, ae_args)
+            let mut b = Broker::open(&dir, Some(&DefaultData::default())).expect("open");
+            let who = a(&b, C1);
+            b.declare_exchange(&who, b"x", b"direct", durable, ae_args)
                 .expect("x");
-            b.declare_exchange(b"ae", b"fanout", durable, FieldTable::EMPTY)
+            b.declare_exchange(&who, b"ae", b"fanout", durable, FieldTable::EMPTY)
                 .expect("ae");
             let flags = QueueFlags {
                 durable: true,
                 ..Default::default()
             };
-            b.declare_queue(C1, b"sac", flags, sac_args).expect("q");
-            b.bind_queue(C1, b"sac", b"ae", b"", FieldTable::EMPTY)
+            b.declare_queue(&who, b"sac", flags, sac_args).expect("q");
+            b.bind_queue(&who, b"sac", b"ae", b"", FieldTable::EMPTY)
                 .expect("bind");
             b.commit_turn().expect("commit");
             b.close_clean().expect("close");
         }
-        let mut b = Broker::open(&dir).expect("reopen");
+        let mut b = Broker::open(&dir, None).expect("reopen");
         let m = Message::new(b"x", b"nowhere", &[0, 0], b"", false);
-        assert_eq!(
-            b.publish(&m, PublishProps::default()).map(|r| r.queues),
-            Ok(1),
-            "routed through the recovered AE"
-        );
-        let q = b.queue_names[&b"sac"[..]];
+        assert_eq!(route(&mut b, &m), Ok(1), "routed through the recovered AE");
+        let q = names(&b, "/").queues[&b"sac"[..]];
         assert!(b.queues.get(q).is_some_and(|q| q.single_active()));
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -568,10 +619,7 @@ mod tests {
 
     fn publish(b: &mut Broker, key: &str, body: &str) {
         let m = Message::new(b"", key.as_bytes(), &[0, 0], body.as_bytes(), false);
-        assert_eq!(
-            b.publish(&m, PublishProps::default()).map(|r| r.queues),
-            Ok(1)
-        );
+        assert_eq!(route(b, &m), Ok(1));
     }
 
     #[test]
@@ -579,10 +627,10 @@ mod tests {
         let mut b = Broker::new();
         declare(&mut b, C1, "q", QueueFlags::default()).expect("q");
         let c1 = b
-            .add_consumer(C1, 1, 0, b"q", true, false, FieldTable::EMPTY)
+            .add_consumer(&a(&b, C1), 1, 0, b"q", true, false, FieldTable::EMPTY)
             .expect("c1");
         let c2 = b
-            .add_consumer(C2, 1, 0, b"q", true, false, FieldTable::EMPTY)
+            .add_consumer(&a(&b, C2), 1, 0, b"q", true, false, FieldTable::EMPTY)
             .expect("c2");
         let mut sink = TestSink {
             refuse: vec![c1],
@@ -613,17 +661,23 @@ mod tests {
         for body in ["1", "2"] {
             publish(&mut b, "q", body);
         }
-        let first = b.get(C1, b"q", false).expect("get").expect("1");
+        let first = b.get(&a(&b, C1), b"q", false).expect("get").expect("1");
         assert_eq!(
             (first.message_count, first.message.redelivered()),
             (1, false)
         );
         b.requeue(first.queue, first.message);
-        let again = b.get(C1, b"q", false).expect("get").expect("1 again");
+        let again = b
+            .get(&a(&b, C1), b"q", false)
+            .expect("get")
+            .expect("1 again");
         assert_eq!(again.message.message().body(), b"1");
         assert!(again.message.redelivered());
-        b.ack(again.message);
-        let e = b.get(C2, b"nope", false).map(|_| ()).expect_err("404");
+        b.ack(again.queue, again.message);
+        let e = b
+            .get(&a(&b, C2), b"nope", false)
+            .map(|_| ())
+            .expect_err("404");
         assert_eq!(e.text, "NOT_FOUND - no queue 'nope' in vhost '/'");
     }
 
@@ -634,15 +688,15 @@ mod tests {
             auto_delete: true,
             ..Default::default()
         };
-        b.declare_exchange(b"ad", b"fanout", flags, FieldTable::EMPTY)
+        b.declare_exchange(&a(&b, C1), b"ad", b"fanout", flags, FieldTable::EMPTY)
             .expect("x");
         declare(&mut b, C1, "q", QueueFlags::default()).expect("q");
-        b.bind_queue(C1, b"q", b"ad", b"", FieldTable::EMPTY)
+        b.bind_queue(&a(&b, C1), b"q", b"ad", b"", FieldTable::EMPTY)
             .expect("bind");
         let c = b
-            .add_consumer(C2, 7, 3, b"q", false, false, FieldTable::EMPTY)
+            .add_consumer(&a(&b, C2), 7, 3, b"q", false, false, FieldTable::EMPTY)
             .expect("consume");
-        assert_eq!(b.delete_queue(C1, b"q", false, false), Ok(0));
+        assert_eq!(b.delete_queue(&a(&b, C1), b"q", false, false), Ok(0));
         let notices: Vec<Notice> = b.drain_notices().collect();
         assert_eq!(
             notices,
@@ -653,7 +707,7 @@ mod tests {
                 channel_slot: 3,
             }]
         );
-        assert!(!b.exchange_names.contains_key(&b"ad"[..]));
+        assert!(!names(&b, "/").exchanges.contains_key(&b"ad"[..]));
         assert_eq!(b.consumer_count(), 0);
         b.assert_consistent();
     }

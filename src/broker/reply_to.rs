@@ -11,7 +11,7 @@
 
 use super::handle::{define_id, Handle, Id};
 use super::message::Message;
-use super::{Broker, ConnId, Notice, VHOST};
+use super::{Actor, Broker, ConnId, Notice};
 use crate::error::{AmqpError, Show};
 
 /// The pseudo-queue a channel consumes to receive replies.
@@ -45,8 +45,8 @@ impl ReplyConsumer {
     }
 }
 
-fn not_found(name: &[u8]) -> AmqpError {
-    AmqpError::not_found(format_args!("no queue '{}' in vhost '{VHOST}'", Show(name)))
+fn not_found(vhost: &str, name: &[u8]) -> AmqpError {
+    AmqpError::not_found(format_args!("no queue '{}' in vhost '{vhost}'", Show(name)))
 }
 
 /// 16 bytes from the OS's random source; the broker's own generator stirs in if that fails.
@@ -142,11 +142,11 @@ impl Broker {
     /// queue.declare (passive or not) of a name starting with amq.rabbitmq.reply-to, which
     /// RabbitMQ answers itself: the pseudo-queue always exists, a reply name while its
     /// consumer does; anything else is 404. Declare-ok then says 0 messages, 1 consumer.
-    pub(crate) fn declare_reply_queue(&self, name: &[u8]) -> Result<(), AmqpError> {
+    pub(crate) fn declare_reply_queue(&self, who: &Actor, name: &[u8]) -> Result<(), AmqpError> {
         if name == REPLY_QUEUE || self.reply_target(name).is_some() {
             Ok(())
         } else {
-            Err(not_found(name))
+            Err(not_found(who.vhost_name(), name))
         }
     }
 
@@ -175,12 +175,17 @@ impl Broker {
 mod tests {
     use super::*;
 
+    fn root(b: &Broker) -> Actor {
+        b.internal_actor(ConnId(9), "/").expect("vhost /")
+    }
+
     fn reply(b: &mut Broker, key: &[u8]) -> Vec<Notice> {
         let m = Message::new(b"", key, &[0, 0], b"answer", false);
+        let target = b.publish_target(&root(b), b"").expect("default exchange");
         assert_eq!(
-            b.publish(&m, crate::broker::PublishProps::default())
-                .map(|r| r.queues),
-            Ok(0),
+            b.publish(target, &m, crate::broker::PublishProps::default())
+                .queues,
+            0,
             "a reply is never routed to a queue"
         );
         b.drain_notices().collect()
@@ -198,8 +203,8 @@ mod tests {
             [Notice::Reply { conn: ConnId(3), channel: 7, consumer, message }]
                 if *consumer == id && message.body() == b"answer"
         ));
-        assert_eq!(b.declare_reply_queue(&name), Ok(()));
-        assert_eq!(b.declare_reply_queue(REPLY_QUEUE), Ok(()));
+        assert_eq!(b.declare_reply_queue(&root(&b), &name), Ok(()));
+        assert_eq!(b.declare_reply_queue(&root(&b), REPLY_QUEUE), Ok(()));
 
         // Any change to the key, or a name of the right shape that was never issued, finds
         // nothing.
@@ -207,14 +212,14 @@ mod tests {
         let last = forged.len() - 1;
         forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
         assert!(reply(&mut b, &forged).is_empty());
-        assert!(b.declare_reply_queue(&forged).is_err());
+        assert!(b.declare_reply_queue(&root(&b), &forged).is_err());
         for bad in [
             &b"amq.rabbitmq.reply-to.short"[..],
             b"amq.rabbitmq.reply-toX",
         ] {
             assert!(reply(&mut b, bad).is_empty());
             assert_eq!(
-                b.declare_reply_queue(bad).map_err(|e| e.text),
+                b.declare_reply_queue(&root(&b), bad).map_err(|e| e.text),
                 Err(format!("NOT_FOUND - no queue '{}' in vhost '/'", Show(bad)))
             );
         }

@@ -1,23 +1,43 @@
-//! basic.publish inside the broker: routing a complete message through its exchange (and
-//! exchange-to-exchange bindings, and the alternate exchange of any exchange that routes it
-//! nowhere) into queues by its routing key and the keys of its CC and BCC headers, writing it
-//! to the store once if it is persistent and reaches durable queues.
-//! Dead letters and due delayed messages take the same path. The hot path: no allocation once
-//! the scratch vectors have grown, one hash lookup per exchange visited, and for a plain queue
-//! no look at the clock.
+//! basic.publish inside the broker: finding the exchange a publish names in its vhost
+//! (`publish_target`), then routing the complete message through it (and exchange-to-exchange
+//! bindings, and the alternate exchange of any exchange that routes it nowhere) into queues by
+//! its routing key and the keys of its CC and BCC headers, writing it to the store once if it
+//! is persistent and reaches durable queues. Dead letters and due delayed messages take the
+//! same path. The hot path: no allocation once the scratch vectors have grown, one hash lookup
+//! per exchange visited, and for a plain queue no look at the clock.
 
 use super::args::Overflow;
 use super::dead_letter::Reason;
 use super::delayed::delay_of;
 use super::entities::internal_exchange_refused;
-use super::exchange::{Destination, Exchange, ExchangeId};
+use super::exchange::{Destination, Exchange, ExchangeId, ExchangeKind};
 use super::message::Message;
 use super::queue::{PagedRef, QueueId, QueuedMessage, NEVER};
-use super::Broker;
+use super::{Actor, Broker, VhostId};
 use crate::error::AmqpError;
 use crate::protocol::table::FieldArray;
 use crate::protocol::{FieldTable, FieldValue};
 use crate::store::{Location, StoreRef};
+
+/// The exchange a publish goes through, found before the message is routed so that the
+/// session can make RabbitMQ's checks in its order (write permission, exchange exists, not
+/// internal, topic permission, user_id) before routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishTarget {
+    /// The default exchange of a vhost: the queue named by the routing key.
+    Default(VhostId),
+    Exchange {
+        id: ExchangeId,
+        topic: bool,
+    },
+}
+
+impl PublishTarget {
+    /// Topic permissions apply to publishes to topic exchanges only.
+    pub fn is_topic(self) -> bool {
+        matches!(self, PublishTarget::Exchange { topic: true, .. })
+    }
+}
 
 /// Routing scratch space reused between publishes, so a publish does not allocate to route.
 #[derive(Default)]
@@ -28,10 +48,10 @@ pub(super) struct RouteScratch {
     durable: Vec<u32>,
     /// Delayed exchanges the last route reached with a message that asks for a delay.
     held: Vec<ExchangeId>,
-    /// The last default-exchange lookup: publishers usually repeat their routing key, and a
-    /// byte compare is cheaper than hashing it. Ids are generation-checked, so a deleted queue
-    /// cannot be hit through it.
-    last_default: Option<(Box<[u8]>, QueueId)>,
+    /// The last default-exchange lookup: publishers usually repeat their routing key, and
+    /// comparing the vhost and the bytes is cheaper than hashing. Ids are generation-checked,
+    /// so a deleted queue cannot be hit through it.
+    last_default: Option<(VhostId, Box<[u8]>, QueueId)>,
     /// The first queue the last publish went to that is over its flow mark.
     pub(super) pressured: Option<QueueId>,
 }
@@ -103,31 +123,61 @@ impl<'a> RouteKeys<'a> {
 }
 
 impl Broker {
-    /// Routes `msg` through its exchange (and exchange-to-exchange bindings) into queues.
-    /// Errors only if the exchange does not exist or is internal.
-    pub fn publish(&mut self, msg: &Message, props: PublishProps<'_>) -> Result<Routed, AmqpError> {
+    /// The exchange `exchange` names in the actor's vhost: 404 if it does not exist, 403 if it
+    /// is internal (RabbitMQ's checks after write permission, before topic permission).
+    pub fn publish_target(&self, who: &Actor, exchange: &[u8]) -> Result<PublishTarget, AmqpError> {
+        if exchange.is_empty() {
+            return Ok(PublishTarget::Default(who.vhost));
+        }
+        let id = self.exchange_id(who, exchange)?;
+        let x = self.exchanges.get(id);
+        if x.is_some_and(|x| x.internal) {
+            return Err(internal_exchange_refused(who.vhost_name(), exchange));
+        }
+        let topic = x.is_some_and(|x| x.kind() == ExchangeKind::Topic);
+        Ok(PublishTarget::Exchange { id, topic })
+    }
+
+    /// Routes `msg` through `target` (and exchange-to-exchange bindings) into queues; an
+    /// exchange deleted since it was found routes nowhere.
+    pub fn publish(
+        &mut self,
+        target: PublishTarget,
+        msg: &Message,
+        props: PublishProps<'_>,
+    ) -> Routed {
+        let routed = self.route(target, msg, props);
+        self.counters.publish += 1;
+        self.counters.unroutable += u64::from(routed.queues == 0);
+        routed
+    }
+
+    fn route(&mut self, target: PublishTarget, msg: &Message, props: PublishProps<'_>) -> Routed {
         self.route.pressured = None;
-        let exchange = msg.exchange();
         let keys = RouteKeys::of(msg.routing_key(), props.headers);
-        if exchange.is_empty() && keys.cc.is_none() && keys.bcc.is_none() {
-            let Some(id) = self.default_route(msg.routing_key()) else {
-                if Self::is_reply_name(msg.routing_key()) {
-                    self.route_reply(msg);
-                }
-                return Ok(Routed::default());
-            };
-            return Ok(self.enqueue_one(id, msg, props.expiration_ms));
-        }
-        let root = self.exchange_id(exchange)?;
-        if self.exchanges.get(root).is_some_and(|x| x.internal) {
-            return Err(internal_exchange_refused(exchange));
-        }
+        let root = match target {
+            PublishTarget::Exchange { id, .. } => id,
+            PublishTarget::Default(vhost) if keys.cc.is_none() && keys.bcc.is_none() => {
+                let Some(id) = self.default_route(vhost, msg.routing_key()) else {
+                    if Self::is_reply_name(msg.routing_key()) {
+                        self.route_reply(msg);
+                    }
+                    return Routed::default();
+                };
+                return self.enqueue_one(id, msg, props.expiration_ms);
+            }
+            // CC or BCC: the default exchange routes each key by queue name.
+            PublishTarget::Default(vhost) => match self.default_exchange(vhost) {
+                Some(id) => id,
+                None => return Routed::default(),
+            },
+        };
         let mut dests = std::mem::take(&mut self.route.dests);
         self.collect_destinations(root, keys, props.headers, &mut dests);
         let routed = self.enqueue_all(&mut dests, msg, props.expiration_ms);
         self.route.dests = dests;
         self.hold_reached(msg, props.headers, props.expiration_ms);
-        Ok(routed)
+        routed
     }
 
     /// The fast path of the default exchange: one queue.
@@ -264,9 +314,11 @@ impl Broker {
                 if xe.delayed && delay_of(headers).is_some() {
                     self.route.held.push(x);
                 } else if xe.name.is_empty() {
-                    // The default exchange: every queue is bound to it by its name.
-                    let names = &self.queue_names;
-                    keys.each(|k| dests.extend(names.get(k).map(|&q| Destination::Queue(q))));
+                    // The default exchange: every queue of its vhost is bound to it by name.
+                    if let Some(v) = self.vhosts.get(xe.vhost) {
+                        let names = &v.queues;
+                        keys.each(|k| dests.extend(names.get(k).map(|&q| Destination::Queue(q))));
+                    }
                 } else {
                     keys.each(|k| xe.routes.route(k, headers, dests));
                     if dests.len() == start {
@@ -293,13 +345,13 @@ impl Broker {
         self.route.visited = visited;
     }
 
-    /// The alternate exchange of `x`, if it names one that exists. Out of line: only
-    /// unroutable messages get here, and routed ones should not pay for its code.
+    /// The alternate exchange of `x` in its vhost, if it names one that exists. Out of line:
+    /// only unroutable messages get here, and routed ones should not pay for its code.
     #[cold]
     #[inline(never)]
     fn alternate_of(&self, x: &Exchange) -> Option<ExchangeId> {
         let name = x.alternate.as_deref()?;
-        self.exchange_names.get(name).copied()
+        self.vhosts.get(x.vhost)?.exchanges.get(name).copied()
     }
 
     /// Holds `msg` in every delayed exchange the last route noted.
@@ -330,15 +382,20 @@ impl Broker {
         self.route.dests = dests;
     }
 
-    /// The queue the default exchange routes `key` to.
-    fn default_route(&mut self, key: &[u8]) -> Option<QueueId> {
-        if let Some((k, id)) = &self.route.last_default {
-            if &**k == key && self.queues.get(*id).is_some() {
+    /// The default exchange of `vhost` as an exchange (routing by CC and BCC keys too).
+    fn default_exchange(&self, vhost: VhostId) -> Option<ExchangeId> {
+        self.vhosts.get(vhost)?.exchanges.get(&b""[..]).copied()
+    }
+
+    /// The queue the default exchange of `vhost` routes `key` to.
+    fn default_route(&mut self, vhost: VhostId, key: &[u8]) -> Option<QueueId> {
+        if let Some((v, k, id)) = &self.route.last_default {
+            if *v == vhost && &**k == key && self.queues.get(*id).is_some() {
                 return Some(*id);
             }
         }
-        let id = *self.queue_names.get(key)?;
-        self.route.last_default = Some((key.into(), id));
+        let id = *self.vhosts.get(vhost)?.queues.get(key)?;
+        self.route.last_default = Some((vhost, key.into(), id));
         Some(id)
     }
 

@@ -274,9 +274,42 @@ impl fmt::Display for DefinitionsError {
                 f,
                 "definitions of {bytes} bytes are larger than {DEFINITIONS_FILE_MAX_BYTES}"
             ),
-            DefinitionsError::Json(e) => write!(f, "definitions are not valid: {e}"),
+            DefinitionsError::Json(e) => {
+                write!(f, "definitions are not valid: {}", without_values(e))
+            }
         }
     }
+}
+
+/// serde_json's message with the values it quotes hidden: a value in the wrong place may be
+/// a password (`invalid type: string "…"`, `unknown variant `…``), and this text is logged.
+/// Field names stay (`missing field `name``).
+fn without_values(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(start) = rest.find('"') {
+        out.push_str(&rest[..=start]);
+        match rest[start + 1..].find('"') {
+            Some(len) => {
+                out.push_str("…\"");
+                rest = &rest[start + 1 + len + 1..];
+            }
+            None => {
+                out.push('…');
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    const VARIANT: &str = "unknown variant `";
+    if let Some(at) = out.find(VARIANT) {
+        let value_at = at + VARIANT.len();
+        if let Some(len) = out[value_at..].find('`') {
+            out.replace_range(value_at..value_at + len, "…");
+        }
+    }
+    out
 }
 
 /// The component of operator policies among runtime parameters.
@@ -522,6 +555,22 @@ mod tests {
         assert!(Definitions::parse(nest(100).as_bytes()).is_ok());
         let deep = Definitions::parse(nest(100_000).as_bytes()).unwrap_err();
         assert!(deep.to_string().contains("recursion limit"), "{deep}");
+    }
+
+    /// Errors name where and what kind, never the value: a misplaced password is not echoed.
+    #[test]
+    fn errors_do_not_show_values() {
+        for bad in [
+            &br#"{"users":[{"name":"u","password":"pw","limits":"hunter2"}]}"#[..],
+            br#"{"bindings":[{"source":"a","vhost":"/","destination":"q","destination_type":"hunter2","routing_key":"","arguments":{}}]}"#,
+            br#"{"users":[{"name":"u","password":"hunter2"#,
+        ] {
+            let e = Definitions::parse(bad).unwrap_err().to_string();
+            assert!(!e.contains("hunter2"), "{e}");
+            assert!(e.contains("line 1"), "{e}");
+        }
+        let e = Definitions::parse(br#"{"queues":[{"vhost":"/"}]}"#).unwrap_err();
+        assert!(e.to_string().contains("missing field `auto_delete`"), "{e}");
     }
 
     /// Tags in either form give the same names.

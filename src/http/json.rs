@@ -240,6 +240,15 @@ impl<'o, 'c> ObjectWriter<'o, 'c> {
         self
     }
 
+    /// A value built only if the key is selected (arguments, client properties: decoding
+    /// them for every item of a listing that asked for `columns=name` would be waste).
+    pub fn value_with(&mut self, key: &str, v: impl FnOnce() -> Value) -> &mut Self {
+        if let Some(sub) = self.key(key) {
+            write_value(self.out, &v(), sub);
+        }
+        self
+    }
+
     /// A nested object; `columns` paths reach into it (`arguments.x-max-length`).
     pub fn object(&mut self, key: &str, f: impl FnOnce(&mut ObjectWriter<'_, 'c>)) -> &mut Self {
         if let Some(sub) = self.key(key) {

@@ -2,18 +2,26 @@
 //! or asks for what it changes, and answers with RabbitMQ 3.10's status codes and JSON field
 //! names. Listings snapshot their rows into `Rows` and stream them (see `Listing`).
 
-use super::{epoch_ms, Listing, Management};
-use crate::http::auth::{Need, Principal};
+use super::objects::{self, ConsumerSnap};
+use super::{access_api, actions, epoch_ms, Listing, Management};
+use crate::broker::{BindingView, ExchangeView, QueueView};
+use crate::http::auth::{Need, Principal, Tags};
 use crate::http::json::{ArrayWriter, Columns, Filter, ObjectWriter};
 use crate::http::paginate::{select, EnvelopeStyle, ListQuery, Listable, ListingStream};
-use crate::http::router::Route;
+use crate::http::router::{DestKind, Route};
 use crate::http::{ApiError, Request, Response, Status};
 use crate::session::info::ChannelInfo;
 use serde_json::Value;
 use std::net::SocketAddr;
 
-/// The node name the API reports, RabbitMQ's `name@host` shape.
-pub(super) fn node_name() -> String {
+/// The node name the API reports, RabbitMQ's `name@host` shape (read once: every item of a
+/// listing names its node).
+pub(super) fn node_name() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(read_node_name)
+}
+
+fn read_node_name() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most `buf.len()` bytes, NUL-terminated when it fits.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
@@ -54,6 +62,10 @@ pub(super) struct ChanSnap {
 pub(super) enum Rows {
     Connections(Vec<ConnSnap>),
     Channels(Vec<ChanSnap>),
+    Queues(Vec<QueueView>),
+    Exchanges(Vec<ExchangeView>),
+    Bindings(Vec<BindingView>),
+    Consumers(Vec<ConsumerSnap>),
 }
 
 impl Listable for ConnSnap {
@@ -98,6 +110,10 @@ impl Rows {
         match self {
             Rows::Connections(v) => write_connection(out, &v[i], filter),
             Rows::Channels(v) => write_channel(out, &v[i], filter),
+            Rows::Queues(v) => objects::write_queue(out, &v[i], filter),
+            Rows::Exchanges(v) => objects::write_exchange(out, &v[i], filter),
+            Rows::Bindings(v) => objects::write_binding(out, &v[i], filter),
+            Rows::Consumers(v) => objects::write_consumer(out, &v[i], filter),
         }
     }
 }
@@ -112,7 +128,7 @@ fn write_connection(out: &mut Vec<u8>, c: &ConnSnap, filter: Filter<'_>) {
         .u64("frame_max", c.frame_max.into())
         .str("host", &c.local.ip().to_string())
         .str("name", &c.name)
-        .str("node", &node_name())
+        .str("node", node_name())
         .str("peer_host", &c.peer.ip().to_string())
         .u64("peer_port", c.peer.port().into())
         .u64("port", c.local.port().into())
@@ -140,7 +156,7 @@ fn write_channel(out: &mut Vec<u8>, c: &ChanSnap, filter: Filter<'_>) {
         .u64("global_prefetch_count", c.ch.global_prefetch_count.into())
         .u64("messages_unacknowledged", c.ch.unacked as u64)
         .str("name", &c.name())
-        .str("node", &node_name())
+        .str("node", node_name())
         .u64("number", c.ch.number.into())
         .u64("prefetch_count", c.ch.prefetch_count.into())
         .str("state", "running")
@@ -158,12 +174,28 @@ fn client_properties(t: crate::protocol::FieldTable<'_>) -> Value {
 }
 
 impl Management<'_> {
-    fn connection_snaps(&self, vhost_of: impl Fn(&str) -> String) -> Vec<ConnSnap> {
+    /// The user of the opened connection called `name`, whoever may see it.
+    fn connection_owner(&self, name: &str) -> Option<String> {
+        let mut owner = None;
+        self.conns.each(&mut |row| {
+            let info = row.session.info(self.now);
+            if !info.vhost.is_empty() && owner.is_none() && row.name() == name {
+                owner = Some(info.user.to_owned());
+            }
+        });
+        owner
+    }
+
+    /// The connections `who` may see (RabbitMQ's `filter_user`).
+    fn connection_snaps(&self, who: &Principal) -> Vec<ConnSnap> {
         let mut rows = Vec::new();
         self.conns.each(&mut |row| {
             let info = row.session.info(self.now);
-            if info.user.is_empty() {
+            if info.vhost.is_empty() {
                 return; // still in the handshake: RabbitMQ lists connections once opened
+            }
+            if !sees_user(who, info.user) {
+                return;
             }
             let age = self.now.saturating_duration_since(info.opened_at);
             rows.push(ConnSnap {
@@ -171,7 +203,7 @@ impl Management<'_> {
                 peer: info.peer,
                 local: row.local,
                 user: info.user.to_owned(),
-                vhost: vhost_of(info.user),
+                vhost: info.vhost.to_owned(),
                 state: info.state,
                 channels: row.session.channel_count(),
                 channel_max: info.channel_max,
@@ -184,17 +216,21 @@ impl Management<'_> {
         rows
     }
 
-    fn channel_snaps(&self) -> Vec<ChanSnap> {
+    /// The channels `who` may see: those of the connections it may see.
+    fn channel_snaps(&self, who: &Principal) -> Vec<ChanSnap> {
         let mut rows = Vec::new();
         self.conns.each(&mut |row| {
             let info = row.session.info(self.now);
+            if !sees_user(who, info.user) {
+                return;
+            }
             let conn = row.name();
             row.session.each_channel(|ch| {
                 rows.push(ChanSnap {
                     conn: conn.clone(),
                     peer: info.peer,
                     user: info.user.to_owned(),
-                    vhost: "/".to_owned(),
+                    vhost: info.vhost.to_owned(),
                     ch,
                 })
             });
@@ -217,6 +253,10 @@ fn listing(
     let sel = match &rows {
         Rows::Connections(v) => select(v, &q, default_sort)?,
         Rows::Channels(v) => select(v, &q, default_sort)?,
+        Rows::Queues(v) => select(v, &q, default_sort)?,
+        Rows::Exchanges(v) => select(v, &q, default_sort)?,
+        Rows::Bindings(v) => select(v, &q, default_sort)?,
+        Rows::Consumers(v) => select(v, &q, default_sort)?,
     };
     let columns: Option<Columns> = q.columns.clone();
     Ok(Response::new(Status::OK)
@@ -228,37 +268,150 @@ fn listing(
         }))
 }
 
+/// A request body as JSON: 400 `not_json` as RabbitMQ when it does not parse.
+pub(super) fn body_json(body: &[u8]) -> Result<Value, ApiError> {
+    if body.is_empty() {
+        return Ok(Value::Object(Default::default()));
+    }
+    serde_json::from_slice(body).map_err(|_| ApiError::bad_request("not_json"))
+}
+
+pub(super) fn json_ok<S>(body: Vec<u8>) -> Response<S> {
+    json(body)
+}
+
+impl Management<'_> {
+    fn consumer_snaps(&self, who: &Principal, vhost: Option<&str>) -> Vec<ConsumerSnap> {
+        let mut rows = Vec::new();
+        self.conns.each(&mut |row| {
+            let info = row.session.info(self.now);
+            if !sees_user(who, info.user) {
+                return;
+            }
+            let conn_name = row.name();
+            row.session.each_consumer(|_, id, tag, prefetch| {
+                let Some(view) = self.broker.consumer_view(id) else {
+                    return;
+                };
+                if vhost.is_some_and(|v| v != view.vhost) {
+                    return;
+                }
+                rows.push(ConsumerSnap {
+                    tag: String::from_utf8_lossy(tag).into_owned(),
+                    prefetch,
+                    conn_name: conn_name.clone(),
+                    peer: info.peer,
+                    user: info.user.to_owned(),
+                    view,
+                });
+            });
+        });
+        rows
+    }
+}
+
+/// One object of a listing by name, written whole.
+fn one<T>(
+    items: &[T],
+    found: impl Fn(&T) -> bool,
+    write: impl Fn(&mut Vec<u8>, &T, Filter<'_>),
+) -> Result<Response<Listing>, ApiError> {
+    let item = items
+        .iter()
+        .find(|i| found(i))
+        .ok_or_else(ApiError::not_found)?;
+    let mut out = Vec::new();
+    write(&mut out, item, Filter::All);
+    Ok(json(out))
+}
+
+fn bindings_listing(
+    req: &Request,
+    mut rows: Vec<BindingView>,
+    keep: impl Fn(&BindingView) -> bool,
+) -> Result<Response<Listing>, ApiError> {
+    rows.retain(|b| keep(b));
+    listing(req, Rows::Bindings(rows), &[])
+}
+
 pub(super) fn handle(
     m: &mut Management<'_>,
     req: &Request,
     peer: SocketAddr,
     route: Route,
 ) -> Result<Response<Listing>, ApiError> {
-    use crate::http::Method::{Delete, Get, Head};
+    use crate::http::Method::{Delete, Get, Head, Post, Put};
     let need = match (&route, req.method) {
         (Route::WebUi, _) => {
             return super::web::file(&req.segments).ok_or_else(ApiError::not_found)
         }
+        (
+            Route::Vhosts
+            | Route::Vhost { .. }
+            | Route::Users
+            | Route::User { .. }
+            | Route::Permissions
+            | Route::Permission { .. }
+            | Route::Definitions
+            | Route::DefinitionsVhost { .. },
+            _,
+        ) => Need::Administrator,
         (_, Get | Head) => Need::Management,
+        (
+            Route::Queue { .. }
+            | Route::QueueContents { .. }
+            | Route::QueueGet { .. }
+            | Route::Exchange { .. }
+            | Route::ExchangePublish { .. }
+            | Route::BindingsBetween { .. }
+            | Route::Binding { .. }
+            | Route::Connection { .. },
+            _,
+        ) => Need::Management,
         _ => Need::Administrator,
     };
+    // RabbitMQ lets monitoring users read everything but change nothing.
     let who = m.authorize(req, peer, need)?;
+    let reader_only = who.tags.has(Tags::MONITORING)
+        && !who.tags.has(Tags::ADMINISTRATOR)
+        && !who.tags.has(Tags::MANAGEMENT)
+        && !who.tags.has(Tags::POLICYMAKER);
+    if reader_only && !matches!(req.method, Get | Head) {
+        return Err(ApiError::not_authorised("Not management user"));
+    }
+    let user = who.user.clone();
     match (route, req.method) {
         (Route::Whoami, _) => Ok(json(whoami(&who))),
         (Route::Overview, _) => Ok(json(overview(m))),
         (Route::ClusterName, _) => {
             let mut out = Vec::new();
             let mut o = ObjectWriter::item(&mut out, Filter::All);
-            o.str("name", &node_name());
+            o.str("name", node_name());
             o.end();
             Ok(json(out))
         }
         (Route::HealthAlarms | Route::HealthLocalAlarms, _) => Ok(health_alarms(m.alarms)),
+        (Route::AlivenessTest { vhost }, _) => {
+            let a = actions::actor(m, &user, &vhost)?;
+            actions::aliveness(m, &a)
+        }
         (Route::Connections, _) => {
-            let rows = m.connection_snaps(|_| "/".to_owned());
+            let rows = m.connection_snaps(&who);
+            listing(req, Rows::Connections(rows), &["vhost", "name"])
+        }
+        (Route::VhostConnections { vhost }, _) => {
+            let rows = m
+                .connection_snaps(&who)
+                .into_iter()
+                .filter(|c| c.vhost == vhost)
+                .collect();
             listing(req, Rows::Connections(rows), &["vhost", "name"])
         }
         (Route::Connection { name }, Delete) => {
+            let owner = m.connection_owner(&name).ok_or_else(ApiError::not_found)?;
+            if !(who.tags.has(Tags::ADMINISTRATOR) || who.user == owner) {
+                return Err(ApiError::not_authorised(NOT_YOURS));
+            }
             let reason = req
                 .x_reason
                 .clone()
@@ -270,33 +423,267 @@ pub(super) fn handle(
             }
         }
         (Route::Connection { name }, _) => {
-            let rows = m.connection_snaps(|_| "/".to_owned());
-            let c = rows
-                .iter()
-                .find(|c| c.name == name)
-                .ok_or_else(ApiError::not_found)?;
-            let mut out = Vec::new();
-            write_connection(&mut out, c, Filter::All);
-            Ok(json(out))
+            let owner = m.connection_owner(&name).ok_or_else(ApiError::not_found)?;
+            if !sees_user(&who, &owner) {
+                return Err(ApiError::not_authorised(NOT_YOURS));
+            }
+            let rows = m.connection_snaps(&who);
+            one(&rows, |c| c.name == name, write_connection)
         }
         (Route::Channels, _) => {
-            let rows = m.channel_snaps();
+            let rows = m.channel_snaps(&who);
+            listing(req, Rows::Channels(rows), &["vhost", "name"])
+        }
+        (Route::VhostChannels { vhost }, _) => {
+            let rows = m
+                .channel_snaps(&who)
+                .into_iter()
+                .filter(|c| c.vhost == vhost)
+                .collect();
             listing(req, Rows::Channels(rows), &["vhost", "name"])
         }
         (Route::ConnectionChannels { name }, _) => {
-            let rows: Vec<ChanSnap> = m
-                .channel_snaps()
+            let rows = m
+                .channel_snaps(&who)
                 .into_iter()
                 .filter(|c| c.conn == name)
                 .collect();
             listing(req, Rows::Channels(rows), &["vhost", "name"])
         }
+        (Route::Consumers, _) => listing(
+            req,
+            Rows::Consumers(m.consumer_snaps(&who, None)),
+            &["vhost", "queue"],
+        ),
+        (Route::ConsumersVhost { vhost }, _) => listing(
+            req,
+            Rows::Consumers(m.consumer_snaps(&who, Some(&vhost))),
+            &["vhost", "queue"],
+        ),
+        (Route::Queues, _) => listing(
+            req,
+            Rows::Queues(m.broker.queue_views(None)),
+            &["vhost", "name"],
+        ),
+        (Route::QueuesVhost { vhost }, _) => {
+            vhost_exists(m, &vhost)?;
+            listing(
+                req,
+                Rows::Queues(m.broker.queue_views(Some(&vhost))),
+                &["vhost", "name"],
+            )
+        }
+        (Route::Queue { vhost, name }, Put) => {
+            let a = actions::actor(m, &user, &vhost)?;
+            actions::put_queue(m, &a, &name, &req.body)
+        }
+        (Route::Queue { vhost, name }, Delete) => {
+            let a = actions::actor(m, &user, &vhost)?;
+            actions::delete_queue(m, &a, &name, &req.query)
+        }
+        (Route::Queue { vhost, name }, _) => {
+            vhost_exists(m, &vhost)?;
+            one(
+                &m.broker.queue_views(Some(&vhost)),
+                |q| q.name == name,
+                objects::write_queue,
+            )
+        }
+        (Route::QueueContents { vhost, name }, _) => {
+            let a = actions::actor(m, &user, &vhost)?;
+            actions::purge(m, &a, &name)
+        }
+        (Route::QueueGet { vhost, name }, Post) => {
+            let a = actions::actor(m, &user, &vhost)?;
+            actions::get(m, &a, &name, &req.body)
+        }
+        (Route::QueueBindings { vhost, name }, _) => {
+            vhost_exists(m, &vhost)?;
+            let rows = m.broker.binding_views(Some(&vhost));
+            bindings_listing(req, rows, |b| b.to_queue && b.destination == name)
+        }
+        (Route::Exchanges, _) => listing(
+            req,
+            Rows::Exchanges(m.broker.exchange_views(None)),
+            &["vhost", "name"],
+        ),
+        (Route::ExchangesVhost { vhost }, _) => {
+            vhost_exists(m, &vhost)?;
+            listing(
+                req,
+                Rows::Exchanges(m.broker.exchange_views(Some(&vhost))),
+                &["vhost", "name"],
+            )
+        }
+        (Route::Exchange { vhost, name }, Put) => {
+            let a = actions::actor(m, &user, &vhost)?;
+            actions::put_exchange(m, &a, &name, &req.body)
+        }
+        (Route::Exchange { vhost, name }, Delete) => {
+            let a = actions::actor(m, &user, &vhost)?;
+            actions::delete_exchange(m, &a, &name, &req.query)
+        }
+        (Route::Exchange { vhost, name }, _) => {
+            vhost_exists(m, &vhost)?;
+            let shown = if name == "amq.default" {
+                String::new()
+            } else {
+                name
+            };
+            one(
+                &m.broker.exchange_views(Some(&vhost)),
+                |x| x.name == shown,
+                objects::write_exchange,
+            )
+        }
+        (Route::ExchangePublish { vhost, name }, Post) => {
+            let a = actions::actor(m, &user, &vhost)?;
+            actions::publish(m, &a, &name, &req.body)
+        }
+        (Route::ExchangeBindingsSource { vhost, name }, _) => {
+            vhost_exists(m, &vhost)?;
+            bindings_listing(req, m.broker.binding_views(Some(&vhost)), |b| {
+                b.source == name
+            })
+        }
+        (Route::ExchangeBindingsDestination { vhost, name }, _) => {
+            vhost_exists(m, &vhost)?;
+            bindings_listing(req, m.broker.binding_views(Some(&vhost)), |b| {
+                !b.to_queue && b.destination == name
+            })
+        }
+        (Route::Bindings, _) => bindings_listing(req, m.broker.binding_views(None), |_| true),
+        (Route::BindingsVhost { vhost }, _) => {
+            vhost_exists(m, &vhost)?;
+            bindings_listing(req, m.broker.binding_views(Some(&vhost)), |_| true)
+        }
+        (
+            Route::BindingsBetween {
+                vhost,
+                source,
+                kind,
+                destination,
+            },
+            Post,
+        ) => {
+            let a = actions::actor(m, &user, &vhost)?;
+            actions::bind(
+                m,
+                &a,
+                &source,
+                kind == DestKind::Queue,
+                &destination,
+                &req.body,
+            )
+        }
+        (
+            Route::BindingsBetween {
+                vhost,
+                source,
+                kind,
+                destination,
+            },
+            _,
+        ) => {
+            vhost_exists(m, &vhost)?;
+            let to_queue = kind == DestKind::Queue;
+            bindings_listing(req, m.broker.binding_views(Some(&vhost)), |b| {
+                b.source == source && b.to_queue == to_queue && b.destination == destination
+            })
+        }
+        (
+            Route::Binding {
+                vhost,
+                source,
+                kind,
+                destination,
+                props,
+            },
+            Delete,
+        ) => {
+            let a = actions::actor(m, &user, &vhost)?;
+            actions::unbind(
+                m,
+                &a,
+                &source,
+                kind == DestKind::Queue,
+                &destination,
+                &props,
+            )
+        }
+        (
+            Route::Binding {
+                vhost,
+                source,
+                kind,
+                destination,
+                props,
+            },
+            _,
+        ) => {
+            vhost_exists(m, &vhost)?;
+            let to_queue = kind == DestKind::Queue;
+            one(
+                &m.broker.binding_views(Some(&vhost)),
+                |b| {
+                    b.source == source
+                        && b.to_queue == to_queue
+                        && b.destination == destination
+                        && objects::properties_key(&b.routing_key, &b.arguments) == props
+                },
+                objects::write_binding,
+            )
+        }
+        (Route::Vhosts, _) => access_api::vhosts(m, None),
+        (Route::Vhost { vhost }, Put) => access_api::put_vhost(m, &vhost, &req.body),
+        (Route::Vhost { vhost }, Delete) => access_api::delete_vhost(m, &vhost),
+        (Route::Vhost { vhost }, _) => access_api::vhosts(m, Some(&vhost)),
+        (Route::VhostPermissions { vhost }, _) => {
+            access_api::permissions(m, Some(&vhost), None, false)
+        }
+        (Route::Users, _) => access_api::users(m, None),
+        (Route::User { name }, Put) => access_api::put_user(m, &name, &req.body),
+        (Route::User { name }, Delete) => access_api::delete_user(m, &name),
+        (Route::User { name }, _) => access_api::users(m, Some(&name)),
+        (Route::UserPermissions { user }, _) => {
+            access_api::permissions(m, None, Some(&user), false)
+        }
+        (Route::Permissions, _) => access_api::permissions(m, None, None, false),
+        (Route::Permission { vhost, user }, Put) => {
+            access_api::put_permission(m, &vhost, &user, &req.body)
+        }
+        (Route::Permission { vhost, user }, Delete) => {
+            access_api::delete_permission(m, &vhost, &user)
+        }
+        (Route::Permission { vhost, user }, _) => {
+            access_api::permissions(m, Some(&vhost), Some(&user), true)
+        }
+        (Route::Definitions, Post) => access_api::import_definitions(m, &req.body),
+        (Route::Definitions, _) => access_api::definitions(m, None),
+        (Route::DefinitionsVhost { vhost }, _) => access_api::definitions(m, Some(&vhost)),
         _ => Err(ApiError::json(
             Status::NOT_IMPLEMENTED,
             "not_implemented",
-            "coney does not implement this endpoint yet",
+            "coney does not implement this endpoint (see README: management API)",
         )),
     }
+}
+
+/// RabbitMQ's refusal when a user names another user's connection.
+const NOT_YOURS: &str = "User not authorised to access object";
+
+/// Whether `who` sees what `user` owns: its own, or everything with monitoring or
+/// administrator (RabbitMQ's `filter_user` and `is_authorized_user`).
+fn sees_user(who: &Principal, user: &str) -> bool {
+    who.tags.has(Tags::MONITORING) || who.tags.has(Tags::ADMINISTRATOR) || who.user == user
+}
+
+fn vhost_exists(m: &Management<'_>, vhost: &str) -> Result<(), ApiError> {
+    m.broker
+        .access()
+        .vhost(vhost)
+        .map(|_| ())
+        .ok_or_else(ApiError::not_found)
 }
 
 fn whoami(who: &Principal) -> Vec<u8> {
@@ -346,6 +733,7 @@ fn health_ok() -> Vec<u8> {
 fn overview(m: &Management<'_>) -> Vec<u8> {
     let rates = m.stats.rates();
     let c = m.broker.counters();
+    let totals = m.broker.totals();
     let (mut connections, mut channels) = (0u64, 0u64);
     m.conns.each(&mut |row| {
         connections += 1;
@@ -402,15 +790,29 @@ fn overview(m: &Management<'_>) -> Vec<u8> {
             pair(s, "publish", c.publish, rates.publish);
             pair(s, "redeliver", c.redeliver, rates.redeliver);
         })
-        .object("queue_totals", |_| {})
+        .object("queue_totals", |q| {
+            q.u64("messages", totals.ready + totals.unacked)
+                .u64("messages_ready", totals.ready)
+                .u64("messages_unacknowledged", totals.unacked);
+        })
         .object("object_totals", |t| {
             t.u64("channels", channels)
                 .u64("connections", connections)
-                .u64("consumers", 0)
-                .u64("exchanges", 0)
-                .u64("queues", 0);
+                .u64("consumers", totals.consumers)
+                .u64("exchanges", totals.exchanges)
+                .u64("queues", totals.queues);
         })
-        .str("node", &node);
+        .str("node", &node)
+        .array("listeners", |a| {
+            for (protocol, addr) in m.listeners {
+                a.object(|l| {
+                    l.str("node", &node)
+                        .str("protocol", protocol)
+                        .str("ip_address", &addr.ip().to_string())
+                        .u64("port", addr.port().into());
+                });
+            }
+        });
     o.end();
     out
 }

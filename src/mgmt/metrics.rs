@@ -22,7 +22,7 @@ pub(super) fn respond(m: &mut Management<'_>, req: &Request) -> Response<Listing
         .bytes(out)
 }
 
-fn write(m: &Management<'_>, out: &mut Vec<u8>, _per_object: bool) {
+fn write(m: &Management<'_>, out: &mut Vec<u8>, per_object: bool) {
     let c = m.broker.counters();
     let (mut connections, mut channels) = (0u64, 0u64);
     m.conns.each(&mut |row| {
@@ -88,6 +88,15 @@ fn write(m: &Management<'_>, out: &mut Vec<u8>, _per_object: bool) {
         "Free disk space low watermark in bytes",
         a.disk_free_limit_bytes,
     );
+    let t = m.broker.totals();
+    gauge(out, "rabbitmq_queues", "Queues available", t.queues);
+    gauge(
+        out,
+        "rabbitmq_consumers",
+        "Consumers currently connected",
+        t.consumers,
+    );
+    write_queues(m, out, per_object, t);
     gauge(
         out,
         "rabbitmq_connections",
@@ -99,6 +108,18 @@ fn write(m: &Management<'_>, out: &mut Vec<u8>, _per_object: bool) {
         "rabbitmq_channels",
         "Channels currently open",
         channels,
+    );
+    counter(
+        out,
+        "rabbitmq_connections_opened_total",
+        "Total number of connections opened",
+        m.stats.connections_opened,
+    );
+    counter(
+        out,
+        "rabbitmq_connections_closed_total",
+        "Total number of connections closed or terminated",
+        m.stats.connections_closed,
     );
     counter(
         out,
@@ -149,6 +170,52 @@ fn write(m: &Management<'_>, out: &mut Vec<u8>, _per_object: bool) {
         c.unroutable,
     );
     write_end(out);
+}
+
+/// The queue families: one sample each, summed over queues (`/metrics`, as
+/// rabbitmq_prometheus aggregates by default), or one per queue labelled with its vhost and
+/// name (`/metrics/per-object`).
+fn write_queues(m: &Management<'_>, out: &mut Vec<u8>, per_object: bool, t: crate::broker::Totals) {
+    type Pick = fn(&crate::broker::QueueView) -> u64;
+    let families: [(&str, &str, Pick, u64); 4] = [
+        (
+            "rabbitmq_queue_messages_ready",
+            "Messages ready to be delivered to consumers",
+            |q| q.ready,
+            t.ready,
+        ),
+        (
+            "rabbitmq_queue_messages_unacked",
+            "Messages delivered to consumers but not yet acknowledged",
+            |q| q.unacked,
+            t.unacked,
+        ),
+        (
+            "rabbitmq_queue_messages",
+            "Sum of ready and unacknowledged messages - total queue depth",
+            |q| q.ready + q.unacked,
+            t.ready + t.unacked,
+        ),
+        (
+            "rabbitmq_queue_consumers",
+            "Consumers on a queue",
+            |q| q.consumers,
+            t.consumers,
+        ),
+    ];
+    if !per_object {
+        for (name, help, _, total) in families {
+            Family::begin(out, name, help, MetricType::Gauge).sample(&[], total);
+        }
+        return;
+    }
+    let queues = m.broker.queue_views(None);
+    for (name, help, pick, _) in families {
+        let mut f = Family::begin(out, name, help, MetricType::Gauge);
+        for q in &queues {
+            f.sample(&[("vhost", &q.vhost), ("queue", &q.name)], pick(q));
+        }
+    }
 }
 
 /// Open file descriptors (entries of /proc/self/fd) and the soft limit.

@@ -5,12 +5,16 @@
 //! A `Management` is built per call from borrows of the reactor's state, so it holds no state
 //! of its own beyond what `Stats` keeps between calls (rate samples).
 
+mod access_api;
+mod actions;
 pub mod conns;
 mod handlers;
 mod metrics;
+mod objects;
 pub mod stats;
 mod web;
 
+use crate::auth::LoginRefused;
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::http::auth::{authorize, AuthError, Authenticator, Need, Principal, Tags};
@@ -46,6 +50,8 @@ pub struct Management<'a> {
     pub conns: &'a mut dyn Connections,
     pub config: &'a Config,
     pub stats: &'a Stats,
+    /// Each listener's protocol (RabbitMQ's names: amqp, http, http/prometheus) and address.
+    pub listeners: &'a [(&'static str, SocketAddr)],
     /// Resource alarms and what they measured last.
     pub alarms: &'a crate::resources::Alarms,
     /// The loop turn's clock.
@@ -83,22 +89,25 @@ impl Service for Management<'_> {
     }
 }
 
-/// The users the API logs in, as the AMQP handshake does: coney's configured user, tagged
-/// administrator (RabbitMQ's default user), loopback-only when `loopback_users` says so.
-struct ConfigUsers<'a>(&'a Config);
+/// The users the API logs in: the broker's users table, checked as the AMQP handshake checks
+/// it (password hash, `loopback_users`), with the user's tags.
+struct Users<'a>(&'a Broker);
 
-impl Authenticator for ConfigUsers<'_> {
+impl Authenticator for Users<'_> {
     fn authenticate(&self, user: &str, pass: &str, peer: &SocketAddr) -> Result<Tags, AuthError> {
-        let c = self.0;
-        if user != c.default_user
-            || !crate::auth::password::constant_time_eq(pass.as_bytes(), c.default_pass.as_bytes())
+        let loopback = peer.ip().is_loopback();
+        match self
+            .0
+            .access()
+            .authenticate(user, pass.as_bytes(), loopback)
         {
-            return Err(AuthError::LoginFailed);
+            Ok(u) => Ok(u
+                .tags
+                .iter()
+                .fold(Tags::NONE, |t, tag| t.with(Tags::parse(tag.name())))),
+            Err(LoginRefused::InvalidCredentials { .. }) => Err(AuthError::LoginFailed),
+            Err(LoginRefused::LoopbackOnly { .. }) => Err(AuthError::NotLoopback),
         }
-        if c.loopback_users.iter().any(|u| u == user) && !peer.ip().is_loopback() {
-            return Err(AuthError::NotLoopback);
-        }
-        Ok(Tags::ADMINISTRATOR)
     }
 }
 
@@ -109,7 +118,7 @@ impl Management<'_> {
         peer: SocketAddr,
         need: Need,
     ) -> Result<Principal, ApiError> {
-        authorize(&req.authorization, &peer, &ConfigUsers(self.config), need)
+        authorize(&req.authorization, &peer, &Users(self.broker), need)
     }
 }
 

@@ -14,6 +14,9 @@ const SAMPLES: usize = RATE_WINDOW_SECS + 1;
 pub struct Stats {
     ring: [Option<(Instant, MessageCounters)>; SAMPLES],
     next: usize,
+    /// AMQP connections accepted and closed since start (the reactor counts them).
+    pub connections_opened: u64,
+    pub connections_closed: u64,
 }
 
 /// Per-second rates of each counter.

@@ -17,6 +17,7 @@ pub const FRAME_OVERHEAD: usize = FRAME_HEADER_SIZE + 1;
 /// Spec: frame-min-size. Peers may not negotiate a smaller frame_max.
 pub const FRAME_MIN_SIZE: u32 = 4096;
 
+pub const CLASS_CONNECTION: u16 = 10;
 pub const CLASS_BASIC: u16 = 60;
 
 /// Reply codes of the spec. `is_hard` follows the spec's soft-error / hard-error classes.

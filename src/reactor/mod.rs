@@ -98,6 +98,18 @@ impl mgmt::Connections for ApiTable<'_> {
     }
 }
 
+/// The listeners as the API names them.
+fn listeners_of(
+    amqp: Option<std::net::SocketAddr>,
+    http: &http::HttpSide,
+) -> Vec<(&'static str, std::net::SocketAddr)> {
+    let (mgmt, prom) = http.local_addrs();
+    [("amqp", amqp), ("http", mgmt), ("http/prometheus", prom)]
+        .into_iter()
+        .filter_map(|(p, a)| Some((p, a?)))
+        .collect()
+}
+
 pub struct Reactor {
     poll: Poll,
     listener: Option<TcpListener>,
@@ -105,6 +117,8 @@ pub struct Reactor {
     amqp_addr: Option<std::net::SocketAddr>,
     http: http::HttpSide,
     stats: mgmt::Stats,
+    /// Every listener, for the API's overview.
+    listeners: Vec<(&'static str, std::net::SocketAddr)>,
     /// Connections the management API asked to close this turn, with the reason.
     api_closes: Vec<(usize, String)>,
     signals: signal::Signals,
@@ -131,10 +145,13 @@ pub struct Reactor {
     alarms: Alarms,
     /// Most heap in use since memory was last handed back to the OS.
     heap_peak_bytes: usize,
+    /// Connections the broker ended (vhost or user deleted), kept for its capacity.
+    forced_scratch: Vec<(ConnId, String)>,
 }
 
 impl Reactor {
-    pub fn bind(config: Config) -> io::Result<Self> {
+    /// Listens on `config.listen` and serves `broker` (opened by the caller, `Broker::open`).
+    pub fn bind(config: Config, broker: Broker) -> io::Result<Self> {
         let poll = Poll::new()?;
         let mut listener = TcpListener::bind(config.listen)
             .map_err(|e| io::Error::new(e.kind(), format!("AMQP on {}: {e}", config.listen)))?;
@@ -143,8 +160,8 @@ impl Reactor {
         let signals = signal::Signals::install(poll.registry(), SIGNALS)?;
         let http = http::HttpSide::bind(&config, poll.registry())?;
         let amqp_addr = listener.local_addr().ok();
+        let listeners = listeners_of(amqp_addr, &http);
         let read_buf = vec![0u8; FRAME_MAX_BYTES as usize + READ_CHUNK_BYTES];
-        let broker = Broker::open(&config.data_dir)?;
         let mut alarms = Alarms::new(&config);
         // Start with the disk alarm already right, not a tick later.
         alarms.check_disk(&config.data_dir);
@@ -154,6 +171,7 @@ impl Reactor {
             amqp_addr,
             http,
             stats: mgmt::Stats::default(),
+            listeners,
             api_closes: Vec::new(),
             signals,
             conns: Slab::new(),
@@ -171,6 +189,7 @@ impl Reactor {
             stored: true,
             alarms,
             heap_peak_bytes: 0,
+            forced_scratch: Vec::new(),
         })
     }
 
@@ -244,7 +263,7 @@ impl Reactor {
         self.read_ready(now);
         self.serve_http(now);
         self.broker.expire_due();
-        self.deliver_notices();
+        self.deliver_notices(now);
         self.deliver();
         self.resume_flow(now);
         self.persist();
@@ -305,8 +324,13 @@ impl Reactor {
             local: self.amqp_addr,
             to_close: &mut self.api_closes,
         };
-        let (broker, config, stats, alarms) =
-            (&mut self.broker, &self.config, &self.stats, &self.alarms);
+        let (broker, config, stats, alarms, listeners) = (
+            &mut self.broker,
+            &self.config,
+            &self.stats,
+            &self.alarms,
+            &self.listeners[..],
+        );
         self.http.turn(
             now,
             &mut self.read_buf,
@@ -319,6 +343,7 @@ impl Reactor {
                     config,
                     stats,
                     alarms,
+                    listeners,
                     now,
                 })
             },
@@ -340,7 +365,7 @@ impl Reactor {
                 self.flush_list.push(key);
             }
         }
-        self.deliver_notices();
+        self.deliver_notices(now);
     }
 
     fn on_signal(&mut self, sig: i32, now: Instant) {
@@ -411,6 +436,7 @@ impl Reactor {
                         error!("register {peer}: {e}");
                         continue;
                     }
+                    self.stats.connections_opened += 1;
                     let session = Session::new(ConnId(key as u32), peer, &self.config, now);
                     entry.insert(Conn::new(socket, session));
                 }
@@ -459,17 +485,38 @@ impl Reactor {
                 c.queued_flush = true;
                 self.flush_list.push(key);
             }
-            self.deliver_notices();
+            self.deliver_notices(now);
         }
     }
 
-    /// Tells sessions what other connections' actions did to them.
-    fn deliver_notices(&mut self) {
+    /// Tells sessions what other connections' actions (or the broker's own) did to them;
+    /// closes with 320 the connections the broker ended.
+    fn deliver_notices(&mut self, now: Instant) {
+        let mut forced = std::mem::take(&mut self.forced_scratch);
         let mut table = Table {
             conns: &mut self.conns,
             flush: &mut self.flush_list,
         };
-        delivery::deliver_notices(&mut self.broker, &mut table);
+        delivery::deliver_notices(&mut self.broker, &mut table, &mut forced);
+        let alarm = self.alarm_reason();
+        for (conn, reason) in forced.drain(..) {
+            let key = conn.0 as usize;
+            let Some(c) = self.conns.get_mut(key) else {
+                continue;
+            };
+            let mut ctx = Ctx {
+                broker: &mut self.broker,
+                config: &self.config,
+                now,
+                alarm,
+            };
+            c.session.force_close(&mut c.out, &reason, &mut ctx);
+            if !c.queued_flush {
+                c.queued_flush = true;
+                self.flush_list.push(key);
+            }
+        }
+        self.forced_scratch = forced;
     }
 
     /// How long the poller may sleep: until the next timer tick, the broker's earliest
@@ -650,6 +697,7 @@ impl Reactor {
             let Some(mut c) = self.conns.try_remove(key) else {
                 continue;
             };
+            self.stats.connections_closed += 1;
             let _ = self.poll.registry().deregister(&mut c.socket);
             let mut ctx = Ctx {
                 broker: &mut self.broker,
@@ -672,7 +720,7 @@ impl Reactor {
         }
         list.clear();
         self.close_list = list;
-        self.deliver_notices();
+        self.deliver_notices(now);
     }
 }
 
@@ -698,8 +746,12 @@ mod tests {
             data_dir: dir.clone(),
             ..Config::default()
         };
-        let mut r = Reactor::bind(config).expect("bind");
-        let owner = ConnId(u32::MAX);
+        let broker = Broker::open(&config.data_dir, config.default_data().as_ref()).expect("store");
+        let mut r = Reactor::bind(config, broker).expect("bind");
+        let owner = r
+            .broker
+            .internal_actor(ConnId(u32::MAX), "/")
+            .expect("vhost /");
         for i in 0..QUEUES {
             let name = format!("idle-{i}");
             let flags = QueueFlags {
@@ -707,11 +759,11 @@ mod tests {
                 ..Default::default()
             };
             r.broker
-                .declare_queue(owner, name.as_bytes(), flags, FieldTable::EMPTY)
+                .declare_queue(&owner, name.as_bytes(), flags, FieldTable::EMPTY)
                 .expect("declare");
             r.broker
                 .bind_queue(
-                    owner,
+                    &owner,
                     name.as_bytes(),
                     b"amq.direct",
                     name.as_bytes(),
@@ -754,7 +806,8 @@ mod tests {
             data_dir: dir.clone(),
             ..Config::default()
         };
-        let mut r = Reactor::bind(config).expect("bind");
+        let broker = Broker::open(&config.data_dir, config.default_data().as_ref()).expect("store");
+        let mut r = Reactor::bind(config, broker).expect("bind");
         let mut client =
             std::net::TcpStream::connect(r.local_addr().expect("address")).expect("connect");
         let (mut events, mut signals) = (Events::with_capacity(EVENTS_PER_POLL_MAX), Vec::new());

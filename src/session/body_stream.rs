@@ -196,6 +196,11 @@ mod tests {
         kept_max
     }
 
+    /// Full rights in vhost "/" as connection 1, for reading back what the session routed.
+    fn guest(b: &Broker) -> crate::broker::Actor {
+        b.internal_actor(ConnId(1), "/").expect("vhost /")
+    }
+
     fn session() -> Session {
         let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 40_000));
         Session::new(ConnId(1), peer, &Config::default(), Instant::now())
@@ -236,7 +241,7 @@ mod tests {
             );
             for (i, body) in bodies.iter().enumerate() {
                 let got = broker
-                    .get(ConnId(1), b"q", true)
+                    .get(&guest(&broker), b"q", true)
                     .expect("get")
                     .unwrap_or_else(|| panic!("message {i} missing"));
                 assert!(
@@ -244,7 +249,10 @@ mod tests {
                     "body {i} differs"
                 );
             }
-            assert!(broker.get(ConnId(1), b"q", true).expect("get").is_none());
+            assert!(broker
+                .get(&guest(&broker), b"q", true)
+                .expect("get")
+                .is_none());
         }
     }
 
@@ -275,6 +283,9 @@ mod tests {
             reason.contains("FRAME_ERROR") && reason.contains("{invalid_frame_end_marker,171}"),
             "{reason}"
         );
-        assert!(broker.get(ConnId(1), b"q", true).expect("get").is_none());
+        assert!(broker
+            .get(&guest(&broker), b"q", true)
+            .expect("get")
+            .is_none());
     }
 }

@@ -133,6 +133,13 @@ pub(crate) struct Channel {
     pub(crate) last_queue: Option<Box<[u8]>>,
     /// The reply consumer, at most one per channel (RabbitMQ).
     pub(crate) reply: Option<ChannelReply>,
+    /// The last exchange this channel was allowed to publish to, with the generation of the
+    /// grant that allowed it: publishers repeat their exchange, and comparing it is cheaper
+    /// than matching the write pattern.
+    pub(crate) publish_allowed: Option<(u64, Box<[u8]>)>,
+    /// The user_id property of the message being received, when it names another user: seen
+    /// at the header, refused once the message is complete (RabbitMQ's order of checks).
+    pub(crate) claimed_user_id: Option<Box<[u8]>>,
 }
 
 impl Default for Channel {
@@ -156,6 +163,8 @@ impl Default for Channel {
             tx: None,
             last_queue: None,
             reply: None,
+            publish_allowed: None,
+            claimed_user_id: None,
         }
     }
 }
@@ -195,6 +204,13 @@ impl Channel {
 
     pub(crate) fn consumer_count(&self) -> usize {
         self.consumers.len()
+    }
+
+    /// Each consumer's broker id, tag and prefetch (for the management API).
+    pub(crate) fn each_consumer(&self, mut f: impl FnMut(ConsumerId, &[u8], u16)) {
+        for (_, c) in self.consumers.iter() {
+            f(c.id, &c.tag, c.prefetch);
+        }
     }
 
     pub(crate) fn has_consumer_tag(&self, tag: &[u8]) -> bool {
@@ -393,12 +409,13 @@ mod tests {
     /// A broker with queue "q", its id, and a consumer on it in slot 0 of a channel.
     fn setup() -> (Broker, QueueId, ConsumerRef) {
         let mut b = Broker::new();
+        let who = b.internal_actor(CONN, "/").expect("vhost /");
         let q = b
-            .declare_queue(CONN, b"q", QueueFlags::default(), FieldTable::EMPTY)
+            .declare_queue(&who, b"q", QueueFlags::default(), FieldTable::EMPTY)
             .expect("declare")
             .queue;
         let id = b
-            .add_consumer(CONN, 1, 0, b"q", false, false, FieldTable::EMPTY)
+            .add_consumer(&who, 1, 0, b"q", false, false, FieldTable::EMPTY)
             .expect("consume");
         (b, q, ConsumerRef { id, slot: 0 })
     }
@@ -406,9 +423,10 @@ mod tests {
     /// A message taken from "q", as a delivery would carry it.
     fn queued(b: &mut Broker) -> QueuedMessage {
         let m = Message::new(b"", b"q", &[0, 0], b"", false);
-        b.publish(&m, crate::broker::PublishProps::default())
-            .expect("publish");
-        b.get(CONN, b"q", false)
+        let who = b.internal_actor(CONN, "/").expect("vhost /");
+        let target = b.publish_target(&who, b"").expect("default exchange");
+        b.publish(target, &m, crate::broker::PublishProps::default());
+        b.get(&who, b"q", false)
             .expect("get")
             .expect("a message")
             .message
@@ -460,7 +478,15 @@ mod tests {
     fn consumer_prefetch_counts_its_own_unacked_deliveries() {
         let (mut b, q, c) = setup();
         let id = b
-            .add_consumer(CONN, 1, 1, b"q", false, false, FieldTable::EMPTY)
+            .add_consumer(
+                &b.internal_actor(CONN, "/").expect("vhost /"),
+                1,
+                1,
+                b"q",
+                false,
+                false,
+                FieldTable::EMPTY,
+            )
             .expect("consume");
         let other = ConsumerRef { id, slot: 1 };
         let mut ch = Channel {
@@ -487,7 +513,15 @@ mod tests {
         // Its slot is reused by the next consumer: the old reference does not reach it.
         let next = ConsumerRef {
             id: b
-                .add_consumer(CONN, 1, 0, b"q", false, false, FieldTable::EMPTY)
+                .add_consumer(
+                    &b.internal_actor(CONN, "/").expect("vhost /"),
+                    1,
+                    0,
+                    b"q",
+                    false,
+                    false,
+                    FieldTable::EMPTY,
+                )
                 .expect("consume"),
             slot: ch.next_consumer_slot(),
         };

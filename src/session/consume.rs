@@ -67,7 +67,7 @@ impl Session {
         let slot = self.channel(ch)?.next_consumer_slot();
         // Consume-ok goes out before any delivery: deliveries are made after input processing.
         let id = ctx.broker.add_consumer(
-            self.id,
+            self.actor()?,
             ch,
             slot,
             &queue,
@@ -117,9 +117,8 @@ impl Session {
         ctx: &mut Ctx<'_>,
     ) -> Result<(), AmqpError> {
         let queue = self.queue_name(ch, g.queue)?;
-        let (frame_max, conn) = (self.frame_max, self.id);
-        let channel = self.channel(ch)?;
-        let Some(got) = ctx.broker.get(conn, &queue, g.no_ack)? else {
+        let frame_max = self.frame_max;
+        let Some(got) = ctx.broker.get(self.actor()?, &queue, g.no_ack)? else {
             out.method(
                 ch,
                 &Method::BasicGetEmpty(BasicGetEmpty { cluster_id: b"" }),
@@ -128,7 +127,9 @@ impl Session {
         };
         let msg = got.message.message().clone();
         let redelivered = got.message.redelivered();
-        let tag = channel.record_delivery(got.queue, got.message, g.no_ack);
+        let tag = self
+            .channel(ch)?
+            .record_delivery(got.queue, got.message, g.no_ack);
         let ok = BasicGetOk {
             delivery_tag: tag,
             redelivered,
@@ -322,7 +323,7 @@ pub(super) fn settle_one(u: Unacked, how: Settle, broker: &mut Broker) {
     let Some(m) = u.msg else { return };
     match how {
         Settle::Requeue => broker.requeue(u.queue, m),
-        Settle::Ack => broker.ack(m),
+        Settle::Ack => broker.ack(u.queue, m),
         Settle::Discard => broker.reject(u.queue, m),
     }
 }

@@ -24,8 +24,14 @@ pub fn deliver_ready(broker: &mut Broker, sessions: &mut impl Sessions) {
     broker.deliver_ready(&mut Sink(sessions));
 }
 
-/// Tells sessions what other connections' actions did to them, oldest first.
-pub fn deliver_notices(broker: &mut Broker, sessions: &mut impl Sessions) {
+/// Tells sessions what other connections' actions did to them, oldest first. The connections
+/// the broker closes (their vhost or user was deleted) are left in `forced`, for the caller to
+/// close with its context (`Session::force_close`).
+pub fn deliver_notices(
+    broker: &mut Broker,
+    sessions: &mut impl Sessions,
+    forced: &mut Vec<(ConnId, String)>,
+) {
     for n in broker.drain_notices() {
         let conn = n.conn();
         let Some((s, out)) = sessions.session_mut(conn) else {
@@ -44,6 +50,8 @@ pub fn deliver_notices(broker: &mut Broker, sessions: &mut impl Sessions) {
                 message,
                 ..
             } => s.deliver_reply(out, channel, consumer, &message),
+            // Closing needs the broker, which is busy handing out notices here.
+            Notice::ConnectionForced { reason, .. } => forced.push((conn, reason)),
         }
         sessions.wants_flush(conn);
     }

@@ -6,6 +6,7 @@
 use super::channel::{Channel, Publish, Settle, TxOp};
 use super::consume::settle_one;
 use super::{Ctx, Session, State};
+use crate::broker::Actor;
 use crate::error::AmqpError;
 use crate::protocol::constants::CLASS_BASIC;
 use crate::protocol::method::*;
@@ -41,6 +42,16 @@ impl Session {
                 self.fail_method(out, ch, e, (0, 0), ctx);
                 return Ok(());
             }
+            let Some(actor) = self.actor.as_ref() else {
+                return Err(AmqpError::command_invalid(
+                    "channel.open before connection.open",
+                ));
+            };
+            if let Err(refused) = ctx.broker.channel_opened(actor) {
+                // The user's max-channels: a connection error naming no method, as RabbitMQ.
+                self.fail_method(out, ch, refused.into(), (0, 0), ctx);
+                return Ok(());
+            }
             self.channels.insert(ch, Channel::default());
             out.method(
                 ch,
@@ -57,9 +68,7 @@ impl Session {
         if channel.closing {
             // After our channel.close only close-ok (or a crossing close) matters.
             match m {
-                Method::ChannelCloseOk(_) => {
-                    self.channels.remove(ch);
-                }
+                Method::ChannelCloseOk(_) => self.remove_channel(ch, ctx),
                 Method::ChannelClose(_) => out.method(ch, &Method::ChannelCloseOk(ChannelCloseOk)),
                 _ => {}
             }
@@ -72,6 +81,9 @@ impl Session {
             );
             self.fail_method(out, ch, e, (CLASS_BASIC, 40), ctx);
             return Ok(());
+        }
+        if let Some(actor) = self.actor.as_mut() {
+            ctx.broker.refresh_actor(actor);
         }
         let ids = m.id();
         let result = self.dispatch(out, ch, m, ctx);
@@ -91,7 +103,7 @@ impl Session {
         match m {
             Method::ChannelClose(_) => {
                 self.release_channel(ch, ctx);
-                self.channels.remove(ch);
+                self.remove_channel(ch, ctx);
                 out.method(ch, &Method::ChannelCloseOk(ChannelCloseOk));
             }
             Method::ChannelCloseOk(_) | Method::ChannelFlowOk(_) => {}
@@ -148,6 +160,21 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// A channel is gone (closed by either side): it no longer counts towards the user's
+    /// max-channels.
+    fn remove_channel(&mut self, ch: u16, ctx: &mut Ctx<'_>) {
+        if self.channels.remove(ch).is_some() {
+            ctx.broker.channel_closed(self.id);
+        }
+    }
+
+    /// Who the channel methods act as: the connection, its vhost and its rights there.
+    pub(super) fn actor(&self) -> Result<&Actor, AmqpError> {
+        self.actor
+            .as_ref()
+            .ok_or_else(|| AmqpError::command_invalid("no vhost before connection.open"))
     }
 
     pub(super) fn channel(&mut self, ch: u16) -> Result<&mut Channel, AmqpError> {
@@ -226,7 +253,11 @@ impl Session {
         let ops = std::mem::take(ops);
         for op in ops {
             match op {
-                TxOp::Publish { msg, mandatory } => self.route(out, ch, msg, mandatory, ctx)?,
+                TxOp::Publish { msg, mandatory } => {
+                    // Checked at publish time; the exchange is looked up again at commit.
+                    let target = ctx.broker.publish_target(self.actor()?, msg.exchange())?;
+                    self.route(out, ch, msg, mandatory, target, ctx)?
+                }
                 TxOp::Settle { tag, multiple, how } => {
                     let mut settled = Vec::new();
                     if !self.channel(ch)?.take_settled(tag, multiple, &mut settled) {

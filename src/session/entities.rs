@@ -1,5 +1,6 @@
-//! The exchange and queue classes: each method becomes one broker verb, with the queue name
-//! "" meaning the channel's last declared queue, and its -ok unless no-wait.
+//! The exchange and queue classes: each method becomes one broker verb acting as the
+//! connection's actor (its vhost and rights), with the queue name "" meaning the channel's last
+//! declared queue, and its -ok unless no-wait.
 
 use super::{Ctx, Session};
 use crate::broker::{ExchangeFlags, QueueFlags, REPLY_QUEUE};
@@ -22,7 +23,7 @@ impl Session {
             internal: d.internal,
         };
         ctx.broker
-            .declare_exchange(d.exchange, d.kind, flags, d.arguments)?;
+            .declare_exchange(self.actor()?, d.exchange, d.kind, flags, d.arguments)?;
         if !d.no_wait {
             out.method(ch, &Method::ExchangeDeclareOk(ExchangeDeclareOk));
         }
@@ -36,7 +37,8 @@ impl Session {
         d: ExchangeDelete<'_>,
         ctx: &mut Ctx<'_>,
     ) -> Result<(), AmqpError> {
-        ctx.broker.delete_exchange(d.exchange, d.if_unused)?;
+        ctx.broker
+            .delete_exchange(self.actor()?, d.exchange, d.if_unused)?;
         if !d.no_wait {
             out.method(ch, &Method::ExchangeDeleteOk(ExchangeDeleteOk));
         }
@@ -50,8 +52,13 @@ impl Session {
         b: ExchangeBind<'_>,
         ctx: &mut Ctx<'_>,
     ) -> Result<(), AmqpError> {
-        ctx.broker
-            .bind_exchange(b.destination, b.source, b.routing_key, b.arguments)?;
+        ctx.broker.bind_exchange(
+            self.actor()?,
+            b.destination,
+            b.source,
+            b.routing_key,
+            b.arguments,
+        )?;
         if !b.no_wait {
             out.method(ch, &Method::ExchangeBindOk(ExchangeBindOk));
         }
@@ -65,8 +72,13 @@ impl Session {
         b: ExchangeUnbind<'_>,
         ctx: &mut Ctx<'_>,
     ) -> Result<(), AmqpError> {
-        ctx.broker
-            .unbind_exchange(b.destination, b.source, b.routing_key, b.arguments)?;
+        ctx.broker.unbind_exchange(
+            self.actor()?,
+            b.destination,
+            b.source,
+            b.routing_key,
+            b.arguments,
+        )?;
         if !b.no_wait {
             out.method(ch, &Method::ExchangeUnbindOk(ExchangeUnbindOk));
         }
@@ -91,7 +103,7 @@ impl Session {
         };
         let ok = ctx
             .broker
-            .declare_queue(self.id, d.queue, flags, d.arguments)?;
+            .declare_queue(self.actor()?, d.queue, flags, d.arguments)?;
         self.channel(ch)?.last_queue = Some(ok.name.clone());
         if !d.no_wait {
             let reply = QueueDeclareOk {
@@ -112,8 +124,13 @@ impl Session {
         ctx: &mut Ctx<'_>,
     ) -> Result<(), AmqpError> {
         let queue = self.queue_name(ch, b.queue)?;
-        ctx.broker
-            .bind_queue(self.id, &queue, b.exchange, b.routing_key, b.arguments)?;
+        ctx.broker.bind_queue(
+            self.actor()?,
+            &queue,
+            b.exchange,
+            b.routing_key,
+            b.arguments,
+        )?;
         if !b.no_wait {
             out.method(ch, &Method::QueueBindOk(QueueBindOk));
         }
@@ -128,8 +145,13 @@ impl Session {
         ctx: &mut Ctx<'_>,
     ) -> Result<(), AmqpError> {
         let queue = self.queue_name(ch, b.queue)?;
-        ctx.broker
-            .unbind_queue(self.id, &queue, b.exchange, b.routing_key, b.arguments)?;
+        ctx.broker.unbind_queue(
+            self.actor()?,
+            &queue,
+            b.exchange,
+            b.routing_key,
+            b.arguments,
+        )?;
         out.method(ch, &Method::QueueUnbindOk(QueueUnbindOk));
         Ok(())
     }
@@ -142,7 +164,7 @@ impl Session {
         ctx: &mut Ctx<'_>,
     ) -> Result<(), AmqpError> {
         let queue = self.queue_name(ch, p.queue)?;
-        let message_count = ctx.broker.purge_queue(self.id, &queue)?;
+        let message_count = ctx.broker.purge_queue(self.actor()?, &queue)?;
         if !p.no_wait {
             out.method(ch, &Method::QueuePurgeOk(QueuePurgeOk { message_count }));
         }
@@ -157,9 +179,9 @@ impl Session {
         ctx: &mut Ctx<'_>,
     ) -> Result<(), AmqpError> {
         let queue = self.queue_name(ch, d.queue)?;
-        let message_count = ctx
-            .broker
-            .delete_queue(self.id, &queue, d.if_unused, d.if_empty)?;
+        let message_count =
+            ctx.broker
+                .delete_queue(self.actor()?, &queue, d.if_unused, d.if_empty)?;
         if !d.no_wait {
             out.method(ch, &Method::QueueDeleteOk(QueueDeleteOk { message_count }));
         }

@@ -1,8 +1,13 @@
 //! The connection handshake (AMQP 0-9-1 §4.2.2 – §4.2.4): our protocol header check, start
-//! with the server properties, start-ok (PLAIN or AMQPLAIN against the configured user, guest
-//! only from loopback as RabbitMQ's loopback_users), tune / tune-ok negotiation and open.
+//! with the server properties, start-ok (PLAIN or AMQPLAIN against the broker's users, with
+//! RabbitMQ's loopback_users rule), tune / tune-ok negotiation and open (the vhost, its limits
+//! and the user's permission there, decided by the broker).
+//!
+//! A refused login ends the connection (one attempt per connection, as RabbitMQ); its log line
+//! names the user and the reason, never the password.
 
 use super::{ClientCaps, Ctx, Session, State};
+use crate::auth::Refusal;
 use crate::error::{AmqpError, Show};
 use crate::protocol::constants::FRAME_MIN_SIZE;
 use crate::protocol::method::*;
@@ -130,18 +135,15 @@ impl Session {
             return Err(refused());
         };
         let user_s = String::from_utf8_lossy(user).into_owned();
-        if user != ctx.config.default_user.as_bytes() || pass != ctx.config.default_pass.as_bytes()
+        if let Err(r) = ctx
+            .broker
+            .authenticate(&user_s, pass, is_loopback(&self.peer))
         {
             warn!(
-                "[conn {}] {} login refused for user '{}': invalid credentials",
-                self.id.0, self.peer, user_s
-            );
-            return Err(refused());
-        }
-        if ctx.config.loopback_users.contains(&user_s) && !is_loopback(&self.peer) {
-            warn!(
-                "[conn {}] {} login refused: user '{}' can only connect via localhost",
-                self.id.0, self.peer, user_s
+                "[conn {}] {} login refused ({mechanism}): {}",
+                self.id.0,
+                self.peer,
+                r.log_text()
             );
             return Err(refused());
         }
@@ -189,27 +191,132 @@ impl Session {
         Ok(())
     }
 
-    /// connection.open: only the one vhost "/".
+    /// connection.open: the broker decides (the vhost exists, its connection limit and the
+    /// user's, the user's permission there) and gives the rights every channel acts with.
     pub(super) fn open(
         &mut self,
         out: &mut Outbox,
         o: ConnectionOpen<'_>,
+        ctx: &mut Ctx<'_>,
     ) -> Result<(), AmqpError> {
-        if o.virtual_host != b"/" {
-            return Err(AmqpError::not_allowed(format_args!(
-                "vhost {} not found",
-                Show(o.virtual_host)
-            )));
-        }
+        let Ok(vhost) = std::str::from_utf8(o.virtual_host) else {
+            let vhost = String::from_utf8_lossy(o.virtual_host).into_owned();
+            return Err(Refusal::VhostNotFound { vhost }.into());
+        };
+        let actor = ctx.broker.open_connection(self.id, &self.user, vhost)?;
         out.method(
             0,
             &Method::ConnectionOpenOk(ConnectionOpenOk { known_hosts: b"" }),
         );
         self.state = State::Open;
         info!(
-            "[conn {}] accepted {} user '{}' client '{}'",
-            self.id.0, self.peer, self.user, self.client_product
+            "[conn {}] accepted {} user '{}' vhost '{}' client '{}'",
+            self.id.0,
+            self.peer,
+            self.user,
+            actor.vhost_name(),
+            self.client_product
         );
+        self.actor = Some(actor);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::{Broker, ConnId};
+    use crate::config::Config;
+    use crate::protocol::constants::PROTOCOL_HEADER;
+    use crate::protocol::frame::{self, parse_frame, Parsed};
+    use std::time::Instant;
+
+    /// The client's first bytes: protocol header and start-ok with PLAIN credentials,
+    /// advertising authentication_failure_close or not.
+    fn client_start(user: &str, password: &str, failure_close: bool) -> Vec<u8> {
+        let mut props = Vec::new();
+        let mut w = Writer::new(&mut props);
+        let mut t = TableWriter::begin(&mut w);
+        t.table("capabilities", |c| {
+            c.bool("authentication_failure_close", failure_close);
+        });
+        t.finish();
+        let props = props.split_off(4);
+        let response = format!("\0{user}\0{password}");
+        let start_ok = ConnectionStartOk {
+            client_properties: FieldTable::parse(&props).expect("table"),
+            mechanism: b"PLAIN",
+            response: response.as_bytes(),
+            locale: b"en_US",
+        };
+        let mut out = PROTOCOL_HEADER.to_vec();
+        frame::write_method(&mut out, 0, &Method::ConnectionStartOk(start_ok));
+        out
+    }
+
+    /// Feeds the client's start to a session from `peer`; returns the methods it wrote (as
+    /// class/method ids with a close's code and text) and whether it is closed.
+    fn login(peer: &str, user: &str, password: &str, failure_close: bool) -> Vec<String> {
+        let mut broker = Broker::new();
+        let config = Config::default();
+        let now = Instant::now();
+        let mut s = Session::new(ConnId(1), peer.parse().expect("peer"), &config, now);
+        let mut ctx = Ctx {
+            broker: &mut broker,
+            config: &config,
+            now,
+            alarm: None,
+        };
+        let mut out = Outbox::default();
+        let input = client_start(user, password, failure_close);
+        s.handle_input(&mut out, &input, &mut ctx);
+        let mut written = Vec::new();
+        out.write_to(&mut written).expect("a Vec takes all");
+        let mut methods = Vec::new();
+        let mut rest = &written[..];
+        while let Ok(Parsed::Frame { frame, len }) = parse_frame(rest, 0) {
+            rest = &rest[len..];
+            match Method::decode(frame.payload).expect("method") {
+                Method::ConnectionClose(c) => methods.push(format!(
+                    "close {} {}",
+                    c.reply_code,
+                    String::from_utf8_lossy(c.reply_text)
+                )),
+                m => methods.push(m.name().to_string()),
+            }
+        }
+        if s.is_closed() {
+            methods.push("socket closed".into());
+        }
+        methods
+    }
+
+    /// guest may log in from loopback only (RabbitMQ's loopback_users); refused elsewhere with
+    /// the one login-refused text, or, for a client without authentication_failure_close, by
+    /// dropping the socket. Another user may log in from anywhere.
+    #[test]
+    fn guest_is_refused_from_other_addresses() {
+        let refused = "close 403 ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN. For details see the broker logfile.";
+        let from = |peer, user, failure_close| login(peer, user, "guest", failure_close);
+        assert_eq!(
+            from("127.0.0.1:4000", "guest", true),
+            ["connection.start", "connection.tune"]
+        );
+        assert_eq!(
+            from("[::ffff:127.0.0.1]:4000", "guest", true),
+            ["connection.start", "connection.tune"]
+        );
+        assert_eq!(
+            from("192.0.2.7:4000", "guest", true),
+            ["connection.start", refused]
+        );
+        assert_eq!(
+            from("192.0.2.7:4000", "guest", false),
+            ["connection.start", "socket closed"]
+        );
+        assert_eq!(
+            login("192.0.2.7:4000", "guest", "wrong", true),
+            ["connection.start", refused]
+        );
     }
 }

@@ -11,6 +11,8 @@ use std::time::Instant;
 pub struct SessionInfo<'a> {
     pub peer: SocketAddr,
     pub user: &'a str,
+    /// The vhost connection.open chose ("" before it).
+    pub vhost: &'a str,
     /// RabbitMQ's connection state: starting, tuning, opening, running, flow, blocked,
     /// closing.
     pub state: &'static str,
@@ -49,6 +51,7 @@ impl Session {
         SessionInfo {
             peer: self.peer,
             user: &self.user,
+            vhost: self.actor.as_ref().map_or("", |a| a.vhost_name()),
             state,
             channel_max: self.channel_max,
             frame_max: self.frame_max,
@@ -70,6 +73,16 @@ impl Session {
                 confirm: ch.confirm,
                 transactional: ch.tx.is_some(),
             });
+        }
+    }
+
+    /// Calls `f` with each consumer: channel number, broker id, tag, prefetch count.
+    pub fn each_consumer(
+        &self,
+        mut f: impl FnMut(u16, crate::broker::consumer::ConsumerId, &[u8], u16),
+    ) {
+        for (number, ch) in self.channels.iter() {
+            ch.each_consumer(|id, tag, prefetch| f(number, id, tag, prefetch));
         }
     }
 

@@ -17,15 +17,15 @@ mod flow;
 mod handshake;
 pub mod info;
 mod publish;
+pub(crate) use publish::publish_props;
 mod reply_to;
 
 use crate::broker::queue::QueueId;
-use crate::broker::Broker;
-use crate::broker::ConnId;
+use crate::broker::{Actor, Broker, ConnId};
 use crate::config::Config;
 use crate::error::{AmqpError, Show};
 use crate::limits;
-use crate::protocol::constants::{FRAME_OVERHEAD, PROTOCOL_HEADER};
+use crate::protocol::constants::{CLASS_CONNECTION, FRAME_OVERHEAD, PROTOCOL_HEADER};
 use crate::protocol::frame::{self, FrameError, FrameKind};
 use crate::protocol::method::*;
 use crate::protocol::wire::WireError;
@@ -76,6 +76,8 @@ pub struct Session {
     heartbeat_secs: u16,
     channels: channels::Channels,
     user: String,
+    /// After connection.open: the vhost and the rights every channel method acts with.
+    actor: Option<Actor>,
     caps: ClientCaps,
     client_product: String,
     /// start-ok's client properties as sent (a field table), for the management API.
@@ -139,6 +141,12 @@ fn erlang_binary(b: &[u8], pretty: bool) -> String {
     format!("<<{}>>", list.join(","))
 }
 
+/// Whether a method's arguments may hold a password or token (start-ok, secure-ok,
+/// update-secret): their bytes never go into an error text or a log line.
+fn carries_credentials((class_id, method_id): (u16, u16)) -> bool {
+    class_id == CLASS_CONNECTION && matches!(method_id, 11 | 21 | 70)
+}
+
 /// Frame-level failure while reading, with RabbitMQ's texts. `buf` starts at the frame.
 fn frame_error_to_amqp(e: FrameError, buf: &[u8]) -> AmqpError {
     let kind = buf.first().copied().unwrap_or(0);
@@ -183,6 +191,7 @@ impl Session {
             heartbeat_secs: 0,
             channels: channels::Channels::default(),
             user: String::new(),
+            actor: None,
             caps: ClientCaps::default(),
             client_product: String::new(),
             client_properties: Box::new([]),
@@ -369,10 +378,18 @@ impl Session {
                         ids = (u16::from_be_bytes([c0, c1]), u16::from_be_bytes([m0, m1]));
                     }
                     let args = f.payload.get(4..).unwrap_or(&[]);
-                    Err(AmqpError::frame_error(format_args!(
-                        "cannot decode {}",
-                        erlang_binary(args, false)
-                    )))
+                    if carries_credentials(ids) {
+                        // RabbitMQ shows (and logs) the bytes; these may hold a password.
+                        Err(AmqpError::frame_error(format_args!(
+                            "cannot decode <<{} bytes of credentials, not shown>>",
+                            args.len()
+                        )))
+                    } else {
+                        Err(AmqpError::frame_error(format_args!(
+                            "cannot decode {}",
+                            erlang_binary(args, false)
+                        )))
+                    }
                 }
             },
             FrameKind::Header | FrameKind::Body if self.state != State::Open || f.channel == 0 => {
@@ -396,7 +413,7 @@ impl Session {
         match (self.state, m) {
             (State::AwaitingStartOk, Method::ConnectionStartOk(s)) => self.start_ok(out, s, ctx),
             (State::AwaitingTuneOk, Method::ConnectionTuneOk(t)) => self.tune_ok(t, ctx),
-            (State::AwaitingOpen, Method::ConnectionOpen(o)) => self.open(out, o),
+            (State::AwaitingOpen, Method::ConnectionOpen(o)) => self.open(out, o, ctx),
             (State::Closing, Method::ConnectionCloseOk(_))
             | (State::Closing, Method::ConnectionClose(_)) => {
                 if matches!(m, Method::ConnectionClose(_)) {

@@ -118,7 +118,7 @@ impl Session {
         d: QueueDeclare<'_>,
         ctx: &mut Ctx<'_>,
     ) -> Result<(), AmqpError> {
-        ctx.broker.declare_reply_queue(d.queue)?;
+        ctx.broker.declare_reply_queue(self.actor()?, d.queue)?;
         self.channel(ch)?.last_queue = Some(d.queue.into());
         if !d.no_wait {
             let reply = QueueDeclareOk {

@@ -75,10 +75,10 @@ impl Fold {
     }
 
     /// A 128-bit hash under random keys: names come from clients, so collisions can be
-    /// neither found nor expected.
-    fn key(&self, tag: u8, bytes: &[u8]) -> u128 {
-        let a = self.keys.0.hash_one((tag, bytes)) as u128;
-        let b = self.keys.1.hash_one((tag, bytes)) as u128;
+    /// neither found nor expected. An entity is named by its vhost and its name.
+    fn key(&self, tag: u8, vhost: &[u8], bytes: &[u8]) -> u128 {
+        let a = self.keys.0.hash_one((tag, vhost, bytes)) as u128;
+        let b = self.keys.1.hash_one((tag, vhost, bytes)) as u128;
         (a << 64) | b
     }
 
@@ -93,8 +93,8 @@ impl Fold {
             }
             KIND_GENERATION => Some(false),
             KIND_QUEUE | KIND_QUEUE_DELETED => {
-                let name = parse_name(payload)?;
-                let k = self.key(b'q', name);
+                let (vhost, name) = parse_entity(kind, payload)?;
+                let k = self.key(b'q', vhost, name);
                 if kind == KIND_QUEUE {
                     let id = parse_queue(payload)?.store_id;
                     self.next_queue_id = self.next_queue_id.max(id.saturating_add(1));
@@ -104,7 +104,8 @@ impl Fold {
                 Some(self.seen.insert(k) && kind == KIND_QUEUE)
             }
             KIND_EXCHANGE | KIND_EXCHANGE_DELETED => {
-                let k = self.key(b'x', parse_name(payload)?);
+                let (vhost, name) = parse_entity(kind, payload)?;
+                let k = self.key(b'x', vhost, name);
                 if kind == KIND_EXCHANGE_DELETED {
                     self.deleted_exchanges.insert(k);
                 }
@@ -115,26 +116,44 @@ impl Fold {
                 self.next_queue_id = self.next_queue_id.max(d.store_id.saturating_add(1));
                 let gone = self
                     .deleted_exchanges
-                    .contains(&self.key(b'x', &d.exchange));
-                Some(self.seen.insert(self.key(b'd', &d.exchange)) && !gone)
+                    .contains(&self.key(b'x', &d.vhost, &d.exchange));
+                Some(self.seen.insert(self.key(b'd', &d.vhost, &d.exchange)) && !gone)
             }
             KIND_BINDING | KIND_UNBINDING => {
                 let b = parse_binding(payload)?;
-                if !self.seen.insert(self.key(b'b', payload)) || kind == KIND_UNBINDING {
+                // A binding is named by all its fields, vhost included (a record written
+                // before vhosts names "/" implicitly).
+                let mut whole = Vec::with_capacity(payload.len() + 8);
+                put_binding_key(&mut whole, b);
+                if !self.seen.insert(self.key(b'b', b.vhost, &whole)) || kind == KIND_UNBINDING {
                     return Some(false);
                 }
-                let source_gone = self.deleted_exchanges.contains(&self.key(b'x', b.source));
+                let source_gone = self
+                    .deleted_exchanges
+                    .contains(&self.key(b'x', b.vhost, b.source));
                 let dest_gone = if b.to_exchange {
                     self.deleted_exchanges
-                        .contains(&self.key(b'x', b.destination))
+                        .contains(&self.key(b'x', b.vhost, b.destination))
                 } else {
-                    self.deleted_queues.contains(&self.key(b'q', b.destination))
+                    self.deleted_queues
+                        .contains(&self.key(b'q', b.vhost, b.destination))
                 };
                 Some(!source_gone && !dest_gone)
             }
+            // Each ACCESS record holds all the access tables: only the newest counts.
+            KIND_ACCESS => Some(self.seen.insert(self.key(b'a', b"", b""))),
             _ => None,
         }
     }
+}
+
+/// A binding's identity without its vhost, whether or not its record ends with one.
+fn put_binding_key(out: &mut Vec<u8>, b: BindingRef<'_>) {
+    for part in [b.source, b.destination, b.key, b.arguments] {
+        out.extend_from_slice(&(part.len() as u32).to_be_bytes());
+        out.extend_from_slice(part);
+    }
+    out.push(b.to_exchange as u8);
 }
 
 /// A file's records: (offset, length, kind).

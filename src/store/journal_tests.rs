@@ -23,20 +23,25 @@ impl Drop for TempDir {
     }
 }
 
-type BindingKey = (Vec<u8>, bool, Vec<u8>, Vec<u8>, Vec<u8>);
+/// (vhost, source, to_exchange, destination, key, arguments).
+type BindingKey = (Vec<u8>, Vec<u8>, bool, Vec<u8>, Vec<u8>, Vec<u8>);
+/// (vhost, name): an exchange or queue.
+type EntityKey = (Vec<u8>, Vec<u8>);
 
 /// The definitions as a broker would hold them after the same changes.
 #[derive(Default, Clone, Debug, PartialEq)]
 struct Model {
-    exchanges: BTreeMap<Vec<u8>, ExchangeDef>,
-    queues: BTreeMap<Vec<u8>, QueueDef>,
+    exchanges: BTreeMap<EntityKey, ExchangeDef>,
+    queues: BTreeMap<EntityKey, QueueDef>,
     bindings: BTreeSet<BindingKey>,
-    delayed: BTreeMap<Vec<u8>, u32>,
+    delayed: BTreeMap<EntityKey, u32>,
     next_queue_id: u32,
+    access: Option<Vec<u8>>,
 }
 
 fn key(b: BindingRef<'_>) -> BindingKey {
     (
+        b.vhost.to_vec(),
         b.source.to_vec(),
         b.to_exchange,
         b.destination.to_vec(),
@@ -45,10 +50,15 @@ fn key(b: BindingRef<'_>) -> BindingKey {
     )
 }
 
+fn entity(vhost: &[u8], name: &[u8]) -> EntityKey {
+    (vhost.to_vec(), name.to_vec())
+}
+
 impl Model {
     fn apply(&mut self, c: DefChange<'_>) {
         match c {
             DefChange::Exchange {
+                vhost,
                 name,
                 kind,
                 auto_delete,
@@ -56,47 +66,55 @@ impl Model {
                 arguments,
             } => {
                 let x = ExchangeDef {
+                    vhost: vhost.to_vec(),
                     name: name.to_vec(),
                     kind: kind.to_vec(),
                     auto_delete,
                     internal,
                     arguments: arguments.to_vec(),
                 };
-                self.exchanges.insert(name.to_vec(), x);
+                self.exchanges.insert(entity(vhost, name), x);
             }
-            DefChange::ExchangeDeleted { name } => {
-                self.exchanges.remove(name);
-                self.delayed.remove(name);
+            DefChange::ExchangeDeleted { vhost, name } => {
+                self.exchanges.remove(&entity(vhost, name));
+                self.delayed.remove(&entity(vhost, name));
                 self.bindings
-                    .retain(|b| b.0 != name && !(b.1 && b.2 == name));
+                    .retain(|b| b.0 != vhost || (b.1 != name && !(b.2 && b.3 == name)));
             }
             DefChange::Queue {
+                vhost,
                 name,
                 store_id,
                 auto_delete,
                 arguments,
             } => {
                 let q = QueueDef {
+                    vhost: vhost.to_vec(),
                     name: name.to_vec(),
                     store_id,
                     auto_delete,
                     arguments: arguments.to_vec(),
                 };
-                self.queues.insert(name.to_vec(), q);
+                self.queues.insert(entity(vhost, name), q);
                 self.next_queue_id = self.next_queue_id.max(store_id + 1);
             }
-            DefChange::QueueDeleted { name } => {
-                self.queues.remove(name);
-                self.bindings.retain(|b| b.1 || b.2 != name);
+            DefChange::QueueDeleted { vhost, name } => {
+                self.queues.remove(&entity(vhost, name));
+                self.bindings.retain(|b| b.0 != vhost || b.2 || b.3 != name);
             }
+            DefChange::Access(json) => self.access = Some(json.to_vec()),
             DefChange::Binding(b) => {
                 self.bindings.insert(key(b));
             }
             DefChange::Unbinding(b) => {
                 self.bindings.remove(&key(b));
             }
-            DefChange::DelayedExchange { name, store_id } => {
-                self.delayed.insert(name.to_vec(), store_id);
+            DefChange::DelayedExchange {
+                vhost,
+                name,
+                store_id,
+            } => {
+                self.delayed.insert(entity(vhost, name), store_id);
                 self.next_queue_id = self.next_queue_id.max(store_id + 1);
             }
         }
@@ -109,22 +127,29 @@ impl Model {
         };
         for x in &d.exchanges {
             assert!(
-                m.exchanges.insert(x.name.clone(), x.clone()).is_none(),
+                m.exchanges
+                    .insert(entity(&x.vhost, &x.name), x.clone())
+                    .is_none(),
                 "one record per exchange"
             );
         }
         for q in &d.queues {
             assert!(
-                m.queues.insert(q.name.clone(), q.clone()).is_none(),
+                m.queues
+                    .insert(entity(&q.vhost, &q.name), q.clone())
+                    .is_none(),
                 "one record per queue"
             );
         }
+        m.access = d.access.clone();
         for b in &d.bindings {
             assert!(m.bindings.insert(key(b.as_ref())), "one record per binding");
         }
         for x in &d.delayed_exchanges {
             assert!(
-                m.delayed.insert(x.exchange.clone(), x.store_id).is_none(),
+                m.delayed
+                    .insert(entity(&x.vhost, &x.exchange), x.store_id)
+                    .is_none(),
                 "one record per delayed exchange"
             );
         }
@@ -159,6 +184,7 @@ fn two_syncs(dir: &Path) -> (Model, Model) {
     };
     let changes = [
         DefChange::Exchange {
+            vhost: b"/",
             name: b"logs",
             kind: b"topic",
             auto_delete: false,
@@ -166,18 +192,29 @@ fn two_syncs(dir: &Path) -> (Model, Model) {
             arguments: b"",
         },
         DefChange::Queue {
+            vhost: b"/",
             name: b"q1",
             store_id: 7,
             auto_delete: false,
             arguments: b"\x00\x00\x00\x00",
         },
         DefChange::Binding(BindingRef {
+            vhost: b"/",
             source: b"logs",
             to_exchange: false,
             destination: b"q1",
             key: b"a.#",
             arguments: b"",
         }),
+        DefChange::Access(br#"{"users":[]}"#),
+        DefChange::Queue {
+            vhost: b"other",
+            name: b"q1",
+            store_id: 5,
+            auto_delete: false,
+            arguments: b"",
+        },
+        DefChange::Access(br#"{"users":[],"vhosts":[{"name":"other"}]}"#),
     ];
     for c in changes {
         j.record(c);
@@ -185,7 +222,10 @@ fn two_syncs(dir: &Path) -> (Model, Model) {
     }
     j.sync().expect("sync");
     let before = m.clone();
-    let last = DefChange::QueueDeleted { name: b"q1" };
+    let last = DefChange::QueueDeleted {
+        vhost: b"/",
+        name: b"q1",
+    };
     j.record(last);
     m.apply(last);
     j.sync().expect("sync");
@@ -205,6 +245,16 @@ fn changes_survive_a_reopen() {
         after.next_queue_id, 8,
         "a deleted queue's id is not handed out again"
     );
+    assert_eq!(
+        after.queues.keys().collect::<Vec<_>>(),
+        [&entity(b"other", b"q1")],
+        "q1 of another vhost is another queue"
+    );
+    assert_eq!(
+        after.access.as_deref(),
+        Some(&br#"{"users":[],"vhosts":[{"name":"other"}]}"#[..]),
+        "the latest access tables"
+    );
 }
 
 #[test]
@@ -215,7 +265,11 @@ fn a_torn_tail_at_every_byte_loses_only_the_last_change() {
     let full = fs::read(&path).expect("read");
     let last_len = {
         let mut t = Vec::new();
-        DefChange::QueueDeleted { name: b"q1" }.encode(&mut t);
+        DefChange::QueueDeleted {
+            vhost: b"/",
+            name: b"q1",
+        }
+        .encode(&mut t);
         t.len()
     };
     for cut in full.len() - last_len..full.len() {
@@ -280,33 +334,36 @@ fn random_change(
     let q = format!("q{}", random(rng, 12)).into_bytes();
     let k = format!("k{}", random(rng, 3)).into_bytes();
     let to_x = random(rng, 4) == 0;
+    let vhost = if random(rng, 3) == 0 { "v2" } else { "/" };
     let dest = if to_x {
         format!("x{}", random(rng, 5)).into_bytes()
     } else {
         q.clone()
     };
     names.clear();
-    names.extend([x, q, k, dest]);
-    let op = random(rng, 11) as usize;
+    names.extend([x, q, k, dest, vhost.as_bytes().to_vec()]);
+    let v = &names[4];
+    let op = random(rng, 12) as usize;
     let ok = match op {
+        10 => true,
         0 | 1 => true,
         2 | 3 => {
             *next_id += 1;
             true
         }
-        10 if m.exchanges.contains_key(&names[0]) => {
+        11 if m.exchanges.contains_key(&entity(v, &names[0])) => {
             *next_id += 1;
             true
         }
-        10 => false,
-        4 => m.exchanges.contains_key(&names[0]),
-        5 => m.queues.contains_key(&names[1]),
+        11 => false,
+        4 => m.exchanges.contains_key(&entity(v, &names[0])),
+        5 => m.queues.contains_key(&entity(v, &names[1])),
         _ => {
-            m.exchanges.contains_key(&names[0])
+            m.exchanges.contains_key(&entity(v, &names[0]))
                 && if to_x {
-                    m.exchanges.contains_key(&names[3])
+                    m.exchanges.contains_key(&entity(v, &names[3]))
                 } else {
-                    m.queues.contains_key(&names[3])
+                    m.queues.contains_key(&entity(v, &names[3]))
                 }
         }
     };
@@ -314,7 +371,9 @@ fn random_change(
 }
 
 fn build<'a>(op: usize, names: &'a [Vec<u8>], id: u32) -> DefChange<'a> {
+    let vhost = &names[4];
     let b = BindingRef {
+        vhost,
         source: &names[0],
         to_exchange: op >= 100,
         destination: &names[3],
@@ -323,6 +382,7 @@ fn build<'a>(op: usize, names: &'a [Vec<u8>], id: u32) -> DefChange<'a> {
     };
     match op % 100 {
         0 | 1 => DefChange::Exchange {
+            vhost,
             name: &names[0],
             kind: if op.is_multiple_of(2) {
                 b"direct"
@@ -334,15 +394,25 @@ fn build<'a>(op: usize, names: &'a [Vec<u8>], id: u32) -> DefChange<'a> {
             arguments: b"",
         },
         2 | 3 => DefChange::Queue {
+            vhost,
             name: &names[1],
             store_id: id,
             auto_delete: false,
             arguments: b"",
         },
-        4 => DefChange::ExchangeDeleted { name: &names[0] },
-        5 => DefChange::QueueDeleted { name: &names[1] },
+        4 => DefChange::ExchangeDeleted {
+            vhost,
+            name: &names[0],
+        },
+        5 => DefChange::QueueDeleted {
+            vhost,
+            name: &names[1],
+        },
         6..=8 => DefChange::Binding(b),
-        10 => DefChange::DelayedExchange {
+        // The access tables as a whole; their content does not matter to the store.
+        10 => DefChange::Access(&names[2]),
+        11 => DefChange::DelayedExchange {
+            vhost,
             name: &names[0],
             store_id: id,
         },
@@ -399,6 +469,7 @@ fn version_1_definitions_are_read_and_converted() {
     let old = Definitions {
         next_queue_id: 9,
         exchanges: vec![ExchangeDef {
+            vhost: b"/".to_vec(),
             name: b"logs".to_vec(),
             kind: b"topic".to_vec(),
             auto_delete: false,
@@ -406,12 +477,14 @@ fn version_1_definitions_are_read_and_converted() {
             arguments: vec![],
         }],
         queues: vec![QueueDef {
+            vhost: b"/".to_vec(),
             name: b"task_queue".to_vec(),
             store_id: 3,
             auto_delete: false,
             arguments: b"\x01kt\x01".to_vec(),
         }],
         bindings: vec![BindingDef {
+            vhost: b"/".to_vec(),
             source: b"logs".to_vec(),
             to_exchange: false,
             destination: b"task_queue".to_vec(),
@@ -419,6 +492,7 @@ fn version_1_definitions_are_read_and_converted() {
             arguments: vec![],
         }],
         delayed_exchanges: vec![],
+        access: None,
     };
     fs::write(d.0.join(FILE_NAME), old.encode_version_1()).expect("write");
     let (mut j, got) = Journal::open(&d.0).expect("open version 1");
@@ -429,6 +503,7 @@ fn version_1_definitions_are_read_and_converted() {
         Some(SNAPSHOT_VERSION)
     );
     j.record(DefChange::QueueDeleted {
+        vhost: b"/",
         name: b"task_queue",
     });
     j.sync().expect("sync");
@@ -451,12 +526,14 @@ fn a_snapshot_of_100k_queues_takes_many_bounded_turns() {
     let mut turns = 0;
     for (i, n) in names.iter().enumerate() {
         j.record(DefChange::Queue {
+            vhost: b"/",
             name: n,
             store_id: i as u32 + 1,
             auto_delete: false,
             arguments: b"",
         });
         j.record(DefChange::Binding(BindingRef {
+            vhost: b"/",
             source: b"amq.direct",
             to_exchange: false,
             destination: n,

@@ -2,6 +2,11 @@
 //! hand-written wire bytes. One test binary, so the release build links it once.
 //! Set CONEY_TEST_ADDR=host:port to run the same tests against another broker (RabbitMQ).
 
+mod access_definitions;
+mod access_permissions;
+mod access_support;
+mod access_users;
+mod access_vhosts;
 mod basic;
 mod datapath;
 mod entities;
@@ -17,6 +22,7 @@ mod ext_reply_to;
 mod ext_sac;
 mod ext_support;
 mod ext_ttl;
+mod mgmt_users;
 #[path = "../common/procfs.rs"]
 mod procfs;
 mod raw_wire;

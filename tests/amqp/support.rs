@@ -87,7 +87,7 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().unwrap().port()
 }
@@ -113,9 +113,19 @@ impl Broker {
                 data_dir: None,
             };
         }
+        Self::start_coney(None, extra_args)
+    }
+
+    /// A private coney on `data_dir`, which outlives it (for restart tests), with extra
+    /// command-line flags.
+    pub fn start_on(data_dir: &std::path::Path, extra_args: &[&str]) -> Broker {
+        Self::start_coney(Some(data_dir), extra_args)
+    }
+
+    fn start_coney(data_dir: Option<&std::path::Path>, extra_args: &[&str]) -> Broker {
         let mut last_err = String::new();
         for _attempt in 0..3 {
-            match Self::spawn_coney(extra_args) {
+            match Self::spawn_coney(data_dir, extra_args) {
                 Ok(b) => return b,
                 Err(e) => last_err = e,
             }
@@ -123,17 +133,21 @@ impl Broker {
         panic!("could not start coney: {last_err}");
     }
 
-    fn spawn_coney(extra_args: &[&str]) -> Result<Broker, String> {
+    fn spawn_coney(
+        data_dir: Option<&std::path::Path>,
+        extra_args: &[&str],
+    ) -> Result<Broker, String> {
         let port = free_port();
         let dir = std::env::temp_dir().join(unique("coney-test"));
         std::fs::create_dir_all(&dir).map_err(|e| format!("mkdir {dir:?}: {e}"))?;
         let log = std::fs::File::create(dir.join("coney.log")).map_err(|e| e.to_string())?;
         let log2 = log.try_clone().map_err(|e| e.to_string())?;
+        let data = data_dir.map_or_else(|| dir.join("data"), |d| d.to_path_buf());
         let child = Command::new(env!("CARGO_BIN_EXE_coney"))
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
-            .arg(dir.join("data"))
+            .arg(data)
             .arg("--log-level")
             .arg("info")
             .args(extra_args)
@@ -165,6 +179,14 @@ impl Broker {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The whole coney log so far (empty for an external broker).
+    pub fn log(&self) -> String {
+        let Some(dir) = &self.data_dir else {
+            return String::new();
+        };
+        std::fs::read_to_string(dir.join("coney.log")).unwrap_or_default()
     }
 
     /// Last few KiB of the coney log (empty for an external broker).
@@ -234,17 +256,23 @@ impl Broker {
     /// Open an amqprs connection as guest/guest with a recording connection callback.
     pub async fn connect(&self) -> Conn {
         let args = self.open_args("guest", "guest");
-        let conn = within("connection.open", Connection::open(&args))
+        self.connect_with(&args)
             .await
-            .expect("connection.open failed");
+            .expect("connection.open failed")
+    }
+
+    /// Open an amqprs connection with `args` (another user, vhost or mechanism) and a
+    /// recording connection callback; the error if the broker refuses it.
+    pub async fn connect_with(&self, args: &OpenConnectionArguments) -> AmqpResult<Conn> {
+        let conn = within("connection.open", Connection::open(args)).await?;
         let (tx, rx) = unbounded_channel();
         conn.register_callback(ConnRecorder { tx })
             .await
             .expect("register connection callback");
-        Conn {
+        Ok(Conn {
             conn,
             events: ConnEvents { rx },
-        }
+        })
     }
 
     /// Shortcut: a new connection and one channel on it.

@@ -211,7 +211,7 @@ fn connections_channels_and_close_on_coney() {
 /// list_queues through the config file prints exactly rabbitmqctl's output for the queue a
 /// client made; status names the node's AMQP listener.
 #[test]
-#[ignore = "issue 13: management listener: coney answers /api/queues and /api/nodes with 501 yet"]
+#[ignore = "issue 13: coney answers /api/nodes (status) with 501 yet"]
 fn list_queues_and_status_on_coney() {
     let coney = Coney::start("queues");
     let t = &coney.target;
@@ -240,7 +240,6 @@ fn list_queues_and_status_on_coney() {
 /// purge_queue and delete_queue (with the ready count, and rabbitmqctl's error for a queue
 /// that is gone) act on coney as on RabbitMQ.
 #[test]
-#[ignore = "issue 13: management listener: coney answers /api/queues with 501 yet"]
 fn purge_and_delete_queue_on_coney() {
     let coney = Coney::start("verbs");
     let t = &coney.target;

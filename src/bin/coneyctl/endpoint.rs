@@ -232,7 +232,7 @@ pub fn read_config(path: &Path) -> Result<Option<FromConfig>, String> {
             )),
         }
         p.username = Some(config.default_user);
-        p.password = Some(config.default_pass);
+        p.password = Some(config.default_pass.0);
     }
     Ok(Some(found))
 }

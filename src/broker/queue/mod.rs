@@ -12,7 +12,7 @@ use super::consumer::ConsumerId;
 use super::handle::define_id;
 use super::message::Message;
 use super::rotation::Rotation;
-use super::ConnId;
+use super::{ConnId, VhostId};
 use crate::limits::{
     QUEUE_FLOW_HIGH_BYTES, QUEUE_FLOW_LOW_BYTES, QUEUE_WINDOW_BYTES_MAX, QUEUE_WINDOW_MESSAGES_MAX,
 };
@@ -97,6 +97,7 @@ impl QueuedMessage {
 }
 
 pub(super) struct Queue {
+    pub(super) vhost: VhostId,
     pub(super) name: Box<[u8]>,
     pub(super) durable: bool,
     /// Number naming the queue in the message store; None for queues whose messages never
@@ -132,6 +133,8 @@ pub(super) struct Queue {
     pub(super) lease_due: u64,
     /// Already on the broker's list of queues to trim to their length limit.
     pub(super) on_overfull_list: bool,
+    /// Delivered or got with an ack owed, not yet settled (messages_unacknowledged).
+    pub(super) unacked: u64,
     /// Publisher flow: the queue's memory went over the high mark and has not yet come back
     /// under the low one (see `flow_pressure`).
     flow_over: bool,
@@ -139,6 +142,7 @@ pub(super) struct Queue {
 
 impl Queue {
     pub(super) fn new(
+        vhost: VhostId,
         name: Box<[u8]>,
         durable: bool,
         auto_delete: bool,
@@ -147,6 +151,7 @@ impl Queue {
         args: QueueArgs,
     ) -> Self {
         Queue {
+            vhost,
             name,
             durable,
             store_id: None,
@@ -173,8 +178,13 @@ impl Queue {
             lease_until: NEVER,
             lease_due: NEVER,
             on_overfull_list: false,
+            unacked: 0,
             flow_over: false,
         }
+    }
+
+    pub(super) fn unacked_count(&self) -> u64 {
+        self.unacked
     }
 
     pub(super) fn message_count(&self) -> usize {
@@ -395,7 +405,17 @@ mod tests {
     }
 
     fn queue(args: QueueArgs) -> Queue {
-        Queue::new(b"q"[..].into(), false, false, None, Box::new([]), args)
+        let mut vhosts: crate::broker::handle::Registry<VhostId, ()> = Default::default();
+        let vhost = vhosts.insert(());
+        Queue::new(
+            vhost,
+            b"q"[..].into(),
+            false,
+            false,
+            None,
+            Box::new([]),
+            args,
+        )
     }
 
     #[test]
