@@ -4,7 +4,7 @@
 //! given; the command line is applied afterwards (`config::Overrides`) so flags win.
 
 use crate::config::{
-    self, Config, HttpListener, MemoryWatermark, MANAGEMENT_DEFAULT, PROMETHEUS_DEFAULT,
+    self, Config, HttpListener, MemoryWatermark, TlsVerify, MANAGEMENT_DEFAULT, PROMETHEUS_DEFAULT,
 };
 use crate::limits;
 use crate::protocol::constants::FRAME_MIN_SIZE;
@@ -214,6 +214,18 @@ fn apply(
         "management.enabled" => {
             set_http_enabled(&mut config.management, value, MANAGEMENT_DEFAULT)?
         }
+        "listeners.ssl.default" => config.tls.listen = Some(config::parse_listener(value)?),
+        "ssl_options.certfile" => config.tls.certfile = Some(PathBuf::from(value)),
+        "ssl_options.keyfile" => config.tls.keyfile = Some(PathBuf::from(value)),
+        "ssl_options.cacertfile" => config.tls.cacertfile = Some(PathBuf::from(value)),
+        "ssl_options.verify" => {
+            config.tls.verify = match value {
+                "verify_none" => TlsVerify::None,
+                "verify_peer" => TlsVerify::Peer,
+                _ => return Err(format!("'{value}' is not verify_none or verify_peer")),
+            }
+        }
+        "ssl_options.fail_if_no_peer_cert" => config.tls.fail_if_no_peer_cert = parse_bool(value)?,
         "prometheus.tcp.port" => set_http_port(&mut config.prometheus, value)?,
         "prometheus.tcp.ip" => set_http_ip(&mut config.prometheus, value, PROMETHEUS_DEFAULT)?,
         "prometheus.enabled" => {
@@ -263,6 +275,11 @@ fn resolve(pending: Pending, config: &mut Config) -> Vec<String> {
             config.vm_memory_high_watermark = MemoryWatermark::Absolute(bytes)
         }
         (None, None) => {}
+    }
+    if config.tls.listen.is_none() && config.tls.any_option_set() {
+        warnings.push(
+            "ssl_options.* have no effect without listeners.ssl.default (no TLS listener)".into(),
+        );
     }
     warnings
 }

@@ -127,6 +127,15 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(code) => return ExitCode::from(code),
     };
+    // Before logging starts, so a certificate that does not load is said on stderr like
+    // any other config error, and the broker never starts without the TLS it was given.
+    let tls = match coney::reactor::load_tls(&config) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("coney: TLS: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     if let Err(e) = logfile::open(config.log_to_console(), config.log_file.as_deref()) {
         let path = config
             .log_file
@@ -144,7 +153,7 @@ fn main() -> ExitCode {
     for w in &warnings {
         log::warn!("{w}");
     }
-    run(config)
+    run(config, tls)
 }
 
 /// Builds the Config: defaults, then the file, then the flags. Errs with the exit code after
@@ -190,7 +199,8 @@ fn check_config(file: &Path) -> ExitCode {
         .and_then(|w| {
             config
                 .validate()
-                .map(|()| w)
+                .and_then(|()| coney::reactor::load_tls(&config).map_err(|e| format!("TLS: {e}")))
+                .map(|_| w)
                 .map_err(|e| format!("{}: {e}", file.display()))
         });
     match checked {
@@ -226,12 +236,14 @@ fn is_listen_error(e: &io::Error, config: &Config) -> bool {
     use io::ErrorKind::{AddrInUse, AddrNotAvailable, PermissionDenied};
     match e.kind() {
         AddrInUse | AddrNotAvailable => true,
-        PermissionDenied => config.listen.port() < 1024,
+        PermissionDenied => {
+            config.listen.port() < 1024 || config.tls.listen.is_some_and(|a| a.port() < 1024)
+        }
         _ => false,
     }
 }
 
-fn run(config: Config) -> ExitCode {
+fn run(config: Config, tls: Option<coney::reactor::TlsKeys>) -> ExitCode {
     if let Err(e) = check_data_dir(&config.data_dir) {
         log::error!(
             "data dir {} is not writable: {e}",
@@ -240,7 +252,7 @@ fn run(config: Config) -> ExitCode {
         return ExitCode::from(EXIT_CANT_CREATE);
     }
     raise_fd_limit();
-    let mut reactor = match Reactor::bind(config.clone()) {
+    let mut reactor = match Reactor::bind(config.clone(), tls) {
         Ok(r) => r,
         Err(e) if is_listen_error(&e, &config) => {
             log::error!("cannot listen: {e}");
@@ -265,6 +277,9 @@ fn run(config: Config) -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         config.data_dir.display()
     );
+    if let Some(tls_addr) = reactor.tls_addr() {
+        log::info!("AMQP over TLS (amqps) listening on {tls_addr}");
+    }
     let outcome = reactor.run();
     notifier.stopping();
     let outcome = outcome.and_then(|()| reactor.close_store());

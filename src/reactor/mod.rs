@@ -1,4 +1,5 @@
-//! The event loop: one `mio::Poll` owning the listener, the signal pipe and every connection.
+//! The event loop: one `mio::Poll` owning the listeners (plain and TLS AMQP), the signal pipe
+//! and every connection.
 //! Each turn: poll → accept → read ready connections (with a byte budget each) → deliver from
 //! queues that can → flush output (one write per connection) → timers → close the dead.
 //! The only module that sees `mio::Poll`.
@@ -25,7 +26,20 @@ use std::time::{Duration, Instant};
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
-const FIRST_CONNECTION_TOKEN: usize = 2;
+const TLS_LISTENER: Token = Token(2);
+const FIRST_CONNECTION_TOKEN: usize = 3;
+
+/// The amqps listener's keys and settings, loaded before the reactor binds.
+pub type TlsKeys = std::sync::Arc<rustls::ServerConfig>;
+
+/// Reads `ssl_options.*` files when `listeners.ssl.default` is set. An error names the file
+/// and the problem; the broker must not start without the TLS it was configured with.
+pub fn load_tls(config: &Config) -> Result<Option<TlsKeys>, String> {
+    match config.tls.listen {
+        Some(_) => crate::net::tls::server_config(&config.tls).map(Some),
+        None => Ok(None),
+    }
+}
 
 fn token_of(key: usize) -> Token {
     Token(key + FIRST_CONNECTION_TOKEN)
@@ -101,6 +115,8 @@ impl mgmt::Connections for ApiTable<'_> {
 pub struct Reactor {
     poll: Poll,
     listener: Option<TcpListener>,
+    /// The amqps listener and its keys, when configured.
+    tls_listener: Option<(TcpListener, TlsKeys)>,
     /// Where the AMQP listener is bound (kept after shutdown stops listening).
     amqp_addr: Option<std::net::SocketAddr>,
     http: http::HttpSide,
@@ -129,12 +145,23 @@ pub struct Reactor {
 }
 
 impl Reactor {
-    pub fn bind(config: Config) -> io::Result<Self> {
+    pub fn bind(config: Config, tls: Option<TlsKeys>) -> io::Result<Self> {
         let poll = Poll::new()?;
         let mut listener = TcpListener::bind(config.listen)
             .map_err(|e| io::Error::new(e.kind(), format!("AMQP on {}: {e}", config.listen)))?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let tls_listener = match (config.tls.listen, tls) {
+            (Some(addr), Some(keys)) => {
+                let mut l = TcpListener::bind(addr).map_err(|e| {
+                    io::Error::new(e.kind(), format!("AMQP over TLS on {addr}: {e}"))
+                })?;
+                poll.registry()
+                    .register(&mut l, TLS_LISTENER, Interest::READABLE)?;
+                Some((l, keys))
+            }
+            _ => None,
+        };
         let signals = signal::Signals::install(poll.registry(), SIGNALS)?;
         let http = http::HttpSide::bind(&config, poll.registry())?;
         let amqp_addr = listener.local_addr().ok();
@@ -146,6 +173,7 @@ impl Reactor {
         Ok(Reactor {
             poll,
             listener: Some(listener),
+            tls_listener,
             amqp_addr,
             http,
             stats: mgmt::Stats::default(),
@@ -172,6 +200,11 @@ impl Reactor {
             Some(l) => l.local_addr(),
             None => Err(io::Error::new(ErrorKind::NotConnected, "not listening")),
         }
+    }
+
+    /// Where the amqps listener listens, when configured.
+    pub fn tls_addr(&self) -> Option<std::net::SocketAddr> {
+        self.tls_listener.as_ref()?.0.local_addr().ok()
     }
 
     /// The management API's and the Prometheus endpoint's addresses, where they listen.
@@ -216,10 +249,11 @@ impl Reactor {
             }
             let now = Instant::now();
             self.broker.begin_turn(wall_clock_ms());
-            let mut accept = false;
+            let (mut accept, mut accept_tls) = (false, false);
             for ev in events.iter() {
                 match ev.token() {
                     LISTENER => accept = true,
+                    TLS_LISTENER => accept_tls = true,
                     SIGNALS => self.signals.drain(&mut signals),
                     Token(t) if t >= http::HTTP_TOKEN_BASE => {
                         self.http.on_event(t, ev, self.poll.registry(), now)
@@ -238,7 +272,7 @@ impl Reactor {
                         }
                         if ev.is_writable() || ev.is_error() {
                             c.writable = true;
-                            if c.out.pending() > 0 && !c.queued_flush {
+                            if c.has_output() && !c.queued_flush {
                                 c.queued_flush = true;
                                 self.flush_list.push(key);
                             }
@@ -253,7 +287,10 @@ impl Reactor {
                 self.on_alarm_change(now);
             }
             if accept && !self.accept_paused {
-                self.accept(now);
+                self.accept(now, false);
+            }
+            if accept_tls && !self.accept_paused {
+                self.accept(now, true);
             }
             self.read_ready(now);
             self.serve_http(now);
@@ -336,6 +373,9 @@ impl Reactor {
         if let Some(mut l) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
         }
+        if let Some((mut l, _)) = self.tls_listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
         self.http.stop_listening(self.poll.registry());
         self.shutdown_at = Some(now + SHUTDOWN_GRACE);
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
@@ -361,9 +401,12 @@ impl Reactor {
         }
     }
 
-    fn accept(&mut self, now: Instant) {
-        let Some(listener) = &self.listener else {
-            return;
+    /// Accepts from the plain listener, or from the TLS one when `tls`.
+    fn accept(&mut self, now: Instant, tls: bool) {
+        let (listener, keys) = match (tls, &self.listener, &self.tls_listener) {
+            (false, Some(l), _) => (l, None),
+            (true, _, Some((l, keys))) => (l, Some(keys)),
+            _ => return,
         };
         loop {
             match listener.accept() {
@@ -377,6 +420,13 @@ impl Reactor {
                         continue;
                     }
                     let _ = socket.set_nodelay(true);
+                    let transport = match keys.map(crate::net::tls::Tls::new).transpose() {
+                        Ok(t) => t,
+                        Err(e) => {
+                            error!("TLS session for {peer}: {e}");
+                            continue;
+                        }
+                    };
                     let entry = self.conns.vacant_entry();
                     let key = entry.key();
                     if let Err(e) = self.poll.registry().register(
@@ -388,7 +438,7 @@ impl Reactor {
                         continue;
                     }
                     let session = Session::new(ConnId(key as u32), peer, &self.config, now);
-                    entry.insert(Conn::new(socket, session));
+                    entry.insert(Conn::new(socket, session, transport));
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -425,7 +475,7 @@ impl Reactor {
             if c.dead.is_some() {
                 self.close_list.push(key);
             }
-            if (c.out.pending() > 0 || c.session.confirms_pending() || !c.session.reads_input())
+            if (c.has_output() || c.session.confirms_pending() || !c.session.reads_input())
                 && !c.queued_flush
             {
                 c.queued_flush = true;
@@ -550,7 +600,8 @@ impl Reactor {
         if self.accept_paused {
             // The listener is edge-triggered: sockets left in the backlog raise no new event.
             self.accept_paused = false;
-            self.accept(now);
+            self.accept(now, false);
+            self.accept(now, true);
         }
         if self.alarms.check_disk(&self.config.data_dir) {
             self.on_alarm_change(now);
@@ -561,7 +612,7 @@ impl Reactor {
                 let reason = c.session.close_reason().unwrap_or("timeout");
                 c.dead = Some(reason.to_owned());
                 self.close_list.push(key);
-            } else if c.out.pending() > 0 && !c.queued_flush {
+            } else if c.has_output() && !c.queued_flush {
                 c.queued_flush = true;
                 self.flush_list.push(key);
             }
