@@ -12,6 +12,8 @@
 #   durability tests/durability/run.py: each test starts its own coney (own
 #              port and data directory), stops it with SIGTERM or SIGKILL and
 #              starts it again (pika 1.x clients; about a minute)
+#   tls        scripts/test-tls.sh: tests/tls (amqps with pika and openssl s_client,
+#              verify_peer, garbage on the TLS port beside a canary)
 #   rabbitmq   (only with --against-rabbitmq) the same scenario suite against
 #              a private RabbitMQ started with scripts/rabbitmq.sh, to prove
 #              the scenarios themselves are faithful
@@ -30,6 +32,7 @@
 #   --no-durability      do not run the durability tests
 #   --no-rpm             do not build and test the rpm (scripts/test-rpm.sh)
 #   --no-fuzz            do not run the fuzzers briefly (scripts/fuzz.sh, FUZZ_SECONDS each)
+#   --no-tls             do not run the TLS tests (scripts/test-tls.sh)
 #   --no-mgmt            do not run the management API and web page checks (scripts/test-mgmt.sh)
 #   --durability NAME    pass --only NAME to tests/durability/run.py (repeatable)
 #   --scenario NAME      pass --only NAME to run.py (repeatable)
@@ -56,7 +59,7 @@ cd "$ROOT"
 . scripts/lib.sh
 
 # ---------------------------------------------------------------- options
-do_build=1 do_cargo=1 do_pyenv=1 do_coney=1 do_durability=1 do_rpm=1 do_fuzz=1 do_mgmt=1 do_rabbit=0 verbose=0
+do_build=1 do_cargo=1 do_pyenv=1 do_coney=1 do_durability=1 do_rpm=1 do_fuzz=1 do_mgmt=1 do_tls=1 do_rabbit=0 verbose=0
 run_args=()
 dur_args=()
 # shellcheck disable=SC2206
@@ -64,7 +67,7 @@ set -- "$@" ${TEST_SH_ARGS:-}
 while [ $# -gt 0 ]; do
     case "$1" in
         --against-rabbitmq) do_rabbit=1 ;;
-        --rabbitmq-only) do_rabbit=1; do_build=0; do_cargo=0; do_coney=0; do_durability=0; do_rpm=0; do_fuzz=0; do_mgmt=0 ;;
+        --rabbitmq-only) do_rabbit=1; do_build=0; do_cargo=0; do_coney=0; do_durability=0; do_rpm=0; do_fuzz=0; do_mgmt=0; do_tls=0 ;;
         --only-scenarios) do_cargo=0 ;;
         --no-build) do_build=0 ;;
         --no-cargo-test) do_cargo=0 ;;
@@ -73,6 +76,7 @@ while [ $# -gt 0 ]; do
         --no-rpm) do_rpm=0 ;;
         --no-fuzz) do_fuzz=0 ;;
         --no-mgmt) do_mgmt=0 ;;
+        --no-tls) do_tls=0 ;;
         --durability) shift; dur_args+=(--only "${1:?--durability needs a name}") ;;
         --scenario) shift; run_args+=(--only "${1:?--scenario needs a name}") ;;
         --flavour) shift; run_args+=(--flavour "${1:?--flavour needs a value}") ;;
@@ -263,6 +267,17 @@ if [ "$do_durability" = 1 ] && [ "$pyenv_ok" = 1 ]; then
         run_step "durability (coney)" "$TMP/durability.log" \
             timeout 600 .venv/pika1/bin/python tests/durability/run.py --coney "$CONEY_BIN" \
             ${dur_args[@]+"${dur_args[@]}"} || true
+    fi
+fi
+
+# ---------------------------------------------------------------- TLS
+if [ "$do_tls" = 1 ]; then
+    say "TLS (amqps) tests against coney"
+    if [ "$built" != 1 ] || [ ! -x "$CONEY_BIN" ]; then
+        record "tls (coney)" FAIL "no $CONEY_BIN"
+        total_failed=$((total_failed + 1))
+    else
+        run_step "tls (coney)" "$TMP/tls.log" timeout 900 bash scripts/test-tls.sh "$CONEY_BIN" || true
     fi
 fi
 

@@ -320,6 +320,41 @@ mod tests {
         parse("test.conf", text, &mut c).unwrap_err().to_string()
     }
 
+    /// RabbitMQ's amqps keys: listeners.ssl.default (a bare port listens everywhere) and
+    /// ssl_options.*; TLS is off without the listener key, and options alone only warn.
+    #[test]
+    fn config_file_tls_keys() {
+        assert_eq!(Config::default().tls.listen, None);
+        let c = parsed(
+            "listeners.ssl.default = 127.0.0.1:5671\n\
+             ssl_options.certfile = /etc/coney/server.pem\n\
+             ssl_options.keyfile = /etc/coney/server.key\n\
+             ssl_options.cacertfile = /etc/coney/ca.pem\n\
+             ssl_options.verify = verify_peer\n\
+             ssl_options.fail_if_no_peer_cert = true\n",
+        );
+        assert_eq!(c.tls.listen, Some("127.0.0.1:5671".parse().unwrap()));
+        assert_eq!(c.tls.certfile, Some(PathBuf::from("/etc/coney/server.pem")));
+        assert_eq!(c.tls.keyfile, Some(PathBuf::from("/etc/coney/server.key")));
+        assert_eq!(c.tls.cacertfile, Some(PathBuf::from("/etc/coney/ca.pem")));
+        assert_eq!(c.tls.verify, TlsVerify::Peer);
+        assert!(c.tls.fail_if_no_peer_cert);
+        assert_eq!(
+            parsed("listeners.ssl.default = 5671").tls.listen,
+            Some("0.0.0.0:5671".parse().unwrap())
+        );
+        assert!(error("ssl_options.verify = verify_maybe")
+            .contains("ssl_options.verify: 'verify_maybe' is not verify_none or verify_peer"));
+        assert!(error("ssl_options.fail_if_no_peer_cert = yes").contains("not true or false"));
+        let mut c = Config::default();
+        let warnings = parse("t", "ssl_options.verify = verify_peer\n", &mut c).unwrap();
+        assert!(warnings[0].contains("no effect without listeners.ssl.default"));
+        let mut c = Config::default();
+        assert!(parse("t", "listeners.ssl.default = 5671\n", &mut c)
+            .unwrap()
+            .is_empty());
+    }
+
     /// An empty or comment-only file leaves every default in place.
     #[test]
     fn config_file_empty_keeps_defaults() {

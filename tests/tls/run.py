@@ -5,6 +5,8 @@ RabbitMQ's `listeners.ssl.default` / `ssl_options.*` keys, and prints `N passed,
 as its last line.
 
     .venv/pika1/bin/python tests/tls/run.py --coney target/release/coney [--only NAME]
+    .venv/pika1/bin/python tests/tls/run.py --rabbitmq     (the same tests against RabbitMQ
+                                                            3.10, to prove them faithful)
 """
 import argparse
 import os
@@ -85,6 +87,37 @@ class Pki:
         return cert, key
 
 
+def tls_conf(tls_port, pki, extra):
+    """The rabbitmq.conf lines both brokers read for the TLS listener."""
+    return ('listeners.ssl.default = %s:%d\n' % (HOST, tls_port)
+            + 'ssl_options.certfile = %s\n' % pki.server
+            + 'ssl_options.keyfile = %s\n' % pki.server_key
+            + 'ssl_options.cacertfile = %s\n' % pki.ca + extra)
+
+
+class RabbitBroker:
+    """A private RabbitMQ node with the same TLS settings (scripts/rabbitmq.sh); its TLS
+    handshake deadline is ssl_handshake_timeout, set like coney's handshake_timeout."""
+
+    def __init__(self, tmp, pki, name, extra):
+        self.tls_port = free_port()
+        self.conf = os.path.join(tmp, name + '-rmq')
+        os.environ['RABBITMQ_EXTRA_CONF'] = tls_conf(self.tls_port, pki, extra) + \
+            'ssl_handshake_timeout = %d\nhandshake_timeout = %d\n' % (
+                HANDSHAKE_TIMEOUT_MS, HANDSHAKE_TIMEOUT_MS)
+        self.rmq = brokerlib.RabbitMQ(self.conf).start()
+        self.port = self.rmq.port
+        if not brokerlib.wait_port(self.tls_port, 20):
+            raise brokerlib.BrokerError('RabbitMQ TLS port %d not open' % self.tls_port)
+
+    def alive(self):
+        return True
+
+    def stop(self):
+        self.rmq.stop()
+        return 0
+
+
 class Broker:
     """coney with a plain and a TLS listener on free ports, from a config file."""
 
@@ -92,13 +125,9 @@ class Broker:
         self.tls_port = free_port()
         self.conf = os.path.join(tmp, name + '.conf')
         with open(self.conf, 'w') as f:
-            f.write('listeners.ssl.default = %s:%d\n' % (HOST, self.tls_port))
-            f.write('ssl_options.certfile = %s\n' % pki.server)
-            f.write('ssl_options.keyfile = %s\n' % pki.server_key)
-            f.write('ssl_options.cacertfile = %s\n' % pki.ca)
+            f.write(tls_conf(self.tls_port, pki, extra))
             f.write('handshake_timeout = %d\n' % HANDSHAKE_TIMEOUT_MS)
             f.write('management.enabled = false\nprometheus.enabled = false\n')
-            f.write(extra)
         self.coney = Coney(binary, os.path.join(tmp, name + '-data'),
                            os.path.join(tmp, name + '.log'), args=['--config', self.conf])
         self.port = self.coney.port
@@ -106,6 +135,15 @@ class Broker:
         if not brokerlib.wait_port(self.tls_port, 10, self.coney.proc):
             raise brokerlib.BrokerError('TLS port %d not open\n%s'
                                         % (self.tls_port, self.coney.log_tail()))
+
+    def alive(self):
+        return self.coney.alive()
+
+    def stop(self):
+        try:
+            return self.coney.stop()
+        finally:
+            self.coney.close()
 
 
 def client_context(pki, cert=None, key=None, ca=None, max_version=None):
@@ -266,6 +304,8 @@ def test_s_client_handshake(t):
         rc, out = s_client(t.a.tls_port, '-CAfile', t.pki.ca, version)
         assert out.startswith(START_PREFIX), (version, rc, out[:40])
         assert out[7:11] == START_METHOD, (version, out[:16])
+        # EXTERNAL is not implemented, so it must not be offered (RabbitMQ without the
+        # rabbitmq_auth_mechanism_ssl plugin offers the same two).
         assert b'PLAIN AMQPLAIN' in out and b'EXTERNAL' not in out, out
 
 
@@ -343,7 +383,8 @@ def test_handshake_deadline(t):
 
 def test_back_pressure(t):
     """A TLS consumer that stops reading stops deliveries (the queue keeps most messages) and,
-    once it reads again, gets every message: TLS output obeys the write high-water marks."""
+    once it reads again, gets every message: TLS output obeys the write high-water marks.
+    The unread-consumer figure is printed for coney and RabbitMQ alike."""
     n, size = 400, 64 * 1024
     tls = pika.BlockingConnection(tls_params(t.a.tls_port, client_context(t.pki)))
     plain = brokerlib.pika_connect(t.a.port)
@@ -369,8 +410,9 @@ def test_back_pressure(t):
         print('    stalled TLS consumer: %d of %d messages (%.1f MiB) still queued'
               % (last, n, last * size / 2**20))
         # Socket buffers plus the 1 MiB high-water mark plus 64 KiB staged in rustls hold
-        # well under half of the 25 MiB published.
-        assert last > n // 2, last
+        # well under half of the 25 MiB published. (coney's bound: RabbitMQ's ssl process
+        # buffers more, 250 of the 400 in a run, and is only checked for the catch-up.)
+        assert t.rabbitmq or last > n // 2, last
         deadline = time.monotonic() + 30
         while len(got) < n and time.monotonic() < deadline:
             tls.process_data_events(time_limit=0.5)
@@ -435,8 +477,11 @@ def start_fails(t, name, lines, expect):
 
 
 def test_bad_keys_stop_the_start(t):
-    """Missing, unreadable or mismatched certificates and keys stop the start with exit 78 and
+    """coney only: Missing, unreadable or mismatched certificates and keys stop the start with exit 78 and
     a message naming the file; verify_peer without a CA file too."""
+    if t.rabbitmq:
+        print('    SKIP on RabbitMQ (coney command line and exit codes)')
+        return
     p = t.pki
     ssl_on = 'listeners.ssl.default = %s:%d\n' % (HOST, free_port())
     cases = [
@@ -482,6 +527,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--coney', default=os.path.join(brokerlib.REPO, 'target/release/coney'))
     ap.add_argument('--only', default=None)
+    ap.add_argument('--rabbitmq', action='store_true')
     args = ap.parse_args()
     if not shutil.which('openssl'):
         print('openssl is missing (scripts/test-tls.sh installs it)')
@@ -494,13 +540,18 @@ def main():
     passed = failed = 0
     try:
         t.pki = Pki(t.tmp)
-        t.a = Broker(t.binary, t.tmp, t.pki, 'a', '')
+        t.rabbitmq = args.rabbitmq
+        if args.rabbitmq:
+            def make(name, extra):
+                return RabbitBroker(t.tmp, t.pki, name, extra)
+        else:
+            def make(name, extra):
+                return Broker(t.binary, t.tmp, t.pki, name, extra)
+        t.a = make('a', 'ssl_options.verify = verify_none\n')
         brokers.append(t.a)
-        t.b = Broker(t.binary, t.tmp, t.pki, 'b',
-                     'ssl_options.verify = verify_peer\nssl_options.fail_if_no_peer_cert = true\n')
+        t.b = make('b', 'ssl_options.verify = verify_peer\nssl_options.fail_if_no_peer_cert = true\n')
         brokers.append(t.b)
-        t.c = Broker(t.binary, t.tmp, t.pki, 'c',
-                     'ssl_options.verify = verify_peer\nssl_options.fail_if_no_peer_cert = false\n')
+        t.c = make('c', 'ssl_options.verify = verify_peer\nssl_options.fail_if_no_peer_cert = false\n')
         brokers.append(t.c)
         for test in TESTS:
             if args.only and args.only not in test.__name__:
@@ -514,25 +565,24 @@ def main():
                 failed += 1
                 print('FAIL %s' % test.__name__)
                 traceback.print_exc(file=sys.stdout)
-            for b in brokers:
-                if not b.coney.alive():
-                    failed += 1
-                    print('FAIL broker %s died\n%s' % (b.conf, b.coney.log_tail()))
-                    raise SystemExit(1)
+            dead = [b.conf for b in brokers if not b.alive()]
+            if dead:
+                failed += 1
+                print('FAIL broker died: %s' % dead)
+                break
     except brokerlib.BrokerError as e:
         failed += 1
         print('FAIL setup: %s' % e)
     finally:
         for b in brokers:
             try:
-                rc = b.coney.stop()
+                rc = b.stop()
                 if rc != 0:
                     failed += 1
                     print('FAIL broker %s exited %s' % (b.conf, rc))
             except brokerlib.BrokerError as e:
                 failed += 1
                 print('FAIL stop: %s' % e)
-            b.coney.close()
         if os.environ.get('KEEP_TMP'):
             print('kept %s' % t.tmp)
         else:
