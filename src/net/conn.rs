@@ -168,6 +168,11 @@ impl Conn {
         }
     }
 
+    /// Whether this connection came in on the TLS listener.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// Output not yet on the socket: the outbox, or TLS records rustls still holds.
     pub fn has_output(&self) -> bool {
         self.out.pending() > 0 || self.tls.as_ref().is_some_and(|t| t.wants_write())

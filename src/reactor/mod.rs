@@ -76,32 +76,37 @@ impl Sessions for Table<'_> {
 struct ApiTable<'a> {
     conns: &'a Slab<Conn>,
     local: Option<std::net::SocketAddr>,
+    /// The TLS listener's address, for connections that came in there.
+    tls_local: Option<std::net::SocketAddr>,
     to_close: &'a mut Vec<(usize, String)>,
+}
+
+impl ApiTable<'_> {
+    fn row<'c>(&self, c: &'c Conn) -> Option<ConnRow<'c>> {
+        let tls = c.is_tls();
+        let local = if tls { self.tls_local } else { self.local }?;
+        Some(ConnRow {
+            session: &c.session,
+            local,
+            tls,
+        })
+    }
 }
 
 impl mgmt::Connections for ApiTable<'_> {
     fn each(&self, f: &mut dyn FnMut(&ConnRow<'_>)) {
-        let Some(local) = self.local else { return };
         for (_, c) in self.conns.iter() {
-            f(&ConnRow {
-                session: &c.session,
-                local,
-            });
+            if let Some(row) = self.row(c) {
+                f(&row);
+            }
         }
     }
 
     fn close(&mut self, name: &str, reason: &str) -> bool {
-        let Some(local) = self.local else {
-            return false;
-        };
-        let found = self.conns.iter().find(|(_, c)| {
-            ConnRow {
-                session: &c.session,
-                local,
-            }
-            .name()
-                == name
-        });
+        let found = self
+            .conns
+            .iter()
+            .find(|(_, c)| self.row(c).is_some_and(|r| r.name() == name));
         match found {
             Some((key, _)) => {
                 self.to_close.push((key, reason.to_owned()));
@@ -119,6 +124,8 @@ pub struct Reactor {
     tls_listener: Option<(TcpListener, TlsKeys)>,
     /// Where the AMQP listener is bound (kept after shutdown stops listening).
     amqp_addr: Option<std::net::SocketAddr>,
+    /// Where the TLS listener is bound, likewise.
+    tls_addr: Option<std::net::SocketAddr>,
     http: http::HttpSide,
     stats: mgmt::Stats,
     /// Connections the management API asked to close this turn, with the reason.
@@ -173,6 +180,7 @@ impl Reactor {
         Ok(Reactor {
             poll,
             listener: Some(listener),
+            tls_addr: tls_listener.as_ref().and_then(|(l, _)| l.local_addr().ok()),
             tls_listener,
             amqp_addr,
             http,
@@ -204,7 +212,7 @@ impl Reactor {
 
     /// Where the amqps listener listens, when configured.
     pub fn tls_addr(&self) -> Option<std::net::SocketAddr> {
-        self.tls_listener.as_ref()?.0.local_addr().ok()
+        self.tls_addr
     }
 
     /// The management API's and the Prometheus endpoint's addresses, where they listen.
@@ -316,6 +324,7 @@ impl Reactor {
         let mut table = ApiTable {
             conns: &self.conns,
             local: self.amqp_addr,
+            tls_local: self.tls_addr,
             to_close: &mut self.api_closes,
         };
         let (broker, config, stats, alarms) =

@@ -127,7 +127,9 @@ class Broker:
         with open(self.conf, 'w') as f:
             f.write(tls_conf(self.tls_port, pki, extra))
             f.write('handshake_timeout = %d\n' % HANDSHAKE_TIMEOUT_MS)
-            f.write('management.enabled = false\nprometheus.enabled = false\n')
+            self.mgmt_port = free_port()
+            f.write('management.tcp.ip = %s\nmanagement.tcp.port = %d\n' % (HOST, self.mgmt_port))
+            f.write('prometheus.enabled = false\n')
         self.coney = Coney(binary, os.path.join(tmp, name + '-data'),
                            os.path.join(tmp, name + '.log'), args=['--config', self.conf])
         self.port = self.coney.port
@@ -236,12 +238,15 @@ def read_until_closed(sock, limit_s):
 # ---------------------------------------------------------------- tests
 
 def test_pika_round_trip(t):
-    """pika over TLS (TLS 1.3 and, forced, TLS 1.2) publishes and consumes a message."""
+    """pika over TLS (TLS 1.3 and, forced, TLS 1.2) publishes and consumes a message, and a
+    4 MiB one (many records and frames each way)."""
+    big = os.urandom(4 * 1024 * 1024)
     for version in (None, ssl.TLSVersion.TLSv1_2):
         conn = pika.BlockingConnection(tls_params(t.a.tls_port,
                                                   client_context(t.pki, max_version=version)))
         try:
             assert round_trip(conn) == b'over tls'
+            assert round_trip(conn, big) == big
         finally:
             conn.close()
 
@@ -261,6 +266,28 @@ def test_tls_and_plain_share_queues(t):
             assert method is not None and body == b'from tls', body
             pch.cancel()
             break
+    finally:
+        tls.close()
+        plain.close()
+
+
+def test_management_lists_ssl(t):
+    """coney only: the management API lists a TLS connection with ssl true and the TLS
+    listener's port, and a plain one with ssl false."""
+    if t.rabbitmq:
+        print('    SKIP on RabbitMQ (no management plugin in this run)')
+        return
+    import base64
+    import json
+    import urllib.request
+    tls = pika.BlockingConnection(tls_params(t.a.tls_port, client_context(t.pki)))
+    plain = brokerlib.pika_connect(t.a.port)
+    try:
+        req = urllib.request.Request('http://%s:%d/api/connections' % (HOST, t.a.mgmt_port))
+        req.add_header('Authorization', 'Basic ' + base64.b64encode(b'guest:guest').decode())
+        rows = json.load(urllib.request.urlopen(req, timeout=5))
+        seen = sorted((r['ssl'], r['port']) for r in rows)
+        assert seen == [(False, t.a.port), (True, t.a.tls_port)], seen
     finally:
         tls.close()
         plain.close()
@@ -507,6 +534,7 @@ def test_bad_keys_stop_the_start(t):
 TESTS = [
     test_pika_round_trip,
     test_tls_and_plain_share_queues,
+    test_management_lists_ssl,
     test_s_client_handshake,
     test_s_client_wrong_ca_fails,
     test_plain_client_on_tls_port,
