@@ -4,13 +4,14 @@
 # ratio, consumer latency p50/p99, broker CPU seconds per million messages and peak RSS. The
 # same tables go to target/bench/results-DATE.md.
 #
-#   scripts/bench.sh [--quick] [--compare | --no-compare] [--only a,b,...] [--secs N]
+#   scripts/bench.sh [--quick] [--compare | --no-compare] [--only a,b,...] [--secs N] [--coney BIN]
 #
-#   --quick        3 s per scenario and 1,000 idle connections: a smoke test
+#   --quick        3 s per scenario, 1,000 idle connections, 10,000 queues: a smoke test
 #   --compare      also run RabbitMQ (default when rabbitmq-server is installed or installable)
 #   --no-compare   coney only
-#   --only LIST    scenario ids to run (a b c d e f g h i j k l)
+#   --only LIST    scenario ids to run (a b c d e f g h i j k l m n o)
 #   --secs N       seconds per load scenario (default 10)
+#   --coney BIN    measure this coney binary (e.g. an older build) instead of this tree's
 #
 # Every broker is restarted for every scenario, so a backlog or heap left by one scenario
 # cannot skew the next and VmHWM is that scenario's peak. Brokers are pinned to CPU 0 and the
@@ -30,8 +31,12 @@ RMQ_SERVER="${RMQ_BIN:-/usr/lib/rabbitmq/bin/rabbitmq-server}"
 
 SECS=10
 IDLE_CONNECTIONS=10000
+# (o): queues declared, every MANY_DURABLE_EVERY-th durable, and the idle window measured after.
+MANY_QUEUES=100000
+MANY_DURABLE_EVERY=10
+MANY_IDLE_SECS=10
 COMPARE=auto
-ONLY="a b c d e f g h i j k l"
+ONLY="a b c d e f g h i j k l m n o"
 # Open files needed: the idle connections, plus margin for the broker's own files.
 FD_LIMIT_WANTED=$((IDLE_CONNECTIONS * 2 + 1024))
 # Settling time before reading a freshly started broker's idle RSS.
@@ -39,12 +44,13 @@ IDLE_RSS_SETTLE_SECS=2
 
 while [ $# -gt 0 ]; do
     case "$1" in
-        --quick) SECS=3; IDLE_CONNECTIONS=1000 ;;
+        --quick) SECS=3; IDLE_CONNECTIONS=1000; MANY_QUEUES=10000; MANY_IDLE_SECS=3 ;;
         --compare) COMPARE=yes ;;
         --no-compare) COMPARE=no ;;
         --only) ONLY="${2//,/ }"; shift ;;
         --secs) SECS="$2"; shift ;;
-        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --coney) CONEY="$(realpath "$2")"; CONEY_GIVEN=1; shift ;;
+        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "bench.sh: unknown argument $1" >&2; exit 64 ;;
     esac
     shift
@@ -71,7 +77,11 @@ if [ "$COMPARE" != no ]; then
 fi
 
 log "building release binaries"
-(cd "$ROOT" && cargo build --release --bin coney --bin coney-perf >&2)
+if [ -n "${CONEY_GIVEN:-}" ]; then
+    (cd "$ROOT" && cargo build --release --bin coney-perf >&2)
+else
+    (cd "$ROOT" && cargo build --release --bin coney --bin coney-perf >&2)
+fi
 
 hard="$(ulimit -Hn)"
 want=$FD_LIMIT_WANTED
@@ -183,6 +193,10 @@ TITLE[k]="(k) priority queue, x-max-priority 9: priorities 0..9 at random, 16 B,
 ARGS[k]="-s 16 -a --max-priority 9"
 TITLE[l]="(l) x-max-length 10,000 (drop-head) under a publisher that outruns its consumer (manual ack, prefetch 100), 16 B"
 ARGS[l]="-s 16 -q 100 -A 10 --max-length 10000"
+TITLE[m]="(m) 1p/1c, 1 MiB bodies, transient, autoack"
+ARGS[m]="-s 1048576 -a"
+TITLE[n]="(n) 1p/1c, 16 MiB bodies, transient, autoack"
+ARGS[n]="-s 16777216 -a"
 
 # run_load BROKER ID: one load scenario on a fresh broker; JSON to RESULTS/BROKER-ID.json.
 run_load() {
@@ -216,10 +230,22 @@ run_idle() {
     stop_broker "$broker"
 }
 
+# run_many BROKER: (o) many queues declared and bound, then the idle broker, on one process.
+run_many() {
+    local broker="$1"
+    start_broker "$broker"
+    log "$broker: (o) $MANY_QUEUES queues (every $MANY_DURABLE_EVERY-th durable), then ${MANY_IDLE_SECS} s idle"
+    timeout 3600 "${LOAD_PIN[@]}" "$PERF" -h "$BROKER_URI" --declare-queues "$MANY_QUEUES" \
+        --durable-every "$MANY_DURABLE_EVERY" --idle-secs "$MANY_IDLE_SECS" \
+        --broker-pid "$BROKER_PID" >"$RESULTS/$broker-o.json" 2>"$RESULTS/$broker-o.err" ||
+        error_json "$RESULTS/$broker-o.err" >"$RESULTS/$broker-o.json"
+    stop_broker "$broker"
+}
+
 BROKERS=(coney)
 [ "$COMPARE" = yes ] && BROKERS+=(rabbitmq)
 LOADS=()
-for id in a b c d e f1 f2 g j k l; do
+for id in a b c d e f1 f2 g j k l m n; do
     [[ " $ONLY " == *" ${id:0:1} "* ]] && LOADS+=("$id")
 done
 
@@ -231,6 +257,9 @@ fi
 for id in "${LOADS[@]}"; do
     for broker in "${BROKERS[@]}"; do run_load "$broker" "$id"; done
 done
+if [[ " $ONLY " == *" o "* ]]; then
+    for broker in "${BROKERS[@]}"; do run_many "$broker"; done
+fi
 
 # --- report --------------------------------------------------------------------------------
 
@@ -239,10 +268,11 @@ MD="$OUT_DIR/results-$STAMP.md"
 RMQ_VERSION="$(dpkg-query -W -f '${Version}' rabbitmq-server 2>/dev/null || echo n/a)"
 ERL_VERSION="$(dpkg-query -W -f '${Version}' erlang-base 2>/dev/null || echo n/a)"
 LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
-export RESULTS SECS IDLE_CONNECTIONS PINNING FD_LIMIT STAMP RMQ_VERSION ERL_VERSION COMPARE
+export RESULTS SECS IDLE_CONNECTIONS MANY_QUEUES MANY_IDLE_SECS PINNING FD_LIMIT STAMP RMQ_VERSION ERL_VERSION COMPARE
 export LOAD_BEFORE LOAD_AFTER
 export CPU_MODEL="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
 export CPUS="$(nproc)" CONEY_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo n/a)"
+[ -n "${CONEY_GIVEN:-}" ] && CONEY_REV="$CONEY (given)"
 export LOAD_IDS="${LOADS[*]}" TITLES="$(for id in "${LOADS[@]}"; do echo "$id=${TITLE[$id]}"; done)"
 python3 - >"$MD" <<'PY'
 import json, os
@@ -371,6 +401,25 @@ if any(load(b, "h") or load(b, "ready") for b in brokers):
             print(f"\n- {names[b]} accepted only {h['opened']} of {h['wanted']} connections: {h['first_error']}")
         elif h and "error" in h:
             print(f"\n- {names[b]}: {h['error']}")
+    print()
+
+ls = [load(b, "o") for b in brokers]
+if any(ls):
+    print(f"## (o) {int(os.environ['MANY_QUEUES']):,} queues, each bound to amq.direct, then idle\n")
+    ok = [r if r and "error" not in r else None for r in ls]
+    def pick(f):
+        return [f(r) if r else None for r in ok]
+    rows = [
+        ("durable queues among them", pick(lambda r: r["durable"]), 0),
+        ("declare + bind pairs/s (pipelined)", pick(lambda r: r["pairs_per_s"]), 0),
+        ("RSS after declaring (MiB)", pick(lambda r: r["rss_after_kb"] / 1024 if r.get("rss_after_kb") else None), 1),
+        ("RSS per queue (bytes)", pick(lambda r: r["bytes_per_queue"]), 0),
+        (f"broker CPU over {os.environ['MANY_IDLE_SECS']} s idle (ms)", pick(lambda r: r["idle_cpu_ms"]), 0),
+    ]
+    print(table(rows))
+    for b, r in zip(brokers, ls):
+        if r and "error" in r:
+            print(f"\n- {names[b]}: {r['error']}")
     print()
 PY
 cat "$MD"

@@ -5,8 +5,8 @@
 # from PyPI into .venv/zig on first use (no other download). Verifies the result with objdump.
 #
 # Usage: scripts/build-release.sh        (honours CARGO_TARGET_DIR; default ./target)
-# Output: $CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release/coney (and coney-perf if the
-# crate has that binary); the last line printed is the directory.
+# Output: $CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release/coney and coneyctl (and
+# coney-perf if the crate has that binary); the last line printed is the directory.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,7 +36,7 @@ export CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=symbols
 cargo zigbuild --release --locked --bins --target "$TARGET.$GLIBC_MAX" >&2
 
 OUT=$CARGO_TARGET_DIR/$TARGET/release
-for bin in coney coney-perf; do
+for bin in coney coneyctl coney-perf; do
     [ -f "$OUT/$bin" ] || continue
     # The highest GLIBC_x.y symbol version the binary needs must be <= GLIBC_MAX.
     highest=$(objdump -T "$OUT/$bin" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n1)

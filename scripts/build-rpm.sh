@@ -18,13 +18,17 @@ if ! command -v rpmbuild >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends rpm >&2 ||
         { apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends rpm >&2; }
 fi
-[ -x "$BIN/coney" ] || { echo "build-rpm: no $BIN/coney; run scripts/build-release.sh" >&2; exit 1; }
+for bin in coney coneyctl; do
+    [ -x "$BIN/$bin" ] || { echo "build-rpm: no $BIN/$bin; run scripts/build-release.sh" >&2; exit 1; }
+done
 
 rm -rf "$TOP"
 mkdir -p "$TOP/SOURCES"
-cp "$BIN/coney" packaging/coney.service packaging/coney.conf packaging/coney.logrotate \
+cp "$BIN/coney" "$BIN/coneyctl" packaging/coney.service packaging/coney.conf packaging/coney.logrotate \
     packaging/README-install.md LICENSE "$TOP/SOURCES/"
-sed "s/\"coney [0-9][^\"]*\"/\"coney $VERSION\"/" packaging/coney.8 >"$TOP/SOURCES/coney.8"
+for page in coney.8 coneyctl.1; do
+    sed "s/\"coney [0-9][^\"]*\"/\"coney $VERSION\"/" "packaging/$page" >"$TOP/SOURCES/$page"
+done
 WITH_PERF=0
 if [ -x "$BIN/coney-perf" ]; then
     cp "$BIN/coney-perf" "$TOP/SOURCES/"

@@ -2,7 +2,8 @@
 # End-to-end test of the rpm: (a) config/notify/logfile unit tests, (b) the glibc-2.17 build
 # and the rpm, (c) the rpm's files, scriptlets, requires, payload and rpmlint, (d) the
 # INSTALLED binary and config from a scratch rpm root serving pika, with sd_notify and the
-# start-failure exit codes, (e) SIGHUP log reopening and SIGTERM during traffic.
+# start-failure exit codes, the installed coneyctl (its man page, --help, and exit 69 when the
+# API cannot be reached), (e) SIGHUP log reopening and SIGTERM during traffic.
 # Every wait is bounded, every process it starts is stopped on exit, and it ends with
 # "N passed, M failed" (exit 1 if any failed). Servers listen on 127.0.0.1 only.
 #
@@ -114,7 +115,7 @@ rpm -qpl "$RPM" >"$SCRATCH/files.txt"
 cat "$SCRATCH/files.txt"
 EXPECTED_FILES="/usr/sbin/coney /usr/lib/systemd/system/coney.service /etc/coney/coney.conf
 /etc/logrotate.d/coney /usr/share/man/man8/coney.8.gz /usr/share/licenses/coney/LICENSE
-/var/lib/coney /var/log/coney"
+/var/lib/coney /var/log/coney /usr/bin/coneyctl /usr/share/man/man1/coneyctl.1.gz"
 [ -x "$OUT/coney-perf" ] && EXPECTED_FILES="$EXPECTED_FILES /usr/bin/coney-perf"
 missing=""
 for f in $EXPECTED_FILES; do
@@ -243,6 +244,18 @@ check "rpm --root -i installs (rpm -q in the root finds it)" \
     sh -c "rpm --root '$INSTALLED' -q coney >/dev/null"
 check "installed binary needs glibc <= $GLIBC_MAX (highest: $(highest_glibc "$INSTALLED/usr/sbin/coney"))" \
     version_le "$(highest_glibc "$INSTALLED/usr/sbin/coney")" "$GLIBC_MAX"
+# coneyctl: installed with its man page, --help works, and an API that cannot be reached is
+# rabbitmqctl's exit 69.
+CONEYCTL=$INSTALLED/usr/bin/coneyctl
+check "installed coneyctl --help: exit 0, lists list_queues" \
+    sh -c "'$CONEYCTL' --help >'$SCRATCH/coneyctl-help.txt' && grep -q '^   list_queues ' '$SCRATCH/coneyctl-help.txt'"
+check "installed coneyctl man page (man1/coneyctl.1.gz) has its NAME line" \
+    sh -c "gzip -dc '$INSTALLED/usr/share/man/man1/coneyctl.1.gz' | grep -q '^coneyctl .- rabbitmqctl'"
+DEAD_PORT=$(free_port)
+timeout 30 "$CONEYCTL" --host 127.0.0.1 --port "$DEAD_PORT" list_queues >"$SCRATCH/coneyctl-dead.txt" 2>&1
+code=$?
+check "installed coneyctl, nothing on 127.0.0.1:$DEAD_PORT: exit 69 naming the address (got $code)" \
+    sh -c "[ $code = 69 ] && grep -q '127.0.0.1:$DEAD_PORT' '$SCRATCH/coneyctl-dead.txt'"
 
 PY=$ROOT/.venv/pika1/bin/python
 if ! "$PY" -c 'import pika' >/dev/null 2>&1; then

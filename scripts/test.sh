@@ -16,7 +16,10 @@
 #              verify_peer, garbage on the TLS port beside a canary)
 #   rabbitmq   (only with --against-rabbitmq) the same scenario suite against
 #              a private RabbitMQ started with scripts/rabbitmq.sh, to prove
-#              the scenarios themselves are faithful
+#              the scenarios themselves are faithful; unless cargo tests are
+#              skipped, also coneyctl's live tests against that node's management
+#              API, every step checked through rabbitmqctl too (about 2 minutes;
+#              `cargo test` runs coneyctl's other tests and reports these ignored)
 #   mgmt       scripts/test-mgmt.sh: tests/mgmt (management API, Prometheus,
 #              rabbitmqadmin) and tests/webui (the page in headless Chromium)
 #              against coney's HTTP listeners; with --against-rabbitmq also
@@ -321,10 +324,17 @@ if [ "$do_rabbit" = 1 ] && [ "$pyenv_ok" = 1 ]; then
     if scripts/rabbitmq.sh install; then
         port="$(free_port)"
         RABBIT_DIR="$TMP/rabbitmq"
-        if beam="$(scripts/rabbitmq.sh start "$port" "$RABBIT_DIR")"; then
+        if beam="$(RABBITMQ_PLUGINS=rabbitmq_management RABBITMQ_MGMT_PORT="$(free_port)" \
+            scripts/rabbitmq.sh start "$port" "$RABBIT_DIR")"; then
             echo "rabbitmq beam.smp pid $beam on 127.0.0.1:$port"
             rmq_rc=0
             run_scenarios rabbitmq "$port" "$TMP/scenarios-rabbitmq.log" || rmq_rc=$?
+            if [ "$do_cargo" = 1 ]; then
+                say "coneyctl live tests against RabbitMQ's management API"
+                run_step "coneyctl (rabbitmq)" "$TMP/coneyctl-rabbitmq.log" \
+                    env CONEYCTL_TEST_RABBITMQ_DIR="$RABBIT_DIR" CONEYCTL_TEST_RABBITMQCTL=all \
+                    timeout 1200 cargo test --release --test coneyctl -- --ignored live:: || rmq_rc=$?
+            fi
             if [ "$rmq_rc" != 0 ]; then
                 echo "---- tail of RabbitMQ log ----"
                 tail -n 40 "$RABBIT_DIR"/log/*@localhost.log 2>/dev/null || true

@@ -27,6 +27,10 @@ pub(crate) const READ_CHUNK_BYTES: usize = 64 * 1024;
 pub(crate) const WRITE_BUFFER_HIGH_BYTES: usize = 1024 * 1024;
 /// Deliveries resume once unsent output falls below this (hysteresis against flapping).
 pub(crate) const WRITE_BUFFER_LOW_BYTES: usize = 256 * 1024;
+/// Body frames at least this large are taken into their message as their payload arrives,
+/// instead of waiting whole in the connection's partial-frame buffer (copied there and back
+/// at every read): a large body is copied once, from the read buffer into the message.
+pub(crate) const BODY_STREAM_MIN_BYTES: usize = 4096;
 /// Largest partial-frame buffer kept allocated for an idle connection.
 pub(crate) const READ_LEFTOVER_KEEP_BYTES: usize = 4 * 1024;
 /// Most of a message body reserved when its content header arrives; the rest grows with the
@@ -36,6 +40,13 @@ pub(crate) const BODY_PREALLOCATE_MAX_BYTES: usize = 1024 * 1024;
 /// delivery may cross the high-water mark by a whole message, hence the message size term.
 pub(crate) const WRITE_BUFFER_HARD_BYTES: usize =
     64 * 1024 * 1024 + MESSAGE_SIZE_MAX_BYTES as usize;
+/// Bodies at least this large are written from the message's shared buffer (writev) instead
+/// of being copied into the output buffer; below it a copy is cheaper than another piece.
+pub(crate) const OUTBOX_BODY_BY_REFERENCE_MIN_BYTES: usize = 8 * 1024;
+/// Pieces handed to one vectored write: two per referenced body frame, so with 128 KiB
+/// frames one writev offers up to 4 MiB, more than a socket buffer takes. Linux's IOV_MAX is
+/// 1024.
+pub(crate) const OUTBOX_IOV_MAX: usize = 64;
 /// Largest unsent-output buffer kept allocated while a connection is idle.
 pub(crate) const WRITE_BUFFER_KEEP_BYTES: usize = 64 * 1024;
 /// Encrypted output rustls may hold for one TLS connection. Output beyond it waits in the
@@ -68,6 +79,32 @@ pub(crate) const DEFINITIONS_JOURNAL_MIN_BYTES: u64 = 1024 * 1024;
 pub(crate) const PAGE_IN_BATCH_MESSAGES: usize = 1024;
 /// Deliveries made from one queue in one pass before other queues get a turn.
 pub(crate) const DELIVERIES_PER_QUEUE_PER_TURN_MAX: usize = 16384;
+/// Publisher flow: what one ready message costs a queue in memory beyond its exchange,
+/// routing key, properties and body (its slot in the queue, the shared buffer's header, the
+/// allocator's rounding), for the estimate the flow marks compare against. Measured: about
+/// 170 bytes for a 16-byte message in a queue of 100,000.
+pub(crate) const QUEUED_MESSAGE_OVERHEAD_BYTES: usize = 160;
+/// A queue with consumers whose ready messages cost this much memory paces its publishers:
+/// a connection that routes a message into it is not read until the queue drains under
+/// `QUEUE_FLOW_LOW_BYTES` or `FLOW_PAUSE_MAX_MS` has passed.
+pub(crate) const QUEUE_FLOW_HIGH_BYTES: usize = 16 * 1024 * 1024;
+/// Paused publishers resume once their queue is under this (hysteresis: a pause lasts while
+/// the consumers take half the high mark, not one message).
+pub(crate) const QUEUE_FLOW_LOW_BYTES: usize = 8 * 1024 * 1024;
+/// Longest a publisher stays paused by one queue: then it is read for a turn even if the
+/// queue has not drained. So a consumer that stopped, or a cycle of connections consuming
+/// each other's queues with manual acks, slows publishers to a crawl (one read chunk per
+/// pause) instead of stopping them for ever; the memory alarm remains the last resort.
+pub(crate) const FLOW_PAUSE_MAX_MS: u64 = 1000;
+/// A connection reads as in "flow" this long after its last pause ended (RabbitMQ's
+/// credit_flow reports a connection blocked within the last second as flow, so the state
+/// does not flicker).
+pub(crate) const FLOW_STATE_LINGER_MS: u64 = 1000;
+/// Loop turns that may start without asking the poller for new events while work is left
+/// from the last turn (input past its budget, queues that can deliver); then one poll that
+/// does not sleep, so new connections and acks are never kept waiting longer than this many
+/// bounded turns.
+pub(crate) const BUSY_TURNS_WITHOUT_POLL_MAX: u32 = 3;
 /// Timed work one loop turn does at most: messages expired (x-message-ttl, expiration),
 /// queues deleted by x-expires, delayed messages released, dead letters republished. The rest
 /// is done in the next turns (the loop does not sleep while work is left), so a million
@@ -105,6 +142,21 @@ const _: () = assert!(
 const _: () = assert!(TLS_HANDSHAKE_BYTES_PER_TURN_MAX >= 16 * 1024 + 256);
 const _: () = assert!(TLS_HANDSHAKE_BYTES_PER_TURN_MAX <= READ_BYTES_PER_TURN_MAX);
 const _: () = assert!(FRAME_OVERHEAD < FRAME_MIN_SIZE as usize);
+const _: () = assert!(BODY_STREAM_MIN_BYTES <= FRAME_MIN_SIZE as usize);
+const _: () = assert!(OUTBOX_IOV_MAX >= 3 && OUTBOX_IOV_MAX <= 1024);
+const _: () = assert!(QUEUE_FLOW_LOW_BYTES < QUEUE_FLOW_HIGH_BYTES);
+// A durable queue's in-memory window alone never paces its publishers: only a backlog beyond
+// it (a 32-byte location per message) can.
+const _: () = assert!(
+    QUEUE_WINDOW_BYTES_MAX + QUEUE_WINDOW_MESSAGES_MAX * QUEUED_MESSAGE_OVERHEAD_BYTES
+        < QUEUE_FLOW_HIGH_BYTES
+);
+// One turn's input from a resumed publisher (a message costs a queue at most about 4 times its
+// wire size, for empty bodies) cannot carry a queue from the low mark past the high one, so a
+// resume is not followed at once by another pause.
+const _: () = assert!(QUEUE_FLOW_HIGH_BYTES - QUEUE_FLOW_LOW_BYTES > 4 * READ_BYTES_PER_TURN_MAX);
+const _: () = assert!(FLOW_PAUSE_MAX_MS >= 100 && FLOW_PAUSE_MAX_MS < HEARTBEAT_SECS as u64 * 1000);
+const _: () = assert!(OUTBOX_BODY_BY_REFERENCE_MIN_BYTES >= FRAME_OVERHEAD);
 const _: () =
     assert!(EXPIRY_WORK_PER_TURN_MAX > 0 && EXPIRY_WORK_PER_TURN_MAX <= DEAD_LETTERS_PENDING_MAX);
 // Compaction parses a large record's fixed fields (up to 65,535 queue ids) from one turn's read.

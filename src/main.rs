@@ -244,6 +244,7 @@ fn is_listen_error(e: &io::Error, config: &Config) -> bool {
 }
 
 fn run(config: Config, tls: Option<coney::reactor::TlsKeys>) -> ExitCode {
+    coney::alloc::tune_malloc();
     if let Err(e) = check_data_dir(&config.data_dir) {
         log::error!(
             "data dir {} is not writable: {e}",

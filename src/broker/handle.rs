@@ -61,6 +61,9 @@ pub(crate) struct Registry<I, T> {
     slab: Slab<(u32, T)>,
     next_gen: u32,
     id: PhantomData<I>,
+    /// Entries looked at (by id or by iteration), for tests that count work, not time.
+    #[cfg(test)]
+    visits: std::cell::Cell<u64>,
 }
 
 impl<I, T> Default for Registry<I, T> {
@@ -69,6 +72,8 @@ impl<I, T> Default for Registry<I, T> {
             slab: Slab::new(),
             next_gen: 1,
             id: PhantomData,
+            #[cfg(test)]
+            visits: std::cell::Cell::new(0),
         }
     }
 }
@@ -82,6 +87,7 @@ impl<I: Id, T> Registry<I, T> {
     }
 
     pub(crate) fn get(&self, id: I) -> Option<&T> {
+        self.visit(1);
         let h = id.handle();
         match self.slab.get(h.index as usize) {
             Some((gen, v)) if *gen == h.gen => Some(v),
@@ -90,6 +96,7 @@ impl<I: Id, T> Registry<I, T> {
     }
 
     pub(crate) fn get_mut(&mut self, id: I) -> Option<&mut T> {
+        self.visit(1);
         let h = id.handle();
         match self.slab.get_mut(h.index as usize) {
             Some((gen, v)) if *gen == h.gen => Some(v),
@@ -108,12 +115,28 @@ impl<I: Id, T> Registry<I, T> {
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = (I, &T)> {
         self.slab.iter().map(|(i, (gen, v))| {
+            self.visit(1);
             let h = Handle {
                 index: i as u32,
                 gen: *gen,
             };
             (I::from_handle(h), v)
         })
+    }
+
+    #[cfg(test)]
+    fn visit(&self, n: u64) {
+        self.visits.set(self.visits.get() + n);
+    }
+
+    #[cfg(not(test))]
+    #[inline(always)]
+    fn visit(&self, _: u64) {}
+
+    /// Entries looked at so far (tests only).
+    #[cfg(test)]
+    pub(crate) fn visits(&self) -> u64 {
+        self.visits.get()
     }
 }
 

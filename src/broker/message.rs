@@ -334,6 +334,14 @@ impl MessageBuilder {
     /// Appends a body frame's payload; the caller has checked it does not exceed the remainder.
     pub fn push_body(&mut self, part: &[u8]) {
         debug_assert!(part.len() as u64 <= self.body_remaining);
+        if self.buf.capacity() - self.buf.len() < part.len() {
+            // Past the preallocation, grow to four times what has arrived (capped by what is
+            // still announced), not Vec's two: a 16 MiB body is moved 1 + 4 MiB on the way
+            // instead of 1 + 2 + 4 + 8, and what is reserved stays within four times what
+            // the peer has actually sent.
+            let more = (self.buf.len() * 3).min(self.body_remaining as usize);
+            self.buf.reserve_exact(more.max(part.len()));
+        }
         self.buf.extend_from_slice(part);
         self.body_remaining -= part.len() as u64;
     }

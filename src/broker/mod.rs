@@ -8,8 +8,8 @@
 //! (publish), `consumer.rs` (subscribe, cancel), `delivery.rs` (deliver, get, settle),
 //! `expiry.rs` (the clock, TTL, x-expires, the timer heap), `dead_letter.rs` and `headers.rs`
 //! (dead-lettering, header rewrites), `delayed.rs` (x-delayed-message), `durability.rs`
-//! (definitions, recovery, commit); the entities themselves in `exchange.rs`, `queue/`,
-//! `bindings.rs`.
+//! (definitions, recovery, commit), `flow.rs` (which queues pace their publishers); the
+//! entities themselves in `exchange.rs`, `queue/`, `bindings.rs`.
 
 pub(crate) mod args;
 mod bindings;
@@ -22,6 +22,7 @@ mod durability;
 mod entities;
 mod exchange;
 pub mod expiry;
+mod flow;
 mod handle;
 pub(crate) mod headers;
 mod length;
@@ -249,6 +250,12 @@ impl Broker {
         self.consumers.iter().any(|(_, c)| c.conn() == conn)
             || self.reply_consumers.iter().any(|(_, c)| c.conn() == conn)
             || self.queues.iter().any(|(_, q)| q.owner == Some(conn))
+    }
+
+    /// Queue entries looked at so far, by id or by iteration (tests count work with it).
+    #[cfg(test)]
+    pub(crate) fn queue_visits(&self) -> u64 {
+        self.queues.visits()
     }
 
     /// Checks that consumers and queues point at each other, and the bindings table at

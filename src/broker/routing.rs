@@ -32,6 +32,8 @@ pub(super) struct RouteScratch {
     /// byte compare is cheaper than hashing it. Ids are generation-checked, so a deleted queue
     /// cannot be hit through it.
     last_default: Option<(Box<[u8]>, QueueId)>,
+    /// The first queue the last publish went to that is over its flow mark.
+    pub(super) pressured: Option<QueueId>,
 }
 
 /// What the publisher's properties say about routing, decoded once by the caller (the
@@ -104,6 +106,7 @@ impl Broker {
     /// Routes `msg` through its exchange (and exchange-to-exchange bindings) into queues.
     /// Errors only if the exchange does not exist or is internal.
     pub fn publish(&mut self, msg: &Message, props: PublishProps<'_>) -> Result<Routed, AmqpError> {
+        self.route.pressured = None;
         let exchange = msg.exchange();
         let keys = RouteKeys::of(msg.routing_key(), props.headers);
         if exchange.is_empty() && keys.cc.is_none() && keys.bcc.is_none() {
@@ -388,6 +391,10 @@ impl Broker {
         }
         let has_consumers = q.has_consumers();
         let limited = q.is_limited();
+        // Before any trim to a length limit: such a queue is bounded by its limit anyway.
+        if has_consumers && self.route.pressured.is_none() && q.flow_pressure() {
+            self.route.pressured = Some(id);
+        }
         if expires_at != NEVER {
             q.may_expire = true;
             self.arm_expiry(id);

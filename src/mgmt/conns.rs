@@ -16,7 +16,7 @@ pub struct ConnRow<'a> {
 impl ConnRow<'_> {
     /// RabbitMQ's connection name: `peer -> listener`.
     pub fn name(&self) -> String {
-        format!("{} -> {}", self.session.info().peer, self.local)
+        format!("{} -> {}", self.session.peer(), self.local)
     }
 }
 

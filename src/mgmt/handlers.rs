@@ -162,7 +162,7 @@ impl Management<'_> {
     fn connection_snaps(&self, vhost_of: impl Fn(&str) -> String) -> Vec<ConnSnap> {
         let mut rows = Vec::new();
         self.conns.each(&mut |row| {
-            let info = row.session.info();
+            let info = row.session.info(self.now);
             if info.user.is_empty() {
                 return; // still in the handshake: RabbitMQ lists connections once opened
             }
@@ -189,7 +189,7 @@ impl Management<'_> {
     fn channel_snaps(&self) -> Vec<ChanSnap> {
         let mut rows = Vec::new();
         self.conns.each(&mut |row| {
-            let info = row.session.info();
+            let info = row.session.info(self.now);
             let conn = row.name();
             row.session.each_channel(|ch| {
                 rows.push(ChanSnap {

@@ -19,10 +19,15 @@ pub struct Conn {
     /// Bytes of a frame that has not fully arrived; usually empty and unallocated.
     leftover: Vec<u8>,
     pub readable: bool,
+    /// The last event said the peer closed its side or the socket failed: read until EOF or
+    /// the error, even after a short read.
+    pub read_closed: bool,
     pub writable: bool,
-    /// Already on the reactor's read list / flush list this turn.
+    /// Already on the reactor's read list / flush list this turn / list of connections
+    /// paused by publisher flow.
     pub queued_read: bool,
     pub queued_flush: bool,
+    pub queued_flow: bool,
     /// Set when the socket reached EOF or failed; the connection is closed at end of turn.
     pub dead: Option<String>,
     /// Present on connections accepted by the TLS listener.
@@ -45,9 +50,11 @@ impl Conn {
             out: Outbox::default(),
             leftover: Vec::new(),
             readable: false,
+            read_closed: false,
             writable: true,
             queued_read: false,
             queued_flush: false,
+            queued_flow: false,
             dead: None,
             tls: tls.map(Box::new),
         }
@@ -63,6 +70,7 @@ impl Conn {
             && self.dead.is_none()
             && self.session.reads_input()
             && !self.session.is_blocked()
+            && !self.session.in_flow()
         {
             if budget == 0 {
                 return ReadOutcome::BudgetSpent;
@@ -87,6 +95,18 @@ impl Conn {
                     self.dead = Some("client closed the socket".into());
                 }
                 Ok(n) => {
+                    if n < end - kept && !self.read_closed && self.tls.is_none() {
+                        // A short read emptied the socket's receive queue, so the read after
+                        // it would only say EAGAIN: skip that syscall. mio documents only
+                        // WouldBlock as the end of readiness (tokio-rs/mio#1611), but with
+                        // edge-triggered epoll any data arriving after this read wakes the
+                        // socket's wait queue again and brings a new readable event, so
+                        // nothing is missed. The one thing that would not come again is an
+                        // EOF or error already reported with this event: `read_closed`
+                        // keeps reading to it. Not for TLS: a short plaintext read says
+                        // nothing about the socket (rustls may hold more, or need more).
+                        self.readable = false;
+                    }
                     let filled = kept + n;
                     let used = self
                         .session

@@ -75,6 +75,7 @@ impl Session {
             c.exclusive,
             c.arguments,
         )?;
+        self.consumers_changed();
         self.channel(ch)?
             .add_consumer(ConsumerRef { id, slot }, tag.clone());
         if !c.no_wait {
@@ -97,6 +98,7 @@ impl Session {
             // It was the reply consumer (RabbitMQ looks at that one first).
         } else if let Some(id) = self.channel(ch)?.remove_consumer_tag(c.consumer_tag) {
             ctx.broker.cancel_consumer(id);
+            self.consumers_changed();
         }
         if !c.no_wait {
             let ok = BasicCancelOk {
@@ -206,6 +208,7 @@ impl Session {
         for id in consumers {
             ctx.broker.cancel_consumer(id);
         }
+        self.consumers_changed();
         self.release_replies(ch, ctx);
     }
 
@@ -282,6 +285,7 @@ impl Session {
         slot: u32,
     ) {
         let notify = self.caps.consumer_cancel_notify;
+        self.consumers_changed();
         let Some(channel) = self.channel_mut(ch) else {
             return;
         };

@@ -11,7 +11,8 @@ use std::time::Instant;
 pub struct SessionInfo<'a> {
     pub peer: SocketAddr,
     pub user: &'a str,
-    /// RabbitMQ's connection state: starting, tuning, opening, running, blocked, closing.
+    /// RabbitMQ's connection state: starting, tuning, opening, running, flow, blocked,
+    /// closing.
     pub state: &'static str,
     pub channel_max: u16,
     pub frame_max: u32,
@@ -35,13 +36,14 @@ pub struct ChannelInfo {
 }
 
 impl Session {
-    pub fn info(&self) -> SessionInfo<'_> {
+    /// The connection as the API shows it at `now` (its flow state lingers a second after a
+    /// publisher flow pause, as RabbitMQ's does).
+    pub fn info(&self, now: Instant) -> SessionInfo<'_> {
         let state = match self.state {
             State::AwaitingHeader | State::AwaitingStartOk => "starting",
             State::AwaitingTuneOk => "tuning",
             State::AwaitingOpen => "opening",
-            State::Open if self.blocked => "blocked",
-            State::Open => "running",
+            State::Open => self.flow_state(now).as_str(),
             State::Closing | State::Closed => "closing",
         };
         SessionInfo {

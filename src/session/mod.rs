@@ -6,17 +6,20 @@
 //! State machine: AwaitingHeader → AwaitingStartOk → AwaitingTuneOk → AwaitingOpen → Open →
 //! Closing (we sent connection.close) → Closed (flush, then the socket goes).
 
+mod body_stream;
 mod channel;
 mod channels;
 mod consume;
 pub mod delivery;
 mod dispatch;
 mod entities;
+mod flow;
 mod handshake;
 pub mod info;
 mod publish;
 mod reply_to;
 
+use crate::broker::queue::QueueId;
 use crate::broker::Broker;
 use crate::broker::ConnId;
 use crate::config::Config;
@@ -30,6 +33,8 @@ use crate::protocol::{Frame, Outbox, Parsed, ReplyCode};
 use log::{debug, info};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+
+pub use flow::FlowState;
 
 /// Connection lifecycle; see the module doc.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +101,15 @@ pub struct Session {
     blocked: bool,
     /// connection.blocked was sent and connection.unblocked is owed.
     blocked_sent: bool,
+    /// Publisher flow: not read while a queue it published into drains (`flow.rs`).
+    flow: Option<flow::FlowPause>,
+    /// When the last flow pause ended, for `flow_state`.
+    flow_ended: Option<Instant>,
+    /// A queue this connection drains with its own acks, so it is never paused for it;
+    /// forgotten when its consumers change.
+    flow_exempt: Option<QueueId>,
+    /// A large body frame part-way through (`body_stream.rs`).
+    body_in_flight: Option<body_stream::BodyInFlight>,
     settle_scratch: Vec<channel::Unacked>,
 }
 
@@ -184,6 +198,10 @@ impl Session {
             publisher: false,
             blocked: false,
             blocked_sent: false,
+            flow: None,
+            flow_ended: None,
+            flow_exempt: None,
+            body_in_flight: None,
             settle_scratch: Vec::new(),
         }
     }
@@ -272,13 +290,27 @@ impl Session {
             self.send_start(out);
         }
         while self.reads_input() && pos < buf.len() {
+            if self.body_in_flight.is_some() {
+                match self.continue_body_in_flight(out, &buf[pos..], ctx) {
+                    Ok(used) => pos += used,
+                    Err(err) => {
+                        self.close_connection(out, err, 0, 0, ctx);
+                        self.state = State::Closed;
+                        return buf.len();
+                    }
+                }
+                continue;
+            }
             if let (Some(reason), true, State::Open) = (ctx.alarm, self.publisher, self.state) {
                 // Stop between frames; the rest waits in the connection's buffer.
                 self.block(out, reason);
                 return pos;
             }
             match frame::parse_frame(&buf[pos..], self.frame_max) {
-                Ok(Parsed::Incomplete { .. }) => break,
+                Ok(Parsed::Incomplete { .. }) => {
+                    pos += self.start_body_in_flight(&buf[pos..]);
+                    break;
+                }
                 Ok(Parsed::Frame { frame, len }) => {
                     pos += len;
                     self.handle_frame(out, frame, ctx);
@@ -506,6 +538,11 @@ impl Session {
         }
         if self.heartbeat_secs == 0 {
             return true;
+        }
+        if self.blocked || self.flow.is_some() {
+            // We are not reading, so the peer's heartbeats wait unread in the socket: its
+            // silence is ours (RabbitMQ pauses its heartbeat monitor while blocked).
+            self.last_recv = now;
         }
         let hb = Duration::from_secs(self.heartbeat_secs as u64);
         if now.saturating_duration_since(self.last_recv) >= hb * 2 {

@@ -133,7 +133,7 @@ impl Session {
     /// The last content frame arrived: the message is routed (or held by a transaction).
     /// Its errors name basic.publish (60/40), as RabbitMQ's do, though a content frame
     /// completed it.
-    fn complete_publish(
+    pub(super) fn complete_publish(
         &mut self,
         out: &mut Outbox,
         ch: u16,
@@ -191,6 +191,7 @@ impl Session {
             PublishProps::default()
         };
         let routed = ctx.broker.publish(&msg, props)?;
+        self.note_flow_pressure(ctx);
         if routed.queues == 0 && mandatory {
             let r = BasicReturn {
                 reply_code: ReplyCode::NoRoute.code(),

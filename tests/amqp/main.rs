@@ -3,6 +3,7 @@
 //! Set CONEY_TEST_ADDR=host:port to run the same tests against another broker (RabbitMQ).
 
 mod basic;
+mod datapath;
 mod entities;
 mod ext_ae;
 mod ext_args;

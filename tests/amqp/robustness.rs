@@ -40,7 +40,7 @@ const CANARY_LATENCY_MAX: Duration = Duration::from_millis(1000);
 const CANARY_RECONNECT_EVERY: u64 = 25;
 
 #[derive(Debug)]
-struct CanaryReport {
+pub(crate) struct CanaryReport {
     rounds: u64,
     reconnects: u64,
     max_latency: Duration,
@@ -49,7 +49,7 @@ struct CanaryReport {
 /// A healthy amqprs client on its own thread and runtime: publishes a numbered message to
 /// its own exclusive queue every [`CANARY_PERIOD`] and waits for its delivery, failing if it
 /// is lost, out of order, or slower than [`CANARY_LATENCY_MAX`].
-struct Canary {
+pub(crate) struct Canary {
     stop: Arc<AtomicBool>,
     rounds: Arc<AtomicU64>,
     failure: Arc<Mutex<Option<String>>>,
@@ -58,7 +58,7 @@ struct Canary {
 
 impl Canary {
     /// Starts the canary and waits (bounded) until it has made three round trips.
-    fn start(b: &Broker) -> Canary {
+    pub(crate) fn start(b: &Broker) -> Canary {
         let args = b.open_args("guest", "guest");
         let stop = Arc::new(AtomicBool::new(false));
         let rounds = Arc::new(AtomicU64::new(0));
@@ -88,7 +88,7 @@ impl Canary {
     }
 
     /// Panics if the canary has failed.
-    fn check(&self) {
+    pub(crate) fn check(&self) {
         if let Some(e) = self.failure.lock().unwrap().as_ref() {
             panic!("canary failed: {e}");
         }
@@ -109,7 +109,7 @@ impl Canary {
     }
 
     /// Stops the canary and returns its report; panics if it failed at any point.
-    fn finish(mut self) -> CanaryReport {
+    pub(crate) fn finish(mut self) -> CanaryReport {
         self.wait_rounds(1);
         self.stop.store(true, Ordering::SeqCst);
         let report = self.thread.take().unwrap().join();
@@ -500,13 +500,13 @@ fn frames_after_connection_close_are_discarded() {
 // ---------------------------------------------------------------------------------------
 
 /// Samples a process's VmRSS every 10 ms on a thread and keeps the maximum.
-struct RssSampler {
+pub(crate) struct RssSampler {
     stop: Arc<AtomicBool>,
     thread: JoinHandle<u64>,
 }
 
 impl RssSampler {
-    fn start(pid: u32) -> RssSampler {
+    pub(crate) fn start(pid: u32) -> RssSampler {
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let thread = std::thread::spawn(move || {
@@ -524,13 +524,13 @@ impl RssSampler {
         RssSampler { stop, thread }
     }
 
-    fn max(self) -> u64 {
+    pub(crate) fn max(self) -> u64 {
         self.stop.store(true, Ordering::SeqCst);
         self.thread.join().expect("rss sampler")
     }
 }
 
-const MIB: u64 = 1024 * 1024;
+pub(crate) const MIB: u64 = 1024 * 1024;
 
 fn current_thread_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

@@ -46,7 +46,7 @@ import brokerlib  # noqa: E402  (the pika 1.x interpreter)
 import runner  # noqa: E402  (a test in its own session, killed with all it started)
 MODULES = ['test_restart', 'test_redelivered', 'test_tutorial', 'test_settlements',
            'test_damage', 'test_crash', 'test_segments', 'test_ext', 'test_definitions',
-           'test_compaction', 'test_disk_alarm']
+           'test_compaction', 'test_disk_alarm', 'test_flow']
 DEFAULT_LIMIT = 60
 
 # Tests of features coney does not have yet, with the reason: run.py skips them (SKIP lines,

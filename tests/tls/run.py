@@ -408,46 +408,61 @@ def test_handshake_deadline(t):
     assert took >= HANDSHAKE_TIMEOUT_MS / 1000 - 1.1, took
 
 
-def test_back_pressure(t):
-    """A TLS consumer that stops reading stops deliveries (the queue keeps most messages) and,
-    once it reads again, gets every message: TLS output obeys the write high-water marks.
-    The unread-consumer figure is printed for coney and RabbitMQ alike."""
-    n, size = 400, 64 * 1024
-    tls = pika.BlockingConnection(tls_params(t.a.tls_port, client_context(t.pki)))
-    plain = brokerlib.pika_connect(t.a.port)
+def stalled_consumer(t, use_tls, n, size):
+    """Publishes n messages to a queue whose only consumer (auto-ack) has stopped reading;
+    returns how many the queue still holds once the count settles, after checking that the
+    consumer, reading again, gets every one."""
+    if use_tls:
+        consumer = pika.BlockingConnection(tls_params(t.a.tls_port, client_context(t.pki)))
+    else:
+        consumer = brokerlib.pika_connect(t.a.port)
+    publisher = brokerlib.pika_connect(t.a.port)
+    # Counts on a connection of its own: publisher flow may pause the publisher's connection.
+    observer = brokerlib.pika_connect(t.a.port)
     try:
-        q = 'tls-bp-%d' % os.getpid()
-        pch = plain.channel()
-        pch.queue_declare(q, auto_delete=False)
+        q = 'bp-%s-%d' % ('tls' if use_tls else 'plain', os.getpid())
+        och = observer.channel()
+        och.queue_declare(q)
         got = []
-        tch = tls.channel()
-        tch.basic_consume(q, lambda ch, m, p, b: got.append(len(b)), auto_ack=True)
+        consumer.channel().basic_consume(q, lambda ch, m, p, b: got.append(len(b)),
+                                         auto_ack=True)
         # pika reads its socket only inside its own calls: from here the consumer is stalled.
+        pch = publisher.channel()
         body = b'x' * size
         for _ in range(n):
             pch.basic_publish('', q, body)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 15
         last = None
         while time.monotonic() < deadline:
-            count = pch.queue_declare(q, passive=True).method.message_count
+            count = och.queue_declare(q, passive=True).method.message_count
             if count == last:
                 break
             last = count
             time.sleep(0.5)
-        print('    stalled TLS consumer: %d of %d messages (%.1f MiB) still queued'
-              % (last, n, last * size / 2**20))
-        # Socket buffers plus the 1 MiB high-water mark plus 64 KiB staged in rustls hold
-        # well under half of the 25 MiB published. (coney's bound: RabbitMQ's ssl process
-        # buffers more, 250 of the 400 in a run, and is only checked for the catch-up.)
-        assert t.rabbitmq or last > n // 2, last
         deadline = time.monotonic() + 30
         while len(got) < n and time.monotonic() < deadline:
-            tls.process_data_events(time_limit=0.5)
-        assert len(got) == n, (len(got), n)
-        pch.queue_delete(q)
+            consumer.process_data_events(time_limit=0.5)
+        assert len(got) == n, (use_tls, len(got), n)
+        och.queue_delete(q)
+        return last
     finally:
-        tls.close()
-        plain.close()
+        consumer.close()
+        publisher.close()
+        observer.close()
+
+
+def test_back_pressure(t):
+    """A TLS consumer that stops reading stops deliveries as a plain one does: the queue keeps
+    as many messages (within 1 MiB: rustls stages at most 64 KiB beyond the outbox's marks),
+    and once it reads again it gets every message. The figures are printed for coney and
+    RabbitMQ alike; the comparison is coney's bound."""
+    n, size = 400, 64 * 1024
+    plain = stalled_consumer(t, False, n, size)
+    tls = stalled_consumer(t, True, n, size)
+    print('    stalled consumer, %d x %d KiB published: still queued plain %d, TLS %d'
+          % (n, size // 1024, plain, tls))
+    # RabbitMQ's ssl process buffers more (about 250 of the 400 delivered in a run).
+    assert t.rabbitmq or (tls >= plain - 16 and tls > n // 4), (plain, tls)
 
 
 def test_verify_peer_required(t):

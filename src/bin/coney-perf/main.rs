@@ -1,6 +1,6 @@
 //! `coney-perf`: the load generator's command line (RabbitMQ PerfTest's flags where they
-//! exist), mapped onto its modules here. Also the idle-connection opener and the readiness
-//! prober that scripts/bench.sh uses. No load logic here. The broker's library is used only for
+//! exist), mapped onto its modules here. Also the idle-connection opener, the many-queues
+//! declarer and the readiness prober that scripts/bench.sh uses. No load logic here. The broker's library is used only for
 //! its codec (`coney::protocol`); nothing in the broker uses this program's code.
 
 mod client;
@@ -8,6 +8,7 @@ mod histogram;
 mod load;
 mod probe;
 mod proc_stat;
+mod queues;
 mod run;
 mod topology;
 mod uri;
@@ -152,6 +153,24 @@ fn options() -> Options {
         "seconds to hold idle connections before closing (default 0)",
         "SECS",
     );
+    o.optopt(
+        "",
+        "declare-queues",
+        "declare N queues, each bound to amq.direct, then report broker RSS per queue and idle CPU",
+        "N",
+    );
+    o.optopt(
+        "",
+        "durable-every",
+        "for --declare-queues: every K-th queue is durable (default 10; 0: none)",
+        "K",
+    );
+    o.optopt(
+        "",
+        "idle-secs",
+        "for --declare-queues: seconds the broker is left idle for its CPU (default 10)",
+        "SECS",
+    );
     o.optflag(
         "",
         "wait-ready",
@@ -276,6 +295,8 @@ fn main() -> ExitCode {
         wait_ready(&m)
     } else if m.opt_present("idle-connections") {
         idle(&m)
+    } else if m.opt_present("declare-queues") {
+        declare_queues(&m)
     } else {
         run_config(&m).and_then(|c| run::run(c).map(|s| println!("{}", s.to_json())))
     };
@@ -303,6 +324,20 @@ fn idle(m: &Matches) -> Result<(), String> {
     let hold: f64 = num(m, "idle-hold")?.unwrap_or(0.0);
     let pid: Option<u32> = num(m, "broker-pid")?;
     let s = probe::idle_connections(&uri, n, Duration::from_secs_f64(hold), pid);
+    println!("{}", s.to_json());
+    Ok(())
+}
+
+fn declare_queues(m: &Matches) -> Result<(), String> {
+    let uri = uri_of(m)?;
+    let n: usize = num(m, "declare-queues")?.unwrap_or(0);
+    let every: usize = num(m, "durable-every")?.unwrap_or(10);
+    let idle: f64 = num(m, "idle-secs")?.unwrap_or(10.0);
+    if idle > run::RUN_SECS_MAX as f64 {
+        return Err(format!("--idle-secs: at most {}", run::RUN_SECS_MAX));
+    }
+    let pid: Option<u32> = num(m, "broker-pid")?;
+    let s = queues::many_queues(&uri, n, every, Duration::from_secs_f64(idle), pid)?;
     println!("{}", s.to_json());
     Ok(())
 }

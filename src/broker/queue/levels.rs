@@ -5,7 +5,9 @@
 //! bytes (x-max-length-bytes), and what is in memory (the window).
 
 use super::QueuedMessage;
-use crate::limits::{PAGE_IN_BATCH_MESSAGES, QUEUE_WINDOW_BYTES_MAX};
+use crate::limits::{
+    PAGE_IN_BATCH_MESSAGES, QUEUED_MESSAGE_OVERHEAD_BYTES, QUEUE_WINDOW_BYTES_MAX,
+};
 use crate::store::{Location, Store, StoreRef};
 use log::error;
 use std::collections::VecDeque;
@@ -438,5 +440,13 @@ impl Messages {
     #[cfg(test)]
     pub(crate) fn in_memory_bytes(&self) -> usize {
         self.in_memory_bytes
+    }
+
+    /// What the ready messages cost in memory, roughly: the bytes of those in memory with
+    /// their bookkeeping, and a location for each one only on disk (publisher flow).
+    pub(crate) fn memory_estimate(&self) -> usize {
+        self.in_memory_bytes
+            + self.in_memory * QUEUED_MESSAGE_OVERHEAD_BYTES
+            + (self.len - self.in_memory) * std::mem::size_of::<PagedRef>()
     }
 }

@@ -13,7 +13,9 @@ use super::handle::define_id;
 use super::message::Message;
 use super::rotation::Rotation;
 use super::ConnId;
-use crate::limits::{QUEUE_WINDOW_BYTES_MAX, QUEUE_WINDOW_MESSAGES_MAX};
+use crate::limits::{
+    QUEUE_FLOW_HIGH_BYTES, QUEUE_FLOW_LOW_BYTES, QUEUE_WINDOW_BYTES_MAX, QUEUE_WINDOW_MESSAGES_MAX,
+};
 use crate::store::{Store, StoreRef};
 use levels::Messages;
 pub(crate) use levels::{Head, PagedRef, NEVER};
@@ -130,6 +132,9 @@ pub(super) struct Queue {
     pub(super) lease_due: u64,
     /// Already on the broker's list of queues to trim to their length limit.
     pub(super) on_overfull_list: bool,
+    /// Publisher flow: the queue's memory went over the high mark and has not yet come back
+    /// under the low one (see `flow_pressure`).
+    flow_over: bool,
 }
 
 impl Queue {
@@ -168,6 +173,7 @@ impl Queue {
             lease_until: NEVER,
             lease_due: NEVER,
             on_overfull_list: false,
+            flow_over: false,
         }
     }
 
@@ -184,6 +190,20 @@ impl Queue {
     pub(super) fn wants_paging(&self, priority: u8) -> bool {
         self.messages
             .wants_paging(self.store_id.is_some(), self.window, priority)
+    }
+
+    /// Whether publishers into this queue should be paced: it has consumers (pacing matches
+    /// publishers to them; a queue nobody consumes is a backlog, left to the memory alarm and
+    /// to paging) and its memory went over the high mark without yet falling under the low
+    /// one (hysteresis, so publishers are not paused and resumed every message).
+    pub(super) fn flow_pressure(&mut self) -> bool {
+        let bytes = self.messages.memory_estimate();
+        if bytes >= QUEUE_FLOW_HIGH_BYTES {
+            self.flow_over = true;
+        } else if bytes < QUEUE_FLOW_LOW_BYTES {
+            self.flow_over = false;
+        }
+        self.flow_over && self.has_consumers()
     }
 
     /// Whether the queue has a length limit (checked on every enqueue).
