@@ -764,7 +764,7 @@ mod tests {
             data_dir: dir.clone(),
             ..Config::default()
         };
-        let mut r = Reactor::bind(config).expect("bind");
+        let mut r = Reactor::bind(config, None).expect("bind");
         let owner = ConnId(u32::MAX);
         for i in 0..QUEUES {
             let name = format!("idle-{i}");
@@ -820,7 +820,7 @@ mod tests {
             data_dir: dir.clone(),
             ..Config::default()
         };
-        let mut r = Reactor::bind(config).expect("bind");
+        let mut r = Reactor::bind(config, None).expect("bind");
         let mut client =
             std::net::TcpStream::connect(r.local_addr().expect("address")).expect("connect");
         let (mut events, mut signals) = (Events::with_capacity(EVENTS_PER_POLL_MAX), Vec::new());
