@@ -304,6 +304,9 @@ if [ "$do_rmq_defs" = 1 ]; then
     else
         record "definitions (rabbitmq)" FAIL "could not install rabbitmq-server"
         total_failed=$((total_failed + 1))
+    fi
+fi
+
 # ---------------------------------------------------------------- TLS
 if [ "$do_tls" = 1 ]; then
     say "TLS (amqps) tests against coney"
