@@ -23,6 +23,7 @@
 #                           "rabbitmq_management rabbitmq_prometheus"
 #   RABBITMQ_MGMT_PORT      management HTTP port on 127.0.0.1 (default PORT+10000)
 #   RABBITMQ_PROMETHEUS_PORT  prometheus HTTP port on 127.0.0.1 (default PORT+10100)
+#   RABBITMQ_EXTRA_CONF     lines appended to the node's rabbitmq.conf (e.g. listeners.ssl.*)
 # The two HTTP ports are written to the config only when their plugin is enabled, are
 # recorded in DIR/mgmt.port and DIR/prometheus.port, and `start` waits for them too.
 set -euo pipefail
@@ -123,6 +124,9 @@ disk_free_limit.absolute = 10MB
 log.console = false
 log.file.level = info
 CONF
+    if [ -n "${RABBITMQ_EXTRA_CONF:-}" ]; then
+        printf '%s\n' "$RABBITMQ_EXTRA_CONF" >>"$dir/rabbitmq.conf"
+    fi
     case " $plugins " in *" rabbitmq_management "*)
         mgmt_port="${RABBITMQ_MGMT_PORT:-$((port + 10000))}"
         port_open "$mgmt_port" && die "management port $mgmt_port on 127.0.0.1 is already in use"

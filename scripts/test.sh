@@ -17,6 +17,8 @@
 #              access-control tests of tests/amqp against it (access_*, proving they pin
 #              RabbitMQ's behaviour) and tests/rabbitmq_definitions.rs (definitions round
 #              trips between RabbitMQ and coney in both directions); about a minute
+#   tls        scripts/test-tls.sh: tests/tls (amqps with pika and openssl s_client,
+#              verify_peer, garbage on the TLS port beside a canary)
 #   rabbitmq   (only with --against-rabbitmq) the same scenario suite against
 #              a private RabbitMQ started with scripts/rabbitmq.sh, to prove
 #              the scenarios themselves are faithful; unless cargo tests are
@@ -39,6 +41,7 @@
 #   --no-rpm             do not build and test the rpm (scripts/test-rpm.sh)
 #   --no-fuzz            do not run the fuzzers briefly (scripts/fuzz.sh, FUZZ_SECONDS each)
 #   --no-rabbitmq-definitions  skip the access and definitions tests against RabbitMQ
+#   --no-tls             do not run the TLS tests (scripts/test-tls.sh)
 #   --no-mgmt            do not run the management API and web page checks (scripts/test-mgmt.sh)
 #   --durability NAME    pass --only NAME to tests/durability/run.py (repeatable)
 #   --scenario NAME      pass --only NAME to run.py (repeatable)
@@ -65,7 +68,7 @@ cd "$ROOT"
 . scripts/lib.sh
 
 # ---------------------------------------------------------------- options
-do_build=1 do_cargo=1 do_pyenv=1 do_coney=1 do_durability=1 do_rpm=1 do_fuzz=1 do_mgmt=1 do_rabbit=0 verbose=0
+do_build=1 do_cargo=1 do_pyenv=1 do_coney=1 do_durability=1 do_rpm=1 do_fuzz=1 do_mgmt=1 do_tls=1 do_rabbit=0 verbose=0
 do_rmq_defs=1
 run_args=()
 dur_args=()
@@ -74,7 +77,7 @@ set -- "$@" ${TEST_SH_ARGS:-}
 while [ $# -gt 0 ]; do
     case "$1" in
         --against-rabbitmq) do_rabbit=1 ;;
-        --rabbitmq-only) do_rabbit=1; do_build=0; do_cargo=0; do_coney=0; do_durability=0; do_rpm=0; do_fuzz=0; do_rmq_defs=0; do_mgmt=0 ;;
+        --rabbitmq-only) do_rabbit=1; do_build=0; do_cargo=0; do_coney=0; do_durability=0; do_rpm=0; do_fuzz=0; do_rmq_defs=0; do_mgmt=0; do_tls=0 ;;
         --only-scenarios) do_cargo=0 ;;
         --no-build) do_build=0 ;;
         --no-cargo-test) do_cargo=0 ;;
@@ -84,6 +87,7 @@ while [ $# -gt 0 ]; do
         --no-fuzz) do_fuzz=0 ;;
         --no-rabbitmq-definitions) do_rmq_defs=0 ;;
         --no-mgmt) do_mgmt=0 ;;
+        --no-tls) do_tls=0 ;;
         --durability) shift; dur_args+=(--only "${1:?--durability needs a name}") ;;
         --scenario) shift; run_args+=(--only "${1:?--scenario needs a name}") ;;
         --flavour) shift; run_args+=(--flavour "${1:?--flavour needs a value}") ;;
@@ -301,6 +305,17 @@ if [ "$do_rmq_defs" = 1 ]; then
     else
         record "definitions (rabbitmq)" FAIL "could not install rabbitmq-server"
         total_failed=$((total_failed + 1))
+    fi
+fi
+
+# ---------------------------------------------------------------- TLS
+if [ "$do_tls" = 1 ]; then
+    say "TLS (amqps) tests against coney"
+    if [ "$built" != 1 ] || [ ! -x "$CONEY_BIN" ]; then
+        record "tls (coney)" FAIL "no $CONEY_BIN"
+        total_failed=$((total_failed + 1))
+    else
+        run_step "tls (coney)" "$TMP/tls.log" timeout 900 bash scripts/test-tls.sh "$CONEY_BIN" || true
     fi
 fi
 

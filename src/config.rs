@@ -52,6 +52,40 @@ impl HttpListener {
     }
 }
 
+/// The amqps listener (RabbitMQ `listeners.ssl.default` and `ssl_options.*`). Off unless
+/// `listen` is set; the files are read when the broker starts (`net::tls::server_config`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TlsOptions {
+    pub listen: Option<SocketAddr>,
+    pub certfile: Option<PathBuf>,
+    pub keyfile: Option<PathBuf>,
+    pub cacertfile: Option<PathBuf>,
+    pub verify: TlsVerify,
+    /// With verify_peer: refuse clients that send no certificate (RabbitMQ default false).
+    pub fail_if_no_peer_cert: bool,
+}
+
+/// `ssl_options.verify`: whether client certificates are asked for and checked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TlsVerify {
+    /// No client certificate is requested (Erlang's default for servers).
+    #[default]
+    None,
+    /// A client certificate is requested and, when sent, must chain to `cacertfile`.
+    Peer,
+}
+
+impl TlsOptions {
+    /// Whether any `ssl_options.*` key was set.
+    pub fn any_option_set(&self) -> bool {
+        let defaults = TlsOptions {
+            listen: self.listen,
+            ..TlsOptions::default()
+        };
+        *self != defaults
+    }
+}
+
 /// Above this much heap publishers are blocked (RabbitMQ `vm_memory_high_watermark.*`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum MemoryWatermark {
@@ -136,6 +170,8 @@ pub struct Config {
     pub management: HttpListener,
     /// Prometheus metrics (RabbitMQ `prometheus.tcp.*`).
     pub prometheus: HttpListener,
+    /// The amqps listener; off by default, as in RabbitMQ.
+    pub tls: TlsOptions,
 }
 
 impl Default for Config {
@@ -165,6 +201,7 @@ impl Default for Config {
             max_connections: limits::CONNECTIONS_MAX,
             management: HttpListener::default_at(MANAGEMENT_DEFAULT),
             prometheus: HttpListener::default_at(PROMETHEUS_DEFAULT),
+            tls: TlsOptions::default(),
         }
     }
 }

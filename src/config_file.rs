@@ -4,7 +4,7 @@
 //! given; the command line is applied afterwards (`config::Overrides`) so flags win.
 
 use crate::config::{
-    self, Config, HttpListener, MemoryWatermark, MANAGEMENT_DEFAULT, PROMETHEUS_DEFAULT,
+    self, Config, HttpListener, MemoryWatermark, TlsVerify, MANAGEMENT_DEFAULT, PROMETHEUS_DEFAULT,
 };
 use crate::limits;
 use crate::protocol::constants::FRAME_MIN_SIZE;
@@ -233,6 +233,18 @@ fn apply(
         "management.enabled" => {
             set_http_enabled(&mut config.management, value, MANAGEMENT_DEFAULT)?
         }
+        "listeners.ssl.default" => config.tls.listen = Some(config::parse_listener(value)?),
+        "ssl_options.certfile" => config.tls.certfile = Some(PathBuf::from(value)),
+        "ssl_options.keyfile" => config.tls.keyfile = Some(PathBuf::from(value)),
+        "ssl_options.cacertfile" => config.tls.cacertfile = Some(PathBuf::from(value)),
+        "ssl_options.verify" => {
+            config.tls.verify = match value {
+                "verify_none" => TlsVerify::None,
+                "verify_peer" => TlsVerify::Peer,
+                _ => return Err(format!("'{value}' is not verify_none or verify_peer")),
+            }
+        }
+        "ssl_options.fail_if_no_peer_cert" => config.tls.fail_if_no_peer_cert = parse_bool(value)?,
         "prometheus.tcp.port" => set_http_port(&mut config.prometheus, value)?,
         "prometheus.tcp.ip" => set_http_ip(&mut config.prometheus, value, PROMETHEUS_DEFAULT)?,
         "prometheus.enabled" => {
@@ -303,6 +315,11 @@ fn resolve(pending: Pending, config: &mut Config) -> Vec<String> {
         }
         (None, None) => {}
     }
+    if config.tls.listen.is_none() && config.tls.any_option_set() {
+        warnings.push(
+            "ssl_options.* have no effect without listeners.ssl.default (no TLS listener)".into(),
+        );
+    }
     warnings
 }
 
@@ -346,6 +363,41 @@ mod tests {
     fn error(text: &str) -> String {
         let mut c = Config::default();
         parse("test.conf", text, &mut c).unwrap_err().to_string()
+    }
+
+    /// RabbitMQ's amqps keys: listeners.ssl.default (a bare port listens everywhere) and
+    /// ssl_options.*; TLS is off without the listener key, and options alone only warn.
+    #[test]
+    fn config_file_tls_keys() {
+        assert_eq!(Config::default().tls.listen, None);
+        let c = parsed(
+            "listeners.ssl.default = 127.0.0.1:5671\n\
+             ssl_options.certfile = /etc/coney/server.pem\n\
+             ssl_options.keyfile = /etc/coney/server.key\n\
+             ssl_options.cacertfile = /etc/coney/ca.pem\n\
+             ssl_options.verify = verify_peer\n\
+             ssl_options.fail_if_no_peer_cert = true\n",
+        );
+        assert_eq!(c.tls.listen, Some("127.0.0.1:5671".parse().unwrap()));
+        assert_eq!(c.tls.certfile, Some(PathBuf::from("/etc/coney/server.pem")));
+        assert_eq!(c.tls.keyfile, Some(PathBuf::from("/etc/coney/server.key")));
+        assert_eq!(c.tls.cacertfile, Some(PathBuf::from("/etc/coney/ca.pem")));
+        assert_eq!(c.tls.verify, TlsVerify::Peer);
+        assert!(c.tls.fail_if_no_peer_cert);
+        assert_eq!(
+            parsed("listeners.ssl.default = 5671").tls.listen,
+            Some("0.0.0.0:5671".parse().unwrap())
+        );
+        assert!(error("ssl_options.verify = verify_maybe")
+            .contains("ssl_options.verify: 'verify_maybe' is not verify_none or verify_peer"));
+        assert!(error("ssl_options.fail_if_no_peer_cert = yes").contains("not true or false"));
+        let mut c = Config::default();
+        let warnings = parse("t", "ssl_options.verify = verify_peer\n", &mut c).unwrap();
+        assert!(warnings[0].contains("no effect without listeners.ssl.default"));
+        let mut c = Config::default();
+        assert!(parse("t", "listeners.ssl.default = 5671\n", &mut c)
+            .unwrap()
+            .is_empty());
     }
 
     /// An empty or comment-only file leaves every default in place.

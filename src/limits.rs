@@ -65,6 +65,13 @@ pub(crate) const OUTBOX_BODY_BY_REFERENCE_MIN_BYTES: usize = 8 * 1024;
 pub(crate) const OUTBOX_IOV_MAX: usize = 64;
 /// Largest unsent-output buffer kept allocated while a connection is idle.
 pub(crate) const WRITE_BUFFER_KEEP_BYTES: usize = 64 * 1024;
+/// Encrypted output rustls may hold for one TLS connection. Output beyond it waits in the
+/// connection's outbox, where the write high-water marks see it; so TLS adds at most this
+/// much per connection to what a plain connection buffers.
+pub(crate) const TLS_OUTPUT_STAGED_MAX_BYTES: usize = 64 * 1024;
+/// Ciphertext read per loop turn from a TLS connection that has not finished its handshake
+/// (a handshake needs a few KiB; a slow or hostile one gets a slice, not a whole read budget).
+pub(crate) const TLS_HANDSHAKE_BYTES_PER_TURN_MAX: usize = 16 * 1024 + 512;
 /// Messages delivered to one channel and not yet acked, even with prefetch_count 0.
 pub(crate) const UNACKED_PER_CHANNEL_MAX: usize = 1 << 20;
 /// A durable queue keeps at most this many ready messages in memory; beyond it, messages
@@ -183,6 +190,16 @@ const _: () = assert!(POLL_SKIP_AFTER_TURN_MAX_MICROS < READ_TIME_PER_TURN_MAX_M
 const _: () = assert!(INPUT_CHEAP_FRAMES_PER_CLOCK_READ >= 2);
 const _: () = assert!(WRITE_BUFFER_HARD_BYTES > WRITE_BUFFER_HIGH_BYTES + FRAME_MAX_BYTES as usize);
 const _: () = assert!(WRITE_BUFFER_LOW_BYTES < WRITE_BUFFER_HIGH_BYTES);
+// TLS staging is small next to the marks, and cannot push a reading peer over the hard bound.
+const _: () = assert!(TLS_OUTPUT_STAGED_MAX_BYTES <= WRITE_BUFFER_LOW_BYTES);
+const _: () = assert!(
+    WRITE_BUFFER_HARD_BYTES
+        > WRITE_BUFFER_HIGH_BYTES + FRAME_MAX_BYTES as usize + TLS_OUTPUT_STAGED_MAX_BYTES
+);
+// A handshake slice holds at least one whole TLS record (16 KiB plaintext + overhead), so a
+// handshake always progresses, and never more than a plain connection may read per turn.
+const _: () = assert!(TLS_HANDSHAKE_BYTES_PER_TURN_MAX >= 16 * 1024 + 256);
+const _: () = assert!(TLS_HANDSHAKE_BYTES_PER_TURN_MAX <= READ_BYTES_PER_TURN_MAX);
 const _: () = assert!(FRAME_OVERHEAD < FRAME_MIN_SIZE as usize);
 const _: () = assert!(CLEANUP_WORK_INLINE_MAX <= CLEANUP_WORK_PER_TURN_MAX);
 const _: () = assert!(DELIVERIES_PER_CLOCK_READ <= DELIVERIES_PER_QUEUE_PER_TURN_MAX);

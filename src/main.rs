@@ -151,6 +151,15 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(code) => return ExitCode::from(code),
     };
+    // Before logging starts, so a certificate that does not load is said on stderr like
+    // any other config error, and the broker never starts without the TLS it was given.
+    let tls = match coney::reactor::load_tls(&config) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("coney: TLS: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     if let Err(e) = logfile::open(config.log_to_console(), config.log_file.as_deref()) {
         let path = config
             .log_file
@@ -174,7 +183,7 @@ fn main() -> ExitCode {
     if let Some(file) = m.opt_str("import-definitions") {
         return import_definitions(&config, Path::new(&file));
     }
-    run(config)
+    run(config, tls)
 }
 
 /// Builds the Config: defaults, then the file, then the flags. Errs with the exit code after
@@ -220,7 +229,8 @@ fn check_config(file: &Path) -> ExitCode {
         .and_then(|w| {
             config
                 .validate()
-                .map(|()| w)
+                .and_then(|()| coney::reactor::load_tls(&config).map_err(|e| format!("TLS: {e}")))
+                .map(|_| w)
                 .map_err(|e| format!("{}: {e}", file.display()))
         });
     match checked {
@@ -387,7 +397,7 @@ fn import_definitions(config: &Config, file: &Path) -> ExitCode {
     }
 }
 
-fn run(config: Config) -> ExitCode {
+fn run(config: Config, tls: Option<coney::reactor::TlsKeys>) -> ExitCode {
     coney::alloc::tune_malloc();
     let _lock = match claim_data_dir(&config) {
         Ok(l) => l,
@@ -398,7 +408,7 @@ fn run(config: Config) -> ExitCode {
         Ok(b) => b,
         Err(code) => return ExitCode::from(code),
     };
-    let mut reactor = match Reactor::bind(config.clone(), broker) {
+    let mut reactor = match Reactor::bind(config.clone(), broker, tls) {
         Ok(r) => r,
         // The store is open already: what fails here is a listener (its error names it).
         Err(e) => {
@@ -417,6 +427,9 @@ fn run(config: Config) -> ExitCode {
         env!("CARGO_PKG_VERSION"),
         config.data_dir.display()
     );
+    if let Some(tls_addr) = reactor.tls_addr() {
+        log::info!("AMQP over TLS (amqps) listening on {tls_addr}");
+    }
     let outcome = reactor.run();
     notifier.stopping();
     let outcome = outcome.and_then(|()| reactor.close_store());

@@ -7,7 +7,7 @@
 //! unknown keys) is refused with the entry's name before anything is applied. Export writes
 //! the broker's state as RabbitMQ exports it.
 
-use super::exchange::{Destination, ExchangeKind};
+use super::exchange::{Destination, ExchangeKind, DELAYED_TYPE};
 use super::{Actor, Broker, ConnId, ExchangeFlags, QueueFlags, STANDARD_EXCHANGES};
 use crate::definitions::document::{BindingDef, DestinationType, ExchangeDef, OtherKeys, QueueDef};
 use crate::definitions::{import_access, json_to_table, table_to_json, Definitions, ImportError};
@@ -23,6 +23,7 @@ const RABBIT_VERSION: &str = "3.10.8";
 
 /// Queue types and vhost default queue types coney has.
 const CLASSIC: &str = "classic";
+const QUORUM: &str = "quorum";
 
 fn refuse(entry: impl Into<String>, reason: impl std::fmt::Display) -> ImportError {
     ImportError {
@@ -145,7 +146,8 @@ impl Broker {
         for x in &doc.exchanges {
             let entry = exchange_entry(x);
             no_other_keys(&entry, &x.other)?;
-            if ExchangeKind::parse(x.exchange_type.as_bytes()).is_none() {
+            let delayed = x.exchange_type == DELAYED_TYPE;
+            if !delayed && ExchangeKind::parse(x.exchange_type.as_bytes()).is_none() {
                 let t = &x.exchange_type;
                 return Err(refuse(
                     entry,
@@ -160,10 +162,16 @@ impl Broker {
         for q in &doc.queues {
             let entry = queue_entry(q);
             no_other_keys(&entry, &q.other)?;
-            if let Some(t) = q.queue_type.as_deref().filter(|t| *t != CLASSIC) {
+            // The arguments decide a queue's type, as in RabbitMQ; `type` must agree with them.
+            let declared = match q.arguments.get("x-queue-type") {
+                Some(serde_json::Value::String(t)) => t.as_str(),
+                _ => CLASSIC,
+            };
+            let named = q.queue_type.as_deref().unwrap_or(declared);
+            if named != declared || !(named == CLASSIC || named == QUORUM) {
                 return Err(refuse(
                     entry,
-                    format!("queue type '{t}' is not supported (coney has classic queues)"),
+                    format!("queue type '{named}' is not supported (coney has classic and quorum queues; x-queue-type must name the same)"),
                 ));
             }
             if durable_only && !q.durable {
@@ -304,7 +312,7 @@ impl Broker {
                 durable: x.durable,
                 internal: None,
                 name: text(&x.name),
-                exchange_type: x.kind().name().into(),
+                exchange_type: x.type_name().into(),
                 vhost: vhost(x.vhost),
                 other: OtherKeys::new(),
             });
@@ -319,7 +327,7 @@ impl Broker {
                 auto_delete: q.auto_delete,
                 durable: q.durable,
                 name: text(&q.name),
-                queue_type: Some(CLASSIC.into()),
+                queue_type: Some(if q.is_quorum() { QUORUM } else { CLASSIC }.into()),
                 vhost: vhost(q.vhost),
                 other: OtherKeys::new(),
             });
@@ -361,4 +369,47 @@ fn arguments_json(
     let table =
         FieldTable::parse(raw).map_err(|_| refuse(entry, "arguments are not a field table"))?;
     table_to_json(table).map_err(|e| refuse(entry, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(json: &str) -> Definitions {
+        Definitions::parse(json.as_bytes()).expect("document")
+    }
+
+    /// A quorum queue and an x-delayed-message exchange (as RabbitMQ 3.10 exports them:
+    /// `type` and x-queue-type agree; the exchange's type is the plugin's) import and export
+    /// with their types; a queue whose `type` disagrees with its x-queue-type is refused by
+    /// name and nothing is applied.
+    #[test]
+    fn quorum_queues_and_delayed_exchanges_round_trip() {
+        let mut b = Broker::new();
+        let good = doc(r#"{
+            "queues": [{"name": "qq", "vhost": "/", "durable": true, "auto_delete": false,
+                        "type": "quorum", "arguments": {"x-queue-type": "quorum"}}],
+            "exchanges": [{"name": "later", "vhost": "/", "type": "x-delayed-message",
+                           "durable": true, "auto_delete": false, "internal": false,
+                           "arguments": {"x-delayed-type": "direct"}}]}"#);
+        b.import_definitions(&good, false).expect("import");
+        let out = b.export_definitions().expect("export");
+        let q = out.queues.iter().find(|q| q.name == "qq").expect("qq");
+        assert_eq!(q.queue_type.as_deref(), Some("quorum"));
+        let x = out
+            .exchanges
+            .iter()
+            .find(|x| x.name == "later")
+            .expect("later");
+        assert_eq!(x.exchange_type, "x-delayed-message");
+
+        let bad = doc(
+            r#"{"queues": [{"name": "odd", "vhost": "/", "durable": true,
+            "auto_delete": false, "type": "quorum", "arguments": {}}]}"#,
+        );
+        let e = b.import_definitions(&bad, false).expect_err("refused");
+        assert!(e.to_string().contains("queue 'odd'"), "{e}");
+        let out = b.export_definitions().expect("export");
+        assert!(out.queues.iter().all(|q| q.name != "odd"));
+    }
 }

@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 pub struct ConnRow<'a> {
     pub session: &'a Session,
     pub local: SocketAddr,
+    /// Came in on the TLS (amqps) listener.
+    pub tls: bool,
 }
 
 impl ConnRow<'_> {

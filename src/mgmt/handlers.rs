@@ -39,6 +39,7 @@ pub(super) struct ConnSnap {
     name: String,
     peer: SocketAddr,
     local: SocketAddr,
+    tls: bool,
     user: String,
     vhost: String,
     state: &'static str,
@@ -133,7 +134,7 @@ fn write_connection(out: &mut Vec<u8>, c: &ConnSnap, filter: Filter<'_>) {
         .u64("peer_port", c.peer.port().into())
         .u64("port", c.local.port().into())
         .str("protocol", "AMQP 0-9-1")
-        .bool("ssl", false)
+        .bool("ssl", c.tls)
         .str("state", c.state)
         .u64("timeout", c.timeout.into())
         .str("type", "network")
@@ -202,6 +203,7 @@ impl Management<'_> {
                 name: row.name(),
                 peer: info.peer,
                 local: row.local,
+                tls: row.tls,
                 user: info.user.to_owned(),
                 vhost: info.vhost.to_owned(),
                 state: info.state,

@@ -1,11 +1,13 @@
 //! A client connection: its socket, remembered readiness (edge-triggered: set by events,
 //! cleared only by `WouldBlock`), the unparsed tail of its input, its output (the `Outbox`
-//! its session writes frames into) and its session.
+//! its session writes frames into) and its session. On the TLS listener a `Tls` sits between
+//! the socket and the session; the session sees the same bytes either way.
 
 use crate::limits::{
     READ_CHUNK_BYTES, READ_LEFTOVER_KEEP_BYTES, READ_TIME_PER_TURN_MAX_MICROS,
-    WRITE_BUFFER_HIGH_BYTES, WRITE_BUFFER_LOW_BYTES,
+    TLS_HANDSHAKE_BYTES_PER_TURN_MAX, WRITE_BUFFER_HIGH_BYTES, WRITE_BUFFER_LOW_BYTES,
 };
+use crate::net::tls::Tls;
 use crate::protocol::Outbox;
 use crate::session::{Ctx, Session};
 use mio::net::TcpStream;
@@ -39,6 +41,8 @@ pub struct Conn {
     /// A client that pipelines commands and never reads made the broker hold 192 MiB of
     /// answers for it (WRITE_BUFFER_HARD_BYTES) before this, and freeing them took 10 ms.
     output_full: bool,
+    /// Present on connections accepted by the TLS listener.
+    tls: Option<Box<Tls>>,
 }
 
 /// Outcome of a read pass.
@@ -51,7 +55,7 @@ pub enum ReadOutcome {
 }
 
 impl Conn {
-    pub fn new(socket: TcpStream, session: Session) -> Self {
+    pub fn new(socket: TcpStream, session: Session, tls: Option<Tls>) -> Self {
         Conn {
             socket,
             session,
@@ -66,6 +70,7 @@ impl Conn {
             dead: None,
             input_pending: false,
             output_full: false,
+            tls: tls.map(Box::new),
         }
     }
 
@@ -76,6 +81,9 @@ impl Conn {
         let deadline = Instant::now() + Duration::from_micros(READ_TIME_PER_TURN_MAX_MICROS);
         if self.output_full() {
             return ReadOutcome::Drained;
+        }
+        if self.tls.as_ref().is_some_and(|t| t.is_handshaking()) {
+            budget = budget.min(TLS_HANDSHAKE_BYTES_PER_TURN_MAX);
         }
         if self.input_pending {
             // Frames kept from the last turn count against this turn's byte budget too.
@@ -102,14 +110,19 @@ impl Conn {
                 // read would look like EOF, so stop here rather than drop the peer.
                 return ReadOutcome::BudgetSpent;
             }
-            match self.socket.read(&mut buf[kept..end]) {
+            let got = match &mut self.tls {
+                Some(tls) => tls.read(&mut self.socket, &mut buf[kept..end], &mut budget),
+                None => self.socket.read(&mut buf[kept..end]).inspect(|&n| {
+                    budget = budget.saturating_sub(n);
+                }),
+            };
+            match got {
                 Ok(0) => {
                     self.readable = false;
                     self.dead = Some("client closed the socket".into());
                 }
                 Ok(n) => {
-                    budget = budget.saturating_sub(n);
-                    if n < end - kept && !self.read_closed {
+                    if n < end - kept && !self.read_closed && self.tls.is_none() {
                         // A short read emptied the socket's receive queue, so the read after
                         // it would only say EAGAIN: skip that syscall. mio documents only
                         // WouldBlock as the end of readiness (tokio-rs/mio#1611), but with
@@ -117,7 +130,8 @@ impl Conn {
                         // socket's wait queue again and brings a new readable event, so
                         // nothing is missed. The one thing that would not come again is an
                         // EOF or error already reported with this event: `read_closed`
-                        // keeps reading to it.
+                        // keeps reading to it. Not for TLS: a short plaintext read says
+                        // nothing about the socket (rustls may hold more, or need more).
                         self.readable = false;
                     }
                     let filled = kept + n;
@@ -145,6 +159,9 @@ impl Conn {
                 Err(e) => {
                     self.readable = false;
                     self.dead = Some(format!("read error: {e}"));
+                    if let Some(tls) = &mut self.tls {
+                        tls.send_alert(&mut self.socket);
+                    }
                 }
             }
         }
@@ -202,6 +219,9 @@ impl Conn {
 
     /// Writes pending output until done or `WouldBlock`: one syscall per turn in the usual case.
     pub fn flush(&mut self, now: Instant) {
+        if self.tls.is_some() {
+            return self.flush_tls(now);
+        }
         let mut wrote = false;
         while self.out.pending() > 0 && self.writable && self.dead.is_none() {
             match self.out.write_to(&mut self.socket) {
@@ -217,8 +237,35 @@ impl Conn {
         }
     }
 
+    fn flush_tls(&mut self, now: Instant) {
+        let Some(tls) = &mut self.tls else { return };
+        if !self.writable || self.dead.is_some() {
+            return;
+        }
+        let closed = self.session.is_closed();
+        match tls.flush(&mut self.out, &mut self.socket, closed) {
+            Ok((wrote, blocked)) => {
+                if wrote {
+                    self.session.sent(now);
+                }
+                self.writable = !blocked;
+            }
+            Err(e) => self.dead = Some(format!("write error: {e}")),
+        }
+    }
+
+    /// Whether this connection came in on the TLS listener.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Output not yet on the socket: the outbox, or TLS records rustls still holds.
+    pub fn has_output(&self) -> bool {
+        self.out.pending() > 0 || self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+
     /// Whether the socket can go: the session reads nothing more and everything is written.
     pub fn finished(&self) -> bool {
-        self.session.is_closed() && self.out.pending() == 0
+        self.session.is_closed() && !self.has_output()
     }
 }

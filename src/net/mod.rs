@@ -1,5 +1,7 @@
 //! Sockets and their buffers: reading into the shared buffer with the partial-frame leftover
-//! kept per connection, and draining a session's output until the socket would block.
+//! kept per connection, and draining a session's output until the socket would block; TLS as
+//! a transport under the same sessions.
 
 pub mod conn;
 pub mod http;
+pub mod tls;

@@ -1,4 +1,5 @@
-//! The event loop: one `mio::Poll` owning the listener, the signal pipe and every connection.
+//! The event loop: one `mio::Poll` owning the listeners (plain and TLS AMQP), the signal pipe
+//! and every connection.
 //! Each turn: poll → accept → read ready connections (with a byte budget each) → deliver from
 //! queues that can → resume publishers whose queues drained → commit → flush output (one
 //! write per connection) → timers → close the dead. The only module that sees `mio::Poll`.
@@ -25,7 +26,20 @@ use std::time::{Duration, Instant};
 
 const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
-const FIRST_CONNECTION_TOKEN: usize = 2;
+const TLS_LISTENER: Token = Token(2);
+const FIRST_CONNECTION_TOKEN: usize = 3;
+
+/// The amqps listener's keys and settings, loaded before the reactor binds.
+pub type TlsKeys = std::sync::Arc<rustls::ServerConfig>;
+
+/// Reads `ssl_options.*` files when `listeners.ssl.default` is set. An error names the file
+/// and the problem; the broker must not start without the TLS it was configured with.
+pub fn load_tls(config: &Config) -> Result<Option<TlsKeys>, String> {
+    match config.tls.listen {
+        Some(_) => crate::net::tls::server_config(&config.tls).map(Some),
+        None => Ok(None),
+    }
+}
 
 fn token_of(key: usize) -> Token {
     Token(key + FIRST_CONNECTION_TOKEN)
@@ -62,32 +76,37 @@ impl Sessions for Table<'_> {
 struct ApiTable<'a> {
     conns: &'a Slab<Conn>,
     local: Option<std::net::SocketAddr>,
+    /// The TLS listener's address, for connections that came in there.
+    tls_local: Option<std::net::SocketAddr>,
     to_close: &'a mut Vec<(usize, String)>,
+}
+
+impl ApiTable<'_> {
+    fn row<'c>(&self, c: &'c Conn) -> Option<ConnRow<'c>> {
+        let tls = c.is_tls();
+        let local = if tls { self.tls_local } else { self.local }?;
+        Some(ConnRow {
+            session: &c.session,
+            local,
+            tls,
+        })
+    }
 }
 
 impl mgmt::Connections for ApiTable<'_> {
     fn each(&self, f: &mut dyn FnMut(&ConnRow<'_>)) {
-        let Some(local) = self.local else { return };
         for (_, c) in self.conns.iter() {
-            f(&ConnRow {
-                session: &c.session,
-                local,
-            });
+            if let Some(row) = self.row(c) {
+                f(&row);
+            }
         }
     }
 
     fn close(&mut self, name: &str, reason: &str) -> bool {
-        let Some(local) = self.local else {
-            return false;
-        };
-        let found = self.conns.iter().find(|(_, c)| {
-            ConnRow {
-                session: &c.session,
-                local,
-            }
-            .name()
-                == name
-        });
+        let found = self
+            .conns
+            .iter()
+            .find(|(_, c)| self.row(c).is_some_and(|r| r.name() == name));
         match found {
             Some((key, _)) => {
                 self.to_close.push((key, reason.to_owned()));
@@ -113,8 +132,12 @@ fn listeners_of(
 pub struct Reactor {
     poll: Poll,
     listener: Option<TcpListener>,
+    /// The amqps listener and its keys, when configured.
+    tls_listener: Option<(TcpListener, TlsKeys)>,
     /// Where the AMQP listener is bound (kept after shutdown stops listening).
     amqp_addr: Option<std::net::SocketAddr>,
+    /// Where the TLS listener is bound, likewise.
+    tls_addr: Option<std::net::SocketAddr>,
     http: http::HttpSide,
     stats: mgmt::Stats,
     /// Every listener, for the API's overview.
@@ -156,13 +179,25 @@ pub struct Reactor {
 }
 
 impl Reactor {
-    /// Listens on `config.listen` and serves `broker` (opened by the caller, `Broker::open`).
-    pub fn bind(config: Config, broker: Broker) -> io::Result<Self> {
+    /// Listens on `config.listen` (and the amqps listener when `tls` has keys) and serves
+    /// `broker` (opened by the caller, `Broker::open`).
+    pub fn bind(config: Config, broker: Broker, tls: Option<TlsKeys>) -> io::Result<Self> {
         let poll = Poll::new()?;
         let mut listener = TcpListener::bind(config.listen)
             .map_err(|e| io::Error::new(e.kind(), format!("AMQP on {}: {e}", config.listen)))?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let tls_listener = match (config.tls.listen, tls) {
+            (Some(addr), Some(keys)) => {
+                let mut l = TcpListener::bind(addr).map_err(|e| {
+                    io::Error::new(e.kind(), format!("AMQP over TLS on {addr}: {e}"))
+                })?;
+                poll.registry()
+                    .register(&mut l, TLS_LISTENER, Interest::READABLE)?;
+                Some((l, keys))
+            }
+            _ => None,
+        };
         let signals = signal::Signals::install(poll.registry(), SIGNALS)?;
         let http = http::HttpSide::bind(&config, poll.registry())?;
         let amqp_addr = listener.local_addr().ok();
@@ -174,6 +209,8 @@ impl Reactor {
         Ok(Reactor {
             poll,
             listener: Some(listener),
+            tls_addr: tls_listener.as_ref().and_then(|(l, _)| l.local_addr().ok()),
+            tls_listener,
             amqp_addr,
             http,
             stats: mgmt::Stats::default(),
@@ -206,6 +243,11 @@ impl Reactor {
             Some(l) => l.local_addr(),
             None => Err(io::Error::new(ErrorKind::NotConnected, "not listening")),
         }
+    }
+
+    /// Where the amqps listener listens, when configured.
+    pub fn tls_addr(&self) -> Option<std::net::SocketAddr> {
+        self.tls_addr
     }
 
     /// The management API's and the Prometheus endpoint's addresses, where they listen.
@@ -266,7 +308,7 @@ impl Reactor {
         let now = Instant::now();
         self.turn_started = now;
         self.broker.begin_turn(wall_clock_ms());
-        let accept = self.note_events(events, signals, now);
+        let (accept, accept_tls) = self.note_events(events, signals, now);
         for sig in signals.drain(..) {
             self.on_signal(sig, now);
         }
@@ -274,7 +316,10 @@ impl Reactor {
             self.on_alarm_change(now);
         }
         if accept && !self.accept_paused {
-            self.accept(now);
+            self.accept(now, false);
+        }
+        if accept_tls && !self.accept_paused {
+            self.accept(now, true);
         }
         self.read_ready(now);
         self.serve_http(now);
@@ -293,12 +338,19 @@ impl Reactor {
     }
 
     /// Records what the poller reported: connections become readable or writable (and are
-    /// listed for this turn), signals are collected. Returns whether the listener is ready.
-    fn note_events(&mut self, events: &Events, signals: &mut Vec<i32>, now: Instant) -> bool {
-        let mut accept = false;
+    /// listed for this turn), signals are collected. Returns whether the plain and the TLS
+    /// listener are ready.
+    fn note_events(
+        &mut self,
+        events: &Events,
+        signals: &mut Vec<i32>,
+        now: Instant,
+    ) -> (bool, bool) {
+        let (mut accept, mut accept_tls) = (false, false);
         for ev in events.iter() {
             match ev.token() {
                 LISTENER => accept = true,
+                TLS_LISTENER => accept_tls = true,
                 SIGNALS => self.signals.drain(signals),
                 Token(t) if t >= http::HTTP_TOKEN_BASE => {
                     self.http.on_event(t, ev, self.poll.registry(), now)
@@ -318,7 +370,7 @@ impl Reactor {
                     }
                     if ev.is_writable() || ev.is_error() {
                         c.writable = true;
-                        if c.out.pending() > 0 && !c.queued_flush {
+                        if c.has_output() && !c.queued_flush {
                             c.queued_flush = true;
                             self.flush_list.push(key);
                         }
@@ -326,7 +378,7 @@ impl Reactor {
                 }
             }
         }
-        accept
+        (accept, accept_tls)
     }
 
     /// One pass over the HTTP sockets with work, then the connection closes the API asked
@@ -338,6 +390,7 @@ impl Reactor {
         let mut table = ApiTable {
             conns: &self.conns,
             local: self.amqp_addr,
+            tls_local: self.tls_addr,
             to_close: &mut self.api_closes,
         };
         let (broker, config, stats, alarms, listeners) = (
@@ -401,6 +454,9 @@ impl Reactor {
         if let Some(mut l) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
         }
+        if let Some((mut l, _)) = self.tls_listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
         self.http.stop_listening(self.poll.registry());
         self.shutdown_at = Some(now + SHUTDOWN_GRACE);
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
@@ -426,9 +482,12 @@ impl Reactor {
         }
     }
 
-    fn accept(&mut self, now: Instant) {
-        let Some(listener) = &self.listener else {
-            return;
+    /// Accepts from the plain listener, or from the TLS one when `tls`.
+    fn accept(&mut self, now: Instant, tls: bool) {
+        let (listener, keys) = match (tls, &self.listener, &self.tls_listener) {
+            (false, Some(l), _) => (l, None),
+            (true, _, Some((l, keys))) => (l, Some(keys)),
+            _ => return,
         };
         loop {
             match listener.accept() {
@@ -442,6 +501,13 @@ impl Reactor {
                         continue;
                     }
                     let _ = socket.set_nodelay(true);
+                    let transport = match keys.map(crate::net::tls::Tls::new).transpose() {
+                        Ok(t) => t,
+                        Err(e) => {
+                            error!("TLS session for {peer}: {e}");
+                            continue;
+                        }
+                    };
                     let entry = self.conns.vacant_entry();
                     let key = entry.key();
                     if let Err(e) = self.poll.registry().register(
@@ -454,7 +520,7 @@ impl Reactor {
                     }
                     self.stats.connections_opened += 1;
                     let session = Session::new(ConnId(key as u32), peer, &self.config, now);
-                    entry.insert(Conn::new(socket, session));
+                    entry.insert(Conn::new(socket, session, transport));
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -509,7 +575,7 @@ impl Reactor {
             if c.dead.is_some() {
                 self.close_list.push(key);
             }
-            if (c.out.pending() > 0 || c.session.confirms_pending() || !c.session.reads_input())
+            if (c.has_output() || c.session.confirms_pending() || !c.session.reads_input())
                 && !c.queued_flush
             {
                 c.queued_flush = true;
@@ -701,7 +767,8 @@ impl Reactor {
         if self.accept_paused {
             // The listener is edge-triggered: sockets left in the backlog raise no new event.
             self.accept_paused = false;
-            self.accept(now);
+            self.accept(now, false);
+            self.accept(now, true);
         }
         if self.alarms.check_disk(&self.config.data_dir) {
             self.on_alarm_change(now);
@@ -712,7 +779,7 @@ impl Reactor {
                 let reason = c.session.close_reason().unwrap_or("timeout");
                 c.dead = Some(reason.to_owned());
                 self.close_list.push(key);
-            } else if c.out.pending() > 0 && !c.queued_flush {
+            } else if c.has_output() && !c.queued_flush {
                 c.queued_flush = true;
                 self.flush_list.push(key);
             }
@@ -784,7 +851,7 @@ mod tests {
             ..Config::default()
         };
         let broker = Broker::open(&config.data_dir, config.default_data().as_ref()).expect("store");
-        let mut r = Reactor::bind(config, broker).expect("bind");
+        let mut r = Reactor::bind(config, broker, None).expect("bind");
         let owner = r
             .broker
             .internal_actor(ConnId(u32::MAX), "/")
@@ -844,7 +911,7 @@ mod tests {
             ..Config::default()
         };
         let broker = Broker::open(&config.data_dir, config.default_data().as_ref()).expect("store");
-        let mut r = Reactor::bind(config, broker).expect("bind");
+        let mut r = Reactor::bind(config, broker, None).expect("bind");
         let mut client =
             std::net::TcpStream::connect(r.local_addr().expect("address")).expect("connect");
         let (mut events, mut signals) = (Events::with_capacity(EVENTS_PER_POLL_MAX), Vec::new());

@@ -1,0 +1,203 @@
+//! TLS as a byte transport for one AMQP connection: a non-blocking rustls server session over
+//! the connection's mio `TcpStream`, plus loading the listener's keys and certificates from
+//! RabbitMQ's `ssl_options.*` files. The session above sees the same plaintext as on a plain
+//! socket; nothing here knows AMQP.
+
+use crate::config::{TlsOptions, TlsVerify};
+use crate::limits::TLS_OUTPUT_STAGED_MAX_BYTES;
+use crate::protocol::Outbox;
+use rustls::crypto::ring;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig, ServerConnection};
+use std::io::{self, ErrorKind, Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Builds the listener's rustls configuration from the `ssl_options.*` files. Every failure
+/// names the file and what is wrong with it: a broker must not start "with TLS" it lacks.
+pub fn server_config(opts: &TlsOptions) -> Result<Arc<ServerConfig>, String> {
+    let certfile = opts
+        .certfile
+        .as_deref()
+        .ok_or("listeners.ssl.default is set but ssl_options.certfile is not")?;
+    let keyfile = opts
+        .keyfile
+        .as_deref()
+        .ok_or("listeners.ssl.default is set but ssl_options.keyfile is not")?;
+    let chain = load_certs(certfile)?;
+    let key = PrivateKeyDer::from_pem_file(keyfile).map_err(|e| {
+        format!(
+            "ssl_options.keyfile {}: no usable private key: {e}",
+            keyfile.display()
+        )
+    })?;
+    let roots = match &opts.cacertfile {
+        Some(path) => Some(load_roots(path)?),
+        None => None,
+    };
+    let provider = Arc::new(ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?;
+    let builder = match (opts.verify, roots) {
+        (TlsVerify::None, _) => builder.with_no_client_auth(),
+        (TlsVerify::Peer, None) => {
+            return Err("ssl_options.verify = verify_peer needs ssl_options.cacertfile".into())
+        }
+        (TlsVerify::Peer, Some(roots)) => {
+            let mut verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            if !opts.fail_if_no_peer_cert {
+                verifier = verifier.allow_unauthenticated();
+            }
+            let verifier = verifier
+                .build()
+                .map_err(|e| format!("ssl_options.cacertfile: {e}"))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder.with_single_cert(chain, key).map_err(|e| {
+        format!(
+            "ssl_options.certfile {} and ssl_options.keyfile {}: {e}",
+            certfile.display(),
+            keyfile.display()
+        )
+    })?;
+    Ok(Arc::new(config))
+}
+
+fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let what = |e: String| format!("ssl_options.certfile {}: {e}", path.display());
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| what(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| what(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(what("no PEM certificate in the file".into()));
+    }
+    Ok(certs)
+}
+
+fn load_roots(path: &Path) -> Result<RootCertStore, String> {
+    let what = |e: String| format!("ssl_options.cacertfile {}: {e}", path.display());
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| what(e.to_string()))? {
+        let cert = cert.map_err(|e| what(e.to_string()))?;
+        roots.add(cert).map_err(|e| what(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(what("no PEM certificate in the file".into()));
+    }
+    Ok(roots)
+}
+
+/// One connection's TLS state. Outgoing bytes wait in the connection's `Outbox` (where the
+/// write high-water marks count them) and move into rustls only while rustls holds less than
+/// `TLS_OUTPUT_STAGED_MAX_BYTES`, so rustls is a small, bounded extension of the socket's own
+/// send buffer rather than a second unbounded queue.
+pub struct Tls {
+    conn: ServerConnection,
+    /// close_notify queued once the session finished and its output was handed over.
+    closing: bool,
+}
+
+impl Tls {
+    pub fn new(config: &Arc<ServerConfig>) -> Result<Self, String> {
+        let mut conn = ServerConnection::new(config.clone()).map_err(|e| e.to_string())?;
+        conn.set_buffer_limit(Some(TLS_OUTPUT_STAGED_MAX_BYTES));
+        Ok(Tls {
+            conn,
+            closing: false,
+        })
+    }
+
+    pub fn is_handshaking(&self) -> bool {
+        self.conn.is_handshaking()
+    }
+
+    /// Whether rustls holds records (handshake, alerts or data) not yet on the socket.
+    pub fn wants_write(&self) -> bool {
+        self.conn.wants_write()
+    }
+
+    /// Reads plaintext into `dst` like `Read::read` on the socket: `Ok(0)` at the peer's end
+    /// of stream, `WouldBlock` once the socket is drained and no plaintext is buffered. Every
+    /// ciphertext byte taken from the socket (handshake included) is charged to `budget`;
+    /// when it runs out before any plaintext appears this returns `Interrupted`, and the
+    /// caller's loop stops on the spent budget and comes back next turn.
+    pub fn read(
+        &mut self,
+        socket: &mut impl Read,
+        dst: &mut [u8],
+        budget: &mut usize,
+    ) -> io::Result<usize> {
+        loop {
+            match self.conn.reader().read(dst) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                // A TCP end without close_notify: an ordinary end of stream for AMQP, whose
+                // own connection.close already said whether the end was clean.
+                Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(0),
+                Err(e) => return Err(e),
+            }
+            if *budget == 0 {
+                return Err(ErrorKind::Interrupted.into());
+            }
+            let n = self.conn.read_tls(socket)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            *budget = budget.saturating_sub(n);
+            if let Err(e) = self.conn.process_new_packets() {
+                // rustls has queued the matching alert; the caller's flush sends it if it can.
+                return Err(io::Error::new(ErrorKind::InvalidData, format!("TLS: {e}")));
+            }
+        }
+    }
+
+    /// Moves output from `out` into rustls (up to the staging bound) and writes records to
+    /// the socket until both are empty or the socket would block. Returns whether anything
+    /// reached the socket and whether it would block; `finished` asks for close_notify once
+    /// `out` is empty.
+    pub fn flush(
+        &mut self,
+        out: &mut Outbox,
+        socket: &mut impl Write,
+        finished: bool,
+    ) -> io::Result<(bool, bool)> {
+        let mut wrote = false;
+        loop {
+            if out.pending() > 0 && !self.conn.is_handshaking() {
+                // Takes what fits under the buffer limit; 0 when rustls is full.
+                out.write_to(&mut self.conn.writer())?;
+            }
+            if finished && out.pending() == 0 && !self.closing {
+                self.closing = true;
+                self.conn.send_close_notify();
+            }
+            if !self.conn.wants_write() {
+                return Ok((wrote, false));
+            }
+            match self.conn.write_tls(socket) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(_) => wrote = true,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok((wrote, true)),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Sends whatever rustls has queued (an alert after a failed handshake), best effort:
+    /// the connection is being dropped either way.
+    pub fn send_alert(&mut self, socket: &mut impl Write) {
+        while self.conn.wants_write() {
+            match self.conn.write_tls(socket) {
+                Ok(n) if n > 0 => {}
+                _ => return,
+            }
+        }
+    }
+}
