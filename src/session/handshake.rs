@@ -1,13 +1,16 @@
 //! The connection handshake (AMQP 0-9-1 §4.2.2 – §4.2.4): our protocol header check, start
-//! with the server properties, start-ok (PLAIN or AMQPLAIN against the broker's users, with
-//! RabbitMQ's loopback_users rule), tune / tune-ok negotiation and open (the vhost, its limits
+//! with the server properties, start-ok (PLAIN or AMQPLAIN against the broker's users, or
+//! EXTERNAL with the TLS client certificate's name as rabbitmq_auth_mechanism_ssl does it;
+//! RabbitMQ's loopback_users rule for all), tune / tune-ok negotiation and open (the vhost, its limits
 //! and the user's permission there, decided by the broker).
 //!
 //! A refused login ends the connection (one attempt per connection, as RabbitMQ); its log line
 //! names the user and the reason, never the password.
 
 use super::{ClientCaps, Ctx, Session, State};
+use crate::auth::cert_subject::login_name;
 use crate::auth::Refusal;
+use crate::config::{AuthMechanism, Config, TlsVerify};
 use crate::error::{AmqpError, Show};
 use crate::protocol::constants::FRAME_MIN_SIZE;
 use crate::protocol::method::*;
@@ -54,35 +57,41 @@ fn is_loopback(addr: &SocketAddr) -> bool {
 /// A user name and password as a start-ok response carries them.
 type Credentials<'a> = (&'a [u8], &'a [u8]);
 
-/// The credentials of a start-ok response, None if it is malformed.
-fn credentials<'a>(
-    mechanism: &[u8],
-    response: &'a [u8],
-) -> Result<Option<Credentials<'a>>, AmqpError> {
+/// The credentials of a PLAIN or AMQPLAIN start-ok response, None if it is malformed.
+fn credentials(mechanism: AuthMechanism, response: &[u8]) -> Option<Credentials<'_>> {
     match mechanism {
-        b"PLAIN" => {
+        AuthMechanism::Plain => {
             // authzid NUL authcid NUL passwd
             let mut parts = response.split(|&b| b == 0);
             let _authzid = parts.next();
-            Ok(match (parts.next(), parts.next(), parts.next()) {
+            match (parts.next(), parts.next(), parts.next()) {
                 (Some(u), Some(p), None) => Some((u, p)),
                 _ => None,
-            })
+            }
         }
-        b"AMQPLAIN" => {
+        AuthMechanism::Amqplain => {
             // A field table without its length prefix: LOGIN and PASSWORD.
-            Ok(FieldTable::parse(response).ok().and_then(|t| {
+            FieldTable::parse(response).ok().and_then(|t| {
                 match (t.get(b"LOGIN"), t.get(b"PASSWORD")) {
                     (Some(FieldValue::LongStr(u)), Some(FieldValue::LongStr(p))) => Some((u, p)),
                     _ => None,
                 }
-            }))
+            })
         }
-        other => Err(AmqpError::command_invalid(format_args!(
-            "unknown authentication mechanism '{}'",
-            Show(other)
-        ))),
+        AuthMechanism::External => None,
     }
+}
+
+/// What the byte transport below proved about the peer. `net` sets it before the session's
+/// first byte (a TLS handshake is complete before any plaintext), so connection.start knows
+/// whether EXTERNAL may be offered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Transport {
+    #[default]
+    Plain,
+    /// TLS, with the client's certificate (DER, end entity) when it sent one; rustls has
+    /// verified it against `ssl_options.cacertfile`.
+    Tls { peer_cert: Option<Box<[u8]>> },
 }
 
 impl Session {
@@ -93,13 +102,35 @@ impl Session {
         self.state = State::Closed;
     }
 
-    pub(super) fn send_start(&mut self, out: &mut Outbox) {
+    /// Called by `net` before the first byte is handed in.
+    pub fn set_transport(&mut self, transport: Transport) {
+        self.transport = transport;
+    }
+
+    /// The mechanisms connection.start lists: the configured ones in the config's order
+    /// (RabbitMQ lists them in its registry's order, which differs from node to node);
+    /// EXTERNAL only over TLS, and there with or without a client certificate, as
+    /// rabbitmq_auth_mechanism_ssl offers it (so a client without one is told why it fails).
+    fn offers(&self, config: &Config, m: AuthMechanism) -> bool {
+        config.auth_mechanisms.contains(&m)
+            && (m != AuthMechanism::External || matches!(self.transport, Transport::Tls { .. }))
+    }
+
+    pub(super) fn send_start(&mut self, out: &mut Outbox, config: &Config) {
         let props = server_properties();
+        let offered: Vec<&str> = config
+            .auth_mechanisms
+            .iter()
+            .copied()
+            .filter(|&m| self.offers(config, m))
+            .map(AuthMechanism::name)
+            .collect();
+        let mechanisms = offered.join(" ");
         let start = ConnectionStart {
             version_major: 0,
             version_minor: 9,
             server_properties: FieldTable::parse(&props).unwrap_or_default(),
-            mechanisms: b"PLAIN AMQPLAIN",
+            mechanisms: mechanisms.as_bytes(),
             locales: b"en_US",
         };
         out.method(0, &Method::ConnectionStart(start));
@@ -124,30 +155,48 @@ impl Session {
         if let Some(FieldValue::LongStr(p)) = s.client_properties.get(b"product") {
             self.client_product = String::from_utf8_lossy(p).into_owned();
         }
-        let creds = credentials(s.mechanism, s.response)?;
-        let mechanism = String::from_utf8_lossy(s.mechanism).into_owned();
-        let refused = || {
+        let name = Show(s.mechanism);
+        // RabbitMQ treats a mechanism it cannot use as a handshake error: the socket just
+        // closes, whatever the client's capabilities.
+        let Some(mechanism) = AuthMechanism::from_name(s.mechanism) else {
+            self.drop_in_handshake(format!("unknown authentication mechanism '{name}'"));
+            return Ok(());
+        };
+        if !self.offers(ctx.config, mechanism) {
+            self.drop_in_handshake(format!("invalid authentication mechanism '{name}'"));
+            return Ok(());
+        }
+        let loopback = is_loopback(&self.peer);
+        let outcome = match mechanism {
+            AuthMechanism::External => self.certificate_user(ctx.config).and_then(|user| match ctx
+                .broker
+                .authenticate_external(&user, loopback)
+            {
+                Ok(()) => Ok(user),
+                Err(r) => Err(r.log_text()),
+            }),
+            plain => match credentials(plain, s.response) {
+                None => Err("malformed response".to_owned()),
+                Some((user, pass)) => {
+                    let user = String::from_utf8_lossy(user).into_owned();
+                    match ctx.broker.authenticate(&user, pass, loopback) {
+                        Ok(()) => Ok(user),
+                        Err(r) => Err(r.log_text()),
+                    }
+                }
+            },
+        };
+        let mechanism = mechanism.name();
+        let user = outcome.map_err(|reason| {
+            warn!(
+                "[conn {}] {} login refused ({mechanism}): {reason}",
+                self.id.0, self.peer
+            );
             AmqpError::access_refused(format_args!(
                 "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
             ))
-        };
-        let Some((user, pass)) = creds else {
-            return Err(refused());
-        };
-        let user_s = String::from_utf8_lossy(user).into_owned();
-        if let Err(r) = ctx
-            .broker
-            .authenticate(&user_s, pass, is_loopback(&self.peer))
-        {
-            warn!(
-                "[conn {}] {} login refused ({mechanism}): {}",
-                self.id.0,
-                self.peer,
-                r.log_text()
-            );
-            return Err(refused());
-        }
-        self.user = user_s;
+        })?;
+        self.user = user;
         let tune = ConnectionTune {
             channel_max: ctx.config.channel_max,
             frame_max: ctx.config.frame_max,
@@ -156,6 +205,32 @@ impl Session {
         out.method(0, &Method::ConnectionTune(tune));
         self.state = State::AwaitingTuneOk;
         Ok(())
+    }
+
+    /// The user name SASL EXTERNAL takes from the client certificate, or the reason there is
+    /// none in RabbitMQ's words (rabbit_auth_mechanism_ssl, rabbit_ssl).
+    fn certificate_user(&self, config: &Config) -> Result<String, String> {
+        let Transport::Tls { peer_cert } = &self.transport else {
+            return Err("not SSL connection".into());
+        };
+        let Some(cert) = peer_cert else {
+            return Err("connection peer presented no TLS (x.509) certificate".into());
+        };
+        if config.tls.verify != TlsVerify::Peer {
+            return Err("TLS configuration is unsafe".into());
+        }
+        login_name(cert, config.ssl_cert_login_from).ok_or_else(|| "no name found".into())
+    }
+
+    /// Ends the connection during the handshake without a word, as RabbitMQ does for a
+    /// handshake error.
+    fn drop_in_handshake(&mut self, reason: String) {
+        warn!(
+            "[conn {}] {} handshake error: {reason}",
+            self.id.0, self.peer
+        );
+        self.close_reason = Some(reason);
+        self.state = State::Closed;
     }
 
     pub(super) fn tune_ok(
