@@ -552,7 +552,8 @@ def test_garbage_handshake_flood(t):
     """For 3 s, 200 stalled half ClientHellos stay open while bursts of 100 concurrent
     connections (up to 5,000 a second) send garbage, bad records, plain AMQP and scrambled ClientHellos to the TLS
     port (from another process): every one is closed (the stalled ones by the handshake
-    deadline), and a canary over TLS keeps its round-trip p99 under 10 ms."""
+    deadline), and a canary over TLS keeps its round-trip p99 under 10 ms (on RabbitMQ the
+    p99 is printed, not asserted)."""
     import multiprocessing
     canary = TlsCanary(t.a.tls_port, client_context(t.pki))
     report = multiprocessing.Queue()
@@ -571,6 +572,10 @@ def test_garbage_handshake_flood(t):
     assert error is None, error
     assert closed == 200, closed
     assert garbage >= 100 and n >= 100, (garbage, n)
+    if t.rabbitmq:
+        # Measured for comparison only: RabbitMQ 3.10 gave p99 22 ms here.
+        print('    (RabbitMQ: the 10 ms bound is coney\'s, not asserted)')
+        return
     assert p99 < 10, p99
 
 
