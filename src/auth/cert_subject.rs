@@ -361,6 +361,47 @@ mod tests {
         );
     }
 
+    /// Certificates made by openssl 3 (tests/fixtures/client-certs) give exactly the names
+    /// RabbitMQ 3.10.8 logged for them ("EXTERNAL login refused: user '...'").
+    #[test]
+    fn real_certificates_as_rabbitmq_named_them() {
+        let cases: [(&[u8], &str); 5] = [
+            (
+                include_bytes!("../../tests/fixtures/client-certs/c1.der"),
+                "O=client,CN=guest",
+            ),
+            (
+                include_bytes!("../../tests/fixtures/client-certs/c2.der"),
+                "SN=Sur,GIVENNAME=Given,2.5.4.9=Main,L=Town,TITLE=T,SERIALNUMBER=42,UID=u1,\
+                 DC=example,EMAILADDRESS=jo@x.org,CN=Jo \\\"J\\\" \\<x\\>#1,OU=a=b\\;c,\
+                 O=Acme\\+Co,ST=Some\\, State,C=US",
+            ),
+            (
+                include_bytes!("../../tests/fixtures/client-certs/c6.der"),
+                "O=multi,CN=a+OU=b",
+            ),
+            (
+                include_bytes!("../../tests/fixtures/client-certs/c8.der"),
+                "CN=t\\C3\\A9l",
+            ),
+            (
+                include_bytes!("../../tests/fixtures/client-certs/c9.der"),
+                "2.3.4=IA5:hello,CN=\\C3\\A9bmp",
+            ),
+        ];
+        for (der, want) in cases {
+            assert_eq!(
+                login_name(der, CertLoginFrom::DistinguishedName).as_deref(),
+                Some(want)
+            );
+        }
+        let c1 = include_bytes!("../../tests/fixtures/client-certs/c1.der");
+        assert_eq!(
+            login_name(c1, CertLoginFrom::CommonName).as_deref(),
+            Some("guest")
+        );
+    }
+
     /// common_name mode: the CNs unescaped in certificate order, joined by ","; none is no name.
     #[test]
     fn common_names_joined_in_certificate_order() {

@@ -166,28 +166,9 @@ impl Session {
             self.drop_in_handshake(format!("invalid authentication mechanism '{name}'"));
             return Ok(());
         }
-        let loopback = is_loopback(&self.peer);
-        let outcome = match mechanism {
-            AuthMechanism::External => self.certificate_user(ctx.config).and_then(|user| match ctx
-                .broker
-                .authenticate_external(&user, loopback)
-            {
-                Ok(()) => Ok(user),
-                Err(r) => Err(r.log_text()),
-            }),
-            plain => match credentials(plain, s.response) {
-                None => Err("malformed response".to_owned()),
-                Some((user, pass)) => {
-                    let user = String::from_utf8_lossy(user).into_owned();
-                    match ctx.broker.authenticate(&user, pass, loopback) {
-                        Ok(()) => Ok(user),
-                        Err(r) => Err(r.log_text()),
-                    }
-                }
-            },
-        };
+        let user = self.login(mechanism, s.response, ctx);
         let mechanism = mechanism.name();
-        let user = outcome.map_err(|reason| {
+        let user = user.map_err(|reason| {
             warn!(
                 "[conn {}] {} login refused ({mechanism}): {reason}",
                 self.id.0, self.peer
@@ -205,6 +186,31 @@ impl Session {
         out.method(0, &Method::ConnectionTune(tune));
         self.state = State::AwaitingTuneOk;
         Ok(())
+    }
+
+    /// The user a start-ok logs in as, or why not (for the log only).
+    fn login(
+        &self,
+        mechanism: AuthMechanism,
+        response: &[u8],
+        ctx: &mut Ctx<'_>,
+    ) -> Result<String, String> {
+        let loopback = is_loopback(&self.peer);
+        if mechanism == AuthMechanism::External {
+            let user = self.certificate_user(ctx.config)?;
+            return match ctx.broker.authenticate_external(&user, loopback) {
+                Ok(()) => Ok(user),
+                Err(r) => Err(r.log_text()),
+            };
+        }
+        let Some((user, pass)) = credentials(mechanism, response) else {
+            return Err("malformed response".to_owned());
+        };
+        let user = String::from_utf8_lossy(user).into_owned();
+        match ctx.broker.authenticate(&user, pass, loopback) {
+            Ok(()) => Ok(user),
+            Err(r) => Err(r.log_text()),
+        }
     }
 
     /// The user name SASL EXTERNAL takes from the client certificate, or the reason there is
