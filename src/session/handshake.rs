@@ -315,6 +315,11 @@ mod tests {
     /// The client's first bytes: protocol header and start-ok with PLAIN credentials,
     /// advertising authentication_failure_close or not.
     fn client_start(user: &str, password: &str, failure_close: bool) -> Vec<u8> {
+        let response = format!("\0{user}\0{password}");
+        client_start_with(b"PLAIN", response.as_bytes(), failure_close)
+    }
+
+    fn client_start_with(mechanism: &[u8], response: &[u8], failure_close: bool) -> Vec<u8> {
         let mut props = Vec::new();
         let mut w = Writer::new(&mut props);
         let mut t = TableWriter::begin(&mut w);
@@ -323,11 +328,10 @@ mod tests {
         });
         t.finish();
         let props = props.split_off(4);
-        let response = format!("\0{user}\0{password}");
         let start_ok = ConnectionStartOk {
             client_properties: FieldTable::parse(&props).expect("table"),
-            mechanism: b"PLAIN",
-            response: response.as_bytes(),
+            mechanism,
+            response,
             locale: b"en_US",
         };
         let mut out = PROTOCOL_HEADER.to_vec();
@@ -338,19 +342,25 @@ mod tests {
     /// Feeds the client's start to a session from `peer`; returns the methods it wrote (as
     /// class/method ids with a close's code and text) and whether it is closed.
     fn login(peer: &str, user: &str, password: &str, failure_close: bool) -> Vec<String> {
+        let input = client_start(user, password, failure_close);
+        exchange(peer, &Config::default(), Transport::Plain, &input)
+    }
+
+    /// Feeds `input` to a session on `transport` from `peer`; connection.start shows as
+    /// "start MECHANISMS".
+    fn exchange(peer: &str, config: &Config, transport: Transport, input: &[u8]) -> Vec<String> {
         let mut broker = Broker::new();
-        let config = Config::default();
         let now = Instant::now();
-        let mut s = Session::new(ConnId(1), peer.parse().expect("peer"), &config, now);
+        let mut s = Session::new(ConnId(1), peer.parse().expect("peer"), config, now);
+        s.set_transport(transport);
         let mut ctx = Ctx {
             broker: &mut broker,
-            config: &config,
+            config,
             now,
             alarm: None,
         };
         let mut out = Outbox::default();
-        let input = client_start(user, password, failure_close);
-        s.handle_input(&mut out, &input, &mut ctx);
+        s.handle_input(&mut out, input, &mut ctx);
         let mut written = Vec::new();
         out.write_to(&mut written).expect("a Vec takes all");
         let mut methods = Vec::new();
@@ -363,6 +373,9 @@ mod tests {
                     c.reply_code,
                     String::from_utf8_lossy(c.reply_text)
                 )),
+                Method::ConnectionStart(st) => {
+                    methods.push(format!("start {}", String::from_utf8_lossy(st.mechanisms)))
+                }
                 m => methods.push(m.name().to_string()),
             }
         }
@@ -379,25 +392,66 @@ mod tests {
     fn guest_is_refused_from_other_addresses() {
         let refused = "close 403 ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN. For details see the broker logfile.";
         let from = |peer, user, failure_close| login(peer, user, "guest", failure_close);
+        let start = "start PLAIN AMQPLAIN";
         assert_eq!(
             from("127.0.0.1:4000", "guest", true),
-            ["connection.start", "connection.tune"]
+            [start, "connection.tune"]
         );
         assert_eq!(
             from("[::ffff:127.0.0.1]:4000", "guest", true),
-            ["connection.start", "connection.tune"]
+            [start, "connection.tune"]
         );
-        assert_eq!(
-            from("192.0.2.7:4000", "guest", true),
-            ["connection.start", refused]
-        );
+        assert_eq!(from("192.0.2.7:4000", "guest", true), [start, refused]);
         assert_eq!(
             from("192.0.2.7:4000", "guest", false),
-            ["connection.start", "socket closed"]
+            [start, "socket closed"]
         );
         assert_eq!(
             login("192.0.2.7:4000", "guest", "wrong", true),
-            ["connection.start", refused]
+            [start, refused]
+        );
+    }
+
+    /// SASL EXTERNAL: offered in the configured order on TLS only; the certificate's CN
+    /// (common_name mode) logs in as guest from loopback, and loopback_users still refuses
+    /// guest from elsewhere; a certificate-less TLS client and an unknown name are refused
+    /// with the one text; on the plain port, choosing EXTERNAL drops the socket unanswered.
+    #[test]
+    fn external_login_follows_the_certificate_and_loopback_users() {
+        let mut config = Config::default();
+        config.auth_mechanisms = vec![AuthMechanism::External, AuthMechanism::Plain];
+        config.ssl_cert_login_from = crate::config::CertLoginFrom::CommonName;
+        config.tls.verify = TlsVerify::Peer;
+        let guest_cert = include_bytes!("../../tests/fixtures/client-certs/c1.der");
+        let tls = |cert: Option<&[u8]>| Transport::Tls {
+            peer_cert: cert.map(Box::from),
+        };
+        let input = client_start_with(b"EXTERNAL", b"", true);
+        let refused = "close 403 ACCESS_REFUSED - Login was refused using authentication mechanism EXTERNAL. For details see the broker logfile.";
+        let start = "start EXTERNAL PLAIN";
+        let run = |peer, transport| exchange(peer, &config, transport, &input);
+        assert_eq!(
+            run("127.0.0.1:4000", tls(Some(guest_cert))),
+            [start, "connection.tune"]
+        );
+        assert_eq!(
+            run("192.0.2.7:4000", tls(Some(guest_cert))),
+            [start, refused]
+        );
+        assert_eq!(run("127.0.0.1:4000", tls(None)), [start, refused]);
+        let dn = {
+            let mut c = config.clone();
+            c.ssl_cert_login_from = crate::config::CertLoginFrom::DistinguishedName;
+            c
+        };
+        // The DN "O=client,CN=guest" is no user.
+        assert_eq!(
+            exchange("127.0.0.1:4000", &dn, tls(Some(guest_cert)), &input),
+            [start, refused]
+        );
+        assert_eq!(
+            run("127.0.0.1:4000", Transport::Plain),
+            ["start PLAIN", "socket closed"]
         );
     }
 }
