@@ -12,6 +12,8 @@
 #   --only LIST    scenario ids to run (a b c d e f g h i j k l m n o)
 #   --secs N       seconds per load scenario (default 10)
 #   --coney BIN    measure this coney binary (e.g. an older build) instead of this tree's
+#   --tls          load over amqps: each broker gets a TLS listener with a throw-away CA and
+#                  server certificate (openssl, EC P-256) and coney-perf connects with amqps://
 #
 # Every broker is restarted for every scenario, so a backlog or heap left by one scenario
 # cannot skew the next and VmHWM is that scenario's peak. Brokers are pinned to CPU 0 and the
@@ -36,6 +38,7 @@ MANY_QUEUES=100000
 MANY_DURABLE_EVERY=10
 MANY_IDLE_SECS=10
 COMPARE=auto
+TLS=""
 ONLY="a b c d e f g h i j k l m n o"
 # Open files needed: the idle connections, plus margin for the broker's own files.
 FD_LIMIT_WANTED=$((IDLE_CONNECTIONS * 2 + 1024))
@@ -50,7 +53,8 @@ while [ $# -gt 0 ]; do
         --only) ONLY="${2//,/ }"; shift ;;
         --secs) SECS="$2"; shift ;;
         --coney) CONEY="$(realpath "$2")"; CONEY_GIVEN=1; shift ;;
-        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --tls) TLS=1 ;;
+        -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "bench.sh: unknown argument $1" >&2; exit 64 ;;
     esac
     shift
@@ -104,6 +108,27 @@ RESULTS="$SCRATCH/results"
 mkdir -p "$RESULTS"
 CONEY_PID=""
 RMQ_DIR="$SCRATCH/rabbitmq"
+PERF_TLS=()
+if [ -n "$TLS" ]; then
+    # A CA and a server certificate for 127.0.0.1, used by both brokers.
+    pki="$SCRATCH/pki"
+    mkdir -p "$pki"
+    for k in ca server; do
+        openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$pki/$k.key" 2>/dev/null
+    done
+    openssl req -x509 -new -key "$pki/ca.key" -out "$pki/ca.pem" -days 2 -subj "/CN=bench CA" \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$pki/server.ext"
+    openssl req -new -key "$pki/server.key" -out "$pki/server.csr" -subj "/CN=127.0.0.1" 2>/dev/null
+    openssl x509 -req -in "$pki/server.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" \
+        -CAcreateserial -out "$pki/server.pem" -days 2 -extfile "$pki/server.ext" 2>/dev/null
+    PERF_TLS=(--cacert "$pki/ca.pem")
+fi
+# tls_conf PORT: the rabbitmq.conf lines of a TLS listener on PORT (both brokers read them).
+tls_conf() {
+    printf 'listeners.ssl.default = 127.0.0.1:%s\nssl_options.certfile = %s\nssl_options.keyfile = %s\n' \
+        "$1" "$pki/server.pem" "$pki/server.key"
+}
 
 cleanup() {
     local rc=$?
@@ -124,15 +149,22 @@ trap 'exit 130' INT TERM
 # start_broker NAME: starts it on a free port, waits until it accepts an AMQP connection and
 # sets BROKER_PID (the process to measure), BROKER_URI, READY_JSON (start-up times).
 start_broker() {
-    local port t0
+    local port t0 tls_port conf=()
     port="$(free_port)"
     BROKER_URI="amqp://guest:guest@127.0.0.1:$port"
+    if [ -n "$TLS" ]; then
+        tls_port="$(free_port)"
+        BROKER_URI="amqps://guest:guest@127.0.0.1:$tls_port"
+        tls_conf "$tls_port" >"$SCRATCH/coney-tls.conf"
+        conf=(--config "$SCRATCH/coney-tls.conf")
+        export RABBITMQ_EXTRA_CONF="$(tls_conf "$tls_port")"
+    fi
     case "$1" in
         coney)
             rm -rf "$SCRATCH/coney-data"
             t0=$EPOCHREALTIME
             coney_spawn "$SCRATCH/coney.log" "${BROKER_PIN[@]}" "$CONEY" --listen "127.0.0.1:$port" \
-                --data-dir "$SCRATCH/coney-data" --log-level warn
+                --data-dir "$SCRATCH/coney-data" --log-level warn "${conf[@]}"
             BROKER_PID=$CONEY_PID
             ;;
         rabbitmq)
@@ -145,7 +177,7 @@ start_broker() {
             RMQ_STARTER=$!
             ;;
     esac
-    READY_JSON="$("${LOAD_PIN[@]}" "$PERF" --wait-ready -h "$BROKER_URI" --since "$t0" --timeout 90)" || {
+    READY_JSON="$("${LOAD_PIN[@]}" "$PERF" "${PERF_TLS[@]}" --wait-ready -h "$BROKER_URI" --since "$t0" --timeout 90)" || {
         log "$1 did not become ready"
         return 1
     }
@@ -204,7 +236,7 @@ run_load() {
     start_broker "$broker"
     log "$broker: ${TITLE[$id]}"
     # shellcheck disable=SC2086
-    if ! timeout $((SECS + 120)) "${LOAD_PIN[@]}" "$PERF" -h "$BROKER_URI" -z "$SECS" --json \
+    if ! timeout $((SECS + 120)) "${LOAD_PIN[@]}" "$PERF" "${PERF_TLS[@]}" -h "$BROKER_URI" -z "$SECS" --json \
         --broker-pid "$BROKER_PID" ${ARGS[$id]} >"$out" 2>"$RESULTS/$1-$2.err"; then
         log "$broker $id failed: $(tail -n 3 "$RESULTS/$1-$2.err")"
         error_json "$RESULTS/$1-$2.err" >"$out"
@@ -269,7 +301,7 @@ RMQ_VERSION="$(dpkg-query -W -f '${Version}' rabbitmq-server 2>/dev/null || echo
 ERL_VERSION="$(dpkg-query -W -f '${Version}' erlang-base 2>/dev/null || echo n/a)"
 LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
 export RESULTS SECS IDLE_CONNECTIONS MANY_QUEUES MANY_IDLE_SECS PINNING FD_LIMIT STAMP RMQ_VERSION ERL_VERSION COMPARE
-export LOAD_BEFORE LOAD_AFTER
+export LOAD_BEFORE LOAD_AFTER TLS
 export CPU_MODEL="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
 export CPUS="$(nproc)" CONEY_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo n/a)"
 [ -n "${CONEY_GIVEN:-}" ] && CONEY_REV="$CONEY (given)"
@@ -322,7 +354,8 @@ print(f"# coney benchmark, {os.environ['STAMP']}\n")
 print(f"- coney {os.environ['CONEY_REV']}; RabbitMQ {os.environ['RMQ_VERSION'] if compare else 'not run'}"
       + (f" (Erlang {os.environ['ERL_VERSION']})" if compare else ""))
 print(f"- {os.environ['CPUS']} x {os.environ['CPU_MODEL']}; {os.environ['PINNING']}; open files limit {os.environ['FD_LIMIT']}")
-print(f"- {os.environ['SECS']} s per load scenario, each on a freshly started broker; load generator: coney-perf")
+print(f"- {os.environ['SECS']} s per load scenario, each on a freshly started broker; load generator: coney-perf"
+      + (" over TLS (amqps, rustls client; EC P-256 server certificate)" if os.environ.get("TLS") else ""))
 if compare and os.environ["PINNING"].startswith("broker on CPU 0"):
     print("- pinned to one CPU, RabbitMQ's Erlang VM runs one scheduler (as coney runs one thread)")
 print(f"- machine load average (1, 5, 15 min) before: {os.environ['LOAD_BEFORE']}, after: {os.environ['LOAD_AFTER']}"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The TLS (amqps) tests (tests/tls/run.py) against coney: pika over TLS, openssl s_client for
-# TLS 1.2 and 1.3 handshakes, plain AMQP and garbage on the TLS port while a canary measures
-# its round trips, the handshake deadline, back-pressure and verify_peer. run.py generates a
+# TLS 1.2 and 1.3 handshakes, plain AMQP and a garbage-handshake flood on the TLS port while a
+# canary measures its round trips, the handshake deadline, back-pressure, verify_peer and SASL
+# EXTERNAL (by subject DN and by CN). run.py generates a
 # throw-away CA and certificates with openssl in a temp dir and starts its own brokers.
 #
 #   scripts/test-tls.sh [BIN] [run.py options, e.g. --only verify]

@@ -18,7 +18,7 @@
 #              RabbitMQ's behaviour) and tests/rabbitmq_definitions.rs (definitions round
 #              trips between RabbitMQ and coney in both directions); about a minute
 #   tls        scripts/test-tls.sh: tests/tls (amqps with pika and openssl s_client,
-#              verify_peer, garbage on the TLS port beside a canary)
+#              verify_peer, SASL EXTERNAL, a garbage-handshake flood beside a TLS canary)
 #   rabbitmq   (only with --against-rabbitmq) the same scenario suite against
 #              a private RabbitMQ started with scripts/rabbitmq.sh, to prove
 #              the scenarios themselves are faithful; unless cargo tests are

@@ -2,6 +2,7 @@
 //! file and the command line. Validated against `limits` at startup; nothing else in the
 //! broker reads the environment, the command line or the config file (see `config_file`).
 
+pub use crate::auth::cert_subject::CertLoginFrom;
 use crate::limits;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -172,6 +173,40 @@ pub struct Config {
     pub prometheus: HttpListener,
     /// The amqps listener; off by default, as in RabbitMQ.
     pub tls: TlsOptions,
+    /// The SASL mechanisms that may be offered, in the order connection.start lists them
+    /// (RabbitMQ `auth_mechanisms.*`, in file order); default PLAIN and AMQPLAIN, as RabbitMQ.
+    pub auth_mechanisms: Vec<AuthMechanism>,
+    /// Where SASL EXTERNAL takes the user name from (RabbitMQ `ssl_cert_login_from`).
+    pub ssl_cert_login_from: CertLoginFrom,
+}
+
+/// A SASL mechanism coney implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMechanism {
+    Plain,
+    Amqplain,
+    /// The verified client certificate names the user (rabbitmq_auth_mechanism_ssl).
+    External,
+}
+
+impl AuthMechanism {
+    pub const ALL: [AuthMechanism; 3] = [
+        AuthMechanism::Plain,
+        AuthMechanism::Amqplain,
+        AuthMechanism::External,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMechanism::Plain => "PLAIN",
+            AuthMechanism::Amqplain => "AMQPLAIN",
+            AuthMechanism::External => "EXTERNAL",
+        }
+    }
+
+    pub fn from_name(name: &[u8]) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.name().as_bytes() == name)
+    }
 }
 
 impl Default for Config {
@@ -202,6 +237,8 @@ impl Default for Config {
             management: HttpListener::default_at(MANAGEMENT_DEFAULT),
             prometheus: HttpListener::default_at(PROMETHEUS_DEFAULT),
             tls: TlsOptions::default(),
+            auth_mechanisms: vec![AuthMechanism::Plain, AuthMechanism::Amqplain],
+            ssl_cert_login_from: CertLoginFrom::default(),
         }
     }
 }

@@ -4,7 +4,8 @@
 //! given; the command line is applied afterwards (`config::Overrides`) so flags win.
 
 use crate::config::{
-    self, Config, HttpListener, MemoryWatermark, TlsVerify, MANAGEMENT_DEFAULT, PROMETHEUS_DEFAULT,
+    self, AuthMechanism, CertLoginFrom, Config, HttpListener, MemoryWatermark, TlsVerify,
+    MANAGEMENT_DEFAULT, PROMETHEUS_DEFAULT,
 };
 use crate::limits;
 use crate::protocol::constants::FRAME_MIN_SIZE;
@@ -105,6 +106,8 @@ struct Pending {
     memory_absolute: Option<(u64, usize)>,
     /// `default_user_tags.NAME = true|false` in file order.
     tags: Vec<(String, bool)>,
+    /// `auth_mechanisms.SLOT = NAME`, the last line for a slot kept.
+    mechanisms: Vec<(String, AuthMechanism)>,
 }
 
 /// Parses config text; `name` is used in errors. Public for tests and `--check-config`.
@@ -245,6 +248,22 @@ fn apply(
             }
         }
         "ssl_options.fail_if_no_peer_cert" => config.tls.fail_if_no_peer_cert = parse_bool(value)?,
+        "ssl_cert_login_from" => {
+            config.ssl_cert_login_from = match value {
+                "distinguished_name" => CertLoginFrom::DistinguishedName,
+                "common_name" => CertLoginFrom::CommonName,
+                "subject_alternative_name" => {
+                    return Err("subject_alternative_name is not implemented \
+                                (distinguished_name or common_name)"
+                        .into())
+                }
+                _ => {
+                    return Err(format!(
+                        "'{value}' is not distinguished_name or common_name"
+                    ))
+                }
+            }
+        }
         "prometheus.tcp.port" => set_http_port(&mut config.prometheus, value)?,
         "prometheus.tcp.ip" => set_http_ip(&mut config.prometheus, value, PROMETHEUS_DEFAULT)?,
         "prometheus.enabled" => {
@@ -258,6 +277,17 @@ fn apply(
                 pending
                     .loopback
                     .push((user.to_string(), parse_bool(value)?));
+            } else if let Some(slot) = key
+                .strip_prefix("auth_mechanisms.")
+                .filter(|s| !s.is_empty())
+            {
+                let mechanism = AuthMechanism::from_name(value.as_bytes()).ok_or_else(|| {
+                    format!(
+                        "'{value}' is not a mechanism coney implements (PLAIN, AMQPLAIN, EXTERNAL)"
+                    )
+                })?;
+                pending.mechanisms.retain(|(s, _)| s != slot);
+                pending.mechanisms.push((slot.to_string(), mechanism));
             } else if let Some(tag) = key
                 .strip_prefix("default_user_tags.")
                 .filter(|t| !t.is_empty())
@@ -287,6 +317,15 @@ fn resolve(pending: Pending, config: &mut Config) -> Vec<String> {
             }
         }
         config.loopback_users = users;
+    }
+    // RabbitMQ: any `auth_mechanisms.*` line replaces the default list.
+    if !pending.mechanisms.is_empty() {
+        config.auth_mechanisms = Vec::new();
+        for (_, m) in pending.mechanisms {
+            if !config.auth_mechanisms.contains(&m) {
+                config.auth_mechanisms.push(m);
+            }
+        }
     }
     // RabbitMQ: the default user's tags are those set to true, if any line sets one.
     if !pending.tags.is_empty() {
@@ -363,6 +402,30 @@ mod tests {
     fn error(text: &str) -> String {
         let mut c = Config::default();
         parse("test.conf", text, &mut c).unwrap_err().to_string()
+    }
+
+    /// auth_mechanisms.* replaces the default set (the last line for a slot wins);
+    /// ssl_cert_login_from picks the certificate field; unknown values are refused.
+    #[test]
+    fn auth_mechanism_keys() {
+        let d = parsed("");
+        assert_eq!(
+            d.auth_mechanisms,
+            [AuthMechanism::Plain, AuthMechanism::Amqplain]
+        );
+        assert_eq!(d.ssl_cert_login_from, CertLoginFrom::DistinguishedName);
+        let c = parsed(
+            "auth_mechanisms.1 = PLAIN\nauth_mechanisms.2 = AMQPLAIN\nauth_mechanisms.2 = EXTERNAL\n\
+             ssl_cert_login_from = common_name\n",
+        );
+        assert_eq!(
+            c.auth_mechanisms,
+            [AuthMechanism::Plain, AuthMechanism::External]
+        );
+        assert_eq!(c.ssl_cert_login_from, CertLoginFrom::CommonName);
+        assert!(error("auth_mechanisms.1 = RABBIT-CR-DEMO").contains("not a mechanism"));
+        assert!(error("ssl_cert_login_from = subject_alternative_name").contains("not implemented"));
+        assert!(error("ssl_cert_login_from = cn").contains("'cn'"));
     }
 
     /// RabbitMQ's amqps keys: listeners.ssl.default (a bare port listens everywhere) and

@@ -6,6 +6,7 @@
 //! Not yet called by the session or broker: wiring it in is issue 12's next step.
 
 pub mod base64;
+pub mod cert_subject;
 pub mod check;
 pub mod password;
 pub mod pattern;

@@ -434,6 +434,31 @@ impl AccessControl {
         if !user.password.verify(password) {
             return Err(refused());
         }
+        self.check_loopback(user, peer_is_loopback)
+    }
+
+    /// A login whose identity the transport proved (SASL EXTERNAL, a verified client
+    /// certificate): the user must exist, no password is checked (RabbitMQ's internal
+    /// backend with no password given), and `loopback_users` still applies.
+    pub fn authenticate_external(
+        &self,
+        username: &str,
+        peer_is_loopback: bool,
+    ) -> Result<&User, LoginRefused> {
+        let Some(user) = self.users.get(username) else {
+            return Err(LoginRefused::InvalidCredentials {
+                user: username.to_owned(),
+            });
+        };
+        self.check_loopback(user, peer_is_loopback)
+    }
+
+    fn check_loopback<'a>(
+        &self,
+        user: &'a User,
+        peer_is_loopback: bool,
+    ) -> Result<&'a User, LoginRefused> {
+        let username = user.name.as_str();
         if !peer_is_loopback && self.loopback_users.iter().any(|u| u == username) {
             return Err(LoginRefused::LoopbackOnly {
                 user: username.to_owned(),

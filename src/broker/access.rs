@@ -247,6 +247,18 @@ impl Broker {
             .map(|_| ())
     }
 
+    /// SASL EXTERNAL: the user named by a verified client certificate exists and may log
+    /// in from this peer; no password.
+    pub fn authenticate_external(
+        &self,
+        user: &str,
+        peer_is_loopback: bool,
+    ) -> Result<(), LoginRefused> {
+        self.access
+            .authenticate_external(user, peer_is_loopback)
+            .map(|_| ())
+    }
+
     /// connection.open: the vhost exists, the vhost's and the user's connection limits, the
     /// user's permission there (RabbitMQ's order and texts). The connection counts from now
     /// until `connection_closed`.

@@ -134,6 +134,9 @@ impl Conn {
                         // nothing about the socket (rustls may hold more, or need more).
                         self.readable = false;
                     }
+                    if let Some(t) = self.tls.as_mut().and_then(|t| t.take_transport()) {
+                        self.session.set_transport(t);
+                    }
                     let filled = kept + n;
                     let used = self.session.handle_input_until(
                         &mut self.out,

@@ -6,6 +6,7 @@
 use crate::config::{TlsOptions, TlsVerify};
 use crate::limits::TLS_OUTPUT_STAGED_MAX_BYTES;
 use crate::protocol::Outbox;
+use crate::session::Transport;
 use rustls::crypto::ring;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -101,6 +102,8 @@ pub struct Tls {
     conn: ServerConnection,
     /// close_notify queued once the session finished and its output was handed over.
     closing: bool,
+    /// The session was told the handshake's outcome (`take_transport`).
+    transport_taken: bool,
 }
 
 impl Tls {
@@ -110,11 +113,27 @@ impl Tls {
         Ok(Tls {
             conn,
             closing: false,
+            transport_taken: false,
         })
     }
 
     pub fn is_handshaking(&self) -> bool {
         self.conn.is_handshaking()
+    }
+
+    /// Once the handshake is complete, and only once: what the session may know about the
+    /// peer, its verified end-entity certificate (DER) if it sent one, for SASL EXTERNAL.
+    pub fn take_transport(&mut self) -> Option<Transport> {
+        if self.transport_taken || self.conn.is_handshaking() {
+            return None;
+        }
+        self.transport_taken = true;
+        let peer_cert = self
+            .conn
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|c| Box::<[u8]>::from(c.as_ref()));
+        Some(Transport::Tls { peer_cert })
     }
 
     /// Whether rustls holds records (handshake, alerts or data) not yet on the socket.

@@ -1,13 +1,16 @@
 //! The connection handshake (AMQP 0-9-1 §4.2.2 – §4.2.4): our protocol header check, start
-//! with the server properties, start-ok (PLAIN or AMQPLAIN against the broker's users, with
-//! RabbitMQ's loopback_users rule), tune / tune-ok negotiation and open (the vhost, its limits
+//! with the server properties, start-ok (PLAIN or AMQPLAIN against the broker's users, or
+//! EXTERNAL with the TLS client certificate's name as rabbitmq_auth_mechanism_ssl does it;
+//! RabbitMQ's loopback_users rule for all), tune / tune-ok negotiation and open (the vhost, its limits
 //! and the user's permission there, decided by the broker).
 //!
 //! A refused login ends the connection (one attempt per connection, as RabbitMQ); its log line
 //! names the user and the reason, never the password.
 
 use super::{ClientCaps, Ctx, Session, State};
+use crate::auth::cert_subject::login_name;
 use crate::auth::Refusal;
+use crate::config::{AuthMechanism, Config, TlsVerify};
 use crate::error::{AmqpError, Show};
 use crate::protocol::constants::FRAME_MIN_SIZE;
 use crate::protocol::method::*;
@@ -54,35 +57,41 @@ fn is_loopback(addr: &SocketAddr) -> bool {
 /// A user name and password as a start-ok response carries them.
 type Credentials<'a> = (&'a [u8], &'a [u8]);
 
-/// The credentials of a start-ok response, None if it is malformed.
-fn credentials<'a>(
-    mechanism: &[u8],
-    response: &'a [u8],
-) -> Result<Option<Credentials<'a>>, AmqpError> {
+/// The credentials of a PLAIN or AMQPLAIN start-ok response, None if it is malformed.
+fn credentials(mechanism: AuthMechanism, response: &[u8]) -> Option<Credentials<'_>> {
     match mechanism {
-        b"PLAIN" => {
+        AuthMechanism::Plain => {
             // authzid NUL authcid NUL passwd
             let mut parts = response.split(|&b| b == 0);
             let _authzid = parts.next();
-            Ok(match (parts.next(), parts.next(), parts.next()) {
+            match (parts.next(), parts.next(), parts.next()) {
                 (Some(u), Some(p), None) => Some((u, p)),
                 _ => None,
-            })
+            }
         }
-        b"AMQPLAIN" => {
+        AuthMechanism::Amqplain => {
             // A field table without its length prefix: LOGIN and PASSWORD.
-            Ok(FieldTable::parse(response).ok().and_then(|t| {
+            FieldTable::parse(response).ok().and_then(|t| {
                 match (t.get(b"LOGIN"), t.get(b"PASSWORD")) {
                     (Some(FieldValue::LongStr(u)), Some(FieldValue::LongStr(p))) => Some((u, p)),
                     _ => None,
                 }
-            }))
+            })
         }
-        other => Err(AmqpError::command_invalid(format_args!(
-            "unknown authentication mechanism '{}'",
-            Show(other)
-        ))),
+        AuthMechanism::External => None,
     }
+}
+
+/// What the byte transport below proved about the peer. `net` sets it before the session's
+/// first byte (a TLS handshake is complete before any plaintext), so connection.start knows
+/// whether EXTERNAL may be offered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Transport {
+    #[default]
+    Plain,
+    /// TLS, with the client's certificate (DER, end entity) when it sent one; rustls has
+    /// verified it against `ssl_options.cacertfile`.
+    Tls { peer_cert: Option<Box<[u8]>> },
 }
 
 impl Session {
@@ -93,13 +102,35 @@ impl Session {
         self.state = State::Closed;
     }
 
-    pub(super) fn send_start(&mut self, out: &mut Outbox) {
+    /// Called by `net` before the first byte is handed in.
+    pub fn set_transport(&mut self, transport: Transport) {
+        self.transport = transport;
+    }
+
+    /// The mechanisms connection.start lists: the configured ones in the config's order
+    /// (RabbitMQ lists them in its registry's order, which differs from node to node);
+    /// EXTERNAL only over TLS, and there with or without a client certificate, as
+    /// rabbitmq_auth_mechanism_ssl offers it (so a client without one is told why it fails).
+    fn offers(&self, config: &Config, m: AuthMechanism) -> bool {
+        config.auth_mechanisms.contains(&m)
+            && (m != AuthMechanism::External || matches!(self.transport, Transport::Tls { .. }))
+    }
+
+    pub(super) fn send_start(&mut self, out: &mut Outbox, config: &Config) {
         let props = server_properties();
+        let offered: Vec<&str> = config
+            .auth_mechanisms
+            .iter()
+            .copied()
+            .filter(|&m| self.offers(config, m))
+            .map(AuthMechanism::name)
+            .collect();
+        let mechanisms = offered.join(" ");
         let start = ConnectionStart {
             version_major: 0,
             version_minor: 9,
             server_properties: FieldTable::parse(&props).unwrap_or_default(),
-            mechanisms: b"PLAIN AMQPLAIN",
+            mechanisms: mechanisms.as_bytes(),
             locales: b"en_US",
         };
         out.method(0, &Method::ConnectionStart(start));
@@ -124,30 +155,29 @@ impl Session {
         if let Some(FieldValue::LongStr(p)) = s.client_properties.get(b"product") {
             self.client_product = String::from_utf8_lossy(p).into_owned();
         }
-        let creds = credentials(s.mechanism, s.response)?;
-        let mechanism = String::from_utf8_lossy(s.mechanism).into_owned();
-        let refused = || {
+        let name = Show(s.mechanism);
+        // RabbitMQ treats a mechanism it cannot use as a handshake error: the socket just
+        // closes, whatever the client's capabilities.
+        let Some(mechanism) = AuthMechanism::from_name(s.mechanism) else {
+            self.drop_in_handshake(format!("unknown authentication mechanism '{name}'"));
+            return Ok(());
+        };
+        if !self.offers(ctx.config, mechanism) {
+            self.drop_in_handshake(format!("invalid authentication mechanism '{name}'"));
+            return Ok(());
+        }
+        let user = self.login(mechanism, s.response, ctx);
+        let mechanism = mechanism.name();
+        let user = user.map_err(|reason| {
+            warn!(
+                "[conn {}] {} login refused ({mechanism}): {reason}",
+                self.id.0, self.peer
+            );
             AmqpError::access_refused(format_args!(
                 "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
             ))
-        };
-        let Some((user, pass)) = creds else {
-            return Err(refused());
-        };
-        let user_s = String::from_utf8_lossy(user).into_owned();
-        if let Err(r) = ctx
-            .broker
-            .authenticate(&user_s, pass, is_loopback(&self.peer))
-        {
-            warn!(
-                "[conn {}] {} login refused ({mechanism}): {}",
-                self.id.0,
-                self.peer,
-                r.log_text()
-            );
-            return Err(refused());
-        }
-        self.user = user_s;
+        })?;
+        self.user = user;
         let tune = ConnectionTune {
             channel_max: ctx.config.channel_max,
             frame_max: ctx.config.frame_max,
@@ -156,6 +186,57 @@ impl Session {
         out.method(0, &Method::ConnectionTune(tune));
         self.state = State::AwaitingTuneOk;
         Ok(())
+    }
+
+    /// The user a start-ok logs in as, or why not (for the log only).
+    fn login(
+        &self,
+        mechanism: AuthMechanism,
+        response: &[u8],
+        ctx: &mut Ctx<'_>,
+    ) -> Result<String, String> {
+        let loopback = is_loopback(&self.peer);
+        if mechanism == AuthMechanism::External {
+            let user = self.certificate_user(ctx.config)?;
+            return match ctx.broker.authenticate_external(&user, loopback) {
+                Ok(()) => Ok(user),
+                Err(r) => Err(r.log_text()),
+            };
+        }
+        let Some((user, pass)) = credentials(mechanism, response) else {
+            return Err("malformed response".to_owned());
+        };
+        let user = String::from_utf8_lossy(user).into_owned();
+        match ctx.broker.authenticate(&user, pass, loopback) {
+            Ok(()) => Ok(user),
+            Err(r) => Err(r.log_text()),
+        }
+    }
+
+    /// The user name SASL EXTERNAL takes from the client certificate, or the reason there is
+    /// none in RabbitMQ's words (rabbit_auth_mechanism_ssl, rabbit_ssl).
+    fn certificate_user(&self, config: &Config) -> Result<String, String> {
+        let Transport::Tls { peer_cert } = &self.transport else {
+            return Err("not SSL connection".into());
+        };
+        let Some(cert) = peer_cert else {
+            return Err("connection peer presented no TLS (x.509) certificate".into());
+        };
+        if config.tls.verify != TlsVerify::Peer {
+            return Err("TLS configuration is unsafe".into());
+        }
+        login_name(cert, config.ssl_cert_login_from).ok_or_else(|| "no name found".into())
+    }
+
+    /// Ends the connection during the handshake without a word, as RabbitMQ does for a
+    /// handshake error.
+    fn drop_in_handshake(&mut self, reason: String) {
+        warn!(
+            "[conn {}] {} handshake error: {reason}",
+            self.id.0, self.peer
+        );
+        self.close_reason = Some(reason);
+        self.state = State::Closed;
     }
 
     pub(super) fn tune_ok(
@@ -234,6 +315,11 @@ mod tests {
     /// The client's first bytes: protocol header and start-ok with PLAIN credentials,
     /// advertising authentication_failure_close or not.
     fn client_start(user: &str, password: &str, failure_close: bool) -> Vec<u8> {
+        let response = format!("\0{user}\0{password}");
+        client_start_with(b"PLAIN", response.as_bytes(), failure_close)
+    }
+
+    fn client_start_with(mechanism: &[u8], response: &[u8], failure_close: bool) -> Vec<u8> {
         let mut props = Vec::new();
         let mut w = Writer::new(&mut props);
         let mut t = TableWriter::begin(&mut w);
@@ -242,11 +328,10 @@ mod tests {
         });
         t.finish();
         let props = props.split_off(4);
-        let response = format!("\0{user}\0{password}");
         let start_ok = ConnectionStartOk {
             client_properties: FieldTable::parse(&props).expect("table"),
-            mechanism: b"PLAIN",
-            response: response.as_bytes(),
+            mechanism,
+            response,
             locale: b"en_US",
         };
         let mut out = PROTOCOL_HEADER.to_vec();
@@ -257,19 +342,25 @@ mod tests {
     /// Feeds the client's start to a session from `peer`; returns the methods it wrote (as
     /// class/method ids with a close's code and text) and whether it is closed.
     fn login(peer: &str, user: &str, password: &str, failure_close: bool) -> Vec<String> {
+        let input = client_start(user, password, failure_close);
+        exchange(peer, &Config::default(), Transport::Plain, &input)
+    }
+
+    /// Feeds `input` to a session on `transport` from `peer`; connection.start shows as
+    /// "start MECHANISMS".
+    fn exchange(peer: &str, config: &Config, transport: Transport, input: &[u8]) -> Vec<String> {
         let mut broker = Broker::new();
-        let config = Config::default();
         let now = Instant::now();
-        let mut s = Session::new(ConnId(1), peer.parse().expect("peer"), &config, now);
+        let mut s = Session::new(ConnId(1), peer.parse().expect("peer"), config, now);
+        s.set_transport(transport);
         let mut ctx = Ctx {
             broker: &mut broker,
-            config: &config,
+            config,
             now,
             alarm: None,
         };
         let mut out = Outbox::default();
-        let input = client_start(user, password, failure_close);
-        s.handle_input(&mut out, &input, &mut ctx);
+        s.handle_input(&mut out, input, &mut ctx);
         let mut written = Vec::new();
         out.write_to(&mut written).expect("a Vec takes all");
         let mut methods = Vec::new();
@@ -282,6 +373,9 @@ mod tests {
                     c.reply_code,
                     String::from_utf8_lossy(c.reply_text)
                 )),
+                Method::ConnectionStart(st) => {
+                    methods.push(format!("start {}", String::from_utf8_lossy(st.mechanisms)))
+                }
                 m => methods.push(m.name().to_string()),
             }
         }
@@ -298,25 +392,66 @@ mod tests {
     fn guest_is_refused_from_other_addresses() {
         let refused = "close 403 ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN. For details see the broker logfile.";
         let from = |peer, user, failure_close| login(peer, user, "guest", failure_close);
+        let start = "start PLAIN AMQPLAIN";
         assert_eq!(
             from("127.0.0.1:4000", "guest", true),
-            ["connection.start", "connection.tune"]
+            [start, "connection.tune"]
         );
         assert_eq!(
             from("[::ffff:127.0.0.1]:4000", "guest", true),
-            ["connection.start", "connection.tune"]
+            [start, "connection.tune"]
         );
-        assert_eq!(
-            from("192.0.2.7:4000", "guest", true),
-            ["connection.start", refused]
-        );
+        assert_eq!(from("192.0.2.7:4000", "guest", true), [start, refused]);
         assert_eq!(
             from("192.0.2.7:4000", "guest", false),
-            ["connection.start", "socket closed"]
+            [start, "socket closed"]
         );
         assert_eq!(
             login("192.0.2.7:4000", "guest", "wrong", true),
-            ["connection.start", refused]
+            [start, refused]
+        );
+    }
+
+    /// SASL EXTERNAL: offered in the configured order on TLS only; the certificate's CN
+    /// (common_name mode) logs in as guest from loopback, and loopback_users still refuses
+    /// guest from elsewhere; a certificate-less TLS client and an unknown name are refused
+    /// with the one text; on the plain port, choosing EXTERNAL drops the socket unanswered.
+    #[test]
+    fn external_login_follows_the_certificate_and_loopback_users() {
+        let mut config = Config::default();
+        config.auth_mechanisms = vec![AuthMechanism::External, AuthMechanism::Plain];
+        config.ssl_cert_login_from = crate::config::CertLoginFrom::CommonName;
+        config.tls.verify = TlsVerify::Peer;
+        let guest_cert = include_bytes!("../../tests/fixtures/client-certs/c1.der");
+        let tls = |cert: Option<&[u8]>| Transport::Tls {
+            peer_cert: cert.map(Box::from),
+        };
+        let input = client_start_with(b"EXTERNAL", b"", true);
+        let refused = "close 403 ACCESS_REFUSED - Login was refused using authentication mechanism EXTERNAL. For details see the broker logfile.";
+        let start = "start EXTERNAL PLAIN";
+        let run = |peer, transport| exchange(peer, &config, transport, &input);
+        assert_eq!(
+            run("127.0.0.1:4000", tls(Some(guest_cert))),
+            [start, "connection.tune"]
+        );
+        assert_eq!(
+            run("192.0.2.7:4000", tls(Some(guest_cert))),
+            [start, refused]
+        );
+        assert_eq!(run("127.0.0.1:4000", tls(None)), [start, refused]);
+        let dn = {
+            let mut c = config.clone();
+            c.ssl_cert_login_from = crate::config::CertLoginFrom::DistinguishedName;
+            c
+        };
+        // The DN "O=client,CN=guest" is no user.
+        assert_eq!(
+            exchange("127.0.0.1:4000", &dn, tls(Some(guest_cert)), &input),
+            [start, refused]
+        );
+        assert_eq!(
+            run("127.0.0.1:4000", Transport::Plain),
+            ["start PLAIN", "socket closed"]
         );
     }
 }

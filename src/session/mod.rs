@@ -15,6 +15,7 @@ mod dispatch;
 mod entities;
 mod flow;
 mod handshake;
+pub use handshake::Transport;
 pub mod info;
 mod publish;
 pub(crate) use publish::publish_props;
@@ -116,6 +117,8 @@ pub struct Session {
     /// The message just routed went to the default exchange: one lookup and one queue, so the
     /// input deadline need not be checked after it (read and cleared by `handle_input_until`).
     cheap_route: bool,
+    /// Plain or TLS, and the client certificate (`handshake.rs`, for SASL EXTERNAL).
+    transport: Transport,
 }
 
 /// RabbitMQ's rendering of a frame in error texts: "type 1, all octets = <<0,60>>".
@@ -232,6 +235,7 @@ impl Session {
             body_in_flight: None,
             settle_scratch: Vec::new(),
             cheap_route: false,
+            transport: Transport::Plain,
         }
     }
 
@@ -329,7 +333,7 @@ impl Session {
                 return buf.len();
             }
             pos = 8;
-            self.send_start(out);
+            self.send_start(out, ctx.config);
         }
         while self.reads_input() && pos < buf.len() {
             if self.body_in_flight.is_some() {

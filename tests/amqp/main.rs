@@ -30,5 +30,6 @@ mod raw_wire;
 mod robustness;
 mod semantics;
 mod support;
+mod tls_client;
 mod wire;
 mod wire_compat;

@@ -9,10 +9,12 @@ as its last line.
                                                             3.10, to prove them faithful)
 """
 import argparse
+import json
 import os
 import shutil
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import tempfile
@@ -55,6 +57,13 @@ class Pki:
         self.rogue_client, self.rogue_client_key = self._leaf(
             'rogue-client', 'guest', self.rogue_ca, self.rogue_key,
             'extendedKeyUsage=clientAuth\n')
+        # SASL EXTERNAL: a certificate whose subject names a user, and one naming nobody.
+        self.ext_user, self.ext_user_key = self._leaf(
+            'ext-user', 'tls-user/O=coney test', self.ca, self.ca_key,
+            'extendedKeyUsage=clientAuth\n')
+        self.ext_nobody, self.ext_nobody_key = self._leaf(
+            'ext-nobody', 'nobody/O=coney test', self.ca, self.ca_key,
+            'extendedKeyUsage=clientAuth\n')
         self.garbage = self.path('garbage.pem')
         with open(self.garbage, 'w') as f:
             f.write('-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n')
@@ -87,6 +96,13 @@ class Pki:
         return cert, key
 
 
+# The user RabbitMQ's ssl_cert_login_from = distinguished_name makes of ext-user's subject
+# (/CN=tls-user/O=coney test): RDNs reversed, RFC 4514 style.
+EXT_DN_USER = 'O=coney test,CN=tls-user'
+EXT_FAILED = ('close 403 ACCESS_REFUSED - Login was refused using authentication mechanism '
+              'EXTERNAL. For details see the broker logfile.')
+
+
 def tls_conf(tls_port, pki, extra):
     """The rabbitmq.conf lines both brokers read for the TLS listener."""
     return ('listeners.ssl.default = %s:%d\n' % (HOST, tls_port)
@@ -99,16 +115,23 @@ class RabbitBroker:
     """A private RabbitMQ node with the same TLS settings (scripts/rabbitmq.sh); its TLS
     handshake deadline is ssl_handshake_timeout, set like coney's handshake_timeout."""
 
-    def __init__(self, tmp, pki, name, extra):
+    def __init__(self, tmp, pki, name, extra, users=()):
         self.tls_port = free_port()
         self.conf = os.path.join(tmp, name + '-rmq')
         os.environ['RABBITMQ_EXTRA_CONF'] = tls_conf(self.tls_port, pki, extra) + \
             'ssl_handshake_timeout = %d\nhandshake_timeout = %d\n' % (
                 HANDSHAKE_TIMEOUT_MS, HANDSHAKE_TIMEOUT_MS)
+        os.environ['RABBITMQ_PLUGINS'] = 'rabbitmq_auth_mechanism_ssl'
         self.rmq = brokerlib.RabbitMQ(self.conf).start()
         self.port = self.rmq.port
         if not brokerlib.wait_port(self.tls_port, 20):
             raise brokerlib.BrokerError('RabbitMQ TLS port %d not open' % self.tls_port)
+        for user in users:
+            for argv in (['add_user', user, 'unused-password'],
+                         ['set_permissions', '-p', '/', user, '.*', '.*', '.*']):
+                subprocess.run(['bash', brokerlib.RabbitMQ.SCRIPT, 'ctl', self.conf] + argv,
+                               check=True, stdin=subprocess.DEVNULL, capture_output=True,
+                               timeout=90)
 
     def alive(self):
         return True
@@ -121,11 +144,24 @@ class RabbitBroker:
 class Broker:
     """coney with a plain and a TLS listener on free ports, from a config file."""
 
-    def __init__(self, binary, tmp, pki, name, extra):
+    def __init__(self, binary, tmp, pki, name, extra, users=()):
         self.tls_port = free_port()
         self.conf = os.path.join(tmp, name + '.conf')
         with open(self.conf, 'w') as f:
             f.write(tls_conf(self.tls_port, pki, extra))
+            if users:
+                # A data dir loading definitions is not seeded, so guest comes along.
+                defs = os.path.join(tmp, name + '-definitions.json')
+                names = ['guest'] + list(users)
+                with open(defs, 'w') as d:
+                    json.dump({
+                        'vhosts': [{'name': '/'}],
+                        'users': [{'name': u, 'password': 'guest' if u == 'guest' else
+                                   'unused-password', 'tags': ['administrator']}
+                                  for u in names],
+                        'permissions': [{'user': u, 'vhost': '/', 'configure': '.*',
+                                         'write': '.*', 'read': '.*'} for u in names]}, d)
+                f.write('load_definitions = %s\n' % defs)
             f.write('handshake_timeout = %d\n' % HANDSHAKE_TIMEOUT_MS)
             self.mgmt_port = free_port()
             f.write('management.tcp.ip = %s\nmanagement.tcp.port = %d\n' % (HOST, self.mgmt_port))
@@ -331,9 +367,9 @@ def test_s_client_handshake(t):
         rc, out = s_client(t.a.tls_port, '-CAfile', t.pki.ca, version)
         assert out.startswith(START_PREFIX), (version, rc, out[:40])
         assert out[7:11] == START_METHOD, (version, out[:16])
-        # EXTERNAL is not implemented, so it must not be offered (RabbitMQ without the
-        # rabbitmq_auth_mechanism_ssl plugin offers the same two).
-        assert b'PLAIN AMQPLAIN' in out and b'EXTERNAL' not in out, out
+        # Broker a configures PLAIN, AMQPLAIN and EXTERNAL; over TLS all three are offered.
+        for mechanism in (b'PLAIN', b'AMQPLAIN', b'EXTERNAL'):
+            assert mechanism in out, (mechanism, out)
 
 
 def test_s_client_wrong_ca_fails(t):
@@ -367,34 +403,180 @@ def test_plain_client_on_tls_port(t):
     conn.close()
 
 
-def test_garbage_handshake_flood(t):
-    """Rounds of 200 connections sending garbage, oversized records, bad handshake records and
-    plain AMQP to the TLS port for 2 s are all closed, and the plain-port canary's p99 stays
-    under 50 ms."""
-    canary = Canary(t.a.port)
-    socks = []
-    rounds = 0
+def client_hello():
+    """The bytes of a real TLS ClientHello (Python's ssl over memory BIOs)."""
+    ctx = ssl.create_default_context()
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname='localhost')
     try:
-        junk = [os.urandom(3000), PROTOCOL_HEADER * 50,
-                b'\x16\x03\x01\xff\xff' + os.urandom(2000), b'\x16\x03\x03\x00\x05hello']
-        end = time.monotonic() + 2
-        while time.monotonic() < end or rounds == 0:
-            for i in range(200):
-                s = socket.create_connection((HOST, t.a.tls_port), timeout=5)
-                s.sendall(junk[i % len(junk)])
-                socks.append(s)
-            for s in socks:
-                read_until_closed(s, 5)
-                s.close()
-            socks.clear()
-            rounds += 1
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
+
+
+def handshake_flood(port, seconds, slow, burst, rate, report):
+    """In a child process (so the canary's own timing shares no interpreter lock with it):
+    `slow` connections that send half a ClientHello and stall, kept open, while bursts of
+    `burst` connections send garbage, oversized or bad records, plain AMQP or a ClientHello
+    with its body scrambled and wait to be closed, for `seconds`, at most `rate` a second. Puts (garbage connections, slow ones
+    the broker closed, error or None) on `report`."""
+    import selectors
+    hello = client_hello()
+    # Each is refused as soon as it is read (the stalled ones wait for the deadline).
+    junk = [os.urandom(3000), PROTOCOL_HEADER * 50, b'\x16\x03\x01\xff\xff' + os.urandom(2000),
+            b'\x16\x03\x03\x00\x05hello', hello[:5] + os.urandom(len(hello) - 5),
+            hello[:9] + os.urandom(len(hello) - 9)]
+    socks, garbage = [], 0
+    try:
+        for _ in range(slow):
+            s = socket.create_connection((HOST, port), timeout=5)
+            s.sendall(hello[:len(hello) // 2])
+            socks.append(s)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            next_burst = time.monotonic() + burst / rate
+            sel = selectors.DefaultSelector()
+            for i in range(burst):
+                g = socket.create_connection((HOST, port), timeout=5)
+                g.sendall(junk[i % len(junk)])
+                g.setblocking(False)
+                sel.register(g, selectors.EVENT_READ)
+            open_ = burst
+            limit = time.monotonic() + 5
+            while open_ and time.monotonic() < limit:
+                for key, _ in sel.select(0.5):
+                    try:
+                        data = key.fileobj.recv(65536)
+                    except (BlockingIOError, InterruptedError):
+                        continue
+                    except OSError:
+                        data = b''
+                    if not data:
+                        sel.unregister(key.fileobj)
+                        key.fileobj.close()
+                        open_ -= 1
+            for key in list(sel.get_map().values()):
+                key.fileobj.close()
+            sel.close()
+            if open_:
+                raise AssertionError('%d garbage connections still open after 5 s' % open_)
+            garbage += burst
+            time.sleep(max(0, next_burst - time.monotonic()))
+        # The stalled handshakes end by the handshake deadline.
+        closed = 0
+        for s in socks:
+            read_until_closed(s, HANDSHAKE_TIMEOUT_MS / 1000 + 3)
+            closed += 1
+        report.put((garbage, closed, None))
+    except Exception as e:  # noqa: BLE001 - reported to the parent
+        report.put((garbage, 0, repr(e)))
     finally:
         for s in socks:
             s.close()
+
+
+def method_frame(channel, class_id, method_id, args=b''):
+    payload = struct.pack('>HH', class_id, method_id) + args
+    return struct.pack('>BHI', 1, channel, len(payload)) + payload + b'\xce'
+
+
+class TlsCanary(Canary):
+    """The canary over TLS with hand-written frames (pika's own polling would dominate a
+    10 ms bound): logs in as guest, opens channel 1, then times passive exchange.declare
+    round trips until stopped."""
+
+    DECLARE = method_frame(1, 40, 10, b'\x00\x00\x0aamq.direct\x06direct\x01\x00\x00\x00\x00')
+
+    def __init__(self, port, ctx):
+        sock, _ = amqp_start(port, ctx)
+        sock.settimeout(5)
+        caps = b''
+        resp = b'\x00guest\x00guest'
+        sock.sendall(method_frame(0, 10, 11, struct.pack('>I', 0) + b'\x05PLAIN'
+                                  + struct.pack('>I', len(resp)) + resp + b'\x05en_US' + caps))
+        tune = read_frame(sock)
+        assert tune is not None and tune[:4] == b'\x00\x0a\x00\x1e', tune
+        channel_max, frame_max = struct.unpack('>HI', tune[4:10])
+        sock.sendall(method_frame(0, 10, 31, struct.pack('>HIH', channel_max, frame_max, 0))
+                     + method_frame(0, 10, 40, b'\x01/\x00\x00')
+                     + method_frame(1, 20, 10, b'\x00'))
+        self.sock = sock
+        self.buf = b''
+        for want in (b'\x00\x0a\x00\x29', b'\x00\x14\x00\x0b'):  # open-ok, channel open-ok
+            got = self.next_frame()
+            assert got[:4] == want, (want, got)
+        self.times = []
+        self.error = None
+        self.stop_flag = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def next_frame(self):
+        """The next frame's payload (frames that arrived together are kept for later)."""
+        while len(self.buf) < 7 or len(self.buf) < 8 + struct.unpack('>I', self.buf[3:7])[0]:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise AssertionError('canary connection closed')
+            self.buf += chunk
+        n = struct.unpack('>I', self.buf[3:7])[0]
+        payload, self.buf = self.buf[7:7 + n], self.buf[8 + n:]
+        return payload
+
+    def _run(self):
+        try:
+            while not self.stop_flag.is_set():
+                t = time.monotonic()
+                self.sock.sendall(self.DECLARE)
+                got = self.next_frame()
+                assert got[:4] == b'\x00\x28\x00\x0b', got
+                self.times.append(time.monotonic() - t)
+                time.sleep(0.002)
+        except Exception as e:  # noqa: BLE001 - reported by stop()
+            self.error = e
+
+    def stop(self):
+        self.stop_flag.set()
+        self.thread.join(10)
+        self.sock.close()
+        self.conn = None
+        if self.error:
+            raise AssertionError('canary failed: %r' % self.error)
+        ts = sorted(self.times)
+        assert ts, 'canary made no round trip'
+        p99 = ts[min(len(ts) - 1, int(len(ts) * 0.99))] * 1000
+        return len(ts), p99, ts[-1] * 1000
+
+
+def test_garbage_handshake_flood(t):
+    """For 3 s, 200 stalled half ClientHellos stay open while bursts of 100 concurrent
+    connections (up to 5,000 a second) send garbage, bad records, plain AMQP and scrambled ClientHellos to the TLS
+    port (from another process): every one is closed (the stalled ones by the handshake
+    deadline), and a canary over TLS keeps its round-trip p99 under 10 ms (on RabbitMQ the
+    p99 is printed, not asserted)."""
+    import multiprocessing
+    canary = TlsCanary(t.a.tls_port, client_context(t.pki))
+    report = multiprocessing.Queue()
+    flood = multiprocessing.Process(target=handshake_flood,
+                                    args=(t.a.tls_port, 3, 200, 100, 5000, report))
+    try:
+        flood.start()
+        garbage, closed, error = report.get(timeout=60)
+    finally:
+        flood.join(10)
+        if flood.is_alive():
+            flood.kill()
         n, p99, worst = canary.stop()
-    print('    canary over %d garbage connections in %d rounds: %d round trips, p99 %.2f ms, '
-          'max %.2f ms' % (rounds * 200, rounds, n, p99, worst))
-    assert n >= 50 and p99 < 50, (n, p99)
+    print('    TLS canary over %d garbage + 200 stalled handshakes: %d round trips, p99 %.2f ms, '
+          'max %.2f ms' % (garbage, n, p99, worst))
+    assert error is None, error
+    assert closed == 200, closed
+    assert garbage >= 100 and n >= 100, (garbage, n)
+    if t.rabbitmq:
+        # Measured for comparison only: RabbitMQ 3.10 gave p99 22 ms here.
+        print('    (RabbitMQ: the 10 ms bound is coney\'s, not asserted)')
+        return
+    assert p99 < 10, p99
 
 
 def test_handshake_deadline(t):
@@ -464,6 +646,145 @@ def test_back_pressure(t):
           % (n, size // 1024, plain, tls))
     # RabbitMQ's ssl process buffers more (about 250 of the 400 delivered in a run).
     assert t.rabbitmq or (tls >= plain - 32 and tls > n // 4), (plain, tls)
+
+
+def amqp_start(port, ctx=None):
+    """Opens a socket (TLS when `ctx`), sends the protocol header and reads connection.start;
+    returns (socket, mechanisms as a str)."""
+    sock = socket.create_connection((HOST, port), timeout=5)
+    if ctx is not None:
+        sock = ctx.wrap_socket(sock, server_hostname='localhost')
+    sock.sendall(PROTOCOL_HEADER)
+    payload = read_frame(sock)
+    assert payload is not None and payload[:4] == START_METHOD, payload
+    i = 6
+    i += 4 + struct.unpack('>I', payload[i:i + 4])[0]  # server properties
+    n = struct.unpack('>I', payload[i:i + 4])[0]
+    return sock, payload[i + 4:i + 4 + n].decode()
+
+
+def read_frame(sock):
+    """One frame's payload, or None if the peer closed first."""
+    buf = b''
+    while len(buf) < 7 or len(buf) < 8 + struct.unpack('>I', buf[3:7])[0]:
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionResetError, ssl.SSLError):
+            return None
+        if not chunk:
+            return None
+        buf += chunk
+    return buf[7:7 + struct.unpack('>I', buf[3:7])[0]]
+
+
+def start_ok(sock, mechanism, response=b''):
+    """Sends start-ok (announcing authentication_failure_close); returns what came back:
+    'tune', 'close CODE TEXT' or 'closed' (the socket went without a word)."""
+    caps = b'\x1cauthentication_failure_closet\x01'
+    props = b'\x0ccapabilitiesF' + struct.pack('>I', len(caps)) + caps
+    mech = mechanism.encode()
+    payload = (b'\x00\x0a\x00\x0b' + struct.pack('>I', len(props)) + props
+               + bytes([len(mech)]) + mech + struct.pack('>I', len(response)) + response
+               + b'\x05en_US')
+    sock.sendall(struct.pack('>BHI', 1, 0, len(payload)) + payload + b'\xce')
+    sock.settimeout(10)
+    got = read_frame(sock)
+    sock.close()
+    if got is None:
+        return 'closed'
+    if got[:4] == b'\x00\x0a\x00\x1e':
+        return 'tune'
+    if got[:4] == b'\x00\x0a\x00\x32':
+        code = struct.unpack('>H', got[4:6])[0]
+        return 'close %d %s' % (code, got[7:7 + got[6]].decode())
+    return 'method %r' % got[:4]
+
+
+def external_params(t, port, cert, key):
+    return tls_params(port, client_context(t.pki, cert, key),
+                      credentials=pika.credentials.ExternalCredentials())
+
+
+def test_external_login_by_subject_dn(t):
+    """SASL EXTERNAL (auth_mechanisms PLAIN, AMQPLAIN, EXTERNAL; ssl_cert_login_from default):
+    over TLS with a verified client certificate EXTERNAL is offered (RabbitMQ's order varies
+    from node to node, so only the set is compared), and
+    pika logs in as the user named by the subject DN ('O=coney test,CN=tls-user') with no
+    password and publishes and consumes."""
+    ctx = client_context(t.pki, t.pki.ext_user, t.pki.ext_user_key)
+    sock, mechanisms = amqp_start(t.c.tls_port, ctx)
+    sock.close()
+    assert sorted(mechanisms.split()) == ['AMQPLAIN', 'EXTERNAL', 'PLAIN'], mechanisms
+    conn = pika.BlockingConnection(
+        external_params(t, t.c.tls_port, t.pki.ext_user, t.pki.ext_user_key))
+    try:
+        assert round_trip(conn) == b'over tls'
+    finally:
+        conn.close()
+
+
+def test_external_unknown_user_refused(t):
+    """EXTERNAL with a verified certificate whose subject names no user: 403 with RabbitMQ's
+    text (no password is checked, but the user must exist); pika raises."""
+    ctx = client_context(t.pki, t.pki.ext_nobody, t.pki.ext_nobody_key)
+    sock, _ = amqp_start(t.c.tls_port, ctx)
+    got = start_ok(sock, 'EXTERNAL')
+    assert got == EXT_FAILED, got
+    try:
+        conn = pika.BlockingConnection(
+            external_params(t, t.c.tls_port, t.pki.ext_nobody, t.pki.ext_nobody_key))
+    except pika.exceptions.AMQPConnectionError:
+        return
+    conn.close()
+    raise AssertionError('EXTERNAL login for an unknown certificate user succeeded')
+
+
+def test_external_not_offered_on_plain_port(t):
+    """The plain port never offers EXTERNAL though it is configured, and a client choosing it
+    there is dropped without a word, as RabbitMQ drops any handshake error ("invalid
+    authentication mechanism"); so is an unknown mechanism."""
+    for mechanism in ('EXTERNAL', 'NO-SUCH-MECH'):
+        sock, mechanisms = amqp_start(t.c.port)
+        assert mechanisms == 'PLAIN AMQPLAIN', mechanisms
+        got = start_ok(sock, mechanism)
+        assert got == 'closed', (mechanism, got)
+
+
+def test_external_without_client_certificate(t):
+    """Over TLS without a client certificate (verify_peer optional, and verify_none) EXTERNAL
+    is still offered, as rabbitmq_auth_mechanism_ssl does, and choosing it is 403 with
+    RabbitMQ's text ("connection peer presented no TLS (x.509) certificate" in the log);
+    PLAIN still works there."""
+    for broker in (t.c, t.a):
+        sock, mechanisms = amqp_start(broker.tls_port, client_context(t.pki))
+        assert sorted(mechanisms.split()) == ['AMQPLAIN', 'EXTERNAL', 'PLAIN'], mechanisms
+        got = start_ok(sock, 'EXTERNAL')
+        assert got == EXT_FAILED, got
+        sock, _ = amqp_start(broker.tls_port, client_context(t.pki))
+        got = start_ok(sock, 'PLAIN', b'\x00guest\x00guest')
+        assert got == 'tune', got
+
+
+def test_external_login_by_common_name(t):
+    """ssl_cert_login_from = common_name with auth_mechanisms PLAIN and EXTERNAL: the client
+    certificate /CN=guest logs in as guest over EXTERNAL; only the configured mechanisms are
+    offered, and one not configured (AMQPLAIN) drops the connection."""
+    ctx = client_context(t.pki, t.pki.client, t.pki.client_key)
+    sock, mechanisms = amqp_start(t.b.tls_port, ctx)
+    assert sorted(mechanisms.split()) == ['EXTERNAL', 'PLAIN'], mechanisms
+    amqplain = (b'\x05LOGINS\x00\x00\x00\x05guest' b'\x08PASSWORDS\x00\x00\x00\x05guest')
+    got = start_ok(sock, 'AMQPLAIN', amqplain)
+    assert got == 'closed', got
+    conn = pika.BlockingConnection(
+        external_params(t, t.b.tls_port, t.pki.client, t.pki.client_key))
+    try:
+        assert round_trip(conn) == b'over tls'
+    finally:
+        conn.close()
+    ctx = client_context(t.pki, t.pki.ext_user, t.pki.ext_user_key)
+    sock, _ = amqp_start(t.b.tls_port, ctx)
+    got = start_ok(sock, 'EXTERNAL')
+    assert got == EXT_FAILED, got  # CN 'tls-user' is no user on this broker
 
 
 def test_verify_peer_required(t):
@@ -560,6 +881,11 @@ TESTS = [
     test_verify_peer_required,
     test_verify_peer_optional,
     test_bad_keys_stop_the_start,
+    test_external_login_by_subject_dn,
+    test_external_unknown_user_refused,
+    test_external_not_offered_on_plain_port,
+    test_external_without_client_certificate,
+    test_external_login_by_common_name,
 ]
 
 
@@ -586,16 +912,21 @@ def main():
         t.pki = Pki(t.tmp)
         t.rabbitmq = args.rabbitmq
         if args.rabbitmq:
-            def make(name, extra):
-                return RabbitBroker(t.tmp, t.pki, name, extra)
+            def make(name, extra, users=()):
+                return RabbitBroker(t.tmp, t.pki, name, extra, users)
         else:
-            def make(name, extra):
-                return Broker(t.binary, t.tmp, t.pki, name, extra)
-        t.a = make('a', 'ssl_options.verify = verify_none\n')
+            def make(name, extra, users=()):
+                return Broker(t.binary, t.tmp, t.pki, name, extra, users)
+        all_mechanisms = ('auth_mechanisms.1 = PLAIN\nauth_mechanisms.2 = AMQPLAIN\n'
+                          'auth_mechanisms.3 = EXTERNAL\n')
+        t.a = make('a', 'ssl_options.verify = verify_none\n' + all_mechanisms)
         brokers.append(t.a)
-        t.b = make('b', 'ssl_options.verify = verify_peer\nssl_options.fail_if_no_peer_cert = true\n')
+        t.b = make('b', 'ssl_options.verify = verify_peer\nssl_options.fail_if_no_peer_cert = true\n'
+                   'auth_mechanisms.1 = PLAIN\nauth_mechanisms.2 = EXTERNAL\n'
+                   'ssl_cert_login_from = common_name\n')
         brokers.append(t.b)
-        t.c = make('c', 'ssl_options.verify = verify_peer\nssl_options.fail_if_no_peer_cert = false\n')
+        t.c = make('c', 'ssl_options.verify = verify_peer\nssl_options.fail_if_no_peer_cert = false\n'
+                   + all_mechanisms, users=[EXT_DN_USER])
         brokers.append(t.c)
         for test in TESTS:
             if args.only and args.only not in test.__name__:

@@ -17,6 +17,8 @@ use coney::protocol::{FieldTable, ReplyCode};
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+
+use crate::stream::Stream;
 use std::time::{Duration, Instant};
 
 use crate::uri::AmqpUri;
@@ -111,7 +113,7 @@ impl FrameReader {
     }
 
     /// One read syscall. `Ok(0)` means the read timed out; end of stream is an error.
-    pub fn fill(&mut self, s: &mut TcpStream) -> io::Result<usize> {
+    pub fn fill(&mut self, s: &mut Stream) -> io::Result<usize> {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
@@ -200,7 +202,7 @@ pub fn check_close(out: &mut Vec<u8>, channel: u16, m: &Method<'_>) -> Control {
 
 /// One open connection with channel `CHANNEL` open on it.
 pub struct Client {
-    pub stream: TcpStream,
+    pub stream: Stream,
     pub reader: FrameReader,
     /// Outgoing bytes not yet written (calls flush it themselves).
     pub out: Vec<u8>,
@@ -234,10 +236,11 @@ impl Client {
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| protocol(format!("{} does not resolve", uri.addr())))?;
-        let stream = TcpStream::connect_timeout(&addr, connect_timeout)?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(connect_timeout))?;
-        stream.set_write_timeout(Some(connect_timeout))?;
+        let tcp = TcpStream::connect_timeout(&addr, connect_timeout)?;
+        tcp.set_nodelay(true)?;
+        tcp.set_read_timeout(Some(connect_timeout))?;
+        tcp.set_write_timeout(Some(connect_timeout))?;
+        let stream = Stream::new(tcp, uri.tls, &uri.host)?;
         let mut c = Client {
             stream,
             reader: FrameReader::new(FRAME_MAX_BYTES),

@@ -9,6 +9,7 @@ use crate::client::{
 };
 use crate::histogram::Histogram;
 use crate::run::RunConfig;
+use crate::stream::Stream;
 use crate::topology;
 use coney::protocol::constants::CLASS_BASIC;
 use coney::protocol::frame::{self, FrameKind};
@@ -21,7 +22,6 @@ use coney::protocol::wire::Writer;
 use coney::protocol::{FieldTable, ReplyCode};
 use std::collections::VecDeque;
 use std::io::Write;
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -225,7 +225,7 @@ impl Batcher {
 /// Writes all of `buf`. If the run stops while the socket is full (a broker applying flow
 /// control), keeps trying for `CLOSE_TIMEOUT_MS` so the stream does not end mid-frame; returns
 /// false if it still could not finish, and the caller must then drop the socket unclosed.
-fn write_whole(s: &mut TcpStream, mut buf: &[u8], shared: &Shared) -> Result<bool> {
+fn write_whole(s: &mut Stream, mut buf: &[u8], shared: &Shared) -> Result<bool> {
     let mut stop_seen: Option<Instant> = None;
     while !buf.is_empty() {
         match s.write(buf) {
@@ -289,7 +289,7 @@ impl ConfirmTracker {
 
 /// Reads what the server sends a producer: confirms, returns, blocked, closes.
 fn producer_reader(
-    mut stream: TcpStream,
+    mut stream: Stream,
     mut reader: FrameReader,
     shared: Arc<Shared>,
     writer: thread::Thread,
@@ -443,7 +443,7 @@ fn producer(cfg: &RunConfig, shared: &Arc<Shared>, id: usize) -> Result<()> {
 fn publish_loop(
     cfg: &RunConfig,
     shared: &Shared,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     batcher: &mut Batcher,
     confirmed: &AtomicU64,
 ) -> Result<bool> {

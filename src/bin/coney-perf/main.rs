@@ -10,6 +10,7 @@ mod probe;
 mod proc_stat;
 mod queues;
 mod run;
+mod stream;
 mod topology;
 mod uri;
 
@@ -31,6 +32,12 @@ fn options() -> Options {
         "uri",
         "broker URI (default amqp://guest:guest@localhost:5672/%2F)",
         "URI",
+    );
+    o.optopt(
+        "",
+        "cacert",
+        "PEM file of the CA that an amqps:// broker's certificate must chain to",
+        "FILE",
     );
     o.optopt("x", "producers", "producer connections (default 1)", "N");
     o.optopt(
@@ -290,6 +297,12 @@ fn main() -> ExitCode {
             )
         );
         return ExitCode::SUCCESS;
+    }
+    if let Some(ca) = m.opt_str("cacert") {
+        if let Err(e) = stream::set_ca_file(&ca) {
+            eprintln!("coney-perf: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
     }
     let outcome = if m.opt_present("wait-ready") {
         wait_ready(&m)

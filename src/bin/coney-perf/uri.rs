@@ -1,4 +1,4 @@
-//! `amqp://user:pass@host:port/vhost` URIs as RabbitMQ's clients read them: percent-decoded
+//! `amqp://user:pass@host:port/vhost` (and `amqps://`) URIs as RabbitMQ's clients read them: percent-decoded
 //! user, password and vhost, defaults guest/guest, localhost, 5672 and "/". No I/O.
 
 /// Where and as whom a load generator connects.
@@ -9,6 +9,8 @@ pub struct AmqpUri {
     pub host: String,
     pub port: u16,
     pub vhost: String,
+    /// amqps://: TLS to the broker (the CA comes from `--cacert`).
+    pub tls: bool,
 }
 
 impl Default for AmqpUri {
@@ -19,6 +21,7 @@ impl Default for AmqpUri {
             host: "localhost".into(),
             port: 5672,
             vhost: "/".into(),
+            tls: false,
         }
     }
 }
@@ -45,10 +48,20 @@ fn percent_decode(s: &str) -> Result<String, String> {
 
 impl AmqpUri {
     pub fn parse(uri: &str) -> Result<Self, String> {
-        let rest = uri
-            .strip_prefix("amqp://")
-            .ok_or_else(|| format!("'{uri}': only amqp:// URIs are supported"))?;
         let mut out = AmqpUri::default();
+        let rest = match (uri.strip_prefix("amqp://"), uri.strip_prefix("amqps://")) {
+            (Some(rest), _) => rest,
+            (None, Some(rest)) => {
+                out.tls = true;
+                out.port = 5671;
+                rest
+            }
+            _ => {
+                return Err(format!(
+                    "'{uri}': only amqp:// and amqps:// URIs are supported"
+                ))
+            }
+        };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], Some(&rest[i + 1..])),
             None => (rest, None),
@@ -112,7 +125,8 @@ mod tests {
                 pass: "s@cret".into(),
                 host: "10.0.0.1".into(),
                 port: 5673,
-                vhost: "/prod".into()
+                vhost: "/prod".into(),
+                tls: false,
             }
         );
         let d = AmqpUri::parse("amqp://127.0.0.1:5999").expect("uri");
@@ -125,6 +139,8 @@ mod tests {
             AmqpUri::parse("amqp://[::1]:1/v").expect("uri").addr(),
             "[::1]:1"
         );
+        let s = AmqpUri::parse("amqps://localhost").expect("uri");
+        assert!(s.tls && s.port == 5671);
         assert!(AmqpUri::parse("http://x").is_err());
         assert!(AmqpUri::parse("amqp://h:notaport").is_err());
     }
