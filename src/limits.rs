@@ -47,6 +47,11 @@ pub(crate) const WRITE_BUFFER_LOW_BYTES: usize = 256 * 1024;
 /// instead of waiting whole in the connection's partial-frame buffer (copied there and back
 /// at every read): a large body is copied once, from the read buffer into the message.
 pub(crate) const BODY_STREAM_MIN_BYTES: usize = 4096;
+/// While a large body frame is part-way, its payload is read straight into its message and
+/// at most this much of what follows into the read buffer, in the same readv: enough for the
+/// end octet, the next publish's method and header frames and the next body frame's header,
+/// and a small copy of the next body's first octets.
+pub(crate) const BODY_TAIL_READ_BYTES: usize = 4096;
 /// Largest partial-frame buffer kept allocated for an idle connection.
 pub(crate) const READ_LEFTOVER_KEEP_BYTES: usize = 4 * 1024;
 /// Most of a message body reserved when its content header arrives; the rest grows with the
@@ -233,6 +238,9 @@ const _: () = assert!(DEFINITIONS_SNAPSHOT_BYTES_PER_TURN as u64 <= DEFINITIONS_
 // frame_max is accepted, as RabbitMQ does); the read buffer (FRAME_MAX_BYTES +
 // READ_CHUNK_BYTES) must leave room to read more after it.
 const _: () = assert!(READ_CHUNK_BYTES > FRAME_OVERHEAD);
+// The tail read after a body's payload holds at least a frame's header and end octet.
+const _: () =
+    assert!(BODY_TAIL_READ_BYTES > FRAME_OVERHEAD && BODY_TAIL_READ_BYTES <= READ_CHUNK_BYTES);
 
 // HTTP (management and Prometheus listeners). The first six are cowboy's defaults as RabbitMQ's
 // management plugin keeps them, checked against RabbitMQ 3.10 (tests/fixtures/rabbitmq-3.10-http).
