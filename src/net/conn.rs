@@ -4,7 +4,7 @@
 //! the socket and the session; the session sees the same bytes either way.
 
 use crate::limits::{
-    BODY_TAIL_READ_BYTES, READ_CHUNK_BYTES, READ_LEFTOVER_KEEP_BYTES,
+    BODY_TAIL_READ_BYTES, READ_BODY_BYTES_PER_TURN_MAX, READ_CHUNK_BYTES, READ_LEFTOVER_KEEP_BYTES,
     READ_TIME_PER_TURN_MAX_MICROS, TLS_HANDSHAKE_BYTES_PER_TURN_MAX, WRITE_BUFFER_HIGH_BYTES,
     WRITE_BUFFER_LOW_BYTES,
 };
@@ -38,6 +38,14 @@ fn readv(fd: RawFd, iov: &mut [libc::iovec]) -> io::Result<usize> {
     Ok(n as usize)
 }
 
+/// What is left of a connection's read budgets this turn.
+struct Budget {
+    /// Octets into the read buffer (READ_BYTES_PER_TURN_MAX, or less).
+    bytes: usize,
+    /// Octets straight into message bodies (READ_BODY_BYTES_PER_TURN_MAX).
+    body: usize,
+}
+
 /// One plaintext read. While a large body frame is part-way (and no partial frame is kept,
 /// `direct_ok`), its payload is read straight into its message (`Session::body_room`), and
 /// only what follows it, at most BODY_TAIL_READ_BYTES once the room is that large, into
@@ -46,7 +54,7 @@ fn read_plain(
     session: &mut Session,
     src: &mut ReadFn<'_>,
     tail: &mut [u8],
-    budget: &mut usize,
+    budget: &mut Budget,
     (direct_ok, now): (bool, Instant),
 ) -> io::Result<Got> {
     let empty = libc::iovec {
@@ -57,7 +65,7 @@ fn read_plain(
     let mut count = 0;
     let mut room_len = 0;
     if direct_ok {
-        if let Some(room) = session.body_room(*budget) {
+        if let Some(room) = session.body_room(budget.body) {
             room_len = room.len();
             iov[0] = libc::iovec {
                 iov_base: room.as_mut_ptr().cast(),
@@ -77,8 +85,9 @@ fn read_plain(
     };
     count += 1;
     let n = src(&mut iov[..count])?;
-    *budget = budget.saturating_sub(n);
     let direct = n.min(room_len);
+    budget.body -= direct;
+    budget.bytes = budget.bytes.saturating_sub(n - direct);
     if direct > 0 {
         // SAFETY: the kernel (or the test's reader) wrote the first `direct` octets of the
         // room, which is the first iovec and at least that long.
@@ -151,7 +160,8 @@ impl Conn {
         }
     }
 
-    /// Reads and processes input until `WouldBlock`, `budget` bytes or
+    /// Reads and processes input until `WouldBlock`, `budget` bytes (and
+    /// READ_BODY_BYTES_PER_TURN_MAX more read straight into message bodies) or
     /// `READ_TIME_PER_TURN_MAX_MICROS` of work. `buf` is the reactor's shared read buffer, at
     /// least frame_max + READ_CHUNK_BYTES long.
     pub fn read(&mut self, buf: &mut [u8], budget: usize, ctx: &mut Ctx<'_>) -> ReadOutcome {
@@ -163,20 +173,25 @@ impl Conn {
     fn read_with(
         &mut self,
         buf: &mut [u8],
-        mut budget: usize,
+        budget: usize,
         ctx: &mut Ctx<'_>,
         src: &mut ReadFn<'_>,
     ) -> ReadOutcome {
+        let mut budget = Budget {
+            bytes: budget,
+            body: READ_BODY_BYTES_PER_TURN_MAX,
+        };
         let deadline = Instant::now() + Duration::from_micros(READ_TIME_PER_TURN_MAX_MICROS);
         if self.output_full() {
             return ReadOutcome::Drained;
         }
         if self.tls.as_ref().is_some_and(|t| t.is_handshaking()) {
-            budget = budget.min(TLS_HANDSHAKE_BYTES_PER_TURN_MAX);
+            budget.bytes = budget.bytes.min(TLS_HANDSHAKE_BYTES_PER_TURN_MAX);
         }
         if self.input_pending {
             // Frames kept from the last turn count against this turn's byte budget too.
-            budget = budget.saturating_sub(self.process_leftover(ctx, Some(deadline)));
+            let used = self.process_leftover(ctx, Some(deadline));
+            budget.bytes = budget.bytes.saturating_sub(used);
             if self.input_pending {
                 return ReadOutcome::BudgetSpent;
             }
@@ -188,7 +203,7 @@ impl Conn {
             && !self.session.in_flow()
             && !self.output_full()
         {
-            if budget == 0 {
+            if budget.bytes == 0 || (budget.body == 0 && self.session.wants_body()) {
                 return ReadOutcome::BudgetSpent;
             }
             let kept = self.leftover.len();
@@ -201,7 +216,7 @@ impl Conn {
             }
             let got = match &mut self.tls {
                 Some(tls) => tls
-                    .read(&mut self.socket, &mut buf[kept..end], &mut budget)
+                    .read(&mut self.socket, &mut buf[kept..end], &mut budget.bytes)
                     .map(|n| Got {
                         direct: 0,
                         buffered: n,

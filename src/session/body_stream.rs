@@ -129,6 +129,20 @@ impl Session {
         receiving.then(|| c.builder.body_room(want))
     }
 
+    /// Whether a large body frame is part-way and its channel takes the rest (what
+    /// `body_room` would offer room for).
+    pub fn wants_body(&self) -> bool {
+        let Some(f) = self.body_in_flight.as_ref() else {
+            return false;
+        };
+        f.left > 0
+            && self.state == State::Open
+            && self
+                .channels
+                .get(f.channel)
+                .is_some_and(|c| !c.closing && matches!(c.publish, Publish::AwaitingBody { .. }))
+    }
+
     /// The reader wrote `n` octets into the room `body_room` handed out, at `now`.
     ///
     /// # Safety
