@@ -230,48 +230,62 @@ impl Conn {
                     (kept == 0, ctx.now),
                 ),
             };
-            match got {
-                Ok(Got {
-                    direct: 0,
-                    buffered: 0,
-                    ..
-                }) => {
-                    self.readable = false;
-                    self.dead = Some("client closed the socket".into());
-                }
-                Ok(got) => {
-                    if got.direct + got.buffered < got.asked
-                        && !self.read_closed
-                        && self.tls.is_none()
-                    {
-                        // A short read emptied the socket's receive queue, so the read after
-                        // it would only say EAGAIN: skip that syscall. mio documents only
-                        // WouldBlock as the end of readiness (tokio-rs/mio#1611), but with
-                        // edge-triggered epoll any data arriving after this read wakes the
-                        // socket's wait queue again and brings a new readable event, so
-                        // nothing is missed. The one thing that would not come again is an
-                        // EOF or error already reported with this event: `read_closed`
-                        // keeps reading to it. Not for TLS: a short plaintext read says
-                        // nothing about the socket (rustls may hold more, or need more).
-                        self.readable = false;
-                    }
-                    if got.buffered > 0 && self.take_input(buf, kept + got.buffered, ctx, deadline)
-                    {
-                        return ReadOutcome::BudgetSpent;
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => self.readable = false,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.readable = false;
-                    self.dead = Some(format!("read error: {e}"));
-                    if let Some(tls) = &mut self.tls {
-                        tls.send_alert(&mut self.socket);
-                    }
-                }
+            if self.after_read(got, buf, kept, ctx, deadline) {
+                return ReadOutcome::BudgetSpent;
             }
         }
         ReadOutcome::Drained
+    }
+
+    /// Acts on one read's outcome: EOF, a short read (the socket is drained), the bytes read
+    /// into `buf` after the `kept` ones handed to the session, or an error. Returns whether
+    /// the turn's time ran out with input left.
+    fn after_read(
+        &mut self,
+        got: io::Result<Got>,
+        buf: &[u8],
+        kept: usize,
+        ctx: &mut Ctx<'_>,
+        deadline: Instant,
+    ) -> bool {
+        match got {
+            Ok(Got {
+                direct: 0,
+                buffered: 0,
+                ..
+            }) => {
+                self.readable = false;
+                self.dead = Some("client closed the socket".into());
+            }
+            Ok(got) => {
+                if got.direct + got.buffered < got.asked && !self.read_closed && self.tls.is_none()
+                {
+                    // A short read emptied the socket's receive queue, so the read after it
+                    // would only say EAGAIN: skip that syscall. mio documents only WouldBlock
+                    // as the end of readiness (tokio-rs/mio#1611), but with edge-triggered
+                    // epoll any data arriving after this read wakes the socket's wait queue
+                    // again and brings a new readable event, so nothing is missed. The one
+                    // thing that would not come again is an EOF or error already reported
+                    // with this event: `read_closed` keeps reading to it. Not for TLS: a
+                    // short plaintext read says nothing about the socket (rustls may hold
+                    // more, or need more).
+                    self.readable = false;
+                }
+                if got.buffered > 0 {
+                    return self.take_input(buf, kept + got.buffered, ctx, deadline);
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => self.readable = false,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => {
+                self.readable = false;
+                self.dead = Some(format!("read error: {e}"));
+                if let Some(tls) = &mut self.tls {
+                    tls.send_alert(&mut self.socket);
+                }
+            }
+        }
+        false
     }
 
     /// Hands `buf[..filled]` to the session and keeps what it left (a partial frame, or
