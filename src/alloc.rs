@@ -7,6 +7,19 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
+/// The most `ALLOCATED` reached since `take_peak_bytes` last read it.
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts `size` more bytes in use and raises the peak. A load and a store, not an atomic
+/// maximum (a locked instruction per allocation): the broker allocates on one thread, and a
+/// peak missed by a race with another thread only delays a trim.
+#[inline(always)]
+fn count_alloc(size: usize) {
+    let now = ALLOCATED.fetch_add(size, Ordering::Relaxed) + size;
+    if now > PEAK.load(Ordering::Relaxed) {
+        PEAK.store(now, Ordering::Relaxed);
+    }
+}
 
 pub struct CountingAlloc;
 
@@ -15,7 +28,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let p = System.alloc(layout);
         if !p.is_null() {
-            ALLOCATED.fetch_add(layout.size(), Ordering::Relaxed);
+            count_alloc(layout.size());
         }
         p
     }
@@ -26,7 +39,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         let p = System.alloc_zeroed(layout);
         if !p.is_null() {
-            ALLOCATED.fetch_add(layout.size(), Ordering::Relaxed);
+            count_alloc(layout.size());
         }
         p
     }
@@ -34,7 +47,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
         let p = System.realloc(ptr, layout, new_size);
         if !p.is_null() {
             ALLOCATED.fetch_sub(layout.size(), Ordering::Relaxed);
-            ALLOCATED.fetch_add(new_size, Ordering::Relaxed);
+            count_alloc(new_size);
         }
         p
     }
@@ -43,6 +56,12 @@ unsafe impl GlobalAlloc for CountingAlloc {
 /// Heap bytes in use, if the binary installed `CountingAlloc`; 0 otherwise.
 pub(crate) fn allocated_bytes() -> usize {
     ALLOCATED.load(Ordering::Relaxed)
+}
+
+/// The most heap in use at any moment since the last call (0 without `CountingAlloc`); the
+/// next period starts from what is in use now.
+pub(crate) fn take_peak_bytes() -> usize {
+    PEAK.swap(ALLOCATED.load(Ordering::Relaxed), Ordering::Relaxed)
 }
 
 /// Allocations up to this size come from the heap, not from a fresh mmap each: a large body's

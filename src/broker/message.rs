@@ -6,6 +6,7 @@
 use crate::limits::{BODY_PREALLOCATE_MAX_BYTES, FRAME_MAX_BYTES};
 use crate::protocol::properties::BasicProperties;
 use bytes::Bytes;
+use std::mem::MaybeUninit;
 
 /// `props_and_flags` keeps the property length in its low bits and flags above them; a
 /// content header never comes near this size.
@@ -314,9 +315,21 @@ impl MessageBuilder {
     /// properties were validated (content headers are checked against the frame size, so
     /// their length fits).
     pub fn set_header(&mut self, properties: &[u8], body_size: u64, flags: MessageFlags) {
+        self.set_header_reserving(properties, body_size, flags, BODY_PREALLOCATE_MAX_BYTES);
+    }
+
+    /// `set_header`, reserving up to `reserve_max` bytes of body now instead of
+    /// BODY_PREALLOCATE_MAX_BYTES (for a publisher that has already sent bodies that large).
+    pub fn set_header_reserving(
+        &mut self,
+        properties: &[u8],
+        body_size: u64,
+        flags: MessageFlags,
+        reserve_max: usize,
+    ) {
         // A header can announce up to max_message_size; reserve only what a peer has shown
         // it will send soon, and grow with the body frames.
-        let reserve = body_size.min(BODY_PREALLOCATE_MAX_BYTES as u64) as usize;
+        let reserve = body_size.min(reserve_max as u64) as usize;
         let mut buf = Vec::with_capacity(self.head.len() + properties.len() + reserve);
         buf.extend_from_slice(&self.head);
         buf.extend_from_slice(properties);
@@ -334,16 +347,54 @@ impl MessageBuilder {
     /// Appends a body frame's payload; the caller has checked it does not exceed the remainder.
     pub fn push_body(&mut self, part: &[u8]) {
         debug_assert!(part.len() as u64 <= self.body_remaining);
-        if self.buf.capacity() - self.buf.len() < part.len() {
+        self.make_room(part.len());
+        self.buf.extend_from_slice(part);
+        self.body_remaining -= part.len() as u64;
+    }
+
+    /// Ensures room for `n` more body bytes (at most the remainder).
+    fn make_room(&mut self, n: usize) {
+        if self.buf.capacity() - self.buf.len() < n {
             // Past the preallocation, grow to four times what has arrived (capped by what is
             // still announced), not Vec's two: a 16 MiB body is moved 1 + 4 MiB on the way
             // instead of 1 + 2 + 4 + 8, and what is reserved stays within four times what
             // the peer has actually sent.
             let more = (self.buf.len() * 3).min(self.body_remaining as usize);
-            self.buf.reserve_exact(more.max(part.len()));
+            self.buf.reserve_exact(more.max(n));
         }
-        self.buf.extend_from_slice(part);
-        self.body_remaining -= part.len() as u64;
+    }
+
+    /// Room at the end of the message for up to `want` more body bytes (fewer if the body
+    /// ends sooner), for a reader to fill straight from the socket; `body_filled` then says
+    /// how much it wrote. Grows the message as `push_body` would.
+    pub fn body_room(&mut self, want: usize) -> &mut [MaybeUninit<u8>] {
+        let want = want.min(self.body_remaining as usize);
+        self.make_room(want);
+        &mut self.buf.spare_capacity_mut()[..want]
+    }
+
+    /// Takes the first `n` bytes of the room `body_room` handed out as body.
+    ///
+    /// # Safety
+    /// Those `n` bytes were initialised (written by the reader) since that call, and `n` is at
+    /// most the room's length.
+    pub unsafe fn body_filled(&mut self, n: usize) {
+        debug_assert!(n <= self.buf.capacity() - self.buf.len());
+        debug_assert!(n as u64 <= self.body_remaining);
+        // SAFETY: the caller initialised these bytes, which lie within the capacity.
+        unsafe { self.buf.set_len(self.buf.len() + n) };
+        self.body_remaining -= n as u64;
+    }
+
+    /// Bytes reserved for the message being assembled.
+    #[cfg(test)]
+    pub fn reserved(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// The last `n` bytes assembled so far (for the error text of a frame read directly).
+    pub fn last_bytes(&self, n: usize) -> &[u8] {
+        &self.buf[self.buf.len().saturating_sub(n)..]
     }
 
     /// Freezes the complete message.

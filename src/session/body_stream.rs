@@ -9,9 +9,11 @@
 use super::channel::Publish;
 use super::{erlang_binary, Ctx, Session, State};
 use crate::error::AmqpError;
-use crate::limits::BODY_STREAM_MIN_BYTES;
+use crate::limits::{BODY_PREALLOCATE_MAX_BYTES, BODY_STREAM_MIN_BYTES};
 use crate::protocol::constants::{FRAME_BODY, FRAME_END, FRAME_HEADER_SIZE};
 use crate::protocol::Outbox;
+use std::mem::MaybeUninit;
+use std::time::Instant;
 
 /// Octets of the payload kept for RabbitMQ's error text should the end octet be wrong.
 const SHOWN_OCTETS: usize = 16;
@@ -33,7 +35,49 @@ impl BodyInFlight {
     }
 }
 
+/// Large bodies reserved whole: a message's body is reserved at its header only up to
+/// BODY_PREALLOCATE_MAX_BYTES and grows as it arrives (a header alone must not reserve 128
+/// MiB), which moves a 16 MiB body's first 5 MiB on the way. A connection that has already
+/// sent a body of some size may have one message at a time reserved up to that size: a
+/// publisher of large bodies has each but its first assembled without a move, and what a
+/// connection can reserve ahead of its bytes stays one message it has already sent.
+#[derive(Default)]
+pub(super) struct BodyReserve {
+    /// The largest body this connection has completed.
+    proven: usize,
+    /// The channel whose message was reserved beyond BODY_PREALLOCATE_MAX_BYTES.
+    holder: Option<u16>,
+}
+
+impl BodyReserve {
+    /// A body of `size` was completed on this connection.
+    pub(super) fn completed(&mut self, size: usize) {
+        self.proven = self.proven.max(size);
+    }
+}
+
 impl Session {
+    /// How much of a body of `size` announced on `channel` to reserve now (see
+    /// `BodyReserve`).
+    pub(super) fn body_reserve_max(&mut self, channel: u16, size: u64) -> usize {
+        let r = &mut self.body_reserve;
+        if size <= BODY_PREALLOCATE_MAX_BYTES as u64 || r.proven <= BODY_PREALLOCATE_MAX_BYTES {
+            return BODY_PREALLOCATE_MAX_BYTES;
+        }
+        let held = r.holder.is_some_and(|h| {
+            h != channel
+                && self
+                    .channels
+                    .get(h)
+                    .is_some_and(|c| matches!(c.publish, Publish::AwaitingBody { .. }))
+        });
+        if held {
+            return BODY_PREALLOCATE_MAX_BYTES;
+        }
+        r.holder = Some(channel);
+        r.proven
+    }
+
     /// `buf` starts with a frame that `parse_frame` found incomplete. If it is a large body
     /// frame the channel is waiting for, takes its header and the payload that has arrived
     /// and returns how many octets that was; otherwise 0 (the frame waits whole).
@@ -67,6 +111,58 @@ impl Session {
         FRAME_HEADER_SIZE + part.len()
     }
 
+    /// Where the next input octets go while a large body frame is part-way: the room at the
+    /// end of its message for up to `max` octets of the frame's payload (its end octet and
+    /// whatever follows are read as usual, into the read buffer). None when no frame is in
+    /// flight or its channel no longer takes it: its octets are then read and dropped as
+    /// before.
+    pub fn body_room(&mut self, max: usize) -> Option<&mut [MaybeUninit<u8>]> {
+        let f = self.body_in_flight.as_ref()?;
+        if f.left == 0 || max == 0 || self.state != State::Open {
+            return None;
+        }
+        let want = f.left.min(max);
+        let c = self.channels.get_mut(f.channel)?;
+        let receiving = !c.closing
+            && matches!(c.publish, Publish::AwaitingBody { .. })
+            && want as u64 <= c.builder.body_remaining();
+        receiving.then(|| c.builder.body_room(want))
+    }
+
+    /// Whether a large body frame is part-way and its channel takes the rest (what
+    /// `body_room` would offer room for).
+    pub fn wants_body(&self) -> bool {
+        let Some(f) = self.body_in_flight.as_ref() else {
+            return false;
+        };
+        f.left > 0
+            && self.state == State::Open
+            && self
+                .channels
+                .get(f.channel)
+                .is_some_and(|c| !c.closing && matches!(c.publish, Publish::AwaitingBody { .. }))
+    }
+
+    /// The reader wrote `n` octets into the room `body_room` handed out, at `now`.
+    ///
+    /// # Safety
+    /// Those `n` octets were initialised since that call, and `n` is at most the room's length.
+    pub unsafe fn body_filled(&mut self, n: usize, now: Instant) {
+        let (Some(f), channels) = (self.body_in_flight.as_mut(), &mut self.channels) else {
+            return;
+        };
+        let Some(c) = channels.get_mut(f.channel) else {
+            return;
+        };
+        // SAFETY: passed on from the caller; the room came from this channel's builder.
+        unsafe { c.builder.body_filled(n) };
+        f.left -= n;
+        if f.head_len < SHOWN_OCTETS {
+            f.note_head(c.builder.last_bytes(n));
+        }
+        self.last_recv = now;
+    }
+
     /// Continues the body frame in flight with `buf`: its payload into the message (unless the
     /// channel went meanwhile), then its end octet, after which the message may be complete.
     /// Returns the octets used; the frame is still in flight if that is all of `buf`.
@@ -85,8 +181,9 @@ impl Session {
         f.note_head(part);
         let channel = f.channel;
         let left = f.left;
+        let open = self.state == State::Open;
         let receiving = self.channels.get_mut(channel).filter(|c| {
-            !c.closing
+            open && !c.closing
                 && matches!(c.publish, Publish::AwaitingBody { .. })
                 && part.len() as u64 <= c.builder.body_remaining()
         });
@@ -107,7 +204,7 @@ impl Session {
             )));
         }
         let complete = self.channels.get_mut(channel).is_some_and(|c| {
-            !c.closing
+            open && !c.closing
                 && matches!(c.publish, Publish::AwaitingBody { .. })
                 && c.builder.body_remaining() == 0
         });
@@ -121,7 +218,7 @@ impl Session {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::broker::{Broker, ConnId};
     use crate::config::Config;
@@ -135,6 +232,11 @@ mod tests {
 
     /// The client's bytes: handshake, channel 1, queue "q", then `bodies` published to it.
     fn input(bodies: &[Vec<u8>]) -> Vec<u8> {
+        input_with(bodies, FRAME_MAX)
+    }
+
+    /// `input` with `frame_max` agreed in tune-ok (and the bodies cut into frames that large).
+    pub(crate) fn input_with(bodies: &[Vec<u8>], frame_max: u32) -> Vec<u8> {
         let mut out = b"AMQP\x00\x00\x09\x01".to_vec();
         let start_ok = ConnectionStartOk {
             client_properties: FieldTable::EMPTY,
@@ -145,7 +247,7 @@ mod tests {
         frame::write_method(&mut out, 0, &Method::ConnectionStartOk(start_ok));
         let tune_ok = ConnectionTuneOk {
             channel_max: 2047,
-            frame_max: FRAME_MAX,
+            frame_max,
             heartbeat: 0,
         };
         frame::write_method(&mut out, 0, &Method::ConnectionTuneOk(tune_ok));
@@ -167,7 +269,7 @@ mod tests {
             };
             frame::write_method(&mut out, 1, &Method::BasicPublish(p));
             frame::write_content_header(&mut out, 1, CLASS_BASIC, b.len() as u64, &[0, 0]);
-            frame::write_body(&mut out, 1, b, FRAME_MAX);
+            frame::write_body(&mut out, 1, b, frame_max);
         }
         out
     }
@@ -197,11 +299,11 @@ mod tests {
     }
 
     /// Full rights in vhost "/" as connection 1, for reading back what the session routed.
-    fn guest(b: &Broker) -> crate::broker::Actor {
+    pub(crate) fn guest(b: &Broker) -> crate::broker::Actor {
         b.internal_actor(ConnId(1), "/").expect("vhost /")
     }
 
-    fn session() -> Session {
+    pub(crate) fn session() -> Session {
         let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 40_000));
         Session::new(ConnId(1), peer, &Config::default(), Instant::now())
     }
@@ -287,5 +389,74 @@ mod tests {
             .get(&guest(&broker), b"q", true)
             .expect("get")
             .is_none());
+    }
+
+    /// The bytes of a publish on `channel` announcing `size` octets of body, with `sent` of
+    /// them in one body frame.
+    fn publish_part(channel: u16, size: u64, sent: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        frame::write_method(
+            &mut out,
+            channel,
+            &Method::ChannelOpen(ChannelOpen::default()),
+        );
+        let p = BasicPublish {
+            routing_key: b"q",
+            ..Default::default()
+        };
+        frame::write_method(&mut out, channel, &Method::BasicPublish(p));
+        frame::write_content_header(&mut out, channel, CLASS_BASIC, size, &[0, 0]);
+        frame::write_body(&mut out, channel, &vec![1u8; sent], FRAME_MAX);
+        out
+    }
+
+    fn reserved(s: &mut Session, channel: u16) -> usize {
+        s.channels
+            .get_mut(channel)
+            .map_or(0, |c| c.builder.reserved())
+    }
+
+    /// A header announcing the largest body allowed reserves at most
+    /// BODY_PREALLOCATE_MAX_BYTES before the body comes; one announcing more than
+    /// max_message_size is refused with RabbitMQ's 406 before anything is reserved, and the
+    /// connection stays usable.
+    #[test]
+    fn announced_body_sizes_reserve_little_and_too_large_is_refused_first() {
+        let mut broker = Broker::new();
+        let mut s = session();
+        let mut bytes = input(&[]);
+        bytes.extend(publish_part(
+            2,
+            crate::limits::MESSAGE_SIZE_MAX_BYTES,
+            8_000,
+        ));
+        feed(&mut s, &mut broker, &bytes, &[]);
+        let r = reserved(&mut s, 2);
+        assert!(
+            (8_000..=BODY_PREALLOCATE_MAX_BYTES + 64).contains(&r),
+            "{r}"
+        );
+        let bytes = publish_part(3, u64::MAX / 2, 0);
+        feed(&mut s, &mut broker, &bytes, &[]);
+        assert!(s.is_open());
+        assert_eq!(reserved(&mut s, 3), 0);
+        let shown = s.channels.get(3).map(|c| c.closing);
+        assert_eq!(shown, Some(true), "channel 3 is closed with 406");
+    }
+
+    /// After a connection sent a 2 MiB body, its next 2 MiB message is reserved whole at its
+    /// header, but only one at a time: a second channel's gets BODY_PREALLOCATE_MAX_BYTES.
+    #[test]
+    fn a_proven_body_size_is_reserved_for_one_message_at_a_time() {
+        const BIG: usize = 2 * 1024 * 1024;
+        let mut broker = Broker::new();
+        let mut s = session();
+        let bytes = input(&[vec![5u8; BIG]]);
+        feed(&mut s, &mut broker, &bytes, &[]);
+        let mut more = publish_part(2, BIG as u64, 10_000);
+        more.extend(publish_part(3, BIG as u64, 10_000));
+        feed(&mut s, &mut broker, &more, &[]);
+        assert!(reserved(&mut s, 2) >= BIG, "{}", reserved(&mut s, 2));
+        assert!(reserved(&mut s, 3) <= BODY_PREALLOCATE_MAX_BYTES + 64);
     }
 }

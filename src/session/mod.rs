@@ -7,6 +7,9 @@
 //! Closing (we sent connection.close) → Closed (flush, then the socket goes).
 
 mod body_stream;
+/// Test input for the network layer's read path.
+#[cfg(test)]
+pub(crate) use body_stream::tests as body_test_support;
 mod channel;
 mod channels;
 mod consume;
@@ -113,6 +116,8 @@ pub struct Session {
     flow_exempt: Option<QueueId>,
     /// A large body frame part-way through (`body_stream.rs`).
     body_in_flight: Option<body_stream::BodyInFlight>,
+    /// How much body a publish on this connection may have reserved when its header arrives.
+    body_reserve: body_stream::BodyReserve,
     settle_scratch: Vec<channel::Unacked>,
     /// The message just routed went to the default exchange: one lookup and one queue, so the
     /// input deadline need not be checked after it (read and cleared by `handle_input_until`).
@@ -233,6 +238,7 @@ impl Session {
             flow_ended: None,
             flow_exempt: None,
             body_in_flight: None,
+            body_reserve: body_stream::BodyReserve::default(),
             settle_scratch: Vec::new(),
             cheap_route: false,
             transport: Transport::Plain,

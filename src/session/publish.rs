@@ -172,11 +172,13 @@ impl Session {
             }
             _ => None,
         };
+        let reserve_max = self.body_reserve_max(ch, h.body_size);
         let channel = self.channel(ch)?;
         channel.claimed_user_id = claimed_user_id;
+        let flags = MessageFlags::of(&props);
         channel
             .builder
-            .set_header(properties, h.body_size, MessageFlags::of(&props));
+            .set_header_reserving(properties, h.body_size, flags, reserve_max);
         channel.publish = Publish::AwaitingBody {
             mandatory,
             immediate,
@@ -210,6 +212,7 @@ impl Session {
         };
         channel.publish = Publish::Idle;
         let msg = channel.builder.finish();
+        self.body_reserve.completed(msg.body_len() as usize);
         let flags = (immediate, reply_to_missing);
         let checked = check_publish(self.actor.as_ref(), channel, ctx.broker, &msg, flags);
         let result = match checked {
