@@ -172,6 +172,8 @@ pub struct Config {
     pub prometheus: HttpListener,
     /// The amqps listener; off by default, as in RabbitMQ.
     pub tls: TlsOptions,
+    /// Static shovels (`shovel.NAME.KEY = VALUE`), checked, in file order.
+    pub shovels: Vec<(String, crate::definitions::shovel::ShovelSpec)>,
 }
 
 impl Default for Config {
@@ -202,6 +204,7 @@ impl Default for Config {
             management: HttpListener::default_at(MANAGEMENT_DEFAULT),
             prometheus: HttpListener::default_at(PROMETHEUS_DEFAULT),
             tls: TlsOptions::default(),
+            shovels: Vec::new(),
         }
     }
 }

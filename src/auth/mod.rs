@@ -7,6 +7,7 @@
 
 pub mod base64;
 pub mod check;
+pub mod internal;
 pub mod password;
 pub mod pattern;
 pub mod users;

@@ -135,7 +135,11 @@ impl Session {
             return Err(refused());
         };
         let user_s = String::from_utf8_lossy(user).into_owned();
-        if let Err(r) = ctx
+        self.internal = crate::auth::internal::is_internal(user, pass) && is_loopback(&self.peer);
+        if self.internal {
+            // coney's own shovel reaching this broker (`amqp://`): full rights, as RabbitMQ's
+            // direct connection has.
+        } else if let Err(r) = ctx
             .broker
             .authenticate(&user_s, pass, is_loopback(&self.peer))
         {
@@ -203,7 +207,15 @@ impl Session {
             let vhost = String::from_utf8_lossy(o.virtual_host).into_owned();
             return Err(Refusal::VhostNotFound { vhost }.into());
         };
-        let actor = ctx.broker.open_connection(self.id, &self.user, vhost)?;
+        let actor = if self.internal {
+            ctx.broker
+                .internal_actor(self.id, vhost)
+                .ok_or_else(|| Refusal::VhostNotFound {
+                    vhost: vhost.to_owned(),
+                })?
+        } else {
+            ctx.broker.open_connection(self.id, &self.user, vhost)?
+        };
         out.method(
             0,
             &Method::ConnectionOpenOk(ConnectionOpenOk { known_hosts: b"" }),

@@ -116,6 +116,8 @@ pub struct Session {
     /// The message just routed went to the default exchange: one lookup and one queue, so the
     /// input deadline need not be checked after it (read and cleared by `handle_input_until`).
     cheap_route: bool,
+    /// Logged in with coney's internal login (`auth::internal`): full rights in the vhost.
+    internal: bool,
 }
 
 /// RabbitMQ's rendering of a frame in error texts: "type 1, all octets = <<0,60>>".
@@ -232,6 +234,7 @@ impl Session {
             body_in_flight: None,
             settle_scratch: Vec::new(),
             cheap_route: false,
+            internal: false,
         }
     }
 
