@@ -195,6 +195,8 @@ pub fn parse_shovel(name: &str, value: &Value) -> Result<ShovelSpec, String> {
             errors.push("Cannot specify 'src-exchange' and 'src-queue'".into());
             None
         }
+        // A key present with the wrong type was reported above, as RabbitMQ does.
+        (None, None) if obj.contains_key("src-queue") || obj.contains_key("src-exchange") => None,
         (None, None) => {
             errors.insert(0, "Must specify 'src-exchange' or 'src-queue'".into());
             None

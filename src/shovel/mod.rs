@@ -117,10 +117,21 @@ pub struct Shovel {
     forward: Option<ForwardInfo>,
     /// Deliveries taken this turn (bounded by SHOVEL_MESSAGES_PER_TURN_MAX).
     pub taken_this_turn: usize,
+    /// The reason of the last failure logged, until the shovel runs again.
+    last_failure: Option<String>,
 }
 
 fn set_status(s: &mut Shovel, status: Status, reason: Option<String>) {
-    if s.status != status || s.reason != reason {
+    // A retry that fails again the same way is not logged again (one line per change, not
+    // two per reconnect-delay).
+    let retry = status == Status::Starting && s.status == Status::Terminated;
+    let same_failure = status == Status::Terminated && reason == s.last_failure;
+    if status == Status::Terminated {
+        s.last_failure = reason.clone();
+    } else if status == Status::Running {
+        s.last_failure = None;
+    }
+    if (s.status != status || s.reason != reason) && !retry && !same_failure {
         match &reason {
             Some(r) => info!(
                 "shovel '{}' in vhost '{}': {} ({r})",
@@ -135,6 +146,8 @@ fn set_status(s: &mut Shovel, status: Status, reason: Option<String>) {
                 status.name()
             ),
         }
+    }
+    if s.status != status || s.reason != reason {
         s.since_ms = crate::broker::expiry::wall_clock_ms();
     }
     s.status = status;
@@ -171,6 +184,7 @@ impl Shovel {
             setup_deadline: None,
             forward,
             taken_this_turn: 0,
+            last_failure: None,
         }
     }
 
@@ -182,9 +196,15 @@ impl Shovel {
         self.reason.as_deref()
     }
 
-    /// Its src-delete-after was reached and everything moved is settled.
+    /// Its src-delete-after was reached and everything moved is settled (confirmed, or
+    /// for the other ack modes written to the destination's socket).
     pub fn completed(&self) -> bool {
-        self.remaining == Some(0) && self.window.is_empty() && self.status == Status::Running
+        self.remaining == Some(0)
+            && self.window.is_empty()
+            && self.status == Status::Running
+            && self.links[DEST]
+                .as_ref()
+                .is_none_or(|l| l.client.pending() == 0)
     }
 
     /// Not connected and its reconnect-delay (if any) is over.
