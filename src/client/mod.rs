@@ -482,3 +482,73 @@ impl Client {
 
 const _: () = assert!(CLIENT_FRAME_MAX_BYTES as usize > FRAME_OVERHEAD);
 const _: () = assert!(CLIENT_HEARTBEAT_SECS > 0);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn login() -> Login {
+        Login {
+            user: "u".into(),
+            password: "p".into(),
+            vhost: "/".into(),
+            heartbeat_secs: 10,
+        }
+    }
+
+    /// A server's connection.close, written by hand: class 10 method 50, code 320, text "x",
+    /// class 0, method 0.
+    const CLOSE: &[u8] = &[
+        1, 0, 0, 0, 0, 0, 12, 0, 10, 0, 50, 1, 64, 1, b'x', 0, 0, 0, 0, 0xce,
+    ];
+
+    /// The client starts with the protocol header, answers a server's close with close-ok
+    /// (bytes written by hand) and reports the server's reason.
+    #[test]
+    fn header_then_close_ok_to_a_server_close() {
+        let now = Instant::now();
+        let mut c = Client::new(login(), now);
+        assert_eq!(c.output().as_slice(), b"AMQP\x00\x00\x09\x01");
+        c.output().clear();
+        let used = c
+            .input(CLOSE, now, usize::MAX, &mut |_, _| panic!("no event"))
+            .expect("input");
+        assert_eq!(used, CLOSE.len());
+        assert_eq!(c.state(), ClientState::Closed);
+        assert_eq!(c.reason(), Some("320 x"));
+        assert_eq!(
+            c.output().as_slice(),
+            &[1, 0, 0, 0, 0, 0, 4, 0, 10, 0, 51, 0xce]
+        );
+    }
+
+    /// A partial frame is left for the next call; garbage is an error, not a panic.
+    #[test]
+    fn partial_frames_wait_and_garbage_fails() {
+        let now = Instant::now();
+        let mut c = Client::new(login(), now);
+        let used = c
+            .input(&CLOSE[..10], now, usize::MAX, &mut |_, _| {})
+            .expect("partial");
+        assert_eq!(used, 0);
+        let mut c = Client::new(login(), now);
+        assert!(c
+            .input(b"HTTP/1.1 200 OK\r\n", now, 1, &mut |_, _| {})
+            .is_err());
+        assert_eq!(c.state(), ClientState::Closed);
+    }
+
+    /// Two silent heartbeat intervals end the connection; a heartbeat is sent after half of
+    /// one without output.
+    #[test]
+    fn heartbeats_are_sent_and_checked() {
+        let now = Instant::now();
+        let mut c = Client::new(login(), now);
+        c.heartbeat = Duration::from_secs(10);
+        c.output().clear();
+        assert!(c.tick(now + Duration::from_secs(6)));
+        assert_eq!(c.output().as_slice(), &[8, 0, 0, 0, 0, 0, 0, 0xce]);
+        assert!(!c.tick(now + Duration::from_secs(21)));
+        assert_eq!(c.state(), ClientState::Closed);
+    }
+}

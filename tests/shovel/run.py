@@ -354,7 +354,7 @@ def test_parameters_survive_restart_and_export(t):
     t.coney.kill()
     t.coney.start()
     wait_running(CONEY_API, 'ps')
-    publish(CONEY_PORT, 'ps', 10)
+    publish(CONEY_PORT, 'ps', 10, wait=False)
     check(len(drain(CONEY_PORT, 'ps2', 10)) == 10, 'moved after restart')
     del_shovel(CONEY_API, 'ps')
     defs['parameters'] = [dict(p, name='imported') for p in defs['parameters'] if p['name'] == 'ps']
@@ -380,7 +380,7 @@ def test_static_shovel_from_config(t):
         wait_running(15722, 's1')
         row = shovel_state(15722, 's1')
         check(row['type'] == 'static', 'row %r' % row)
-        publish(5722, 'sq', 5)
+        publish(5722, 'sq', 5, wait=False)
         check(len(drain(B_PORT, 'sq2', 5)) == 5, 'static shovel moved')
     finally:
         c.close()
@@ -409,7 +409,7 @@ def test_reconnects_without_busy_loop(t):
     finally:
         t.b.start(keep=True)
     wait_running(CONEY_API, 'rc')
-    publish(CONEY_PORT, 'rc', 3)
+    publish(CONEY_PORT, 'rc', 3, wait=False)
     check(len(drain(B_PORT, 'rc2', 3)) == 3, 'moved after the remote came back')
     del_shovel(CONEY_API, 'rc')
 
