@@ -68,13 +68,11 @@ impl InFlightWindow {
         } else {
             Outcome::Refused
         };
-        if seq >= self.front_seq {
-            let idx = (seq - self.front_seq) as usize;
+        // A tag the window does not hold (a peer's mistake) changes nothing.
+        let idx = seq.checked_sub(self.front_seq).map(|i| i as usize);
+        if let Some(idx) = idx.filter(|&i| i < self.queue.len()) {
             let from = if multiple { 0 } else { idx };
-            for e in self
-                .queue
-                .range_mut(from..=idx.min(self.queue.len().saturating_sub(1)))
-            {
+            for e in self.queue.range_mut(from..=idx) {
                 if e.outcome == Outcome::Pending {
                     e.outcome = outcome;
                 }
@@ -168,6 +166,13 @@ mod tests {
         );
         assert!(w.is_empty());
         w.published(20);
+        assert_eq!(
+            w.confirm(99, false, true),
+            vec![],
+            "unknown tags change nothing"
+        );
+        assert_eq!(w.confirm(0, true, true), vec![]);
         assert_eq!(w.confirm(6, true, true), vec![(20, true)]);
+        assert_eq!(w.confirm(7, true, true), vec![], "an empty window");
     }
 }
