@@ -110,57 +110,70 @@ const KNOWN: &[&str] = &[
     "prefetch-count",
 ];
 
-/// Checks a shovel definition. `name` appears in RabbitMQ's texts ("Key ... not found in
-/// NAME"). The error is RabbitMQ's list of lines, each ending in a newline.
-pub fn parse_shovel(name: &str, value: &Value) -> Result<ShovelSpec, String> {
-    let Some(obj) = value.as_object() else {
-        return Err(format!("{} should be a JSON object\n", erlang(value)));
-    };
-    let mut errors: Vec<String> = Vec::new();
-    let unknown: Vec<String> = obj
-        .iter()
-        .filter(|(k, _)| !KNOWN.contains(&k.as_str()) && !NOT_SUPPORTED.contains(&k.as_str()))
-        .map(|(k, v)| format!("{{<<\"{k}\">>,{}}}", erlang(v)))
-        .collect();
-    if !unknown.is_empty() {
-        errors.push(format!(
-            "Unrecognised terms [{}] in {name}",
-            unknown.join(",")
-        ));
-    }
-    for (k, _) in obj
-        .iter()
-        .filter(|(k, _)| NOT_SUPPORTED.contains(&k.as_str()))
-    {
-        errors.push(format!("{k} is not supported by coney's shovel"));
-    }
-    for side in ["src", "dest"] {
-        match obj.get(&format!("{side}-protocol")) {
-            None => {}
-            Some(Value::String(p)) if p == "amqp091" => {}
-            Some(Value::String(p)) if p == "amqp10" => {
-                errors.push(format!("{side}-protocol amqp10 is not supported by coney"))
+/// A definition being checked: its keys and RabbitMQ's validation lines so far.
+struct Check<'a> {
+    name: &'a str,
+    obj: &'a serde_json::Map<String, Value>,
+    errors: Vec<String>,
+}
+
+impl Check<'_> {
+    /// Unknown keys, keys coney refuses by name, and the protocols.
+    fn keys(&mut self) {
+        let unknown: Vec<String> = self
+            .obj
+            .iter()
+            .filter(|(k, _)| !KNOWN.contains(&k.as_str()) && !NOT_SUPPORTED.contains(&k.as_str()))
+            .map(|(k, v)| format!("{{<<\"{k}\">>,{}}}", erlang(v)))
+            .collect();
+        if !unknown.is_empty() {
+            let name = self.name;
+            self.errors.push(format!(
+                "Unrecognised terms [{}] in {name}",
+                unknown.join(",")
+            ));
+        }
+        for (k, _) in self
+            .obj
+            .iter()
+            .filter(|(k, _)| NOT_SUPPORTED.contains(&k.as_str()))
+        {
+            self.errors
+                .push(format!("{k} is not supported by coney's shovel"));
+        }
+        for side in ["src", "dest"] {
+            match self.obj.get(&format!("{side}-protocol")) {
+                None => {}
+                Some(Value::String(p)) if p == "amqp091" => {}
+                Some(Value::String(p)) if p == "amqp10" => self
+                    .errors
+                    .push(format!("{side}-protocol amqp10 is not supported by coney")),
+                Some(v) => self.errors.push(format!(
+                    "{side}-protocol should be one of [<<\"amqp10\">>,<<\"amqp091\">>], actually was {}",
+                    erlang(v)
+                )),
             }
-            Some(v) => errors.push(format!(
-                "{side}-protocol should be one of [<<\"amqp10\">>,<<\"amqp091\">>], actually was {}",
-                erlang(v)
-            )),
         }
     }
-    let string = |k: &str, errors: &mut Vec<String>| -> Option<String> {
-        match obj.get(k) {
+
+    fn string(&mut self, k: &str) -> Option<String> {
+        match self.obj.get(k) {
             None => None,
             Some(Value::String(s)) => Some(s.clone()),
             Some(v) => {
-                errors.push(format!("{k} should be binary, actually was {}", erlang(v)));
+                self.errors
+                    .push(format!("{k} should be binary, actually was {}", erlang(v)));
                 None
             }
         }
-    };
-    let uri = |k: &str, errors: &mut Vec<String>| -> Option<String> {
-        match obj.get(k) {
+    }
+
+    /// A mandatory URI (a string or a list of one), parsed to check it.
+    fn uri(&mut self, k: &str) -> Option<String> {
+        let uri = match self.obj.get(k) {
             None => {
-                errors.push(format!("Key \"{k}\" not found in {name}"));
+                let name = self.name;
+                self.errors.push(format!("Key \"{k}\" not found in {name}"));
                 None
             }
             Some(Value::String(s)) => Some(s.clone()),
@@ -168,123 +181,175 @@ pub fn parse_shovel(name: &str, value: &Value) -> Result<ShovelSpec, String> {
                 a[0].as_str().map(str::to_owned)
             }
             Some(Value::Array(_)) => {
-                errors.push(format!("{k}: more than one URI is not supported by coney"));
+                self.errors
+                    .push(format!("{k}: more than one URI is not supported by coney"));
                 None
             }
             Some(v) => {
-                errors.push(format!("{k} should be list, actually was {}", erlang(v)));
+                self.errors
+                    .push(format!("{k} should be list, actually was {}", erlang(v)));
                 None
             }
+        };
+        if let Some(Err(e)) = uri.as_deref().map(|u| crate::client::uri::parse(u, "/")) {
+            self.errors.push(e);
         }
-    };
-    let src_queue = string("src-queue", &mut errors);
-    let src_exchange = string("src-exchange", &mut errors);
-    let src_key = string("src-exchange-key", &mut errors);
-    let dest_queue = string("dest-queue", &mut errors);
-    let dest_exchange = string("dest-exchange", &mut errors);
-    let dest_key = string("dest-exchange-key", &mut errors);
-    let src_uri = uri("src-uri", &mut errors);
-    let dest_uri = uri("dest-uri", &mut errors);
-    for u in [&src_uri, &dest_uri].into_iter().flatten() {
-        if let Err(e) = crate::client::uri::parse(u, "/") {
-            errors.push(e);
-        }
+        uri
     }
-    let source = match (src_queue, src_exchange) {
-        (Some(_), Some(_)) => {
-            errors.push("Cannot specify 'src-exchange' and 'src-queue'".into());
-            None
-        }
-        // A key present with the wrong type was reported above, as RabbitMQ does.
-        (None, None) if obj.contains_key("src-queue") || obj.contains_key("src-exchange") => None,
-        (None, None) => {
-            errors.insert(0, "Must specify 'src-exchange' or 'src-queue'".into());
-            None
-        }
-        (Some(q), None) => Some(Source::Queue(q)),
-        (None, Some(x)) => Some(Source::Exchange {
-            exchange: x,
-            key: src_key.unwrap_or_default(),
-        }),
-    };
-    if dest_queue.is_some() && dest_exchange.is_some() {
-        errors.push("Cannot specify 'dest-exchange' and 'dest-queue'".into());
-    }
-    let ack_mode = match obj.get("ack-mode") {
-        None => AckMode::OnConfirm,
-        Some(Value::String(s)) if s == "on-confirm" => AckMode::OnConfirm,
-        Some(Value::String(s)) if s == "on-publish" => AckMode::OnPublish,
-        Some(Value::String(s)) if s == "no-ack" => AckMode::NoAck,
-        Some(v) => {
-            errors.push(format!("ack-mode should be one of [<<\"no-ack\">>,<<\"on-publish\">>,<<\"on-confirm\">>], actually was {}", erlang(v)));
-            AckMode::OnConfirm
-        }
-    };
-    let number = |k: &str, errors: &mut Vec<String>| -> Option<f64> {
-        match obj.get(k) {
+
+    fn number(&mut self, k: &str) -> Option<f64> {
+        match self.obj.get(k) {
             None => None,
             Some(Value::Number(n)) => n.as_f64(),
             Some(v) => {
-                errors.push(format!(
+                self.errors.push(format!(
                     "{k} should be a number, actually was {}",
                     erlang(v)
                 ));
                 None
             }
         }
-    };
-    let prefetch =
-        match number("src-prefetch-count", &mut errors).or(number("prefetch-count", &mut errors)) {
+    }
+
+    fn source(&mut self) -> Option<Source> {
+        let queue = self.string("src-queue");
+        let exchange = self.string("src-exchange");
+        let key = self.string("src-exchange-key");
+        match (queue, exchange) {
+            (Some(_), Some(_)) => {
+                self.errors
+                    .push("Cannot specify 'src-exchange' and 'src-queue'".into());
+                None
+            }
+            // A key present with the wrong type was reported, as RabbitMQ does.
+            (None, None)
+                if self.obj.contains_key("src-queue") || self.obj.contains_key("src-exchange") =>
+            {
+                None
+            }
+            (None, None) => {
+                self.errors
+                    .insert(0, "Must specify 'src-exchange' or 'src-queue'".into());
+                None
+            }
+            (Some(q), None) => Some(Source::Queue(q)),
+            (None, Some(x)) => Some(Source::Exchange {
+                exchange: x,
+                key: key.unwrap_or_default(),
+            }),
+        }
+    }
+
+    fn ack_mode(&mut self) -> AckMode {
+        match self.obj.get("ack-mode") {
+            None => AckMode::OnConfirm,
+            Some(Value::String(s)) if s == "on-confirm" => AckMode::OnConfirm,
+            Some(Value::String(s)) if s == "on-publish" => AckMode::OnPublish,
+            Some(Value::String(s)) if s == "no-ack" => AckMode::NoAck,
+            Some(v) => {
+                self.errors.push(format!("ack-mode should be one of [<<\"no-ack\">>,<<\"on-publish\">>,<<\"on-confirm\">>], actually was {}", erlang(v)));
+                AckMode::OnConfirm
+            }
+        }
+    }
+
+    fn prefetch(&mut self) -> u16 {
+        let n = self.number("src-prefetch-count");
+        match n.or_else(|| self.number("prefetch-count")) {
             None => 1000,
             // basic.qos takes a 16-bit count; RabbitMQ's client would fail on more, coney
             // refuses it here.
             Some(n) if (0.0..=65535.0).contains(&n) && n.fract() == 0.0 => n as u16,
             Some(n) => {
-                errors.push(format!(
+                self.errors.push(format!(
                     "src-prefetch-count should be an integer from 0 to 65535, actually was {n}"
                 ));
                 1000
             }
-        };
-    let reconnect_delay_secs = match number("reconnect-delay", &mut errors) {
-        None => 1.0,
-        Some(n) if n >= 0.0 => n,
-        Some(n) => {
-            errors.push(format!(
-                "reconnect-delay should be a number greater than or equal to 0, actually was {n}"
-            ));
-            1.0
         }
-    };
-    let delete_after = obj
-        .get("src-delete-after")
-        .or(obj.get("delete-after"))
-        .map_or(Ok(DeleteAfter::Never), |v| match v {
-            Value::String(s) if s == "never" => Ok(DeleteAfter::Never),
-            Value::String(s) if s == "queue-length" => Ok(DeleteAfter::QueueLength),
-            Value::Number(n) if n.as_u64().is_some() => Ok(DeleteAfter::Count(n.as_u64().unwrap_or(0))),
-            v => Err(format!("src-delete-after should be a number greater than or equal to 0, \"never\" or \"queue-length\", actually was {}", erlang(v))),
-        })
-        .unwrap_or_else(|e| {
-            errors.push(e);
-            DeleteAfter::Never
-        });
-    if delete_after == DeleteAfter::QueueLength && !matches!(source, Some(Source::Queue(_))) {
-        errors.push("src-delete-after queue-length needs src-queue".into());
     }
-    let add_forward_headers = match obj.get("dest-add-forward-headers") {
-        None => false,
-        Some(Value::Bool(b)) => *b,
-        Some(v) => {
-            errors.push(format!(
-                "dest-add-forward-headers should be boolean, actually was {}",
-                erlang(v)
-            ));
-            false
+
+    fn reconnect_delay(&mut self) -> f64 {
+        match self.number("reconnect-delay") {
+            None => 1.0,
+            Some(n) if n >= 0.0 => n,
+            Some(n) => {
+                self.errors.push(format!(
+                    "reconnect-delay should be a number greater than or equal to 0, actually was {n}"
+                ));
+                1.0
+            }
         }
+    }
+
+    fn delete_after(&mut self, source: &Option<Source>) -> DeleteAfter {
+        let v = self
+            .obj
+            .get("src-delete-after")
+            .or(self.obj.get("delete-after"));
+        let d = match v {
+            None => DeleteAfter::Never,
+            Some(Value::String(s)) if s == "never" => DeleteAfter::Never,
+            Some(Value::String(s)) if s == "queue-length" => DeleteAfter::QueueLength,
+            Some(Value::Number(n)) if n.as_u64().is_some() => {
+                DeleteAfter::Count(n.as_u64().unwrap_or(0))
+            }
+            Some(v) => {
+                self.errors.push(format!("src-delete-after should be a number greater than or equal to 0, \"never\" or \"queue-length\", actually was {}", erlang(v)));
+                DeleteAfter::Never
+            }
+        };
+        if d == DeleteAfter::QueueLength && !matches!(source, Some(Source::Queue(_))) {
+            self.errors
+                .push("src-delete-after queue-length needs src-queue".into());
+        }
+        d
+    }
+
+    fn forward_headers(&mut self) -> bool {
+        match self.obj.get("dest-add-forward-headers") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(v) => {
+                self.errors.push(format!(
+                    "dest-add-forward-headers should be boolean, actually was {}",
+                    erlang(v)
+                ));
+                false
+            }
+        }
+    }
+}
+
+/// Checks a shovel definition. `name` appears in RabbitMQ's texts ("Key ... not found in
+/// NAME"). The error is RabbitMQ's list of lines, each ending in a newline.
+pub fn parse_shovel(name: &str, value: &Value) -> Result<ShovelSpec, String> {
+    let Some(obj) = value.as_object() else {
+        return Err(format!("{} should be a JSON object\n", erlang(value)));
     };
+    let mut c = Check {
+        name,
+        obj,
+        errors: Vec::new(),
+    };
+    c.keys();
+    let source = c.source();
+    let dest_queue = c.string("dest-queue");
+    let dest_exchange = c.string("dest-exchange");
+    let dest_key = c.string("dest-exchange-key");
+    let src_uri = c.uri("src-uri");
+    let dest_uri = c.uri("dest-uri");
+    if dest_queue.is_some() && dest_exchange.is_some() {
+        c.errors
+            .push("Cannot specify 'dest-exchange' and 'dest-queue'".into());
+    }
+    let ack_mode = c.ack_mode();
+    let prefetch = c.prefetch();
+    let reconnect_delay_secs = c.reconnect_delay();
+    let delete_after = c.delete_after(&source);
+    let add_forward_headers = c.forward_headers();
     match (src_uri, dest_uri, source) {
-        (Some(src_uri), Some(dest_uri), Some(source)) if errors.is_empty() => {
+        (Some(src_uri), Some(dest_uri), Some(source)) if c.errors.is_empty() => {
             let (dest_exchange, dest_key) = match (&dest_queue, dest_exchange) {
                 (Some(q), _) => (Some(String::new()), Some(q.clone())),
                 (None, x) => (x, dest_key),
@@ -303,7 +368,7 @@ pub fn parse_shovel(name: &str, value: &Value) -> Result<ShovelSpec, String> {
                 add_forward_headers,
             })
         }
-        _ => Err(errors.iter().map(|e| format!("{e}\n")).collect()),
+        _ => Err(c.errors.iter().map(|e| format!("{e}\n")).collect()),
     }
 }
 

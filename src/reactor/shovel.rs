@@ -276,8 +276,7 @@ fn start(e: &mut Entry, key: usize, now: Instant, local: Option<SocketAddr>, reg
         let mut stream = match stream {
             Ok(s) => s,
             Err(err) => {
-                let which = if side == SRC { "source" } else { "destination" };
-                e.shovel.fail(format!("{which}: {err}"), now);
+                e.shovel.fail(format!("{}: {err}", which(side)), now);
                 return;
             }
         };
@@ -320,126 +319,133 @@ fn close_socks(e: &mut Entry, registry: &Registry) {
     e.shovel.drop_links();
 }
 
+fn which(side: usize) -> &'static str {
+    if side == SRC {
+        "source"
+    } else {
+        "destination"
+    }
+}
+
 /// Reads, feeds the clients, writes. Returns whether work is left that no event announces.
 fn pass(e: &mut Entry, now: Instant, buf: &mut [u8]) -> bool {
     let mut again = false;
     for side in [DEST, SRC] {
-        let Some(s) = e.socks[side].as_mut() else {
-            continue;
-        };
-        if !s.connected && s.writable {
-            match s.stream.take_error() {
-                Ok(None) if s.stream.peer_addr().is_ok() => s.connected = true,
-                Ok(Some(err)) | Err(err) => {
-                    let which = if side == SRC { "source" } else { "destination" };
-                    e.shovel.fail(format!("{which}: {err}"), now);
-                    return false;
+        match read_side(e, side, now, buf) {
+            Ok(held) => again |= held,
+            Err(reason) => {
+                // An empty reason: the shovel already failed while taking the input.
+                if !reason.is_empty() && !e.shovel.is_down() {
+                    e.shovel.fail(reason, now);
                 }
-                Ok(None) => {}
-            }
-        }
-        if !s.connected {
-            continue;
-        }
-        let may = |sh: &Shovel| {
-            side == DEST
-                || sh.source_may_read(SHOVEL_OUTPUT_HIGH_BYTES, SHOVEL_MESSAGES_PER_TURN_MAX)
-        };
-        // Input kept from an earlier turn first, then the socket, within the turn's bound.
-        let mut read = 0;
-        loop {
-            if !s.input.is_empty() && may(&e.shovel) {
-                let used = e
-                    .shovel
-                    .input(side, &s.input, now, SHOVEL_MESSAGES_PER_TURN_MAX);
-                s.input.drain(..used.min(s.input.len()));
-            }
-            if e.shovel.links[side].is_none() || e.shovel.is_down() {
                 return false;
             }
-            if !s.readable || read >= SHOVEL_READ_BYTES_PER_TURN_MAX || !may(&e.shovel) {
-                break;
-            }
-            match s.stream.read(buf) {
-                Ok(0) => {
-                    s.readable = false;
-                    s.eof = true;
-                }
-                Ok(n) => {
-                    read += n;
-                    s.input.extend_from_slice(&buf[..n]);
-                }
-                Err(err) if err.kind() == ErrorKind::WouldBlock => s.readable = false,
-                Err(err) if err.kind() == ErrorKind::Interrupted => {}
-                Err(err) => {
-                    s.readable = false;
-                    s.eof = true;
-                    let which = if side == SRC { "source" } else { "destination" };
-                    e.shovel.fail(format!("{which}: read: {err}"), now);
-                    return false;
-                }
-            }
-            if s.eof && s.input.is_empty() {
-                break;
-            }
-        }
-        if s.eof {
-            let which = if side == SRC { "source" } else { "destination" };
-            e.shovel.fail(format!("{which} closed the connection"), now);
-            return false;
-        }
-        // More to take next turn: held back by this turn's bound (not by the destination's
-        // output, whose writable event resumes the pass).
-        let held = s.readable || !s.input.is_empty();
-        if held
-            && (side == DEST
-                || e.shovel.links[DEST]
-                    .as_ref()
-                    .is_some_and(|l| l.client.pending() < SHOVEL_OUTPUT_HIGH_BYTES))
-        {
-            again = true;
         }
     }
     for side in [SRC, DEST] {
-        let (Some(s), Some(l)) = (e.socks[side].as_mut(), e.shovel.links[side].as_mut()) else {
-            continue;
-        };
-        if !s.connected || !s.writable {
-            continue;
-        }
-        let mut wrote = false;
-        let out = l.client.output();
-        while !out.is_empty() {
-            match s.stream.write(out) {
-                Ok(n) => {
-                    out.drain(..n);
-                    wrote = true;
-                }
-                Err(err) if err.kind() == ErrorKind::WouldBlock => {
-                    s.writable = false;
-                    break;
-                }
-                Err(err) if err.kind() == ErrorKind::Interrupted => {}
-                Err(err) => {
-                    let which = if side == SRC { "source" } else { "destination" };
-                    let r = format!("{which}: write: {err}");
-                    e.shovel.fail(r, now);
-                    return false;
-                }
-            }
-        }
-        if wrote {
-            l.client.sent(now);
+        if let Err(reason) = write_side(e, side, now) {
+            e.shovel.fail(reason, now);
+            return false;
         }
     }
     // Writing the destination may have made room for the source's held input.
-    if e.socks[SRC]
+    let src_held = e.socks[SRC]
         .as_ref()
-        .is_some_and(|s| s.readable || !s.input.is_empty())
-        && e.shovel
-            .source_may_read(SHOVEL_OUTPUT_HIGH_BYTES, SHOVEL_MESSAGES_PER_TURN_MAX)
-    {
-        again = true;
-    }
+        .is_some_and(|s| s.readable || !s.input.is_empty());
     again
+        || (src_held
+            && e.shovel
+                .source_may_read(SHOVEL_OUTPUT_HIGH_BYTES, SHOVEL_MESSAGES_PER_TURN_MAX))
+}
+
+/// Completes a connect, then takes one side's kept input and reads its socket, within the
+/// turn's bounds. Ok(true) when input is held back by this turn's bound (not by the
+/// destination's output, whose writable event resumes the pass); Err ends the attempt.
+fn read_side(e: &mut Entry, side: usize, now: Instant, buf: &mut [u8]) -> Result<bool, String> {
+    let Some(s) = e.socks[side].as_mut() else {
+        return Ok(false);
+    };
+    if !s.connected && s.writable {
+        match s.stream.take_error() {
+            Ok(None) if s.stream.peer_addr().is_ok() => s.connected = true,
+            Ok(Some(err)) | Err(err) => return Err(format!("{}: {err}", which(side))),
+            Ok(None) => {}
+        }
+    }
+    if !s.connected {
+        return Ok(false);
+    }
+    let may = |sh: &Shovel| {
+        side == DEST || sh.source_may_read(SHOVEL_OUTPUT_HIGH_BYTES, SHOVEL_MESSAGES_PER_TURN_MAX)
+    };
+    // Input kept from an earlier turn first, then the socket.
+    let mut read = 0;
+    loop {
+        if !s.input.is_empty() && may(&e.shovel) {
+            let used = e
+                .shovel
+                .input(side, &s.input, now, SHOVEL_MESSAGES_PER_TURN_MAX);
+            s.input.drain(..used.min(s.input.len()));
+        }
+        if e.shovel.links[side].is_none() || e.shovel.is_down() {
+            return Err(String::new());
+        }
+        if !s.readable || read >= SHOVEL_READ_BYTES_PER_TURN_MAX || !may(&e.shovel) {
+            break;
+        }
+        match s.stream.read(buf) {
+            Ok(0) => {
+                s.readable = false;
+                s.eof = true;
+            }
+            Ok(n) => {
+                read += n;
+                s.input.extend_from_slice(&buf[..n]);
+            }
+            Err(err) if err.kind() == ErrorKind::WouldBlock => s.readable = false,
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(err) => return Err(format!("{}: read: {err}", which(side))),
+        }
+        if s.eof && s.input.is_empty() {
+            break;
+        }
+    }
+    if s.eof {
+        return Err(format!("{} closed the connection", which(side)));
+    }
+    let held = s.readable || !s.input.is_empty();
+    let dest_has_room = e.shovel.links[DEST]
+        .as_ref()
+        .is_some_and(|l| l.client.pending() < SHOVEL_OUTPUT_HIGH_BYTES);
+    Ok(held && (side == DEST || dest_has_room))
+}
+
+/// Writes one side's output until the socket would block.
+fn write_side(e: &mut Entry, side: usize, now: Instant) -> Result<(), String> {
+    let (Some(s), Some(l)) = (e.socks[side].as_mut(), e.shovel.links[side].as_mut()) else {
+        return Ok(());
+    };
+    if !s.connected || !s.writable {
+        return Ok(());
+    }
+    let mut wrote = false;
+    let out = l.client.output();
+    while !out.is_empty() {
+        match s.stream.write(out) {
+            Ok(n) => {
+                out.drain(..n);
+                wrote = true;
+            }
+            Err(err) if err.kind() == ErrorKind::WouldBlock => {
+                s.writable = false;
+                break;
+            }
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(err) => return Err(format!("{}: write: {err}", which(side))),
+        }
+    }
+    if wrote {
+        l.client.sent(now);
+    }
+    Ok(())
 }

@@ -467,11 +467,7 @@ impl Shovel {
             (Step::Lookup | Step::Declare, Owned::DeclareOk(_, _, count)) => {
                 l.step = Step::Ready;
                 if side == SRC {
-                    self.remaining = match self.spec.delete_after {
-                        DeleteAfter::Never => None,
-                        DeleteAfter::QueueLength => Some(count as u64),
-                        DeleteAfter::Count(n) => Some(n),
-                    };
+                    self.count_from(Some(count));
                 }
                 self.consume_if_ready();
             }
@@ -485,10 +481,7 @@ impl Shovel {
             }
             (Step::Bind, Owned::BindOk) => {
                 l.step = Step::Ready;
-                self.remaining = match self.spec.delete_after {
-                    DeleteAfter::Count(n) => Some(n),
-                    _ => None,
-                };
+                self.count_from(None);
                 self.consume_if_ready();
             }
             (Step::Consume, Owned::ConsumeOk) => {
@@ -506,6 +499,15 @@ impl Shovel {
             (step, _) => return Err(format!("unexpected reply in setup step {step:?}")),
         }
         Ok(())
+    }
+
+    /// src-delete-after's count, from the source queue's length when it has one.
+    fn count_from(&mut self, queue_length: Option<u32>) {
+        self.remaining = match self.spec.delete_after {
+            DeleteAfter::Never => None,
+            DeleteAfter::QueueLength => queue_length.map(u64::from),
+            DeleteAfter::Count(n) => Some(n),
+        };
     }
 
     /// The main channel is open (and in confirm mode): set up the queue.
