@@ -831,7 +831,13 @@ impl Reactor {
                 .dead
                 .or_else(|| c.session.close_reason().map(str::to_owned))
                 .unwrap_or_else(|| "closed".into());
-            info!(
+            let level = if c.session.is_internal() {
+                log::Level::Debug
+            } else {
+                log::Level::Info
+            };
+            log::log!(
+                level,
                 "[conn {}] closed {} user '{}': {}",
                 key,
                 c.session.peer(),

@@ -14,7 +14,7 @@ use crate::protocol::method::*;
 use crate::protocol::table::{FieldTable, FieldValue, TableWriter};
 use crate::protocol::wire::Writer;
 use crate::protocol::Outbox;
-use log::{info, warn};
+use log::warn;
 use std::net::SocketAddr;
 
 /// The server-properties table of connection.start, with only capabilities coney implements.
@@ -221,7 +221,15 @@ impl Session {
             &Method::ConnectionOpenOk(ConnectionOpenOk { known_hosts: b"" }),
         );
         self.state = State::Open;
-        info!(
+        // A shovel's own connection is logged by the shovel's state changes; at every
+        // retry while its other end is down it would add two lines a second here.
+        let level = if self.internal {
+            log::Level::Debug
+        } else {
+            log::Level::Info
+        };
+        log::log!(
+            level,
             "[conn {}] accepted {} user '{}' vhost '{}' client '{}'",
             self.id.0,
             self.peer,

@@ -260,6 +260,11 @@ impl Session {
         &self.user
     }
 
+    /// Logged in with coney's internal login (a shovel's `amqp://` end).
+    pub(crate) fn is_internal(&self) -> bool {
+        self.internal
+    }
+
     /// Why the connection is ending, for the log line.
     pub(crate) fn close_reason(&self) -> Option<&str> {
         self.close_reason.as_deref()
