@@ -366,6 +366,8 @@ pub(super) fn handle(
             | Route::Parameter { .. },
             _,
         ) => Need::Policymaker,
+        // The shovel_management plugin's status: monitoring or administrator.
+        (Route::Shovels | Route::ShovelsVhost { .. }, _) => Need::Monitor,
         (_, Get | Head) => Need::Management,
         (
             Route::Queue { .. }
@@ -391,7 +393,7 @@ pub(super) fn handle(
     }
     let user = who.user.clone();
     if super::shovels::serves(&route) {
-        return super::shovels::handle(m, req, route);
+        return super::shovels::handle(m, req, route, &who);
     }
     match (route, req.method) {
         (Route::Whoami, _) => Ok(json(whoami(&who))),

@@ -5,6 +5,7 @@
 use super::{handlers::node_name, Listing, Management};
 use crate::broker::parameters::ParameterError;
 use crate::definitions::shovel::{Source, SHOVEL_COMPONENT};
+use crate::http::auth::{Principal, Tags};
 use crate::http::router::Route;
 use crate::http::{ApiError, Method, Request, Response, Status};
 use crate::shovel::{Shovel, Status as ShovelStatus};
@@ -43,17 +44,38 @@ fn vhost_known(m: &Management<'_>, vhost: &str) -> Result<(), ApiError> {
         .ok_or_else(ApiError::not_found)
 }
 
+/// Whether `who` sees a vhost's shovels: administrator and monitoring see every vhost,
+/// other users the vhosts they have permissions in (RabbitMQ's listing filter).
+fn sees_vhost(m: &Management<'_>, who: &Principal, vhost: &str) -> bool {
+    who.tags.has(Tags::ADMINISTRATOR)
+        || who.tags.has(Tags::MONITORING)
+        || m.broker.access().grant(&who.user, vhost).is_some()
+}
+
 pub(super) fn handle(
     m: &mut Management<'_>,
     req: &Request,
     route: Route,
+    who: &Principal,
 ) -> Result<Response<Listing>, ApiError> {
+    match &route {
+        Route::ParametersComponentVhost { vhost, .. }
+        | Route::Parameter { vhost, .. }
+        | Route::ShovelsVhost { vhost }
+            if m.broker.access().vhost(vhost).is_some() && !sees_vhost(m, who, vhost) =>
+        {
+            return Err(ApiError::not_authorised(
+                "User not authorised to access object",
+            ));
+        }
+        _ => {}
+    }
     let list = |m: &Management<'_>, component: Option<&str>, vhost: Option<&str>| {
         let rows: Vec<Value> = m
             .broker
             .shovel_parameters()
             .filter(|_| component.is_none_or(|c| c == SHOVEL_COMPONENT))
-            .filter(|(v, _, _)| vhost.is_none_or(|w| w == *v))
+            .filter(|(v, _, _)| vhost.is_none_or(|w| w == *v) && sees_vhost(m, who, v))
             .map(|(v, n, val)| parameter_json(v, n, val))
             .collect();
         json_response(Value::Array(rows))
@@ -82,10 +104,10 @@ pub(super) fn handle(
                 .ok_or_else(ApiError::not_found)?;
             Ok(json_response(parameter_json(&vhost, &name, value)))
         }
-        (Route::Shovels, _) => Ok(status_listing(m, None)),
+        (Route::Shovels, _) => Ok(status_listing(m, None, who)),
         (Route::ShovelsVhost { vhost }, _) => {
             vhost_known(m, &vhost)?;
-            Ok(status_listing(m, Some(&vhost)))
+            Ok(status_listing(m, Some(&vhost), who))
         }
         _ => Err(ApiError::not_found()),
     }
@@ -166,10 +188,10 @@ fn status_row(s: &Shovel) -> Value {
     Value::Object(o)
 }
 
-fn status_listing(m: &Management<'_>, vhost: Option<&str>) -> Response<Listing> {
+fn status_listing(m: &Management<'_>, vhost: Option<&str>, who: &Principal) -> Response<Listing> {
     let mut rows = Vec::new();
     m.shovels.each(&mut |s| {
-        if vhost.is_none_or(|v| v == s.vhost) {
+        if vhost.is_none_or(|v| v == s.vhost) && sees_vhost(m, who, &s.vhost) {
             rows.push(status_row(s));
         }
     });

@@ -256,6 +256,31 @@ def forward_case(port_src_api, name, src_port, dest_uri, n):
     check(put_shovel(port_src_api, name, value)[0] == 201, 'create %s' % name)
 
 
+def test_listings_follow_vhost_access(t):
+    """A policymaker without permissions in a vhost sees none of its shovels, in the status
+    and parameter listings, and is refused the parameter itself, as on RabbitMQ."""
+    value = {'src-uri': 'amqp://', 'src-queue': 'hq', 'dest-uri': 'amqp://', 'dest-queue': 'hq2'}
+    answers = []
+    for port in (t.a.api_port, CONEY_API):
+        check(api(port, 'PUT', '/vhosts/sv', {})[0] in (201, 204), 'vhost on %d' % port)
+        api(port, 'PUT', '/permissions/sv/guest', {'configure': '.*', 'write': '.*', 'read': '.*'})
+        api(port, 'PUT', '/users/pm', {'password': 'pm', 'tags': 'policymaker'})
+        api(port, 'PUT', '/permissions/%2F/pm', {'configure': '.*', 'write': '.*', 'read': '.*'})
+        check(put_shovel(port, 'hidden', value, vhost='sv')[0] == 201, 'create on %d' % port)
+        wait_running(port, 'hidden')
+        seen = []
+        for path in ['/shovels', '/parameters/shovel', '/parameters/shovel/sv/hidden']:
+            status, body = api(port, 'GET', path, user='pm', password='pm')
+            names = [r['name'] for r in body] if isinstance(body, list) else body
+            seen.append((status, names))
+        answers.append(seen)
+        check(del_shovel(port, 'hidden', vhost='sv')[0] == 204, 'delete on %d' % port)
+        api(port, 'DELETE', '/vhosts/sv')
+        api(port, 'DELETE', '/users/pm')
+    check(answers[0] == answers[1], 'coney %r, RabbitMQ %r' % (answers[1], answers[0]))
+    check(all('hidden' not in json.dumps(a) for a in answers[1][:2]), 'seen: %r' % (answers[1],))
+
+
 def test_coney_to_rabbitmq_as_rabbitmqs_shovel(t):
     """coney → RabbitMQ moves every message in order with its properties, and adds the same
     x-shovelled header as RabbitMQ's own shovel doing RabbitMQ A → RabbitMQ B."""
@@ -508,6 +533,7 @@ TESTS = [
     test_coney_to_rabbitmq_as_rabbitmqs_shovel,
     test_rabbitmq_to_coney_exchange_source,
     test_status_listing_matches_rabbitmq,
+    test_listings_follow_vhost_access,
     test_delete_after_as_rabbitmq,
     test_parameters_survive_restart_and_export,
     test_static_shovel_from_config,
