@@ -6,6 +6,12 @@
 //! either end closes both (the source requeues what was not acked) and the shovel starts
 //! again after its reconnect-delay. The reactor's `shovel.rs` owns the sockets.
 //!
+//! An `amqp://` end (this broker) is a loopback connection to coney's own listener with the
+//! internal login (`auth::internal`), not a path through the broker's API: it goes through
+//! the session code every client uses (confirms once on disk, redelivered flags, credit,
+//! flow control, per-turn bounds), so there is no second way into the broker to keep equal.
+//! The cost is a socket pair per local end and one more encode and decode per message.
+//!
 //! Status as RabbitMQ's shovel_management shows it: starting (connecting and setting up),
 //! running (consuming), terminated (with the reason, until the next attempt).
 
