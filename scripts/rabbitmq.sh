@@ -24,6 +24,8 @@
 #   RABBITMQ_MGMT_PORT      management HTTP port on 127.0.0.1 (default PORT+10000)
 #   RABBITMQ_PROMETHEUS_PORT  prometheus HTTP port on 127.0.0.1 (default PORT+10100)
 #   RABBITMQ_EXTRA_CONF     lines appended to the node's rabbitmq.conf (e.g. listeners.ssl.*)
+#   RABBITMQ_KEEP_DATA      1: restart the node of DIR with its data (same node name, mnesia
+#                           and message store kept), e.g. after `stop` in a restart test
 # The two HTTP ports are written to the config only when their plugin is enabled, are
 # recorded in DIR/mgmt.port and DIR/prometheus.port, and `start` waits for them too.
 set -euo pipefail
@@ -101,12 +103,17 @@ cmd_start() {
         die "port $port on 127.0.0.1 is already in use"
     fi
 
-    rm -rf "$dir/mnesia" "$dir/log" "$dir/home"
-    rm -f "$dir/pid" "$dir/epmd.pid" "$dir/rabbitmq.pid"
+    if [ "${RABBITMQ_KEEP_DATA:-0}" = 1 ] && [ -f "$dir/nodename" ]; then
+        rm -f "$dir/pid" "$dir/epmd.pid" "$dir/rabbitmq.pid"
+    else
+        rm -rf "$dir/mnesia" "$dir/log" "$dir/home"
+        rm -f "$dir/pid" "$dir/epmd.pid" "$dir/rabbitmq.pid" "$dir/nodename"
+    fi
     mkdir -p "$dir/mnesia" "$dir/log" "$dir/home"
 
     local node epmd_port dist_port
     node="coney_rmq_${port}_$$@localhost"
+    [ -f "$dir/nodename" ] && node="$(cat "$dir/nodename")"
     epmd_port="$(free_port)"
     dist_port="$(free_port)"
     while [ "$dist_port" = "$epmd_port" ] || [ "$dist_port" = "$port" ]; do dist_port="$(free_port)"; done

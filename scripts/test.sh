@@ -25,6 +25,9 @@
 #              skipped, also coneyctl's live tests against that node's management
 #              API, every step checked through rabbitmqctl too (about 2 minutes;
 #              `cargo test` runs coneyctl's other tests and reports these ignored)
+#   shovel     scripts/test-shovel.sh: tests/shovel (shovels between coney and two private
+#              RabbitMQ nodes with the shovel plugins, side by side, and the chaos runs;
+#              about 3 minutes)
 #   mgmt       scripts/test-mgmt.sh: tests/mgmt (management API, Prometheus,
 #              rabbitmqadmin) and tests/webui (the page in headless Chromium)
 #              against coney's HTTP listeners; with --against-rabbitmq also
@@ -43,6 +46,7 @@
 #   --no-rabbitmq-definitions  skip the access and definitions tests against RabbitMQ
 #   --no-tls             do not run the TLS tests (scripts/test-tls.sh)
 #   --no-mgmt            do not run the management API and web page checks (scripts/test-mgmt.sh)
+#   --no-shovel          do not run the shovel tests (scripts/test-shovel.sh)
 #   --durability NAME    pass --only NAME to tests/durability/run.py (repeatable)
 #   --scenario NAME      pass --only NAME to run.py (repeatable)
 #   --flavour F          pass --flavour F to run.py (pika1 | pika013; repeatable)
@@ -69,7 +73,7 @@ cd "$ROOT"
 
 # ---------------------------------------------------------------- options
 do_build=1 do_cargo=1 do_pyenv=1 do_coney=1 do_durability=1 do_rpm=1 do_fuzz=1 do_mgmt=1 do_tls=1 do_rabbit=0 verbose=0
-do_rmq_defs=1
+do_rmq_defs=1 do_shovel=1
 run_args=()
 dur_args=()
 # shellcheck disable=SC2206
@@ -77,7 +81,7 @@ set -- "$@" ${TEST_SH_ARGS:-}
 while [ $# -gt 0 ]; do
     case "$1" in
         --against-rabbitmq) do_rabbit=1 ;;
-        --rabbitmq-only) do_rabbit=1; do_build=0; do_cargo=0; do_coney=0; do_durability=0; do_rpm=0; do_fuzz=0; do_rmq_defs=0; do_mgmt=0; do_tls=0 ;;
+        --rabbitmq-only) do_rabbit=1; do_build=0; do_cargo=0; do_coney=0; do_durability=0; do_rpm=0; do_fuzz=0; do_rmq_defs=0; do_mgmt=0; do_tls=0; do_shovel=0 ;;
         --only-scenarios) do_cargo=0 ;;
         --no-build) do_build=0 ;;
         --no-cargo-test) do_cargo=0 ;;
@@ -88,6 +92,7 @@ while [ $# -gt 0 ]; do
         --no-rabbitmq-definitions) do_rmq_defs=0 ;;
         --no-mgmt) do_mgmt=0 ;;
         --no-tls) do_tls=0 ;;
+        --no-shovel) do_shovel=0 ;;
         --durability) shift; dur_args+=(--only "${1:?--durability needs a name}") ;;
         --scenario) shift; run_args+=(--only "${1:?--scenario needs a name}") ;;
         --flavour) shift; run_args+=(--flavour "${1:?--flavour needs a value}") ;;
@@ -316,6 +321,17 @@ if [ "$do_tls" = 1 ]; then
         total_failed=$((total_failed + 1))
     else
         run_step "tls (coney)" "$TMP/tls.log" timeout 900 bash scripts/test-tls.sh "$CONEY_BIN" || true
+    fi
+fi
+
+# ---------------------------------------------------------------- shovels
+if [ "$do_shovel" = 1 ]; then
+    say "shovel tests against coney and RabbitMQ"
+    if [ "$built" != 1 ] || [ ! -x "$CONEY_BIN" ]; then
+        record "shovel (coney)" FAIL "no $CONEY_BIN"
+        total_failed=$((total_failed + 1))
+    else
+        run_step "shovel (coney)" "$TMP/shovel.log" timeout 900 bash scripts/test-shovel.sh "$CONEY_BIN" || true
     fi
 fi
 

@@ -178,6 +178,8 @@ pub struct Config {
     pub auth_mechanisms: Vec<AuthMechanism>,
     /// Where SASL EXTERNAL takes the user name from (RabbitMQ `ssl_cert_login_from`).
     pub ssl_cert_login_from: CertLoginFrom,
+    /// Static shovels (`shovel.NAME.KEY = VALUE`), checked, in file order.
+    pub shovels: Vec<(String, crate::definitions::shovel::ShovelSpec)>,
 }
 
 /// A SASL mechanism coney implements.
@@ -239,6 +241,7 @@ impl Default for Config {
             tls: TlsOptions::default(),
             auth_mechanisms: vec![AuthMechanism::Plain, AuthMechanism::Amqplain],
             ssl_cert_login_from: CertLoginFrom::default(),
+            shovels: Vec::new(),
         }
     }
 }

@@ -108,6 +108,9 @@ struct Pending {
     tags: Vec<(String, bool)>,
     /// `auth_mechanisms.SLOT = NAME`, the last line for a slot kept.
     mechanisms: Vec<(String, AuthMechanism)>,
+    /// Static shovels: name → their keys as a shovel parameter's JSON value, and the line of
+    /// the first key (for errors), in file order.
+    shovels: Vec<(String, serde_json::Map<String, serde_json::Value>, usize)>,
 }
 
 /// Parses config text; `name` is used in errors. Public for tests and `--check-config`.
@@ -152,6 +155,12 @@ pub(crate) fn parse(
         }
         apply(key, value, line, config, &mut pending).map_err(|m| err(Some(key), m))?;
     }
+    resolve_shovels(&mut pending, config).map_err(|(line, message)| ConfigFileError {
+        file: name.to_string(),
+        line,
+        key: None,
+        message,
+    })?;
     Ok(resolve(pending, config))
 }
 
@@ -293,6 +302,8 @@ fn apply(
                 .filter(|t| !t.is_empty())
             {
                 pending.tags.push((tag.to_string(), parse_bool(value)?));
+            } else if let Some(rest) = key.strip_prefix("shovel.") {
+                static_shovel_key(rest, value, line, pending)?;
             } else {
                 return Err("unknown key".into());
             }
@@ -360,6 +371,59 @@ fn resolve(pending: Pending, config: &mut Config) -> Vec<String> {
         );
     }
     warnings
+}
+
+/// `shovel.NAME.KEY = VALUE`: KEY is a dynamic shovel's parameter key (RabbitMQ's names);
+/// numbers and true/false are taken as JSON numbers and booleans, anything else as a string.
+fn static_shovel_key(
+    rest: &str,
+    value: &str,
+    line: usize,
+    pending: &mut Pending,
+) -> Result<(), String> {
+    let Some((name, key)) = rest
+        .rsplit_once('.')
+        .filter(|(n, k)| !n.is_empty() && !k.is_empty())
+    else {
+        return Err("unknown key (static shovels are shovel.NAME.KEY)".into());
+    };
+    let v = match value {
+        "true" => serde_json::Value::Bool(true),
+        "false" => serde_json::Value::Bool(false),
+        _ => match value.parse::<u64>() {
+            Ok(n) => n.into(),
+            Err(_) => match value.parse::<f64>() {
+                Ok(f) if f.is_finite() && key == "reconnect-delay" => f.into(),
+                _ => value.into(),
+            },
+        },
+    };
+    match pending.shovels.iter_mut().find(|(n, _, _)| n == name) {
+        Some((_, map, _)) => {
+            map.insert(key.to_owned(), v);
+        }
+        None => {
+            let mut map = serde_json::Map::new();
+            map.insert(key.to_owned(), v);
+            pending.shovels.push((name.to_owned(), map, line));
+        }
+    }
+    Ok(())
+}
+
+/// Checks each static shovel as a dynamic one's definition is checked.
+fn resolve_shovels(pending: &mut Pending, config: &mut Config) -> Result<(), (usize, String)> {
+    for (name, map, line) in std::mem::take(&mut pending.shovels) {
+        let value = serde_json::Value::Object(map);
+        let spec = crate::definitions::shovel::parse_shovel(&name, &value).map_err(|e| {
+            (
+                line,
+                format!("shovel '{name}': {}", e.trim_end().replace('\n', "; ")),
+            )
+        })?;
+        config.shovels.push((name, spec));
+    }
+    Ok(())
 }
 
 /// A permission pattern, refused here (with the line) if the broker could not compile it.

@@ -5,6 +5,7 @@
 pub mod alloc;
 pub mod auth;
 pub mod broker;
+pub mod client;
 pub mod config;
 pub mod config_file;
 pub mod definitions;
@@ -20,4 +21,5 @@ pub mod protocol;
 pub mod reactor;
 pub mod resources;
 pub mod session;
+pub mod shovel;
 pub(crate) mod store;

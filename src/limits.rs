@@ -325,3 +325,28 @@ pub const DEFINITIONS_JSON_DEPTH_MAX: usize = 128;
 
 const _: () = assert!(PERMISSION_PATTERN_MAX_BYTES <= PERMISSION_REGEX_COMPILED_MAX_BYTES);
 const _: () = assert!(DEFINITIONS_JSON_DEPTH_MAX > TABLE_DEPTH_MAX);
+
+// Outbound AMQP connections (src/client, src/shovel, src/reactor/shovel.rs).
+
+/// Largest frame the client side asks for in tune-ok (the server's lower value wins).
+pub(crate) const CLIENT_FRAME_MAX_BYTES: u32 = FRAME_MAX_BYTES;
+/// Heartbeat the client side asks for (the Erlang client's default, so a remote that goes
+/// away without closing is noticed within two intervals); a URI's `heartbeat` overrides it.
+pub(crate) const CLIENT_HEARTBEAT_SECS: u16 = 10;
+/// A connect, handshake and topology setup that has not finished by then is a failure, and
+/// the shovel waits its reconnect-delay before the next attempt.
+pub(crate) const CLIENT_SETUP_TIMEOUT_SECS: u64 = 10;
+/// Messages one shovel moves per loop turn (deliveries taken from its source's input); the
+/// rest wait in its input buffer, and the socket is not read, until the next turn.
+pub const SHOVEL_MESSAGES_PER_TURN_MAX: usize = 256;
+/// Bytes read from one shovel socket per loop turn.
+pub(crate) const SHOVEL_READ_BYTES_PER_TURN_MAX: usize = 64 * 1024;
+/// A shovel stops taking deliveries from its source while its destination connection has
+/// this much unsent output (the destination or the network is slower than the source).
+pub(crate) const SHOVEL_OUTPUT_HIGH_BYTES: usize = 1024 * 1024;
+/// Shovels (static and dynamic together); a parameter past it is refused.
+pub const SHOVELS_MAX: usize = 1024;
+
+const _: () = assert!(SHOVEL_READ_BYTES_PER_TURN_MAX >= READ_CHUNK_BYTES);
+const _: () = assert!(SHOVEL_OUTPUT_HIGH_BYTES < WRITE_BUFFER_HARD_BYTES);
+const _: () = assert!(CLIENT_FRAME_MAX_BYTES >= FRAME_MIN_SIZE);

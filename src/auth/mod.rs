@@ -8,6 +8,7 @@
 pub mod base64;
 pub mod cert_subject;
 pub mod check;
+pub mod internal;
 pub mod password;
 pub mod pattern;
 pub mod users;

@@ -463,6 +463,7 @@ impl Broker {
     /// RabbitMQ exports them.
     pub(super) fn export_access(&self, defs: &mut Definitions) {
         export_access(&self.access, defs);
+        self.export_parameters(defs);
     }
 }
 

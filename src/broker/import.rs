@@ -88,6 +88,20 @@ impl Broker {
                 return Err(refuse(queue_entry(q), "no such vhost"));
             }
         }
+        for p in doc
+            .parameters
+            .iter()
+            .filter(|p| p.component == crate::definitions::shovel::SHOVEL_COMPONENT)
+        {
+            if access.vhost(&p.vhost).is_none() {
+                let entry = format!(
+                    "parameter '{}' of component 'shovel' in vhost '{}'",
+                    p.name, p.vhost
+                );
+                return Err(refuse(entry, "no such vhost"));
+            }
+        }
+        self.import_parameters(doc);
         self.replace_access(access);
         let mut done = Imported::default();
         for x in &doc.exchanges {
@@ -110,6 +124,7 @@ impl Broker {
     /// Refuses, naming the entry, what coney would not act on.
     fn check_importable(&self, doc: &Definitions, durable_only: bool) -> Result<(), ImportError> {
         no_other_keys("definitions", &doc.other)?;
+        super::parameters::check_shovel_parameters(doc).map_err(|(e, r)| refuse(e, r))?;
         if let Some(p) = doc.global_parameters.first() {
             let entry = format!("global parameter '{}'", p.name);
             return Err(refuse(entry, "global parameters are not supported"));
@@ -118,10 +133,10 @@ impl Broker {
             let entry = format!("policy '{}' in vhost '{}'", p.name, p.vhost);
             return Err(refuse(entry, "policies are not supported"));
         }
-        let other_parameter = doc
-            .parameters
-            .iter()
-            .find(|p| p.component != crate::definitions::access::VHOST_LIMITS_COMPONENT);
+        let other_parameter = doc.parameters.iter().find(|p| {
+            p.component != crate::definitions::access::VHOST_LIMITS_COMPONENT
+                && p.component != crate::definitions::shovel::SHOVEL_COMPONENT
+        });
         if let Some(p) = other_parameter {
             let entry = format!(
                 "parameter '{}' of component '{}' in vhost '{}'",

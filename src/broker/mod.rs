@@ -36,6 +36,7 @@ mod import;
 mod inspect;
 mod length;
 pub mod message;
+pub mod parameters;
 pub mod queue;
 mod reply_to;
 mod rotation;
@@ -149,6 +150,8 @@ pub struct Broker {
     refusing_queues: usize,
     /// Message events since start, for the management API and Prometheus.
     counters: counters::MessageCounters,
+    /// Runtime parameters (the shovel component).
+    parameters: parameters::Parameters,
 }
 
 fn not_found_queue(vhost: &str, name: &[u8]) -> AmqpError {
@@ -224,6 +227,7 @@ impl Broker {
             quorum_queues: 0,
             refusing_queues: 0,
             counters: counters::MessageCounters::default(),
+            parameters: parameters::Parameters::default(),
         }
     }
 

@@ -92,6 +92,7 @@ impl Broker {
             return false;
         };
         self.access.delete_vhost(name);
+        self.drop_vhost_parameters(name);
         self.record_access();
         if let Some(v) = self.vhosts.get(id) {
             let queues: Vec<QueueId> = v.queues.values().copied().collect();

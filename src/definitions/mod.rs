@@ -13,3 +13,4 @@ pub mod document;
 pub use access::{export_access, import_access, ImportError};
 pub use arguments::{json_to_table, table_to_json, ArgumentError};
 pub use document::{Definitions, DefinitionsError};
+pub mod shovel;

@@ -56,6 +56,9 @@ pub enum Route {
     Parameter { component: String, vhost: String, name: String },
     GlobalParameters,
     GlobalParameter { name: String },
+    /// The shovel_management plugin's status listing.
+    Shovels,
+    ShovelsVhost { vhost: String },
     Policies,
     PoliciesVhost { vhost: String },
     Policy { vhost: String, name: String },
@@ -240,6 +243,8 @@ fn resolve_api(s: &[&str]) -> Option<Route> {
         ["feature-flags"] => FeatureFlags,
         ["feature-flags", n, "enable"] => FeatureFlagEnable { name: o(n) },
         ["whoami"] => Whoami,
+        ["shovels"] => Shovels,
+        ["shovels", v] => ShovelsVhost { vhost: o(v) },
         ["permissions"] => Permissions,
         ["permissions", v, u] => Permission { vhost: o(v), user: o(u) },
         ["topic-permissions"] => TopicPermissions,

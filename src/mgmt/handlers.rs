@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 
 /// The node name the API reports, RabbitMQ's `name@host` shape (read once: every item of a
 /// listing names its node).
-pub(super) fn node_name() -> &'static str {
+pub(crate) fn node_name() -> &'static str {
     static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     NAME.get_or_init(read_node_name)
 }
@@ -358,6 +358,16 @@ pub(super) fn handle(
             | Route::DefinitionsVhost { .. },
             _,
         ) => Need::Administrator,
+        // RabbitMQ: runtime parameters need policymaker (or administrator), reading included.
+        (
+            Route::Parameters
+            | Route::ParametersComponent { .. }
+            | Route::ParametersComponentVhost { .. }
+            | Route::Parameter { .. },
+            _,
+        ) => Need::Policymaker,
+        // The shovel_management plugin's status: monitoring or administrator.
+        (Route::Shovels | Route::ShovelsVhost { .. }, _) => Need::Monitor,
         (_, Get | Head) => Need::Management,
         (
             Route::Queue { .. }
@@ -382,6 +392,9 @@ pub(super) fn handle(
         return Err(ApiError::not_authorised("Not management user"));
     }
     let user = who.user.clone();
+    if super::shovels::serves(&route) {
+        return super::shovels::handle(m, req, route, &who);
+    }
     match (route, req.method) {
         (Route::Whoami, _) => Ok(json(whoami(&who))),
         (Route::Overview, _) => Ok(json(overview(m))),

@@ -11,6 +11,7 @@ pub mod conns;
 mod handlers;
 mod metrics;
 mod objects;
+mod shovels;
 pub mod stats;
 mod web;
 
@@ -22,6 +23,7 @@ use crate::http::paginate::ListingStream;
 use crate::http::router::{self, Dispatch};
 use crate::http::{ApiError, Method, Progress, Request, Response, Service, Status};
 pub use conns::{ConnRow, Connections};
+pub(crate) use handlers::node_name;
 pub use stats::Stats;
 use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};
@@ -54,6 +56,8 @@ pub struct Management<'a> {
     pub listeners: &'a [(&'static str, SocketAddr)],
     /// Resource alarms and what they measured last.
     pub alarms: &'a crate::resources::Alarms,
+    /// The shovels, for their status.
+    pub shovels: &'a dyn crate::shovel::ShovelList,
     /// The loop turn's clock.
     pub now: Instant,
 }

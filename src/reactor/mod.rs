@@ -5,6 +5,7 @@
 //! write per connection) → timers → close the dead. The only module that sees `mio::Poll`.
 
 mod http;
+mod shovel;
 mod signal;
 
 use crate::broker::expiry::wall_clock_ms;
@@ -139,6 +140,8 @@ pub struct Reactor {
     /// Where the TLS listener is bound, likewise.
     tls_addr: Option<std::net::SocketAddr>,
     http: http::HttpSide,
+    /// Shovels and their outbound sockets.
+    shovels: shovel::ShovelSide,
     stats: mgmt::Stats,
     /// Every listener, for the API's overview.
     listeners: Vec<(&'static str, std::net::SocketAddr)>,
@@ -202,6 +205,7 @@ impl Reactor {
         let http = http::HttpSide::bind(&config, poll.registry())?;
         let amqp_addr = listener.local_addr().ok();
         let listeners = listeners_of(amqp_addr, &http);
+        let shovels = shovel::ShovelSide::new(&config.shovels, amqp_addr, mgmt::node_name());
         let read_buf = vec![0u8; FRAME_MAX_BYTES as usize + READ_CHUNK_BYTES];
         let mut alarms = Alarms::new(&config);
         // Start with the disk alarm already right, not a tick later.
@@ -213,6 +217,7 @@ impl Reactor {
             tls_listener,
             amqp_addr,
             http,
+            shovels,
             stats: mgmt::Stats::default(),
             listeners,
             api_closes: Vec::new(),
@@ -281,6 +286,7 @@ impl Reactor {
             || !self.close_list.is_empty()
             || !self.flush_list.is_empty()
             || self.http.busy()
+            || self.shovels.busy()
             || self.broker.has_ready()
             || self.broker.has_background_work();
         // A long last turn is followed by a poll: the poll costs little next to it, and a
@@ -323,6 +329,12 @@ impl Reactor {
         }
         self.read_ready(now);
         self.serve_http(now);
+        self.shovels.turn(
+            now,
+            &mut self.read_buf,
+            self.poll.registry(),
+            &mut self.broker,
+        );
         self.broker.expire_due();
         self.deliver_notices(now);
         self.deliver();
@@ -355,6 +367,7 @@ impl Reactor {
                 Token(t) if t >= http::HTTP_TOKEN_BASE => {
                     self.http.on_event(t, ev, self.poll.registry(), now)
                 }
+                Token(t) if t >= shovel::SHOVEL_TOKEN_BASE => self.shovels.on_event(t, ev),
                 Token(t) => {
                     let key = t - FIRST_CONNECTION_TOKEN;
                     let Some(c) = self.conns.get_mut(key) else {
@@ -393,12 +406,13 @@ impl Reactor {
             tls_local: self.tls_addr,
             to_close: &mut self.api_closes,
         };
-        let (broker, config, stats, alarms, listeners) = (
+        let (broker, config, stats, alarms, listeners, shovels) = (
             &mut self.broker,
             &self.config,
             &self.stats,
             &self.alarms,
             &self.listeners[..],
+            &self.shovels,
         );
         self.http.turn(
             now,
@@ -413,6 +427,7 @@ impl Reactor {
                     stats,
                     alarms,
                     listeners,
+                    shovels,
                     now,
                 })
             },
@@ -458,6 +473,8 @@ impl Reactor {
             let _ = self.poll.registry().deregister(&mut l);
         }
         self.http.stop_listening(self.poll.registry());
+        self.shovels
+            .stop_all(now, &mut self.read_buf, self.poll.registry());
         self.shutdown_at = Some(now + SHUTDOWN_GRACE);
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
@@ -768,6 +785,7 @@ impl Reactor {
         self.return_freed_memory();
         self.stats.sample(now, self.broker.counters());
         self.http.tick(now, self.poll.registry());
+        self.shovels.tick(now, self.poll.registry());
         if self.accept_paused {
             // The listener is edge-triggered: sockets left in the backlog raise no new event.
             self.accept_paused = false;
@@ -817,7 +835,13 @@ impl Reactor {
                 .dead
                 .or_else(|| c.session.close_reason().map(str::to_owned))
                 .unwrap_or_else(|| "closed".into());
-            info!(
+            let level = if c.session.is_internal() {
+                log::Level::Debug
+            } else {
+                log::Level::Info
+            };
+            log::log!(
+                level,
                 "[conn {}] closed {} user '{}': {}",
                 key,
                 c.session.peer(),

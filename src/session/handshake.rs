@@ -17,7 +17,7 @@ use crate::protocol::method::*;
 use crate::protocol::table::{FieldTable, FieldValue, TableWriter};
 use crate::protocol::wire::Writer;
 use crate::protocol::Outbox;
-use log::{info, warn};
+use log::warn;
 use std::net::SocketAddr;
 
 /// The server-properties table of connection.start, with only capabilities coney implements.
@@ -190,7 +190,7 @@ impl Session {
 
     /// The user a start-ok logs in as, or why not (for the log only).
     fn login(
-        &self,
+        &mut self,
         mechanism: AuthMechanism,
         response: &[u8],
         ctx: &mut Ctx<'_>,
@@ -206,6 +206,12 @@ impl Session {
         let Some((user, pass)) = credentials(mechanism, response) else {
             return Err("malformed response".to_owned());
         };
+        if crate::auth::internal::is_internal(user, pass) && loopback {
+            // coney's own shovel reaching this broker (`amqp://`): full rights, as RabbitMQ's
+            // direct connection has.
+            self.internal = true;
+            return Ok(String::from_utf8_lossy(user).into_owned());
+        }
         let user = String::from_utf8_lossy(user).into_owned();
         match ctx.broker.authenticate(&user, pass, loopback) {
             Ok(()) => Ok(user),
@@ -284,13 +290,29 @@ impl Session {
             let vhost = String::from_utf8_lossy(o.virtual_host).into_owned();
             return Err(Refusal::VhostNotFound { vhost }.into());
         };
-        let actor = ctx.broker.open_connection(self.id, &self.user, vhost)?;
+        let actor = if self.internal {
+            ctx.broker
+                .internal_actor(self.id, vhost)
+                .ok_or_else(|| Refusal::VhostNotFound {
+                    vhost: vhost.to_owned(),
+                })?
+        } else {
+            ctx.broker.open_connection(self.id, &self.user, vhost)?
+        };
         out.method(
             0,
             &Method::ConnectionOpenOk(ConnectionOpenOk { known_hosts: b"" }),
         );
         self.state = State::Open;
-        info!(
+        // A shovel's own connection is logged by the shovel's state changes; at every
+        // retry while its other end is down it would add two lines a second here.
+        let level = if self.internal {
+            log::Level::Debug
+        } else {
+            log::Level::Info
+        };
+        log::log!(
+            level,
             "[conn {}] accepted {} user '{}' vhost '{}' client '{}'",
             self.id.0,
             self.peer,

@@ -124,6 +124,8 @@ pub struct Session {
     cheap_route: bool,
     /// Plain or TLS, and the client certificate (`handshake.rs`, for SASL EXTERNAL).
     transport: Transport,
+    /// Logged in with coney's internal login (`auth::internal`): full rights in the vhost.
+    internal: bool,
 }
 
 /// RabbitMQ's rendering of a frame in error texts: "type 1, all octets = <<0,60>>".
@@ -242,6 +244,7 @@ impl Session {
             settle_scratch: Vec::new(),
             cheap_route: false,
             transport: Transport::Plain,
+            internal: false,
         }
     }
 
@@ -265,6 +268,11 @@ impl Session {
     /// The user that logged in ("" before start-ok).
     pub(crate) fn user(&self) -> &str {
         &self.user
+    }
+
+    /// Logged in with coney's internal login (a shovel's `amqp://` end).
+    pub(crate) fn is_internal(&self) -> bool {
+        self.internal
     }
 
     /// Why the connection is ending, for the log line.

@@ -1,0 +1,232 @@
+//! The `shovel` runtime parameters (`/api/parameters/shovel/...`, and the parameter listings,
+//! which hold only shovels in coney) and the shovel_management plugin's status listing
+//! (`/api/shovels`, `/api/shovels/{vhost}`), with RabbitMQ 3.10's answers.
+
+use super::{handlers::node_name, Listing, Management};
+use crate::broker::parameters::ParameterError;
+use crate::definitions::shovel::{Source, SHOVEL_COMPONENT};
+use crate::http::auth::{Principal, Tags};
+use crate::http::router::Route;
+use crate::http::{ApiError, Method, Request, Response, Status};
+use crate::shovel::{Shovel, Status as ShovelStatus};
+use serde_json::{json, Map, Value};
+
+/// Whether `route` is served here: the parameter listings, the shovel component's
+/// parameters, and the status listings.
+pub(super) fn serves(route: &Route) -> bool {
+    match route {
+        Route::Parameters | Route::ParametersComponent { .. } => true,
+        Route::ParametersComponentVhost { .. } => true,
+        Route::Parameter { component, .. } => component == SHOVEL_COMPONENT,
+        Route::Shovels | Route::ShovelsVhost { .. } => true,
+        _ => false,
+    }
+}
+
+fn json_response(v: Value) -> Response<Listing> {
+    Response::json(Status::OK, v.to_string().into_bytes())
+}
+
+/// RabbitMQ's management API escapes `<` and `>` in error reasons.
+fn escape_html(s: &str) -> String {
+    s.replace('<', "&lt;").replace('>', "&gt;")
+}
+
+fn parameter_json(vhost: &str, name: &str, value: &Value) -> Value {
+    json!({"value": value, "vhost": vhost, "component": SHOVEL_COMPONENT, "name": name})
+}
+
+fn vhost_known(m: &Management<'_>, vhost: &str) -> Result<(), ApiError> {
+    m.broker
+        .access()
+        .vhost(vhost)
+        .map(|_| ())
+        .ok_or_else(ApiError::not_found)
+}
+
+/// Whether `who` sees a vhost's shovels: administrator and monitoring see every vhost,
+/// other users the vhosts they have permissions in (RabbitMQ's listing filter).
+fn sees_vhost(m: &Management<'_>, who: &Principal, vhost: &str) -> bool {
+    who.tags.has(Tags::ADMINISTRATOR)
+        || who.tags.has(Tags::MONITORING)
+        || m.broker.access().grant(&who.user, vhost).is_some()
+}
+
+pub(super) fn handle(
+    m: &mut Management<'_>,
+    req: &Request,
+    route: Route,
+    who: &Principal,
+) -> Result<Response<Listing>, ApiError> {
+    match &route {
+        Route::ParametersComponentVhost { vhost, .. }
+        | Route::Parameter { vhost, .. }
+        | Route::ShovelsVhost { vhost }
+            if m.broker.access().vhost(vhost).is_some() && !sees_vhost(m, who, vhost) =>
+        {
+            return Err(ApiError::not_authorised(
+                "User not authorised to access object",
+            ));
+        }
+        _ => {}
+    }
+    let list = |m: &Management<'_>, component: Option<&str>, vhost: Option<&str>| {
+        let rows: Vec<Value> = m
+            .broker
+            .shovel_parameters()
+            .filter(|_| component.is_none_or(|c| c == SHOVEL_COMPONENT))
+            .filter(|(v, _, _)| vhost.is_none_or(|w| w == *v) && sees_vhost(m, who, v))
+            .map(|(v, n, val)| parameter_json(v, n, val))
+            .collect();
+        json_response(Value::Array(rows))
+    };
+    match (route, req.method) {
+        (Route::Parameters, _) => Ok(list(m, None, None)),
+        (Route::ParametersComponent { component }, _) => Ok(list(m, Some(&component), None)),
+        (Route::ParametersComponentVhost { component, vhost }, _) => {
+            vhost_known(m, &vhost)?;
+            Ok(list(m, Some(&component), Some(&vhost)))
+        }
+        (Route::Parameter { vhost, name, .. }, Method::Put) => put(m, &vhost, &name, &req.body),
+        (Route::Parameter { vhost, name, .. }, Method::Delete) => {
+            vhost_known(m, &vhost)?;
+            if m.broker.delete_shovel_parameter(&vhost, &name) {
+                Ok(Response::new(Status::NO_CONTENT))
+            } else {
+                Err(ApiError::not_found())
+            }
+        }
+        (Route::Parameter { vhost, name, .. }, _) => {
+            vhost_known(m, &vhost)?;
+            let value = m
+                .broker
+                .shovel_parameter(&vhost, &name)
+                .ok_or_else(ApiError::not_found)?;
+            Ok(json_response(parameter_json(&vhost, &name, value)))
+        }
+        (Route::Shovels, _) => Ok(status_listing(m, None, who)),
+        (Route::ShovelsVhost { vhost }, _) => {
+            vhost_known(m, &vhost)?;
+            Ok(status_listing(m, Some(&vhost), who))
+        }
+        _ => Err(ApiError::not_found()),
+    }
+}
+
+fn put(
+    m: &mut Management<'_>,
+    vhost: &str,
+    name: &str,
+    body: &[u8],
+) -> Result<Response<Listing>, ApiError> {
+    let doc: Value = serde_json::from_slice(body).map_err(|_| ApiError::bad_request("not_json"))?;
+    let Some(value) = doc.get("value").cloned() else {
+        return Err(ApiError::bad_request("[{key_missing,value}]"));
+    };
+    match m.broker.set_shovel_parameter(vhost, name, value) {
+        Ok(true) => Ok(Response::new(Status::CREATED)),
+        Ok(false) => Ok(Response::new(Status::NO_CONTENT)),
+        Err(ParameterError::NoVhost) => Err(ApiError::json(
+            Status::NOT_FOUND,
+            "not_found",
+            "vhost_not_found",
+        )),
+        Err(ParameterError::Invalid(lines)) => Err(ApiError::bad_request(escape_html(&format!(
+            "Validation failed\n\n{lines}"
+        )))),
+        Err(ParameterError::TooMany) => Err(ApiError::bad_request(format!(
+            "at most {} shovels",
+            crate::limits::SHOVELS_MAX
+        ))),
+    }
+}
+
+/// A status row as RabbitMQ 3.10's shovel_management writes it: the definition's ends only
+/// while running, the reason when terminated.
+fn status_row(s: &Shovel) -> Value {
+    let mut o = Map::new();
+    o.insert("node".into(), node_name().into());
+    o.insert("timestamp".into(), timestamp(s.since_ms).into());
+    o.insert("name".into(), s.name.clone().into());
+    o.insert("vhost".into(), s.vhost.clone().into());
+    o.insert("type".into(), s.kind.name().into());
+    o.insert("state".into(), s.status().name().into());
+    match s.status() {
+        ShovelStatus::Running => {
+            let (src, dest) = s.uris();
+            o.insert("src_uri".into(), src.into());
+            o.insert("src_protocol".into(), "amqp091".into());
+            o.insert("dest_protocol".into(), "amqp091".into());
+            o.insert("dest_uri".into(), dest.into());
+            match &s.spec.source {
+                Source::Queue(q) => {
+                    o.insert("src_queue".into(), q.clone().into());
+                }
+                Source::Exchange { exchange, key } => {
+                    o.insert("src_exchange".into(), exchange.clone().into());
+                    o.insert("src_exchange_key".into(), key.clone().into());
+                }
+            }
+            match (&s.spec.dest_queue, &s.spec.dest_exchange) {
+                (Some(q), _) => {
+                    o.insert("dest_queue".into(), q.clone().into());
+                }
+                (None, Some(x)) => {
+                    o.insert("dest_exchange".into(), x.clone().into());
+                    if let Some(k) = &s.spec.dest_key {
+                        o.insert("dest_exchange_key".into(), k.clone().into());
+                    }
+                }
+                (None, None) => {}
+            }
+        }
+        ShovelStatus::Terminated => {
+            o.insert("reason".into(), s.reason().unwrap_or("").into());
+        }
+        ShovelStatus::Starting => {}
+    }
+    Value::Object(o)
+}
+
+fn status_listing(m: &Management<'_>, vhost: Option<&str>, who: &Principal) -> Response<Listing> {
+    let mut rows = Vec::new();
+    m.shovels.each(&mut |s| {
+        if vhost.is_none_or(|v| v == s.vhost) && sees_vhost(m, who, &s.vhost) {
+            rows.push(status_row(s));
+        }
+    });
+    json_response(Value::Array(rows))
+}
+
+/// "YYYY-MM-DD HH:MM:SS" (UTC) as RabbitMQ's shovel status shows the last change.
+fn timestamp(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    format!(
+        "{y:04}-{mo:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_utc_civil_dates() {
+        assert_eq!(timestamp(0), "1970-01-01 00:00:00");
+        assert_eq!(timestamp(1_796_318_715_000), "2026-12-03 17:25:15");
+    }
+}

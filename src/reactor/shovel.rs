@@ -1,0 +1,451 @@
+//! The shovels' side of the loop: their outbound sockets on the same `Poll` (non-blocking
+//! connect, tokens from `SHOVEL_TOKEN_BASE`, two per shovel), bytes between each socket and
+//! its `client::Client`, and the shovels' lifecycle: static ones from the config, dynamic ones
+//! following the broker's `shovel` parameters, retried after their reconnect-delay, deleted
+//! when src-delete-after is reached. `shovel::Shovel` holds the protocol logic.
+//!
+//! Per turn each shovel with work gets one pass: the destination's input first (confirms),
+//! then the source's, at most `SHOVEL_MESSAGES_PER_TURN_MAX` deliveries and
+//! `SHOVEL_READ_BYTES_PER_TURN_MAX` bytes, and none while the destination has
+//! `SHOVEL_OUTPUT_HIGH_BYTES` unsent; then both outputs are written.
+
+use crate::broker::Broker;
+use crate::client::uri::Target;
+use crate::definitions::shovel::parse_shovel;
+use crate::limits::{
+    SHOVEL_MESSAGES_PER_TURN_MAX, SHOVEL_OUTPUT_HIGH_BYTES, SHOVEL_READ_BYTES_PER_TURN_MAX,
+};
+use crate::shovel::{Kind, Shovel, ShovelList, DEST, SRC};
+use log::{info, warn};
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use slab::Slab;
+use std::collections::HashMap;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Instant;
+
+/// First shovel socket token: below the HTTP side's, far above any AMQP connection's.
+pub(super) const SHOVEL_TOKEN_BASE: usize = 1 << 39;
+
+struct Sock {
+    stream: TcpStream,
+    /// Input not taken by the client yet (a partial frame, or deliveries past the turn's
+    /// share).
+    input: Vec<u8>,
+    readable: bool,
+    writable: bool,
+    /// The non-blocking connect completed.
+    connected: bool,
+    eof: bool,
+}
+
+struct Entry {
+    shovel: Shovel,
+    socks: [Option<Sock>; 2],
+    queued: bool,
+}
+
+pub(super) struct ShovelSide {
+    entries: Slab<Entry>,
+    /// Dynamic shovels by (vhost, name).
+    dynamic: HashMap<(String, String), usize>,
+    /// Shovels with work this turn.
+    work: Vec<usize>,
+    /// The broker's parameters generation last followed.
+    generation: Option<u64>,
+    /// Where `amqp://` ends connect: this broker's AMQP listener.
+    local: Option<SocketAddr>,
+    node: &'static str,
+}
+
+fn token(key: usize, side: usize) -> Token {
+    Token(SHOVEL_TOKEN_BASE + key * 2 + side)
+}
+
+impl ShovelList for ShovelSide {
+    fn each(&self, f: &mut dyn FnMut(&Shovel)) {
+        for (_, e) in self.entries.iter() {
+            f(&e.shovel);
+        }
+    }
+}
+
+impl ShovelSide {
+    pub(super) fn new(
+        statics: &[(String, crate::definitions::shovel::ShovelSpec)],
+        local: Option<SocketAddr>,
+        node: &'static str,
+    ) -> Self {
+        // A wildcard listener is reached on loopback, where the internal login is accepted.
+        let local = local.map(|mut a| {
+            if a.ip().is_unspecified() {
+                a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            a
+        });
+        let mut side = ShovelSide {
+            entries: Slab::new(),
+            dynamic: HashMap::new(),
+            work: Vec::new(),
+            generation: None,
+            local,
+            node,
+        };
+        for (name, spec) in statics {
+            let s = Shovel::new(
+                name,
+                "/",
+                Kind::Static,
+                spec.clone(),
+                serde_json::Value::Null,
+                node,
+            );
+            side.entries.insert(Entry {
+                shovel: s,
+                socks: [None, None],
+                queued: false,
+            });
+        }
+        side
+    }
+
+    pub(super) fn busy(&self) -> bool {
+        !self.work.is_empty()
+    }
+
+    /// Takes an event for a token at or above `SHOVEL_TOKEN_BASE`.
+    pub(super) fn on_event(&mut self, t: usize, ev: &mio::event::Event) {
+        let (key, side) = ((t - SHOVEL_TOKEN_BASE) / 2, (t - SHOVEL_TOKEN_BASE) % 2);
+        let Some(e) = self.entries.get_mut(key) else {
+            return;
+        };
+        let Some(s) = e.socks[side].as_mut() else {
+            return;
+        };
+        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+            s.readable = true;
+        }
+        if ev.is_writable() || ev.is_error() {
+            s.writable = true;
+        }
+        if !e.queued {
+            e.queued = true;
+            self.work.push(key);
+        }
+    }
+
+    /// Follows the broker's shovel parameters: starts new ones, stops deleted or changed
+    /// ones (a changed one starts again with its new definition).
+    fn follow_parameters(&mut self, broker: &Broker, registry: &Registry) {
+        if self.generation == Some(broker.parameters_generation()) {
+            return;
+        }
+        self.generation = Some(broker.parameters_generation());
+        let gone: Vec<(String, String)> = self
+            .dynamic
+            .iter()
+            .filter(|((v, n), &key)| {
+                broker.shovel_parameter(v, n) != self.entries.get(key).map(|e| &e.shovel.value)
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in gone {
+            if let Some(key) = self.dynamic.remove(&k) {
+                let mut e = self.entries.remove(key);
+                e.shovel.stop("shovel deleted");
+                close_socks(&mut e, registry);
+            }
+        }
+        for (v, n, value) in broker.shovel_parameters() {
+            let k = (v.to_owned(), n.to_owned());
+            if self.dynamic.contains_key(&k) {
+                continue;
+            }
+            let spec = match parse_shovel(n, value) {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!("shovel '{n}' in vhost '{v}': invalid definition: {e}");
+                    continue;
+                }
+            };
+            let s = Shovel::new(n, v, Kind::Dynamic, spec, value.clone(), self.node);
+            let key = self.entries.insert(Entry {
+                shovel: s,
+                socks: [None, None],
+                queued: true,
+            });
+            self.work.push(key);
+            self.dynamic.insert(k, key);
+        }
+    }
+
+    /// One pass over the shovels with work; `buf` is the loop's read buffer.
+    pub(super) fn turn(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        registry: &Registry,
+        broker: &mut Broker,
+    ) {
+        self.follow_parameters(broker, registry);
+        let list = std::mem::take(&mut self.work);
+        for key in list {
+            let Some(e) = self.entries.get_mut(key) else {
+                continue;
+            };
+            e.queued = false;
+            e.shovel.taken_this_turn = 0;
+            if e.shovel.due_to_start(now) {
+                start(e, key, now, self.local, registry);
+            }
+            let again = pass(e, now, buf);
+            if e.shovel.is_down() {
+                close_socks(e, registry);
+            }
+            if e.shovel.completed() {
+                let (v, n) = (e.shovel.vhost.clone(), e.shovel.name.clone());
+                info!(
+                    "shovel '{n}' in vhost '{v}': src-delete-after reached after {} messages",
+                    e.shovel.moved
+                );
+                e.shovel.stop("completed");
+                pass(e, now, buf);
+                close_socks(e, registry);
+                if e.shovel.kind == Kind::Dynamic {
+                    broker.delete_shovel_parameter(&v, &n);
+                }
+            } else if again && !e.queued {
+                e.queued = true;
+                self.work.push(key);
+            }
+        }
+    }
+
+    /// Once a second: heartbeats, setup deadlines, retries that are due.
+    pub(super) fn tick(&mut self, now: Instant, registry: &Registry) {
+        for (key, e) in self.entries.iter_mut() {
+            if !e.shovel.tick(now) {
+                close_socks(e, registry);
+            }
+            let due = e.shovel.due_to_start(now);
+            let output = e
+                .shovel
+                .links
+                .iter()
+                .flatten()
+                .any(|l| l.client.pending() > 0);
+            if (due || output) && !e.queued {
+                e.queued = true;
+                self.work.push(key);
+            }
+        }
+    }
+
+    /// Shutdown: every shovel closes its connections (best effort, no retry).
+    pub(super) fn stop_all(&mut self, now: Instant, buf: &mut [u8], registry: &Registry) {
+        for (_, e) in self.entries.iter_mut() {
+            e.shovel.stop("shutdown");
+            pass(e, now, buf);
+            close_socks(e, registry);
+        }
+    }
+}
+
+/// Starts an attempt: both clients and their sockets connecting.
+fn start(e: &mut Entry, key: usize, now: Instant, local: Option<SocketAddr>, registry: &Registry) {
+    if let Err(err) = e.shovel.start(now) {
+        e.shovel.fail(err, now);
+        return;
+    }
+    for side in [SRC, DEST] {
+        let Some(link) = e.shovel.links[side].as_mut() else {
+            continue;
+        };
+        let addr = match &link.uri.target {
+            Target::Local => {
+                link.use_internal_login(now);
+                local.ok_or_else(|| "amqp:// needs coney's AMQP listener".to_owned())
+            }
+            Target::Remote { host, port } => (host.as_str(), *port)
+                .to_socket_addrs()
+                .map_err(|err| format!("{host}: {err}"))
+                .and_then(|mut a| a.next().ok_or_else(|| format!("{host}: no address"))),
+        };
+        let stream = addr.and_then(|a| TcpStream::connect(a).map_err(|err| format!("{a}: {err}")));
+        let mut stream = match stream {
+            Ok(s) => s,
+            Err(err) => {
+                e.shovel.fail(format!("{}: {err}", which(side)), now);
+                return;
+            }
+        };
+        if let Err(err) = registry.register(
+            &mut stream,
+            token(key, side),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            e.shovel.fail(format!("register: {err}"), now);
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        e.socks[side] = Some(Sock {
+            stream,
+            input: Vec::new(),
+            readable: false,
+            writable: false,
+            connected: false,
+            eof: false,
+        });
+    }
+}
+
+/// Deregisters and drops a shovel's sockets after writing what they hold (a close, best
+/// effort); the shovel forgets its clients.
+fn close_socks(e: &mut Entry, registry: &Registry) {
+    for side in [SRC, DEST] {
+        if let (Some(s), Some(l)) = (e.socks[side].as_mut(), e.shovel.links[side].as_mut()) {
+            if s.connected {
+                let out = l.client.output();
+                if let Ok(n) = s.stream.write(out) {
+                    out.drain(..n);
+                }
+            }
+        }
+        if let Some(mut s) = e.socks[side].take() {
+            let _ = registry.deregister(&mut s.stream);
+        }
+    }
+    e.shovel.drop_links();
+}
+
+fn which(side: usize) -> &'static str {
+    if side == SRC {
+        "source"
+    } else {
+        "destination"
+    }
+}
+
+/// Reads, feeds the clients, writes. Returns whether work is left that no event announces.
+fn pass(e: &mut Entry, now: Instant, buf: &mut [u8]) -> bool {
+    let mut again = false;
+    for side in [DEST, SRC] {
+        match read_side(e, side, now, buf) {
+            Ok(held) => again |= held,
+            Err(reason) => {
+                // An empty reason: the shovel already failed while taking the input.
+                if !reason.is_empty() && !e.shovel.is_down() {
+                    e.shovel.fail(reason, now);
+                }
+                return false;
+            }
+        }
+    }
+    for side in [SRC, DEST] {
+        if let Err(reason) = write_side(e, side, now) {
+            e.shovel.fail(reason, now);
+            return false;
+        }
+    }
+    // Writing the destination may have made room for the source's held input.
+    let src_held = e.socks[SRC]
+        .as_ref()
+        .is_some_and(|s| s.readable || !s.input.is_empty());
+    again
+        || (src_held
+            && e.shovel
+                .source_may_read(SHOVEL_OUTPUT_HIGH_BYTES, SHOVEL_MESSAGES_PER_TURN_MAX))
+}
+
+/// Completes a connect, then takes one side's kept input and reads its socket, within the
+/// turn's bounds. Ok(true) when input is held back by this turn's bound (not by the
+/// destination's output, whose writable event resumes the pass); Err ends the attempt.
+fn read_side(e: &mut Entry, side: usize, now: Instant, buf: &mut [u8]) -> Result<bool, String> {
+    let Some(s) = e.socks[side].as_mut() else {
+        return Ok(false);
+    };
+    if !s.connected && s.writable {
+        match s.stream.take_error() {
+            Ok(None) if s.stream.peer_addr().is_ok() => s.connected = true,
+            Ok(Some(err)) | Err(err) => return Err(format!("{}: {err}", which(side))),
+            Ok(None) => {}
+        }
+    }
+    if !s.connected {
+        return Ok(false);
+    }
+    let may = |sh: &Shovel| {
+        side == DEST || sh.source_may_read(SHOVEL_OUTPUT_HIGH_BYTES, SHOVEL_MESSAGES_PER_TURN_MAX)
+    };
+    // Input kept from an earlier turn first, then the socket.
+    let mut read = 0;
+    loop {
+        if !s.input.is_empty() && may(&e.shovel) {
+            let used = e
+                .shovel
+                .input(side, &s.input, now, SHOVEL_MESSAGES_PER_TURN_MAX);
+            s.input.drain(..used.min(s.input.len()));
+        }
+        if e.shovel.links[side].is_none() || e.shovel.is_down() {
+            return Err(String::new());
+        }
+        if !s.readable || read >= SHOVEL_READ_BYTES_PER_TURN_MAX || !may(&e.shovel) {
+            break;
+        }
+        match s.stream.read(buf) {
+            Ok(0) => {
+                s.readable = false;
+                s.eof = true;
+            }
+            Ok(n) => {
+                read += n;
+                s.input.extend_from_slice(&buf[..n]);
+            }
+            Err(err) if err.kind() == ErrorKind::WouldBlock => s.readable = false,
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(err) => return Err(format!("{}: read: {err}", which(side))),
+        }
+        if s.eof && s.input.is_empty() {
+            break;
+        }
+    }
+    if s.eof {
+        return Err(format!("{} closed the connection", which(side)));
+    }
+    let held = s.readable || !s.input.is_empty();
+    let dest_has_room = e.shovel.links[DEST]
+        .as_ref()
+        .is_some_and(|l| l.client.pending() < SHOVEL_OUTPUT_HIGH_BYTES);
+    Ok(held && (side == DEST || dest_has_room))
+}
+
+/// Writes one side's output until the socket would block.
+fn write_side(e: &mut Entry, side: usize, now: Instant) -> Result<(), String> {
+    let (Some(s), Some(l)) = (e.socks[side].as_mut(), e.shovel.links[side].as_mut()) else {
+        return Ok(());
+    };
+    if !s.connected || !s.writable {
+        return Ok(());
+    }
+    let mut wrote = false;
+    let out = l.client.output();
+    while !out.is_empty() {
+        match s.stream.write(out) {
+            Ok(n) => {
+                out.drain(..n);
+                wrote = true;
+            }
+            Err(err) if err.kind() == ErrorKind::WouldBlock => {
+                s.writable = false;
+                break;
+            }
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(err) => return Err(format!("{}: write: {err}", which(side))),
+        }
+    }
+    if wrote {
+        l.client.sent(now);
+    }
+    Ok(())
+}
