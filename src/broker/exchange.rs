@@ -234,6 +234,9 @@ pub(super) struct Exchange {
     pub(super) delayed: bool,
     /// Where a durable delayed exchange keeps its held persistent messages in the store.
     pub(super) delayed_store_id: Option<u32>,
+    /// The policy applied to the exchange (its alternate-exchange, when the arguments name
+    /// none, is `alternate`).
+    pub(super) policy: Option<std::rc::Rc<super::policy::Policy>>,
 }
 
 impl Exchange {
@@ -246,10 +249,7 @@ impl Exchange {
         internal: bool,
         arguments: Box<[u8]>,
     ) -> Self {
-        let alternate = match FieldTable::parse(&arguments).map(|t| t.get(ALTERNATE_EXCHANGE)) {
-            Ok(Some(FieldValue::LongStr(name))) => Some(name.into()),
-            _ => None,
-        };
+        let alternate = declared_alternate(&arguments);
         Exchange {
             vhost,
             name,
@@ -261,7 +261,18 @@ impl Exchange {
             routes: Routes::new(kind),
             delayed: false,
             delayed_store_id: None,
+            policy: None,
         }
+    }
+
+    /// Applies `policy` (or none): the alternate-exchange argument wins over the policy's.
+    pub(super) fn set_policy(&mut self, policy: Option<std::rc::Rc<super::policy::Policy>>) {
+        self.alternate = declared_alternate(&self.arguments).or_else(|| {
+            policy
+                .as_ref()
+                .and_then(|p| p.parsed.alternate_exchange.clone())
+        });
+        self.policy = policy;
     }
 
     pub(super) fn kind(&self) -> ExchangeKind {
@@ -275,6 +286,14 @@ impl Exchange {
         } else {
             self.kind().name()
         }
+    }
+}
+
+/// The alternate exchange a raw argument table names.
+fn declared_alternate(arguments: &[u8]) -> Option<Box<[u8]>> {
+    match FieldTable::parse(arguments).map(|t| t.get(ALTERNATE_EXCHANGE)) {
+        Ok(Some(FieldValue::LongStr(name))) => Some(name.into()),
+        _ => None,
     }
 }
 

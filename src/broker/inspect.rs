@@ -4,7 +4,9 @@
 
 use super::consumer::ConsumerId;
 use super::exchange::Destination;
+use super::policy::Policy;
 use super::{Broker, ConnId};
+use std::rc::Rc;
 
 /// A queue as the API lists it.
 pub struct QueueView {
@@ -18,6 +20,8 @@ pub struct QueueView {
     pub ready: u64,
     pub unacked: u64,
     pub consumers: u64,
+    /// The policy applied to it.
+    pub policy: Option<Rc<Policy>>,
 }
 
 pub struct ExchangeView {
@@ -28,6 +32,8 @@ pub struct ExchangeView {
     pub auto_delete: bool,
     pub internal: bool,
     pub arguments: Box<[u8]>,
+    /// The policy applied to it.
+    pub policy: Option<Rc<Policy>>,
 }
 
 pub struct BindingView {
@@ -92,6 +98,7 @@ impl Broker {
                 ready: q.message_count() as u64,
                 unacked: q.unacked_count(),
                 consumers: q.consumer_count() as u64,
+                policy: q.policy.clone(),
             });
         }
         out
@@ -112,6 +119,7 @@ impl Broker {
                 auto_delete: x.auto_delete,
                 internal: x.internal,
                 arguments: x.arguments.clone(),
+                policy: x.policy.clone(),
             });
         }
         out

@@ -36,6 +36,8 @@ mod import;
 mod inspect;
 mod length;
 pub mod message;
+mod policies;
+pub mod policy;
 pub mod queue;
 mod reply_to;
 mod rotation;
@@ -149,6 +151,8 @@ pub struct Broker {
     refusing_queues: usize,
     /// Message events since start, for the management API and Prometheus.
     counters: counters::MessageCounters,
+    /// Policies and the objects still to be brought in line with them.
+    policies: policies::Policies,
 }
 
 fn not_found_queue(vhost: &str, name: &[u8]) -> AmqpError {
@@ -224,6 +228,7 @@ impl Broker {
             quorum_queues: 0,
             refusing_queues: 0,
             counters: counters::MessageCounters::default(),
+            policies: policies::Policies::default(),
         }
     }
 

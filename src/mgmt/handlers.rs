@@ -3,7 +3,7 @@
 //! names. Listings snapshot their rows into `Rows` and stream them (see `Listing`).
 
 use super::objects::{self, ConsumerSnap};
-use super::{access_api, actions, epoch_ms, Listing, Management};
+use super::{access_api, actions, epoch_ms, policies_api, Listing, Management};
 use crate::broker::{BindingView, ExchangeView, QueueView};
 use crate::http::auth::{Need, Principal, Tags};
 use crate::http::json::{ArrayWriter, Columns, Filter, ObjectWriter};
@@ -358,6 +358,7 @@ pub(super) fn handle(
             | Route::DefinitionsVhost { .. },
             _,
         ) => Need::Administrator,
+        (Route::Policy { .. }, _) => Need::Policymaker,
         (_, Get | Head) => Need::Management,
         (
             Route::Queue { .. }
@@ -663,6 +664,13 @@ pub(super) fn handle(
         (Route::Definitions, Post) => access_api::import_definitions(m, &req.body),
         (Route::Definitions, _) => access_api::definitions(m, None),
         (Route::DefinitionsVhost { vhost }, _) => access_api::definitions(m, Some(&vhost)),
+        (Route::Policies, _) => policies_api::list(m, &user, None),
+        (Route::PoliciesVhost { vhost }, _) => policies_api::list(m, &user, Some(&vhost)),
+        (Route::Policy { vhost, name }, Put) => {
+            policies_api::put(m, &user, &vhost, &name, &req.body)
+        }
+        (Route::Policy { vhost, name }, Delete) => policies_api::delete(m, &user, &vhost, &name),
+        (Route::Policy { vhost, name }, _) => policies_api::show(m, &user, &vhost, &name),
         _ => Err(ApiError::json(
             Status::NOT_IMPLEMENTED,
             "not_implemented",

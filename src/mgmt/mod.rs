@@ -11,6 +11,7 @@ pub mod conns;
 mod handlers;
 mod metrics;
 mod objects;
+mod policies_api;
 pub mod stats;
 mod web;
 

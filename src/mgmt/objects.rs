@@ -46,13 +46,21 @@ pub(super) fn write_queue(out: &mut Vec<u8>, q: &QueueView, filter: Filter<'_>) 
         .bool("auto_delete", q.auto_delete)
         .u64("consumers", q.consumers)
         .bool("durable", q.durable)
+        .value_with("effective_policy_definition", || {
+            Value::Object(
+                q.policy
+                    .as_ref()
+                    .map(|p| p.definition.clone())
+                    .unwrap_or_default(),
+            )
+        })
         .bool("exclusive", q.exclusive)
         .u64("messages", q.ready + q.unacked)
         .u64("messages_ready", q.ready)
         .u64("messages_unacknowledged", q.unacked)
         .str("name", &q.name)
         .str("node", node_name())
-        .null("policy")
+        .value_with("policy", || policy_name(q.policy.as_deref()))
         .str("state", "running")
         .str("type", "classic")
         .str("vhost", &q.vhost);
@@ -81,11 +89,16 @@ pub(super) fn write_exchange(out: &mut Vec<u8>, x: &ExchangeView, filter: Filter
         .bool("durable", x.durable)
         .bool("internal", x.internal)
         .str("name", &x.name)
-        .null("policy")
+        .value_with("policy", || policy_name(x.policy.as_deref()))
         .str("type", x.kind)
         .str("user_who_performed_action", "rmq-internal")
         .str("vhost", &x.vhost);
     o.end();
+}
+
+/// A `policy` field: the name, or null.
+fn policy_name(p: Option<&crate::broker::policy::Policy>) -> Value {
+    p.map_or(Value::Null, |p| Value::from(p.name.clone()))
 }
 
 /// RabbitMQ's properties key: names one binding in a URL. The routing key alone when the
