@@ -3,7 +3,7 @@
 //! names. Listings snapshot their rows into `Rows` and stream them (see `Listing`).
 
 use super::objects::{self, ConsumerSnap};
-use super::{access_api, actions, epoch_ms, policies_api, Listing, Management};
+use super::{access_api, actions, epoch_ms, node, policies_api, Listing, Management};
 use crate::broker::{BindingView, ExchangeView, QueueView};
 use crate::http::auth::{Need, Principal, Tags};
 use crate::http::json::{ArrayWriter, Columns, Filter, ObjectWriter};
@@ -664,6 +664,19 @@ pub(super) fn handle(
         (Route::Definitions, Post) => access_api::import_definitions(m, &req.body),
         (Route::Definitions, _) => access_api::definitions(m, None),
         (Route::DefinitionsVhost { vhost }, _) => access_api::definitions(m, Some(&vhost)),
+        (Route::Nodes, _) => Ok(node::nodes(m)),
+        (Route::Node { node: name }, _) => node::node(m, &name),
+        (Route::HealthVirtualHosts | Route::HealthchecksNode, _) => Ok(node::virtual_hosts()),
+        (Route::HealthQuorumCritical | Route::HealthMirrorSyncCritical, _) => {
+            Ok(node::single_node())
+        }
+        (Route::HealthPortListener { port }, _) => node::port_listener(m, &port),
+        (Route::HealthProtocolListener { protocol }, _) => {
+            Ok(node::protocol_listener(m, &protocol))
+        }
+        (Route::HealthCertificateExpiration { within, unit }, _) => {
+            node::certificate_expiration(m, &within, &unit)
+        }
         (Route::Policies, _) => policies_api::list(m, &user, None),
         (Route::PoliciesVhost { vhost }, _) => policies_api::list(m, &user, Some(&vhost)),
         (Route::Policy { vhost, name }, Put) => {

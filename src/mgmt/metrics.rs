@@ -219,7 +219,7 @@ fn write_queues(m: &Management<'_>, out: &mut Vec<u8>, per_object: bool, t: crat
 }
 
 /// Open file descriptors (entries of /proc/self/fd) and the soft limit.
-fn fds() -> (u64, u64) {
+pub(super) fn fds() -> (u64, u64) {
     let open = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
     let mut lim = libc::rlimit {
         rlim_cur: 0,
@@ -235,7 +235,7 @@ fn fds() -> (u64, u64) {
 }
 
 /// RSS from /proc/self/statm (pages × page size); 0 where /proc is absent.
-fn resident_bytes() -> u64 {
+pub(super) fn resident_bytes() -> u64 {
     let pages = std::fs::read_to_string("/proc/self/statm")
         .ok()
         .and_then(|s| {

@@ -10,6 +10,7 @@ mod actions;
 pub mod conns;
 mod handlers;
 mod metrics;
+mod node;
 mod objects;
 mod policies_api;
 pub mod stats;
