@@ -5,6 +5,7 @@
 use super::handlers::body_json;
 use super::Management;
 use crate::broker::policy::Policy;
+use crate::http::json::{Filter, ObjectWriter};
 use crate::http::{ApiError, Response, Status};
 use serde_json::Value;
 use std::rc::Rc;
@@ -12,9 +13,28 @@ use std::rc::Rc;
 const NOT_AUTHORISED_OBJECT: &str = "User not authorised to access object";
 const NOT_AUTHORISED_VHOST: &str = "User not authorised to access virtual host";
 
+/// One policy in RabbitMQ's key order (vhost, name, pattern, apply-to, definition, priority).
+fn write_policy(out: &mut Vec<u8>, p: &Policy) {
+    let mut o = ObjectWriter::item(out, Filter::All);
+    o.str("vhost", &p.vhost)
+        .str("name", &p.name)
+        .str("pattern", &p.pattern)
+        .str("apply-to", p.apply_to.name())
+        .value("definition", &Value::Object(p.definition.clone()))
+        .i64("priority", p.priority);
+    o.end();
+}
+
 fn array<S>(items: &[Rc<Policy>]) -> Response<S> {
-    let v = Value::Array(items.iter().map(|p| p.to_json()).collect());
-    Response::json(Status::OK, v.to_string().into_bytes())
+    let mut out = b"[".to_vec();
+    for (i, p) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_policy(&mut out, p);
+    }
+    out.push(b']');
+    Response::json(Status::OK, out)
 }
 
 /// GET /api/policies and /api/policies/{vhost}.
@@ -55,10 +75,9 @@ pub(super) fn show<S>(
         .into_iter()
         .find(|p| p.name == name)
         .ok_or_else(ApiError::not_found)?;
-    Ok(Response::json(
-        Status::OK,
-        p.to_json().to_string().into_bytes(),
-    ))
+    let mut out = Vec::new();
+    write_policy(&mut out, &p);
+    Ok(Response::json(Status::OK, out))
 }
 
 /// PUT /api/policies/{vhost}/{name}: 201 when new, 204 when replaced.

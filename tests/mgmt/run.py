@@ -789,6 +789,78 @@ def check_policy_on_10000_queues_keeps_amqp_responsive(ctx):
     expect(p99 < CANARY_P99_MS, 'canary p99 %.2f ms >= %.1f ms' % (p99, CANARY_P99_MS))
 
 
+# ---------------------------------------------------------------- node and health checks
+
+NODE_FIELDS = {'name': str, 'type': str, 'running': bool, 'mem_used': int, 'mem_limit': int,
+               'mem_alarm': bool, 'disk_free': int, 'disk_free_limit': int,
+               'disk_free_alarm': bool, 'fd_used': int, 'fd_total': int, 'sockets_used': int,
+               'sockets_total': int, 'uptime': int, 'processors': int, 'os_pid': str,
+               'rates_mode': str, 'mem_calculation_strategy': str, 'partitions': list,
+               'exchange_types': None, 'auth_mechanisms': list}
+
+
+def check_nodes(ctx):
+    """/api/nodes lists the node with RabbitMQ's field names and JSON types (the node of the
+    overview, running, type disc, os_pid a string); /api/nodes/NAME answers the same node."""
+    nodes = ctx.api.get('/api/nodes')
+    expect(isinstance(nodes, list) and len(nodes) == 1, 'nodes %r' % (nodes,))
+    n = nodes[0]
+    for key, typ in NODE_FIELDS.items():
+        if typ is None:
+            continue
+        expect(key in n, 'node lacks %s' % key)
+        expect(isinstance(n[key], typ) and not (typ is int and isinstance(n[key], bool)),
+               '%s is %r' % (key, n[key]))
+    expect(n['name'] == ctx.api.get('/api/overview')['node'], 'name %r' % n['name'])
+    expect(n['running'] is True and n['type'] == 'disc', 'running/type %r %r' % (n['running'], n['type']))
+    expect(n['os_pid'].isdigit() and n['processors'] >= 1 and n['mem_used'] > 0
+           and 0 < n['fd_used'] <= n['fd_total'] and n['uptime'] > 0, 'values %r' % n)
+    one = ctx.api.get('/api/nodes/' + q(n['name']))
+    expect(one['name'] == n['name'] and one['os_pid'] == n['os_pid'], 'one node %r' % one)
+
+
+def check_health_one_node(ctx):
+    """The one-node health checks answer as RabbitMQ's: virtual-hosts ok, quorum and
+    mirror-sync critical ok (single node), a port or protocol with a listener ok, one
+    without 503 naming it, a bad port 400, certificate expiry's unit check."""
+    expect(ctx.api.get('/api/health/checks/virtual-hosts') == {'status': 'ok'}, 'virtual-hosts')
+    for c in ('node-is-quorum-critical', 'node-is-mirror-sync-critical'):
+        got = ctx.api.get('/api/health/checks/' + c)
+        expect(got == {'status': 'ok', 'reason': 'single node cluster'}, '%s %r' % (c, got))
+    got = ctx.api.get('/api/health/checks/port-listener/%d' % ctx.amqp)
+    expect(got == {'status': 'ok', 'port': ctx.amqp}, 'port-listener %r' % got)
+    st, out = ctx.api.status_of('GET', '/api/health/checks/port-listener/1')
+    expect(st == 503 and out.get('status') == 'failed' and out.get('reason') == 'No active listener'
+           and out.get('missing') == 1 and ctx.amqp in out.get('ports', []),
+           'port-listener 1: %s %r' % (st, out))
+    st, out = ctx.api.status_of('GET', '/api/health/checks/port-listener/abc')
+    expect(st == 400 and out == {'error': 'bad_request', 'reason': 'Invalid port'}, 'abc: %s %r' % (st, out))
+    for proto in ('amqp', 'amqp091'):
+        got = ctx.api.get('/api/health/checks/protocol-listener/' + proto)
+        expect(got == {'status': 'ok', 'protocol': 'amqp'}, '%s %r' % (proto, got))
+    st, out = ctx.api.status_of('GET', '/api/health/checks/protocol-listener/mqtt')
+    expect(st == 503 and out.get('missing') == 'mqtt' and 'amqp' in out.get('protocols', []),
+           'mqtt: %s %r' % (st, out))
+    st, out = ctx.api.status_of('GET', '/api/health/checks/certificate-expiration/1/foo')
+    expect(st == 400 and out == {'error': 'bad_request', 'reason':
+                                 'Time unit not recognised. Supported units: days, weeks, months, years.'},
+           'cert unit: %s %r' % (st, out))
+    expect(ctx.api.get('/api/health/checks/certificate-expiration/1/months') == {'status': 'ok'},
+           'certificate-expiration without TLS')
+
+
+def check_pypi_management_client(ctx):
+    """amqpstorm's ManagementApi (a maintained client from PyPI, in its own virtualenv)
+    declares, binds, publishes, gets, purges and deletes, and reads nodes and health, as
+    against RabbitMQ (tests/mgmt/pypi_client.py)."""
+    py = os.path.join(os.path.dirname(os.path.dirname(HERE)), '.venv', 'mgmt-client', 'bin', 'python')
+    expect(os.path.exists(py), 'no %s: run scripts/pyenv.sh' % py)
+    r = subprocess.run([py, os.path.join(HERE, 'pypi_client.py'), '--http', str(ctx.http)],
+                       capture_output=True, text=True, timeout=120)
+    expect(r.returncode == 0 and r.stdout.strip() == 'ok',
+           'rc %s: %s %s' % (r.returncode, r.stdout.strip(), r.stderr.strip()[-300:]))
+
+
 class Skipped(Exception):
     """The check does not apply to this broker (printed as SKIP, counted as neither)."""
 
