@@ -79,6 +79,7 @@ impl Broker {
     pub fn commit_turn(&mut self) -> io::Result<()> {
         // Policies first: bringing queues in line may trim them (store acks).
         self.apply_policies_some();
+        self.sample_rates();
         // Deferred cleanup first: it may delete durable queues and ack stored messages.
         self.clean_up();
         let mut result = Ok(());

@@ -237,6 +237,8 @@ pub(super) struct Exchange {
     /// The policy applied to the exchange (its alternate-exchange, when the arguments name
     /// none, is `alternate`).
     pub(super) policy: Option<std::rc::Rc<super::policy::Policy>>,
+    /// publish_in and publish_out, one add per event.
+    pub(super) stats: super::counters::Sampled<super::counters::ExchangeCounters>,
 }
 
 impl Exchange {
@@ -262,6 +264,7 @@ impl Exchange {
             delayed: false,
             delayed_store_id: None,
             policy: None,
+            stats: Default::default(),
         }
     }
 

@@ -3,6 +3,7 @@
 //! never hold a borrow of the broker across loop turns. Nothing here changes state.
 
 use super::consumer::ConsumerId;
+use super::counters::{ExchangeCounters, MessageCounters, StatsView};
 use super::exchange::Destination;
 use super::policy::Policy;
 use super::{Broker, ConnId};
@@ -22,6 +23,7 @@ pub struct QueueView {
     pub consumers: u64,
     /// The policy applied to it.
     pub policy: Option<Rc<Policy>>,
+    pub stats: StatsView<MessageCounters>,
 }
 
 pub struct ExchangeView {
@@ -34,6 +36,7 @@ pub struct ExchangeView {
     pub arguments: Box<[u8]>,
     /// The policy applied to it.
     pub policy: Option<Rc<Policy>>,
+    pub stats: StatsView<ExchangeCounters>,
 }
 
 pub struct BindingView {
@@ -84,6 +87,7 @@ impl Broker {
     pub fn queue_views(&self, vhost: Option<&str>) -> Vec<QueueView> {
         let want = vhost.map(|v| self.vhost_id(v));
         let mut out = Vec::with_capacity(self.queues.len());
+        let secs = self.rate_secs();
         for (_, q) in self.queues.iter() {
             if want.is_some_and(|w| w != Some(q.vhost)) {
                 continue;
@@ -99,6 +103,7 @@ impl Broker {
                 unacked: q.unacked_count(),
                 consumers: q.consumer_count() as u64,
                 policy: q.policy.clone(),
+                stats: q.stats.view(secs, MessageCounters::minus),
             });
         }
         out
@@ -107,6 +112,7 @@ impl Broker {
     pub fn exchange_views(&self, vhost: Option<&str>) -> Vec<ExchangeView> {
         let want = vhost.map(|v| self.vhost_id(v));
         let mut out = Vec::with_capacity(self.exchanges.len());
+        let secs = self.rate_secs();
         for (_, x) in self.exchanges.iter() {
             if want.is_some_and(|w| w != Some(x.vhost)) {
                 continue;
@@ -120,6 +126,7 @@ impl Broker {
                 internal: x.internal,
                 arguments: x.arguments.clone(),
                 policy: x.policy.clone(),
+                stats: x.stats.view(secs, ExchangeCounters::minus),
             });
         }
         out

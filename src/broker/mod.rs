@@ -153,6 +153,9 @@ pub struct Broker {
     counters: counters::MessageCounters,
     /// Policies and the objects still to be brought in line with them.
     policies: policies::Policies,
+    /// When the per-queue and per-exchange counters were last sampled, and the time before
+    /// (ms since the epoch; 0 for none): their rates are over that interval.
+    rate_samples: (u64, u64),
 }
 
 fn not_found_queue(vhost: &str, name: &[u8]) -> AmqpError {
@@ -229,6 +232,7 @@ impl Broker {
             refusing_queues: 0,
             counters: counters::MessageCounters::default(),
             policies: policies::Policies::default(),
+            rate_samples: (0, 0),
         }
     }
 
@@ -274,6 +278,35 @@ impl Broker {
     /// Message events since start (publish, deliver, get, ack, ...).
     pub fn counters(&self) -> counters::MessageCounters {
         self.counters
+    }
+
+    /// Every `RATE_SAMPLE_MS`, moves each queue's and exchange's samples along (their
+    /// `_details.rate`): a copy per object, about 30 µs for 10,000 queues.
+    pub(super) fn sample_rates(&mut self) {
+        let now = self.clock_ms;
+        if now
+            < self
+                .rate_samples
+                .1
+                .saturating_add(crate::limits::RATE_SAMPLE_MS)
+        {
+            return;
+        }
+        for q in self.queues.values_mut() {
+            q.stats.rotate();
+        }
+        for x in self.exchanges.values_mut() {
+            x.stats.rotate();
+        }
+        self.rate_samples = (self.rate_samples.1, now);
+    }
+
+    /// Seconds between the last two samples (0 before there are two).
+    pub(super) fn rate_secs(&self) -> f64 {
+        match self.rate_samples {
+            (0, _) => 0.0,
+            (base, last) => (last - base) as f64 / 1000.0,
+        }
     }
 
     /// Hands out what other connections' actions did to sessions, oldest first.

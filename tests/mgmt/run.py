@@ -861,6 +861,55 @@ def check_pypi_management_client(ctx):
            'rc %s: %s %s' % (r.returncode, r.stdout.strip(), r.stderr.strip()[-300:]))
 
 
+QUEUE_STATS_KEYS = ['ack', 'deliver', 'deliver_get', 'deliver_no_ack', 'get', 'get_empty',
+                    'get_no_ack', 'publish', 'redeliver']
+
+
+def check_object_message_stats(ctx):
+    """A queue's message_stats count its publishes, gets (with and without ack), acks,
+    redeliveries and get-empty with RabbitMQ's keys and `_details.rate`; an exchange's count
+    publish_in and publish_out (one per queue reached); a queue nothing happened to has none."""
+    name, x, q2 = P + 'ms-q', P + 'ms-x', P + 'ms-q2'
+    conn = pika_conn(ctx)
+    ch = conn.channel()
+    ch.queue_declare(name)
+    ch.queue_declare(q2)
+    ch.queue_declare(P + 'ms-idle')
+    ch.exchange_declare(x, 'fanout')
+    ch.queue_bind(name, x)
+    ch.queue_bind(q2, x)
+    for _ in range(3):
+        ch.basic_publish(x, '', b'x')
+    ch.basic_publish('', name, b'y')
+    m = ch.basic_get(name, auto_ack=False)
+    ch.basic_nack(m[0].delivery_tag, requeue=True)
+    m = ch.basic_get(name, auto_ack=False)
+    ch.basic_ack(m[0].delivery_tag)
+    ch.basic_get(name, auto_ack=True)
+    want = {'publish': 4, 'get': 2, 'get_no_ack': 1, 'ack': 1, 'redeliver': 1,
+            'deliver_get': 3, 'deliver': 0, 'deliver_no_ack': 0, 'get_empty': 0}
+
+    def stats():
+        return queue_field(ctx.api, name, 'message_stats') or {}
+    got = eventually(lambda: (lambda s: s if all(s.get(k) == v for k, v in want.items()) else None)(stats()),
+                     'queue message_stats != %r' % want)
+    expect(sorted(k for k in got if not k.endswith('_details')) == QUEUE_STATS_KEYS, 'keys %r' % sorted(got))
+    for k in QUEUE_STATS_KEYS:
+        expect(isinstance(got[k + '_details'].get('rate'), float), '%s_details %r' % (k, got.get(k + '_details')))
+
+    def xstats():
+        st, body = ctx.api.status_of('GET', '/api/exchanges/%2F/' + q(x))
+        return body.get('message_stats') if st == 200 else None
+    got = eventually(lambda: (lambda s: s if s and s.get('publish_in') == 3 and s.get('publish_out') == 6 else None)(xstats()),
+                     'exchange publish_in 3, publish_out 6')
+    expect(isinstance(got['publish_in_details']['rate'], float), 'publish_in_details')
+    expect(queue_field(ctx.api, P + 'ms-idle', 'message_stats') is None, 'idle queue has message_stats')
+    for n in (name, q2, P + 'ms-idle'):
+        ch.queue_delete(n)
+    ch.exchange_delete(x)
+    conn.close()
+
+
 class Skipped(Exception):
     """The check does not apply to this broker (printed as SKIP, counted as neither)."""
 

@@ -164,6 +164,8 @@ pub(super) struct Queue {
     flow_over: bool,
     /// The policy applied to the queue (its definition is merged into `args`).
     pub(super) policy: Option<std::rc::Rc<super::policy::Policy>>,
+    /// What happened to its messages (the API's per-queue message_stats), one add per event.
+    pub(super) stats: super::counters::Sampled<super::counters::MessageCounters>,
 }
 
 /// Ready messages and bytes a durable queue keeps in memory: coney's window, or less if the
@@ -213,6 +215,7 @@ impl Queue {
             unacked: 0,
             flow_over: false,
             policy: None,
+            stats: Default::default(),
         }
     }
 
