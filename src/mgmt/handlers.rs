@@ -49,6 +49,9 @@ pub(super) struct ConnSnap {
     timeout: u16,
     connected_at: u64,
     client_properties: Value,
+    io: crate::net::io_stats::IoCounters,
+    /// Bytes per second received and sent.
+    io_rates: (f64, f64),
 }
 
 pub(super) struct ChanSnap {
@@ -134,6 +137,16 @@ fn write_connection(out: &mut Vec<u8>, c: &ConnSnap, filter: Filter<'_>) {
         .u64("peer_port", c.peer.port().into())
         .u64("port", c.local.port().into())
         .str("protocol", "AMQP 0-9-1")
+        .u64("recv_cnt", c.io.recv_cnt)
+        .u64("recv_oct", c.io.recv_oct)
+        .object("recv_oct_details", |d| {
+            d.f64("rate", c.io_rates.0);
+        })
+        .u64("send_cnt", c.io.send_cnt)
+        .u64("send_oct", c.io.send_oct)
+        .object("send_oct_details", |d| {
+            d.f64("rate", c.io_rates.1);
+        })
         .bool("ssl", c.tls)
         .str("state", c.state)
         .u64("timeout", c.timeout.into())
@@ -213,6 +226,8 @@ impl Management<'_> {
                 timeout: info.heartbeat_secs,
                 connected_at: epoch_ms().saturating_sub(age.as_millis() as u64),
                 client_properties: client_properties(info.client_properties),
+                io: row.io.now,
+                io_rates: row.io.rates(),
             });
         });
         rows

@@ -910,6 +910,40 @@ def check_object_message_stats(ctx):
     conn.close()
 
 
+def check_connection_bytes(ctx):
+    """A connection lists recv_oct, recv_cnt, send_oct and send_cnt (with recv_oct_details and
+    send_oct_details rates) that grow with its traffic, and Prometheus' per-object endpoint
+    has rabbitmq_connection_incoming_bytes_total for it."""
+    from prometheus_client.parser import text_string_to_metric_families
+    conn = pika_conn(ctx, name=P + 'bytes')
+    ch = conn.channel()
+    ch.queue_declare(P + 'bytes-q')
+    for _ in range(10):
+        ch.basic_publish('', P + 'bytes-q', b'x' * 1000)
+
+    def mine():
+        rows = [c for c in ctx.api.get('/api/connections')
+                if c.get('client_properties', {}).get('connection_name') == P + 'bytes']
+        return rows[0] if rows and rows[0].get('recv_oct', 0) >= 10000 else None
+    c = eventually(mine, 'recv_oct under the 10 KB published')
+    for k in ('recv_oct', 'recv_cnt', 'send_oct', 'send_cnt'):
+        expect(isinstance(c.get(k), int) and c[k] > 0, '%s %r' % (k, c.get(k)))
+    for k in ('recv_oct_details', 'send_oct_details'):
+        expect(isinstance(c.get(k, {}).get('rate'), float), '%s %r' % (k, c.get(k)))
+
+    def scraped():
+        h = http.client.HTTPConnection(HOST, ctx.prometheus, timeout=30)
+        h.request('GET', '/metrics/per-object')
+        body = h.getresponse().read().decode()
+        h.close()
+        fams = {f.name: f for f in text_string_to_metric_families(body)}
+        fam = fams.get('rabbitmq_connection_incoming_bytes')
+        return fam and any(s.value >= 10000 and 'channel' in s.labels for s in fam.samples)
+    eventually(scraped, 'per-object rabbitmq_connection_incoming_bytes_total')
+    ch.queue_delete(P + 'bytes-q')
+    conn.close()
+
+
 class Skipped(Exception):
     """The check does not apply to this broker (printed as SKIP, counted as neither)."""
 
