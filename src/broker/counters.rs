@@ -112,3 +112,24 @@ impl MessageCounters {
         self.deliver + self.deliver_no_ack + self.get + self.get_no_ack
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rate is what happened between the last two samples, per second; before two
+    /// samples it is 0.
+    #[test]
+    fn rates_from_two_samples() {
+        let mut s = Sampled::<ExchangeCounters>::default();
+        s.now.publish_in = 10;
+        s.rotate();
+        assert_eq!(s.view(0.0, ExchangeCounters::minus).rate(10), 0.0);
+        s.now.publish_in = 60;
+        s.rotate();
+        s.now.publish_in = 1000;
+        let v = s.view(5.0, ExchangeCounters::minus);
+        assert_eq!(v.total.publish_in, 1000);
+        assert_eq!(v.rate(v.delta.publish_in), 10.0);
+    }
+}

@@ -273,8 +273,10 @@ def check_connections_channels_consumers(ctx):
 
     def mine():
         conn.process_data_events(time_limit=0)
+        # RabbitMQ lists a connection before its first statistics (channels) arrive.
         return [c for c in ctx.api.get('/api/connections')
-                if c.get('client_properties', {}).get('connection_name') == P + 'client']
+                if c.get('client_properties', {}).get('connection_name') == P + 'client'
+                and 'channels' in c]
     found = eventually(mine, 'connection not listed')[0]
     expect(found.get('user') == 'guest' and found.get('vhost') == '/', 'connection %r' % found)
     expect(found.get('channels') == 1 and found.get('protocol') == 'AMQP 0-9-1', 'connection %r' % found)
