@@ -299,7 +299,10 @@ pub const RATE_SAMPLE_MS: u64 = 5_000;
 /// each costs a regex match per policy of its vhost and a parse of its arguments (about 2 µs),
 /// so a policy over 10,000 queues is applied over 20 turns of at most ~1 ms each.
 pub const POLICY_OBJECTS_PER_TURN_MAX: usize = 500;
-const _: () = assert!(POLICY_OBJECTS_PER_TURN_MAX > 0);
+/// Heads dropped (or dead-lettered) per turn, over all queues, when policies lower length
+/// limits below what queues hold: a backlog of millions is cut over many turns, not in one.
+pub const POLICY_TRIM_PER_TURN_MAX: usize = 512;
+const _: () = assert!(POLICY_OBJECTS_PER_TURN_MAX > 0 && POLICY_TRIM_PER_TURN_MAX > 0);
 /// Longest permission or topic-permission pattern, counted after {username}/{vhost}
 /// expansion. RabbitMQ has no bound; 16 KiB holds an alternation of ~1,000 queue names.
 pub const PERMISSION_PATTERN_MAX_BYTES: usize = 16 * 1024;

@@ -923,4 +923,36 @@ mod tests {
         assert_eq!(b.consumer_count(), 0);
         b.assert_consistent();
     }
+
+    /// A policy that lowers a queue's max-length below its backlog trims it by at most
+    /// POLICY_TRIM_PER_TURN_MAX heads a turn, the queue lists the policy, and clearing the
+    /// policy leaves the queue as its arguments say.
+    #[test]
+    fn policy_trims_a_backlog_a_bounded_slice_per_turn() {
+        use crate::limits::POLICY_TRIM_PER_TURN_MAX;
+        let mut b = Broker::new();
+        declare(&mut b, C1, "jobs", QueueFlags::default()).expect("q");
+        let backlog = 3 * POLICY_TRIM_PER_TURN_MAX + 10;
+        for i in 0..backlog {
+            publish(&mut b, "jobs", &i.to_string());
+        }
+        let body = serde_json::json!({"pattern": "^jobs$", "definition": {"max-length": 5}});
+        let p = policy::Policy::from_json("/", "cap", &body).expect("valid");
+        assert!(b.put_policy(p));
+        let ready = |b: &Broker| b.queue_views(Some("/"))[0].ready as usize;
+        b.commit_turn().expect("turn");
+        assert_eq!(ready(&b), backlog - POLICY_TRIM_PER_TURN_MAX);
+        for _ in 0..3 {
+            b.commit_turn().expect("turn");
+        }
+        assert_eq!(ready(&b), 5);
+        let view = &b.queue_views(Some("/"))[0];
+        assert_eq!(view.policy.as_ref().map(|p| p.name.as_str()), Some("cap"));
+        assert!(b.delete_policy("/", "cap"));
+        b.commit_turn().expect("turn");
+        publish(&mut b, "jobs", "more");
+        assert_eq!(ready(&b), 6);
+        assert!(b.queue_views(Some("/"))[0].policy.is_none());
+        b.assert_consistent();
+    }
 }

@@ -10,7 +10,7 @@ use super::expiry::Timer;
 use super::policy::{best, merge_queue_args, Policy, Target};
 use super::queue::{Queue, QueueId, NEVER};
 use super::{Broker, VhostId};
-use crate::limits::POLICY_OBJECTS_PER_TURN_MAX;
+use crate::limits::{POLICY_OBJECTS_PER_TURN_MAX, POLICY_TRIM_PER_TURN_MAX};
 use crate::protocol::FieldTable;
 use crate::store::definitions::DefChange;
 use serde_json::Value;
@@ -118,15 +118,23 @@ impl Broker {
     /// Applies changed policies to at most `POLICY_OBJECTS_PER_TURN_MAX` objects (from
     /// `commit_turn`).
     pub(super) fn apply_policies_some(&mut self) {
+        let mut again = Vec::new();
+        let mut trim_budget = POLICY_TRIM_PER_TURN_MAX;
         for _ in 0..POLICY_OBJECTS_PER_TURN_MAX {
-            let Some((_, pending)) = self.policies.sweep.pop() else {
-                return;
+            let Some((vhost, pending)) = self.policies.sweep.pop() else {
+                break;
             };
             match pending {
-                Pending::Queue(id) => self.reapply_queue_policy(id),
+                Pending::Queue(id) => {
+                    if self.reapply_queue_policy(id, &mut trim_budget) {
+                        // Still over a lowered limit: more heads go next turn.
+                        again.push((vhost, pending));
+                    }
+                }
                 Pending::Exchange(id) => self.reapply_exchange_policy(id),
             }
         }
+        self.policies.sweep.extend(again);
     }
 
     /// Objects are still waiting for their policy.
@@ -171,15 +179,15 @@ impl Broker {
 
     /// Applies the policy that now matches queue `id`, with what a change of arguments sets
     /// off: the x-expires lease restarted with the new expiry, a queue over a lower length
-    /// limit trimmed (after this turn's deliveries, as on publish).
-    fn reapply_queue_policy(&mut self, id: QueueId) {
+    /// limit trimmed while the turn's `trim_budget` lasts; true if it is still over its limit.
+    fn reapply_queue_policy(&mut self, id: QueueId, trim_budget: &mut usize) -> bool {
         let Some(q) = self.queues.get(id) else {
-            return;
+            return false;
         };
         let policy = self.best_policy(q.vhost, Target::Queue, &q.name);
         let args = effective_args(&q.arguments, policy.as_deref());
         let Some(q) = self.queues.get_mut(id) else {
-            return;
+            return false;
         };
         let same_policy = match (&q.policy, &policy) {
             (Some(a), Some(b)) => Rc::ptr_eq(a, b),
@@ -187,7 +195,7 @@ impl Broker {
             _ => false,
         };
         if same_policy && q.args == args {
-            return;
+            return self.trim_some(id, trim_budget);
         }
         let (was_refusing, old_expires) = (q.may_refuse(), q.args.expires_ms);
         q.policy = policy;
@@ -197,10 +205,7 @@ impl Broker {
         if new_expires != old_expires {
             self.restart_lease(id);
         }
-        self.limit_length(id, true);
-        if self.queues.get(id).is_some_and(|q| q.may_expire) {
-            self.arm_expiry(id);
-        }
+        self.trim_some(id, trim_budget)
     }
 
     /// x-expires changed: the lease runs from now with the new expiry (none cancels it).
