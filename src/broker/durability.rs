@@ -67,6 +67,7 @@ impl Broker {
             b.insert_default_data(d).map_err(invalid)?;
         }
         b.recover(recovery)?;
+        b.sweep_after_recovery();
         Ok(b)
     }
 

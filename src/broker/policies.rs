@@ -101,6 +101,24 @@ impl Broker {
     /// Saves the table and queues the vhost's objects for the sweep.
     fn policies_changed(&mut self, vhost: &str) {
         self.record_policies();
+        self.sweep_vhost(vhost);
+    }
+
+    /// After recovery: the queues of vhosts with policies are looked at again over the next
+    /// turns, so a backlog above a policy's limit (a trim cut short by a stop) is trimmed in
+    /// bounded slices rather than all at once by the next publish.
+    pub(super) fn sweep_after_recovery(&mut self) {
+        let mut vhosts: Vec<String> = self.policies.list.iter().map(|p| p.vhost.clone()).collect();
+        vhosts.sort();
+        vhosts.dedup();
+        for v in vhosts {
+            self.sweep_vhost(&v);
+        }
+    }
+
+    /// Queues the vhost's objects for the sweep (once, however often this is called before
+    /// the sweep reaches them).
+    fn sweep_vhost(&mut self, vhost: &str) {
         let Some(vid) = self.vhost_id(vhost) else {
             return;
         };
