@@ -221,7 +221,9 @@ fn load_definitions_refuses_what_coney_cannot_do() {
     assert_eq!(out.status.code(), Some(78), "{t}");
     assert!(
         t.contains("policy 'ha' in vhost '/': Validation failed")
-            && t.contains(r#"[{<<"ha-mode">>,<<"all">>}] are policy settings coney does not support"#),
+            && t.contains(
+                r#"[{<<"ha-mode">>,<<"all">>}] are policy settings coney does not support"#
+            ),
         "{t}"
     );
     assert!(!t.contains(&secret), "the password was printed: {t}");
