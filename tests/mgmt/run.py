@@ -743,10 +743,15 @@ def check_policy_unsupported_keys_refused(ctx):
     expect(st == 404, 'refused policy exists: %s' % st)
 
 
+# Policies beside the one changed in the 10,000-queue check, each matching every queue.
+POLICIES_BESIDE = 20
+
+
 def check_policy_on_10000_queues_keeps_amqp_responsive(ctx):
-    """Setting and changing a policy that matches 10,000 queues keeps an AMQP canary's p99
-    round trip under 10 ms (coney applies it to POLICY_OBJECTS_PER_TURN_MAX queues per loop
-    turn), and every queue ends up with the policy."""
+    """Setting and changing a policy that matches 10,000 queues, in a vhost with 20 other
+    policies matching them too, keeps an AMQP canary's p99 round trip under 10 ms (coney
+    applies policies to POLICY_OBJECTS_PER_TURN_MAX queues per loop turn), and every queue
+    ends up with the highest-priority policy."""
     if ctx.api.get('/api/overview').get('product_name') != 'coney':
         raise Skipped('a bound of coney\'s single thread')
     conn = pika_conn(ctx)
@@ -754,20 +759,35 @@ def check_policy_on_10000_queues_keeps_amqp_responsive(ctx):
     names = [P + 'polbig-%05d' % i for i in range(BIG_QUEUES)]
     for n in names:
         ch.queue_declare(n)
+    # Other policies of the vhost that match too: each queue weighs every one of them.
+    for i in range(POLICIES_BESIDE):
+        ctx.api.status_of('PUT', pol_path(P + 'pol-big-%02d' % i),
+                          {'pattern': '^' + P + 'polbig-.*[0-9]{%d}' % (1 + i % 4), 'priority': i,
+                           'definition': {'max-length': 1000 + i}})
     canary = pika_conn(ctx)
     cch = canary.channel()
     cch.queue_declare(P + 'pol-canary')
-    rtts = []
+    rtts, round_max = [], []
     for round_ in range(5):
-        st, _ = ctx.api.status_of('PUT', pol_path(P + 'pol-big'),
-                                  {'pattern': '^' + P + 'polbig-',
-                                   'definition': {'max-length': 100 + round_, 'message-ttl': 60000}})
-        expect(st in (201, 204), 'PUT: %s' % st)
+        # The PUT goes from another process, so the canary is already waiting when the
+        # broker applies the policy (a stall then shows as one long round trip).
+        putter = subprocess.Popen(
+            [sys.executable, '-c', PUTTER, str(ctx.http), pol_path(P + 'pol-big'),
+             json.dumps({'pattern': '^' + P + 'polbig-', 'priority': 100,
+                         'definition': {'max-length': 100 + round_, 'message-ttl': 60000}})],
+            stdout=subprocess.PIPE, text=True)
+        mine = []
         end = time.monotonic() + 1.0
-        while time.monotonic() < end:
+        while time.monotonic() < end or putter.poll() is None:
             t0 = time.perf_counter()
             cch.queue_declare(P + 'pol-canary', passive=True)
-            rtts.append((time.perf_counter() - t0) * 1000)
+            mine.append((time.perf_counter() - t0) * 1000)
+            if time.monotonic() > end + 30:
+                break
+        out, _ = putter.communicate(timeout=30)
+        expect(out.strip() in ('201', '204'), 'PUT: %r' % out)
+        rtts += mine
+        round_max.append(max(mine))
 
     def all_have_it():
         st, body = ctx.api.status_of('GET', '/api/queues/%2F?columns=name,effective_policy_definition')
@@ -778,6 +798,8 @@ def check_policy_on_10000_queues_keeps_amqp_responsive(ctx):
             x.get('effective_policy_definition', {}).get('max-length') == 104 for x in mine)
     eventually(all_have_it, 'not every queue has the last policy')
     ctx.api.status_of('DELETE', pol_path(P + 'pol-big'))
+    for i in range(POLICIES_BESIDE):
+        ctx.api.status_of('DELETE', pol_path(P + 'pol-big-%02d' % i))
     for n in names:
         ch.queue_delete(n)
     cch.queue_delete(P + 'pol-canary')
@@ -785,10 +807,29 @@ def check_policy_on_10000_queues_keeps_amqp_responsive(ctx):
     conn.close()
     rtts.sort()
     p99 = rtts[int(len(rtts) * 0.99) - 1]
-    print('  policy over %d queues: %d canary round trips, p50 %.2f ms, p99 %.2f ms, max %.2f ms'
-          % (BIG_QUEUES, len(rtts), rtts[len(rtts) // 2], p99, rtts[-1]), flush=True)
+    median_max = sorted(round_max)[len(round_max) // 2]
+    print('  policy over %d queues: %d canary round trips, p50 %.2f ms, p99 %.2f ms, max %.2f ms;'
+          ' longest per change: %s ms'
+          % (BIG_QUEUES, len(rtts), rtts[len(rtts) // 2], p99, rtts[-1],
+             ', '.join('%.1f' % m for m in round_max)), flush=True)
     expect(len(rtts) >= 100, 'only %d canary round trips' % len(rtts))
     expect(p99 < CANARY_P99_MS, 'canary p99 %.2f ms >= %.1f ms' % (p99, CANARY_P99_MS))
+    # Applying a change all at once stalls the canary once per change, which p99 over many
+    # round trips hides; the median of each change's longest round trip does not.
+    expect(median_max < CANARY_P99_MS, 'median of the longest round trip per change %.2f ms >= %.1f ms'
+           % (median_max, CANARY_P99_MS))
+
+
+# The putter process: PUT one policy, print the status.
+PUTTER = '''
+import base64, http.client, sys
+port, path, body = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+c = http.client.HTTPConnection('127.0.0.1', port, timeout=60)
+c.request('PUT', path, body=body, headers={
+    'Authorization': 'Basic ' + base64.b64encode(b'guest:guest').decode(),
+    'Content-Type': 'application/json'})
+print(c.getresponse().status, flush=True)
+'''
 
 
 # ---------------------------------------------------------------- node and health checks
