@@ -5,6 +5,7 @@
 # same tables go to target/bench/results-DATE.md.
 #
 #   scripts/bench.sh [--quick] [--compare | --no-compare] [--only a,b,...] [--secs N] [--coney BIN]
+#                    [--management on|off]
 #
 #   --quick        3 s per scenario, 1,000 idle connections, 10,000 queues: a smoke test
 #   --compare      also run RabbitMQ (default when rabbitmq-server is installed or installable)
@@ -14,6 +15,8 @@
 #   --coney BIN    measure this coney binary (e.g. an older build) instead of this tree's
 #   --tls          load over amqps: each broker gets a TLS listener with a throw-away CA and
 #                  server certificate (openssl, EC P-256) and coney-perf connects with amqps://
+#   --management on|off  coney's management and Prometheus listeners on free ports (default
+#                  on) or off (--management-listen off --prometheus-listen off)
 #
 # Every broker is restarted for every scenario, so a backlog or heap left by one scenario
 # cannot skew the next and VmHWM is that scenario's peak. Brokers are pinned to CPU 0 and the
@@ -39,6 +42,7 @@ MANY_DURABLE_EVERY=10
 MANY_IDLE_SECS=10
 COMPARE=auto
 TLS=""
+MANAGEMENT=on
 ONLY="a b c d e f g h i j k l m n o"
 # Open files needed: the idle connections, plus margin for the broker's own files.
 FD_LIMIT_WANTED=$((IDLE_CONNECTIONS * 2 + 1024))
@@ -54,6 +58,7 @@ while [ $# -gt 0 ]; do
         --secs) SECS="$2"; shift ;;
         --coney) CONEY="$(realpath "$2")"; CONEY_GIVEN=1; shift ;;
         --tls) TLS=1 ;;
+        --management) MANAGEMENT="$2"; shift ;;
         -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "bench.sh: unknown argument $1" >&2; exit 64 ;;
     esac
@@ -163,8 +168,13 @@ start_broker() {
         coney)
             rm -rf "$SCRATCH/coney-data"
             t0=$EPOCHREALTIME
+            local http=(--management-listen off --prometheus-listen off)
+            if [ "$MANAGEMENT" = on ]; then
+                http=(--management-listen "127.0.0.1:$(free_port)"
+                      --prometheus-listen "127.0.0.1:$(free_port)")
+            fi
             coney_spawn "$SCRATCH/coney.log" "${BROKER_PIN[@]}" "$CONEY" --listen "127.0.0.1:$port" \
-                --data-dir "$SCRATCH/coney-data" --log-level warn "${conf[@]}"
+                --data-dir "$SCRATCH/coney-data" --log-level warn "${conf[@]}" "${http[@]}"
             BROKER_PID=$CONEY_PID
             ;;
         rabbitmq)

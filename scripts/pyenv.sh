@@ -42,3 +42,18 @@ if ! "$mgmt/bin/python" -c "import pika, prometheus_client.parser" >/dev/null 2>
         exit 1
     }
 fi
+
+# .venv/mgmt-client: tests/mgmt/pypi_client.py, the management API through a maintained PyPI
+# client (amqpstorm's ManagementApi), kept apart so its dependencies (requests) do not mix
+# with the checks' own.
+client="$ROOT/.venv/mgmt-client"
+if ! "$client/bin/python" -c "import amqpstorm.management, requests" >/dev/null 2>&1; then
+    rm -rf "$client"
+    "$PY" -m venv "$client" >/dev/null
+    PIP_DISABLE_PIP_VERSION_CHECK=1 timeout 600 "$client/bin/python" -m pip install -q --no-input \
+        'amqpstorm[management]==3.1.4' >/dev/null
+    "$client/bin/python" -c "import amqpstorm.management, requests" || {
+        echo "pyenv.sh: $client lacks amqpstorm's management client after install" >&2
+        exit 1
+    }
+fi

@@ -305,6 +305,17 @@ const _: () = assert!(HTTP_REQUESTS_PER_TURN_MAX as u32 <= HTTP_REQUESTS_PER_CON
 const _: () = assert!(HTTP_READ_BYTES_PER_TURN_MAX >= READ_CHUNK_BYTES);
 const _: () =
     assert!(HTTP_SOCKETS_PER_TURN_MAX >= 1 && HTTP_SOCKETS_PER_TURN_MAX <= HTTP_CONNECTIONS_MAX);
+/// How often each queue's and exchange's counters are sampled for their rates (RabbitMQ's
+/// default collect_statistics_interval is 5 s); each sample is a copy per object.
+pub const RATE_SAMPLE_MS: u64 = 5_000;
+/// Queues and exchanges brought in line with changed policies per loop turn (`policies.rs`):
+/// each costs a regex match per policy of its vhost and a parse of its arguments (about 2 µs),
+/// so a policy over 10,000 queues is applied over 20 turns of at most ~1 ms each.
+pub const POLICY_OBJECTS_PER_TURN_MAX: usize = 500;
+/// Heads dropped (or dead-lettered) per turn, over all queues, when policies lower length
+/// limits below what queues hold: a backlog of millions is cut over many turns, not in one.
+pub const POLICY_TRIM_PER_TURN_MAX: usize = 512;
+const _: () = assert!(POLICY_OBJECTS_PER_TURN_MAX > 0 && POLICY_TRIM_PER_TURN_MAX > 0);
 /// Longest permission or topic-permission pattern, counted after {username}/{vhost}
 /// expansion. RabbitMQ has no bound; 16 KiB holds an alternation of ~1,000 queue names.
 pub const PERMISSION_PATTERN_MAX_BYTES: usize = 16 * 1024;

@@ -238,7 +238,7 @@ fn emitted_definitions_round_trip_through_rabbitmq() {
 // ---------------------------------------------------------------------------------------
 
 /// Users with clear-text passwords (the importer hashes them), a vhost with a limit,
-/// permissions, topic permissions, exchanges, a queue with an argument, bindings.
+/// permissions, topic permissions, exchanges, a queue with an argument, bindings, a policy.
 fn round_trip_document() -> Value {
     serde_json::json!({
         "users": [
@@ -256,6 +256,10 @@ fn round_trip_document() -> Value {
         ],
         "parameters": [
             {"vhost": "rt-v", "component": "vhost-limits", "name": "limits", "value": {"max-queues": 50}}
+        ],
+        "policies": [
+            {"vhost": "rt-v", "name": "rt-limit", "pattern": "^rt-q$", "apply-to": "queues",
+             "definition": {"max-length": 1000, "message-ttl": 60000}, "priority": 1}
         ],
         "exchanges": [
             {"name": "rt-x", "vhost": "rt-v", "type": "direct", "durable": true, "auto_delete": false, "arguments": {}},

@@ -135,10 +135,13 @@ impl Broker {
                 Ok(()) => {
                     let counters = &mut self.counters;
                     counters.redeliver += u64::from(redelivered);
+                    q.stats.now.redeliver += u64::from(redelivered);
                     if c.no_ack() {
                         counters.deliver_no_ack += 1;
+                        q.stats.now.deliver_no_ack += 1;
                     } else {
                         counters.deliver += 1;
+                        q.stats.now.deliver += 1;
                         q.unacked += 1;
                     }
                     if let (true, Some(r)) = (c.no_ack(), store) {
@@ -192,13 +195,18 @@ impl Broker {
             .get_mut(id)
             .ok_or_else(|| not_found_queue(vhost, queue))?;
         let Some(mut message) = q.pop(&mut self.store) else {
+            self.counters.get_empty += 1;
+            q.stats.now.get_empty += 1;
             return Ok(None);
         };
         self.counters.redeliver += u64::from(message.redelivered());
+        q.stats.now.redeliver += u64::from(message.redelivered());
         if no_ack {
             self.counters.get_no_ack += 1;
+            q.stats.now.get_no_ack += 1;
         } else {
             self.counters.get += 1;
+            q.stats.now.get += 1;
             q.unacked += 1;
         }
         if q.is_quorum() {
@@ -224,7 +232,10 @@ impl Broker {
     /// acked.
     pub(crate) fn ack(&mut self, queue: QueueId, m: QueuedMessage) {
         self.counters.ack += 1;
-        self.settled(queue);
+        if let Some(q) = self.queues.get_mut(queue) {
+            q.unacked = q.unacked.saturating_sub(1);
+            q.stats.now.ack += 1;
+        }
         self.forget(m);
     }
 

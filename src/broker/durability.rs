@@ -56,6 +56,9 @@ impl Broker {
         if let Some(json) = &recovery.definitions.access {
             b.recover_access(json)?;
         }
+        if let Some(json) = &recovery.definitions.policies {
+            b.recover_policies(json)?;
+        }
         if let (true, Some(d)) = (b.needs_default_data(), defaults) {
             info!(
                 "seeding the default vhost '{}' and user '{}'",
@@ -64,6 +67,7 @@ impl Broker {
             b.insert_default_data(d).map_err(invalid)?;
         }
         b.recover(recovery)?;
+        b.sweep_after_recovery();
         Ok(b)
     }
 
@@ -74,6 +78,9 @@ impl Broker {
     /// (compaction, definitions snapshot). `Err` means something may not be on disk, so the
     /// turn's confirms must be nacks.
     pub fn commit_turn(&mut self) -> io::Result<()> {
+        // Policies first: bringing queues in line may trim them (store acks).
+        self.apply_policies_some();
+        self.sample_rates();
         // Deferred cleanup first: it may delete durable queues and ack stored messages.
         self.clean_up();
         let mut result = Ok(());
@@ -90,7 +97,7 @@ impl Broker {
     /// Background work is left (deferred cleanup, compaction, a snapshot being built): the
     /// loop must not sleep.
     pub(crate) fn has_background_work(&self) -> bool {
-        self.cleaning_up() || self.store.busy()
+        self.cleaning_up() || self.store.busy() || self.policies_pending()
     }
 
     /// Clean stop: finishes the cleanup, routes the dead letters still waiting, records which

@@ -322,6 +322,7 @@ impl Broker {
 
     /// Records a new exchange under its name in its vhost.
     pub(super) fn insert_exchange(&mut self, x: Exchange) -> ExchangeId {
+        let x = self.with_exchange_policy(x);
         let (vhost, name) = (x.vhost, x.name.clone());
         let id = self.exchanges.insert(x);
         if let Some(v) = self.names_mut(vhost) {
@@ -654,6 +655,7 @@ impl Broker {
 
     /// Records a new queue under its name in its vhost.
     pub(super) fn insert_queue(&mut self, q: Queue) -> QueueId {
+        let q = self.with_queue_policy(q);
         let (vhost, name) = (q.vhost, q.name.clone());
         self.quorum_queues += q.is_quorum() as usize;
         self.refusing_queues += q.may_refuse() as usize;

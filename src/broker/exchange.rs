@@ -234,6 +234,11 @@ pub(super) struct Exchange {
     pub(super) delayed: bool,
     /// Where a durable delayed exchange keeps its held persistent messages in the store.
     pub(super) delayed_store_id: Option<u32>,
+    /// The policy applied to the exchange (its alternate-exchange, when the arguments name
+    /// none, is `alternate`).
+    pub(super) policy: Option<std::rc::Rc<super::policy::Policy>>,
+    /// publish_in and publish_out, one add per event.
+    pub(super) stats: super::counters::Sampled<super::counters::ExchangeCounters>,
 }
 
 impl Exchange {
@@ -246,10 +251,7 @@ impl Exchange {
         internal: bool,
         arguments: Box<[u8]>,
     ) -> Self {
-        let alternate = match FieldTable::parse(&arguments).map(|t| t.get(ALTERNATE_EXCHANGE)) {
-            Ok(Some(FieldValue::LongStr(name))) => Some(name.into()),
-            _ => None,
-        };
+        let alternate = declared_alternate(&arguments);
         Exchange {
             vhost,
             name,
@@ -261,7 +263,19 @@ impl Exchange {
             routes: Routes::new(kind),
             delayed: false,
             delayed_store_id: None,
+            policy: None,
+            stats: Default::default(),
         }
+    }
+
+    /// Applies `policy` (or none): the alternate-exchange argument wins over the policy's.
+    pub(super) fn set_policy(&mut self, policy: Option<std::rc::Rc<super::policy::Policy>>) {
+        self.alternate = declared_alternate(&self.arguments).or_else(|| {
+            policy
+                .as_ref()
+                .and_then(|p| p.parsed.alternate_exchange.clone())
+        });
+        self.policy = policy;
     }
 
     pub(super) fn kind(&self) -> ExchangeKind {
@@ -275,6 +289,14 @@ impl Exchange {
         } else {
             self.kind().name()
         }
+    }
+}
+
+/// The alternate exchange a raw argument table names.
+fn declared_alternate(arguments: &[u8]) -> Option<Box<[u8]>> {
+    match FieldTable::parse(arguments).map(|t| t.get(ALTERNATE_EXCHANGE)) {
+        Ok(Some(FieldValue::LongStr(name))) => Some(name.into()),
+        _ => None,
     }
 }
 

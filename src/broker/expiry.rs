@@ -74,7 +74,7 @@ impl Broker {
     /// Adds a timer entry. Stale entries (a deleted queue's, or one a nearer deadline
     /// replaced) are dropped when they outnumber the live ones, at most two per queue: the
     /// heap stays proportional to the queues, at an amortised O(1) per entry.
-    fn push_timer(&mut self, due: u64, kind: Timer, id: QueueId) {
+    pub(super) fn push_timer(&mut self, due: u64, kind: Timer, id: QueueId) {
         self.timers.push(due, kind, id);
         if self.timers.len() > 4 * self.queues.len() + 1024 {
             let queues = &self.queues;

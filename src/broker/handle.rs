@@ -130,6 +130,11 @@ impl<I: Id, T> Registry<I, T> {
         })
     }
 
+    /// Every entry, mutable (ids are not needed by the callers).
+    pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.slab.iter_mut().map(|(_, (_, v))| v)
+    }
+
     #[cfg(test)]
     fn visit(&self, n: u64) {
         self.visits.set(self.visits.get() + n);

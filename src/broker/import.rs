@@ -8,8 +8,11 @@
 //! the broker's state as RabbitMQ exports it.
 
 use super::exchange::{Destination, ExchangeKind, DELAYED_TYPE};
+use super::policy::Policy;
 use super::{Actor, Broker, ConnId, ExchangeFlags, QueueFlags, STANDARD_EXCHANGES};
-use crate::definitions::document::{BindingDef, DestinationType, ExchangeDef, OtherKeys, QueueDef};
+use crate::definitions::document::{
+    BindingDef, DestinationType, ExchangeDef, OtherKeys, PolicyDef, QueueDef,
+};
 use crate::definitions::{import_access, json_to_table, table_to_json, Definitions, ImportError};
 use crate::protocol::FieldTable;
 use log::{info, warn};
@@ -45,6 +48,33 @@ fn exchange_entry(x: &ExchangeDef) -> String {
 
 fn queue_entry(q: &QueueDef) -> String {
     format!("queue '{}' in vhost '{}'", q.name, q.vhost)
+}
+
+fn policy_entry(p: &PolicyDef) -> String {
+    format!("policy '{}' in vhost '{}'", p.name, p.vhost)
+}
+
+/// A policy of a definitions document, checked as the API checks one.
+fn policy_from_def(p: &PolicyDef) -> Result<Policy, ImportError> {
+    let mut body = serde_json::Map::new();
+    body.insert("pattern".into(), p.pattern.clone().into());
+    body.insert(
+        "definition".into(),
+        serde_json::Value::Object(p.definition.clone()),
+    );
+    body.insert("priority".into(), p.priority.unwrap_or(0).into());
+    if let Some(a) = &p.apply_to {
+        body.insert("apply-to".into(), a.clone().into());
+    }
+    Policy::from_json(&p.vhost, &p.name, &serde_json::Value::Object(body)).map_err(|e| {
+        refuse(
+            policy_entry(p),
+            e.0.replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&amp;", "&")
+                .trim_end(),
+        )
+    })
 }
 
 fn binding_entry(b: &BindingDef) -> String {
@@ -101,9 +131,25 @@ impl Broker {
                 return Err(refuse(entry, "no such vhost"));
             }
         }
+        for p in &doc.policies {
+            if access.vhost(&p.vhost).is_none() {
+                return Err(refuse(policy_entry(p), "no such vhost"));
+            }
+        }
+        // Checked before anything changes, so a refused policy leaves the broker as it was.
+        let policies = doc
+            .policies
+            .iter()
+            .map(policy_from_def)
+            .collect::<Result<Vec<_>, _>>()?;
         self.import_parameters(doc);
         self.replace_access(access);
         let mut done = Imported::default();
+        // Before the queues and exchanges, as RabbitMQ imports them, so each is created with
+        // its policy.
+        for p in policies {
+            self.put_policy(p);
+        }
         for x in &doc.exchanges {
             self.import_exchange(x, &mut done)?;
         }
@@ -129,9 +175,10 @@ impl Broker {
             let entry = format!("global parameter '{}'", p.name);
             return Err(refuse(entry, "global parameters are not supported"));
         }
-        if let Some(p) = doc.policies.first() {
-            let entry = format!("policy '{}' in vhost '{}'", p.name, p.vhost);
-            return Err(refuse(entry, "policies are not supported"));
+        for p in &doc.policies {
+            let entry = policy_entry(p);
+            no_other_keys(&entry, &p.other)?;
+            policy_from_def(p)?;
         }
         let other_parameter = doc.parameters.iter().find(|p| {
             p.component != crate::definitions::access::VHOST_LIMITS_COMPONENT
@@ -309,6 +356,17 @@ impl Broker {
             ..Default::default()
         };
         self.export_access(&mut d);
+        for p in self.policies(None) {
+            d.policies.push(PolicyDef {
+                apply_to: Some(p.apply_to.name().into()),
+                definition: p.definition.clone(),
+                name: p.name.clone(),
+                pattern: p.pattern.clone(),
+                priority: Some(p.priority),
+                vhost: p.vhost.clone(),
+                other: OtherKeys::new(),
+            });
+        }
         let vhost = |id| {
             self.vhosts
                 .get(id)

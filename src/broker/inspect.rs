@@ -3,8 +3,11 @@
 //! never hold a borrow of the broker across loop turns. Nothing here changes state.
 
 use super::consumer::ConsumerId;
+use super::counters::{ExchangeCounters, MessageCounters, StatsView};
 use super::exchange::Destination;
+use super::policy::Policy;
 use super::{Broker, ConnId};
+use std::rc::Rc;
 
 /// A queue as the API lists it.
 pub struct QueueView {
@@ -18,6 +21,9 @@ pub struct QueueView {
     pub ready: u64,
     pub unacked: u64,
     pub consumers: u64,
+    /// The policy applied to it.
+    pub policy: Option<Rc<Policy>>,
+    pub stats: StatsView<MessageCounters>,
 }
 
 pub struct ExchangeView {
@@ -28,6 +34,9 @@ pub struct ExchangeView {
     pub auto_delete: bool,
     pub internal: bool,
     pub arguments: Box<[u8]>,
+    /// The policy applied to it.
+    pub policy: Option<Rc<Policy>>,
+    pub stats: StatsView<ExchangeCounters>,
 }
 
 pub struct BindingView {
@@ -78,6 +87,7 @@ impl Broker {
     pub fn queue_views(&self, vhost: Option<&str>) -> Vec<QueueView> {
         let want = vhost.map(|v| self.vhost_id(v));
         let mut out = Vec::with_capacity(self.queues.len());
+        let secs = self.rate_secs();
         for (_, q) in self.queues.iter() {
             if want.is_some_and(|w| w != Some(q.vhost)) {
                 continue;
@@ -92,6 +102,8 @@ impl Broker {
                 ready: q.message_count() as u64,
                 unacked: q.unacked_count(),
                 consumers: q.consumer_count() as u64,
+                policy: q.policy.clone(),
+                stats: q.stats.view(secs, MessageCounters::minus),
             });
         }
         out
@@ -100,6 +112,7 @@ impl Broker {
     pub fn exchange_views(&self, vhost: Option<&str>) -> Vec<ExchangeView> {
         let want = vhost.map(|v| self.vhost_id(v));
         let mut out = Vec::with_capacity(self.exchanges.len());
+        let secs = self.rate_secs();
         for (_, x) in self.exchanges.iter() {
             if want.is_some_and(|w| w != Some(x.vhost)) {
                 continue;
@@ -112,6 +125,8 @@ impl Broker {
                 auto_delete: x.auto_delete,
                 internal: x.internal,
                 arguments: x.arguments.clone(),
+                policy: x.policy.clone(),
+                stats: x.stats.view(secs, ExchangeCounters::minus),
             });
         }
         out

@@ -40,6 +40,26 @@ impl Broker {
         }
     }
 
+    /// Drops heads of queue `id` towards its limit while `budget` lasts, one unit each (a
+    /// policy lowered it: the excess may be a whole backlog); true if it is still over.
+    pub(super) fn trim_some(&mut self, id: QueueId, budget: &mut usize) -> bool {
+        let over = |b: &Broker| {
+            b.queues
+                .get(id)
+                .is_some_and(|q| q.args.overflow == Overflow::DropHead && q.over_limit())
+        };
+        while *budget > 0 && over(self) {
+            *budget -= 1;
+            if !self.drop_head(id) {
+                break;
+            }
+        }
+        if self.queues.get(id).is_some_and(|q| q.may_expire) {
+            self.arm_expiry(id);
+        }
+        over(self)
+    }
+
     /// Drops heads of queue `id` until it is within its limit.
     fn trim(&mut self, id: QueueId) {
         self.drop_heads(id);
@@ -50,25 +70,30 @@ impl Broker {
     }
 
     fn drop_heads(&mut self, id: QueueId) {
-        loop {
-            let Some(q) = self.queues.get_mut(id) else {
+        while self.queues.get(id).is_some_and(|q| q.over_limit()) {
+            if !self.drop_head(id) {
                 return;
-            };
-            if !q.over_limit() {
-                return;
-            }
-            if q.args.dead_letter_exchange.is_some() {
-                match q.pop(&mut self.store) {
-                    Some(m) => self.dead_letter(id, m, Reason::Maxlen),
-                    None => return,
-                }
-            } else {
-                match q.take_head(&mut self.store) {
-                    Some(Head::Message(m)) => self.forget(m),
-                    Some(Head::OnDisk(r)) => self.store.ack(r),
-                    None => return,
-                }
             }
         }
+    }
+
+    /// Drops (or dead-letters, reason maxlen) the head of queue `id`; false if it had none.
+    fn drop_head(&mut self, id: QueueId) -> bool {
+        let Some(q) = self.queues.get_mut(id) else {
+            return false;
+        };
+        if q.args.dead_letter_exchange.is_some() {
+            match q.pop(&mut self.store) {
+                Some(m) => self.dead_letter(id, m, Reason::Maxlen),
+                None => return false,
+            }
+        } else {
+            match q.take_head(&mut self.store) {
+                Some(Head::Message(m)) => self.forget(m),
+                Some(Head::OnDisk(r)) => self.store.ack(r),
+                None => return false,
+            }
+        }
+        true
     }
 }

@@ -167,6 +167,12 @@ impl Broker {
         let routed = self.route(target, msg, props);
         self.counters.publish += 1;
         self.counters.unroutable += u64::from(routed.queues == 0);
+        if let PublishTarget::Exchange { id, .. } = target {
+            if let Some(x) = self.exchanges.get_mut(id) {
+                x.stats.now.publish_in += 1;
+                x.stats.now.publish_out += routed.queues as u64;
+            }
+        }
         routed
     }
 
@@ -478,6 +484,7 @@ impl Broker {
                 sid.and_then(store_ref),
             )),
         }
+        q.stats.now.publish += 1;
         let has_consumers = q.has_consumers();
         let limited = q.is_limited();
         // Before any trim to a length limit: such a queue is bounded by its limit anyway.

@@ -94,6 +94,7 @@ impl Broker {
         self.access.delete_vhost(name);
         self.drop_vhost_parameters(name);
         self.record_access();
+        self.drop_vhost_policies(name);
         if let Some(v) = self.vhosts.get(id) {
             let queues: Vec<QueueId> = v.queues.values().copied().collect();
             for q in queues {

@@ -299,6 +299,7 @@ pub(super) fn definitions<S>(
         d.queues.retain(|q| q.vhost == v);
         d.exchanges.retain(|x| x.vhost == v);
         d.bindings.retain(|b| b.vhost == v);
+        d.policies.retain(|p| p.vhost == v);
         d.users.clear();
         d.vhosts.clear();
         d.permissions.clear();

@@ -3,7 +3,7 @@
 //! names. Listings snapshot their rows into `Rows` and stream them (see `Listing`).
 
 use super::objects::{self, ConsumerSnap};
-use super::{access_api, actions, epoch_ms, Listing, Management};
+use super::{access_api, actions, epoch_ms, node, policies_api, Listing, Management};
 use crate::broker::{BindingView, ExchangeView, QueueView};
 use crate::http::auth::{Need, Principal, Tags};
 use crate::http::json::{ArrayWriter, Columns, Filter, ObjectWriter};
@@ -49,6 +49,9 @@ pub(super) struct ConnSnap {
     timeout: u16,
     connected_at: u64,
     client_properties: Value,
+    io: crate::net::io_stats::IoCounters,
+    /// Bytes per second received and sent.
+    io_rates: (f64, f64),
 }
 
 pub(super) struct ChanSnap {
@@ -134,6 +137,16 @@ fn write_connection(out: &mut Vec<u8>, c: &ConnSnap, filter: Filter<'_>) {
         .u64("peer_port", c.peer.port().into())
         .u64("port", c.local.port().into())
         .str("protocol", "AMQP 0-9-1")
+        .u64("recv_cnt", c.io.recv_cnt)
+        .u64("recv_oct", c.io.recv_oct)
+        .object("recv_oct_details", |d| {
+            d.f64("rate", c.io_rates.0);
+        })
+        .u64("send_cnt", c.io.send_cnt)
+        .u64("send_oct", c.io.send_oct)
+        .object("send_oct_details", |d| {
+            d.f64("rate", c.io_rates.1);
+        })
         .bool("ssl", c.tls)
         .str("state", c.state)
         .u64("timeout", c.timeout.into())
@@ -213,6 +226,8 @@ impl Management<'_> {
                 timeout: info.heartbeat_secs,
                 connected_at: epoch_ms().saturating_sub(age.as_millis() as u64),
                 client_properties: client_properties(info.client_properties),
+                io: row.io.now,
+                io_rates: row.io.rates(),
             });
         });
         rows
@@ -368,6 +383,7 @@ pub(super) fn handle(
         ) => Need::Policymaker,
         // The shovel_management plugin's status: monitoring or administrator.
         (Route::Shovels | Route::ShovelsVhost { .. }, _) => Need::Monitor,
+        (Route::Policy { .. }, _) => Need::Policymaker,
         (_, Get | Head) => Need::Management,
         (
             Route::Queue { .. }
@@ -676,6 +692,26 @@ pub(super) fn handle(
         (Route::Definitions, Post) => access_api::import_definitions(m, &req.body),
         (Route::Definitions, _) => access_api::definitions(m, None),
         (Route::DefinitionsVhost { vhost }, _) => access_api::definitions(m, Some(&vhost)),
+        (Route::Nodes, _) => Ok(node::nodes(m)),
+        (Route::Node { node: name }, _) => node::node(m, &name),
+        (Route::HealthVirtualHosts | Route::HealthchecksNode, _) => Ok(node::virtual_hosts()),
+        (Route::HealthQuorumCritical | Route::HealthMirrorSyncCritical, _) => {
+            Ok(node::single_node())
+        }
+        (Route::HealthPortListener { port }, _) => node::port_listener(m, &port),
+        (Route::HealthProtocolListener { protocol }, _) => {
+            Ok(node::protocol_listener(m, &protocol))
+        }
+        (Route::HealthCertificateExpiration { within, unit }, _) => {
+            node::certificate_expiration(m, &within, &unit)
+        }
+        (Route::Policies, _) => policies_api::list(m, &user, None),
+        (Route::PoliciesVhost { vhost }, _) => policies_api::list(m, &user, Some(&vhost)),
+        (Route::Policy { vhost, name }, Put) => {
+            policies_api::put(m, &user, &vhost, &name, &req.body)
+        }
+        (Route::Policy { vhost, name }, Delete) => policies_api::delete(m, &user, &vhost, &name),
+        (Route::Policy { vhost, name }, _) => policies_api::show(m, &user, &vhost, &name),
         _ => Err(ApiError::json(
             Status::NOT_IMPLEMENTED,
             "not_implemented",

@@ -97,6 +97,7 @@ fn write(m: &Management<'_>, out: &mut Vec<u8>, per_object: bool) {
         t.consumers,
     );
     write_queues(m, out, per_object, t);
+    write_connection_io(m, out, per_object);
     gauge(
         out,
         "rabbitmq_connections",
@@ -172,6 +173,48 @@ fn write(m: &Management<'_>, out: &mut Vec<u8>, per_object: bool) {
     write_end(out);
 }
 
+/// rabbitmq_prometheus's connection traffic counters: summed (`/metrics`) or one per
+/// connection (`/metrics/per-object`) under rabbitmq_prometheus's label for it, `channel`
+/// (there the connection's Erlang pid; here its API name).
+fn write_connection_io(m: &Management<'_>, out: &mut Vec<u8>, per_object: bool) {
+    use crate::net::io_stats::IoCounters;
+    type Pick = fn(&IoCounters) -> u64;
+    let families: [(&str, &str, Pick); 4] = [
+        (
+            "rabbitmq_connection_incoming_bytes_total",
+            "Total number of bytes received on a connection",
+            |c| c.recv_oct,
+        ),
+        (
+            "rabbitmq_connection_outgoing_bytes_total",
+            "Total number of bytes sent on a connection",
+            |c| c.send_oct,
+        ),
+        (
+            "rabbitmq_connection_incoming_packets_total",
+            "Total number of packets received on a connection",
+            |c| c.recv_cnt,
+        ),
+        (
+            "rabbitmq_connection_outgoing_packets_total",
+            "Total number of packets sent on a connection",
+            |c| c.send_cnt,
+        ),
+    ];
+    let mut rows: Vec<(String, IoCounters)> = Vec::new();
+    m.conns.each(&mut |row| rows.push((row.name(), row.io.now)));
+    for (name, help, pick) in families {
+        let mut f = Family::begin(out, name, help, MetricType::Counter);
+        if per_object {
+            for (conn, io) in &rows {
+                f.sample(&[("channel", conn)], pick(io));
+            }
+        } else {
+            f.sample(&[], rows.iter().map(|(_, io)| pick(io)).sum::<u64>());
+        }
+    }
+}
+
 /// The queue families: one sample each, summed over queues (`/metrics`, as
 /// rabbitmq_prometheus aggregates by default), or one per queue labelled with its vhost and
 /// name (`/metrics/per-object`).
@@ -219,7 +262,7 @@ fn write_queues(m: &Management<'_>, out: &mut Vec<u8>, per_object: bool, t: crat
 }
 
 /// Open file descriptors (entries of /proc/self/fd) and the soft limit.
-fn fds() -> (u64, u64) {
+pub(super) fn fds() -> (u64, u64) {
     let open = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
     let mut lim = libc::rlimit {
         rlim_cur: 0,
@@ -235,7 +278,7 @@ fn fds() -> (u64, u64) {
 }
 
 /// RSS from /proc/self/statm (pages × page size); 0 where /proc is absent.
-fn resident_bytes() -> u64 {
+pub(super) fn resident_bytes() -> u64 {
     let pages = std::fs::read_to_string("/proc/self/statm")
         .ok()
         .and_then(|s| {

@@ -3,6 +3,7 @@
 //! named, filtered and sorted by the listing rules.
 
 use super::handlers::node_name;
+use crate::broker::counters::{ExchangeCounters, MessageCounters, StatsView};
 use crate::broker::{BindingView, ExchangeView, QueueView};
 use crate::http::json::{Filter, ObjectWriter};
 use crate::http::paginate::Listable;
@@ -46,13 +47,24 @@ pub(super) fn write_queue(out: &mut Vec<u8>, q: &QueueView, filter: Filter<'_>) 
         .bool("auto_delete", q.auto_delete)
         .u64("consumers", q.consumers)
         .bool("durable", q.durable)
+        .value_with("effective_policy_definition", || {
+            Value::Object(
+                q.policy
+                    .as_ref()
+                    .map(|p| p.definition.clone())
+                    .unwrap_or_default(),
+            )
+        })
         .bool("exclusive", q.exclusive)
         .u64("messages", q.ready + q.unacked)
         .u64("messages_ready", q.ready)
-        .u64("messages_unacknowledged", q.unacked)
-        .str("name", &q.name)
+        .u64("messages_unacknowledged", q.unacked);
+    if q.stats.total != MessageCounters::default() {
+        o.object("message_stats", |s| queue_stats(s, &q.stats));
+    }
+    o.str("name", &q.name)
         .str("node", node_name())
-        .null("policy")
+        .value_with("policy", || policy_name(q.policy.as_deref()))
         .str("state", "running")
         .str("type", "classic")
         .str("vhost", &q.vhost);
@@ -79,13 +91,52 @@ pub(super) fn write_exchange(out: &mut Vec<u8>, x: &ExchangeView, filter: Filter
     o.value_with("arguments", || arguments(&x.arguments))
         .bool("auto_delete", x.auto_delete)
         .bool("durable", x.durable)
-        .bool("internal", x.internal)
-        .str("name", &x.name)
-        .null("policy")
+        .bool("internal", x.internal);
+    if x.stats.total != ExchangeCounters::default() {
+        o.object("message_stats", |s| {
+            let (t, d) = (&x.stats.total, &x.stats.delta);
+            pair(s, "publish_in", t.publish_in, x.stats.rate(d.publish_in));
+            pair(s, "publish_out", t.publish_out, x.stats.rate(d.publish_out));
+        });
+    }
+    o.str("name", &x.name)
+        .value_with("policy", || policy_name(x.policy.as_deref()))
         .str("type", x.kind)
         .str("user_who_performed_action", "rmq-internal")
         .str("vhost", &x.vhost);
     o.end();
+}
+
+/// A count and its `_details.rate`, as RabbitMQ's message_stats pair them.
+fn pair(s: &mut ObjectWriter<'_, '_>, key: &str, total: u64, rate: f64) {
+    s.u64(key, total);
+    s.object(&format!("{key}_details"), |d| {
+        d.f64("rate", rate);
+    });
+}
+
+/// A queue's message_stats: RabbitMQ 3.10's keys, in its order.
+fn queue_stats(s: &mut ObjectWriter<'_, '_>, v: &StatsView<MessageCounters>) {
+    let (t, d) = (&v.total, &v.delta);
+    pair(s, "ack", t.ack, v.rate(d.ack));
+    pair(s, "deliver", t.deliver, v.rate(d.deliver));
+    pair(s, "deliver_get", t.deliver_get(), v.rate(d.deliver_get()));
+    pair(
+        s,
+        "deliver_no_ack",
+        t.deliver_no_ack,
+        v.rate(d.deliver_no_ack),
+    );
+    pair(s, "get", t.get, v.rate(d.get));
+    pair(s, "get_empty", t.get_empty, v.rate(d.get_empty));
+    pair(s, "get_no_ack", t.get_no_ack, v.rate(d.get_no_ack));
+    pair(s, "publish", t.publish, v.rate(d.publish));
+    pair(s, "redeliver", t.redeliver, v.rate(d.redeliver));
+}
+
+/// A `policy` field: the name, or null.
+fn policy_name(p: Option<&crate::broker::policy::Policy>) -> Value {
+    p.map_or(Value::Null, |p| Value::from(p.name.clone()))
 }
 
 /// RabbitMQ's properties key: names one binding in a URL. The routing key alone when the

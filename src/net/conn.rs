@@ -129,6 +129,8 @@ pub struct Conn {
     output_full: bool,
     /// Present on connections accepted by the TLS listener.
     tls: Option<Box<Tls>>,
+    /// Bytes and reads/writes on the socket, for the API (`io_stats.rs`).
+    pub io: super::io_stats::IoStats,
 }
 
 /// Outcome of a read pass.
@@ -157,6 +159,7 @@ impl Conn {
             input_pending: false,
             output_full: false,
             tls: tls.map(Box::new),
+            io: Default::default(),
         }
     }
 
@@ -258,6 +261,7 @@ impl Conn {
                 self.dead = Some("client closed the socket".into());
             }
             Ok(got) => {
+                self.io.received(got.direct + got.buffered);
                 if got.direct + got.buffered < got.asked && !self.read_closed && self.tls.is_none()
                 {
                     // A short read emptied the socket's receive queue, so the read after it
@@ -376,7 +380,10 @@ impl Conn {
         while self.out.pending() > 0 && self.writable && self.dead.is_none() {
             match self.out.write_to(&mut self.socket) {
                 Ok(0) => self.dead = Some("socket closed while writing".into()),
-                Ok(_) => wrote = true,
+                Ok(n) => {
+                    self.io.sent(n);
+                    wrote = true;
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => self.writable = false,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => self.dead = Some(format!("write error: {e}")),
@@ -393,8 +400,13 @@ impl Conn {
             return;
         }
         let closed = self.session.is_closed();
+        let pending = self.out.pending();
         match tls.flush(&mut self.out, &mut self.socket, closed) {
             Ok((wrote, blocked)) => {
+                let taken = pending.saturating_sub(self.out.pending());
+                if taken > 0 {
+                    self.io.sent(taken);
+                }
                 if wrote {
                     self.session.sent(now);
                 }

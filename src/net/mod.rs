@@ -4,4 +4,5 @@
 
 pub mod conn;
 pub mod http;
+pub mod io_stats;
 pub mod tls;

@@ -90,6 +90,7 @@ impl ApiTable<'_> {
             session: &c.session,
             local,
             tls,
+            io: &c.io,
         })
     }
 }
@@ -796,6 +797,7 @@ impl Reactor {
             self.on_alarm_change(now);
         }
         for (key, c) in self.conns.iter_mut() {
+            c.io.sample(now);
             c.shrink_if_idle(now);
             if !c.session.tick(&mut c.out, now, &self.config) {
                 let reason = c.session.close_reason().unwrap_or("timeout");

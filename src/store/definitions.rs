@@ -14,6 +14,7 @@
 //! UNBINDING        as BINDING
 //! DELAYED_EXCHANGE name | store id u32 | vhost (where an x-delayed-message exchange holds messages)
 //! ACCESS           users, vhosts, permissions as RabbitMQ's definitions JSON (the latest wins)
+//! POLICIES         every policy as the JSON array of a definitions document (the latest wins)
 //! ```
 //! Byte strings carry a u32 length. A snapshot of format version 1 (coney before the
 //! journal) has no GENERATION record. Records written before coney had vhosts end before
@@ -33,6 +34,7 @@ pub const KIND_QUEUE_DELETED: u8 = 7;
 pub const KIND_UNBINDING: u8 = 8;
 pub const KIND_DELAYED_EXCHANGE: u8 = 9;
 pub const KIND_ACCESS: u8 = 10;
+pub const KIND_POLICIES: u8 = 12;
 
 /// The vhost of entity records written before coney had vhosts.
 const DEFAULT_VHOST: &[u8] = b"/";
@@ -89,6 +91,8 @@ pub struct Definitions {
     pub delayed_exchanges: Vec<DelayedExchangeDef>,
     /// The access tables as a definitions JSON document; None before coney kept them.
     pub access: Option<Vec<u8>>,
+    /// The policies as a JSON array; None before any was set.
+    pub policies: Option<Vec<u8>>,
 }
 
 /// A binding as the broker has it, borrowed.
@@ -138,6 +142,8 @@ pub enum DefChange<'a> {
     },
     /// The whole access tables after a change to them.
     Access(&'a [u8]),
+    /// Every policy after a change to them.
+    Policies(&'a [u8]),
 }
 
 impl<'a> DefChange<'a> {
@@ -233,6 +239,9 @@ impl<'a> DefChange<'a> {
             }),
             DefChange::Access(json) => {
                 record::write_record(out, KIND_ACCESS, |p| put_bytes(p, json))
+            }
+            DefChange::Policies(json) => {
+                record::write_record(out, KIND_POLICIES, |p| put_bytes(p, json))
             }
         }
     }
@@ -359,6 +368,7 @@ impl Definitions {
                 });
             }
             KIND_ACCESS => self.access = Some(parse_access(payload)?.to_vec()),
+            KIND_POLICIES => self.policies = Some(parse_access(payload)?.to_vec()),
             _ => return None,
         }
         Some(())

@@ -142,6 +142,7 @@ impl Fold {
             }
             // Each ACCESS record holds all the access tables: only the newest counts.
             KIND_ACCESS => Some(self.seen.insert(self.key(b'a', b"", b""))),
+            KIND_POLICIES => Some(self.seen.insert(self.key(b'p', b"", b""))),
             _ => None,
         }
     }

@@ -37,6 +37,7 @@ struct Model {
     delayed: BTreeMap<EntityKey, u32>,
     next_queue_id: u32,
     access: Option<Vec<u8>>,
+    policies: Option<Vec<u8>>,
 }
 
 fn key(b: BindingRef<'_>) -> BindingKey {
@@ -103,6 +104,7 @@ impl Model {
                 self.bindings.retain(|b| b.0 != vhost || b.2 || b.3 != name);
             }
             DefChange::Access(json) => self.access = Some(json.to_vec()),
+            DefChange::Policies(json) => self.policies = Some(json.to_vec()),
             DefChange::Binding(b) => {
                 self.bindings.insert(key(b));
             }
@@ -142,6 +144,7 @@ impl Model {
             );
         }
         m.access = d.access.clone();
+        m.policies = d.policies.clone();
         for b in &d.bindings {
             assert!(m.bindings.insert(key(b.as_ref())), "one record per binding");
         }
@@ -493,6 +496,7 @@ fn version_1_definitions_are_read_and_converted() {
         }],
         delayed_exchanges: vec![],
         access: None,
+        policies: None,
     };
     fs::write(d.0.join(FILE_NAME), old.encode_version_1()).expect("write");
     let (mut j, got) = Journal::open(&d.0).expect("open version 1");

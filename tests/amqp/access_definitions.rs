@@ -188,8 +188,8 @@ async fn users_vhosts_and_their_entities_survive_restarts() {
     .await;
 }
 
-/// load_definitions with something coney would not act on (a policy) stops the start with
-/// exit code 78 naming the entry, and the password in the file is not in the output.
+/// load_definitions with something coney would not act on (a policy with ha-mode) stops the
+/// start with exit code 78 naming the entry, and the password in the file is not in the output.
 #[test]
 fn load_definitions_refuses_what_coney_cannot_do() {
     if !coney_only() {
@@ -200,8 +200,8 @@ fn load_definitions_refuses_what_coney_cannot_do() {
     let defs = json!({
         "users": [{"name": "u", "password": secret, "tags": []}],
         "vhosts": [{"name": "/"}],
-        "policies": [{"vhost": "/", "name": "ttl", "pattern": ".*", "apply-to": "queues",
-                      "definition": {"message-ttl": 1000}, "priority": 0}],
+        "policies": [{"vhost": "/", "name": "ha", "pattern": ".*", "apply-to": "queues",
+                      "definition": {"message-ttl": 1000, "ha-mode": "all"}, "priority": 0}],
     });
     let defs = dir.write("defs.json", &defs.to_string());
     let conf = dir.write(
@@ -220,7 +220,10 @@ fn load_definitions_refuses_what_coney_cannot_do() {
     let t = text(&out);
     assert_eq!(out.status.code(), Some(78), "{t}");
     assert!(
-        t.contains("policy 'ttl' in vhost '/': policies are not supported"),
+        t.contains("policy 'ha' in vhost '/': Validation failed")
+            && t.contains(
+                r#"[{<<"ha-mode">>,<<"all">>}] are policy settings coney does not support"#
+            ),
         "{t}"
     );
     assert!(!t.contains(&secret), "the password was printed: {t}");

@@ -1,9 +1,7 @@
 //! coneyctl against coney's own management API: coney started with `management.tcp.*` in its
 //! config file, coneyctl finding the API through that same file (`--config`) or the URL.
-//! What coney serves today (connections and channels, closing a connection) is tested; the
-//! commands whose endpoints coney answers with 501 so far (queues, nodes) are ignored with
-//! issue 13's reason and fail today on that 501: run them with
-//! `cargo test --release --test coneyctl -- --ignored coney::`.
+//! Connections and channels, closing a connection, queues and status (/api/nodes) are tested
+//! here; the live suite (`live.rs`) runs against coney with `CONEYCTL_TEST_API`.
 
 use crate::support::{
     self, check, free_port, queue_with_messages, run_bounded, step, strings, wait, CtlMode, Run,
@@ -211,7 +209,6 @@ fn connections_channels_and_close_on_coney() {
 /// list_queues through the config file prints exactly rabbitmqctl's output for the queue a
 /// client made; status names the node's AMQP listener.
 #[test]
-#[ignore = "issue 13: coney answers /api/nodes (status) with 501 yet"]
 fn list_queues_and_status_on_coney() {
     let coney = Coney::start("queues");
     let t = &coney.target;

@@ -87,15 +87,14 @@ pub(crate) struct Messages {
     higher: Option<Box<Higher>>,
     max_priority: u8,
     len: usize,
-    /// Kept only for a queue with x-max-length-bytes (`counts_body_bytes`).
+    /// Kept for every queue: a policy may give any queue x-max-length-bytes later.
     body_bytes: u64,
-    counts_body_bytes: bool,
     in_memory: usize,
     in_memory_bytes: usize,
 }
 
 impl Messages {
-    pub(crate) fn new(max_priority: Option<u8>, counts_body_bytes: bool) -> Self {
+    pub(crate) fn new(max_priority: Option<u8>) -> Self {
         let max_priority = max_priority.unwrap_or(0);
         let higher = (max_priority > 0).then(|| {
             Box::new(Higher {
@@ -106,7 +105,6 @@ impl Messages {
         Messages {
             higher,
             max_priority,
-            counts_body_bytes,
             ..Default::default()
         }
     }
@@ -237,9 +235,7 @@ impl Messages {
     #[inline]
     fn count_in(&mut self, m: &QueuedMessage) {
         self.len += 1;
-        if self.counts_body_bytes {
-            self.body_bytes += m.msg.body_len();
-        }
+        self.body_bytes += m.msg.body_len();
         self.in_memory += 1;
         self.in_memory_bytes += m.msg.size();
     }
@@ -247,9 +243,7 @@ impl Messages {
     #[inline]
     fn count_out(&mut self, m: &QueuedMessage) {
         self.len -= 1;
-        if self.counts_body_bytes {
-            self.body_bytes -= m.msg.body_len();
-        }
+        self.body_bytes -= m.msg.body_len();
         self.in_memory -= 1;
         self.in_memory_bytes -= m.msg.size();
     }
@@ -257,9 +251,7 @@ impl Messages {
     #[inline]
     fn count_paged(&mut self, r: &PagedRef, n: i64) {
         self.len = (self.len as i64 + n) as usize;
-        if self.counts_body_bytes {
-            self.body_bytes = (self.body_bytes as i64 + n * r.body_len as i64) as u64;
-        }
+        self.body_bytes = (self.body_bytes as i64 + n * r.body_len as i64) as u64;
     }
 
     /// The deadline of the message `pop` would return next.

@@ -162,6 +162,24 @@ pub(super) struct Queue {
     /// Publisher flow: the queue's memory went over the high mark and has not yet come back
     /// under the low one (see `flow_pressure`).
     flow_over: bool,
+    /// The policy applied to the queue (its definition is merged into `args`).
+    pub(super) policy: Option<std::rc::Rc<super::policy::Policy>>,
+    /// What happened to its messages (the API's per-queue message_stats), one add per event.
+    pub(super) stats: super::counters::Sampled<super::counters::MessageCounters>,
+}
+
+/// Ready messages and bytes a durable queue keeps in memory: coney's window, or less if the
+/// arguments ask for less.
+fn window_of(args: &QueueArgs) -> (usize, usize) {
+    (
+        args.in_memory_max.map_or(QUEUE_WINDOW_MESSAGES_MAX, |n| {
+            n.min(QUEUE_WINDOW_MESSAGES_MAX as u64) as usize
+        }),
+        args.in_memory_bytes_max
+            .map_or(QUEUE_WINDOW_BYTES_MAX, |n| {
+                n.min(QUEUE_WINDOW_BYTES_MAX as u64) as usize
+            }),
+    )
 }
 
 impl Queue {
@@ -182,16 +200,8 @@ impl Queue {
             auto_delete,
             owner,
             arguments,
-            messages: Messages::new(args.max_priority, args.max_length_bytes.is_some()),
-            window: (
-                args.in_memory_max.map_or(QUEUE_WINDOW_MESSAGES_MAX, |n| {
-                    n.min(QUEUE_WINDOW_MESSAGES_MAX as u64) as usize
-                }),
-                args.in_memory_bytes_max
-                    .map_or(QUEUE_WINDOW_BYTES_MAX, |n| {
-                        n.min(QUEUE_WINDOW_BYTES_MAX as u64) as usize
-                    }),
-            ),
+            messages: Messages::new(args.max_priority),
+            window: window_of(&args),
             may_expire: args.message_ttl_ms.is_some(),
             consumers: Rotation::new(args.single_active_consumer),
             args,
@@ -204,7 +214,19 @@ impl Queue {
             on_overfull_list: false,
             unacked: 0,
             flow_over: false,
+            policy: None,
+            stats: Default::default(),
         }
+    }
+
+    /// Replaces the arguments the queue acts on (a policy was applied, changed or cleared:
+    /// `policies.rs`), with what they set up at declare: the in-memory window, and whether
+    /// heads are checked for expiry (once on, it stays on: messages queued meanwhile keep
+    /// their deadlines).
+    pub(super) fn set_effective_args(&mut self, args: QueueArgs) {
+        self.window = window_of(&args);
+        self.may_expire |= args.message_ttl_ms.is_some();
+        self.args = args;
     }
 
     pub(super) fn unacked_count(&self) -> u64 {
