@@ -14,6 +14,10 @@ use crate::wire::*;
 /// consumed and cancelled back to back: the canary's p99 stays under 10 ms.
 #[test]
 fn consumer_and_cancel_churn() {
+    judged_twice(consumer_and_cancel_churn_once);
+}
+
+fn consumer_and_cancel_churn_once() {
     const CONSUMERS: usize = 5_000;
     const PAIRS: usize = 1_000;
     let mut load = Load::start("consumers: 5,000 per channel, consume/cancel churn", &[]);
@@ -68,6 +72,10 @@ fn expect_n(c: &mut Client, want: (u16, u16), n: usize) {
 /// broker's memory per open channel is reported.
 #[test]
 fn channel_open_close_churn_up_to_channel_max() {
+    judged_twice(channel_open_close_churn_up_to_channel_max_once);
+}
+
+fn channel_open_close_churn_up_to_channel_max_once() {
     const CHANNEL_MAX: u16 = 2047;
     const CONNECTIONS: usize = 10;
     let mut load = Load::start("channels: open/close churn up to channel_max", &[]);

@@ -12,6 +12,10 @@ use crate::support::unique;
 /// deleted in one command: the canary's p99 stays under 10 ms through both.
 #[test]
 fn thousands_of_bindings_on_one_queue_then_its_deletion() {
+    judged_twice(thousands_of_bindings_on_one_queue_then_its_deletion_once);
+}
+
+fn thousands_of_bindings_on_one_queue_then_its_deletion_once() {
     const DIRECT: usize = 20_000;
     const TOPIC: usize = 10_000;
     let mut load = Load::start("bindings: 30,000 on one queue", &[]);
@@ -50,6 +54,10 @@ fn thousands_of_bindings_on_one_queue_then_its_deletion() {
 /// all while the canary's p99 stays under 10 ms.
 #[test]
 fn ten_thousand_exclusive_queues_go_with_their_connection() {
+    judged_twice(ten_thousand_exclusive_queues_go_with_their_connection_once);
+}
+
+fn ten_thousand_exclusive_queues_go_with_their_connection_once() {
     const QUEUES: usize = 10_000;
     let mut load = Load::start("exclusive queues: 10,000 on one connection", &[]);
     for how in ["connection.close", "socket dropped"] {
@@ -109,6 +117,10 @@ fn wait_queue_gone(b: &crate::support::Broker, queue: &str) {
 /// each graph whole. The canary's p99 stays under 10 ms.
 #[test]
 fn exchange_to_exchange_graphs_deep_wide_and_cyclic() {
+    judged_twice(exchange_to_exchange_graphs_deep_wide_and_cyclic_once);
+}
+
+fn exchange_to_exchange_graphs_deep_wide_and_cyclic_once() {
     const CHAIN: usize = 1_000;
     const LAYER: usize = 100;
     const BATCH: usize = 100;

@@ -6,6 +6,11 @@
 //! another broker (RabbitMQ) the rows are printed, not asserted. Each row also gives the
 //! machine's 1-minute load average at the end of the phase: on a machine busy with other work
 //! the canary waits for a CPU, whatever the broker does.
+//!
+//! A load fails only if two runs in a row miss (`judged_twice`): a cost the broker lets a client
+//! impose comes back on every run, while a scheduler hiccup of a busy 2-core machine (another
+//! process taking both CPUs for 10 ms) seldom hits the same load twice. Both runs' rows are
+//! printed, so a first miss stays visible.
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -177,4 +182,19 @@ pub fn repeat_for(limit: Duration, max_rounds: usize, mut step: impl FnMut(usize
         }
     }
     n
+}
+
+/// Runs a hostile load; if it fails (a canary bound missed, or anything else), says so and runs
+/// it once more from scratch (a new broker and canary), and fails if the second run fails too.
+/// See the module doc for why a single miss is not a verdict.
+pub fn judged_twice(load: fn()) {
+    let first = std::panic::catch_unwind(load);
+    if first.is_ok() {
+        return;
+    }
+    eprintln!(
+        "hostile: the first run missed (machine load {}); running the load once more",
+        loadavg_1min().map_or("?".to_owned(), |l| format!("{l:.1}"))
+    );
+    load();
 }

@@ -32,6 +32,10 @@ fn consume_with_acks(ch: u16, queue: &str) -> Vec<u8> {
 /// canary's p99 stays under 10 ms.
 #[test]
 fn mass_requeue_purge_and_delete() {
+    judged_twice(mass_requeue_purge_and_delete_once);
+}
+
+fn mass_requeue_purge_and_delete_once() {
     const MESSAGES: usize = 500_000;
     const UNACKED: u16 = 60_000;
     const BATCH: usize = 10_000;
