@@ -2,8 +2,8 @@
 rabbitmq_shovel_management plugins enabled for the side-by-side checks), driven with pika on
 both brokers and the management API over HTTP; coney's own codec is never a checker (the
 shovel itself, coney's client, is what is tested). Starts its own brokers: coney (AMQP
-5721, API 15721), RabbitMQ A (5731, API 15731) and B (5732, API 15732); prints
-`N passed, M failed` as its last line.
+5721, API 15721), RabbitMQ A (5731, API 15731) and B (5732, API 15732), or from another
+base with --ports; prints `N passed, M failed` as its last line.
 
     .venv/pika1/bin/python tests/shovel/run.py --coney target/release/coney [--only NAME]
     .venv/pika1/bin/python tests/shovel/run.py --bench [--bench-messages 100000]
