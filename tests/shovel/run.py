@@ -2,8 +2,8 @@
 rabbitmq_shovel_management plugins enabled for the side-by-side checks), driven with pika on
 both brokers and the management API over HTTP; coney's own codec is never a checker (the
 shovel itself, coney's client, is what is tested). Starts its own brokers: coney (AMQP
-5721, API 15721), RabbitMQ A (5731, API 15731) and B (5732, API 15732); prints
-`N passed, M failed` as its last line.
+5721, API 15721), RabbitMQ A (5731, API 15731) and B (5732, API 15732), or from another
+base with --ports; prints `N passed, M failed` as its last line.
 
     .venv/pika1/bin/python tests/shovel/run.py --coney target/release/coney [--only NAME]
     .venv/pika1/bin/python tests/shovel/run.py --bench [--bench-messages 100000]
@@ -394,18 +394,18 @@ def test_static_shovel_from_config(t):
     os.makedirs(d, exist_ok=True)
     conf = os.path.join(d, 'coney.conf')
     with open(conf, 'w') as f:
-        f.write('management.tcp.port = 15722\nprometheus.enabled = false\n'
+        f.write('management.tcp.port = %d\nprometheus.enabled = false\n' % (CONEY_API + 1) +
                 'shovel.s1.src-uri = amqp://\nshovel.s1.src-queue = sq\n'
                 'shovel.s1.dest-uri = amqp://guest:guest@127.0.0.1:%d\n'
                 'shovel.s1.dest-queue = sq2\nshovel.s1.src-prefetch-count = 10\n' % B_PORT)
-    c = brokerlib.Coney(t.binary, os.path.join(d, 'data'), os.path.join(d, 'log'), port=5722,
+    c = brokerlib.Coney(t.binary, os.path.join(d, 'data'), os.path.join(d, 'log'), port=CONEY_PORT + 1,
                         args=['--config', conf])
     try:
         c.start()
-        wait_running(15722, 's1')
-        row = shovel_state(15722, 's1')
+        wait_running(CONEY_API + 1, 's1')
+        row = shovel_state(CONEY_API + 1, 's1')
         check(row['type'] == 'static', 'row %r' % row)
-        publish(5722, 'sq', 5, wait=False)
+        publish(CONEY_PORT + 1, 'sq', 5, wait=False)
         check(len(drain(B_PORT, 'sq2', 5)) == 5, 'static shovel moved')
     finally:
         c.close()
@@ -527,6 +527,208 @@ def test_canary_round_trip_while_shovelling(t):
     del_shovel(CONEY_API, 'cn')
 
 
+# ------------------------------------------------------------------ migration
+
+MIG_N = 2000
+
+
+def vconn(port, vhost, user, password):
+    return pika.BlockingConnection(pika.ConnectionParameters(
+        HOST, port, vhost, pika.PlainCredentials(user, password), heartbeat=0,
+        blocked_connection_timeout=60, connection_attempts=1))
+
+
+def vcount(port, vhost, user, password, queue):
+    """Messages ready in `queue` of `vhost`, or -1 if it cannot be asked now."""
+    try:
+        c = vconn(port, vhost, user, password)
+        try:
+            return c.channel().queue_declare(queue, passive=True).method.message_count
+        finally:
+            c.close()
+    except Exception:  # noqa: BLE001 - a missing queue or a broker not ready answers -1
+        return -1
+
+
+def app_topology(api_port, vhost, user, password):
+    """The migrated application's world, made through the management API of `api_port`:
+    vhost, user with a password, permissions, a durable direct exchange, a durable queue
+    with x-max-length, a binding and a policy."""
+    steps = [
+        ('PUT', '/vhosts/%s' % q(vhost), {}),
+        ('PUT', '/users/%s' % q(user), {'password': password, 'tags': ''}),
+        ('PUT', '/permissions/%s/%s' % (q(vhost), q(user)),
+         {'configure': '.*', 'write': '.*', 'read': '.*'}),
+        ('PUT', '/permissions/%s/guest' % q(vhost), {'configure': '.*', 'write': '.*', 'read': '.*'}),
+        ('PUT', '/exchanges/%s/orders' % q(vhost), {'type': 'direct', 'durable': True}),
+        ('PUT', '/queues/%s/orders-q' % q(vhost),
+         {'durable': True, 'arguments': {'x-max-length': 100000}}),
+        ('POST', '/bindings/%s/e/orders/q/orders-q' % q(vhost), {'routing_key': 'new'}),
+        ('PUT', '/policies/%s/orders-limit' % q(vhost),
+         {'pattern': '^orders', 'apply-to': 'queues', 'priority': 1,
+          'definition': {'max-length-bytes': 100000000}}),
+    ]
+    for method, path, body in steps:
+        status, answer = api(api_port, method, path, body)
+        check(status in (200, 201, 204), '%s %s on %d: %d %r' % (method, path, api_port,
+                                                                   status, answer))
+
+
+def app_publish(port, vhost, user, password, n):
+    """n persistent messages through the application's exchange and key, as it would."""
+    c = vconn(port, vhost, user, password)
+    ch = c.channel()
+    for i in range(n):
+        ch.basic_publish('orders', 'new', b'%d:order' % i,
+                         pika.BasicProperties(delivery_mode=2, message_id='o%d' % i,
+                                              content_type='text/plain'))
+    c.close()
+    wait_for('%d messages in %s/orders-q on %d' % (n, vhost, port),
+             lambda: vcount(port, vhost, user, password, 'orders-q') == n, timeout=120)
+
+
+def app_only(defs, vhost, user):
+    """The part of a definitions export that is the application's: its vhost, its user and
+    what lives in the vhost (the brokers' own guest user is left alone)."""
+    out = {k: v for k, v in defs.items() if not isinstance(v, list)}
+    out['vhosts'] = [v for v in defs.get('vhosts', []) if v['name'] == vhost]
+    out['users'] = [u for u in defs.get('users', []) if u['name'] == user]
+    for key in ['permissions', 'topic_permissions', 'queues', 'exchanges', 'bindings',
+                'policies', 'parameters']:
+        out[key] = [x for x in defs.get(key, []) if x.get('vhost') == vhost]
+    return out
+
+
+def check_imported(api_port, amqp_port, vhost, user, password, where):
+    """On the importing broker: the user logs in with its password, and the queue (with its
+    argument), exchange, binding and policy are there."""
+    c = vconn(amqp_port, vhost, user, password)
+    c.channel().queue_declare('orders-q', passive=True)
+    c.close()
+    status, qrow = api(api_port, 'GET', '/queues/%s/orders-q' % q(vhost))
+    check(status == 200 and qrow['durable'] and qrow['arguments'] == {'x-max-length': 100000},
+          '%s queue: %d %r' % (where, status, qrow))
+    status, xrow = api(api_port, 'GET', '/exchanges/%s/orders' % q(vhost))
+    check(status == 200 and xrow['type'] == 'direct' and xrow['durable'],
+          '%s exchange: %d %r' % (where, status, xrow))
+    status, brows = api(api_port, 'GET', '/bindings/%s/e/orders/q/orders-q' % q(vhost))
+    check(status == 200 and [b['routing_key'] for b in brows] == ['new'],
+          '%s binding: %d %r' % (where, status, brows))
+    status, prow = api(api_port, 'GET', '/policies/%s/orders-limit' % q(vhost))
+    check(status == 200 and prow['pattern'] == '^orders' and prow['apply-to'] == 'queues'
+          and prow['definition'] == {'max-length-bytes': 100000000},
+          '%s policy: %d %r' % (where, status, prow))
+
+
+def app_consume(port, vhost, user, password, n, where):
+    """Consumes the moved messages as the application would (acks), checks all n arrived in
+    order, persistent, with their ids; then one published through the migrated exchange and
+    binding arrives in the queue."""
+    c = vconn(port, vhost, user, password)
+    ch = c.channel()
+    ch.basic_qos(prefetch_count=500)
+    got = []
+
+    def on_message(chan, m, props, body):
+        got.append((body, props.delivery_mode, props.message_id, props.content_type))
+        chan.basic_ack(m.delivery_tag)
+
+    tag = ch.basic_consume('orders-q', on_message)
+    deadline = time.monotonic() + WAIT
+    while len(got) < n and time.monotonic() < deadline:
+        c.process_data_events(time_limit=0.2)
+    want = [(b'%d:order' % i, 2, 'o%d' % i, 'text/plain') for i in range(n)]
+    check(len(got) == n, '%s: %d of %d messages consumed' % (where, len(got), n))
+    bad = [(i, g, w) for i, (g, w) in enumerate(zip(got, want)) if g != w]
+    check(not bad, '%s: %d messages differ, first (index, got, want) %r' % (where, len(bad), bad[:1]))
+    ch.basic_cancel(tag)
+    ch.basic_publish('orders', 'new', b'after', pika.BasicProperties(delivery_mode=2))
+    m = wait_for('%s: message through the migrated binding' % where,
+                 lambda: ch.basic_get('orders-q', auto_ack=True)[2], timeout=10)
+    check(m == b'after', '%s: through the binding %r' % (where, m))
+    c.close()
+    print('    %s: %d of %d consumed in order, persistent, with ids' % (where, len(got), n))
+
+
+def rabbitmqctl(node, *cmd):
+    cp = subprocess.run(['bash', os.path.join(brokerlib.REPO, 'scripts/rabbitmq.sh'), 'ctl',
+                         node.dir] + list(cmd), stdin=subprocess.DEVNULL, capture_output=True,
+                        timeout=120)
+    check(cp.returncode == 0, 'rabbitmqctl %s: rc %d %s' % (
+        ' '.join(cmd), cp.returncode, (cp.stdout + cp.stderr).decode(errors='replace')[-800:]))
+
+
+def migrate_coney_to_rabbitmq(t, n):
+    vhost, user, pw = 'mig-up', 'app-up', 'up-secret'
+    app_topology(CONEY_API, vhost, user, pw)
+    app_publish(CONEY_PORT, vhost, user, pw, n)
+    status, defs = api(CONEY_API, 'GET', '/definitions')
+    check(status == 200, 'coney export: %d %r' % (status, defs))
+    path = os.path.join(t.tmp, 'coney-defs.json')
+    with open(path, 'w') as f:
+        json.dump(app_only(defs, vhost, user), f)
+    rabbitmqctl(t.b, 'import_definitions', path)
+    check_imported(t.b.api_port, B_PORT, vhost, user, pw, 'RabbitMQ after import')
+    # The vhost is named: RabbitMQ 3.10's `amqp://` with no path is vhost '/', whatever
+    # the shovel's own vhost.
+    value = {'src-uri': 'amqp:///%s' % q(vhost), 'src-queue': 'orders-q',
+             'dest-uri': 'amqp://%s:%s@%s:%d/%s' % (user, pw, HOST, B_PORT, q(vhost)),
+             'dest-queue': 'orders-q', 'src-delete-after': 'queue-length'}
+    status, answer = put_shovel(CONEY_API, 'migrate', value, vhost=vhost)
+    check(status == 201, 'coney shovel: %d %r' % (status, answer))
+    wait_for('coney shovel migrate deleted itself', lambda: api(
+        CONEY_API, 'GET', '/parameters/shovel/%s/migrate' % q(vhost))[0] == 404, timeout=120)
+    wait_for('%d messages on RabbitMQ' % n,
+             lambda: vcount(B_PORT, vhost, user, pw, 'orders-q') == n, timeout=60)
+    left = vcount(CONEY_PORT, vhost, user, pw, 'orders-q')
+    check(left == 0, 'coney source queue holds %d after the shovel' % left)
+    print('    coney → RabbitMQ: %d messages moved, %d left on coney' % (n, left))
+    app_consume(B_PORT, vhost, user, pw, n, 'RabbitMQ')
+    api(CONEY_API, 'DELETE', '/vhosts/%s' % q(vhost))
+    api(t.b.api_port, 'DELETE', '/vhosts/%s' % q(vhost))
+
+
+def migrate_rabbitmq_to_coney(t, n):
+    vhost, user, pw = 'mig-down', 'app-down', 'down-secret'
+    app_topology(t.a.api_port, vhost, user, pw)
+    app_publish(A_PORT, vhost, user, pw, n)
+    path = os.path.join(t.tmp, 'rabbitmq-defs.json')
+    rabbitmqctl(t.a, 'export_definitions', path)
+    with open(path) as f:
+        defs = json.load(f)
+    status, answer = api(CONEY_API, 'POST', '/definitions', app_only(defs, vhost, user))
+    check(status in (200, 201, 204), 'coney import: %d %r' % (status, answer))
+    check_imported(CONEY_API, CONEY_PORT, vhost, user, pw, 'coney after import')
+    # RabbitMQ's own shovel plugin moves the messages, as an operator leaving RabbitMQ would.
+    # The vhost is named: RabbitMQ 3.10's `amqp://` with no path is vhost '/', whatever
+    # the shovel's own vhost.
+    value = {'src-uri': 'amqp:///%s' % q(vhost), 'src-queue': 'orders-q',
+             'dest-uri': 'amqp://%s:%s@%s:%d/%s' % (user, pw, HOST, CONEY_PORT, q(vhost)),
+             'dest-queue': 'orders-q', 'src-delete-after': 'queue-length'}
+    status, answer = put_shovel(t.a.api_port, 'migrate', value, vhost=vhost)
+    check(status == 201, 'RabbitMQ shovel: %d %r' % (status, answer))
+    wait_for('RabbitMQ shovel migrate deleted itself', lambda: api(
+        t.a.api_port, 'GET', '/parameters/shovel/%s/migrate' % q(vhost))[0] == 404, timeout=120)
+    wait_for('%d messages on coney' % n,
+             lambda: vcount(CONEY_PORT, vhost, user, pw, 'orders-q') == n, timeout=60)
+    left = vcount(A_PORT, vhost, user, pw, 'orders-q')
+    check(left == 0, 'RabbitMQ source queue holds %d after the shovel' % left)
+    print('    RabbitMQ → coney: %d messages moved, %d left on RabbitMQ' % (n, left))
+    app_consume(CONEY_PORT, vhost, user, pw, n, 'coney')
+    api(CONEY_API, 'DELETE', '/vhosts/%s' % q(vhost))
+    api(t.a.api_port, 'DELETE', '/vhosts/%s' % q(vhost))
+
+
+def test_migration_both_ways(t):
+    """An application's definitions (vhost, user and password, permissions, exchange, queue
+    with an argument, binding, policy) and 2,000 persistent messages move coney → RabbitMQ
+    (export, rabbitmqctl import_definitions, coney shovel) and RabbitMQ → coney
+    (rabbitmqctl export_definitions, POST /api/definitions, RabbitMQ's shovel); the user logs
+    in on the new broker and consumes every message in order with its properties."""
+    migrate_coney_to_rabbitmq(t, MIG_N)
+    migrate_rabbitmq_to_coney(t, MIG_N)
+
+
 TESTS = [
     test_validation_matches_rabbitmq,
     test_parameter_api_matches_rabbitmq,
@@ -541,6 +743,7 @@ TESTS = [
     test_canary_round_trip_while_shovelling,
     test_chaos_coney_to_rabbitmq,
     test_chaos_rabbitmq_to_coney,
+    test_migration_both_ways,
 ]
 
 
@@ -578,11 +781,19 @@ def main():
     ap.add_argument('--bench', action='store_true', help='throughput only')
     ap.add_argument('--bench-messages', type=int, default=100_000)
     ap.add_argument('--bench-size', type=int, default=1024)
+    ap.add_argument('--ports', type=int, default=None,
+                    help='AMQP port base B: coney B (and B+1 for the static shovel), RabbitMQ '
+                         'A B+5 and B B+6, each HTTP port +10000 (default 5721, 5731, 5732)')
+    ap.add_argument('--tmp-prefix', default='shovel-')
     args = ap.parse_args()
+    if args.ports:
+        global CONEY_PORT, CONEY_API, A_PORT, B_PORT
+        CONEY_PORT, CONEY_API = args.ports, args.ports + 10000
+        A_PORT, B_PORT = args.ports + 5, args.ports + 6
     t = Env()
     t.binary = os.path.abspath(args.coney)
     t.chaos_n = args.chaos_messages
-    t.tmp = tempfile.mkdtemp(prefix='shovel-', dir='/tmp')
+    t.tmp = tempfile.mkdtemp(prefix=args.tmp_prefix, dir='/tmp')
     passed = failed = 0
     t.a = Rabbit(os.path.join(t.tmp, 'rmq-a'), A_PORT)
     t.b = Rabbit(os.path.join(t.tmp, 'rmq-b'), B_PORT)
