@@ -1,7 +1,8 @@
 //! AMQP URIs as RabbitMQ's Erlang client reads them (`amqp_uri`): `amqp://` with no host is
 //! the local broker; `amqp://user:pass@host:port/vhost` a remote one, with user, password and
 //! vhost percent-decoded, guest/guest and port 5672 by default, and the caller's default vhost
-//! when there is no path (an empty path, `amqp://host/`, is the vhost ""). The query's
+//! when there is no path (the shovel passes [`DEFAULT_VHOST`], as RabbitMQ's shovel does; an
+//! empty path, `amqp://host/`, is the vhost ""). The query's
 //! `heartbeat` is taken; other query keys and `amqps` are refused by name (not implemented).
 
 use crate::limits::CLIENT_HEARTBEAT_SECS;
@@ -57,6 +58,9 @@ pub fn percent_decode(s: &str) -> Result<String, String> {
 fn invalid(uri: &str, reason: impl std::fmt::Display) -> String {
     format!("\"{uri}\" not a valid URI: {reason}")
 }
+
+/// The vhost of a URI without a path, in RabbitMQ's `amqp_uri`.
+pub const DEFAULT_VHOST: &str = "/";
 
 /// Parses `uri`; `default_vhost` is used when it has no path.
 pub fn parse(uri: &str, default_vhost: &str) -> Result<AmqpUri, String> {
