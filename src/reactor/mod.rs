@@ -433,22 +433,8 @@ impl Reactor {
                 })
             },
         );
-        let alarm = self.alarm_reason();
         for (key, reason) in std::mem::take(&mut self.api_closes) {
-            let Some(c) = self.conns.get_mut(key) else {
-                continue;
-            };
-            let mut ctx = Ctx {
-                broker: &mut self.broker,
-                config: &self.config,
-                now,
-                alarm,
-            };
-            c.session.force_close(&mut c.out, &reason, &mut ctx);
-            if !c.queued_flush {
-                c.queued_flush = true;
-                self.flush_list.push(key);
-            }
+            self.force_close(key, &reason, now);
         }
         self.deliver_notices(now);
     }
@@ -612,23 +598,8 @@ impl Reactor {
             flush: &mut self.flush_list,
         };
         delivery::deliver_notices(&mut self.broker, &mut table, &mut forced);
-        let alarm = self.alarm_reason();
         for (conn, reason) in forced.drain(..) {
-            let key = conn.0 as usize;
-            let Some(c) = self.conns.get_mut(key) else {
-                continue;
-            };
-            let mut ctx = Ctx {
-                broker: &mut self.broker,
-                config: &self.config,
-                now,
-                alarm,
-            };
-            c.session.force_close(&mut c.out, &reason, &mut ctx);
-            if !c.queued_flush {
-                c.queued_flush = true;
-                self.flush_list.push(key);
-            }
+            self.force_close(conn.0 as usize, &reason, now);
         }
         self.forced_scratch = forced;
     }
@@ -809,6 +780,27 @@ impl Reactor {
             }
         }
         self.flush(now);
+    }
+
+    /// Closes connection `key` from the broker's side (connection.close with `reason`, as the
+    /// API's DELETE and the broker's own notices ask) and queues its output; a connection
+    /// already gone is skipped.
+    fn force_close(&mut self, key: usize, reason: &str, now: Instant) {
+        let alarm = self.alarm_reason();
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        let mut ctx = Ctx {
+            broker: &mut self.broker,
+            config: &self.config,
+            now,
+            alarm,
+        };
+        c.session.force_close(&mut c.out, reason, &mut ctx);
+        if !c.queued_flush {
+            c.queued_flush = true;
+            self.flush_list.push(key);
+        }
     }
 
     /// Removes connections whose socket died or whose session finished; deferred to the end
