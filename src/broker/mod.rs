@@ -29,6 +29,7 @@ mod durability;
 mod entities;
 mod exchange;
 pub mod expiry;
+pub mod federation;
 mod flow;
 mod handle;
 pub(crate) mod headers;
@@ -114,6 +115,8 @@ pub struct Broker {
     exchanges: Registry<ExchangeId, Exchange>,
     queues: Registry<QueueId, Queue>,
     bindings: Bindings,
+    /// Which exchanges policies federate (their generation).
+    federation: federation::Federation,
     /// Exclusive queues by owning connection (with ids of some deleted since; see
     /// `own_exclusive`), so a closing connection finds its queues without a scan of all.
     exclusive: HashMap<ConnId, Vec<QueueId>>,
@@ -212,6 +215,7 @@ impl Broker {
             exchanges: Registry::default(),
             queues: Registry::default(),
             bindings: Bindings::default(),
+            federation: federation::Federation::default(),
             exclusive: HashMap::new(),
             cleanup: cleanup::Cleanup::default(),
             consumers: Registry::default(),

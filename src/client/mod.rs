@@ -418,14 +418,72 @@ impl Client {
         self.method(channel, &Method::QueueDeclare(d));
     }
 
-    pub fn queue_bind(&mut self, channel: u16, queue: &[u8], exchange: &[u8], key: &[u8]) {
+    /// queue.declare of a durable queue with arguments (raw table entries; a federation
+    /// link's upstream queue).
+    pub fn queue_declare_durable(&mut self, channel: u16, queue: &[u8], arguments: &[u8]) {
+        let d = QueueDeclare {
+            queue,
+            durable: true,
+            arguments: FieldTable::parse(arguments).unwrap_or_default(),
+            ..Default::default()
+        };
+        self.method(channel, &Method::QueueDeclare(d));
+    }
+
+    /// exchange.declare passive: does it exist (a 404 closes the channel).
+    pub fn exchange_declare_passive(&mut self, channel: u16, exchange: &[u8]) {
+        let d = ExchangeDeclare {
+            exchange,
+            passive: true,
+            ..Default::default()
+        };
+        self.method(channel, &Method::ExchangeDeclare(d));
+    }
+
+    /// queue.bind with arguments (raw table entries).
+    pub fn queue_bind(
+        &mut self,
+        channel: u16,
+        queue: &[u8],
+        exchange: &[u8],
+        key: &[u8],
+        arguments: &[u8],
+    ) {
         let b = QueueBind {
             queue,
             exchange,
             routing_key: key,
+            arguments: FieldTable::parse(arguments).unwrap_or_default(),
             ..Default::default()
         };
         self.method(channel, &Method::QueueBind(b));
+    }
+
+    /// queue.unbind with arguments (raw table entries).
+    pub fn queue_unbind(
+        &mut self,
+        channel: u16,
+        queue: &[u8],
+        exchange: &[u8],
+        key: &[u8],
+        arguments: &[u8],
+    ) {
+        let b = QueueUnbind {
+            queue,
+            exchange,
+            routing_key: key,
+            arguments: FieldTable::parse(arguments).unwrap_or_default(),
+            ..Default::default()
+        };
+        self.method(channel, &Method::QueueUnbind(b));
+    }
+
+    pub fn queue_delete(&mut self, channel: u16, queue: &[u8]) {
+        let d = QueueDelete {
+            queue,
+            ..Default::default()
+        };
+        self.method(channel, &Method::QueueDelete(d));
     }
 
     pub fn consume(&mut self, channel: u16, queue: &[u8], no_ack: bool) {
