@@ -13,6 +13,7 @@ mod metrics;
 mod node;
 mod objects;
 mod policies_api;
+mod federation;
 mod shovels;
 pub mod stats;
 mod web;

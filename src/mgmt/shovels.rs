@@ -24,7 +24,7 @@ pub(super) fn serves(route: &Route) -> bool {
     }
 }
 
-fn json_response(v: Value) -> Response<Listing> {
+pub(super) fn json_response(v: Value) -> Response<Listing> {
     Response::json(Status::OK, v.to_string().into_bytes())
 }
 
@@ -231,7 +231,7 @@ fn status_listing(m: &Management<'_>, vhost: Option<&str>, who: &Principal) -> R
 }
 
 /// "YYYY-MM-DD HH:MM:SS" (UTC) as RabbitMQ's shovel status shows the last change.
-fn timestamp(ms: u64) -> String {
+pub(super) fn timestamp(ms: u64) -> String {
     let secs = ms / 1000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
