@@ -440,42 +440,35 @@ impl Client {
         self.method(channel, &Method::ExchangeDeclare(d));
     }
 
-    /// queue.bind with arguments (raw table entries).
-    pub fn queue_bind(
+    /// queue.bind (`bind`) or queue.unbind, with arguments (raw table entries).
+    pub fn queue_binding(
         &mut self,
         channel: u16,
+        bind: bool,
         queue: &[u8],
         exchange: &[u8],
         key: &[u8],
         arguments: &[u8],
     ) {
-        let b = QueueBind {
-            queue,
-            exchange,
-            routing_key: key,
-            arguments: FieldTable::parse(arguments).unwrap_or_default(),
-            ..Default::default()
+        let arguments = FieldTable::parse(arguments).unwrap_or_default();
+        let m = if bind {
+            Method::QueueBind(QueueBind {
+                queue,
+                exchange,
+                routing_key: key,
+                arguments,
+                ..Default::default()
+            })
+        } else {
+            Method::QueueUnbind(QueueUnbind {
+                queue,
+                exchange,
+                routing_key: key,
+                arguments,
+                ..Default::default()
+            })
         };
-        self.method(channel, &Method::QueueBind(b));
-    }
-
-    /// queue.unbind with arguments (raw table entries).
-    pub fn queue_unbind(
-        &mut self,
-        channel: u16,
-        queue: &[u8],
-        exchange: &[u8],
-        key: &[u8],
-        arguments: &[u8],
-    ) {
-        let b = QueueUnbind {
-            queue,
-            exchange,
-            routing_key: key,
-            arguments: FieldTable::parse(arguments).unwrap_or_default(),
-            ..Default::default()
-        };
-        self.method(channel, &Method::QueueUnbind(b));
+        self.method(channel, &m);
     }
 
     pub fn queue_delete(&mut self, channel: u16, queue: &[u8]) {

@@ -3,7 +3,7 @@
 //! `UpstreamSpec`; and the policy keys that federate an exchange. Pure: JSON in, a spec or
 //! RabbitMQ's validation lines out. Keys coney does not act on are refused by name.
 
-use super::shovel::AckMode;
+use super::shovel::{ack_mode, binary, erlang, unrecognised, AckMode};
 use serde_json::{Map, Value};
 
 pub const UPSTREAM_COMPONENT: &str = "federation-upstream";
@@ -66,15 +66,6 @@ pub enum FederationTarget {
     Upstream(String),
 }
 
-/// Erlang's rendering of a JSON value in RabbitMQ's messages (`<<"text">>`, 1, true).
-fn erlang(v: &Value) -> String {
-    match v {
-        Value::String(s) => format!("<<\"{s}\">>"),
-        Value::Null => "null".into(),
-        other => other.to_string(),
-    }
-}
-
 struct Check<'a> {
     name: &'a str,
     obj: &'a Map<String, Value>,
@@ -83,22 +74,10 @@ struct Check<'a> {
 
 impl Check<'_> {
     fn keys(&mut self, extra: &[&str]) {
-        let unknown: Vec<String> = self
-            .obj
-            .iter()
-            .filter(|(k, _)| {
-                let k = k.as_str();
-                !KNOWN.contains(&k) && !NOT_SUPPORTED.contains(&k) && !extra.contains(&k)
-            })
-            .map(|(k, v)| format!("{{<<\"{k}\">>,{}}}", erlang(v)))
-            .collect();
-        if !unknown.is_empty() {
-            let name = self.name;
-            self.errors.push(format!(
-                "Unrecognised terms [{}] in {name}",
-                unknown.join(",")
-            ));
-        }
+        let known =
+            |k: &str| KNOWN.contains(&k) || NOT_SUPPORTED.contains(&k) || extra.contains(&k);
+        self.errors
+            .extend(unrecognised(self.name, self.obj, &known));
         for k in self
             .obj
             .keys()
@@ -110,14 +89,7 @@ impl Check<'_> {
     }
 
     fn string(&mut self, k: &str) -> Option<String> {
-        match self.obj.get(k)? {
-            Value::String(s) => Some(s.clone()),
-            v => {
-                self.errors
-                    .push(format!("{k} should be binary, actually was {}", erlang(v)));
-                None
-            }
-        }
+        binary(k, self.obj.get(k), &mut self.errors)
     }
 
     fn boolean(&mut self, k: &str) -> Option<bool> {
@@ -183,19 +155,6 @@ impl Check<'_> {
         list
     }
 
-    fn ack_mode(&mut self) -> AckMode {
-        match self.obj.get("ack-mode") {
-            None => AckMode::OnConfirm,
-            Some(Value::String(s)) if s == "on-confirm" => AckMode::OnConfirm,
-            Some(Value::String(s)) if s == "on-publish" => AckMode::OnPublish,
-            Some(Value::String(s)) if s == "no-ack" => AckMode::NoAck,
-            Some(v) => {
-                self.errors.push(format!("ack-mode should be one of [<<\"no-ack\">>,<<\"on-publish\">>,<<\"on-confirm\">>], actually was {}", erlang(v)));
-                AckMode::OnConfirm
-            }
-        }
-    }
-
     fn reconnect_delay(&mut self) -> f64 {
         match self.obj.get("reconnect-delay") {
             None => 5.0,
@@ -246,7 +205,7 @@ impl Check<'_> {
 
     /// Every key but `uri` (checked by the caller), in RabbitMQ's order of its messages.
     fn spec(&mut self, uris: Vec<String>) -> UpstreamSpec {
-        let ack_mode = self.ack_mode();
+        let ack_mode = ack_mode(self.obj.get("ack-mode"), &mut self.errors);
         let trust_user_id = self.boolean("trust-user-id").unwrap_or(false);
         self.boolean("bind-nowait");
         self.channel_use_mode();
@@ -388,20 +347,19 @@ pub fn policy_target(
     }
     let text = |k: &str, v: &Value| match v {
         Value::String(s) => Ok(s.clone()),
-        v => Err(format!("{} is not a valid {k}", policy_term(v))),
+        v => Err(format!("{} is not a valid {k}", erlang(v))),
     };
     match (set, one, pattern) {
-        (Some(v), _, _) => Ok(Some(FederationTarget::Set(text("federation upstream set name", v)?))),
-        (_, Some(v), _) => Ok(Some(FederationTarget::Upstream(text("federation upstream name", v)?))),
-        (_, _, Some(_)) => Err("federation-upstream-pattern is not supported by coney (RabbitMQ 3.10 does not have it either)".into()),
+        (Some(v), _, _) => Ok(Some(FederationTarget::Set(text(
+            "federation upstream set name",
+            v,
+        )?))),
+        (_, Some(v), _) => Ok(Some(FederationTarget::Upstream(text(
+            "federation upstream name",
+            v,
+        )?))),
+        (_, _, Some(_)) => Err("federation-upstream-pattern is not supported by coney".into()),
         _ => Ok(None),
-    }
-}
-
-fn policy_term(v: &Value) -> String {
-    match v {
-        Value::String(s) => format!("<<\"{s}\">>"),
-        other => other.to_string(),
     }
 }
 

@@ -25,7 +25,10 @@ fn row(s: &Shovel) -> Option<Value> {
     let mut o = Map::new();
     o.insert("node".into(), node_name().into());
     o.insert("exchange".into(), f.exchange.clone().into());
-    o.insert("upstream_exchange".into(), f.upstream_exchange.clone().into());
+    o.insert(
+        "upstream_exchange".into(),
+        f.upstream_exchange.clone().into(),
+    );
     o.insert("type".into(), "exchange".into());
     o.insert("vhost".into(), f.vhost.clone().into());
     o.insert("upstream".into(), f.upstream.clone().into());

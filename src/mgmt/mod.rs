@@ -8,12 +8,12 @@
 mod access_api;
 mod actions;
 pub mod conns;
+mod federation;
 mod handlers;
 mod metrics;
 mod node;
 mod objects;
 mod policies_api;
-mod federation;
 mod shovels;
 pub mod stats;
 mod web;

@@ -15,14 +15,14 @@
 //! `SHOVEL_READ_BYTES_PER_TURN_MAX` bytes, and none while the destination has
 //! `SHOVEL_OUTPUT_HIGH_BYTES` unsent; then both outputs are written.
 
+use crate::broker::federation::BindingChange;
 use crate::broker::Broker;
 use crate::client::uri::Target;
-use crate::definitions::shovel::parse_shovel;
-use crate::broker::federation::BindingChange;
 use crate::definitions::federation::{
     parse_upstream, parse_upstream_set, with_overrides, FederationTarget, UpstreamSpec,
     UPSTREAM_COMPONENT, UPSTREAM_SET_COMPONENT,
 };
+use crate::definitions::shovel::parse_shovel;
 use crate::limits::{
     FEDERATION_BINDING_EVENTS_PER_TURN_MAX, FEDERATION_BINDS_PER_TURN_MAX, FEDERATION_LINKS_MAX,
     SHOVEL_MESSAGES_PER_TURN_MAX, SHOVEL_OUTPUT_HIGH_BYTES, SHOVEL_READ_BYTES_PER_TURN_MAX,
@@ -224,7 +224,10 @@ impl ShovelSide {
                     .into_iter()
                     .filter_map(|e| {
                         let up = broker.parameter(UPSTREAM_COMPONENT, &x.vhost, &e.upstream)?;
-                        Some((e.upstream.clone(), with_overrides(&e.upstream, up, &e.overrides)))
+                        Some((
+                            e.upstream.clone(),
+                            with_overrides(&e.upstream, up, &e.overrides),
+                        ))
                     })
                     .collect(),
             };
@@ -249,7 +252,10 @@ impl ShovelSide {
     /// wanted or whose upstream changed (deleting the upstream queue of a removed one),
     /// starts the new ones with the exchange's bindings listed.
     fn follow_federation(&mut self, broker: &Broker, registry: &Registry) {
-        let now_gen = (broker.parameters_generation(), broker.federation_generation());
+        let now_gen = (
+            broker.parameters_generation(),
+            broker.federation_generation(),
+        );
         if self.federation_generation == Some(now_gen) {
             return;
         }

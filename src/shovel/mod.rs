@@ -526,8 +526,14 @@ impl Shovel {
             }
             (Step::DeclareExclusive, Owned::DeclareOk(MAIN, name, _)) => {
                 if let Source::Exchange { exchange, key } = &self.spec.source {
-                    l.client
-                        .queue_bind(MAIN, &name, exchange.as_bytes(), key.as_bytes(), &[]);
+                    l.client.queue_binding(
+                        MAIN,
+                        true,
+                        &name,
+                        exchange.as_bytes(),
+                        key.as_bytes(),
+                        &[],
+                    );
                 }
                 l.queue = name;
                 l.step = Step::Bind;
@@ -717,11 +723,7 @@ impl Shovel {
         }
         for ((key, args), bind) in f.sync.next_ops(max) {
             let (q, x) = (f.queue.as_bytes(), f.upstream_exchange.as_bytes());
-            if bind {
-                l.client.queue_bind(MAIN, q, x, &key, &args);
-            } else {
-                l.client.queue_unbind(MAIN, q, x, &key, &args);
-            }
+            l.client.queue_binding(MAIN, bind, q, x, &key, &args);
         }
         f.sync.pending()
     }
