@@ -660,7 +660,10 @@ mod tests {
             .into_iter()
             .map(|e| e.change)
             .collect();
-        changes.sort_by_key(|c| format!("{c:?}"));
+        changes.sort_by_key(|c| match c {
+            Removed(k) => k.0.clone(),
+            _ => Box::from([] as [u8; 0]),
+        });
         assert_eq!(changes, vec![Removed(key("b.#")), Removed(key("before"))]);
         let generation = b.federation_generation();
         b.delete_policy("/", "fed");
