@@ -480,24 +480,46 @@ def restart_rabbit(t, node):
     return act
 
 
+def process_gone(pid):
+    """True once `pid` has exited (gone, or a zombie its parent has not reaped)."""
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            return f.read().rsplit(')', 1)[1].split()[0] == 'Z'
+    except OSError:
+        return True
+
+
+def kill_rabbit(t, node):
+    """kill -9 of the node's Erlang VM (no shutdown: what it confirmed must be on its disk),
+    then a start on the same data."""
+    def act():
+        os.kill(node.pid, signal.SIGKILL)
+        wait_for('beam.smp %d gone' % node.pid, lambda: process_gone(node.pid))
+        node.stop()  # epmd and the pid files of the killed node
+        node.start(keep=True)
+    return act
+
+
 def test_chaos_coney_to_rabbitmq(t):
-    """coney → RabbitMQ, on-confirm, 50,000 persistent messages: kill -9 of coney, then a
-    restart of the RabbitMQ node, in the middle; nothing is lost."""
+    """coney → RabbitMQ, on-confirm, 50,000 persistent messages: kill -9 of coney, a restart
+    of the RabbitMQ node, and a kill -9 of the RabbitMQ node, in the middle; nothing is
+    lost."""
     n = t.chaos_n
     value = {'src-uri': 'amqp://', 'src-queue': 'ch1', 'dest-uri':
              'amqp://guest:guest@%s:%d' % (HOST, B_PORT), 'dest-queue': 'ch1-dst'}
     chaos(t, 'ch1', CONEY_PORT, CONEY_API, B_PORT, value, 'ch1', 'ch1-dst', n,
-          [kill_and_restart_coney(t), restart_rabbit(t, t.b)])
+          [kill_and_restart_coney(t), restart_rabbit(t, t.b), kill_rabbit(t, t.b)])
 
 
 def test_chaos_rabbitmq_to_coney(t):
-    """RabbitMQ → coney, on-confirm, 50,000 persistent messages: kill -9 of coney, then a
-    restart of the RabbitMQ node, in the middle; nothing is lost."""
+    """RabbitMQ → coney, on-confirm, 50,000 persistent messages: kill -9 of coney, a restart
+    of the RabbitMQ node, and a kill -9 of the RabbitMQ node, in the middle; nothing is
+    lost."""
     n = t.chaos_n
     value = {'src-uri': 'amqp://guest:guest@%s:%d' % (HOST, B_PORT), 'src-queue': 'ch2',
              'dest-uri': 'amqp://', 'dest-queue': 'ch2-dst'}
     chaos(t, 'ch2', B_PORT, None, CONEY_PORT, value, 'ch2', 'ch2-dst', n,
-          [kill_and_restart_coney(t), restart_rabbit(t, t.b)])
+          [kill_and_restart_coney(t), restart_rabbit(t, t.b), kill_rabbit(t, t.b)])
 
 
 def test_canary_round_trip_while_shovelling(t):
