@@ -19,7 +19,6 @@ pub(crate) mod net;
 pub mod notify;
 pub mod protocol;
 pub mod reactor;
-pub mod resident;
 pub mod resources;
 pub mod session;
 pub mod shovel;

@@ -430,8 +430,6 @@ fn run(config: Config, tls: Option<coney::reactor::TlsKeys>) -> ExitCode {
     if let Some(tls_addr) = reactor.tls_addr() {
         log::info!("AMQP over TLS (amqps) listening on {tls_addr}");
     }
-    // Start-up is over: its code need not stay counted in the idle broker's RSS.
-    coney::resident::drop_startup_pages();
     let outcome = reactor.run();
     notifier.stopping();
     let outcome = outcome.and_then(|()| reactor.close_store());
