@@ -159,7 +159,28 @@ fn write_connection(out: &mut Vec<u8>, c: &ConnSnap, filter: Filter<'_>) {
 
 fn write_channel(out: &mut Vec<u8>, c: &ChanSnap, filter: Filter<'_>) {
     let mut o = ObjectWriter::item(out, filter);
-    o.u64("acks_uncommitted", 0)
+    channel_fields(&mut o, c);
+    o.end();
+}
+
+/// GET /api/channels/NAME: the listing's keys with the channel's consumers, and RabbitMQ's
+/// per-queue and per-exchange `deliveries` and `publishes`, which its basic rates mode (and
+/// so coney) leaves empty.
+fn write_one_channel(out: &mut Vec<u8>, c: &ChanSnap, consumers: &[ConsumerSnap]) {
+    let mut o = ObjectWriter::item(out, Filter::All);
+    channel_fields(&mut o, c);
+    o.array("consumer_details", |a| {
+        for k in consumers {
+            a.object(|o| objects::consumer_fields(o, k));
+        }
+    })
+    .array("deliveries", |_| {})
+    .array("publishes", |_| {});
+    o.end();
+}
+
+fn channel_fields(o: &mut ObjectWriter<'_, '_>, c: &ChanSnap) {
+    o.u64("acks_uncommitted", c.ch.acks_uncommitted as u64)
         .bool("confirm", c.ch.confirm)
         .object("connection_details", |d| {
             d.str("name", &c.conn)
@@ -169,6 +190,8 @@ fn write_channel(out: &mut Vec<u8>, c: &ChanSnap, filter: Filter<'_>) {
         .u64("consumer_count", c.ch.consumers as u64)
         .u64("global_prefetch_count", c.ch.global_prefetch_count.into())
         .u64("messages_unacknowledged", c.ch.unacked as u64)
+        .u64("messages_uncommitted", c.ch.uncommitted as u64)
+        .u64("messages_unconfirmed", c.ch.unconfirmed)
         .str("name", &c.name())
         .str("node", node_name())
         .u64("number", c.ch.number.into())
@@ -176,8 +199,41 @@ fn write_channel(out: &mut Vec<u8>, c: &ChanSnap, filter: Filter<'_>) {
         .str("state", "running")
         .bool("transactional", c.ch.transactional)
         .str("user", &c.user)
+        .str("user_who_performed_action", &c.user)
         .str("vhost", &c.vhost);
-    o.end();
+    let v = &c.ch.stats;
+    let (t, d) = (&v.total, &v.delta);
+    if !(t.published() || t.delivered()) {
+        return; // RabbitMQ shows message_stats once something happened on the channel
+    }
+    o.object("message_stats", |s| {
+        let mut pair = |key: &str, total: u64, delta: u64| {
+            s.u64(key, total);
+            s.object(&format!("{key}_details"), |r| {
+                r.f64("rate", v.rate(delta));
+            });
+        };
+        if t.delivered() {
+            pair("ack", t.ack, d.ack);
+            pair("deliver", t.deliver, d.deliver);
+            pair("deliver_get", t.deliver_get(), d.deliver_get());
+            pair("deliver_no_ack", t.deliver_no_ack, d.deliver_no_ack);
+            pair("get", t.get, d.get);
+            pair("get_empty", t.get_empty, d.get_empty);
+            pair("get_no_ack", t.get_no_ack, d.get_no_ack);
+            pair("redeliver", t.redeliver, d.redeliver);
+        }
+        if t.published() {
+            pair("confirm", t.confirm, d.confirm);
+            pair("drop_unroutable", t.drop_unroutable, d.drop_unroutable);
+            pair("publish", t.publish, d.publish);
+            pair(
+                "return_unroutable",
+                t.return_unroutable,
+                d.return_unroutable,
+            );
+        }
+    });
 }
 
 /// The client properties of start-ok as JSON, as RabbitMQ shows them.
@@ -235,6 +291,7 @@ impl Management<'_> {
 
     /// The channels `who` may see: those of the connections it may see.
     fn channel_snaps(&self, who: &Principal) -> Vec<ChanSnap> {
+        let epoch = self.broker.rate_epoch();
         let mut rows = Vec::new();
         self.conns.each(&mut |row| {
             let info = row.session.info(self.now);
@@ -242,7 +299,7 @@ impl Management<'_> {
                 return;
             }
             let conn = row.name();
-            row.session.each_channel(|ch| {
+            row.session.each_channel(epoch, |ch| {
                 rows.push(ChanSnap {
                     conn: conn.clone(),
                     peer: info.peer,
@@ -464,6 +521,21 @@ pub(super) fn handle(
         (Route::Channels, _) => {
             let rows = m.channel_snaps(&who);
             listing(req, Rows::Channels(rows), &["vhost", "name"])
+        }
+        (Route::Channel { name }, _) => {
+            let rows = m.channel_snaps(&who);
+            let c = rows
+                .iter()
+                .find(|c| c.name() == name)
+                .ok_or_else(ApiError::not_found)?;
+            let consumers: Vec<ConsumerSnap> = m
+                .consumer_snaps(&who, None)
+                .into_iter()
+                .filter(|k| k.conn_name == c.conn && k.view.channel == c.ch.number)
+                .collect();
+            let mut out = Vec::new();
+            write_one_channel(&mut out, c, &consumers);
+            Ok(json(out))
         }
         (Route::VhostChannels { vhost }, _) => {
             let rows = m

@@ -23,6 +23,7 @@ pub mod info;
 mod publish;
 pub(crate) use publish::publish_props;
 mod reply_to;
+pub mod stats;
 
 use crate::broker::queue::QueueId;
 use crate::broker::{Actor, Broker, ConnId};
@@ -126,6 +127,9 @@ pub struct Session {
     transport: Transport,
     /// Logged in with coney's internal login (`auth::internal`): full rights in the vhost.
     internal: bool,
+    /// The rate epoch of the broker's clock when input was last handled, for the channel
+    /// counters of events that have no broker at hand (`stats.rs`).
+    rate_epoch: u64,
 }
 
 /// RabbitMQ's rendering of a frame in error texts: "type 1, all octets = <<0,60>>".
@@ -245,6 +249,7 @@ impl Session {
             cheap_route: false,
             transport: Transport::Plain,
             internal: false,
+            rate_epoch: 0,
         }
     }
 
@@ -333,6 +338,7 @@ impl Session {
         if !buf.is_empty() {
             self.last_recv = ctx.now;
         }
+        self.rate_epoch = ctx.broker.rate_epoch();
         if self.state == State::AwaitingHeader {
             if buf.len() < PROTOCOL_HEADER.len() {
                 // A wrong first byte need not wait for eight.
