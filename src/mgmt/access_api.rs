@@ -252,7 +252,8 @@ pub(super) fn put_permission<S>(
     let doc = body_json(body)?;
     let get = |k: &str| doc.get(k).and_then(Value::as_str).unwrap_or("");
     if m.broker.access().vhost(vhost).is_none() || m.broker.access().user(user).is_none() {
-        return Err(ApiError::not_found());
+        // RabbitMQ 3.10's answer for either (coneyctl asks which, as rabbitmqctl tells).
+        return Err(ApiError::bad_request("vhost_or_user_not_found"));
     }
     let existed = m
         .broker
