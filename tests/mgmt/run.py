@@ -1152,7 +1152,8 @@ def check_channel_rates(ctx):
 
 def check_permissions_missing_vhost_or_user(ctx):
     """PUT /api/permissions on a vhost or user that does not exist is RabbitMQ 3.10's 400
-    vhost_or_user_not_found (both), DELETE of it 404."""
+    vhost_or_user_not_found (both), DELETE of it 404, and a missing user's or vhost's
+    permission listing 404."""
     user, vh = P + 'perm-user', P + 'perm-vh'
     st, _ = ctx.api.status_of('PUT', '/api/users/' + q(user), {'password': 'x', 'tags': ''})
     expect(st in (201, 204), 'user PUT: %s' % st)
@@ -1164,6 +1165,10 @@ def check_permissions_missing_vhost_or_user(ctx):
                'PUT %s: %s %r' % (path, st, got))
     st, _ = ctx.api.status_of('DELETE', '/api/permissions/%s/%s' % (q(P + 'no-vh'), q(user)))
     expect(st == 404, 'DELETE on a missing vhost: %s' % st)
+    for path in ('/api/users/%s/permissions' % q(P + 'no-user'),
+                 '/api/vhosts/%s/permissions' % q(P + 'no-vh')):
+        st, _ = ctx.api.status_of('GET', path)
+        expect(st == 404, 'GET %s: %s' % (path, st))
     ctx.api.status_of('DELETE', '/api/users/' + q(user))
 
 
