@@ -49,6 +49,7 @@ pub(super) struct ConnSnap {
     timeout: u16,
     connected_at: u64,
     client_properties: Value,
+    auth_mechanism: &'static str,
     io: crate::net::io_stats::IoCounters,
     /// Bytes per second received and sent.
     io_rates: (f64, f64),
@@ -124,7 +125,20 @@ impl Rows {
 
 fn write_connection(out: &mut Vec<u8>, c: &ConnSnap, filter: Filter<'_>) {
     let mut o = ObjectWriter::item(out, filter);
-    o.str("auth_mechanism", "PLAIN")
+    connection_fields(&mut o, c, false);
+    o.end();
+}
+
+/// GET /api/connections/NAME: as listed, but RabbitMQ 3.10 renders a plain connection's
+/// TLS fields as "" there where the listing has null.
+fn write_one_connection(out: &mut Vec<u8>, c: &ConnSnap, filter: Filter<'_>) {
+    let mut o = ObjectWriter::item(out, filter);
+    connection_fields(&mut o, c, true);
+    o.end();
+}
+
+fn connection_fields(o: &mut ObjectWriter<'_, '_>, c: &ConnSnap, single: bool) {
+    o.str("auth_mechanism", c.auth_mechanism)
         .u64("channel_max", c.channel_max.into())
         .u64("channels", c.channels as u64)
         .value("client_properties", &c.client_properties)
@@ -154,7 +168,28 @@ fn write_connection(out: &mut Vec<u8>, c: &ConnSnap, filter: Filter<'_>) {
         .str("user", &c.user)
         .str("user_who_performed_action", &c.user)
         .str("vhost", &c.vhost);
-    o.end();
+    if let Some(Value::String(n)) = c.client_properties.get("connection_name") {
+        o.str("user_provided_name", n);
+    }
+    if !c.tls {
+        // A plain connection has no TLS session or peer certificate. (On a TLS connection
+        // these are not reported yet: README, management API.)
+        for key in [
+            "peer_cert_issuer",
+            "peer_cert_subject",
+            "peer_cert_validity",
+            "ssl_cipher",
+            "ssl_hash",
+            "ssl_key_exchange",
+            "ssl_protocol",
+        ] {
+            if single {
+                o.str(key, "");
+            } else {
+                o.null(key);
+            }
+        }
+    }
 }
 
 fn write_channel(out: &mut Vec<u8>, c: &ChanSnap, filter: Filter<'_>) {
@@ -282,6 +317,7 @@ impl Management<'_> {
                 timeout: info.heartbeat_secs,
                 connected_at: epoch_ms().saturating_sub(age.as_millis() as u64),
                 client_properties: client_properties(info.client_properties),
+                auth_mechanism: info.auth_mechanism,
                 io: row.io.now,
                 io_rates: row.io.rates(),
             });
@@ -516,7 +552,7 @@ pub(super) fn handle(
                 return Err(ApiError::not_authorised(NOT_YOURS));
             }
             let rows = m.connection_snaps(&who);
-            one(&rows, |c| c.name == name, write_connection)
+            one(&rows, |c| c.name == name, write_one_connection)
         }
         (Route::Channels, _) => {
             let rows = m.channel_snaps(&who);
@@ -766,6 +802,13 @@ pub(super) fn handle(
         (Route::DefinitionsVhost { vhost }, _) => access_api::definitions(m, Some(&vhost)),
         (Route::Nodes, _) => Ok(node::nodes(m)),
         (Route::Node { node: name }, _) => node::node(m, &name),
+        (
+            Route::NodeMemory {
+                node: name,
+                relative: false,
+            },
+            _,
+        ) => node::memory(&name),
         (Route::HealthVirtualHosts | Route::HealthchecksNode, _) => Ok(node::virtual_hosts()),
         (Route::HealthQuorumCritical | Route::HealthMirrorSyncCritical, _) => {
             Ok(node::single_node())

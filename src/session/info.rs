@@ -23,6 +23,8 @@ pub struct SessionInfo<'a> {
     pub frame_max: u32,
     pub heartbeat_secs: u16,
     pub opened_at: Instant,
+    /// The SASL mechanism it logged in with (PLAIN, AMQPLAIN, EXTERNAL).
+    pub auth_mechanism: &'static str,
     /// The client's start-ok properties (product, version, capabilities, connection_name).
     pub client_properties: FieldTable<'a>,
 }
@@ -68,6 +70,7 @@ impl Session {
             frame_max: self.frame_max,
             heartbeat_secs: self.heartbeat_secs,
             opened_at: self.opened_at,
+            auth_mechanism: self.auth_mechanism,
             client_properties: FieldTable::parse(&self.client_properties).unwrap_or_default(),
         }
     }

@@ -127,6 +127,8 @@ pub struct Session {
     transport: Transport,
     /// Logged in with coney's internal login (`auth::internal`): full rights in the vhost.
     internal: bool,
+    /// The SASL mechanism the client logged in with ("" before start-ok).
+    auth_mechanism: &'static str,
     /// The rate epoch of the broker's clock when input was last handled, for the channel
     /// counters of events that have no broker at hand (`stats.rs`).
     rate_epoch: u64,
@@ -249,6 +251,7 @@ impl Session {
             cheap_route: false,
             transport: Transport::Plain,
             internal: false,
+            auth_mechanism: "",
             rate_epoch: 0,
         }
     }

@@ -1172,6 +1172,52 @@ def check_permissions_missing_vhost_or_user(ctx):
     ctx.api.status_of('DELETE', '/api/users/' + q(user))
 
 
+
+def check_node_memory(ctx):
+    """GET /api/nodes/NAME/memory is RabbitMQ's {"memory": {...}} with strategy rss, total.rss
+    and total.allocated (bytes, non-zero), code (the resident code) not above the RSS, every
+    figure a non-negative integer; another node name is 404."""
+    node = ctx.api.get('/api/overview')['node']
+    mem = ctx.api.get('/api/nodes/%s/memory' % q(node)).get('memory')
+    expect(isinstance(mem, dict) and mem.get('strategy') == 'rss', 'memory %r' % mem)
+    total = mem.get('total', {})
+    for k in ('rss', 'allocated'):
+        expect(isinstance(total.get(k), int) and total[k] > 0, 'total.%s %r' % (k, total))
+    expect(isinstance(mem.get('code'), int) and 0 < mem['code'] <= total['rss'], 'code %r' % mem)
+    for k, v in mem.items():
+        expect(k in ('strategy', 'total') or (isinstance(v, int) and v >= 0), '%s %r' % (k, v))
+    st, _ = ctx.api.status_of('GET', '/api/nodes/%s/memory' % q('nosuch@nowhere'))
+    expect(st == 404, 'another node: %s' % st)
+
+
+
+TLS_FIELDS = ['peer_cert_issuer', 'peer_cert_subject', 'peer_cert_validity', 'ssl_cipher',
+              'ssl_hash', 'ssl_key_exchange', 'ssl_protocol']
+
+
+def check_connection_fields(ctx):
+    """A plain PLAIN connection shows auth_mechanism PLAIN, user_provided_name (its
+    connection_name), ssl false and the TLS and peer-certificate fields null in the listing
+    but "" in GET /api/connections/NAME, as RabbitMQ 3.10 renders them."""
+    cname = P + 'fields'
+    conn = pika_conn(ctx, name=cname)
+    conn.channel()
+
+    def mine():
+        conn.process_data_events(time_limit=0)
+        rows = [c for c in ctx.api.get('/api/connections')
+                if c.get('client_properties', {}).get('connection_name') == cname and 'channels' in c]
+        return rows[0] if rows else None
+    c = eventually(mine, 'connection not listed')
+    expect(c.get('auth_mechanism') == 'PLAIN' and c.get('user_provided_name') == cname
+           and c.get('ssl') is False, 'connection %r' % c)
+    expect(all(k in c and c[k] is None for k in TLS_FIELDS), 'listing TLS fields %r' % c)
+    one = ctx.api.get('/api/connections/' + q(c['name']))
+    expect(all(one.get(k) == '' for k in TLS_FIELDS), 'one connection TLS fields %r' % one)
+    expect(one.get('user_provided_name') == cname, 'one connection %r' % one)
+    conn.close()
+
+
 class Skipped(Exception):
     """The check does not apply to this broker (printed as SKIP, counted as neither)."""
 
