@@ -1218,6 +1218,63 @@ def check_connection_fields(ctx):
     conn.close()
 
 
+
+def check_prometheus_channels(ctx):
+    """The channel families cover the channels open now, as rabbitmq_prometheus: a confirm-mode
+    publisher and an unacking consumer (channel-wide prefetch 7) show in the summed counters (published,
+    confirmed, delivered_ack) and gauges (messages_unacked, prefetch), in /metrics/per-object
+    as gauges under a `channel` label, and their counts leave the sums when the channels
+    close."""
+    from prometheus_client.parser import text_string_to_metric_families
+    name = P + 'prom-ch'
+
+    def scrape(path):
+        c = http.client.HTTPConnection(HOST, ctx.prometheus, timeout=30)
+        c.request('GET', path)
+        body = c.getresponse().read().decode()
+        c.close()
+        fams = {}
+        for f in text_string_to_metric_families(body):
+            for smp in f.samples:
+                fams.setdefault(smp.name, []).append((smp.labels, smp.value))
+        return fams
+
+    def total(fams, metric):
+        return sum(v for _, v in fams.get(metric, []))
+    conn = pika_conn(ctx)
+    pub = conn.channel()
+    pub.confirm_delivery()
+    pub.queue_declare(name)
+    pub.queue_purge(name)
+    for _ in range(3):
+        pub.basic_publish('', name, b'p')
+    sub = conn.channel()
+    sub.basic_qos(prefetch_count=7, global_qos=True)
+    sub.basic_consume(name, lambda *a: None)
+    want = {'rabbitmq_channel_messages_published_total': 3,
+            'rabbitmq_channel_messages_confirmed_total': 3,
+            'rabbitmq_channel_messages_delivered_ack_total': 3,
+            'rabbitmq_channel_messages_unacked': 3, 'rabbitmq_channel_prefetch': 7}
+
+    def summed():
+        conn.process_data_events(time_limit=0)
+        fams = scrape('/metrics')
+        return fams if all(total(fams, k) >= v for k, v in want.items()) else None
+    fams = eventually(summed, 'summed channel families >= %r' % want)
+    published = total(fams, 'rabbitmq_channel_messages_published_total')
+
+    def labelled():
+        conn.process_data_events(time_limit=0)
+        fams = scrape('/metrics/per-object')
+        ok = lambda m, v: any('channel' in l and x == v for l, x in fams.get(m, []))
+        return ok('rabbitmq_channel_prefetch', 7) and ok('rabbitmq_channel_messages_unacked', 3)
+    eventually(labelled, 'per-object channel gauges (prefetch 7, unacked 3)')
+    pub.queue_delete(name)
+    conn.close()
+    eventually(lambda: total(scrape('/metrics'), 'rabbitmq_channel_messages_published_total') <= published - 3,
+               'published_total still counts the closed channels')
+
+
 class Skipped(Exception):
     """The check does not apply to this broker (printed as SKIP, counted as neither)."""
 
