@@ -291,6 +291,25 @@ impl Management<'_> {
         owner
     }
 
+    /// The user of the connection whose channel is called `name`, whoever may see it.
+    fn channel_owner(&self, name: &str) -> Option<String> {
+        let (conn, number) = name.strip_suffix(')')?.rsplit_once(" (")?;
+        let number: u16 = number.parse().ok()?;
+        let mut owner = None;
+        let epoch = self.broker.rate_epoch();
+        self.conns.each(&mut |row| {
+            if owner.is_some() || row.name() != conn {
+                return;
+            }
+            row.session.each_channel(epoch, |ch| {
+                if ch.number == number {
+                    owner = Some(row.session.user().to_owned());
+                }
+            });
+        });
+        owner
+    }
+
     /// The connections `who` may see (RabbitMQ's `filter_user`).
     fn connection_snaps(&self, who: &Principal) -> Vec<ConnSnap> {
         let mut rows = Vec::new();
@@ -559,6 +578,10 @@ pub(super) fn handle(
             listing(req, Rows::Channels(rows), &["vhost", "name"])
         }
         (Route::Channel { name }, _) => {
+            let owner = m.channel_owner(&name).ok_or_else(ApiError::not_found)?;
+            if !sees_user(&who, &owner) {
+                return Err(ApiError::not_authorised(NOT_YOURS));
+            }
             let rows = m.channel_snaps(&who);
             let c = rows
                 .iter()

@@ -1009,7 +1009,8 @@ def check_channel_message_stats(ctx):
     deliver, get, get_no_ack, ack (nack and reject are not acks), redeliver and deliver_get; a
     no-ack consumer's deliver_no_ack; each key with `_details.rate`, the publish keys only on
     a channel that published, the delivery keys only on one that received, none on an idle
-    channel. GET /api/channels/NAME shows the same with consumer_details; unknown is 404."""
+    channel. GET /api/channels/NAME shows the same with consumer_details; unknown is 404,
+    another user's 401 for a management user."""
     import pika
     name, cname = P + 'chs-q', P + 'chs'
     conn = pika_conn(ctx, name=cname)
@@ -1077,6 +1078,12 @@ def check_channel_message_stats(ctx):
     expect(one.get('deliveries') == [] and one.get('publishes') == [], 'deliveries/publishes %r' % one)
     st, _ = ctx.api.status_of('GET', '/api/channels/' + q('127.0.0.1:1 -> 127.0.0.1:2 (1)'))
     expect(st == 404, 'unknown channel: %s' % st)
+    other = P + 'chs-mgr'
+    ctx.api.status_of('PUT', '/api/users/' + q(other), {'password': 'pw', 'tags': 'management'})
+    st, got = Api(ctx.http, other, 'pw').status_of('GET', '/api/channels/' + q(chans[pub.channel_number]['name']))
+    expect(st == 401 and got.get('reason') == 'User not authorised to access object',
+           "another user's channel: %s %r" % (st, got))
+    ctx.api.status_of('DELETE', '/api/users/' + q(other))
     pub.queue_delete(name)
     conn.close()
 
