@@ -767,27 +767,49 @@ def check_policy_on_10000_queues_keeps_amqp_responsive(ctx):
     canary = pika_conn(ctx)
     cch = canary.channel()
     cch.queue_declare(P + 'pol-canary')
-    rtts, round_max = [], []
-    for round_ in range(5):
-        # The PUT goes from another process, so the canary is already waiting when the
-        # broker applies the policy (a stall then shows as one long round trip).
-        putter = subprocess.Popen(
-            [sys.executable, '-c', PUTTER, str(ctx.http), pol_path(P + 'pol-big'),
-             json.dumps({'pattern': '^' + P + 'polbig-', 'priority': 100,
-                         'definition': {'max-length': 100 + round_, 'message-ttl': 60000}})],
-            stdout=subprocess.PIPE, text=True)
-        mine = []
-        end = time.monotonic() + 1.0
-        while time.monotonic() < end or putter.poll() is None:
-            t0 = time.perf_counter()
-            cch.queue_declare(P + 'pol-canary', passive=True)
-            mine.append((time.perf_counter() - t0) * 1000)
-            if time.monotonic() > end + 30:
-                break
-        out, _ = putter.communicate(timeout=30)
-        expect(out.strip() in ('201', '204'), 'PUT: %r' % out)
-        rtts += mine
-        round_max.append(max(mine))
+
+    def measure(first_round):
+        """Five changes of the policy, each while the canary runs: (round trips, the longest
+        round trip of each change)."""
+        rtts, round_max = [], []
+        for round_ in range(first_round, first_round + 5):
+            # The PUT goes from another process, so the canary is already waiting when the
+            # broker applies the policy (a stall then shows as one long round trip).
+            putter = subprocess.Popen(
+                [sys.executable, '-c', PUTTER, str(ctx.http), pol_path(P + 'pol-big'),
+                 json.dumps({'pattern': '^' + P + 'polbig-', 'priority': 100,
+                             'definition': {'max-length': 100 + round_, 'message-ttl': 60000}})],
+                stdout=subprocess.PIPE, text=True)
+            mine = []
+            end = time.monotonic() + 1.0
+            while time.monotonic() < end or putter.poll() is None:
+                t0 = time.perf_counter()
+                cch.queue_declare(P + 'pol-canary', passive=True)
+                mine.append((time.perf_counter() - t0) * 1000)
+                if time.monotonic() > end + 30:
+                    break
+            out, _ = putter.communicate(timeout=30)
+            expect(out.strip() in ('201', '204'), 'PUT: %r' % out)
+            rtts += mine
+            round_max.append(max(mine))
+        rtts.sort()
+        p99 = rtts[int(len(rtts) * 0.99) - 1]
+        median_max = sorted(round_max)[len(round_max) // 2]
+        print('  policy over %d queues: %d canary round trips, p50 %.2f ms, p99 %.2f ms, max %.2f ms;'
+              ' longest per change: %s ms'
+              % (BIG_QUEUES, len(rtts), rtts[len(rtts) // 2], p99, rtts[-1],
+                 ', '.join('%.1f' % m for m in round_max)), flush=True)
+        return rtts, p99, median_max
+
+    # As tests/hostile judges its loads: a cost the broker lets a client impose comes back on
+    # every run, a 2-core machine's scheduler hiccup seldom hits two runs in a row; so a miss
+    # is measured once more, and only two misses in a row fail.
+    rtts, p99, median_max = measure(0)
+    last = 104  # the max-length of the last change
+    if p99 >= CANARY_P99_MS or median_max >= CANARY_P99_MS:
+        print('  missed the bound once; measuring again', flush=True)
+        rtts, p99, median_max = measure(5)
+        last = 109
 
     def all_have_it():
         st, body = ctx.api.status_of('GET', '/api/queues/%2F?columns=name,effective_policy_definition')
@@ -795,7 +817,7 @@ def check_policy_on_10000_queues_keeps_amqp_responsive(ctx):
             return False
         mine = [x for x in body if x['name'].startswith(P + 'polbig-')]
         return len(mine) == BIG_QUEUES and all(
-            x.get('effective_policy_definition', {}).get('max-length') == 104 for x in mine)
+            x.get('effective_policy_definition', {}).get('max-length') == last for x in mine)
     eventually(all_have_it, 'not every queue has the last policy')
     ctx.api.status_of('DELETE', pol_path(P + 'pol-big'))
     for i in range(POLICIES_BESIDE):
@@ -805,13 +827,6 @@ def check_policy_on_10000_queues_keeps_amqp_responsive(ctx):
     cch.queue_delete(P + 'pol-canary')
     canary.close()
     conn.close()
-    rtts.sort()
-    p99 = rtts[int(len(rtts) * 0.99) - 1]
-    median_max = sorted(round_max)[len(round_max) // 2]
-    print('  policy over %d queues: %d canary round trips, p50 %.2f ms, p99 %.2f ms, max %.2f ms;'
-          ' longest per change: %s ms'
-          % (BIG_QUEUES, len(rtts), rtts[len(rtts) // 2], p99, rtts[-1],
-             ', '.join('%.1f' % m for m in round_max)), flush=True)
     expect(len(rtts) >= 100, 'only %d canary round trips' % len(rtts))
     expect(p99 < CANARY_P99_MS, 'canary p99 %.2f ms >= %.1f ms' % (p99, CANARY_P99_MS))
     # Applying a change all at once stalls the canary once per change, which p99 over many
