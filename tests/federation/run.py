@@ -338,9 +338,16 @@ def link(d, exchange, upstream):
 
 
 def wait_running(d, exchange, upstream, timeout=WAIT):
-    return wait_for('link %s <- %s running' % (exchange, upstream),
-                    lambda: (lambda r: r if r and r.get('status') == 'running' else None)(
-                        link(d, exchange, upstream)), timeout=timeout)
+    """Awaits the link's status running; a /api/federation-links that does not answer 200
+    (404 where it does not exist) fails at once rather than after the whole timeout."""
+    def running():
+        status, rows = api(d.api, 'GET', '/federation-links')
+        check(status in (200, -1), 'GET /api/federation-links: %d %r' % (status, rows))
+        for r in rows if status == 200 else []:
+            if r.get('exchange') == exchange and r.get('upstream') == upstream:
+                return r if r.get('status') == 'running' else None
+        return None
+    return wait_for('link %s <- %s running' % (exchange, upstream), running, timeout=timeout)
 
 
 def federate(t, exchange, upstream, value=None, kind='topic'):
@@ -461,7 +468,12 @@ def test_link_status(t):
             'uri': 'amqp://%s:%d' % (HOST, t.u.port)}
     got = {k: row[k] for k in want}
     check(got == want, 'row %r, want %r' % (got, want))
-    check(api(t.d.api, 'GET', '/federation-links/%2F')[1] == links(t.d), 'per-vhost listing')
+    def keys(rows):
+        return sorted((r.get('exchange'), r.get('upstream')) for r in rows)
+    status, per_vhost = api(t.d.api, 'GET', '/federation-links/%2F')
+    check(status == 200 and keys(per_vhost) == keys(links(t.d)),
+          'per-vhost listing: %d %r' % (status, per_vhost))
+    check(api(t.d.api, 'GET', '/federation-links/nope')[0] == 404, 'unknown vhost')
     declare_exchange(t.d.port, 'fed.bad')
     check(put_upstream(t.d, 'bad', {'uri': 'amqp://u:secret@%s:1' % HOST,
                                     'reconnect-delay': 1})[0] == 201, 'PUT bad upstream')
