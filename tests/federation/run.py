@@ -711,8 +711,9 @@ def test_definitions(t):
     check(len(pols) == 1 and pols[0]['definition'] == {'federation-upstream': 'def'}
           and pols[0]['apply-to'] == 'exchanges' and pols[0]['pattern'] == '^fed\\.def$',
           'exported policies %r' % pols)
+    # U is reset between the downstreams: its exchange is made in both runs.
+    declare_exchange(t.u.port, 'fed.imp')
     if t.d.kind == 'rabbitmq':
-        declare_exchange(t.u.port, 'fed.imp')
         declare_exchange(t.d.port, 'fed.imp')
         bind_queue(t.d.port, 'fimq', 'fed.imp', ['k'])
         put_upstream(t.d, 'imp', {'uri': upstream_uri(t)})
