@@ -559,10 +559,11 @@ class StreamPublisher(threading.Thread):
 
 def test_nothing_confirmed_lost(t):
     """2,000 persistent messages confirmed by U while D is down (coney: kill -9; RabbitMQ:
-    stopped) wait on U and all arrive once D is back; then 5,000 more are confirmed by U
-    and U is restarted while the link forwards them: none is lost, and any duplicate is
-    flagged (redelivered on D or in its x-received-from entry). A message U did not confirm
-    (in flight when it went down) may be missing."""
+    stopped) wait on U and all arrive once D is back; then two streams of 5,000 confirmed by
+    U while the link forwards them, one with U restarted in the middle, one with D killed
+    (coney: kill -9, so on-confirm must mean on D's disk; RabbitMQ: restarted): none is
+    lost, and any duplicate is flagged (redelivered on D or in its x-received-from entry).
+    A message U did not confirm (in flight when U went down) may be missing."""
     federate(t, 'fed.dur', 'dur', {'prefetch-count': 200})
     bind_queue(t.d.port, 'fdq', 'fed.dur', ['k'])
     wait_routed(t.u.port, 'fed.dur', 'k', 'k bound on U')
@@ -579,37 +580,54 @@ def test_nothing_confirmed_lost(t):
         t.d.up()
     wait_running(t.d, 'fed.dur', 'dur')
     print('    D back (%.1f s after going down)' % (time.monotonic() - t0))
+
+    def restart_u():
+        t.u.stop()
+        t.u.start(keep=True)
+
+    def crash_d():
+        t.d.down()
+        t.d.up()
     n2 = 5000
-    base = count(t.d.port, 'fdq')
-    stream = StreamPublisher(t.u.port, 'fed.dur', 'k', n2, b'b')
-    stream.start()
-    wait_for('%d of the stream on D' % (n2 // 5),
-             lambda: count(t.d.port, 'fdq') >= base + n2 // 5, every=0.02)
-    at = count(t.d.port, 'fdq') - base
-    t.u.stop()
-    t.u.start(keep=True)
-    print('    U restarted with %d of the %d-message stream on D' % (at, n2))
-    stream.join(180)
-    check(not stream.is_alive(), 'the stream publisher did not finish')
-    check(stream.error is None, 'stream publisher: %s' % stream.error)
-    print('    stream: %d confirmed by U, %d unconfirmed (in flight when U went down)'
-          % (len(stream.confirmed), n2 - len(stream.confirmed)))
-    wait_running(t.d, 'fed.dur', 'dur')
+    confirmed = {b'a': set(range(n1))}
+    confirmed[b'b'] = interrupted_stream(t, b'b', n2, restart_u, 'U restarted')
+    confirmed[b'c'] = interrupted_stream(t, b'c', n2, crash_d, 'D %s' % (
+        'killed (-9) and restarted' if t.d.kind == 'coney' else 'restarted'))
     send_marker(t.u.port, 'fed.dur', 'k', b'marker')
     got = consume_until(t.d.port, 'fdq', b'marker', timeout=120)
-    confirmed = {b'a': set(range(n1)), b'b': stream.confirmed}
-    for tag, n in [(b'a', n1), (b'b', n2)]:
+    for tag, n in [(b'a', n1), (b'b', n2), (b'c', n2)]:
         seen = tally(got, tag)
         missing = sorted(confirmed[tag] - set(seen))
         dups = {i: c for i, c in seen.items() if len(c) > 1}
         unflagged = [i for i, c in dups.items()
-                     if not any(m.redelivered or any(e.get('redelivered') for e in received_from(p) or [])
+                     if not any(m.redelivered or any(e.get('redelivered')
+                                                     for e in received_from(p) or [])
                                 for p, m in c[1:])]
         print('    %s: %d published, %d confirmed, %d received, %d lost, %d duplicated '
-              '(%d unflagged)' % (tag.decode(), n, len(confirmed[tag]), sum(len(c) for c in seen.values()), len(missing), len(dups),
-                 len(unflagged)))
+              '(%d unflagged)' % (tag.decode(), n, len(confirmed[tag]),
+                                  sum(len(c) for c in seen.values()), len(missing), len(dups),
+                                  len(unflagged)))
         check(not missing, '%s: %d lost, e.g. %r' % (tag, len(missing), missing[:10]))
         check(not unflagged, '%s: unflagged duplicates %r' % (tag, unflagged[:10]))
+
+
+def interrupted_stream(t, tag, n, interrupt, what):
+    """n persistent messages published to U with confirms while the link forwards them;
+    `interrupt` runs once D holds a fifth of them; returns the ids U confirmed once the
+    publisher finished and the link runs again."""
+    base = count(t.d.port, 'fdq')
+    stream = StreamPublisher(t.u.port, 'fed.dur', 'k', n, tag)
+    stream.start()
+    wait_for('%d of the stream on D' % (n // 5),
+             lambda: count(t.d.port, 'fdq') >= base + n // 5, every=0.02)
+    at = count(t.d.port, 'fdq') - base
+    interrupt()
+    print('    %s: %s with %d of the %d-message stream on D' % (tag.decode(), what, at, n))
+    stream.join(180)
+    check(not stream.is_alive(), 'the stream publisher did not finish')
+    check(stream.error is None, 'stream publisher: %s' % stream.error)
+    wait_running(t.d, 'fed.dur', 'dur')
+    return stream.confirmed
 
 
 def test_max_hops(t):
