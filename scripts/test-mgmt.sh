@@ -12,7 +12,9 @@
 # Installs what the checks need: .venv/mgmt (scripts/pyenv.sh), Debian's rabbitmq-server for
 # rabbitmqadmin (scripts/rabbitmq.sh install), chromium and playwright-core
 # (scripts/webui-deps.sh). Extra arguments after BIN go to run.py (e.g. --only overview);
-# NO_WEBUI=1 skips the browser test. Exit status is non-zero if either part failed.
+# NO_WEBUI=1 skips the browser test; for coney, coneyctl's live suite (tests/coneyctl/live.rs)
+# also runs against the same broker (NO_CONEYCTL_LIVE=1 skips it). Exit status is non-zero if
+# any part failed.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -52,6 +54,16 @@ esac
 rc=0
 timeout 600 .venv/mgmt/bin/python tests/mgmt/run.py --amqp "$amqp" --http "$http" \
     --prometheus "$prom" "$@" || rc=$?
+# coneyctl's live suite (each step's output what rabbitmqctl 3.10 prints) against this coney.
+if [ "$flavour" = coney ] && [ -z "${NO_CONEYCTL_LIVE:-}" ]; then
+    CONEYCTL_TEST_API="127.0.0.1:$http" CONEYCTL_TEST_AMQP="127.0.0.1:$amqp" \
+        timeout 1200 cargo test --release --test coneyctl -- --ignored --test-threads=1 live:: \
+        >"$TMP/coneyctl-live.log" 2>&1 || rc=1
+    grep -E '^test |panicked' "$TMP/coneyctl-live.log" || true
+    # test.sh counts "N passed, M failed" lines that stand alone
+    sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed; \([0-9]*\) failed.*/\1 passed, \2 failed/p' \
+        "$TMP/coneyctl-live.log"
+fi
 if [ -z "${NO_WEBUI:-}" ]; then
     shots="${WEBUI_SHOTS:-$ROOT/target/webui-shots/$flavour}"
     mkdir -p "$shots"

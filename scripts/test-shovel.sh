@@ -3,7 +3,7 @@
 # with the rabbitmq_shovel and rabbitmq_shovel_management plugins: validation and the
 # parameter API side by side with RabbitMQ's, both directions, status, src-delete-after,
 # persistence, static shovels, reconnects, a canary's round trip, the chaos runs (kill -9
-# of coney, restart of RabbitMQ, in the middle of 50,000 persistent messages), and an
+# of coney, restart and kill -9 of RabbitMQ, in the middle of 50,000 persistent messages), and an
 # application's migration both ways (definitions export/import and a shovel).
 #
 #   scripts/test-shovel.sh [BIN] [run.py options, e.g. --only chaos | --bench | --ports 5760]

@@ -28,6 +28,9 @@
 #   shovel     scripts/test-shovel.sh: tests/shovel (shovels between coney and two private
 #              RabbitMQ nodes with the shovel plugins, side by side, and the chaos runs;
 #              about 3 minutes)
+#   federation scripts/test-federation.sh: tests/federation (federated exchanges from a private
+#              RabbitMQ upstream, each test against a RabbitMQ downstream with the federation
+#              plugins and against coney; under 3 minutes)
 #   mgmt       scripts/test-mgmt.sh: tests/mgmt (management API, Prometheus,
 #              rabbitmqadmin) and tests/webui (the page in headless Chromium)
 #              against coney's HTTP listeners; with --against-rabbitmq also
@@ -47,6 +50,7 @@
 #   --no-tls             do not run the TLS tests (scripts/test-tls.sh)
 #   --no-mgmt            do not run the management API and web page checks (scripts/test-mgmt.sh)
 #   --no-shovel          do not run the shovel tests (scripts/test-shovel.sh)
+#   --no-federation      do not run the federation tests (scripts/test-federation.sh)
 #   --durability NAME    pass --only NAME to tests/durability/run.py (repeatable)
 #   --scenario NAME      pass --only NAME to run.py (repeatable)
 #   --flavour F          pass --flavour F to run.py (pika1 | pika013; repeatable)
@@ -73,7 +77,7 @@ cd "$ROOT"
 
 # ---------------------------------------------------------------- options
 do_build=1 do_cargo=1 do_pyenv=1 do_coney=1 do_durability=1 do_rpm=1 do_fuzz=1 do_mgmt=1 do_tls=1 do_rabbit=0 verbose=0
-do_rmq_defs=1 do_shovel=1
+do_rmq_defs=1 do_shovel=1 do_federation=1
 run_args=()
 dur_args=()
 # shellcheck disable=SC2206
@@ -81,7 +85,7 @@ set -- "$@" ${TEST_SH_ARGS:-}
 while [ $# -gt 0 ]; do
     case "$1" in
         --against-rabbitmq) do_rabbit=1 ;;
-        --rabbitmq-only) do_rabbit=1; do_build=0; do_cargo=0; do_coney=0; do_durability=0; do_rpm=0; do_fuzz=0; do_rmq_defs=0; do_mgmt=0; do_tls=0; do_shovel=0 ;;
+        --rabbitmq-only) do_rabbit=1; do_build=0; do_cargo=0; do_coney=0; do_durability=0; do_rpm=0; do_fuzz=0; do_rmq_defs=0; do_mgmt=0; do_tls=0; do_shovel=0; do_federation=0 ;;
         --only-scenarios) do_cargo=0 ;;
         --no-build) do_build=0 ;;
         --no-cargo-test) do_cargo=0 ;;
@@ -93,6 +97,7 @@ while [ $# -gt 0 ]; do
         --no-mgmt) do_mgmt=0 ;;
         --no-tls) do_tls=0 ;;
         --no-shovel) do_shovel=0 ;;
+        --no-federation) do_federation=0 ;;
         --durability) shift; dur_args+=(--only "${1:?--durability needs a name}") ;;
         --scenario) shift; run_args+=(--only "${1:?--scenario needs a name}") ;;
         --flavour) shift; run_args+=(--flavour "${1:?--flavour needs a value}") ;;
@@ -332,6 +337,17 @@ if [ "$do_shovel" = 1 ]; then
         total_failed=$((total_failed + 1))
     else
         run_step "shovel (coney)" "$TMP/shovel.log" timeout 900 bash scripts/test-shovel.sh "$CONEY_BIN" || true
+    fi
+fi
+
+# ---------------------------------------------------------------- federation
+if [ "$do_federation" = 1 ]; then
+    say "federation tests against RabbitMQ and coney"
+    if [ "$built" != 1 ] || [ ! -x "$CONEY_BIN" ]; then
+        record "federation (coney)" FAIL "no $CONEY_BIN"
+        total_failed=$((total_failed + 1))
+    else
+        run_step "federation (coney)" "$TMP/federation.log" timeout 600 bash scripts/test-federation.sh "$CONEY_BIN" || true
     fi
 fi
 

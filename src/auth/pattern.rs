@@ -45,7 +45,19 @@ impl fmt::Display for PatternError {
 #[derive(Clone)]
 pub struct PermissionPattern {
     source: String,
-    regex: Regex,
+    matcher: Matcher,
+}
+
+/// How a pattern is run. The two patterns every broker starts with (the default user's ".*"
+/// and a denied permission's "") need no regex: compiling one at start-up pulls tens of
+/// pages of the regex compiler's code into the idle broker's RSS.
+#[derive(Clone)]
+enum Matcher {
+    /// ".*": an unanchored `.*` matches the empty string at the start of every subject.
+    Everything,
+    /// "" read as "^$": only the empty name.
+    EmptyOnly,
+    Regex(Regex),
 }
 
 impl fmt::Debug for PermissionPattern {
@@ -64,10 +76,14 @@ impl Eq for PermissionPattern {}
 impl PermissionPattern {
     /// Compiles `source` as RabbitMQ would run it.
     pub fn new(source: &str) -> Result<Self, PatternError> {
-        let regex = compile(source)?;
+        let matcher = match source {
+            ".*" => Matcher::Everything,
+            "" => Matcher::EmptyOnly,
+            _ => Matcher::Regex(compile(source)?),
+        };
         Ok(PermissionPattern {
             source: source.to_owned(),
-            regex,
+            matcher,
         })
     }
 
@@ -95,7 +111,11 @@ impl PermissionPattern {
 
     /// True when the pattern matches anywhere in `subject` (RabbitMQ does not anchor).
     pub fn is_match(&self, subject: &[u8]) -> bool {
-        self.regex.is_match(subject)
+        match &self.matcher {
+            Matcher::Everything => true,
+            Matcher::EmptyOnly => subject.is_empty(),
+            Matcher::Regex(r) => r.is_match(subject),
+        }
     }
 }
 
@@ -264,6 +284,24 @@ mod tests {
         PermissionPattern::new(pattern)
             .unwrap_or_else(|e| panic!("{e}"))
             .is_match(subject.as_bytes())
+    }
+
+    /// ".*" and "", run without the regex engine, answer as their compiled regexes do,
+    /// newlines and non-UTF-8 bytes included.
+    #[test]
+    fn shortcuts_agree_with_the_regex() {
+        let subjects: [&[u8]; 6] = [b"", b"q", b"\n", b"a\nb", b"\n\n", &[0xff, 0x00, 0x80]];
+        for (source, translated) in [(".*", ".*"), ("", "^$")] {
+            let p = PermissionPattern::new(source).unwrap();
+            assert!(!matches!(p.matcher, Matcher::Regex(_)), "{source:?}");
+            let re = RegexBuilder::new(translated)
+                .unicode(false)
+                .build()
+                .unwrap();
+            for s in subjects {
+                assert_eq!(p.is_match(s), re.is_match(s), "{source:?} on {s:?}");
+            }
+        }
     }
 
     /// The corner cases checked on RabbitMQ 3.10 with pika: "" allows nothing (not even ""

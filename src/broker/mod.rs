@@ -309,6 +309,12 @@ impl Broker {
         self.rate_samples = (self.rate_samples.1, now);
     }
 
+    /// The rate epoch of the turn's clock: `RATE_SAMPLE_MS` periods of wall-clock time, by
+    /// which the sessions' channel counters rotate their samples (`session::stats`).
+    pub fn rate_epoch(&self) -> u64 {
+        self.clock_ms / crate::limits::RATE_SAMPLE_MS
+    }
+
     /// Seconds between the last two samples (0 before there are two).
     pub(super) fn rate_secs(&self) -> f64 {
         match self.rate_samples {

@@ -212,6 +212,12 @@ pub(super) fn permissions<S>(
     single: bool,
 ) -> Result<Response<S>, ApiError> {
     let access = m.broker.access();
+    // A user's or vhost's permissions when it does not exist: 404, as RabbitMQ 3.10.
+    if user.is_some_and(|u| access.user(u).is_none())
+        || vhost.is_some_and(|v| access.vhost(v).is_none())
+    {
+        return Err(ApiError::not_found());
+    }
     let mut rows: Vec<(&str, &str, &crate::auth::users::Permission)> = access
         .permissions()
         .filter(|(u, v, _)| user.is_none_or(|x| x == *u) && vhost.is_none_or(|x| x == *v))
@@ -252,7 +258,8 @@ pub(super) fn put_permission<S>(
     let doc = body_json(body)?;
     let get = |k: &str| doc.get(k).and_then(Value::as_str).unwrap_or("");
     if m.broker.access().vhost(vhost).is_none() || m.broker.access().user(user).is_none() {
-        return Err(ApiError::not_found());
+        // RabbitMQ 3.10's answer for either (coneyctl asks which, as rabbitmqctl tells).
+        return Err(ApiError::bad_request("vhost_or_user_not_found"));
     }
     let existed = m
         .broker

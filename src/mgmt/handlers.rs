@@ -49,6 +49,7 @@ pub(super) struct ConnSnap {
     timeout: u16,
     connected_at: u64,
     client_properties: Value,
+    auth_mechanism: &'static str,
     io: crate::net::io_stats::IoCounters,
     /// Bytes per second received and sent.
     io_rates: (f64, f64),
@@ -124,7 +125,20 @@ impl Rows {
 
 fn write_connection(out: &mut Vec<u8>, c: &ConnSnap, filter: Filter<'_>) {
     let mut o = ObjectWriter::item(out, filter);
-    o.str("auth_mechanism", "PLAIN")
+    connection_fields(&mut o, c, false);
+    o.end();
+}
+
+/// GET /api/connections/NAME: as listed, but RabbitMQ 3.10 renders a plain connection's
+/// TLS fields as "" there where the listing has null.
+fn write_one_connection(out: &mut Vec<u8>, c: &ConnSnap, filter: Filter<'_>) {
+    let mut o = ObjectWriter::item(out, filter);
+    connection_fields(&mut o, c, true);
+    o.end();
+}
+
+fn connection_fields(o: &mut ObjectWriter<'_, '_>, c: &ConnSnap, single: bool) {
+    o.str("auth_mechanism", c.auth_mechanism)
         .u64("channel_max", c.channel_max.into())
         .u64("channels", c.channels as u64)
         .value("client_properties", &c.client_properties)
@@ -154,12 +168,54 @@ fn write_connection(out: &mut Vec<u8>, c: &ConnSnap, filter: Filter<'_>) {
         .str("user", &c.user)
         .str("user_who_performed_action", &c.user)
         .str("vhost", &c.vhost);
-    o.end();
+    if let Some(Value::String(n)) = c.client_properties.get("connection_name") {
+        o.str("user_provided_name", n);
+    }
+    if !c.tls {
+        // A plain connection has no TLS session or peer certificate. (On a TLS connection
+        // these are not reported yet: README, management API.)
+        for key in [
+            "peer_cert_issuer",
+            "peer_cert_subject",
+            "peer_cert_validity",
+            "ssl_cipher",
+            "ssl_hash",
+            "ssl_key_exchange",
+            "ssl_protocol",
+        ] {
+            if single {
+                o.str(key, "");
+            } else {
+                o.null(key);
+            }
+        }
+    }
 }
 
 fn write_channel(out: &mut Vec<u8>, c: &ChanSnap, filter: Filter<'_>) {
     let mut o = ObjectWriter::item(out, filter);
-    o.u64("acks_uncommitted", 0)
+    channel_fields(&mut o, c);
+    o.end();
+}
+
+/// GET /api/channels/NAME: the listing's keys with the channel's consumers, and RabbitMQ's
+/// per-queue and per-exchange `deliveries` and `publishes`, which its basic rates mode (and
+/// so coney) leaves empty.
+fn write_one_channel(out: &mut Vec<u8>, c: &ChanSnap, consumers: &[ConsumerSnap]) {
+    let mut o = ObjectWriter::item(out, Filter::All);
+    channel_fields(&mut o, c);
+    o.array("consumer_details", |a| {
+        for k in consumers {
+            a.object(|o| objects::consumer_fields(o, k));
+        }
+    })
+    .array("deliveries", |_| {})
+    .array("publishes", |_| {});
+    o.end();
+}
+
+fn channel_fields(o: &mut ObjectWriter<'_, '_>, c: &ChanSnap) {
+    o.u64("acks_uncommitted", c.ch.acks_uncommitted as u64)
         .bool("confirm", c.ch.confirm)
         .object("connection_details", |d| {
             d.str("name", &c.conn)
@@ -169,6 +225,8 @@ fn write_channel(out: &mut Vec<u8>, c: &ChanSnap, filter: Filter<'_>) {
         .u64("consumer_count", c.ch.consumers as u64)
         .u64("global_prefetch_count", c.ch.global_prefetch_count.into())
         .u64("messages_unacknowledged", c.ch.unacked as u64)
+        .u64("messages_uncommitted", c.ch.uncommitted as u64)
+        .u64("messages_unconfirmed", c.ch.unconfirmed)
         .str("name", &c.name())
         .str("node", node_name())
         .u64("number", c.ch.number.into())
@@ -176,8 +234,41 @@ fn write_channel(out: &mut Vec<u8>, c: &ChanSnap, filter: Filter<'_>) {
         .str("state", "running")
         .bool("transactional", c.ch.transactional)
         .str("user", &c.user)
+        .str("user_who_performed_action", &c.user)
         .str("vhost", &c.vhost);
-    o.end();
+    let v = &c.ch.stats;
+    let (t, d) = (&v.total, &v.delta);
+    if !(t.published() || t.delivered()) {
+        return; // RabbitMQ shows message_stats once something happened on the channel
+    }
+    o.object("message_stats", |s| {
+        let mut pair = |key: &str, total: u64, delta: u64| {
+            s.u64(key, total);
+            s.object(&format!("{key}_details"), |r| {
+                r.f64("rate", v.rate(delta));
+            });
+        };
+        if t.delivered() {
+            pair("ack", t.ack, d.ack);
+            pair("deliver", t.deliver, d.deliver);
+            pair("deliver_get", t.deliver_get(), d.deliver_get());
+            pair("deliver_no_ack", t.deliver_no_ack, d.deliver_no_ack);
+            pair("get", t.get, d.get);
+            pair("get_empty", t.get_empty, d.get_empty);
+            pair("get_no_ack", t.get_no_ack, d.get_no_ack);
+            pair("redeliver", t.redeliver, d.redeliver);
+        }
+        if t.published() {
+            pair("confirm", t.confirm, d.confirm);
+            pair("drop_unroutable", t.drop_unroutable, d.drop_unroutable);
+            pair("publish", t.publish, d.publish);
+            pair(
+                "return_unroutable",
+                t.return_unroutable,
+                d.return_unroutable,
+            );
+        }
+    });
 }
 
 /// The client properties of start-ok as JSON, as RabbitMQ shows them.
@@ -196,6 +287,25 @@ impl Management<'_> {
             if !info.vhost.is_empty() && owner.is_none() && row.name() == name {
                 owner = Some(info.user.to_owned());
             }
+        });
+        owner
+    }
+
+    /// The user of the connection whose channel is called `name`, whoever may see it.
+    fn channel_owner(&self, name: &str) -> Option<String> {
+        let (conn, number) = name.strip_suffix(')')?.rsplit_once(" (")?;
+        let number: u16 = number.parse().ok()?;
+        let mut owner = None;
+        let epoch = self.broker.rate_epoch();
+        self.conns.each(&mut |row| {
+            if owner.is_some() || row.name() != conn {
+                return;
+            }
+            row.session.each_channel(epoch, |ch| {
+                if ch.number == number {
+                    owner = Some(row.session.user().to_owned());
+                }
+            });
         });
         owner
     }
@@ -226,6 +336,7 @@ impl Management<'_> {
                 timeout: info.heartbeat_secs,
                 connected_at: epoch_ms().saturating_sub(age.as_millis() as u64),
                 client_properties: client_properties(info.client_properties),
+                auth_mechanism: info.auth_mechanism,
                 io: row.io.now,
                 io_rates: row.io.rates(),
             });
@@ -235,6 +346,7 @@ impl Management<'_> {
 
     /// The channels `who` may see: those of the connections it may see.
     fn channel_snaps(&self, who: &Principal) -> Vec<ChanSnap> {
+        let epoch = self.broker.rate_epoch();
         let mut rows = Vec::new();
         self.conns.each(&mut |row| {
             let info = row.session.info(self.now);
@@ -242,7 +354,7 @@ impl Management<'_> {
                 return;
             }
             let conn = row.name();
-            row.session.each_channel(|ch| {
+            row.session.each_channel(epoch, |ch| {
                 rows.push(ChanSnap {
                     conn: conn.clone(),
                     peer: info.peer,
@@ -464,11 +576,30 @@ pub(super) fn handle(
                 return Err(ApiError::not_authorised(NOT_YOURS));
             }
             let rows = m.connection_snaps(&who);
-            one(&rows, |c| c.name == name, write_connection)
+            one(&rows, |c| c.name == name, write_one_connection)
         }
         (Route::Channels, _) => {
             let rows = m.channel_snaps(&who);
             listing(req, Rows::Channels(rows), &["vhost", "name"])
+        }
+        (Route::Channel { name }, _) => {
+            let owner = m.channel_owner(&name).ok_or_else(ApiError::not_found)?;
+            if !sees_user(&who, &owner) {
+                return Err(ApiError::not_authorised(NOT_YOURS));
+            }
+            let rows = m.channel_snaps(&who);
+            let c = rows
+                .iter()
+                .find(|c| c.name() == name)
+                .ok_or_else(ApiError::not_found)?;
+            let consumers: Vec<ConsumerSnap> = m
+                .consumer_snaps(&who, None)
+                .into_iter()
+                .filter(|k| k.conn_name == c.conn && k.view.channel == c.ch.number)
+                .collect();
+            let mut out = Vec::new();
+            write_one_channel(&mut out, c, &consumers);
+            Ok(json(out))
         }
         (Route::VhostChannels { vhost }, _) => {
             let rows = m
@@ -699,6 +830,13 @@ pub(super) fn handle(
         (Route::DefinitionsVhost { vhost }, _) => access_api::definitions(m, Some(&vhost)),
         (Route::Nodes, _) => Ok(node::nodes(m)),
         (Route::Node { node: name }, _) => node::node(m, &name),
+        (
+            Route::NodeMemory {
+                node: name,
+                relative: false,
+            },
+            _,
+        ) => node::memory(&name),
         (Route::HealthVirtualHosts | Route::HealthchecksNode, _) => Ok(node::virtual_hosts()),
         (Route::HealthQuorumCritical | Route::HealthMirrorSyncCritical, _) => {
             Ok(node::single_node())

@@ -23,7 +23,6 @@ pub(super) fn respond(m: &mut Management<'_>, req: &Request) -> Response<Listing
 }
 
 fn write(m: &Management<'_>, out: &mut Vec<u8>, per_object: bool) {
-    let c = m.broker.counters();
     let (mut connections, mut channels) = (0u64, 0u64);
     m.conns.each(&mut |row| {
         connections += 1;
@@ -122,55 +121,94 @@ fn write(m: &Management<'_>, out: &mut Vec<u8>, per_object: bool) {
         "Total number of connections closed or terminated",
         m.stats.connections_closed,
     );
-    counter(
-        out,
-        "rabbitmq_channel_messages_published_total",
-        "Total number of messages published into an exchange on a channel",
-        c.publish,
-    );
-    counter(
-        out,
-        "rabbitmq_channel_messages_delivered_ack_total",
-        "Total number of messages delivered to consumers in manual acknowledgement mode",
-        c.deliver,
-    );
-    counter(
-        out,
-        "rabbitmq_channel_messages_delivered_total",
-        "Total number of messages delivered to consumers in automatic acknowledgement mode",
-        c.deliver_no_ack,
-    );
-    counter(
-        out,
-        "rabbitmq_channel_get_ack_total",
-        "Total number of messages fetched with basic.get in manual acknowledgement mode",
-        c.get,
-    );
-    counter(
-        out,
-        "rabbitmq_channel_get_total",
-        "Total number of messages fetched with basic.get in automatic acknowledgement mode",
-        c.get_no_ack,
-    );
-    counter(
-        out,
-        "rabbitmq_channel_messages_redelivered_total",
-        "Total number of messages redelivered to consumers",
-        c.redeliver,
-    );
-    counter(
-        out,
-        "rabbitmq_channel_messages_acked_total",
-        "Total number of messages acknowledged by consumers",
-        c.ack,
-    );
-    counter(
-        out,
-        "rabbitmq_channel_messages_unroutable_dropped_total",
-        "Total number of messages published as non-mandatory into an exchange and dropped as unroutable",
-        c.unroutable,
-    );
+    write_channels(m, out, per_object);
     write_end(out);
+}
+
+/// One open channel's figures for the channel families.
+struct ChannelSample {
+    name: String,
+    gauges: [u64; 6],
+    counts: crate::session::stats::ChannelCounters,
+}
+
+/// The channel families. As rabbitmq_prometheus, they cover the channels open now (a closed
+/// channel's counts go with it): gauges per channel under its `channel` label in
+/// `/metrics/per-object` (coney's API name of the channel where RabbitMQ has its pid), summed
+/// in `/metrics`. The message counters are summed in both: RabbitMQ's per-object ones are
+/// per channel and exchange or queue, finer than coney counts (README).
+fn write_channels(m: &Management<'_>, out: &mut Vec<u8>, per_object: bool) {
+    use crate::session::stats::ChannelCounters;
+    let epoch = m.broker.rate_epoch();
+    let mut rows: Vec<ChannelSample> = Vec::new();
+    m.conns.each(&mut |row| {
+        let conn = row.name();
+        row.session.each_channel(epoch, |ch| {
+            rows.push(ChannelSample {
+                name: format!("{conn} ({})", ch.number),
+                gauges: [
+                    ch.consumers as u64,
+                    ch.unacked as u64,
+                    ch.unconfirmed,
+                    ch.uncommitted as u64,
+                    ch.acks_uncommitted as u64,
+                    ch.global_prefetch_count.into(),
+                ],
+                counts: ch.stats.total,
+            })
+        });
+    });
+    let gauges = [
+        ("rabbitmq_channel_consumers", "Consumers on a channel"),
+        (
+            "rabbitmq_channel_messages_unacked",
+            "Delivered but not yet acknowledged messages",
+        ),
+        (
+            "rabbitmq_channel_messages_unconfirmed",
+            "Published but not yet confirmed messages",
+        ),
+        (
+            "rabbitmq_channel_messages_uncommitted",
+            "Messages received in a transaction but not yet committed",
+        ),
+        (
+            "rabbitmq_channel_acks_uncommitted",
+            "Message acknowledgements in a transaction not yet committed",
+        ),
+        (
+            "rabbitmq_channel_prefetch",
+            "Total limit of unacknowledged messages for all consumers on a channel",
+        ),
+    ];
+    for (i, (name, help)) in gauges.into_iter().enumerate() {
+        let mut f = Family::begin(out, name, help, MetricType::Gauge);
+        if per_object {
+            for r in &rows {
+                f.sample(&[("channel", &r.name)], r.gauges[i]);
+            }
+        } else {
+            f.sample(&[], rows.iter().map(|r| r.gauges[i]).sum::<u64>());
+        }
+    }
+    type Pick = fn(&ChannelCounters) -> u64;
+    let counters: [(&str, &str, Pick); 11] = [
+        ("rabbitmq_channel_messages_published_total", "Total number of messages published into an exchange on a channel", |c| c.publish),
+        ("rabbitmq_channel_messages_confirmed_total", "Total number of messages published into an exchange and confirmed on the channel", |c| c.confirm),
+        ("rabbitmq_channel_messages_unroutable_returned_total", "Total number of messages published as mandatory into an exchange and returned to the publisher as unroutable", |c| c.return_unroutable),
+        ("rabbitmq_channel_messages_unroutable_dropped_total", "Total number of messages published as non-mandatory into an exchange and dropped as unroutable", |c| c.drop_unroutable),
+        ("rabbitmq_channel_get_ack_total", "Total number of messages fetched with basic.get in manual acknowledgement mode", |c| c.get),
+        ("rabbitmq_channel_get_total", "Total number of messages fetched with basic.get in automatic acknowledgement mode", |c| c.get_no_ack),
+        ("rabbitmq_channel_messages_delivered_ack_total", "Total number of messages delivered to consumers in manual acknowledgement mode", |c| c.deliver),
+        ("rabbitmq_channel_messages_delivered_total", "Total number of messages delivered to consumers in automatic acknowledgement mode", |c| c.deliver_no_ack),
+        ("rabbitmq_channel_messages_redelivered_total", "Total number of messages redelivered to consumers", |c| c.redeliver),
+        ("rabbitmq_channel_messages_acked_total", "Total number of messages acknowledged by consumers", |c| c.ack),
+        ("rabbitmq_channel_get_empty_total", "Total number of times basic.get operations fetched no message", |c| c.get_empty),
+    ];
+    for (name, help, pick) in counters {
+        Family::begin(out, name, help, MetricType::Counter)
+            .sample(&[], rows.iter().map(|r| pick(&r.counts)).sum::<u64>());
+    }
 }
 
 /// rabbitmq_prometheus's connection traffic counters: summed (`/metrics`) or one per

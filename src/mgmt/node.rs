@@ -90,6 +90,45 @@ pub(super) fn node<S>(m: &Management<'_>, name: &str) -> Result<Response<S>, Api
     Ok(Response::json(Status::OK, out))
 }
 
+/// GET /api/nodes/{name}/memory: RabbitMQ's breakdown holds Erlang's process and table
+/// categories (connection_readers, queue_procs, mnesia, ...), which coney does not have and
+/// does not estimate. What it measures: `total.rss` (the resident set, the figure the memory
+/// alarm's strategy `rss` names), `total.allocated` (heap bytes in use, counted by the
+/// allocator, `alloc.rs`) and `code` (file-backed resident pages: the binary and its
+/// libraries, /proc/self/status RssFile).
+pub(super) fn memory<S>(name: &str) -> Result<Response<S>, ApiError> {
+    if name != node_name() {
+        return Err(ApiError::not_found());
+    }
+    let mut out = Vec::new();
+    let mut o = ObjectWriter::item(&mut out, Filter::All);
+    o.object("memory", |mem| {
+        if let Some(code) = status_kb("RssFile") {
+            mem.u64("code", code * 1024);
+        }
+        mem.str("strategy", "rss").object("total", |t| {
+            t.u64("allocated", crate::alloc::allocated_bytes() as u64)
+                .u64("rss", resident_bytes());
+        });
+    });
+    o.end();
+    Ok(Response::json(Status::OK, out))
+}
+
+/// A `kB` line of /proc/self/status ("RssFile:   1234 kB"); None where it is absent.
+fn status_kb(key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| {
+        l.strip_prefix(key)
+            .is_some_and(|rest| rest.starts_with(':'))
+    })?;
+    line[key.len() + 1..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 fn processors() -> u64 {
     // SAFETY: sysconf has no preconditions.
     let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };

@@ -217,8 +217,14 @@ impl Listable for ConsumerSnap {
 }
 
 pub(super) fn write_consumer(out: &mut Vec<u8>, c: &ConsumerSnap, filter: Filter<'_>) {
-    let v = &c.view;
     let mut o = ObjectWriter::item(out, filter);
+    consumer_fields(&mut o, c);
+    o.end();
+}
+
+/// A consumer's keys, in /api/consumers and a channel's consumer_details.
+pub(super) fn consumer_fields(o: &mut ObjectWriter<'_, '_>, c: &ConsumerSnap) {
+    let v = &c.view;
     o.bool("ack_required", !v.no_ack)
         .bool("active", v.active)
         .str("activity_status", if v.active { "up" } else { "waiting" })
@@ -242,5 +248,4 @@ pub(super) fn write_consumer(out: &mut Vec<u8>, c: &ConsumerSnap, filter: Filter
         .object("queue", |q| {
             q.str("name", &v.queue).str("vhost", &v.vhost);
         });
-    o.end();
 }

@@ -27,6 +27,7 @@ use crate::limits::{
     FEDERATION_BINDING_EVENTS_PER_TURN_MAX, FEDERATION_BINDS_PER_TURN_MAX, FEDERATION_LINKS_MAX,
     SHOVEL_MESSAGES_PER_TURN_MAX, SHOVEL_OUTPUT_HIGH_BYTES, SHOVEL_READ_BYTES_PER_TURN_MAX,
 };
+use crate::net::resolver::{self, Lookup, Progress, Started};
 use crate::shovel::federation::FedLink;
 use crate::shovel::{Kind, Shovel, ShovelList, DEST, SRC};
 use log::{info, warn};
@@ -35,7 +36,7 @@ use mio::{Interest, Registry, Token};
 use slab::Slab;
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::time::Instant;
 
 /// First shovel socket token: below the HTTP side's, far above any AMQP connection's.
@@ -53,9 +54,17 @@ struct Sock {
     eof: bool,
 }
 
+/// A remote end whose host name is being looked up (DNS over UDP, on the side's token).
+struct Resolving {
+    lookup: Lookup,
+    port: u16,
+    readable: bool,
+}
+
 struct Entry {
     shovel: Shovel,
     socks: [Option<Sock>; 2],
+    lookups: [Option<Resolving>; 2],
     queued: bool,
 }
 
@@ -126,6 +135,7 @@ impl ShovelSide {
             side.entries.insert(Entry {
                 shovel: s,
                 socks: [None, None],
+                lookups: [None, None],
                 queued: false,
             });
         }
@@ -142,7 +152,14 @@ impl ShovelSide {
         let Some(e) = self.entries.get_mut(key) else {
             return;
         };
+        if let Some(r) = e.lookups[side].as_mut() {
+            r.readable = true;
+        }
         let Some(s) = e.socks[side].as_mut() else {
+            if e.lookups[side].is_some() && !e.queued {
+                e.queued = true;
+                self.work.push(key);
+            }
             return;
         };
         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
@@ -195,6 +212,7 @@ impl ShovelSide {
             let key = self.entries.insert(Entry {
                 shovel: s,
                 socks: [None, None],
+                lookups: [None, None],
                 queued: true,
             });
             self.work.push(key);
@@ -293,6 +311,7 @@ impl ShovelSide {
             let key = self.entries.insert(Entry {
                 shovel: Shovel::federation_link(link),
                 socks: [None, None],
+                lookups: [None, None],
                 queued: true,
             });
             self.work.push(key);
@@ -365,6 +384,7 @@ impl ShovelSide {
             if e.shovel.due_to_start(now) {
                 start(e, key, now, self.local, registry);
             }
+            resolve(e, key, now, registry);
             let binds_left = e.shovel.sync_bindings(FEDERATION_BINDS_PER_TURN_MAX);
             let again = pass(e, now, buf) || binds_left;
             if e.shovel.is_down() {
@@ -395,7 +415,12 @@ impl ShovelSide {
             if !e.shovel.tick(now) {
                 close_socks(e, registry);
             }
-            let due = e.shovel.due_to_start(now);
+            let late = e
+                .lookups
+                .iter()
+                .flatten()
+                .any(|r| now >= r.lookup.deadline());
+            let due = late || e.shovel.due_to_start(now);
             let output = e
                 .shovel
                 .links
@@ -434,37 +459,97 @@ fn start(e: &mut Entry, key: usize, now: Instant, local: Option<SocketAddr>, reg
                 link.use_internal_login(now);
                 local.ok_or_else(|| "amqp:// needs coney's AMQP listener".to_owned())
             }
-            Target::Remote { host, port } => (host.as_str(), *port)
-                .to_socket_addrs()
-                .map_err(|err| format!("{host}: {err}"))
-                .and_then(|mut a| a.next().ok_or_else(|| format!("{host}: no address"))),
+            Target::Remote { host, port } => match resolver::start(host, now) {
+                Started::Ready(ip) => Ok(SocketAddr::new(ip, *port)),
+                Started::Failed(err) => Err(err),
+                Started::Pending(mut lookup) => {
+                    let port = *port;
+                    if let Err(err) =
+                        registry.register(lookup.socket(), token(key, side), Interest::READABLE)
+                    {
+                        e.shovel.fail(format!("register: {err}"), now);
+                        return;
+                    }
+                    e.lookups[side] = Some(Resolving {
+                        lookup,
+                        port,
+                        readable: true,
+                    });
+                    continue;
+                }
+            },
         };
-        let stream = addr.and_then(|a| TcpStream::connect(a).map_err(|err| format!("{a}: {err}")));
-        let mut stream = match stream {
-            Ok(s) => s,
-            Err(err) => {
-                e.shovel.fail(format!("{}: {err}", which(side)), now);
-                return;
-            }
-        };
-        if let Err(err) = registry.register(
-            &mut stream,
-            token(key, side),
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
-            e.shovel.fail(format!("register: {err}"), now);
+        if !connect(e, key, side, addr, now, registry) {
             return;
         }
-        let _ = stream.set_nodelay(true);
-        e.socks[side] = Some(Sock {
-            stream,
-            input: Vec::new(),
-            readable: false,
-            writable: false,
-            connected: false,
-            eof: false,
-        });
     }
+}
+
+/// Moves the host-name lookups on (an answer arrived, or a try's time is up); an address
+/// found starts that side's connect.
+fn resolve(e: &mut Entry, key: usize, now: Instant, registry: &Registry) {
+    for side in [SRC, DEST] {
+        let Some(r) = e.lookups[side].as_mut() else {
+            continue;
+        };
+        let progress = if std::mem::take(&mut r.readable) {
+            match r.lookup.readable(now) {
+                Progress::Pending => r.lookup.timer(now),
+                done => done,
+            }
+        } else {
+            r.lookup.timer(now)
+        };
+        let addr = match progress {
+            Progress::Pending => continue,
+            Progress::Ready(ip) => Ok(SocketAddr::new(ip, r.port)),
+            Progress::Failed(err) => Err(err),
+        };
+        if let Some(mut r) = e.lookups[side].take() {
+            let _ = registry.deregister(r.lookup.socket());
+        }
+        if !connect(e, key, side, addr, now, registry) {
+            return;
+        }
+    }
+}
+
+/// Starts one side's non-blocking connect to `addr`; false (the shovel failed) if it could
+/// not.
+fn connect(
+    e: &mut Entry,
+    key: usize,
+    side: usize,
+    addr: Result<SocketAddr, String>,
+    now: Instant,
+    registry: &Registry,
+) -> bool {
+    let stream = addr.and_then(|a| TcpStream::connect(a).map_err(|err| format!("{a}: {err}")));
+    let mut stream = match stream {
+        Ok(s) => s,
+        Err(err) => {
+            e.shovel.fail(format!("{}: {err}", which(side)), now);
+            return false;
+        }
+    };
+    if let Err(err) = registry.register(
+        &mut stream,
+        token(key, side),
+        Interest::READABLE | Interest::WRITABLE,
+    ) {
+        e.shovel.fail(format!("register: {err}"), now);
+        return false;
+    }
+    let _ = stream.set_nodelay(true);
+    e.socks[side] = Some(Sock {
+        stream,
+        input: Vec::new(),
+        readable: false,
+        writable: false,
+        connected: false,
+        eof: false,
+    });
+    true
 }
 
 /// Deregisters and drops a shovel's sockets after writing what they hold (a close, best
@@ -481,6 +566,9 @@ fn close_socks(e: &mut Entry, registry: &Registry) {
         }
         if let Some(mut s) = e.socks[side].take() {
             let _ = registry.deregister(&mut s.stream);
+        }
+        if let Some(mut r) = e.lookups[side].take() {
+            let _ = registry.deregister(r.lookup.socket());
         }
     }
     e.shovel.drop_links();

@@ -140,6 +140,8 @@ pub(crate) struct Channel {
     /// The user_id property of the message being received, when it names another user: seen
     /// at the header, refused once the message is complete (RabbitMQ's order of checks).
     pub(crate) claimed_user_id: Option<Box<[u8]>>,
+    /// Its message counts for the management API.
+    pub(crate) stats: super::stats::ChannelStats,
 }
 
 impl Default for Channel {
@@ -165,6 +167,7 @@ impl Default for Channel {
             reply: None,
             publish_allowed: None,
             claimed_user_id: None,
+            stats: Default::default(),
         }
     }
 }
@@ -200,6 +203,46 @@ impl Channel {
     /// Deliveries not yet settled (basic.ack/nack/reject).
     pub(crate) fn unacked_count(&self) -> usize {
         self.unacked_live
+    }
+
+    /// The unacked deliveries the settles held by an open transaction cover (RabbitMQ's
+    /// acks_uncommitted counts deliveries, not methods): for the management API.
+    pub(crate) fn settles_uncommitted(&self) -> usize {
+        let Some(ops) = self.tx.as_deref() else {
+            return 0;
+        };
+        let mut upto = 0;
+        let mut single = Vec::new();
+        for op in ops {
+            match *op {
+                TxOp::Settle {
+                    tag: 0,
+                    multiple: true,
+                    ..
+                } => upto = u64::MAX,
+                TxOp::Settle {
+                    tag,
+                    multiple: true,
+                    ..
+                } => upto = upto.max(tag),
+                TxOp::Settle { tag, .. } => single.push(tag),
+                TxOp::Publish { .. } => {}
+            }
+        }
+        single.sort_unstable();
+        single.dedup();
+        let live = |t: &u64| {
+            self.unacked
+                .binary_search_by_key(t, |u| u.tag)
+                .is_ok_and(|at| self.unacked[at].msg.is_some())
+        };
+        let covered = self
+            .unacked
+            .iter()
+            .take_while(|u| u.tag <= upto)
+            .filter(|u| u.msg.is_some())
+            .count();
+        covered + single.iter().filter(|t| **t > upto && live(t)).count()
     }
 
     pub(crate) fn consumer_count(&self) -> usize {

@@ -118,7 +118,9 @@ impl Session {
     ) -> Result<(), AmqpError> {
         let queue = self.queue_name(ch, g.queue)?;
         let frame_max = self.frame_max;
+        let epoch = ctx.broker.rate_epoch();
         let Some(got) = ctx.broker.get(self.actor()?, &queue, g.no_ack)? else {
+            self.channel(ch)?.stats.at(epoch).get_empty += 1;
             out.method(
                 ch,
                 &Method::BasicGetEmpty(BasicGetEmpty { cluster_id: b"" }),
@@ -127,9 +129,15 @@ impl Session {
         };
         let msg = got.message.message().clone();
         let redelivered = got.message.redelivered();
-        let tag = self
-            .channel(ch)?
-            .record_delivery(got.queue, got.message, g.no_ack);
+        let channel = self.channel(ch)?;
+        let counts = channel.stats.at(epoch);
+        if g.no_ack {
+            counts.get_no_ack += 1;
+        } else {
+            counts.get += 1;
+        }
+        counts.redeliver += u64::from(redelivered);
+        let tag = channel.record_delivery(got.queue, got.message, g.no_ack);
         let ok = BasicGetOk {
             delivery_tag: tag,
             redelivered,
@@ -166,6 +174,9 @@ impl Session {
             return Err(AmqpError::precondition(format_args!(
                 "unknown delivery tag {tag}"
             )));
+        }
+        if how == Settle::Ack {
+            channel.stats.at(ctx.broker.rate_epoch()).ack += settled.len() as u64;
         }
         settle_all(settled.drain(..), how, ctx.broker);
         self.settle_scratch = settled;
@@ -226,6 +237,7 @@ impl Session {
 
     /// Writes basic.deliver with the message and records it as unacked unless no_ack. `Err`
     /// gives the message back if the channel or consumer is gone.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn deliver(
         &mut self,
         out: &mut Outbox,
@@ -234,12 +246,20 @@ impl Session {
         no_ack: bool,
         queue: QueueId,
         m: QueuedMessage,
+        epoch: u64,
     ) -> Result<(), QueuedMessage> {
         let Some(channel) = self.channels.get_mut(ch) else {
             return Err(m);
         };
         let msg = m.message().clone();
         let redelivered = m.redelivered();
+        let counts = channel.stats.at(epoch);
+        if no_ack {
+            counts.deliver_no_ack += 1;
+        } else {
+            counts.deliver += 1;
+        }
+        counts.redeliver += u64::from(redelivered);
         let (tag, consumer_tag) = channel.record_consumer_delivery(consumer, queue, m, no_ack)?;
         let d = BasicDeliver {
             consumer_tag,

@@ -21,7 +21,8 @@ pub trait Sessions {
 
 /// Delivers from every queue that may deliver into the sessions of `sessions`.
 pub fn deliver_ready(broker: &mut Broker, sessions: &mut impl Sessions) {
-    broker.deliver_ready(&mut Sink(sessions));
+    let epoch = broker.rate_epoch();
+    broker.deliver_ready(&mut Sink(sessions, epoch));
 }
 
 /// Tells sessions what other connections' actions did to them, oldest first. The connections
@@ -57,7 +58,8 @@ pub fn deliver_notices(
     }
 }
 
-struct Sink<'a, S>(&'a mut S);
+/// The sessions, and the rate epoch their channel counters are at this turn.
+struct Sink<'a, S>(&'a mut S, u64);
 
 fn slot_of(id: ConsumerId, c: &Consumer) -> ConsumerRef {
     ConsumerRef {
@@ -83,7 +85,16 @@ impl<S: Sessions> DeliverySink for Sink<'_, S> {
         let Some((s, out)) = self.0.session_mut(c.conn()) else {
             return Err(m);
         };
-        s.deliver(out, c.channel(), slot_of(consumer, c), c.no_ack(), queue, m)?;
+        let epoch = self.1;
+        s.deliver(
+            out,
+            c.channel(),
+            slot_of(consumer, c),
+            c.no_ack(),
+            queue,
+            m,
+            epoch,
+        )?;
         self.0.wants_flush(c.conn());
         Ok(())
     }

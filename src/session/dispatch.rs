@@ -260,10 +260,15 @@ impl Session {
                 }
                 TxOp::Settle { tag, multiple, how } => {
                     let mut settled = Vec::new();
-                    if !self.channel(ch)?.take_settled(tag, multiple, &mut settled) {
+                    let epoch = ctx.broker.rate_epoch();
+                    let channel = self.channel(ch)?;
+                    if !channel.take_settled(tag, multiple, &mut settled) {
                         return Err(AmqpError::precondition(format_args!(
                             "unknown delivery tag {tag}"
                         )));
+                    }
+                    if how == Settle::Ack {
+                        channel.stats.at(epoch).ack += settled.len() as u64;
                     }
                     settle_all(settled.into_iter(), how, ctx.broker);
                     self.wake_consumers(ch, ctx);

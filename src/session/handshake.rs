@@ -178,6 +178,7 @@ impl Session {
             ))
         })?;
         self.user = user;
+        self.auth_mechanism = mechanism;
         let tune = ConnectionTune {
             channel_max: ctx.config.channel_max,
             frame_max: ctx.config.frame_max,

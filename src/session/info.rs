@@ -2,7 +2,10 @@
 //! and negotiated limits, and each open channel's settings and counts. Read-only; built on
 //! request, so nothing is kept up to date on the hot path.
 
+use super::channel::TxOp;
+use super::stats::ChannelCounters;
 use super::{Session, State};
+use crate::broker::counters::StatsView;
 use crate::protocol::FieldTable;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -20,6 +23,8 @@ pub struct SessionInfo<'a> {
     pub frame_max: u32,
     pub heartbeat_secs: u16,
     pub opened_at: Instant,
+    /// The SASL mechanism it logged in with (PLAIN, AMQPLAIN, EXTERNAL).
+    pub auth_mechanism: &'static str,
     /// The client's start-ok properties (product, version, capabilities, connection_name).
     pub client_properties: FieldTable<'a>,
 }
@@ -35,6 +40,14 @@ pub struct ChannelInfo {
     pub consumers: usize,
     pub confirm: bool,
     pub transactional: bool,
+    /// Published in confirm mode and not yet confirmed.
+    pub unconfirmed: u64,
+    /// Publishes held by an open transaction.
+    pub uncommitted: usize,
+    /// Deliveries the settles held by an open transaction cover.
+    pub acks_uncommitted: usize,
+    /// Its message counts, and their rates over the last whole rate epoch.
+    pub stats: StatsView<ChannelCounters>,
 }
 
 impl Session {
@@ -57,13 +70,20 @@ impl Session {
             frame_max: self.frame_max,
             heartbeat_secs: self.heartbeat_secs,
             opened_at: self.opened_at,
+            auth_mechanism: self.auth_mechanism,
             client_properties: FieldTable::parse(&self.client_properties).unwrap_or_default(),
         }
     }
 
-    /// Calls `f` with each open channel, in channel-number order.
-    pub fn each_channel(&self, mut f: impl FnMut(ChannelInfo)) {
+    /// Calls `f` with each open channel, in channel-number order, its rates as of the rate
+    /// epoch `epoch` (the broker's `rate_epoch`).
+    pub fn each_channel(&self, epoch: u64, mut f: impl FnMut(ChannelInfo)) {
         for (number, ch) in self.channels.iter() {
+            let ops = ch.tx.as_deref().unwrap_or_default();
+            let publishes = ops
+                .iter()
+                .filter(|op| matches!(op, TxOp::Publish { .. }))
+                .count();
             f(ChannelInfo {
                 number,
                 prefetch_count: ch.consumer_prefetch,
@@ -72,6 +92,10 @@ impl Session {
                 consumers: ch.consumer_count(),
                 confirm: ch.confirm,
                 transactional: ch.tx.is_some(),
+                unconfirmed: ch.publish_seq - ch.confirmed_seq,
+                uncommitted: publishes,
+                acks_uncommitted: ch.settles_uncommitted(),
+                stats: ch.stats.view(epoch),
             });
         }
     }

@@ -23,6 +23,7 @@ pub mod info;
 mod publish;
 pub(crate) use publish::publish_props;
 mod reply_to;
+pub mod stats;
 
 use crate::broker::queue::QueueId;
 use crate::broker::{Actor, Broker, ConnId};
@@ -126,6 +127,11 @@ pub struct Session {
     transport: Transport,
     /// Logged in with coney's internal login (`auth::internal`): full rights in the vhost.
     internal: bool,
+    /// The SASL mechanism the client logged in with ("" before start-ok).
+    auth_mechanism: &'static str,
+    /// The rate epoch of the broker's clock when input was last handled, for the channel
+    /// counters of events that have no broker at hand (`stats.rs`).
+    rate_epoch: u64,
 }
 
 /// RabbitMQ's rendering of a frame in error texts: "type 1, all octets = <<0,60>>".
@@ -245,6 +251,8 @@ impl Session {
             cheap_route: false,
             transport: Transport::Plain,
             internal: false,
+            auth_mechanism: "",
+            rate_epoch: 0,
         }
     }
 
@@ -333,6 +341,7 @@ impl Session {
         if !buf.is_empty() {
             self.last_recv = ctx.now;
         }
+        self.rate_epoch = ctx.broker.rate_epoch();
         if self.state == State::AwaitingHeader {
             if buf.len() < PROTOCOL_HEADER.len() {
                 // A wrong first byte need not wait for eight.

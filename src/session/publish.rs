@@ -267,7 +267,17 @@ impl Session {
             out.method(ch, &Method::BasicReturn(r));
             write_content(out, ch, &msg, self.frame_max);
         }
+        let epoch = self.rate_epoch;
         let channel = self.channel(ch)?;
+        let counts = channel.stats.at(epoch);
+        counts.publish += 1;
+        if routed.queues == 0 {
+            if mandatory {
+                counts.return_unroutable += 1;
+            } else {
+                counts.drop_unroutable += 1;
+            }
+        }
         if channel.confirm {
             channel.publish_seq += 1;
             if routed.refused {
@@ -296,8 +306,14 @@ impl Session {
             out.method(0, &Method::ConnectionCloseOk(ConnectionCloseOk));
             return;
         }
+        let epoch = self.rate_epoch;
         self.channels.for_each_mut(|id, c| {
             if c.confirm && c.publish_seq > c.confirmed_seq && !c.closing {
+                if stored {
+                    // Every refused sequence number is above confirmed_seq (take_confirms).
+                    let acked = c.publish_seq - c.confirmed_seq - c.refused.len() as u64;
+                    c.stats.at(epoch).confirm += acked;
+                }
                 for (tag, multiple, ack) in c.take_confirms() {
                     out.method(id, &confirm(tag, multiple, stored && ack));
                 }

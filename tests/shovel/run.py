@@ -14,6 +14,8 @@ import json
 import os
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -480,24 +482,46 @@ def restart_rabbit(t, node):
     return act
 
 
+def process_gone(pid):
+    """True once `pid` has exited (gone, or a zombie its parent has not reaped)."""
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            return f.read().rsplit(')', 1)[1].split()[0] == 'Z'
+    except OSError:
+        return True
+
+
+def kill_rabbit(t, node):
+    """kill -9 of the node's Erlang VM (no shutdown: what it confirmed must be on its disk),
+    then a start on the same data."""
+    def act():
+        os.kill(node.pid, signal.SIGKILL)
+        wait_for('beam.smp %d gone' % node.pid, lambda: process_gone(node.pid))
+        node.stop()  # epmd and the pid files of the killed node
+        node.start(keep=True)
+    return act
+
+
 def test_chaos_coney_to_rabbitmq(t):
-    """coney → RabbitMQ, on-confirm, 50,000 persistent messages: kill -9 of coney, then a
-    restart of the RabbitMQ node, in the middle; nothing is lost."""
+    """coney → RabbitMQ, on-confirm, 50,000 persistent messages: kill -9 of coney, a restart
+    of the RabbitMQ node, and a kill -9 of the RabbitMQ node, in the middle; nothing is
+    lost."""
     n = t.chaos_n
     value = {'src-uri': 'amqp://', 'src-queue': 'ch1', 'dest-uri':
              'amqp://guest:guest@%s:%d' % (HOST, B_PORT), 'dest-queue': 'ch1-dst'}
     chaos(t, 'ch1', CONEY_PORT, CONEY_API, B_PORT, value, 'ch1', 'ch1-dst', n,
-          [kill_and_restart_coney(t), restart_rabbit(t, t.b)])
+          [kill_and_restart_coney(t), restart_rabbit(t, t.b), kill_rabbit(t, t.b)])
 
 
 def test_chaos_rabbitmq_to_coney(t):
-    """RabbitMQ → coney, on-confirm, 50,000 persistent messages: kill -9 of coney, then a
-    restart of the RabbitMQ node, in the middle; nothing is lost."""
+    """RabbitMQ → coney, on-confirm, 50,000 persistent messages: kill -9 of coney, a restart
+    of the RabbitMQ node, and a kill -9 of the RabbitMQ node, in the middle; nothing is
+    lost."""
     n = t.chaos_n
     value = {'src-uri': 'amqp://guest:guest@%s:%d' % (HOST, B_PORT), 'src-queue': 'ch2',
              'dest-uri': 'amqp://', 'dest-queue': 'ch2-dst'}
     chaos(t, 'ch2', B_PORT, None, CONEY_PORT, value, 'ch2', 'ch2-dst', n,
-          [kill_and_restart_coney(t), restart_rabbit(t, t.b)])
+          [kill_and_restart_coney(t), restart_rabbit(t, t.b), kill_rabbit(t, t.b)])
 
 
 def test_canary_round_trip_while_shovelling(t):
@@ -525,6 +549,97 @@ def test_canary_round_trip_while_shovelling(t):
     print('    canary: %d round trips while shovelling, p99 %.2f ms' % (len(rtts), p99))
     check(p99 < 50, 'canary p99 %.1f ms' % p99)
     del_shovel(CONEY_API, 'cn')
+
+
+# ------------------------------------------------------------------ host names
+
+class FakeDns:
+    """A DNS server on 127.0.0.1 (UDP, answers written byte by byte here, not coney's codec)
+    that knows `names` (name -> IPv4), answers NXDOMAIN for other names, and never answers
+    names in `silent`; counts the questions it was asked."""
+
+    def __init__(self, names, silent):
+        self.names, self.silent, self.asked = names, silent, []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((HOST, 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.running = True
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while self.running:
+            try:
+                msg, peer = self.sock.recvfrom(512)
+            except socket.timeout:
+                continue
+            labels, at = [], 12
+            while msg[at]:
+                labels.append(msg[at + 1:at + 1 + msg[at]].decode())
+                at += 1 + msg[at]
+            name, qtype = '.'.join(labels).lower(), struct.unpack('>H', msg[at + 1:at + 3])[0]
+            self.asked.append((name, qtype))
+            if name in self.silent:
+                continue
+            question = msg[12:at + 5]
+            ip = self.names.get(name)
+            if ip is None:
+                head = msg[:2] + b'\x81\x83' + b'\x00\x01\x00\x00\x00\x00\x00\x00'
+                self.sock.sendto(head + question, peer)
+                continue
+            answers = b''
+            if qtype == 1:
+                answers = b'\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04' + socket.inet_aton(ip)
+            head = msg[:2] + b'\x81\x80' + struct.pack('>HHHH', 1, 1 if answers else 0, 0, 0)
+            self.sock.sendto(head + question + answers, peer)
+
+    def close(self):
+        self.running = False
+        self.thread.join(2)
+        self.sock.close()
+
+
+def test_host_names_resolve_without_blocking(t):
+    """A shovel's host name is resolved with resolv.conf's servers (here a fake DNS server
+    named by CONEY_RESOLV_CONF, which the system resolver would not ask), and a DNS server
+    that never answers leaves the shovel terminated with the reason after timeout x attempts
+    while another client's round trip on coney stays short: the lookup does not block the
+    loop (getaddrinfo would stall it for those seconds)."""
+    value = {'src-uri': 'amqp://', 'src-queue': 'dn', 'dest-uri':
+             'amqp://guest:guest@rabbit-b.coney-test:%d' % B_PORT, 'dest-queue': 'dn2'}
+    check(put_shovel(CONEY_API, 'dn', value)[0] == 201, 'create')
+    wait_running(CONEY_API, 'dn')
+    publish(CONEY_PORT, 'dn', 3, wait=False)
+    check(len(drain(B_PORT, 'dn2', 3)) == 3, 'moved to the node named in DNS')
+    check(('rabbit-b.coney-test', 1) in t.dns.asked, 'asked %r' % t.dns.asked)
+    del_shovel(CONEY_API, 'dn')
+
+    c = conn(CONEY_PORT)
+    ch = c.channel()
+    silent = dict(value, **{'dest-uri': 'amqp://guest:guest@silent.coney-test:%d' % B_PORT})
+    t0 = time.monotonic()
+    check(put_shovel(CONEY_API, 'dn-silent', silent)[0] == 201, 'create')
+    rtts = []
+    row = None
+    while time.monotonic() - t0 < 30:
+        s0 = time.perf_counter()
+        ch.queue_declare('canary', passive=False)
+        rtts.append(time.perf_counter() - s0)
+        row = shovel_state(CONEY_API, 'dn-silent') or {}
+        if row.get('state') == 'terminated':
+            break
+    took = time.monotonic() - t0
+    c.close()
+    del_shovel(CONEY_API, 'dn-silent')
+    rtts.sort()
+    p99 = rtts[int(len(rtts) * 0.99)] * 1000
+    print('    canary: %d round trips during a lookup nobody answers (%.1f s), p99 %.2f ms, '
+          'max %.2f ms' % (len(rtts), took, p99, rtts[-1] * 1000))
+    check(row.get('state') == 'terminated', 'row %r' % row)
+    check('no answer' in row.get('reason', ''), 'reason %r' % row.get('reason'))
+    check(took >= 1.5, 'terminated after %.1f s, before timeout x attempts (2 s)' % took)
+    check(rtts[-1] * 1000 < 500 and p99 < 50, 'canary p99 %.1f ms, max %.1f ms' % (p99, rtts[-1] * 1000))
 
 
 # ------------------------------------------------------------------ migration
@@ -741,6 +856,7 @@ TESTS = [
     test_static_shovel_from_config,
     test_reconnects_without_busy_loop,
     test_canary_round_trip_while_shovelling,
+    test_host_names_resolve_without_blocking,
     test_chaos_coney_to_rabbitmq,
     test_chaos_rabbitmq_to_coney,
     test_migration_both_ways,
@@ -797,6 +913,13 @@ def main():
     passed = failed = 0
     t.a = Rabbit(os.path.join(t.tmp, 'rmq-a'), A_PORT)
     t.b = Rabbit(os.path.join(t.tmp, 'rmq-b'), B_PORT)
+    # coney resolves host names with the servers of CONEY_RESOLV_CONF: a fake DNS server
+    # here, with a 1 s timeout and 2 attempts (test_host_names_resolve_without_blocking).
+    t.dns = FakeDns({'rabbit-b.coney-test': HOST}, {'silent.coney-test'})
+    resolv = os.path.join(t.tmp, 'resolv.conf')
+    with open(resolv, 'w') as f:
+        f.write('nameserver %s:%d\noptions timeout:1 attempts:2\n' % (HOST, t.dns.port))
+    os.environ['CONEY_RESOLV_CONF'] = resolv
     t.coney = brokerlib.Coney(t.binary, os.path.join(t.tmp, 'coney'), os.path.join(t.tmp, 'coney.log'),
                               port=CONEY_PORT,
                               args=['--management-listen', '%s:%d' % (HOST, CONEY_API),
