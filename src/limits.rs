@@ -361,3 +361,23 @@ pub const SHOVELS_MAX: usize = 1024;
 const _: () = assert!(SHOVEL_READ_BYTES_PER_TURN_MAX >= READ_CHUNK_BYTES);
 const _: () = assert!(SHOVEL_OUTPUT_HIGH_BYTES < WRITE_BUFFER_HARD_BYTES);
 const _: () = assert!(CLIENT_FRAME_MAX_BYTES >= FRAME_MIN_SIZE);
+
+// Federation (src/definitions/federation.rs, src/broker/federation.rs, src/shovel/).
+
+/// Parameters of each federation component (upstreams, upstream sets); one past it is
+/// refused.
+pub const FEDERATION_UPSTREAMS_MAX: usize = 1024;
+/// Federation links (a federated exchange times its upstreams); past it a link is not
+/// started and the log says so.
+pub const FEDERATION_LINKS_MAX: usize = 1024;
+/// Binding changes on federated exchanges the broker keeps for the links until the loop
+/// takes them; past it the exchange's links list its bindings again instead (a resync).
+pub(crate) const FEDERATION_BINDING_EVENTS_MAX: usize = 65_536;
+/// Binding changes the loop hands to the links per turn.
+pub(crate) const FEDERATION_BINDING_EVENTS_PER_TURN_MAX: usize = 4096;
+/// queue.bind / queue.unbind one link sends upstream per loop turn (the rest next turn).
+pub(crate) const FEDERATION_BINDS_PER_TURN_MAX: usize = 256;
+
+const _: () = assert!(FEDERATION_BINDING_EVENTS_PER_TURN_MAX <= FEDERATION_BINDING_EVENTS_MAX);
+// A link's binds cost no more per turn than its share of messages.
+const _: () = assert!(FEDERATION_BINDS_PER_TURN_MAX <= SHOVEL_MESSAGES_PER_TURN_MAX);

@@ -4,6 +4,7 @@
 //! scan and no caller maintains two structures by hand.
 
 use super::exchange::{Destination, Exchange, ExchangeId};
+use super::federation::BindingEvents;
 use super::handle::Registry;
 use slab::Slab;
 use std::collections::HashMap;
@@ -32,6 +33,8 @@ pub(super) struct Bindings {
     index: HashMap<Binding, usize>,
     by_source: HashMap<ExchangeId, Vec<usize>>,
     by_dest: HashMap<Destination, Vec<usize>>,
+    /// Changes of federated exchanges' bindings, for their links.
+    federation: BindingEvents,
 }
 
 /// Which of an entry's index positions a list holds.
@@ -60,6 +63,9 @@ impl Bindings {
             return false;
         };
         x.routes.add(b.dest, &b.key, &b.args);
+        if x.federated() {
+            self.federation.record(&b, true);
+        }
         let sources = self.by_source.entry(b.source).or_default();
         let dests = self.by_dest.entry(b.dest).or_default();
         let slot = self.entries.insert(Entry {
@@ -88,6 +94,9 @@ impl Bindings {
         if let Some(x) = exchanges.get_mut(b.source) {
             x.routes
                 .remove(e.binding.dest, &e.binding.key, &e.binding.args);
+            if x.federated() {
+                self.federation.record(&e.binding, false);
+            }
         }
         true
     }
@@ -114,6 +123,9 @@ impl Bindings {
             let b = e.binding;
             if let Some(x) = exchanges.get_mut(b.source) {
                 x.routes.remove(b.dest, &b.key, &b.args);
+                if x.federated() {
+                    self.federation.record(&b, false);
+                }
             }
             sources.push(b.source);
             n += 1;
@@ -151,6 +163,20 @@ impl Bindings {
     /// Whether `source` routes anywhere (exchange.delete if-unused, auto-delete).
     pub(super) fn has_source(&self, source: ExchangeId) -> bool {
         self.by_source.contains_key(&source)
+    }
+
+    /// Bindings whose source is `source`.
+    pub(super) fn from_source(&self, source: ExchangeId) -> impl Iterator<Item = &Binding> {
+        self.by_source
+            .get(&source)
+            .into_iter()
+            .flatten()
+            .map(|&slot| &self.entries[slot].binding)
+    }
+
+    /// The changes of federated exchanges' bindings waiting for the loop.
+    pub(super) fn federation_events(&mut self) -> &mut BindingEvents {
+        &mut self.federation
     }
 
     /// Every binding (listings and the definitions export, issues 12 and 13; tests).

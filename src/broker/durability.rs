@@ -135,7 +135,7 @@ impl Broker {
         let ac = import_access(&doc, &AccessControl::new())
             .map_err(|e| invalid(format!("access tables: {e}")))?;
         self.install_access(ac);
-        super::parameters::check_shovel_parameters(&doc)
+        super::parameters::check_parameters(&doc)
             .map_err(|(entry, e)| invalid(format!("access tables: {entry}: {e}")))?;
         self.import_parameters(&doc);
         Ok(())

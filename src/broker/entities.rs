@@ -323,6 +323,9 @@ impl Broker {
     /// Records a new exchange under its name in its vhost.
     pub(super) fn insert_exchange(&mut self, x: Exchange) -> ExchangeId {
         let x = self.with_exchange_policy(x);
+        if x.federated() {
+            self.federation.changed();
+        }
         let (vhost, name) = (x.vhost, x.name.clone());
         let id = self.exchanges.insert(x);
         if let Some(v) = self.names_mut(vhost) {
@@ -371,6 +374,9 @@ impl Broker {
         let Some(x) = self.exchanges.remove(id) else {
             return;
         };
+        if x.federated() {
+            self.federation.changed();
+        }
         if let Some(v) = self.vhosts.get_mut(x.vhost) {
             v.exchanges.remove(&x.name);
             if x.durable {

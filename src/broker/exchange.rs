@@ -282,6 +282,13 @@ impl Exchange {
         self.routes.kind()
     }
 
+    /// A policy federates it: its binding changes are recorded for the links.
+    pub(super) fn federated(&self) -> bool {
+        self.policy
+            .as_ref()
+            .is_some_and(|p| p.parsed.federation.is_some())
+    }
+
     /// The exchange type as declared.
     pub(super) fn type_name(&self) -> &'static str {
         if self.delayed {

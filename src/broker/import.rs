@@ -121,12 +121,12 @@ impl Broker {
         for p in doc
             .parameters
             .iter()
-            .filter(|p| p.component == crate::definitions::shovel::SHOVEL_COMPONENT)
+            .filter(|p| super::parameters::COMPONENTS.contains(&p.component.as_str()))
         {
             if access.vhost(&p.vhost).is_none() {
                 let entry = format!(
-                    "parameter '{}' of component 'shovel' in vhost '{}'",
-                    p.name, p.vhost
+                    "parameter '{}' of component '{}' in vhost '{}'",
+                    p.name, p.component, p.vhost
                 );
                 return Err(refuse(entry, "no such vhost"));
             }
@@ -170,7 +170,7 @@ impl Broker {
     /// Refuses, naming the entry, what coney would not act on.
     fn check_importable(&self, doc: &Definitions, durable_only: bool) -> Result<(), ImportError> {
         no_other_keys("definitions", &doc.other)?;
-        super::parameters::check_shovel_parameters(doc).map_err(|(e, r)| refuse(e, r))?;
+        super::parameters::check_parameters(doc).map_err(|(e, r)| refuse(e, r))?;
         if let Some(p) = doc.global_parameters.first() {
             let entry = format!("global parameter '{}'", p.name);
             return Err(refuse(entry, "global parameters are not supported"));
@@ -182,7 +182,7 @@ impl Broker {
         }
         let other_parameter = doc.parameters.iter().find(|p| {
             p.component != crate::definitions::access::VHOST_LIMITS_COMPONENT
-                && p.component != crate::definitions::shovel::SHOVEL_COMPONENT
+                && !super::parameters::COMPONENTS.contains(&p.component.as_str())
         });
         if let Some(p) = other_parameter {
             let entry = format!(

@@ -29,6 +29,7 @@ mod durability;
 mod entities;
 mod exchange;
 pub mod expiry;
+pub mod federation;
 mod flow;
 mod handle;
 pub(crate) mod headers;
@@ -114,6 +115,8 @@ pub struct Broker {
     exchanges: Registry<ExchangeId, Exchange>,
     queues: Registry<QueueId, Queue>,
     bindings: Bindings,
+    /// Which exchanges policies federate (their generation).
+    federation: federation::Federation,
     /// Exclusive queues by owning connection (with ids of some deleted since; see
     /// `own_exclusive`), so a closing connection finds its queues without a scan of all.
     exclusive: HashMap<ConnId, Vec<QueueId>>,
@@ -212,6 +215,7 @@ impl Broker {
             exchanges: Registry::default(),
             queues: Registry::default(),
             bindings: Bindings::default(),
+            federation: federation::Federation::default(),
             exclusive: HashMap::new(),
             cleanup: cleanup::Cleanup::default(),
             consumers: Registry::default(),
@@ -593,6 +597,87 @@ mod tests {
         assert_eq!(route(&mut b, &m), Ok(1));
         let caught = names(&b, "/").queues[&b"caught"[..]];
         assert_eq!(b.queues.get(caught).map(|q| q.message_count()), Some(2));
+    }
+
+    /// Binding changes of a federated exchange reach its links: binds, unbinds and a deleted
+    /// queue's bindings are recorded once the policy federates it (not before, not for other
+    /// exchanges), and a policy applied or removed changes the federation generation.
+    #[test]
+    fn federated_exchanges_record_binding_changes() {
+        use federation::BindingChange::{Added, Removed};
+        let mut b = Broker::new();
+        let flags = ExchangeFlags::default();
+        b.declare_exchange(&a(&b, C1), b"fx", b"topic", flags, FieldTable::EMPTY)
+            .expect("fx");
+        b.declare_exchange(&a(&b, C1), b"other", b"topic", flags, FieldTable::EMPTY)
+            .expect("other");
+        declare(&mut b, C1, "q", QueueFlags::default()).expect("q");
+        b.bind_queue(&a(&b, C1), b"q", b"fx", b"before", FieldTable::EMPTY)
+            .expect("bind");
+        let generation = b.federation_generation();
+        let p = policy::Policy::from_json(
+            "/",
+            "fed",
+            &serde_json::json!({"pattern": "^fx$", "apply-to": "exchanges",
+                "definition": {"federation-upstream-set": "all"}}),
+        )
+        .expect("policy");
+        b.put_policy(p);
+        while b.policies_pending() {
+            b.apply_policies_some();
+        }
+        assert_ne!(b.federation_generation(), generation);
+        let fx = b.federated_exchanges();
+        assert_eq!(fx.len(), 1);
+        assert_eq!(fx[0].name, "fx");
+        assert!(
+            b.take_federation_events(10).is_empty(),
+            "nothing before the policy"
+        );
+        let key = |k: &str| (Box::from(k.as_bytes()), Box::from([] as [u8; 0]));
+        for k in ["a.*", "b.#"] {
+            b.bind_queue(&a(&b, C1), b"q", b"fx", k.as_bytes(), FieldTable::EMPTY)
+                .expect("bind");
+        }
+        b.bind_queue(&a(&b, C1), b"q", b"other", b"z", FieldTable::EMPTY)
+            .expect("bind other");
+        b.unbind_queue(&a(&b, C1), b"q", b"fx", b"a.*", FieldTable::EMPTY)
+            .expect("unbind");
+        let changes: Vec<_> = b
+            .take_federation_events(2)
+            .into_iter()
+            .map(|e| e.change)
+            .collect();
+        assert_eq!(
+            changes,
+            vec![Added(key("a.*")), Added(key("b.#"))],
+            "at most 2"
+        );
+        let changes: Vec<_> = b
+            .take_federation_events(10)
+            .into_iter()
+            .map(|e| e.change)
+            .collect();
+        assert_eq!(changes, vec![Removed(key("a.*"))]);
+        assert_eq!(b.delete_queue(&a(&b, C1), b"q", false, false), Ok(0));
+        clean_up_fully(&mut b);
+        let mut changes: Vec<_> = b
+            .take_federation_events(10)
+            .into_iter()
+            .map(|e| e.change)
+            .collect();
+        changes.sort_by_key(|c| match c {
+            Removed(k) => k.0.clone(),
+            _ => Box::from([] as [u8; 0]),
+        });
+        assert_eq!(changes, vec![Removed(key("b.#")), Removed(key("before"))]);
+        let generation = b.federation_generation();
+        b.delete_policy("/", "fed");
+        while b.policies_pending() {
+            b.apply_policies_some();
+        }
+        assert_ne!(b.federation_generation(), generation);
+        assert!(b.federated_exchanges().is_empty());
     }
 
     /// A closed connection's exclusive queues are locked to everyone at once, then deleted

@@ -190,6 +190,11 @@ impl Broker {
             return;
         };
         let policy = self.best_policy(x.vhost, Target::Exchange, &x.name);
+        let federation =
+            |p: &Option<Rc<Policy>>| p.as_ref().and_then(|p| p.parsed.federation.clone());
+        if federation(&x.policy) != federation(&policy) {
+            self.federation.changed();
+        }
         if let Some(x) = self.exchanges.get_mut(id) {
             x.set_policy(policy);
         }

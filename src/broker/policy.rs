@@ -62,6 +62,8 @@ pub struct PolicyDefinition {
     pub alternate_exchange: Option<Box<[u8]>>,
     /// queue-mode: Some(true) for lazy, Some(false) for default.
     pub lazy: Option<bool>,
+    /// federation-upstream or federation-upstream-set (exchanges only).
+    pub federation: Option<crate::definitions::federation::FederationTarget>,
 }
 
 /// A policy as set: its JSON definition kept as given (listings and export show it).
@@ -178,7 +180,13 @@ impl Policy {
             }
         };
         let definition = match &body["definition"] {
-            Value::Object(m) => match parse_definition(m) {
+            Value::Object(m) => match parse_definition(m).and_then(|mut d| {
+                // Federated queues are refused; with an unknown apply-to (reported above)
+                // the keys are checked as for exchanges.
+                let queues = apply_to.is_some_and(|a| a != ApplyTo::Exchanges);
+                d.federation = crate::definitions::federation::policy_target(m, queues)?;
+                Ok(d)
+            }) {
                 Ok(d) => Some((m.clone(), d)),
                 Err(e) => {
                     errors.push(e);
@@ -319,6 +327,8 @@ fn parse_definition(m: &Map<String, Value>) -> Result<PolicyDefinition, String> 
                     _ => return Err(bad("queue-mode value")),
                 })
             }
+            // Checked with the apply-to by `federation::policy_target`.
+            "federation-upstream" | "federation-upstream-set" | "federation-upstream-pattern" => {}
             other if RECOGNISED_NOT_SUPPORTED.contains(&other) => {
                 unsupported.push(format!("{{{},{}}}", term(&Value::from(other)), term(v)))
             }
@@ -517,6 +527,40 @@ mod tests {
         assert!(
             refused(json!({"pattern": "a", "definition": {"ha-mode": "all"}}))
                 .contains("coney does not support")
+        );
+    }
+
+    /// Federation keys federate exchanges; a policy that would federate queues is refused
+    /// (RabbitMQ's text for two keys together, coney's for queues).
+    #[test]
+    fn federation_keys_are_for_exchanges_only() {
+        let p = Policy::from_json(
+            "/",
+            "p",
+            &json!({"pattern": "^x", "apply-to": "exchanges", "definition": {"federation-upstream-set": "all"}}),
+        )
+        .expect("exchanges");
+        assert_eq!(
+            p.parsed.federation,
+            Some(crate::definitions::federation::FederationTarget::Set(
+                "all".into()
+            ))
+        );
+        for apply_to in ["queues", "all"] {
+            let e = refused(
+                json!({"pattern": "^x", "apply-to": apply_to, "definition": {"federation-upstream": "u"}}),
+            );
+            assert!(e.contains("federated queues are not implemented"), "{e}");
+        }
+        assert!(
+            refused(json!({"pattern": "^x", "definition": {"federation-upstream": "u"}}))
+                .contains("federated queues are not implemented"),
+            "apply-to defaults to all"
+        );
+        assert_eq!(
+            refused(json!({"pattern": "^x", "apply-to": "exchanges",
+                "definition": {"federation-upstream": "u", "federation-upstream-set": "all"}})),
+            "Validation failed\n\ncannot specify federation-upstream, federation-upstream-set or federation-upstream-pattern together\n"
         );
     }
 

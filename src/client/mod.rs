@@ -418,14 +418,65 @@ impl Client {
         self.method(channel, &Method::QueueDeclare(d));
     }
 
-    pub fn queue_bind(&mut self, channel: u16, queue: &[u8], exchange: &[u8], key: &[u8]) {
-        let b = QueueBind {
+    /// queue.declare of a durable queue with arguments (raw table entries; a federation
+    /// link's upstream queue).
+    pub fn queue_declare_durable(&mut self, channel: u16, queue: &[u8], arguments: &[u8]) {
+        let d = QueueDeclare {
             queue,
-            exchange,
-            routing_key: key,
+            durable: true,
+            arguments: FieldTable::parse(arguments).unwrap_or_default(),
             ..Default::default()
         };
-        self.method(channel, &Method::QueueBind(b));
+        self.method(channel, &Method::QueueDeclare(d));
+    }
+
+    /// exchange.declare passive: does it exist (a 404 closes the channel).
+    pub fn exchange_declare_passive(&mut self, channel: u16, exchange: &[u8]) {
+        let d = ExchangeDeclare {
+            exchange,
+            passive: true,
+            ..Default::default()
+        };
+        self.method(channel, &Method::ExchangeDeclare(d));
+    }
+
+    /// queue.bind (`bind`) or queue.unbind, with arguments (raw table entries).
+    pub fn queue_binding(
+        &mut self,
+        channel: u16,
+        bind: bool,
+        queue: &[u8],
+        exchange: &[u8],
+        key: &[u8],
+        arguments: &[u8],
+    ) {
+        let arguments = FieldTable::parse(arguments).unwrap_or_default();
+        let m = if bind {
+            Method::QueueBind(QueueBind {
+                queue,
+                exchange,
+                routing_key: key,
+                arguments,
+                ..Default::default()
+            })
+        } else {
+            Method::QueueUnbind(QueueUnbind {
+                queue,
+                exchange,
+                routing_key: key,
+                arguments,
+                ..Default::default()
+            })
+        };
+        self.method(channel, &m);
+    }
+
+    pub fn queue_delete(&mut self, channel: u16, queue: &[u8]) {
+        let d = QueueDelete {
+            queue,
+            ..Default::default()
+        };
+        self.method(channel, &Method::QueueDelete(d));
     }
 
     pub fn consume(&mut self, channel: u16, queue: &[u8], no_ack: bool) {

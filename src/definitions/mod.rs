@@ -13,4 +13,5 @@ pub mod document;
 pub use access::{export_access, import_access, ImportError};
 pub use arguments::{json_to_table, table_to_json, ArgumentError};
 pub use document::{Definitions, DefinitionsError};
+pub mod federation;
 pub mod shovel;

@@ -68,7 +68,7 @@ pub struct ShovelSpec {
 }
 
 /// Erlang's rendering of a JSON value in RabbitMQ's messages (`<<"text">>`, 1, true).
-fn erlang(v: &Value) -> String {
+pub(crate) fn erlang(v: &Value) -> String {
     match v {
         Value::String(s) => format!("<<\"{s}\">>"),
         Value::Null => "null".into(),
@@ -110,6 +110,46 @@ const KNOWN: &[&str] = &[
     "prefetch-count",
 ];
 
+/// RabbitMQ's line for keys it does not know (`Unrecognised terms [...] in NAME`), None
+/// when every key is `known`. Shared by the shovel and federation definitions.
+pub(crate) fn unrecognised(
+    name: &str,
+    obj: &serde_json::Map<String, Value>,
+    known: &dyn Fn(&str) -> bool,
+) -> Option<String> {
+    let unknown: Vec<String> = obj
+        .iter()
+        .filter(|(k, _)| !known(k))
+        .map(|(k, v)| format!("{{<<\"{k}\">>,{}}}", erlang(v)))
+        .collect();
+    (!unknown.is_empty()).then(|| format!("Unrecognised terms [{}] in {name}", unknown.join(",")))
+}
+
+/// A binary (string) key, or RabbitMQ's line for another type.
+pub(crate) fn binary(k: &str, v: Option<&Value>, errors: &mut Vec<String>) -> Option<String> {
+    match v? {
+        Value::String(s) => Some(s.clone()),
+        v => {
+            errors.push(format!("{k} should be binary, actually was {}", erlang(v)));
+            None
+        }
+    }
+}
+
+/// `ack-mode` (on-confirm by default), or RabbitMQ's line for another value.
+pub(crate) fn ack_mode(v: Option<&Value>, errors: &mut Vec<String>) -> AckMode {
+    match v {
+        None => AckMode::OnConfirm,
+        Some(Value::String(s)) if s == "on-confirm" => AckMode::OnConfirm,
+        Some(Value::String(s)) if s == "on-publish" => AckMode::OnPublish,
+        Some(Value::String(s)) if s == "no-ack" => AckMode::NoAck,
+        Some(v) => {
+            errors.push(format!("ack-mode should be one of [<<\"no-ack\">>,<<\"on-publish\">>,<<\"on-confirm\">>], actually was {}", erlang(v)));
+            AckMode::OnConfirm
+        }
+    }
+}
+
 /// A definition being checked: its keys and RabbitMQ's validation lines so far.
 struct Check<'a> {
     name: &'a str,
@@ -120,19 +160,9 @@ struct Check<'a> {
 impl Check<'_> {
     /// Unknown keys, keys coney refuses by name, and the protocols.
     fn keys(&mut self) {
-        let unknown: Vec<String> = self
-            .obj
-            .iter()
-            .filter(|(k, _)| !KNOWN.contains(&k.as_str()) && !NOT_SUPPORTED.contains(&k.as_str()))
-            .map(|(k, v)| format!("{{<<\"{k}\">>,{}}}", erlang(v)))
-            .collect();
-        if !unknown.is_empty() {
-            let name = self.name;
-            self.errors.push(format!(
-                "Unrecognised terms [{}] in {name}",
-                unknown.join(",")
-            ));
-        }
+        let known = |k: &str| KNOWN.contains(&k) || NOT_SUPPORTED.contains(&k);
+        self.errors
+            .extend(unrecognised(self.name, self.obj, &known));
         for (k, _) in self
             .obj
             .iter()
@@ -157,15 +187,7 @@ impl Check<'_> {
     }
 
     fn string(&mut self, k: &str) -> Option<String> {
-        match self.obj.get(k) {
-            None => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(v) => {
-                self.errors
-                    .push(format!("{k} should be binary, actually was {}", erlang(v)));
-                None
-            }
-        }
+        binary(k, self.obj.get(k), &mut self.errors)
     }
 
     /// A mandatory URI (a string or a list of one), parsed to check it.
@@ -241,16 +263,7 @@ impl Check<'_> {
     }
 
     fn ack_mode(&mut self) -> AckMode {
-        match self.obj.get("ack-mode") {
-            None => AckMode::OnConfirm,
-            Some(Value::String(s)) if s == "on-confirm" => AckMode::OnConfirm,
-            Some(Value::String(s)) if s == "on-publish" => AckMode::OnPublish,
-            Some(Value::String(s)) if s == "no-ack" => AckMode::NoAck,
-            Some(v) => {
-                self.errors.push(format!("ack-mode should be one of [<<\"no-ack\">>,<<\"on-publish\">>,<<\"on-confirm\">>], actually was {}", erlang(v)));
-                AckMode::OnConfirm
-            }
-        }
+        ack_mode(self.obj.get("ack-mode"), &mut self.errors)
     }
 
     fn prefetch(&mut self) -> u16 {

@@ -59,6 +59,9 @@ pub enum Route {
     /// The shovel_management plugin's status listing.
     Shovels,
     ShovelsVhost { vhost: String },
+    /// The federation_management plugin's status listing.
+    FederationLinks,
+    FederationLinksVhost { vhost: String },
     Policies,
     PoliciesVhost { vhost: String },
     Policy { vhost: String, name: String },
@@ -245,6 +248,8 @@ fn resolve_api(s: &[&str]) -> Option<Route> {
         ["whoami"] => Whoami,
         ["shovels"] => Shovels,
         ["shovels", v] => ShovelsVhost { vhost: o(v) },
+        ["federation-links"] => FederationLinks,
+        ["federation-links", v] => FederationLinksVhost { vhost: o(v) },
         ["permissions"] => Permissions,
         ["permissions", v, u] => Permission { vhost: o(v), user: o(u) },
         ["topic-permissions"] => TopicPermissions,

@@ -495,6 +495,8 @@ pub(super) fn handle(
         ) => Need::Policymaker,
         // The shovel_management plugin's status: monitoring or administrator.
         (Route::Shovels | Route::ShovelsVhost { .. }, _) => Need::Monitor,
+        // The federation_management plugin's status: monitoring or administrator.
+        (Route::FederationLinks | Route::FederationLinksVhost { .. }, _) => Need::Monitor,
         (Route::Policy { .. }, _) => Need::Policymaker,
         (_, Get | Head) => Need::Management,
         (
@@ -522,6 +524,9 @@ pub(super) fn handle(
     let user = who.user.clone();
     if super::shovels::serves(&route) {
         return super::shovels::handle(m, req, route, &who);
+    }
+    if super::federation::serves(&route) {
+        return super::federation::handle(m, route, &who);
     }
     match (route, req.method) {
         (Route::Whoami, _) => Ok(json(whoami(&who))),

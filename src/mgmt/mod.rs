@@ -8,6 +8,7 @@
 mod access_api;
 mod actions;
 pub mod conns;
+mod federation;
 mod handlers;
 mod metrics;
 mod node;

@@ -1,10 +1,11 @@
-//! The `shovel` runtime parameters (`/api/parameters/shovel/...`, and the parameter listings,
-//! which hold only shovels in coney) and the shovel_management plugin's status listing
-//! (`/api/shovels`, `/api/shovels/{vhost}`), with RabbitMQ 3.10's answers.
+//! The runtime parameters coney keeps (`/api/parameters/{component}/...` for `shovel`,
+//! `federation-upstream` and `federation-upstream-set`, and the parameter listings) and the
+//! shovel_management plugin's status listing (`/api/shovels`, `/api/shovels/{vhost}`), with
+//! RabbitMQ 3.10's answers.
 
 use super::{handlers::node_name, Listing, Management};
-use crate::broker::parameters::ParameterError;
-use crate::definitions::shovel::{Source, SHOVEL_COMPONENT};
+use crate::broker::parameters::{ParameterError, COMPONENTS};
+use crate::definitions::shovel::Source;
 use crate::http::auth::{Principal, Tags};
 use crate::http::router::Route;
 use crate::http::{ApiError, Method, Request, Response, Status};
@@ -17,13 +18,13 @@ pub(super) fn serves(route: &Route) -> bool {
     match route {
         Route::Parameters | Route::ParametersComponent { .. } => true,
         Route::ParametersComponentVhost { .. } => true,
-        Route::Parameter { component, .. } => component == SHOVEL_COMPONENT,
+        Route::Parameter { component, .. } => COMPONENTS.contains(&component.as_str()),
         Route::Shovels | Route::ShovelsVhost { .. } => true,
         _ => false,
     }
 }
 
-fn json_response(v: Value) -> Response<Listing> {
+pub(super) fn json_response(v: Value) -> Response<Listing> {
     Response::json(Status::OK, v.to_string().into_bytes())
 }
 
@@ -32,8 +33,8 @@ fn escape_html(s: &str) -> String {
     s.replace('<', "&lt;").replace('>', "&gt;")
 }
 
-fn parameter_json(vhost: &str, name: &str, value: &Value) -> Value {
-    json!({"value": value, "vhost": vhost, "component": SHOVEL_COMPONENT, "name": name})
+fn parameter_json(component: &str, vhost: &str, name: &str, value: &Value) -> Value {
+    json!({"value": value, "vhost": vhost, "component": component, "name": name})
 }
 
 fn vhost_known(m: &Management<'_>, vhost: &str) -> Result<(), ApiError> {
@@ -46,7 +47,7 @@ fn vhost_known(m: &Management<'_>, vhost: &str) -> Result<(), ApiError> {
 
 /// Whether `who` sees a vhost's shovels: administrator and monitoring see every vhost,
 /// other users the vhosts they have permissions in (RabbitMQ's listing filter).
-fn sees_vhost(m: &Management<'_>, who: &Principal, vhost: &str) -> bool {
+pub(super) fn sees_vhost(m: &Management<'_>, who: &Principal, vhost: &str) -> bool {
     who.tags.has(Tags::ADMINISTRATOR)
         || who.tags.has(Tags::MONITORING)
         || m.broker.access().grant(&who.user, vhost).is_some()
@@ -71,13 +72,18 @@ pub(super) fn handle(
         _ => {}
     }
     let list = |m: &Management<'_>, component: Option<&str>, vhost: Option<&str>| {
-        let rows: Vec<Value> = m
-            .broker
-            .shovel_parameters()
-            .filter(|_| component.is_none_or(|c| c == SHOVEL_COMPONENT))
-            .filter(|(v, _, _)| vhost.is_none_or(|w| w == *v) && sees_vhost(m, who, v))
-            .map(|(v, n, val)| parameter_json(v, n, val))
-            .collect();
+        let mut rows: Vec<Value> = Vec::new();
+        for c in COMPONENTS
+            .iter()
+            .filter(|c| component.is_none_or(|w| w == **c))
+        {
+            rows.extend(
+                m.broker
+                    .parameters_of(c)
+                    .filter(|(v, _, _)| vhost.is_none_or(|w| w == *v) && sees_vhost(m, who, v))
+                    .map(|(v, n, val)| parameter_json(c, v, n, val)),
+            );
+        }
         json_response(Value::Array(rows))
     };
     match (route, req.method) {
@@ -87,22 +93,45 @@ pub(super) fn handle(
             vhost_known(m, &vhost)?;
             Ok(list(m, Some(&component), Some(&vhost)))
         }
-        (Route::Parameter { vhost, name, .. }, Method::Put) => put(m, &vhost, &name, &req.body),
-        (Route::Parameter { vhost, name, .. }, Method::Delete) => {
+        (
+            Route::Parameter {
+                component,
+                vhost,
+                name,
+            },
+            Method::Put,
+        ) => put(m, &component, &vhost, &name, &req.body),
+        (
+            Route::Parameter {
+                component,
+                vhost,
+                name,
+            },
+            Method::Delete,
+        ) => {
             vhost_known(m, &vhost)?;
-            if m.broker.delete_shovel_parameter(&vhost, &name) {
+            if m.broker.delete_parameter(&component, &vhost, &name) {
                 Ok(Response::new(Status::NO_CONTENT))
             } else {
                 Err(ApiError::not_found())
             }
         }
-        (Route::Parameter { vhost, name, .. }, _) => {
+        (
+            Route::Parameter {
+                component,
+                vhost,
+                name,
+            },
+            _,
+        ) => {
             vhost_known(m, &vhost)?;
             let value = m
                 .broker
-                .shovel_parameter(&vhost, &name)
+                .parameter(&component, &vhost, &name)
                 .ok_or_else(ApiError::not_found)?;
-            Ok(json_response(parameter_json(&vhost, &name, value)))
+            Ok(json_response(parameter_json(
+                &component, &vhost, &name, value,
+            )))
         }
         (Route::Shovels, _) => Ok(status_listing(m, None, who)),
         (Route::ShovelsVhost { vhost }, _) => {
@@ -115,6 +144,7 @@ pub(super) fn handle(
 
 fn put(
     m: &mut Management<'_>,
+    component: &str,
     vhost: &str,
     name: &str,
     body: &[u8],
@@ -123,7 +153,7 @@ fn put(
     let Some(value) = doc.get("value").cloned() else {
         return Err(ApiError::bad_request("[{key_missing,value}]"));
     };
-    match m.broker.set_shovel_parameter(vhost, name, value) {
+    match m.broker.set_parameter(component, vhost, name, value) {
         Ok(true) => Ok(Response::new(Status::CREATED)),
         Ok(false) => Ok(Response::new(Status::NO_CONTENT)),
         Err(ParameterError::NoVhost) => Err(ApiError::json(
@@ -134,9 +164,8 @@ fn put(
         Err(ParameterError::Invalid(lines)) => Err(ApiError::bad_request(escape_html(&format!(
             "Validation failed\n\n{lines}"
         )))),
-        Err(ParameterError::TooMany) => Err(ApiError::bad_request(format!(
-            "at most {} shovels",
-            crate::limits::SHOVELS_MAX
+        Err(ParameterError::TooMany(max)) => Err(ApiError::bad_request(format!(
+            "at most {max} parameters of component {component}"
         ))),
     }
 }
@@ -191,7 +220,10 @@ fn status_row(s: &Shovel) -> Value {
 fn status_listing(m: &Management<'_>, vhost: Option<&str>, who: &Principal) -> Response<Listing> {
     let mut rows = Vec::new();
     m.shovels.each(&mut |s| {
-        if vhost.is_none_or(|v| v == s.vhost) && sees_vhost(m, who, &s.vhost) {
+        if s.federation.is_none()
+            && vhost.is_none_or(|v| v == s.vhost)
+            && sees_vhost(m, who, &s.vhost)
+        {
             rows.push(status_row(s));
         }
     });
@@ -199,7 +231,7 @@ fn status_listing(m: &Management<'_>, vhost: Option<&str>, who: &Principal) -> R
 }
 
 /// "YYYY-MM-DD HH:MM:SS" (UTC) as RabbitMQ's shovel status shows the last change.
-fn timestamp(ms: u64) -> String {
+pub(super) fn timestamp(ms: u64) -> String {
     let secs = ms / 1000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).

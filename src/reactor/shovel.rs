@@ -4,18 +4,31 @@
 //! following the broker's `shovel` parameters, retried after their reconnect-delay, deleted
 //! when src-delete-after is reached. `shovel::Shovel` holds the protocol logic.
 //!
+//! Federation links are shovels too (`Shovel::federation_link`): one per federated exchange
+//! and upstream, following the broker's federation generation and parameters; the binding
+//! changes the broker recorded are handed to their links each turn (at most
+//! `FEDERATION_BINDING_EVENTS_PER_TURN_MAX`), and each link sends at most
+//! `FEDERATION_BINDS_PER_TURN_MAX` binds or unbinds upstream per turn.
+//!
 //! Per turn each shovel with work gets one pass: the destination's input first (confirms),
 //! then the source's, at most `SHOVEL_MESSAGES_PER_TURN_MAX` deliveries and
 //! `SHOVEL_READ_BYTES_PER_TURN_MAX` bytes, and none while the destination has
 //! `SHOVEL_OUTPUT_HIGH_BYTES` unsent; then both outputs are written.
 
+use crate::broker::federation::BindingChange;
 use crate::broker::Broker;
 use crate::client::uri::Target;
+use crate::definitions::federation::{
+    parse_upstream, parse_upstream_set, with_overrides, FederationTarget, UpstreamSpec,
+    UPSTREAM_COMPONENT, UPSTREAM_SET_COMPONENT,
+};
 use crate::definitions::shovel::parse_shovel;
 use crate::limits::{
+    FEDERATION_BINDING_EVENTS_PER_TURN_MAX, FEDERATION_BINDS_PER_TURN_MAX, FEDERATION_LINKS_MAX,
     SHOVEL_MESSAGES_PER_TURN_MAX, SHOVEL_OUTPUT_HIGH_BYTES, SHOVEL_READ_BYTES_PER_TURN_MAX,
 };
 use crate::net::resolver::{self, Lookup, Progress, Started};
+use crate::shovel::federation::FedLink;
 use crate::shovel::{Kind, Shovel, ShovelList, DEST, SRC};
 use log::{info, warn};
 use mio::net::TcpStream;
@@ -63,6 +76,12 @@ pub(super) struct ShovelSide {
     work: Vec<usize>,
     /// The broker's parameters generation last followed.
     generation: Option<u64>,
+    /// Federation links by (vhost, exchange, upstream), with the spec each runs.
+    links: HashMap<(String, String, String), (usize, UpstreamSpec)>,
+    /// The links of each federated exchange, by (vhost, exchange).
+    by_exchange: HashMap<(String, String), Vec<usize>>,
+    /// The (parameters, federation) generations the links last followed.
+    federation_generation: Option<(u64, u64)>,
     /// Where `amqp://` ends connect: this broker's AMQP listener.
     local: Option<SocketAddr>,
     node: &'static str,
@@ -98,6 +117,9 @@ impl ShovelSide {
             dynamic: HashMap::new(),
             work: Vec::new(),
             generation: None,
+            links: HashMap::new(),
+            by_exchange: HashMap::new(),
+            federation_generation: None,
             local,
             node,
         };
@@ -198,6 +220,148 @@ impl ShovelSide {
         }
     }
 
+    /// The links each federated exchange should have: (vhost, exchange, upstream) → spec.
+    fn wanted_links(broker: &Broker) -> HashMap<(String, String, String), UpstreamSpec> {
+        let mut wanted = HashMap::new();
+        for x in broker.federated_exchanges() {
+            let upstreams: Vec<(String, Result<UpstreamSpec, String>)> = match &x.target {
+                FederationTarget::Upstream(u) => broker
+                    .parameter(UPSTREAM_COMPONENT, &x.vhost, u)
+                    .map(|v| (u.clone(), parse_upstream(u, v)))
+                    .into_iter()
+                    .collect(),
+                FederationTarget::Set(all) if all == "all" => broker
+                    .parameters_of(UPSTREAM_COMPONENT)
+                    .filter(|(v, _, _)| *v == x.vhost)
+                    .map(|(_, u, val)| (u.to_owned(), parse_upstream(u, val)))
+                    .collect(),
+                FederationTarget::Set(set) => broker
+                    .parameter(UPSTREAM_SET_COMPONENT, &x.vhost, set)
+                    .and_then(|v| parse_upstream_set(set, v).ok())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|e| {
+                        let up = broker.parameter(UPSTREAM_COMPONENT, &x.vhost, &e.upstream)?;
+                        Some((
+                            e.upstream.clone(),
+                            with_overrides(&e.upstream, up, &e.overrides),
+                        ))
+                    })
+                    .collect(),
+            };
+            for (u, spec) in upstreams {
+                match spec {
+                    Ok(spec) => {
+                        wanted.insert((x.vhost.clone(), x.name.clone(), u), spec);
+                    }
+                    Err(e) => warn!(
+                        "federation of exchange '{}' in vhost '{}': upstream '{u}' is invalid: {}",
+                        x.name,
+                        x.vhost,
+                        e.trim_end()
+                    ),
+                }
+            }
+        }
+        wanted
+    }
+
+    /// Follows the federated exchanges and their upstreams: stops the links no longer
+    /// wanted or whose upstream changed (deleting the upstream queue of a removed one),
+    /// starts the new ones with the exchange's bindings listed.
+    fn follow_federation(&mut self, broker: &Broker, registry: &Registry) {
+        let now_gen = (
+            broker.parameters_generation(),
+            broker.federation_generation(),
+        );
+        if self.federation_generation == Some(now_gen) {
+            return;
+        }
+        self.federation_generation = Some(now_gen);
+        let wanted = Self::wanted_links(broker);
+        let gone: Vec<(String, String, String)> = self
+            .links
+            .iter()
+            .filter(|(k, (_, spec))| wanted.get(*k) != Some(spec))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in gone {
+            if let Some((key, _)) = self.links.remove(&k) {
+                let mut e = self.entries.remove(key);
+                if !wanted.contains_key(&k) {
+                    e.shovel.delete_upstream_queue();
+                }
+                e.shovel.stop("federation link removed");
+                close_socks(&mut e, registry);
+            }
+        }
+        for (k, spec) in wanted {
+            if self.links.contains_key(&k) {
+                continue;
+            }
+            if self.links.len() >= FEDERATION_LINKS_MAX {
+                warn!(
+                    "federation of exchange '{}' in vhost '{}' from '{}': not started, {} links already (FEDERATION_LINKS_MAX)",
+                    k.1, k.0, k.2, FEDERATION_LINKS_MAX
+                );
+                continue;
+            }
+            let keys = broker.exchange_binding_keys(&k.0, &k.1).unwrap_or_default();
+            let link = FedLink::new(&k.0, &k.1, &k.2, spec.clone(), keys, self.node);
+            let key = self.entries.insert(Entry {
+                shovel: Shovel::federation_link(link),
+                socks: [None, None],
+                lookups: [None, None],
+                queued: true,
+            });
+            self.work.push(key);
+            self.links.insert(k, (key, spec));
+        }
+        self.by_exchange.clear();
+        for ((v, x, _), (key, _)) in &self.links {
+            self.by_exchange
+                .entry((v.clone(), x.clone()))
+                .or_default()
+                .push(*key);
+        }
+    }
+
+    /// Hands the broker's binding changes to the links of their exchanges. Returns false
+    /// when changes are left for the next turn (new links then wait: their listing of the
+    /// bindings would count the changes still queued twice).
+    fn take_binding_changes(&mut self, broker: &mut Broker) -> bool {
+        let events = broker.take_federation_events(FEDERATION_BINDING_EVENTS_PER_TURN_MAX);
+        let drained = events.len() < FEDERATION_BINDING_EVENTS_PER_TURN_MAX;
+        for ev in events {
+            let k = (ev.vhost, ev.exchange);
+            let Some(keys) = self.by_exchange.get(&k) else {
+                continue;
+            };
+            let listed = match ev.change {
+                BindingChange::Resync => broker.exchange_binding_keys(&k.0, &k.1),
+                _ => None,
+            };
+            for &key in keys {
+                let Some(e) = self.entries.get_mut(key) else {
+                    continue;
+                };
+                let Some(f) = e.shovel.federation.as_mut() else {
+                    continue;
+                };
+                match &ev.change {
+                    BindingChange::Added(b) => f.sync.added(b.clone()),
+                    BindingChange::Removed(b) => f.sync.removed(b.clone()),
+                    BindingChange::Resync => f.sync.reset(listed.clone().unwrap_or_default()),
+                }
+                if !e.queued {
+                    e.queued = true;
+                    self.work.push(key);
+                }
+            }
+        }
+        drained
+    }
+
     /// One pass over the shovels with work; `buf` is the loop's read buffer.
     pub(super) fn turn(
         &mut self,
@@ -207,6 +371,9 @@ impl ShovelSide {
         broker: &mut Broker,
     ) {
         self.follow_parameters(broker, registry);
+        if self.take_binding_changes(broker) {
+            self.follow_federation(broker, registry);
+        }
         let list = std::mem::take(&mut self.work);
         for key in list {
             let Some(e) = self.entries.get_mut(key) else {
@@ -218,7 +385,8 @@ impl ShovelSide {
                 start(e, key, now, self.local, registry);
             }
             resolve(e, key, now, registry);
-            let again = pass(e, now, buf);
+            let binds_left = e.shovel.sync_bindings(FEDERATION_BINDS_PER_TURN_MAX);
+            let again = pass(e, now, buf) || binds_left;
             if e.shovel.is_down() {
                 close_socks(e, registry);
             }
@@ -454,7 +622,17 @@ fn read_side(e: &mut Entry, side: usize, now: Instant, buf: &mut [u8]) -> Result
     };
     if !s.connected && s.writable {
         match s.stream.take_error() {
-            Ok(None) if s.stream.peer_addr().is_ok() => s.connected = true,
+            Ok(None) if s.stream.peer_addr().is_ok() => {
+                s.connected = true;
+                if let (DEST, Some(f), Ok(local), Ok(peer)) = (
+                    side,
+                    e.shovel.federation.as_mut(),
+                    s.stream.local_addr(),
+                    s.stream.peer_addr(),
+                ) {
+                    f.local_connection = Some(format!("{local} -> {peer}"));
+                }
+            }
             Ok(Some(err)) | Err(err) => return Err(format!("{}: {err}", which(side))),
             Ok(None) => {}
         }

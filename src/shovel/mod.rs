@@ -14,7 +14,13 @@
 //!
 //! Status as RabbitMQ's shovel_management shows it: starting (connecting and setting up),
 //! running (consuming), terminated (with the reason, until the next attempt).
+//!
+//! A federation link (`federation::FedLink`) is the same machine: its source is the upstream
+//! queue, declared with its arguments after a passive check of the upstream exchange and
+//! bound with the local exchange's keys (`sync_bindings`), its destination the local
+//! exchange, and each message gets `x-received-from` instead of `x-shovelled`.
 
+pub mod federation;
 pub mod transfer;
 
 use crate::client::uri::{self, AmqpUri};
@@ -22,6 +28,7 @@ use crate::client::{Client, Event, Login};
 use crate::definitions::shovel::{AckMode, DeleteAfter, ShovelSpec, Source};
 use crate::limits::CLIENT_SETUP_TIMEOUT_SECS;
 use crate::protocol::Method;
+use federation::{FedLink, Forward};
 use log::info;
 use std::time::{Duration, Instant};
 use transfer::{ForwardInfo, InFlightWindow};
@@ -85,6 +92,9 @@ enum Step {
     Declare,
     DeclareExclusive,
     Bind,
+    /// Federation: the upstream exchange is looked up, then the upstream queue declared.
+    FedExchange,
+    FedQueue,
     Ready,
     Consume,
     Running,
@@ -125,6 +135,21 @@ pub struct Shovel {
     pub taken_this_turn: usize,
     /// The reason of the last failure logged, until the shovel runs again.
     last_failure: Option<String>,
+    /// What makes it a federation link; None for a shovel.
+    pub federation: Option<Box<FedLink>>,
+}
+
+impl Shovel {
+    /// "shovel 'NAME' in vhost 'V'" or "federation link 'X' <- upstream 'U' in vhost 'V'".
+    fn what(&self) -> String {
+        match &self.federation {
+            Some(f) => format!(
+                "federation link of exchange '{}' from upstream '{}' in vhost '{}'",
+                f.exchange, f.upstream, f.vhost
+            ),
+            None => format!("shovel '{}' in vhost '{}'", self.name, self.vhost),
+        }
+    }
 }
 
 fn set_status(s: &mut Shovel, status: Status, reason: Option<String>) {
@@ -139,18 +164,8 @@ fn set_status(s: &mut Shovel, status: Status, reason: Option<String>) {
     }
     if (s.status != status || s.reason != reason) && !retry && !same_failure {
         match &reason {
-            Some(r) => info!(
-                "shovel '{}' in vhost '{}': {} ({r})",
-                s.name,
-                s.vhost,
-                status.name()
-            ),
-            None => info!(
-                "shovel '{}' in vhost '{}': {}",
-                s.name,
-                s.vhost,
-                status.name()
-            ),
+            Some(r) => info!("{}: {} ({r})", s.what(), status.name()),
+            None => info!("{}: {}", s.what(), status.name()),
         }
     }
     if s.status != status || s.reason != reason {
@@ -191,7 +206,25 @@ impl Shovel {
             forward,
             taken_this_turn: 0,
             last_failure: None,
+            federation: None,
         }
+    }
+
+    /// A federation link: a shovel from the upstream queue into the local exchange.
+    pub fn federation_link(link: FedLink) -> Self {
+        let name = format!("{} <- {}", link.exchange, link.upstream);
+        let vhost = link.vhost.clone();
+        let spec = link.shovel_spec();
+        let mut s = Shovel::new(
+            &name,
+            &vhost,
+            Kind::Dynamic,
+            spec,
+            serde_json::Value::Null,
+            "",
+        );
+        s.federation = Some(Box::new(link));
+        s
     }
 
     pub fn status(&self) -> Status {
@@ -232,6 +265,11 @@ impl Shovel {
         // A URI without a path means vhost "/", whatever the shovel's own vhost: RabbitMQ
         // 3.10.8's shovel, asked for `amqp://` from vhost mig-down, looked in '/' (observed
         // while writing tests/shovel's migration test).
+        if let Some(f) = &mut self.federation {
+            self.spec.src_uri = f.next_uri();
+            f.sync.reconnected();
+            f.local_connection = None;
+        }
         let src = uri::parse(&self.spec.src_uri, uri::DEFAULT_VHOST)?;
         let dest = uri::parse(&self.spec.dest_uri, uri::DEFAULT_VHOST)?;
         let src_queue = match &self.spec.source {
@@ -329,6 +367,7 @@ impl Shovel {
             Event::Method { channel, method } => events.push(Owned::from_method(channel, method)),
             Event::Delivery {
                 delivery_tag,
+                redelivered,
                 exchange,
                 routing_key,
                 properties,
@@ -336,6 +375,7 @@ impl Shovel {
                 ..
             } => deliveries.push((
                 delivery_tag,
+                redelivered,
                 exchange.to_vec(),
                 routing_key.to_vec(),
                 properties.to_vec(),
@@ -360,9 +400,9 @@ impl Shovel {
                 return buf.len();
             }
         }
-        for (tag, x, rk, props, body) in deliveries {
+        for (tag, redelivered, x, rk, props, body) in deliveries {
             self.taken_this_turn += 1;
-            self.forward_one(tag, &x, &rk, &props, &body);
+            self.forward_one(tag, redelivered, &x, &rk, &props, &body);
         }
         self.flush_acks();
         used
@@ -409,6 +449,8 @@ enum Owned {
     ChannelClose(u16, u16, String),
     ConfirmSelectOk,
     DeclareOk(u16, Vec<u8>, u32),
+    ExchangeDeclareOk,
+    /// queue.bind-ok or queue.unbind-ok.
     BindOk,
     ConsumeOk,
     Ack(u64, bool),
@@ -430,7 +472,8 @@ impl Owned {
             Method::QueueDeclareOk(d) => {
                 Owned::DeclareOk(channel, d.queue.to_vec(), d.message_count)
             }
-            Method::QueueBindOk(_) => Owned::BindOk,
+            Method::QueueBindOk(_) | Method::QueueUnbindOk(_) => Owned::BindOk,
+            Method::ExchangeDeclareOk(_) => Owned::ExchangeDeclareOk,
             Method::BasicConsumeOk(_) => Owned::ConsumeOk,
             Method::BasicAck(a) => Owned::Ack(a.delivery_tag, a.multiple),
             Method::BasicNack(n) => Owned::Nack(n.delivery_tag, n.multiple),
@@ -443,6 +486,7 @@ impl Owned {
 impl Shovel {
     fn on_event(&mut self, side: usize, ev: Owned) -> Result<(), String> {
         let ack_mode = self.spec.ack_mode;
+        let federated = self.federation.is_some();
         let Some(l) = self.links[side].as_mut() else {
             return Ok(());
         };
@@ -482,8 +526,14 @@ impl Shovel {
             }
             (Step::DeclareExclusive, Owned::DeclareOk(MAIN, name, _)) => {
                 if let Source::Exchange { exchange, key } = &self.spec.source {
-                    l.client
-                        .queue_bind(MAIN, &name, exchange.as_bytes(), key.as_bytes());
+                    l.client.queue_binding(
+                        MAIN,
+                        true,
+                        &name,
+                        exchange.as_bytes(),
+                        key.as_bytes(),
+                        &[],
+                    );
                 }
                 l.queue = name;
                 l.step = Step::Bind;
@@ -493,6 +543,19 @@ impl Shovel {
                 self.count_from(None);
                 self.consume_if_ready();
             }
+            (Step::FedExchange, Owned::ExchangeDeclareOk) => {
+                if let Some(f) = &self.federation {
+                    l.client
+                        .queue_declare_durable(MAIN, f.queue.as_bytes(), &f.queue_arguments());
+                }
+                l.step = Step::FedQueue;
+            }
+            (Step::FedQueue, Owned::DeclareOk(MAIN, _, _)) => {
+                l.step = Step::Ready;
+                self.consume_if_ready();
+            }
+            // The binding sync's replies.
+            (_, Owned::BindOk) if federated && side == SRC => {}
             (Step::Consume, Owned::ConsumeOk) => {
                 l.step = Step::Running;
                 self.setup_deadline = None;
@@ -524,7 +587,11 @@ impl Shovel {
         let Some(l) = self.links[side].as_mut() else {
             return;
         };
-        if side == SRC && l.queue.is_empty() {
+        if let (SRC, Some(f)) = (side, &self.federation) {
+            l.client
+                .exchange_declare_passive(MAIN, f.upstream_exchange.as_bytes());
+            l.step = Step::FedExchange;
+        } else if side == SRC && l.queue.is_empty() {
             l.client.queue_declare(MAIN, b"", false);
             l.step = Step::DeclareExclusive;
         } else if l.queue.is_empty() {
@@ -555,21 +622,42 @@ impl Shovel {
         }
     }
 
-    fn forward_one(&mut self, tag: u64, exchange: &[u8], key: &[u8], props: &[u8], body: &[u8]) {
+    fn forward_one(
+        &mut self,
+        tag: u64,
+        redelivered: bool,
+        exchange: &[u8],
+        key: &[u8],
+        props: &[u8],
+        body: &[u8],
+    ) {
         if self.remaining == Some(0) {
             // Delivered past src-delete-after (prefetch): not moved, requeued at the close.
             return;
         }
+        let federated = match self
+            .federation
+            .as_ref()
+            .map(|f| f.forward(props, redelivered))
+        {
+            Some(Some(Forward::Drop)) => {
+                self.not_forwarded(tag);
+                return;
+            }
+            Some(Some(Forward::Publish(p))) => Some(p),
+            _ => None,
+        };
         let x = self
             .spec
             .dest_exchange
             .as_deref()
             .map_or(exchange, str::as_bytes);
         let rk = self.spec.dest_key.as_deref().map_or(key, str::as_bytes);
-        let forwarded = self
-            .forward
-            .as_ref()
-            .and_then(|f| transfer::forward_properties(props, f));
+        let forwarded = federated.or_else(|| {
+            self.forward
+                .as_ref()
+                .and_then(|f| transfer::forward_properties(props, f))
+        });
         let Some(dest) = self.links[DEST].as_mut() else {
             return;
         };
@@ -586,8 +674,25 @@ impl Shovel {
         }
     }
 
+    /// A delivery that is acked without being published (federation's max-hops), in order
+    /// with the others per ack-mode.
+    fn not_forwarded(&mut self, tag: u64) {
+        match self.spec.ack_mode {
+            AckMode::OnConfirm => {
+                let actions = self.window.skipped(tag);
+                self.ack_source(actions);
+            }
+            AckMode::OnPublish => self.ack_upto = Some(tag),
+            AckMode::NoAck => {}
+        }
+    }
+
     fn settle(&mut self, seq: u64, multiple: bool, ok: bool) {
         let actions = self.window.confirm(seq, multiple, ok);
+        self.ack_source(actions);
+    }
+
+    fn ack_source(&mut self, actions: transfer::Settle) {
         let Some(src) = self.links[SRC].as_mut() else {
             return;
         };
@@ -605,6 +710,34 @@ impl Shovel {
         if let (Some(tag), Some(src)) = (self.ack_upto.take(), self.links[SRC].as_mut()) {
             src.client.ack(MAIN, tag, true);
         }
+    }
+
+    /// Federation: sends up to `max` binds and unbinds that bring the upstream queue to the
+    /// local exchange's keys, once the queue is declared. Returns whether more are waiting.
+    pub fn sync_bindings(&mut self, max: usize) -> bool {
+        let (Some(f), Some(l)) = (self.federation.as_mut(), self.links[SRC].as_mut()) else {
+            return false;
+        };
+        if !matches!(l.step, Step::Ready | Step::Consume | Step::Running) {
+            return false;
+        }
+        for ((key, args), bind) in f.sync.next_ops(max) {
+            let (q, x) = (f.queue.as_bytes(), f.upstream_exchange.as_bytes());
+            l.client.queue_binding(MAIN, bind, q, x, &key, &args);
+        }
+        f.sync.pending()
+    }
+
+    /// Federation, the link removed: the upstream queue is deleted (RabbitMQ's
+    /// resource-cleanup-mode default) when connected; else it stays until its x-expires.
+    pub fn delete_upstream_queue(&mut self) {
+        let (Some(f), Some(l)) = (self.federation.as_ref(), self.links[SRC].as_mut()) else {
+            return;
+        };
+        if f.spec.keep_upstream_queue || !matches!(l.step, Step::Consume | Step::Running) {
+            return;
+        }
+        l.client.queue_delete(MAIN, f.queue.as_bytes());
     }
 
     /// A status row's fields: (src_uri, dest_uri) without credentials.

@@ -1,7 +1,7 @@
 //! What a running shovel owes its source: the deliveries published to the destination and not
 //! yet confirmed there (ack-mode on-confirm), acked at the source in delivery order once
-//! confirmed, with one `multiple` ack per confirmed run; and the properties of a forwarded
-//! message when `dest-add-forward-headers` is set (RabbitMQ's `x-shovelled` header).
+//! confirmed, with one `multiple` ack per confirmed run; and the trace header a forwarded
+//! message gets (the shovel's `x-shovelled`, federation's `x-received-from`).
 
 use crate::protocol::properties::BasicProperties;
 use crate::protocol::table::{ArrayWriter, TableWriter};
@@ -16,11 +16,15 @@ enum Outcome {
     Refused,
 }
 
-/// One published, unconfirmed message: its destination publish sequence number is the
-/// front's plus its index (sequence numbers are consecutive on the one channel).
+/// One message the source delivered and the link has not acked yet: published to the
+/// destination as sequence number `seq`, or not forwarded (`skip`: max-hops), which is
+/// settled as soon as everything before it is. Skipped entries carry the sequence number of
+/// the publish before them, so `seq` never decreases along the window.
 #[derive(Debug)]
 struct InFlight {
     src_tag: u64,
+    seq: u64,
+    skip: bool,
     outcome: Outcome,
 }
 
@@ -32,15 +36,15 @@ pub type Settle = Vec<(u64, bool)>;
 #[derive(Debug, Default)]
 pub struct InFlightWindow {
     queue: VecDeque<InFlight>,
-    /// The destination's sequence number of the front entry (1 for a fresh channel).
-    front_seq: u64,
+    /// The destination's sequence number of the next publish (1 on a fresh channel).
+    next_seq: u64,
 }
 
 impl InFlightWindow {
     pub fn new() -> Self {
         InFlightWindow {
             queue: VecDeque::new(),
-            front_seq: 1,
+            next_seq: 1,
         }
     }
 
@@ -56,8 +60,22 @@ impl InFlightWindow {
     pub fn published(&mut self, src_tag: u64) {
         self.queue.push_back(InFlight {
             src_tag,
+            seq: self.next_seq,
+            skip: false,
             outcome: Outcome::Pending,
         });
+        self.next_seq += 1;
+    }
+
+    /// A delivery was not forwarded: it is acked once everything before it is settled.
+    pub fn skipped(&mut self, src_tag: u64) -> Settle {
+        self.queue.push_back(InFlight {
+            src_tag,
+            seq: self.next_seq - 1,
+            skip: true,
+            outcome: Outcome::Confirmed,
+        });
+        self.drain()
     }
 
     /// The destination confirmed (`ok`) or refused `seq` (and every earlier one when
@@ -69,8 +87,9 @@ impl InFlightWindow {
             Outcome::Refused
         };
         // A tag the window does not hold (a peer's mistake) changes nothing.
-        let idx = seq.checked_sub(self.front_seq).map(|i| i as usize);
-        if let Some(idx) = idx.filter(|&i| i < self.queue.len()) {
+        let idx = self.queue.partition_point(|e| e.seq < seq);
+        let held = self.queue.get(idx).is_some_and(|e| e.seq == seq && !e.skip);
+        if held {
             let from = if multiple { 0 } else { idx };
             for e in self.queue.range_mut(from..=idx) {
                 if e.outcome == Outcome::Pending {
@@ -78,6 +97,11 @@ impl InFlightWindow {
                 }
             }
         }
+        self.drain()
+    }
+
+    /// Takes the settled entries off the front.
+    fn drain(&mut self) -> Settle {
         let mut settle = Settle::new();
         let mut ack = None;
         while let Some(front) = self.queue.front() {
@@ -91,7 +115,6 @@ impl InFlightWindow {
                 }
             }
             self.queue.pop_front();
-            self.front_seq += 1;
         }
         settle.extend(ack.map(|t| (t, true)));
         settle
@@ -107,6 +130,31 @@ pub struct ForwardInfo {
 /// (other headers kept in place). None when the properties cannot be decoded (the broker
 /// delivered them, so this does not happen; the message is then forwarded unchanged).
 pub fn forward_properties(raw: &[u8], info: &ForwardInfo) -> Option<Vec<u8>> {
+    prepend_trace(raw, "x-shovelled", false, &mut |e| {
+        for (k, v) in &info.entries {
+            e.longstr(k, v.as_bytes());
+        }
+    })
+}
+
+/// How many tables the message's `header` array holds (0 without one).
+pub fn trace_len(raw: &[u8], header: &str) -> Option<usize> {
+    let props = BasicProperties::decode(raw).ok()?;
+    match props.headers.and_then(|h| h.get(header.as_bytes())) {
+        Some(FieldValue::Array(a)) => Some(a.iter().count()),
+        _ => Some(0),
+    }
+}
+
+/// The properties with a table written by `entry` prepended to the `header` array (as
+/// RabbitMQ's `prepend_table_header`: an existing array is kept behind it), and without
+/// user-id when `clear_user_id`. None when the properties cannot be decoded.
+pub fn prepend_trace(
+    raw: &[u8],
+    header: &str,
+    clear_user_id: bool,
+    entry: &mut dyn FnMut(&mut TableWriter<'_, '_>),
+) -> Option<Vec<u8>> {
     let props = BasicProperties::decode(raw).ok()?;
     let old = props.headers.unwrap_or(FieldTable::EMPTY);
     let mut table = Vec::new();
@@ -115,18 +163,14 @@ pub fn forward_properties(raw: &[u8], info: &ForwardInfo) -> Option<Vec<u8>> {
         let mut t = TableWriter::begin(&mut w);
         let mut previous = None;
         for (k, v) in old.iter() {
-            if k == b"x-shovelled" {
+            if k == header.as_bytes() {
                 previous = Some(v);
             } else {
                 t.entry(k, v);
             }
         }
-        t.array("x-shovelled", |a: &mut ArrayWriter<'_, '_>| {
-            a.table(|e| {
-                for (k, v) in &info.entries {
-                    e.longstr(k, v.as_bytes());
-                }
-            });
+        t.array(header, |a: &mut ArrayWriter<'_, '_>| {
+            a.table(|e| entry(e));
             if let Some(FieldValue::Array(prev)) = previous {
                 for v in prev.iter() {
                     a.value(v);
@@ -137,8 +181,10 @@ pub fn forward_properties(raw: &[u8], info: &ForwardInfo) -> Option<Vec<u8>> {
     }
     let headers = FieldTable::parse(&table[4..]).ok()?;
     let mut out = Vec::with_capacity(raw.len() + table.len());
+    let user_id = if clear_user_id { None } else { props.user_id };
     BasicProperties {
         headers: Some(headers),
+        user_id,
         ..props
     }
     .encode(&mut Writer::new(&mut out));
@@ -174,5 +220,19 @@ mod tests {
         assert_eq!(w.confirm(0, true, true), vec![]);
         assert_eq!(w.confirm(6, true, true), vec![(20, true)]);
         assert_eq!(w.confirm(7, true, true), vec![], "an empty window");
+    }
+
+    /// A message not forwarded (max-hops) is acked in order with the published ones: at
+    /// once on an empty window, else with the confirm of the publish before it.
+    #[test]
+    fn skipped_messages_settle_in_order() {
+        let mut w = InFlightWindow::new();
+        assert_eq!(w.skipped(1), vec![(1, true)]);
+        w.published(2);
+        assert_eq!(w.skipped(3), vec![], "behind an unconfirmed publish");
+        w.published(4);
+        assert_eq!(w.confirm(1, false, true), vec![(3, true)]);
+        assert_eq!(w.confirm(2, false, false), vec![(4, false)]);
+        assert!(w.is_empty());
     }
 }
