@@ -656,7 +656,7 @@ impl Shovel {
         let forwarded = federated.or_else(|| {
             self.forward
                 .as_ref()
-                .and_then(|f| transfer::forward_properties(props, f))
+                .and_then(|f| transfer::forward_properties(props, f, redelivered))
         });
         let Some(dest) = self.links[DEST].as_mut() else {
             return;

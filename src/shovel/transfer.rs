@@ -129,11 +129,17 @@ pub struct ForwardInfo {
 /// The message's properties with a new `x-shovelled` table prepended to the header's array
 /// (other headers kept in place). None when the properties cannot be decoded (the broker
 /// delivered them, so this does not happen; the message is then forwarded unchanged).
-pub fn forward_properties(raw: &[u8], info: &ForwardInfo) -> Option<Vec<u8>> {
+///
+/// Beside RabbitMQ's keys the table carries `redelivered`, the flag of the source's
+/// delivery (as federation's `x-received-from` does): a copy that may have been forwarded
+/// before (the source requeued it after a destination or a connection went away) says so,
+/// so a consumer can find every duplicate a shovel's at-least-once transfer makes.
+pub fn forward_properties(raw: &[u8], info: &ForwardInfo, redelivered: bool) -> Option<Vec<u8>> {
     prepend_trace(raw, "x-shovelled", false, &mut |e| {
         for (k, v) in &info.entries {
             e.longstr(k, v.as_bytes());
         }
+        e.bool("redelivered", redelivered);
     })
 }
 
