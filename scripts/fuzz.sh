@@ -22,7 +22,7 @@ SECONDS_PER_TARGET="${1:-60}"
 case "$SECONDS_PER_TARGET" in
     ''|*[!0-9]*) echo "fuzz.sh: SECONDS_PER_TARGET must be a whole number, got '$SECONDS_PER_TARGET'" >&2; exit 2 ;;
 esac
-TARGETS="${FUZZ_TARGETS:-frame method table properties topic_trie session http cert_subject}"
+TARGETS="${FUZZ_TARGETS:-frame method table properties topic_trie session http cert_subject dns}"
 # The code under test is safe Rust, so AddressSanitizer would find nothing that a panic or a
 # libFuzzer deadly-signal does not; without it a target runs roughly twice as fast.
 SANITIZER=none

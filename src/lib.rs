@@ -16,6 +16,8 @@ pub mod limits;
 pub mod logfile;
 pub mod mgmt;
 pub(crate) mod net;
+/// The DNS answer codec is network input: exported for its fuzz target (fuzz/fuzz_targets/dns.rs).
+pub use net::dns;
 pub mod notify;
 pub mod protocol;
 pub mod reactor;
