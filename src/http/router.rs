@@ -59,9 +59,19 @@ pub enum Route {
     /// The shovel_management plugin's status listing.
     Shovels,
     ShovelsVhost { vhost: String },
+    /// `/api/shovels/vhost/{vhost}/{name}`: GET lists the vhost's shovels (as RabbitMQ 3.10),
+    /// DELETE deletes the dynamic shovel.
+    Shovel { vhost: String, name: String },
+    /// `/api/shovels/vhost/{vhost}/{name}/restart`: DELETE stops and starts the shovel.
+    ShovelRestart { vhost: String, name: String },
     /// The federation_management plugin's status listing.
     FederationLinks,
     FederationLinksVhost { vhost: String },
+    /// The links neither running nor starting.
+    FederationLinksDown,
+    FederationLinksVhostDown { vhost: String },
+    /// `/api/federation-links/vhost/{vhost}/{id}/{node}/restart`: DELETE restarts the link.
+    FederationLinkRestart { vhost: String, id: String, node: String },
     Policies,
     PoliciesVhost { vhost: String },
     Policy { vhost: String, name: String },
@@ -248,8 +258,17 @@ fn resolve_api(s: &[&str]) -> Option<Route> {
         ["whoami"] => Whoami,
         ["shovels"] => Shovels,
         ["shovels", v] => ShovelsVhost { vhost: o(v) },
+        ["shovels", "vhost", v, n] => Shovel { vhost: o(v), name: o(n) },
+        ["shovels", "vhost", v, n, "restart"] => ShovelRestart { vhost: o(v), name: o(n) },
         ["federation-links"] => FederationLinks,
         ["federation-links", v] => FederationLinksVhost { vhost: o(v) },
+        ["federation-links", "state", "down"] => FederationLinksDown,
+        ["federation-links", v, "state", "down"] => FederationLinksVhostDown { vhost: o(v) },
+        ["federation-links", "vhost", v, id, n, "restart"] => FederationLinkRestart {
+            vhost: o(v),
+            id: o(id),
+            node: o(n),
+        },
         ["permissions"] => Permissions,
         ["permissions", v, u] => Permission { vhost: o(v), user: o(u) },
         ["topic-permissions"] => TopicPermissions,
@@ -438,6 +457,7 @@ impl Route {
             QueueContents { .. } | Reset | ResetNode { .. } => DELETE,
             BindingsBetween { .. } => READ_POST,
             Binding { .. } | AuthAttempts { .. } | AuthAttemptsSource { .. } => READ_DELETE,
+            Shovel { .. } | ShovelRestart { .. } | FederationLinkRestart { .. } => READ_DELETE,
             FeatureFlagEnable { .. } => PUT,
             _ => READ,
         }

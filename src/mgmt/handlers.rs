@@ -495,8 +495,16 @@ pub(super) fn handle(
         ) => Need::Policymaker,
         // The shovel_management plugin's status: monitoring or administrator.
         (Route::Shovels | Route::ShovelsVhost { .. }, _) => Need::Monitor,
+        (Route::Shovel { .. } | Route::ShovelRestart { .. }, _) => Need::Monitor,
         // The federation_management plugin's status: monitoring or administrator.
-        (Route::FederationLinks | Route::FederationLinksVhost { .. }, _) => Need::Monitor,
+        (
+            Route::FederationLinks
+            | Route::FederationLinksVhost { .. }
+            | Route::FederationLinksDown
+            | Route::FederationLinksVhostDown { .. }
+            | Route::FederationLinkRestart { .. },
+            _,
+        ) => Need::Monitor,
         (Route::Policy { .. }, _) => Need::Policymaker,
         (_, Get | Head) => Need::Management,
         (
@@ -526,7 +534,7 @@ pub(super) fn handle(
         return super::shovels::handle(m, req, route, &who);
     }
     if super::federation::serves(&route) {
-        return super::federation::handle(m, route, &who);
+        return super::federation::handle(m, req.method, route, &who);
     }
     match (route, req.method) {
         (Route::Whoami, _) => Ok(json(whoami(&who))),

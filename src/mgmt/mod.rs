@@ -59,8 +59,8 @@ pub struct Management<'a> {
     pub listeners: &'a [(&'static str, SocketAddr)],
     /// Resource alarms and what they measured last.
     pub alarms: &'a crate::resources::Alarms,
-    /// The shovels, for their status.
-    pub shovels: &'a dyn crate::shovel::ShovelList,
+    /// The shovels, for their status and restarts.
+    pub shovels: &'a mut dyn crate::shovel::ShovelList,
     /// The loop turn's clock.
     pub now: Instant,
 }

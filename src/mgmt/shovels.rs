@@ -20,6 +20,7 @@ pub(super) fn serves(route: &Route) -> bool {
         Route::ParametersComponentVhost { .. } => true,
         Route::Parameter { component, .. } => COMPONENTS.contains(&component.as_str()),
         Route::Shovels | Route::ShovelsVhost { .. } => true,
+        Route::Shovel { .. } | Route::ShovelRestart { .. } => true,
         _ => false,
     }
 }
@@ -60,9 +61,7 @@ pub(super) fn handle(
     who: &Principal,
 ) -> Result<Response<Listing>, ApiError> {
     match &route {
-        Route::ParametersComponentVhost { vhost, .. }
-        | Route::Parameter { vhost, .. }
-        | Route::ShovelsVhost { vhost }
+        Route::ParametersComponentVhost { vhost, .. } | Route::Parameter { vhost, .. }
             if m.broker.access().vhost(vhost).is_some() && !sees_vhost(m, who, vhost) =>
         {
             return Err(ApiError::not_authorised(
@@ -86,6 +85,7 @@ pub(super) fn handle(
         }
         json_response(Value::Array(rows))
     };
+    let restart = matches!(route, Route::ShovelRestart { .. });
     match (route, req.method) {
         (Route::Parameters, _) => Ok(list(m, None, None)),
         (Route::ParametersComponent { component }, _) => Ok(list(m, Some(&component), None)),
@@ -137,6 +137,37 @@ pub(super) fn handle(
         (Route::ShovelsVhost { vhost }, _) => {
             vhost_known(m, &vhost)?;
             Ok(status_listing(m, Some(&vhost), who))
+        }
+        (Route::Shovel { vhost, name } | Route::ShovelRestart { vhost, name }, method) => {
+            // RabbitMQ 3.10: the shovel must exist among those the user may see, whatever
+            // the method; a GET then lists the vhost's shovels, not only this one.
+            let mut seen = false;
+            m.shovels.each(&mut |s| {
+                seen |= s.federation.is_none()
+                    && s.kind == crate::shovel::Kind::Dynamic
+                    && s.vhost == vhost
+                    && s.name == name
+            });
+            if !seen || !status_visible(m, who, &vhost) {
+                return Err(ApiError::not_found());
+            }
+            match (method, restart) {
+                (Method::Delete, true) => {
+                    m.shovels.restart(&vhost, &name);
+                    Ok(Response::new(Status::NO_CONTENT))
+                }
+                (Method::Delete, false) => {
+                    // Deleting is deleting the parameter: policymaker or administrator, as
+                    // DELETE /api/parameters/shovel/V/NAME (RabbitMQ lets monitoring users
+                    // do it here; coney keeps monitoring read-only).
+                    if !(who.tags.has(Tags::POLICYMAKER) || who.tags.has(Tags::ADMINISTRATOR)) {
+                        return Err(ApiError::not_authorised("Not policymaker user"));
+                    }
+                    m.broker.delete_parameter("shovel", &vhost, &name);
+                    Ok(Response::new(Status::NO_CONTENT))
+                }
+                _ => Ok(status_listing(m, Some(&vhost), who)),
+            }
         }
         _ => Err(ApiError::not_found()),
     }
@@ -217,12 +248,19 @@ fn status_row(s: &Shovel) -> Value {
     Value::Object(o)
 }
 
+/// Whether `who` sees a vhost's shovels in the status listing: RabbitMQ 3.10's
+/// shovel_management lists the vhosts the user has permissions in, for administrators and
+/// monitoring users too (unlike the parameter listings, where they see every vhost).
+fn status_visible(m: &Management<'_>, who: &Principal, vhost: &str) -> bool {
+    m.broker.access().grant(&who.user, vhost).is_some()
+}
+
 fn status_listing(m: &Management<'_>, vhost: Option<&str>, who: &Principal) -> Response<Listing> {
     let mut rows = Vec::new();
     m.shovels.each(&mut |s| {
         if s.federation.is_none()
             && vhost.is_none_or(|v| v == s.vhost)
-            && sees_vhost(m, who, &s.vhost)
+            && status_visible(m, who, &s.vhost)
         {
             rows.push(status_row(s));
         }

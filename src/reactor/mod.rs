@@ -413,7 +413,7 @@ impl Reactor {
             &self.stats,
             &self.alarms,
             &self.listeners[..],
-            &self.shovels,
+            &mut self.shovels,
         );
         self.http.turn(
             now,
@@ -428,7 +428,7 @@ impl Reactor {
                     stats,
                     alarms,
                     listeners,
-                    shovels,
+                    shovels: &mut *shovels,
                     now,
                 })
             },

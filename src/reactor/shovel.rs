@@ -74,6 +74,8 @@ pub(super) struct ShovelSide {
     dynamic: HashMap<(String, String), usize>,
     /// Shovels with work this turn.
     work: Vec<usize>,
+    /// Dynamic shovels the API asked to restart, acted on at the next turn.
+    restarts: Vec<usize>,
     /// The broker's parameters generation last followed.
     generation: Option<u64>,
     /// Federation links by (vhost, exchange, upstream), with the spec each runs.
@@ -97,6 +99,27 @@ impl ShovelList for ShovelSide {
             f(&e.shovel);
         }
     }
+
+    fn restart(&mut self, vhost: &str, name: &str) -> bool {
+        let Some(&key) = self.dynamic.get(&(vhost.to_owned(), name.to_owned())) else {
+            return false;
+        };
+        self.request_restart(key);
+        true
+    }
+
+    fn restart_link(&mut self, id: &str) -> bool {
+        let Some(key) = self
+            .entries
+            .iter()
+            .find(|(_, e)| e.shovel.federation.as_ref().is_some_and(|f| f.id == id))
+            .map(|(k, _)| k)
+        else {
+            return false;
+        };
+        self.request_restart(key);
+        true
+    }
 }
 
 impl ShovelSide {
@@ -116,6 +139,7 @@ impl ShovelSide {
             entries: Slab::new(),
             dynamic: HashMap::new(),
             work: Vec::new(),
+            restarts: Vec::new(),
             generation: None,
             links: HashMap::new(),
             by_exchange: HashMap::new(),
@@ -217,6 +241,51 @@ impl ShovelSide {
             });
             self.work.push(key);
             self.dynamic.insert(k, key);
+        }
+    }
+
+    fn request_restart(&mut self, key: usize) {
+        // At most one request per shovel: the list is bounded by the shovels.
+        if !self.restarts.contains(&key) {
+            self.restarts.push(key);
+        }
+    }
+
+    /// Stops the shovels and links the API asked to restart (their connections closed, what
+    /// was in flight requeued by the source). A shovel starts again from its definition, as a
+    /// new one: status starting, a new timestamp, src-delete-after counted afresh. A link
+    /// starts its next attempt at once, syncing its bindings as after any failure.
+    fn restart_requested(&mut self, now: Instant, registry: &Registry) {
+        for key in std::mem::take(&mut self.restarts) {
+            let Some(e) = self.entries.get_mut(key) else {
+                continue;
+            };
+            if e.shovel.federation.is_some() {
+                info!("{}: restarted", e.shovel.what());
+                e.shovel.restart_now("restarted", now);
+                close_socks(e, registry);
+                if !e.queued {
+                    e.queued = true;
+                    self.work.push(key);
+                }
+                continue;
+            }
+            e.shovel.stop("restarted");
+            close_socks(e, registry);
+            let old = &e.shovel;
+            info!("shovel '{}' in vhost '{}': restarted", old.name, old.vhost);
+            e.shovel = Shovel::new(
+                &old.name,
+                &old.vhost,
+                old.kind,
+                old.spec.clone(),
+                old.value.clone(),
+                self.node,
+            );
+            if !e.queued {
+                e.queued = true;
+                self.work.push(key);
+            }
         }
     }
 
@@ -371,6 +440,7 @@ impl ShovelSide {
         broker: &mut Broker,
     ) {
         self.follow_parameters(broker, registry);
+        self.restart_requested(now, registry);
         if self.take_binding_changes(broker) {
             self.follow_federation(broker, registry);
         }

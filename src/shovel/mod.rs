@@ -46,6 +46,13 @@ const DECLARE: u16 = 3;
 /// The shovels as the management API lists them.
 pub trait ShovelList {
     fn each(&self, f: &mut dyn FnMut(&Shovel));
+    /// Asks for the dynamic shovel `name` of `vhost` to be stopped and started again from
+    /// its definition (the API's restart); false when there is no such shovel. The owner of
+    /// the shovels acts on it at its next turn, where it has the sockets to close.
+    fn restart(&mut self, vhost: &str, name: &str) -> bool;
+    /// The same for the federation link with this `id` (the federation_management plugin's
+    /// restart, which looks the link up by id alone).
+    fn restart_link(&mut self, id: &str) -> bool;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,7 +148,7 @@ pub struct Shovel {
 
 impl Shovel {
     /// "shovel 'NAME' in vhost 'V'" or "federation link 'X' <- upstream 'U' in vhost 'V'".
-    fn what(&self) -> String {
+    pub fn what(&self) -> String {
         match &self.federation {
             Some(f) => format!(
                 "federation link of exchange '{}' from upstream '{}' in vhost '{}'",
@@ -302,6 +309,14 @@ impl Shovel {
         let delay = Duration::from_secs_f64(self.spec.reconnect_delay_secs.min(1e6));
         self.retry_at = Some(now + delay);
         set_status(self, Status::Terminated, Some(reason));
+    }
+
+    /// Ends this attempt now (connections closed with `reason`) and starts the next one at
+    /// once instead of after reconnect-delay: a federation link's restart, which keeps its
+    /// binding state so that the next attempt syncs bindings as after any failure.
+    pub fn restart_now(&mut self, reason: &str, now: Instant) {
+        self.fail(reason.to_owned(), now);
+        self.retry_at = Some(now);
     }
 
     /// The links are gone (sockets closed): forget the clients.

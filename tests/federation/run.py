@@ -66,12 +66,13 @@ def wait_for(what, fn, timeout=WAIT, every=0.05):
     raise Failure('timed out after %ss waiting for %s (last: %r)' % (timeout, what, last))
 
 
-def api(port, method, path, body=None):
-    """(status, JSON or text) of one management API request as guest."""
+def api(port, method, path, body=None, user='guest', password='guest'):
+    """(status, JSON or text) of one management API request (as guest unless told)."""
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request('http://%s:%d/api%s' % (HOST, port, path), data=data,
                                  method=method)
-    req.add_header('authorization', 'Basic ' + base64.b64encode(b'guest:guest').decode())
+    req.add_header('authorization', 'Basic ' + base64.b64encode(
+        ('%s:%s' % (user, password)).encode()).decode())
     if data is not None:
         req.add_header('content-type', 'application/json')
     try:
@@ -497,6 +498,82 @@ def test_link_status(t):
     check(link(t.d, 'fed.st', 'st')['status'] == 'running', 'good link still running')
 
 
+def upstream_consumer(t, queue_prefix):
+    """The connection name of the consumer on U of the federation queue whose name starts
+    with `queue_prefix`, or None."""
+    status, rows = api(t.u.api, 'GET', '/consumers/%2F')
+    for r in rows if status == 200 else []:
+        # RabbitMQ shows channel_details as [] while the channel's stats are not yet in.
+        if r['queue']['name'].startswith(queue_prefix) and isinstance(r['channel_details'], dict):
+            return r['channel_details']['connection_name']
+    return None
+
+
+def test_link_restart_and_visibility(t):
+    """The federation_management plugin's other endpoints answer as RabbitMQ 3.10's:
+    /federation-links/state/down lists only links neither running nor starting;
+    DELETE /federation-links/vhost/V/ID/NODE/restart is 204 for a link (and it comes back on
+    a new upstream connection and forwards again), 404 for an unknown id, node or vhost, 401
+    for a management user; a monitoring user sees the links of the vhosts it has
+    permissions in only, an administrator every vhost's."""
+    row = federate(t, 'fed.rs', 'rs')
+    ident, node = row['id'], row['node']
+    declare_exchange(t.d.port, 'fed.down')
+    check(put_upstream(t.d, 'down', {'uri': 'amqp://u:secret@%s:1' % HOST,
+                                     'reconnect-delay': 1})[0] == 201, 'PUT down upstream')
+    t.cleanup.append('/parameters/federation-upstream/%2F/down')
+    check(put_policy(t.d, 'down', '^fed\\.down$', {'federation-upstream': 'down'})[0] == 201,
+          'PUT down policy')
+    t.cleanup.append('/policies/%2F/down')
+    wait_for('link fed.down in error', lambda: (link(t.d, 'fed.down', 'down') or {}).get('status')
+             not in (None, 'running', 'starting'))
+    for user, tags in (('fmon', 'monitoring'), ('fmg', 'management'), ('fadm', 'administrator')):
+        check(api(t.d.api, 'PUT', '/users/' + user, {'password': 'p', 'tags': tags})[0] in (201, 204),
+              'user ' + user)
+        t.cleanup.append('/users/' + user)
+
+    def names(path, user='guest'):
+        status, rows = api(t.d.api, 'GET', path, user=user, password='guest' if user == 'guest' else 'p')
+        return status, sorted((r['exchange'], r['upstream']) for r in rows) if status == 200 else rows
+
+    got = {
+        'down': names('/federation-links/state/down'),
+        'down vhost': names('/federation-links/%2F/state/down'),
+        'monitoring without permissions': names('/federation-links', 'fmon'),
+        'administrator without permissions': names('/federation-links', 'fadm'),
+        'management': names('/federation-links', 'fmg'),
+    }
+    api(t.d.api, 'PUT', '/permissions/%2F/fmon', {'configure': '', 'write': '', 'read': ''})
+    got['monitoring with permissions'] = names('/federation-links', 'fmon')
+    base = '/federation-links/vhost/%%2F/%s/%s/restart' % (q(ident), q(node))
+    for label, path, user in (('unknown id', '/federation-links/vhost/%%2F/nope/%s/restart' % q(node), 'guest'),
+                              ('unknown node', '/federation-links/vhost/%%2F/%s/nobody@nowhere/restart' % q(ident), 'guest'),
+                              ('unknown vhost', '/federation-links/vhost/nov/%s/%s/restart' % (q(ident), q(node)), 'guest'),
+                              ('management user', base, 'fmg')):
+        got['restart, ' + label] = api(t.d.api, 'DELETE', path, user=user,
+                                       password='guest' if user == 'guest' else 'p')
+    before = wait_for('consumer on U of the fed.rs queue', lambda: upstream_consumer(t, 'federation: fed.rs'))
+    got['restart'] = api(t.d.api, 'DELETE', base)
+    after = wait_for('a new consumer on U of the fed.rs queue', lambda: (
+        lambda c: c if c and c != before else None)(upstream_consumer(t, 'federation: fed.rs')))
+    wait_running(t.d, 'fed.rs', 'rs')
+    bind_queue(t.d.port, 'frq', 'fed.rs', ['k'])
+    wait_routed(t.u.port, 'fed.rs', 'k', 'k bound on U after the restart')
+    send_marker(t.u.port, 'fed.rs', 'k', b'after-restart')
+    check([b for b, _, _ in consume_until(t.d.port, 'frq', b'after-restart')] == [],
+          'messages before the marker')
+    print('    upstream consumer %s -> %s' % (before, after))
+    for k, v in sorted(got.items()):
+        print('    %s: %r' % (k, v))
+    if t.d.kind == 'rabbitmq':
+        t.reference['restart'] = got
+    else:
+        want = t.reference.get('restart')
+        check(want is not None, 'no RabbitMQ answers recorded (reference run failed?)')
+        diff = {k: (got[k], want.get(k)) for k in got if got[k] != want.get(k)}
+        check(not diff, 'coney vs RabbitMQ: %r' % diff)
+
+
 def upstream_backlog(t):
     """Messages on U's queues other than the tests' own (the federation queues)."""
     status, rows = api(t.u.api, 'GET', '/queues')
@@ -806,6 +883,7 @@ TESTS = [
     test_basic_forwarding,
     test_binding_sync,
     test_link_status,
+    test_link_restart_and_visibility,
     test_nothing_confirmed_lost,
     test_max_hops,
     test_validation,

@@ -283,6 +283,67 @@ def test_listings_follow_vhost_access(t):
     check(all('hidden' not in json.dumps(a) for a in answers[1][:2]), 'seen: %r' % (answers[1],))
 
 
+def consumer_connection(port, queue):
+    """The connection name of the (first) consumer of `queue` in vhost /, or None."""
+    _, rows = api(port, 'GET', '/consumers/%2F')
+    for r in rows if isinstance(rows, list) else []:
+        if r['queue']['name'] == queue:
+            return r['channel_details']['connection_name']
+    return None
+
+
+def test_restart_and_delete_as_rabbitmq(t):
+    """/api/shovels/vhost/V/NAME and .../restart answer as RabbitMQ 3.10's shovel_management
+    (GET lists the vhost's shovels; 404 for an unknown shovel or one in a vhost the user has
+    no permissions in, administrators included; 401 for a user without the monitoring tag);
+    a restart stops the shovel and starts it again on new connections (its source consumer
+    is another connection) and it moves messages after it; DELETE deletes the shovel's
+    parameter."""
+    value = {'src-uri': 'amqp://', 'src-queue': 'rs-src', 'dest-uri': 'amqp://',
+             'dest-queue': 'rs-dst'}
+    answers = []
+    for port, amqp in ((t.a.api_port, A_PORT), (CONEY_API, CONEY_PORT)):
+        api(port, 'PUT', '/users/rmg', {'password': 'p', 'tags': 'management'})
+        api(port, 'PUT', '/users/radm', {'password': 'p', 'tags': 'administrator'})
+        api(port, 'PUT', '/permissions/%2F/rmg', {'configure': '.*', 'write': '.*', 'read': '.*'})
+        check(put_shovel(port, 'rs', value)[0] == 201, 'create on %d' % port)
+        wait_running(port, 'rs')
+        got = []
+
+        def ask(method, path, user='guest'):
+            status, body = api(port, method, path, user=user,
+                               password='guest' if user == 'guest' else 'p')
+            names = sorted(r['name'] for r in body) if isinstance(body, list) else body
+            got.append((method, path, user, status, names))
+            return status
+
+        ask('GET', '/shovels/vhost/%2F/rs')
+        ask('GET', '/shovels/vhost/%2F/rs/restart')
+        ask('GET', '/shovels/vhost/%2F/nope')
+        ask('DELETE', '/shovels/vhost/%2F/nope/restart')
+        ask('DELETE', '/shovels/vhost/nov/rs/restart')
+        ask('DELETE', '/shovels/vhost/%2F/rs/restart', user='rmg')
+        ask('GET', '/shovels', user='radm')
+        ask('GET', '/shovels/%2F', user='radm')
+        ask('DELETE', '/shovels/vhost/%2F/rs/restart', user='radm')
+        before = wait_for('consumer on rs-src', lambda: consumer_connection(port, 'rs-src'))
+        check(ask('DELETE', '/shovels/vhost/%2F/rs/restart') == 204, 'restart on %d' % port)
+        after = wait_for('a new consumer on rs-src', lambda: (lambda c: c if c and c != before
+                                                              else None)(consumer_connection(port, 'rs-src')))
+        wait_running(port, 'rs')
+        publish(amqp, 'rs-src', 5, wait=False)
+        check(len(drain(amqp, 'rs-dst', 5)) == 5, 'moved after the restart on %d' % port)
+        print('    %d: source consumer %s -> %s' % (port, before, after))
+        ask('DELETE', '/shovels/vhost/%2F/rs')
+        ask('GET', '/parameters/shovel/%2F/rs')
+        ask('DELETE', '/shovels/vhost/%2F/rs')
+        answers.append(got)
+        for u in ('rmg', 'radm'):
+            api(port, 'DELETE', '/users/' + u)
+    for want, got in zip(answers[0], answers[1]):
+        check(got == want, 'coney %r, RabbitMQ %r' % (got, want))
+
+
 def test_coney_to_rabbitmq_as_rabbitmqs_shovel(t):
     """coney → RabbitMQ moves every message in order with its properties, and adds the same
     x-shovelled header as RabbitMQ's own shovel doing RabbitMQ A → RabbitMQ B."""
@@ -879,6 +940,7 @@ TESTS = [
     test_rabbitmq_to_coney_exchange_source,
     test_status_listing_matches_rabbitmq,
     test_listings_follow_vhost_access,
+    test_restart_and_delete_as_rabbitmq,
     test_delete_after_as_rabbitmq,
     test_parameters_survive_restart_and_export,
     test_static_shovel_from_config,
