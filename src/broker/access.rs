@@ -441,6 +441,20 @@ impl Broker {
         Ok(())
     }
 
+    /// `rabbitmqctl clear_topic_permissions -p vhost user`: all of the user's topic
+    /// permissions in the vhost; false if there were none.
+    pub fn clear_topic_permissions(&mut self, user: &str, vhost: &str) -> bool {
+        let existed = self
+            .access
+            .topic_permissions()
+            .any(|(u, v, _, _)| u == user && v == vhost);
+        if existed {
+            self.access.clear_topic_permissions(user, vhost, None);
+            self.record_access();
+        }
+        existed
+    }
+
     /// Replaces the access tables with `next` (an import applied to a copy of them): vhosts it
     /// adds are created with their standard exchanges. Vhosts are never removed this way.
     pub(super) fn replace_access(&mut self, next: AccessControl) {

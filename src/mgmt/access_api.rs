@@ -288,6 +288,118 @@ pub(super) fn delete_permission<S>(
     }
 }
 
+/// The users without any permission entry (`/api/users/without-permissions`).
+pub(super) fn users_without_permissions<S>(m: &Management<'_>) -> Response<S> {
+    let access = m.broker.access();
+    let mut list: Vec<&User> = access
+        .users()
+        .filter(|u| !access.permissions().any(|(n, _, _)| n == u.name))
+        .collect();
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut out = vec![b'['];
+    for (i, u) in list.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_user(&mut out, u);
+    }
+    out.push(b']');
+    json_ok(out)
+}
+
+/// Topic permissions: all, a vhost's, a user's, or one user's in one vhost (`single`: 404
+/// when there are none, as RabbitMQ 3.10; the others list `[]`). A user or vhost named that
+/// does not exist is 404.
+pub(super) fn topic_permissions<S>(
+    m: &Management<'_>,
+    vhost: Option<&str>,
+    user: Option<&str>,
+    single: bool,
+) -> Result<Response<S>, ApiError> {
+    let access = m.broker.access();
+    if user.is_some_and(|u| access.user(u).is_none())
+        || vhost.is_some_and(|v| access.vhost(v).is_none())
+    {
+        return Err(ApiError::not_found());
+    }
+    let rows: Vec<_> = access
+        .topic_permissions()
+        .filter(|(u, v, _, _)| user.is_none_or(|x| x == *u) && vhost.is_none_or(|x| x == *v))
+        .collect();
+    if single && rows.is_empty() {
+        return Err(ApiError::not_found());
+    }
+    let mut out = vec![b'['];
+    for (i, (u, v, x, p)) in rows.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let mut o = ObjectWriter::item(&mut out, Filter::All);
+        o.str("user", u)
+            .str("vhost", v)
+            .str("exchange", x)
+            .str("write", p.write_source())
+            .str("read", p.read_source());
+        o.end();
+    }
+    out.push(b']');
+    Ok(json_ok(out))
+}
+
+/// PUT /api/topic-permissions/V/U: `exchange`, `write` and `read`, each required (RabbitMQ
+/// 3.10's `[{key_missing,K}]` text names the missing ones); 201 when the user had no topic
+/// permission in the vhost, 204 otherwise (RabbitMQ counts per user and vhost).
+pub(super) fn put_topic_permission<S>(
+    m: &mut Management<'_>,
+    vhost: &str,
+    user: &str,
+    body: &[u8],
+) -> Result<Response<S>, ApiError> {
+    let doc = body_json(body)?;
+    let missing: Vec<String> = ["exchange", "write", "read"]
+        .iter()
+        .filter(|k| doc.get(**k).is_none())
+        .map(|k| format!("{{key_missing,{k}}}"))
+        .collect();
+    if !missing.is_empty() {
+        return Err(ApiError::bad_request(format!("[{}]", missing.join(","))));
+    }
+    let text = |k: &str| match doc.get(k) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        _ => Err(ApiError::bad_request(format!("{k} must be a string"))),
+    };
+    let (exchange, write, read) = (text("exchange")?, text("write")?, text("read")?);
+    if m.broker.access().vhost(vhost).is_none() || m.broker.access().user(user).is_none() {
+        return Err(ApiError::bad_request("vhost_or_user_not_found"));
+    }
+    let existed = m
+        .broker
+        .access()
+        .topic_permissions()
+        .any(|(u, v, _, _)| u == user && v == vhost);
+    m.broker
+        .set_topic_permissions(user, vhost, &exchange, &write, &read)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(Response::new(if existed {
+        Status::NO_CONTENT
+    } else {
+        Status::CREATED
+    }))
+}
+
+/// DELETE /api/topic-permissions/V/U: every topic permission of the user in the vhost.
+pub(super) fn delete_topic_permission<S>(
+    m: &mut Management<'_>,
+    vhost: &str,
+    user: &str,
+) -> Result<Response<S>, ApiError> {
+    if m.broker.clear_topic_permissions(user, vhost) {
+        Ok(Response::new(Status::NO_CONTENT))
+    } else {
+        Err(ApiError::not_found())
+    }
+}
+
 pub(super) fn definitions<S>(
     m: &Management<'_>,
     vhost: Option<&str>,

@@ -474,13 +474,24 @@ pub(super) fn handle(
         (Route::WebUi, _) => {
             return super::web::file(&req.segments).ok_or_else(ApiError::not_found)
         }
+        // The page's OAuth settings, read before logging in (RabbitMQ 3.10 without OAuth).
+        (Route::Auth, Get | Head) => {
+            return Ok(json(
+                br#"{"enable_uaa":false,"uaa_client_id":"","uaa_location":""}"#.to_vec(),
+            ))
+        }
         (
             Route::Vhosts
             | Route::Vhost { .. }
             | Route::Users
             | Route::User { .. }
+            | Route::UsersWithoutPermissions
             | Route::Permissions
             | Route::Permission { .. }
+            | Route::TopicPermissions
+            | Route::TopicPermission { .. }
+            | Route::VhostTopicPermissions { .. }
+            | Route::UserTopicPermissions { .. }
             | Route::Definitions
             | Route::DefinitionsVhost { .. },
             _,
@@ -515,7 +526,8 @@ pub(super) fn handle(
             | Route::ExchangePublish { .. }
             | Route::BindingsBetween { .. }
             | Route::Binding { .. }
-            | Route::Connection { .. },
+            | Route::Connection { .. }
+            | Route::ConnectionsOfUser { .. },
             _,
         ) => Need::Management,
         _ => Need::Administrator,
@@ -562,6 +574,32 @@ pub(super) fn handle(
                 .filter(|c| c.vhost == vhost)
                 .collect();
             listing(req, Rows::Connections(rows), &["vhost", "name"])
+        }
+        // A user's connections: the user itself, or monitoring or administrator (RabbitMQ
+        // 3.10 answers a management user 500 here); DELETE closes them all.
+        (Route::ConnectionsOfUser { user }, method) => {
+            if !sees_user(&who, &user) {
+                return Err(ApiError::not_authorised(NOT_YOURS));
+            }
+            let rows: Vec<_> = m
+                .connection_snaps(&who)
+                .into_iter()
+                .filter(|c| c.user == user)
+                .collect();
+            if method != Delete {
+                return listing(req, Rows::Connections(rows), &["vhost", "name"]);
+            }
+            if !(who.tags.has(Tags::ADMINISTRATOR) || who.user == user) {
+                return Err(ApiError::not_authorised(NOT_YOURS));
+            }
+            let reason = req
+                .x_reason
+                .clone()
+                .unwrap_or_else(|| "Closed via management plugin".to_owned());
+            for c in &rows {
+                m.conns.close(&c.name, &reason);
+            }
+            Ok(Response::new(Status::NO_CONTENT))
         }
         (Route::Connection { name }, Delete) => {
             let owner = m.connection_owner(&name).ok_or_else(ApiError::not_found)?;
@@ -817,6 +855,29 @@ pub(super) fn handle(
             access_api::permissions(m, Some(&vhost), None, false)
         }
         (Route::Users, _) => access_api::users(m, None),
+        (Route::UsersWithoutPermissions, _) => Ok(access_api::users_without_permissions(m)),
+        (Route::TopicPermissions, _) => access_api::topic_permissions(m, None, None, false),
+        (Route::VhostTopicPermissions { vhost }, _) => {
+            access_api::topic_permissions(m, Some(&vhost), None, false)
+        }
+        (Route::UserTopicPermissions { user }, _) => {
+            access_api::topic_permissions(m, None, Some(&user), false)
+        }
+        (Route::TopicPermission { vhost, user }, Put) => {
+            access_api::put_topic_permission(m, &vhost, &user, &req.body)
+        }
+        (Route::TopicPermission { vhost, user }, Delete) => {
+            access_api::delete_topic_permission(m, &vhost, &user)
+        }
+        (Route::TopicPermission { vhost, user }, _) => {
+            access_api::topic_permissions(m, Some(&vhost), Some(&user), true)
+        }
+        // coney's page loads no plugin scripts.
+        (Route::Extensions, _) => Ok(json(b"[]".to_vec())),
+        (Route::HealthchecksNodeNamed { node }, _) if node == node_name() => {
+            Ok(node::virtual_hosts())
+        }
+        (Route::HealthchecksNodeNamed { .. }, _) => Err(ApiError::not_found()),
         (Route::User { name }, Put) => access_api::put_user(m, &name, &req.body),
         (Route::User { name }, Delete) => access_api::delete_user(m, &name),
         (Route::User { name }, _) => access_api::users(m, Some(&name)),

@@ -1195,6 +1195,123 @@ def check_permissions_missing_vhost_or_user(ctx):
 
 
 
+def check_topic_permissions(ctx):
+    """/api/topic-permissions as RabbitMQ 3.10: PUT 201 for the user's first in the vhost, 204
+    after (per user and vhost, not per exchange); the listings (all, one user and vhost, the
+    user's, the vhost's) show them; missing keys are 400 `[{key_missing,K}]`; a missing user
+    or vhost 400 vhost_or_user_not_found on PUT and 404 on GET; DELETE removes all of the
+    user's in the vhost (then 404). And they act: a publish to amq.topic whose key the write
+    pattern refuses closes the channel with 403."""
+    user = P + 'topic-user'
+    st, _ = ctx.api.status_of('PUT', '/api/users/' + q(user), {'password': 'pw', 'tags': ''})
+    expect(st in (201, 204), 'user PUT: %s' % st)
+    st, _ = ctx.api.status_of('PUT', '/api/permissions/%2F/' + q(user),
+                              {'configure': '.*', 'write': '.*', 'read': '.*'})
+    expect(st in (201, 204), 'permissions PUT: %s' % st)
+    one = '/api/topic-permissions/%2F/' + q(user)
+    st, _ = ctx.api.status_of('GET', one)
+    expect(st == 404, 'GET before any: %s' % st)
+    answers = [ctx.api.status_of('PUT', one, b)[0] for b in (
+        {'exchange': 'amq.topic', 'write': '^allowed\\.', 'read': '.*'},
+        {'exchange': P + 'x2', 'write': '^b', 'read': ''},
+        {'exchange': P + 'x2', 'write': '^c', 'read': ''})]
+    expect(answers == [201, 204, 204], 'PUT statuses %r' % answers)
+
+    def mine(rows):
+        return sorted((r['user'], r['vhost'], r['exchange'], r['write'], r['read'])
+                      for r in rows if r['user'] == user)
+    want = [(user, '/', P + 'x2', '^c', ''), (user, '/', 'amq.topic', '^allowed\\.', '.*')]
+    for path in ('/api/topic-permissions', one, '/api/users/%s/topic-permissions' % q(user),
+                 '/api/vhosts/%2F/topic-permissions'):
+        got = mine(ctx.api.get(path))
+        expect(got == sorted(want), 'GET %s: %r' % (path, got))
+    for body, reason in (({'write': '', 'read': ''}, '[{key_missing,exchange}]'),
+                         ({'exchange': 'amq.topic'}, '[{key_missing,write},{key_missing,read}]')):
+        st, got = ctx.api.status_of('PUT', one, body)
+        expect(st == 400 and got == {'error': 'bad_request', 'reason': reason},
+               'PUT %r: %s %r' % (body, st, got))
+    for path in ('/api/topic-permissions/%s/%s' % (q(P + 'no-vh'), q(user)),
+                 '/api/topic-permissions/%2F/' + q(P + 'no-user')):
+        st, got = ctx.api.status_of('PUT', path, {'exchange': 'amq.topic', 'write': '', 'read': ''})
+        expect(st == 400 and got == {'error': 'bad_request', 'reason': 'vhost_or_user_not_found'},
+               'PUT %s: %s %r' % (path, st, got))
+        st, _ = ctx.api.status_of('GET', path)
+        expect(st == 404, 'GET %s: %s' % (path, st))
+    import pika
+    c = brokerlib.pika_connect(ctx.amqp, credentials=pika.PlainCredentials(user, 'pw'))
+    try:
+        ch = c.channel()
+        ch.basic_publish('amq.topic', 'allowed.key', b'ok')
+        ch.queue_declare('', exclusive=True)  # a round trip: the allowed publish kept it open
+        ch.basic_publish('amq.topic', 'refused.key', b'no')
+        # The broker handles the publish before this declare, so the declare's answer is the
+        # channel.close of the refusal.
+        try:
+            ch.queue_declare('', exclusive=True)
+            expect(False, 'a publish with a refused key left the channel open')
+        except pika.exceptions.ChannelClosedByBroker as e:
+            expect(brokerlib.reply_code(e) == 403, 'closed with %r' % (e,))
+    finally:
+        if c.is_open:
+            c.close()
+    st, _ = ctx.api.status_of('DELETE', one)
+    expect(st == 204, 'DELETE: %s' % st)
+    st, _ = ctx.api.status_of('DELETE', one)
+    expect(st == 404, 'DELETE again: %s' % st)
+    expect(mine(ctx.api.get('/api/topic-permissions')) == [], 'left after DELETE')
+    ctx.api.status_of('DELETE', '/api/users/' + q(user))
+
+
+def check_small_endpoints(ctx):
+    """/api/auth answers without credentials with RabbitMQ 3.10's OAuth-off object;
+    /api/users/without-permissions lists a user that has none (and not one that has);
+    /api/healthchecks/node/NODE is ok for the broker's own node, 404 for another;
+    /api/connections/username/U lists U's connections and DELETE closes them all (204)."""
+    st, _, body = ctx.api.call('GET', '/api/auth', auth=False)
+    expect(st == 200 and body == {'enable_uaa': False, 'uaa_client_id': '', 'uaa_location': ''},
+           '/api/auth: %s %r' % (st, body))
+    lone, busy = P + 'lone', P + 'busy'
+    for u in (lone, busy):
+        st, _ = ctx.api.status_of('PUT', '/api/users/' + q(u), {'password': 'pw', 'tags': ''})
+        expect(st in (201, 204), 'user PUT: %s' % st)
+    ctx.api.status_of('PUT', '/api/permissions/%2F/' + q(busy),
+                      {'configure': '.*', 'write': '.*', 'read': '.*'})
+    rows = ctx.api.get('/api/users/without-permissions')
+    names = [r['name'] for r in rows]
+    expect(lone in names and busy not in names, 'without-permissions: %r' % names)
+    expect(set(rows[names.index(lone)]) >= {'name', 'password_hash', 'hashing_algorithm', 'tags'},
+           'row %r' % rows[names.index(lone)])
+    node = ctx.api.get('/api/overview')['node']
+    expect(ctx.api.get('/api/healthchecks/node/' + q(node)) == {'status': 'ok'}, 'own node')
+    st, _ = ctx.api.status_of('GET', '/api/healthchecks/node/nobody%40nowhere')
+    expect(st == 404, 'other node: %s' % st)
+    import pika
+    conns = [brokerlib.pika_connect(ctx.amqp, credentials=pika.PlainCredentials(busy, 'pw'))
+             for _ in range(2)]
+    try:
+        got = eventually(lambda: (lambda r: r if len(r) == 2 else None)(
+            ctx.api.get('/api/connections/username/' + q(busy))), 'two connections of the user')
+        expect(all(r['user'] == busy for r in got), 'rows %r' % got)
+        expect(ctx.api.get('/api/connections/username/' + q(P + 'nobody')) == [], 'nobody')
+        st, _ = ctx.api.status_of('DELETE', '/api/connections/username/' + q(busy))
+        expect(st == 204, 'DELETE: %s' % st)
+        for c in conns:
+            def gone(c=c):
+                try:
+                    c.process_data_events(time_limit=0.1)
+                except pika.exceptions.ConnectionClosedByBroker as e:
+                    return brokerlib.reply_code(e) == 320
+                return False
+            eventually(gone, 'connection closed with 320 by the DELETE')
+    except Exception:
+        for c in conns:
+            if c.is_open:
+                c.close()
+        raise
+    for u in (lone, busy):
+        ctx.api.status_of('DELETE', '/api/users/' + q(u))
+
+
 def check_node_memory(ctx):
     """GET /api/nodes/NAME/memory is RabbitMQ's {"memory": {...}} with strategy rss, total.rss
     and total.allocated (bytes, non-zero), code (the resident code) not above the RSS, every
