@@ -108,6 +108,17 @@ fn write_user(out: &mut Vec<u8>, u: &User) {
         for t in &u.tags {
             a.str(t.name());
         }
+    })
+    // RabbitMQ 3.10 shows the user's limits with the user, `{}` without any.
+    .object("limits", |l| {
+        for (k, n) in [
+            ("max-connections", u.limits.max_connections),
+            ("max-channels", u.limits.max_channels),
+        ] {
+            if let Some(n) = n {
+                l.i64(k, n);
+            }
+        }
     });
     o.end();
 }

@@ -856,6 +856,26 @@ pub(super) fn handle(
         }
         (Route::Users, _) => access_api::users(m, None),
         (Route::UsersWithoutPermissions, _) => Ok(access_api::users_without_permissions(m)),
+        (Route::VhostLimits, _) => super::limits_api::vhost_limits(m, &who, None),
+        (Route::VhostLimitsVhost { vhost }, _) => {
+            super::limits_api::vhost_limits(m, &who, Some(&vhost))
+        }
+        (Route::VhostLimit { vhost, name }, Put) => {
+            super::limits_api::set_vhost_limit(m, &vhost, &name, Some(&req.body))
+        }
+        (Route::VhostLimit { vhost, name }, _) => {
+            super::limits_api::set_vhost_limit(m, &vhost, &name, None)
+        }
+        (Route::UserLimits, _) => super::limits_api::user_limits(m, &who, None),
+        (Route::UserLimitsUser { user }, _) => {
+            super::limits_api::user_limits(m, &who, Some(&user))
+        }
+        (Route::UserLimit { user, name }, Put) => {
+            super::limits_api::set_user_limit(m, &user, &name, Some(&req.body))
+        }
+        (Route::UserLimit { user, name }, _) => {
+            super::limits_api::set_user_limit(m, &user, &name, None)
+        }
         (Route::TopicPermissions, _) => access_api::topic_permissions(m, None, None, false),
         (Route::VhostTopicPermissions { vhost }, _) => {
             access_api::topic_permissions(m, Some(&vhost), None, false)

@@ -14,6 +14,7 @@ mod metrics;
 mod node;
 mod objects;
 mod policies_api;
+mod limits_api;
 mod shovels;
 pub mod stats;
 mod web;

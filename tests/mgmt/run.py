@@ -1262,6 +1262,90 @@ def check_topic_permissions(ctx):
     ctx.api.status_of('DELETE', '/api/users/' + q(user))
 
 
+def check_limits_api(ctx):
+    """/api/vhost-limits and /api/user-limits as RabbitMQ 3.10: PUT {"value": N} is 204
+    (new or not), the listings show the vhost's or user's limits, RabbitMQ's 400 texts for an
+    unknown limit, a value that is not a number and a missing value; a missing vhost 404 on
+    PUT; DELETE 204 (set or not). And they act: with max-queues 1, a second queue.declare in
+    the vhost is refused with 406; with max-channels 1, a second channel.open closes the
+    connection."""
+    import pika
+    vh, user = P + 'limits-vh', P + 'limits-user'
+    expect(ctx.api.status_of('PUT', '/api/vhosts/' + q(vh))[0] in (201, 204), 'vhost PUT')
+    expect(ctx.api.status_of('PUT', '/api/users/' + q(user), {'password': 'pw', 'tags': ''})[0]
+           in (201, 204), 'user PUT')
+    for v in (vh, '/'):
+        ctx.api.status_of('PUT', '/api/permissions/%s/%s' % (q(v), q(user)),
+                          {'configure': '.*', 'write': '.*', 'read': '.*'})
+    vl, ul = '/api/vhost-limits/%s/' % q(vh), '/api/user-limits/%s/' % q(user)
+    statuses = [ctx.api.status_of('PUT', vl + 'max-connections', {'value': 10})[0],
+                ctx.api.status_of('PUT', vl + 'max-connections', {'value': 11})[0],
+                ctx.api.status_of('PUT', vl + 'max-queues', {'value': 1})[0],
+                ctx.api.status_of('PUT', ul + 'max-channels', {'value': 1})[0],
+                ctx.api.status_of('PUT', ul + 'max-connections', {'value': 5})[0]]
+    expect(statuses == [204] * 5, 'PUT statuses %r' % statuses)
+    rows = [r for r in ctx.api.get('/api/vhost-limits') if r['vhost'] == vh]
+    expect(rows == [{'vhost': vh, 'value': {'max-connections': 11, 'max-queues': 1}}],
+           'vhost-limits: %r' % rows)
+    expect(ctx.api.get('/api/vhost-limits/' + q(vh)) == rows, 'one vhost')
+    rows = [r for r in ctx.api.get('/api/user-limits') if r['user'] == user]
+    expect(rows == [{'user': user, 'value': {'max-channels': 1, 'max-connections': 5}}],
+           'user-limits: %r' % rows)
+    expect(ctx.api.get('/api/user-limits/' + q(user)) == rows, 'one user')
+    for path, body, want in (
+            (vl + 'max-bogus', {'value': 5},
+             'Validation failed\n\nUnrecognised terms [{<<"max-bogus">>,5}] in limits\n'),
+            (vl + 'max-queues', {'value': 'x'},
+             'Validation failed\n\nmax-queues should be a number, actually was <<"x">>\n'),
+            (vl + 'max-queues', {}, '[{key_missing,value}]'),
+            (ul + 'max-bogus', {'value': 5}, 'Unrecognised terms [{<<"max-bogus">>,5}] in user-limits'),
+            (ul + 'max-channels', {'value': 'x'}, 'max-channels should be a number, actually was <<"x">>')):
+        st, got = ctx.api.status_of('PUT', path, body)
+        expect(st == 400 and got == {'error': 'bad_request', 'reason': want},
+               'PUT %s %r: %s %r' % (path, body, st, got))
+    st, got = ctx.api.status_of('PUT', '/api/vhost-limits/%s/max-queues' % q(P + 'no-vh'), {'value': 1})
+    expect(st == 404 and got == {'error': 'not_found', 'reason': 'vhost_not_found'},
+           'missing vhost: %s %r' % (st, got))
+    for path in ('/api/vhost-limits/' + q(P + 'no-vh'), '/api/user-limits/' + q(P + 'no-user')):
+        expect(ctx.api.status_of('GET', path)[0] == 404, 'GET %s' % path)
+    def connect():
+        return brokerlib.pika_connect(ctx.amqp, credentials=pika.PlainCredentials(user, 'pw'),
+                                      virtual_host=vh)
+    c = connect()
+    try:
+        c.channel()
+        try:
+            c.channel()
+            expect(False, 'a second channel for a user with max-channels 1')
+        except (pika.exceptions.ConnectionClosedByBroker, pika.exceptions.ChannelClosedByBroker) as e:
+            expect(brokerlib.reply_code(e) in (406, 530), 'closed with %r' % (e,))
+    finally:
+        if c.is_open:
+            c.close()
+    c = connect()
+    try:
+        ch = c.channel()
+        ch.queue_declare(P + 'limit-q1')
+        try:
+            ch.queue_declare(P + 'limit-q2')
+            expect(False, 'a second queue in a vhost with max-queues 1')
+        except pika.exceptions.ChannelClosedByBroker as e:
+            expect(brokerlib.reply_code(e) == 406, 'closed with %r' % (e,))
+    finally:
+        if c.is_open:
+            c.close()
+    dels = [ctx.api.status_of('DELETE', vl + 'max-queues')[0],
+            ctx.api.status_of('DELETE', vl + 'max-queues')[0],
+            ctx.api.status_of('DELETE', vl + 'max-connections')[0],
+            ctx.api.status_of('DELETE', ul + 'max-channels')[0],
+            ctx.api.status_of('DELETE', ul + 'max-connections')[0]]
+    expect(dels == [204] * 5, 'DELETE statuses %r' % dels)
+    expect(ctx.api.get('/api/vhost-limits/' + q(vh)) == [], 'vhost limits left')
+    expect(ctx.api.get('/api/user-limits/' + q(user)) == [], 'user limits left')
+    ctx.api.status_of('DELETE', '/api/vhosts/' + q(vh))
+    ctx.api.status_of('DELETE', '/api/users/' + q(user))
+
+
 def check_small_endpoints(ctx):
     """/api/auth answers without credentials with RabbitMQ 3.10's OAuth-off object;
     /api/users/without-permissions lists a user that has none (and not one that has);
