@@ -122,9 +122,10 @@ fn protocol_name(v: ProtocolVersion) -> &'static str {
 
 /// Erlang ssl's (key_exchange, cipher, mac) of a suite, which RabbitMQ reports as
 /// ssl_key_exchange, ssl_cipher and ssl_hash: TLS 1.3 suites have key exchange `any`, and
-/// every AEAD suite's mac is `aead` (RabbitMQ 3.10.8 on OTP 24/25 reported aes_256_gcm,
-/// aes_128_gcm and chacha20_poly1305 with ecdhe_ecdsa and ecdhe_rsa keys over TLS 1.2, and
-/// any/aes_256_gcm/aead over TLS 1.3). These are every suite of rustls's ring provider.
+/// every AEAD suite's mac is `aead`. RabbitMQ 3.10.8 reported these names for pika clients
+/// offering one suite each: all three TLS 1.3 suites, and over TLS 1.2 the three ECDSA ones
+/// and RSA's AES-256-GCM and CHACHA20 (tests/tls/run.py test_management_tls_fields checks
+/// the EC ones against either broker). These are every suite of rustls's ring provider.
 fn suite_names(suite: CipherSuite) -> (&'static str, &'static str, &'static str) {
     use CipherSuite::*;
     match suite {

@@ -367,17 +367,52 @@ def cert_validity(path):
     return '%s - %s' % (iso(d['notBefore']), iso(d['notAfter']))
 
 
+# A pika TLS client in a child process, so that an OPENSSL_CONF of its own can narrow the TLS
+# 1.3 suites it offers (Python's ssl module has no call for that): opens a connection named
+# argv[2] to port argv[1] trusting the CA file argv[3], says "open", holds it until stdin ends.
+HOLD_CLIENT = r"""
+import ssl, sys, pika
+port, name, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl.create_default_context(cafile=ca)
+conn = pika.BlockingConnection(pika.ConnectionParameters(
+    host='127.0.0.1', port=port, ssl_options=pika.SSLOptions(ctx, 'localhost'),
+    connection_attempts=1, socket_timeout=5, client_properties={'connection_name': name}))
+print('open', flush=True)
+sys.stdin.read()
+conn.close()
+"""
+
+
+def hold_tls13_client(t, port, name, suite):
+    """A child process holding a pika connection that offers only TLS 1.3 `suite`."""
+    conf = os.path.join(t.tmp, 'openssl-%s.cnf' % suite)
+    with open(conf, 'w') as f:
+        f.write('openssl_conf = default_conf\n[default_conf]\nssl_conf = ssl_sect\n'
+                '[ssl_sect]\nsystem_default = system_default_sect\n'
+                '[system_default_sect]\nCiphersuites = %s\n' % suite)
+    p = subprocess.Popen([sys.executable, '-c', HOLD_CLIENT, str(port), name, t.pki.ca],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         env=dict(os.environ, OPENSSL_CONF=conf))
+    line = p.stdout.readline()
+    if line.strip() != b'open':
+        p.kill()
+        p.wait(5)
+        raise AssertionError('TLS 1.3 %s client did not connect: %r' % (suite, line))
+    return p
+
+
 def test_management_tls_fields(t):
     """GET /api/connections and /api/connections/NAME report each connection's TLS session
     and client certificate as RabbitMQ 3.10 does, on broker c (verify_peer, certificate
     optional; the server key is EC P-256): TLS 1.3 is tlsv1.3 / aes_256_gcm / aead / any,
     TLS 1.2 is tlsv1.2 / aes_256_gcm / aead / ecdhe_ecdsa (pika's defaults against either
-    broker); a client certificate gives its subject and issuer in RabbitMQ's DN form and its
+    broker), and clients offering only AES-128-GCM or CHACHA20-POLY1305 get aes_128_gcm and
+    chacha20_poly1305 over either version; a client certificate gives its subject and issuer
+    in RabbitMQ's DN form and its
     validity as '2026-12-04T13:56:48Z - 2026-12-06T13:56:48Z'. What a connection lacks (the
     certificate without one, everything on the plain port, ssl false) is null in the listing
     and "" for the one connection. RabbitMQ 3.10.8 (OTP 25) gave exactly these with --rabbitmq,
-    and with an RSA server key ecdhe_rsa, with ECDHE-*-CHACHA20-POLY1305 chacha20_poly1305,
-    with AES128-GCM aes_128_gcm, and for a notAfter past 2049 (a GeneralizedTime)
+    and with an RSA server key ecdhe_rsa, and for a notAfter past 2049 (a GeneralizedTime)
     '{generalTime,"20540421135743Z"}' (the unit tests of src/auth/cert_subject.rs and
     src/net/tls.rs hold those)."""
     p = t.pki
@@ -393,15 +428,29 @@ def test_management_tls_fields(t):
     }
     subjects = {p.client: 'CN=guest', p.ext_user: 'O=coney test,CN=tls-user'}
     want = {'fields-plain': (False,) + (None,) * 7}
+    no_cert = (None, None, None)
     conns = []
+    holds = []
     try:
         for name, version, cert, key in setups:
             conns.append(pika.BlockingConnection(tls_params(
                 t.c.tls_port, client_context(p, cert, key, max_version=version),
                 **named(name))))
             peer = ((subjects[cert], 'CN=coney test CA', cert_validity(cert)) if cert
-                    else (None, None, None))
+                    else no_cert)
             want[name] = (True,) + session[version] + peer
+        for openssl_name, cipher in (('ECDHE-ECDSA-AES128-GCM-SHA256', 'aes_128_gcm'),
+                                     ('ECDHE-ECDSA-CHACHA20-POLY1305', 'chacha20_poly1305')):
+            ctx = client_context(p, max_version=ssl.TLSVersion.TLSv1_2)
+            ctx.set_ciphers(openssl_name)
+            name = 'fields-tls12-' + cipher
+            conns.append(pika.BlockingConnection(tls_params(t.c.tls_port, ctx, **named(name))))
+            want[name] = (True, 'tlsv1.2', cipher, 'aead', 'ecdhe_ecdsa') + no_cert
+        for suite, cipher in (('TLS_AES_128_GCM_SHA256', 'aes_128_gcm'),
+                              ('TLS_CHACHA20_POLY1305_SHA256', 'chacha20_poly1305')):
+            name = 'fields-tls13-' + cipher
+            holds.append(hold_tls13_client(t, t.c.tls_port, name, suite))
+            want[name] = (True, 'tlsv1.3', cipher, 'aead', 'any') + no_cert
         conns.append(pika.BlockingConnection(pika.ConnectionParameters(
             HOST, t.c.port, connection_attempts=1, **named('fields-plain'))))
         rows = listed_connections(t.c, list(want))
@@ -417,6 +466,13 @@ def test_management_tls_fields(t):
     finally:
         for c in conns:
             c.close()
+        for h in holds:
+            h.stdin.close()
+            try:
+                h.wait(10)
+            except subprocess.TimeoutExpired:
+                h.kill()
+                h.wait(5)
 
 
 def s_client(port, *extra, send=PROTOCOL_HEADER, wait=1.5):
