@@ -401,6 +401,40 @@ def hold_tls13_client(t, port, name, suite):
     return p
 
 
+CTL_KEYS = ('name', 'ssl', 'ssl_protocol', 'ssl_key_exchange', 'ssl_cipher', 'ssl_hash',
+            'peer_cert_subject', 'peer_cert_issuer', 'peer_cert_validity')
+
+
+def ctl_lists_tls_fields(t, broker, want):
+    """`coneyctl list_connections name ssl ssl_protocol ... peer_cert_validity` (built beside
+    the coney binary; it reads the management API of either broker) prints for each connection
+    of `want` ({API name: TLS_FIELDS values}) the row rabbitmqctl prints: true/false, the
+    values, and nothing for what is missing; on RabbitMQ rabbitmqctl itself is held to the
+    same rows."""
+    order = [TLS_FIELDS.index(k) for k in CTL_KEYS[2:]]
+    expect = set()
+    for name, values in want.items():
+        cells = [name, 'true' if values[0] else 'false']
+        cells += ['' if values[i] is None else values[i] for i in order]
+        expect.add('\t'.join(cells))
+    argvs = []
+    coneyctl = os.path.join(os.path.dirname(t.binary), 'coneyctl')
+    if os.access(coneyctl, os.X_OK):
+        argvs.append([coneyctl, '--port', str(broker.mgmt_port), 'list_connections'])
+    else:
+        print('    coneyctl not built beside %s: its check skipped' % t.binary)
+    if t.rabbitmq:
+        argvs.append(['bash', brokerlib.RabbitMQ.SCRIPT, 'ctl', broker.conf, 'list_connections'])
+    for argv in argvs:
+        cp = subprocess.run(argv + list(CTL_KEYS), stdin=subprocess.DEVNULL,
+                            capture_output=True, timeout=90)
+        assert cp.returncode == 0, (argv, cp.returncode, cp.stderr[-500:])
+        lines = cp.stdout.decode().splitlines()
+        assert '\t'.join(CTL_KEYS) in lines, (argv[0], lines[:3])
+        got = {line for line in lines if line.split('\t', 1)[0] in want}
+        assert got == expect, (argv[0], sorted(got ^ expect))
+
+
 def test_management_tls_fields(t):
     """GET /api/connections and /api/connections/NAME report each connection's TLS session
     and client certificate as RabbitMQ 3.10 does, on broker c (verify_peer, certificate
@@ -408,13 +442,13 @@ def test_management_tls_fields(t):
     TLS 1.2 is tlsv1.2 / aes_256_gcm / aead / ecdhe_ecdsa (pika's defaults against either
     broker), and clients offering only AES-128-GCM or CHACHA20-POLY1305 get aes_128_gcm and
     chacha20_poly1305 over either version; a client certificate gives its subject and issuer
-    in RabbitMQ's DN form and its
-    validity as '2026-12-04T13:56:48Z - 2026-12-06T13:56:48Z'. What a connection lacks (the
-    certificate without one, everything on the plain port, ssl false) is null in the listing
-    and "" for the one connection. RabbitMQ 3.10.8 (OTP 25) gave exactly these with --rabbitmq,
-    and with an RSA server key ecdhe_rsa, and for a notAfter past 2049 (a GeneralizedTime)
-    '{generalTime,"20540421135743Z"}' (the unit tests of src/auth/cert_subject.rs and
-    src/net/tls.rs hold those)."""
+    in RabbitMQ's DN form and its validity as '2026-12-04T13:56:48Z - 2026-12-06T13:56:48Z'.
+    What a connection lacks (the certificate without one, everything on the plain port, ssl
+    false) is null in the listing and "" for the one connection. RabbitMQ 3.10.8 (OTP 25)
+    gives exactly these (--rabbitmq), and by hand with an RSA server key ecdhe_rsa, and for a
+    notAfter past 2049 (a GeneralizedTime) '{generalTime,"20540421135743Z"}' (the unit tests
+    of src/auth/cert_subject.rs and src/net/tls.rs hold those). coneyctl list_connections
+    shows them as rabbitmqctl does (ctl_lists_tls_fields)."""
     p = t.pki
     setups = [
         ('fields-tls13', None, None, None),
@@ -463,6 +497,7 @@ def test_management_tls_fields(t):
             got = tuple(one.get(k, 'absent') for k in TLS_FIELDS)
             expect_one = tuple('' if v is None else v for v in expect)
             assert got == expect_one, ('one', name, got, expect_one)
+        ctl_lists_tls_fields(t, t.c, {rows[n]['name']: v for n, v in want.items()})
     finally:
         for c in conns:
             c.close()
