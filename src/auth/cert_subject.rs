@@ -1,15 +1,19 @@
-//! The user name SASL EXTERNAL takes from a client certificate, as RabbitMQ's
-//! rabbitmq_auth_mechanism_ssl forms it (`rabbit_ssl` / `rabbit_cert_info`): the subject
-//! distinguished name in RabbitMQ's string form, or the subject's common names. A small DER
-//! walker over the certificate (only as far as the subject), not an X.509 library: the
-//! certificate was already parsed and verified by rustls/webpki, we need one field, and this
-//! is ~150 lines that never panic on any input (tested on every prefix and on flipped bytes).
+//! What coney reads from a client certificate, as RabbitMQ forms it (`rabbit_ssl` /
+//! `rabbit_cert_info`): the user name SASL EXTERNAL takes (rabbitmq_auth_mechanism_ssl: the
+//! subject distinguished name in RabbitMQ's string form, or the subject's common names), and
+//! the subject, issuer and validity the management API shows for a TLS connection
+//! (`peer_cert_subject`, `peer_cert_issuer`, `peer_cert_validity`). A small DER walker over
+//! the certificate (only as far as the subject), not an X.509 library: the certificate was
+//! already parsed and verified by rustls/webpki, we need three fields, and this is ~200 lines
+//! that never panic on any input (tested on every prefix and on flipped bytes).
 //!
-//! RabbitMQ's form (observed on 3.10.8): the RDNs in reverse order joined by `,`, the
+//! RabbitMQ's form of a name (observed on 3.10.8): the RDNs in reverse order joined by `,`, the
 //! attributes of a multi-valued RDN in their encoded order joined by `+`, `TYPE=value` with
 //! RabbitMQ's type names (`CN`, `O`, `OU`, `EMAILADDRESS`, ...; any other type in dotted
 //! decimal), values escaped as RFC 4514 says plus every byte below 32 or from 126 up as
-//! `\XX` (so UTF-8 text shows as `\C3\A9`).
+//! `\XX` (so UTF-8 text shows as `\C3\A9`). Its validity: `START - END`, a UTCTime as
+//! `2026-12-04T13:56:48Z` (always "20" before the two-digit year) and a GeneralizedTime as
+//! Erlang prints the decoded term, `{generalTime,"20540421135743Z"}`.
 
 /// Where the user name comes from (RabbitMQ's `ssl_cert_login_from`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -60,9 +64,15 @@ const SEQUENCE: u8 = 0x30;
 const SET: u8 = 0x31;
 const OID: u8 = 0x06;
 
-/// The contents of the subject Name: Certificate → tbsCertificate → (version), serial,
-/// signature, issuer, validity, subject.
-fn subject(cert: &[u8]) -> Option<&[u8]> {
+/// The contents of tbsCertificate's issuer Name, Validity and subject Name: Certificate →
+/// tbsCertificate → (version), serial, signature, issuer, validity, subject.
+struct TbsNames<'a> {
+    issuer: &'a [u8],
+    validity: &'a [u8],
+    subject: &'a [u8],
+}
+
+fn tbs_names(cert: &[u8]) -> Option<TbsNames<'_>> {
     let (SEQUENCE, cert, _) = element(cert)? else {
         return None;
     };
@@ -72,12 +82,111 @@ fn subject(cert: &[u8]) -> Option<&[u8]> {
     if tbs.first() == Some(&0xa0) {
         tbs = element(tbs)?.2;
     }
-    for _ in 0..4 {
-        tbs = element(tbs)?.2; // serial, signature, issuer, validity
+    for _ in 0..2 {
+        tbs = element(tbs)?.2; // serial, signature
     }
-    match element(tbs)? {
-        (SEQUENCE, name, _) => Some(name),
+    let (SEQUENCE, issuer, tbs) = element(tbs)? else {
+        return None;
+    };
+    let (SEQUENCE, validity, tbs) = element(tbs)? else {
+        return None;
+    };
+    let (SEQUENCE, subject, _) = element(tbs)? else {
+        return None;
+    };
+    Some(TbsNames {
+        issuer,
+        validity,
+        subject,
+    })
+}
+
+/// The contents of the subject Name.
+fn subject(cert: &[u8]) -> Option<&[u8]> {
+    Some(tbs_names(cert)?.subject)
+}
+
+/// A client certificate as the management API shows it on its connection (RabbitMQ's
+/// `peer_cert_subject`, `peer_cert_issuer`, `peer_cert_validity`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    pub subject: String,
+    pub issuer: String,
+    pub validity: String,
+}
+
+/// The subject, issuer and validity in RabbitMQ's forms; None if the certificate cannot be
+/// read that far (never for one rustls verified).
+pub fn describe(cert_der: &[u8]) -> Option<CertInfo> {
+    let names = tbs_names(cert_der)?;
+    Some(CertInfo {
+        subject: distinguished_name(names.subject)?,
+        issuer: distinguished_name(names.issuer)?,
+        validity: validity(names.validity)?,
+    })
+}
+
+/// `notBefore - notAfter` as rabbit_cert_info:validity writes it.
+fn validity(seq: &[u8]) -> Option<String> {
+    let (start_tag, start, rest) = element(seq)?;
+    let (end_tag, end, rest) = element(rest)?;
+    if !rest.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{} - {}",
+        time_text(start_tag, start)?,
+        time_text(end_tag, end)?
+    ))
+}
+
+/// One Time as RabbitMQ's format_asn1_value writes it: a UTCTime `YYMMDDHHMMSSZ` as
+/// `20YY-MM-DDTHH:MM:SSZ`; any other UTCTime, and every GeneralizedTime, as Erlang's `~p`
+/// prints the decoded term (`{generalTime,"20540421135743Z"}`).
+fn time_text(tag: u8, s: &[u8]) -> Option<String> {
+    const UTC_TIME: u8 = 0x17;
+    const GENERALIZED_TIME: u8 = 0x18;
+    match tag {
+        UTC_TIME if s.len() == 13 && s[12] == b'Z' => {
+            let c = |i: usize| char::from(s[i]);
+            Some(format!(
+                "20{}{}-{}{}-{}{}T{}{}:{}{}:{}{}Z",
+                c(0),
+                c(1),
+                c(2),
+                c(3),
+                c(4),
+                c(5),
+                c(6),
+                c(7),
+                c(8),
+                c(9),
+                c(10),
+                c(11)
+            ))
+        }
+        UTC_TIME => Some(format!("{{utcTime,{}}}", erlang_string(s))),
+        GENERALIZED_TIME => Some(format!("{{generalTime,{}}}", erlang_string(s))),
         _ => None,
+    }
+}
+
+/// A list of bytes as Erlang's `~p` prints it: `"text"` when every byte is printable ASCII
+/// (`"` and `\` escaped), else `[50,48,...]`.
+fn erlang_string(s: &[u8]) -> String {
+    if s.iter().all(|b| (32..127).contains(b)) {
+        let mut out = String::from("\"");
+        for &b in s {
+            if b == b'"' || b == b'\\' {
+                out.push('\\');
+            }
+            out.push(char::from(b));
+        }
+        out.push('"');
+        out
+    } else {
+        let parts: Vec<String> = s.iter().map(u8::to_string).collect();
+        format!("[{}]", parts.join(","))
     }
 }
 
@@ -402,6 +511,67 @@ mod tests {
         );
     }
 
+    /// Certificates made by openssl 3, signed by the CA of tests/tls's Pki: what RabbitMQ
+    /// 3.10.8's management API reported as peer_cert_subject, peer_cert_issuer and
+    /// peer_cert_validity for pika amqps connections presenting them (GET /api/connections,
+    /// verify_peer; c11 was made with -days 10000, so its notAfter is a GeneralizedTime).
+    #[test]
+    fn described_as_rabbitmq_management_shows_them() {
+        let cases: [(&[u8], &str, &str, &str); 2] = [
+            (
+                include_bytes!("../../tests/fixtures/client-certs/c10.der"),
+                "O=coney test,CN=tls-user",
+                "CN=coney test CA",
+                "2026-12-04T13:56:48Z - 2026-12-06T13:56:48Z",
+            ),
+            (
+                include_bytes!("../../tests/fixtures/client-certs/c11.der"),
+                "OU=a,CN=long lived",
+                "CN=coney test CA",
+                "2026-12-04T13:57:43Z - {generalTime,\"20540421135743Z\"}",
+            ),
+        ];
+        for (der, subject, issuer, validity) in cases {
+            let info = describe(der).expect("a readable certificate");
+            assert_eq!(info.subject, subject);
+            assert_eq!(info.issuer, issuer);
+            assert_eq!(info.validity, validity);
+        }
+        let c2 = describe(include_bytes!("../../tests/fixtures/client-certs/c2.der"));
+        assert_eq!(c2.map(|i| i.issuer).as_deref(), Some("CN=test CA"));
+        // The skeleton's issuer and UTCTime validity.
+        let info = describe(&cert(&[vec![atv(CN, 0x0c, b"guest")]])).expect("readable");
+        assert_eq!(info.subject, "CN=guest");
+        assert_eq!(info.issuer, "CN=issuer");
+        assert_eq!(info.validity, "2026-01-01T00:00:00Z - 2027-01-01T00:00:00Z");
+    }
+
+    /// Time forms RabbitMQ does not rewrite are printed as Erlang prints the decoded term.
+    #[test]
+    fn times_as_erlang_prints_them() {
+        assert_eq!(
+            time_text(0x17, b"991231235959Z").as_deref(),
+            Some("2099-12-31T23:59:59Z")
+        );
+        assert_eq!(
+            time_text(0x17, b"9912312359Z").as_deref(),
+            Some("{utcTime,\"9912312359Z\"}")
+        );
+        assert_eq!(
+            time_text(0x18, b"20540421135743Z").as_deref(),
+            Some("{generalTime,\"20540421135743Z\"}")
+        );
+        assert_eq!(
+            time_text(0x18, b"a\"\\\x01").as_deref(),
+            Some("{generalTime,[97,34,92,1]}")
+        );
+        assert_eq!(
+            time_text(0x18, b"a\"\\").as_deref(),
+            Some("{generalTime,\"a\\\"\\\\\"}")
+        );
+        assert_eq!(time_text(0x04, b"x"), None);
+    }
+
     /// common_name mode: the CNs unescaped in certificate order, joined by ","; none is no name.
     #[test]
     fn common_names_joined_in_certificate_order() {
@@ -419,8 +589,8 @@ mod tests {
         assert_eq!(cn(&[vec![atv(O, 0x0c, b"noCN")]]), None);
     }
 
-    /// Every truncation and every single flipped byte of a certificate gives a name or None,
-    /// never a panic.
+    /// Every truncation and every single flipped byte of a certificate gives a name (and a
+    /// description) or None, never a panic.
     #[test]
     fn damaged_certificates_never_panic() {
         let good = cert(&[vec![
@@ -430,6 +600,7 @@ mod tests {
         for len in 0..good.len() {
             let _ = login_name(&good[..len], CertLoginFrom::DistinguishedName);
             let _ = login_name(&good[..len], CertLoginFrom::CommonName);
+            assert_eq!(describe(&good[..len]), None);
         }
         for i in 0..good.len() {
             for bit in 0..8 {
@@ -437,6 +608,7 @@ mod tests {
                 bad[i] ^= 1 << bit;
                 let _ = login_name(&bad, CertLoginFrom::DistinguishedName);
                 let _ = login_name(&bad, CertLoginFrom::CommonName);
+                let _ = describe(&bad);
             }
         }
         assert_eq!(login_name(&[], CertLoginFrom::DistinguishedName), None);

@@ -11,6 +11,8 @@ pub struct ConnRow<'a> {
     pub local: SocketAddr,
     /// Came in on the TLS (amqps) listener.
     pub tls: bool,
+    /// Its TLS handshake (protocol, cipher suite, client certificate), once complete.
+    pub tls_info: Option<&'a crate::net::tls::TlsInfo>,
     /// Its socket traffic (recv_oct, send_oct, ...).
     pub io: &'a crate::net::io_stats::IoStats,
 }

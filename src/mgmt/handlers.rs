@@ -10,6 +10,7 @@ use crate::http::json::{ArrayWriter, Columns, Filter, ObjectWriter};
 use crate::http::paginate::{select, EnvelopeStyle, ListQuery, Listable, ListingStream};
 use crate::http::router::{DestKind, Route};
 use crate::http::{ApiError, Request, Response, Status};
+use crate::net::tls::TlsInfo;
 use crate::session::info::ChannelInfo;
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -40,6 +41,8 @@ pub(super) struct ConnSnap {
     peer: SocketAddr,
     local: SocketAddr,
     tls: bool,
+    /// The TLS handshake's protocol, suite and client certificate, as the reactor keeps them.
+    tls_info: Option<TlsInfo>,
     user: String,
     vhost: String,
     state: &'static str,
@@ -171,22 +174,50 @@ fn connection_fields(o: &mut ObjectWriter<'_, '_>, c: &ConnSnap, single: bool) {
     if let Some(Value::String(n)) = c.client_properties.get("connection_name") {
         o.str("user_provided_name", n);
     }
-    if !c.tls {
-        // A plain connection has no TLS session or peer certificate. (On a TLS connection
-        // these are not reported yet: README, management API.)
-        for key in [
-            "peer_cert_issuer",
-            "peer_cert_subject",
-            "peer_cert_validity",
-            "ssl_cipher",
-            "ssl_hash",
-            "ssl_key_exchange",
-            "ssl_protocol",
-        ] {
-            if single {
-                o.str(key, "");
-            } else {
-                o.null(key);
+    // RabbitMQ 3.10 reports the TLS session and the client certificate; what a connection
+    // lacks (all of it on a plain one, the certificate when the client sent none) is null in
+    // the listing and "" for one connection.
+    let missing = |o: &mut ObjectWriter<'_, '_>, key: &str| {
+        if single {
+            o.str(key, "");
+        } else {
+            o.null(key);
+        }
+    };
+    match &c.tls_info {
+        Some(t) => {
+            match &t.peer_cert {
+                Some(p) => {
+                    o.str("peer_cert_issuer", &p.issuer)
+                        .str("peer_cert_subject", &p.subject)
+                        .str("peer_cert_validity", &p.validity);
+                }
+                None => {
+                    for key in [
+                        "peer_cert_issuer",
+                        "peer_cert_subject",
+                        "peer_cert_validity",
+                    ] {
+                        missing(o, key);
+                    }
+                }
+            }
+            o.str("ssl_cipher", t.cipher)
+                .str("ssl_hash", t.hash)
+                .str("ssl_key_exchange", t.key_exchange)
+                .str("ssl_protocol", t.protocol);
+        }
+        None => {
+            for key in [
+                "peer_cert_issuer",
+                "peer_cert_subject",
+                "peer_cert_validity",
+                "ssl_cipher",
+                "ssl_hash",
+                "ssl_key_exchange",
+                "ssl_protocol",
+            ] {
+                missing(o, key);
             }
         }
     }
@@ -327,6 +358,7 @@ impl Management<'_> {
                 peer: info.peer,
                 local: row.local,
                 tls: row.tls,
+                tls_info: row.tls_info.cloned(),
                 user: info.user.to_owned(),
                 vhost: info.vhost.to_owned(),
                 state: info.state,

@@ -434,6 +434,11 @@ impl Conn {
         self.tls.is_some()
     }
 
+    /// A TLS connection's handshake as the management API reports it, once complete.
+    pub fn tls_info(&self) -> Option<&crate::net::tls::TlsInfo> {
+        self.tls.as_ref().and_then(|t| t.info())
+    }
+
     /// Output not yet on the socket: the outbox, or TLS records rustls still holds.
     pub fn has_output(&self) -> bool {
         self.out.pending() > 0 || self.tls.as_ref().is_some_and(|t| t.wants_write())

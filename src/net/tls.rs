@@ -1,8 +1,10 @@
 //! TLS as a byte transport for one AMQP connection: a non-blocking rustls server session over
 //! the connection's mio `TcpStream`, plus loading the listener's keys and certificates from
-//! RabbitMQ's `ssl_options.*` files. The session above sees the same plaintext as on a plain
-//! socket; nothing here knows AMQP.
+//! RabbitMQ's `ssl_options.*` files, and what the management API reports of a finished
+//! handshake (`TlsInfo`). The session above sees the same plaintext as on a plain socket;
+//! nothing here knows AMQP.
 
+use crate::auth::cert_subject::{self, CertInfo};
 use crate::config::{TlsOptions, TlsVerify};
 use crate::limits::TLS_OUTPUT_STAGED_MAX_BYTES;
 use crate::protocol::Outbox;
@@ -11,7 +13,7 @@ use rustls::crypto::ring;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig, ServerConnection};
+use rustls::{CipherSuite, ProtocolVersion, RootCertStore, ServerConfig, ServerConnection};
 use std::io::{self, ErrorKind, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -94,6 +96,78 @@ fn load_roots(path: &Path) -> Result<RootCertStore, String> {
     Ok(roots)
 }
 
+/// A finished handshake as RabbitMQ 3.10's management API reports it on the connection
+/// (`ssl_protocol`, `ssl_key_exchange`, `ssl_cipher`, `ssl_hash`, and `peer_cert_*` from the
+/// client's certificate when it sent one): Erlang ssl's names, taken once when the handshake
+/// completes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsInfo {
+    pub protocol: &'static str,
+    pub key_exchange: &'static str,
+    pub cipher: &'static str,
+    pub hash: &'static str,
+    pub peer_cert: Option<CertInfo>,
+}
+
+/// Erlang ssl's name of a protocol version (`ssl:connection_information/1`'s `protocol`).
+fn protocol_name(v: ProtocolVersion) -> &'static str {
+    match v {
+        ProtocolVersion::TLSv1_3 => "tlsv1.3",
+        ProtocolVersion::TLSv1_2 => "tlsv1.2",
+        ProtocolVersion::TLSv1_1 => "tlsv1.1",
+        ProtocolVersion::TLSv1_0 => "tlsv1",
+        _ => "",
+    }
+}
+
+/// Erlang ssl's (key_exchange, cipher, mac) of a suite, which RabbitMQ reports as
+/// ssl_key_exchange, ssl_cipher and ssl_hash: TLS 1.3 suites have key exchange `any`, and
+/// every AEAD suite's mac is `aead`. RabbitMQ 3.10.8 reported these names for pika clients
+/// offering one suite each: all three TLS 1.3 suites, and over TLS 1.2 the three ECDSA ones
+/// and RSA's AES-256-GCM and CHACHA20 (tests/tls/run.py test_management_tls_fields checks
+/// the EC ones against either broker). These are every suite of rustls's ring provider.
+fn suite_names(suite: CipherSuite) -> (&'static str, &'static str, &'static str) {
+    use CipherSuite::*;
+    match suite {
+        TLS13_AES_256_GCM_SHA384 => ("any", "aes_256_gcm", "aead"),
+        TLS13_AES_128_GCM_SHA256 => ("any", "aes_128_gcm", "aead"),
+        TLS13_CHACHA20_POLY1305_SHA256 => ("any", "chacha20_poly1305", "aead"),
+        TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 => ("ecdhe_ecdsa", "aes_256_gcm", "aead"),
+        TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 => ("ecdhe_ecdsa", "aes_128_gcm", "aead"),
+        TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 => {
+            ("ecdhe_ecdsa", "chacha20_poly1305", "aead")
+        }
+        TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => ("ecdhe_rsa", "aes_256_gcm", "aead"),
+        TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => ("ecdhe_rsa", "aes_128_gcm", "aead"),
+        TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => ("ecdhe_rsa", "chacha20_poly1305", "aead"),
+        _ => ("", "", ""),
+    }
+}
+
+impl TlsInfo {
+    /// What `conn` negotiated; `peer_cert` is the client's end-entity certificate (DER).
+    fn of(conn: &ServerConnection, peer_cert: Option<&[u8]>) -> Self {
+        let protocol = conn.protocol_version().map_or("", protocol_name);
+        let (key_exchange, cipher, hash) = conn
+            .negotiated_cipher_suite()
+            .map_or(("", "", ""), |s| suite_names(s.suite()));
+        TlsInfo {
+            protocol,
+            key_exchange,
+            cipher,
+            hash,
+            // rustls verified the certificate, so it reads; were it not, it shows as "".
+            peer_cert: peer_cert.map(|der| {
+                cert_subject::describe(der).unwrap_or_else(|| CertInfo {
+                    subject: String::new(),
+                    issuer: String::new(),
+                    validity: String::new(),
+                })
+            }),
+        }
+    }
+}
+
 /// One connection's TLS state. Outgoing bytes wait in the connection's `Outbox` (where the
 /// write high-water marks count them) and move into rustls only while rustls holds less than
 /// `TLS_OUTPUT_STAGED_MAX_BYTES`, so rustls is a small, bounded extension of the socket's own
@@ -104,6 +178,8 @@ pub struct Tls {
     closing: bool,
     /// The session was told the handshake's outcome (`take_transport`).
     transport_taken: bool,
+    /// The handshake's outcome for the management API, kept from `take_transport` on.
+    info: Option<Box<TlsInfo>>,
 }
 
 impl Tls {
@@ -114,6 +190,7 @@ impl Tls {
             conn,
             closing: false,
             transport_taken: false,
+            info: None,
         })
     }
 
@@ -123,6 +200,7 @@ impl Tls {
 
     /// Once the handshake is complete, and only once: what the session may know about the
     /// peer, its verified end-entity certificate (DER) if it sent one, for SASL EXTERNAL.
+    /// Also keeps what the management API reports of the handshake (`info`).
     pub fn take_transport(&mut self) -> Option<Transport> {
         if self.transport_taken || self.conn.is_handshaking() {
             return None;
@@ -133,7 +211,13 @@ impl Tls {
             .peer_certificates()
             .and_then(|chain| chain.first())
             .map(|c| Box::<[u8]>::from(c.as_ref()));
+        self.info = Some(Box::new(TlsInfo::of(&self.conn, peer_cert.as_deref())));
         Some(Transport::Tls { peer_cert })
+    }
+
+    /// The finished handshake as the management API reports it; None while handshaking.
+    pub fn info(&self) -> Option<&TlsInfo> {
+        self.info.as_deref()
     }
 
     /// Whether rustls holds records (handshake, alerts or data) not yet on the socket.
@@ -218,5 +302,52 @@ impl Tls {
                 _ => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every suite rustls's ring provider can negotiate has Erlang's names, and the ones
+    /// RabbitMQ 3.10.8 reported for the same suites (pika over TLS 1.3, and over TLS 1.2
+    /// with an EC and an RSA server key, choosing AES-128-GCM, AES-256-GCM or
+    /// CHACHA20-POLY1305) are those.
+    #[test]
+    fn suites_have_rabbitmqs_names() {
+        for suite in ring::default_provider().cipher_suites {
+            let (kx, cipher, hash) = suite_names(suite.suite());
+            assert!(!kx.is_empty() && !cipher.is_empty(), "{suite:?}");
+            assert_eq!(hash, "aead", "{suite:?}");
+            let tls13 = suite.version().version == ProtocolVersion::TLSv1_3;
+            assert_eq!(kx == "any", tls13, "{suite:?}");
+        }
+        use CipherSuite::*;
+        assert_eq!(
+            suite_names(TLS13_AES_256_GCM_SHA384),
+            ("any", "aes_256_gcm", "aead")
+        );
+        assert_eq!(
+            suite_names(TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384),
+            ("ecdhe_ecdsa", "aes_256_gcm", "aead")
+        );
+        assert_eq!(
+            suite_names(TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256),
+            ("ecdhe_ecdsa", "aes_128_gcm", "aead")
+        );
+        assert_eq!(
+            suite_names(TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256),
+            ("ecdhe_ecdsa", "chacha20_poly1305", "aead")
+        );
+        assert_eq!(
+            suite_names(TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384),
+            ("ecdhe_rsa", "aes_256_gcm", "aead")
+        );
+        assert_eq!(
+            suite_names(TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256),
+            ("ecdhe_rsa", "chacha20_poly1305", "aead")
+        );
+        assert_eq!(protocol_name(ProtocolVersion::TLSv1_3), "tlsv1.3");
+        assert_eq!(protocol_name(ProtocolVersion::TLSv1_2), "tlsv1.2");
     }
 }

@@ -90,6 +90,7 @@ impl ApiTable<'_> {
             session: &c.session,
             local,
             tls,
+            tls_info: c.tls_info(),
             io: &c.io,
         })
     }

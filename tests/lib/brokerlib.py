@@ -10,6 +10,10 @@ imported by the functions that use it, so the module serves pika 0.13 and 1.x al
 As a command, for the shell scripts (scripts/lib.sh):
 
     python3 tests/lib/brokerlib.py free-port
+
+CONEY_TEST_PORTS=LOW-HIGH (e.g. 6000-6099) in the environment makes every free port handed
+out, here and through scripts/lib.sh (rabbitmq.sh's epmd and distribution ports too), one of
+that range.
 """
 import os
 import signal
@@ -31,10 +35,44 @@ class BrokerError(Exception):
 # ---------------------------------------------------------------- ports
 
 def free_port():
-    """A loopback TCP port that is free now."""
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+    """A loopback TCP port that is free now: the kernel's choice, or with
+    CONEY_TEST_PORTS=LOW-HIGH set (runs sharing a machine, each in its own range) the next
+    free one of that range, round robin across processes (a cursor file under /tmp, locked),
+    so a port handed out but not yet bound is not handed out again before the range wraps."""
+    span = os.environ.get('CONEY_TEST_PORTS')
+    if not span:
+        with socket.socket() as s:
+            s.bind((HOST, 0))
+            return s.getsockname()[1]
+    import fcntl
+    import tempfile
+    try:
+        low, high = (int(x) for x in span.split('-'))
+    except ValueError:
+        raise BrokerError('CONEY_TEST_PORTS=%r is not LOW-HIGH' % span) from None
+    if not 0 < low <= high < 65536:
+        raise BrokerError('CONEY_TEST_PORTS=%r is not LOW-HIGH' % span)
+    cursor = os.path.join(tempfile.gettempdir(), 'coney-test-ports.%d-%d' % (low, high))
+    with open(cursor, 'a+') as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        try:
+            nxt = int(f.read().strip() or low)
+        except ValueError:
+            nxt = low
+        count = high - low + 1
+        for i in range(count):
+            port = low + (nxt - low + i) % count
+            with socket.socket() as s:
+                try:
+                    s.bind((HOST, port))
+                except OSError:
+                    continue
+            f.seek(0)
+            f.truncate()
+            f.write(str(low + (port - low + 1) % count))
+            return port
+    raise BrokerError('no free port in CONEY_TEST_PORTS=%s' % span)
 
 
 def port_open(port, timeout=1):

@@ -121,7 +121,9 @@ class RabbitBroker:
         os.environ['RABBITMQ_EXTRA_CONF'] = tls_conf(self.tls_port, pki, extra) + \
             'ssl_handshake_timeout = %d\nhandshake_timeout = %d\n' % (
                 HANDSHAKE_TIMEOUT_MS, HANDSHAKE_TIMEOUT_MS)
-        os.environ['RABBITMQ_PLUGINS'] = 'rabbitmq_auth_mechanism_ssl'
+        os.environ['RABBITMQ_PLUGINS'] = 'rabbitmq_auth_mechanism_ssl rabbitmq_management'
+        self.mgmt_port = free_port()
+        os.environ['RABBITMQ_MGMT_PORT'] = str(self.mgmt_port)
         self.rmq = brokerlib.RabbitMQ(self.conf).start()
         self.port = self.rmq.port
         if not brokerlib.wait_port(self.tls_port, 20):
@@ -307,26 +309,205 @@ def test_tls_and_plain_share_queues(t):
         plain.close()
 
 
-def test_management_lists_ssl(t):
-    """coney only: the management API lists a TLS connection with ssl true and the TLS
-    listener's port, and a plain one with ssl false."""
-    if t.rabbitmq:
-        print('    SKIP on RabbitMQ (no management plugin in this run)')
-        return
+def mgmt_get(broker, path):
+    """GET the management API of `broker` as guest; the decoded JSON."""
     import base64
-    import json
     import urllib.request
-    tls = pika.BlockingConnection(tls_params(t.a.tls_port, client_context(t.pki)))
-    plain = brokerlib.pika_connect(t.a.port)
+    req = urllib.request.Request('http://%s:%d%s' % (HOST, broker.mgmt_port, path))
+    req.add_header('Authorization', 'Basic ' + base64.b64encode(b'guest:guest').decode())
+    return json.load(urllib.request.urlopen(req, timeout=5))
+
+
+def listed_connections(broker, names, timeout=20):
+    """/api/connections rows of the connections named (connection_name) `names`, once all
+    are listed (RabbitMQ's management database learns of a connection a moment after it
+    opens): {name: row}."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = {r.get('user_provided_name'): r for r in mgmt_get(broker, '/api/connections')}
+        got = {n: rows[n] for n in names if n in rows}
+        if len(got) == len(names):
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError('listed %s of %s' % (sorted(got), sorted(names)))
+        time.sleep(0.2)
+
+
+def named(name):
+    return {'client_properties': {'connection_name': name}}
+
+
+def test_management_lists_ssl(t):
+    """The management API lists a TLS connection with ssl true and the TLS listener's port,
+    and a plain one with ssl false."""
+    tls = pika.BlockingConnection(tls_params(t.a.tls_port, client_context(t.pki),
+                                             **named('lists-tls')))
+    plain = pika.BlockingConnection(pika.ConnectionParameters(
+        HOST, t.a.port, connection_attempts=1, **named('lists-plain')))
     try:
-        req = urllib.request.Request('http://%s:%d/api/connections' % (HOST, t.a.mgmt_port))
-        req.add_header('Authorization', 'Basic ' + base64.b64encode(b'guest:guest').decode())
-        rows = json.load(urllib.request.urlopen(req, timeout=5))
-        seen = sorted((r['ssl'], r['port']) for r in rows)
+        rows = listed_connections(t.a, ['lists-tls', 'lists-plain'])
+        seen = sorted((r['ssl'], r['port']) for r in rows.values())
         assert seen == [(False, t.a.port), (True, t.a.tls_port)], seen
     finally:
         tls.close()
         plain.close()
+
+
+TLS_FIELDS = ('ssl', 'ssl_protocol', 'ssl_cipher', 'ssl_hash', 'ssl_key_exchange',
+              'peer_cert_subject', 'peer_cert_issuer', 'peer_cert_validity')
+
+
+def cert_validity(path):
+    """A certificate's validity as RabbitMQ writes peer_cert_validity for a UTCTime one
+    (rabbit_cert_info: '20YY-MM-DDTHH:MM:SSZ - ...'), from Python's own reading of it."""
+    d = ssl._ssl._test_decode_cert(path)
+
+    def iso(text):
+        return time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(ssl.cert_time_to_seconds(text)))
+    return '%s - %s' % (iso(d['notBefore']), iso(d['notAfter']))
+
+
+# A pika TLS client in a child process, so that an OPENSSL_CONF of its own can narrow the TLS
+# 1.3 suites it offers (Python's ssl module has no call for that): opens a connection named
+# argv[2] to port argv[1] trusting the CA file argv[3], says "open", holds it until stdin ends.
+HOLD_CLIENT = r"""
+import ssl, sys, pika
+port, name, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl.create_default_context(cafile=ca)
+conn = pika.BlockingConnection(pika.ConnectionParameters(
+    host='127.0.0.1', port=port, ssl_options=pika.SSLOptions(ctx, 'localhost'),
+    connection_attempts=1, socket_timeout=5, client_properties={'connection_name': name}))
+print('open', flush=True)
+sys.stdin.read()
+conn.close()
+"""
+
+
+def hold_tls13_client(t, port, name, suite):
+    """A child process holding a pika connection that offers only TLS 1.3 `suite`."""
+    conf = os.path.join(t.tmp, 'openssl-%s.cnf' % suite)
+    with open(conf, 'w') as f:
+        f.write('openssl_conf = default_conf\n[default_conf]\nssl_conf = ssl_sect\n'
+                '[ssl_sect]\nsystem_default = system_default_sect\n'
+                '[system_default_sect]\nCiphersuites = %s\n' % suite)
+    p = subprocess.Popen([sys.executable, '-c', HOLD_CLIENT, str(port), name, t.pki.ca],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         env=dict(os.environ, OPENSSL_CONF=conf))
+    line = p.stdout.readline()
+    if line.strip() != b'open':
+        p.kill()
+        p.wait(5)
+        raise AssertionError('TLS 1.3 %s client did not connect: %r' % (suite, line))
+    return p
+
+
+CTL_KEYS = ('name', 'ssl', 'ssl_protocol', 'ssl_key_exchange', 'ssl_cipher', 'ssl_hash',
+            'peer_cert_subject', 'peer_cert_issuer', 'peer_cert_validity')
+
+
+def ctl_lists_tls_fields(t, broker, want):
+    """`coneyctl list_connections name ssl ssl_protocol ... peer_cert_validity` (built beside
+    the coney binary; it reads the management API of either broker) prints for each connection
+    of `want` ({API name: TLS_FIELDS values}) the row rabbitmqctl prints: true/false, the
+    values, and nothing for what is missing; on RabbitMQ rabbitmqctl itself is held to the
+    same rows."""
+    order = [TLS_FIELDS.index(k) for k in CTL_KEYS[2:]]
+    expect = set()
+    for name, values in want.items():
+        cells = [name, 'true' if values[0] else 'false']
+        cells += ['' if values[i] is None else values[i] for i in order]
+        expect.add('\t'.join(cells))
+    argvs = []
+    coneyctl = os.path.join(os.path.dirname(t.binary), 'coneyctl')
+    if os.access(coneyctl, os.X_OK):
+        argvs.append([coneyctl, '--port', str(broker.mgmt_port), 'list_connections'])
+    else:
+        print('    coneyctl not built beside %s: its check skipped' % t.binary)
+    if t.rabbitmq:
+        argvs.append(['bash', brokerlib.RabbitMQ.SCRIPT, 'ctl', broker.conf, 'list_connections'])
+    for argv in argvs:
+        cp = subprocess.run(argv + list(CTL_KEYS), stdin=subprocess.DEVNULL,
+                            capture_output=True, timeout=90)
+        assert cp.returncode == 0, (argv, cp.returncode, cp.stderr[-500:])
+        lines = cp.stdout.decode().splitlines()
+        assert '\t'.join(CTL_KEYS) in lines, (argv[0], lines[:3])
+        got = {line for line in lines if line.split('\t', 1)[0] in want}
+        assert got == expect, (argv[0], sorted(got ^ expect))
+
+
+def test_management_tls_fields(t):
+    """GET /api/connections and /api/connections/NAME report each connection's TLS session
+    and client certificate as RabbitMQ 3.10 does, on broker c (verify_peer, certificate
+    optional; the server key is EC P-256): TLS 1.3 is tlsv1.3 / aes_256_gcm / aead / any,
+    TLS 1.2 is tlsv1.2 / aes_256_gcm / aead / ecdhe_ecdsa (pika's defaults against either
+    broker), and clients offering only AES-128-GCM or CHACHA20-POLY1305 get aes_128_gcm and
+    chacha20_poly1305 over either version; a client certificate gives its subject and issuer
+    in RabbitMQ's DN form and its validity as '2026-12-04T13:56:48Z - 2026-12-06T13:56:48Z'.
+    What a connection lacks (the certificate without one, everything on the plain port, ssl
+    false) is null in the listing and "" for the one connection. RabbitMQ 3.10.8 (OTP 25)
+    gives exactly these (--rabbitmq), and by hand with an RSA server key ecdhe_rsa, and for a
+    notAfter past 2049 (a GeneralizedTime) '{generalTime,"20540421135743Z"}' (the unit tests
+    of src/auth/cert_subject.rs and src/net/tls.rs hold those). coneyctl list_connections
+    shows them as rabbitmqctl does (ctl_lists_tls_fields)."""
+    p = t.pki
+    setups = [
+        ('fields-tls13', None, None, None),
+        ('fields-tls12', ssl.TLSVersion.TLSv1_2, None, None),
+        ('fields-tls13-cert', None, p.client, p.client_key),
+        ('fields-tls12-cert', ssl.TLSVersion.TLSv1_2, p.ext_user, p.ext_user_key),
+    ]
+    session = {
+        None: ('tlsv1.3', 'aes_256_gcm', 'aead', 'any'),
+        ssl.TLSVersion.TLSv1_2: ('tlsv1.2', 'aes_256_gcm', 'aead', 'ecdhe_ecdsa'),
+    }
+    subjects = {p.client: 'CN=guest', p.ext_user: 'O=coney test,CN=tls-user'}
+    want = {'fields-plain': (False,) + (None,) * 7}
+    no_cert = (None, None, None)
+    conns = []
+    holds = []
+    try:
+        for name, version, cert, key in setups:
+            conns.append(pika.BlockingConnection(tls_params(
+                t.c.tls_port, client_context(p, cert, key, max_version=version),
+                **named(name))))
+            peer = ((subjects[cert], 'CN=coney test CA', cert_validity(cert)) if cert
+                    else no_cert)
+            want[name] = (True,) + session[version] + peer
+        for openssl_name, cipher in (('ECDHE-ECDSA-AES128-GCM-SHA256', 'aes_128_gcm'),
+                                     ('ECDHE-ECDSA-CHACHA20-POLY1305', 'chacha20_poly1305')):
+            ctx = client_context(p, max_version=ssl.TLSVersion.TLSv1_2)
+            ctx.set_ciphers(openssl_name)
+            name = 'fields-tls12-' + cipher
+            conns.append(pika.BlockingConnection(tls_params(t.c.tls_port, ctx, **named(name))))
+            want[name] = (True, 'tlsv1.2', cipher, 'aead', 'ecdhe_ecdsa') + no_cert
+        for suite, cipher in (('TLS_AES_128_GCM_SHA256', 'aes_128_gcm'),
+                              ('TLS_CHACHA20_POLY1305_SHA256', 'chacha20_poly1305')):
+            name = 'fields-tls13-' + cipher
+            holds.append(hold_tls13_client(t, t.c.tls_port, name, suite))
+            want[name] = (True, 'tlsv1.3', cipher, 'aead', 'any') + no_cert
+        conns.append(pika.BlockingConnection(pika.ConnectionParameters(
+            HOST, t.c.port, connection_attempts=1, **named('fields-plain'))))
+        rows = listed_connections(t.c, list(want))
+        import urllib.parse
+        for name, expect in want.items():
+            got = tuple(rows[name].get(k, 'absent') for k in TLS_FIELDS)
+            assert got == expect, ('listing', name, got, expect)
+            one = mgmt_get(t.c, '/api/connections/'
+                           + urllib.parse.quote(rows[name]['name'], safe=''))
+            got = tuple(one.get(k, 'absent') for k in TLS_FIELDS)
+            expect_one = tuple('' if v is None else v for v in expect)
+            assert got == expect_one, ('one', name, got, expect_one)
+        ctl_lists_tls_fields(t, t.c, {rows[n]['name']: v for n, v in want.items()})
+    finally:
+        for c in conns:
+            c.close()
+        for h in holds:
+            h.stdin.close()
+            try:
+                h.wait(10)
+            except subprocess.TimeoutExpired:
+                h.kill()
+                h.wait(5)
 
 
 def s_client(port, *extra, send=PROTOCOL_HEADER, wait=1.5):
@@ -872,6 +1053,7 @@ TESTS = [
     test_pika_round_trip,
     test_tls_and_plain_share_queues,
     test_management_lists_ssl,
+    test_management_tls_fields,
     test_s_client_handshake,
     test_s_client_wrong_ca_fails,
     test_plain_client_on_tls_port,
