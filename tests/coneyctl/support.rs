@@ -3,8 +3,9 @@
 //! * The live target: `CONEYCTL_TEST_API=host:port` with `CONEYCTL_TEST_AMQP=host:port` (and
 //!   `CONEYCTL_TEST_USER`/`CONEYCTL_TEST_PASS`, default guest) names any broker serving the
 //!   management API; `CONEYCTL_TEST_RABBITMQ_DIR=DIR` a node started by `scripts/rabbitmq.sh`
-//!   with the management plugin; otherwise a private RabbitMQ node is started once for the
-//!   run and stopped when the test process exits. Without any of them (no rabbitmq-server
+//!   with the management plugin (and the shovel and federation plugins for the plugin
+//!   status tests, which skip their steps without them); otherwise a private RabbitMQ node
+//!   with all of those is started once for the run and stopped when the test process exits. Without any of them (no rabbitmq-server
 //!   installed) a live test fails saying so: it never passes without having run.
 //! * Steps: a command line, the exact stdout, stderr and exit code expected (rabbitmqctl
 //!   3.10's), and which lines are rows whose order does not matter. With a RabbitMQ node

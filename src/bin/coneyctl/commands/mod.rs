@@ -325,6 +325,29 @@ mod tests {
         assert!(f.render(&[], false).contains("--apply-to : all"));
     }
 
+    /// federation_status takes --only-down (a flag, shown without a value); other commands
+    /// refuse it. The plugin status commands take -p and ignore it, as rabbitmqctl; it is not
+    /// in their usage line.
+    #[test]
+    fn plugin_status_options() {
+        assert!(check(&["federation_status", "--only-down"]).is_ok());
+        assert!(check(&["shovel_status", "--only-down"]).is_err());
+        assert!(check(&["shovel_status", "-p", "v"]).is_ok());
+        assert!(check(&["federation_status", "-p", "v"]).is_ok());
+        assert!(check(&["set_parameter", "shovel", "s"]).is_err());
+        assert!(check(&["clear_parameter", "-p", "v", "shovel", "s"]).is_ok());
+        let usage = find("federation_status").unwrap().usage();
+        assert!(
+            usage.contains("federation_status [--only-down] [--timeout"),
+            "{usage}"
+        );
+        assert!(!find("shovel_status").unwrap().usage().contains("--vhost"));
+        assert!(find("list_parameters")
+            .unwrap()
+            .usage()
+            .contains("[--vhost <vhost>] [--no-table-headers]"));
+    }
+
     /// Every command has a unique name and a usage line naming it.
     #[test]
     fn table_is_consistent() {
