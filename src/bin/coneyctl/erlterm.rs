@@ -147,15 +147,7 @@ fn pp(t: &Term, col: usize, after: usize, out: &mut String) {
     match t {
         Term::List(items) => {
             out.push('[');
-            pp_elements(
-                items,
-                col + 1,
-                after,
-                out,
-                |e, c, a, o| pp(e, c, a, o),
-                len,
-                |e| atomic(e),
-            );
+            pp_elements(items, col + 1, after, out, pp, len, atomic);
             out.push(']');
         }
         Term::Map(pairs) => {
