@@ -391,7 +391,10 @@ if [ "$do_rabbit" = 1 ] && [ "$pyenv_ok" = 1 ]; then
     if scripts/rabbitmq.sh install; then
         port="$(free_port)"
         RABBIT_DIR="$TMP/rabbitmq"
-        if beam="$(RABBITMQ_PLUGINS=rabbitmq_management RABBITMQ_MGMT_PORT="$(free_port)" \
+        # The shovel and federation plugins: coneyctl's live steps for shovel_status and
+        # federation_status (they are skipped on a node without them).
+        if beam="$(RABBITMQ_PLUGINS="rabbitmq_management rabbitmq_shovel rabbitmq_shovel_management rabbitmq_federation rabbitmq_federation_management" \
+            RABBITMQ_MGMT_PORT="$(free_port)" \
             scripts/rabbitmq.sh start "$port" "$RABBIT_DIR")"; then
             echo "rabbitmq beam.smp pid $beam on 127.0.0.1:$port"
             rmq_rc=0

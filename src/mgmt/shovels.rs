@@ -1,5 +1,6 @@
 //! The runtime parameters coney keeps (`/api/parameters/{component}/...` for `shovel`,
-//! `federation-upstream` and `federation-upstream-set`, and the parameter listings) and the
+//! `federation-upstream` and `federation-upstream-set`, and the parameter listings; any other
+//! component is unknown, as on a RabbitMQ node without the plugin that registers it) and the
 //! shovel_management plugin's status listing (`/api/shovels`, `/api/shovels/{vhost}`), with
 //! RabbitMQ 3.10's answers.
 
@@ -18,7 +19,9 @@ pub(super) fn serves(route: &Route) -> bool {
     match route {
         Route::Parameters | Route::ParametersComponent { .. } => true,
         Route::ParametersComponentVhost { .. } => true,
-        Route::Parameter { component, .. } => COMPONENTS.contains(&component.as_str()),
+        // Every component: one coney does not keep is refused as RabbitMQ refuses a
+        // component no plugin registered.
+        Route::Parameter { .. } => true,
         Route::Shovels | Route::ShovelsVhost { .. } => true,
         Route::Shovel { .. } | Route::ShovelRestart { .. } => true,
         _ => false,
@@ -184,6 +187,15 @@ fn put(
     let Some(value) = doc.get("value").cloned() else {
         return Err(ApiError::bad_request("[{key_missing,value}]"));
     };
+    if !COMPONENTS.contains(&component) {
+        // RabbitMQ looks the vhost up first, then validates (rabbitmqctl set_parameter shows
+        // this reason).
+        vhost_known(m, vhost)
+            .map_err(|_| ApiError::json(Status::NOT_FOUND, "not_found", "vhost_not_found"))?;
+        return Err(ApiError::bad_request(escape_html(&format!(
+            "Validation failed\n\ncomponent {component} not found\n"
+        ))));
+    }
     match m.broker.set_parameter(component, vhost, name, value) {
         Ok(true) => Ok(Response::new(Status::CREATED)),
         Ok(false) => Ok(Response::new(Status::NO_CONTENT)),

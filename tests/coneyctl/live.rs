@@ -561,3 +561,372 @@ fn status() {
     }
     assert!(v["totals"]["queue_count"].as_u64().unwrap() >= 2);
 }
+
+/// The URI of the target's own AMQP listener, for a shovel or upstream that loops back.
+fn self_uri(t: &Target) -> String {
+    format!("amqp://{}:{}", t.amqp.0, t.amqp.1)
+}
+
+/// Whether the broker serves the plugin status listing `command` reads (a RabbitMQ node
+/// without the shovel or federation plugin does not): if not, the test says so and passes
+/// without its steps.
+fn plugin_missing(t: &Target, command: &str) -> bool {
+    let run = support::coneyctl(t, &support::strings(&["-q", command]), None);
+    let missing = run.err.contains("plugin enabled?");
+    if missing {
+        eprintln!(
+            "{command}: skipped, the broker has no such plugin: {}",
+            run.err
+        );
+    }
+    missing
+}
+
+/// The node name as the plugin status banner shows it (rabbitmqctl's own node name when its
+/// steps run, which then must agree).
+fn node_name(t: &Target) -> String {
+    let run = support::coneyctl(t, &support::strings(&["shovel_status"]), None);
+    run.out
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("Shovel status on node "))
+        .unwrap_or_else(|| panic!("no banner in:\n{}{}", run.out, run.err))
+        .to_string()
+}
+
+/// Every `YYYY-MM-DD HH:MM:SS` becomes `T`: when a shovel or link last changed.
+fn mask_times(text: &str) -> String {
+    let shape = |w: &[u8]| {
+        w.len() == 19
+            && w.iter().enumerate().all(|(i, c)| match i {
+                4 | 7 => *c == b'-',
+                10 => *c == b' ',
+                13 | 16 => *c == b':',
+                _ => c.is_ascii_digit(),
+            })
+    };
+    let b = text.as_bytes();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < b.len() {
+        if i + 19 <= b.len() && shape(&b[i..i + 19]) {
+            out.push('T');
+            i += 19;
+        } else {
+            let c = text[i..].chars().next().unwrap();
+            out.push(c);
+            i += c.len_utf8();
+        }
+    }
+    out
+}
+
+/// Replaces the text after each `prefix` up to the next `"` with `X`.
+fn mask_after(text: &str, prefix: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(prefix) {
+        let start = at + prefix.len();
+        out.push_str(&rest[..start]);
+        out.push('X');
+        rest = &rest[start..];
+        rest = &rest[rest.find('"').unwrap_or(rest.len())..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// federation_status output with what differs between brokers and runs made equal: the
+/// times, the link's id (a hash that covers the upstream's URI) and its local connection's
+/// name (an Erlang pid on RabbitMQ), and the Erlang term's line breaks, which move with the
+/// length of that name (erlterm.rs's unit test checks a recorded layout byte for byte).
+fn mask_link(text: &str) -> String {
+    let mut joined = String::new();
+    for line in text.lines() {
+        match line.strip_prefix("   ") {
+            Some(rest) if joined.ends_with("=>") => {
+                joined.push(' ');
+                joined.push_str(rest.trim_start());
+            }
+            Some(rest) => joined.push_str(rest.trim_start()),
+            None => {
+                if !joined.is_empty() {
+                    joined.push('\n');
+                }
+                joined.push_str(line);
+            }
+        }
+    }
+    joined.push('\n');
+    let mut s = mask_times(&joined);
+    for prefix in [
+        "id => <<\"",
+        "\"id\":\"",
+        "local_connection => <<\"",
+        "\"local_connection\":\"",
+    ] {
+        s = mask_after(&s, prefix);
+    }
+    s
+}
+
+/// Runtime parameters: set (shovel, federation-upstream, federation-upstream-set), list
+/// (table, -q, -s, --no-table-headers, JSON, the blank line when there is none), the
+/// broker's validation errors (unknown component, bad keys), a vhost that does not exist,
+/// clear, and clearing one that does not exist.
+#[test]
+#[ignore = "needs a management API: RabbitMQ's (scripts/test.sh --against-rabbitmq) or CONEYCTL_TEST_API"]
+fn parameters() {
+    let (t, _g) = setup();
+    if plugin_missing(t, "shovel_status") || plugin_missing(t, "federation_status") {
+        return;
+    }
+    let clean = || {
+        support::quietly(
+            t,
+            &[
+                &["clear_parameter", "shovel", "tmp-s1"],
+                &["clear_parameter", "federation-upstream-set", "tmp-us1"],
+                &["clear_parameter", "federation-upstream", "tmp-u1"],
+            ],
+        );
+        support::delete_queue(t, "tmp-shovel-src");
+        support::delete_queue(t, "tmp-shovel-dst");
+    };
+    let shovel = r#"{"src-uri":"amqp://","src-queue":"tmp-shovel-src","dest-uri":"amqp://","dest-queue":"tmp-shovel-dst"}"#;
+    let shovel_sorted = r#"{"dest-queue":"tmp-shovel-dst","dest-uri":"amqp://","src-queue":"tmp-shovel-src","src-uri":"amqp://"}"#;
+    let head = "Listing runtime parameters for vhost \"/\" ...\n";
+    let rows = format!(
+        "shovel\ttmp-s1\t{shovel_sorted}\n\
+         federation-upstream\ttmp-u1\t{{\"uri\":\"amqp://\"}}\n\
+         federation-upstream-set\ttmp-us1\t[{{\"upstream\":\"tmp-u1\"}}]\n"
+    );
+    let set = |name: &str, component: &str, value: &str, vhost: &str| {
+        format!("Setting runtime parameter \"{name}\" for component \"{component}\" to \"{value}\" in vhost \"{vhost}\" ...\n")
+    };
+    let clear = |name: &str, component: &str, vhost: &str| {
+        format!("Clearing runtime parameter \"{name}\" for component \"{component}\" on vhost \"{vhost}\" ...\n")
+    };
+    check(t, &clean, &[
+        step(&["list_parameters"]).out(&format!("{head}\n")),
+        step(&["list_parameters", "--formatter", "json"]).out("[]\n"),
+        step(&["set_parameter", "shovel", "tmp-s1", shovel])
+            .out(&set("tmp-s1", "shovel", shovel, "/"))
+            .always(),
+        step(&["set_parameter", "-p", "/", "federation-upstream", "tmp-u1", r#"{"uri":"amqp://"}"#])
+            .out(&set("tmp-u1", "federation-upstream", r#"{"uri":"amqp://"}"#, "/")),
+        step(&["-q", "set_parameter", "federation-upstream-set", "tmp-us1", r#"[{"upstream":"tmp-u1"}]"#]),
+        step(&["list_parameters"])
+            .out(&format!("{head}component\tname\tvalue\n{rows}"))
+            .rows(2, tmp_row)
+            .always(),
+        step(&["-q", "list_parameters"])
+            .out(&format!("component\tname\tvalue\n{rows}"))
+            .rows(1, tmp_row),
+        step(&["list_parameters", "-s"]).out(&rows).rows(0, tmp_row),
+        step(&["list_parameters", "--no-table-headers"])
+            .out(&format!("{head}{rows}"))
+            .rows(1, tmp_row),
+        step(&["list_parameters", "--formatter", "json"])
+            .out(&format!("[\n{{\"component\":\"shovel\",\"name\":\"tmp-s1\",\"value\":{}}}\n\
+                           ,{{\"component\":\"federation-upstream\",\"name\":\"tmp-u1\",\"value\":\"{{\\\"uri\\\":\\\"amqp://\\\"}}\"}}\n\
+                           ,{{\"component\":\"federation-upstream-set\",\"name\":\"tmp-us1\",\"value\":\"[{{\\\"upstream\\\":\\\"tmp-u1\\\"}}]\"}}\n]\n",
+                          serde_json::to_string(shovel_sorted).unwrap()))
+            .rows(1, tmp_row),
+        step(&["list_parameters", "-p", "tmp-novhost"])
+            .out("Listing runtime parameters for vhost \"tmp-novhost\" ...\n")
+            .err("Virtual host 'tmp-novhost' does not exist\n", 65),
+        step(&["set_parameter", "tmp-bogus", "tmp-s2", "{}"])
+            .out(&set("tmp-s2", "tmp-bogus", "{}", "/"))
+            .err("Error:\nValidation failed\n\ncomponent tmp-bogus not found\n\n", 69)
+            .always(),
+        step(&["set_parameter", "shovel", "tmp-s2", r#"{"src-uri":"amqp://"}"#])
+            .out(&set("tmp-s2", "shovel", r#"{"src-uri":"amqp://"}"#, "/"))
+            .err("Error:\nValidation failed\n\nMust specify 'src-exchange' or 'src-queue'\n\
+                  Key \"dest-uri\" not found in tmp-s2\n\n", 69),
+        step(&["set_parameter", "federation-upstream", "tmp-u2", r#"{"urix":"amqp://"}"#])
+            .out(&set("tmp-u2", "federation-upstream", r#"{"urix":"amqp://"}"#, "/"))
+            .err("Error:\nValidation failed\n\nUnrecognised terms [{<<\"urix\">>,<<\"amqp://\">>}] in tmp-u2\n\
+                  Key \"uri\" not found in tmp-u2\n\n", 69),
+        step(&["set_parameter", "-p", "tmp-novhost", "shovel", "tmp-s2", shovel])
+            .out(&set("tmp-s2", "shovel", shovel, "tmp-novhost"))
+            .err("Virtual host 'tmp-novhost' does not exist\n", 65),
+        step(&["set_parameter", "shovel", "tmp-s2", "notjson"])
+            .out(&set("tmp-s2", "shovel", "notjson", "/"))
+            .err("Error:\nJSON decoding error. Reason: expected ident at line 1 column 2\n", 69)
+            .coneyctl_only(),
+        step(&["clear_parameter", "shovel", "tmp-s1"]).out(&clear("tmp-s1", "shovel", "/")).always(),
+        step(&["clear_parameter", "shovel", "tmp-s1"])
+            .out(&clear("tmp-s1", "shovel", "/"))
+            .err("Error:\nParameter does not exist\n", 69)
+            .always(),
+        step(&["clear_parameter", "tmp-bogus", "tmp-s1"])
+            .out(&clear("tmp-s1", "tmp-bogus", "/"))
+            .err("Error:\nParameter does not exist\n", 69),
+        step(&["clear_parameter", "-p", "tmp-novhost", "shovel", "tmp-s1"])
+            .out(&clear("tmp-s1", "shovel", "tmp-novhost"))
+            .err("Error:\nParameter does not exist\n", 69),
+        step(&["clear_parameter", "federation-upstream-set", "tmp-us1", "--formatter", "json"])
+            .out("{\"node\":\"NODE\",\"result\":\"ok\"}\n")
+            .mask(|s| {
+                let mut out = s.to_string();
+                if let Some(start) = out.find("\"node\":\"") {
+                    let from = start + 8;
+                    if let Some(len) = out[from..].find('"') {
+                        out.replace_range(from..from + len, "NODE");
+                    }
+                }
+                out
+            }),
+        step(&["-q", "clear_parameter", "federation-upstream", "tmp-u1"]),
+        step(&["list_parameters"]).out(&format!("{head}\n")),
+    ]);
+}
+
+/// shovel_status: a running shovel in rabbitmqctl's columns (its header the first shovel's
+/// keys), -q, -s, JSON, -p accepted and ignored as rabbitmqctl does; nothing but the banner
+/// when there is no shovel.
+#[test]
+#[ignore = "needs a management API: RabbitMQ's (scripts/test.sh --against-rabbitmq) or CONEYCTL_TEST_API"]
+fn shovel_status() {
+    let (t, _g) = setup();
+    if plugin_missing(t, "shovel_status") {
+        return;
+    }
+    let node = node_name(t);
+    let clean = || {
+        support::quietly(t, &[&["clear_parameter", "shovel", "tmp-s1"]]);
+        support::wait_for_line(
+            t,
+            &support::strings(&["-s", "shovel_status"]),
+            "no tmp-s1",
+            |out| !out.contains("tmp-s1"),
+        );
+        support::delete_queue(t, "tmp-shovel-src");
+        support::delete_queue(t, "tmp-shovel-dst");
+    };
+    let value = format!(
+        r#"{{"src-uri":"{0}","src-queue":"tmp-shovel-src","dest-uri":"{0}","dest-exchange":"amq.topic","dest-exchange-key":"tmp.key"}}"#,
+        self_uri(t)
+    );
+    let banner = format!("Shovel status on node {node}\n");
+    let header =
+        "destination\tdestination_exchange\tdestination_exchange_key\tdestination_protocol\t\
+                  last_changed\tname\tsource\tsource_protocol\tsource_queue\tstate\t\
+                  termination_reason\ttype\tvhost\n";
+    let row = format!(
+        "{0}\tamq.topic\ttmp.key\tamqp091\tT\ttmp-s1\t{0}\tamqp091\ttmp-shovel-src\trunning\t\tdynamic\t/\n",
+        self_uri(t)
+    );
+    check(
+        t,
+        &clean,
+        &[
+            step(&["shovel_status"]).out(&banner),
+            step(&["-q", "set_parameter", "shovel", "tmp-s1", &value]),
+            wait(&["-s", "shovel_status"], "running"),
+            step(&["shovel_status"])
+                .out(&format!("{banner}{header}{row}"))
+                .mask(mask_times)
+                .always(),
+            step(&["shovel_status", "-q"])
+                .out(&format!("{header}{row}"))
+                .mask(mask_times),
+            step(&["shovel_status", "-s", "-p", "tmp-novhost"])
+                .out(&row)
+                .mask(mask_times),
+            step(&["shovel_status", "--formatter", "json"])
+                .out(&format!(
+                    "[\n{{\"destination\":\"{0}\",\"destination_exchange\":\"amq.topic\",\
+                 \"destination_exchange_key\":\"tmp.key\",\"destination_protocol\":\"amqp091\",\
+                 \"last_changed\":\"T\",\"name\":\"tmp-s1\",\"source\":\"{0}\",\
+                 \"source_protocol\":\"amqp091\",\"source_queue\":\"tmp-shovel-src\",\
+                 \"state\":\"running\",\"termination_reason\":\"\",\"type\":\"dynamic\",\
+                 \"vhost\":\"/\"}}\n]\n",
+                    self_uri(t)
+                ))
+                .mask(mask_times),
+            step(&["-q", "clear_parameter", "shovel", "tmp-s1"]),
+        ],
+    );
+    clean();
+}
+
+/// federation_status: rabbitmqctl's banner and Erlang term for a running exchange link
+/// (see mask_link for what is made equal), --only-down, JSON, and `[]` with no link.
+#[test]
+#[ignore = "needs a management API: RabbitMQ's (scripts/test.sh --against-rabbitmq) or CONEYCTL_TEST_API"]
+fn federation_status() {
+    let (t, _g) = setup();
+    if plugin_missing(t, "federation_status") {
+        return;
+    }
+    let node = node_name(t);
+    // Not named tmp-/ctl-: the link's upstream queue on this same broker must not show in
+    // other tests' filtered listings.
+    let clean = || {
+        support::quietly(
+            t,
+            &[
+                &["clear_policy", "xfed-p"],
+                &["clear_parameter", "federation-upstream", "xfed-u"],
+            ],
+        );
+        support::wait_for_line(
+            t,
+            &support::strings(&["-s", "federation_status"]),
+            "no link",
+            |out| !out.contains("xfed-ex"),
+        );
+        support::exchange(t, "xfed-ex", "topic", false);
+        let queues = support::coneyctl(t, &support::strings(&["-s", "list_queues", "name"]), None);
+        for q in queues
+            .out
+            .lines()
+            .filter(|q| q.starts_with("federation: xfed-ex"))
+        {
+            support::delete_queue(t, q);
+        }
+    };
+    let setup_link = || {
+        clean();
+        support::exchange(t, "xfed-ex", "topic", true);
+    };
+    let upstream = format!(r#"{{"uri":"{}"}}"#, self_uri(t));
+    let link = format!(
+        "[#{{error => <<>>,exchange => <<\"xfed-ex\">>,id => <<\"X\">>,last_changed => <<\"T\">>,\
+         local_connection => <<\"X\">>,queue => <<>>,status => running,type => exchange,\
+         upstream => <<\"xfed-u\">>,upstream_exchange => <<\"xfed-ex\">>,upstream_queue => <<>>,\
+         uri => <<\"{}\">>,vhost => <<\"/\">>}}]\n",
+        self_uri(t)
+    );
+    check(t, &setup_link, &[
+        step(&["federation_status"])
+            .out(&format!("Listing federation links on node {node}...\n[]\n"))
+            .always(),
+        step(&["federation_status", "--formatter", "json"]).out("[\n]\n"),
+        step(&["-q", "set_parameter", "federation-upstream", "xfed-u", &upstream]),
+        step(&["-q", "set_policy", "--apply-to", "exchanges", "xfed-p", "^xfed-ex$", r#"{"federation-upstream":"xfed-u"}"#]),
+        wait(&["-q", "federation_status"], "status => running"),
+        step(&["federation_status"])
+            .out(&format!("Listing federation links on node {node}...\n{link}"))
+            .mask(mask_link)
+            .always(),
+        step(&["federation_status", "-s", "-p", "tmp-novhost"]).out(&link).mask(mask_link),
+        step(&["federation_status", "--only-down"])
+            .out(&format!("Listing federation links which are down on node {node}...\n[]\n")),
+        step(&["federation_status", "--formatter", "json"])
+            .out(&format!(
+                "[\n{{\"error\":\"\",\"exchange\":\"xfed-ex\",\"id\":\"X\",\"last_changed\":\"T\",\
+                 \"local_connection\":\"X\",\"queue\":\"\",\"status\":\"running\",\"type\":\"exchange\",\
+                 \"upstream\":\"xfed-u\",\"upstream_exchange\":\"xfed-ex\",\"upstream_queue\":\"\",\
+                 \"uri\":\"{}\",\"vhost\":\"/\"}}\n]\n",
+                self_uri(t)
+            ))
+            .mask(mask_link),
+        step(&["-q", "clear_policy", "xfed-p"]),
+        wait(&["-q", "federation_status"], "[]\n"),
+        step(&["-q", "clear_parameter", "federation-upstream", "xfed-u"]),
+    ]);
+    clean();
+}

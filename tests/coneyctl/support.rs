@@ -3,8 +3,9 @@
 //! * The live target: `CONEYCTL_TEST_API=host:port` with `CONEYCTL_TEST_AMQP=host:port` (and
 //!   `CONEYCTL_TEST_USER`/`CONEYCTL_TEST_PASS`, default guest) names any broker serving the
 //!   management API; `CONEYCTL_TEST_RABBITMQ_DIR=DIR` a node started by `scripts/rabbitmq.sh`
-//!   with the management plugin; otherwise a private RabbitMQ node is started once for the
-//!   run and stopped when the test process exits. Without any of them (no rabbitmq-server
+//!   with the management plugin (and the shovel and federation plugins for the plugin
+//!   status tests, which skip their steps without them); otherwise a private RabbitMQ node
+//!   with all of those is started once for the run and stopped when the test process exits. Without any of them (no rabbitmq-server
 //!   installed) a live test fails saying so: it never passes without having run.
 //! * Steps: a command line, the exact stdout, stderr and exit code expected (rabbitmqctl
 //!   3.10's), and which lines are rows whose order does not matter. With a RabbitMQ node
@@ -21,7 +22,8 @@
 use amqprs::callbacks::ConnectionCallback;
 use amqprs::channel::{
     BasicConsumeArguments, BasicPublishArguments, BasicQosArguments, Channel,
-    ExchangeDeclareArguments, QueueBindArguments, QueueDeclareArguments, QueueDeleteArguments,
+    ExchangeDeclareArguments, ExchangeDeleteArguments, QueueBindArguments, QueueDeclareArguments,
+    QueueDeleteArguments,
 };
 use amqprs::connection::{Connection, OpenConnectionArguments};
 use amqprs::{BasicProperties, Close, FieldTable, FieldValue, LongStr};
@@ -41,6 +43,10 @@ pub const RUN_LIMIT: Duration = Duration::from_secs(90);
 pub const SETTLE_LIMIT: Duration = Duration::from_secs(30);
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 const RABBITMQ_SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+/// The plugins of a private node: the management API, and the shovel and federation
+/// plugins with their management parts for shovel_status and federation_status.
+const PLUGINS: &str = "rabbitmq_management rabbitmq_shovel rabbitmq_shovel_management \
+                       rabbitmq_federation rabbitmq_federation_management";
 
 pub struct Target {
     pub api: (String, u16),
@@ -178,7 +184,7 @@ fn start_private_node() -> PathBuf {
         Command::new(repo().join("scripts/rabbitmq.sh"))
             .args(["start", &amqp.to_string()])
             .arg(&dir)
-            .env("RABBITMQ_PLUGINS", "rabbitmq_management")
+            .env("RABBITMQ_PLUGINS", PLUGINS)
             .env("RABBITMQ_MGMT_PORT", mgmt.to_string()),
         None,
     );
@@ -306,6 +312,9 @@ pub struct Step {
     pub ctl: Ctl,
     /// Instead of checking the output: run until stdout contains this (bounded).
     pub wait_for: Option<String>,
+    /// Applied to stdout and to the expectation before comparing: what differs between
+    /// brokers or runs (a timestamp, a link's connection name) is made the same.
+    pub mask: Option<fn(&str) -> String>,
 }
 
 pub fn step(args: &[&str]) -> Step {
@@ -319,6 +328,7 @@ pub fn step(args: &[&str]) -> Step {
         keep: None,
         ctl: Ctl::Full,
         wait_for: None,
+        mask: None,
     }
 }
 
@@ -361,6 +371,10 @@ impl Step {
         self.ctl = Ctl::Never;
         self
     }
+    pub fn mask(mut self, f: fn(&str) -> String) -> Step {
+        self.mask = Some(f);
+        self
+    }
 }
 
 /// Stdout with its rows filtered and sorted (and JSON rows without their leading comma).
@@ -389,12 +403,13 @@ fn normalize(text: &str, rows_from: Option<usize>, keep: Option<&dyn Fn(&str) ->
 
 fn assert_run(tool: &str, s: &Step, run: &Run) {
     let keep = s.keep.as_deref();
+    let masked = |text: &str| s.mask.map_or_else(|| text.to_string(), |m| m(text));
     let got = Run {
-        out: normalize(&run.out, s.rows_from, keep),
+        out: normalize(&masked(&run.out), s.rows_from, keep),
         ..run.clone()
     };
     let want = Run {
-        out: normalize(&s.out, s.rows_from, keep),
+        out: normalize(&masked(&s.out), s.rows_from, keep),
         err: s.err.clone(),
         code: s.code,
     };
@@ -526,6 +541,31 @@ pub fn queue_with_messages(t: &Target, queue: &str, n: usize) {
             .expect("publish");
         }
         let _ = within("channel.close", ch.close()).await;
+        let _ = within("connection.close", conn.close()).await;
+    });
+}
+
+/// Declares (`declare`) or deletes a non-durable exchange of `kind`.
+pub fn exchange(t: &Target, name: &str, kind: &str, declare: bool) {
+    runtime().block_on(async {
+        let conn = connect(t, "coneyctl-test-setup").await;
+        let ch = within("channel.open", conn.open_channel(None))
+            .await
+            .expect("channel");
+        if declare {
+            within(
+                "exchange.declare",
+                ch.exchange_declare(ExchangeDeclareArguments::new(name, kind)),
+            )
+            .await
+            .expect("exchange.declare");
+        } else {
+            let _ = within(
+                "exchange.delete",
+                ch.exchange_delete(ExchangeDeleteArguments::new(name)),
+            )
+            .await;
+        }
         let _ = within("connection.close", conn.close()).await;
     });
 }

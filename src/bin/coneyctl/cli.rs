@@ -133,6 +133,9 @@ pub fn parse(args: &[String]) -> Result<Invocation, Failure> {
             "-q" | "--quiet" => options.quiet = true,
             "-s" | "--silent" => options.silent = true,
             "--no-table-headers" => options.no_table_headers = true,
+            // federation_status's flag, kept as a command-specific option so that the
+            // command table decides which command takes it.
+            "--only-down" => options.specific.push(("only-down", "true".into())),
             "-?" | "-h" | "--help" => options.help = true,
             _ => {
                 let Some(&(name, _, specific)) = VALUED.iter().find(|(long, short, _)| {

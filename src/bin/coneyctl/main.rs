@@ -8,6 +8,7 @@ mod cell;
 mod cli;
 mod commands;
 mod endpoint;
+mod erlterm;
 mod failure;
 mod http;
 mod output;

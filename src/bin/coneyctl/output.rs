@@ -101,6 +101,46 @@ impl Output {
     }
 }
 
+impl Output {
+    /// Rows that each carry their own columns (rabbitmqctl's table of a stream of maps, as
+    /// shovel_status prints it): the header is the first row's column names, every row shows
+    /// its own values, and JSON objects have each row's own keys.
+    pub fn keyed_rows(&mut self, rows: &[KeyedRow]) {
+        let mut text = String::new();
+        match self.formatter {
+            Formatter::Table => {
+                if let (Some(first), true) = (rows.first(), self.headers) {
+                    let names: Vec<&str> = first.iter().map(|(k, _)| k.as_str()).collect();
+                    text.push_str(&names.join("\t"));
+                    text.push('\n');
+                }
+                for row in rows {
+                    let cells: Vec<&str> = row.iter().map(|(_, (t, _))| t.as_str()).collect();
+                    text.push_str(&cells.join("\t"));
+                    text.push('\n');
+                }
+            }
+            Formatter::Json => {
+                text.push_str("[\n");
+                for (i, row) in rows.iter().enumerate() {
+                    if i > 0 {
+                        text.push(',');
+                    }
+                    let names: Vec<&str> = row.iter().map(|(k, _)| k.as_str()).collect();
+                    let cells: Row = row.iter().map(|(_, cell)| cell.clone()).collect();
+                    text.push_str(&json_object(&names, &cells));
+                    text.push('\n');
+                }
+                text.push_str("]\n");
+            }
+        }
+        self.raw(text.as_bytes());
+    }
+}
+
+/// A row of `keyed_rows`: per column, its name, table text and JSON text.
+pub type KeyedRow = Vec<(String, (String, String))>;
+
 /// `{"col":value,...}` in column order.
 pub fn json_object(columns: &[&str], row: &Row) -> String {
     let fields: Vec<String> = columns

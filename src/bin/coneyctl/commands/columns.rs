@@ -255,6 +255,13 @@ pub const POLICY_DEFAULT: &[&str] = &[
     "priority",
 ];
 
+pub const PARAMETER: &[Column] = &[
+    plain("component"),
+    plain("name"),
+    from("value", "value", Kind::JsonText),
+];
+pub const PARAMETER_DEFAULT: &[&str] = &["component", "name", "value"];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,6 +282,7 @@ mod tests {
             (PERMISSION, PERMISSION_DEFAULT, &[]),
             (USER_PERMISSION, USER_PERMISSION_DEFAULT, &[]),
             (POLICY, POLICY_DEFAULT, &[]),
+            (PARAMETER, PARAMETER_DEFAULT, &[]),
         ];
         for (columns, defaults, missing) in tables {
             for d in *defaults {

@@ -27,11 +27,14 @@ const GROUPS: &[(Group, &str)] = &[
         Group::Monitoring,
         "Monitoring, observability and health checks",
     ),
+    (Group::Parameters, "Parameters"),
     (Group::Policies, "Policies"),
     (Group::VirtualHosts, "Virtual hosts"),
     (Group::Definitions, "Definitions"),
     (Group::Operations, "Operations"),
     (Group::Queues, "Queues"),
+    (Group::Federation, "Federation plugin"),
+    (Group::Shovel, "Shovel plugin"),
 ];
 
 const GENERAL_OPTIONS: &str = "\

@@ -6,7 +6,7 @@
 
 use super::columns::{self as c, Column, Source};
 use super::Ctx;
-use crate::api::seg;
+use crate::api::{seg, ApiError};
 use crate::cell;
 use crate::cli::Options;
 use crate::failure::{Failure, EX_DATAERR, EX_UNAVAILABLE};
@@ -38,6 +38,10 @@ struct Listing {
     narrow: bool,
     on_missing: OnMissing,
     empty: EmptyShape,
+    /// The path lists every vhost's objects (the API has no per-vhost list of all runtime
+    /// parameters): rows of other vhosts are left out, and since the path cannot answer 404
+    /// for a missing vhost, the vhost is looked up first (`/vhosts/V`).
+    every_vhost: bool,
 }
 
 fn in_vhost(prefix: &'static str) -> impl Fn(&Options) -> String {
@@ -67,6 +71,7 @@ static LISTINGS: &[Listing] = &[
         narrow: true,
         on_missing: OnMissing::Empty,
         empty: EmptyShape::Nothing,
+        every_vhost: false,
     },
     Listing {
         command: "list_exchanges",
@@ -79,6 +84,7 @@ static LISTINGS: &[Listing] = &[
         narrow: true,
         on_missing: OnMissing::Empty,
         empty: EmptyShape::Nothing,
+        every_vhost: false,
     },
     Listing {
         command: "list_bindings",
@@ -91,6 +97,7 @@ static LISTINGS: &[Listing] = &[
         narrow: false,
         on_missing: OnMissing::Empty,
         empty: EmptyShape::Nothing,
+        every_vhost: false,
     },
     Listing {
         command: "list_connections",
@@ -103,6 +110,7 @@ static LISTINGS: &[Listing] = &[
         narrow: true,
         on_missing: OnMissing::NoVhost,
         empty: EmptyShape::Nothing,
+        every_vhost: false,
     },
     Listing {
         command: "list_channels",
@@ -115,6 +123,7 @@ static LISTINGS: &[Listing] = &[
         narrow: true,
         on_missing: OnMissing::NoVhost,
         empty: EmptyShape::Nothing,
+        every_vhost: false,
     },
     Listing {
         command: "list_consumers",
@@ -127,6 +136,7 @@ static LISTINGS: &[Listing] = &[
         narrow: false,
         on_missing: OnMissing::Empty,
         empty: EmptyShape::Nothing,
+        every_vhost: false,
     },
     Listing {
         command: "list_users",
@@ -139,6 +149,7 @@ static LISTINGS: &[Listing] = &[
         narrow: false,
         on_missing: OnMissing::Empty,
         empty: EmptyShape::Nothing,
+        every_vhost: false,
     },
     Listing {
         command: "list_vhosts",
@@ -151,6 +162,7 @@ static LISTINGS: &[Listing] = &[
         narrow: false,
         on_missing: OnMissing::Empty,
         empty: EmptyShape::Nothing,
+        every_vhost: false,
     },
     Listing {
         command: "list_permissions",
@@ -163,6 +175,7 @@ static LISTINGS: &[Listing] = &[
         narrow: false,
         on_missing: OnMissing::NoVhost,
         empty: EmptyShape::Nothing,
+        every_vhost: false,
     },
     Listing {
         command: "list_user_permissions",
@@ -175,6 +188,7 @@ static LISTINGS: &[Listing] = &[
         narrow: false,
         on_missing: OnMissing::NoUser,
         empty: EmptyShape::Nothing,
+        every_vhost: false,
     },
     Listing {
         command: "list_policies",
@@ -187,6 +201,20 @@ static LISTINGS: &[Listing] = &[
         narrow: false,
         on_missing: OnMissing::NoVhost,
         empty: EmptyShape::BlankLine,
+        every_vhost: false,
+    },
+    Listing {
+        command: "list_parameters",
+        columns: c::PARAMETER,
+        defaults: c::PARAMETER_DEFAULT,
+        not_in_api: &[],
+        takes_columns: false,
+        info: &["Listing runtime parameters for vhost \"{vhost}\" ..."],
+        path: |_, _| "/parameters".into(),
+        narrow: false,
+        on_missing: OnMissing::NoVhost,
+        empty: EmptyShape::BlankLine,
+        every_vhost: true,
     },
 ];
 
@@ -215,6 +243,14 @@ pub fn run(ctx: &mut Ctx, args: &[String]) -> Result<(), Failure> {
             .replace("{timeout}", &ctx.options.timeout_secs().to_string());
         ctx.out.info(&text);
     }
+    if l.every_vhost {
+        let vhost = format!("/vhosts/{}", seg(ctx.vhost()));
+        if let Err(e) = ctx.api.get(&vhost) {
+            // Ok only for a listing that is empty in a missing vhost, which the filter
+            // below makes empty.
+            missing(ctx, l, args, e)?;
+        }
+    }
     let mut path = (l.path)(&ctx.options, args);
     if l.narrow {
         let mut fields: Vec<&str> = columns
@@ -233,27 +269,39 @@ pub fn run(ctx: &mut Ctx, args: &[String]) -> Result<(), Failure> {
                 format!("GET {path} answered {other:.60} instead of a list"),
             ))
         }
-        Err(e) if e.status() == Some(404) => match l.on_missing {
-            OnMissing::Empty => Vec::new(),
-            OnMissing::NoVhost => {
-                return Err(Failure::bare(
-                    EX_DATAERR,
-                    format!("Virtual host '{}' does not exist", ctx.vhost()),
-                ))
-            }
-            OnMissing::NoUser => {
-                return Err(Failure::error(
-                    EX_UNAVAILABLE,
-                    format!("{{:no_such_user, \"{}\"}}", args[0]),
-                ))
-            }
-        },
-        Err(e) => return Err(ctx.fail(e)),
+        Err(e) => missing(ctx, l, args, e)?,
+    };
+    let items: Vec<Value> = if l.every_vhost {
+        items
+            .into_iter()
+            .filter(|i| i.get("vhost").and_then(Value::as_str) == Some(ctx.vhost()))
+            .collect()
+    } else {
+        items
     };
     let rows: Vec<Row> = items.iter().map(|item| row(item, &columns)).collect();
     let names: Vec<&str> = columns.iter().map(|c| c.name).collect();
     ctx.out.listing(&names, &rows, l.empty);
     Ok(())
+}
+
+/// What an API error means for the listing: a 404 is the listing's missing vhost or user
+/// (an empty listing for some); anything else fails as for every command.
+fn missing(ctx: &Ctx, l: &Listing, args: &[String], e: ApiError) -> Result<Vec<Value>, Failure> {
+    if e.status() != Some(404) {
+        return Err(ctx.fail(e));
+    }
+    match l.on_missing {
+        OnMissing::Empty => Ok(Vec::new()),
+        OnMissing::NoVhost => Err(Failure::bare(
+            EX_DATAERR,
+            format!("Virtual host '{}' does not exist", ctx.vhost()),
+        )),
+        OnMissing::NoUser => Err(Failure::error(
+            EX_UNAVAILABLE,
+            format!("{{:no_such_user, \"{}\"}}", args[0]),
+        )),
+    }
 }
 
 fn row(item: &Value, columns: &[&Column]) -> Row {

@@ -6,6 +6,8 @@ mod columns;
 mod definitions;
 mod help;
 mod listing;
+mod parameters;
+mod plugins;
 mod policies;
 mod queues;
 mod status;
@@ -68,6 +70,9 @@ pub enum VhostUse {
     Filter,
     /// The command has nothing to do with vhosts: -p is refused.
     None,
+    /// Node-wide, but -p is accepted and has no effect, as rabbitmqctl's plugin status
+    /// commands take it.
+    Ignored,
 }
 
 /// Groups of the general help, in rabbitmqctl's order.
@@ -77,11 +82,14 @@ pub enum Group {
     Users,
     AccessControl,
     Monitoring,
+    Parameters,
     Policies,
     VirtualHosts,
     Definitions,
     Operations,
     Queues,
+    Federation,
+    Shovel,
 }
 
 pub struct Spec {
@@ -109,11 +117,16 @@ impl Spec {
              [--password <password>] [--quiet] {}",
             self.name
         );
-        if self.vhost != VhostUse::None {
+        if !matches!(self.vhost, VhostUse::None | VhostUse::Ignored) {
             line.push_str(" [--vhost <vhost>]");
         }
         for (name, value) in self.specific {
-            line.push_str(&format!(" [--{name} <{value}>]"));
+            // A flag (federation_status --only-down) has no value.
+            if value.is_empty() {
+                line.push_str(&format!(" [--{name}]"));
+            } else {
+                line.push_str(&format!(" [--{name} <{value}>]"));
+            }
         }
         if self.table {
             line.push_str(" [--no-table-headers]");
@@ -240,6 +253,9 @@ pub static COMMANDS: &[Spec] = &[
         spec("set_policy", "<name> <pattern> <definition>", "Sets or updates a policy", G::Policies, (3, Some(3)), V::Scoped, policies::set_policy),
         &[("priority", "priority"), ("apply-to", "apply-to")],
     ),
+    spec("clear_parameter", "<component_name> <name>", "Clears a runtime parameter.", G::Parameters, (2, Some(2)), V::Scoped, parameters::clear_parameter),
+    grouped(listing("list_parameters", "", "Lists runtime parameters for a virtual host", (0, Some(0)), V::Scoped), G::Parameters),
+    spec("set_parameter", "<component_name> <name> <value>", "Sets a runtime parameter.", G::Parameters, (3, Some(3)), V::Scoped, parameters::set_parameter),
     spec("add_vhost", "<vhost>", "Creates a virtual host", G::VirtualHosts, (1, Some(1)), V::None, users::add_vhost),
     spec("delete_vhost", "<vhost>", "Deletes a virtual host", G::VirtualHosts, (1, Some(1)), V::None, users::delete_vhost),
     with_options(
@@ -253,6 +269,11 @@ pub static COMMANDS: &[Spec] = &[
     spec("close_connection", "<connection name> <explanation>", "Instructs the broker to close the connection of that name (as list_connections name shows it)", G::Operations, (2, Some(2)), V::None, queues::close_connection),
     spec("delete_queue", "<queue_name>", "Deletes a queue", G::Queues, (1, Some(1)), V::Scoped, queues::delete_queue),
     spec("purge_queue", "<queue>", "Purges a queue (removes all messages in it)", G::Queues, (1, Some(1)), V::Scoped, queues::purge_queue),
+    spec("shovel_status", "", "Displays status of Shovel on a node", G::Shovel, (0, Some(0)), V::Ignored, plugins::shovel_status),
+    with_options(
+        spec("federation_status", "", "Displays federation link status", G::Federation, (0, Some(0)), V::Ignored, plugins::federation_status),
+        &[("only-down", "")],
+    ),
 ];
 
 pub fn find(name: &str) -> Option<&'static Spec> {
@@ -302,6 +323,29 @@ mod tests {
         assert!(check(&["list_queues", "--no-table-headers"]).is_ok());
         let f = check(&["purge_queue", "--apply-to", "all", "q"]).unwrap_err();
         assert!(f.render(&[], false).contains("--apply-to : all"));
+    }
+
+    /// federation_status takes --only-down (a flag, shown without a value); other commands
+    /// refuse it. The plugin status commands take -p and ignore it, as rabbitmqctl; it is not
+    /// in their usage line.
+    #[test]
+    fn plugin_status_options() {
+        assert!(check(&["federation_status", "--only-down"]).is_ok());
+        assert!(check(&["shovel_status", "--only-down"]).is_err());
+        assert!(check(&["shovel_status", "-p", "v"]).is_ok());
+        assert!(check(&["federation_status", "-p", "v"]).is_ok());
+        assert!(check(&["set_parameter", "shovel", "s"]).is_err());
+        assert!(check(&["clear_parameter", "-p", "v", "shovel", "s"]).is_ok());
+        let usage = find("federation_status").unwrap().usage();
+        assert!(
+            usage.contains("federation_status [--only-down] [--timeout"),
+            "{usage}"
+        );
+        assert!(!find("shovel_status").unwrap().usage().contains("--vhost"));
+        assert!(find("list_parameters")
+            .unwrap()
+            .usage()
+            .contains("[--vhost <vhost>] [--no-table-headers]"));
     }
 
     /// Every command has a unique name and a usage line naming it.

@@ -8,7 +8,7 @@ use crate::failure::{Failure, EX_DATAERR, EX_UNAVAILABLE};
 use serde_json::{json, Value};
 
 /// The API's reasons are HTML-escaped (`&lt;&lt;"key"&gt;&gt;`); rabbitmqctl shows them raw.
-fn unescape_html(s: &str) -> String {
+pub(super) fn unescape_html(s: &str) -> String {
     s.replace("&lt;", "<")
         .replace("&gt;", ">")
         .replace("&quot;", "\"")
