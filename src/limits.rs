@@ -373,7 +373,8 @@ pub const FEDERATION_LINKS_MAX: usize = 1024;
 /// Binding changes on federated exchanges the broker keeps for the links until the loop
 /// takes them; past it the exchange's links list its bindings again instead (a resync).
 pub(crate) const FEDERATION_BINDING_EVENTS_MAX: usize = 65_536;
-/// Binding changes the loop hands to the links per turn.
+/// Binding changes the loop hands to the links per turn; also the keys of a listing (a new
+/// link, a resync) the links take in per turn, over all links.
 pub(crate) const FEDERATION_BINDING_EVENTS_PER_TURN_MAX: usize = 4096;
 /// queue.bind / queue.unbind one link sends upstream per loop turn (the rest next turn).
 pub(crate) const FEDERATION_BINDS_PER_TURN_MAX: usize = 256;

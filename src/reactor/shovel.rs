@@ -24,8 +24,9 @@ use crate::definitions::federation::{
 };
 use crate::definitions::shovel::parse_shovel;
 use crate::limits::{
-    FEDERATION_BINDING_EVENTS_PER_TURN_MAX, FEDERATION_BINDS_PER_TURN_MAX, FEDERATION_LINKS_MAX,
-    SHOVEL_MESSAGES_PER_TURN_MAX, SHOVEL_OUTPUT_HIGH_BYTES, SHOVEL_READ_BYTES_PER_TURN_MAX,
+    FEDERATION_BINDING_EVENTS_MAX, FEDERATION_BINDING_EVENTS_PER_TURN_MAX,
+    FEDERATION_BINDS_PER_TURN_MAX, FEDERATION_LINKS_MAX, SHOVEL_MESSAGES_PER_TURN_MAX,
+    SHOVEL_OUTPUT_HIGH_BYTES, SHOVEL_READ_BYTES_PER_TURN_MAX,
 };
 use crate::net::resolver::{self, Lookup, Progress, Started};
 use crate::shovel::federation::FedLink;
@@ -84,6 +85,11 @@ pub(super) struct ShovelSide {
     by_exchange: HashMap<(String, String), Vec<usize>>,
     /// The (parameters, federation) generations the links last followed.
     federation_generation: Option<(u64, u64)>,
+    /// Binding changes were left in the broker, or listings are being taken in, for the
+    /// next turn (the loop must not sleep).
+    events_left: bool,
+    /// Links taking in a listing of their exchange (`BindingSync::relist_some`).
+    relisting: Vec<usize>,
     /// Where `amqp://` ends connect: this broker's AMQP listener.
     local: Option<SocketAddr>,
     node: &'static str,
@@ -144,6 +150,8 @@ impl ShovelSide {
             links: HashMap::new(),
             by_exchange: HashMap::new(),
             federation_generation: None,
+            events_left: false,
+            relisting: Vec::new(),
             local,
             node,
         };
@@ -167,7 +175,7 @@ impl ShovelSide {
     }
 
     pub(super) fn busy(&self) -> bool {
-        !self.work.is_empty()
+        !self.work.is_empty() || self.events_left
     }
 
     /// Takes an event for a token at or above `SHOVEL_TOKEN_BASE`.
@@ -384,6 +392,7 @@ impl ShovelSide {
                 queued: true,
             });
             self.work.push(key);
+            self.relisting.push(key);
             self.links.insert(k, (key, spec));
         }
         self.by_exchange.clear();
@@ -395,22 +404,48 @@ impl ShovelSide {
         }
     }
 
-    /// Hands the broker's binding changes to the links of their exchanges. Returns false
-    /// when changes are left for the next turn (new links then wait: their listing of the
-    /// bindings would count the changes still queued twice).
+    /// Takes in the links' listings a bounded number of keys a turn, then (once none is
+    /// left) hands the broker's binding changes to the links of their exchanges. Returns
+    /// false when listings or changes are left for the next turn (new links then wait: their
+    /// listing of the bindings would count the changes still queued twice).
     fn take_binding_changes(&mut self, broker: &mut Broker) -> bool {
+        // Listings first, FEDERATION_BINDING_EVENTS_PER_TURN_MAX keys a turn over all links;
+        // the changes made since wait in the broker until every listing is taken in.
+        let mut budget = FEDERATION_BINDING_EVENTS_PER_TURN_MAX;
+        let (entries, work) = (&mut self.entries, &mut self.work);
+        self.relisting.retain(|&key| {
+            let Some(e) = entries.get_mut(key) else {
+                return false;
+            };
+            let Some(f) = e.shovel.federation.as_mut() else {
+                return false;
+            };
+            let (used, more) = f.sync.relist_some(budget);
+            budget -= used.min(budget);
+            if !more && !e.queued {
+                e.queued = true;
+                work.push(key);
+            }
+            more
+        });
+        if !self.relisting.is_empty() {
+            self.events_left = true;
+            return false;
+        }
         let events = broker.take_federation_events(FEDERATION_BINDING_EVENTS_PER_TURN_MAX);
-        let drained = events.len() < FEDERATION_BINDING_EVENTS_PER_TURN_MAX;
+        self.events_left = broker.federation_events_pending();
         for ev in events {
             let k = (ev.vhost, ev.exchange);
             let Some(keys) = self.by_exchange.get(&k) else {
                 continue;
             };
-            let listed = match ev.change {
+            let started = matches!(ev.change, BindingChange::Resync).then(Instant::now);
+            let mut listed = match ev.change {
                 BindingChange::Resync => broker.exchange_binding_keys(&k.0, &k.1),
                 _ => None,
             };
-            for &key in keys {
+            let listed_len = listed.as_ref().map(Vec::len);
+            for (i, &key) in keys.iter().enumerate() {
                 let Some(e) = self.entries.get_mut(key) else {
                     continue;
                 };
@@ -420,15 +455,35 @@ impl ShovelSide {
                 match &ev.change {
                     BindingChange::Added(b) => f.sync.added(b.clone()),
                     BindingChange::Removed(b) => f.sync.removed(b.clone()),
-                    BindingChange::Resync => f.sync.reset(listed.clone().unwrap_or_default()),
+                    BindingChange::Resync => {
+                        // The last link takes the listing, the others a copy.
+                        let mine = if i + 1 == keys.len() {
+                            listed.take()
+                        } else {
+                            listed.clone()
+                        };
+                        f.sync.reset(mine.unwrap_or_default());
+                        self.relisting.push(key);
+                    }
                 }
                 if !e.queued {
                     e.queued = true;
                     self.work.push(key);
                 }
             }
+            if let (Some(n), Some(started)) = (listed_len, started) {
+                info!(
+                    "federation of exchange '{}' in vhost '{}': more than {} binding changes waiting (FEDERATION_BINDING_EVENTS_MAX), its {} bindings listed again for {} links in {} µs (taken in over the next turns)",
+                    k.1,
+                    k.0,
+                    FEDERATION_BINDING_EVENTS_MAX,
+                    n,
+                    keys.len(),
+                    started.elapsed().as_micros()
+                );
+            }
         }
-        drained
+        !self.events_left
     }
 
     /// One pass over the shovels with work; `buf` is the loop's read buffer.

@@ -52,6 +52,8 @@ fn encode_vhost(vhost: &str) -> String {
 
 /// The local bindings' keys and which of them the upstream queue has: each change marks a
 /// key to look at, and `next_ops` binds or unbinds what differs, a bounded number per call.
+/// A listing of the local exchange (a new link, a resync) is taken in over several calls of
+/// `relist_some`, a bounded number of keys each; until it is complete nothing is sent.
 #[derive(Debug, Default)]
 pub struct BindingSync {
     /// Local bindings per key (a key bound to two queues counts twice).
@@ -61,12 +63,35 @@ pub struct BindingSync {
     /// Keys to look at, each once.
     dirty: VecDeque<BindingKey>,
     dirty_set: HashSet<BindingKey>,
+    /// A listing being taken in.
+    relisting: Option<Relisting>,
+}
+
+/// A listing of the local exchange's keys, taken in a bounded number of keys per call: the
+/// old counts are dropped, the listed keys counted (a key not bound upstream is marked),
+/// then each key bound upstream is looked at again (one no longer listed is marked).
+#[derive(Debug)]
+struct Relisting {
+    old: std::collections::hash_map::IntoIter<BindingKey, u32>,
+    listed: Vec<BindingKey>,
+    desired: HashMap<BindingKey, u32>,
+    /// The keys bound upstream, once the listing is counted.
+    bound_left: Option<std::collections::hash_set::IntoIter<BindingKey>>,
+    /// The link reconnected meanwhile.
+    reconnected: bool,
 }
 
 /// One method to send upstream: bind (true) or unbind (false) this key.
 pub type BindOp = (BindingKey, bool);
 
+fn mark(dirty: &mut VecDeque<BindingKey>, dirty_set: &mut HashSet<BindingKey>, k: &BindingKey) {
+    if dirty_set.insert(k.clone()) {
+        dirty.push_back(k.clone());
+    }
+}
+
 impl BindingSync {
+    /// A link's sync, with the local exchange's keys listed (taken in by `relist_some`).
     pub fn new(keys: Vec<BindingKey>) -> Self {
         let mut s = BindingSync::default();
         s.reset(keys);
@@ -74,24 +99,89 @@ impl BindingSync {
     }
 
     fn mark(&mut self, k: &BindingKey) {
-        if self.dirty_set.insert(k.clone()) {
-            self.dirty.push_back(k.clone());
-        }
+        mark(&mut self.dirty, &mut self.dirty_set, k);
     }
 
-    /// The local exchange's keys listed again: every key either side knows is looked at.
+    /// The local exchange's keys listed again: taken in by `relist_some`, then every key
+    /// either side knows has been looked at. Costs no more than moving the maps.
     pub fn reset(&mut self, keys: Vec<BindingKey>) {
-        self.desired.clear();
-        for k in keys {
-            *self.desired.entry(k).or_insert(0) += 1;
+        if let Some(r) = self.relisting.take() {
+            // A listing that replaces one not yet taken in: the keys it had taken back.
+            if let Some(left) = r.bound_left {
+                self.bound.extend(left);
+            }
         }
-        let all: Vec<BindingKey> = self.desired.keys().chain(&self.bound).cloned().collect();
-        for k in &all {
-            self.mark(k);
+        self.relisting = Some(Relisting {
+            old: std::mem::take(&mut self.desired).into_iter(),
+            listed: keys,
+            desired: HashMap::new(),
+            bound_left: None,
+            reconnected: false,
+        });
+    }
+
+    /// Whether a listing is being taken in (changes must wait until it is).
+    pub fn relisting(&self) -> bool {
+        self.relisting.is_some()
+    }
+
+    /// Takes in up to `max` keys of the listing; returns how many units of work it did and
+    /// whether the listing is still not complete.
+    pub fn relist_some(&mut self, max: usize) -> (usize, bool) {
+        let Some(mut r) = self.relisting.take() else {
+            return (0, false);
+        };
+        let mut n = 0;
+        while n < max && r.old.next().is_some() {
+            n += 1;
         }
+        while n < max {
+            let Some(k) = r.listed.pop() else {
+                break;
+            };
+            n += 1;
+            if let Some(c) = r.desired.get_mut(&k) {
+                *c += 1;
+                continue;
+            }
+            if !self.bound.contains(&k) {
+                mark(&mut self.dirty, &mut self.dirty_set, &k);
+            }
+            r.desired.insert(k, 1);
+        }
+        if n < max && r.bound_left.is_none() {
+            r.bound_left = Some(std::mem::take(&mut self.bound).into_iter());
+        }
+        let mut done = false;
+        if let Some(left) = r.bound_left.as_mut() {
+            loop {
+                if n >= max {
+                    break;
+                }
+                let Some(k) = left.next() else {
+                    done = true;
+                    break;
+                };
+                n += 1;
+                if !r.desired.contains_key(&k) {
+                    mark(&mut self.dirty, &mut self.dirty_set, &k);
+                }
+                self.bound.insert(k);
+            }
+        }
+        if !done {
+            self.relisting = Some(r);
+            return (n, true);
+        }
+        self.desired = r.desired;
+        if r.reconnected {
+            self.reconnected();
+        }
+        (n, false)
     }
 
     pub fn added(&mut self, k: BindingKey) {
+        debug_assert!(self.relisting.is_none(), "a change while relisting");
         let n = self.desired.entry(k.clone()).or_insert(0);
         *n += 1;
         if *n == 1 {
@@ -100,6 +190,7 @@ impl BindingSync {
     }
 
     pub fn removed(&mut self, k: BindingKey) {
+        debug_assert!(self.relisting.is_none(), "a change while relisting");
         let Some(n) = self.desired.get_mut(&k) else {
             return;
         };
@@ -113,6 +204,10 @@ impl BindingSync {
     /// A new connection: the upstream queue may have been deleted and declared again, so
     /// every wanted key is bound again; keys bound before and no longer wanted are unbound.
     pub fn reconnected(&mut self) {
+        if let Some(r) = self.relisting.as_mut() {
+            r.reconnected = true;
+            return;
+        }
         let wanted: Vec<BindingKey> = self.desired.keys().cloned().collect();
         for k in &wanted {
             self.bound.remove(k);
@@ -126,9 +221,13 @@ impl BindingSync {
         }
     }
 
-    /// Up to `max` binds and unbinds that bring the upstream queue to the local keys.
+    /// Up to `max` binds and unbinds that bring the upstream queue to the local keys; none
+    /// while a listing is being taken in.
     pub fn next_ops(&mut self, max: usize) -> Vec<BindOp> {
         let mut ops = Vec::new();
+        if self.relisting.is_some() {
+            return ops;
+        }
         while ops.len() < max {
             let Some(k) = self.dirty.pop_front() else {
                 break;
@@ -148,7 +247,7 @@ impl BindingSync {
     }
 
     pub fn pending(&self) -> bool {
-        !self.dirty.is_empty()
+        !self.dirty.is_empty() || self.relisting.is_some()
     }
 
     /// The keys bound upstream (for tests and the status).
@@ -316,6 +415,16 @@ mod tests {
         (k.as_bytes().into(), Box::from([] as [u8; 0]))
     }
 
+    /// Takes a listing in, a few keys at a time.
+    fn settle(s: &mut BindingSync) {
+        let mut calls = 0;
+        while s.relist_some(2).1 {
+            assert!(s.next_ops(10).is_empty(), "nothing is sent while relisting");
+            calls += 1;
+            assert!(calls < 1000);
+        }
+    }
+
     /// RabbitMQ 3.10's names, as observed with rabbitmqctl list_queues.
     #[test]
     fn upstream_queue_names_are_rabbitmqs() {
@@ -339,6 +448,11 @@ mod tests {
     #[test]
     fn binding_diff() {
         let mut s = BindingSync::new(vec![key("a"), key("a"), key("b")]);
+        assert!(
+            s.pending() && s.next_ops(10).is_empty(),
+            "the listing first"
+        );
+        settle(&mut s);
         let mut first = s.next_ops(10);
         first.sort();
         assert_eq!(first, vec![(key("a"), true), (key("b"), true)]);
@@ -363,7 +477,21 @@ mod tests {
         assert_eq!(again.len(), 6, "5 rebound, b unbound: {again:?}");
         assert!(again.contains(&(key("b"), false)));
         s.reset(vec![key("k0")]);
-        assert_eq!(s.next_ops(100).len(), 4, "k1..k4 unbound");
+        s.reconnected();
+        settle(&mut s);
+        let mut last = s.next_ops(100);
+        last.sort();
+        assert_eq!(
+            last,
+            vec![
+                (key("k0"), true),
+                (key("k1"), false),
+                (key("k2"), false),
+                (key("k3"), false),
+                (key("k4"), false)
+            ],
+            "k0 bound again after the reconnect, k1..k4 unbound"
+        );
     }
 
     fn link(value: serde_json::Value) -> FedLink {
