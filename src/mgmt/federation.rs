@@ -84,9 +84,8 @@ pub(super) fn handle(
             // RabbitMQ 3.10 looks the link up by id on the named node; the vhost must exist
             // but is not matched against the link's. A GET lists the vhost's links.
             let mut found = false;
-            m.shovels.each(&mut |s| {
-                found |= s.federation.as_ref().is_some_and(|f| f.id == id)
-            });
+            m.shovels
+                .each(&mut |s| found |= s.federation.as_ref().is_some_and(|f| f.id == id));
             if !known(m, &vhost) || node != node_name() || !found {
                 return Err(ApiError::not_found());
             }

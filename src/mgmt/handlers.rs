@@ -899,9 +899,7 @@ pub(super) fn handle(
             super::limits_api::set_vhost_limit(m, &vhost, &name, None)
         }
         (Route::UserLimits, _) => super::limits_api::user_limits(m, &who, None),
-        (Route::UserLimitsUser { user }, _) => {
-            super::limits_api::user_limits(m, &who, Some(&user))
-        }
+        (Route::UserLimitsUser { user }, _) => super::limits_api::user_limits(m, &who, Some(&user)),
         (Route::UserLimit { user, name }, Put) => {
             super::limits_api::set_user_limit(m, &user, &name, Some(&req.body))
         }

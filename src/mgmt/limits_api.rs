@@ -23,18 +23,16 @@ fn erlang_term(v: &Value) -> String {
 
 /// The `value` of a PUT: a whole number, else RabbitMQ's reason (which `wrap` dresses as the
 /// endpoint does). A fraction is refused too: coney's limits are counts.
-fn limit_value(
-    body: &[u8],
-    name: &str,
-    wrap: impl Fn(String) -> String,
-) -> Result<i64, ApiError> {
+fn limit_value(body: &[u8], name: &str, wrap: impl Fn(String) -> String) -> Result<i64, ApiError> {
     let doc = body_json(body)?;
     let Some(v) = doc.get("value") else {
         return Err(ApiError::bad_request("[{key_missing,value}]"));
     };
     match v {
         Value::Number(n) => n.as_i64().ok_or_else(|| {
-            ApiError::bad_request(wrap(format!("{name} should be a whole number, actually was {n}")))
+            ApiError::bad_request(wrap(format!(
+                "{name} should be a whole number, actually was {n}"
+            )))
         }),
         other => Err(ApiError::bad_request(wrap(format!(
             "{name} should be a number, actually was {}",
@@ -62,11 +60,17 @@ fn write_pairs(o: &mut ObjectWriter<'_, '_>, pairs: &[(&str, Option<i64>)]) {
 }
 
 fn vhost_pairs(l: &VhostLimits) -> [(&'static str, Option<i64>); 2] {
-    [("max-connections", l.max_connections), ("max-queues", l.max_queues)]
+    [
+        ("max-connections", l.max_connections),
+        ("max-queues", l.max_queues),
+    ]
 }
 
 fn user_pairs(l: &UserLimits) -> [(&'static str, Option<i64>); 2] {
-    [("max-connections", l.max_connections), ("max-channels", l.max_channels)]
+    [
+        ("max-connections", l.max_connections),
+        ("max-channels", l.max_channels),
+    ]
 }
 
 /// GET /api/vhost-limits[/V]: the vhosts with limits the user may see (administrator and
@@ -116,7 +120,11 @@ pub(super) fn set_vhost_limit<S>(
         None => None,
     };
     let Some(mut v) = m.broker.access().vhost(vhost).cloned() else {
-        return Err(ApiError::json(Status::NOT_FOUND, "not_found", "vhost_not_found"));
+        return Err(ApiError::json(
+            Status::NOT_FOUND,
+            "not_found",
+            "vhost_not_found",
+        ));
     };
     match name {
         "max-connections" => v.limits.max_connections = value,
