@@ -568,9 +568,9 @@ def test_link_restart_and_visibility(t):
     for k, v in sorted(got.items()):
         print('    %s: %r' % (k, v))
     if t.d.kind == 'rabbitmq':
-        t.reference['restart'] = got
+        t.restart_reference = got
     else:
-        want = t.reference.get('restart')
+        want = getattr(t, 'restart_reference', None)
         check(want is not None, 'no RabbitMQ answers recorded (reference run failed?)')
         diff = {k: (got[k], want.get(k)) for k in got if got[k] != want.get(k)}
         check(not diff, 'coney vs RabbitMQ: %r' % diff)

@@ -4,8 +4,12 @@ prefetch PREFETCH, acking each message right after it arrives.
 Output (stdout, unbuffered):
     READY                  consuming
     R <n> <0|1>            received message n (redelivered flag)
-    A <n>                  basic.ack for n was handed to pika (it may or may
-                           not have reached the broker before a crash)
+    A <n>                  basic.ack for n is being handed to pika (it may or may
+                           not reach the broker before a crash or a stop). Printed
+                           before the call: pika writes the ack and then reads, so a
+                           320 arriving in that read raises out of basic_ack after
+                           the ack went out, and a line printed after it would be
+                           missing for an ack the broker did act on
     CLOSED <reason>        the connection is gone; exit 0
 """
 import os
@@ -28,8 +32,8 @@ ch.basic_qos(prefetch_count=PREFETCH)
 def on_message(c, method, props, body):
     n = int(body.split(b'|', 1)[0])
     print('R %d %d' % (n, 1 if method.redelivered else 0))
-    c.basic_ack(method.delivery_tag)
     print('A %d' % n)
+    c.basic_ack(method.delivery_tag)
 
 
 ch.basic_consume(QUEUE, on_message, auto_ack=False)
