@@ -150,7 +150,12 @@ pub fn read_method(r: &mut impl Read) -> Frame {
 /// Expect `connection.close` (10,50) on channel 0; returns (reply code, reply text, class id,
 /// method id).
 pub fn read_connection_close(s: &mut impl Read) -> (u16, String, u16, u16) {
-    let f = read_method(s);
+    connection_close_of(&read_method(s))
+}
+
+/// The (reply code, reply text, class id, method id) of a frame that must be
+/// `connection.close` on channel 0.
+pub fn connection_close_of(f: &Frame) -> (u16, String, u16, u16) {
     assert_eq!(
         (f.channel, f.class_method()),
         (0, (10, 50)),
