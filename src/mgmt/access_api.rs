@@ -2,7 +2,7 @@
 //! changes need administrator (RabbitMQ's rules); every change goes through the broker's own
 //! verbs, so it is persisted and takes effect on open connections as `rabbitmqctl` would.
 
-use super::handlers::{body_json, json_ok};
+use super::handlers::{body_json, created_or_replaced, json_array, json_ok};
 use super::Management;
 use crate::auth::users::{User, UserTag, Vhost};
 use crate::definitions::document::Definitions;
@@ -133,15 +133,7 @@ pub(super) fn users<S>(m: &Management<'_>, only: Option<&str>) -> Result<Respons
     }
     let mut list: Vec<&User> = access.users().collect();
     list.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut out = vec![b'['];
-    for (i, u) in list.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_user(&mut out, u);
-    }
-    out.push(b']');
-    Ok(json_ok(out))
+    Ok(json_array(list, write_user))
 }
 
 /// PUT /api/users/NAME: `password` (hashed here) or `password_hash`, and `tags` as a comma
@@ -280,11 +272,7 @@ pub(super) fn put_permission<S>(
     m.broker
         .set_permissions(user, vhost, get("configure"), get("write"), get("read"))
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    Ok(Response::new(if existed {
-        Status::NO_CONTENT
-    } else {
-        Status::CREATED
-    }))
+    Ok(created_or_replaced(existed))
 }
 
 pub(super) fn delete_permission<S>(
@@ -307,15 +295,7 @@ pub(super) fn users_without_permissions<S>(m: &Management<'_>) -> Response<S> {
         .filter(|u| !access.permissions().any(|(n, _, _)| n == u.name))
         .collect();
     list.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut out = vec![b'['];
-    for (i, u) in list.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_user(&mut out, u);
-    }
-    out.push(b']');
-    json_ok(out)
+    json_array(list, write_user)
 }
 
 /// Topic permissions: all, a vhost's, a user's, or one user's in one vhost (`single`: 404
@@ -340,21 +320,15 @@ pub(super) fn topic_permissions<S>(
     if single && rows.is_empty() {
         return Err(ApiError::not_found());
     }
-    let mut out = vec![b'['];
-    for (i, (u, v, x, p)) in rows.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        let mut o = ObjectWriter::item(&mut out, Filter::All);
+    Ok(json_array(rows, |out, (u, v, x, p)| {
+        let mut o = ObjectWriter::item(out, Filter::All);
         o.str("user", u)
             .str("vhost", v)
             .str("exchange", x)
             .str("write", p.write_source())
             .str("read", p.read_source());
         o.end();
-    }
-    out.push(b']');
-    Ok(json_ok(out))
+    }))
 }
 
 /// PUT /api/topic-permissions/V/U: `exchange`, `write` and `read`, each required (RabbitMQ
@@ -391,11 +365,7 @@ pub(super) fn put_topic_permission<S>(
     m.broker
         .set_topic_permissions(user, vhost, &exchange, &write, &read)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    Ok(Response::new(if existed {
-        Status::NO_CONTENT
-    } else {
-        Status::CREATED
-    }))
+    Ok(created_or_replaced(existed))
 }
 
 /// DELETE /api/topic-permissions/V/U: every topic permission of the user in the vhost.

@@ -441,6 +441,31 @@ pub(super) fn json_ok<S>(body: Vec<u8>) -> Response<S> {
     json(body)
 }
 
+/// A JSON array of `items`, each written by `write`, answered 200.
+pub(super) fn json_array<S, T>(
+    items: impl IntoIterator<Item = T>,
+    mut write: impl FnMut(&mut Vec<u8>, T),
+) -> Response<S> {
+    let mut out = vec![b'['];
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write(&mut out, item);
+    }
+    out.push(b']');
+    json(out)
+}
+
+/// 204 when the object existed before a PUT, 201 when the PUT created it (RabbitMQ's codes).
+pub(super) fn created_or_replaced<S>(existed: bool) -> Response<S> {
+    Response::new(if existed {
+        Status::NO_CONTENT
+    } else {
+        Status::CREATED
+    })
+}
+
 impl Management<'_> {
     fn consumer_snaps(&self, who: &Principal, vhost: Option<&str>) -> Vec<ConsumerSnap> {
         let mut rows = Vec::new();

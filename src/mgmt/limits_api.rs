@@ -4,7 +4,7 @@
 //! (204 whether it was set or not). The limits themselves are the access tables' and act at
 //! the next connection.open, queue.declare or channel.open.
 
-use super::handlers::{body_json, json_ok};
+use super::handlers::{body_json, json_array};
 use super::Management;
 use crate::auth::users::{UserLimits, VhostLimits};
 use crate::http::auth::{Principal, Tags};
@@ -85,26 +85,17 @@ pub(super) fn vhost_limits<S>(
         return Err(ApiError::not_found());
     }
     let all = who.tags.has(Tags::ADMINISTRATOR) || who.tags.has(Tags::MONITORING);
-    let mut out = vec![b'['];
-    let mut first = true;
-    for v in access.vhosts() {
-        if only.is_some_and(|o| o != v.name)
-            || v.limits.is_empty()
-            || !(all || access.grant(&who.user, &v.name).is_some())
-        {
-            continue;
-        }
-        if !first {
-            out.push(b',');
-        }
-        first = false;
-        let mut o = ObjectWriter::item(&mut out, Filter::All);
+    let rows = access.vhosts().filter(|v| {
+        only.is_none_or(|o| o == v.name)
+            && !v.limits.is_empty()
+            && (all || access.grant(&who.user, &v.name).is_some())
+    });
+    Ok(json_array(rows, |out, v| {
+        let mut o = ObjectWriter::item(out, Filter::All);
         o.str("vhost", &v.name);
         write_pairs(&mut o, &vhost_pairs(&v.limits));
         o.end();
-    }
-    out.push(b']');
-    Ok(json_ok(out))
+    }))
 }
 
 /// PUT or DELETE (`value` None) /api/vhost-limits/V/NAME.
@@ -157,18 +148,12 @@ pub(super) fn user_limits<S>(
         .filter(|u| u.limits != UserLimits::default() && (all || u.name == who.user))
         .collect();
     users.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut out = vec![b'['];
-    for (i, u) in users.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        let mut o = ObjectWriter::item(&mut out, Filter::All);
+    Ok(json_array(users, |out, u| {
+        let mut o = ObjectWriter::item(out, Filter::All);
         o.str("user", &u.name);
         write_pairs(&mut o, &user_pairs(&u.limits));
         o.end();
-    }
-    out.push(b']');
-    Ok(json_ok(out))
+    }))
 }
 
 /// PUT or DELETE (`value` None) /api/user-limits/U/NAME.
